@@ -1,0 +1,1 @@
+"""synthmed.daemon: the sync service."""

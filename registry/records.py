@@ -1,0 +1,311 @@
+"""Model records (``synthmed-record/1``): loading and validation.
+
+A record lives at ``models/<id>/<version>.json`` inside an index folder. Validation
+reports every problem of a record, each naming the file, the JSON path and what is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, Iterator, Mapping
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
+from . import spdx
+from .errors import Problem, RecordError
+from .schemas_io import json_path, validate_against
+from .semver import parse_version
+
+log = logging.getLogger(__name__)
+
+RECORD_FORMAT = "synthmed-record/1"
+MODELS_DIR = "models"
+
+#: fields of a merged version that may change later (DESIGN §3)
+MUTABLE_FIELDS = frozenset({"status", "status_reason", "metrics", "publications", "description"})
+#: fields that must never change once merged
+IMMUTABLE_FIELDS = ("package", "inputs", "outputs")
+
+
+@dataclass(frozen=True)
+class Record:
+    """A validated record and where it came from."""
+
+    data: Mapping[str, Any]
+    path: str = "<memory>"
+    warnings: tuple[Problem, ...] = field(default=(), compare=False)
+
+    @property
+    def id(self) -> str:
+        return str(self.data["id"])
+
+    @property
+    def version(self) -> str:
+        return str(self.data["version"])
+
+    @property
+    def ref(self) -> str:
+        return f"{self.id}@{self.version}"
+
+    @property
+    def status(self) -> str:
+        return str(self.data.get("status", "active"))
+
+    @property
+    def artefact(self) -> Mapping[str, Any]:
+        return self.data["package"]["artefact"]  # type: ignore[no-any-return]
+
+    @property
+    def sha256(self) -> str | None:
+        return self.artefact.get("sha256")
+
+    @property
+    def size(self) -> int | None:
+        return self.artefact.get("size")
+
+    @property
+    def sources(self) -> list[str]:
+        return list(self.artefact.get("sources", []))
+
+    @property
+    def verified(self) -> bool:
+        """True when the artefact has a pinned sha256 (it may then be executed)."""
+        return bool(self.sha256)
+
+    @property
+    def package_format(self) -> str:
+        return str(self.data["package"]["format"])
+
+    @property
+    def entry_point(self) -> str:
+        return str(self.data["package"]["entry_point"])
+
+    @property
+    def outputs(self) -> list[Mapping[str, Any]]:
+        return list(self.data["outputs"])
+
+    @property
+    def inputs(self) -> Mapping[str, Any]:
+        return self.data.get("inputs", {"type": "object"})  # type: ignore[no-any-return]
+
+    @property
+    def test(self) -> Mapping[str, Any]:
+        return self.data.get("test", {})  # type: ignore[no-any-return]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.data.get(key, default)
+
+
+def record_relpath(model_id: str, version: str) -> str:
+    return f"{MODELS_DIR}/{model_id}/{version}.json"
+
+
+def _semantic_checks(data: Mapping[str, Any], where: str, relpath: str | None) -> list[Problem]:
+    """Checks beyond the schema. ``data`` has passed the schema's type checks where used."""
+    problems: list[Problem] = []
+
+    def bad(jp: str, msg: str) -> None:
+        problems.append(Problem(where, jp, msg))
+
+    # path matches id and version
+    if relpath is not None and isinstance(data.get("id"), str) and isinstance(data.get("version"), str):
+        parts = PurePosixPath(relpath).parts
+        expected = record_relpath(data["id"], data["version"])
+        if len(parts) < 3 or "/".join(parts[-3:]) != expected:
+            bad("$.id", f"the file should be at {expected} for id {data['id']!r} and version {data['version']!r}, "
+                        f"not at {relpath}")
+    # version is semver (schema has a pattern; this gives a second, parsed opinion)
+    if isinstance(data.get("version"), str):
+        try:
+            parse_version(data["version"])
+        except ValueError as exc:
+            if not any(p.json_path == "$.version" for p in problems):
+                bad("$.version", str(exc))
+    # licence
+    lic = data.get("license")
+    if isinstance(lic, str):
+        msg = spdx.check_expression(lic)
+        if msg:
+            bad("$.license", msg)
+    for i, ds in enumerate((data.get("training") or {}).get("datasets") or []):
+        if isinstance(ds, dict) and isinstance(ds.get("license"), str):
+            msg = spdx.check_expression(ds["license"])
+            if msg:
+                bad(f"$.training.datasets[{i}].license", msg)
+    # inputs is a valid JSON Schema
+    inputs = data.get("inputs")
+    if isinstance(inputs, dict):
+        try:
+            Draft202012Validator.check_schema(inputs)
+        except SchemaError as exc:
+            bad(json_path(["inputs", *exc.absolute_path]) if exc.absolute_path else "$.inputs",
+                f"is not a valid JSON Schema: {exc.message}")
+        else:
+            params = (data.get("test") or {}).get("params")
+            if isinstance(params, dict):
+                for err in Draft202012Validator(inputs).iter_errors(params):
+                    bad(json_path(["test", "params", *err.absolute_path]),
+                        f"does not match the record's inputs schema: {err.message}")
+    # output names unique; shapes agree with dims
+    seen: dict[str, int] = {}
+    for i, out in enumerate(data.get("outputs") or []):
+        if not isinstance(out, dict):
+            continue
+        name = out.get("name")
+        if isinstance(name, str):
+            if name in seen:
+                bad(f"$.outputs[{i}].name", f"duplicate output name {name!r} (also at $.outputs[{seen[name]}])")
+            seen.setdefault(name, i)
+        vr = out.get("value_range")
+        if isinstance(vr, list) and len(vr) == 2 and all(isinstance(v, (int, float)) for v in vr) and vr[0] > vr[1]:
+            bad(f"$.outputs[{i}].value_range", f"minimum {vr[0]} is above maximum {vr[1]}")
+        sp = out.get("spacing_mm")
+        if isinstance(sp, list) and out.get("dims") in (2, 3) and len(sp) != out["dims"]:
+            bad(f"$.outputs[{i}].spacing_mm", f"has {len(sp)} values but the output has {out['dims']} dims")
+    # index: sources stay inside the index
+    art = ((data.get("package") or {}).get("artefact") or {})
+    for i, src in enumerate(art.get("sources") or []):
+        if isinstance(src, str) and src.startswith("index:"):
+            p = PurePosixPath(src[len("index:"):])
+            if p.is_absolute() or ".." in p.parts:
+                bad(f"$.package.artefact.sources[{i}]", f"{src!r} leaves the index folder; use a path inside it")
+    # metric names unique per (name, source)
+    mseen: set[tuple[str, str]] = set()
+    for i, m in enumerate(data.get("metrics") or []):
+        if isinstance(m, dict) and isinstance(m.get("name"), str):
+            key = (m["name"], str(m.get("source")))
+            if key in mseen:
+                bad(f"$.metrics[{i}].name", f"metric {m['name']!r} ({m.get('source')}) is listed twice")
+            mseen.add(key)
+    return problems
+
+
+def _warnings(data: Mapping[str, Any], where: str) -> list[Problem]:
+    out: list[Problem] = []
+    art = ((data.get("package") or {}).get("artefact") or {})
+    if isinstance(art, dict) and not art.get("sha256"):
+        out.append(Problem(where, "$.package.artefact.sha256",
+                           "unverified: no pinned sha256, so the model is searchable but never executed "
+                           f"(run `synthmed index pin {data.get('id')}@{data.get('version')}`)", "warning"))
+    return out
+
+
+def validate_data(data: Any, where: str = "<memory>", relpath: str | None = None) -> tuple[list[Problem], list[Problem]]:
+    """All (errors, warnings) of one record's data."""
+    if not isinstance(data, dict):
+        return [Problem(where, "$", f"a record must be a JSON object, not {type(data).__name__}")], []
+    errors = validate_against("record", data, where)
+    errors += _semantic_checks(data, where, relpath)
+    return errors, _warnings(data, where)
+
+
+def parse_text(text: str, where: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RecordError([Problem(where, "$", f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}")],
+                          hint="fix the JSON syntax (a trailing comma or a missing quote is the usual cause)") from exc
+
+
+def load_record_text(text: str, where: str, relpath: str | None = None) -> Record:
+    """Parse and validate one record; raise RecordError listing every problem."""
+    data = parse_text(text, where)
+    errors, warnings = validate_data(data, where, relpath)
+    if errors:
+        raise RecordError(errors)
+    return Record(data=data, path=where, warnings=tuple(warnings))
+
+
+def relpath_in_index(path: Path) -> str | None:
+    """``.../models/<id>/<v>.json`` -> ``models/<id>/<v>.json``; None when not in that shape."""
+    parts = path.parts
+    if len(parts) >= 3 and parts[-3] == MODELS_DIR:
+        return "/".join(parts[-3:])
+    if len(parts) >= 3:
+        return "/".join(parts[-3:])
+    return None
+
+
+def load_record(path: Path | str) -> Record:
+    p = Path(path)
+    try:
+        text = p.read_text("utf-8")
+    except FileNotFoundError:
+        raise RecordError([Problem(str(p), "$", "file not found")],
+                          hint="check the path; records live at models/<id>/<version>.json") from None
+    except UnicodeDecodeError as exc:
+        raise RecordError([Problem(str(p), "$", f"not UTF-8 text: {exc}")]) from exc
+    return load_record_text(text, str(p), relpath_in_index(p.resolve()))
+
+
+def iter_record_files(index_dir: Path) -> Iterator[Path]:
+    models = index_dir / MODELS_DIR
+    if not models.is_dir():
+        return
+    yield from sorted(models.glob("*/*.json"))
+
+
+@dataclass
+class ValidationReport:
+    checked: int = 0
+    errors: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+    unverified: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "checked": self.checked,
+            "errors": [p.as_dict() for p in self.errors],
+            "warnings": [p.as_dict() for p in self.warnings],
+            "unverified": self.unverified,
+        }
+
+
+def validate_path(path: Path) -> ValidationReport:
+    """Validate one record file or every record of an index folder."""
+    report = ValidationReport()
+    if path.is_dir():
+        files = list(iter_record_files(path))
+        if not files:
+            stray = sorted(path.rglob("*.json"))
+            if not stray:
+                report.errors.append(Problem(str(path), "$", f"no records found under {path / MODELS_DIR}/<id>/<version>.json"))
+        # files that look like records but are misplaced
+        models = path / MODELS_DIR
+        if models.is_dir():
+            for extra in sorted(models.rglob("*")):
+                if extra.is_file() and extra not in files and extra.suffix == ".json":
+                    report.errors.append(Problem(str(extra), "$", "a record must be at models/<id>/<version>.json"))
+    elif path.exists():
+        files = [path]
+    else:
+        report.errors.append(Problem(str(path), "$", "no such file or folder"))
+        return report
+    for f in files:
+        report.checked += 1
+        try:
+            rec = load_record(f)
+        except RecordError as exc:
+            report.errors.extend(exc.problems)
+            continue
+        report.warnings.extend(rec.warnings)
+        if not rec.verified:
+            report.unverified.append(rec.ref)
+    return report
+
+
+_ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{2,63}$")
+
+
+def is_valid_id(value: str) -> bool:
+    return bool(_ID_RE.match(value))

@@ -1,0 +1,96 @@
+"""Load the JSON Schemas shipped in ``synthmed.schemas`` and turn validation errors into
+:class:`Problem` objects that name the file and the JSON path in plain words."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from importlib import resources
+from typing import Any, Iterable
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+from .errors import Problem
+
+SCHEMA_FILES = {
+    "record": "record.schema.json",
+    "site": "site.schema.json",
+    "report": "test-report.schema.json",
+}
+
+
+@lru_cache(maxsize=None)
+def load_schema(name: str) -> dict[str, Any]:
+    text = resources.files("synthmed.schemas").joinpath(SCHEMA_FILES[name]).read_text("utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+@lru_cache(maxsize=None)
+def validator(name: str) -> Draft202012Validator:
+    schema = load_schema(name)
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+def json_path(parts: Iterable[Any]) -> str:
+    """``['package', 'sources', 0]`` -> ``$.package.sources[0]``."""
+    out = "$"
+    for p in parts:
+        if isinstance(p, int):
+            out += f"[{p}]"
+        elif isinstance(p, str) and p.replace("_", "a").replace("-", "a").isalnum():
+            out += f".{p}"
+        else:
+            out += f"[{json.dumps(p)}]"
+    return out
+
+
+def _plain(err: ValidationError) -> str:
+    """A plain-words message for one schema error."""
+    v = err.validator
+    inst = err.instance
+    shown = json.dumps(inst)[:80] if not isinstance(inst, (dict, list)) else type(inst).__name__
+    custom = err.schema.get("x-message") if isinstance(err.schema, dict) else None
+    if custom and v in {"pattern", "format", "enum", "const"}:
+        return f"{shown} {custom}"
+    if v == "required":
+        missing = err.message.split("'")[1] if "'" in err.message else err.message
+        return f"missing required field {missing!r}"
+    if v == "additionalProperties":
+        return f"unknown field(s): {err.message.split('(')[-1].rstrip(')')}"
+    if v == "enum":
+        allowed = ", ".join(json.dumps(x) for x in err.validator_value)
+        return f"{shown} is not one of the allowed values: {allowed}"
+    if v == "type":
+        return f"{shown} should be of type {err.validator_value}"
+    if v == "pattern":
+        return f"{shown} does not match the pattern {err.validator_value}"
+    if v == "minItems":
+        return f"needs at least {err.validator_value} item(s)"
+    if v == "uniqueItems":
+        return "items must be unique"
+    return err.message
+
+
+def _leaf_errors(err: ValidationError) -> list[ValidationError]:
+    """For oneOf/anyOf, descend to the most specific sub-errors."""
+    if err.validator in {"oneOf", "anyOf"} and err.context:
+        best = min(err.context, key=lambda e: (len(e.absolute_path) * -1, e.validator == "type"))
+        deeper = [e for e in err.context if len(e.absolute_path) > len(err.absolute_path)]
+        return _leaf_errors(best) if not deeper else [d for e in deeper for d in _leaf_errors(e)][:3]
+    return [err]
+
+
+def validate_against(name: str, data: Any, where: str) -> list[Problem]:
+    """Every schema error of ``data``, as Problems located in file ``where``."""
+    problems: list[Problem] = []
+    seen: set[tuple[str, str]] = set()
+    for err in sorted(validator(name).iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
+        for leaf in _leaf_errors(err):
+            key = (json_path(leaf.absolute_path), _plain(leaf))
+            if key not in seen:
+                seen.add(key)
+                problems.append(Problem(where, key[0], key[1]))
+    return problems

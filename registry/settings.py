@@ -1,0 +1,291 @@
+"""Typed settings, built once at start-up.
+
+Precedence, highest first: explicit flags (``overrides``) > environment variables
+(``SYNTHMED_*``) > the site's ``site.toml`` > defaults. Nothing here reads the
+environment at import time: :func:`load_settings` takes the environment as an argument
+(defaulting to ``os.environ`` when called).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+log = logging.getLogger(__name__)
+
+SITE_FILE = "site.toml"
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """One index repository a site follows."""
+
+    name: str
+    url: str
+    branch: str = "main"
+    subfolder: str = ""
+    priority: int = 100
+    require_signed: bool = False
+    allowed_signers: tuple[str, ...] = ()
+    allow_code: bool = True
+
+
+@dataclass(frozen=True)
+class MirrorPolicy:
+    """Which models a site mirrors: ``all``, ``none`` or ``select`` by fields."""
+
+    policy: str = "all"
+    modalities: tuple[str, ...] = ()
+    anatomies: tuple[str, ...] = ()
+    ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SourceOverrides:
+    zenodo_host: str = "https://zenodo.org"
+    zenodo_token: str | None = None
+    dvc_remote_url: str | None = None
+    dvc_remote_config: Mapping[str, Any] = field(default_factory=dict)
+    mirrors: tuple[str, ...] = ()
+    http_connect_timeout_s: float = 10.0
+    http_read_timeout_s: float = 30.0
+    http_retries: int = 3
+
+
+@dataclass(frozen=True)
+class Schedules:
+    sync_interval_minutes: int = 60
+    nightly_test_time: str = "02:30"
+    scrub_interval_hours: int = 168
+    gc_interval_hours: int = 24
+
+
+@dataclass(frozen=True)
+class RunnerSettings:
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    mode: str = "auto"  # auto | inline | worker
+    batch_size: int = 32
+    memory_budget_mb: int | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a site, the daemon, the CLI or the SDK needs to know."""
+
+    home: Path
+    name: str = "synthmed-site"
+    upstreams: tuple[Upstream, ...] = ()
+    mirror: MirrorPolicy = MirrorPolicy()
+    sources: SourceOverrides = SourceOverrides()
+    schedules: Schedules = Schedules()
+    runner: RunnerSettings = RunnerSettings()
+    stale_after_hours: float = 48.0
+    offline: bool = False
+    log_level: str = "INFO"
+
+    # -- derived paths (the layout documented in README "Site layout") --
+    @property
+    def site_file(self) -> Path:
+        return self.home / SITE_FILE
+
+    @property
+    def store_dir(self) -> Path:
+        return self.home / "store"
+
+    @property
+    def packages_dir(self) -> Path:
+        return self.home / "packages"
+
+    @property
+    def envs_dir(self) -> Path:
+        return self.home / "envs"
+
+    @property
+    def upstreams_dir(self) -> Path:
+        return self.home / "upstreams"
+
+    @property
+    def catalog_path(self) -> Path:
+        return self.home / "catalog.db"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.home / "reports"
+
+    def upstream(self, name: str) -> Upstream:
+        for u in self.upstreams:
+            if u.name == name:
+                return u
+        raise ConfigError(
+            f"{self.site_file}: no upstream named {name!r}",
+            hint=f"known upstreams: {', '.join(u.name for u in self.upstreams) or 'none'}",
+        )
+
+    def with_overrides(self, **kw: Any) -> "Settings":
+        return replace(self, **kw)
+
+
+def default_home(environ: Mapping[str, str] | None = None) -> Path:
+    """``SYNTHMED_HOME`` if set, else the platform's user data dir."""
+    env = os.environ if environ is None else environ
+    if env.get("SYNTHMED_HOME"):
+        return Path(env["SYNTHMED_HOME"]).expanduser()
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("synthmed", appauthor=False))
+
+
+def _truthy(value: str, where: str) -> bool:
+    v = value.strip().lower()
+    if v in {"1", "true", "yes", "on"}:
+        return True
+    if v in {"0", "false", "no", "off", ""}:
+        return False
+    raise ConfigError(f"{where}: {value!r} is not a boolean", hint="use 1/0, true/false, yes/no")
+
+
+def read_site_toml(path: Path) -> dict[str, Any]:
+    """Parse and schema-validate a site.toml; a clear error on any problem."""
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        return {}
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not valid TOML: {exc}", hint="fix the syntax, or recreate it with `synthmed init`"
+        ) from exc
+    from .schemas_io import validate_against
+
+    problems = validate_against("site", data, str(path))
+    if problems:
+        lines = "\n".join(str(p) for p in problems)
+        raise ConfigError(f"{path}: invalid site configuration:\n{lines}", hint="see README, 'site.toml'")
+    return data
+
+
+def _tuple(v: Any) -> tuple[str, ...]:
+    return tuple(str(x) for x in (v or ()))
+
+
+def settings_from_toml(home: Path, data: Mapping[str, Any]) -> Settings:
+    site = data.get("site", {})
+    ups = []
+    for u in data.get("upstreams", []):
+        ups.append(
+            Upstream(
+                name=u["name"],
+                url=u["url"],
+                branch=u.get("branch", "main"),
+                subfolder=u.get("subfolder", ""),
+                priority=int(u.get("priority", 100)),
+                require_signed=bool(u.get("require_signed", False)),
+                allowed_signers=_tuple(u.get("allowed_signers")),
+                allow_code=bool(u.get("allow_code", True)),
+            )
+        )
+    m = data.get("mirror", {})
+    mirror = MirrorPolicy(
+        policy=m.get("policy", "all"),
+        modalities=_tuple(m.get("modalities")),
+        anatomies=_tuple(m.get("anatomies")),
+        ids=_tuple(m.get("ids")),
+    )
+    s = data.get("sources", {})
+    dvc = s.get("dvc", {})
+    http = s.get("http", {})
+    sources = SourceOverrides(
+        zenodo_host=s.get("zenodo_host", SourceOverrides.zenodo_host),
+        dvc_remote_url=dvc.get("remote_url"),
+        dvc_remote_config=dict(dvc.get("config", {})),
+        mirrors=_tuple(s.get("mirrors")),
+        http_connect_timeout_s=float(http.get("connect_timeout_s", 10.0)),
+        http_read_timeout_s=float(http.get("read_timeout_s", 30.0)),
+        http_retries=int(http.get("retries", 3)),
+    )
+    sc = data.get("schedules", {})
+    schedules = Schedules(
+        sync_interval_minutes=int(sc.get("sync_interval_minutes", 60)),
+        nightly_test_time=str(sc.get("nightly_test_time", "02:30")),
+        scrub_interval_hours=int(sc.get("scrub_interval_hours", 168)),
+        gc_interval_hours=int(sc.get("gc_interval_hours", 24)),
+    )
+    r = data.get("runner", {})
+    runner = RunnerSettings(
+        device=str(r.get("device", "auto")),
+        mode=str(r.get("mode", "auto")),
+        batch_size=int(r.get("batch_size", 32)),
+        memory_budget_mb=r.get("memory_budget_mb"),
+    )
+    return Settings(
+        home=home,
+        name=str(site.get("name", "synthmed-site")),
+        upstreams=tuple(sorted(ups, key=lambda u: u.priority)),
+        mirror=mirror,
+        sources=sources,
+        schedules=schedules,
+        runner=runner,
+        stale_after_hours=float(site.get("stale_after_hours", 48.0)),
+        offline=bool(site.get("offline", False)),
+        log_level=str(site.get("log_level", "INFO")),
+    )
+
+
+def load_settings(
+    home: Path | str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build the settings: flags (``overrides``) > environment > site.toml > defaults.
+
+    ``overrides`` keys: ``device``, ``mode``, ``batch_size``, ``offline``, ``log_level``,
+    ``zenodo_host``; a value of ``None`` means "not given".
+    """
+    env = os.environ if environ is None else environ
+    home_path = Path(home).expanduser() if home is not None else default_home(env)
+    settings = settings_from_toml(home_path, read_site_toml(home_path / SITE_FILE))
+
+    runner = settings.runner
+    sources = settings.sources
+    layer: dict[str, Any] = {}
+    # environment
+    if env.get("SYNTHMED_DEVICE"):
+        runner = replace(runner, device=env["SYNTHMED_DEVICE"])
+    if env.get("SYNTHMED_RUN_MODE"):
+        runner = replace(runner, mode=env["SYNTHMED_RUN_MODE"])
+    if env.get("SYNTHMED_OFFLINE"):
+        layer["offline"] = _truthy(env["SYNTHMED_OFFLINE"], "SYNTHMED_OFFLINE")
+    if env.get("SYNTHMED_LOG_LEVEL"):
+        layer["log_level"] = env["SYNTHMED_LOG_LEVEL"].upper()
+    if env.get("SYNTHMED_ZENODO_HOST"):
+        sources = replace(sources, zenodo_host=env["SYNTHMED_ZENODO_HOST"])
+    if env.get("SYNTHMED_ZENODO_TOKEN"):
+        sources = replace(sources, zenodo_token=env["SYNTHMED_ZENODO_TOKEN"])
+    # flags
+    ov = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if "device" in ov:
+        runner = replace(runner, device=str(ov["device"]))
+    if "mode" in ov:
+        runner = replace(runner, mode=str(ov["mode"]))
+    if "batch_size" in ov:
+        runner = replace(runner, batch_size=int(ov["batch_size"]))
+    if "offline" in ov:
+        layer["offline"] = bool(ov["offline"])
+    if "log_level" in ov:
+        layer["log_level"] = str(ov["log_level"]).upper()
+    if "zenodo_host" in ov:
+        sources = replace(sources, zenodo_host=str(ov["zenodo_host"]))
+    if runner.batch_size < 1:
+        raise ConfigError(f"batch size must be at least 1, got {runner.batch_size}")
+    return replace(settings, runner=runner, sources=sources, **layer)

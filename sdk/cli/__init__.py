@@ -1,0 +1,63 @@
+"""The ``synthmed`` command line: a thin layer over the library.
+
+Each concern registers its sub-commands from its own module; handlers parse flags,
+call library functions and print. Only the CLI (and the daemon) configure logging.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Sequence
+
+from synthmed.registry.errors import SynthmedError
+
+from . import index_cmds, run_cmds, site_cmds, store_cmds, test_cmds
+
+MODULES = (site_cmds, index_cmds, store_cmds, run_cmds, test_cmds)
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="synthmed",
+        description="synthmed: find, mirror, test and generate from medical generative models.",
+    )
+    parser.add_argument("--site", metavar="DIR", help="site folder (default: $SYNTHMED_HOME or the user data dir)")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for mod in MODULES:
+        mod.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    level = "WARNING" if args.quiet else ("DEBUG" if args.verbose > 1 else ("INFO" if args.verbose else "WARNING"))
+    setup_logging(level)
+    try:
+        rc: int = args.func(args)
+        return rc
+    except SynthmedError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
