@@ -3,6 +3,97 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
+
+from synthmed.registry import indexcheck, medigan_import, records
+
+from .common import add_json_flag, print_json, settings_from_args
+
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    return None
+    p = sub.add_parser("index", help="work on an index repository: validate, check, pin, import-medigan")
+    isub = p.add_subparsers(dest="index_command", metavar="SUBCOMMAND")
+    p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
+
+    v = isub.add_parser("validate", help="validate a whole index folder or one record file")
+    v.add_argument("path", nargs="?", default="index", help="index folder or record file (default: index)")
+    add_json_flag(v)
+    v.set_defaults(func=cmd_validate)
+
+    c = isub.add_parser("check", help="the pull-request gate: validate changed records, enforce immutability")
+    c.add_argument("--base", required=True, help="the revision the pull request targets (e.g. origin/main)")
+    c.add_argument("--head", default="HEAD", help="the pull request's revision (default: HEAD)")
+    c.add_argument("--repo", default=".", help="a path inside the index's git repository (default: .)")
+    c.add_argument("--index-dir", default=None,
+                   help="folder of the index inside the repo (default: auto: '' if models/ is at the root, else 'index')")
+    add_json_flag(c)
+    c.set_defaults(func=cmd_check)
+
+    pin = isub.add_parser("pin", help="download an artefact, hash it and write sha256 and size into its record")
+    pin.add_argument("ref", help="ID@VERSION")
+    pin.add_argument("--index", default="index", help="index folder (default: index)")
+    add_json_flag(pin)
+    pin.set_defaults(func=cmd_pin)
+
+    m = isub.add_parser("import-medigan", help="convert medigan's global.json entries into records")
+    m.add_argument("file", help="medigan's config/global.json (or a part of it)")
+    m.add_argument("--into", default="index", help="index folder to write records into (default: index)")
+    m.add_argument("--commit", default=None, help="medigan commit the file comes from (kept as provenance)")
+    m.add_argument("--dry-run", action="store_true", help="convert and report, write nothing")
+    add_json_flag(m)
+    m.set_defaults(func=cmd_import_medigan)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    report = records.validate_path(Path(args.path))
+    if args.json:
+        print_json(report.as_dict())
+        return 0 if report.ok else 1
+    for w in report.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    for e in report.errors:
+        print(f"error: {e}", file=sys.stderr)
+    state = "OK" if report.ok else "FAILED"
+    print(f"{state}: {report.checked} record(s) checked, {len(report.errors)} error(s), "
+          f"{len(report.unverified)} unverified")
+    return 0 if report.ok else 1
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    result = indexcheck.check_index(Path(args.repo), args.base, args.head, args.index_dir)
+    if args.json:
+        print_json(result.as_dict())
+    else:
+        print(result.summary())
+    return 0 if result.ok else 1
+
+
+def cmd_pin(args: argparse.Namespace) -> int:
+    from synthmed.registry.pin import pin_record
+
+    settings = settings_from_args(args)
+    out = pin_record(Path(args.index), args.ref, settings)
+    if args.json:
+        print_json(out)
+    else:
+        print(f"pinned {out['id']}@{out['version']}: sha256 {out['sha256']} size {out['size']} (from {out['source']})")
+    return 0
+
+
+def cmd_import_medigan(args: argparse.Namespace) -> int:
+    outcomes = medigan_import.import_catalogue(Path(args.file), Path(args.into), commit=args.commit,
+                                               dry_run=args.dry_run)
+    summary = medigan_import.summarise(outcomes)
+    if args.json:
+        print_json(summary)
+    else:
+        for item in summary["imported"]:
+            state = item["written"] or ("would write" if args.dry_run else "")
+            print(f"imported {item['id']} -> {item['path']} ({state}, unverified)")
+            for note in item["notes"]:
+                print(f"    note: {note}")
+        for item in summary["failed"]:
+            print(f"NOT imported {item['id']}: {item['reason']}", file=sys.stderr)
+        print(f"{len(summary['imported'])} imported, {len(summary['failed'])} not imported")
+    return 0 if not summary["failed"] else 1

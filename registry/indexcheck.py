@@ -1,0 +1,243 @@
+"""The pull-request gate for an index: ``synthmed index check --base REV [--head REV]``.
+
+Reads the index's git history with gitpython (no checkout). Added and changed records
+are validated; a merged version's immutable fields never change; versions are never
+deleted or renamed; artefacts inside the index that a merged record points to never
+change. Status, status_reason, metrics, publications and description may change, and
+an unverified record may be pinned (sha256 and size added where there were none).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, Iterator, Mapping
+
+import git
+
+from .errors import IndexCheckError, Problem
+from .records import MODELS_DIR, MUTABLE_FIELDS, parse_text, validate_data
+from .errors import RecordError
+
+log = logging.getLogger(__name__)
+
+#: artefact fields that may be added (never changed) when pinning an unverified record
+PIN_FIELDS = ("sha256", "size")
+
+
+@dataclass
+class CheckResult:
+    base: str
+    head: str
+    added_models: list[str] = field(default_factory=list)
+    added_versions: list[str] = field(default_factory=list)
+    changed: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+    other_files: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "base": self.base,
+            "head": self.head,
+            "added_models": self.added_models,
+            "added_versions": self.added_versions,
+            "changed": self.changed,
+            "other_files": self.other_files,
+            "errors": [p.as_dict() for p in self.problems],
+            "warnings": [p.as_dict() for p in self.warnings],
+        }
+
+    def summary(self) -> str:
+        lines = [f"index check {self.base[:12]}..{self.head[:12]}"]
+        for ref in self.added_models:
+            lines.append(f"  + new model   {ref}")
+        for ref in self.added_versions:
+            lines.append(f"  + new version {ref}")
+        for ch in self.changed:
+            lines.append(f"  ~ changed     {ch['ref']}: {', '.join(ch['fields'])}")
+        for f in self.other_files:
+            lines.append(f"  . other file  {f}")
+        if len(lines) == 1:
+            lines.append("  (no record changes)")
+        for w in self.warnings:
+            lines.append(f"warning: {w}")
+        for p in self.problems:
+            lines.append(f"error: {p}")
+        lines.append("OK" if self.ok else f"FAILED: {len(self.problems)} error(s)")
+        return "\n".join(lines)
+
+
+def find_index_prefix(repo: git.Repo, commit: git.Commit, index_dir: str | None) -> str:
+    """The folder holding models/ inside the repo: given, "" (repo root) or "index"."""
+    if index_dir is not None:
+        return index_dir.strip("/")
+    names = {t.name for t in commit.tree.trees}
+    if MODELS_DIR in names:
+        return ""
+    if "index" in names:
+        return "index"
+    return ""
+
+
+def _resolve(repo: git.Repo, rev: str) -> git.Commit:
+    try:
+        return repo.commit(rev)
+    except (git.BadName, ValueError) as exc:
+        raise IndexCheckError(f"{repo.working_dir}: cannot resolve revision {rev!r}",
+                              hint="fetch it first (e.g. `git fetch origin main`) or pass a commit id") from exc
+
+
+def _blob_text(commit: git.Commit, path: str) -> str:
+    data: bytes = commit.tree[path].data_stream.read()
+    return data.decode("utf-8")
+
+
+def _diff_paths(base: Any, new: Any, prefix: str = "$") -> Iterator[str]:
+    """JSON paths where ``base`` and ``new`` differ (leaves first)."""
+    if isinstance(base, dict) and isinstance(new, dict):
+        for key in sorted(set(base) | set(new)):
+            sub = f"{prefix}.{key}"
+            if key not in base or key not in new:
+                yield sub
+            else:
+                yield from _diff_paths(base[key], new[key], sub)
+    elif isinstance(base, list) and isinstance(new, list) and len(base) == len(new):
+        for i, (a, b) in enumerate(zip(base, new)):
+            yield from _diff_paths(a, b, f"{prefix}[{i}]")
+    elif base != new:
+        yield prefix
+
+
+def _is_pin(path: str, base_record: Mapping[str, Any]) -> bool:
+    """True when ``path`` adds a pin field to an artefact that had none."""
+    for f in PIN_FIELDS:
+        if path == f"$.package.artefact.{f}":
+            return not base_record.get("package", {}).get("artefact", {}).get(f)
+    return False
+
+
+def compare_records(old: Mapping[str, Any], new: Mapping[str, Any], where: str) -> tuple[list[str], list[Problem]]:
+    """(changed top-level fields, immutability problems) between two versions of a record."""
+    changed: list[str] = []
+    problems: list[Problem] = []
+    for jp in _diff_paths(old, new):
+        top = jp[2:].split(".")[0].split("[")[0]
+        if top not in changed:
+            changed.append(top)
+        if top in MUTABLE_FIELDS or _is_pin(jp, old):
+            continue
+        problems.append(Problem(where, jp, f"cannot change in a merged version (only {', '.join(sorted(MUTABLE_FIELDS))} "
+                                           "may change; publish a new version instead)"))
+    return changed, problems
+
+
+def check_index(repo_path: Path | str, base: str, head: str = "HEAD", index_dir: str | None = None) -> CheckResult:
+    try:
+        repo = git.Repo(repo_path, search_parent_directories=True)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
+        raise IndexCheckError(f"{repo_path}: not inside a git repository",
+                              hint="run `synthmed index check` from a clone of the index repository") from exc
+    base_c = _resolve(repo, base)
+    head_c = _resolve(repo, head)
+    prefix = find_index_prefix(repo, head_c, index_dir)
+    models_prefix = f"{prefix}/{MODELS_DIR}/" if prefix else f"{MODELS_DIR}/"
+    result = CheckResult(base=base_c.hexsha, head=head_c.hexsha)
+
+    # compare against the merge base, as a pull request would
+    merge_bases = repo.merge_base(base_c, head_c)
+    if not merge_bases:
+        raise IndexCheckError(f"{base} and {head} share no history", hint="rebase the branch onto the index's main branch")
+    mb = merge_bases[0]
+
+    base_ids = set()
+    try:
+        for t in mb.tree[models_prefix.rstrip("/")].trees:
+            base_ids.add(t.name)
+    except KeyError:
+        pass
+
+    changed_other: list[tuple[str, str]] = []
+    for d in mb.diff(head_c):
+        old_path, new_path = d.a_path, d.b_path
+        path = new_path or old_path
+        is_record = (path.startswith(models_prefix) and path.endswith(".json"))
+        if not is_record:
+            if (old_path or "").startswith(models_prefix) and old_path.endswith(".json"):
+                is_record = True
+            else:
+                if prefix == "" or path.startswith(prefix + "/"):
+                    result.other_files.append(f"{d.change_type} {path}")
+                    changed_other.append((d.change_type, old_path or path))
+                continue
+        ct = d.change_type
+        if ct == "D" or ct == "R":
+            result.problems.append(Problem(old_path, "$", (
+                "a merged version may not be deleted or renamed; withdraw it with "
+                '"status": "yanked" and a "status_reason"') if ct == "D" else
+                f"a merged version may not be renamed (to {new_path}); add a new file instead"))
+            if ct == "D":
+                continue
+        rel = path[len(prefix) + 1:] if prefix else path
+        text = _blob_text(head_c, path)
+        try:
+            new_data = parse_text(text, path)
+        except RecordError as exc:
+            result.problems.extend(exc.problems)
+            continue
+        errors, warnings = validate_data(new_data, path, rel)
+        result.problems.extend(errors)
+        result.warnings.extend(warnings)
+        ref = f"{new_data.get('id')}@{new_data.get('version')}" if isinstance(new_data, dict) else path
+        if ct in ("A", "R"):
+            parts = PurePosixPath(rel).parts
+            (result.added_versions if len(parts) >= 2 and parts[1] in base_ids else result.added_models).append(ref)
+        elif ct in ("M", "T"):
+            try:
+                old_data = json.loads(_blob_text(mb, old_path))
+            except (ValueError, KeyError):
+                old_data = None
+            if isinstance(old_data, dict) and isinstance(new_data, dict):
+                fields, problems = compare_records(old_data, new_data, path)
+                result.problems.extend(problems)
+                result.changed.append({"ref": ref, "fields": fields})
+
+    # artefacts inside the index that merged records point to never change
+    if changed_other:
+        referenced = _index_artefacts(mb, models_prefix)
+        for ct, p in changed_other:
+            rel = p[len(prefix) + 1:] if prefix else p
+            if ct in ("M", "D", "R", "T") and rel in referenced:
+                result.problems.append(Problem(p, "$", f"this artefact is used by merged record(s) "
+                                                       f"{', '.join(sorted(referenced[rel]))} and may not change or go"))
+    log.info("index check %s..%s: %d problem(s)", base, head, len(result.problems))
+    return result
+
+
+def _index_artefacts(commit: git.Commit, models_prefix: str) -> dict[str, set[str]]:
+    """``{index path: {record refs}}`` for every index: source of every record at commit."""
+    out: dict[str, set[str]] = {}
+    try:
+        tree = commit.tree[models_prefix.rstrip("/")]
+    except KeyError:
+        return out
+    for blob in tree.traverse():
+        if getattr(blob, "type", "") != "blob" or not blob.path.endswith(".json"):
+            continue
+        try:
+            data = json.loads(blob.data_stream.read())
+            srcs = data["package"]["artefact"]["sources"]
+            ref = f"{data['id']}@{data['version']}"
+        except (ValueError, KeyError, TypeError):
+            continue
+        for s in srcs:
+            if isinstance(s, str) and s.startswith("index:"):
+                out.setdefault(s[len("index:"):], set()).add(ref)
+    return out

@@ -1,0 +1,530 @@
+"""Import medigan's catalogue (``config/global.json``) into synthmed records.
+
+medigan's entries are free text in many places: licences ("BSD", "GNU GENERAL PUBLIC
+LICENSE", null), dates ("12th May 2021"), sizes as strings, DOIs as URLs, null and
+missing fields. Each entry becomes one ``medigan-1`` record without a sha256
+(``unverified``); an entry that cannot be imported gets a clear reason and the others
+still import.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+from urllib.parse import urlparse
+
+from packaging.requirements import InvalidRequirement, Requirement
+
+from . import spdx
+from .errors import ImportError_
+from .records import is_valid_id, record_relpath, validate_data
+from .semver import is_version
+
+log = logging.getLogger(__name__)
+
+MEDIGAN_REPO = "https://github.com/RichardObi/medigan"
+
+#: free-text licence names seen in medigan's catalogue that map to exactly one SPDX id
+LICENSE_ALIASES = {
+    "mit": "MIT",
+    "mit license": "MIT",
+    "apache 2.0": "Apache-2.0",
+    "apache-2.0": "Apache-2.0",
+    "apache license 2.0": "Apache-2.0",
+    "apache license, version 2.0": "Apache-2.0",
+    "bsd-3-clause": "BSD-3-Clause",
+    "bsd 3-clause": "BSD-3-Clause",
+    "bsd-2-clause": "BSD-2-Clause",
+    "gplv3": "GPL-3.0-only",
+    "gpl-3.0": "GPL-3.0-only",
+    "gnu general public license v3.0": "GPL-3.0-only",
+    "cc by 4.0": "CC-BY-4.0",
+    "cc-by-4.0": "CC-BY-4.0",
+    "cc by-nc 4.0": "CC-BY-NC-4.0",
+    "cc0": "CC0-1.0",
+}
+
+#: pip names in medigan's dependency lists that are not distributions
+NOT_DISTRIBUTIONS = {"path": "pathlib is in the standard library", "pathlib": "standard library"}
+
+MONTHS = {m: i for i, m in enumerate(
+    ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], start=1)}
+
+# metric name -> (better, extractor)
+METRICS: dict[str, tuple[str, str | None]] = {
+    "FID": ("lower", "inception-v3"),
+    "FID_ratio": ("higher", "inception-v3"),
+    "FID_RADIMAGENET": ("lower", "radimagenet"),
+    "FID_RADIMAGENET_ratio": ("higher", "radimagenet"),
+    "SSIM": ("higher", None),
+    "MSE": ("lower", None),
+    "NSME": ("lower", None),
+    "PSNR": ("higher", None),
+    "IS": ("higher", "inception-v3"),
+    "turing_test": ("lower", None),
+    "CLF_delta": ("higher", None),
+    "SEG_delta": ("higher", None),
+    "DET_delta": ("higher", None),
+}
+LOWER_IS_BETTER_WORDS = ("loss", "error", "distance", "fid", "mse")
+
+
+@dataclass
+class ImportOutcome:
+    original_id: str
+    record: dict[str, Any] | None = None
+    reason: str | None = None
+    notes: list[str] = field(default_factory=list)
+    path: str | None = None
+    written: str | None = None  # "created" | "unchanged" | None
+
+    @property
+    def ok(self) -> bool:
+        return self.record is not None
+
+
+# --- small converters ---------------------------------------------------------------
+
+
+def _strings(value: Any) -> list[str]:
+    """A list of unique non-empty strings from a list, a string or null (order kept)."""
+    if value is None:
+        return []
+    items = value if isinstance(value, list) else [value]
+    out: list[str] = []
+    for item in items:
+        if item is None:
+            continue
+        s = str(item).strip()
+        if s and s not in out:
+            out.append(s)
+    return out
+
+
+def _int(value: Any) -> int | None:
+    """128, "128", "128px", " 128 " -> 128; anything else -> None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        m = re.fullmatch(r"\s*(\d+)\s*(px)?\s*", value)
+        if m:
+            return int(m.group(1))
+    return None
+
+
+def _image_size(value: Any) -> list[int] | None:
+    """[128, 128], ["128", "128"], "128x128", 128 -> a list of ints."""
+    if value is None:
+        return None
+    if isinstance(value, (int, str)) and _int(value) is not None:
+        n = _int(value)
+        return [n, n] if n else None
+    if isinstance(value, str):
+        parts = re.split(r"\s*[x×,]\s*", value.strip())
+        ints = [_int(p) for p in parts]
+        return [i for i in ints if i] if all(ints) else None
+    if isinstance(value, list):
+        ints = [_int(v) for v in value]
+        return [i for i in ints if i] if all(ints) and ints else None
+    return None
+
+
+def map_license(text: Any) -> tuple[str, str | None]:
+    """(SPDX id or NOASSERTION, the original text when it was not already an SPDX id)."""
+    if text is None or (isinstance(text, str) and not text.strip()):
+        return spdx.NOASSERTION, None
+    raw = str(text).strip()
+    if spdx.check_expression(raw) is None:
+        return raw, None
+    canon = spdx.canonical(raw)
+    if canon:
+        return canon, raw
+    alias = LICENSE_ALIASES.get(raw.lower())
+    if alias:
+        return alias, raw
+    return spdx.NOASSERTION, raw
+
+
+def parse_date(text: Any) -> str | None:
+    """"12th May 2021" -> 2021-05-12, "Sep 2021" -> 2021-09, "2020" -> 2020."""
+    if not isinstance(text, str):
+        return None
+    t = text.strip().lower()
+    year = re.search(r"\b(19|20)\d{2}\b", t)
+    if not year:
+        return None
+    month = next((n for name, n in MONTHS.items() if re.search(rf"\b{name}[a-z]*\b", t)), None)
+    if month is None:
+        return year.group(0)
+    day = re.search(r"\b(\d{1,2})(st|nd|rd|th)?\b", t.replace(year.group(0), ""))
+    if day and 1 <= int(day.group(1)) <= 31:
+        return f"{year.group(0)}-{month:02d}-{int(day.group(1)):02d}"
+    return f"{year.group(0)}-{month:02d}"
+
+
+def normalise_doi(text: Any) -> str | None:
+    if not isinstance(text, str):
+        return None
+    m = re.search(r"(10\.\d{4,9}/\S+)", text.strip())
+    return m.group(1).rstrip(".") if m else None
+
+
+def zenodo_source(link: str) -> str | None:
+    """https://zenodo.org/record(s)/<id>/files/<name>?download=1 -> zenodo:<id>/<name>."""
+    u = urlparse(link)
+    m = re.fullmatch(r"/records?/(\d+)/files/(.+)", u.path)
+    if u.hostname and u.hostname.endswith("zenodo.org") and m:
+        return f"zenodo:{m.group(1)}/{m.group(2)}"
+    return None
+
+
+def _family(arch: str) -> str:
+    a = arch.lower()
+    if "latent diffusion" in a or "ldm" in a:
+        return "latent-diffusion"
+    if "diffusion" in a or "ddpm" in a:
+        return "diffusion"
+    if "vae" in a or "autoencoder" in a:
+        return "vae"
+    if "gan" in a or a in {"pix2pix", "inpaint generator"}:
+        return "gan"
+    return "other"
+
+
+def _task(functions: list[str], arch: str) -> str:
+    f = " | ".join(x.lower() for x in functions)
+    if "inpainting" in f:
+        return "inpainting"
+    if "mask to image" in f:
+        return "mask-to-image"
+    if "image to image" in f or "cross-modal" in f:
+        return "image-to-image"
+    if "conditional" in arch.lower() and "unconditional" not in arch.lower():
+        return "class-conditional"
+    if "unconditional" in f or "noise to image" in f:
+        return "unconditional"
+    return "other"
+
+
+def _input_help(lines: Any) -> dict[str, str]:
+    """medigan's ``"name: default=1, help=..."`` strings -> {name: help text}."""
+    out: dict[str, str] = {}
+    for line in _strings(lines):
+        m = re.match(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*:\s*(.*)", line)
+        if m:
+            out[m.group(1)] = m.group(2).strip()
+    return out
+
+
+def _schema_for(value: Any) -> dict[str, Any]:
+    if isinstance(value, bool):
+        return {"type": "boolean", "default": value}
+    if isinstance(value, int):
+        return {"type": "integer", "default": value}
+    if isinstance(value, float):
+        return {"type": "number", "default": value}
+    if isinstance(value, str):
+        return {"type": "string", "default": value}
+    if isinstance(value, list):
+        return {"type": "array", "default": value}
+    if isinstance(value, dict):
+        return {"type": "object", "default": value}
+    return {}  # null default: any value
+
+
+def _inputs(custom: Mapping[str, Any], helps: Mapping[str, str]) -> dict[str, Any]:
+    props: dict[str, Any] = {}
+    for name, value in custom.items():
+        props[name] = _schema_for(value)
+    for name, help_text in helps.items():
+        props.setdefault(name, {})
+    for name, help_text in helps.items():
+        props[name]["description"] = help_text
+    return {"type": "object", "properties": props, "additionalProperties": False}
+
+
+def _metrics(perf: Any, notes: list[str]) -> list[dict[str, Any]]:
+    if not isinstance(perf, dict):
+        return []
+    n = _int(perf.get("FID_no_images"))
+    out: list[dict[str, Any]] = []
+    for name, (better, extractor) in METRICS.items():
+        value = perf.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            notes.append(f"metric {name}={value!r} is not a number; skipped")
+            continue
+        m: dict[str, Any] = {"name": name, "value": value, "better": better, "source": "reported"}
+        if name.startswith(("FID", "IS")) and n:
+            m["n_samples"] = n
+        if extractor:
+            m["extractor"] = extractor
+        if name.endswith("_ratio"):
+            m["normalised"] = True
+            m["method"] = "medigan's FID ratio: 1 - (FID_rs - FID_rr) / FID_rs"
+        out.append(m)
+    # downstream task results: {"SEG": {"trained_on_fake": {"dice": 0.8}}}
+    for task in ("CLF", "SEG", "DET"):
+        block = perf.get(task)
+        if not isinstance(block, dict):
+            continue
+        for setting, values in block.items():
+            if not isinstance(values, dict):
+                continue
+            for metric, value in values.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    lower = any(w in metric.lower() for w in LOWER_IS_BETTER_WORDS)
+                    out.append({
+                        "name": f"{task}_{metric}_{setting}",
+                        "value": value,
+                        "better": "lower" if lower else "higher",
+                        "source": "reported",
+                        "method": f"downstream {task.lower()} {metric}, model {setting.replace('_', ' ')}",
+                    })
+    return out
+
+
+def _requirements(deps: Any, notes: list[str]) -> list[str]:
+    out: list[str] = []
+    for dep in _strings(deps):
+        if dep.lower() in NOT_DISTRIBUTIONS:
+            notes.append(f"dependency {dep!r} dropped: {NOT_DISTRIBUTIONS[dep.lower()]}")
+            continue
+        try:
+            Requirement(dep)
+        except InvalidRequirement:
+            notes.append(f"dependency {dep!r} is not a PEP 508 requirement; dropped")
+            continue
+        if dep not in out:
+            out.append(dep)
+    return out
+
+
+# --- one entry ----------------------------------------------------------------------
+
+
+def convert_entry(original_id: str, entry: Any, *, commit: str | None = None) -> ImportOutcome:
+    """One medigan entry -> a synthmed record (or the reason it cannot be imported)."""
+    outcome = ImportOutcome(original_id)
+    notes = outcome.notes
+    try:
+        outcome.record = _convert(original_id, entry, notes, commit)
+    except ImportError_ as exc:
+        outcome.reason = exc.message
+    return outcome
+
+
+def _convert(original_id: str, entry: Any, notes: list[str], commit: str | None) -> dict[str, Any]:
+    if not isinstance(entry, dict):
+        raise ImportError_(f"entry is a {type(entry).__name__}, not an object")
+    execution = entry.get("execution") or {}
+    selection = entry.get("selection") or {}
+    desc = entry.get("description") or {}
+    if not isinstance(execution, dict) or not isinstance(selection, dict) or not isinstance(desc, dict):
+        raise ImportError_("'execution', 'selection' and 'description' must be objects")
+
+    model_id = original_id.strip().lower()
+    if not is_valid_id(model_id):
+        raise ImportError_(f"id {model_id!r} (lower-cased from {original_id!r}) is not a valid synthmed id: "
+                           "3-64 characters of a-z, 0-9, '.', '_', '-'")
+
+    link = execution.get("package_link")
+    if not isinstance(link, str) or not link.strip():
+        raise ImportError_("no execution.package_link: there is no artefact to point to")
+    link = link.strip()
+    sources = []
+    zsrc = zenodo_source(link)
+    if zsrc:
+        sources.append(zsrc)
+    if link.startswith(("https://", "http://")):
+        sources.append(link)
+    if not sources:
+        raise ImportError_(f"execution.package_link {link!r} is neither a Zenodo record file nor an http(s) URL")
+
+    version_text = desc.get("version")
+    if isinstance(version_text, str) and is_version(version_text.strip()):
+        version = version_text.strip()
+    else:
+        version = "1.0.0"
+        notes.append(f"medigan version {version_text!r} is not a semantic version; assigned {version}")
+
+    title = str(desc.get("title") or "").strip() or original_id
+    comment = str(desc.get("comment") or "").strip()
+    summary_src = comment or title
+    first = re.split(r"(?<=[.!?])\s", summary_src, maxsplit=1)[0]
+    summary = first if len(first) <= 500 else first[:497] + "..."
+
+    arch_name = str(selection.get("type") or execution.get("model_name") or "unknown").strip()
+    functions = _strings(selection.get("function"))
+    lic, lic_text = map_license(selection.get("license"))
+    if lic == spdx.NOASSERTION:
+        notes.append(f"licence {selection.get('license')!r} maps to no single SPDX id; NOASSERTION")
+
+    size = _image_size(execution.get("image_size"))
+    h = _int(selection.get("height"))
+    w = _int(selection.get("width"))
+    if not size and h and w:
+        size = [h, w]
+    if not size:
+        raise ImportError_("no usable image size (execution.image_size, or selection.height/width)")
+    channels = size[2] if len(size) >= 3 and size[2] <= 4 else 1
+    shape = size[:2] + ([channels] if channels > 1 else [])
+
+    generate = execution.get("generate_method") or {}
+    gen_name = str(generate.get("name") or "generate") if isinstance(generate, dict) else "generate"
+    args = generate.get("args") if isinstance(generate, dict) else None
+    custom = (args or {}).get("custom") or {} if isinstance(args, dict) else {}
+    if not isinstance(custom, dict):
+        notes.append("generate_method.args.custom is not an object; ignored")
+        custom = {}
+    inputs = _inputs(custom, _input_help(desc.get("inputs")))
+
+    publications = []
+    for doi_text in _strings(desc.get("doi")):
+        doi = normalise_doi(doi_text)
+        if doi:
+            publications.append({"doi": doi})
+        else:
+            notes.append(f"doi {doi_text!r} is not a DOI; skipped")
+    if isinstance(desc.get("publication"), str) and desc["publication"].strip():
+        if publications:
+            publications[0]["title"] = desc["publication"].strip()
+        else:
+            publications.append({"title": desc["publication"].strip()})
+
+    training: dict[str, Any] = {
+        "datasets": [{"name": d, **({"type": str(selection["dataset_type"])} if selection.get("dataset_type") else {})}
+                     for d in _strings(selection.get("dataset"))],
+    }
+    date = parse_date(desc.get("trained_date"))
+    if date:
+        training["date"] = date
+    if _strings(selection.get("augmentations")):
+        training["augmentations"] = _strings(selection.get("augmentations"))
+    if selection.get("privacy_preservation"):
+        training["privacy"] = str(selection["privacy_preservation"])
+
+    weights = f"{execution.get('model_name') or ''}{execution.get('extension') or ''}".strip()
+    package: dict[str, Any] = {
+        "format": "medigan-1",
+        "artefact": {"media_type": "application/zip", "sources": sources},
+        "entry_point": f"__init__:{gen_name}",
+        "requirements": _requirements(execution.get("dependencies"), notes),
+        "devices": ["cpu", "cuda"],
+        "generate_args": custom,
+    }
+    if weights:
+        package["weights"] = weights
+
+    description = comment
+    if desc.get("inputs"):
+        description += "\n\nParameters (from medigan):\n" + "\n".join(f"- {x}" for x in _strings(desc["inputs"]))
+
+    record: dict[str, Any] = {
+        "format": "synthmed-record/1",
+        "id": model_id,
+        "version": version,
+        "title": title[:200],
+        "summary": summary,
+        "description": description,
+        "status": "active",
+        "modality": _strings(selection.get("modality")),
+        "anatomy": _strings(selection.get("organ")),
+        "generates": _strings(selection.get("generates")),
+        "use_cases": _strings(selection.get("use_cases")),
+        "tags": _strings(selection.get("tags")),
+        "architecture": {"family": _family(arch_name), "name": arch_name},
+        "task": _task(functions, arch_name),
+        "inputs": inputs,
+        "outputs": [{
+            "name": "image", "kind": "image", "dims": 2, "shape": shape, "dtype": "uint8",
+            "channels": channels, "value_range": [0, 255],
+        }],
+        "training": training,
+        "metrics": _metrics(selection.get("performance"), notes),
+        "license": lic,
+        "authors": [],
+        "publications": publications,
+        "package": package,
+        "test": {"num_samples": 2, "seed": 0, "timeout_s": 900, "checks": ["shapes", "finite"]},
+        "provenance": {
+            "source": "medigan global.json",
+            "url": f"{MEDIGAN_REPO}/blob/{commit or 'main'}/config/global.json",
+            "original_id": original_id,
+            **({"commit": commit} if commit else {}),
+        },
+    }
+    if lic_text:
+        record["license_text"] = lic_text
+    if notes:
+        record["provenance"]["import_notes"] = list(notes)
+
+    errors, _ = validate_data(record, f"<import of {original_id}>", record_relpath(model_id, version))
+    if errors:
+        raise ImportError_("the converted record does not validate: " + "; ".join(f"{p.json_path}: {p.message}" for p in errors))
+    return record
+
+
+# --- a whole catalogue --------------------------------------------------------------
+
+
+def load_catalogue(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        raise ImportError_(f"{path}: file not found", hint="pass the path of medigan's config/global.json") from None
+    except json.JSONDecodeError as exc:
+        raise ImportError_(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from exc
+    if not isinstance(data, dict):
+        raise ImportError_(f"{path}: expected an object of model entries keyed by model id, got {type(data).__name__}")
+    return data
+
+
+def import_catalogue(path: Path, into: Path, *, commit: str | None = None, dry_run: bool = False) -> list[ImportOutcome]:
+    """Convert every entry and write the records under ``into/models``.
+
+    An existing record file with different content is never overwritten (merged
+    versions are immutable): that entry is reported with the reason.
+    """
+    outcomes = []
+    for original_id, entry in load_catalogue(path).items():
+        outcome = convert_entry(str(original_id), entry, commit=commit)
+        if outcome.record is not None:
+            rel = record_relpath(outcome.record["id"], outcome.record["version"])
+            target = into / rel
+            outcome.path = str(target)
+            text = json.dumps(outcome.record, indent=2, ensure_ascii=False) + "\n"
+            if target.exists():
+                if target.read_text("utf-8") == text:
+                    outcome.written = "unchanged"
+                else:
+                    outcome.reason = (f"{target} exists with different content; a merged version is immutable "
+                                      "(bump the version, or delete the file if it was never merged)")
+                    outcome.record = None
+            elif not dry_run:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                tmp = target.with_suffix(".json.tmp")
+                tmp.write_text(text, "utf-8")
+                tmp.replace(target)
+                outcome.written = "created"
+        if outcome.reason:
+            log.warning("medigan entry %s not imported: %s", original_id, outcome.reason)
+        outcomes.append(outcome)
+    return outcomes
+
+
+def summarise(outcomes: Iterable[ImportOutcome]) -> dict[str, Any]:
+    outs = list(outcomes)
+    return {
+        "imported": [{"id": o.original_id, "path": o.path, "written": o.written, "notes": o.notes} for o in outs if o.ok],
+        "failed": [{"id": o.original_id, "reason": o.reason} for o in outs if not o.ok],
+    }
