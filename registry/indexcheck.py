@@ -166,18 +166,19 @@ def check_index(repo_path: Path | str, base: str, head: str = "HEAD", index_dir:
 
     changed_other: list[tuple[str, str]] = []
     for d in mb.diff(head_c):
-        old_path, new_path = d.a_path, d.b_path
+        old_path: str = d.a_path or d.b_path or ""
+        new_path: str = d.b_path or ""
         path = new_path or old_path
+        ct: str = d.change_type or "M"
         is_record = (path.startswith(models_prefix) and path.endswith(".json"))
         if not is_record:
-            if (old_path or "").startswith(models_prefix) and old_path.endswith(".json"):
+            if old_path.startswith(models_prefix) and old_path.endswith(".json"):
                 is_record = True
             else:
                 if prefix == "" or path.startswith(prefix + "/"):
-                    result.other_files.append(f"{d.change_type} {path}")
-                    changed_other.append((d.change_type, old_path or path))
+                    result.other_files.append(f"{ct} {path}")
+                    changed_other.append((ct, old_path))
                 continue
-        ct = d.change_type
         if ct == "D" or ct == "R":
             result.problems.append(Problem(old_path, "$", (
                 "a merged version may not be deleted or renamed; withdraw it with "
@@ -229,7 +230,7 @@ def _index_artefacts(commit: git.Commit, models_prefix: str) -> dict[str, set[st
     except KeyError:
         return out
     for blob in tree.traverse():
-        if getattr(blob, "type", "") != "blob" or not blob.path.endswith(".json"):
+        if not isinstance(blob, git.Blob) or not str(blob.path).endswith(".json"):
             continue
         try:
             data = json.loads(blob.data_stream.read())

@@ -51,7 +51,7 @@ def _plain(err: ValidationError) -> str:
     """A plain-words message for one schema error."""
     v = err.validator
     inst = err.instance
-    shown = json.dumps(inst)[:80] if not isinstance(inst, (dict, list)) else type(inst).__name__
+    shown = (repr(inst) if isinstance(inst, str) else json.dumps(inst))[:80] if not isinstance(inst, (dict, list)) else type(inst).__name__
     custom = err.schema.get("x-message") if isinstance(err.schema, dict) else None
     if custom and v in {"pattern", "format", "enum", "const"}:
         return f"{shown} {custom}"

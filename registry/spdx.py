@@ -40,6 +40,7 @@ def check_expression(expr: str) -> str | None:
     if "".join(tokens) != expr.replace(" ", ""):
         return f"{expr!r} is not an SPDX licence expression; use an SPDX id such as MIT, or NOASSERTION"
     expect_id = True
+    after_with = False
     depth = 0
     for tok in tokens:
         if tok == "(":
@@ -49,6 +50,11 @@ def check_expression(expr: str) -> str | None:
             depth -= 1
             if depth < 0:
                 return f"{expr!r} has unbalanced parentheses"
+            continue
+        if expect_id and after_with:
+            if "exception" not in tok.lower() and not tok.startswith(("LicenseRef-", "AdditionRef-")):
+                return f"{expr!r}: {tok!r} after WITH is not an SPDX licence exception"
+            expect_id = after_with = False
             continue
         if expect_id:
             ident = tok[:-1] if tok.endswith("+") else tok
@@ -64,6 +70,7 @@ def check_expression(expr: str) -> str | None:
             if tok not in {"AND", "OR", "WITH"}:
                 return f"{expr!r}: expected AND, OR or WITH before {tok!r}"
             expect_id = True
+            after_with = tok == "WITH"
     if expect_id or depth != 0:
         return f"{expr!r} is an incomplete SPDX expression"
     return None

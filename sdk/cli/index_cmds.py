@@ -14,7 +14,12 @@ from .common import add_json_flag, print_json, settings_from_args
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     p = sub.add_parser("index", help="work on an index repository: validate, check, pin, import-medigan")
     isub = p.add_subparsers(dest="index_command", metavar="SUBCOMMAND")
-    p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
+
+    def show_help(_: argparse.Namespace) -> int:
+        p.print_help()
+        return 2
+
+    p.set_defaults(func=show_help)
 
     v = isub.add_parser("validate", help="validate a whole index folder or one record file")
     v.add_argument("path", nargs="?", default="index", help="index folder or record file (default: index)")

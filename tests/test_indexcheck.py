@@ -1,0 +1,156 @@
+"""`synthmed index check`: the pull-request gate over a real git repository."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import git
+import pytest
+
+from synthmed.cli import main
+from synthmed.registry import errors
+from synthmed.registry.indexcheck import check_index
+
+from conftest import commit_all, write_record
+
+
+@pytest.fixture
+def merged(index_repo: git.Repo, make_record) -> tuple[git.Repo, str, dict]:
+    root = Path(index_repo.working_dir)
+    data = make_record()
+    write_record(root, data)
+    (root / "artefacts" / "toy-gan").mkdir(parents=True)
+    (root / "artefacts" / "toy-gan" / "1.0.0.zip").write_bytes(b"PK-not-really")
+    base = commit_all(index_repo, "add toy-gan 1.0.0")
+    return index_repo, base, data
+
+
+def _branch(repo: git.Repo, name: str) -> None:
+    repo.git.checkout("-b", name)
+
+
+def test_changing_sha256_fails_naming_field(merged) -> None:
+    repo, base, data = merged
+    _branch(repo, "pr")
+    data["package"]["artefact"]["sha256"] = "1" * 64
+    write_record(Path(repo.working_dir), data)
+    commit_all(repo, "tamper")
+    result = check_index(repo.working_dir, base)
+    assert not result.ok
+    assert [p.json_path for p in result.problems] == ["$.package.artefact.sha256"]
+    assert "cannot change in a merged version" in result.problems[0].message
+    assert "models/toy-gan/1.0.0.json" in str(result.problems[0])
+
+
+def test_new_version_passes(merged) -> None:
+    repo, base, data = merged
+    _branch(repo, "pr")
+    data["version"] = "1.1.0"
+    data["package"]["artefact"]["sha256"] = "2" * 64
+    write_record(Path(repo.working_dir), data)
+    commit_all(repo, "1.1.0")
+    result = check_index(repo.working_dir, base)
+    assert result.ok, result.summary()
+    assert result.added_versions == ["toy-gan@1.1.0"]
+
+
+def test_new_model_passes_and_is_summarised(merged) -> None:
+    repo, base, data = merged
+    _branch(repo, "pr")
+    data["id"] = "other-gan"
+    write_record(Path(repo.working_dir), data)
+    commit_all(repo, "new model")
+    result = check_index(repo.working_dir, base)
+    assert result.ok
+    assert result.added_models == ["other-gan@1.0.0"]
+    assert "+ new model   other-gan@1.0.0" in result.summary()
+
+
+def test_deleting_a_version_fails(merged) -> None:
+    repo, base, data = merged
+    _branch(repo, "pr")
+    (Path(repo.working_dir) / "models" / "toy-gan" / "1.0.0.json").unlink()
+    commit_all(repo, "delete")
+    result = check_index(repo.working_dir, base)
+    assert not result.ok
+    assert "yanked" in result.problems[0].message
+
+
+def test_editing_description_status_metrics_passes(merged) -> None:
+    repo, base, data = merged
+    _branch(repo, "pr")
+    data["description"] = "A better description."
+    data["status"] = "yanked"
+    data["status_reason"] = "superseded by 1.1.0"
+    data["metrics"].append({"name": "KID", "value": 0.01, "better": "lower", "source": "measured"})
+    write_record(Path(repo.working_dir), data)
+    commit_all(repo, "edit")
+    result = check_index(repo.working_dir, base)
+    assert result.ok, result.summary()
+    assert set(result.changed[0]["fields"]) == {"description", "status", "status_reason", "metrics"}
+
+
+def test_pinning_an_unverified_record_passes_but_repinning_fails(index_repo: git.Repo, make_record) -> None:
+    root = Path(index_repo.working_dir)
+    data = make_record(**{"package.artefact.sha256": ..., "package.artefact.size": ...})
+    write_record(root, data)
+    base = commit_all(index_repo, "unverified")
+    _branch(index_repo, "pin")
+    data["package"]["artefact"].update(sha256="3" * 64, size=99)
+    write_record(root, data)
+    pinned = commit_all(index_repo, "pin")
+    assert check_index(root, base).ok
+    data["package"]["artefact"]["sha256"] = "4" * 64
+    write_record(root, data)
+    commit_all(index_repo, "re-pin")
+    result = check_index(root, pinned)
+    assert not result.ok and result.problems[0].json_path == "$.package.artefact.sha256"
+
+
+def test_invalid_added_record_fails(merged) -> None:
+    repo, base, data = merged
+    _branch(repo, "pr")
+    data["version"] = "2.0.0"
+    data["license"] = "BSD"
+    write_record(Path(repo.working_dir), data)
+    commit_all(repo, "bad licence")
+    result = check_index(repo.working_dir, base)
+    assert [p.json_path for p in result.problems] == ["$.license"]
+
+
+def test_changing_a_referenced_index_artefact_fails(merged) -> None:
+    repo, base, data = merged
+    _branch(repo, "pr")
+    (Path(repo.working_dir) / "artefacts" / "toy-gan" / "1.0.0.zip").write_bytes(b"swapped")
+    commit_all(repo, "swap artefact")
+    result = check_index(repo.working_dir, base)
+    assert not result.ok
+    assert "toy-gan@1.0.0" in result.problems[0].message
+
+
+def test_index_in_subfolder_and_cli(tmp_path: Path, make_record, capsys) -> None:
+    root = tmp_path / "repo"
+    repo = git.Repo.init(root, initial_branch="main")
+    with repo.config_writer() as cw:
+        cw.set_value("user", "name", "T")
+        cw.set_value("user", "email", "t@example.org")
+    data = make_record()
+    write_record(root / "index", data)
+    (root / "README.md").write_text("x")
+    base = commit_all(repo, "base")
+    data["package"]["inputs"] = {}
+    data["inputs"] = {"type": "object"}
+    write_record(root / "index", data)
+    commit_all(repo, "change inputs")
+    rc = main(["index", "check", "--repo", str(root), "--base", base, "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 1
+    paths = {e["json_path"] for e in out["errors"]}
+    assert "$.package.inputs" in paths and any(p.startswith("$.inputs") for p in paths)
+
+
+def test_unknown_revision_is_a_clear_error(merged) -> None:
+    repo, _, _ = merged
+    with pytest.raises(errors.IndexCheckError, match="cannot resolve revision 'nope'"):
+        check_index(repo.working_dir, "nope")
