@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The main job, on a fresh machine:
+#   set up .venv, create a site whose upstream is this repository's index/, sync it
+#   (fetch the index, mirror and verify every pinned artefact), test the models, generate
+#   samples from each starter model and write a grid PNG per model.
+# Everything lands under ./site (the site) and ./out (samples and grids); override with
+# SITE=... OUT=... N=... (samples per model).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$(pwd)
+SITE=${SITE:-$REPO/site}
+OUT=${OUT:-$REPO/out}
+N=${N:-16}
+MODELS=${MODELS:-"ihc-patch-dcgan retina-patch-ddpm phantom-lesion ihc-patch-dcgan-medigan"}
+
+bash scripts/setup.sh
+SM=".venv/bin/synthmed"
+export SYNTHMED_HOME="$SITE"
+
+echo "== site: $SITE (upstream: $REPO, folder index/)"
+if [ ! -f "$SITE/site.toml" ]; then
+  $SM init "$SITE" --upstream "public=$REPO" --subfolder index --branch "$(git rev-parse --abbrev-ref HEAD)"
+fi
+
+echo "== sync: fetch the index, mirror and verify the artefacts"
+$SM sync
+
+echo "== test: run each mirrored starter model's test"
+mkdir -p "$OUT"
+for m in $MODELS; do
+  $SM test "$m" --report "$OUT/reports" || echo "   (test of $m failed: see $OUT/reports)"
+done
+
+echo "== generate: $N samples and a grid per model"
+for m in $MODELS; do
+  $SM generate "$m" -n "$N" -o "$OUT/$m" --format png --seed 0
+  $SM visualize "$m" -n 16 -o "$OUT/$m-grid.png" --seed 0
+done
+
+$SM status
+echo
+echo "site:    $SITE   (site.toml, catalog.db, store/, packages/, reports/)"
+echo "samples: $OUT/<model>/ (PNG files + synthmed.json provenance)"
+echo "grids:   $(ls "$OUT"/*-grid.png | tr '\n' ' ')"
+echo "reports: $OUT/reports/"
