@@ -1,0 +1,227 @@
+"""Package formats: load a package's model and give it one interface,
+``sample(seeds, **params) -> {output name: array, batch first}``.
+
+- ``synthmed-1``: the record's entry point ``module:factory`` is called as
+  ``factory(package_dir, device)``; the returned object has ``sample(seeds, **params)``.
+- ``medigan-1``: medigan's ``generate(model_file, num_samples, output_path, save_images,
+  **custom)`` in the package's ``__init__.py``. Each seed is one call with the global
+  generators (``random``, numpy, torch) seeded with that seed, so sample i depends only
+  on seeds[i], whatever the batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Mapping, Protocol, Sequence
+
+import numpy as np
+
+from ..errors import ModelRunError
+from ..records import Record
+from .loader import import_package_module
+
+log = logging.getLogger(__name__)
+
+WEIGHT_SUFFIXES = (".pt", ".pth", ".ckpt", ".safetensors", ".bin", ".h5", ".hdf5", ".pkl", ".onnx", ".npz", ".npy")
+
+
+class SampleFn(Protocol):
+    def sample(self, seeds: list[int], **params: Any) -> Mapping[str, Any]: ...
+
+
+def to_numpy(value: Any) -> np.ndarray:
+    if isinstance(value, np.ndarray):
+        return value
+    detach = getattr(value, "detach", None)
+    if callable(detach):  # a torch tensor
+        return np.asarray(detach().cpu().numpy())
+    return np.asarray(value)
+
+
+def normalise_outputs(record: Record, seeds: Sequence[int], raw: Any) -> dict[str, np.ndarray]:
+    """Check a model's answer against the record: every output present, batch first."""
+    ref = record.ref
+    if not isinstance(raw, Mapping):
+        raise ModelRunError(f"{ref}: sample() returned {type(raw).__name__}, expected a dict of output name -> array",
+                            hint="the package's sample() must return {name: array} for the record's outputs", model=ref)
+    names = [str(o["name"]) for o in record.outputs]
+    missing = [n for n in names if n not in raw]
+    if missing:
+        raise ModelRunError(f"{ref}: the model returned no {', '.join(repr(m) for m in missing)} output "
+                            f"(it returned {', '.join(map(repr, raw)) or 'nothing'}; the record's outputs are {names})",
+                            model=ref)
+    extra = [k for k in raw if k not in names]
+    if extra:
+        log.debug("%s: ignoring outputs not in the record: %s", ref, extra)
+    out: dict[str, np.ndarray] = {}
+    for name in names:
+        arr = to_numpy(raw[name])
+        if arr.ndim == 0 or arr.shape[0] != len(seeds):
+            raise ModelRunError(f"{ref}: output {name!r} has shape {arr.shape}, expected {len(seeds)} samples "
+                                "along the first axis (one per seed)", model=ref)
+        out[name] = arr
+    return out
+
+
+def split_entry_point(entry_point: str) -> tuple[str, str | None]:
+    module, _, attr = entry_point.partition(":")
+    return module, (attr or None)
+
+
+# --- synthmed-1 -------------------------------------------------------------------
+
+
+class SynthmedModel:
+    def __init__(self, record: Record, package_dir: Path, device: str, package_key: str) -> None:
+        module_name, factory_name = split_entry_point(record.entry_point)
+        if not factory_name:
+            raise ModelRunError(f"{record.ref}: entry point {record.entry_point!r} names no factory "
+                                "(synthmed-1 needs 'module:factory')", model=record.ref)
+        module = import_package_module(package_dir, module_name, package_key)
+        factory = getattr(module, factory_name, None)
+        if not callable(factory):
+            raise ModelRunError(f"{record.ref}: {module_name} in {package_dir} has no callable {factory_name!r} "
+                                f"(entry point {record.entry_point!r})", model=record.ref)
+        self.impl = factory(package_dir, device)
+        if not callable(getattr(self.impl, "sample", None)):
+            raise ModelRunError(f"{record.ref}: {record.entry_point}(package_dir, device) returned "
+                                f"{type(self.impl).__name__}, which has no sample(seeds, **params) method",
+                                model=record.ref)
+
+    def sample(self, seeds: list[int], **params: Any) -> Mapping[str, Any]:
+        result: Mapping[str, Any] = self.impl.sample(list(seeds), **params)
+        return result
+
+    def close(self) -> None:
+        close = getattr(self.impl, "close", None)
+        if callable(close):
+            close()
+
+
+# --- medigan-1 --------------------------------------------------------------------
+
+
+def seed_everything(seed: int) -> None:
+    """medigan models draw from the global generators: seed them all."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - medigan models without torch
+        return
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def find_medigan_root(package_dir: Path, module_name: str) -> Path:
+    """The folder holding medigan's ``__init__.py``: the entry point's folder, the
+    package root, or its single sub-folder (medigan zips often wrap one folder)."""
+    candidates = []
+    if module_name:
+        candidates.append(package_dir.joinpath(*module_name.split(".")))
+    candidates.append(package_dir)
+    subdirs = [p for p in package_dir.iterdir() if p.is_dir() and not p.name.startswith((".", "__"))]
+    if len(subdirs) == 1:
+        candidates.append(subdirs[0])
+    for c in candidates:
+        if (c / "__init__.py").is_file():
+            return c
+    raise ModelRunError(f"no medigan __init__.py found in {package_dir} (looked in "
+                        f"{', '.join(str(c) for c in candidates)})",
+                        hint="a medigan-1 package holds __init__.py with generate(model_file, num_samples, "
+                             "output_path, save_images, **custom)")
+
+
+def find_weights(record: Record, package_dir: Path, root: Path) -> Path:
+    named = record.data["package"].get("weights")
+    if named:
+        for base in (package_dir, root):
+            p = (base / named).resolve()
+            if p.is_file() and (p == package_dir.resolve() or package_dir.resolve() in p.parents):
+                return p
+        raise ModelRunError(f"{record.ref}: package.weights names {named!r}, which is not in the package {package_dir}",
+                            model=record.ref)
+    found = sorted(p for p in package_dir.rglob("*") if p.is_file() and p.suffix.lower() in WEIGHT_SUFFIXES)
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise ModelRunError(f"{record.ref}: no weights file ({', '.join(WEIGHT_SUFFIXES)}) in {package_dir}",
+                            hint="name it in the record's package.weights", model=record.ref)
+    raise ModelRunError(f"{record.ref}: several weights files in {package_dir} "
+                        f"({', '.join(str(p.relative_to(package_dir)) for p in found[:6])})",
+                        hint="name the right one in the record's package.weights", model=record.ref)
+
+
+class MediganModel:
+    def __init__(self, record: Record, package_dir: Path, device: str, package_key: str) -> None:
+        self.record = record
+        module_name, func_name = split_entry_point(record.entry_point)
+        root = find_medigan_root(package_dir, module_name)
+        module = import_package_module(root, None, package_key)
+        fn = getattr(module, func_name or "generate", None)
+        if not callable(fn):
+            raise ModelRunError(f"{record.ref}: {root / '__init__.py'} has no function {func_name or 'generate'!r}",
+                                model=record.ref)
+        self.generate: Callable[..., Any] = fn
+        self.model_file = find_weights(record, package_dir, root)
+        self.custom = dict(record.data["package"].get("generate_args") or {})
+        self.names = [str(o["name"]) for o in record.outputs]
+        self.device = device
+
+    def _one(self, seed: int, params: Mapping[str, Any], tmp: Path) -> list[Any]:
+        seed_everything(seed)
+        kwargs = {**self.custom, **params}
+        kwargs.update(model_file=str(self.model_file), num_samples=1, output_path=str(tmp), save_images=False)
+        result = self.generate(**kwargs)
+        if result is None:
+            raise ModelRunError(f"{self.record.ref}: generate(..., save_images=False) returned None; "
+                                "a medigan model must return its samples as a list", model=self.record.ref)
+        items = list(result)
+        if not items:
+            raise ModelRunError(f"{self.record.ref}: generate(num_samples=1) returned an empty list",
+                                model=self.record.ref)
+        return self._split(items[0])
+
+    def _split(self, item: Any) -> list[Any]:
+        """One medigan sample -> one value per record output (medigan returns an image,
+        or a tuple such as (image, mask, other, label))."""
+        if isinstance(item, (tuple, list)) and not isinstance(item, np.ndarray):
+            arrays = [x for x in item if not isinstance(x, (str, bytes)) and x is not None]
+            if len(arrays) < len(self.names):
+                raise ModelRunError(f"{self.record.ref}: a sample holds {len(arrays)} arrays, the record names "
+                                    f"{len(self.names)} outputs ({self.names})", model=self.record.ref)
+            return [to_numpy(a) for a in arrays[: len(self.names)]]
+        if len(self.names) != 1:
+            raise ModelRunError(f"{self.record.ref}: a sample is one array, the record names {len(self.names)} "
+                                f"outputs ({self.names})", model=self.record.ref)
+        return [to_numpy(item)]
+
+    def sample(self, seeds: list[int], **params: Any) -> Mapping[str, Any]:
+        per_output: list[list[np.ndarray]] = [[] for _ in self.names]
+        tmp = Path(tempfile.mkdtemp(prefix="synthmed-medigan-"))
+        try:
+            for seed in seeds:
+                for i, value in enumerate(self._one(int(seed), params, tmp)):
+                    per_output[i].append(value)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return {name: np.stack(vals) for name, vals in zip(self.names, per_output)}
+
+    def close(self) -> None:
+        return None
+
+
+def load_model(record: Record, package_dir: Path, device: str, package_key: str | None = None) -> SynthmedModel | MediganModel:
+    key = package_key or record.sha256 or record.ref
+    fmt = record.package_format
+    if fmt == "synthmed-1":
+        return SynthmedModel(record, package_dir, device, key)
+    if fmt == "medigan-1":
+        return MediganModel(record, package_dir, device, key)
+    raise ModelRunError(f"{record.ref}: unknown package format {fmt!r}", hint="use synthmed-1 or medigan-1",
+                        model=record.ref)
