@@ -61,6 +61,8 @@ class SourceOverrides:
     http_connect_timeout_s: float = 10.0
     http_read_timeout_s: float = 30.0
     http_retries: int = 3
+    #: first backoff between HTTP retries, doubled each retry
+    http_backoff_s: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,13 @@ def _truthy(value: str, where: str) -> bool:
     raise ConfigError(f"{where}: {value!r} is not a boolean", hint="use 1/0, true/false, yes/no")
 
 
+def _number(value: str, where: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise ConfigError(f"{where}: {value!r} is not a number", hint="give a plain number, e.g. 48") from None
+
+
 def read_site_toml(path: Path) -> dict[str, Any]:
     """Parse and schema-validate a site.toml; a clear error on any problem."""
     try:
@@ -182,13 +191,26 @@ def _tuple(v: Any) -> tuple[str, ...]:
 def settings_from_toml(home: Path, data: Mapping[str, Any]) -> Settings:
     site = data.get("site", {})
     ups = []
+    seen: set[str] = set()
     for u in data.get("upstreams", []):
+        if u["name"] in seen:
+            raise ConfigError(
+                f"{home / SITE_FILE}: upstream {u['name']!r} is declared twice",
+                hint="give every [[upstreams]] entry its own name",
+            )
+        seen.add(u["name"])
+        sub = str(u.get("subfolder", "")).strip("/")
+        if sub.startswith("/") or ".." in sub.split("/"):
+            raise ConfigError(
+                f"{home / SITE_FILE}: upstream {u['name']!r}: subfolder {sub!r} leaves the repository",
+                hint="use a relative folder inside the index repository, e.g. 'index'",
+            )
         ups.append(
             Upstream(
                 name=u["name"],
                 url=u["url"],
                 branch=u.get("branch", "main"),
-                subfolder=u.get("subfolder", ""),
+                subfolder=sub,
                 priority=int(u.get("priority", 100)),
                 require_signed=bool(u.get("require_signed", False)),
                 allowed_signers=_tuple(u.get("allowed_signers")),
@@ -250,7 +272,11 @@ def load_settings(
     """Build the settings: flags (``overrides``) > environment > site.toml > defaults.
 
     ``overrides`` keys: ``device``, ``mode``, ``batch_size``, ``offline``, ``log_level``,
-    ``zenodo_host``; a value of ``None`` means "not given".
+    ``zenodo_host``, ``stale_after_hours``, ``sync_interval_minutes``; a value of ``None``
+    means "not given". Environment: ``SYNTHMED_DEVICE``, ``SYNTHMED_RUN_MODE``,
+    ``SYNTHMED_OFFLINE``, ``SYNTHMED_LOG_LEVEL``, ``SYNTHMED_ZENODO_HOST``,
+    ``SYNTHMED_ZENODO_TOKEN``, ``SYNTHMED_STALE_AFTER_HOURS``,
+    ``SYNTHMED_SYNC_INTERVAL_MINUTES``.
     """
     env = os.environ if environ is None else environ
     home_path = Path(home).expanduser() if home is not None else default_home(env)
@@ -272,6 +298,12 @@ def load_settings(
         sources = replace(sources, zenodo_host=env["SYNTHMED_ZENODO_HOST"])
     if env.get("SYNTHMED_ZENODO_TOKEN"):
         sources = replace(sources, zenodo_token=env["SYNTHMED_ZENODO_TOKEN"])
+    schedules = settings.schedules
+    if env.get("SYNTHMED_STALE_AFTER_HOURS"):
+        layer["stale_after_hours"] = _number(env["SYNTHMED_STALE_AFTER_HOURS"], "SYNTHMED_STALE_AFTER_HOURS")
+    if env.get("SYNTHMED_SYNC_INTERVAL_MINUTES"):
+        minutes = int(_number(env["SYNTHMED_SYNC_INTERVAL_MINUTES"], "SYNTHMED_SYNC_INTERVAL_MINUTES"))
+        schedules = replace(schedules, sync_interval_minutes=minutes)
     # flags
     ov = {k: v for k, v in (overrides or {}).items() if v is not None}
     if "device" in ov:
@@ -286,6 +318,14 @@ def load_settings(
         layer["log_level"] = str(ov["log_level"]).upper()
     if "zenodo_host" in ov:
         sources = replace(sources, zenodo_host=str(ov["zenodo_host"]))
+    if "stale_after_hours" in ov:
+        layer["stale_after_hours"] = float(ov["stale_after_hours"])
+    if "sync_interval_minutes" in ov:
+        schedules = replace(schedules, sync_interval_minutes=int(ov["sync_interval_minutes"]))
+    if schedules.sync_interval_minutes < 1:
+        raise ConfigError(f"the sync interval must be at least 1 minute, got {schedules.sync_interval_minutes}")
+    if float(layer.get("stale_after_hours", settings.stale_after_hours)) <= 0:
+        raise ConfigError("stale_after_hours must be above 0")
     if runner.batch_size < 1:
         raise ConfigError(f"batch size must be at least 1, got {runner.batch_size}")
-    return replace(settings, runner=runner, sources=sources, **layer)
+    return replace(settings, runner=runner, sources=sources, schedules=schedules, **layer)

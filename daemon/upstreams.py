@@ -1,0 +1,232 @@
+"""Git mirrors of upstream indexes: ``<site>/upstreams/<name>/`` (bare repositories).
+
+Two refs matter in each mirror:
+
+- ``refs/synthmed/fetched``: whatever the upstream's branch pointed at on the last fetch
+  (force-updated; nothing trusts it)
+- ``refs/synthmed/accepted``: the last accepted commit (it keeps that commit's objects
+  alive even when the upstream rewrites its history)
+
+Every git call goes through gitpython's command wrapper. The site lock guarantees one
+writer, so lock files left behind by a killed git process are stale and are removed.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import git
+
+from synthmed.registry.errors import SyncRefused
+
+log = logging.getLogger(__name__)
+
+FETCHED_REF = "refs/synthmed/fetched"
+ACCEPTED_REF = "refs/synthmed/accepted"
+
+#: ``git log %G?`` codes, in words
+SIGNATURE_CODES = {
+    "G": "good signature by an allowed signer",
+    "U": "signed by a key that is not in the allowed signers",
+    "N": "not signed",
+    "B": "bad signature",
+    "X": "good signature that has expired",
+    "Y": "good signature by an expired key",
+    "R": "good signature by a revoked key",
+    "E": "signature cannot be checked",
+}
+
+
+def resolve_url(url: str, site_home: Path) -> str:
+    """A local path (relative ones are relative to the site folder) becomes absolute."""
+    if "://" in url or url.startswith("git@") or (":" in url.split("/")[0] and not Path(url).exists()):
+        return url
+    p = Path(url).expanduser()
+    if not p.is_absolute():
+        p = (site_home / p).resolve()
+    return str(p)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One changed file between two commits: ``status`` A, M or D; ``blob`` the new blob sha."""
+
+    status: str
+    path: str
+    blob: str | None
+
+
+class UpstreamRepo:
+    """One upstream's bare mirror repository."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._repo: git.Repo | None = None
+
+    # -- setup -------------------------------------------------------------------------
+
+    @property
+    def repo(self) -> git.Repo:
+        if self._repo is None:
+            self._repo = git.Repo(self.path)
+        return self._repo
+
+    @property
+    def g(self) -> git.Git:
+        return self.repo.git
+
+    def exists(self) -> bool:
+        return (self.path / "HEAD").is_file() and (self.path / "objects").is_dir()
+
+    def ensure(self) -> "UpstreamRepo":
+        """Create the bare mirror if needed; repair what a killed git may have left."""
+        if self.path.exists() and not self.exists():
+            log.warning("%s: not a usable git mirror (an interrupted first sync?); recreating it", self.path)
+            shutil.rmtree(self.path)
+        if not self.path.exists():
+            tmp = self.path.with_name(self.path.name + ".init-tmp")
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            git.Repo.init(tmp, bare=True)
+            tmp.rename(self.path)
+        self.clear_stale_locks()
+        return self
+
+    def clear_stale_locks(self) -> None:
+        """Remove ``*.lock`` files; only safe because the site lock excludes other writers."""
+        for lock in list(self.path.glob("*.lock")) + list((self.path / "refs").rglob("*.lock")):
+            log.warning("%s: removing a stale git lock file %s", self.path.name, lock.name)
+            lock.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        if self._repo is not None:
+            self._repo.close()
+            self._repo = None
+
+    # -- refs ----------------------------------------------------------------------------
+
+    def rev(self, ref: str) -> str | None:
+        try:
+            return str(self.g.rev_parse("--verify", "--quiet", f"{ref}^{{commit}}")).strip() or None
+        except git.GitCommandError:
+            return None
+
+    def has_commit(self, sha: str) -> bool:
+        try:
+            self.g.cat_file("-e", f"{sha}^{{commit}}")
+            return True
+        except git.GitCommandError:
+            return False
+
+    def set_ref(self, ref: str, sha: str) -> None:
+        self.g.update_ref(ref, sha)
+
+    def fetch(self, url: str, branch: str, timeout: float | None = 600) -> str:
+        """Fetch the upstream branch into ``refs/synthmed/fetched``; return its commit."""
+        try:
+            self.g.fetch("--no-tags", "--force", "--quiet", url, f"+refs/heads/{branch}:{FETCHED_REF}",
+                         kill_after_timeout=timeout)
+        except git.GitCommandError as exc:
+            err = (exc.stderr or str(exc)).strip().replace("\n", " ")
+            raise SyncRefused(f"cannot fetch branch {branch!r} from {url}: {err}",
+                              hint="check the upstream's url and branch in site.toml, and the network",
+                              kind="fetch") from None
+        sha = self.rev(FETCHED_REF)
+        if sha is None:  # pragma: no cover - fetch succeeded, so the ref exists
+            raise SyncRefused(f"fetched nothing from {url} branch {branch!r}")
+        return sha
+
+    def fetch_bundle(self, bundle: Path) -> str:
+        """Take a git bundle's (single) ref into ``refs/synthmed/fetched``; return its commit."""
+        heads = str(self.g.bundle("list-heads", str(bundle))).split()
+        if not heads:
+            raise SyncRefused(f"{bundle}: the bundle has no refs")
+        self.g.fetch("--no-tags", "--force", "--quiet", str(bundle), f"+{heads[1]}:{FETCHED_REF}")
+        sha = self.rev(FETCHED_REF)
+        assert sha is not None
+        return sha
+
+    def is_ancestor(self, old: str, new: str) -> bool:
+        try:
+            self.g.merge_base("--is-ancestor", old, new)
+            return True
+        except git.GitCommandError as exc:
+            if exc.status == 1:
+                return False
+            raise
+
+    def commit_time(self, sha: str) -> str:
+        ts = int(str(self.g.show("-s", "--format=%ct", sha)).strip())
+        return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds")
+
+    # -- signatures ------------------------------------------------------------------------
+
+    def unsigned_commits(self, old: str | None, new: str, signers_file: Path) -> list[tuple[str, str]]:
+        """Commits of ``old..new`` (first parent; only ``new`` on a first sync) whose
+        signature is not good by an allowed signer: ``[(sha, reason), ...]``.
+
+        Following the first parent checks the commits the upstream's maintainers made on
+        the branch (merge commits included); a signature covers the whole tree, so a signed
+        merge vouches for what it brings in.
+        """
+        rng = [new, "-1"] if old is None else ["--first-parent", f"{old}..{new}"]
+        out = str(self.g.execute(
+            ["git", "-c", f"gpg.ssh.allowedSignersFile={signers_file}", "log", "--format=%H %G? %GS", *rng]))
+        bad = []
+        for line in out.splitlines():
+            parts = line.split(" ", 2)
+            if len(parts) < 2:
+                continue
+            sha, code = parts[0], parts[1]
+            if code != "G":
+                bad.append((sha, SIGNATURE_CODES.get(code, f"signature status {code}")))
+        return bad
+
+    # -- trees -----------------------------------------------------------------------------
+
+    def changes(self, old: str, new: str, prefix: str) -> list[Change]:
+        """Files that differ between two commits under ``prefix`` (no rename detection)."""
+        out = str(self.g.diff_tree("-r", "-z", "--no-renames", "--no-commit-id", old, new, "--", prefix or "."))
+        items = out.split("\0")
+        changes = []
+        i = 0
+        while i + 1 < len(items):
+            meta, path = items[i], items[i + 1]
+            i += 2
+            if not meta.startswith(":"):
+                continue
+            _, _, _, new_blob, status = meta[1:].split(" ")
+            st = status[0]
+            changes.append(Change(st if st in "AMD" else "M", path, None if st == "D" else new_blob))
+        return changes
+
+    def files(self, commit: str, prefix: str) -> list[Change]:
+        """Every file under ``prefix`` at ``commit``, as additions."""
+        out = str(self.g.ls_tree("-r", "-z", commit, "--", prefix or "."))
+        result = []
+        for item in out.split("\0"):
+            if not item:
+                continue
+            meta, path = item.split("\t", 1)
+            _, kind, blob = meta.split(" ")
+            if kind == "blob":
+                result.append(Change("A", path, blob))
+        return result
+
+    def read_blobs(self, blobs: Iterable[str]) -> Iterator[tuple[str, bytes]]:
+        """Blob contents through one persistent ``git cat-file --batch``."""
+        for sha in blobs:
+            _, _, _, data = self.g.get_object_data(sha)
+            yield sha, data
+
+    def bundle(self, dest: Path) -> None:
+        """Write a git bundle of the accepted commit (ref ``refs/synthmed/accepted``)."""
+        self.g.bundle("create", str(dest), ACCEPTED_REF)
+
+    def verify_bundle(self, bundle: Path) -> None:
+        self.g.bundle("verify", str(bundle))

@@ -1,0 +1,630 @@
+"""The site catalog: a SQLite database (WAL) derived from the upstream mirrors and the store.
+
+One writer (the daemon, or ``synthmed sync`` holding the site lock); any number of
+read-only readers (``Catalog.open(path)`` opens it with ``mode=ro``). Tables:
+
+- ``upstreams``: one row per upstream: configuration, the last accepted commit, the last
+  attempt and its outcome
+- ``models``: one row per upstream + id + version, with the record JSON; ``models_fts``
+  (FTS5) indexes title, summary, description, modality, anatomy, generates, tags and
+  architecture; ``facets`` and ``metrics`` serve filters and ranking
+- ``record_problems``: records skipped by a sync, with the reason
+- ``artefacts``: blobs and their state; ``tests``: model test runs; ``sync_runs``: every
+  job run and every failure, with its reason
+
+The generation of the layout is ``PRAGMA user_version``; :data:`GENERATION` is the one
+this code writes. The catalog is derived data: ``synthmed catalog rebuild`` recreates it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+import sqlite_utils
+
+from .errors import CatalogError
+from .records import Record
+from .semver import parse_version
+
+log = logging.getLogger(__name__)
+
+#: layout generation written to PRAGMA user_version; bump it with a migration step
+GENERATION = 1
+
+FTS_COLUMNS = ("title", "summary", "description", "modality", "anatomy", "generates", "tags", "architecture")
+_LIST_FIELDS = ("modality", "anatomy", "generates", "tags")
+
+_DDL = (
+    """CREATE TABLE IF NOT EXISTS upstreams (
+        name TEXT PRIMARY KEY, url TEXT, branch TEXT, subfolder TEXT NOT NULL DEFAULT '',
+        priority INTEGER NOT NULL DEFAULT 100, ord INTEGER NOT NULL DEFAULT 0,
+        accepted_commit TEXT, accepted_at TEXT, commit_time TEXT,
+        last_attempt TEXT, last_status TEXT, last_reason TEXT)""",
+    """CREATE TABLE IF NOT EXISTS models (
+        pk INTEGER PRIMARY KEY, upstream TEXT NOT NULL, id TEXT NOT NULL, version TEXT NOT NULL,
+        path TEXT NOT NULL, commit_sha TEXT NOT NULL, status TEXT NOT NULL, status_reason TEXT,
+        is_latest INTEGER NOT NULL DEFAULT 0, verified INTEGER NOT NULL, sha256 TEXT, size INTEGER,
+        license TEXT, title TEXT, summary TEXT, description TEXT, modality TEXT, anatomy TEXT,
+        generates TEXT, tags TEXT, architecture TEXT, record TEXT NOT NULL,
+        UNIQUE (upstream, id, version))""",
+    "CREATE INDEX IF NOT EXISTS models_id ON models (id)",
+    "CREATE INDEX IF NOT EXISTS models_latest ON models (is_latest, id)",
+    "CREATE INDEX IF NOT EXISTS models_sha ON models (sha256)",
+    "CREATE INDEX IF NOT EXISTS models_path ON models (upstream, path)",
+    "CREATE TABLE IF NOT EXISTS facets (model INTEGER NOT NULL, field TEXT NOT NULL, value TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS facets_fv ON facets (field, value, model)",
+    "CREATE INDEX IF NOT EXISTS facets_model ON facets (model)",
+    """CREATE TABLE IF NOT EXISTS metrics (
+        model INTEGER NOT NULL, name TEXT NOT NULL, value REAL NOT NULL, better TEXT NOT NULL,
+        source TEXT, preferred INTEGER NOT NULL DEFAULT 0)""",
+    "CREATE INDEX IF NOT EXISTS metrics_name ON metrics (name, preferred, model)",
+    "CREATE INDEX IF NOT EXISTS metrics_model ON metrics (model)",
+    """CREATE TABLE IF NOT EXISTS record_problems (
+        upstream TEXT NOT NULL, path TEXT NOT NULL, commit_sha TEXT, reason TEXT NOT NULL,
+        seen_at TEXT, PRIMARY KEY (upstream, path))""",
+    """CREATE TABLE IF NOT EXISTS artefacts (
+        sha256 TEXT PRIMARY KEY, size INTEGER, state TEXT NOT NULL, verified_at TEXT,
+        source TEXT, reason TEXT, updated_at TEXT)""",
+    """CREATE TABLE IF NOT EXISTS tests (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, upstream TEXT, model_id TEXT NOT NULL,
+        version TEXT NOT NULL, ref TEXT NOT NULL, started TEXT, finished TEXT,
+        passed INTEGER NOT NULL, reason TEXT, report_path TEXT, throughput REAL,
+        peak_memory_mb REAL, runner_version TEXT, env_hash TEXT)""",
+    "CREATE INDEX IF NOT EXISTS tests_ref ON tests (model_id, version, id)",
+    """CREATE TABLE IF NOT EXISTS sync_runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, job TEXT NOT NULL, upstream TEXT, subject TEXT,
+        started TEXT, finished TEXT, status TEXT NOT NULL, reason TEXT,
+        old_commit TEXT, new_commit TEXT, changed INTEGER)""",
+    "CREATE INDEX IF NOT EXISTS sync_runs_job ON sync_runs (job, id)",
+)
+
+#: what a row of the models table needs, joined with its upstream and artefact
+_ENTRY_SELECT = """SELECT m.pk, m.upstream, m.id, m.version, m.path, m.commit_sha, m.status,
+    m.status_reason, m.verified, m.sha256, m.record, u.subfolder, u.priority, u.ord,
+    a.state AS artefact_state"""
+_ENTRY_FROM = """ FROM models m JOIN upstreams u ON u.name = m.upstream
+    LEFT JOIN artefacts a ON a.sha256 = m.sha256"""
+
+
+def utcnow() -> str:
+    """The current time as an ISO 8601 UTC string (what every time column holds)."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class CatalogEntry:
+    """One model version as the catalog serves it, with what is needed to fetch it."""
+
+    upstream: str
+    id: str
+    version: str
+    record: Record
+    index_repo: Path
+    index_commit: str
+    index_subfolder: str
+    artefact_state: str  # missing | verified | corrupt | unverified
+    status: str = "active"
+    status_reason: str | None = None
+    priority: int = 100
+    path: str = ""
+    score: float | None = None  # the ranking metric's value, when ranked
+    shadows: tuple[str, ...] = field(default=())  # lower-priority upstreams with the same id
+
+    @property
+    def ref(self) -> str:
+        return f"{self.id}@{self.version}"
+
+    @property
+    def qualified_ref(self) -> str:
+        return f"{self.upstream}/{self.id}@{self.version}"
+
+    def as_dict(self, full: bool = False) -> dict[str, Any]:
+        data = self.record.data
+        out: dict[str, Any] = {
+            "ref": self.qualified_ref,
+            "upstream": self.upstream,
+            "id": self.id,
+            "version": self.version,
+            "title": data.get("title"),
+            "summary": data.get("summary"),
+            "status": self.status,
+            "status_reason": self.status_reason,
+            "modality": list(data.get("modality", [])),
+            "anatomy": list(data.get("anatomy", [])),
+            "architecture": dict(data.get("architecture", {})),
+            "license": data.get("license"),
+            "artefact_state": self.artefact_state,
+            "index_commit": self.index_commit,
+        }
+        if self.score is not None:
+            out["score"] = self.score
+        if full:
+            out["index_repo"] = str(self.index_repo)
+            out["index_subfolder"] = self.index_subfolder
+            out["path"] = self.path
+            out["record"] = dict(data)
+        return out
+
+
+def fts_query(text: str) -> str:
+    """A free-text query made safe for FTS5: every word becomes a quoted prefix term.
+
+    Punctuation never reaches FTS5 as syntax: ``mass-like`` becomes the phrase
+    ``"mass-like"*`` (FTS5's tokenizer splits it inside the quotes), a stray double quote is
+    doubled inside the term, and a term without a letter or digit (``*``) is dropped. Returns ``""``
+    when nothing searchable is left.
+    """
+    terms = []
+    for word in text.split():
+        if not any(ch.isalnum() for ch in word):
+            continue
+        terms.append('"' + word.replace('"', '""') + '"*')
+    return " ".join(terms)
+
+
+def _joined(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return " ".join(str(v) for v in value)
+    return "" if value is None else str(value)
+
+
+def _arch_text(data: Mapping[str, Any]) -> str:
+    arch = data.get("architecture") or {}
+    return " ".join(str(arch[k]) for k in ("family", "name") if arch.get(k))
+
+
+def version_key(version: str) -> tuple[int, Any]:
+    """Order versions by semver, releases above pre-releases, unparsable ones lowest."""
+    try:
+        v = parse_version(version)
+    except ValueError:
+        return (-1, version)
+    return (0 if v.is_prerelease else 1, v)
+
+
+class Catalog:
+    """The site catalog. Open with :meth:`open`; writers use :meth:`transaction`."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, readonly: bool) -> None:
+        self.conn = conn
+        self.db = sqlite_utils.Database(conn)
+        self.path = path
+        self.readonly = readonly
+
+    # -- opening --------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: Path | str, readonly: bool = True) -> "Catalog":
+        p = Path(path)
+        if readonly:
+            if not p.exists():
+                raise CatalogError(
+                    f"no catalog at {p}",
+                    hint="run `synthmed sync` (or `synthmed catalog rebuild`) on this site first",
+                )
+            try:
+                conn = sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True,
+                                       isolation_level=None, check_same_thread=False, timeout=30)
+                generation = conn.execute("PRAGMA user_version").fetchone()[0]
+            except sqlite3.DatabaseError as exc:
+                raise CatalogError(f"cannot read the catalog {p}: {exc}",
+                                   hint="run `synthmed catalog rebuild` to recreate it") from exc
+            if generation != GENERATION:
+                conn.close()
+                raise CatalogError(
+                    f"the catalog {p} is of generation {generation}, this synthmed reads generation {GENERATION}",
+                    hint="run `synthmed sync` with this version to migrate it, or `synthmed catalog rebuild`",
+                )
+            return cls(conn, p, True)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = sqlite3.connect(p, isolation_level=None, check_same_thread=False, timeout=30)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=30000")
+        except sqlite3.DatabaseError as exc:
+            raise CatalogError(f"cannot open the catalog {p} for writing: {exc}",
+                               hint="is the disk full or the file corrupt? `synthmed catalog rebuild` recreates it") from exc
+        cat = cls(conn, p, False)
+        cat.migrate()
+        return cat
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> "Catalog":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def site_home(self) -> Path:
+        return self.path.parent
+
+    def generation(self) -> int:
+        return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def migrate(self) -> None:
+        """Bring the layout to :data:`GENERATION` (creating it on an empty file)."""
+        gen = self.generation()
+        if gen > GENERATION:
+            raise CatalogError(
+                f"the catalog {self.path} is of generation {gen}, newer than this synthmed ({GENERATION})",
+                hint="upgrade synthmed, or run `synthmed catalog rebuild` to recreate it for this version",
+            )
+        if gen == GENERATION:
+            return
+        with self.transaction():
+            self.create_tables()
+            # future: `if gen < 2: ...` migration steps go here
+            self.conn.execute(f"PRAGMA user_version={GENERATION}")
+
+    def create_tables(self) -> None:
+        for stmt in _DDL:
+            self.conn.execute(stmt)
+        if not self.db["models_fts"].exists():
+            self.db.table("models").enable_fts(list(FTS_COLUMNS), fts_version="FTS5", create_triggers=True,
+                                         tokenize="unicode61 remove_diacritics 2")
+
+    def drop_tables(self) -> None:
+        names = [r[0] for r in self.conn.execute(
+            "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' "
+            "AND name NOT LIKE 'models_fts_%'")]
+        for trig in [r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type='trigger'")]:
+            self.conn.execute(f'DROP TRIGGER IF EXISTS "{trig}"')
+        for name in names:
+            self.conn.execute(f'DROP TABLE IF EXISTS "{name}"')
+
+    @contextmanager
+    def transaction(self) -> Iterator["Catalog"]:
+        """One atomic write (nested calls become savepoints)."""
+        self._writable()
+        with self.db.atomic():
+            yield self
+
+    def _writable(self) -> None:
+        if self.readonly:
+            raise CatalogError(f"the catalog {self.path} is open read-only",
+                               hint="only the daemon (or `synthmed sync`) writes the catalog")
+
+    # -- upstreams --------------------------------------------------------------------
+
+    def upstream_rows(self) -> list[dict[str, Any]]:
+        cur = self.conn.execute("SELECT * FROM upstreams ORDER BY priority, ord, name")
+        cols = [c[0] for c in cur.description]
+        return [dict(zip(cols, r)) for r in cur.fetchall()]
+
+    def upstream_row(self, name: str) -> dict[str, Any] | None:
+        cur = self.conn.execute("SELECT * FROM upstreams WHERE name = ?", (name,))
+        row = cur.fetchone()
+        return dict(zip([c[0] for c in cur.description], row)) if row else None
+
+    def put_upstream(self, name: str, **fields: Any) -> None:
+        """Insert or update one upstream's row (only the given fields change)."""
+        self._writable()
+        if self.upstream_row(name) is None:
+            self.conn.execute("INSERT INTO upstreams (name) VALUES (?)", (name,))
+        if fields:
+            cols = ", ".join(f"{k} = ?" for k in fields)
+            self.conn.execute(f"UPDATE upstreams SET {cols} WHERE name = ?", (*fields.values(), name))
+
+    def drop_upstream(self, name: str) -> int:
+        """Forget an upstream and every record of it; returns the number of records removed."""
+        self._writable()
+        pks = [r[0] for r in self.conn.execute("SELECT pk FROM models WHERE upstream = ?", (name,))]
+        self._delete_pks(pks)
+        self.conn.execute("DELETE FROM record_problems WHERE upstream = ?", (name,))
+        self.conn.execute("DELETE FROM upstreams WHERE name = ?", (name,))
+        return len(pks)
+
+    def repo_path(self, upstream: str) -> Path:
+        """Where the upstream's git mirror lives (``<site>/upstreams/<name>``)."""
+        return self.site_home / "upstreams" / upstream
+
+    # -- models: writing ----------------------------------------------------------------
+
+    def _delete_pks(self, pks: Sequence[int]) -> None:
+        for i in range(0, len(pks), 500):
+            chunk = list(pks[i:i + 500])
+            marks = ",".join("?" * len(chunk))
+            self.conn.execute(f"DELETE FROM facets WHERE model IN ({marks})", chunk)
+            self.conn.execute(f"DELETE FROM metrics WHERE model IN ({marks})", chunk)
+            self.conn.execute(f"DELETE FROM models WHERE pk IN ({marks})", chunk)
+
+    def clear_upstream_models(self, upstream: str) -> None:
+        self._writable()
+        pks = [r[0] for r in self.conn.execute("SELECT pk FROM models WHERE upstream = ?", (upstream,))]
+        self._delete_pks(pks)
+        self.conn.execute("DELETE FROM record_problems WHERE upstream = ?", (upstream,))
+
+    def upsert_record(self, upstream: str, path: str, record: Record, commit: str) -> None:
+        """Store one valid record (replacing the same upstream/id/version or path)."""
+        self._writable()
+        data = record.data
+        old = [r[0] for r in self.conn.execute(
+            "SELECT pk FROM models WHERE upstream = ? AND ((id = ? AND version = ?) OR path = ?)",
+            (upstream, record.id, record.version, path))]
+        self._delete_pks(old)
+        cur = self.conn.execute(
+            """INSERT INTO models (upstream, id, version, path, commit_sha, status, status_reason,
+                verified, sha256, size, license, title, summary, description, modality, anatomy,
+                generates, tags, architecture, record)
+               VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
+            (upstream, record.id, record.version, path, commit, record.status, data.get("status_reason"),
+             1 if record.verified else 0, record.sha256, record.size, data.get("license"),
+             data.get("title", ""), data.get("summary", ""), data.get("description", ""),
+             *(_joined(data.get(f)) for f in _LIST_FIELDS), _arch_text(data),
+             json.dumps(data, sort_keys=True, separators=(",", ":"))),
+        )
+        pk = cur.lastrowid
+        facets: set[tuple[str, str]] = set()
+        for f in ("modality", "anatomy"):
+            facets.update((f, str(v).lower()) for v in data.get(f) or [])
+        arch = data.get("architecture") or {}
+        facets.update(("architecture", str(arch[k]).lower()) for k in ("family", "name") if arch.get(k))
+        if data.get("license"):
+            facets.add(("license", str(data["license"]).lower()))
+        self.conn.executemany("INSERT INTO facets (model, field, value) VALUES (?,?,?)",
+                              [(pk, f, v) for f, v in sorted(facets)])
+        best: dict[str, tuple[int, int]] = {}
+        rows = []
+        for i, m in enumerate(data.get("metrics") or []):
+            try:
+                value = float(m["value"])
+                name = str(m["name"]).lower()
+            except (KeyError, TypeError, ValueError):
+                continue
+            better = "lower" if m.get("better") == "lower" else "higher"
+            src = str(m.get("source", "reported"))
+            rows.append([pk, name, value, better, src, 0])
+            rank = 1 if src == "measured" else 0  # a measured value is preferred over a reported one
+            if name not in best or rank > best[name][0]:
+                best[name] = (rank, len(rows) - 1)
+        for _, idx in best.values():
+            rows[idx][5] = 1
+        self.conn.executemany(
+            "INSERT INTO metrics (model, name, value, better, source, preferred) VALUES (?,?,?,?,?,?)", rows)
+        self.conn.execute("DELETE FROM record_problems WHERE upstream = ? AND path = ?", (upstream, path))
+
+    def delete_path(self, upstream: str, path: str) -> str | None:
+        """Remove the record stored from ``path``; returns its id, if there was one."""
+        self._writable()
+        rows = self.conn.execute("SELECT pk, id FROM models WHERE upstream = ? AND path = ?",
+                                 (upstream, path)).fetchall()
+        self._delete_pks([r[0] for r in rows])
+        self.conn.execute("DELETE FROM record_problems WHERE upstream = ? AND path = ?", (upstream, path))
+        return str(rows[0][1]) if rows else None
+
+    def id_at_path(self, upstream: str, path: str) -> str | None:
+        row = self.conn.execute("SELECT id FROM models WHERE upstream = ? AND path = ?", (upstream, path)).fetchone()
+        return str(row[0]) if row else None
+
+    def set_problem(self, upstream: str, path: str, commit: str, reason: str) -> None:
+        self._writable()
+        self.conn.execute(
+            "INSERT OR REPLACE INTO record_problems (upstream, path, commit_sha, reason, seen_at) VALUES (?,?,?,?,?)",
+            (upstream, path, commit, reason, utcnow()))
+
+    def problems(self, upstream: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT upstream, path, commit_sha, reason, seen_at FROM record_problems"
+        args: tuple[Any, ...] = ()
+        if upstream:
+            sql += " WHERE upstream = ?"
+            args = (upstream,)
+        cur = self.conn.execute(sql + " ORDER BY upstream, path", args)
+        return [dict(zip([c[0] for c in cur.description], r)) for r in cur.fetchall()]
+
+    def refresh_latest(self, upstream: str, ids: Iterable[str]) -> None:
+        """Mark the latest non-yanked version of each id (semver order) as ``is_latest``."""
+        self._writable()
+        for model_id in set(ids):
+            rows = self.conn.execute("SELECT pk, version, status FROM models WHERE upstream = ? AND id = ?",
+                                     (upstream, model_id)).fetchall()
+            live = [r for r in rows if r[2] != "yanked"]
+            latest = max(live, key=lambda r: version_key(r[1]))[0] if live else None
+            for pk, _, _ in rows:
+                self.conn.execute("UPDATE models SET is_latest = ? WHERE pk = ? AND is_latest != ?",
+                                  (1 if pk == latest else 0, pk, 1 if pk == latest else 0))
+
+    # -- artefacts ----------------------------------------------------------------------
+
+    def set_artefact(self, sha256: str, *, state: str, size: int | None = None, source: str | None = None,
+                     reason: str | None = None, verified_at: str | None = None) -> None:
+        self._writable()
+        now = utcnow()
+        if state == "verified" and verified_at is None:
+            verified_at = now
+        self.conn.execute(
+            """INSERT INTO artefacts (sha256, size, state, verified_at, source, reason, updated_at)
+               VALUES (?,?,?,?,?,?,?)
+               ON CONFLICT (sha256) DO UPDATE SET size = coalesce(excluded.size, size), state = excluded.state,
+                 verified_at = coalesce(excluded.verified_at, verified_at),
+                 source = coalesce(excluded.source, source), reason = excluded.reason,
+                 updated_at = excluded.updated_at""",
+            (sha256, size, state, verified_at, source, reason, now))
+
+    def delete_artefact(self, sha256: str) -> None:
+        self._writable()
+        self.conn.execute("DELETE FROM artefacts WHERE sha256 = ?", (sha256,))
+
+    def artefacts(self) -> list[dict[str, Any]]:
+        cur = self.conn.execute("SELECT * FROM artefacts ORDER BY sha256")
+        return [dict(zip([c[0] for c in cur.description], r)) for r in cur.fetchall()]
+
+    def needed_blobs(self) -> set[str]:
+        """sha256 of every blob a non-yanked record of any upstream needs."""
+        return {r[0] for r in self.conn.execute(
+            "SELECT DISTINCT sha256 FROM models WHERE status != 'yanked' AND sha256 IS NOT NULL")}
+
+    # -- runs and tests -------------------------------------------------------------------
+
+    def record_run(self, job: str, status: str, *, upstream: str | None = None, subject: str | None = None,
+                   reason: str | None = None, started: str | None = None, old_commit: str | None = None,
+                   new_commit: str | None = None, changed: int | None = None) -> None:
+        """Log one job run, or one failure inside it (``subject`` names the model or blob)."""
+        self._writable()
+        self.conn.execute(
+            """INSERT INTO sync_runs (job, upstream, subject, started, finished, status, reason,
+               old_commit, new_commit, changed) VALUES (?,?,?,?,?,?,?,?,?,?)""",
+            (job, upstream, subject, started or utcnow(), utcnow(), status, reason, old_commit, new_commit, changed))
+
+    def runs(self, job: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM sync_runs"
+        args: list[Any] = []
+        if job:
+            sql += " WHERE job = ?"
+            args.append(job)
+        cur = self.conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit))
+        return [dict(zip([c[0] for c in cur.description], r)) for r in cur.fetchall()]
+
+    def last_runs(self) -> list[dict[str, Any]]:
+        """The last summary run (no subject) of each job, per upstream where it has one."""
+        cur = self.conn.execute(
+            """SELECT * FROM sync_runs WHERE id IN (
+                 SELECT max(id) FROM sync_runs WHERE subject IS NULL GROUP BY job, coalesce(upstream, ''))
+               ORDER BY job, upstream""")
+        return [dict(zip([c[0] for c in cur.description], r)) for r in cur.fetchall()]
+
+    def record_test(self, *, model_id: str, version: str, passed: bool, upstream: str | None = None,
+                    started: str | None = None, finished: str | None = None, reason: str | None = None,
+                    report_path: str | None = None, throughput: float | None = None,
+                    peak_memory_mb: float | None = None, runner_version: str | None = None,
+                    env_hash: str | None = None) -> int:
+        """Store one model test run; returns its id."""
+        self._writable()
+        cur = self.conn.execute(
+            """INSERT INTO tests (upstream, model_id, version, ref, started, finished, passed, reason,
+               report_path, throughput, peak_memory_mb, runner_version, env_hash)
+               VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)""",
+            (upstream, model_id, version, f"{model_id}@{version}", started or utcnow(), finished or utcnow(),
+             1 if passed else 0, reason, report_path, throughput, peak_memory_mb, runner_version, env_hash))
+        return int(cur.lastrowid or 0)
+
+    def last_tests(self, ref: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """The latest test run of each model version (or the runs of one ``id@version``)."""
+        if ref:
+            model_id, _, version = ref.partition("@")
+            cur = self.conn.execute(
+                "SELECT * FROM tests WHERE model_id = ? AND (? = '' OR version = ?) ORDER BY id DESC LIMIT ?",
+                (model_id, version, version, limit))
+        else:
+            cur = self.conn.execute(
+                """SELECT * FROM tests WHERE id IN (SELECT max(id) FROM tests GROUP BY model_id, version)
+                   ORDER BY model_id, version LIMIT ?""", (limit,))
+        return [dict(zip([c[0] for c in cur.description], r)) for r in cur.fetchall()]
+
+    def failing_models(self) -> list[dict[str, Any]]:
+        return [t for t in self.last_tests(limit=100000) if not t["passed"]]
+
+    # -- reading ------------------------------------------------------------------------
+
+    def _entry(self, row: sqlite3.Row | tuple[Any, ...], cols: Sequence[str], score: float | None = None) -> CatalogEntry:
+        r = dict(zip(cols, row))
+        data = json.loads(r["record"])
+        state = r["artefact_state"] or "missing"
+        if not r["verified"]:
+            state = "unverified"
+        return CatalogEntry(
+            upstream=r["upstream"], id=r["id"], version=r["version"],
+            record=Record(data=data, path=f"{r['upstream']}:{r['path']}@{str(r['commit_sha'])[:12]}"),
+            index_repo=self.repo_path(r["upstream"]), index_commit=r["commit_sha"],
+            index_subfolder=r["subfolder"] or "", artefact_state=state, status=r["status"],
+            status_reason=r["status_reason"], priority=int(r["priority"]), path=r["path"],
+            score=score if score is None else float(score),
+        )
+
+    def _entries(self, sql: str, args: Sequence[Any]) -> list[CatalogEntry]:
+        cur = self.conn.execute(sql, tuple(args))
+        cols = [c[0] for c in cur.description]
+        has_score = "score" in cols
+        return [self._entry(row, cols, row[cols.index("score")] if has_score else None) for row in cur.fetchall()]
+
+    def rows_for_id(self, model_id: str, upstream: str | None = None) -> list[CatalogEntry]:
+        """Every version of one id (of one upstream, or of all), by priority then upstream."""
+        sql = _ENTRY_SELECT + _ENTRY_FROM + " WHERE m.id = ?"
+        args: list[Any] = [model_id]
+        if upstream:
+            sql += " AND m.upstream = ?"
+            args.append(upstream)
+        return self._entries(sql + " ORDER BY u.priority, u.ord, u.name", args)
+
+    def resolve(self, ref: str) -> CatalogEntry:
+        """``id``, ``id@1.0.0``, ``upstream/id``, ``upstream/id@1.0.0`` -> one servable entry."""
+        from .resolve import resolve
+
+        return resolve(self, ref)
+
+    def list_models(self, *, all_versions: bool = False) -> list[CatalogEntry]:
+        """The latest non-yanked version of every model of every upstream (or every version)."""
+        where = "" if all_versions else " WHERE m.is_latest = 1"
+        return self._entries(_ENTRY_SELECT + _ENTRY_FROM + where + " ORDER BY m.id, u.priority, u.ord, m.version", ())
+
+    def count_models(self) -> dict[str, int]:
+        row = self.conn.execute(
+            """SELECT count(*), sum(is_latest), sum(status = 'yanked'), sum(verified = 0) FROM models""").fetchone()
+        return {"versions": row[0] or 0, "models": row[1] or 0, "yanked": row[2] or 0, "unverified": row[3] or 0}
+
+    def search(self, query: str = "", *, modality: str | None = None, anatomy: str | None = None,
+               architecture: str | None = None, license: str | None = None, rank: str | None = None,
+               limit: int = 50, upstream: str | None = None) -> list[CatalogEntry]:
+        """Find the latest non-yanked versions matching a free-text query and filters.
+
+        The query is quoted before it reaches FTS5 (see :func:`fts_query`); filters match
+        case-insensitively (``architecture`` matches the family or the name). With
+        ``rank``, results are ordered by that metric, best first, following each record's
+        ``better`` direction; models without the metric come last.
+        """
+        match = fts_query(query or "")
+        if query and query.strip() and not match:
+            return []  # only punctuation: nothing to match
+        select = _ENTRY_SELECT
+        frm = _ENTRY_FROM
+        where = ["m.is_latest = 1"]
+        args: list[Any] = []
+        order: list[str] = []
+        if rank:
+            select += ", r.value AS score"
+            frm += (" LEFT JOIN metrics r ON r.model = m.pk AND r.name = ? AND r.preferred = 1")
+            args.append(rank.lower())
+            order.append("r.value IS NULL, CASE r.better WHEN 'lower' THEN r.value ELSE -r.value END")
+        if match:
+            frm = " FROM models_fts f JOIN models m ON m.pk = f.rowid" + frm[len(" FROM models m"):]
+            where.append("f.models_fts MATCH ?")
+            args.append(match)
+            order.append("f.rank")
+        for fname, value in (("modality", modality), ("anatomy", anatomy),
+                             ("architecture", architecture), ("license", license)):
+            if value:
+                where.append("m.pk IN (SELECT model FROM facets WHERE field = ? AND value = ?)")
+                args.extend([fname, value.strip().lower()])
+        if upstream:
+            where.append("m.upstream = ?")
+            args.append(upstream)
+        order.extend(["m.id", "u.priority", "u.ord"])
+        sql = f"{select}{frm} WHERE {' AND '.join(where)} ORDER BY {', '.join(order)} LIMIT ?"
+        args.append(int(limit))
+        try:
+            return self._entries(sql, args)
+        except sqlite3.OperationalError as exc:  # pragma: no cover - a bug if it happens
+            raise CatalogError(f"search failed for {query!r}: {exc}", hint="report this as a bug") from exc
+
+    def snapshot(self) -> dict[str, Any]:
+        """A comparable view of the derived content (no times, no row ids): what a rebuild must equal."""
+        models = sorted(self.conn.execute(
+            "SELECT upstream, id, version, path, commit_sha, status, is_latest, verified, sha256, record FROM models"))
+        ups = sorted(self.conn.execute("SELECT name, accepted_commit, subfolder FROM upstreams"))
+        facets = sorted(self.conn.execute(
+            "SELECT m.upstream, m.id, m.version, f.field, f.value FROM facets f JOIN models m ON m.pk = f.model"))
+        fts = self.conn.execute("SELECT count(*) FROM models_fts").fetchone()[0]
+        arts = sorted(self.conn.execute("SELECT sha256, state FROM artefacts"))
+        problems = sorted(self.conn.execute("SELECT upstream, path, commit_sha FROM record_problems"))
+        return {"models": models, "upstreams": ups, "facets": facets, "fts_rows": fts,
+                "artefacts": arts, "problems": problems}

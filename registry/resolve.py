@@ -1,0 +1,113 @@
+"""Federated resolution of model references.
+
+A reference is ``id``, ``id@version``, ``upstream/id`` or ``upstream/id@version``.
+
+- A bare id resolves by upstream priority (lower number first, then site.toml order):
+  the first upstream that has the id owns it; the same id in a lower-priority upstream is
+  *shadowed* (logged).
+- Without a version, the latest non-yanked version (semver order; a release is preferred
+  over pre-releases) of the owning upstream is served.
+- ``id@version`` is served by the first upstream, by priority, that has that version.
+- A yanked version is never served: :class:`RecordYanked` carries the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .errors import ModelNotFound, RecordYanked
+from .semver import is_version
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .catalog import Catalog, CatalogEntry
+
+log = logging.getLogger(__name__)
+
+_REF = re.compile(r"^(?:(?P<upstream>[a-z0-9][a-z0-9_-]{0,31})/)?(?P<id>[a-z0-9][a-z0-9._-]{2,63})(?:@(?P<version>[^@/\s]+))?$")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    id: str
+    version: str | None = None
+    upstream: str | None = None
+
+    def __str__(self) -> str:
+        out = f"{self.upstream}/{self.id}" if self.upstream else self.id
+        return f"{out}@{self.version}" if self.version else out
+
+
+def parse_ref(ref: str) -> ModelRef:
+    """Parse a model reference; ids are matched lower-cased (as medigan ids are imported)."""
+    text = ref.strip()
+    m = _REF.match(text.lower() if "@" not in text else text.split("@", 1)[0].lower() + "@" + text.split("@", 1)[1])
+    if not m:
+        raise ModelNotFound(
+            f"{ref!r} is not a model reference",
+            hint="use ID, ID@VERSION, UPSTREAM/ID or UPSTREAM/ID@VERSION, e.g. public/ihc-patch-dcgan@1.0.0",
+            ref=ref,
+        )
+    version = m.group("version")
+    if version is not None and not is_version(version):
+        raise ModelNotFound(f"{ref!r}: {version!r} is not a semantic version",
+                            hint="versions look like 1.0.0 or 2.1.0-rc.1", ref=ref)
+    return ModelRef(id=m.group("id"), version=version, upstream=m.group("upstream"))
+
+
+def _yanked(entry: "CatalogEntry", ref: str) -> RecordYanked:
+    reason = entry.status_reason or "no reason given"
+    return RecordYanked(
+        f"{entry.qualified_ref} is yanked and is never served: {reason}",
+        hint=f"use another version (`synthmed show {entry.id}` lists them), or the latest with `{entry.id}`",
+        ref=ref, reason=reason, entry=entry,
+    )
+
+
+def resolve(catalog: "Catalog", ref: str) -> "CatalogEntry":
+    """Resolve ``ref`` against the catalog (see the module docstring for the rules)."""
+    from .catalog import version_key
+
+    r = parse_ref(ref)
+    rows = catalog.rows_for_id(r.id, r.upstream)
+    if not rows:
+        known = [u["name"] for u in catalog.upstream_rows()]
+        if r.upstream and r.upstream not in known:
+            raise ModelNotFound(f"{ref!r}: this site has no upstream named {r.upstream!r}",
+                                hint=f"known upstreams: {', '.join(known) or 'none (run `synthmed init`)'}", ref=ref)
+        where = f"upstream {r.upstream!r}" if r.upstream else "any upstream of this site"
+        raise ModelNotFound(f"no model {r.id!r} in {where} (catalog {catalog.path})",
+                            hint="`synthmed search TEXT` finds models; `synthmed sync` fetches new records", ref=ref)
+    upstreams: list[str] = []
+    for e in rows:  # rows come ordered by priority, then site.toml order
+        if e.upstream not in upstreams:
+            upstreams.append(e.upstream)
+    if r.version is not None:
+        having = [e for e in rows if e.version == r.version]
+        if not having:
+            versions = sorted({e.version for e in rows if e.upstream == upstreams[0]}, key=version_key)
+            raise ModelNotFound(f"{ref!r}: no version {r.version} of {r.id!r}",
+                                hint=f"versions of {upstreams[0]}/{r.id}: {', '.join(versions)}", ref=ref)
+        chosen = having[0]
+        others = sorted({e.upstream for e in having[1:]})
+        if others:
+            log.info("%s: %s/%s@%s shadows the same version in %s", ref, chosen.upstream, r.id, r.version,
+                     ", ".join(others))
+        if chosen.status == "yanked":
+            raise _yanked(chosen, ref)
+    else:
+        owner = upstreams[0]
+        if len(upstreams) > 1:
+            log.info("%s: upstream %r (priority %d) shadows %s", r.id, owner, rows[0].priority,
+                     ", ".join(repr(u) for u in upstreams[1:]))
+        mine = [e for e in rows if e.upstream == owner]
+        live = [e for e in mine if e.status != "yanked"]
+        if not live:
+            raise _yanked(max(mine, key=lambda e: version_key(e.version)), ref)
+        chosen = max(live, key=lambda e: version_key(e.version))
+    chosen.shadows = tuple(u for u in upstreams if u != chosen.upstream)
+    if chosen.status == "deprecated":
+        log.warning("%s is deprecated: %s", chosen.qualified_ref, chosen.status_reason or "no reason given")
+    return chosen
