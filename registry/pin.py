@@ -1,0 +1,67 @@
+"""``synthmed index pin ID@VERSION``: download a record's artefact, hash it, write the pin.
+
+``index:`` sources are read from the index working tree (the artefact may not be
+committed yet). The record file keeps every other field; it is rewritten with a
+2-space indent and a trailing newline.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, RecordError
+from .records import load_record, record_relpath, validate_data
+from .settings import Settings
+from .sources.base import SourceContext
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+
+def parse_ref(ref: str) -> tuple[str, str]:
+    if "@" not in ref:
+        raise ConfigError(f"{ref!r} names no version", hint="write ID@VERSION, e.g. toy-gan@1.0.0")
+    model_id, version = ref.rsplit("@", 1)
+    if "/" in model_id:  # an upstream-qualified ref: the index folder is given separately
+        model_id = model_id.rsplit("/", 1)[1]
+    if not model_id or not version:
+        raise ConfigError(f"{ref!r} is not ID@VERSION", hint="write ID@VERSION, e.g. toy-gan@1.0.0")
+    return model_id, version
+
+
+def pin_record(index_dir: Path, ref: str, settings: Settings, *, force: bool = False) -> dict[str, Any]:
+    """Download the artefact of ``ref`` from its sources, hash it, write sha256 and size
+    into the record file. An already pinned record is re-verified against its pin (use
+    ``force`` to replace a wrong pin). Returns ``{"id", "version", "sha256", "size", "source"}``.
+    The blob lands in the site's store, ready to use."""
+    index_dir = Path(index_dir)
+    model_id, version = parse_ref(ref)
+    path = index_dir / record_relpath(model_id, version)
+    record = load_record(path)
+    text = path.read_text("utf-8")
+    data = json.loads(text)
+    ctx = SourceContext(settings=settings, index_dir=index_dir)
+    store = Store(settings.store_dir)
+    if record.sha256 and not force:
+        res = store.fetch(record.sha256, record.size, record.sources, ctx)
+        log.info("%s is already pinned; its sources still deliver %s", record.ref, res.sha256)
+        return {"id": model_id, "version": version, "sha256": res.sha256, "size": res.size, "source": res.source,
+                "changed": False}
+    res = store.add_from_sources(record.sources, ctx)
+    art = data["package"]["artefact"]
+    new_art: dict[str, Any] = {"sha256": res.sha256, "size": res.size}
+    new_art.update({k: v for k, v in art.items() if k not in ("sha256", "size")})
+    data["package"]["artefact"] = new_art
+    errors, _warnings = validate_data(data, str(path))
+    if errors:
+        raise RecordError(errors)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", "utf-8")
+    os.replace(tmp, path)
+    log.info("pinned %s to sha256:%s (%d bytes, from %s)", record.ref, res.sha256, res.size, res.source)
+    return {"id": model_id, "version": version, "sha256": res.sha256, "size": res.size, "source": res.source,
+            "changed": art.get("sha256") != res.sha256 or art.get("size") != res.size}

@@ -1,0 +1,132 @@
+"""``dvc:<git-repo-url>#<path>@<rev>`` sources, read with DVC's Python API.
+
+DVC is only a transport here: it checks nothing, so tampered remote objects come back
+silently and the store's own sha256 catches them. A site can point every DVC read at its
+own remote (``[sources.dvc] remote_url`` / ``config`` in site.toml). DVC's temporary clones
+are removed once the last open DVC stream in this process is closed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from ..settings import Settings
+from .base import source_error
+
+log = logging.getLogger(__name__)
+
+SITE_REMOTE = "synthmed-site"
+_lock = threading.Lock()
+_open_streams = 0
+
+
+def parse_dvc_uri(uri: str) -> tuple[str, str, str | None]:
+    """``dvc:URL#PATH@REV`` -> (url, path, rev); the rev is optional."""
+    body = uri[len("dvc:"):]
+    if "#" not in body:
+        raise source_error(uri, "not a dvc: URI", hint="write dvc:<git-repo-url>#<path>@<rev>")
+    url, rest = body.split("#", 1)
+    rev: str | None = None
+    if "@" in rest:
+        rest, rev = rest.rsplit("@", 1)
+        rev = rev or None
+    if not url or not rest:
+        raise source_error(uri, "a dvc: URI needs a repository URL and a path", hint="write dvc:<git-repo-url>#<path>@<rev>")
+    return url, rest, rev
+
+
+def _cleanup_clones() -> None:
+    try:
+        from dvc.repo.open_repo import clean_repos
+    except ImportError:  # pragma: no cover - older DVC
+        return
+    try:
+        clean_repos()
+    except OSError as exc:  # pragma: no cover
+        log.warning("could not remove DVC's temporary clones: %s", exc)
+
+
+class DvcStream:
+    def __init__(self, uri: str, cm: Any, fobj: Any) -> None:
+        self.uri = uri
+        self._cm = cm
+        self._f = fobj
+        self.offset = 0
+        self.total: int | None = None
+        self._closed = False
+
+    def readinto(self, buf: memoryview) -> int:
+        got = 0
+        n = len(buf)
+        try:
+            while got < n:
+                data = self._f.read(n - got)
+                if not data:
+                    break
+                k = len(data)
+                buf[got:got + k] = data
+                got += k
+        except Exception as exc:
+            raise source_error(self.uri, f"reading through DVC failed: {exc.__class__.__name__}: {exc}",
+                               hint="check the DVC remote (site override: [sources.dvc] in site.toml)") from exc
+        return got
+
+    def close(self) -> None:
+        global _open_streams
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._cm.__exit__(None, None, None)
+        except Exception as exc:  # pragma: no cover
+            log.debug("%s: closing DVC stream: %s", self.uri, exc)
+        with _lock:
+            _open_streams -= 1
+            if _open_streams == 0:
+                _cleanup_clones()
+
+
+class DvcSource:
+    supports_range = False
+    remote = True
+
+    def __init__(self, uri: str, settings: Settings) -> None:
+        self.uri = uri
+        self.settings = settings
+        self.url, self.path, self.rev = parse_dvc_uri(uri)
+        if settings.offline and "://" in self.url and not self.url.startswith("file://"):
+            raise source_error(uri, "the site is offline (settings: offline = true); not cloning over the network",
+                               hint="configure a site mirror, or turn offline mode off")
+
+    def _api_kwargs(self) -> dict[str, Any]:
+        s = self.settings.sources
+        kw: dict[str, Any] = {}
+        cfg = dict(s.dvc_remote_config or {})
+        if s.dvc_remote_url:
+            kw["config"] = {"core": {"remote": SITE_REMOTE}, "remote": {SITE_REMOTE: {"url": s.dvc_remote_url, **cfg}}}
+        elif cfg:
+            kw["remote_config"] = cfg
+        return kw
+
+    def open(self, offset: int = 0) -> DvcStream:
+        global _open_streams
+        import dvc.api
+
+        kw = self._api_kwargs()
+        with _lock:
+            _open_streams += 1
+        try:
+            cm = dvc.api.open(self.path, repo=self.url, rev=self.rev, mode="rb", **kw)
+            fobj = cm.__enter__()
+        except Exception as exc:
+            with _lock:
+                _open_streams -= 1
+                if _open_streams == 0:
+                    _cleanup_clones()
+            what = f"{exc.__class__.__name__}: {exc}".strip()
+            raise source_error(self.uri, f"DVC could not open {self.path} in {self.url} at {self.rev or 'HEAD'}: {what}",
+                               hint="check the repository URL, path and rev, and the DVC remote "
+                                    "(a site may override it in site.toml [sources.dvc])") from exc
+        return DvcStream(self.uri, cm, fobj)

@@ -1,0 +1,315 @@
+"""``https://`` and ``http://`` sources through the standard library's http.client.
+
+Connect and per-read timeouts, retries with exponential backoff on 5xx/429 and dropped
+connections (resuming with ``Range`` from the byte reached), manual redirects (at most
+:data:`MAX_REDIRECTS`, loops refused, no credentials carried to another origin, no
+https -> http downgrade except on loopback).
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import ipaddress
+import logging
+import re
+import socket
+import ssl
+import time
+from typing import Mapping
+from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
+
+from ..errors import SourceError
+from ..settings import Settings
+from .base import source_error
+
+log = logging.getLogger(__name__)
+
+MAX_REDIRECTS = 10
+MAX_BACKOFF_S = 30.0
+USER_AGENT = "synthmed-artefacts/1"
+_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$")
+_RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
+
+
+def redact(url: str) -> str:
+    """The URL without a password (safe for messages and logs)."""
+    parts = urlsplit(url)
+    if parts.password is None and parts.username is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    user = parts.username or ""
+    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
+
+
+def is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _origin(url: str) -> tuple[str, str, int]:
+    p = urlsplit(url)
+    port = p.port or (443 if p.scheme == "https" else 80)
+    return (p.scheme, (p.hostname or "").lower(), port)
+
+
+class HttpSource:
+    """One URL; ``headers`` (e.g. a bearer token) go only to the URL's own origin."""
+
+    supports_range = True
+    remote = True
+
+    def __init__(self, uri: str, settings: Settings, *, headers: Mapping[str, str] | None = None,
+                 allow_offline: bool = False) -> None:
+        parts = urlsplit(uri)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise source_error(redact(uri), "not an http(s) URL with a host")
+        self.uri = redact(uri)
+        self.settings = settings
+        auth: dict[str, str] = dict(headers or {})
+        if parts.username is not None:
+            cred = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+            auth["Authorization"] = "Basic " + base64.b64encode(cred).decode()
+            host = parts.hostname + (f":{parts.port}" if parts.port else "")
+            uri = urlunsplit((parts.scheme, host, parts.path, parts.query, ""))
+        self.url = uri
+        self._auth = auth
+        self._auth_origin = _origin(uri)
+        s = settings.sources
+        self.connect_timeout = float(s.http_connect_timeout_s)
+        self.read_timeout = float(s.http_read_timeout_s)
+        self.retries = max(0, int(s.http_retries))
+        self.backoff = float(getattr(s, "http_backoff_s", 0.5))
+        if settings.offline and not allow_offline and not is_loopback(parts.hostname):
+            raise source_error(self.uri, "the site is offline (settings: offline = true); not fetching from the network",
+                               hint="configure a site mirror (sources.mirrors), or turn offline mode off")
+
+    # -- one request, following redirects ------------------------------------------
+    def _request(self, offset: int) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse, str]:
+        url = self.url
+        seen: list[str] = []
+        for _ in range(MAX_REDIRECTS + 1):
+            seen.append(url)
+            p = urlsplit(url)
+            headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity", "Connection": "close"}
+            if _origin(url) == self._auth_origin:
+                headers.update(self._auth)
+            if offset:
+                headers["Range"] = f"bytes={offset}-"
+            conn = self._connect(p.scheme, p.hostname or "", p.port)
+            target = p.path or "/"
+            if p.query:
+                target += "?" + p.query
+            try:
+                conn.request("GET", target, headers=headers)
+                resp = conn.getresponse()
+            except BaseException:
+                conn.close()
+                raise
+            if resp.status in (301, 302, 303, 307, 308):
+                loc = resp.getheader("Location")
+                resp.close()
+                conn.close()
+                if not loc:
+                    raise source_error(self.uri, f"HTTP {resp.status} redirect without a Location header")
+                nxt = urljoin(url, loc)
+                np = urlsplit(nxt)
+                if np.scheme not in ("http", "https"):
+                    raise source_error(self.uri, f"redirect to a non-HTTP URL {redact(nxt)} refused")
+                if p.scheme == "https" and np.scheme == "http" and not is_loopback(np.hostname):
+                    raise source_error(self.uri, f"redirect from https to plain http ({redact(nxt)}) refused")
+                if nxt in seen:
+                    raise source_error(self.uri, f"redirect loop ({' -> '.join(redact(u) for u in seen + [nxt])})",
+                                       hint="the server is misconfigured; the next source is tried")
+                log.debug("%s: redirected to %s", self.uri, redact(nxt))
+                url = nxt
+                continue
+            return conn, resp, url
+        raise source_error(self.uri, f"more than {MAX_REDIRECTS} redirects", hint="the server is misconfigured")
+
+    def _connect(self, scheme: str, host: str, port: int | None) -> http.client.HTTPConnection:
+        conn: http.client.HTTPConnection
+        if scheme == "https":
+            conn = http.client.HTTPSConnection(host, port, timeout=self.connect_timeout,
+                                               context=ssl.create_default_context())
+        else:
+            conn = http.client.HTTPConnection(host, port, timeout=self.connect_timeout)
+        try:
+            conn.connect()
+        except BaseException:
+            conn.close()
+            raise
+        if conn.sock is not None:
+            conn.sock.settimeout(self.read_timeout)
+        return conn
+
+    def _sleep(self, attempt: int, why: str) -> None:
+        delay = min(MAX_BACKOFF_S, self.backoff * (2 ** (attempt - 1)))
+        log.info("%s: %s; retry %d/%d in %.2fs", self.uri, why, attempt, self.retries, delay)
+        if delay > 0:
+            time.sleep(delay)
+
+    def open(self, offset: int = 0) -> "HttpStream":
+        stream = HttpStream(self, offset)
+        stream.start()
+        return stream
+
+
+class HttpStream:
+    """The body of one download; reconnects with Range after a dropped connection."""
+
+    def __init__(self, src: HttpSource, offset: int) -> None:
+        self.src = src
+        self.offset = offset
+        self.pos = offset
+        self.total: int | None = None
+        self.attempt = 0
+        self.ranged = False
+        self._conn: http.client.HTTPConnection | None = None
+        self._resp: http.client.HTTPResponse | None = None
+        self._end: int | None = None  # byte position where this response's body ends
+
+    def _fail(self, what: str, exc: BaseException | None = None) -> SourceError:
+        err = source_error(self.src.uri, what, hint="the next source is tried; check the URL or retry later")
+        if exc is not None:
+            err.__cause__ = exc
+        return err
+
+    def start(self) -> None:
+        """Open the first response (retrying), at ``self.offset``."""
+        self._open_at(self.pos, first=True)
+
+    def _open_at(self, pos: int, first: bool = False) -> None:
+        last: str = ""
+        while True:
+            try:
+                conn, resp, _url = self.src._request(pos)
+            except SourceError:
+                raise
+            except (OSError, http.client.HTTPException) as exc:
+                last = f"connection failed: {exc.__class__.__name__}: {exc}"
+                self._retry_or_raise(last, exc)
+                continue
+            status = resp.status
+            if status in _RETRY_STATUS:
+                resp.close()
+                conn.close()
+                last = f"HTTP {status} {resp.reason}"
+                self._retry_or_raise(last, None)
+                continue
+            if status == 416 and pos:
+                resp.close()
+                conn.close()
+                if first:
+                    # the partial file may be complete or longer than the resource: restart
+                    log.info("%s: range from %d not satisfiable; starting from 0", self.src.uri, pos)
+                    pos = 0
+                    self.offset = self.pos = 0
+                    continue
+                raise self._fail(f"HTTP 416 for a resume at byte {pos}")
+            if status not in (200, 206):
+                resp.close()
+                conn.close()
+                what = f"HTTP {status} {resp.reason}"
+                if status == 404:
+                    what += " (not found)"
+                elif status in (401, 403):
+                    what += " (access denied)"
+                raise source_error(self.src.uri, what,
+                                   hint="check the URL and any credentials; the next source is tried")
+            clen = resp.getheader("Content-Length")
+            length = int(clen) if clen and clen.isdigit() else None
+            if status == 206:
+                m = _CONTENT_RANGE.match(resp.getheader("Content-Range") or "")
+                if not m or int(m.group(1)) != pos:
+                    resp.close()
+                    conn.close()
+                    raise self._fail(f"bad Content-Range {resp.getheader('Content-Range')!r} for a request from byte {pos}")
+                start = pos
+                if m.group(3) != "*":
+                    total = int(m.group(3))
+                    self.total = total
+                self.ranged = True
+                self._end = start + length if length is not None else (self.total if self.total is not None else None)
+            else:  # 200: whole resource
+                if pos and not first:
+                    resp.close()
+                    conn.close()
+                    raise self._fail(f"the server ignored the Range request when resuming at byte {pos}")
+                if pos:
+                    log.info("%s: server ignored Range; downloading from 0", self.src.uri)
+                pos = 0
+                self.offset = 0
+                self.pos = 0
+                self.total = length
+                self._end = length
+            self._conn, self._resp = conn, resp
+            return
+
+    def _retry_or_raise(self, why: str, exc: BaseException | None) -> None:
+        self.attempt += 1
+        if self.attempt > self.src.retries:
+            n = self.attempt
+            raise self._fail(f"{why} (after {n} attempt{'s' if n != 1 else ''})", exc)
+        self.src._sleep(self.attempt, why)
+
+    def _drop(self) -> None:
+        if self._resp is not None:
+            self._resp.close()
+        if self._conn is not None:
+            self._conn.close()
+        self._resp = None
+        self._conn = None
+
+    def readinto(self, buf: memoryview) -> int:
+        got = 0
+        n = len(buf)
+        while got < n:
+            resp = self._resp
+            if resp is None:
+                return got
+            why = ""
+            exc: BaseException | None = None
+            try:
+                r = resp.readinto(buf[got:])
+            except socket.timeout as e:
+                r, why, exc = -1, f"read timed out after {self.src.read_timeout:g}s at byte {self.pos}", e
+            except (OSError, http.client.HTTPException) as e:
+                r, why, exc = -1, f"connection dropped at byte {self.pos}: {e.__class__.__name__}", e
+            if r > 0:
+                got += r
+                self.pos += r
+                continue
+            if r == 0:
+                if self._end is None or self.pos >= self._end:
+                    self._drop()
+                    return got
+                why = f"connection closed at byte {self.pos} of {self._end}"
+            # dropped, truncated or stalled: resume with Range where we can
+            self._drop()
+            if not self.ranged and self.pos > 0 and self.total is not None:
+                # the server may still honour Range even if it did not say so
+                pass
+            self._retry_or_raise(why, exc)
+            self._resume()
+        return got
+
+    def _resume(self) -> None:
+        pos = self.pos
+        while True:
+            try:
+                self._open_at(pos)
+                return
+            except SourceError:
+                raise
+
+    def close(self) -> None:
+        self._drop()

@@ -1,0 +1,558 @@
+"""The content-addressed store: ``blobs/sha256/<ab>/<rest>``, verified and read-only.
+
+Write protocol (DESIGN §4): stream into ``tmp/<sha256>.part`` while hashing, stop at the
+declared size, fsync, make read-only and rename into ``blobs/``. A mismatch moves the file
+to ``quarantine/`` with a JSON note of why, and the next source is tried. A download
+killed half-way leaves its ``.part`` file, and the next fetch re-hashes that prefix and
+resumes with a range request where the source supports it. Locks only avoid duplicate
+work; correctness comes from hashing and atomic renames.
+
+Readers verify a blob on its first open; the result is remembered by (inode, size,
+mtime) in ``state.db``, so later opens cost nothing until the file changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import queue
+import re
+import secrets
+import sqlite3
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, Iterator
+
+from .errors import ArtefactError, ArtefactNotFound, BlobCorrupt, HashMismatch, SizeMismatch, SourceError
+from .sources.base import SourceContext, SourceStream, candidate_uris, resolve
+
+log = logging.getLogger(__name__)
+
+#: read/hash/write buffer size
+CHUNK = 4 << 20
+#: buffers in flight between the reader, hasher and writer threads
+PIPELINE_DEPTH = 4
+_SHA_RE = re.compile(r"^[0-9a-f]{64}$")
+
+Progress = Callable[[int, "int | None"], None]
+
+
+def check_sha256(sha256: str) -> str:
+    if not isinstance(sha256, str) or not _SHA_RE.match(sha256):
+        raise ArtefactError(f"{sha256!r} is not a sha256 (64 lower-case hexadecimal characters)",
+                            hint="check the record's package.artefact.sha256")
+    return sha256
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    sha256: str
+    path: Path
+    size: int
+    #: the source URI the bytes came from ("store" when the blob was already there)
+    source: str
+    #: byte offset a download resumed from (0: from the start)
+    resumed_from: int = 0
+
+
+@dataclass
+class VerifyReport:
+    checked: int = 0
+    ok: int = 0
+    bytes: int = 0
+    corrupt: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --- the copy loop --------------------------------------------------------------------
+
+
+class _Pipe:
+    """Read in the caller's thread, hash and write in two more threads (hashlib and file
+    writes release the GIL), so the three overlap. Buffers cycle through a free list."""
+
+    def __init__(self, fd: int, hasher: Any, chunk: int, progress: Progress | None, done: int,
+                 total: int | None) -> None:
+        self.fd = fd
+        self.hasher = hasher
+        self.progress = progress
+        self.done = done
+        self.total = total
+        self.free: queue.Queue[bytearray] = queue.Queue()
+        for _ in range(PIPELINE_DEPTH):
+            self.free.put(bytearray(chunk))
+        self.to_hash: queue.Queue[tuple[bytearray, int] | None] = queue.Queue()
+        self.to_write: queue.Queue[tuple[bytearray, int] | None] = queue.Queue()
+        self.error: BaseException | None = None
+        self.threads = [threading.Thread(target=self._hash_loop, name="store-hash", daemon=True),
+                        threading.Thread(target=self._write_loop, name="store-write", daemon=True)]
+        for t in self.threads:
+            t.start()
+
+    def _hash_loop(self) -> None:
+        update = self.hasher.update
+        while True:
+            item = self.to_hash.get()
+            if item is None:
+                self.to_write.put(None)
+                return
+            buf, n = item
+            if self.error is None:
+                update(memoryview(buf)[:n])
+            self.to_write.put(item)
+
+    def _write_loop(self) -> None:
+        fd = self.fd
+        while True:
+            item = self.to_write.get()
+            if item is None:
+                return
+            buf, n = item
+            if self.error is None:
+                try:
+                    mv = memoryview(buf)[:n]
+                    while mv:
+                        w = os.write(fd, mv)
+                        mv = mv[w:]
+                    self.done += n
+                    if self.progress is not None:
+                        self.progress(self.done, self.total)
+                except BaseException as exc:  # disk full, ...
+                    self.error = exc
+            self.free.put(buf)
+
+    def run(self, stream: SourceStream, limit: int | None) -> int:
+        """Copy up to ``limit`` bytes (all, if None); return the count."""
+        got = 0
+        try:
+            while limit is None or got < limit:
+                buf = self.free.get()
+                if self.error is not None:
+                    break
+                want = len(buf) if limit is None else min(len(buf), limit - got)
+                n = stream.readinto(memoryview(buf)[:want])
+                if not n:
+                    self.free.put(buf)
+                    break
+                got += n
+                self.to_hash.put((buf, n))
+        finally:
+            self.to_hash.put(None)
+            for t in self.threads:
+                t.join()
+        if self.error is not None:
+            raise self.error
+        return got
+
+
+def hash_file(fh: BinaryIO, chunk: int = CHUNK) -> tuple[str, int]:
+    h = hashlib.sha256()
+    buf = bytearray(chunk)
+    mv = memoryview(buf)
+    n_total = 0
+    while True:
+        n = fh.readinto(mv)  # type: ignore[attr-defined]
+        if not n:
+            break
+        h.update(mv[:n])
+        n_total += n
+    return h.hexdigest(), n_total
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class _StoreLock:
+    """An advisory flock per sha256; only avoids two processes fetching the same blob."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd: int | None = None
+
+    def __enter__(self) -> "_StoreLock":
+        try:
+            import fcntl
+
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        except (OSError, ImportError) as exc:  # no flock here: carry on without it
+            log.debug("no lock on %s: %s", self.path, exc)
+            if self.fd is not None:
+                os.close(self.fd)
+                self.fd = None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd is not None:
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+            os.close(self.fd)
+            self.fd = None
+
+
+class Store:
+    """A site's store; ``root`` is ``settings.store_dir``."""
+
+    def __init__(self, root: Path, *, chunk_size: int = CHUNK) -> None:
+        self.root = Path(root)
+        self.chunk_size = chunk_size
+        self.blobs_dir = self.root / "blobs" / "sha256"
+        self.tmp_dir = self.root / "tmp"
+        self.quarantine_dir = self.root / "quarantine"
+        self.locks_dir = self.root / "locks"
+        self.state_path = self.root / "state.db"
+
+    # -- layout ----------------------------------------------------------------------
+    def blob_path(self, sha256: str) -> Path:
+        check_sha256(sha256)
+        return self.blobs_dir / sha256[:2] / sha256[2:]
+
+    def has(self, sha256: str) -> bool:
+        return self.blob_path(sha256).is_file()
+
+    def iter_blobs(self) -> Iterator[str]:
+        if not self.blobs_dir.is_dir():
+            return
+        for sub in sorted(self.blobs_dir.iterdir()):
+            if not sub.is_dir():
+                continue
+            for f in sorted(sub.iterdir()):
+                sha = sub.name + f.name
+                if _SHA_RE.match(sha) and f.is_file():
+                    yield sha
+
+    def _mkdirs(self) -> None:
+        for d in (self.blobs_dir, self.tmp_dir, self.quarantine_dir):
+            d.mkdir(parents=True, exist_ok=True)
+
+    # -- fetching --------------------------------------------------------------------
+    def fetch(self, sha256: str, size: int | None, sources: list[str], ctx: SourceContext,
+              progress: Progress | None = None) -> FetchResult:
+        """Make sure the blob is in the store: site mirrors first, then each source in order.
+
+        Raises :class:`ArtefactNotFound` listing every source's reason when none works.
+        """
+        check_sha256(sha256)
+        path = self.blob_path(sha256)
+        if path.is_file():
+            return FetchResult(sha256, path, path.stat().st_size, "store")
+        self._mkdirs()
+        with _StoreLock(self.locks_dir / f"{sha256}.lock"):
+            if path.is_file():  # another process fetched it while we waited
+                return FetchResult(sha256, path, path.stat().st_size, "store")
+            uris = candidate_uris(sources, ctx.settings, sha256)
+            return self._try_sources(uris, ctx, sha256, size, progress)
+
+    def add_from_sources(self, sources: list[str], ctx: SourceContext, size: int | None = None,
+                         progress: Progress | None = None) -> FetchResult:
+        """Download an artefact whose sha256 is not known yet (``index pin``), hash it and
+        store it under that hash. The first source that delivers wins."""
+        self._mkdirs()
+        return self._try_sources(list(sources), ctx, None, size, progress)
+
+    def add_file(self, path: Path) -> FetchResult:
+        """Copy a local file into the store (hashing it)."""
+        from .sources.file import FileSource
+
+        uri = Path(path).resolve().as_uri()
+        self._mkdirs()
+        return self._fetch_one(FileSource(uri), uri, None, None, None)
+
+    def _try_sources(self, uris: list[str], ctx: SourceContext, sha256: str | None, size: int | None,
+                     progress: Progress | None) -> FetchResult:
+        failures: list[tuple[str, str]] = []
+        if not uris:
+            raise ArtefactNotFound(f"artefact {sha256 or '(unpinned)'}: the record lists no sources",
+                                   hint="add a source URI to package.artefact.sources", sha256=sha256, failures=[])
+        for uri in uris:
+            try:
+                src = resolve(uri, ctx, sha256)
+                return self._fetch_one(src, uri, sha256, size, progress)
+            except SourceError as exc:
+                msg = exc.message if exc.message.startswith(uri) else f"{uri}: {exc.message}"
+                log.warning("source failed: %s", msg)
+                failures.append((uri, msg))
+        lines = "\n".join(f"  - {m}" for _, m in failures)
+        what = f"artefact sha256:{sha256}" if sha256 else "the artefact"
+        raise ArtefactNotFound(
+            f"no source could provide {what} ({len(failures)} tried):\n{lines}",
+            hint="fix or add a source in the record, configure a site mirror (sources.mirrors), "
+                 "or copy the file in and use a file:// source",
+            sha256=sha256, failures=failures)
+
+    def _fetch_one(self, src: Any, uri: str, sha256: str | None, size: int | None,
+                   progress: Progress | None, _retry: bool = True) -> FetchResult:
+        if sha256 is not None:
+            part = self.tmp_dir / f"{sha256}.part"
+        else:
+            part = self.tmp_dir / f"new-{os.getpid()}-{secrets.token_hex(6)}.part"
+        have = 0
+        if sha256 is not None:
+            try:
+                have = part.stat().st_size
+            except FileNotFoundError:
+                have = 0
+            if (size is not None and have > size) or (have and not src.supports_range):
+                have = 0
+        hasher = hashlib.sha256()
+        fd = os.open(part, os.O_RDWR | os.O_CREAT, 0o644)
+        keep_part = False
+        try:
+            if have:
+                with open(fd, "rb", buffering=0, closefd=False) as fh:
+                    fh.seek(0)
+                    left = have
+                    buf = memoryview(bytearray(self.chunk_size))
+                    while left:
+                        n = fh.readinto(buf[: min(left, len(buf))])
+                        if not n:
+                            break
+                        hasher.update(buf[:n])
+                        left -= n
+                    have -= left
+            try:
+                stream = src.open(have)
+            except SourceError:
+                raise
+            try:
+                if stream.offset != have:
+                    log.info("%s: cannot resume at byte %d; starting again", uri, have)
+                    hasher = hashlib.sha256()
+                    have = 0
+                elif have:
+                    log.info("%s: resuming at byte %d", uri, have)
+                os.ftruncate(fd, have)
+                os.lseek(fd, have, os.SEEK_SET)
+                if size is not None and stream.total is not None and stream.total != size:
+                    raise SizeMismatch(
+                        f"{uri}: the source has {stream.total} bytes but the record declares {size}",
+                        hint="the source serves a different file; the next source is tried", source=uri)
+                limit = None if size is None else size - have
+                keep_part = True  # an interruption (kill, Ctrl-C) keeps the prefix for a resume
+                pipe = _Pipe(fd, hasher, self.chunk_size, progress, have, size)
+                got = pipe.run(stream, limit)
+                total = have + got
+                if size is not None:
+                    if total < size:
+                        raise SizeMismatch(f"{uri}: the source ended after {total} of {size} bytes",
+                                           hint="the download was truncated; the next source is tried",
+                                           source=uri)
+                    extra = memoryview(bytearray(1))
+                    if stream.readinto(extra):
+                        raise SizeMismatch(f"{uri}: the source sends more than the declared {size} bytes",
+                                           hint="the source serves a different file; the next source is tried",
+                                           source=uri)
+            finally:
+                stream.close()
+            os.fsync(fd)
+        except SourceError:
+            keep_part = False
+            raise
+        except OSError as exc:
+            keep_part = False
+            raise ArtefactError(f"{self.root}: writing the download from {uri} failed: {exc}",
+                                hint="check free space and permissions of the store") from exc
+        finally:
+            os.close(fd)
+            if not keep_part:
+                with contextlib.suppress(FileNotFoundError):
+                    part.unlink()
+        digest = hasher.hexdigest()
+        if sha256 is not None and digest != sha256:
+            resumed = have
+            reason = (f"{uri}: the bytes hash to {digest}, not the pinned {sha256}"
+                      + (f" (resumed at byte {resumed})" if resumed else ""))
+            self._quarantine_file(part, sha256, {"source": uri, "reason": "hash mismatch", "expected_sha256": sha256,
+                                                 "actual_sha256": digest, "size": total, "resumed_from": resumed})
+            if resumed and _retry:
+                log.warning("%s; the prefix came from an earlier download, retrying from the start", reason)
+                return self._fetch_one(src, uri, sha256, size, progress, _retry=False)
+            raise HashMismatch(reason, hint="the source serves tampered or different bytes; it was quarantined "
+                                            "and the next source is tried", source=uri, expected=sha256,
+                               actual=digest)
+        path = self._promote(part, digest)
+        return FetchResult(digest, path, total, uri, resumed_from=have)
+
+    def _promote(self, part: Path, digest: str) -> Path:
+        dest = self.blob_path(digest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(part, 0o444)
+        os.replace(part, dest)
+        _fsync_dir(dest.parent)
+        self._state_put(digest, os.stat(dest))
+        log.info("stored blob %s (%d bytes)", digest, dest.stat().st_size)
+        return dest
+
+    # -- quarantine ------------------------------------------------------------------
+    def _quarantine_file(self, path: Path, name: str, note: dict[str, Any]) -> Path:
+        self.quarantine_dir.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        dest = self.quarantine_dir / f"{name}.{stamp}.{secrets.token_hex(4)}"
+        os.replace(path, dest)
+        with contextlib.suppress(OSError):
+            os.chmod(dest, 0o444)
+        note = {**note, "file": dest.name, "time": stamp}
+        tmp = dest.with_name(dest.name + ".json.tmp")
+        tmp.write_text(json.dumps(note, indent=2) + "\n")
+        os.replace(tmp, dest.with_name(dest.name + ".json"))
+        log.warning("quarantined %s: %s", dest, note.get("reason"))
+        return dest
+
+    def quarantine_blob(self, sha256: str, reason: str, **note: Any) -> Path | None:
+        """Move a blob out of ``blobs/`` into ``quarantine/``; None when it is not there."""
+        path = self.blob_path(sha256)
+        if not path.exists():
+            return None
+        self._state_delete(sha256)
+        return self._quarantine_file(path, sha256, {"reason": reason, "expected_sha256": sha256, **note})
+
+    def quarantined(self) -> list[dict[str, Any]]:
+        out = []
+        if self.quarantine_dir.is_dir():
+            for f in sorted(self.quarantine_dir.glob("*.json")):
+                with contextlib.suppress(OSError, ValueError):
+                    out.append(json.loads(f.read_text()))
+        return out
+
+    # -- reading ---------------------------------------------------------------------
+    def open_verified(self, sha256: str) -> BinaryIO:
+        """Open a blob for reading; hash it on its first open (or after it changed)."""
+        path = self.blob_path(sha256)
+        try:
+            fh = open(path, "rb")
+        except FileNotFoundError:
+            raise ArtefactNotFound(f"blob {sha256} is not in the store {self.root}",
+                                   hint="fetch it first (the daemon's mirror job, or generating from the model)",
+                                   sha256=sha256) from None
+        try:
+            st = os.fstat(fh.fileno())
+            key = (st.st_ino, st.st_size, st.st_mtime_ns)
+            if self._state_get(sha256) == key:
+                return fh
+            digest, _ = hash_file(fh, self.chunk_size)
+            if digest != sha256:
+                raise BlobCorrupt(f"{path}: the blob no longer hashes to its name (it hashes to {digest}); "
+                                  f"refusing to read it", hint="run `synthmed verify` to quarantine it, then fetch it again",
+                                  sha256=sha256, actual=digest, path=path)
+            fh.seek(0)
+            self._state_put(sha256, st)
+            return fh
+        except BaseException:
+            fh.close()
+            raise
+
+    def verify_blob(self, sha256: str) -> bool:
+        try:
+            with self.open_verified(sha256):
+                return True
+        except BlobCorrupt:
+            return False
+
+    def verify_all(self, progress: Callable[[str, bool], None] | None = None) -> VerifyReport:
+        """Re-hash every blob (ignoring the remembered state); quarantine corrupt ones."""
+        t0 = time.perf_counter()
+        report = VerifyReport()
+        if self.blobs_dir.is_dir():
+            for sub in sorted(self.blobs_dir.iterdir()):
+                entries = sorted(sub.iterdir()) if sub.is_dir() else [sub]
+                for f in entries:
+                    report.checked += 1
+                    name = (sub.name + f.name) if sub.is_dir() else sub.name
+                    if not (sub.is_dir() and _SHA_RE.match(name) and f.is_file() and not f.is_symlink()):
+                        q = self._quarantine_file(f, "stray-" + f.name, {"reason": "not a blob (bad name or type)",
+                                                                        "path": str(f)})
+                        report.corrupt.append({"sha256": None, "path": str(f), "reason": "not a blob",
+                                               "quarantined_to": str(q)})
+                        continue
+                    try:
+                        with open(f, "rb") as fh:
+                            st = os.fstat(fh.fileno())
+                            digest, n = hash_file(fh, self.chunk_size)
+                    except OSError as exc:
+                        report.corrupt.append({"sha256": name, "path": str(f), "reason": f"unreadable: {exc}"})
+                        continue
+                    report.bytes += n
+                    ok = digest == name
+                    if ok:
+                        report.ok += 1
+                        self._state_put(name, st)
+                    else:
+                        qb = self.quarantine_blob(name, "blob corrupt on disk", actual_sha256=digest, size=n)
+                        report.corrupt.append({"sha256": name, "path": str(f), "reason": f"hashes to {digest}",
+                                               "quarantined_to": str(qb)})
+                    if progress is not None:
+                        progress(name, ok)
+        report.seconds = round(time.perf_counter() - t0, 3)
+        return report
+
+    def remove(self, sha256: str) -> None:
+        path = self.blob_path(sha256)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        self._state_delete(sha256)
+
+    # -- verified-on-open state ----------------------------------------------------------
+    def _db(self) -> sqlite3.Connection:
+        self.root.mkdir(parents=True, exist_ok=True)
+        con = sqlite3.connect(self.state_path, timeout=30)
+        con.execute("CREATE TABLE IF NOT EXISTS verified (sha256 TEXT PRIMARY KEY, ino INTEGER, size INTEGER, "
+                    "mtime_ns INTEGER, verified_at REAL)")
+        return con
+
+    def _state_get(self, sha256: str) -> tuple[int, int, int] | None:
+        if not self.state_path.exists():
+            return None
+        try:
+            con = sqlite3.connect(f"file:{self.state_path}?mode=ro", uri=True, timeout=30)
+            try:
+                row = con.execute("SELECT ino, size, mtime_ns FROM verified WHERE sha256 = ?", (sha256,)).fetchone()
+            finally:
+                con.close()
+        except sqlite3.Error as exc:
+            log.debug("store state unreadable (%s); verifying", exc)
+            return None
+        return (int(row[0]), int(row[1]), int(row[2])) if row else None
+
+    def _state_put(self, sha256: str, st: os.stat_result) -> None:
+        try:
+            con = self._db()
+            try:
+                with con:
+                    con.execute("INSERT OR REPLACE INTO verified VALUES (?, ?, ?, ?, ?)",
+                                (sha256, st.st_ino, st.st_size, st.st_mtime_ns, time.time()))
+            finally:
+                con.close()
+        except sqlite3.Error as exc:  # a read-only store: verify again next time
+            log.debug("cannot remember blob %s as verified: %s", sha256, exc)
+
+    def _state_delete(self, sha256: str) -> None:
+        if not self.state_path.exists():
+            return
+        try:
+            con = self._db()
+            try:
+                with con:
+                    con.execute("DELETE FROM verified WHERE sha256 = ?", (sha256,))
+            finally:
+                con.close()
+        except sqlite3.Error as exc:
+            log.debug("cannot forget blob %s: %s", sha256, exc)

@@ -1,0 +1,314 @@
+"""Safe unpacking of package archives into ``packages/<sha256>/``.
+
+Our own checker reads every entry: absolute paths, ``..``, backslashes, symbolic and hard
+links, devices and FIFOs, duplicate names, too many entries, too large a total and too
+high a compression ratio are refused, each naming the entry (:class:`UnsafeArchive`).
+Entries are written into a staging folder next to the final one, which is renamed into
+place only when everything is unpacked; unpacked packages are read-only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import secrets
+import shutil
+import stat
+import tarfile
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import IO, Iterator
+
+from .errors import ArtefactError, UnsafeArchive
+
+log = logging.getLogger(__name__)
+
+ZIP = "application/zip"
+TAR = "application/x-tar"
+GZIP = "application/gzip"
+OCTET = "application/octet-stream"
+MEDIA_TYPES = (ZIP, TAR, GZIP, OCTET)
+_DRIVE = re.compile(r"^[A-Za-z]:")
+_COPY = 1 << 20
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_entries: int = 10_000
+    max_total_size: int = 64 << 30
+    #: uncompressed / compressed, per entry (zip) and for the whole archive
+    max_ratio: float = 200.0
+    #: entries (and archives) smaller than this are not judged by their ratio
+    ratio_min_size: int = 1 << 20
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def _refuse(archive: Path, entry: str, what: str) -> UnsafeArchive:
+    return UnsafeArchive(f"{archive}: entry {entry!r}: {what}; refusing to unpack the archive",
+                         hint="the package is unsafe or malformed; report it to the model's maintainers "
+                              "(nothing was unpacked)",
+                         archive=str(archive), entry=entry)
+
+
+class _Checker:
+    """Name and budget checks shared by the zip and tar readers."""
+
+    def __init__(self, archive: Path, limits: Limits) -> None:
+        self.archive = archive
+        self.limits = limits
+        self.count = 0
+        self.total = 0
+        self.files: set[str] = set()
+        self.dirs: set[str] = set()
+        self.archive_size = archive.stat().st_size
+
+    def name(self, raw: str, is_dir: bool) -> PurePosixPath | None:
+        """The safe relative path of an entry; None for the archive's root folder."""
+        self.count += 1
+        if self.count > self.limits.max_entries:
+            raise _refuse(self.archive, raw, f"too many entries (more than {self.limits.max_entries})")
+        if not raw or "\x00" in raw:
+            raise _refuse(self.archive, raw, "empty name or NUL character")
+        if "\\" in raw:
+            raise _refuse(self.archive, raw, "backslash in the name")
+        if raw.startswith("/") or _DRIVE.match(raw):
+            raise _refuse(self.archive, raw, "absolute path")
+        parts = [p for p in raw.split("/") if p not in ("", ".")]
+        if ".." in parts:
+            raise _refuse(self.archive, raw, "'..' in the path (it would leave the package folder)")
+        if not parts:
+            if is_dir:
+                return None
+            raise _refuse(self.archive, raw, "a file without a name")
+        rel = PurePosixPath(*parts)
+        key = str(rel).casefold()
+        if key in self.files or (not is_dir and key in self.dirs) or (is_dir and key in self.dirs):
+            raise _refuse(self.archive, raw, "duplicate name (names are compared case-insensitively)")
+        # every parent must be a folder, never a file
+        for parent in list(rel.parents)[:-1]:
+            pk = str(parent).casefold()
+            if pk in self.files:
+                raise _refuse(self.archive, raw, f"its parent {str(parent)!r} is a file")
+        if is_dir:
+            self.dirs.add(key)
+        else:
+            self.files.add(key)
+            for parent in list(rel.parents)[:-1]:
+                self.dirs.add(str(parent).casefold())
+        return rel
+
+    def size(self, raw: str, size: int, compressed: int | None) -> None:
+        lim = self.limits
+        if size < 0:
+            raise _refuse(self.archive, raw, "negative size")
+        self.total += size
+        if self.total > lim.max_total_size:
+            raise _refuse(self.archive, raw, f"the unpacked total passes {lim.max_total_size} bytes")
+        if compressed is not None and size >= lim.ratio_min_size and size > lim.max_ratio * max(compressed, 1):
+            raise _refuse(self.archive, raw, f"compression ratio {size / max(compressed, 1):.0f}:1 is above "
+                                             f"{lim.max_ratio:.0f}:1 (a zip bomb?)")
+        if self.total >= lim.ratio_min_size and self.total > lim.max_ratio * max(self.archive_size, 1):
+            raise _refuse(self.archive, raw, f"the archive unpacks to over {lim.max_ratio:.0f} times its size "
+                                             f"({self.total} bytes from {self.archive_size})")
+
+
+def _write_entry(archive: Path, staging: Path, rel: PurePosixPath, src: IO[bytes], size: int, mode: int) -> None:
+    dest = staging.joinpath(*rel.parts)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    # no links can exist in staging (they are refused), but check anyway
+    if os.path.commonpath([os.path.realpath(dest.parent), os.path.realpath(staging)]) != os.path.realpath(staging):
+        raise _refuse(archive, str(rel), "resolves outside the package folder")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(dest, flags, 0o644)
+    written = 0
+    try:
+        buf = memoryview(bytearray(_COPY))
+        while True:
+            n = src.readinto(buf) if hasattr(src, "readinto") else 0  # type: ignore[attr-defined]
+            if not n:
+                break
+            written += n
+            if written > size:
+                raise _refuse(archive, str(rel), f"holds more bytes than the {size} it declares")
+            mv = buf[:n]
+            while mv:
+                w = os.write(fd, mv)
+                mv = mv[w:]
+    finally:
+        os.close(fd)
+    if written != size:
+        raise _refuse(archive, str(rel), f"holds {written} bytes but declares {size}")
+    os.chmod(dest, 0o555 if mode & 0o111 else 0o444)
+
+
+def _unpack_zip(blob: Path, staging: Path, limits: Limits) -> None:
+    chk = _Checker(blob, limits)
+    try:
+        zf = zipfile.ZipFile(blob)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ArtefactError(f"{blob}: not a readable zip archive: {exc}",
+                            hint="check the record's media_type, or re-package the model") from exc
+    with zf:
+        infos = zf.infolist()
+        if len(infos) > limits.max_entries:
+            raise _refuse(blob, infos[limits.max_entries].filename,
+                          f"too many entries ({len(infos)}, the limit is {limits.max_entries})")
+        plan: list[tuple[zipfile.ZipInfo, PurePosixPath]] = []
+        for info in infos:
+            raw = info.filename
+            mode = (info.external_attr >> 16) & 0xFFFF
+            ftype = stat.S_IFMT(mode)
+            if ftype == stat.S_IFLNK:
+                raise _refuse(blob, raw, "symbolic link")
+            if ftype not in (0, stat.S_IFREG, stat.S_IFDIR):
+                raise _refuse(blob, raw, "device, FIFO or other special file")
+            if info.flag_bits & 0x1:
+                raise _refuse(blob, raw, "encrypted entry")
+            is_dir = info.is_dir() or ftype == stat.S_IFDIR
+            rel = chk.name(raw, is_dir)
+            if is_dir:
+                if rel is not None:
+                    staging.joinpath(*rel.parts).mkdir(parents=True, exist_ok=True)
+                continue
+            chk.size(raw, info.file_size, info.compress_size)
+            assert rel is not None
+            plan.append((info, rel))
+        for info, rel in plan:
+            try:
+                with zf.open(info) as src:
+                    _write_entry(blob, staging, rel, src, info.file_size, (info.external_attr >> 16) & 0o777)
+            except (zipfile.BadZipFile, EOFError, OSError) as exc:
+                if isinstance(exc, UnsafeArchive):
+                    raise
+                raise ArtefactError(f"{blob}: entry {info.filename!r} is corrupt: {exc}",
+                                    hint="re-package the model; the pinned bytes are damaged at the source") from exc
+
+
+def _unpack_tar(blob: Path, staging: Path, limits: Limits) -> None:
+    chk = _Checker(blob, limits)
+    try:
+        tf = tarfile.open(blob, mode="r|*")
+    except (tarfile.TarError, OSError) as exc:
+        raise ArtefactError(f"{blob}: not a readable tar archive: {exc}",
+                            hint="check the record's media_type, or re-package the model") from exc
+    try:
+        with tf:
+            for m in tf:
+                raw = m.name
+                if m.issym():
+                    raise _refuse(blob, raw, f"symbolic link (to {m.linkname!r})")
+                if m.islnk():
+                    raise _refuse(blob, raw, f"hard link (to {m.linkname!r})")
+                if m.ischr() or m.isblk():
+                    raise _refuse(blob, raw, "device file")
+                if m.isfifo():
+                    raise _refuse(blob, raw, "FIFO")
+                if not (m.isreg() or m.isdir()):
+                    raise _refuse(blob, raw, f"unsupported entry type {m.type!r}")
+                rel = chk.name(raw, m.isdir())
+                if m.isdir():
+                    if rel is not None:
+                        staging.joinpath(*rel.parts).mkdir(parents=True, exist_ok=True)
+                    continue
+                chk.size(raw, m.size, None)
+                assert rel is not None
+                src = tf.extractfile(m)
+                if src is None:  # pragma: no cover - regular files always have one
+                    raise _refuse(blob, raw, "no data")
+                with src:
+                    _write_entry(blob, staging, rel, src, m.size, m.mode)
+    except ArtefactError:
+        raise
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+        raise ArtefactError(f"{blob}: the tar archive is corrupt: {exc}",
+                            hint="re-package the model; the pinned bytes are damaged at the source") from exc
+
+
+def _safe_filename(name: str | None) -> str:
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\x00" in name:
+        return "artefact.bin"
+    return name
+
+
+def _walk_bottom_up(root: Path) -> Iterator[Path]:
+    for dirpath, dirnames, _files in os.walk(root, topdown=False):
+        for d in dirnames:
+            yield Path(dirpath) / d
+
+
+def make_writable(path: Path) -> None:
+    """Undo the read-only bits of an unpacked tree (before removing it)."""
+    if not path.exists():
+        return
+    os.chmod(path, 0o755)
+    for dirpath, dirnames, filenames in os.walk(path):
+        for d in dirnames:
+            with contextlib.suppress(OSError):
+                os.chmod(os.path.join(dirpath, d), 0o755)
+        for f in filenames:
+            p = os.path.join(dirpath, f)
+            if not os.path.islink(p):
+                with contextlib.suppress(OSError):
+                    os.chmod(p, 0o644)
+
+
+def remove_tree(path: Path) -> None:
+    make_writable(path)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def unpack_package(blob: Path, packages_dir: Path, sha256: str, media_type: str, *,
+                   filename: str | None = None, limits: Limits = DEFAULT_LIMITS) -> Path:
+    """Unpack a verified blob into ``packages_dir/<sha256>/`` (read-only); return that folder.
+
+    ``application/octet-stream`` is a single file, placed in the folder as ``filename``.
+    An existing package folder is returned as it is (it was renamed into place complete).
+    """
+    final = Path(packages_dir) / sha256
+    if final.is_dir():
+        return final
+    if media_type not in MEDIA_TYPES:
+        raise ArtefactError(f"{blob}: unknown media type {media_type!r}",
+                            hint=f"use one of {', '.join(MEDIA_TYPES)}")
+    staging_root = Path(packages_dir) / ".staging"
+    staging_root.mkdir(parents=True, exist_ok=True)
+    staging = staging_root / f"{sha256}-{os.getpid()}-{secrets.token_hex(4)}"
+    staging.mkdir()
+    try:
+        if media_type == ZIP:
+            _unpack_zip(Path(blob), staging, limits)
+        elif media_type in (TAR, GZIP):
+            _unpack_tar(Path(blob), staging, limits)
+        else:
+            dest = staging / _safe_filename(filename)
+            try:
+                os.link(blob, dest)
+            except OSError:
+                shutil.copyfile(blob, dest)
+                os.chmod(dest, 0o444)
+        for d in _walk_bottom_up(staging):
+            os.chmod(d, 0o555)
+        try:
+            os.rename(staging, final)
+        except OSError:
+            if final.is_dir():  # another process unpacked it first
+                remove_tree(staging)
+                return final
+            raise
+        os.chmod(final, 0o555)
+        parent_fd = os.open(packages_dir, os.O_RDONLY)
+        try:
+            os.fsync(parent_fd)
+        finally:
+            os.close(parent_fd)
+    except BaseException:
+        remove_tree(staging)
+        raise
+    log.info("unpacked %s into %s", sha256, final)
+    return final
