@@ -1,0 +1,214 @@
+"""The checks of a model test, as pure functions over a record and the arrays a model
+returned: no processes, no files. :mod:`synthmed.registry.modeltest` runs the model and
+feeds these.
+
+Every check answers a :class:`CheckResult`: ``pass``, ``fail`` (with a message naming the
+output, what was expected and what came back) or ``skip`` (with why it does not apply).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+#: every check a record's ``test.checks`` may name (schemas/record.schema.json)
+ALL_CHECKS = ("shapes", "dtypes", "value_range", "finite", "determinism", "batch_invariance", "params", "throughput")
+#: a key no inputs schema should accept: used to probe that an invalid parameter is refused
+PROBE_KEY = "__synthmed_invalid_parameter__"
+
+
+@dataclass
+class CheckResult:
+    """The outcome of one check."""
+
+    name: str
+    status: str  # pass | fail | skip
+    message: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "fail"
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "status": self.status, "message": self.message}
+        if self.details:
+            out["details"] = json.loads(json.dumps(self.details, default=str))
+        return out
+
+
+def passed(name: str, message: str = "", **details: Any) -> CheckResult:
+    return CheckResult(name, "pass", message, dict(details))
+
+
+def failed(name: str, message: str, **details: Any) -> CheckResult:
+    return CheckResult(name, "fail", message, dict(details))
+
+
+def skipped(name: str, message: str) -> CheckResult:
+    return CheckResult(name, "skip", message)
+
+
+def selected_checks(test: Mapping[str, Any]) -> list[str]:
+    """The checks a record's ``test`` block asks for; all of them when it names none."""
+    named = test.get("checks")
+    if not named:
+        return list(ALL_CHECKS)
+    return [c for c in ALL_CHECKS if c in named]
+
+
+# --- shapes, dtypes, ranges, finiteness -------------------------------------------------
+
+
+def accepted_shapes(output: Mapping[str, Any]) -> list[tuple[int, ...]]:
+    """The per-sample shapes an output may have: ``shape``, with the channels last or
+    first when there is more than one (or a singleton channel axis when there is one)."""
+    shape = tuple(int(x) for x in output.get("shape", []))
+    channels = int(output.get("channels", 1))
+    shapes = [shape, shape + (channels,), (channels,) + shape]
+    return list(dict.fromkeys(shapes))
+
+
+def check_shapes(record_outputs: Sequence[Mapping[str, Any]], arrays: Mapping[str, np.ndarray],
+                 n: int) -> CheckResult:
+    problems = []
+    got: dict[str, list[int]] = {}
+    for out in record_outputs:
+        name = str(out["name"])
+        arr = arrays.get(name)
+        if arr is None:
+            problems.append(f"output {name!r} is missing")
+            continue
+        got[name] = list(arr.shape)
+        if arr.ndim == 0 or arr.shape[0] != n:
+            problems.append(f"output {name!r} has shape {tuple(arr.shape)}: expected {n} samples on the first axis")
+            continue
+        ok = accepted_shapes(out)
+        if tuple(arr.shape[1:]) not in ok:
+            want = " or ".join(str((n,) + s) for s in ok)
+            problems.append(f"output {name!r} has shape {tuple(arr.shape)}, the record declares {want} "
+                            f"($.outputs[{record_outputs.index(out)}].shape = {list(out.get('shape', []))}, "
+                            f"channels = {out.get('channels', 1)})")
+    if problems:
+        return failed("shapes", "; ".join(problems), shapes=got)
+    return passed("shapes", f"{len(got)} output(s) with the declared shapes", shapes=got)
+
+
+def check_dtypes(record_outputs: Sequence[Mapping[str, Any]], arrays: Mapping[str, np.ndarray]) -> CheckResult:
+    problems = []
+    got: dict[str, str] = {}
+    for i, out in enumerate(record_outputs):
+        name = str(out["name"])
+        arr = arrays.get(name)
+        if arr is None:
+            continue
+        got[name] = str(arr.dtype)
+        want = str(out.get("dtype"))
+        if str(arr.dtype) != want:
+            problems.append(f"output {name!r} has dtype {arr.dtype}, the record declares {want} "
+                            f"($.outputs[{i}].dtype)")
+    if problems:
+        return failed("dtypes", "; ".join(problems), dtypes=got)
+    return passed("dtypes", "every output has its declared dtype", dtypes=got)
+
+
+def _finite_view(arr: np.ndarray) -> np.ndarray:
+    if arr.dtype.kind in "fc":
+        return arr[np.isfinite(arr)]
+    return arr
+
+
+def check_finite(record_outputs: Sequence[Mapping[str, Any]], arrays: Mapping[str, np.ndarray]) -> CheckResult:
+    problems = []
+    for out in record_outputs:
+        name = str(out["name"])
+        arr = arrays.get(name)
+        if arr is None or arr.dtype.kind not in "fc":
+            continue
+        bad = arr.size - int(np.count_nonzero(np.isfinite(arr)))
+        if bad:
+            nans = int(np.count_nonzero(np.isnan(arr)))
+            samples = sorted({int(i) for i in np.argwhere(~np.isfinite(arr))[:, 0][:1000]})
+            problems.append(f"output {name!r} has {bad} non-finite value(s) ({nans} NaN, {bad - nans} inf) "
+                            f"in sample(s) {samples[:10]}")
+    if problems:
+        return failed("finite", "; ".join(problems))
+    return passed("finite", "no NaN or inf values")
+
+
+def check_value_range(record_outputs: Sequence[Mapping[str, Any]], arrays: Mapping[str, np.ndarray]) -> CheckResult:
+    problems = []
+    ranges: dict[str, list[float]] = {}
+    for i, out in enumerate(record_outputs):
+        name = str(out["name"])
+        arr = arrays.get(name)
+        vr = out.get("value_range")
+        if arr is None or not vr or arr.size == 0:
+            continue
+        vals = _finite_view(arr)
+        if vals.size == 0:
+            continue
+        lo, hi = float(np.min(vals)), float(np.max(vals))
+        ranges[name] = [lo, hi]
+        want_lo, want_hi = float(vr[0]), float(vr[1])
+        # a float tolerance: models compute in float32 and may touch the bounds from outside
+        tol = 1e-5 * max(1.0, abs(want_hi - want_lo)) if arr.dtype.kind in "fc" else 0.0
+        if lo < want_lo - tol or hi > want_hi + tol:
+            problems.append(f"output {name!r} has values in [{lo:g}, {hi:g}], outside the declared "
+                            f"value_range [{want_lo:g}, {want_hi:g}] ($.outputs[{i}].value_range)")
+    if problems:
+        return failed("value_range", "; ".join(problems), ranges=ranges)
+    return passed("value_range", "every value within the declared ranges", ranges=ranges)
+
+
+# --- comparing two runs ---------------------------------------------------------------
+
+
+def compare_runs(first: Mapping[str, np.ndarray], second: Mapping[str, np.ndarray]) -> tuple[bool, str, dict[str, Any]]:
+    """Whether two runs gave bit-identical outputs; if not, where they differ first."""
+    details: dict[str, Any] = {}
+    for name, a in first.items():
+        b = second.get(name)
+        if b is None:
+            return False, f"output {name!r} is missing from the second run", details
+        if a.shape != b.shape or a.dtype != b.dtype:
+            return False, (f"output {name!r} is {a.dtype}{list(a.shape)} in one run and "
+                           f"{b.dtype}{list(b.shape)} in the other"), details
+        same = np.array_equal(a, b, equal_nan=a.dtype.kind in "fc")
+        if not same:
+            diff = np.abs(a.astype(np.float64) - b.astype(np.float64))
+            diff = np.where(np.isnan(diff), np.inf, diff)
+            per_sample = diff.reshape(diff.shape[0], -1).max(axis=1) if diff.ndim > 1 else diff
+            differing = [int(i) for i in np.nonzero(per_sample)[0]]
+            max_diff = float(np.max(diff))
+            details[name] = {"max_abs_diff": max_diff if math.isfinite(max_diff) else "inf",
+                             "differing_samples": differing[:20]}
+            return False, (f"output {name!r} differs in {len(differing)} of {a.shape[0]} sample(s) "
+                           f"(first: sample {differing[0] if differing else '?'}, max abs difference {max_diff:g})"), details
+    return True, "", details
+
+
+# --- parameters -------------------------------------------------------------------------
+
+
+def invalid_params(inputs: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Parameters the record's ``inputs`` schema must refuse, or None when it accepts anything.
+
+    A closed schema (properties listed, ``additionalProperties`` not opened) must refuse an
+    unknown key; otherwise a listed property gets a value of a type it cannot have."""
+    props = inputs.get("properties")
+    props = props if isinstance(props, Mapping) else {}
+    extra = inputs.get("additionalProperties")
+    closed = extra is False or (extra is None and bool(props))
+    if closed:
+        return {PROBE_KEY: 1}
+    for name, prop in props.items():
+        if not isinstance(prop, Mapping):
+            continue
+        if "enum" in prop or "const" in prop or "type" in prop:
+            return {str(name): {PROBE_KEY: [1]}}
+    return None
