@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator
 
 from .errors import ArtefactError, ArtefactNotFound, BlobCorrupt, HashMismatch, SizeMismatch, SourceError
-from .sources.base import SourceContext, SourceStream, candidate_uris, resolve
+from .sources.base import SourceContext, SourceStream, candidate_uris, redact, resolve
 
 log = logging.getLogger(__name__)
 
@@ -283,9 +283,10 @@ class Store:
         if not uris:
             raise ArtefactNotFound(f"artefact {sha256 or '(unpinned)'}: the record lists no sources",
                                    hint="add a source URI to package.artefact.sources", sha256=sha256, failures=[])
-        for uri in uris:
+        for raw in uris:
+            uri = redact(raw)
             try:
-                src = resolve(uri, ctx, sha256)
+                src = resolve(raw, ctx, sha256)
                 return self._fetch_one(src, uri, sha256, size, progress)
             except SourceError as exc:
                 msg = exc.message if exc.message.startswith(uri) else f"{uri}: {exc.message}"

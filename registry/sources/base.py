@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import SourceError
 from ..settings import Settings
@@ -86,6 +87,18 @@ class _RawFile(Protocol):
     def readinto(self, buf: memoryview) -> int | None: ...
 
     def close(self) -> None: ...
+
+
+def redact(url: str) -> str:
+    """The URL without a password (safe for messages and logs)."""
+    parts = urlsplit(url)
+    if parts.password is None and parts.username is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    user = parts.username or ""
+    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
 
 
 def source_error(uri: str, what: str, hint: str | None = None) -> SourceError:

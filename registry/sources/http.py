@@ -21,7 +21,7 @@ from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 from ..errors import SourceError
 from ..settings import Settings
-from .base import source_error
+from .base import redact, source_error
 
 log = logging.getLogger(__name__)
 
@@ -30,18 +30,6 @@ MAX_BACKOFF_S = 30.0
 USER_AGENT = "synthmed-artefacts/1"
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$")
 _RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
-
-
-def redact(url: str) -> str:
-    """The URL without a password (safe for messages and logs)."""
-    parts = urlsplit(url)
-    if parts.password is None and parts.username is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    user = parts.username or ""
-    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
 
 
 def is_loopback(host: str | None) -> bool:
