@@ -195,7 +195,7 @@ class Catalog:
     def __init__(self, conn: sqlite3.Connection, path: Path, readonly: bool) -> None:
         self.conn = conn
         self.db = sqlite_utils.Database(conn)
-        self.path = path
+        self.path = Path(path).resolve()
         self.readonly = readonly
 
     # -- opening --------------------------------------------------------------------

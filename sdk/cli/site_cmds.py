@@ -1,9 +1,276 @@
-"""CLI commands (filled in by their issue)."""
+"""Site commands: init, sync, daemon run, status, search, show, catalog rebuild, export, import."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from synthmed.registry.errors import CatalogError, SiteNotFound
+from synthmed.registry.settings import Settings, default_home
+
+from .common import add_json_flag, print_json, print_table, settings_from_args
+
+Sub = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def _progress(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _site(args: argparse.Namespace, **overrides: Any) -> Settings:
+    settings = settings_from_args(args, **overrides)
+    if not settings.site_file.exists():
+        raise SiteNotFound(f"no site at {settings.home} (no site.toml)",
+                           hint=f"create one: `synthmed init {settings.home} --upstream NAME=URL`, "
+                                "or point --site / SYNTHMED_HOME at an existing site")
+    return settings
+
+
+# -- init ------------------------------------------------------------------------------
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from synthmed.registry.site_config import init_site, parse_upstream_spec
+
+    home = Path(args.dir or args.site or default_home()).expanduser().resolve()
+    specs = [parse_upstream_spec(s) for s in args.upstream or []]
+    path = init_site(home, specs, name=args.name, force=args.force, branch=args.branch, subfolder=args.subfolder)
+    print(f"wrote {path}")
+    print(f"next: `synthmed --site {home} sync`, then `synthmed --site {home} daemon run`")
+    return 0
+
+
+# -- sync / daemon ---------------------------------------------------------------------
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from synthmed.daemon.jobs import JobContext, mirror_job
+    from synthmed.daemon.lock import SiteLock
+    from synthmed.daemon.sync import sync_all
+    from synthmed.registry.catalog import Catalog
+
+    settings = _site(args)
+    progress = (lambda m: None) if args.quiet else _progress
+    with SiteLock(settings.home, "synthmed sync"), Catalog.open(settings.catalog_path, readonly=False) as cat:
+        results = sync_all(settings, cat, only=args.upstream or None, accept_rewrite=tuple(args.accept_rewrite or ()),
+                           progress=progress)
+        mirror = None
+        if not args.no_mirror:
+            mirror = mirror_job(JobContext(settings, cat, progress))
+    if args.json:
+        print_json({"upstreams": [r.as_dict() for r in results], "mirror": mirror})
+    else:
+        for r in results:
+            line = f"{r.upstream}: {r.status}"
+            if r.new_commit:
+                line += f" at {r.new_commit[:12]} ({r.changed} changed)"
+            if r.reason:
+                line += f": {r.reason}"
+            print(line)
+            for path, why in r.skipped:
+                print(f"  skipped {path}: {why.splitlines()[-1].strip()}")
+        if mirror:
+            print(f"mirror: {mirror}")
+    return 0 if all(r.status == "ok" for r in results) else 1
+
+
+def cmd_daemon_run(args: argparse.Namespace) -> int:
+    from synthmed.daemon.service import run_daemon
+
+    settings = _site(args, sync_interval_minutes=args.sync_interval)
+    return run_daemon(settings, once=args.once, progress=_progress if args.once else (lambda m: None),
+                      only=args.job or None)
+
+
+# -- status / search / show ------------------------------------------------------------
+
+def _open_catalog(settings: Settings) -> Any:
+    from synthmed.registry.catalog import Catalog
+
+    return Catalog.open(settings.catalog_path, readonly=True)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from synthmed.daemon.status import format_status, site_status
+
+    settings = _site(args, stale_after_hours=args.stale_after)
+    try:
+        cat = _open_catalog(settings)
+    except CatalogError:
+        cat = None
+    try:
+        st = site_status(settings, cat)
+    finally:
+        if cat is not None:
+            cat.close()
+    if args.json:
+        print_json(st)
+    else:
+        print(format_status(st))
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    settings = _site(args)
+    with _open_catalog(settings) as cat:
+        found = cat.search(" ".join(args.query), modality=args.modality, anatomy=args.anatomy,
+                           architecture=args.architecture, license=args.license, rank=args.rank,
+                           limit=args.limit, upstream=args.upstream)
+        if args.json:
+            print_json([e.as_dict() for e in found])
+            return 0
+        rows = []
+        for e in found:
+            rows.append({"ref": e.qualified_ref, "title": str(e.record.data.get("title", ""))[:48],
+                         "modality": ",".join(e.record.data.get("modality", [])),
+                         "state": e.artefact_state, **({"score": e.score} if args.rank else {})})
+        print_table(rows, ["ref", "title", "modality", "state"] + (["score"] if args.rank else []))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    settings = _site(args)
+    with _open_catalog(settings) as cat:
+        entry = cat.resolve(args.ref)
+        versions = [{"version": e.version, "status": e.status, "upstream": e.upstream}
+                    for e in cat.rows_for_id(entry.id)]
+        tests = cat.last_tests(entry.ref, limit=5)
+    data = entry.as_dict(full=True)
+    data["versions"] = versions
+    data["shadows"] = list(entry.shadows)
+    data["tests"] = tests
+    if args.json:
+        print_json(data)
+        return 0
+    rec = data.pop("record")
+    for k in ("ref", "title", "summary", "status", "status_reason", "license", "artefact_state", "index_commit",
+              "index_repo", "index_subfolder", "path"):
+        if data.get(k) is not None:
+            print(f"{k + ':':<17}{data[k]}")
+    if entry.shadows:
+        print(f"{'shadows:':<17}{', '.join(entry.shadows)} (same id, lower priority)")
+    print(f"{'versions:':<17}" + ", ".join(f"{v['upstream']}/{v['version']} ({v['status']})" for v in versions))
+    if tests:
+        t = tests[0]
+        print(f"{'last test:':<17}{'passed' if t['passed'] else 'FAILED'} at {t['finished']}"
+              + (f": {t['reason']}" if t["reason"] else ""))
+    print("record:")
+    print(json.dumps(rec, indent=2))
+    return 0
+
+
+# -- catalog / export / import ---------------------------------------------------------
+
+def cmd_catalog_rebuild(args: argparse.Namespace) -> int:
+    from synthmed.daemon.lock import SiteLock
+    from synthmed.daemon.rebuild import rebuild_catalog
+
+    settings = _site(args)
+    with SiteLock(settings.home, "synthmed catalog rebuild"):
+        summary = rebuild_catalog(settings, progress=_progress)
+    if args.json:
+        print_json(summary)
+    else:
+        for name, s in summary["upstreams"].items():
+            print(f"{name}: {s}")
+        print(f"blobs: {summary['blobs']}; catalog {summary['catalog']} rebuilt")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from synthmed.daemon.bundle import export_bundle
+    from synthmed.daemon.lock import SiteLock
+    from synthmed.registry.catalog import Catalog
+
+    settings = _site(args)
+    with SiteLock(settings.home, "synthmed export"), Catalog.open(settings.catalog_path, readonly=False) as cat:
+        manifest = export_bundle(settings, cat, Path(args.dir), progress=_progress)
+    if args.json:
+        print_json(manifest)
+    else:
+        print(f"exported {len(manifest['upstreams'])} upstream(s) and {len(manifest['blobs'])} blob(s) to {args.dir}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from synthmed.daemon.bundle import import_bundle
+    from synthmed.daemon.lock import SiteLock
+    from synthmed.registry.catalog import Catalog
+
+    settings = _site(args)
+    with SiteLock(settings.home, "synthmed import"), Catalog.open(settings.catalog_path, readonly=False) as cat:
+        summary = import_bundle(settings, cat, Path(args.dir), progress=_progress)
+    if args.json:
+        print_json(summary)
+    else:
+        for r in summary["upstreams"]:
+            print(f"{r['upstream']}: {r['status']} at {str(r['new_commit'])[:12]} ({r['changed']} changed)")
+        print(f"{summary['blobs']} blob(s) imported")
+    return 0
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    return None
+    p = sub.add_parser("init", help="create a site folder with a commented site.toml")
+    p.add_argument("dir", nargs="?", help="site folder (default: --site, $SYNTHMED_HOME or the user data dir)")
+    p.add_argument("--upstream", action="append", metavar="NAME=URL[#BRANCH[:SUBFOLDER]]",
+                   help="an upstream index (repeatable; the first gets the highest priority)")
+    p.add_argument("--branch", help="branch for upstreams that do not name one (default: the repo's, else main)")
+    p.add_argument("--subfolder", help="index subfolder for upstreams that do not name one (local repos: detected)")
+    p.add_argument("--name", help="the site's name")
+    p.add_argument("--force", action="store_true", help="overwrite an existing site.toml")
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("sync", help="sync the upstream indexes and mirror the selected models now")
+    p.add_argument("--upstream", action="append", metavar="NAME", help="only this upstream (repeatable)")
+    p.add_argument("--accept-rewrite", action="append", metavar="NAME",
+                   help="accept a non-fast-forward update of this upstream (a rewritten history)")
+    p.add_argument("--no-mirror", action="store_true", help="only sync the indexes")
+    add_json_flag(p)
+    p.set_defaults(func=cmd_sync)
+
+    d = sub.add_parser("daemon", help="the site's sync service")
+    dsub = d.add_subparsers(dest="daemon_command", metavar="COMMAND")
+    p = dsub.add_parser("run", help="run the scheduled jobs (sync, mirror, scrub, gc, ...) in the foreground")
+    p.add_argument("--once", action="store_true", help="run every job once and exit")
+    p.add_argument("--job", action="append", metavar="NAME", help="only this job (repeatable)")
+    p.add_argument("--sync-interval", type=int, metavar="MINUTES", help="override schedules.sync_interval_minutes")
+    p.set_defaults(func=cmd_daemon_run)
+
+    p = sub.add_parser("status", help="upstream heads and ages, blobs, last job runs, failures")
+    p.add_argument("--stale-after", type=float, metavar="HOURS", help="override site.stale_after_hours")
+    add_json_flag(p)
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("search", help="search the catalog")
+    p.add_argument("query", nargs="*", help="free text (any punctuation is fine)")
+    p.add_argument("--modality")
+    p.add_argument("--anatomy")
+    p.add_argument("--architecture", help="family (gan, diffusion, ...) or name (DCGAN, ...)")
+    p.add_argument("--license")
+    p.add_argument("--upstream")
+    p.add_argument("--rank", metavar="METRIC", help="order by a metric (e.g. FID), best first")
+    p.add_argument("--limit", type=int, default=50)
+    add_json_flag(p)
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("show", help="one model: its full record and state")
+    p.add_argument("ref", help="ID, ID@VERSION, UPSTREAM/ID or UPSTREAM/ID@VERSION")
+    add_json_flag(p)
+    p.set_defaults(func=cmd_show)
+
+    c = sub.add_parser("catalog", help="catalog maintenance")
+    csub = c.add_subparsers(dest="catalog_command", metavar="COMMAND")
+    p = csub.add_parser("rebuild", help="recreate catalog.db from the upstream mirrors and the store")
+    add_json_flag(p)
+    p.set_defaults(func=cmd_catalog_rebuild)
+
+    p = sub.add_parser("export", help="write a bundle (indexes + selected blobs) for an air-gapped site")
+    p.add_argument("dir")
+    add_json_flag(p)
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("import", help="take in a bundle written by `synthmed export`, verifying every hash")
+    p.add_argument("dir")
+    add_json_flag(p)
+    p.set_defaults(func=cmd_import)

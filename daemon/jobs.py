@@ -1,0 +1,182 @@
+"""The daemon's jobs besides sync: mirror, scrub, gc.
+
+Each job takes a :class:`JobContext` and returns a one-line summary. A failing model or
+blob never stops a job: each failure is recorded in ``sync_runs`` with its reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from synthmed.registry.catalog import Catalog, CatalogEntry, utcnow
+from synthmed.registry.errors import BlobCorrupt
+from synthmed.registry.settings import MirrorPolicy, Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class JobContext:
+    settings: Settings
+    catalog: Catalog
+    progress: Callable[[str], None] = field(default=lambda m: None)
+    accept_rewrite: tuple[str, ...] = ()
+
+
+def selected(policy: MirrorPolicy, entry: CatalogEntry) -> bool:
+    """Whether the site's mirror policy selects this model (select: any listed id,
+    modality or anatomy matches, case-insensitively)."""
+    if policy.policy == "all":
+        return True
+    if policy.policy == "none":
+        return False
+    data = entry.record.data
+    if entry.id in policy.ids:
+        return True
+    mods = {str(m).lower() for m in data.get("modality", [])}
+    anas = {str(a).lower() for a in data.get("anatomy", [])}
+    return bool(mods & {m.lower() for m in policy.modalities} or anas & {a.lower() for a in policy.anatomies})
+
+
+def mirror_candidates(settings: Settings, catalog: Catalog) -> list[CatalogEntry]:
+    """Every non-yanked version the policy selects (verified or not)."""
+    return [e for e in catalog.list_models(all_versions=True)
+            if e.status != "yanked" and selected(settings.mirror, e)]
+
+
+def mirror_job(ctx: JobContext) -> str:
+    """Fetch, verify and unpack the packages of the selected, verified, non-yanked records."""
+    from synthmed.registry.mirror import ensure_package
+    from synthmed.registry.sources.base import SourceContext
+    from synthmed.registry.store import Store
+
+    started = utcnow()
+    settings, catalog = ctx.settings, ctx.catalog
+    store = Store(settings.store_dir)
+    states = {a["sha256"]: a["state"] for a in catalog.artefacts()}
+    done: set[str] = set()
+    fetched = failed = unverified = 0
+    candidates = mirror_candidates(settings, catalog)
+    for i, e in enumerate(candidates, 1):
+        sha = e.record.sha256
+        if not sha:
+            unverified += 1
+            log.info("mirror: skipping %s: unverified (no pinned sha256)", e.qualified_ref)
+            continue
+        if sha in done:
+            continue
+        done.add(sha)
+        if states.get(sha) == "verified" and store.has(sha) and (settings.packages_dir / sha).is_dir():
+            continue
+        ctx.progress(f"mirror: [{i}/{len(candidates)}] {e.qualified_ref}")
+        sctx = SourceContext(settings=settings, index_repo=e.index_repo, index_commit=e.index_commit,
+                             index_subfolder=e.index_subfolder)
+        try:
+            source = "store"
+            if not store.has(sha):
+                source = store.fetch(sha, e.record.size, e.record.sources, sctx).source
+                fetched += 1
+            ensure_package(e.record, settings, sctx)
+            with catalog.transaction():
+                catalog.set_artefact(sha, state="verified", size=e.record.size, source=source)
+        except Exception as exc:  # one model never stops the others
+            failed += 1
+            state = "corrupt" if isinstance(exc, BlobCorrupt) else "missing"
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            log.warning("mirror: %s failed: %s", e.qualified_ref, exc)
+            with catalog.transaction():
+                catalog.set_artefact(sha, state=state, size=e.record.size, reason=str(exc))
+                catalog.record_run("mirror", "failed", upstream=e.upstream, subject=e.qualified_ref,
+                                   reason=f"{type(exc).__name__}: {reason}", started=started)
+    summary = (f"{len(done)} artefact(s) selected, {fetched} fetched, {failed} failed, "
+               f"{unverified} unverified record(s) skipped")
+    with catalog.transaction():
+        catalog.record_run("mirror", "failed" if failed else "ok", reason=summary, started=started, changed=fetched)
+    ctx.progress(f"mirror: {summary}")
+    return summary
+
+
+def scrub_job(ctx: JobContext) -> str:
+    """Re-hash every blob; quarantine corrupt ones and fetch them again from their sources."""
+    from synthmed.registry.sources.base import SourceContext
+    from synthmed.registry.store import Store
+
+    started = utcnow()
+    settings, catalog = ctx.settings, ctx.catalog
+    store = Store(settings.store_dir)
+    report = store.verify_all()
+    repaired = 0
+    for bad in report.corrupt:
+        sha = bad.get("sha256")
+        if not sha:
+            continue
+        with catalog.transaction():
+            catalog.set_artefact(sha, state="corrupt", reason=str(bad.get("reason")))
+            catalog.record_run("scrub", "failed", subject=sha, reason=f"blob corrupt: {bad.get('reason')}",
+                               started=started)
+        users = [e for e in catalog.list_models(all_versions=True) if e.record.sha256 == sha and e.status != "yanked"]
+        for e in users[:1]:
+            sctx = SourceContext(settings=settings, index_repo=e.index_repo, index_commit=e.index_commit,
+                                 index_subfolder=e.index_subfolder)
+            try:
+                res = store.fetch(sha, e.record.size, e.record.sources, sctx)
+                with catalog.transaction():
+                    catalog.set_artefact(sha, state="verified", size=res.size, source=res.source)
+                repaired += 1
+            except Exception as exc:
+                with catalog.transaction():
+                    catalog.record_run("scrub", "failed", upstream=e.upstream, subject=e.qualified_ref,
+                                       reason=f"re-fetch of corrupt blob {sha[:12]} failed: {exc}", started=started)
+    summary = f"{report.checked} blob(s) checked, {len(report.corrupt)} corrupt, {repaired} re-fetched"
+    with catalog.transaction():
+        catalog.record_run("scrub", "failed" if len(report.corrupt) > repaired else "ok", reason=summary,
+                           started=started, changed=len(report.corrupt))
+    ctx.progress(f"scrub: {summary}")
+    return summary
+
+
+def _rmtree_readonly(path: Path) -> None:
+    def onerror(func: Callable[..., object], p: str, _: object) -> None:
+        os.chmod(os.path.dirname(p), stat.S_IRWXU)
+        os.chmod(p, stat.S_IRWXU)
+        func(p)
+
+    for root, dirs, _files in os.walk(path):
+        for d in dirs:
+            os.chmod(os.path.join(root, d), stat.S_IRWXU)
+    os.chmod(path, stat.S_IRWXU)
+    shutil.rmtree(path, onerror=onerror)
+
+
+def gc_job(ctx: JobContext) -> str:
+    """Remove blobs (and their unpacked packages) that no non-yanked record needs."""
+    from synthmed.registry.store import Store
+
+    started = utcnow()
+    settings, catalog = ctx.settings, ctx.catalog
+    store = Store(settings.store_dir)
+    needed = catalog.needed_blobs()
+    removed = 0
+    for sha in list(store.iter_blobs()):
+        if sha in needed:
+            continue
+        store.remove(sha)
+        pkg = settings.packages_dir / sha
+        if pkg.exists():
+            _rmtree_readonly(pkg)
+        removed += 1
+        log.info("gc: removed blob %s", sha)
+    with catalog.transaction():
+        for a in catalog.artefacts():
+            if a["sha256"] not in needed and not store.has(a["sha256"]):
+                catalog.delete_artefact(a["sha256"])
+        summary = f"{removed} unneeded blob(s) removed, {len(needed)} needed"
+        catalog.record_run("gc", "ok", reason=summary, started=started, changed=removed)
+    ctx.progress(f"gc: {summary}")
+    return summary

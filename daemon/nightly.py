@@ -1,0 +1,110 @@
+"""The daemon's nightly ``test`` job.
+
+At ``schedules.nightly_test_time`` (site.toml, local time, ``HH:MM``) it tests each
+mirrored, non-yanked version whose artefact, requirements, runner version or environment
+changed since its last test, or whose last test is older than a day (see
+:func:`synthmed.registry.modeltest_site.due_for_test`). Results go to the catalog's
+``tests`` table and to ``<site>/reports/<UTC time>/``. Importing this module registers
+the job with the daemon (:data:`synthmed.daemon.service.JOB_PROVIDERS`).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING
+
+from synthmed.registry.catalog import utcnow
+from synthmed.registry.errors import ConfigError
+
+from .jobs import JobContext
+
+if TYPE_CHECKING:  # pragma: no cover
+    from apscheduler.triggers.cron import CronTrigger
+
+    from .service import Daemon
+
+log = logging.getLogger(__name__)
+
+JOB_NAME = "test"
+
+
+def parse_time(text: str) -> tuple[int, int]:
+    """``"02:30"`` -> ``(2, 30)``; a ConfigError naming the setting otherwise."""
+    hh, sep, mm = text.strip().partition(":")
+    try:
+        h, m = int(hh), int(mm)
+    except ValueError:
+        h = m = -1
+    if not sep or not (0 <= h < 24 and 0 <= m < 60):
+        raise ConfigError(f"site.toml: schedules.nightly_test_time = {text!r} is not a time of day",
+                          hint='write it as "HH:MM" in 24-hour local time, e.g. "02:30"')
+    return h, m
+
+
+def nightly_trigger(text: str) -> "CronTrigger":
+    from apscheduler.triggers.cron import CronTrigger
+
+    h, m = parse_time(text)
+    return CronTrigger(hour=h, minute=m)
+
+
+def nightly_test_job(ctx: JobContext, now: datetime | None = None) -> str:
+    """Test every mirrored version that is due; record results and write a report."""
+    from synthmed.registry.modeltest_site import (
+        due_for_test,
+        last_test_by_ref,
+        mirrored_entries,
+        report_folder,
+        run_tests,
+    )
+    from synthmed.registry.report import environment
+
+    started = utcnow()
+    now = now or datetime.now(timezone.utc)
+    settings, catalog = ctx.settings, ctx.catalog
+    env = environment()
+    last = last_test_by_ref(catalog)
+    due = []
+    seen: set[tuple[str, str]] = set()
+    for entry in mirrored_entries(catalog):
+        key = (entry.id, entry.version)
+        if key in seen:  # the same version from two upstreams: test it once
+            continue
+        seen.add(key)
+        why = due_for_test(entry, last.get(entry.ref), env, now)
+        if why:
+            log.info("test: %s is due: %s", entry.qualified_ref, why)
+            due.append(entry)
+    if not due:
+        summary = "no mirrored model is due for a test"
+        with catalog.transaction():
+            catalog.record_run(JOB_NAME, "ok", reason=summary, started=started, changed=0)
+        ctx.progress(f"test: {summary}")
+        return summary
+    run = run_tests(settings, due, report_dir=report_folder(settings, now), catalog=catalog, progress=ctx.progress)
+    failed = len(run.failed)
+    skipped = sum(r.status == "skipped" for r in run.results)
+    summary = (f"{len(run.results)} model version(s) tested: {len(run.results) - failed - skipped} passed, "
+               f"{failed} failed, {skipped} skipped; report {run.report_path}")
+    with catalog.transaction():
+        catalog.record_run(JOB_NAME, "failed" if failed else "ok", reason=summary, started=started,
+                           changed=len(run.results))
+    ctx.progress(f"test: {summary}")
+    return summary
+
+
+def register(daemon: "Daemon") -> None:
+    """The JOB_PROVIDERS hook: the nightly test job at ``schedules.nightly_test_time``."""
+    daemon.register_job(JOB_NAME, nightly_test_job, nightly_trigger(daemon.settings.schedules.nightly_test_time))
+
+
+def install() -> None:
+    """Add :func:`register` to the daemon's job providers (once)."""
+    from .service import JOB_PROVIDERS
+
+    if register not in JOB_PROVIDERS:
+        JOB_PROVIDERS.append(register)
+
+
+install()

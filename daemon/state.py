@@ -1,0 +1,62 @@
+"""Small per-upstream state files (``<site>/upstreams/<name>.state.json``).
+
+They make the sync state explicit and resumable without the catalog (as bandersnatch's
+status file does): the last accepted commit of each upstream, and when it was accepted.
+The catalog is the commit point of a sync; the state file and the ``accepted`` ref are
+written right after it, and reconciled from the catalog at the start of every sync. A
+``catalog rebuild`` starts from the state files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from synthmed.registry.catalog import utcnow
+from synthmed.registry.settings import Settings, Upstream
+
+STATE_FORMAT = "synthmed-upstream-state/1"
+
+
+def state_path(settings: Settings, name: str) -> Path:
+    return settings.upstreams_dir / f"{name}.state.json"
+
+
+def read_state(settings: Settings, name: str) -> dict[str, Any] | None:
+    try:
+        data = json.loads(state_path(settings, name).read_text("utf-8"))
+    except (FileNotFoundError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("format") == STATE_FORMAT else None
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to a temp file beside ``path``, fsync, and rename over it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2, sort_keys=True)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_state(settings: Settings, upstream: Upstream, accepted_commit: str, accepted_at: str | None) -> None:
+    write_json_atomic(state_path(settings, upstream.name), {
+        "format": STATE_FORMAT,
+        "upstream": upstream.name,
+        "url": upstream.url,
+        "branch": upstream.branch,
+        "subfolder": upstream.subfolder,
+        "accepted_commit": accepted_commit,
+        "accepted_at": accepted_at or utcnow(),
+        "written_at": utcnow(),
+    })

@@ -1,0 +1,119 @@
+"""``synthmed status``: upstream heads and ages, blob counts, last job runs, failures."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from synthmed.registry.catalog import Catalog
+from synthmed.registry.settings import Settings
+
+
+def _age_hours(when: str | None, now: datetime) -> float | None:
+    if not when:
+        return None
+    try:
+        t = datetime.fromisoformat(when)
+    except ValueError:
+        return None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=timezone.utc)
+    return round((now - t).total_seconds() / 3600, 2)
+
+
+def site_status(settings: Settings, catalog: Catalog | None, now: datetime | None = None) -> dict[str, Any]:
+    """Everything ``synthmed status`` shows, as plain data (also its ``--json``)."""
+    now = now or datetime.now(timezone.utc)
+    rows = {r["name"]: r for r in catalog.upstream_rows()} if catalog else {}
+    ups = []
+    warnings: list[str] = []
+    for u in settings.upstreams:
+        r = rows.get(u.name) or {}
+        age = _age_hours(r.get("accepted_at"), now)
+        stale = age is None or age > settings.stale_after_hours
+        entry = {
+            "name": u.name, "url": u.url, "branch": u.branch, "subfolder": u.subfolder, "priority": u.priority,
+            "require_signed": u.require_signed,
+            "head": r.get("accepted_commit"), "head_commit_time": r.get("commit_time"),
+            "last_success": r.get("accepted_at"), "age_hours": age, "stale": stale,
+            "last_attempt": r.get("last_attempt"), "last_status": r.get("last_status"),
+            "last_reason": r.get("last_reason"),
+        }
+        ups.append(entry)
+        if r.get("accepted_commit") is None:
+            warnings.append(f"upstream {u.name}: never synced successfully"
+                            + (f" ({r['last_reason']})" if r.get("last_reason") else ""))
+        elif stale:
+            warnings.append(f"upstream {u.name}: stale: last successful sync {age} h ago "
+                            f"(more than {settings.stale_after_hours:g} h)")
+        if r.get("last_status") in ("refused", "failed"):
+            warnings.append(f"upstream {u.name}: last sync {r['last_status']}: {r.get('last_reason')}")
+    out: dict[str, Any] = {"site": settings.name, "home": str(settings.home), "catalog": str(settings.catalog_path),
+                           "upstreams": ups, "stale_after_hours": settings.stale_after_hours}
+    blobs: dict[str, int] = {"in_store": 0, "bytes": 0}
+    try:
+        from synthmed.registry.store import Store
+
+        store = Store(settings.store_dir)
+        for sha in store.iter_blobs():
+            blobs["in_store"] += 1
+            blobs["bytes"] += store.blob_path(sha).stat().st_size
+    except ImportError:  # pragma: no cover
+        pass
+    if catalog is None:
+        out.update(blobs=blobs, models={}, jobs=[], failures=[], failing_models=[], problems=[],
+                   warnings=warnings + ["no catalog yet: run `synthmed sync`"])
+        return out
+    for a in catalog.artefacts():
+        blobs[a["state"]] = blobs.get(a["state"], 0) + 1
+    out["blobs"] = blobs
+    out["models"] = catalog.count_models()
+    out["jobs"] = [{k: r[k] for k in ("job", "upstream", "started", "finished", "status", "reason", "changed")}
+                   for r in catalog.last_runs()]
+    recent = [r for r in catalog.runs(limit=200) if r["status"] in ("failed", "refused")]
+    out["failures"] = [{k: r[k] for k in ("job", "upstream", "subject", "finished", "status", "reason")}
+                       for r in recent[:50]]
+    out["failing_models"] = [{k: t[k] for k in ("ref", "upstream", "finished", "reason", "report_path")}
+                             for t in catalog.failing_models()]
+    out["problems"] = catalog.problems()
+    for t in out["failing_models"]:
+        warnings.append(f"model {t['ref']}: last test failed: {t['reason']}")
+    if out["problems"]:
+        warnings.append(f"{len(out['problems'])} invalid record(s) skipped (see problems)")
+    out["warnings"] = warnings
+    return out
+
+
+def format_status(st: dict[str, Any]) -> str:
+    lines = [f"site {st['site']} at {st['home']}"]
+    lines.append("upstreams:")
+    for u in st["upstreams"]:
+        head = (u["head"] or "-")[:12]
+        age = "never" if u["age_hours"] is None else f"{u['age_hours']:g} h ago"
+        flag = "  STALE" if u["stale"] else ""
+        lines.append(f"  {u['name']:<12} prio {u['priority']:<4} head {head:<12} last ok {age}{flag}  "
+                     f"last {u['last_status'] or '-'}")
+        if u["last_status"] in ("refused", "failed"):
+            lines.append(f"      {u['last_reason']}")
+    m = st.get("models") or {}
+    if m:
+        lines.append(f"models: {m['models']} ({m['versions']} versions, {m['yanked']} yanked, "
+                     f"{m['unverified']} unverified)")
+    b = st["blobs"]
+    lines.append("blobs: " + ", ".join(f"{k} {v}" for k, v in b.items()))
+    if st.get("jobs"):
+        lines.append("last runs:")
+        for j in st["jobs"]:
+            who = f" {j['upstream']}" if j["upstream"] else ""
+            lines.append(f"  {j['job']}{who}: {j['status']} at {j['finished']}"
+                         + (f": {j['reason']}" if j["reason"] else ""))
+    if st.get("failing_models"):
+        lines.append("failing models:")
+        lines.extend(f"  {t['ref']}: {t['reason']}" for t in st["failing_models"])
+    if st.get("problems"):
+        lines.append("skipped records:")
+        lines.extend(f"  {p['upstream']}: {p['path']}: {p['reason'].splitlines()[-1]}" for p in st["problems"][:20])
+    if st.get("warnings"):
+        lines.append("warnings:")
+        lines.extend(f"  ! {w}" for w in st["warnings"])
+    return "\n".join(lines)

@@ -1,0 +1,237 @@
+"""Upstream sync: fetch, check (fast-forward, signatures), validate changed records, and
+update the catalog from the git diff, so the cost follows the change, not the index size.
+
+Crash safety: the catalog transaction is the commit point of a sync. Before it, nothing
+the site serves has changed (a fetch only moves ``refs/synthmed/fetched``); after it, the
+state file and the ``accepted`` ref are brought in line, and the next sync reconciles them
+from the catalog if a kill came in between.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Callable, Collection, Sequence
+
+from synthmed.registry.catalog import Catalog, utcnow
+from synthmed.registry.errors import RecordError, SyncRefused
+from synthmed.registry.records import load_record_text
+from synthmed.registry.settings import Settings, Upstream
+
+from .state import read_state, write_state
+from .upstreams import ACCEPTED_REF, Change, UpstreamRepo, resolve_url
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+@dataclass
+class SyncResult:
+    upstream: str
+    status: str  # ok | refused | failed
+    reason: str | None = None
+    old_commit: str | None = None
+    new_commit: str | None = None
+    changed: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"upstream": self.upstream, "status": self.status, "reason": self.reason,
+                "old_commit": self.old_commit, "new_commit": self.new_commit, "changed": self.changed,
+                "skipped": [{"path": p, "reason": r} for p, r in self.skipped]}
+
+
+def models_prefix(subfolder: str) -> str:
+    return f"{subfolder.strip('/')}/models/" if subfolder.strip("/") else "models/"
+
+
+def _config_fields(u: Upstream, order: int) -> dict[str, object]:
+    return {"url": u.url, "branch": u.branch, "subfolder": u.subfolder, "priority": u.priority, "ord": order}
+
+
+def apply_changes(catalog: Catalog, u: Upstream, repo: UpstreamRepo, base: str | None, new: str,
+                  ) -> tuple[int, list[tuple[str, str]]]:
+    """Bring the catalog's records of ``u`` from commit ``base`` (None: nothing) to ``new``.
+
+    Must run inside a catalog transaction. Returns (records changed, [(path, reason)] of
+    records skipped as invalid).
+    """
+    prefix = models_prefix(u.subfolder)
+    sub = u.subfolder.strip("/")
+    if base is None:
+        catalog.clear_upstream_models(u.name)
+        changes: list[Change] = repo.files(new, prefix)
+    else:
+        changes = repo.changes(base, new, prefix)
+    wanted = [c for c in changes if c.status != "D" and c.path.endswith(".json")]
+    blobs = dict(repo.read_blobs({c.blob for c in wanted if c.blob}))
+    touched: set[str] = set()
+    skipped: list[tuple[str, str]] = []
+    changed = 0
+    for c in changes:
+        rel = c.path[len(sub) + 1:] if sub else c.path  # models/<id>/<version>.json
+        if not rel.endswith(".json"):
+            continue
+        changed += 1
+        gone = catalog.delete_path(u.name, rel) if c.status == "D" else catalog.id_at_path(u.name, rel)
+        if gone:
+            touched.add(gone)
+        if c.status == "D":
+            log.warning("%s: %s was deleted upstream (versions should be yanked, not deleted)", u.name, rel)
+            continue
+        where = f"{u.name}:{c.path}@{new[:12]}"
+        if len(PurePosixPath(rel).parts) != 3:
+            reason = f"{where}: $: a record must be at models/<id>/<version>.json"
+            catalog.delete_path(u.name, rel)
+            catalog.set_problem(u.name, rel, new, reason)
+            skipped.append((rel, reason))
+            continue
+        try:
+            text = blobs[c.blob or ""].decode("utf-8")
+            record = load_record_text(text, where, rel)
+        except (RecordError, UnicodeDecodeError) as exc:
+            reason = str(exc.message if isinstance(exc, RecordError) else f"{where}: $: not UTF-8 text: {exc}")
+            log.warning("%s: skipping an invalid record: %s", u.name, reason)
+            catalog.delete_path(u.name, rel)
+            catalog.set_problem(u.name, rel, new, reason)
+            skipped.append((rel, reason))
+            continue
+        catalog.upsert_record(u.name, rel, record, new)
+        touched.add(record.id)
+    catalog.refresh_latest(u.name, touched)
+    return changed, skipped
+
+
+def signers_file(settings: Settings, u: Upstream) -> Path:
+    """Write the upstream's allowed signers (ssh allowed-signers format) under the site."""
+    path = settings.upstreams_dir / f"{u.name}.allowed_signers"
+    text = "".join(line.strip() + "\n" for line in u.allowed_signers)
+    if not path.exists() or path.read_text() != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return path
+
+
+def _refuse(catalog: Catalog, u: Upstream, order: int, started: str, reason: str,
+            old: str | None, new: str | None, status: str = "refused") -> SyncResult:
+    log.error("%s: sync %s: %s", u.name, status, reason)
+    with catalog.transaction():
+        catalog.put_upstream(u.name, **_config_fields(u, order), last_attempt=started, last_status=status,
+                             last_reason=reason)
+        catalog.record_run("sync", status, upstream=u.name, reason=reason, started=started,
+                           old_commit=old, new_commit=new)
+    return SyncResult(u.name, status, reason, old, new)
+
+
+def sync_upstream(settings: Settings, catalog: Catalog, u: Upstream, order: int = 0, *,
+                  accept_rewrite: bool = False, progress: Progress = _quiet,
+                  bundle: Path | None = None) -> SyncResult:
+    """Sync one upstream (from its URL, or from a git ``bundle`` on import)."""
+    started = utcnow()
+    repo = UpstreamRepo(settings.upstreams_dir / u.name).ensure()
+    try:
+        row = catalog.upstream_row(u.name)
+        db_accepted: str | None = row["accepted_commit"] if row else None
+        state = read_state(settings, u.name) or {}
+        accepted = db_accepted or state.get("accepted_commit") or repo.rev(ACCEPTED_REF)
+        # reconcile the state file and ref with the catalog (a kill may have come in between)
+        if db_accepted and repo.has_commit(db_accepted):
+            if state.get("accepted_commit") != db_accepted:
+                write_state(settings, u, db_accepted, row["accepted_at"] if row else None)
+            if repo.rev(ACCEPTED_REF) != db_accepted:
+                repo.set_ref(ACCEPTED_REF, db_accepted)
+        same_layout = row is not None and (row["subfolder"] or "") == u.subfolder
+        base = db_accepted if (db_accepted and same_layout and repo.has_commit(db_accepted)) else None
+
+        url = resolve_url(u.url, settings.home)
+        progress(f"{u.name}: fetching {u.branch} from {bundle or url}")
+        try:
+            new = repo.fetch_bundle(bundle) if bundle else repo.fetch(url, u.branch)
+        except SyncRefused as exc:
+            return _refuse(catalog, u, order, started, exc.message, accepted, None, status="failed")
+
+        if accepted and new == accepted and base == new:
+            with catalog.transaction():
+                catalog.put_upstream(u.name, **_config_fields(u, order), last_attempt=started, last_status="ok",
+                                     last_reason=None, accepted_at=utcnow())
+                catalog.record_run("sync", "ok", upstream=u.name, started=started, old_commit=new,
+                                   new_commit=new, changed=0)
+            progress(f"{u.name}: up to date at {new[:12]}")
+            return SyncResult(u.name, "ok", None, new, new, 0)
+
+        fast_forward = True
+        if accepted and new != accepted:
+            fast_forward = repo.has_commit(accepted) and repo.is_ancestor(accepted, new)
+            if not fast_forward:
+                what = (f"the upstream's {u.branch} moved to {new[:12]}, which does not descend from the last "
+                        f"accepted commit {accepted[:12]} (a rewritten history or a rollback)")
+                if not accept_rewrite:
+                    return _refuse(catalog, u, order, started,
+                                   f"{what}; refused, the previous state keeps serving (to accept it: "
+                                   f"`synthmed sync --accept-rewrite {u.name}`)", accepted, new)
+                log.warning("%s: %s; accepted by the admin (--accept-rewrite)", u.name, what)
+        if u.require_signed and new != accepted:
+            signers = signers_file(settings, u)
+            bad = repo.unsigned_commits(accepted if (accepted and fast_forward) else None, new, signers)
+            if bad:
+                listed = "; ".join(f"{sha[:12]}: {why}" for sha, why in bad[:5])
+                more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
+                return _refuse(catalog, u, order, started,
+                               f"{len(bad)} new commit(s) not signed by an allowed signer of {u.name!r}: "
+                               f"{listed}{more}; the previous state keeps serving", accepted, new)
+
+        progress(f"{u.name}: applying {(accepted or 'nothing')[:12]} -> {new[:12]}")
+        with catalog.transaction():
+            changed, skipped = apply_changes(catalog, u, repo, base, new)
+            reason = f"{len(skipped)} invalid record(s) skipped" if skipped else None
+            now = utcnow()
+            catalog.put_upstream(u.name, **_config_fields(u, order), accepted_commit=new, accepted_at=now,
+                                 commit_time=repo.commit_time(new), last_attempt=started, last_status="ok",
+                                 last_reason=reason)
+            catalog.record_run("sync", "ok", upstream=u.name, reason=reason, started=started,
+                               old_commit=accepted, new_commit=new, changed=changed)
+            for path, why in skipped:
+                catalog.record_run("sync", "skipped", upstream=u.name, subject=path, reason=why, started=started,
+                                   new_commit=new)
+        write_state(settings, u, new, now)
+        repo.set_ref(ACCEPTED_REF, new)
+        progress(f"{u.name}: {changed} record file(s) changed, {len(skipped)} skipped, now at {new[:12]}")
+        return SyncResult(u.name, "ok", reason, accepted, new, changed, skipped)
+    finally:
+        repo.close()
+
+
+def sync_all(settings: Settings, catalog: Catalog, *, only: Sequence[str] | None = None,
+             accept_rewrite: Collection[str] = (), progress: Progress = _quiet) -> list[SyncResult]:
+    """Sync every configured upstream; one failing upstream never stops the others."""
+    names = {u.name for u in settings.upstreams}
+    if only:
+        for n in only:
+            settings.upstream(n)  # raises ConfigError naming the known upstreams
+    else:
+        for row in catalog.upstream_rows():
+            if row["name"] not in names:
+                with catalog.transaction():
+                    n = catalog.drop_upstream(row["name"])
+                    catalog.record_run("sync", "ok", upstream=row["name"], changed=n,
+                                       reason="upstream removed from site.toml; its records were dropped")
+                progress(f"{row['name']}: no longer in site.toml, {n} record(s) dropped")
+    results = []
+    for order, u in enumerate(settings.upstreams):
+        if only and u.name not in only:
+            continue
+        started = utcnow()
+        try:
+            results.append(sync_upstream(settings, catalog, u, order, accept_rewrite=u.name in accept_rewrite,
+                                         progress=progress))
+        except Exception as exc:  # one upstream never stops the others
+            log.exception("%s: sync failed", u.name)
+            results.append(_refuse(catalog, u, order, started, f"{type(exc).__name__}: {exc}", None, None,
+                                   status="failed"))
+    return results
