@@ -1,0 +1,189 @@
+"""Model tests on a site: pick the versions to test, fetch their packages, test each in a
+worker, record every result in the catalog's ``tests`` table and write one report.
+
+Used by ``synthmed test`` and by the daemon's nightly ``test`` job. A model that fails
+never stops the others.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from .catalog import Catalog, CatalogEntry
+from .errors import SynthmedError
+from .report import ModelTestResult, environment, model_report_path, run_fingerprint, synthmed_version, write_report
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: a mirrored version is tested again when its last test is older than this
+RETEST_AFTER = timedelta(days=1)
+
+
+@dataclass
+class TestRun:
+    """What one invocation tested, and where its report went."""
+
+    results: list[ModelTestResult] = field(default_factory=list)
+    report_path: Path | None = None
+    not_due: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[ModelTestResult]:
+        return [r for r in self.results if r.status == "failed"]
+
+    __test__ = False  # not a pytest class
+
+
+def report_folder(settings: Settings, now: datetime | None = None) -> Path:
+    """``<site>/reports/<UTC time>``: one folder per run, never overwritten."""
+    now = now or datetime.now(timezone.utc)
+    return settings.reports_dir / now.strftime("%Y%m%dT%H%M%SZ")
+
+
+def select_entries(catalog: Catalog, refs: Sequence[str] | None) -> list[CatalogEntry]:
+    """The entries named by ``refs`` (resolved like everywhere else), or the latest
+    non-yanked version of every model when ``refs`` is None."""
+    if refs is None:
+        return [e for e in catalog.list_models() if e.status != "yanked"]
+    return [catalog.resolve(r) for r in refs]
+
+
+def mirrored_entries(catalog: Catalog) -> list[CatalogEntry]:
+    """Every non-yanked version whose artefact is verified in the store (what the nightly job tests)."""
+    return [e for e in catalog.list_models(all_versions=True)
+            if e.status != "yanked" and e.artefact_state == "verified" and e.record.sha256]
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
+def due_for_test(entry: CatalogEntry, last: Mapping[str, Any] | None, env: Mapping[str, Any],
+                 now: datetime | None = None) -> str | None:
+    """Why ``entry`` should be tested now (None: it need not be). Tested again when never
+    tested, when its artefact, requirements, the runner (synthmed) version or the
+    environment changed (the fingerprint in ``tests.env_hash``), or after a day."""
+    now = now or datetime.now(timezone.utc)
+    if not last:
+        return "never tested"
+    reqs = list(entry.record.data.get("package", {}).get("requirements") or [])
+    fp = run_fingerprint(entry.record.sha256, str(env["fingerprint"]), reqs)
+    if last.get("env_hash") != fp:
+        return "its artefact, requirements or the environment changed"
+    if last.get("runner_version") != synthmed_version():
+        return f"the runner changed ({last.get('runner_version')} -> {synthmed_version()})"
+    finished = _parse_time(last.get("finished"))
+    if finished is None or now - finished >= RETEST_AFTER:
+        return "its last test is older than a day"
+    return None
+
+
+def last_test_by_ref(catalog: Catalog) -> dict[str, dict[str, Any]]:
+    return {str(t["ref"]): t for t in catalog.last_tests(limit=1_000_000)}
+
+
+def test_entry(entry: CatalogEntry, settings: Settings, *, timeout_s: float | None = None,
+               env: Mapping[str, Any] | None = None, num_samples: int | None = None) -> ModelTestResult:
+    """Fetch (if needed) and test one catalog entry; never raises for the model's faults."""
+    from . import modeltest
+    from .mirror import ensure_package
+    from .sources.base import SourceContext
+
+    record = entry.record
+    if not record.sha256:
+        return modeltest.skipped_result(
+            record, f"unverified: no pinned sha256, never executed (pin it with `synthmed index pin {entry.ref}`)",
+            upstream=entry.upstream, env=env)
+    ctx = SourceContext(settings=settings, index_repo=entry.index_repo, index_commit=entry.index_commit,
+                        index_subfolder=entry.index_subfolder)
+    try:
+        package_dir = ensure_package(record, settings, ctx)
+    except SynthmedError as exc:
+        first = str(getattr(exc, "message", exc)).splitlines()[0]
+        return modeltest.skipped_result(record, f"its package could not be fetched: {first}",
+                                        upstream=entry.upstream, env=env)
+    return modeltest.test_model(
+        record, package_dir, device=settings.runner.device, mode="worker", timeout_s=timeout_s,
+        num_samples=num_samples, envs_dir=settings.envs_dir, upstream=entry.upstream, package_key=record.sha256,
+        env=env)
+
+
+def record_results(catalog: Catalog, results: Iterable[ModelTestResult], report_dir: Path | None) -> None:
+    """Store tested results in the catalog's ``tests`` table (skipped ones become a
+    ``test`` entry in ``sync_runs``, so they never show as failing models)."""
+    version = synthmed_version()
+    with catalog.transaction():
+        for r in results:
+            if r.status == "skipped":
+                catalog.record_run("test", "skipped", upstream=r.upstream, subject=r.ref, reason=r.reason,
+                                   started=r.started)
+                continue
+            catalog.record_test(
+                model_id=r.id, version=r.version, passed=r.passed, upstream=r.upstream, started=r.started,
+                finished=r.finished, reason=r.reason,
+                report_path=str(model_report_path(report_dir, r)) if report_dir else None,
+                throughput=r.throughput_sps, peak_memory_mb=r.peak_memory_mb, runner_version=version,
+                env_hash=r.fingerprint)
+            if not r.passed:
+                catalog.record_run("test", "failed", upstream=r.upstream, subject=r.ref, reason=r.reason,
+                                   started=r.started)
+
+
+def run_tests(settings: Settings, entries: Sequence[CatalogEntry], *, report_dir: Path | None,
+              catalog: Catalog | None = None, timeout_s: float | None = None,
+              num_samples: int | None = None, progress: Callable[[str], None] = lambda m: None) -> TestRun:
+    """Test ``entries`` one after the other, write the report into ``report_dir`` (when
+    given) and record each result in ``catalog`` (when given, opened writable)."""
+    env = environment()
+    run = TestRun()
+    for i, entry in enumerate(entries, 1):
+        progress(f"test: [{i}/{len(entries)}] {entry.qualified_ref}")
+        try:
+            result = test_entry(entry, settings, timeout_s=timeout_s, env=env, num_samples=num_samples)
+        except Exception as exc:  # a bug of ours must not stop the other models
+            log.exception("testing %s failed unexpectedly", entry.qualified_ref)
+            from .modeltest import skipped_result
+
+            result = skipped_result(entry.record, f"the test itself failed: {type(exc).__name__}: {exc}",
+                                    upstream=entry.upstream, env=env)
+        progress(f"test: {entry.qualified_ref}: {result.status}" + (f": {result.reason}" if result.reason else ""))
+        run.results.append(result)
+    if report_dir is not None:
+        run.report_path = write_report(report_dir, run.results, site=settings.name, env=env)
+    if catalog is not None:
+        record_results(catalog, run.results, report_dir)
+    for r in run.results:
+        r.samples = None  # free the arrays
+    return run
+
+
+def failing_models(catalog: Catalog) -> dict[str, str]:
+    """``id@version`` -> reason, for every model version whose last test failed (for
+    search listings and status)."""
+    return {str(t["ref"]): str(t["reason"] or "failed") for t in catalog.failing_models()}
+
+
+def test_flags(catalog: Catalog, refs: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """The last test of each ``id@version`` in ``refs``: ``{"passed": bool, "finished": ...,
+    "reason": ...}``; versions never tested are absent."""
+    last = last_test_by_ref(catalog)
+    out: dict[str, dict[str, Any]] = {}
+    for ref in refs:
+        t = last.get(ref)
+        if t is not None:
+            out[ref] = {"passed": bool(t["passed"]), "finished": t["finished"], "reason": t["reason"]}
+    return out
+
+
+test_entry.__test__ = False  # type: ignore[attr-defined]
