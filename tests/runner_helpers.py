@@ -382,3 +382,24 @@ def make_wheel(dest: Path, name: str = "smtestdep", version: str = "2.0.0", valu
 def dep_package(tmp: Path, model_id: str = "dep-model", requirement: str = "smtestdep==2.0.0") -> tuple[Record, Path, Path]:
     return build_package(tmp, model_id, {"depmod.py": DEP_MODEL}, package_entry_point="depmod:build",
                          package_requirements=[requirement, "numpy>=1.20"])
+
+
+# --- a site whose catalog holds the given records ------------------------------------
+
+def make_site_home(home: Path, records: list[Mapping[str, Any]], upstream: str = "public") -> Path:
+    """A site folder with a real catalog holding ``records`` (as a sync would leave it).
+    Packages are not mirrored: the SDK fetches them on demand from their file:// sources."""
+    from synthmed.registry.catalog import Catalog
+    from synthmed.registry.records import record_relpath
+
+    home.mkdir(parents=True, exist_ok=True)
+    cat = Catalog.open(home / "catalog.db", readonly=False)
+    try:
+        cat.put_upstream(upstream, url=str(home / "no-index"), branch="main", priority=100)
+        for data in records:
+            rel = record_relpath(data["id"], data["version"])
+            cat.upsert_record(upstream, rel, to_record(data, rel), "0" * 40)
+        cat.refresh_latest(upstream, [d["id"] for d in records])
+    finally:
+        cat.close()
+    return home

@@ -1,0 +1,213 @@
+"""Samples as torch datasets, and a grid picture of a few samples.
+
+- :class:`SyntheticDataset` (map-style): item ``i`` is the sample of seed ``seed + i``,
+  whichever process or worker asks for it.
+- :class:`SyntheticIterableDataset`: streams ``num_samples`` samples in model batches;
+  with DataLoader workers, each worker makes a contiguous share of the indices
+  (``torch.utils.data.get_worker_info``), so the union is the same set of samples as
+  in one process.
+
+Items are dicts: one tensor per record output, plus ``index`` and ``seed``. Each
+process opens its own runner lazily (a loaded model or a worker pipe never crosses a
+fork or a pickle).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
+
+from synthmed.registry.runner import Runner
+
+from .site import ModelSpec
+
+log = logging.getLogger(__name__)
+
+Transform = Callable[[Any], Any]
+
+
+class _RunnerHolder:
+    """A runner per process, opened on first use, dropped when pickled."""
+
+    def __init__(self, spec: ModelSpec, runner_options: Mapping[str, Any] | None = None) -> None:
+        self.spec = spec
+        self.runner_options = dict(runner_options or {})
+        self._runner: Runner | None = None
+        self._pid = -1
+
+    def runner(self) -> Runner:
+        if self._runner is None or self._pid != os.getpid():
+            self._runner = self.spec.open(**self.runner_options)
+            self._pid = os.getpid()
+        return self._runner
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_runner"] = None
+        state["_pid"] = -1
+        return state
+
+    def close(self) -> None:
+        if self._runner is not None and self._pid == os.getpid():
+            self._runner.close()
+        self._runner = None
+
+
+def _item(outputs: Mapping[str, np.ndarray], j: int, index: int, seed: int,
+          transform: Transform | None, first: str) -> dict[str, Any]:
+    item: dict[str, Any] = {name: torch.from_numpy(np.ascontiguousarray(arr[j])) for name, arr in outputs.items()}
+    if transform is not None:
+        item[first] = transform(item[first])
+    item["index"] = index
+    item["seed"] = seed
+    return item
+
+
+class SyntheticDataset(Dataset):  # type: ignore[type-arg]
+    """Map-style: ``dataset[i]`` is the sample of seed ``seed + i`` (one model call per item;
+    for throughput prefer :class:`SyntheticIterableDataset`)."""
+
+    def __init__(self, spec: ModelSpec, num_samples: int, *, seed: int = 0, params: Mapping[str, Any] | None = None,
+                 transform: Transform | None = None) -> None:
+        self.holder = _RunnerHolder(spec, {"batch_size": 1})
+        self.num_samples = int(num_samples)
+        self.seed = int(seed)
+        self.transform = transform
+        self.first = str(spec.record.outputs[0]["name"])
+        # parameters are checked now, before any model code runs
+        from synthmed.registry.runner import validate_params
+
+        self.params = validate_params(spec.record, params)
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        if i < 0:
+            i += self.num_samples
+        if not 0 <= i < self.num_samples:
+            raise IndexError(f"index {i} out of range for {self.num_samples} samples")
+        seed = self.seed + i
+        outputs = self.holder.runner().sample([seed], **self.params)
+        return _item(outputs, 0, i, seed, self.transform, self.first)
+
+
+def shard(num_samples: int, worker: int, workers: int) -> range:
+    """The contiguous share of ``range(num_samples)`` that worker ``worker`` of ``workers`` makes."""
+    per = math.ceil(num_samples / workers) if workers else num_samples
+    start = min(num_samples, worker * per)
+    return range(start, min(num_samples, start + per))
+
+
+class SyntheticIterableDataset(IterableDataset):  # type: ignore[type-arg]
+    """Streams samples ``0 .. num_samples-1`` (seed ``seed + i``), generated in batches of
+    ``batch_size``; DataLoader workers split the indices between them."""
+
+    def __init__(self, spec: ModelSpec, num_samples: int, *, seed: int = 0, batch_size: int = 32,
+                 params: Mapping[str, Any] | None = None, transform: Transform | None = None) -> None:
+        self.holder = _RunnerHolder(spec, {"batch_size": batch_size})
+        self.num_samples = int(num_samples)
+        self.seed = int(seed)
+        self.transform = transform
+        self.first = str(spec.record.outputs[0]["name"])
+        from synthmed.registry.runner import validate_params
+
+        self.params = validate_params(spec.record, params)
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def indices(self) -> range:
+        info = get_worker_info()
+        if info is None:
+            return range(self.num_samples)
+        return shard(self.num_samples, info.id, info.num_workers)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        idx = self.indices()
+        if not len(idx):
+            return
+        runner = self.holder.runner()
+        for seeds, outputs in runner.iter_batches([self.seed + i for i in idx], **self.params):
+            for j, seed in enumerate(seeds):
+                yield _item(outputs, j, seed - self.seed, seed, self.transform, self.first)
+
+
+def make_dataloader(spec: ModelSpec, num_samples: int, *, seed: int = 0, batch_size: int = 32,
+                    num_workers: int = 0, params: Mapping[str, Any] | None = None,
+                    transform: Transform | None = None, model_batch_size: int | None = None,
+                    **loader_kwargs: Any) -> DataLoader:  # type: ignore[type-arg]
+    """A DataLoader over :class:`SyntheticIterableDataset`; workers shard the seeds."""
+    ds = SyntheticIterableDataset(spec, num_samples, seed=seed, batch_size=model_batch_size or batch_size,
+                                  params=params, transform=transform)
+    loader_kwargs.pop("shuffle", None)  # a stream has no order to shuffle; seeds fix the content
+    return DataLoader(ds, batch_size=batch_size, num_workers=num_workers, **loader_kwargs)
+
+
+# --- a picture of a few samples ----------------------------------------------------
+
+
+def preview_image(arr: np.ndarray, out: Mapping[str, Any]) -> np.ndarray:
+    """One sample as an 8-bit grayscale or RGB picture (a volume shows its middle slice)."""
+    from .writers import OutputSpec, canonical, to_bits
+
+    spec = OutputSpec.from_record(out)
+    a = canonical(arr, spec)
+    if spec.dims == 3:
+        a = a[a.shape[0] // 2]
+        spec = OutputSpec(spec.name, 2, spec.shape[1:], spec.dtype, spec.channels, spec.value_range)
+    if a.dtype == np.bool_:
+        a = a.astype(np.uint8) * 255
+    pixels, _, _ = to_bits(a, spec, 8)
+    if pixels.ndim == 3 and pixels.shape[-1] not in (3,):
+        pixels = pixels[..., :3] if pixels.shape[-1] > 3 else pixels[..., 0]
+    return pixels
+
+
+def save_grid(images: Sequence[np.ndarray], path: Path | str, ncols: int | None = None, pad: int = 2) -> Path:
+    """Tile 8-bit pictures (same size) into one PNG."""
+    from PIL import Image
+
+    if not images:
+        raise ValueError("no images to show")
+    rgb = any(im.ndim == 3 for im in images)
+    tiles = [np.repeat(im[..., None], 3, axis=-1) if rgb and im.ndim == 2 else im for im in images]
+    h = max(t.shape[0] for t in tiles)
+    w = max(t.shape[1] for t in tiles)
+    n = len(tiles)
+    cols = ncols or int(math.ceil(math.sqrt(n)))
+    rows = int(math.ceil(n / cols))
+    shape = (rows * (h + pad) + pad, cols * (w + pad) + pad) + ((3,) if rgb else ())
+    canvas = np.zeros(shape, dtype=np.uint8)
+    for k, t in enumerate(tiles):
+        r, c = divmod(k, cols)
+        y, x = pad + r * (h + pad), pad + c * (w + pad)
+        canvas[y:y + t.shape[0], x:x + t.shape[1]] = t
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(canvas).save(p, format="PNG")
+    return p
+
+
+def visualize(spec: ModelSpec, path: Path | str, num_samples: int = 16, *, seed: int = 0,
+              params: Mapping[str, Any] | None = None, output: str | None = None) -> Path:
+    """Write a grid of ``num_samples`` samples of one output (the first by default) to a PNG."""
+    record = spec.record
+    outs = {str(o["name"]): o for o in record.outputs}
+    name = output or next(iter(outs))
+    if name not in outs:
+        raise KeyError(f"{record.ref} has no output {name!r} (it has {', '.join(outs)})")
+    runner = spec.open()
+    try:
+        samples = runner.sample(range(seed, seed + num_samples), **dict(params or {}))
+    finally:
+        runner.close()
+    pics = [preview_image(samples[name][i], outs[name]) for i in range(num_samples)]
+    return save_grid(pics, path)
