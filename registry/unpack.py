@@ -191,15 +191,22 @@ def _unpack_zip(blob: Path, staging: Path, limits: Limits) -> None:
 
 
 def _unpack_tar(blob: Path, staging: Path, limits: Limits) -> None:
+    """Two passes: check every header first (nothing is written for a refused archive),
+    then extract. Handles plain, gzip, bzip2 and xz tars."""
     chk = _Checker(blob, limits)
     try:
-        tf = tarfile.open(blob, mode="r|*")
+        tf = tarfile.open(blob, mode="r:*")
     except (tarfile.TarError, OSError) as exc:
         raise ArtefactError(f"{blob}: not a readable tar archive: {exc}",
                             hint="check the record's media_type, or re-package the model") from exc
     try:
         with tf:
-            for m in tf:
+            dirs: list[PurePosixPath] = []
+            plan: list[tuple[tarfile.TarInfo, PurePosixPath]] = []
+            while True:
+                m = tf.next()
+                if m is None:
+                    break
                 raw = m.name
                 if m.issym():
                     raise _refuse(blob, raw, f"symbolic link (to {m.linkname!r})")
@@ -212,15 +219,19 @@ def _unpack_tar(blob: Path, staging: Path, limits: Limits) -> None:
                 if not (m.isreg() or m.isdir()):
                     raise _refuse(blob, raw, f"unsupported entry type {m.type!r}")
                 rel = chk.name(raw, m.isdir())
+                if rel is None:
+                    continue
                 if m.isdir():
-                    if rel is not None:
-                        staging.joinpath(*rel.parts).mkdir(parents=True, exist_ok=True)
+                    dirs.append(rel)
                     continue
                 chk.size(raw, m.size, None)
-                assert rel is not None
+                plan.append((m, rel))
+            for d in dirs:
+                staging.joinpath(*d.parts).mkdir(parents=True, exist_ok=True)
+            for m, rel in plan:
                 src = tf.extractfile(m)
                 if src is None:  # pragma: no cover - regular files always have one
-                    raise _refuse(blob, raw, "no data")
+                    raise _refuse(blob, m.name, "no data")
                 with src:
                     _write_entry(blob, staging, rel, src, m.size, m.mode)
     except ArtefactError:
