@@ -1,0 +1,161 @@
+"""`index pin` (registry/pin.py) and ensure_package (registry/mirror.py)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from conftest import commit_all, write_record
+from http_faults import FaultServer, fast_settings
+from synthmed.registry.errors import ArtefactNotFound, ConfigError, Unverified
+from synthmed.registry.mirror import ensure_package
+from synthmed.registry.pin import pin_record
+from synthmed.registry.records import load_record
+from synthmed.registry.sources.base import SourceContext
+from synthmed.registry.store import Store
+
+
+def zip_bytes(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for k, v in files.items():
+            zf.writestr(k, v)
+    return buf.getvalue()
+
+
+PKG = zip_bytes({"toy/__init__.py": b"def build(d, dev):\n    return None\n", "toy/w.bin": os.urandom(2000)})
+PKG_SHA = hashlib.sha256(PKG).hexdigest()
+
+
+@pytest.fixture
+def unpinned(make_record):
+    return make_record(**{"package.artefact.sha256": ..., "package.artefact.size": ...,
+                          "package.artefact.sources": ["index:artefacts/toy-gan/1.0.0.zip"]})
+
+
+def test_pin_from_the_working_tree(tmp_path: Path, unpinned) -> None:
+    idx = tmp_path / "index"
+    path = write_record(idx, unpinned)
+    art = idx / "artefacts" / "toy-gan" / "1.0.0.zip"
+    art.parent.mkdir(parents=True)
+    art.write_bytes(PKG)
+    settings = fast_settings(tmp_path / "site")
+    out = pin_record(idx, "toy-gan@1.0.0", settings)
+    assert {k: out[k] for k in ("id", "version", "sha256", "size", "source")} == {
+        "id": "toy-gan", "version": "1.0.0", "sha256": PKG_SHA, "size": len(PKG),
+        "source": "index:artefacts/toy-gan/1.0.0.zip"}
+    text = path.read_text()
+    assert text.endswith("}\n") and text.startswith('{\n  "format"')
+    data = json.loads(text)
+    assert data["package"]["artefact"] == {"sha256": PKG_SHA, "size": len(PKG), "media_type": "application/zip",
+                                           "sources": ["index:artefacts/toy-gan/1.0.0.zip"]}
+    expected = dict(unpinned)
+    expected["package"] = dict(unpinned["package"], artefact=data["package"]["artefact"])
+    assert data == expected and list(data) == list(unpinned)
+    assert load_record(path).verified
+    # the blob is in the site's store
+    assert Store(settings.store_dir).has(PKG_SHA)
+    # pinning again re-verifies and changes nothing
+    assert pin_record(idx, "toy-gan@1.0.0", settings)["changed"] is False
+    assert path.read_text() == text
+
+
+def test_pin_over_http_and_bad_refs(tmp_path: Path, make_record) -> None:
+    settings = fast_settings(tmp_path / "site")
+    idx = tmp_path / "index"
+    with FaultServer() as srv:
+        srv.add("/toy.zip", PKG)
+        rec = make_record(**{"package.artefact.sha256": ..., "package.artefact.size": ...,
+                             "package.artefact.sources": [srv.url("/gone.zip"), srv.url("/toy.zip")]})
+        write_record(idx, rec)
+        out = pin_record(idx, "toy-gan@1.0.0", settings)
+        assert out["sha256"] == PKG_SHA and out["source"] == srv.url("/toy.zip")
+    with pytest.raises(ConfigError):
+        pin_record(idx, "toy-gan", settings)
+
+
+def test_pin_with_no_working_source(tmp_path: Path, unpinned) -> None:
+    idx = tmp_path / "index"
+    path = write_record(idx, unpinned)
+    before = path.read_text()
+    with pytest.raises(ArtefactNotFound, match="index:artefacts/toy-gan/1.0.0.zip: no such file"):
+        pin_record(idx, "toy-gan@1.0.0", fast_settings(tmp_path / "site"))
+    assert path.read_text() == before
+
+
+def test_pin_refuses_a_changed_artefact_unless_forced(tmp_path: Path, unpinned) -> None:
+    idx = tmp_path / "index"
+    write_record(idx, unpinned)
+    art = idx / "artefacts" / "toy-gan" / "1.0.0.zip"
+    art.parent.mkdir(parents=True)
+    art.write_bytes(PKG)
+    settings = fast_settings(tmp_path / "site")
+    pin_record(idx, "toy-gan@1.0.0", settings)
+    art.write_bytes(PKG + b"x")
+    with pytest.raises(ArtefactNotFound):
+        pin_record(idx, "toy-gan@1.0.0", fast_settings(tmp_path / "other-site"))
+    out = pin_record(idx, "toy-gan@1.0.0", settings, force=True)
+    assert out["changed"] and out["size"] == len(PKG) + 1
+
+
+def test_ensure_package_refuses_unverified(tmp_path: Path, unpinned) -> None:
+    idx = tmp_path / "index"
+    rec = load_record(write_record(idx, unpinned))
+    settings = fast_settings(tmp_path / "site")
+    with pytest.raises(Unverified) as ei:
+        ensure_package(rec, settings, SourceContext(settings=settings))
+    assert "synthmed index pin toy-gan@1.0.0" in str(ei.value)
+
+
+def test_ensure_package_from_a_committed_index(index_repo, tmp_path: Path, make_record) -> None:
+    root = Path(index_repo.working_tree_dir)
+    rec_data = make_record(**{"package.artefact.sha256": PKG_SHA, "package.artefact.size": len(PKG),
+                              "package.artefact.sources": ["index:artefacts/toy-gan/1.0.0.zip"]})
+    path = write_record(root, rec_data)
+    (root / "artefacts" / "toy-gan").mkdir(parents=True)
+    (root / "artefacts" / "toy-gan" / "1.0.0.zip").write_bytes(PKG)
+    commit = commit_all(index_repo, "toy")
+    settings = fast_settings(tmp_path / "site")
+    ctx = SourceContext(settings=settings, index_repo=root, index_commit=commit)
+    pkg = ensure_package(load_record(path), settings, ctx)
+    assert pkg == settings.packages_dir / PKG_SHA
+    assert (pkg / "toy" / "__init__.py").exists()
+    assert ensure_package(load_record(path), settings, ctx) == pkg
+
+
+def test_ensure_package_refetches_a_corrupt_blob(tmp_path: Path, make_record) -> None:
+    src = tmp_path / "toy.zip"
+    src.write_bytes(PKG)
+    rec_data = make_record(**{"package.artefact.sha256": PKG_SHA, "package.artefact.size": len(PKG),
+                              "package.artefact.sources": [src.as_uri()]})
+    rec = load_record(write_record(tmp_path / "idx", rec_data))
+    settings = fast_settings(tmp_path / "site")
+    store = Store(settings.store_dir)
+    store.fetch(PKG_SHA, len(PKG), [src.as_uri()], SourceContext(settings=settings))
+    blob = store.blob_path(PKG_SHA)
+    os.chmod(blob, 0o644)
+    blob.write_bytes(b"\0" * len(PKG))
+    pkg = ensure_package(rec, settings, SourceContext(settings=settings))
+    assert (pkg / "toy" / "w.bin").exists()
+    assert store.quarantined()[0]["reason"].startswith("blob corrupt")
+
+
+def test_ensure_package_single_weights_file(tmp_path: Path, make_record) -> None:
+    weights = os.urandom(5000)
+    sha = hashlib.sha256(weights).hexdigest()
+    with FaultServer() as srv:
+        srv.add("/files/generator.safetensors", weights)
+        rec_data = make_record(**{"package.artefact.sha256": sha, "package.artefact.size": len(weights),
+                                  "package.artefact.media_type": "application/octet-stream",
+                                  "package.artefact.sources": [srv.url("/files/generator.safetensors")]})
+        rec = load_record(write_record(tmp_path / "idx", rec_data))
+        settings = fast_settings(tmp_path / "site")
+        pkg = ensure_package(rec, settings, SourceContext(settings=settings))
+    assert os.listdir(pkg) == ["generator.safetensors"]
+    assert (pkg / "generator.safetensors").read_bytes() == weights
