@@ -86,7 +86,7 @@ _DDL = (
 )
 
 #: what a row of the models table needs, joined with its upstream and artefact
-_ENTRY_SELECT = """SELECT m.pk, m.upstream, m.id, m.version, m.path, m.commit_sha, m.status,
+_ENTRY_SELECT = """SELECT m.pk, m.upstream, m.id, m.version, m.path, u.accepted_commit AS commit_sha, m.status,
     m.status_reason, m.verified, m.sha256, m.record, u.subfolder, u.priority, u.ord,
     a.state AS artefact_state"""
 _ENTRY_FROM = """ FROM models m JOIN upstreams u ON u.name = m.upstream
@@ -617,14 +617,16 @@ class Catalog:
             raise CatalogError(f"search failed for {query!r}: {exc}", hint="report this as a bug") from exc
 
     def snapshot(self) -> dict[str, Any]:
-        """A comparable view of the derived content (no times, no row ids): what a rebuild must equal."""
+        """A comparable view of the derived content: what a rebuild must equal. Leaves out
+        times, row ids and the commit at which each record last changed (a rebuild only
+        knows the accepted commit)."""
         models = sorted(self.conn.execute(
-            "SELECT upstream, id, version, path, commit_sha, status, is_latest, verified, sha256, record FROM models"))
+            "SELECT upstream, id, version, path, status, is_latest, verified, sha256, record FROM models"))
         ups = sorted(self.conn.execute("SELECT name, accepted_commit, subfolder FROM upstreams"))
         facets = sorted(self.conn.execute(
             "SELECT m.upstream, m.id, m.version, f.field, f.value FROM facets f JOIN models m ON m.pk = f.model"))
         fts = self.conn.execute("SELECT count(*) FROM models_fts").fetchone()[0]
         arts = sorted(self.conn.execute("SELECT sha256, state FROM artefacts"))
-        problems = sorted(self.conn.execute("SELECT upstream, path, commit_sha FROM record_problems"))
+        problems = sorted(self.conn.execute("SELECT upstream, path FROM record_problems"))
         return {"models": models, "upstreams": ups, "facets": facets, "fts_rows": fts,
                 "artefacts": arts, "problems": problems}

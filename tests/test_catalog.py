@@ -1,0 +1,140 @@
+"""The SQLite catalog: FTS5 search with hostile queries, filters, ranking, read-only readers."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from synthmed.registry.catalog import GENERATION, Catalog, fts_query, version_key
+from synthmed.registry.errors import CatalogError
+from synthmed.registry.records import Record
+
+
+def _rec(make_record: Any, model_id: str, version: str = "1.0.0", **kw: Any) -> Record:
+    data = make_record(**kw)
+    data["id"], data["version"] = model_id, version
+    return Record(data=data)
+
+
+@pytest.fixture
+def cat(tmp_path: Path, make_record: Any) -> Catalog:
+    c = Catalog.open(tmp_path / "catalog.db", readonly=False)
+    with c.transaction():
+        c.put_upstream("public", priority=10, ord=0, accepted_commit="a" * 40)
+        recs = [
+            _rec(make_record, "mass-gan", title="Mass-like lesion generator", modality=["MMG"], anatomy=["breast"],
+                 **{"metrics": [{"name": "FID", "value": 30.0, "better": "lower", "source": "reported"},
+                                {"name": "precision", "value": 0.5, "better": "higher", "source": "reported"}]}),
+            _rec(make_record, "lung-ddpm", title="Lung nodule diffusion", modality=["CT"], anatomy=["lung"],
+                 license="Apache-2.0", **{"architecture": {"family": "diffusion", "name": "DDPM"},
+                                          "metrics": [{"name": "FID", "value": 10.0, "better": "lower",
+                                                       "source": "reported"},
+                                                      {"name": "precision", "value": 0.9, "better": "higher",
+                                                       "source": "reported"}]}),
+            _rec(make_record, "brain-vae", title="Brain MRI VAE \"AND\" more", modality=["MRI"], anatomy=["brain"],
+                 **{"metrics": [{"name": "FID", "value": 50.0, "better": "lower", "source": "reported"},
+                                {"name": "FID", "value": 5.0, "better": "lower", "source": "measured"}]}),
+            _rec(make_record, "no-metric", title="Something without metrics", modality=["US"], anatomy=["liver"],
+                 **{"metrics": []}),
+        ]
+        for r in recs:
+            c.upsert_record("public", f"models/{r.id}/{r.version}.json", r, "a" * 40)
+        c.refresh_latest("public", [r.id for r in recs])
+    return c
+
+
+HOSTILE = ['mass-like', '"AND', '*', '"', "'", 'AND', 'OR NOT', 'NEAR(', 'a:b', 'title:mass', '-lung', '^x',
+           '(((', ')', '"mass', 'mass"', '""', 'lung*', '***', '.', 'col:', '{title}: x', 'mass OR', 'x AND AND',
+           'ünïcödé', '\\', '%', '_', 'NULL', '\u0000', "l'ung", "mass-like -lung \"AND* (OR)"]
+
+
+@pytest.mark.parametrize("query", HOSTILE)
+def test_hostile_queries_never_raise(cat: Catalog, query: str) -> None:
+    found = cat.search(query)
+    assert isinstance(found, list)
+
+
+def test_punctuated_query_finds_the_record(cat: Catalog) -> None:
+    assert [e.id for e in cat.search("mass-like")] == ["mass-gan"]
+    assert [e.id for e in cat.search('"AND')] == ["brain-vae"]
+    assert [e.id for e in cat.search("lung nod")] == ["lung-ddpm"]  # every word a prefix
+    assert cat.search("*") == []
+    assert cat.search("zzzz-nothing") == []
+
+
+def test_fts_query_quotes_every_term() -> None:
+    assert fts_query('mass-like "AND *') == '"mass-like"* """AND"*'
+    assert fts_query("  ") == ""
+
+
+def test_filters_are_case_insensitive(cat: Catalog) -> None:
+    assert [e.id for e in cat.search(modality="ct")] == ["lung-ddpm"]
+    assert [e.id for e in cat.search(anatomy="BREAST")] == ["mass-gan"]
+    assert [e.id for e in cat.search(architecture="ddpm")] == ["lung-ddpm"]
+    assert [e.id for e in cat.search(architecture="Diffusion")] == ["lung-ddpm"]
+    assert [e.id for e in cat.search(license="apache-2.0")] == ["lung-ddpm"]
+    assert cat.search("lung", modality="MMG") == []
+
+
+def test_rank_respects_better_direction(cat: Catalog) -> None:
+    by_fid = [(e.id, e.score) for e in cat.search(rank="fid")]
+    # brain-vae: the measured FID (5.0) is preferred over the reported one (50.0)
+    assert by_fid == [("brain-vae", 5.0), ("lung-ddpm", 10.0), ("mass-gan", 30.0), ("no-metric", None)]
+    by_precision = [e.id for e in cat.search(rank="precision")]
+    assert by_precision[:2] == ["lung-ddpm", "mass-gan"]  # higher is better
+    assert by_precision[-1] == "no-metric"
+
+
+def test_latest_excludes_yanked_and_follows_semver(tmp_path: Path, make_record: Any) -> None:
+    c = Catalog.open(tmp_path / "c.db", readonly=False)
+    with c.transaction():
+        c.put_upstream("p", accepted_commit="b" * 40)
+        for v, status in [("1.9.0", "active"), ("1.10.0", "active"), ("2.0.0-rc.1", "active"), ("1.11.0", "yanked")]:
+            kw = {"status": status}
+            if status == "yanked":
+                kw["status_reason"] = "broken weights"
+            r = _rec(make_record, "toy", v, **kw)
+            c.upsert_record("p", f"models/toy/{v}.json", r, "b" * 40)
+        c.refresh_latest("p", ["toy"])
+    assert [e.version for e in c.search("toy")] == ["1.10.0"]
+    assert [e.version for e in c.list_models()] == ["1.10.0"]
+    assert len(c.list_models(all_versions=True)) == 4
+    assert version_key("2.0.0-rc.1") < version_key("1.0.0")  # a release is preferred
+    assert version_key("1.10.0") > version_key("1.9.0")
+
+
+def test_readonly_reader(cat: Catalog) -> None:
+    ro = Catalog.open(cat.path)
+    assert ro.count_models()["models"] == 4
+    with pytest.raises(CatalogError, match="read-only"):
+        ro.set_artefact("a" * 64, state="verified")
+    with pytest.raises(sqlite3.OperationalError):  # the file itself is opened mode=ro
+        ro.conn.execute("DELETE FROM models")
+    ro.close()
+    assert cat.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert cat.generation() == GENERATION
+
+
+def test_missing_or_foreign_catalog(tmp_path: Path) -> None:
+    with pytest.raises(CatalogError, match="no catalog"):
+        Catalog.open(tmp_path / "none.db")
+    p = tmp_path / "future.db"
+    conn = sqlite3.connect(p)
+    conn.execute(f"PRAGMA user_version={GENERATION + 5}")
+    conn.close()
+    with pytest.raises(CatalogError, match="generation"):
+        Catalog.open(p)
+    with pytest.raises(CatalogError, match="newer"):
+        Catalog.open(p, readonly=False)
+
+
+def test_tests_table(cat: Catalog) -> None:
+    with cat.transaction():
+        cat.record_test(model_id="mass-gan", version="1.0.0", passed=True, throughput=12.0)
+        cat.record_test(model_id="mass-gan", version="1.0.0", passed=False, reason="NaN in output",
+                        report_path="reports/x.json", peak_memory_mb=100.0, runner_version="0.1", env_hash="e")
+    assert [t["reason"] for t in cat.failing_models()] == ["NaN in output"]
+    assert len(cat.last_tests("mass-gan@1.0.0")) == 2

@@ -1,0 +1,214 @@
+"""Upstream sync against real git repositories: fast-forward only, signatures, invalid
+records, diff-based updates, failures that never stop the other upstreams."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import git
+import pytest
+
+from synthmed.daemon.rebuild import rebuild_catalog
+from synthmed.daemon.state import read_state
+from synthmed.daemon.status import site_status
+from synthmed.daemon.upstreams import ACCEPTED_REF, UpstreamRepo
+from synthmed.registry.catalog import Catalog
+
+from site_helpers import (catalog, commit, new_repo, put_record, signed_commit, ssh_key, sync, unverified,
+                          write_site)
+
+
+@pytest.fixture
+def upstream(tmp_path: Path, make_record: Any) -> git.Repo:
+    repo = new_repo(tmp_path / "idx")
+    root = Path(repo.working_dir)
+    for i in range(5):
+        put_record(root, unverified(make_record, f"model-{i}", title=f"Model number {i}"), subfolder="index")
+    commit(repo, "five models")
+    return repo
+
+
+def _settings(tmp_path: Path, repo: git.Repo, **extra: Any) -> Any:
+    return write_site(tmp_path / "site", [{"name": "public", "url": repo.working_dir, "subfolder": "index", **extra}])
+
+
+def _ids(settings: Any) -> list[str]:
+    with catalog(settings) as cat:
+        return sorted(e.ref for e in cat.list_models(all_versions=True))
+
+
+def test_diff_based_updates(tmp_path: Path, upstream: git.Repo, make_record: Any) -> None:
+    settings = _settings(tmp_path, upstream)
+    [r] = sync(settings)
+    assert (r.status, r.changed, r.old_commit) == ("ok", 5, None)
+    root = Path(upstream.working_dir) / "index"
+    put_record(root, unverified(make_record, "model-9", title="Model nine"))
+    put_record(root, unverified(make_record, "model-1", title="Model one, renamed"))
+    (root / "models" / "model-2" / "1.0.0.json").unlink()
+    head = commit(upstream)
+    [r] = sync(settings)
+    assert (r.status, r.changed, r.new_commit) == ("ok", 3, head)
+    assert _ids(settings) == ["model-0@1.0.0", "model-1@1.0.0", "model-3@1.0.0", "model-4@1.0.0", "model-9@1.0.0"]
+    with catalog(settings) as cat:
+        assert cat.resolve("model-1").record.data["title"] == "Model one, renamed"
+        assert [e.id for e in cat.search("renamed")] == ["model-1"]
+    # a no-op sync changes nothing and says so
+    [r] = sync(settings)
+    assert (r.status, r.changed) == ("ok", 0)
+    # the explicit, resumable state: the state file and the accepted ref agree with the catalog
+    assert read_state(settings, "public")["accepted_commit"] == head  # type: ignore[index]
+    assert UpstreamRepo(settings.upstreams_dir / "public").rev(ACCEPTED_REF) == head
+
+
+def test_force_push_is_refused_and_old_state_serves(tmp_path: Path, upstream: git.Repo, make_record: Any) -> None:
+    settings = _settings(tmp_path, upstream)
+    sync(settings)
+    accepted = upstream.head.commit.hexsha
+    # rewrite history: drop the last commit and commit something else in its place
+    upstream.git.reset("--hard", "HEAD~1")
+    put_record(Path(upstream.working_dir) / "index", unverified(make_record, "evil-gan", title="Substituted"))
+    rewritten = commit(upstream, "rewritten")
+    [r] = sync(settings)
+    assert r.status == "refused"
+    assert "does not descend" in (r.reason or "") and accepted[:12] in (r.reason or "")
+    with catalog(settings) as cat:
+        assert len(cat.list_models()) == 5 and not cat.search("Substituted")
+        st = site_status(settings, cat)
+        row = cat.upstream_row("public")
+        assert row is not None and row["accepted_commit"] == accepted
+    [u] = st["upstreams"]
+    assert u["last_status"] == "refused" and u["head"] == accepted
+    assert any("refused" in w for w in st["warnings"])
+    assert any(f["status"] == "refused" for f in st["failures"])
+    # the admin may accept it explicitly
+    [r] = sync(settings, accept_rewrite=("public",))
+    assert (r.status, r.new_commit) == ("ok", rewritten)
+    assert _ids(settings) == ["evil-gan@1.0.0"]
+
+
+def test_invalid_record_is_skipped_rest_syncs(tmp_path: Path, upstream: git.Repo, make_record: Any) -> None:
+    settings = _settings(tmp_path, upstream)
+    sync(settings)
+    root = Path(upstream.working_dir) / "index"
+    put_record(root, unverified(make_record, "good-one", title="Fine"))
+    bad = unverified(make_record, "bad-one")
+    bad["modality"] = "CT"  # must be a list
+    put_record(root, bad)
+    (root / "models" / "broken").mkdir()
+    (root / "models" / "broken" / "1.0.0.json").write_text("{not json")
+    commit(upstream)
+    [r] = sync(settings)
+    assert r.status == "ok" and r.changed == 3
+    skipped = dict(r.skipped)
+    assert set(skipped) == {"models/bad-one/1.0.0.json", "models/broken/1.0.0.json"}
+    assert "$.modality" in skipped["models/bad-one/1.0.0.json"]
+    assert "not valid JSON" in skipped["models/broken/1.0.0.json"]
+    assert "good-one@1.0.0" in _ids(settings) and "bad-one@1.0.0" not in _ids(settings)
+    with catalog(settings) as cat:
+        assert {p["path"] for p in cat.problems()} == set(skipped)
+        assert any(x["status"] == "skipped" for x in cat.runs("sync"))
+    # fixing the record later brings it in and clears the problem
+    put_record(root, unverified(make_record, "bad-one"))
+    commit(upstream)
+    sync(settings)
+    assert "bad-one@1.0.0" in _ids(settings)
+    with catalog(settings) as cat:
+        assert [p["path"] for p in cat.problems()] == ["models/broken/1.0.0.json"]
+
+
+def test_require_signed(tmp_path: Path, upstream: git.Repo, make_record: Any) -> None:
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    good_key, good_pub = ssh_key(keys, "maintainer")
+    other_key, _ = ssh_key(keys, "stranger")
+    root = Path(upstream.working_dir) / "index"
+    first = signed_commit(upstream, good_key, "signed start")
+    settings = _settings(tmp_path, upstream, require_signed=True,
+                         allowed_signers=[f'maintainer@example.org namespaces="git" {good_pub}'])
+    [r] = sync(settings)
+    assert (r.status, r.new_commit) == ("ok", first)
+    # an unsigned commit is refused
+    put_record(root, unverified(make_record, "unsigned-gan"))
+    unsigned = commit(upstream, "unsigned")
+    [r] = sync(settings)
+    assert r.status == "refused" and unsigned[:12] in (r.reason or "") and "not signed" in (r.reason or "")
+    assert "unsigned-gan@1.0.0" not in _ids(settings)
+    # a correctly signed commit on top of it still carries the unsigned one: refused
+    signed_commit(upstream, good_key, "signed on top")
+    [r] = sync(settings)
+    assert r.status == "refused"
+    # drop the unsigned commit; a commit signed by a key that is not allowed is refused
+    upstream.git.reset("--hard", first)
+    put_record(root, unverified(make_record, "stranger-gan"))
+    signed_commit(upstream, other_key, "by a stranger")
+    [r] = sync(settings)
+    assert r.status == "refused" and "not in the allowed signers" in (r.reason or "")
+    # a correctly signed commit is accepted
+    upstream.git.reset("--hard", first)
+    put_record(root, unverified(make_record, "signed-gan"))
+    good = signed_commit(upstream, good_key, "properly signed")
+    [r] = sync(settings)
+    assert (r.status, r.new_commit) == ("ok", good)
+    assert "signed-gan@1.0.0" in _ids(settings)
+
+
+def test_failing_upstream_never_stops_the_others(tmp_path: Path, upstream: git.Repo) -> None:
+    settings = write_site(tmp_path / "site", [
+        {"name": "broken", "url": str(tmp_path / "no-such-repo"), "priority": 1},
+        {"name": "wrongbranch", "url": upstream.working_dir, "branch": "nope", "priority": 2},
+        {"name": "public", "url": upstream.working_dir, "subfolder": "index", "priority": 3},
+    ])
+    results = {r.upstream: r for r in sync(settings)}
+    assert results["broken"].status == "failed" and "cannot fetch" in (results["broken"].reason or "")
+    assert results["wrongbranch"].status == "failed"
+    assert results["public"].status == "ok" and len(_ids(settings)) == 5
+    with catalog(settings) as cat:
+        failed = {r["upstream"]: r["reason"] for r in cat.runs("sync") if r["status"] == "failed"}
+        assert set(failed) == {"broken", "wrongbranch"}
+
+
+def test_removed_upstream_is_dropped(tmp_path: Path, upstream: git.Repo) -> None:
+    settings = _settings(tmp_path, upstream)
+    sync(settings)
+    settings = write_site(tmp_path / "site", [])
+    sync(settings)
+    assert _ids(settings) == []
+
+
+def test_lost_catalog_recovers_and_equals_rebuild(tmp_path: Path, upstream: git.Repo, make_record: Any) -> None:
+    settings = _settings(tmp_path, upstream)
+    sync(settings)
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(settings.catalog_path) + suffix).unlink(missing_ok=True)
+    # the state file still holds the accepted commit, so a rewrite is still refused
+    upstream.git.reset("--hard", "HEAD~1")
+    commit(upstream, "rewritten")
+    [r] = sync(settings)
+    assert r.status == "refused"
+    assert _ids(settings) == []  # nothing accepted yet in this catalog; rebuild restores it
+    rebuild_catalog(settings)
+    assert len(_ids(settings)) == 5
+    with Catalog.open(settings.catalog_path) as cat:
+        assert any(x["status"] == "refused" for x in cat.runs("sync"))  # history carried over
+
+
+def test_rebuild_equals_incremental(tmp_path: Path, upstream: git.Repo, make_record: Any) -> None:
+    settings = _settings(tmp_path, upstream)
+    sync(settings)
+    root = Path(upstream.working_dir) / "index"
+    for i in range(3):
+        put_record(root, unverified(make_record, f"extra-{i}", version=f"1.{i}.0"))
+        put_record(root, unverified(make_record, "model-0", version=f"2.{i}.0", status="yanked", status_reason="superseded by a fix"))
+        commit(upstream)
+        sync(settings)
+    (root / "models" / "model-3" / "1.0.0.json").write_text(json.dumps({"id": "model-3"}))
+    commit(upstream)
+    sync(settings)
+    with catalog(settings) as cat:
+        incremental = cat.snapshot()
+    fresh = tmp_path / "fresh.db"
+    rebuild_catalog(settings, fresh)
+    with Catalog.open(fresh) as cat:
+        assert cat.snapshot() == incremental
