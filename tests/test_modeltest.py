@@ -1,0 +1,282 @@
+"""Model tests: broken models each fail with their reason, a good one passes; reports
+validate against schemas/test-report.schema.json; results land in the catalog.
+
+The models are tiny synthmed-1 packages written into tmp_path (numpy only, so a worker
+starts in a fraction of a second)."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import synthmed.registry.modeltest as mt
+from synthmed.registry import modeltest_checks as mc
+from synthmed.registry.records import Record, load_record_text
+from synthmed.registry.report import load_report, validate_report, write_report
+
+from conftest import load_valid_record
+
+# --- building small packages -------------------------------------------------------
+
+MODEL_CODE = '''
+import time
+import numpy as np
+
+BEHAVIOUR = {behaviour!r}
+
+
+class Model:
+    def __init__(self, package_dir, device):
+        if BEHAVIOUR == "load-raises":
+            raise RuntimeError("cannot find my weights on purpose")
+        self.calls = 0
+
+    def sample(self, seeds, label="benign"):
+        self.calls += 1
+        n = len(seeds)
+        imgs = np.stack([np.random.default_rng(int(s) + (7 if label == "malignant" else 0))
+                         .integers(0, 256, (8, 8), dtype=np.uint8) for s in seeds])
+        if BEHAVIOUR == "wrong-shape":
+            return {{"image": imgs[:, :7, :]}}
+        if BEHAVIOUR == "wrong-dtype":
+            return {{"image": imgs.astype(np.float64)}}
+        if BEHAVIOUR == "nan":
+            out = imgs.astype(np.float32) / 255.0
+            out[1, 2, 3] = np.nan
+            return {{"image": out}}
+        if BEHAVIOUR == "out-of-range":
+            return {{"image": imgs.astype(np.float32) / 255.0 * 2.0}}
+        if BEHAVIOUR == "nondeterministic":
+            return {{"image": np.random.randint(0, 256, (n, 8, 8)).astype(np.uint8)}}
+        if BEHAVIOUR == "batch-dependent":
+            return {{"image": (imgs // 2 + n).astype(np.uint8)}}
+        if BEHAVIOUR == "raises":
+            raise ValueError("the generator exploded on purpose")
+        if BEHAVIOUR == "hangs":
+            time.sleep(600)
+        return {{"image": imgs}}
+
+
+def build(package_dir, device):
+    return Model(package_dir, device)
+'''
+
+FLOAT_IMAGE = {"name": "image", "kind": "image", "dims": 2, "shape": [8, 8], "dtype": "float32", "channels": 1,
+               "value_range": [0, 1]}
+UINT8_IMAGE = {"name": "image", "kind": "image", "dims": 2, "shape": [8, 8], "dtype": "uint8", "channels": 1,
+               "value_range": [0, 255]}
+INPUTS = {"type": "object", "properties": {"label": {"enum": ["benign", "malignant"], "default": "benign"}},
+          "additionalProperties": False}
+
+
+def zip_files(files: dict[str, str | bytes], dest: Path) -> Path:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(dest, "w") as zf:
+        for name in sorted(files):
+            data = files[name]
+            zf.writestr(zipfile.ZipInfo(name, (2026, 1, 1, 0, 0, 0)), data.encode() if isinstance(data, str) else data)
+    return dest
+
+
+def model_record(model_id: str, zip_path: Path | None = None, *, output: dict[str, Any] | None = None,
+                 test: dict[str, Any] | None = None, inputs: dict[str, Any] | None = None) -> dict[str, Any]:
+    data = copy.deepcopy(load_valid_record())
+    data["id"] = model_id
+    data["title"] = f"Model {model_id}"
+    data["inputs"] = copy.deepcopy(inputs or INPUTS)
+    data["outputs"] = [copy.deepcopy(output or UINT8_IMAGE)]
+    data["package"]["entry_point"] = "model:build"
+    data["package"]["requirements"] = []
+    data["package"].pop("devices", None)
+    data["test"] = test or {"num_samples": 3, "seed": 5, "params": {"label": "malignant"}, "timeout_s": 5}
+    if zip_path is not None:
+        blob = zip_path.read_bytes()
+        data["package"]["artefact"] = {"sha256": hashlib.sha256(blob).hexdigest(), "size": len(blob),
+                                       "media_type": "application/zip", "sources": [zip_path.resolve().as_uri()]}
+    return data
+
+
+def make_model(tmp: Path, behaviour: str, model_id: str | None = None, **record_kw: Any) -> tuple[Record, Path]:
+    """A package of the given behaviour, zipped, pinned and unpacked: (record, package_dir)."""
+    model_id = model_id or f"model-{behaviour}"
+    z = zip_files({"model.py": MODEL_CODE.format(behaviour=behaviour)}, tmp / "zips" / f"{model_id}.zip")
+    pkg = tmp / "pkgs" / model_id
+    with zipfile.ZipFile(z) as zf:
+        zf.extractall(pkg)
+    data = model_record(model_id, z, **record_kw)
+    return load_record_text(json.dumps(data), f"{model_id}.json"), pkg
+
+
+def check(result: Any, name: str) -> mc.CheckResult:
+    found = [c for c in result.checks if c.name == name]
+    assert found, f"no {name} check in {[c.name for c in result.checks]}"
+    return found[0]
+
+
+# --- the good model ----------------------------------------------------------------
+
+
+def test_good_model_passes_every_check(tmp_path: Path) -> None:
+    record, pkg = make_model(tmp_path, "good")
+    result = mt.test_model(record, pkg, device="cpu")
+    assert result.status == "passed", result.reason
+    assert result.reason is None
+    names = {c.name: c.status for c in result.checks}
+    assert names == {"params": "pass", "load": "pass", "run": "pass", "shapes": "pass", "dtypes": "pass",
+                     "value_range": "pass", "finite": "pass", "throughput": "pass", "determinism": "pass",
+                     "batch_invariance": "pass"}
+    assert "before any model code ran" in check(result, "params").message
+    assert result.throughput_sps and result.throughput_sps > 0
+    assert result.peak_memory_mb and 5 < result.peak_memory_mb < 4096
+    assert result.runner["mode"] == "worker"
+    assert result.samples is not None and result.samples["image"].shape == (3, 8, 8)
+    assert result.test == {"num_samples": 3, "seed": 5, "params": {"label": "malignant"}, "timeout_s": 5.0,
+                           "checks": list(mc.ALL_CHECKS)}
+
+
+# --- broken models: each fails with its reason --------------------------------------
+
+BROKEN = [
+    ("wrong-shape", {}, "shapes", "output 'image' has shape (3, 7, 8)"),
+    ("wrong-dtype", {}, "dtypes", "output 'image' has dtype float64, the record declares uint8"),
+    ("nan", {"output": FLOAT_IMAGE}, "finite", "1 non-finite value(s) (1 NaN, 0 inf) in sample(s) [1]"),
+    ("out-of-range", {"output": FLOAT_IMAGE}, "value_range", "outside the declared value_range [0, 1]"),
+    ("nondeterministic", {}, "determinism", "not deterministic: the same seeds gave different samples"),
+    ("batch-dependent", {}, "batch_invariance", "sample i depends on its batch: batch 1 vs batch 3"),
+    ("raises", {}, "run", "the model raised ValueError while sampling seeds 5..7: the generator exploded on purpose"),
+    ("load-raises", {}, "load", "cannot find my weights on purpose"),
+    ("hangs", {"test": {"num_samples": 2, "seed": 0, "timeout_s": 2}}, "run", "timed out after 2s"),
+]
+
+
+@pytest.mark.parametrize(("behaviour", "kw", "failing", "reason"), BROKEN, ids=[b[0] for b in BROKEN])
+def test_broken_model_fails_with_its_reason(tmp_path: Path, behaviour: str, kw: dict[str, Any], failing: str,
+                                            reason: str) -> None:
+    record, pkg = make_model(tmp_path, behaviour, **kw)
+    result = mt.test_model(record, pkg, device="cpu")
+    assert result.status == "failed"
+    assert not result.passed
+    bad = check(result, failing)
+    assert bad.status == "fail"
+    assert reason in bad.message, bad.message
+    assert result.reason is not None and result.reason.startswith(f"{failing}: ") or f"; {failing}: " in (result.reason or "")
+    assert reason in (result.reason or "")
+
+
+def test_hang_is_stopped_at_the_timeout(tmp_path: Path) -> None:
+    import time
+
+    record, pkg = make_model(tmp_path, "hangs", test={"num_samples": 2, "seed": 0, "timeout_s": 2})
+    t0 = time.monotonic()
+    result = mt.test_model(record, pkg, device="cpu")
+    assert time.monotonic() - t0 < 15
+    assert "worker" in check(result, "run").message  # the worker (pid N) was stopped
+
+
+def test_invalid_test_params_fail_before_any_model_code(tmp_path: Path) -> None:
+    record, pkg = make_model(tmp_path, "load-raises")
+    data = dict(record.data)
+    data["test"] = {"num_samples": 2, "seed": 0, "params": {"label": "benign"}}
+    # the record's test.params are valid; replace the inputs so they no longer are
+    data["inputs"] = {"type": "object", "properties": {"label": {"enum": ["other"]}}, "additionalProperties": False}
+    rec = Record(data=data, path="x.json")
+    result = mt.test_model(rec, pkg, device="cpu")
+    assert result.status == "failed"
+    assert check(result, "params").message.startswith("the record's test.params are refused")
+    assert not any(c.name == "load" for c in result.checks)  # the model was never loaded
+
+
+def test_schema_that_accepts_anything_cannot_refuse_a_parameter(tmp_path: Path) -> None:
+    record, pkg = make_model(tmp_path, "good", inputs={"type": "object"}, test={"num_samples": 2, "seed": 0})
+    result = mt.test_model(record, pkg, device="cpu")
+    assert result.status == "passed", result.reason
+    assert "accepts any parameters" in check(result, "params").message
+
+
+def test_checks_named_in_the_record_are_the_only_ones_run(tmp_path: Path) -> None:
+    record, pkg = make_model(tmp_path, "nondeterministic",
+                             test={"num_samples": 2, "seed": 0, "timeout_s": 5, "checks": ["shapes", "finite"]})
+    result = mt.test_model(record, pkg, device="cpu")
+    assert result.status == "passed"
+    assert [c.name for c in result.checks] == ["load", "run", "shapes", "finite"]
+
+
+def test_unverified_record_is_skipped(tmp_path: Path) -> None:
+    record, pkg = make_model(tmp_path, "good")
+    data = json.loads(json.dumps(record.data))
+    del data["package"]["artefact"]["sha256"]
+    result = mt.test_model(Record(data=data, path="x.json"), pkg, device="cpu")
+    assert result.status == "skipped"
+    assert "unverified" in (result.reason or "")
+
+
+def test_medigan_package_is_tested(tmp_path: Path) -> None:
+    import runner_helpers as rh
+
+    record, pkg, _ = rh.medigan_package(tmp_path)
+    result = mt.test_model(record, pkg, device="cpu")
+    assert result.status == "passed", result.reason
+    assert check(result, "shapes").status == "pass"  # HxWx1 is accepted for channels 1
+
+
+# --- pure checks ---------------------------------------------------------------------
+
+
+def test_accepted_shapes_allow_a_channel_axis() -> None:
+    assert mc.accepted_shapes({"shape": [8, 8], "channels": 1}) == [(8, 8), (8, 8, 1), (1, 8, 8)]
+    assert (10, 12, 3) in mc.accepted_shapes({"shape": [10, 12], "channels": 3})
+    assert (3, 10, 12) in mc.accepted_shapes({"shape": [10, 12], "channels": 3})
+
+
+def test_invalid_params_probe() -> None:
+    assert mc.invalid_params(INPUTS) == {mc.PROBE_KEY: 1}
+    assert mc.invalid_params({"type": "object"}) is None
+    open_typed = {"type": "object", "properties": {"steps": {"type": "integer"}}, "additionalProperties": True}
+    assert list(mc.invalid_params(open_typed) or {}) == ["steps"]
+
+
+# --- reports ------------------------------------------------------------------------
+
+
+def test_report_is_valid_json_with_summary_and_sample_grids(tmp_path: Path) -> None:
+    from PIL import Image
+
+    good, gpkg = make_model(tmp_path, "good")
+    bad, bpkg = make_model(tmp_path, "nan", output=FLOAT_IMAGE)
+    results = [mt.test_model(good, gpkg, device="cpu"), mt.test_model(bad, bpkg, device="cpu")]
+    path = write_report(tmp_path / "report", results, site="test-site")
+    doc = load_report(path)  # validates against the schema
+    assert doc["format"] == "synthmed-test-report/1"
+    assert doc["summary"] == {"total": 2, "passed": 1, "failed": 1, "skipped": 0}
+    by_ref = {r["ref"]: r for r in doc["results"]}
+    assert by_ref["model-good@1.0.0"]["passed"] is True
+    assert "finite:" in by_ref["model-nan@1.0.0"]["reason"]
+    assert by_ref["model-good@1.0.0"]["measurements"]["throughput_sps"] > 0
+    png = tmp_path / "report" / by_ref["model-good@1.0.0"]["samples_png"]
+    with Image.open(png) as img:
+        assert img.width >= 3 * 8 and img.height >= 8
+    one = load_report(tmp_path / "report" / "models" / "model-good" / "1.0.0.json")
+    assert one["summary"]["total"] == 1
+    md = (tmp_path / "report" / "summary.md").read_text()
+    assert "**1 passed, 1 failed, 0 skipped** of 2." in md
+    assert "| `model-nan@1.0.0` | **FAIL** |" in md
+    assert "![samples of model-good@1.0.0](samples/model-good@1.0.0.png)" in md
+
+
+def test_report_schema_refuses_a_bad_report(tmp_path: Path) -> None:
+    from synthmed.registry.errors import SynthmedError
+
+    record, pkg = make_model(tmp_path, "good")
+    path = write_report(tmp_path / "r", [mt.test_model(record, pkg, device="cpu")])
+    doc = json.loads(path.read_text())
+    doc["results"][0]["status"] = "mostly fine"
+    del doc["summary"]["failed"]
+    with pytest.raises(SynthmedError) as err:
+        validate_report(doc, "r.json")
+    assert "$.results[0].status" in str(err.value) and "failed" in str(err.value)
