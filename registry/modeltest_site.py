@@ -174,7 +174,7 @@ def failing_models(catalog: Catalog) -> dict[str, str]:
     return {str(t["ref"]): str(t["reason"] or "failed") for t in catalog.failing_models()}
 
 
-def test_flags(catalog: Catalog, refs: Iterable[str]) -> dict[str, dict[str, Any]]:
+def last_test_flags(catalog: Catalog, refs: Iterable[str]) -> dict[str, dict[str, Any]]:
     """The last test of each ``id@version`` in ``refs``: ``{"passed": bool, "finished": ...,
     "reason": ...}``; versions never tested are absent."""
     last = last_test_by_ref(catalog)

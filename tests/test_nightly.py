@@ -1,0 +1,171 @@
+"""The nightly test job and `synthmed test` on a real site: an index repository in
+tmp_path with a good, a broken and an unverified model; sync, mirror, test; results in
+the catalog, in `synthmed status` and beside search results."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import git
+import pytest
+
+from synthmed.cli import main
+from synthmed.daemon.jobs import JobContext
+from synthmed.daemon.nightly import JOB_NAME, nightly_test_job, parse_time
+from synthmed.daemon.service import Daemon
+from synthmed.registry.catalog import Catalog
+from synthmed.registry.errors import ConfigError
+from synthmed.registry.modeltest_site import due_for_test, failing_models, last_test_flags
+from synthmed.registry.report import environment, load_report, run_fingerprint, synthmed_version
+from synthmed.registry.settings import Settings
+
+from site_helpers import commit, new_repo, put_record, write_site
+from test_modeltest import FLOAT_IMAGE, MODEL_CODE, model_record, zip_files
+
+
+def add_model(root: Path, model_id: str, behaviour: str, **kw: Any) -> dict[str, Any]:
+    """A model whose zip lives in the index (an index: source), pinned."""
+    rel = f"artefacts/{model_id}/1.0.0.zip"
+    z = zip_files({"model.py": MODEL_CODE.format(behaviour=behaviour)}, root / rel)
+    data = model_record(model_id, z, **kw)
+    data["package"]["artefact"]["sources"] = [f"index:{rel}"]
+    put_record(root, data)
+    return data
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Settings:
+    root = tmp_path / "index"
+    repo = new_repo(root)
+    add_model(root, "good-model", "good")
+    add_model(root, "nan-model", "nan", output=FLOAT_IMAGE)
+    unv = model_record("unpinned-model")
+    unv["package"]["artefact"] = {"media_type": "application/zip", "sources": ["https://example.org/x.zip"]}
+    put_record(root, unv)
+    commit(repo, "three models")
+    settings = write_site(tmp_path / "site", [{"name": "public", "url": str(root)}],
+                          schedules={"nightly_test_time": "03:15"}, runner={"device": "cpu"})
+    daemon = Daemon(settings)
+    daemon.register_default_jobs()
+    assert daemon.run_job("sync") and daemon.run_job("mirror")
+    return settings
+
+
+def run_nightly(settings: Settings, now: datetime | None = None) -> str:
+    with Catalog.open(settings.catalog_path, readonly=False) as cat:
+        return nightly_test_job(JobContext(settings, cat), now=now)
+
+
+def test_nightly_job_is_registered_at_the_configured_time(site: Settings) -> None:
+    daemon = Daemon(site)
+    daemon.register_default_jobs()
+    job = daemon.jobs[JOB_NAME]
+    assert job.func is nightly_test_job
+    assert "hour='3'" in str(job.trigger) and "minute='15'" in str(job.trigger)
+
+
+def test_parse_time_refuses_nonsense() -> None:
+    assert parse_time("02:30") == (2, 30)
+    for bad in ("2", "25:00", "aa:bb", "12:60"):
+        with pytest.raises(ConfigError, match="nightly_test_time"):
+            parse_time(bad)
+
+
+def test_nightly_tests_mirrored_models_and_flags_the_failing_one(site: Settings, capsys: Any) -> None:
+    daemon = Daemon(site)
+    daemon.register_default_jobs()
+    assert daemon.run_job(JOB_NAME)  # a failing model never fails the job itself
+    with Catalog.open(site.catalog_path) as cat:
+        last = {t["ref"]: t for t in cat.last_tests()}
+        runs = cat.runs(job=JOB_NAME)
+        assert set(last) == {"good-model@1.0.0", "nan-model@1.0.0"}  # the unverified one is not mirrored
+        assert last["good-model@1.0.0"]["passed"] == 1
+        assert last["nan-model@1.0.0"]["passed"] == 0
+        assert "finite: output 'image' has 1 non-finite value(s)" in last["nan-model@1.0.0"]["reason"]
+        assert last["good-model@1.0.0"]["throughput"] > 0 and last["good-model@1.0.0"]["peak_memory_mb"] > 0
+        assert last["good-model@1.0.0"]["runner_version"] == synthmed_version()
+        report = Path(last["good-model@1.0.0"]["report_path"])
+        assert load_report(report)["results"][0]["ref"] == "good-model@1.0.0"
+        assert (report.parent.parent.parent / "summary.md").is_file()
+        assert runs[0]["status"] == "failed" and "1 passed, 1 failed" in runs[0]["reason"]
+        # search listings get the flag from the tests table
+        found = cat.search("model")
+        flags = last_test_flags(cat, [e.ref for e in found])
+        assert flags["nan-model@1.0.0"]["passed"] is False and flags["good-model@1.0.0"]["passed"] is True
+        assert "unpinned-model@1.0.0" not in flags
+        assert list(failing_models(cat)) == ["nan-model@1.0.0"]
+    # status shows it
+    assert main(["--site", str(site.home), "status", "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert [t["ref"] for t in status["failing_models"]] == ["nan-model@1.0.0"]
+    assert main(["--site", str(site.home), "status"]) == 0
+    out = capsys.readouterr().out
+    assert "nan-model@1.0.0" in out and "non-finite" in out
+
+
+def test_nightly_retests_only_what_is_due(site: Settings) -> None:
+    first = run_nightly(site)
+    assert "2 model version(s) tested" in first
+    assert run_nightly(site) == "no mirrored model is due for a test"
+    tomorrow = datetime.now(timezone.utc) + timedelta(days=1, minutes=1)
+    assert "2 model version(s) tested" in run_nightly(site, now=tomorrow)
+    # a changed environment (or artefact, or runner) makes the fingerprint differ
+    with Catalog.open(site.catalog_path, readonly=False) as cat, cat.transaction():
+        cat.conn.execute("UPDATE tests SET env_hash = 'other' WHERE model_id = 'good-model'")
+    assert "1 model version(s) tested" in run_nightly(site)
+    with Catalog.open(site.catalog_path, readonly=False) as cat, cat.transaction():
+        cat.conn.execute("UPDATE tests SET runner_version = '0.0.1' WHERE model_id = 'nan-model'")
+    assert "1 model version(s) tested" in run_nightly(site)
+
+
+def test_due_for_test_reasons(site: Settings) -> None:
+    env = environment()
+    with Catalog.open(site.catalog_path) as cat:
+        entry = cat.resolve("good-model")
+    now = datetime.now(timezone.utc)
+    fp = run_fingerprint(entry.record.sha256, env["fingerprint"], [])
+    fresh = {"env_hash": fp, "runner_version": synthmed_version(), "finished": now.isoformat()}
+    assert due_for_test(entry, None, env, now) == "never tested"
+    assert due_for_test(entry, fresh, env, now) is None
+    assert "older than a day" in str(due_for_test(entry, {**fresh, "finished": (now - timedelta(days=2)).isoformat()},
+                                                  env, now))
+    assert "changed" in str(due_for_test(entry, {**fresh, "env_hash": "x"}, env, now))
+    assert "runner changed" in str(due_for_test(entry, {**fresh, "runner_version": "0.0.0"}, env, now))
+
+
+def test_cli_test_all_writes_a_report_and_fails_on_a_failing_model(site: Settings, tmp_path: Path,
+                                                                  capsys: Any) -> None:
+    report = tmp_path / "reports"
+    rc = main(["--site", str(site.home), "test", "--all", "--report", str(report)])
+    out = capsys.readouterr().out
+    assert rc == 1
+    assert "nan-model@1.0.0" in out and "failed" in out and "unpinned-model@1.0.0" in out and "skipped" in out
+    doc = load_report(report / "report.json")
+    assert doc["summary"] == {"total": 3, "passed": 1, "failed": 1, "skipped": 1}
+    skipped = [r for r in doc["results"] if r["status"] == "skipped"][0]
+    assert "unverified" in skipped["reason"] and "synthmed index pin unpinned-model@1.0.0" in skipped["reason"]
+    assert (report / "summary.md").is_file()
+    assert (report / "samples" / "good-model@1.0.0.png").is_file()
+    with Catalog.open(site.catalog_path) as cat:
+        assert {t["ref"] for t in cat.last_tests()} == {"good-model@1.0.0", "nan-model@1.0.0"}
+        skips = [r for r in cat.runs(job="test") if r["status"] == "skipped"]
+        assert skips and skips[0]["subject"] == "unpinned-model@1.0.0"
+
+
+def test_cli_test_one_ref_json(site: Settings, tmp_path: Path, capsys: Any) -> None:
+    rc = main(["--site", str(site.home), "test", "good-model@1.0.0", "--report", str(tmp_path / "r"), "--json",
+               "--no-record"])
+    assert rc == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [r["ref"] for r in doc["results"]] == ["good-model@1.0.0"]
+    with Catalog.open(site.catalog_path) as cat:
+        assert cat.last_tests() == []
+
+
+def test_cli_test_needs_refs_or_all(site: Settings, capsys: Any) -> None:
+    assert main(["--site", str(site.home), "test"]) == 1
+    assert "name the models to test (REF...) or give --all" in capsys.readouterr().err
