@@ -88,7 +88,7 @@ def mirror_job(ctx: JobContext) -> str:
         except Exception as exc:  # one model never stops the others
             failed += 1
             state = "corrupt" if isinstance(exc, BlobCorrupt) else "missing"
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            reason = " ".join(str(getattr(exc, "message", exc)).split()) or type(exc).__name__
             log.warning("mirror: %s failed: %s", e.qualified_ref, exc)
             with catalog.transaction():
                 catalog.set_artefact(sha, state=state, size=e.record.size, reason=str(exc))
