@@ -17,6 +17,7 @@ sample is reproducible from its seed (``seed=`` keyword, default 0).
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
@@ -119,19 +120,21 @@ class Generators:
                                        are_keys_also_matched: bool = False,
                                        is_case_sensitive: bool = False) -> list[ModelMatchCandidate]:
         """Models whose record contains the values (a value matches a field that equals
-        or contains it); ``AND`` needs every value, ``OR`` any, ``XOR`` exactly one."""
+        it or holds it as a whole word or phrase); ``AND`` needs every value, ``OR`` any,
+        ``XOR`` exactly one."""
         vals = [values] if isinstance(values, str) else [str(v) for v in values]
         op = target_values_operator.upper()
         if op not in {"AND", "OR", "XOR"}:
             raise ConfigError(f"target_values_operator must be AND, OR or XOR, not {target_values_operator!r}")
-        norm: Callable[[str], str] = (lambda s: s) if is_case_sensitive else (lambda s: s.lower())
+        flags = 0 if is_case_sensitive else re.IGNORECASE
+        patterns = {v: re.compile(r"(?<![0-9A-Za-z])" + re.escape(v) + r"(?![0-9A-Za-z])", flags) for v in vals}
         out = []
         for entry in self.site.list_models():
             matched: list[str] = []
             entries: list[tuple[str, str]] = []
             fields = [(p, t) for p, t, is_key in _walk(dict(entry.record.data)) if are_keys_also_matched or not is_key]
             for v in vals:
-                hits = [(p, t) for p, t in fields if norm(v) in norm(t)]
+                hits = [(p, t) for p, t in fields if patterns[v].search(t)]
                 if hits:
                     matched.append(v)
                     entries.extend(hits[:5])
@@ -243,7 +246,7 @@ class Generators:
         ``batch_size``, ``device``, ``mode``, ``format`` and ``bit_depth``.
         """
         if is_gen_function_returned:
-            return self.get_generate_function(model_id, num_samples, output_path, **kwargs)
+            return self.get_generate_function(model_id, num_samples, output_path, save_images=save_images, **kwargs)
         model = self.get_model(model_id)
         run, params = self._split_kwargs(model, kwargs)
         seed = int(run.pop("seed", 0))

@@ -291,11 +291,13 @@ class Site:
                      f"other bytes than the pin, the record needs `synthmed index pin {record.ref}` by a maintainer",
                 model=entry.qualified_ref) from exc
         except ArtefactNotFound as exc:
-            if exc.hint:
-                raise
-            raise ArtefactNotFound(f"{entry.qualified_ref}: {exc.message}",
-                                   hint="check the network or the site's source overrides; `synthmed verify` "
-                                        "checks the store", model=entry.qualified_ref) from exc
+            hints = [exc.hint] if exc.hint else []
+            if "hash" in exc.message:
+                hints.append("the bytes served do not match the pinned sha256: nothing was run; if the pin "
+                             f"itself is wrong, a maintainer re-pins it with `synthmed index pin {record.ref}`")
+            hints.append("`synthmed verify` re-hashes this site's store")
+            raise ArtefactNotFound(f"{entry.qualified_ref}: {exc.message}", hint="; ".join(hints),
+                                   model=entry.qualified_ref) from exc
 
     def model(self, ref: str, *, device: str | None = None, mode: str | None = None,
               batch_size: int | None = None, timeout_s: float | None = None) -> Model:

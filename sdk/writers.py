@@ -235,7 +235,9 @@ def write_dicom(path: Path, arr: np.ndarray, ctx: WriteContext) -> None:
     if a.dtype == np.int16:
         pixels, bits, signed, scaling = a, 16, 1, None
     else:
-        pixels, bits, scaling = to_bits(a, spec, ctx.options.get("bit_depth"))
+        # floats keep 16 bits in DICOM, with a rescale back to the value range
+        depth = ctx.options.get("bit_depth") or (16 if a.dtype.kind == "f" else None)
+        pixels, bits, scaling = to_bits(a, spec, depth)
         signed = 0
     color = pixels.ndim == spec.dims + 1 and pixels.shape[-1] in (3, 4)
     if pixels.ndim == spec.dims + 1 and not color:
@@ -325,8 +327,10 @@ def write_dicom(path: Path, arr: np.ndarray, ctx: WriteContext) -> None:
     if scaling:
         lo, hi = scaling["from"]
         top = scaling["to"][1]
-        ds.RescaleIntercept = repr(float(lo))[:16]
-        ds.RescaleSlope = repr(float((hi - lo) / top if hi > lo else 1.0))[:16]
+        from pydicom.valuerep import DSfloat
+
+        ds.RescaleIntercept = DSfloat(float(lo), auto_format=True)
+        ds.RescaleSlope = DSfloat(float((hi - lo) / top if hi > lo else 1.0), auto_format=True)
         ds.RescaleType = "US"
         ctx.run.setdefault("scaling", {})[spec.name] = scaling
     dtype = np.dtype("<i2") if signed else np.dtype("<u2") if bits == 16 else np.dtype("u1")
@@ -357,7 +361,7 @@ def _atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
-_TMP = re.compile(r"^\..*\.tmp-\d+$")
+_TMP = re.compile(r"^\..*\.tmp-\d+(\..*)?$")
 
 
 @dataclass
@@ -486,7 +490,8 @@ class OutputFolder:
             final = self.path_for(spec.name, index)
             if final.is_file():
                 continue
-            tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+            # the temporary name keeps the extension (nibabel picks the format from it)
+            tmp = final.with_name(f".{index:0{INDEX_DIGITS}d}.tmp-{os.getpid()}{self.ext}")
             ctx = WriteContext(self.record, index, self.seed + index, spec,
                                {**self.options, "series_number": series}, self.run)
             try:

@@ -341,14 +341,15 @@ def rgb_package(tmp: Path, model_id: str = "toy-rgb") -> tuple[Record, Path, Pat
                          outputs=outputs)
 
 
-def medigan_package(tmp: Path, model_id: str = "medigan-toy", folder: str = "toy_medigan_dcgan") -> tuple[Record, Path, Path]:
+def medigan_package(tmp: Path, model_id: str = "medigan-toy", folder: str = "toy_medigan_dcgan",
+                    entry_point: str | None = None) -> tuple[Record, Path, Path]:
     files = {f"{folder}/__init__.py": MEDIGAN_INIT, f"{folder}/model.py": MEDIGAN_MODEL,
              f"{folder}/generator.pt": medigan_weights()}
     outputs = [{"name": "image", "kind": "image", "dims": 2, "shape": [6, 6], "dtype": "uint8", "channels": 1,
                 "value_range": [0, 255]}]
     inputs = {"type": "object", "properties": {"shift": {"type": "number", "default": 0.0}},
               "additionalProperties": False}
-    return build_package(tmp, model_id, files, package_format="medigan-1", package_entry_point=folder,
+    return build_package(tmp, model_id, files, package_format="medigan-1", package_entry_point=entry_point or folder,
                          package_weights=f"{folder}/generator.pt", package_generate_args={"shift": 0.0},
                          outputs=outputs, inputs=inputs)
 
