@@ -40,6 +40,7 @@ from .errors import (
     Unverified,
 )
 from .records import Record
+from .settings import Settings
 from .report import GRID_MAX, ModelTestResult, environment, run_fingerprint, utcnow
 
 log = logging.getLogger(__name__)
@@ -216,15 +217,60 @@ def _run(s: _Session, seeds: list[int], params: dict[str, Any], wanted: list[str
         runner.close()
 
 
-def test_model(record: Record, package_dir: Path | str, *, device: str = "auto", mode: str = "worker",
-               timeout_s: float | None = None, num_samples: int | None = None, envs_dir: Path | None = None,
-               env_options: Any = None, upstream: str | None = None, package_key: str | None = None,
-               env: Mapping[str, Any] | None = None) -> ModelTestResult:
-    """Test one model version from its unpacked package; never raises for the model's faults.
+def test_model(model: Record | str, package_dir: Path | str | None = None, *, device: str | None = None,
+               mode: str = "worker", timeout_s: float | None = None, num_samples: int | None = None,
+               envs_dir: Path | None = None, env_options: Any = None, upstream: str | None = None,
+               package_key: str | None = None, env: Mapping[str, Any] | None = None,
+               settings: "Settings | None" = None, report_dir: Path | str | None = None,
+               record_in_catalog: bool = False) -> ModelTestResult:
+    """Test one model version; never raises for the model's faults.
 
+    Either a :class:`Record` and its unpacked ``package_dir``, or a model reference
+    (``id``, ``id@version``, ``upstream/id@version``) resolved in the site of ``settings``
+    (its package fetched if needed; this is what ``Generators.test_model`` calls).
     ``timeout_s`` (else the record's ``test.timeout_s``, else 300 s) bounds the load and
     each request to the worker. ``mode`` is the runner's: ``worker`` (the default, so a
-    hang or a crash is contained) or ``inline``."""
+    hang or a crash is contained) or ``inline``. ``report_dir`` writes a report there;
+    ``record_in_catalog`` also stores the result in the site's catalog."""
+    if isinstance(model, str):
+        return _test_ref(model, settings, timeout_s=timeout_s, num_samples=num_samples,
+                         report_dir=Path(report_dir) if report_dir else None, record_in_catalog=record_in_catalog)
+    if package_dir is None:
+        raise ModelRunError(f"{model.ref}: test_model needs the package folder of the record",
+                            hint="pass package_dir, or a model reference and the site's settings", model=model.ref)
+    result = _test_record(model, Path(package_dir), device=device or (settings.runner.device if settings else "auto"),
+                          mode=mode, timeout_s=timeout_s, num_samples=num_samples,
+                          envs_dir=envs_dir or (settings.envs_dir if settings else None), env_options=env_options,
+                          upstream=upstream, package_key=package_key, env=env)
+    if report_dir is not None:
+        from .report import write_report
+
+        write_report(Path(report_dir), [result])
+    return result
+
+
+def _test_ref(ref: str, settings: "Settings | None", *, timeout_s: float | None, num_samples: int | None,
+              report_dir: Path | None, record_in_catalog: bool) -> ModelTestResult:
+    from .catalog import Catalog
+    from .modeltest_site import run_tests
+    from .settings import load_settings
+
+    settings = settings or load_settings()
+    with Catalog.open(settings.catalog_path, readonly=True) as catalog:
+        entry = catalog.resolve(ref)
+    if record_in_catalog:
+        with Catalog.open(settings.catalog_path, readonly=False) as wcat:
+            run = run_tests(settings, [entry], report_dir=report_dir, catalog=wcat, timeout_s=timeout_s,
+                            num_samples=num_samples, keep_samples=True)
+    else:
+        run = run_tests(settings, [entry], report_dir=report_dir, timeout_s=timeout_s, num_samples=num_samples,
+                        keep_samples=True)
+    return run.results[0]
+
+
+def _test_record(record: Record, package_dir: Path, *, device: str, mode: str, timeout_s: float | None,
+                 num_samples: int | None, envs_dir: Path | None, env_options: Any, upstream: str | None,
+                 package_key: str | None, env: Mapping[str, Any] | None) -> ModelTestResult:
     started = utcnow()
     t_start = time.perf_counter()
     test = dict(record.test)

@@ -142,7 +142,8 @@ def record_results(catalog: Catalog, results: Iterable[ModelTestResult], report_
 
 def run_tests(settings: Settings, entries: Sequence[CatalogEntry], *, report_dir: Path | None,
               catalog: Catalog | None = None, timeout_s: float | None = None,
-              num_samples: int | None = None, progress: Callable[[str], None] = lambda m: None) -> TestRun:
+              num_samples: int | None = None, progress: Callable[[str], None] = lambda m: None,
+              keep_samples: bool = False) -> TestRun:
     """Test ``entries`` one after the other, write the report into ``report_dir`` (when
     given) and record each result in ``catalog`` (when given, opened writable)."""
     env = environment()
@@ -163,8 +164,9 @@ def run_tests(settings: Settings, entries: Sequence[CatalogEntry], *, report_dir
         run.report_path = write_report(report_dir, run.results, site=settings.name, env=env)
     if catalog is not None:
         record_results(catalog, run.results, report_dir)
-    for r in run.results:
-        r.samples = None  # free the arrays
+    if not keep_samples:
+        for r in run.results:
+            r.samples = None  # free the arrays
     return run
 
 

@@ -169,3 +169,32 @@ def test_cli_test_one_ref_json(site: Settings, tmp_path: Path, capsys: Any) -> N
 def test_cli_test_needs_refs_or_all(site: Settings, capsys: Any) -> None:
     assert main(["--site", str(site.home), "test"]) == 1
     assert "name the models to test (REF...) or give --all" in capsys.readouterr().err
+
+
+def test_generators_test_model_maps_onto_the_model_test(site: Settings, tmp_path: Path) -> None:
+    from synthmed import Generators
+
+    gens = Generators(site.home)
+    try:
+        good = gens.test_model("good-model", report_dir=tmp_path / "r")
+        bad = gens.test_model("nan-model@1.0.0", record_in_catalog=True)
+    finally:
+        gens.close()
+    assert good.status == "passed" and good.samples is not None
+    assert load_report(tmp_path / "r" / "report.json")["results"][0]["ref"] == "good-model@1.0.0"
+    assert bad.status == "failed" and "finite" in (bad.reason or "")
+    with Catalog.open(site.catalog_path) as cat:
+        assert list(failing_models(cat)) == ["nan-model@1.0.0"]
+
+
+def test_generators_contribute_maps_onto_contribute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from synthmed import Generators
+    from test_contribute import metadata, package
+
+    monkeypatch.setenv("SYNTHMED_HOME", str(tmp_path / "site"))
+    root = tmp_path / "index"
+    repo = new_repo(root)
+    result = Generators().contribute(package(tmp_path), model_id="via-sdk", version="1.0.0",
+                                     metadata=metadata(tmp_path), index=root, store="index")
+    assert result.branch == "contribute/via-sdk-1.0.0"
+    assert "models/via-sdk/1.0.0.json" in repo.git.ls_tree("-r", "--name-only", result.branch)
