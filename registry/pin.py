@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, RecordError
+from .errors import ArtefactNotFound, ConfigError, RecordError
 from .records import load_record, record_relpath, validate_data
 from .settings import Settings
 from .sources.base import SourceContext
@@ -31,6 +31,19 @@ def parse_ref(ref: str) -> tuple[str, str]:
     if not model_id or not version:
         raise ConfigError(f"{ref!r} is not ID@VERSION", hint="write ID@VERSION, e.g. toy-gan@1.0.0")
     return model_id, version
+
+
+def _insecure(uri: str, settings: Settings) -> bool:
+    """Plain http to another machine: anyone on the path could choose the pinned bytes."""
+    from urllib.parse import urlsplit
+
+    from .sources.http import is_loopback
+
+    if uri.startswith("http://"):
+        return not is_loopback(urlsplit(uri).hostname)
+    if uri.startswith("zenodo:") and settings.sources.zenodo_host.startswith("http://"):
+        return not is_loopback(urlsplit(settings.sources.zenodo_host).hostname)
+    return False
 
 
 def pin_record(index_dir: Path, ref: str, settings: Settings, *, force: bool = False) -> dict[str, Any]:
@@ -51,7 +64,16 @@ def pin_record(index_dir: Path, ref: str, settings: Settings, *, force: bool = F
         log.info("%s is already pinned; its sources still deliver %s", record.ref, res.sha256)
         return {"id": model_id, "version": version, "sha256": res.sha256, "size": res.size, "source": res.source,
                 "changed": False}
-    res = store.add_from_sources(record.sources, ctx)
+    sources = [u for u in record.sources if not _insecure(u, settings)]
+    if not sources:
+        raise ArtefactNotFound(
+            f"{record.ref} ({path}): every source is plain http, which cannot be trusted for a first download",
+            hint="pin from an https://, zenodo:, dvc: or index: source (the pin is what later downloads are checked "
+                 "against, so its bytes must arrive with integrity)")
+    for u in record.sources:
+        if u not in sources:
+            log.warning("%s: skipping %s for pinning: plain http to a non-loopback host", record.ref, u)
+    res = store.add_from_sources(sources, ctx)
     art = data["package"]["artefact"]
     new_art: dict[str, Any] = {"sha256": res.sha256, "size": res.size}
     new_art.update({k: v for k, v in art.items() if k not in ("sha256", "size")})

@@ -159,3 +159,13 @@ def test_ensure_package_single_weights_file(tmp_path: Path, make_record) -> None
         pkg = ensure_package(rec, settings, SourceContext(settings=settings))
     assert os.listdir(pkg) == ["generator.safetensors"]
     assert (pkg / "generator.safetensors").read_bytes() == weights
+
+
+def test_pin_refuses_plain_http_to_another_host(tmp_path: Path, make_record) -> None:
+    rec = make_record(**{"package.artefact.sha256": ..., "package.artefact.size": ...,
+                         "package.artefact.sources": ["http://models.example.invalid/toy.zip"]})
+    path = write_record(tmp_path / "idx", rec)
+    before = path.read_text()
+    with pytest.raises(ArtefactNotFound, match="plain http"):
+        pin_record(tmp_path / "idx", "toy-gan@1.0.0", fast_settings(tmp_path / "site"))
+    assert path.read_text() == before

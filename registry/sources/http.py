@@ -275,29 +275,18 @@ class HttpStream:
             if r > 0:
                 got += r
                 self.pos += r
+                self.attempt = 0  # progress since the last failure: a later drop gets fresh retries
                 continue
             if r == 0:
                 if self._end is None or self.pos >= self._end:
                     self._drop()
                     return got
                 why = f"connection closed at byte {self.pos} of {self._end}"
-            # dropped, truncated or stalled: resume with Range where we can
+            # dropped, truncated or stalled: resume with Range from the byte reached
             self._drop()
-            if not self.ranged and self.pos > 0 and self.total is not None:
-                # the server may still honour Range even if it did not say so
-                pass
             self._retry_or_raise(why, exc)
-            self._resume()
+            self._open_at(self.pos)
         return got
-
-    def _resume(self) -> None:
-        pos = self.pos
-        while True:
-            try:
-                self._open_at(pos)
-                return
-            except SourceError:
-                raise
 
     def close(self) -> None:
         self._drop()
