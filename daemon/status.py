@@ -18,7 +18,7 @@ def _age_hours(when: str | None, now: datetime) -> float | None:
         return None
     if t.tzinfo is None:
         t = t.replace(tzinfo=timezone.utc)
-    return round((now - t).total_seconds() / 3600, 2)
+    return (now - t).total_seconds() / 3600
 
 
 def site_status(settings: Settings, catalog: Catalog | None, now: datetime | None = None) -> dict[str, Any]:
@@ -29,8 +29,9 @@ def site_status(settings: Settings, catalog: Catalog | None, now: datetime | Non
     warnings: list[str] = []
     for u in settings.upstreams:
         r = rows.get(u.name) or {}
-        age = _age_hours(r.get("accepted_at"), now)
-        stale = age is None or age > settings.stale_after_hours
+        exact = _age_hours(r.get("accepted_at"), now)
+        stale = exact is None or exact > settings.stale_after_hours
+        age = None if exact is None else round(exact, 2)
         entry = {
             "name": u.name, "url": u.url, "branch": u.branch, "subfolder": u.subfolder, "priority": u.priority,
             "require_signed": u.require_signed,

@@ -1,0 +1,88 @@
+"""kill -9 of `synthmed sync` at random points: the next sync completes, and the catalog
+then equals a fresh `catalog rebuild`."""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from synthmed.daemon.jobs import JobContext, mirror_job
+from synthmed.daemon.rebuild import rebuild_catalog
+from synthmed.daemon.sync import sync_all
+from synthmed.registry.catalog import Catalog
+
+from site_helpers import REPO_ROOT, cli_env, commit, new_repo, put_record, unverified, with_artefact, write_site
+
+TRIALS = 20
+
+
+def _sync_cmd(home: Path) -> list[str]:
+    return [sys.executable, "-m", "synthmed.cli", "-q", "--site", str(home), "sync"]
+
+
+@pytest.mark.slow
+def test_kill_sync_at_random_points(tmp_path: Path, make_record: Any) -> None:
+    rng = random.Random(1234)
+    repo = new_repo(tmp_path / "idx")
+    root = Path(repo.working_dir)
+    for i in range(20):
+        put_record(root, unverified(make_record, f"base-{i:02d}"), subfolder="index")
+    commit(repo, "base")
+    settings = write_site(tmp_path / "site", [{"name": "public", "url": repo.working_dir, "subfolder": "index"}])
+
+    # how long the interpreter and imports take, and one full sync process: the kills are
+    # spread over the part of the process's life where it does the work
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "synthmed.cli", "--help"], cwd=REPO_ROOT, env=cli_env(), check=True,
+                   capture_output=True)
+    startup = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    subprocess.run(_sync_cmd(settings.home), cwd=REPO_ROOT, env=cli_env(), check=True, capture_output=True)
+    full = time.perf_counter() - t0
+
+    killed_running = 0
+    for trial in range(TRIALS):
+        # an upstream change per trial: new records (some with artefacts), an edit, a deletion
+        for j in range(8):
+            if j % 3 == 0:
+                put_record(root, with_artefact(make_record, root, f"t{trial:02d}-m{j}", subfolder="index"),
+                           subfolder="index")
+            else:
+                put_record(root, unverified(make_record, f"t{trial:02d}-m{j}", title=f"trial {trial}"),
+                           subfolder="index")
+        put_record(root, unverified(make_record, f"base-{trial % 20:02d}", title=f"edited in trial {trial}"),
+                   subfolder="index")
+        if trial:
+            (root / "index" / "models" / f"t{trial - 1:02d}-m1" / "1.0.0.json").unlink()
+        commit(repo, f"trial {trial}")
+
+        proc = subprocess.Popen(_sync_cmd(settings.home), cwd=REPO_ROOT, env=cli_env(),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(min(0.9 * startup, 0.8 * full), 1.05 * full))
+        if proc.poll() is None:
+            killed_running += 1
+        proc.send_signal(signal.SIGKILL)  # a no-op if it already finished
+        proc.wait()
+
+        # the next sync completes ...
+        with Catalog.open(settings.catalog_path, readonly=False) as cat:
+            results = sync_all(settings, cat)
+            assert [r.status for r in results] == ["ok"], [r.reason for r in results]
+            assert results[0].new_commit == repo.head.commit.hexsha
+            mirror_job(JobContext(settings, cat))
+            live = cat.snapshot()
+        # ... and the catalog then equals a fresh rebuild
+        fresh = tmp_path / f"rebuild-{trial}.db"
+        rebuild_catalog(settings, fresh)
+        with Catalog.open(fresh) as cat:
+            assert cat.snapshot() == live, f"trial {trial}: the catalog differs from a rebuild"
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(fresh) + suffix).unlink(missing_ok=True)
+    assert killed_running >= TRIALS // 2  # most kills hit a running sync
