@@ -44,7 +44,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     with Catalog.open(settings.catalog_path, readonly=True) as catalog:
         entries = select_entries(catalog, None if args.all else list(args.refs))
-    report_dir = args.report or report_folder(settings)
+    report_dir = args.report.resolve() if args.report else report_folder(settings)
     quiet = args.json or getattr(args, "quiet", False)
 
     def progress(msg: str) -> None:
@@ -55,9 +55,16 @@ def cmd_test(args: argparse.Namespace) -> int:
         run = run_tests(settings, entries, report_dir=report_dir, timeout_s=args.timeout,
                         num_samples=args.num_samples, progress=progress)
     else:
+        from synthmed.registry.catalog import utcnow
+        from synthmed.registry.report import summarise
+
+        started = utcnow()
         with Catalog.open(settings.catalog_path, readonly=False) as wcat:
             run = run_tests(settings, entries, report_dir=report_dir, catalog=wcat, timeout_s=args.timeout,
                             num_samples=args.num_samples, progress=progress)
+            with wcat.transaction():
+                wcat.record_run("test", "failed" if run.failed else "ok", started=started, changed=len(run.results),
+                                reason=f"synthmed test: {summarise(run.results)}; report {run.report_path}")
     if args.json:
         assert run.report_path is not None
         print_json(json.loads(run.report_path.read_text("utf-8")))
