@@ -113,6 +113,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         truncate = route.truncate_at is not None and (route.truncate_times < 0 or hit <= route.truncate_times)
         pos = start
+        stalled = False
         try:
             while pos < len(body):
                 end = min(len(body), pos + SEND_CHUNK)
@@ -120,7 +121,8 @@ class _Handler(BaseHTTPRequestHandler):
                     if pos >= route.truncate_at:
                         break
                     end = min(end, route.truncate_at)
-                if route.stall_at is not None and pos <= route.stall_at < end:
+                if route.stall_at is not None and not stalled and pos <= route.stall_at < end:
+                    stalled = True
                     end = route.stall_at
                     if end > pos:
                         self.wfile.write(body[pos:end])

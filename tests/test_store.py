@@ -224,3 +224,28 @@ def test_add_file_and_last_path_part(site, tmp_path: Path) -> None:
     assert last_path_part("dvc:https://g.org/r.git#models/w.pth@v1") == "w.pth"
     assert last_path_part("https://h.org/a/b.safetensors?dl=1") == "b.safetensors"
     assert last_path_part("index:artefacts/x/y.zip") == "y.zip"
+
+
+def test_two_fetches_of_one_blob_download_it_once(tmp_path: Path) -> None:
+    settings = fast_settings(tmp_path / "site", http_read_timeout_s=10.0)
+    ctx = SourceContext(settings=settings)
+    results: list[object] = []
+    with FaultServer() as srv:
+        route = srv.add("/a.bin", DATA, stall_at=100_000)
+
+        def fetch() -> None:
+            try:
+                results.append(Store(settings.store_dir).fetch(SHA, len(DATA), [srv.url("/a.bin")], ctx).source)
+            except Exception as exc:  # pragma: no cover - reported below
+                results.append(exc)
+
+        first = threading.Thread(target=fetch)
+        first.start()
+        assert route.reached.wait(10)
+        second = threading.Thread(target=fetch)
+        second.start()
+        route.release.set()
+        first.join(10)
+        second.join(10)
+    assert sorted(map(str, results)) == sorted([srv.url("/a.bin"), "store"])
+    assert len(srv.requests) == 1
