@@ -302,79 +302,75 @@ class Store:
 
     def _fetch_one(self, src: Any, uri: str, sha256: str | None, size: int | None,
                    progress: Progress | None, _retry: bool = True) -> FetchResult:
+        """One source: resume or start ``tmp/<sha256>.part``, stream, hash, check, promote.
+
+        A failure removes what this attempt wrote; a prefix left by an interrupted earlier
+        download is kept when this attempt wrote nothing (the next source may resume it).
+        """
         if sha256 is not None:
             part = self.tmp_dir / f"{sha256}.part"
         else:
             part = self.tmp_dir / f"new-{os.getpid()}-{secrets.token_hex(6)}.part"
-        have = 0
+        prefix = 0
         if sha256 is not None:
-            try:
-                have = part.stat().st_size
-            except FileNotFoundError:
-                have = 0
-            if (size is not None and have > size) or (have and not src.supports_range):
-                have = 0
+            with contextlib.suppress(FileNotFoundError):
+                prefix = part.stat().st_size
+        have = prefix
+        if (size is not None and have > size) or (have and not src.supports_range and have != size):
+            have = 0
         hasher = hashlib.sha256()
         fd = os.open(part, os.O_RDWR | os.O_CREAT, 0o644)
-        keep_part = False
+        wrote = False  # did this attempt change the .part file?
+        failed = False  # a handled failure (not an interruption such as kill or Ctrl-C)
+        total = have
         try:
             if have:
-                with open(fd, "rb", buffering=0, closefd=False) as fh:
-                    fh.seek(0)
-                    left = have
-                    buf = memoryview(bytearray(self.chunk_size))
-                    while left:
-                        n = fh.readinto(buf[: min(left, len(buf))])
-                        if not n:
-                            break
-                        hasher.update(buf[:n])
-                        left -= n
-                    have -= left
-            try:
+                have = self._hash_prefix(fd, have, hasher)
+            if size is not None and have == size:
+                log.info("%s: the partial download is complete; verifying it", uri)
+            else:
                 stream = src.open(have)
-            except SourceError:
-                raise
-            try:
-                if stream.offset != have:
-                    log.info("%s: cannot resume at byte %d; starting again", uri, have)
-                    hasher = hashlib.sha256()
-                    have = 0
-                elif have:
-                    log.info("%s: resuming at byte %d", uri, have)
-                os.ftruncate(fd, have)
-                os.lseek(fd, have, os.SEEK_SET)
-                if size is not None and stream.total is not None and stream.total != size:
-                    raise SizeMismatch(
-                        f"{uri}: the source has {stream.total} bytes but the record declares {size}",
-                        hint="the source serves a different file; the next source is tried", source=uri)
-                limit = None if size is None else size - have
-                keep_part = True  # an interruption (kill, Ctrl-C) keeps the prefix for a resume
-                pipe = _Pipe(fd, hasher, self.chunk_size, progress, have, size)
-                got = pipe.run(stream, limit)
-                total = have + got
-                if size is not None:
-                    if total < size:
-                        raise SizeMismatch(f"{uri}: the source ended after {total} of {size} bytes",
-                                           hint="the download was truncated; the next source is tried",
-                                           source=uri)
-                    extra = memoryview(bytearray(1))
-                    if stream.readinto(extra):
-                        raise SizeMismatch(f"{uri}: the source sends more than the declared {size} bytes",
-                                           hint="the source serves a different file; the next source is tried",
-                                           source=uri)
-            finally:
-                stream.close()
+                try:
+                    if stream.offset != have:
+                        log.info("%s: cannot resume at byte %d; starting again", uri, have)
+                        hasher = hashlib.sha256()
+                        have = 0
+                    elif have:
+                        log.info("%s: resuming at byte %d", uri, have)
+                    if size is not None and stream.total is not None and stream.total != size:
+                        raise SizeMismatch(
+                            f"{uri}: the source has {stream.total} bytes but the record declares {size}",
+                            hint="the source serves a different file; the next source is tried", source=uri)
+                    wrote = True
+                    os.ftruncate(fd, have)
+                    os.lseek(fd, have, os.SEEK_SET)
+                    pipe = _Pipe(fd, hasher, self.chunk_size, progress, have, size)
+                    total = have + pipe.run(stream, None if size is None else size - have)
+                    if size is not None:
+                        if total < size:
+                            raise SizeMismatch(f"{uri}: the source ended after {total} of {size} bytes",
+                                               hint="the download was truncated; the next source is tried",
+                                               source=uri)
+                        if stream.readinto(memoryview(bytearray(1))):
+                            raise SizeMismatch(f"{uri}: the source sends more than the declared {size} bytes",
+                                               hint="the source serves a different file; the next source is "
+                                                    "tried", source=uri)
+                finally:
+                    stream.close()
             os.fsync(fd)
         except SourceError:
-            keep_part = False
+            failed = True
             raise
         except OSError as exc:
-            keep_part = False
+            failed = True
+            wrote = True
             raise ArtefactError(f"{self.root}: writing the download from {uri} failed: {exc}",
                                 hint="check free space and permissions of the store") from exc
         finally:
             os.close(fd)
-            if not keep_part:
+            # an interruption (kill, Ctrl-C) keeps the file for a resume; a handled failure
+            # removes what this attempt wrote
+            if failed and (wrote or not prefix):
                 with contextlib.suppress(FileNotFoundError):
                     part.unlink()
         digest = hasher.hexdigest()
@@ -392,6 +388,19 @@ class Store:
                                actual=digest)
         path = self._promote(part, digest)
         return FetchResult(digest, path, total, uri, resumed_from=have)
+
+    def _hash_prefix(self, fd: int, have: int, hasher: Any) -> int:
+        """Feed the first ``have`` bytes of the .part file to ``hasher``; return how many there were."""
+        buf = memoryview(bytearray(self.chunk_size))
+        os.lseek(fd, 0, os.SEEK_SET)
+        left = have
+        while left:
+            n = os.readv(fd, [buf[: min(left, len(buf))]])
+            if not n:
+                break
+            hasher.update(buf[:n])
+            left -= n
+        return have - left
 
     def _promote(self, part: Path, digest: str) -> Path:
         dest = self.blob_path(digest)

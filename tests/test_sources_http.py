@@ -236,3 +236,22 @@ def test_quarantine_note_is_json(srv, site) -> None:
     notes = list(store.quarantine_dir.glob("*.json"))
     data = json.loads(notes[0].read_text())
     assert data["expected_sha256"] == SHA and data["actual_sha256"] != SHA
+
+
+def test_prefix_of_a_killed_download_survives_a_failing_source(srv, site) -> None:
+    settings, store, ctx = site
+    srv.add("/ok.bin", DATA)
+    store.tmp_dir.mkdir(parents=True)
+    (store.tmp_dir / f"{SHA}.part").write_bytes(DATA[:70_000])
+    res = store.fetch(SHA, len(DATA), [srv.url("/missing.bin"), srv.url("/ok.bin")], ctx)
+    assert res.resumed_from == 70_000 and res.path.read_bytes() == DATA
+    assert srv.headers_for("/ok.bin")[0]["Range"] == "bytes=70000-"
+
+
+def test_complete_partial_is_verified_without_downloading(srv, site) -> None:
+    settings, store, ctx = site
+    store.tmp_dir.mkdir(parents=True)
+    (store.tmp_dir / f"{SHA}.part").write_bytes(DATA)
+    srv.add("/ok.bin", DATA)
+    res = store.fetch(SHA, len(DATA), [srv.url("/ok.bin")], ctx)
+    assert res.path.read_bytes() == DATA and srv.requests == []
