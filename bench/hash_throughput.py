@@ -111,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     size = args.size_mb * MB
     chunk = args.chunk_mb * MB
+    load_at_start = round(os.getloadavg()[0], 2)
     work = Path(tempfile.mkdtemp(prefix="synthmed-bench-", dir=args.workdir))
     try:
         src = work / "source.bin"
@@ -135,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             "size_mb": args.size_mb,
             "chunk_mib": args.chunk_mb,
             "cpus": os.cpu_count(),
+            "loadavg_1min_at_start": load_at_start,
             "python": sys.version.split()[0],
             "hashlib_sha256_mbps": mbps(base_t),
             "disk_copy_fsync_no_hash_mbps": mbps(disk_t),

@@ -76,8 +76,9 @@ class VerifyReport:
 
 
 class _Pipe:
-    """Read in the caller's thread, hash and write in two more threads (hashlib and file
-    writes release the GIL), so the three overlap. Buffers cycle through a free list."""
+    """Read and hash in the caller's thread, write in another: hashlib and file writes both
+    release the GIL, so hashing chunk i+1 overlaps writing chunk i. Buffers cycle through a
+    small free list, so memory stays at ``PIPELINE_DEPTH`` chunks."""
 
     def __init__(self, fd: int, hasher: Any, chunk: int, progress: Progress | None, done: int,
                  total: int | None) -> None:
@@ -89,25 +90,10 @@ class _Pipe:
         self.free: queue.Queue[bytearray] = queue.Queue()
         for _ in range(PIPELINE_DEPTH):
             self.free.put(bytearray(chunk))
-        self.to_hash: queue.Queue[tuple[bytearray, int] | None] = queue.Queue()
         self.to_write: queue.Queue[tuple[bytearray, int] | None] = queue.Queue()
         self.error: BaseException | None = None
-        self.threads = [threading.Thread(target=self._hash_loop, name="store-hash", daemon=True),
-                        threading.Thread(target=self._write_loop, name="store-write", daemon=True)]
-        for t in self.threads:
-            t.start()
-
-    def _hash_loop(self) -> None:
-        update = self.hasher.update
-        while True:
-            item = self.to_hash.get()
-            if item is None:
-                self.to_write.put(None)
-                return
-            buf, n = item
-            if self.error is None:
-                update(memoryview(buf)[:n])
-            self.to_write.put(item)
+        self.writer = threading.Thread(target=self._write_loop, name="store-write", daemon=True)
+        self.writer.start()
 
     def _write_loop(self) -> None:
         fd = self.fd
@@ -132,22 +118,24 @@ class _Pipe:
     def run(self, stream: SourceStream, limit: int | None) -> int:
         """Copy up to ``limit`` bytes (all, if None); return the count."""
         got = 0
+        update = self.hasher.update
+        get_free, put_write = self.free.get, self.to_write.put
         try:
             while limit is None or got < limit:
-                buf = self.free.get()
+                buf = get_free()
                 if self.error is not None:
                     break
-                want = len(buf) if limit is None else min(len(buf), limit - got)
-                n = stream.readinto(memoryview(buf)[:want])
+                mv = memoryview(buf)
+                n = stream.readinto(mv if limit is None or limit - got >= len(buf) else mv[: limit - got])
                 if not n:
                     self.free.put(buf)
                     break
+                update(mv[:n])
                 got += n
-                self.to_hash.put((buf, n))
+                put_write((buf, n))
         finally:
-            self.to_hash.put(None)
-            for t in self.threads:
-                t.join()
+            put_write(None)
+            self.writer.join()
         if self.error is not None:
             raise self.error
         return got
