@@ -48,12 +48,16 @@ def test_medigan_package_through_generate_with_medigan_arguments(home: Path, tmp
     with pytest.raises(ParamError, match="unknown parameter"):
         generators.generate("medigan-toy", 1, save_images=False, image_size=128)
 
+    # the same samples from a worker process
+    worker = Generators(home, mode="worker").generate("medigan-toy", 4, save_images=False)
+    assert all(np.array_equal(a, b) for a, b in zip(samples, worker))
+
     folder = generators.generate(model_id="medigan-toy", num_samples=3, output_path=str(tmp_path / "gen"))
     assert Path(folder) == tmp_path / "gen"
     img = np.asarray(Image.open(tmp_path / "gen" / "image" / "000002.png"))
     assert np.array_equal(img, samples[2][:, :, 0])
     side = json.loads((tmp_path / "gen" / "synthmed.json").read_text())
-    assert side["model"]["package_format"] == "medigan-1"
+    assert side["model"]["package_format"] == "medigan-1" and side["runner"]["medigan_seed_chunk"] == 16
     # medigan's default output folder
     default = generators.generate("medigan-toy", 2)
     assert Path(default) == Path("output") / "medigan-toy" and (tmp_path / "output" / "medigan-toy" / "synthmed.json").is_file()

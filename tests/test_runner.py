@@ -204,6 +204,24 @@ def test_medigan_package_runs_with_global_seeding(tmp_path: Path) -> None:
     assert a.shape == (5, 6, 6, 1) and a.dtype == np.uint8
     assert np.array_equal(a[3:], b)
     assert not np.array_equal(a[:2], shifted)
+    # what a seed means: item s % chunk of generate(num_samples=chunk) seeded with s // chunk
+    from synthmed.registry.runner.formats import MEDIGAN_CHUNK, load_model, seed_everything
+
+    direct = load_model(record, pkg, "cpu")
+    seed_everything(1)
+    items = direct.generate(model_file=str(direct.model_file), num_samples=MEDIGAN_CHUNK,
+                            output_path=str(tmp_path / "o"), save_images=False)
+    with Runner(record, pkg, batch_size=4) as r:
+        got = r.sample([MEDIGAN_CHUNK + 1, 2 * MEDIGAN_CHUNK - 1, 3])["image"]
+        assert r.info["medigan_seed_chunk"] == MEDIGAN_CHUNK
+    assert np.array_equal(got[0], items[1]) and np.array_equal(got[1], items[-1])
+    assert np.array_equal(got[2], a[3])
+    # chunk 1: one seeded call per sample
+    seed_everything(4)
+    one = direct.generate(model_file=str(direct.model_file), num_samples=1, output_path=str(tmp_path / "o"),
+                          save_images=False)[0]
+    with Runner(record, pkg, medigan_chunk=1, batch_size=2) as r:
+        assert np.array_equal(r.sample([4])["image"][0], one)
 
 
 def test_medigan_entry_point_from_import(tmp_path: Path) -> None:

@@ -38,7 +38,8 @@ class WorkerClient:
 
     def __init__(self, record: Record, package_dir: Path, device: str, python: str,
                  *, timeout_s: float | None = None, load_timeout_s: float | None = None,
-                 package_key: str | None = None, env: Mapping[str, str] | None = None) -> None:
+                 package_key: str | None = None, env: Mapping[str, str] | None = None,
+                 medigan_chunk: int = 16) -> None:
         self.record = record
         self.package_dir = package_dir
         self.device = device
@@ -46,6 +47,7 @@ class WorkerClient:
         self.timeout_s = timeout_s
         self.load_timeout_s = load_timeout_s if load_timeout_s is not None else timeout_s
         self.package_key = package_key
+        self.medigan_chunk = medigan_chunk
         self.env = dict(env) if env is not None else None
         self.proc: subprocess.Popen[bytes] | None = None
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_LINES)
@@ -79,7 +81,7 @@ class WorkerClient:
         try:
             self._request({"op": "load", "record": dict(self.record.data), "record_path": self.record.path,
                            "package_dir": str(self.package_dir), "device": self.device,
-                           "package_key": self.package_key},
+                           "package_key": self.package_key, "medigan_chunk": self.medigan_chunk},
                           self.load_timeout_s, "loading the model")
         except ModelRunError:
             self._kill()

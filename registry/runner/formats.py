@@ -4,9 +4,14 @@
 - ``synthmed-1``: the record's entry point ``module:factory`` is called as
   ``factory(package_dir, device)``; the returned object has ``sample(seeds, **params)``.
 - ``medigan-1``: medigan's ``generate(model_file, num_samples, output_path, save_images,
-  **custom)`` in the package's ``__init__.py``. Each seed is one call with the global
-  generators (``random``, numpy, torch) seeded with that seed, so sample i depends only
-  on seeds[i], whatever the batch.
+  **custom)`` in the package's ``__init__.py``. medigan models draw from the global
+  generators, so each call seeds them all (``random``, numpy, torch). Seeds are served
+  in fixed chunks of ``chunk`` consecutive seeds: the sample of seed ``s`` is item
+  ``s % chunk`` of ``generate(num_samples=chunk)`` called with the generators seeded
+  with ``s // chunk``. It therefore depends only on ``s`` (and the chunk size, which is
+  recorded in the provenance), never on the batch it was asked for in, while a long
+  run makes one call per ``chunk`` samples instead of one per sample (medigan models
+  reload their weights on every call). ``chunk=1`` gives one seeded call per sample.
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ from ..records import Record
 from .loader import import_package_module
 
 log = logging.getLogger(__name__)
+
+#: default number of consecutive seeds a medigan-1 model makes per generate() call
+MEDIGAN_CHUNK = 16
 
 WEIGHT_SUFFIXES = (".pt", ".pth", ".ckpt", ".safetensors", ".bin", ".h5", ".hdf5", ".pkl", ".onnx", ".npz", ".npy")
 
@@ -158,7 +166,11 @@ def find_weights(record: Record, package_dir: Path, root: Path) -> Path:
 
 
 class MediganModel:
-    def __init__(self, record: Record, package_dir: Path, device: str, package_key: str) -> None:
+    def __init__(self, record: Record, package_dir: Path, device: str, package_key: str,
+                 chunk: int = MEDIGAN_CHUNK) -> None:
+        if chunk < 1:
+            raise ValueError(f"medigan chunk must be at least 1, got {chunk}")
+        self.chunk = chunk
         self.record = record
         module_name, func_name = split_entry_point(record.entry_point)
         root = find_medigan_root(package_dir, module_name)
@@ -173,19 +185,21 @@ class MediganModel:
         self.names = [str(o["name"]) for o in record.outputs]
         self.device = device
 
-    def _one(self, seed: int, params: Mapping[str, Any], tmp: Path) -> list[Any]:
-        seed_everything(seed)
+    def _chunk(self, chunk_id: int, params: Mapping[str, Any], tmp: Path) -> list[Any]:
+        """One seeded generate() call making ``self.chunk`` samples."""
+        seed_everything(chunk_id)
         kwargs = {**self.custom, **params}
-        kwargs.update(model_file=str(self.model_file), num_samples=1, output_path=str(tmp), save_images=False)
+        kwargs.update(model_file=str(self.model_file), num_samples=self.chunk, output_path=str(tmp),
+                      save_images=False)
         result = self.generate(**kwargs)
         if result is None:
             raise ModelRunError(f"{self.record.ref}: generate(..., save_images=False) returned None; "
                                 "a medigan model must return its samples as a list", model=self.record.ref)
         items = list(result)
-        if not items:
-            raise ModelRunError(f"{self.record.ref}: generate(num_samples=1) returned an empty list",
-                                model=self.record.ref)
-        return self._split(items[0])
+        if len(items) < self.chunk:
+            raise ModelRunError(f"{self.record.ref}: generate(num_samples={self.chunk}) returned {len(items)} "
+                                "samples", model=self.record.ref)
+        return items
 
     def _split(self, item: Any) -> list[Any]:
         """One medigan sample -> one value per record output (medigan returns an image,
@@ -202,12 +216,18 @@ class MediganModel:
         return [to_numpy(item)]
 
     def sample(self, seeds: list[int], **params: Any) -> Mapping[str, Any]:
-        per_output: list[list[np.ndarray]] = [[] for _ in self.names]
+        wanted: dict[int, list[tuple[int, int]]] = {}
+        for pos, seed in enumerate(seeds):
+            wanted.setdefault(int(seed) // self.chunk, []).append((pos, int(seed) % self.chunk))
+        per_output: list[list[Any]] = [[None] * len(seeds) for _ in self.names]
         tmp = Path(tempfile.mkdtemp(prefix="synthmed-medigan-"))
         try:
-            for seed in seeds:
-                for i, value in enumerate(self._one(int(seed), params, tmp)):
-                    per_output[i].append(value)
+            for chunk_id, members in wanted.items():
+                items = self._chunk(chunk_id, params, tmp)
+                for pos, offset in members:
+                    for i, value in enumerate(self._split(items[offset])):
+                        per_output[i][pos] = value
+                del items
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return {name: np.stack(vals) for name, vals in zip(self.names, per_output)}
@@ -216,12 +236,13 @@ class MediganModel:
         return None
 
 
-def load_model(record: Record, package_dir: Path, device: str, package_key: str | None = None) -> SynthmedModel | MediganModel:
+def load_model(record: Record, package_dir: Path, device: str, package_key: str | None = None,
+               medigan_chunk: int = MEDIGAN_CHUNK) -> SynthmedModel | MediganModel:
     key = package_key or record.sha256 or record.ref
     fmt = record.package_format
     if fmt == "synthmed-1":
         return SynthmedModel(record, package_dir, device, key)
     if fmt == "medigan-1":
-        return MediganModel(record, package_dir, device, key)
+        return MediganModel(record, package_dir, device, key, chunk=medigan_chunk)
     raise ModelRunError(f"{record.ref}: unknown package format {fmt!r}", hint="use synthmed-1 or medigan-1",
                         model=record.ref)

@@ -15,7 +15,7 @@ from ..errors import ConfigError, EnvironmentBuildError, ModelRunError, Synthmed
 from ..records import Record
 from .device import resolve_device
 from .envs import EnvOptions, build_env
-from .formats import load_model, normalise_outputs
+from .formats import MEDIGAN_CHUNK, load_model, normalise_outputs
 from .params import validate_params
 from .reqs import unsatisfied
 from .verify import require_verified
@@ -59,7 +59,7 @@ class Runner:
     def __init__(self, record: Record, package_dir: Path, *, device: str = "auto", mode: str = "auto",
                  batch_size: int = 32, envs_dir: Path | None = None, timeout_s: float | None = None,
                  memory_budget_mb: float | None = None, env_options: EnvOptions | None = None,
-                 package_key: str | None = None) -> None:
+                 package_key: str | None = None, medigan_chunk: int = MEDIGAN_CHUNK) -> None:
         self.sha256 = require_verified(record)
         self.record = record
         self.package_dir = Path(package_dir)
@@ -77,6 +77,9 @@ class Runner:
         self.timeout_s = timeout_s
         self.env_options = env_options
         self.package_key = package_key or self.sha256
+        if medigan_chunk < 1:
+            raise ConfigError(f"medigan chunk must be at least 1, got {medigan_chunk}")
+        self.medigan_chunk = medigan_chunk
         self.missing = unsatisfied(record.data["package"].get("requirements") or [])
         self.mode = self._choose_mode(mode)
         self._model: Any = None
@@ -109,15 +112,19 @@ class Runner:
 
     @property
     def info(self) -> dict[str, Any]:
-        return {"mode": self.mode, "device": self.device, "batch_size": self.batch_size,
+        info = {"mode": self.mode, "device": self.device, "batch_size": self.batch_size,
                 "missing_requirements": list(self.missing)}
+        if self.record.package_format == "medigan-1":
+            info["medigan_seed_chunk"] = self.medigan_chunk  # the samples of a seed depend on it
+        return info
 
     # -- loading ---------------------------------------------------------------------
 
     def _load_inline(self) -> Any:
         if self._model is None:
             try:
-                self._model = load_model(self.record, self.package_dir, self.device, self.package_key)
+                self._model = load_model(self.record, self.package_dir, self.device, self.package_key,
+                                         self.medigan_chunk)
             except SynthmedError:
                 raise
             except Exception as exc:
@@ -140,7 +147,8 @@ class Runner:
                 python = str(build_env(self.record.data["package"].get("requirements") or [], envs_dir,
                                        self.env_options, model=self.record.ref))
             self._worker = WorkerClient(self.record, self.package_dir, self.device, python,
-                                        timeout_s=self.timeout_s, package_key=self.package_key)
+                                        timeout_s=self.timeout_s, package_key=self.package_key,
+                                        medigan_chunk=self.medigan_chunk)
             self._worker.start()
         return self._worker
 

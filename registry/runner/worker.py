@@ -55,7 +55,8 @@ def main() -> int:
                 from .formats import load_model
 
                 record = Record(data=msg["record"], path=msg.get("record_path", "<worker>"))
-                model = load_model(record, Path(msg["package_dir"]), msg["device"], msg.get("package_key"))
+                model = load_model(record, Path(msg["package_dir"]), msg["device"], msg.get("package_key"),
+                                   int(msg.get("medigan_chunk", 16)))
                 protocol.send(out, {"ok": True, "pid": os.getpid(), "python": sys.executable})
             elif op == "sample":
                 from .formats import normalise_outputs

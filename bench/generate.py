@@ -1,0 +1,384 @@
+"""Generation throughput and memory (DESIGN §11), printed as JSON.
+
+1. Throughput: a DCGAN-style generator (64x64 RGB, like an IHC patch model) is packaged
+   as a synthmed-1 zip in a temporary folder with a record pinned to its sha256. In the
+   same process, with the same batch size and device, it measures:
+   - ``bare_forward``: ``net(z)`` in a loop (no seeding, no conversion): the model's floor;
+   - ``bare_sample``: the package's own ``sample(seeds)`` called directly (per-seed
+     noise, uint8 conversion), no synthmed in between;
+   - ``sdk``: ``Model.sample`` through synthmed (parameter check, runner, output checks),
+     batch by batch with ``iter_batches``;
+   - ``sdk_worker``: the same through a worker process (pickled arrays over a pipe);
+   - ``sdk_to_disk``: ``Model.generate_to`` writing ``.npy`` files.
+   Rounds alternate between the variants; the best round of each is reported.
+   Target: ``sdk / bare_forward >= 0.95``.
+   With ``--medigan``, a medigan-1 package of the same net is timed through the SDK
+   (one seeded call per sample) against one direct ``generate(num_samples=N)`` call.
+
+2. Memory: a small fast model (16x16 uint8, numpy) writes 1,000 and 100,000 samples to
+   disk (``npy``) through ``generate_to``, each in a fresh subprocess; peak traced
+   Python memory (tracemalloc) and peak RSS (VmHWM from /proc/self/status) are
+   reported. Target: flat in the sample count.
+
+    .venv/bin/python bench/generate.py [--samples 2048] [--batch-size 64] [--device auto]
+                                       [--mem-counts 1000 100000] [--out results.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+
+NET_CODE = '''
+import torch
+from torch import nn
+
+
+class Generator(nn.Module):
+    """DCGAN generator: z (100) -> 3x64x64 in [-1, 1]."""
+
+    def __init__(self, nz=100, ngf=32):
+        super().__init__()
+        self.main = nn.Sequential(
+            nn.ConvTranspose2d(nz, ngf * 8, 4, 1, 0, bias=False), nn.BatchNorm2d(ngf * 8), nn.ReLU(True),
+            nn.ConvTranspose2d(ngf * 8, ngf * 4, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 4), nn.ReLU(True),
+            nn.ConvTranspose2d(ngf * 4, ngf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 2), nn.ReLU(True),
+            nn.ConvTranspose2d(ngf * 2, ngf, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf), nn.ReLU(True),
+            nn.ConvTranspose2d(ngf, 3, 4, 2, 1, bias=False), nn.Tanh(),
+        )
+
+    def forward(self, z):
+        return self.main(z.view(z.shape[0], -1, 1, 1))
+'''
+
+MODEL_CODE = '''
+import torch
+
+from .net import Generator
+
+
+class DCGAN:
+    def __init__(self, package_dir, device):
+        self.device = torch.device(device)
+        self.net = Generator()
+        self.net.load_state_dict(torch.load(package_dir / "weights.pt", map_location="cpu", weights_only=True))
+        self.net.to(self.device).eval()
+
+    def noise(self, seeds):
+        return torch.stack([torch.randn(100, generator=torch.Generator().manual_seed(int(s))) for s in seeds])
+
+    @torch.inference_mode()
+    def sample(self, seeds):
+        x = self.net(self.noise(seeds).to(self.device))
+        img = ((x + 1) * 127.5).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+        return {"image": img.cpu().numpy()}
+
+
+def build(package_dir, device):
+    return DCGAN(package_dir, device)
+'''
+
+MEDIGAN_CODE = '''
+import numpy as np
+import torch
+
+from .net import Generator
+
+
+def generate(model_file, num_samples, output_path, save_images, **kwargs):
+    net = Generator()
+    net.load_state_dict(torch.load(model_file, map_location="cpu", weights_only=True))
+    net.eval()
+    with torch.inference_mode():
+        x = net(torch.randn(num_samples, 100))
+    img = ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return list(img)
+'''
+
+SMALL_CODE = '''
+import numpy as np
+
+
+class Small:
+    def sample(self, seeds):
+        return {"image": np.stack([np.random.default_rng(int(s)).integers(0, 256, (16, 16), dtype=np.uint8)
+                                   for s in seeds])}
+
+
+def build(package_dir, device):
+    return Small()
+'''
+
+
+def _zip(files: dict[str, str | bytes], path: Path) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in sorted(files.items()):
+            zf.writestr(zipfile.ZipInfo(name, (2026, 1, 1, 0, 0, 0)), data.encode() if isinstance(data, str) else data)
+    return path
+
+
+def _record(model_id: str, zip_path: Path, outputs: list[dict[str, Any]], entry: str, fmt: str = "synthmed-1",
+            **package: Any) -> Any:
+    from synthmed.registry.records import load_record_text
+
+    data = {
+        "format": "synthmed-record/1", "id": model_id, "version": "1.0.0", "title": f"bench {model_id}",
+        "summary": "a model built by bench/generate.py", "status": "active", "modality": ["IHC"],
+        "anatomy": ["tissue"], "generates": ["patch"], "architecture": {"family": "gan", "name": "DCGAN"},
+        "task": "unconditional", "inputs": {"type": "object", "properties": {}, "additionalProperties": False},
+        "outputs": outputs, "license": "MIT", "authors": [{"name": "bench"}],
+        "package": {"format": fmt, "entry_point": entry, "requirements": [], **package, "artefact": {
+            "sha256": hashlib.sha256(zip_path.read_bytes()).hexdigest(), "size": zip_path.stat().st_size,
+            "media_type": "application/zip", "sources": [zip_path.as_uri()]}},
+        "test": {"num_samples": 4, "seed": 0},
+    }
+    return load_record_text(json.dumps(data), str(zip_path.with_suffix(".json")))
+
+
+def _unpack(zip_path: Path, dest: Path) -> Path:
+    with zipfile.ZipFile(zip_path) as zf:
+        zf.extractall(dest)
+    return dest
+
+
+def build_dcgan(tmp: Path) -> tuple[Any, Path, Any]:
+    import torch
+
+    torch.manual_seed(0)
+    ns: dict[str, Any] = {}
+    exec(NET_CODE, ns)
+    net = ns["Generator"]()
+    buf = io.BytesIO()
+    torch.save(net.state_dict(), buf)
+    z = _zip({"dcgan/__init__.py": "", "dcgan/net.py": NET_CODE, "dcgan/model.py": MODEL_CODE,
+              "weights.pt": buf.getvalue()}, tmp / "dcgan.zip")
+    out = [{"name": "image", "kind": "image", "dims": 2, "shape": [64, 64], "dtype": "uint8", "channels": 3,
+            "value_range": [0, 255]}]
+    record = _record("bench-dcgan", z, out, "dcgan.model:build")
+    mz = _zip({"bench_medigan/__init__.py": MEDIGAN_CODE, "bench_medigan/net.py": NET_CODE,
+               "bench_medigan/generator.pt": buf.getvalue()}, tmp / "medigan.zip")
+    mrec = _record("bench-medigan", mz, out, "bench_medigan", fmt="medigan-1", weights="bench_medigan/generator.pt")
+    return record, _unpack(z, tmp / "pkg-dcgan"), (mrec, _unpack(mz, tmp / "pkg-medigan"))
+
+
+def _best(times: list[float]) -> float:
+    return min(times)
+
+
+def bench_throughput(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    from synthmed.registry.runner.device import resolve_device
+    from synthmed.registry.runner.formats import load_model
+    from synthmed.site import Model
+
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    tmp = Path(tempfile.mkdtemp(prefix="synthmed-bench-"))
+    record, pkg, (mrec, mpkg) = build_dcgan(tmp)
+    device = resolve_device(args.device)
+    n, bs = args.samples, args.batch_size
+    seeds = list(range(n))
+    batches = [seeds[i:i + bs] for i in range(0, n, bs)]
+
+    bare = load_model(record, pkg, device, "bench-bare")
+    impl = bare.impl  # the package's own object
+    net = impl.net
+    noise = [impl.noise(b).to(impl.device) for b in batches]
+
+    def sync() -> None:
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    def run_forward() -> None:
+        with torch.inference_mode():
+            for z in noise:
+                net(z)
+        sync()
+
+    def run_bare_sample() -> None:
+        for b in batches:
+            impl.sample(b)
+        sync()
+
+    model = Model(record, pkg, runner_options={"device": device, "batch_size": bs, "mode": "inline"})
+    worker = Model(record, pkg, runner_options={"device": device, "batch_size": bs, "mode": "worker"})
+    model.runner.prepare()
+    worker.runner.prepare()
+
+    def run_sdk() -> None:
+        for _ in model.iter_batches(n, seed=0):
+            pass
+        sync()
+
+    def run_worker() -> None:
+        for _ in worker.iter_batches(n, seed=0):
+            pass
+
+    disk = tmp / "disk"
+
+    def run_disk() -> None:
+        import shutil
+
+        shutil.rmtree(disk, ignore_errors=True)
+        model.generate_to(disk, n, format="npy", seed=0)
+
+    variants: dict[str, Callable[[], None]] = {
+        "bare_forward": run_forward, "bare_sample": run_bare_sample, "sdk": run_sdk,
+        "sdk_worker": run_worker, "sdk_to_disk": run_disk,
+    }
+    for fn in variants.values():  # warm-up
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    for _ in range(args.rounds):
+        for name, fn in variants.items():
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+    rate = {k: n / _best(v) for k, v in times.items()}
+    result: dict[str, Any] = {
+        "model": "bench-dcgan (DCGAN, z=100 -> 3x64x64 uint8, built in the bench)",
+        "device": device, "batch_size": bs, "samples": n, "rounds": args.rounds, "torch_threads": torch.get_num_threads(),
+        "samples_per_second": {k: round(v, 1) for k, v in rate.items()},
+        "seconds_per_round": {k: [round(x, 4) for x in v] for k, v in times.items()},
+        "ratio_sdk_vs_bare_forward": round(rate["sdk"] / rate["bare_forward"], 4),
+        "ratio_sdk_vs_bare_sample": round(rate["sdk"] / rate["bare_sample"], 4),
+        "ratio_worker_vs_bare_forward": round(rate["sdk_worker"] / rate["bare_forward"], 4),
+        "ratio_to_disk_vs_bare_forward": round(rate["sdk_to_disk"] / rate["bare_forward"], 4),
+        "target": "sdk / bare_forward >= 0.95",
+    }
+    result["meets_target"] = result["ratio_sdk_vs_bare_forward"] >= 0.95
+    model.close()
+    worker.close()
+
+    if args.medigan:
+        mn = min(n, args.medigan_samples)
+        mod = load_model(mrec, mpkg, device, "bench-medigan-direct")
+        gen = mod.generate  # the package's own generate()
+        med = Model(mrec, mpkg, runner_options={"device": device, "batch_size": bs, "mode": "inline"})
+        med.sample(2)
+        t = time.perf_counter()
+        gen(model_file=str(mod.model_file), num_samples=mn, output_path=str(tmp / "m"), save_images=False)
+        direct = time.perf_counter() - t
+        t = time.perf_counter()
+        med.sample(mn)
+        ours = time.perf_counter() - t
+        result["medigan_1"] = {
+            "samples": mn,
+            "direct_generate_samples_per_second": round(mn / direct, 1),
+            "sdk_samples_per_second": round(mn / ours, 1),
+            "ratio_sdk_vs_direct": round(direct / ours, 4),
+            "note": "the SDK seeds each sample and calls generate(num_samples=1) per seed (sample i depends "
+                    "only on seed i); medigan's generate reloads its weights on every call",
+        }
+        med.close()
+    return result
+
+
+def _vm_hwm_kb() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return -1
+
+
+def memory_child(n: int, out_dir: str) -> dict[str, Any]:
+    """Runs in a fresh process: generate n small samples to disk; report peaks."""
+    import tracemalloc
+
+    from synthmed.site import Model
+
+    tmp = Path(out_dir)
+    z = _zip({"small.py": SMALL_CODE}, tmp / "small.zip")
+    out = [{"name": "image", "kind": "image", "dims": 2, "shape": [16, 16], "dtype": "uint8", "channels": 1,
+            "value_range": [0, 255]}]
+    record = _record("bench-small", z, out, "small:build")
+    pkg = _unpack(z, tmp / "pkg")
+    model = Model(record, pkg, runner_options={"device": "cpu", "batch_size": 256, "mode": "inline"})
+    model.sample(1)  # load before measuring
+    rss_before = _vm_hwm_kb()
+    tracemalloc.start()
+    t = time.perf_counter()
+    res = model.generate_to(tmp / "out", n, format="npy", seed=0)
+    seconds = time.perf_counter() - t
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    files = sum(1 for _ in (tmp / "out" / "image").iterdir())
+    return {"samples": n, "written": res.written, "files": files, "seconds": round(seconds, 2),
+            "samples_per_second_traced": round(n / seconds, 1),
+            "tracemalloc_peak_kb": round(peak / 1024, 1), "vm_hwm_kb_before": rss_before, "vm_hwm_kb": _vm_hwm_kb()}
+
+
+def bench_memory(counts: list[int]) -> dict[str, Any]:
+    runs = []
+    for n in counts:
+        with tempfile.TemporaryDirectory(prefix="synthmed-bench-mem-") as d:
+            proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--memory-child", str(n), d],
+                                  capture_output=True, text=True, check=False)
+            if proc.returncode != 0:
+                raise SystemExit(f"memory run for {n} samples failed:\n{proc.stderr[-3000:]}")
+            runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    small, big = runs[0], runs[-1]
+    return {
+        "model": "bench-small (numpy, 16x16 uint8), npy files, batch size 256, one fresh process per count",
+        "runs": runs,
+        "tracemalloc_peak_ratio": round(big["tracemalloc_peak_kb"] / max(small["tracemalloc_peak_kb"], 1e-9), 3),
+        "rss_peak_growth_kb": big["vm_hwm_kb"] - big["vm_hwm_kb_before"],
+        "rss_peak_growth_kb_small": small["vm_hwm_kb"] - small["vm_hwm_kb_before"],
+        "rss_peak_ratio": round(big["vm_hwm_kb"] / max(small["vm_hwm_kb"], 1), 3),
+        "target": "peak memory flat in the sample count",
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--samples", type=int, default=2048)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--medigan", action="store_true", help="also time a medigan-1 package against its own generate")
+    p.add_argument("--medigan-samples", type=int, default=256)
+    p.add_argument("--mem-counts", type=int, nargs="+", default=[1000, 100000])
+    p.add_argument("--skip-throughput", action="store_true")
+    p.add_argument("--skip-memory", action="store_true")
+    p.add_argument("--out", type=Path, default=None, help="also write the JSON here")
+    p.add_argument("--memory-child", nargs=2, metavar=("N", "DIR"), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.memory_child:
+        print(json.dumps(memory_child(int(args.memory_child[0]), args.memory_child[1])))
+        return 0
+    from synthmed import __version__
+
+    result: dict[str, Any] = {
+        "bench": "generate", "synthmed_version": __version__, "python": platform.python_version(),
+        "machine": platform.machine(), "cpus": os.cpu_count(),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    if not args.skip_throughput:
+        result["throughput"] = bench_throughput(args)
+    if not args.skip_memory:
+        result["memory"] = bench_memory(sorted(args.mem_counts))
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
