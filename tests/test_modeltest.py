@@ -25,6 +25,8 @@ from conftest import load_valid_record
 # --- building small packages -------------------------------------------------------
 
 MODEL_CODE = '''
+import os
+import signal
 import time
 import numpy as np
 
@@ -35,6 +37,8 @@ class Model:
     def __init__(self, package_dir, device):
         if BEHAVIOUR == "load-raises":
             raise RuntimeError("cannot find my weights on purpose")
+        if BEHAVIOUR == "load-hangs":
+            time.sleep(600)
         self.calls = 0
 
     def sample(self, seeds, label="benign"):
@@ -60,6 +64,8 @@ class Model:
             raise ValueError("the generator exploded on purpose")
         if BEHAVIOUR == "hangs":
             time.sleep(600)
+        if BEHAVIOUR == "crashes":
+            os.kill(os.getpid(), signal.SIGSEGV)
         return {{"image": imgs}}
 
 
@@ -152,6 +158,9 @@ BROKEN = [
     ("raises", {}, "run", "the model raised ValueError while sampling seeds 5..7: the generator exploded on purpose"),
     ("load-raises", {}, "load", "cannot find my weights on purpose"),
     ("hangs", {"test": {"num_samples": 2, "seed": 0, "timeout_s": 2}}, "run", "timed out after 2s"),
+    ("load-hangs", {"test": {"num_samples": 2, "seed": 0, "timeout_s": 2}}, "load",
+     "timed out after 2s while loading the model"),
+    ("crashes", {}, "run", "worker process was killed by SIGSEGV"),
 ]
 
 
