@@ -255,3 +255,37 @@ def test_complete_partial_is_verified_without_downloading(srv, site) -> None:
     srv.add("/ok.bin", DATA)
     res = store.fetch(SHA, len(DATA), [srv.url("/ok.bin")], ctx)
     assert res.path.read_bytes() == DATA and srv.requests == []
+
+
+@pytest.fixture
+def https_srv(tmp_path: Path):
+    """The fault server behind TLS with a self-signed certificate for 127.0.0.1."""
+    import shutil
+    import ssl
+    import subprocess
+
+    if not shutil.which("openssl"):
+        pytest.skip("openssl is not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    srv = FaultServer()
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    srv.httpd.socket = tls.wrap_socket(srv.httpd.socket, server_side=True)
+    with srv:
+        yield srv, cert
+
+
+def test_https_certificate_is_checked(https_srv, site, monkeypatch) -> None:
+    srv, cert = https_srv
+    settings, store, ctx = site
+    srv.add("/a.bin", DATA)
+    url = srv.url("/a.bin").replace("http://", "https://")
+    with pytest.raises(ArtefactNotFound) as ei:
+        store.fetch(SHA, len(DATA), [url], ctx)
+    assert "TLS certificate check failed" in str(ei.value) and "after" not in str(ei.value)
+    assert_clean(store)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    assert store.fetch(SHA, len(DATA), [url], ctx).path.read_bytes() == DATA

@@ -182,6 +182,10 @@ class HttpStream:
                 conn, resp, _url = self.src._request(pos)
             except SourceError:
                 raise
+            except ssl.SSLCertVerificationError as exc:
+                raise source_error(self.src.uri, f"TLS certificate check failed: {exc.verify_message or exc}",
+                                   hint="the server's certificate is not trusted here; check the URL, or add the "
+                                        "site's CA to the system trust store") from exc
             except (OSError, http.client.HTTPException) as exc:
                 last = f"connection failed: {exc.__class__.__name__}: {exc}"
                 self._retry_or_raise(last, exc)
