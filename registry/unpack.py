@@ -65,7 +65,8 @@ class _Checker:
         self.count = 0
         self.total = 0
         self.files: set[str] = set()
-        self.dirs: set[str] = set()
+        self.dirs: set[str] = set()  # every folder, named or implied by a path
+        self.explicit_dirs: set[str] = set()  # folders that have their own entry
         self.archive_size = archive.stat().st_size
 
     def name(self, raw: str, is_dir: bool) -> PurePosixPath | None:
@@ -88,7 +89,7 @@ class _Checker:
             raise _refuse(self.archive, raw, "a file without a name")
         rel = PurePosixPath(*parts)
         key = str(rel).casefold()
-        if key in self.files or (not is_dir and key in self.dirs) or (is_dir and key in self.dirs):
+        if key in self.files or (not is_dir and key in self.dirs) or (is_dir and key in self.explicit_dirs):
             raise _refuse(self.archive, raw, "duplicate name (names are compared case-insensitively)")
         # every parent must be a folder, never a file
         for parent in list(rel.parents)[:-1]:
@@ -97,6 +98,7 @@ class _Checker:
                 raise _refuse(self.archive, raw, f"its parent {str(parent)!r} is a file")
         if is_dir:
             self.dirs.add(key)
+            self.explicit_dirs.add(key)
         else:
             self.files.add(key)
             for parent in list(rel.parents)[:-1]:

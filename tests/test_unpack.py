@@ -221,3 +221,13 @@ def test_corrupt_archive_is_a_clear_error(area, tmp_path: Path) -> None:
     with pytest.raises(ArtefactError, match="tar"):
         unpack_package(bad, pk, SHA, "application/gzip")
     assert not (pk / SHA).exists()
+
+
+def test_folder_entries_after_their_files_are_fine(area, tmp_path: Path) -> None:
+    _, pk = area
+    z = make_zip(tmp_path / "late-dir.zip", [("pkg/a.py", b"a"), ("pkg/", b""), ("pkg/sub/b.py", b"b")])
+    out = unpack_package(z, pk, SHA, "application/zip")
+    assert (out / "pkg" / "a.py").read_bytes() == b"a" and (out / "pkg" / "sub" / "b.py").exists()
+    remove_tree(out)
+    t = make_tar(tmp_path / "dup-dir.tar", [(tinfo("d", tarfile.DIRTYPE), None), (tinfo("d/", tarfile.DIRTYPE), None)])
+    refused(area, t, "application/x-tar", "d/", "duplicate name")
