@@ -132,7 +132,7 @@ def record_results(catalog: Catalog, results: Iterable[ModelTestResult], report_
             catalog.record_test(
                 model_id=r.id, version=r.version, passed=r.passed, upstream=r.upstream, started=r.started,
                 finished=r.finished, reason=r.reason,
-                report_path=str(model_report_path(report_dir, r)) if report_dir else None,
+                report_path=str(model_report_path(report_dir, r).absolute()) if report_dir else None,
                 throughput=r.throughput_sps, peak_memory_mb=r.peak_memory_mb, runner_version=version,
                 env_hash=r.fingerprint)
             if not r.passed:
