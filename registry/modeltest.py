@@ -185,14 +185,16 @@ def _run(s: _Session, seeds: list[int], params: dict[str, Any], wanted: list[str
                                                     f"{s.runner_info.get('device', '?')})",
                                       samples_per_s=round(s.throughput, 3)))
 
+        tolerances = mc.run_tolerances(outs, str(s.runner_info.get("device", "cpu")))
         if "determinism" in wanted:
             try:
                 again = runner.sample(seeds, **params)
             except ModelRunError as exc:
                 s.checks.append(mc.failed("determinism", f"the second run failed: {_short(exc)}"))
                 return
-            same, why, details = mc.compare_runs(first, again)
-            s.checks.append(mc.passed("determinism", "the same seeds gave identical samples twice") if same else
+            same, why, details = mc.compare_runs(first, again, tolerances)
+            s.checks.append(mc.passed("determinism", "the same seeds gave identical samples twice"
+                                      + (" (within the CUDA tolerance)" if details else ""), **details) if same else
                             mc.failed("determinism", f"not deterministic: the same seeds gave different samples: {why}",
                                       **details))
         if "batch_invariance" in wanted and n > 1:
@@ -206,8 +208,9 @@ def _run(s: _Session, seeds: list[int], params: dict[str, Any], wanted: list[str
                 s.checks.append(mc.failed("batch_invariance", f"sampling one seed at a time failed: {_short(exc)}"))
                 return
             singles = {k: np.concatenate(v) for k, v in parts.items()}
-            same, why, details = mc.compare_runs(first, singles)
-            s.checks.append(mc.passed("batch_invariance", f"batch 1 and batch {n} gave identical samples") if same else
+            same, why, details = mc.compare_runs(first, singles, tolerances)
+            s.checks.append(mc.passed("batch_invariance", f"batch 1 and batch {n} gave identical samples"
+                                      + (" (within the CUDA tolerance)" if details else ""), **details) if same else
                             mc.failed("batch_invariance", f"sample i depends on its batch: batch 1 vs batch {n}: {why}",
                                       **details))
         elif "batch_invariance" in wanted:

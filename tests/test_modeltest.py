@@ -289,3 +289,24 @@ def test_report_schema_refuses_a_bad_report(tmp_path: Path) -> None:
     with pytest.raises(SynthmedError) as err:
         validate_report(doc, "r.json")
     assert "$.results[0].status" in str(err.value) and "failed" in str(err.value)
+
+
+def test_compare_runs_is_exact_on_cpu_and_tolerant_on_cuda() -> None:
+    import numpy as np
+
+    a = {"image": np.zeros((2, 4, 4), dtype=np.float32), "mask": np.zeros((2, 4, 4), dtype=np.uint8)}
+    b = {"image": a["image"].copy(), "mask": a["mask"].copy()}
+    b["image"][1, 0, 0] = 5e-5
+    outputs = [FLOAT_IMAGE, {**UINT8_IMAGE, "name": "mask"}]
+    assert mc.run_tolerances(outputs, "cpu") == {}
+    same, why, details = mc.compare_runs(a, b, mc.run_tolerances(outputs, "cpu"))
+    assert not same and "output 'image' differs in 1 of 2 sample(s) (first: sample 1" in why
+    assert details["image"]["differing_samples"] == [1]
+    cuda = mc.run_tolerances(outputs, "cuda:0")
+    assert cuda == {"image": pytest.approx(1e-4), "mask": 1.0}
+    assert mc.compare_runs(a, b, cuda)[0]
+    b["mask"][0, 1, 1] = 2
+    same, why, _ = mc.compare_runs(a, b, cuda)
+    assert not same and "output 'mask'" in why and "tolerance 1" in why
+    nan = {"image": np.full((1, 2), np.nan, dtype=np.float32)}
+    assert mc.compare_runs(nan, {"image": nan["image"].copy()})[0]
