@@ -175,6 +175,31 @@ def check_record(data: Mapping[str, Any], where: str) -> None:
                               problems=list(errors))
 
 
+def check_package(package_dir: Path, record: Mapping[str, Any]) -> None:
+    """The package holds what the record points to: the entry point's module (synthmed-1)
+    or medigan's ``__init__.py`` (medigan-1), and ``package.weights`` when named."""
+    pkg = record["package"]
+    module = str(pkg["entry_point"]).partition(":")[0]
+    parts = module.split(".")
+    if pkg["format"] == "synthmed-1":
+        base = package_dir.joinpath(*parts)
+        if not (base.with_suffix(".py").is_file() or (base / "__init__.py").is_file()):
+            raise ContributeError(
+                f"{package_dir}: the entry point {pkg['entry_point']!r} names module {module!r}, but neither "
+                f"{'/'.join(parts)}.py nor {'/'.join(parts)}/__init__.py is in the package",
+                hint="fix package.entry_point in the metadata (module:factory, relative to PACKAGE_DIR)")
+    else:
+        roots = [package_dir.joinpath(*parts), package_dir] + [d for d in package_dir.iterdir() if d.is_dir()]
+        if not any((r / "__init__.py").is_file() for r in roots):
+            raise ContributeError(f"{package_dir}: a medigan-1 package needs medigan's __init__.py "
+                                  "(with generate(model_file, num_samples, output_path, save_images, ...))",
+                                  hint="point PACKAGE_DIR at the medigan model's folder")
+    weights = pkg.get("weights")
+    if weights and not (package_dir / str(weights)).is_file():
+        raise ContributeError(f"{package_dir}: package.weights names {weights!r}, which is not in the package",
+                              hint="fix package.weights in the metadata (a path relative to PACKAGE_DIR)")
+
+
 # --- the index repository -------------------------------------------------------------
 
 
@@ -419,6 +444,7 @@ def contribute(package_dir: Path | str, *, model_id: str, version: str, metadata
         provisional = build_record(meta, model_id, version, sha256=sha, size=size, sources=[zip_path.as_uri()],
                                    package_format=package_format, entry_point=entry_point)
         check_record(provisional, "<metadata>")
+        check_package(package_dir, provisional)
         progress("testing the model")
         status, _reason, report = _test_package(provisional, zip_path, sha, work, timeout_s, report_dir, device)
         progress(f"model test {status}")

@@ -228,3 +228,12 @@ def test_zenodo_errors_never_show_the_token(tmp_path: Path, monkeypatch: pytest.
                        index=tmp_path / "index", store="zenodo", zenodo_host=zen.base)
     assert "uploading zen-bad-1.0.0.zip to Zenodo" in str(err.value)
     assert TOKEN not in str(err.value)
+
+
+def test_entry_point_must_be_in_the_package(tmp_path: Path) -> None:
+    new_repo(tmp_path / "index")
+    meta = json.loads(metadata(tmp_path).read_text())
+    meta["package"]["entry_point"] = "models.gan:build"
+    with pytest.raises(ContributeError) as err:
+        contribute(package(tmp_path), model_id="lost-model", version="1.0.0", metadata=meta, index=tmp_path / "index")
+    assert "neither models/gan.py nor models/gan/__init__.py is in the package" in str(err.value)
