@@ -237,3 +237,26 @@ def test_entry_point_must_be_in_the_package(tmp_path: Path) -> None:
     with pytest.raises(ContributeError) as err:
         contribute(package(tmp_path), model_id="lost-model", version="1.0.0", metadata=meta, index=tmp_path / "index")
     assert "neither models/gan.py nor models/gan/__init__.py is in the package" in str(err.value)
+
+
+def test_contribute_a_medigan_package(tmp_path: Path) -> None:
+    import runner_helpers as rh
+
+    root = tmp_path / "index"
+    new_repo(root)
+    pkg = tmp_path / "medigan-pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text(rh.MEDIGAN_INIT)
+    (pkg / "model.py").write_text(rh.MEDIGAN_MODEL)
+    (pkg / "generator.pt").write_bytes(rh.medigan_weights())
+    meta = json.loads(metadata(tmp_path).read_text())
+    meta["inputs"] = {"type": "object", "properties": {"shift": {"type": "number", "default": 0.0}},
+                      "additionalProperties": False}
+    meta["outputs"] = [{"name": "image", "kind": "image", "dims": 2, "shape": [6, 6], "dtype": "uint8", "channels": 1,
+                        "value_range": [0, 255]}]
+    meta["package"] = {"entry_point": "medigan_pkg", "weights": "generator.pt", "requirements": []}
+    meta["test"] = {"num_samples": 2, "seed": 1, "params": {"shift": 0.1}, "timeout_s": 60}
+    result = contribute(pkg, model_id="medigan-style", version="1.0.0", metadata=meta, index=root,
+                        package_format="medigan-1")
+    assert result.record["package"]["format"] == "medigan-1"
+    assert result.test_status == "passed"
