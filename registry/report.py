@@ -192,22 +192,18 @@ def _to_uint8(arr: np.ndarray, value_range: Sequence[float] | None) -> np.ndarra
 
 
 def _as_image(sample: np.ndarray, output: Mapping[str, Any]) -> np.ndarray:
-    """One sample -> a 2-D (H, W) or (H, W, 3) array for display."""
+    """One sample -> a 2-D (H, W) or (H, W, 3) array for display; a volume shows its
+    middle slice along the last spatial axis."""
     a = np.asarray(sample)
     dims = int(output.get("dims", 2))
-    if a.ndim >= 3 and a.shape[0] in (1, 3, 4) and a.shape[-1] not in (1, 3, 4):
-        a = np.moveaxis(a, 0, -1)  # channels first -> last
-    if dims == 3:  # a volume: its middle slice along the last spatial axis
-        if a.ndim == 4:
-            a = a[..., 0]
-        if a.ndim == 3:
-            a = a[:, :, a.shape[2] // 2]
-    if a.ndim == 3 and a.shape[-1] == 1:
+    if a.ndim == dims + 1:  # a channel axis, first or last
+        if a.shape[0] in (1, 2, 3, 4) and a.shape[-1] not in (1, 2, 3, 4):
+            a = np.moveaxis(a, 0, -1)
+        a = a[..., :3] if (dims == 2 and a.shape[-1] in (3, 4)) else a[..., 0]
+    while a.ndim > 3 or (a.ndim == 3 and dims == 2 and a.shape[-1] != 3):
         a = a[..., 0]
-    if a.ndim == 3 and a.shape[-1] == 4:
-        a = a[..., :3]
-    if a.ndim == 3 and a.shape[-1] != 3:
-        a = a[..., 0]
+    if dims == 3 and a.ndim == 3:
+        a = a[:, :, a.shape[2] // 2]
     if a.ndim == 1:
         a = a[None, :]
     return a

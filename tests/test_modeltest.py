@@ -310,3 +310,24 @@ def test_compare_runs_is_exact_on_cpu_and_tolerant_on_cuda() -> None:
     assert not same and "output 'mask'" in why and "tolerance 1" in why
     nan = {"image": np.full((1, 2), np.nan, dtype=np.float32)}
     assert mc.compare_runs(nan, {"image": nan["image"].copy()})[0]
+
+
+def test_sample_grid_handles_volumes_channels_and_colour(tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from synthmed.registry.report import _as_image, write_sample_grid
+
+    vol = {"name": "v", "dims": 3, "shape": [4, 6, 5], "channels": 1, "value_range": [0, 1]}
+    assert _as_image(np.zeros((4, 6, 5)), vol).shape == (4, 6)
+    assert _as_image(np.zeros((1, 4, 6, 5)), vol).shape == (4, 6)
+    rgb = {"name": "c", "dims": 2, "shape": [10, 12], "channels": 3, "value_range": [0, 255]}
+    assert _as_image(np.zeros((10, 12, 3)), rgb).shape == (10, 12, 3)
+    assert _as_image(np.zeros((3, 10, 12)), rgb).shape == (10, 12, 3)
+    gray = {"name": "g", "dims": 2, "shape": [8, 8], "channels": 1, "value_range": [0, 255]}
+    assert _as_image(np.zeros((8, 8, 1)), gray).shape == (8, 8)
+    png = write_sample_grid({"c": np.random.default_rng(0).integers(0, 256, (5, 10, 12, 3), dtype=np.uint8)},
+                            [rgb], tmp_path / "g.png")
+    assert png is not None
+    with Image.open(png) as img:
+        assert img.mode == "RGB"
