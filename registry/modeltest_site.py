@@ -105,6 +105,11 @@ def test_entry(entry: CatalogEntry, settings: Settings, *, timeout_s: float | No
         return modeltest.skipped_result(
             record, f"unverified: no pinned sha256, never executed (pin it with `synthmed index pin {entry.ref}`)",
             upstream=entry.upstream, env=env)
+    for up in settings.upstreams:
+        if up.name == entry.upstream and not up.allow_code:
+            return modeltest.skipped_result(
+                record, f"this site does not run code from upstream {entry.upstream!r} "
+                        f"(allow_code = false in {settings.site_file})", upstream=entry.upstream, env=env)
     ctx = SourceContext(settings=settings, index_repo=entry.index_repo, index_commit=entry.index_commit,
                         index_subfolder=entry.index_subfolder)
     try:

@@ -198,3 +198,16 @@ def test_generators_contribute_maps_onto_contribute(tmp_path: Path, monkeypatch:
                                      metadata=metadata(tmp_path), index=root, store="index")
     assert result.branch == "contribute/via-sdk-1.0.0"
     assert "models/via-sdk/1.0.0.json" in repo.git.ls_tree("-r", "--name-only", result.branch)
+
+
+def test_models_of_an_upstream_without_code_are_skipped(site: Settings, tmp_path: Path, capsys: Any) -> None:
+    from dataclasses import replace
+
+    from synthmed.registry.modeltest_site import run_tests, select_entries
+
+    locked = replace(site, upstreams=tuple(replace(u, allow_code=False) for u in site.upstreams))
+    with Catalog.open(site.catalog_path) as cat:
+        entries = select_entries(cat, ["good-model"])
+    run = run_tests(locked, entries, report_dir=None)
+    assert run.results[0].status == "skipped"
+    assert "does not run code from upstream 'public' (allow_code = false" in str(run.results[0].reason)
