@@ -69,6 +69,8 @@ class ContributeResult:
     test_report: Path | None = None
     instructions: str = ""
     check_warnings: list[str] = field(default_factory=list)
+    #: what else must be pushed before the pull request is useful (e.g. the DVC repository)
+    extra_steps: list[str] = field(default_factory=list)
 
 
 # --- packaging ------------------------------------------------------------------------
@@ -322,6 +324,9 @@ def upload_dvc(zip_path: Path, model_id: str, version: str, *, dvc_repo: Path, r
     if not (root / ".dvc").is_dir():
         raise ContributeError(f"{root}: not a DVC repository (no .dvc folder)",
                               hint="run `dvc init` and `dvc remote add -d NAME URL` there first")
+    if repo.is_dirty(index=True, working_tree=False):
+        raise ContributeError(f"{root}: the DVC repository has staged changes; synthmed would commit them too",
+                              hint="commit or unstage them first (`git -C ... status`)")
     rel = path or f"artefacts/{model_id}/{version}.zip"
     target = root / rel
     if target.exists():
@@ -490,6 +495,9 @@ def contribute(package_dir: Path | str, *, model_id: str, version: str, metadata
             ref=f"{model_id}@{version}", branch=branch, commit=commit.hexsha, index_repo=loc.repo_root,
             record_path=relpath, record=record, sha256=sha, size=size, source=source, artefact=kept,
             test_status=status, test_report=report, check_warnings=[str(w) for w in check.warnings])
+        if store == "dvc" and dvc_repo is not None:
+            result.extra_steps.append(f"git -C {Path(dvc_repo).resolve()} push   # the commit holding the .dvc file "
+                                      "(the artefact itself is already on the DVC remote)")
         result.instructions = instructions(repo, result, base)
         return result
     except BaseException:
@@ -518,8 +526,9 @@ def instructions(repo: Any, result: ContributeResult, base: str) -> str:
     lines = [f"committed {result.ref} on branch {result.branch} ({result.commit[:12]}) of {result.index_repo}",
              f"  record:   {result.record_path}",
              f"  artefact: {result.source} (sha256 {result.sha256}, {result.size} bytes)",
-             "next:",
-             f"  git -C {result.index_repo} push {'origin' if url else '<remote>'} {result.branch}"]
+             "next:"]
+    lines += [f"  {step}" for step in result.extra_steps]
+    lines.append(f"  git -C {result.index_repo} push {'origin' if url else '<remote>'} {result.branch}")
     pr = _pr_url(url, base, result.branch) if url else None
     if pr:
         lines.append(f"  then open the pull request: {pr}")

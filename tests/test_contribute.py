@@ -147,6 +147,7 @@ def test_contribute_to_dvc(tmp_path: Path, capsys: Any) -> None:
     assert result.source == f"dvc:{dvc_root}#artefacts/dvc-model/2.0.0.zip@{rev}"
     assert any(remote.rglob("*")), "dvc push put nothing into the remote"
     assert (dvc_root / "artefacts" / "dvc-model" / "2.0.0.zip.dvc").is_file()
+    assert f"git -C {dvc_root.resolve()} push" in result.instructions
     index_check(repo, result.branch, capsys)
     fresh_site_generates(tmp_path, repo, result.branch, "dvc-model@2.0.0", capsys)
 
