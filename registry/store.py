@@ -14,9 +14,11 @@ mtime) in ``state.db``, so later opens cost nothing until the file changes.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import logging
+import mmap
 import os
 import queue
 import re
@@ -36,8 +38,11 @@ log = logging.getLogger(__name__)
 
 #: read/hash/write buffer size
 CHUNK = 4 << 20
-#: buffers in flight between the reader, hasher and writer threads
+#: buffers in flight between the reading/hashing thread and the writer
 PIPELINE_DEPTH = 4
+#: downloads at least this big bypass the page cache (O_DIRECT) where possible
+DIRECT_MIN = 16 << 20
+DIRECT_ALIGN = 4096
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 
 Progress = Callable[[int, "int | None"], None]
@@ -79,26 +84,60 @@ class VerifyReport:
 class _Pipe:
     """Read and hash in the caller's thread, write in another: hashlib and file writes both
     release the GIL, so hashing chunk i+1 overlaps writing chunk i. Buffers cycle through a
-    small free list, so memory stays at ``PIPELINE_DEPTH`` chunks."""
+    small free list, so memory stays at ``PIPELINE_DEPTH`` chunks.
+
+    With ``direct_fd`` (the same file opened with ``O_DIRECT``), aligned stretches bypass
+    the page cache: the disk's DMA does the copy, leaving the CPU to hashing. Whatever is not
+    aligned (a short last chunk) goes through ``fd``, and so does everything after it.
+    """
 
     def __init__(self, fd: int, hasher: Any, chunk: int, progress: Progress | None, done: int,
-                 total: int | None) -> None:
+                 total: int | None, direct_fd: int | None = None) -> None:
         self.fd = fd
+        self.direct_fd = direct_fd
         self.hasher = hasher
         self.progress = progress
         self.done = done
         self.total = total
-        self.free: queue.Queue[bytearray] = queue.Queue()
+        self.free: queue.Queue[Any] = queue.Queue()
         for _ in range(PIPELINE_DEPTH):
-            self.free.put(bytearray(chunk))
-        self.to_write: queue.Queue[tuple[bytearray, int] | None] = queue.Queue()
+            # mmap memory is page-aligned, as O_DIRECT needs
+            self.free.put(mmap.mmap(-1, chunk) if direct_fd is not None else bytearray(chunk))
+        self.to_write: queue.Queue[tuple[Any, int] | None] = queue.Queue()
         self.error: BaseException | None = None
         self.writer = threading.Thread(target=self._write_loop, name="store-write", daemon=True)
         self.writer.start()
 
+    def _pwrite_all(self, fd: int, mv: memoryview, pos: int) -> int:
+        start = pos
+        while mv:
+            w = os.pwrite(fd, mv, pos)
+            mv = mv[w:]
+            pos += w
+        return pos - start
+
+    def _write(self, mv: memoryview) -> None:
+        pos = self.done
+        if self.direct_fd is not None and pos % DIRECT_ALIGN == 0:
+            aligned = len(mv) - len(mv) % DIRECT_ALIGN
+            if aligned:
+                try:
+                    w = os.pwrite(self.direct_fd, mv[:aligned], pos)
+                except OSError as exc:
+                    if exc.errno not in (errno.EINVAL, errno.EOPNOTSUPP):
+                        raise
+                    log.debug("O_DIRECT write refused (%s); writing through the page cache", exc)
+                    self.direct_fd = None
+                    w = 0
+                mv = mv[w:]
+                pos += w
+        if mv:
+            pos += self._pwrite_all(self.fd, mv, pos)
+            self.dirty += len(mv)
+        self.done = pos
+
     def _write_loop(self) -> None:
-        fd = self.fd
-        dirty = 0
+        self.dirty = 0
         while True:
             item = self.to_write.get()
             if item is None:
@@ -106,15 +145,10 @@ class _Pipe:
             buf, n = item
             if self.error is None:
                 try:
-                    mv = memoryview(buf)[:n]
-                    while mv:
-                        w = os.write(fd, mv)
-                        mv = mv[w:]
-                    self.done += n
-                    dirty += n
-                    if dirty >= WRITEBACK_EVERY and _start_writeback is not None:
-                        _start_writeback(fd, self.done - dirty, dirty)
-                        dirty = 0
+                    self._write(memoryview(buf)[:n])
+                    if self.dirty >= WRITEBACK_EVERY and _start_writeback is not None:
+                        _start_writeback(self.fd, self.done - self.dirty, self.dirty)
+                        self.dirty = 0
                     if self.progress is not None:
                         self.progress(self.done, self.total)
                 except BaseException as exc:  # disk full, ...
@@ -133,18 +167,37 @@ class _Pipe:
                     break
                 mv = memoryview(buf)
                 n = stream.readinto(mv if limit is None or limit - got >= len(buf) else mv[: limit - got])
+                mv.release()
                 if not n:
                     self.free.put(buf)
                     break
-                update(mv[:n])
+                with memoryview(buf) as view:
+                    update(view[:n])
                 got += n
                 put_write((buf, n))
         finally:
             put_write(None)
             self.writer.join()
+            while not self.free.empty():
+                buf = self.free.get_nowait()
+                if isinstance(buf, mmap.mmap):
+                    with contextlib.suppress(BufferError):
+                        buf.close()
         if self.error is not None:
             raise self.error
         return got
+
+
+def _open_direct(path: Path) -> int | None:
+    """The file opened again for O_DIRECT writes, where the OS and filesystem allow it."""
+    flag = getattr(os, "O_DIRECT", 0)
+    if not flag:
+        return None
+    try:
+        return os.open(path, os.O_WRONLY | flag)
+    except OSError as exc:  # e.g. tmpfs
+        log.debug("no O_DIRECT for %s: %s", path, exc)
+        return None
 
 
 #: start writing dirty pages back to disk every this many bytes, so the final fsync is short
@@ -365,8 +418,16 @@ class Store:
                     wrote = True
                     os.ftruncate(fd, have)
                     os.lseek(fd, have, os.SEEK_SET)
-                    pipe = _Pipe(fd, hasher, self.chunk_size, progress, have, size)
-                    total = have + pipe.run(stream, None if size is None else size - have)
+                    direct_fd = None
+                    if (size is None or size - have >= DIRECT_MIN) and have % DIRECT_ALIGN == 0 \
+                            and self.chunk_size % DIRECT_ALIGN == 0:
+                        direct_fd = _open_direct(part)
+                    try:
+                        pipe = _Pipe(fd, hasher, self.chunk_size, progress, have, size, direct_fd)
+                        total = have + pipe.run(stream, None if size is None else size - have)
+                    finally:
+                        if direct_fd is not None:
+                            os.close(direct_fd)
                     if size is not None:
                         if total < size:
                             raise SizeMismatch(f"{uri}: the source ended after {total} of {size} bytes",

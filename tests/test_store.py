@@ -249,3 +249,24 @@ def test_two_fetches_of_one_blob_download_it_once(tmp_path: Path) -> None:
         second.join(10)
     assert sorted(map(str, results)) == sorted([srv.url("/a.bin"), "store"])
     assert len(srv.requests) == 1
+
+
+def test_large_download_bypasses_the_page_cache(tmp_path: Path, monkeypatch) -> None:
+    import synthmed.registry.store as store_mod
+
+    big = os.urandom(store_mod.DIRECT_MIN + 3 * 4096 + 123)  # an unaligned tail
+    sha = hashlib.sha256(big).hexdigest()
+    src = tmp_path / "big.bin"
+    src.write_bytes(big)
+    opened: list[int | None] = []
+    real = store_mod._open_direct
+    monkeypatch.setattr(store_mod, "_open_direct", lambda p: opened.append(real(p)) or opened[-1])
+    settings = fast_settings(tmp_path / "site")
+    store = Store(settings.store_dir)
+    ctx = SourceContext(settings=settings)
+    assert store.fetch(sha, len(big), [src.as_uri()], ctx).path.read_bytes() == big
+    with FaultServer() as srv:
+        srv.add("/big.bin", big, truncate_at=5 * 4096 + 17, truncate_times=1)  # resume at an unaligned byte
+        store.remove(sha)
+        assert store.fetch(sha, len(big), [srv.url("/big.bin")], ctx).path.read_bytes() == big
+    assert len(opened) == 2
