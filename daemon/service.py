@@ -132,24 +132,26 @@ class Daemon:
                 pass
         finally:
             sched.shutdown(wait=True)
-            log.info("daemon stopped")
 
 
 def run_daemon(settings: Settings, *, once: bool = False, progress: Callable[[str], None] = lambda m: None,
                only: list[str] | None = None) -> int:
     """Take the site lock, register the jobs and run them (once, or on schedule)."""
-    with SiteLock(settings.home, "synthmed daemon run"):
-        daemon = Daemon(settings, progress)
-        daemon.register_default_jobs()
-        if only:
-            daemon.jobs = {k: v for k, v in daemon.jobs.items() if k in only}
-        if once:
-            results = daemon.run_once()
-            return 0 if all(results.values()) else 1
-        old = {s: signal.signal(s, daemon.stop) for s in (signal.SIGTERM, signal.SIGINT)}
-        try:
-            daemon.serve()
-        finally:
-            for s, h in old.items():
-                signal.signal(s, h)
-        return 0
+    daemon = Daemon(settings, progress)
+    # handlers first: a signal that arrives while starting up still stops the daemon cleanly
+    old = {} if once else {s: signal.signal(s, daemon.stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        with SiteLock(settings.home, "synthmed daemon run"):
+            daemon.register_default_jobs()
+            if only:
+                daemon.jobs = {k: v for k, v in daemon.jobs.items() if k in only}
+            if once:
+                results = daemon.run_once()
+                return 0 if all(results.values()) else 1
+            if not daemon._stop.is_set():
+                daemon.serve()
+            log.info("daemon stopped")
+            return 0
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)

@@ -161,7 +161,7 @@ class UpstreamRepo:
             raise
 
     def commit_time(self, sha: str) -> str:
-        ts = int(str(self.g.show("-s", "--format=%ct", sha)).strip())
+        ts = int(self.repo.commit(sha).committed_date)  # through the persistent cat-file process
         return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds")
 
     # -- signatures ------------------------------------------------------------------------

@@ -197,6 +197,7 @@ class Catalog:
         self.db = sqlite_utils.Database(conn)
         self.path = Path(path).resolve()
         self.readonly = readonly
+        self._repo_paths: dict[str, Path] = {}
 
     # -- opening --------------------------------------------------------------------
 
@@ -213,6 +214,8 @@ class Catalog:
                 conn = sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True,
                                        isolation_level=None, check_same_thread=False, timeout=30)
                 generation = conn.execute("PRAGMA user_version").fetchone()[0]
+                conn.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache
+                conn.execute("PRAGMA mmap_size=1073741824")  # read pages through mmap, no read() calls
             except sqlite3.DatabaseError as exc:
                 raise CatalogError(f"cannot read the catalog {p}: {exc}",
                                    hint="run `synthmed catalog rebuild` to recreate it") from exc
@@ -229,6 +232,7 @@ class Catalog:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute("PRAGMA cache_size=-65536")  # 64 MiB: big syncs and rebuilds stay in memory
         except sqlite3.DatabaseError as exc:
             raise CatalogError(f"cannot open the catalog {p} for writing: {exc}",
                                hint="is the disk full or the file corrupt? `synthmed catalog rebuild` recreates it") from exc
@@ -350,8 +354,9 @@ class Catalog:
         self._writable()
         data = record.data
         old = [r[0] for r in self.conn.execute(
-            "SELECT pk FROM models WHERE upstream = ? AND ((id = ? AND version = ?) OR path = ?)",
-            (upstream, record.id, record.version, path))]
+            "SELECT pk FROM models WHERE upstream = ? AND id = ? AND version = ? "
+            "UNION SELECT pk FROM models WHERE upstream = ? AND path = ?",
+            (upstream, record.id, record.version, upstream, path))]
         self._delete_pks(old)
         cur = self.conn.execute(
             """INSERT INTO models (upstream, id, version, path, commit_sha, status, status_reason,
@@ -528,14 +533,17 @@ class Catalog:
 
     def _entry(self, row: sqlite3.Row | tuple[Any, ...], cols: Sequence[str], score: float | None = None) -> CatalogEntry:
         r = dict(zip(cols, row))
-        data = json.loads(r["record"])
         state = r["artefact_state"] or "missing"
         if not r["verified"]:
             state = "unverified"
+        upstream = r["upstream"]
+        repo = self._repo_paths.get(upstream)
+        if repo is None:
+            repo = self._repo_paths[upstream] = self.repo_path(upstream)
         return CatalogEntry(
-            upstream=r["upstream"], id=r["id"], version=r["version"],
-            record=Record(data=data, path=f"{r['upstream']}:{r['path']}@{str(r['commit_sha'])[:12]}"),
-            index_repo=self.repo_path(r["upstream"]), index_commit=r["commit_sha"],
+            upstream=upstream, id=r["id"], version=r["version"],
+            record=Record(data=json.loads(r["record"]), path=f"{upstream}:{r['path']}@{str(r['commit_sha'])[:12]}"),
+            index_repo=repo, index_commit=r["commit_sha"],
             index_subfolder=r["subfolder"] or "", artefact_state=state, status=r["status"],
             status_reason=r["status_reason"], priority=int(r["priority"]), path=r["path"],
             score=score if score is None else float(score),
@@ -585,21 +593,26 @@ class Catalog:
         match = fts_query(query or "")
         if query and query.strip() and not match:
             return []  # only punctuation: nothing to match
-        select = _ENTRY_SELECT
-        frm = _ENTRY_FROM
+        # phase 1: the ordered page of matching row ids, touching only narrow columns (the
+        # record JSON is never carried through the sort); phase 2: the full rows of that page
+        select = "SELECT m.pk"
+        frm = " FROM models m JOIN upstreams u ON u.name = m.upstream"
         where = ["m.is_latest = 1"]
         args: list[Any] = []
         order: list[str] = []
         if rank:
-            select += ", r.value AS score"
-            frm += (" LEFT JOIN metrics r ON r.model = m.pk AND r.name = ? AND r.preferred = 1")
+            select += ", r.value"
+            frm += " LEFT JOIN metrics r ON r.model = m.pk AND r.name = ? AND r.preferred = 1"
             args.append(rank.lower())
             order.append("r.value IS NULL, CASE r.better WHEN 'lower' THEN r.value ELSE -r.value END")
+        else:
+            select += ", NULL"
         if match:
             frm = " FROM models_fts f JOIN models m ON m.pk = f.rowid" + frm[len(" FROM models m"):]
             where.append("f.models_fts MATCH ?")
             args.append(match)
-            order.append("f.rank")
+            if not rank:  # bm25 costs a computation per match: only when it decides the order
+                order.append("f.rank")
         for fname, value in (("modality", modality), ("anatomy", anatomy),
                              ("architecture", architecture), ("license", license)):
             if value:
@@ -612,9 +625,17 @@ class Catalog:
         sql = f"{select}{frm} WHERE {' AND '.join(where)} ORDER BY {', '.join(order)} LIMIT ?"
         args.append(int(limit))
         try:
-            return self._entries(sql, args)
+            page = self.conn.execute(sql, tuple(args)).fetchall()
         except sqlite3.OperationalError as exc:  # pragma: no cover - a bug if it happens
             raise CatalogError(f"search failed for {query!r}: {exc}", hint="report this as a bug") from exc
+        if not page:
+            return []
+        pks = [p[0] for p in page]
+        cur = self.conn.execute(
+            _ENTRY_SELECT + _ENTRY_FROM + f" WHERE m.pk IN ({','.join('?' * len(pks))})", pks)
+        cols = [c[0] for c in cur.description]
+        rows = {row[0]: row for row in cur.fetchall()}
+        return [self._entry(rows[pk], cols, score) for pk, score in page if pk in rows]
 
     def snapshot(self) -> dict[str, Any]:
         """A comparable view of the derived content: what a rebuild must equal. Leaves out

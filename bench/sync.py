@@ -1,0 +1,141 @@
+"""Upstream sync on a 10,000-record index (DESIGN §11: a no-op sync < 1 s; one changed
+record costs about the same as none).
+
+Builds a real git index with N records (under ``index/``), a site following it, and
+measures, in one run:
+
+- ``initial_sync_s``: the first sync (every record validated and loaded)
+- ``baseline_full_rebuild_s``: ``catalog rebuild`` of the same commit, i.e. what every sync
+  would cost if the catalog were rebuilt instead of updated from the git diff
+- ``noop_sync_s``: a sync with nothing new (fetch, compare, record the run)
+- ``one_change_sync_s``: a sync after a commit that changes one record
+- ``cli_noop_sync_s``: ``synthmed sync --no-mirror`` end to end, interpreter start included
+
+    .venv/bin/python bench/sync.py [--records 10000] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import git
+
+from synthmed.daemon.rebuild import rebuild_catalog
+from synthmed.daemon.sync import sync_all
+from synthmed.registry.catalog import Catalog
+from synthmed.registry.settings import load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def base_record() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((ROOT / "tests/fixtures/records/valid/full.json").read_text())
+    return data
+
+
+def write_index(repo_dir: Path, n: int) -> git.Repo:
+    repo = git.Repo.init(repo_dir, initial_branch="main")
+    with repo.config_writer() as cw:
+        cw.set_value("user", "name", "Bench")
+        cw.set_value("user", "email", "bench@example.org")
+        cw.set_value("commit", "gpgsign", "false")
+    base = base_record()
+    for i in range(n):
+        d = copy.deepcopy(base)
+        d["id"] = f"model-{i:05d}"
+        d["title"] = f"Synthetic model {i}"
+        d["description"] = f"Record {i} of a synthetic index used to measure sync."
+        del d["package"]["artefact"]["sha256"]
+        p = repo_dir / "index" / "models" / d["id"] / "1.0.0.json"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(json.dumps(d, indent=2) + "\n")
+    repo.git.add("-A")
+    repo.git.commit("-q", "-m", f"{n} records")
+    return repo
+
+
+def timed_sync(settings: Any) -> tuple[float, Any]:
+    t0 = time.perf_counter()
+    with Catalog.open(settings.catalog_path, readonly=False) as cat:
+        [r] = sync_all(settings, cat)
+    return time.perf_counter() - t0, r
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--records", type=int, default=10_000)
+    ap.add_argument("--rounds", type=int, default=5)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="synthmed-bench-sync-") as tmp:
+        t = Path(tmp)
+        t0 = time.perf_counter()
+        repo = write_index(t / "idx", args.records)
+        build_index_s = time.perf_counter() - t0
+        home = t / "site"
+        home.mkdir()
+        (home / "site.toml").write_text(
+            f'[[upstreams]]\nname = "public"\nurl = "{t / "idx"}"\nsubfolder = "index"\n')
+        settings = load_settings(home, {}, environ={})
+
+        initial, r = timed_sync(settings)
+        assert r.status == "ok" and r.changed == args.records, r
+
+        t0 = time.perf_counter()
+        rebuild_catalog(settings, t / "rebuilt.db")
+        rebuild_s = time.perf_counter() - t0
+
+        noop = []
+        for _ in range(args.rounds):
+            s, r = timed_sync(settings)
+            assert r.status == "ok" and r.changed == 0, r
+            noop.append(s)
+
+        one = []
+        for k in range(args.rounds):
+            p = t / "idx" / "index" / "models" / f"model-{k:05d}" / "1.0.0.json"
+            d = json.loads(p.read_text())
+            d["description"] = f"changed in round {k}"
+            p.write_text(json.dumps(d, indent=2) + "\n")
+            repo.git.commit("-q", "-am", f"change {k}")
+            s, r = timed_sync(settings)
+            assert r.status == "ok" and r.changed == 1, r
+            one.append(s)
+
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SYNTHMED_")}
+        cli = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "synthmed.cli", "-q", "--site", str(home), "sync", "--no-mirror"],
+                           check=True, capture_output=True, env=env, cwd=str(ROOT))
+            cli.append(time.perf_counter() - t0)
+
+    med_noop, med_one = statistics.median(noop), statistics.median(one)
+    out = {
+        "bench": "sync", "records": args.records, "rounds": args.rounds,
+        "build_index_s": round(build_index_s, 2),
+        "initial_sync_s": round(initial, 3),
+        "baseline_full_rebuild_s": round(rebuild_s, 3),
+        "noop_sync_s": {"median": round(med_noop, 4), "all": [round(x, 4) for x in noop]},
+        "one_change_sync_s": {"median": round(med_one, 4), "all": [round(x, 4) for x in one]},
+        "one_change_over_noop": round(med_one / med_noop, 2),
+        "rebuild_over_one_change": round(rebuild_s / med_one, 1),
+        "cli_noop_sync_s": {"median": round(statistics.median(cli), 3), "all": [round(x, 3) for x in cli]},
+        "target_s": 1.0,
+        "meets_target": med_noop < 1.0 and med_one < 1.0,
+    }
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
