@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from .errors import ArtefactNotFound, BlobCorrupt, Unverified
+from .errors import BlobCorrupt, SizeMismatch, Unverified
 from .records import Record
 from .settings import Settings
 from .sources.base import SourceContext, last_path_part
@@ -58,9 +58,10 @@ def ensure_package(record: Record, settings: Settings, ctx: SourceContext) -> Pa
             continue
         if record.size is not None and result.size != record.size:
             # a blob hashes to its name, so this means the record's size is wrong
-            raise ArtefactNotFound(
+            raise SizeMismatch(
                 f"{record.ref} ({record.path}): the blob {sha} has {result.size} bytes but the record declares "
-                f"{record.size}", hint="fix package.artefact.size in the record (`synthmed index pin --force`)")
+                f"{record.size}", hint="the record's package.artefact.size is wrong; fix it in the index",
+                ref=record.ref)
         break
     filename = package_filename(record) if media_type == OCTET else None
     return unpack_package(store.blob_path(sha), settings.packages_dir, sha, media_type, filename=filename)

@@ -13,7 +13,16 @@ from .common import add_json_flag, print_json, settings_from_args
 def cmd_verify(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     store = Store(settings.store_dir)
-    report = store.verify_all()
+    counter = {"n": 0}
+    show = not args.json and sys.stderr.isatty()
+
+    def progress(sha: str, ok: bool) -> None:
+        counter["n"] += 1
+        print(f"\rverifying: {counter['n']} blob(s) checked", end="", file=sys.stderr, flush=True)
+
+    report = store.verify_all(progress=progress if show else None)
+    if show and counter["n"]:
+        print(file=sys.stderr)
     if args.json:
         print_json({"store": str(store.root), **report.as_dict()})
     else:
