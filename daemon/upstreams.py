@@ -67,6 +67,7 @@ class UpstreamRepo:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._repo: git.Repo | None = None
+        self._known: set[str] = set()
 
     # -- setup -------------------------------------------------------------------------
 
@@ -117,11 +118,14 @@ class UpstreamRepo:
             return None
 
     def has_commit(self, sha: str) -> bool:
+        if sha in self._known:
+            return True
         try:
             self.g.cat_file("-e", f"{sha}^{{commit}}")
-            return True
         except git.GitCommandError:
             return False
+        self._known.add(sha)  # objects are never removed while a sync runs
+        return True
 
     def set_ref(self, ref: str, sha: str) -> None:
         self.g.update_ref(ref, sha)
