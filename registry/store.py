@@ -341,6 +341,7 @@ class Store:
         """Download an artefact whose sha256 is not known yet (``index pin``), hash it and
         store it under that hash. The first source that delivers wins."""
         self._mkdirs()
+        self._clean_orphans()
         return self._try_sources(list(sources), ctx, None, size, progress)
 
     def add_file(self, path: Path) -> FetchResult:
@@ -350,6 +351,24 @@ class Store:
         uri = Path(path).resolve().as_uri()
         self._mkdirs()
         return self._fetch_one(FileSource(uri), uri, None, None, None)
+
+    def _clean_orphans(self) -> None:
+        """Remove ``new-<pid>-*.part`` files of processes that no longer run (those
+        downloads cannot be resumed: their hash was not known)."""
+        for f in self.tmp_dir.glob("new-*-*.part"):
+            try:
+                pid = int(f.name.split("-")[1])
+            except (IndexError, ValueError):
+                continue
+            if pid == os.getpid():
+                continue
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                with contextlib.suppress(FileNotFoundError):
+                    f.unlink()
+            except PermissionError:
+                pass
 
     def _try_sources(self, uris: list[str], ctx: SourceContext, sha256: str | None, size: int | None,
                      progress: Progress | None) -> FetchResult:

@@ -270,3 +270,35 @@ def test_large_download_bypasses_the_page_cache(tmp_path: Path, monkeypatch) -> 
         store.remove(sha)
         assert store.fetch(sha, len(big), [srv.url("/big.bin")], ctx).path.read_bytes() == big
     assert len(opened) == 2
+
+
+def test_orphaned_unpinned_partials_are_removed(site, tmp_path: Path) -> None:
+    settings, store, ctx = site
+    store.tmp_dir.mkdir(parents=True)
+    dead = subprocess_pid_that_exited()
+    orphan = store.tmp_dir / f"new-{dead}-abc.part"
+    orphan.write_bytes(b"x")
+    mine = store.tmp_dir / f"new-{os.getpid()}-abc.part"
+    mine.write_bytes(b"x")
+    p = tmp_path / "w.bin"
+    p.write_bytes(DATA)
+    store.add_from_sources([p.as_uri()], ctx)
+    assert not orphan.exists() and mine.exists()
+
+
+def subprocess_pid_that_exited() -> int:
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(proc.stdout)
+
+
+def test_bare_mirror_uses_the_site_mirrors(tmp_path: Path) -> None:
+    from synthmed.registry.sources.base import candidate_uris
+
+    s = fast_settings(tmp_path / "site")
+    assert candidate_uris(["mirror:", "https://x.org/a"], s, SHA) == ["mirror:", "https://x.org/a"]
+    s2 = replace(s, sources=replace(s.sources, mirrors=("/srv/a/store",)))
+    assert candidate_uris(["mirror:", "https://x.org/a"], s2, SHA) == ["mirror:/srv/a/store", "https://x.org/a"]
+    assert candidate_uris(["https://x.org/a"], s2, None) == ["https://x.org/a"]

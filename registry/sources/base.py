@@ -146,6 +146,8 @@ def candidate_uris(sources: list[str], settings: Settings, sha256: str | None) -
         for m in settings.sources.mirrors:
             out.append(m if m.startswith("mirror:") else f"mirror:{m}")
     for s in sources:
+        if s.strip() == "mirror:" and out and sha256:
+            continue  # "any site mirror": the configured ones are already first
         if s not in out:
             out.append(s)
     return out
