@@ -40,8 +40,8 @@ from .errors import (
     Unverified,
 )
 from .records import Record
-from .settings import Settings
 from .report import GRID_MAX, ModelTestResult, environment, run_fingerprint, utcnow
+from .settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,14 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from .catalog import Catalog, CatalogEntry
 from .errors import SynthmedError
-from .report import ModelTestResult, environment, model_report_path, run_fingerprint, synthmed_version, write_report
+from .report import (
+    ModelTestResult,
+    environment,
+    model_report_path,
+    run_fingerprint,
+    synthmed_version,
+    write_report,
+)
 from .settings import Settings
 
 log = logging.getLogger(__name__)

@@ -406,7 +406,6 @@ def contribute(package_dir: Path | str, *, model_id: str, version: str, metadata
                progress: Callable[[str], None] = lambda m: None) -> ContributeResult:
     """Contribute one model version; see the module's docstring for the steps."""
     import git
-
     from synthmed.registry.indexcheck import check_index
 
     package_dir = Path(package_dir)

@@ -15,13 +15,11 @@ from typing import Any
 import git
 import numpy as np
 import pytest
-
+from site_helpers import new_repo, write_site
 from synthmed.cli import main
 from synthmed.contribute import contribute, reproducible_zip, zenodo_token
 from synthmed.registry.errors import ContributeError
 from synthmed.registry.records import load_record
-
-from site_helpers import new_repo, write_site
 from test_modeltest import MODEL_CODE, model_record
 from zenodo_emulator import ZenodoEmulator
 

@@ -14,13 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 import synthmed.registry.modeltest as mt
+from conftest import load_valid_record
 from synthmed.registry import modeltest_checks as mc
 from synthmed.registry.records import Record, load_record_text
 from synthmed.registry.report import load_report, validate_report, write_report
-
-from conftest import load_valid_record
 
 # --- building small packages -------------------------------------------------------
 
@@ -315,7 +313,6 @@ def test_compare_runs_is_exact_on_cpu_and_tolerant_on_cuda() -> None:
 def test_sample_grid_handles_volumes_channels_and_colour(tmp_path: Path) -> None:
     import numpy as np
     from PIL import Image
-
     from synthmed.registry.report import _as_image, write_sample_grid
 
     vol = {"name": "v", "dims": 3, "shape": [4, 6, 5], "channels": 1, "value_range": [0, 1]}

@@ -4,26 +4,31 @@ the catalog, in `synthmed status` and beside search results."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import git
 import pytest
-
+from site_helpers import commit, new_repo, put_record, write_site
 from synthmed.cli import main
 from synthmed.daemon.jobs import JobContext
 from synthmed.daemon.nightly import JOB_NAME, nightly_test_job, parse_time
 from synthmed.daemon.service import Daemon
 from synthmed.registry.catalog import Catalog
 from synthmed.registry.errors import ConfigError
-from synthmed.registry.modeltest_site import due_for_test, failing_models, last_test_flags
-from synthmed.registry.report import environment, load_report, run_fingerprint, synthmed_version
+from synthmed.registry.modeltest_site import (
+    due_for_test,
+    failing_models,
+    last_test_flags,
+)
+from synthmed.registry.report import (
+    environment,
+    load_report,
+    run_fingerprint,
+    synthmed_version,
+)
 from synthmed.registry.settings import Settings
-
-from site_helpers import commit, new_repo, put_record, write_site
 from test_modeltest import FLOAT_IMAGE, MODEL_CODE, model_record, zip_files
 
 

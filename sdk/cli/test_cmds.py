@@ -34,7 +34,11 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
 
 def cmd_test(args: argparse.Namespace) -> int:
     from synthmed.registry.catalog import Catalog
-    from synthmed.registry.modeltest_site import report_folder, run_tests, select_entries
+    from synthmed.registry.modeltest_site import (
+        report_folder,
+        run_tests,
+        select_entries,
+    )
 
     if bool(args.refs) == bool(args.all):
         raise ConfigError("name the models to test (REF...) or give --all, not both or neither",
