@@ -111,6 +111,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _short(values: list[str], n: int = 3) -> str:
+    return ",".join(values[:n]) + (f",+{len(values) - n}" if len(values) > n else "")
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     settings = _site(args)
     with _open_catalog(settings) as cat:
@@ -123,7 +127,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         rows = []
         for e in found:
             rows.append({"ref": e.qualified_ref, "title": str(e.record.data.get("title", ""))[:48],
-                         "modality": ",".join(e.record.data.get("modality", [])),
+                         "modality": _short(e.record.data.get("modality", [])),
                          "state": e.artefact_state, **({"score": e.score} if args.rank else {})})
         print_table(rows, ["ref", "title", "modality", "state"] + (["score"] if args.rank else []))
     return 0
