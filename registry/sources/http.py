@@ -139,8 +139,9 @@ class HttpSource:
             conn.sock.settimeout(self.read_timeout)
         return conn
 
-    def _sleep(self, attempt: int, why: str) -> None:
-        delay = min(MAX_BACKOFF_S, self.backoff * (2 ** (attempt - 1)))
+    def _sleep(self, attempt: int, why: str, at_least_s: float = 0.0) -> None:
+        """Exponential backoff; a server's Retry-After is honoured up to MAX_BACKOFF_S."""
+        delay = min(MAX_BACKOFF_S, max(at_least_s, self.backoff * (2 ** (attempt - 1))))
         log.info("%s: %s; retry %d/%d in %.2fs", self.uri, why, attempt, self.retries, delay)
         if delay > 0:
             time.sleep(delay)
@@ -192,10 +193,11 @@ class HttpStream:
                 continue
             status = resp.status
             if status in _RETRY_STATUS:
+                after = resp.getheader("Retry-After") or ""
                 resp.close()
                 conn.close()
                 last = f"HTTP {status} {resp.reason}"
-                self._retry_or_raise(last, None)
+                self._retry_or_raise(last, None, float(after) if after.isdigit() else 0.0)
                 continue
             if status == 416 and pos:
                 resp.close()
@@ -246,12 +248,12 @@ class HttpStream:
             self._conn, self._resp = conn, resp
             return
 
-    def _retry_or_raise(self, why: str, exc: BaseException | None) -> None:
+    def _retry_or_raise(self, why: str, exc: BaseException | None, at_least_s: float = 0.0) -> None:
         self.attempt += 1
         if self.attempt > self.src.retries:
             n = self.attempt
             raise self._fail(f"{why} (after {n} attempt{'s' if n != 1 else ''})", exc)
-        self.src._sleep(self.attempt, why)
+        self.src._sleep(self.attempt, why, at_least_s)
 
     def _drop(self) -> None:
         if self._resp is not None:
