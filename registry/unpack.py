@@ -256,19 +256,16 @@ def _walk_bottom_up(root: Path) -> Iterator[Path]:
 
 
 def make_writable(path: Path) -> None:
-    """Undo the read-only bits of an unpacked tree (before removing it)."""
+    """Make the folders of an unpacked tree writable again (before removing it). Files keep
+    their modes: removing a file needs only its folder to be writable, and a single-file
+    package shares its inode with the read-only blob in the store."""
     if not path.exists():
         return
     os.chmod(path, 0o755)
-    for dirpath, dirnames, filenames in os.walk(path):
+    for dirpath, dirnames, _filenames in os.walk(path):
         for d in dirnames:
             with contextlib.suppress(OSError):
                 os.chmod(os.path.join(dirpath, d), 0o755)
-        for f in filenames:
-            p = os.path.join(dirpath, f)
-            if not os.path.islink(p):
-                with contextlib.suppress(OSError):
-                    os.chmod(p, 0o644)
 
 
 def remove_tree(path: Path) -> None:

@@ -96,8 +96,11 @@ def test_single_file(area, tmp_path: Path) -> None:
     _, pk = area
     w = tmp_path / "blob"
     w.write_bytes(b"weights")
+    os.chmod(w, 0o444)
     out = unpack_package(w, pk, SHA, "application/octet-stream", filename="model.pt")
     assert os.listdir(out) == ["model.pt"] and (out / "model.pt").read_bytes() == b"weights"
+    remove_tree(out)
+    assert not out.exists() and not stat.S_IMODE(w.stat().st_mode) & 0o222  # the blob stays read-only
 
 
 def test_zip_slip(area, tmp_path: Path) -> None:
