@@ -28,12 +28,16 @@ from synthmed.registry.settings import Settings, Upstream, load_settings
 
 from .jobs import mirror_candidates
 from .state import write_json_atomic
-from .sync import signers_file, sync_upstream
+from .sync import ImmutableChanged, apply_changes, signers_file, sync_upstream
 from .upstreams import ACCEPTED_REF, UpstreamRepo
 
 log = logging.getLogger(__name__)
 
 BUNDLE_FORMAT = "synthmed-bundle/1"
+
+
+class _DryRun(Exception):
+    """Rolls back a trial application of a bundle's changes."""
 CHUNK = 1 << 20
 
 
@@ -182,6 +186,16 @@ def import_bundle(settings: Settings, catalog: Catalog, src: Path,
             if u.require_signed and accepted != new:
                 bad = repo.unsigned_commits(accepted, new, signers_file(settings, u))
                 problems.extend(f"{u.name}: commit {sha[:12]}: {why}" for sha, why in bad)
+            db_accepted = row["accepted_commit"] if row else None
+            if db_accepted and db_accepted != new and repo.has_commit(db_accepted):
+                try:  # the same immutability check as a sync, in a transaction that is rolled back
+                    with catalog.transaction():
+                        apply_changes(catalog, u, repo, db_accepted, new, check_immutable=True)
+                        raise _DryRun
+                except _DryRun:
+                    pass
+                except ImmutableChanged as exc:
+                    problems.append(f"{u.name}: {exc.message}")
             prefix = f"{u.subfolder}/models/" if u.subfolder else "models/"
             for c in repo.files(new, prefix):
                 if c.path.endswith(".json") and c.blob:

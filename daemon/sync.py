@@ -16,7 +16,7 @@ from typing import Callable, Collection, Sequence
 
 from synthmed.registry.catalog import Catalog, utcnow
 from synthmed.registry.errors import RecordError, SyncRefused
-from synthmed.registry.records import load_record_text
+from synthmed.registry.records import IMMUTABLE_FIELDS, load_record_text
 from synthmed.registry.settings import Settings, Upstream
 
 from .state import read_state, write_state
@@ -55,12 +55,19 @@ def _config_fields(u: Upstream, order: int) -> dict[str, object]:
     return {"url": u.url, "branch": u.branch, "subfolder": u.subfolder, "priority": u.priority, "ord": order}
 
 
+class ImmutableChanged(SyncRefused):
+    """A merged version's package, inputs or outputs changed upstream."""
+
+
 def apply_changes(catalog: Catalog, u: Upstream, repo: UpstreamRepo, base: str | None, new: str,
-                  ) -> tuple[int, list[tuple[str, str]]]:
+                  check_immutable: bool = True) -> tuple[int, list[tuple[str, str]]]:
     """Bring the catalog's records of ``u`` from commit ``base`` (None: nothing) to ``new``.
 
     Must run inside a catalog transaction. Returns (records changed, [(path, reason)] of
-    records skipped as invalid).
+    records skipped as invalid). With ``check_immutable``, a change to the package,
+    inputs or outputs of a version the catalog already holds raises
+    :class:`ImmutableChanged` (the caller's transaction then rolls back): an upstream may
+    withdraw a version, never substitute it.
     """
     prefix = models_prefix(u.subfolder)
     sub = u.subfolder.strip("/")
@@ -102,6 +109,13 @@ def apply_changes(catalog: Catalog, u: Upstream, repo: UpstreamRepo, base: str |
             catalog.set_problem(u.name, rel, new, reason)
             skipped.append((rel, reason))
             continue
+        if check_immutable and c.status == "M":
+            old = catalog.stored_record(u.name, record.id, record.version)
+            changed_fields = [f for f in IMMUTABLE_FIELDS if old is not None and old.get(f) != record.data.get(f)]
+            if changed_fields:
+                raise ImmutableChanged(
+                    f"{where}: {record.ref} is already merged, but its {', '.join(changed_fields)} changed "
+                    f"(a merged version is immutable; publish a new version instead)")
         catalog.upsert_record(u.name, rel, record, new)
         touched.add(record.id)
     catalog.refresh_latest(u.name, touched)
@@ -187,24 +201,39 @@ def sync_upstream(settings: Settings, catalog: Catalog, u: Upstream, order: int 
                                f"{listed}{more}; the previous state keeps serving", accepted, new)
 
         progress(f"{u.name}: applying {(accepted or 'nothing')[:12]} -> {new[:12]}")
-        with catalog.transaction():
-            changed, skipped = apply_changes(catalog, u, repo, base, new)
-            reason = f"{len(skipped)} invalid record(s) skipped" if skipped else None
-            now = utcnow()
-            catalog.put_upstream(u.name, **_config_fields(u, order), accepted_commit=new, accepted_at=now,
-                                 commit_time=repo.commit_time(new), last_attempt=started, last_status="ok",
-                                 last_reason=reason)
-            catalog.record_run("sync", "ok", upstream=u.name, reason=reason, started=started,
-                               old_commit=accepted, new_commit=new, changed=changed)
-            for path, why in skipped:
-                catalog.record_run("sync", "skipped", upstream=u.name, subject=path, reason=why, started=started,
-                                   new_commit=new)
+        now = utcnow()
+        try:
+            with catalog.transaction():
+                changed, skipped = _apply_and_accept(catalog, u, order, repo, base, new, accepted, started, now,
+                                                     check_immutable=not accept_rewrite)
+        except ImmutableChanged as exc:
+            return _refuse(catalog, u, order, started,
+                           f"{exc.message}; refused, the previous state keeps serving (to accept it: "
+                           f"`synthmed sync --accept-rewrite {u.name}`)", accepted, new)
         write_state(settings, u, new, now)
         repo.set_ref(ACCEPTED_REF, new)
         progress(f"{u.name}: {changed} record file(s) changed, {len(skipped)} skipped, now at {new[:12]}")
+        reason = f"{len(skipped)} invalid record(s) skipped" if skipped else None
         return SyncResult(u.name, "ok", reason, accepted, new, changed, skipped)
     finally:
         repo.close()
+
+
+def _apply_and_accept(catalog: Catalog, u: Upstream, order: int, repo: UpstreamRepo, base: str | None, new: str,
+                      accepted: str | None, started: str, now: str,
+                      check_immutable: bool) -> tuple[int, list[tuple[str, str]]]:
+    """Inside the caller's transaction: apply the changes and record the new accepted commit."""
+    changed, skipped = apply_changes(catalog, u, repo, base, new, check_immutable)
+    reason = f"{len(skipped)} invalid record(s) skipped" if skipped else None
+    catalog.put_upstream(u.name, **_config_fields(u, order), accepted_commit=new, accepted_at=now,
+                         commit_time=repo.commit_time(new), last_attempt=started, last_status="ok",
+                         last_reason=reason)
+    catalog.record_run("sync", "ok", upstream=u.name, reason=reason, started=started,
+                       old_commit=accepted, new_commit=new, changed=changed)
+    for path, why in skipped:
+        catalog.record_run("sync", "skipped", upstream=u.name, subject=path, reason=why, started=started,
+                           new_commit=new)
+    return changed, skipped
 
 
 def sync_all(settings: Settings, catalog: Catalog, *, only: Sequence[str] | None = None,

@@ -412,6 +412,12 @@ class Catalog:
         row = self.conn.execute("SELECT id FROM models WHERE upstream = ? AND path = ?", (upstream, path)).fetchone()
         return str(row[0]) if row else None
 
+    def stored_record(self, upstream: str, model_id: str, version: str) -> dict[str, Any] | None:
+        """The record JSON stored for one upstream/id/version, if any."""
+        row = self.conn.execute("SELECT record FROM models WHERE upstream = ? AND id = ? AND version = ?",
+                                (upstream, model_id, version)).fetchone()
+        return json.loads(row[0]) if row else None
+
     def set_problem(self, upstream: str, path: str, commit: str, reason: str) -> None:
         self._writable()
         self.conn.execute(

@@ -212,3 +212,29 @@ def test_rebuild_equals_incremental(tmp_path: Path, upstream: git.Repo, make_rec
     rebuild_catalog(settings, fresh)
     with Catalog.open(fresh) as cat:
         assert cat.snapshot() == incremental
+
+
+def test_substituted_artefact_is_refused(tmp_path: Path, upstream: git.Repo, make_record: Any) -> None:
+    settings = _settings(tmp_path, upstream)
+    sync(settings)
+    root = Path(upstream.working_dir) / "index"
+    rec = json.loads((root / "models/model-1/1.0.0.json").read_text())
+    rec["package"]["artefact"]["sha256"] = "ab" * 32  # the same version, another artefact
+    rec["description"] = "description may change"
+    put_record(root, rec)
+    put_record(root, unverified(make_record, "innocent-bystander"))
+    accepted = _ids(settings)
+    commit(upstream, "swap the artefact")
+    [r] = sync(settings)
+    assert r.status == "refused" and "model-1@1.0.0" in (r.reason or "") and "package" in (r.reason or "")
+    assert _ids(settings) == accepted  # nothing of that commit was applied
+    with catalog(settings) as cat:
+        assert cat.resolve("model-1").record.sha256 is None
+    # a mutable field alone is fine once the substitution is reverted
+    del rec["package"]["artefact"]["sha256"]
+    put_record(root, rec)
+    commit(upstream, "revert the swap")
+    [r] = sync(settings)
+    assert r.status == "ok"
+    with catalog(settings) as cat:
+        assert cat.resolve("model-1").record.data["description"] == "description may change"
