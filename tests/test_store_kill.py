@@ -79,3 +79,38 @@ def test_kill_9_at_several_offsets_then_resume(tmp_path: Path) -> None:
         assert ranges == [None, f"bytes={3 * CHUNK}-", f"bytes={7 * CHUNK}-", f"bytes={12 * CHUNK}-"]
     assert not part.exists()
     assert blob_files(store) == [store.blob_path(SHA)]
+
+
+def test_kill_9_while_streaming_from_a_throttled_server(tmp_path: Path) -> None:
+    """Kills land while bytes are flowing (not at a pause): whatever the offset, nothing
+    partial reaches blobs/, and the rerun completes from the prefix on disk."""
+    import random
+
+    settings = fast_settings(tmp_path / "site")
+    store = Store(settings.store_dir, chunk_size=CHUNK)
+    part = store.tmp_dir / f"{SHA}.part"
+    rng = random.Random(7)
+    with FaultServer() as srv:
+        srv.add("/slow.bin", DATA, pace_s=0.002)  # about 30 MB/s: the child writes for ~0.5 s
+        for _ in range(3):
+            kill_after = rng.randrange(1, 12) * CHUNK + rng.randrange(CHUNK)
+            child = subprocess.Popen(
+                [sys.executable, "-c", CHILD, str(settings.home), srv.url("/slow.bin"), SHA, str(len(DATA))],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            try:
+                assert child.stdout is not None
+                for line in child.stdout:
+                    if line.strip() == "done" or int(line) >= kill_after:
+                        break
+                os.kill(child.pid, signal.SIGKILL)
+                child.wait(10)
+            finally:
+                if child.poll() is None:
+                    child.kill()
+                    child.wait()
+            assert blob_files(store) in ([], [store.blob_path(SHA)])
+            if not blob_files(store):
+                assert part.exists() and part.stat().st_size <= len(DATA)
+        res = store.fetch(SHA, len(DATA), [srv.url("/slow.bin")], SourceContext(settings=settings))
+        assert res.path.read_bytes() == DATA
+    assert not part.exists()
