@@ -274,9 +274,24 @@ class Catalog:
     def create_tables(self) -> None:
         for stmt in _DDL:
             self.conn.execute(stmt)
-        if not self.db["models_fts"].exists():
-            self.db.table("models").enable_fts(list(FTS_COLUMNS), fts_version="FTS5", create_triggers=True,
-                                         tokenize="unicode61 remove_diacritics 2")
+        cols = ", ".join(FTS_COLUMNS)
+        new_cols = ", ".join(f"new.{c}" for c in FTS_COLUMNS)
+        old_cols = ", ".join(f"old.{c}" for c in FTS_COLUMNS)
+        # a partial external-content index: only the rows search serves (is_latest = 1)
+        self.conn.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS models_fts USING fts5({cols}, content='models', "
+                          "content_rowid='pk', tokenize='unicode61 remove_diacritics 2')")
+        self.conn.execute(f"""CREATE TRIGGER IF NOT EXISTS models_fts_ai AFTER INSERT ON models
+            WHEN new.is_latest = 1 BEGIN
+              INSERT INTO models_fts (rowid, {cols}) VALUES (new.pk, {new_cols}); END""")
+        self.conn.execute(f"""CREATE TRIGGER IF NOT EXISTS models_fts_ad AFTER DELETE ON models
+            WHEN old.is_latest = 1 BEGIN
+              INSERT INTO models_fts (models_fts, rowid, {cols}) VALUES ('delete', old.pk, {old_cols}); END""")
+        self.conn.execute(f"""CREATE TRIGGER IF NOT EXISTS models_fts_au_old AFTER UPDATE ON models
+            WHEN old.is_latest = 1 BEGIN
+              INSERT INTO models_fts (models_fts, rowid, {cols}) VALUES ('delete', old.pk, {old_cols}); END""")
+        self.conn.execute(f"""CREATE TRIGGER IF NOT EXISTS models_fts_au_new AFTER UPDATE ON models
+            WHEN new.is_latest = 1 BEGIN
+              INSERT INTO models_fts (rowid, {cols}) VALUES (new.pk, {new_cols}); END""")
 
     def drop_tables(self) -> None:
         names = [r[0] for r in self.conn.execute(
@@ -377,6 +392,7 @@ class Catalog:
         facets.update(("architecture", str(arch[k]).lower()) for k in ("family", "name") if arch.get(k))
         if data.get("license"):
             facets.add(("license", str(data["license"]).lower()))
+        facets.add(("upstream", upstream))
         self.conn.executemany("INSERT INTO facets (model, field, value) VALUES (?,?,?)",
                               [(pk, f, v) for f, v in sorted(facets)])
         best: dict[str, tuple[int, int]] = {}
@@ -600,34 +616,36 @@ class Catalog:
         if query and query.strip() and not match:
             return []  # only punctuation: nothing to match
         # phase 1: the ordered page of matching row ids, touching only narrow columns (the
-        # record JSON is never carried through the sort); phase 2: the full rows of that page
-        select = "SELECT m.pk"
-        frm = " FROM models m JOIN upstreams u ON u.name = m.upstream"
-        where = ["m.is_latest = 1"]
+        # record JSON is never carried through the sort; the FTS index holds only the latest
+        # non-yanked rows, so a text query needs no join to filter them); phase 2: the full
+        # rows of that page
         args: list[Any] = []
+        if match:
+            key = "f.rowid"
+            frm = " FROM models_fts f"
+            where = ["f.models_fts MATCH ?"]
+            args.append(match)
+        else:
+            key = "m.pk"
+            frm = " FROM models m"
+            where = ["m.is_latest = 1"]
+        select = f"SELECT {key}"
         order: list[str] = []
         if rank:
             select += ", r.value"
-            frm += " LEFT JOIN metrics r ON r.model = m.pk AND r.name = ? AND r.preferred = 1"
-            args.append(rank.lower())
+            frm += f" LEFT JOIN metrics r ON r.model = {key} AND r.name = ? AND r.preferred = 1"
+            args.insert(0, rank.lower())
             order.append("r.value IS NULL, CASE r.better WHEN 'lower' THEN r.value ELSE -r.value END")
         else:
             select += ", NULL"
-        if match:
-            frm = " FROM models_fts f JOIN models m ON m.pk = f.rowid" + frm[len(" FROM models m"):]
-            where.append("f.models_fts MATCH ?")
-            args.append(match)
-            if not rank:  # bm25 costs a computation per match: only when it decides the order
-                order.append("f.rank")
-        for fname, value in (("modality", modality), ("anatomy", anatomy),
-                             ("architecture", architecture), ("license", license)):
+        if match and not rank:  # bm25 costs a computation per match: only when it decides the order
+            order.append("f.rank")
+        for fname, value in (("modality", modality), ("anatomy", anatomy), ("architecture", architecture),
+                             ("license", license), ("upstream", upstream)):
             if value:
-                where.append("m.pk IN (SELECT model FROM facets WHERE field = ? AND value = ?)")
+                where.append(f"{key} IN (SELECT model FROM facets WHERE field = ? AND value = ?)")
                 args.extend([fname, value.strip().lower()])
-        if upstream:
-            where.append("m.upstream = ?")
-            args.append(upstream)
-        order.extend(["m.id", "u.priority", "u.ord"])
+        order.append("m.id" if not match else key)
         sql = f"{select}{frm} WHERE {' AND '.join(where)} ORDER BY {', '.join(order)} LIMIT ?"
         args.append(int(limit))
         try:
@@ -652,7 +670,7 @@ class Catalog:
         ups = sorted(self.conn.execute("SELECT name, accepted_commit, subfolder FROM upstreams"))
         facets = sorted(self.conn.execute(
             "SELECT m.upstream, m.id, m.version, f.field, f.value FROM facets f JOIN models m ON m.pk = f.model"))
-        fts = self.conn.execute("SELECT count(*) FROM models_fts").fetchone()[0]
+        fts = self.conn.execute("SELECT count(*) FROM models_fts_docsize").fetchone()[0]
         arts = sorted(self.conn.execute("SELECT sha256, state FROM artefacts"))
         problems = sorted(self.conn.execute("SELECT upstream, path FROM record_problems"))
         return {"models": models, "upstreams": ups, "facets": facets, "fts_rows": fts,
