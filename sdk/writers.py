@@ -132,7 +132,7 @@ class WriteContext:
     run: dict[str, Any]  # shared per run (DICOM UIDs, scaling notes)
 
 
-def write_png(path: Path, arr: np.ndarray, ctx: WriteContext) -> None:
+def write_png(path: str, arr: np.ndarray, ctx: WriteContext) -> None:
     from PIL import Image
 
     spec = ctx.spec
@@ -166,12 +166,12 @@ def write_png(path: Path, arr: np.ndarray, ctx: WriteContext) -> None:
     img.save(path, format="PNG")
 
 
-def write_npy(path: Path, arr: np.ndarray, ctx: WriteContext) -> None:
+def write_npy(path: str, arr: np.ndarray, ctx: WriteContext) -> None:
     with open(path, "wb") as fh:
         np.save(fh, np.asarray(arr), allow_pickle=False)
 
 
-def write_nifti(path: Path, arr: np.ndarray, ctx: WriteContext) -> None:
+def write_nifti(path: str, arr: np.ndarray, ctx: WriteContext) -> None:
     import nibabel as nib
 
     spec = ctx.spec
@@ -193,7 +193,7 @@ def write_nifti(path: Path, arr: np.ndarray, ctx: WriteContext) -> None:
     hdr["intent_name"] = b"SYNTHETIC"
     img.set_qform(affine, code=1)
     img.set_sform(affine, code=1)
-    nib.save(img, str(path))
+    nib.save(img, path)
 
 
 _DICOM_MODALITIES = {"CT", "MR", "MG", "US", "CR", "DX", "PT", "NM", "XA", "RF", "OT", "SM", "OP", "OCT", "ES", "XC", "GM"}
@@ -226,7 +226,7 @@ def dicom_uids(run: dict[str, Any], spec: OutputSpec, series_number: int) -> dic
     return {**dic, **entry}
 
 
-def write_dicom(path: Path, arr: np.ndarray, ctx: WriteContext) -> None:
+def write_dicom(path: str, arr: np.ndarray, ctx: WriteContext) -> None:
     import pydicom.uid as puid
     from pydicom.dataset import Dataset, FileMetaDataset
 
@@ -338,7 +338,7 @@ def write_dicom(path: Path, arr: np.ndarray, ctx: WriteContext) -> None:
     ds.save_as(path, enforce_file_format=True)
 
 
-WRITERS: dict[str, Callable[[Path, np.ndarray, WriteContext], None]] = {
+WRITERS: dict[str, Callable[[str, np.ndarray, WriteContext], None]] = {
     "png": write_png, "npy": write_npy, "nifti": write_nifti, "dicom": write_dicom,
 }
 
@@ -385,6 +385,7 @@ class OutputFolder:
         self.specs = [OutputSpec.from_record(o) for o in self.record.outputs]
         self.ext = EXTENSIONS[self.fmt]
         self.sidecar_path = self.folder / SIDECAR
+        self._dirs = {s.name: os.fspath(self.folder / s.name) for s in self.specs}
         self.run: dict[str, Any] = {}
         self.num_samples = 0
         if self.fmt == "png":
@@ -394,11 +395,16 @@ class OutputFolder:
                                   hint="use --format nifti, dicom or npy")
 
     # -- paths --
+    # (plain strings in the per-file paths: pathlib interns every path part, so a
+    # Path per file would grow the interpreter's intern table with the sample count)
+    def _path(self, name: str, index: int) -> str:
+        return os.path.join(self._dirs[name], f"{index:0{INDEX_DIGITS}d}{self.ext}")
+
     def path_for(self, name: str, index: int) -> Path:
-        return self.folder / name / f"{index:0{INDEX_DIGITS}d}{self.ext}"
+        return Path(self._path(name, index))
 
     def is_complete(self, index: int) -> bool:
-        return all(self.path_for(s.name, index).is_file() for s in self.specs)
+        return all(os.path.isfile(self._path(s.name, index)) for s in self.specs)
 
     def pending(self, indices: Sequence[int]) -> list[int]:
         return [i for i in indices if not self.is_complete(i)]
@@ -487,18 +493,21 @@ class OutputFolder:
         """Write one sample's outputs (arrays without the batch axis)."""
         writer = WRITERS[self.fmt]
         for series, spec in enumerate(self.specs, start=1):
-            final = self.path_for(spec.name, index)
-            if final.is_file():
+            final = self._path(spec.name, index)
+            if os.path.isfile(final):
                 continue
             # the temporary name keeps the extension (nibabel picks the format from it)
-            tmp = final.with_name(f".{index:0{INDEX_DIGITS}d}.tmp-{os.getpid()}{self.ext}")
+            tmp = os.path.join(self._dirs[spec.name], f".{index:0{INDEX_DIGITS}d}.tmp-{os.getpid()}{self.ext}")
             ctx = WriteContext(self.record, index, self.seed + index, spec,
                                {**self.options, "series_number": series}, self.run)
             try:
                 writer(tmp, sample[spec.name], ctx)
                 os.replace(tmp, final)
             except BaseException:
-                tmp.unlink(missing_ok=True)
+                try:
+                    os.unlink(tmp)
+                except FileNotFoundError:
+                    pass
                 raise
 
     def write_batch(self, indices: Sequence[int], outputs: Mapping[str, np.ndarray]) -> None:

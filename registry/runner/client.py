@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -31,6 +32,18 @@ def _signal_name(code: int) -> str:
         return signal.Signals(-code).name
     except ValueError:
         return f"signal {-code}"
+
+
+def _torch_threads() -> int | None:
+    """The caller's torch thread count, so a worker computes with the same (None when the
+    caller has not imported torch: the worker keeps torch's default)."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return None
+    try:
+        return int(torch.get_num_threads())
+    except Exception:  # noqa: BLE001
+        return None
 
 
 class WorkerClient:
@@ -81,7 +94,8 @@ class WorkerClient:
         try:
             self._request({"op": "load", "record": dict(self.record.data), "record_path": self.record.path,
                            "package_dir": str(self.package_dir), "device": self.device,
-                           "package_key": self.package_key, "medigan_chunk": self.medigan_chunk},
+                           "package_key": self.package_key, "medigan_chunk": self.medigan_chunk,
+                           "torch_threads": _torch_threads()},
                           self.load_timeout_s, "loading the model")
         except ModelRunError:
             self._kill()

@@ -55,6 +55,10 @@ def main() -> int:
                 from .formats import load_model
 
                 record = Record(data=msg["record"], path=msg.get("record_path", "<worker>"))
+                if msg.get("torch_threads"):
+                    import torch
+
+                    torch.set_num_threads(int(msg["torch_threads"]))
                 model = load_model(record, Path(msg["package_dir"]), msg["device"], msg.get("package_key"),
                                    int(msg.get("medigan_chunk", 16)))
                 protocol.send(out, {"ok": True, "pid": os.getpid(), "python": sys.executable})
