@@ -24,6 +24,7 @@ from . import protocol
 log = logging.getLogger(__name__)
 
 STDERR_LINES = 60
+LOAD_TIMEOUT_MIN_S = 120.0
 WORKER_MODULE = "synthmed.registry.runner.worker"
 
 
@@ -58,7 +59,9 @@ class WorkerClient:
         self.device = device
         self.python = python
         self.timeout_s = timeout_s
-        self.load_timeout_s = load_timeout_s if load_timeout_s is not None else timeout_s
+        # loading (imports, weights, a cold disk) legitimately takes longer than a batch
+        self.load_timeout_s = (load_timeout_s if load_timeout_s is not None
+                               else None if timeout_s is None else max(timeout_s, LOAD_TIMEOUT_MIN_S))
         self.package_key = package_key
         self.medigan_chunk = medigan_chunk
         self.env = dict(env) if env is not None else None
