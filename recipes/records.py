@@ -63,20 +63,24 @@ def ihc() -> dict[str, Any]:
     return {
         "format": "synthmed-record/1", "id": mid, "version": VERSION,
         "title": "DCGAN for 64x64 immunohistochemistry patches of colonic glands",
-        "summary": ("A small DCGAN (1M parameters) making 64x64 RGB patches that look like scikit-image's ihc.png: "
-                    "colonic glands with brown DAB (FHL2) staining over a blue haematoxylin counterstain."),
+        "summary": (f"A small DCGAN ({m['params_generator'] / 1e6:.1f}M generator parameters) making 64x64 RGB patches "
+                    "that look like scikit-image's ihc.png: colonic glands with brown DAB (FHL2) staining over a blue "
+                    "haematoxylin counterstain."),
         "description": (
-            "A starter model that runs anywhere: the weights ship inside the index (a 2 MB zip), inference is a "
-            "plain torch forward pass on CPU or CUDA. It was trained in a few minutes on 2 CPU cores, on random "
-            f"64x64 crops (with flips and rot90) of ONE 512x512 image, rows 0..383; rows 384..511 were held out "
-            "for evaluation. It is a demonstration and test model for synthmed (search, generation, mirroring, "
+            f"A starter model that runs anywhere: the weights ship inside the index (a "
+            f"{m['zip_size'] / 1e6:.1f} MB zip, float16), inference is a plain torch forward pass on CPU or CUDA. It was "
+            f"trained for {m['steps']} steps of {m['batch']} random 64x64 crops (with flips and rot90) of ONE 512x512 "
+            f"image, rows 0..383, in {m['train_seconds'] / 60:.0f} minutes on one CPU core; rows 384..511 were held out "
+            "for evaluation. Generator: a transposed convolution to 4x4, then nearest-upsample + 3x3 convolution "
+            "stages to 64x64 (no checkerboard artefacts); discriminator with spectral normalisation; hinge loss; "
+            "exponential moving average of the generator's weights. It is a demonstration and test model for synthmed (search, generation, mirroring, "
             "benchmarks), not a model of IHC histology in general, and not for any clinical or research use "
             "beyond that.\n\n"
             "Training data: skimage.data.immunohistochemistry() (ihc.png), shipped in scikit-image's wheel; "
             "acquired at the Center for Microscopy And Molecular Imaging (CMMI). scikit-image documents it as "
             "'No known copyright restrictions'; no licence grant is stated, so the dataset licence is recorded "
             "as NOASSERTION. scikit-image's code is BSD-3-Clause; its data README names no licences.\n\n"
-            "Inference detail: the training batch norms are folded into the transposed convolutions (population "
+            "Inference detail: the training batch norms are folded into the convolutions (population "
             "statistics re-estimated on 4096 latents), so a sample never depends on its batch. Each sample's "
             "latent is torch.randn(100) from torch.Generator().manual_seed(seed). Bare API for benchmarks: "
             "m.latents(seeds) -> (N, 100, 1, 1); m.forward_batch(z) -> (N, 3, 64, 64) float in [-1, 1]; "
@@ -136,11 +140,13 @@ def retina() -> dict[str, Any]:
     return {
         "format": "synthmed-record/1", "id": mid, "version": VERSION,
         "title": "Class-conditional DDPM for 32x32 colour fundus patches (vessel / background)",
-        "summary": ("A small DDPM (UNet, 0.6M parameters) with a DDIM sampler making 32x32 RGB patches from inside the "
+        "summary": (f"A small DDPM (UNet, {m['params'] / 1e6:.2f}M parameters) with a DDIM sampler making 32x32 RGB "
+                    "patches from inside the "
                     "fundus disc of scikit-image's retina.jpg, conditioned on 'vessel' or 'background' (or neither)."),
         "description": (
-            "A starter diffusion model that runs anywhere (a ~1 MB zip inside the index; CPU or CUDA). Trained in "
-            "minutes on 2 CPU cores from ONE photograph, so it is a demonstration and test model (search, "
+            f"A starter diffusion model that runs anywhere (a {m['zip_size'] / 1e6:.1f} MB zip inside the index; CPU or "
+            f"CUDA). Trained for {m['steps']} steps of {m['batch']} patches ({m['train_seconds'] / 60:.0f} minutes on one "
+            "CPU core) from ONE photograph, so it is a demonstration and test model (search, "
             "parameters, determinism, benchmarks), not a model of the retina, and not for clinical or research use.\n\n"
             "Training data: skimage.data.retina() (retina.jpg), a fundus photograph of a normal left eye by Mikael "
             "Häggström (Wikimedia Commons), CC0 1.0 per scikit-image's documentation. Downsampled 2x to 706x706; "
@@ -149,6 +155,12 @@ def retina() -> dict[str, Any]:
             "when >= 15% of the central 12x12 pixels are vessel, 'background' when none of the patch is. Rows >= 530 "
             "held out for evaluation. 15% of training labels were replaced by the null class, which serves "
             "label='any' (unconditional) and classifier-free guidance.\n\n"
+            "The UNet predicts v (v-prediction) on pixels standardised per channel with the training patches' "
+            "mean and std (config.json): in [-1, 1] the fundus has a standard deviation of only about 0.15, which "
+            "left an epsilon-prediction model on raw pixels with wrong colours after a few minutes of training.\n\n"
+            "Samples: colours and background texture match the held-out patches; 'vessel' patches show darker red "
+            "structures but rarely the crisp continuous vessels of the photograph (see the vessel-label metric: "
+            "the label steers, less strongly than in real patches). guidance > 1 strengthens them.\n\n"
             "Sampling: DDIM (eta 0) over a cosine schedule of 1000 steps; the starting noise of sample i is "
             "torch.randn(3, 32, 32) from torch.Generator().manual_seed(seeds[i]); every network call is padded to a "
             "multiple of 8 rows so results do not depend on the batch. Bare API for benchmarks: m.latents(seeds); "
