@@ -643,7 +643,10 @@ class Catalog:
         for fname, value in (("modality", modality), ("anatomy", anatomy), ("architecture", architecture),
                              ("license", license), ("upstream", upstream)):
             if value:
-                where.append(f"{key} IN (SELECT model FROM facets WHERE field = ? AND value = ?)")
+                if match:  # a lookup per match (with `IN`, FTS5 would run the MATCH once per listed id)
+                    where.append(f"EXISTS (SELECT 1 FROM facets WHERE field = ? AND value = ? AND model = {key})")
+                else:  # the facet's rows drive the query
+                    where.append(f"{key} IN (SELECT model FROM facets WHERE field = ? AND value = ?)")
                 args.extend([fname, value.strip().lower()])
         order.append("m.id" if not match else key)
         sql = f"{select}{frm} WHERE {' AND '.join(where)} ORDER BY {', '.join(order)} LIMIT ?"
