@@ -35,8 +35,10 @@ from .semver import parse_version
 
 log = logging.getLogger(__name__)
 
-#: layout generation written to PRAGMA user_version; bump it with a migration step
-GENERATION = 1
+#: layout generation written to PRAGMA user_version; bump it with a migration step in
+#: :meth:`Catalog.migrate`. 1: first layout (FTS over every row); 2: FTS over the served
+#: (latest, non-yanked) rows only, ``upstream`` facet
+GENERATION = 2
 
 FTS_COLUMNS = ("title", "summary", "description", "modality", "anatomy", "generates", "tags", "architecture")
 _LIST_FIELDS = ("modality", "anatomy", "generates", "tags")
@@ -267,8 +269,18 @@ class Catalog:
         if gen == GENERATION:
             return
         with self.transaction():
+            if gen == 1:  # FTS over every row -> FTS over the served rows; upstream facet
+                log.info("migrating the catalog %s from generation 1 to 2", self.path)
+                for trig in ("models_ai", "models_ad", "models_au"):
+                    self.conn.execute(f"DROP TRIGGER IF EXISTS {trig}")
+                self.conn.execute("DROP TABLE IF EXISTS models_fts")
             self.create_tables()
-            # future: `if gen < 2: ...` migration steps go here
+            if gen == 1:
+                cols = ", ".join(FTS_COLUMNS)
+                self.conn.execute(f"INSERT INTO models_fts (rowid, {cols}) SELECT pk, {cols} FROM models "
+                                  "WHERE is_latest = 1")
+                self.conn.execute("INSERT INTO facets (model, field, value) SELECT pk, 'upstream', upstream "
+                                  "FROM models")
             self.conn.execute(f"PRAGMA user_version={GENERATION}")
 
     def create_tables(self) -> None:

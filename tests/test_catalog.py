@@ -138,3 +138,31 @@ def test_tests_table(cat: Catalog) -> None:
                         report_path="reports/x.json", peak_memory_mb=100.0, runner_version="0.1", env_hash="e")
     assert [t["reason"] for t in cat.failing_models()] == ["NaN in output"]
     assert len(cat.last_tests("mass-gan@1.0.0")) == 2
+
+
+def test_migrates_generation_1(tmp_path: Path, make_record: Any) -> None:
+    """A generation-1 catalog (FTS over every row, via sqlite-utils triggers) is migrated on open."""
+    c = Catalog.open(tmp_path / "old.db", readonly=False)
+    with c.transaction():
+        c.put_upstream("p", accepted_commit="c" * 40)
+        for v in ("1.0.0", "2.0.0"):
+            c.upsert_record("p", f"models/toy/{v}.json", _rec(make_record, "toy", v), "c" * 40)
+        c.refresh_latest("p", ["toy"])
+        # rewind to the generation-1 layout
+        for trig in [r[0] for r in c.conn.execute("SELECT name FROM sqlite_master WHERE type='trigger'")]:
+            c.conn.execute(f"DROP TRIGGER {trig}")
+        c.conn.execute("DROP TABLE models_fts")
+        c.conn.execute("DELETE FROM facets WHERE field = 'upstream'")
+        c.db.table("models").enable_fts(["title", "summary", "description", "modality", "anatomy", "generates",
+                                         "tags", "architecture"], fts_version="FTS5", create_triggers=True)
+        c.db.table("models").populate_fts(["title", "summary", "description", "modality", "anatomy", "generates",
+                                           "tags", "architecture"])
+        c.conn.execute("PRAGMA user_version=1")
+    c.close()
+    with pytest.raises(CatalogError, match="generation 1"):
+        Catalog.open(tmp_path / "old.db")  # a reader never migrates
+    c = Catalog.open(tmp_path / "old.db", readonly=False)
+    assert c.generation() == GENERATION
+    assert [e.version for e in c.search("toy")] == ["2.0.0"]
+    assert [e.version for e in c.search("toy", upstream="p")] == ["2.0.0"]
+    assert c.conn.execute("SELECT count(*) FROM models_fts_docsize").fetchone()[0] == 1
