@@ -15,6 +15,7 @@
    is noisy at the scale of seconds, so each variant sees the same conditions); the
    to-disk rounds are paired with a bare-forward pass just before and after.
    Target: ``sdk_inline / bare_model_loop >= 0.95``.
+   The same comparison runs on the index's starter model ``ihc-patch-dcgan`` (``--starter``).
    With ``--medigan``, a medigan-1 package of the same net is timed through the SDK
    (one seeded call per sample) against one direct ``generate(num_samples=N)`` call.
 
@@ -338,6 +339,62 @@ def bench_throughput(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def bench_starter(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The same comparison on the index's starter model (``--starter``), when it is there:
+    its own ``sample()`` called directly vs ``Model.iter_batches``, interleaved."""
+    import torch
+
+    from synthmed.registry.records import load_record
+    from synthmed.registry.runner.device import resolve_device
+    from synthmed.registry.runner.formats import load_model
+    from synthmed.registry.runner.verify import verify_blob
+    from synthmed.site import Model
+
+    index = HERE.parent / "index"
+    rec_path = index / "models" / args.starter / "1.0.0.json"
+    if not rec_path.is_file():
+        return None
+    record = load_record(rec_path)
+    src = record.sources[0]
+    if not src.startswith("index:"):
+        return None
+    blob = index / src[len("index:"):]
+    verify_blob(record, blob)
+    tmp = Path(tempfile.mkdtemp(prefix="synthmed-bench-starter-"))
+    pkg = _unpack(blob, tmp / "pkg")
+    device = resolve_device(args.device)
+    n, bs = args.samples, args.batch_size
+    batches = [list(range(i, min(n, i + bs))) for i in range(0, n, bs)]
+    impl = load_model(record, pkg, device, "bench-starter-bare")
+    model = Model(record, pkg, runner_options={"device": device, "batch_size": bs, "mode": "inline"})
+    model.runner.prepare()
+    rng = random.Random(1)
+    times: dict[str, float] = {"bare_model_loop": 0.0, "sdk_inline": 0.0}
+    for rnd in range(args.rounds + 1):
+        it = iter(model.iter_batches(n, seed=0))
+        for b in batches:
+            order = list(times)
+            rng.shuffle(order)
+            for name in order:
+                t = time.perf_counter()
+                if name == "bare_model_loop":
+                    impl.sample(b)
+                else:
+                    next(it)
+                if device.startswith("cuda"):
+                    torch.cuda.synchronize()
+                if rnd:
+                    times[name] += time.perf_counter() - t
+    model.close()
+    rate = {k: args.rounds * n / v for k, v in times.items()}
+    return {
+        "model": f"{record.ref} (index/{src[len('index:'):]}, sha256 verified)",
+        "device": device, "batch_size": bs, "samples_per_pass": n, "passes": args.rounds,
+        "samples_per_second": {k: round(v, 1) for k, v in rate.items()},
+        "ratio_sdk_vs_bare_model_loop": round(rate["sdk_inline"] / rate["bare_model_loop"], 4),
+    }
+
+
 def _vm_hwm_kb() -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -417,6 +474,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--medigan-samples", type=int, default=256)
     p.add_argument("--mem-counts", type=int, nargs="+", default=[1000, 100000])
     p.add_argument("--skip-throughput", action="store_true")
+    p.add_argument("--starter", default="ihc-patch-dcgan",
+                   help="also time this starter model of index/ (empty to skip)")
     p.add_argument("--skip-memory", action="store_true")
     p.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     p.add_argument("--memory-child", nargs=3, metavar=("N", "DIR", "TRACED"), help=argparse.SUPPRESS)
@@ -434,6 +493,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     if not args.skip_throughput:
         result["throughput"] = bench_throughput(args)
+        if args.starter:
+            result["throughput_starter"] = bench_starter(args) or f"{args.starter} not found in index/"
     if not args.skip_memory:
         result["memory"] = bench_memory(sorted(args.mem_counts))
     result["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
