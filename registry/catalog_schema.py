@@ -1,0 +1,113 @@
+"""The catalog's SQLite layout: tables, the partial FTS5 index and its triggers, and
+migrations between layout generations (``PRAGMA user_version``)."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+
+log = logging.getLogger(__name__)
+
+#: layout generation written to PRAGMA user_version; bump it with a migration step in
+#: :meth:`Catalog.migrate`. 1: first layout (FTS over every row); 2: FTS over the served
+#: (latest, non-yanked) rows only, ``upstream`` facet
+GENERATION = 2
+
+FTS_COLUMNS = ("title", "summary", "description", "modality", "anatomy", "generates", "tags", "architecture")
+LIST_FIELDS = ("modality", "anatomy", "generates", "tags")
+
+DDL = (
+    """CREATE TABLE IF NOT EXISTS upstreams (
+        name TEXT PRIMARY KEY, url TEXT, branch TEXT, subfolder TEXT NOT NULL DEFAULT '',
+        priority INTEGER NOT NULL DEFAULT 100, ord INTEGER NOT NULL DEFAULT 0,
+        accepted_commit TEXT, accepted_at TEXT, commit_time TEXT,
+        last_attempt TEXT, last_status TEXT, last_reason TEXT)""",
+    """CREATE TABLE IF NOT EXISTS models (
+        pk INTEGER PRIMARY KEY, upstream TEXT NOT NULL, id TEXT NOT NULL, version TEXT NOT NULL,
+        path TEXT NOT NULL, commit_sha TEXT NOT NULL, status TEXT NOT NULL, status_reason TEXT,
+        is_latest INTEGER NOT NULL DEFAULT 0, verified INTEGER NOT NULL, sha256 TEXT, size INTEGER,
+        license TEXT, title TEXT, summary TEXT, description TEXT, modality TEXT, anatomy TEXT,
+        generates TEXT, tags TEXT, architecture TEXT, record TEXT NOT NULL,
+        UNIQUE (upstream, id, version))""",
+    "CREATE INDEX IF NOT EXISTS models_id ON models (id)",
+    "CREATE INDEX IF NOT EXISTS models_latest ON models (is_latest, id)",
+    "CREATE INDEX IF NOT EXISTS models_sha ON models (sha256)",
+    "CREATE INDEX IF NOT EXISTS models_path ON models (upstream, path)",
+    "CREATE TABLE IF NOT EXISTS facets (model INTEGER NOT NULL, field TEXT NOT NULL, value TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS facets_fv ON facets (field, value, model)",
+    "CREATE INDEX IF NOT EXISTS facets_model ON facets (model)",
+    """CREATE TABLE IF NOT EXISTS metrics (
+        model INTEGER NOT NULL, name TEXT NOT NULL, value REAL NOT NULL, better TEXT NOT NULL,
+        source TEXT, preferred INTEGER NOT NULL DEFAULT 0)""",
+    "CREATE INDEX IF NOT EXISTS metrics_name ON metrics (name, preferred, model)",
+    "CREATE INDEX IF NOT EXISTS metrics_model ON metrics (model)",
+    """CREATE TABLE IF NOT EXISTS record_problems (
+        upstream TEXT NOT NULL, path TEXT NOT NULL, commit_sha TEXT, reason TEXT NOT NULL,
+        seen_at TEXT, PRIMARY KEY (upstream, path))""",
+    """CREATE TABLE IF NOT EXISTS artefacts (
+        sha256 TEXT PRIMARY KEY, size INTEGER, state TEXT NOT NULL, verified_at TEXT,
+        source TEXT, reason TEXT, updated_at TEXT)""",
+    """CREATE TABLE IF NOT EXISTS tests (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, upstream TEXT, model_id TEXT NOT NULL,
+        version TEXT NOT NULL, ref TEXT NOT NULL, started TEXT, finished TEXT,
+        passed INTEGER NOT NULL, reason TEXT, report_path TEXT, throughput REAL,
+        peak_memory_mb REAL, runner_version TEXT, env_hash TEXT)""",
+    "CREATE INDEX IF NOT EXISTS tests_ref ON tests (model_id, version, id)",
+    """CREATE TABLE IF NOT EXISTS sync_runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, job TEXT NOT NULL, upstream TEXT, subject TEXT,
+        started TEXT, finished TEXT, status TEXT NOT NULL, reason TEXT,
+        old_commit TEXT, new_commit TEXT, changed INTEGER)""",
+    "CREATE INDEX IF NOT EXISTS sync_runs_job ON sync_runs (job, id)",
+)
+
+
+def generation(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def create_tables(conn: sqlite3.Connection) -> None:
+    for stmt in DDL:
+        conn.execute(stmt)
+    cols = ", ".join(FTS_COLUMNS)
+    new_cols = ", ".join(f"new.{c}" for c in FTS_COLUMNS)
+    old_cols = ", ".join(f"old.{c}" for c in FTS_COLUMNS)
+    # a partial external-content index: only the rows search serves (is_latest = 1)
+    conn.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS models_fts USING fts5({cols}, content='models', "
+                 "content_rowid='pk', tokenize='unicode61 remove_diacritics 2')")
+    conn.execute(f"""CREATE TRIGGER IF NOT EXISTS models_fts_ai AFTER INSERT ON models
+        WHEN new.is_latest = 1 BEGIN
+          INSERT INTO models_fts (rowid, {cols}) VALUES (new.pk, {new_cols}); END""")
+    conn.execute(f"""CREATE TRIGGER IF NOT EXISTS models_fts_ad AFTER DELETE ON models
+        WHEN old.is_latest = 1 BEGIN
+          INSERT INTO models_fts (models_fts, rowid, {cols}) VALUES ('delete', old.pk, {old_cols}); END""")
+    conn.execute(f"""CREATE TRIGGER IF NOT EXISTS models_fts_au_old AFTER UPDATE ON models
+        WHEN old.is_latest = 1 BEGIN
+          INSERT INTO models_fts (models_fts, rowid, {cols}) VALUES ('delete', old.pk, {old_cols}); END""")
+    conn.execute(f"""CREATE TRIGGER IF NOT EXISTS models_fts_au_new AFTER UPDATE ON models
+        WHEN new.is_latest = 1 BEGIN
+          INSERT INTO models_fts (rowid, {cols}) VALUES (new.pk, {new_cols}); END""")
+
+
+def drop_tables(conn: sqlite3.Connection) -> None:
+    names = [r[0] for r in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' "
+        "AND name NOT LIKE 'models_fts_%'")]
+    for trig in [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='trigger'")]:
+        conn.execute(f'DROP TRIGGER IF EXISTS "{trig}"')
+    for name in names:
+        conn.execute(f'DROP TABLE IF EXISTS "{name}"')
+
+
+def upgrade(conn: sqlite3.Connection, gen: int, where: str) -> None:
+    """From generation ``gen`` (0: an empty file) to :data:`GENERATION`, inside the caller's transaction."""
+    if gen == 1:  # FTS over every row -> FTS over the served rows; upstream facet
+        log.info("migrating the catalog %s from generation 1 to 2", where)
+        for trig in ("models_ai", "models_ad", "models_au"):
+            conn.execute(f"DROP TRIGGER IF EXISTS {trig}")
+        conn.execute("DROP TABLE IF EXISTS models_fts")
+    create_tables(conn)
+    if gen == 1:
+        cols = ", ".join(FTS_COLUMNS)
+        conn.execute(f"INSERT INTO models_fts (rowid, {cols}) SELECT pk, {cols} FROM models WHERE is_latest = 1")
+        conn.execute("INSERT INTO facets (model, field, value) SELECT pk, 'upstream', upstream FROM models")
+    conn.execute(f"PRAGMA user_version={GENERATION}")
