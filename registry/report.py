@@ -261,14 +261,18 @@ def markdown_summary(doc: Mapping[str, Any]) -> str:
         "| model | status | samples/s | peak MiB | reason |",
         "| --- | --- | ---: | ---: | --- |",
     ]
-    for r in doc["results"]:
+    order = {"failed": 0, "passed": 1, "skipped": 2}
+    results = sorted(doc["results"], key=lambda r: (order.get(r["status"], 3), r["ref"]))
+    for r in results:
         m = r["measurements"]
         mark = {"passed": "pass", "failed": "**FAIL**", "skipped": "skip"}[r["status"]]
         reason = (r["reason"] or "").replace("|", "\\|").replace("\n", " ")
         if len(reason) > 160:
             reason = reason[:157] + "..."
         lines.append(f"| `{r['ref']}` | {mark} | {_fmt(m['throughput_sps'])} | {_fmt(m['peak_memory_mb'])} | {reason} |")
-    for r in doc["results"]:
+    for r in results:
+        if r["status"] == "skipped":
+            continue  # the table says why; nothing ran
         lines += ["", f"## {r['ref']}" + (f": {r['title']}" if r.get("title") else ""), ""]
         lines.append(f"Status: **{r['status']}**" + (f": {r['reason']}" if r["reason"] else ""))
         if r["checks"]:
