@@ -194,12 +194,18 @@ class Model:
 
 
 def no_site_error(settings: Settings) -> SiteNotFound:
+    """What a first-time user (or a misconfigured SYNTHMED_HOME) is told."""
+    if settings.site_file.exists():
+        return SiteNotFound(
+            f"the site at {settings.home} has no catalog yet ({settings.catalog_path} is missing)",
+            hint=f"fetch the records of its upstreams: `synthmed --site {settings.home} sync`",
+            home=str(settings.home))
     return SiteNotFound(
-        f"no synthmed site at {settings.home} (no catalog at {settings.catalog_path})",
-        hint="create one with `synthmed init` (it follows the public index) and fetch the records with "
-             "`synthmed sync`; or point SYNTHMED_HOME (or Site(path)) at an existing site",
-        home=str(settings.home),
-    )
+        f"no synthmed site at {settings.home} (no site.toml, no catalog)",
+        hint=f"create one that follows an index, then fetch its records: `synthmed init {settings.home} "
+             f"--upstream public=<index git URL>` and `synthmed --site {settings.home} sync`; or point SYNTHMED_HOME "
+             "(or Site(path), Generators(path), --site) at an existing site",
+        home=str(settings.home))
 
 
 class Site:

@@ -116,6 +116,9 @@ def test_model_testing_and_contributing_delegate(home: Path) -> None:
     except ImportError:
         with pytest.raises(SynthmedError, match="model testing is not available"):
             g.test_model("toy-gan")
+    else:
+        result = g.test_model("toy-gan")
+        assert getattr(result, "passed", None) is True, result
     try:
         import synthmed.contribute  # type: ignore[import-not-found]  # noqa: F401
     except ImportError:
@@ -129,4 +132,10 @@ def test_first_time_user_without_a_site(tmp_path: Path, monkeypatch: pytest.Monk
     with pytest.raises(SiteNotFound) as ei:
         g.generate("ihc-patch-dcgan", num_samples=1)
     text = str(ei.value)
-    assert "synthmed init" in text and "synthmed sync" in text and str(tmp_path / "fresh") in text
+    assert "synthmed init" in text and " sync`" in text and str(tmp_path / "fresh") in text
+    # a site.toml without a catalog: the hint is to sync
+    (tmp_path / "fresh").mkdir()
+    (tmp_path / "fresh" / "site.toml").write_text("")
+    with pytest.raises(SiteNotFound, match="no catalog yet") as ei:
+        Generators().list_models()
+    assert f"synthmed --site {tmp_path / 'fresh'} sync" in str(ei.value)
