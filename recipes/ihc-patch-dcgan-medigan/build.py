@@ -80,6 +80,7 @@ def main() -> None:
         torch.manual_seed(s)
         b.append(twin.generate(str(pkg / "model.pt"), 1, str(out / "png"), save_images=False)[0])
     same = bool(np.array_equal(a, np.stack(b)))
+    buildlib.save_grid(np.stack(b[:16]), out / "grid.png", scale=2)  # seeds 0..15, one call per seed
     batch = twin.generate(str(pkg / "model.pt"), 8, str(out / "png"), save_images=True, seed=0)
     pngs = sorted(p.name for p in (out / "png").iterdir())
     buildlib.write_json(out / "metrics.json", {
