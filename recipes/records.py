@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 REPO = Path(__file__).resolve().parents[1]
 VERSION = "1.0.0"
-SKIMAGE_DATA = "https://github.com/scikit-image/scikit-image/tree/v0.26.0/skimage/data"
+SKIMAGE_DATA = "https://github.com/scikit-image/scikit-image/blob/v0.26.0/skimage/data"
 AUTHORS = [{"name": "synthmed contributors", "affiliation": "synthmed"}]
 CHECKS = ["shapes", "dtypes", "value_range", "finite", "determinism", "batch_invariance", "params"]
 RGB_OUT = {"kind": "image", "dims": 2, "dtype": "uint8", "channels": 3, "value_range": [0, 255]}
@@ -45,7 +45,8 @@ def patch_metrics(m: dict[str, Any], model_key: str, what: str) -> list[dict[str
                     f"10/50/90th percentiles, mean |gradient| in x and y; grey-level spectral power in 4 radial "
                     f"bands, mean |Laplacian|, mean R-B) of {n} generated {what} and {m['n_heldout']} real patches "
                     f"from the held-out region ({m['heldout_region']}); every feature z-scored with the held-out "
-                    f"set's mean and std. Not an FID: no Inception network. Same distance for other sets: {base_fd}. "
+                    f"set's mean and std. Not an FID: no Inception network, and much coarser: it sees colour, "
+                    f"contrast and frequency content, not shapes. Same distance for other sets: {base_fd}. "
                     f"Computed by the recipe, recipes/{m['model']}/metrics.json.")},
         {"name": "channel mean/std L2 distance", "value": cs[model_key], "better": "lower", "n_samples": n,
          "extractor": "per-channel mean and standard deviation of pixel values (0..255)", "normalised": False,
@@ -73,7 +74,11 @@ def ihc() -> dict[str, Any]:
             f"image, rows 0..383, in {m['train_seconds'] / 60:.0f} minutes on one CPU core; rows 384..511 were held out "
             "for evaluation. Generator: a transposed convolution to 4x4, then nearest-upsample + 3x3 convolution "
             "stages to 64x64 (no checkerboard artefacts); discriminator with spectral normalisation; hinge loss; "
-            "exponential moving average of the generator's weights. It is a demonstration and test model for synthmed (search, generation, mirroring, "
+            "exponential moving average of the generator's weights. The samples have the stain colours and the "
+            "coarse texture of the image (brown DAB epithelium, pale stroma with blue nuclei) but not its crisp "
+            "nuclei and membranes; the hand-crafted patch-statistics distance below is coarse, and the model being "
+            "near the real-vs-real value says the statistics match, not that the patches pass for real ones. "
+            "It is a demonstration and test model for synthmed (search, generation, mirroring, "
             "benchmarks), not a model of IHC histology in general, and not for any clinical or research use "
             "beyond that.\n\n"
             "Training data: skimage.data.immunohistochemistry() (ihc.png), shipped in scikit-image's wheel; "
