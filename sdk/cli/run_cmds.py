@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from synthmed.registry.errors import ConfigError
 from synthmed.registry.runner import parse_param_args
 
 from ..writers import FORMATS
@@ -74,7 +75,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from ..site import Site
 
     if args.num_samples < 0:
-        raise SystemExit("error: -n must be 0 or more")
+        raise ConfigError(f"-n {args.num_samples}: the number of samples must be 0 or more")
     settings = settings_from_args(args, device=args.device, mode=args.mode, batch_size=args.batch_size,
                                   offline=args.offline)
     site = Site(settings=settings, timeout_s=args.timeout)
