@@ -150,7 +150,8 @@ def _run(s: _Session, seeds: list[int], params: dict[str, Any], wanted: list[str
         try:
             runner.prepare()
         except ModelTimeout as exc:
-            s.checks.append(mc.failed("load", f"timed out after {s.timeout_s:g}s while loading the model: {_short(exc)}"))
+            limit = float(getattr(exc, "timeout_s", None) or s.timeout_s)
+            s.checks.append(mc.failed("load", f"timed out after {limit:g}s while loading the model: {_short(exc)}"))
             return
         except ModelRunError as exc:
             s.checks.append(mc.failed("load", f"loading the model failed: {_short(exc)}"))

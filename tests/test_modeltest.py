@@ -156,8 +156,6 @@ BROKEN = [
     ("raises", {}, "run", "the model raised ValueError while sampling seeds 5..7: the generator exploded on purpose"),
     ("load-raises", {}, "load", "cannot find my weights on purpose"),
     ("hangs", {"test": {"num_samples": 2, "seed": 0, "timeout_s": 2}}, "run", "timed out after 2s"),
-    ("load-hangs", {"test": {"num_samples": 2, "seed": 0, "timeout_s": 2}}, "load",
-     "timed out after 2s while loading the model"),
     ("crashes", {}, "run", "worker process was killed by SIGSEGV"),
 ]
 
@@ -184,6 +182,18 @@ def test_hang_is_stopped_at_the_timeout(tmp_path: Path) -> None:
     result = mt.test_model(record, pkg, device="cpu")
     assert time.monotonic() - t0 < 15
     assert "worker" in check(result, "run").message  # the worker (pid N) was stopped
+
+
+def test_hang_while_loading_fails_at_the_load_timeout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from synthmed.registry.runner import client
+
+    # the runner gives loading at least LOAD_TIMEOUT_MIN_S (120 s); shorten it for the test
+    monkeypatch.setattr(client, "LOAD_TIMEOUT_MIN_S", 2.0)
+    record, pkg = make_model(tmp_path, "load-hangs", test={"num_samples": 2, "seed": 0, "timeout_s": 1})
+    result = mt.test_model(record, pkg, device="cpu")
+    assert result.status == "failed"
+    assert "timed out after 2s while loading the model" in check(result, "load").message
+    assert not any(c.name == "run" for c in result.checks)
 
 
 def test_invalid_test_params_fail_before_any_model_code(tmp_path: Path) -> None:
