@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,8 @@ def cmd_daemon_run(args: argparse.Namespace) -> int:
     from synthmed.daemon.service import run_daemon
 
     settings = _site(args, sync_interval_minutes=args.sync_interval)
+    if not args.quiet and not args.verbose:  # a service logs its jobs: site.log_level (default INFO)
+        logging.getLogger().setLevel(getattr(logging, settings.log_level.upper(), logging.INFO))
     return run_daemon(settings, once=args.once, progress=_progress if args.once else (lambda m: None),
                       only=args.job or None)
 
