@@ -21,7 +21,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from synthmed.registry.records import load_record  # noqa: E402
+from synthmed.registry.records import load_record
 
 REPO = Path(__file__).resolve().parent.parent
 MODELS = ["ihc-patch-dcgan", "retina-patch-ddpm", "phantom-lesion", "ihc-patch-dcgan-medigan"]

@@ -25,7 +25,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(HERE.parent / "_common"))
-import buildlib  # noqa: E402
+import buildlib
 
 VERSION = "1.0.0"
 

@@ -31,8 +31,8 @@ from torch import nn
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "_common"))
 sys.path.insert(0, str(HERE / "package"))
-import buildlib  # noqa: E402
-import model as pkg_model  # noqa: E402  (the generator's layers live in the package)
+import buildlib
+import model as pkg_model  # the network lives in the package (package/model.py)
 
 VERSION = "1.0.0"
 NZ, NGF, NDF, SIZE = 100, 32, 32, 64

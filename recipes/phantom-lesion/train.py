@@ -23,7 +23,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "_common"))
-import buildlib  # noqa: E402
+import buildlib
 
 VERSION = "1.0.0"
 

@@ -34,8 +34,8 @@ import torch.nn.functional as F
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "_common"))
 sys.path.insert(0, str(HERE / "package"))
-import buildlib  # noqa: E402
-import model as pkg_model  # noqa: E402  (the UNet and schedule live in the package)
+import buildlib
+import model as pkg_model  # the network lives in the package (package/model.py)
 
 VERSION = "1.0.0"
 SIZE, CH, T = 32, 24, 1000
