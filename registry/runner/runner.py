@@ -65,7 +65,7 @@ class Runner:
         self.package_dir = Path(package_dir)
         if not self.package_dir.is_dir():
             raise ModelRunError(f"{record.ref}: package folder {self.package_dir} does not exist",
-                                hint=f"fetch it with `synthmed sync` or let the SDK fetch it", model=record.ref)
+                                hint="fetch it with `synthmed sync` or let the SDK fetch it", model=record.ref)
         if batch_size < 1:
             raise ConfigError(f"batch size must be at least 1, got {batch_size}")
         if mode not in MODES:
