@@ -79,7 +79,9 @@ class Daemon:
         self.register_job("mirror", mirror_job, IntervalTrigger(minutes=sc.sync_interval_minutes))
         self.register_job("scrub", scrub_job, IntervalTrigger(hours=sc.scrub_interval_hours))
         self.register_job("gc", gc_job, IntervalTrigger(hours=sc.gc_interval_hours))
-        # the nightly `test` job is registered by the model-testing code via JOB_PROVIDERS
+        # the nightly `test` job: importing daemon.nightly adds its provider to JOB_PROVIDERS
+        from . import nightly  # noqa: F401
+
         for provider in JOB_PROVIDERS:
             provider(self)
 

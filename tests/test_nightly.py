@@ -110,6 +110,14 @@ def test_nightly_tests_mirrored_models_and_flags_the_failing_one(site: Settings,
     assert main(["--site", str(site.home), "status"]) == 0
     out = capsys.readouterr().out
     assert "nan-model@1.0.0" in out and "non-finite" in out
+    # and `synthmed search` flags it
+    assert main(["--site", str(site.home), "search", "model"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any("nan-model@1.0.0" in line and "FAILING" in line for line in lines)
+    assert any("good-model@1.0.0" in line and "passed" in line for line in lines)
+    assert main(["--site", str(site.home), "search", "model", "--json"]) == 0
+    found = {e["ref"]: e["last_test"] for e in json.loads(capsys.readouterr().out)}
+    assert found["public/nan-model@1.0.0"]["passed"] is False
 
 
 def test_nightly_retests_only_what_is_due(site: Settings) -> None:

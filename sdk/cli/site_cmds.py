@@ -124,15 +124,21 @@ def cmd_search(args: argparse.Namespace) -> int:
         found = cat.search(" ".join(args.query), modality=args.modality, anatomy=args.anatomy,
                            architecture=args.architecture, license=args.license, rank=args.rank,
                            limit=args.limit, upstream=args.upstream)
+        from synthmed.registry.modeltest_site import last_test_flags
+
+        tests = last_test_flags(cat, [e.ref for e in found])
         if args.json:
-            print_json([e.as_dict() for e in found])
+            print_json([{**e.as_dict(), "last_test": tests.get(e.ref)} for e in found])
             return 0
         rows = []
         for e in found:
+            t = tests.get(e.ref)
             rows.append({"ref": e.qualified_ref, "title": str(e.record.data.get("title", ""))[:48],
                          "modality": _short(e.record.data.get("modality", [])),
-                         "state": e.artefact_state, **({"score": e.score} if args.rank else {})})
-        print_table(rows, ["ref", "title", "modality", "state"] + (["score"] if args.rank else []))
+                         "state": e.artefact_state,
+                         "test": "-" if t is None else ("passed" if t["passed"] else "FAILING"),
+                         **({"score": e.score} if args.rank else {})})
+        print_table(rows, ["ref", "title", "modality", "state", "test"] + (["score"] if args.rank else []))
     return 0
 
 
