@@ -76,3 +76,17 @@ def test_cli_entry_point_runs(home: Path, tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "synthmed.cli", "--site", str(home), "generate", "no-such-model",
                            "-n", "3", "-o", str(tmp_path / "q")], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "no model 'no-such-model'" in proc.stderr
+
+
+def test_visualize_writes_a_grid_png(home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from PIL import Image
+
+    out = tmp_path / "grid.png"
+    rc = main(["--site", str(home), "visualize", "toy-gan", "-n", "4", "-o", str(out), "--param", "label=malignant"])
+    assert rc == 0, capsys.readouterr().err
+    assert "grid of 4 sample(s)" in capsys.readouterr().out
+    with Image.open(out) as im:
+        assert im.width > 8 and im.height > 8
+    assert main(["--site", str(home), "visualize", "toy-gan", "-o", str(out), "--output-name", "nope"]) == 1
+    assert "has no output 'nope'" in capsys.readouterr().err
+    assert main(["--site", str(home), "visualize", "toy-gan", "-o", str(out), "-n", "0"]) == 1

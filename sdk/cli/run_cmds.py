@@ -40,6 +40,19 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.set_defaults(func=cmd_generate)
 
+    v = sub.add_parser("visualize", help="write a grid PNG of a model's samples",
+                       description="Generate N samples (seeds S..S+N-1) and write them as one grid PNG; "
+                                   "volumes show their middle slice.")
+    v.add_argument("ref", metavar="REF", help="model reference: ID, ID@VERSION, UPSTREAM/ID[@VERSION]")
+    v.add_argument("-n", "--num-samples", type=int, default=16, metavar="N", help="samples in the grid (default 16)")
+    v.add_argument("-o", "--output", required=True, metavar="FILE", help="PNG file to write")
+    v.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the first sample (default 0)")
+    v.add_argument("--output-name", default=None, metavar="NAME", help="which model output (default: the first)")
+    v.add_argument("--device", default=None, metavar="D", help="auto, cpu, cuda or cuda:N")
+    v.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="a model parameter (repeatable); values follow the model's inputs schema")
+    v.set_defaults(func=cmd_visualize)
+
 
 class ProgressBar:
     """A plain-text progress bar on stderr (redrawn in place on a terminal)."""
@@ -105,4 +118,34 @@ def cmd_generate(args: argparse.Namespace) -> int:
     else:
         print(f"{result.written} written, {result.skipped} already there: {result.folder} "
               f"({summary['samples_per_second']} samples/s)")
+    return 0
+
+
+def cmd_visualize(args: argparse.Namespace) -> int:
+    from synthmed.registry.runner import validate_params
+
+    from ..datasets import visualize
+    from ..site import Site
+
+    if args.num_samples < 1:
+        raise ConfigError(f"-n {args.num_samples}: a grid needs at least one sample")
+    settings = settings_from_args(args, device=args.device)
+    site = Site(settings=settings)
+    try:
+        entry = site.resolve(args.ref)
+        params = parse_param_args(entry.record, args.param)
+        validate_params(entry.record, params)
+        model = site.model(args.ref)
+        try:
+            names = [str(o["name"]) for o in model.record.outputs]
+            if args.output_name is not None and args.output_name not in names:
+                raise ConfigError(f"{model.ref} has no output {args.output_name!r}",
+                                  hint=f"its outputs are: {', '.join(names)}")
+            path = visualize(model.spec(), Path(args.output), args.num_samples, seed=args.seed, params=params,
+                             output=args.output_name)
+        finally:
+            model.close()
+    finally:
+        site.close()
+    print(f"grid of {args.num_samples} sample(s) of {model.ref}: {path}")
     return 0
