@@ -90,3 +90,10 @@ def test_visualize_writes_a_grid_png(home: Path, tmp_path: Path, capsys: pytest.
     assert main(["--site", str(home), "visualize", "toy-gan", "-o", str(out), "--output-name", "nope"]) == 1
     assert "has no output 'nope'" in capsys.readouterr().err
     assert main(["--site", str(home), "visualize", "toy-gan", "-o", str(out), "-n", "0"]) == 1
+
+
+def test_cli_format_choices_match_the_writers() -> None:
+    from synthmed.cli.run_cmds import FORMATS as CLI_FORMATS
+    from synthmed.writers import FORMATS
+
+    assert CLI_FORMATS == FORMATS

@@ -6,8 +6,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from synthmed.registry import indexcheck, medigan_import, records
-
 from .common import add_json_flag, print_json, settings_from_args
 
 
@@ -51,6 +49,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from synthmed.registry import records
+
     report = records.validate_path(Path(args.path))
     if args.json:
         print_json(report.as_dict())
@@ -66,6 +66,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from synthmed.registry import indexcheck
+
     result = indexcheck.check_index(Path(args.repo), args.base, args.head, args.index_dir)
     if args.json:
         print_json(result.as_dict())
@@ -87,6 +89,8 @@ def cmd_pin(args: argparse.Namespace) -> int:
 
 
 def cmd_import_medigan(args: argparse.Namespace) -> int:
+    from synthmed.registry import medigan_import
+
     outcomes = medigan_import.import_catalogue(Path(args.file), Path(args.into), commit=args.commit,
                                                dry_run=args.dry_run)
     summary = medigan_import.summarise(outcomes)

@@ -9,10 +9,11 @@ import time
 from pathlib import Path
 
 from synthmed.registry.errors import ConfigError
-from synthmed.registry.runner import parse_param_args
 
-from ..writers import FORMATS
 from .common import print_json, settings_from_args
+
+#: the writers' formats (sdk/writers.FORMATS), spelled out so `synthmed --help` need not import numpy
+FORMATS = ("png", "npy", "nifti", "dicom")
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -85,6 +86,8 @@ class ProgressBar:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    from synthmed.registry.runner import parse_param_args
+
     from ..site import Site
 
     if args.num_samples < 0:
@@ -122,7 +125,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_visualize(args: argparse.Namespace) -> int:
-    from synthmed.registry.runner import validate_params
+    from synthmed.registry.runner import parse_param_args, validate_params
 
     from ..datasets import visualize
     from ..site import Site

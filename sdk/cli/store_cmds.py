@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from synthmed.registry.store import Store
-
 from .common import add_json_flag, print_json, settings_from_args
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    from synthmed.registry.store import Store
+
     settings = settings_from_args(args)
     store = Store(settings.store_dir)
     counter = {"n": 0}

@@ -13,8 +13,6 @@ from .common import add_json_flag, print_json, print_table, settings_from_args
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    # importing the nightly module registers the daemon's nightly `test` job
-    import synthmed.daemon.nightly  # noqa: F401
 
     p = sub.add_parser(
         "test", help="test models (outputs, determinism, batch invariance, parameters, speed, memory)",
