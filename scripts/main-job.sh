@@ -33,13 +33,13 @@ done
 
 echo "== generate: $N samples and a grid per model"
 for m in $MODELS; do
-  $SM generate "$m" -n "$N" -o "$OUT/$m" --format png --seed 0
+  $SM generate "$m" -n "$N" -o "$OUT/$m" --seed 0
   $SM visualize "$m" -n 16 -o "$OUT/$m-grid.png" --seed 0
 done
 
 $SM status
 echo
 echo "site:    $SITE   (site.toml, catalog.db, store/, packages/, reports/)"
-echo "samples: $OUT/<model>/ (PNG files + synthmed.json provenance)"
+echo "samples: $OUT/<model>/<output>/ (PNG for images, NIfTI for volumes; synthmed.json provenance)"
 echo "grids:   $(ls "$OUT"/*-grid.png | tr '\n' ' ')"
 echo "reports: $OUT/reports/"

@@ -258,9 +258,7 @@ class Generators:
             samples = model.sample(num_samples, seed=seed, **params)
             return to_medigan_list(samples, model.outputs)
         folder = Path(output_path) if output_path is not None else Path("output") / model.id
-        if fmt is None:
-            fmt = "nifti" if any(int(o.get("dims", 2)) == 3 for o in model.record.outputs) else "png"
-        result = model.generate_to(folder, num_samples, format=fmt, seed=seed, bit_depth=bit_depth, **params)
+        result = model.generate_to(folder, num_samples, format=fmt or "auto", seed=seed, bit_depth=bit_depth, **params)
         log.info("%s: %d samples in %s (%d written, %d already there)", model.ref, num_samples, folder,
                  result.written, result.skipped)
         return folder

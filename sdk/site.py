@@ -138,10 +138,11 @@ class Model:
         """Batch by batch: ``(seeds, outputs)``; memory stays bounded by the batch size."""
         return self.runner.iter_batches(range(seed, seed + n), **params)
 
-    def generate_to(self, folder: Path | str, n: int, format: str = "png", seed: int = 0,
+    def generate_to(self, folder: Path | str, n: int, format: str = "auto", seed: int = 0,
                     batch_size: int | None = None, *, bit_depth: int | None = None,
                     progress: Progress | None = None, **params: Any) -> GenerationResult:
-        """Write ``n`` samples to ``folder`` (``<output>/<index>.<ext>`` plus ``synthmed.json``).
+        """Write ``n`` samples to ``folder`` (``<output>/<index>.<ext>`` plus ``synthmed.json``);
+        format "auto" writes PNG for 2D outputs and NIfTI for volumes.
 
         Sample i uses seed ``seed + i``; indices already written completely are skipped,
         so an interrupted run resumes without duplicates.

@@ -35,7 +35,9 @@ from synthmed.registry.records import Record
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("png", "npy", "nifti", "dicom")
+FORMATS = ("auto", "png", "npy", "nifti", "dicom")
+#: what "auto" writes: PNG for 2D outputs, NIfTI for volumes
+AUTO_FORMATS = {2: "png", 3: "nifti"}
 EXTENSIONS = {"png": ".png", "npy": ".npy", "nifti": ".nii.gz", "dicom": ".dcm"}
 SIDECAR = "synthmed.json"
 SIDECAR_FORMAT = "synthmed-output/1"
@@ -383,7 +385,9 @@ class OutputFolder:
             raise ConfigError(f"unknown output format {self.fmt!r}", hint=f"use one of {', '.join(FORMATS)}")
         self.folder = Path(self.folder)
         self.specs = [OutputSpec.from_record(o) for o in self.record.outputs]
-        self.ext = EXTENSIONS[self.fmt]
+        # per output: "auto" picks PNG for 2D outputs and NIfTI for volumes
+        self.formats = {sp.name: AUTO_FORMATS[sp.dims] if self.fmt == "auto" else self.fmt for sp in self.specs}
+        self.exts = {name: EXTENSIONS[f] for name, f in self.formats.items()}
         self.sidecar_path = self.folder / SIDECAR
         self._dirs = {s.name: os.fspath(self.folder / s.name) for s in self.specs}
         self.run: dict[str, Any] = {}
@@ -398,7 +402,7 @@ class OutputFolder:
     # (plain strings in the per-file paths: pathlib interns every path part, so a
     # Path per file would grow the interpreter's intern table with the sample count)
     def _path(self, name: str, index: int) -> str:
-        return os.path.join(self._dirs[name], f"{index:0{INDEX_DIGITS}d}{self.ext}")
+        return os.path.join(self._dirs[name], f"{index:0{INDEX_DIGITS}d}{self.exts[name]}")
 
     def path_for(self, name: str, index: int) -> Path:
         return Path(self._path(name, index))
@@ -474,7 +478,8 @@ class OutputFolder:
             "seeds": {"first": self.seed, "last": self.seed + self.num_samples - 1, "rule": "sample i uses seed first+i"},
             "num_samples": self.num_samples,
             "params": json.loads(json.dumps(dict(self.params), default=str)),
-            "outputs": [{"name": s.name, "files": f"{s.name}/{'0' * INDEX_DIGITS}{self.ext}", "dims": s.dims,
+            "outputs": [{"name": s.name, "files": f"{s.name}/{'0' * INDEX_DIGITS}{self.exts[s.name]}",
+                         "format": self.formats[s.name], "dims": s.dims,
                          "shape": list(s.shape), "dtype": s.dtype, "channels": s.channels,
                          "value_range": list(s.value_range),
                          **({"spacing_mm": list(s.spacing_mm)} if s.spacing_mm else {})} for s in self.specs],
@@ -491,13 +496,13 @@ class OutputFolder:
     # -- samples --
     def write(self, index: int, sample: Mapping[str, np.ndarray]) -> None:
         """Write one sample's outputs (arrays without the batch axis)."""
-        writer = WRITERS[self.fmt]
         for series, spec in enumerate(self.specs, start=1):
+            writer = WRITERS[self.formats[spec.name]]
             final = self._path(spec.name, index)
             if os.path.isfile(final):
                 continue
             # the temporary name keeps the extension (nibabel picks the format from it)
-            tmp = os.path.join(self._dirs[spec.name], f".{index:0{INDEX_DIGITS}d}.tmp-{os.getpid()}{self.ext}")
+            tmp = os.path.join(self._dirs[spec.name], f".{index:0{INDEX_DIGITS}d}.tmp-{os.getpid()}{self.exts[spec.name]}")
             ctx = WriteContext(self.record, index, self.seed + index, spec,
                                {**self.options, "series_number": series}, self.run)
             try:

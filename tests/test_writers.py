@@ -179,3 +179,27 @@ def test_canonical_layouts() -> None:
     gray = OutputSpec("g", 2, (4, 5), "uint8", 1, (0, 255))
     assert canonical(np.zeros((1, 4, 5)), gray).shape == (4, 5)
     assert canonical(np.zeros((4, 5, 1)), gray).shape == (4, 5)
+
+
+def test_auto_format_png_for_2d_and_nifti_for_volumes(tmp_path: Path, make_record) -> None:
+    import nibabel as nib
+    from PIL import Image
+
+    from synthmed.registry.records import Record
+    from synthmed.writers import OutputFolder
+
+    data = make_record(**{"outputs": [
+        {"name": "image", "dims": 2, "shape": [8, 8], "dtype": "uint8", "channels": 1, "value_range": [0, 255]},
+        {"name": "volume", "dims": 3, "shape": [4, 8, 8], "dtype": "float32", "channels": 1,
+         "value_range": [-1000, 1000], "spacing_mm": [2.0, 1.0, 1.0]}]})
+    out = OutputFolder(tmp_path / "o", Record(data), "auto", 0, {})
+    out.open(1)
+    img = np.arange(64, dtype=np.uint8).reshape(8, 8)
+    vol = np.linspace(-1000, 1000, 256, dtype=np.float32).reshape(4, 8, 8)
+    out.write(0, {"image": img, "volume": vol})
+    out.close(complete=True)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "o" / "image" / "000000.png")), img)
+    nii = nib.load(tmp_path / "o" / "volume" / "000000.nii.gz")
+    assert sorted(float(z) for z in nii.header.get_zooms()) == [1.0, 1.0, 2.0]
+    side = json.loads((tmp_path / "o" / "synthmed.json").read_text())
+    assert [o["format"] for o in side["outputs"]] == ["png", "nifti"]

@@ -13,7 +13,7 @@ from synthmed.registry.errors import ConfigError
 from .common import print_json, settings_from_args
 
 #: the writers' formats (sdk/writers.FORMATS), spelled out so `synthmed --help` need not import numpy
-FORMATS = ("png", "npy", "nifti", "dicom")
+FORMATS = ("auto", "png", "npy", "nifti", "dicom")
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -25,7 +25,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("-n", "--num-samples", type=int, required=True, metavar="N", help="number of samples")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder")
     p.add_argument("--format", choices=FORMATS, default=None,
-                   help="file format (default: png for images, nifti for volumes)")
+                   help="file format (default auto: png for 2D outputs, nifti for volumes)")
     p.add_argument("--bit-depth", type=int, choices=(8, 16), default=None, help="PNG/DICOM bit depth")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="seed of sample 0 (default 0)")
     p.add_argument("--batch-size", type=int, default=None, metavar="B", help="samples per model call")
@@ -101,7 +101,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     validate_params(entry.record, params)  # refuse bad params before fetching or running anything
     model = site.model(args.ref)
-    fmt = args.format or ("nifti" if any(int(o.get("dims", 2)) == 3 for o in model.record.outputs) else "png")
+    fmt = args.format or "auto"
     bar = ProgressBar(model.ref, enabled=not args.no_progress)
     try:
         result = model.generate_to(Path(args.output), args.num_samples, format=fmt, seed=args.seed,
