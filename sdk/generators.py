@@ -292,7 +292,8 @@ class Generators:
                                 batch_size: int = 1, shuffle: bool = False, num_workers: int = 0,
                                 seed: int = 0, **kwargs: Any) -> "DataLoader":  # type: ignore[type-arg]
         """A DataLoader streaming samples (seeds sharded across workers); or, with
-        ``dataset``, a plain DataLoader over it (medigan's meaning)."""
+        ``dataset``, a plain DataLoader over it (medigan's meaning). A model id given as
+        the first argument (a string is never a dataset) is taken as ``model_id``."""
         from torch.utils.data import DataLoader
 
         from .datasets import make_dataloader
@@ -301,6 +302,11 @@ class Generators:
                        "worker_init_fn", "prefetch_factor", "persistent_workers", "multiprocessing_context",
                        "generator"}
         loader_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in loader_keys}
+        if isinstance(dataset, str):
+            if model_id is not None:
+                raise ConfigError(f"get_as_torch_dataloader: got a model id twice ({dataset!r} and {model_id!r})",
+                                  hint="pass dataset=<a torch Dataset> or model_id=<id>, not both as ids")
+            dataset, model_id = None, dataset
         if dataset is not None:
             return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers, **loader_kwargs)
         if model_id is None:

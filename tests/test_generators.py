@@ -103,6 +103,11 @@ def test_generate_function_dataset_dataloader_visualize(home: Path, tmp_path: Pa
     dl = g.get_as_torch_dataloader(model_id="toy-gan", num_samples=7, batch_size=3)
     batches = list(dl)
     assert [len(b["index"]) for b in batches] == [3, 3, 1]
+    # a model id as the first argument is the model, not a dataset
+    positional = list(g.get_as_torch_dataloader("toy-gan", num_samples=7, batch_size=3))
+    assert [b["seed"].tolist() for b in positional] == [b["seed"].tolist() for b in batches]
+    with pytest.raises(SynthmedError, match="model id twice"):
+        g.get_as_torch_dataloader("toy-gan", model_id="toy-gan")
 
     grid = g.visualize("toy-gan", num_samples=6, output_path=tmp_path / "grid.png")
     img = Image.open(grid)
