@@ -70,21 +70,35 @@ def _item(outputs: Mapping[str, np.ndarray], j: int, index: int, seed: int,
     return item
 
 
-class SyntheticDataset(Dataset):  # type: ignore[type-arg]
+class _Synthetic:
+    """What both datasets hold; parameters are checked at construction, before any model code runs."""
+
+    holder: _RunnerHolder
+    num_samples: int
+    seed: int
+    transform: Transform | None
+    first: str
+    params: dict[str, Any]
+
+    def _setup(self, spec: ModelSpec, num_samples: int, seed: int, params: Mapping[str, Any] | None,
+               transform: Transform | None, *, batch_size: int) -> None:
+        from synthmed.registry.runner import validate_params
+
+        self.holder = _RunnerHolder(spec, {"batch_size": batch_size})
+        self.num_samples = int(num_samples)
+        self.seed = int(seed)
+        self.transform = transform
+        self.first = str(spec.record.outputs[0]["name"])
+        self.params = validate_params(spec.record, params)
+
+
+class SyntheticDataset(_Synthetic, Dataset):  # type: ignore[type-arg]
     """Map-style: ``dataset[i]`` is the sample of seed ``seed + i`` (one model call per item;
     for throughput prefer :class:`SyntheticIterableDataset`)."""
 
     def __init__(self, spec: ModelSpec, num_samples: int, *, seed: int = 0, params: Mapping[str, Any] | None = None,
                  transform: Transform | None = None) -> None:
-        self.holder = _RunnerHolder(spec, {"batch_size": 1})
-        self.num_samples = int(num_samples)
-        self.seed = int(seed)
-        self.transform = transform
-        self.first = str(spec.record.outputs[0]["name"])
-        # parameters are checked now, before any model code runs
-        from synthmed.registry.runner import validate_params
-
-        self.params = validate_params(spec.record, params)
+        self._setup(spec, num_samples, seed, params, transform, batch_size=1)
 
     def __len__(self) -> int:
         return self.num_samples
@@ -106,20 +120,13 @@ def shard(num_samples: int, worker: int, workers: int) -> range:
     return range(start, min(num_samples, start + per))
 
 
-class SyntheticIterableDataset(IterableDataset):  # type: ignore[type-arg]
+class SyntheticIterableDataset(_Synthetic, IterableDataset):  # type: ignore[type-arg]
     """Streams samples ``0 .. num_samples-1`` (seed ``seed + i``), generated in batches of
     ``batch_size``; DataLoader workers split the indices between them."""
 
     def __init__(self, spec: ModelSpec, num_samples: int, *, seed: int = 0, batch_size: int = 32,
                  params: Mapping[str, Any] | None = None, transform: Transform | None = None) -> None:
-        self.holder = _RunnerHolder(spec, {"batch_size": batch_size})
-        self.num_samples = int(num_samples)
-        self.seed = int(seed)
-        self.transform = transform
-        self.first = str(spec.record.outputs[0]["name"])
-        from synthmed.registry.runner import validate_params
-
-        self.params = validate_params(spec.record, params)
+        self._setup(spec, num_samples, seed, params, transform, batch_size=batch_size)
 
     def __len__(self) -> int:
         return self.num_samples
