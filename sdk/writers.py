@@ -363,6 +363,16 @@ def _atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+def _folder_error(folder: Path, exc: OSError) -> ConfigError:
+    """A clear error for an output folder that cannot be created or written."""
+    blocker = next((p for p in (Path(str(exc.filename or folder)), *Path(str(exc.filename or folder)).parents)
+                    if p.exists() and not p.is_dir()), None)
+    why = f"{blocker} is a file, not a folder" if blocker is not None else (exc.strerror or str(exc))
+    return ConfigError(f"cannot write samples to {folder}: {why}",
+                       hint="give an output folder that does not exist yet, or an existing folder you can write to",
+                       folder=str(folder))
+
+
 _TMP = re.compile(r"^\..*\.tmp-\d+(\..*)?$")
 
 
@@ -421,9 +431,13 @@ class OutputFolder:
 
     def open(self, num_samples: int) -> None:
         """Create the folder, or check that an existing one belongs to the same run."""
-        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            for s in self.specs:
+                (self.folder / s.name).mkdir(exist_ok=True)
+        except OSError as exc:
+            raise _folder_error(self.folder, exc) from exc
         for s in self.specs:
-            (self.folder / s.name).mkdir(exist_ok=True)
             for stale in (self.folder / s.name).iterdir():
                 if _TMP.match(stale.name):
                     stale.unlink(missing_ok=True)
@@ -434,6 +448,11 @@ class OutputFolder:
                    "params": existing.get("params"), "options": existing.get("options", {})}
             new = self._identity()
             diff = [k for k in new if old.get(k) != new[k]]
+            if diff and not self._holds_samples(existing):
+                # a run that failed before writing any sample (e.g. the model refused its
+                # params) leaves only its sidecar: nothing to mix with, so start afresh
+                log.info("%s: replacing the sidecar of an earlier run that wrote no samples", self.folder)
+                existing, diff = {}, []
             if diff:
                 raise ConfigError(
                     f"{self.folder} already holds samples of another run (different {', '.join(diff)}: "
@@ -449,6 +468,21 @@ class OutputFolder:
                             ", ".join(p.name for p in stray[:5]))
         self.num_samples = num_samples
         self.write_sidecar(complete=False)
+
+    def _holds_samples(self, existing: Mapping[str, Any]) -> bool:
+        """True when any output subfolder (of this run or of the sidecar's) holds a sample file."""
+        names = {s.name for s in self.specs}
+        outputs = existing.get("outputs")
+        if isinstance(outputs, list):
+            names |= {str(o.get("name")) for o in outputs if isinstance(o, dict) and o.get("name")}
+        for name in names:
+            sub = self.folder / name
+            if ".." in Path(name).parts or not sub.is_dir():
+                continue
+            with os.scandir(sub) as it:
+                if any(not e.name.startswith(".") for e in it):
+                    return True
+        return False
 
     def read_sidecar(self) -> dict[str, Any] | None:
         try:

@@ -1,0 +1,72 @@
+"""Bad input from a new user: each gets a one-line ``error: ...`` with a hint (no
+traceback), exit status 1, and nothing already stored is lost or corrupted."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from runner_helpers import make_site_home, marker_package, toy_package
+from synthmed.cli import main
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    toy, _, _ = toy_package(tmp_path / "t")
+    marker, _, _ = marker_package(tmp_path / "m")
+    return make_site_home(tmp_path / "site", [dict(toy.data), dict(marker.data)])
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    rc = main(list(args))
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    return rc, err
+
+
+def assert_clear_error(rc: int, err: str, *words: str) -> None:
+    assert rc == 1, err
+    assert err.startswith("error: "), err
+    assert "hint: " in err, err
+    for w in words:
+        assert w in err, (w, err)
+
+
+# --- generate: the output folder ---------------------------------------------------
+
+
+@pytest.mark.parametrize("below", ["", "sub"])
+def test_generate_into_a_file_is_a_clear_error(home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                               below: str) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("keep me\n")
+    out = afile / below if below else afile
+    rc, err = run(capsys, "--site", str(home), "generate", "toy-gan", "-n", "2", "-o", str(out), "--no-progress")
+    assert_clear_error(rc, err, f"{afile} is a file, not a folder")
+    assert afile.read_text() == "keep me\n"
+
+
+def test_a_run_that_wrote_nothing_does_not_block_the_folder(home: Path, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """A run that failed before its first sample leaves only a sidecar; a corrected
+    rerun (other params) into the same folder must not be refused as "another run"."""
+    from synthmed.writers import OutputFolder
+    from synthmed import Site
+
+    out = tmp_path / "out"
+    record = Site(home).record("marker-model")
+    failed = OutputFolder(out, record, "npy", 0, {"label": "benign", "steps": 99, "scale": 1.0, "flag": False})
+    failed.open(3)
+    failed.close(complete=False)  # as after a model that raised on its params
+    rc, err = run(capsys, "--site", str(home), "generate", "marker-model", "-n", "2", "-o", str(out), "--format",
+                  "npy", "--param", "steps=5", "--no-progress")
+    assert rc == 0, err
+    side = json.loads((out / "synthmed.json").read_text())
+    assert side["params"]["steps"] == 5 and side["num_samples"] == 2 and side["complete"]
+    # a folder that does hold samples is still protected
+    rc, err = run(capsys, "--site", str(home), "generate", "marker-model", "-n", "2", "-o", str(out), "--format",
+                  "npy", "--param", "steps=6", "--no-progress")
+    assert_clear_error(rc, err, "already holds samples of another run")
+    assert len(list((out / "image").iterdir())) == 2
