@@ -175,7 +175,9 @@ class Model:
                         written += len(seeds)
                 if progress is not None:
                     progress(written + skipped, n)
-            complete = True
+            # the sidecar keeps the largest count any run asked for: complete only when
+            # every one of those samples is there, not just the n of this run
+            complete = all(out.is_complete(i) for i in range(n, out.num_samples))
         finally:
             out.close(complete=complete)
             if model is not self:

@@ -70,3 +70,16 @@ def test_a_run_that_wrote_nothing_does_not_block_the_folder(home: Path, tmp_path
                   "npy", "--param", "steps=6", "--no-progress")
     assert_clear_error(rc, err, "already holds samples of another run")
     assert len(list((out / "image").iterdir())) == 2
+
+
+def test_sidecar_is_complete_only_when_every_recorded_sample_is_there(home: Path, tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    base = ["--site", str(home), "generate", "toy-gan", "-o", str(out), "--format", "npy", "--no-progress"]
+    assert run(capsys, *base, "-n", "5")[0] == 0
+    (out / "image" / "000004.npy").unlink()  # as after an interrupted run of 5
+    assert run(capsys, *base, "-n", "2")[0] == 0
+    side = json.loads((out / "synthmed.json").read_text())
+    assert side["num_samples"] == 5 and side["complete"] is False
+    assert run(capsys, *base, "-n", "5")[0] == 0
+    assert json.loads((out / "synthmed.json").read_text())["complete"] is True
