@@ -171,16 +171,21 @@ def read_site_toml(path: Path) -> dict[str, Any]:
             data = tomllib.load(fh)
     except FileNotFoundError:
         return {}
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(
             f"{path}: not valid TOML: {exc}", hint="fix the syntax, or recreate it with `synthmed init`"
+        ) from exc
+    except OSError as exc:
+        raise ConfigError(
+            f"{path}: cannot be read: {exc.strerror or exc}",
+            hint="site.toml must be a readable file; recreate it with `synthmed init DIR --force`",
         ) from exc
     from .schemas_io import validate_against
 
     problems = validate_against("site", data, str(path))
     if problems:
         lines = "\n".join(str(p) for p in problems)
-        raise ConfigError(f"{path}: invalid site configuration:\n{lines}", hint="see README, 'site.toml'")
+        raise ConfigError(f"{path}: invalid site configuration:\n{lines}", hint="see docs/sites.md, 'site.toml'")
     return data
 
 

@@ -83,3 +83,27 @@ def test_sidecar_is_complete_only_when_every_recorded_sample_is_there(home: Path
     assert side["num_samples"] == 5 and side["complete"] is False
     assert run(capsys, *base, "-n", "5")[0] == 0
     assert json.loads((out / "synthmed.json").read_text())["complete"] is True
+
+
+# --- init and site.toml ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["binary", "folder"])
+def test_unreadable_site_toml_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                               kind: str) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    if kind == "binary":
+        (site / "site.toml").write_bytes(b"\xff\xfe[site]\n")
+    else:
+        (site / "site.toml").mkdir()
+    rc, err = run(capsys, "--site", str(site), "status")
+    assert_clear_error(rc, err, str(site / "site.toml"))
+
+
+def test_invalid_site_toml_points_at_the_docs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "site.toml").write_text('[site]\nnmae = "x"\n')
+    rc, err = run(capsys, "--site", str(site), "status")
+    assert_clear_error(rc, err, "$.site: unknown field(s): 'nmae'", "docs/sites.md")
