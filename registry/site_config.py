@@ -161,14 +161,30 @@ def init_site(home: Path, specs: Sequence[UpstreamSpec], *, name: str | None = N
         if git_sub and s.subfolder is None and subfolder is None:
             log.warning("upstream %s: the repository keeps its records under %s/models/; using subfolder %r",
                         s.name, git_sub, git_sub)
+        if ".." in sub.strip("/").split("/"):
+            raise ConfigError(f"--upstream {s.name!r}: subfolder {sub!r} leaves the repository",
+                              hint="use a relative folder inside the index repository, e.g. 'index' ('' = the root)")
+        if "://" not in s.url and not s.url.startswith("git@") and not Path(s.url).expanduser().exists():
+            log.warning("upstream %s: %s does not exist (yet); `synthmed sync` fails until it does", s.name, s.url)
         ups.append(Upstream(name=s.name, url=s.url, branch=b, subfolder=sub.strip("/"), priority=10 * (i + 1)))
-    home.mkdir(parents=True, exist_ok=True)
-    for d in ("upstreams", "store", "packages", "envs", "reports"):
-        (home / d).mkdir(exist_ok=True)
+    if home.exists() and not home.is_dir():
+        raise ConfigError(f"cannot create a site at {home}: it is a file, not a folder",
+                          hint="pick a new folder (or an existing site folder) for the site")
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        for d in ("upstreams", "store", "packages", "envs", "reports"):
+            (home / d).mkdir(exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create a site at {home}: {exc.strerror or exc} ({exc.filename})",
+                          hint="pick a folder you can write to") from exc
     text = render_site_toml(ups, name or home.name or "synthmed-site")
     tmp = path.with_suffix(".toml.tmp")
     tmp.write_text(text)
-    read_site_toml(tmp)  # what we write must validate
+    try:
+        read_site_toml(tmp)  # what we write must validate
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     tmp.replace(path)
     return path
 

@@ -88,6 +88,30 @@ def test_sidecar_is_complete_only_when_every_recorded_sample_is_there(home: Path
 # --- init and site.toml ----------------------------------------------------------------
 
 
+def test_init_into_a_file_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("keep me\n")
+    rc, err = run(capsys, "init", str(afile), "--upstream", f"public={tmp_path / 'idx'}")
+    assert_clear_error(rc, err, f"{afile}", "is a file, not a folder")
+    assert afile.read_text() == "keep me\n"
+
+
+def test_init_with_a_subfolder_outside_the_repo_names_the_flag_and_leaves_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    site = tmp_path / "site"
+    rc, err = run(capsys, "init", str(site), "--upstream", f"p={tmp_path / 'idx'}#main:../..")
+    assert_clear_error(rc, err, "--upstream 'p'", "'../..' leaves the repository")
+    assert not site.exists()  # no half-made site, no site.toml.tmp
+
+
+def test_init_warns_about_a_local_upstream_that_does_not_exist(tmp_path: Path,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    from synthmed.registry.site_config import init_site, parse_upstream_spec
+
+    init_site(tmp_path / "site", [parse_upstream_spec(f"public={tmp_path / 'nowhere'}")])
+    assert any("does not exist" in r.getMessage() for r in caplog.records)
+
+
 @pytest.mark.parametrize("kind", ["binary", "folder"])
 def test_unreadable_site_toml_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                kind: str) -> None:
