@@ -33,6 +33,7 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from synthmed.registry.catalog import Catalog, utcnow
+from synthmed.registry.errors import ConfigError
 from synthmed.registry.settings import Settings
 
 from .jobs import JobContext, gc_job, mirror_job, scrub_job
@@ -146,6 +147,10 @@ def run_daemon(settings: Settings, *, once: bool = False, progress: Callable[[st
         with SiteLock(settings.home, "synthmed daemon run"):
             daemon.register_default_jobs()
             if only:
+                unknown = [j for j in only if j not in daemon.jobs]
+                if unknown:
+                    raise ConfigError(f"--job {unknown[0]!r}: no such job",
+                                      hint=f"the jobs are: {', '.join(daemon.jobs)}")
                 daemon.jobs = {k: v for k, v in daemon.jobs.items() if k in only}
             if once:
                 results = daemon.run_once()

@@ -131,3 +131,14 @@ def test_invalid_site_toml_points_at_the_docs(tmp_path: Path, capsys: pytest.Cap
     (site / "site.toml").write_text('[site]\nnmae = "x"\n')
     rc, err = run(capsys, "--site", str(site), "status")
     assert_clear_error(rc, err, "$.site: unknown field(s): 'nmae'", "docs/sites.md")
+
+
+# --- daemon --------------------------------------------------------------------------------
+
+
+def test_daemon_unknown_job_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from site_helpers import write_site
+
+    write_site(tmp_path / "site", [])
+    rc, err = run(capsys, "--site", str(tmp_path / "site"), "daemon", "run", "--once", "--job", "sinc")
+    assert_clear_error(rc, err, "--job 'sinc'", "sync", "mirror")
