@@ -142,3 +142,12 @@ def test_daemon_unknown_job_is_refused(tmp_path: Path, capsys: pytest.CaptureFix
     write_site(tmp_path / "site", [])
     rc, err = run(capsys, "--site", str(tmp_path / "site"), "daemon", "run", "--once", "--job", "sinc")
     assert_clear_error(rc, err, "--job 'sinc'", "sync", "mirror")
+
+
+# --- verify and test -----------------------------------------------------------------------
+
+
+def test_verify_without_a_site_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, err = run(capsys, "--site", str(tmp_path / "nosite"), "verify")
+    assert_clear_error(rc, err, f"no site at {tmp_path / 'nosite'}", "synthmed init")
+    assert not (tmp_path / "nosite").exists()

@@ -11,7 +11,13 @@ from .common import add_json_flag, print_json, settings_from_args
 def cmd_verify(args: argparse.Namespace) -> int:
     from synthmed.registry.store import Store
 
+    from synthmed.registry.errors import SiteNotFound
+
     settings = settings_from_args(args)
+    if not settings.site_file.exists() and not settings.store_dir.is_dir():
+        raise SiteNotFound(f"no site at {settings.home} (no site.toml, no store/)",
+                           hint=f"create one: `synthmed init {settings.home} --upstream NAME=URL`, "
+                                "or point --site / SYNTHMED_HOME at an existing site")
     store = Store(settings.store_dir)
     counter = {"n": 0}
     show = not args.json and sys.stderr.isatty()
