@@ -151,3 +151,16 @@ def test_verify_without_a_site_says_so(tmp_path: Path, capsys: pytest.CaptureFix
     rc, err = run(capsys, "--site", str(tmp_path / "nosite"), "verify")
     assert_clear_error(rc, err, f"no site at {tmp_path / 'nosite'}", "synthmed init")
     assert not (tmp_path / "nosite").exists()
+
+
+@pytest.mark.parametrize("flag", [["--timeout", "-1"], ["--timeout", "0"], ["--report", "AFILE"],
+                                  ["--num-samples", "0"]])
+def test_test_flags_are_checked_before_anything_runs(home: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str], flag: list[str]) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("keep me\n")
+    args = [str(afile) if a == "AFILE" else a for a in flag]
+    rc, err = run(capsys, "--site", str(home), "test", "toy-gan", *args)
+    assert_clear_error(rc, err, flag[0])
+    assert afile.read_text() == "keep me\n"
+    assert not (home / "reports").exists()

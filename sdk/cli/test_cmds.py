@@ -42,7 +42,14 @@ def cmd_test(args: argparse.Namespace) -> int:
         raise ConfigError("name the models to test (REF...) or give --all, not both or neither",
                           hint="e.g. `synthmed test ihc-patch-dcgan` or `synthmed test --all --report reports/`")
     if args.num_samples is not None and args.num_samples < 1:
-        raise ConfigError(f"--num-samples must be at least 1, got {args.num_samples}")
+        raise ConfigError(f"--num-samples must be at least 1, got {args.num_samples}",
+                          hint="leave it out to use each record's test.num_samples")
+    if args.timeout is not None and not args.timeout > 0:
+        raise ConfigError(f"--timeout {args.timeout:g}: the timeout must be above 0 seconds",
+                          hint="leave it out to use each record's test.timeout_s")
+    if args.report is not None and args.report.exists() and not args.report.is_dir():
+        raise ConfigError(f"--report {args.report}: it is a file, not a folder",
+                          hint="give a new folder, or an existing folder, for the report")
     settings = settings_from_args(args)
     with Catalog.open(settings.catalog_path, readonly=True) as catalog:
         entries = select_entries(catalog, None if args.all else list(args.refs))
