@@ -95,6 +95,13 @@ def _resolve(repo: git.Repo, rev: str) -> git.Commit:
                               hint="fetch it first (e.g. `git fetch origin main`) or pass a commit id") from exc
 
 
+def _has_tree(commit: git.Commit, models_prefix: str) -> bool:
+    try:
+        return isinstance(commit.tree[models_prefix.rstrip("/")], git.Tree)
+    except KeyError:
+        return False
+
+
 def _blob_text(commit: git.Commit, path: str) -> str:
     data: bytes = commit.tree[path].data_stream.read()
     return data.decode("utf-8")
@@ -163,6 +170,10 @@ def check_index(repo_path: Path | str, base: str, head: str = "HEAD", index_dir:
             base_ids.add(t.name)
     except KeyError:
         pass
+    if not _has_tree(head_c, models_prefix) and not _has_tree(mb, models_prefix):
+        # a mistyped --index-dir (or the wrong repository) would otherwise pass as "no record changes"
+        raise IndexCheckError(f"{repo.working_dir}: no {models_prefix} folder at {head} or at {base}",
+                              hint="pass --index-dir with the folder that holds models/ ('' = the repository root)")
 
     changed_other: list[tuple[str, str]] = []
     for d in mb.diff(head_c):
@@ -187,7 +198,11 @@ def check_index(repo_path: Path | str, base: str, head: str = "HEAD", index_dir:
             if ct == "D":
                 continue
         rel = path[len(prefix) + 1:] if prefix else path
-        text = _blob_text(head_c, path)
+        try:
+            text = _blob_text(head_c, path)
+        except UnicodeDecodeError as exc:
+            result.problems.append(Problem(path, "$", f"not UTF-8 text: {exc}"))
+            continue
         try:
             new_data = parse_text(text, path)
         except RecordError as exc:

@@ -164,3 +164,37 @@ def test_test_flags_are_checked_before_anything_runs(home: Path, tmp_path: Path,
     assert_clear_error(rc, err, flag[0])
     assert afile.read_text() == "keep me\n"
     assert not (home / "reports").exists()
+
+
+# --- index check / validate / pin ------------------------------------------------------------
+
+
+def _git_index(tmp_path: Path, make_record) -> tuple[Path, "object"]:
+    from conftest import commit_all, write_record
+    from site_helpers import new_repo
+
+    repo = new_repo(tmp_path / "idx")
+    write_record(tmp_path / "idx", make_record())
+    commit_all(repo, "first record")
+    return tmp_path / "idx", repo
+
+
+def test_index_check_with_a_wrong_index_dir_fails_instead_of_passing(tmp_path: Path, make_record,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    root, _ = _git_index(tmp_path, make_record)
+    rc, err = run(capsys, "index", "check", "--base", "HEAD", "--repo", str(root), "--index-dir", "indx")
+    assert_clear_error(rc, err, "no indx/models/ folder", "--index-dir")
+
+
+def test_index_check_reports_a_record_that_is_not_utf8(tmp_path: Path, make_record,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from conftest import commit_all
+
+    root, repo = _git_index(tmp_path, make_record)
+    base = repo.head.commit.hexsha
+    (root / "models" / "toy-gan" / "2.0.0.json").write_bytes(b"\xff\xfe{}")
+    commit_all(repo, "bad bytes")
+    rc = main(["index", "check", "--base", base, "--repo", str(root)])
+    out = capsys.readouterr()
+    assert rc == 1 and "Traceback" not in out.err
+    assert "models/toy-gan/2.0.0.json: $: not UTF-8 text" in out.out
