@@ -277,9 +277,10 @@ def validate_path(path: Path) -> ValidationReport:
     if path.is_dir():
         files = list(iter_record_files(path))
         if not files:
-            stray = sorted(path.rglob("*.json"))
-            if not stray:
-                report.errors.append(Problem(str(path), "$", f"no records found under {path / MODELS_DIR}/<id>/<version>.json"))
+            # a folder without records is an error even when it holds other JSON files:
+            # a wrong path must not pass as "OK: 0 record(s) checked"
+            report.errors.append(Problem(str(path), "$", f"no records found under {path / MODELS_DIR}/<id>/<version>.json"
+                                         " (give the index folder that holds models/, or one record file)"))
         # files that look like records but are misplaced
         models = path / MODELS_DIR
         if models.is_dir():

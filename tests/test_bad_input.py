@@ -198,3 +198,13 @@ def test_index_check_reports_a_record_that_is_not_utf8(tmp_path: Path, make_reco
     out = capsys.readouterr()
     assert rc == 1 and "Traceback" not in out.err
     assert "models/toy-gan/2.0.0.json: $: not UTF-8 text" in out.out
+
+
+def test_index_validate_of_a_folder_without_records_fails_even_with_other_json(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "some.json").write_text("{}")  # e.g. a package.json: not an index
+    rc = main(["index", "validate", str(tmp_path)])
+    out = capsys.readouterr()
+    assert rc == 1
+    assert f"error: {tmp_path}: $: no records found under {tmp_path / 'models'}" in out.err
+    assert "FAILED: 0 record(s) checked" in out.out
