@@ -13,8 +13,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .errors import ArtefactNotFound, ConfigError, RecordError
-from .records import load_record, record_relpath, validate_data
+from .errors import ArtefactNotFound, ConfigError, ModelNotFound, RecordError
+from .records import MODELS_DIR, load_record, record_relpath, validate_data
 from .settings import Settings
 from .sources.base import SourceContext
 from .store import Store
@@ -31,6 +31,20 @@ def parse_ref(ref: str) -> tuple[str, str]:
     if not model_id or not version:
         raise ConfigError(f"{ref!r} is not ID@VERSION", hint="write ID@VERSION, e.g. toy-gan@1.0.0")
     return model_id, version
+
+
+def _not_in_index(index_dir: Path, model_id: str, version: str) -> ModelNotFound:
+    """What to say when ``models/<id>/<version>.json`` is not in the index folder."""
+    models = index_dir / MODELS_DIR
+    if not models.is_dir():
+        return ModelNotFound(f"{index_dir} is not an index folder (no {MODELS_DIR}/ in it)",
+                             hint="pass --index with the folder that holds models/ (the default is ./index)")
+    versions = sorted(p.stem for p in (models / model_id).glob("*.json")) if (models / model_id).is_dir() else []
+    if versions:
+        return ModelNotFound(f"{index_dir}: no version {version} of {model_id!r} ({models / model_id / version}.json)",
+                             hint=f"versions in this index: {', '.join(versions)}")
+    return ModelNotFound(f"{index_dir}: no model {model_id!r} ({models / model_id} does not exist)",
+                         hint=f"model ids are the folder names under {models}/")
 
 
 def _insecure(uri: str, settings: Settings) -> bool:
@@ -54,6 +68,8 @@ def pin_record(index_dir: Path, ref: str, settings: Settings, *, force: bool = F
     index_dir = Path(index_dir)
     model_id, version = parse_ref(ref)
     path = index_dir / record_relpath(model_id, version)
+    if not path.is_file():
+        raise _not_in_index(index_dir, model_id, version)
     record = load_record(path)
     text = path.read_text("utf-8")
     data = json.loads(text)

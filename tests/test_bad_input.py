@@ -208,3 +208,20 @@ def test_index_validate_of_a_folder_without_records_fails_even_with_other_json(
     assert rc == 1
     assert f"error: {tmp_path}: $: no records found under {tmp_path / 'models'}" in out.err
     assert "FAILED: 0 record(s) checked" in out.out
+
+
+@pytest.mark.parametrize("ref,words", [("nope@1.0.0", ["no model 'nope'", "folder names under"]),
+                                       ("toy-gan@9.0.0", ["no version 9.0.0 of 'toy-gan'", "versions in this index: 1.0.0"])])
+def test_index_pin_of_an_unknown_ref(tmp_path: Path, make_record, capsys: pytest.CaptureFixture[str],
+                                     ref: str, words: list[str]) -> None:
+    from conftest import write_record
+
+    write_record(tmp_path / "idx", make_record())
+    rc, err = run(capsys, "--site", str(tmp_path / "site"), "index", "pin", ref, "--index", str(tmp_path / "idx"))
+    assert_clear_error(rc, err, *words)
+
+
+def test_index_pin_with_a_folder_that_is_not_an_index(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, err = run(capsys, "--site", str(tmp_path / "site"), "index", "pin", "toy-gan@1.0.0",
+                  "--index", str(tmp_path))
+    assert_clear_error(rc, err, f"{tmp_path} is not an index folder", "--index")
