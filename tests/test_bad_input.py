@@ -225,3 +225,28 @@ def test_index_pin_with_a_folder_that_is_not_an_index(tmp_path: Path, capsys: py
     rc, err = run(capsys, "--site", str(tmp_path / "site"), "index", "pin", "toy-gan@1.0.0",
                   "--index", str(tmp_path))
     assert_clear_error(rc, err, f"{tmp_path} is not an index folder", "--index")
+
+
+# --- generation parameters ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("param,words", [("steps=many", ["'steps'", "an integer"]),
+                                         ("label=other", ["'label'", "one of"]),
+                                         ("scale=nan", ["'scale'", "NaN"]),
+                                         ("scale=inf", ["'scale'", "infinity"])])
+def test_every_bad_param_gets_a_hint_and_nothing_runs(home: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str], param: str,
+                                                      words: list[str]) -> None:
+    out = tmp_path / "out"
+    rc, err = run(capsys, "--site", str(home), "generate", "marker-model", "-n", "1", "-o", str(out),
+                  "--param", param)
+    assert_clear_error(rc, err, "synthmed show marker-model@1.0.0", *words)
+    assert not out.exists()
+
+
+def test_nan_param_is_refused_by_the_sdk_too(home: Path) -> None:
+    from synthmed import Site
+    from synthmed.registry.errors import ParamError
+
+    with pytest.raises(ParamError, match="NaN"):
+        Site(home).model("marker-model").sample(1, scale=float("nan"))

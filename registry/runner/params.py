@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from typing import Any, Mapping
 
 from jsonschema import Draft202012Validator
@@ -73,6 +74,21 @@ def describe_inputs(schema: Mapping[str, Any]) -> str:
     return "allowed: " + "; ".join(parts)
 
 
+def _hint(ref: str) -> str:
+    return f"see the record's inputs: `synthmed show {ref}`"
+
+
+def _non_finite(value: Any) -> bool:
+    """NaN or infinity anywhere in a value (JSON has neither; NaN passes every bound check)."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, (list, tuple)):
+        return any(_non_finite(v) for v in value)
+    if isinstance(value, Mapping):
+        return any(_non_finite(v) for v in value.values())
+    return False
+
+
 def _fill_defaults(schema: Mapping[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     out = dict(params)
     for name, prop in _properties(schema).items():
@@ -107,16 +123,20 @@ def validate_params(record: Record, params: Mapping[str, Any] | None) -> dict[st
         if unknown:
             raise ParamError(
                 f"{ref}: unknown parameter(s) {', '.join(repr(u) for u in unknown)}; {describe_inputs(schema)}",
-                hint=f"see the record's inputs: `synthmed show {ref}`",
+                hint=_hint(ref),
                 model=ref, parameter=unknown[0],
             )
+    for key, value in given.items():
+        if _non_finite(value):
+            raise ParamError(f"{ref}: parameter {key!r} = {value!r} is not allowed: NaN and infinity are not numbers "
+                             f"a model can take", hint=_hint(ref), model=ref, parameter=key)
     filled = _fill_defaults(schema, given)
     validator = Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(filled), key=lambda e: (len(e.absolute_path) == 0, list(map(str, e.absolute_path))))
     if errors:
         err = errors[0]
         param = str(err.absolute_path[0]) if err.absolute_path else None
-        raise ParamError(_message(err, ref, schema), hint=f"see the record's inputs: `synthmed show {ref}`",
+        raise ParamError(_message(err, ref, schema), hint=_hint(ref),
                          model=ref, parameter=param)
     return filled
 
@@ -154,7 +174,7 @@ def coerce_param(record: Record, key: str, text: str) -> Any:
     if prop is None:
         if not _extra_allowed(schema):
             raise ParamError(f"{record.ref}: unknown parameter {key!r}; {describe_inputs(schema)}",
-                             model=record.ref, parameter=key)
+                             hint=_hint(record.ref), model=record.ref, parameter=key)
         try:
             return json.loads(text)
         except ValueError:
@@ -174,7 +194,7 @@ def coerce_param(record: Record, key: str, text: str) -> Any:
                 except ValueError:
                     pass
         raise ParamError(f"{record.ref}: parameter {key!r} = {text!r} is not allowed: must be {describe_allowed(prop)}",
-                         model=record.ref, parameter=key)
+                         hint=_hint(record.ref), model=record.ref, parameter=key)
     t = prop.get("type")
     types = t if isinstance(t, list) else [t] if t else []
     for typ in types:
@@ -184,7 +204,7 @@ def coerce_param(record: Record, key: str, text: str) -> Any:
             continue
     if types:
         raise ParamError(f"{record.ref}: parameter {key!r} = {text!r} is not allowed: must be {describe_allowed(prop)}",
-                         model=record.ref, parameter=key)
+                         hint=_hint(record.ref), model=record.ref, parameter=key)
     try:
         return json.loads(text)
     except ValueError:
