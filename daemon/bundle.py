@@ -56,8 +56,14 @@ def export_bundle(settings: Settings, catalog: Catalog, dest: Path,
     """Write the upstream indexes (git bundles) and the selected verified blobs to ``dest``."""
     from synthmed.registry.store import Store
 
+    if dest.exists() and not dest.is_dir():
+        raise BundleError(f"{dest} is a file, not a folder", hint="export into a new or empty folder")
     if dest.exists() and any(dest.iterdir()):
         raise BundleError(f"{dest} is not empty", hint="export into a new or empty folder")
+    blocker = next((p for p in dest.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise BundleError(f"cannot export to {dest}: {blocker} is a file, not a folder",
+                          hint="export into a new or empty folder")
     (dest / "upstreams").mkdir(parents=True, exist_ok=True)
     (dest / "blobs").mkdir(exist_ok=True)
     rows = {r["name"]: r for r in catalog.upstream_rows()}
@@ -105,6 +111,9 @@ def export_bundle(settings: Settings, catalog: Catalog, dest: Path,
 
 
 def _read_manifest(src: Path) -> dict[str, Any]:
+    if not src.is_dir():
+        raise BundleError(f"{src} is not a folder: a bundle is the folder `synthmed export DIR` writes",
+                          hint="give the bundle's folder (the one holding manifest.json)")
     path = src / "manifest.json"
     try:
         data = json.loads(path.read_text("utf-8"))
@@ -112,10 +121,42 @@ def _read_manifest(src: Path) -> dict[str, Any]:
         raise BundleError(f"{path} is missing: not a synthmed bundle, or an interrupted export",
                           hint="export again with `synthmed export DIR`") from None
     except ValueError as exc:
-        raise BundleError(f"{path} is not valid JSON: {exc}") from None
+        raise BundleError(f"{path} is not valid JSON: {exc}",
+                          hint="the bundle is damaged; export it again with `synthmed export DIR`") from None
     if not isinstance(data, dict) or data.get("format") != BUNDLE_FORMAT:
-        raise BundleError(f"{path}: not a {BUNDLE_FORMAT} manifest")
+        raise BundleError(f"{path}: not a {BUNDLE_FORMAT} manifest",
+                          hint="give a folder written by `synthmed export DIR`")
+    problems = _manifest_problems(data)
+    if problems:
+        raise BundleError(f"{path}: malformed manifest; nothing was imported:\n"
+                          + "\n".join(f"  - {p}" for p in problems),
+                          hint="the bundle is damaged or was edited; export it again with `synthmed export DIR`",
+                          problems=problems)
     return data
+
+
+def _manifest_problems(data: dict[str, Any]) -> list[str]:
+    """The manifest fields import reads, with their types (a hand-edited or damaged
+    manifest must be an error, not a KeyError)."""
+    problems: list[str] = []
+    need = {"upstreams": ("name", "url", "branch", "commit", "bundle", "sha256"), "blobs": ("sha256",)}
+    for section, keys in need.items():
+        items = data.get(section, [])
+        if not isinstance(items, list):
+            problems.append(f"$.{section}: must be a list")
+            continue
+        for i, item in enumerate(items):
+            if not isinstance(item, dict):
+                problems.append(f"$.{section}[{i}]: must be an object")
+                continue
+            for k in keys:
+                if not isinstance(item.get(k), str) or not item.get(k):
+                    problems.append(f"$.{section}[{i}].{k}: missing or not a string")
+            for k in ("size", "priority"):
+                required = section == "blobs" and k == "size"
+                if (required or k in item) and (not isinstance(item.get(k), int) or isinstance(item.get(k), bool)):
+                    problems.append(f"$.{section}[{i}].{k}: missing or not an integer")
+    return problems
 
 
 def _check_file(src: Path, rel: str, sha: str, size: int | None, problems: list[str]) -> None:

@@ -250,3 +250,43 @@ def test_nan_param_is_refused_by_the_sdk_too(home: Path) -> None:
 
     with pytest.raises(ParamError, match="NaN"):
         Site(home).model("marker-model").sample(1, scale=float("nan"))
+
+
+# --- export / import ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def empty_site(tmp_path: Path) -> Path:
+    from site_helpers import sync, write_site
+
+    settings = write_site(tmp_path / "site", [])
+    sync(settings)  # makes the catalog
+    return settings.home
+
+
+@pytest.mark.parametrize("cmd", ["export", "import"])
+@pytest.mark.parametrize("below", ["", "sub"])
+def test_bundle_path_that_is_a_file(empty_site: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                    cmd: str, below: str) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("keep me\n")
+    rc, err = run(capsys, "--site", str(empty_site), cmd, str(afile / below if below else afile))
+    assert_clear_error(rc, err, str(afile))
+    assert afile.read_text() == "keep me\n"
+
+
+@pytest.mark.parametrize("manifest,words", [
+    ({"upstreams": [{"name": "x"}], "blobs": [{}]}, ["$.upstreams[0].bundle", "$.blobs[0].sha256"]),
+    ({"upstreams": "abc", "blobs": 5}, ["$.upstreams: must be a list", "$.blobs: must be a list"]),
+    ({"blobs": [{"sha256": "ab" * 32, "size": "big"}]}, ["$.blobs[0].size"])])
+def test_import_of_a_malformed_manifest(empty_site: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                        manifest: dict, words: list[str]) -> None:
+    from synthmed.daemon.bundle import BUNDLE_FORMAT
+
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "manifest.json").write_text(json.dumps({"format": BUNDLE_FORMAT, **manifest}))
+    before = (empty_site / "site.toml").read_text()
+    rc, err = run(capsys, "--site", str(empty_site), "import", str(bundle))
+    assert_clear_error(rc, err, "malformed manifest; nothing was imported", *words)
+    assert (empty_site / "site.toml").read_text() == before
