@@ -42,6 +42,9 @@ class ModelRef:
 
 def parse_ref(ref: str) -> ModelRef:
     """Parse a model reference; ids are matched lower-cased (as medigan ids are imported)."""
+    if not isinstance(ref, str):
+        raise ModelNotFound(f"{ref!r} is not a model reference (a {type(ref).__name__}, not a string)",
+                            hint="use ID, ID@VERSION, UPSTREAM/ID or UPSTREAM/ID@VERSION, e.g. public/ihc-patch-dcgan@1.0.0")
     text = ref.strip()
     m = _REF.match(text.lower() if "@" not in text else text.split("@", 1)[0].lower() + "@" + text.split("@", 1)[1])
     if not m:

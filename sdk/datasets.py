@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_in
 
 from synthmed.registry.runner import Runner
 
-from .site import ModelSpec
+from .site import ModelSpec, sample_count, seed_value
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +85,8 @@ class _Synthetic:
         from synthmed.registry.runner import validate_params
 
         self.holder = _RunnerHolder(spec, {"batch_size": batch_size})
-        self.num_samples = int(num_samples)
-        self.seed = int(seed)
+        self.num_samples = sample_count(num_samples)
+        self.seed = seed_value(seed)
         self.transform = transform
         self.first = str(spec.record.outputs[0]["name"])
         self.params = validate_params(spec.record, params)
@@ -206,6 +206,7 @@ def save_grid(images: Sequence[np.ndarray], path: Path | str, ncols: int | None 
 def visualize(spec: ModelSpec, path: Path | str, num_samples: int = 16, *, seed: int = 0,
               params: Mapping[str, Any] | None = None, output: str | None = None) -> Path:
     """Write a grid of ``num_samples`` samples of one output (the first by default) to a PNG."""
+    num_samples, seed = sample_count(num_samples, minimum=1), seed_value(seed)
     record = spec.record
     outs = {str(o["name"]): o for o in record.outputs}
     name = output or next(iter(outs))

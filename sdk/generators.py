@@ -27,7 +27,7 @@ import numpy as np
 from synthmed.registry.errors import ConfigError, ModelNotFound, SynthmedError
 from synthmed.registry.records import Record
 
-from .site import Model, Site
+from .site import Model, Site, seed_value
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch.utils.data import DataLoader, Dataset
@@ -249,7 +249,7 @@ class Generators:
             return self.get_generate_function(model_id, num_samples, output_path, save_images=save_images, **kwargs)
         model = self.get_model(model_id)
         run, params = self._split_kwargs(model, kwargs)
-        seed = int(run.pop("seed", 0))
+        seed = seed_value(run.pop("seed", 0))
         fmt = run.pop("format", None)
         bit_depth = run.pop("bit_depth", None)
         if run:

@@ -15,6 +15,7 @@ offline.
 from __future__ import annotations
 
 import logging
+import operator
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,8 +128,7 @@ class Model:
     # -- sampling --
     def sample(self, n: int, seed: int = 0, **params: Any) -> dict[str, np.ndarray]:
         """``n`` samples from seeds ``seed .. seed+n-1``: ``{output: array (n, ...)}``."""
-        if n < 0:
-            raise ConfigError(f"cannot make {n} samples")
+        n, seed = sample_count(n), seed_value(seed)
         return self.runner.sample(range(seed, seed + n), **params)
 
     def sample_seeds(self, seeds: Sequence[int], **params: Any) -> dict[str, np.ndarray]:
@@ -136,6 +136,7 @@ class Model:
 
     def iter_batches(self, n: int, seed: int = 0, **params: Any) -> Iterator[tuple[list[int], dict[str, np.ndarray]]]:
         """Batch by batch: ``(seeds, outputs)``; memory stays bounded by the batch size."""
+        n, seed = sample_count(n), seed_value(seed)
         return self.runner.iter_batches(range(seed, seed + n), **params)
 
     def generate_to(self, folder: Path | str, n: int, format: str = "auto", seed: int = 0,
@@ -149,6 +150,7 @@ class Model:
         """
         from .writers import OutputFolder
 
+        n, seed = sample_count(n), seed_value(seed)
         model = self.with_options(batch_size=batch_size) if batch_size else self
         runner = model.runner
         checked = runner.check_params(params)  # before any model code runs
@@ -194,6 +196,32 @@ class Model:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def sample_count(n: Any, what: str = "num_samples", minimum: int = 0) -> int:
+    """``n`` as a sample count (an int, numpy ints too, >= minimum), or a ConfigError saying so."""
+    try:
+        if isinstance(n, bool):
+            raise TypeError
+        value = operator.index(n)
+    except TypeError:
+        raise ConfigError(f"{what} must be a whole number, got {n!r} ({type(n).__name__})",
+                          hint=f"pass an int, e.g. {what}=16") from None
+    if value < minimum:
+        raise ConfigError(f"cannot make {value} samples: {what} must be {minimum} or more",
+                          hint=f"pass an int >= {minimum}, e.g. {what}=16")
+    return value
+
+
+def seed_value(seed: Any) -> int:
+    """``seed`` as an int (numpy ints too), or a ConfigError saying so."""
+    try:
+        if isinstance(seed, bool):
+            raise TypeError
+        return operator.index(seed)
+    except TypeError:
+        raise ConfigError(f"seed must be a whole number, got {seed!r} ({type(seed).__name__})",
+                          hint="pass an int, e.g. seed=0 (sample i uses seed + i)") from None
 
 
 def no_site_error(settings: Settings) -> SiteNotFound:

@@ -290,3 +290,63 @@ def test_import_of_a_malformed_manifest(empty_site: Path, tmp_path: Path, capsys
     rc, err = run(capsys, "--site", str(empty_site), "import", str(bundle))
     assert_clear_error(rc, err, "malformed manifest; nothing was imported", *words)
     assert (empty_site / "site.toml").read_text() == before
+
+
+# --- the SDK ----------------------------------------------------------------------------------
+
+
+def test_sdk_without_a_site(tmp_path: Path) -> None:
+    from synthmed import Generators
+    from synthmed.registry.errors import SiteNotFound
+
+    with pytest.raises(SiteNotFound, match="synthmed init"):
+        Generators(tmp_path / "nosite").generate("nope", 1)
+    assert not (tmp_path / "nosite").exists()
+
+
+@pytest.mark.parametrize("kwargs,words", [({"num_samples": "3"}, ["num_samples must be a whole number", "'3'"]),
+                                          ({"num_samples": 2.5}, ["num_samples must be a whole number"]),
+                                          ({"num_samples": -1}, ["cannot make -1 samples"]),
+                                          ({"num_samples": 1, "seed": "a"}, ["seed must be a whole number"])])
+def test_sdk_counts_and_seeds_are_checked(home: Path, kwargs: dict, words: list[str]) -> None:
+    from synthmed import Generators
+    from synthmed.registry.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        Generators(home).generate("toy-gan", save_images=False, **kwargs)
+    for w in words:
+        assert w in str(info.value)
+    assert info.value.hint
+
+
+def test_sdk_numpy_counts_and_seeds_still_work(home: Path) -> None:
+    import numpy as np
+    from synthmed import Site
+
+    out = Site(home).model("toy-gan").sample(np.int64(2), seed=np.int32(3))
+    assert out["image"].shape[0] == 2
+
+
+def test_sdk_dataset_visualize_and_refs(home: Path, tmp_path: Path) -> None:
+    from synthmed import Generators, Site
+    from synthmed.registry.errors import ConfigError, ModelNotFound
+
+    g = Generators(home)
+    with pytest.raises(ConfigError, match="cannot make -5 samples"):
+        g.get_as_torch_dataset("toy-gan", num_samples=-5)
+    with pytest.raises(ConfigError, match="must be 1 or more"):
+        g.visualize("toy-gan", num_samples=0, output_path=tmp_path / "grid.png")
+    assert not (tmp_path / "grid.png").exists()
+    with pytest.raises(ModelNotFound, match="not a model reference"):
+        Site(home).model(None)  # type: ignore[arg-type]
+
+
+def test_sdk_generate_into_a_file(home: Path, tmp_path: Path) -> None:
+    from synthmed import Generators
+    from synthmed.registry.errors import ConfigError
+
+    afile = tmp_path / "afile"
+    afile.write_text("keep me\n")
+    with pytest.raises(ConfigError, match="is a file, not a folder"):
+        Generators(home).generate("toy-gan", 1, output_path=afile)
+    assert afile.read_text() == "keep me\n"

@@ -91,7 +91,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from ..site import Site
 
     if args.num_samples < 0:
-        raise ConfigError(f"-n {args.num_samples}: the number of samples must be 0 or more")
+        raise ConfigError(f"-n {args.num_samples}: the number of samples must be 0 or more",
+                          hint="e.g. -n 100 writes samples 0..99 (seeds S..S+99)")
     settings = settings_from_args(args, device=args.device, mode=args.mode, batch_size=args.batch_size,
                                   offline=args.offline)
     site = Site(settings=settings, timeout_s=args.timeout)
@@ -131,7 +132,8 @@ def cmd_visualize(args: argparse.Namespace) -> int:
     from ..site import Site
 
     if args.num_samples < 1:
-        raise ConfigError(f"-n {args.num_samples}: a grid needs at least one sample")
+        raise ConfigError(f"-n {args.num_samples}: a grid needs at least one sample",
+                          hint="e.g. -n 16 for a 4x4 grid")
     settings = settings_from_args(args, device=args.device)
     site = Site(settings=settings)
     try:
