@@ -175,6 +175,11 @@ def read_site_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(
             f"{path}: not valid TOML: {exc}", hint="fix the syntax, or recreate it with `synthmed init`"
         ) from exc
+    except NotADirectoryError as exc:
+        raise ConfigError(
+            f"the site folder {path.parent} is not a folder (or lies under a file)",
+            hint="point --site / SYNTHMED_HOME at a site folder, or create one with `synthmed init DIR`",
+        ) from exc
     except OSError as exc:
         raise ConfigError(
             f"{path}: cannot be read: {exc.strerror or exc}",

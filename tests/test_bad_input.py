@@ -350,3 +350,10 @@ def test_sdk_generate_into_a_file(home: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="is a file, not a folder"):
         Generators(home).generate("toy-gan", 1, output_path=afile)
     assert afile.read_text() == "keep me\n"
+
+
+def test_site_path_that_is_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("keep me\n")
+    rc, err = run(capsys, "--site", str(afile), "status")
+    assert_clear_error(rc, err, f"the site folder {afile} is not a folder", "SYNTHMED_HOME")
