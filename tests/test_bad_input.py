@@ -357,3 +357,17 @@ def test_site_path_that_is_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[
     afile.write_text("keep me\n")
     rc, err = run(capsys, "--site", str(afile), "status")
     assert_clear_error(rc, err, f"the site folder {afile} is not a folder", "SYNTHMED_HOME")
+
+
+def test_status_names_a_corrupt_catalog_instead_of_no_catalog(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from site_helpers import write_site
+
+    settings = write_site(tmp_path / "site", [])
+    settings.catalog_path.write_text("garbage")
+    rc = main(["--site", str(settings.home), "status"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "no catalog yet" not in out
+    assert "file is not a database" in out and "synthmed catalog rebuild" in out
+    assert settings.catalog_path.read_text() == "garbage"  # status never touches it

@@ -98,15 +98,20 @@ def cmd_status(args: argparse.Namespace) -> int:
     from synthmed.daemon.status import format_status, site_status
 
     settings = _site(args, stale_after_hours=args.stale_after)
+    broken: CatalogError | None = None
     try:
         cat = _open_catalog(settings)
-    except CatalogError:
+    except CatalogError as exc:
         cat = None
+        broken = exc if settings.catalog_path.exists() else None
     try:
         st = site_status(settings, cat)
     finally:
         if cat is not None:
             cat.close()
+    if broken is not None:  # a catalog that exists but cannot be read is not "no catalog yet"
+        st["warnings"] = [w for w in st.get("warnings", []) if not str(w).startswith("no catalog yet")]
+        st["warnings"].append(f"{broken.message}; `synthmed catalog rebuild` recreates it")
     if args.json:
         print_json(st)
     else:
