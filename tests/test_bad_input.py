@@ -371,3 +371,31 @@ def test_status_names_a_corrupt_catalog_instead_of_no_catalog(tmp_path: Path,
     assert "no catalog yet" not in out
     assert "file is not a database" in out and "synthmed catalog rebuild" in out
     assert settings.catalog_path.read_text() == "garbage"  # status never touches it
+
+
+# --- search and sync flags ---------------------------------------------------------------------
+
+
+def _synced_site(tmp_path: Path, make_record) -> Path:
+    from conftest import commit_all, write_record
+    from site_helpers import new_repo, sync, write_site
+
+    repo = new_repo(tmp_path / "idx")
+    write_record(tmp_path / "idx", make_record())
+    commit_all(repo, "a record")
+    settings = write_site(tmp_path / "site", [{"name": "public", "url": str(tmp_path / "idx")}])
+    sync(settings)
+    return settings.home
+
+
+@pytest.mark.parametrize("flags,words", [(["search", "--upstream", "pubic"], ["--upstream 'pubic'", "public"]),
+                                         (["search", "--limit", "-1"], ["--limit -1"]),
+                                         (["sync", "--accept-rewrite", "pubic"], ["'pubic'", "public"])])
+def test_unknown_upstream_and_negative_limit_are_errors(tmp_path: Path, make_record,
+                                                        capsys: pytest.CaptureFixture[str], flags: list[str],
+                                                        words: list[str]) -> None:
+    home = _synced_site(tmp_path, make_record)
+    rc, err = run(capsys, "--site", str(home), *flags)
+    assert_clear_error(rc, err, *words)
+    assert main(["--site", str(home), "search", "--upstream", "public", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["id"] == "toy-gan"

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from synthmed.registry.errors import CatalogError, SiteNotFound
+from synthmed.registry.errors import CatalogError, ConfigError, SiteNotFound
 from synthmed.registry.settings import Settings, default_home
 
 from .common import add_json_flag, print_json, print_table, settings_from_args
@@ -52,6 +52,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
     from synthmed.registry.catalog import Catalog
 
     settings = _site(args)
+    for name in args.accept_rewrite or ():
+        settings.upstream(name)  # an unknown name is an error naming the known ones
     progress = (lambda m: None) if args.quiet else _progress
     with SiteLock(settings.home, "synthmed sync"), Catalog.open(settings.catalog_path, readonly=False) as cat:
         results = sync_all(settings, cat, only=args.upstream or None, accept_rewrite=tuple(args.accept_rewrite or ()),
@@ -126,6 +128,13 @@ def _short(values: list[str], n: int = 3) -> str:
 def cmd_search(args: argparse.Namespace) -> int:
     settings = _site(args)
     with _open_catalog(settings) as cat:
+        if args.upstream is not None:
+            known = [str(r["name"]) for r in cat.upstream_rows()]
+            if args.upstream not in known:
+                raise ConfigError(f"--upstream {args.upstream!r}: this site has no upstream of that name",
+                                  hint=f"known upstreams: {', '.join(known) or 'none'}")
+        if args.limit < 0:
+            raise ConfigError(f"--limit {args.limit}: must be 0 or more", hint="e.g. --limit 20 (default 50)")
         found = cat.search(" ".join(args.query), modality=args.modality, anatomy=args.anatomy,
                            architecture=args.architecture, license=args.license, rank=args.rank,
                            limit=args.limit, upstream=args.upstream)
