@@ -399,3 +399,36 @@ def test_unknown_upstream_and_negative_limit_are_errors(tmp_path: Path, make_rec
     assert_clear_error(rc, err, *words)
     assert main(["--site", str(home), "search", "--upstream", "public", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["id"] == "toy-gan"
+
+
+# --- interrupting generate, then resuming ------------------------------------------------------
+
+
+def test_interrupted_generate_says_how_to_resume_and_resumes(home: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from synthmed.writers import OutputFolder
+
+    out = tmp_path / "out"
+    real_write = OutputFolder.write
+    calls = {"n": 0}
+
+    def write_then_ctrl_c(self: OutputFolder, index: int, sample: dict) -> None:
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        real_write(self, index, sample)
+
+    monkeypatch.setattr(OutputFolder, "write", write_then_ctrl_c)
+    args = ["--site", str(home), "generate", "toy-gan", "-n", "6", "-o", str(out), "--format", "npy",
+            "--batch-size", "2", "--no-progress"]
+    rc = main(args)
+    err = capsys.readouterr().err
+    assert rc == 130 and "run the same command again to resume" in err and "Traceback" not in err
+    assert len(list((out / "image").glob("*.npy"))) == 3
+    assert json.loads((out / "synthmed.json").read_text())["complete"] is False
+    monkeypatch.setattr(OutputFolder, "write", real_write)
+    assert main(args) == 0
+    assert "3 written, 3 already there" in capsys.readouterr().out
+    assert json.loads((out / "synthmed.json").read_text())["complete"] is True
+    assert not [p for p in (out / "image").iterdir() if p.name.startswith(".")]  # no temp files left

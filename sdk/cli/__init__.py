@@ -55,7 +55,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        if args.command == "generate":
+            print("interrupted: the samples written so far are kept; run the same command again to resume",
+                  file=sys.stderr)
+        else:
+            print("interrupted", file=sys.stderr)
         return 130
 
 
