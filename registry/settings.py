@@ -333,9 +333,13 @@ def load_settings(
     if "sync_interval_minutes" in ov:
         schedules = replace(schedules, sync_interval_minutes=int(ov["sync_interval_minutes"]))
     if schedules.sync_interval_minutes < 1:
-        raise ConfigError(f"the sync interval must be at least 1 minute, got {schedules.sync_interval_minutes}")
+        raise ConfigError(f"the sync interval must be at least 1 minute, got {schedules.sync_interval_minutes}",
+                          hint="set --sync-interval, SYNTHMED_SYNC_INTERVAL_MINUTES or schedules.sync_interval_minutes "
+                               "to 1 or more")
     if float(layer.get("stale_after_hours", settings.stale_after_hours)) <= 0:
-        raise ConfigError("stale_after_hours must be above 0")
+        raise ConfigError("stale_after_hours must be above 0",
+                          hint="set --stale-after, SYNTHMED_STALE_AFTER_HOURS or site.stale_after_hours above 0, e.g. 48")
     if runner.batch_size < 1:
-        raise ConfigError(f"batch size must be at least 1, got {runner.batch_size}")
+        raise ConfigError(f"batch size must be at least 1, got {runner.batch_size}",
+                          hint="set --batch-size or runner.batch_size to 1 or more, e.g. 32")
     return replace(settings, runner=runner, sources=sources, schedules=schedules, **layer)

@@ -432,3 +432,18 @@ def test_interrupted_generate_says_how_to_resume_and_resumes(home: Path, tmp_pat
     assert "3 written, 3 already there" in capsys.readouterr().out
     assert json.loads((out / "synthmed.json").read_text())["complete"] is True
     assert not [p for p in (out / "image").iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+# --- numbers from flags, and commands before a site exists --------------------------------------
+
+
+@pytest.mark.parametrize("flags", [["status", "--stale-after", "0"],
+                                   ["daemon", "run", "--once", "--sync-interval", "0"],
+                                   ["generate", "toy-gan", "-n", "1", "-o", "OUT", "--batch-size", "0"]])
+def test_bad_numbers_from_flags_get_hints(home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                          flags: list[str]) -> None:
+    (home / "site.toml").write_text("")
+    args = [str(tmp_path / "out") if a == "OUT" else a for a in flags]
+    rc, err = run(capsys, "--site", str(home), *args)
+    assert_clear_error(rc, err, flags[-2])
+    assert not (tmp_path / "out").exists()
