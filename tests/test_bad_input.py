@@ -447,3 +447,8 @@ def test_bad_numbers_from_flags_get_hints(home: Path, tmp_path: Path, capsys: py
     rc, err = run(capsys, "--site", str(home), *args)
     assert_clear_error(rc, err, flags[-2])
     assert not (tmp_path / "out").exists()
+
+
+def test_test_before_a_site_exists(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, err = run(capsys, "--site", str(tmp_path / "nosite"), "test", "toy-gan")
+    assert_clear_error(rc, err, f"no synthmed site at {tmp_path / 'nosite'}", "synthmed init")

@@ -51,6 +51,10 @@ def cmd_test(args: argparse.Namespace) -> int:
         raise ConfigError(f"--report {args.report}: it is a file, not a folder",
                           hint="give a new folder, or an existing folder, for the report")
     settings = settings_from_args(args)
+    if not settings.catalog_path.exists():
+        from ..site import no_site_error
+
+        raise no_site_error(settings)
     with Catalog.open(settings.catalog_path, readonly=True) as catalog:
         entries = select_entries(catalog, None if args.all else list(args.refs))
     report_dir = args.report.resolve() if args.report else report_folder(settings)
