@@ -203,10 +203,23 @@ def save_grid(images: Sequence[np.ndarray], path: Path | str, ncols: int | None 
     return p
 
 
+def _check_png_path(path: Path) -> None:
+    from synthmed.registry.errors import ConfigError
+
+    if path.is_dir():
+        raise ConfigError(f"cannot write the grid to {path}: it is a folder",
+                          hint=f"give a file name, e.g. {path / 'grid.png'}")
+    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise ConfigError(f"cannot write the grid to {path}: {blocker} is a file, not a folder",
+                          hint="give a PNG file name in a folder (missing folders are created)")
+
+
 def visualize(spec: ModelSpec, path: Path | str, num_samples: int = 16, *, seed: int = 0,
               params: Mapping[str, Any] | None = None, output: str | None = None) -> Path:
     """Write a grid of ``num_samples`` samples of one output (the first by default) to a PNG."""
     num_samples, seed = sample_count(num_samples, minimum=1), seed_value(seed)
+    _check_png_path(Path(path))  # before any model runs
     record = spec.record
     outs = {str(o["name"]): o for o in record.outputs}
     name = output or next(iter(outs))

@@ -452,3 +452,14 @@ def test_bad_numbers_from_flags_get_hints(home: Path, tmp_path: Path, capsys: py
 def test_test_before_a_site_exists(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rc, err = run(capsys, "--site", str(tmp_path / "nosite"), "test", "toy-gan")
     assert_clear_error(rc, err, f"no synthmed site at {tmp_path / 'nosite'}", "synthmed init")
+
+
+@pytest.mark.parametrize("target", ["DIR", "AFILE/grid.png"])
+def test_visualize_to_a_folder_or_under_a_file(home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                               target: str) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("keep me\n")
+    path = str(tmp_path) if target == "DIR" else str(afile / "grid.png")
+    rc, err = run(capsys, "--site", str(home), "visualize", "toy-gan", "-n", "2", "-o", path)
+    assert_clear_error(rc, err, "cannot write the grid to")
+    assert afile.read_text() == "keep me\n"
