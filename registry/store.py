@@ -38,11 +38,8 @@ log = logging.getLogger(__name__)
 
 #: read/hash/write buffer size
 CHUNK = 4 << 20
-#: buffers in flight between the reading/hashing thread and the writer
-PIPELINE_DEPTH = 4
-#: hash in a thread of its own (read | hash | write) rather than in the reading thread;
-#: measured faster for HTTP sources (bench/hash_throughput.py) and the same for files
-HASH_IN_THREAD = True
+#: buffers in flight: the reader fills one while others are being hashed and written
+PIPELINE_DEPTH = 8
 #: downloads at least this big bypass the page cache (O_DIRECT) where possible
 DIRECT_MIN = 16 << 20
 DIRECT_ALIGN = 4096
@@ -84,15 +81,64 @@ class VerifyReport:
 # --- the copy loop --------------------------------------------------------------------
 
 
+class _Buf:
+    """One pipeline buffer, handed to the hashing and the writing thread at once; it is
+    reused only after both are done with it."""
+
+    __slots__ = ("view", "n", "users", "lock")
+
+    def __init__(self, view: memoryview) -> None:
+        self.view = view
+        self.n = 0
+        self.users = 0
+        self.lock = threading.Lock()
+
+
+_HUGE = 2 << 20
+
+
+def _buffers(chunk: int, count: int) -> tuple[mmap.mmap, memoryview, list[_Buf]]:
+    """``count`` page-aligned buffers (as O_DIRECT needs) in one anonymous mapping, backed by
+    huge pages where the kernel allows it (fewer pages to pin per O_DIRECT write, fewer TLB
+    misses while copying and hashing)."""
+    mem = mmap.mmap(-1, chunk * count + _HUGE)
+    start = 0
+    advice = getattr(mmap, "MADV_HUGEPAGE", None)
+    if advice is not None and chunk % _HUGE == 0:
+        with contextlib.suppress(OSError, ValueError):
+            mem.madvise(advice)
+        with memoryview(mem) as probe:
+            addr = ctypes_address(probe)
+        if addr is not None:
+            start = -addr % _HUGE
+    whole = memoryview(mem)
+    return mem, whole, [_Buf(whole[start + i * chunk: start + (i + 1) * chunk]) for i in range(count)]
+
+
+def ctypes_address(view: memoryview) -> int | None:
+    """The address of a writable buffer (None where ctypes is missing)."""
+    try:
+        import ctypes
+
+        return ctypes.addressof(ctypes.c_char.from_buffer(view))
+    except (ImportError, TypeError, ValueError):
+        return None
+
+
 class _Pipe:
-    """Read in the caller's thread, hash in a second and write in a third: socket reads,
-    hashlib and file writes all release the GIL, so reading chunk i+2, hashing chunk i+1 and
-    writing chunk i overlap. Buffers cycle through a small free list, so memory stays at
-    ``PIPELINE_DEPTH`` chunks.
+    """Read in the caller's thread; hash in a second thread and write in a third, both from
+    the same buffer at once. Socket and file reads, hashlib (for more than 2 KiB) and file
+    writes all release the GIL, so reading chunk i+1 overlaps hashing and writing chunk i:
+    a download costs the slowest of the three, not their sum. A buffer is refilled only
+    after it was both hashed and written, so the bytes hashed are the bytes written.
+    ``PIPELINE_DEPTH`` buffers cycle through a free list, which absorbs a stage's hiccups
+    (a slow disk write, a preempted thread) without stalling the others.
 
     With ``direct_fd`` (the same file opened with ``O_DIRECT``), aligned stretches bypass
-    the page cache: the disk's DMA does the copy, leaving the CPU to hashing. Whatever is not
-    aligned (a short last chunk) goes through ``fd``, and so does everything after it.
+    the page cache: no copy into freshly allocated page-cache pages (bench/hash_throughput.py
+    measured that copy as the costliest part of a buffered write on a VM), and nothing is
+    left to write back at the fsync. Whatever is not aligned (a short last chunk) goes
+    through ``fd``, and so does everything after it.
     """
 
     def __init__(self, fd: int, hasher: Any, chunk: int, progress: Progress | None, done: int,
@@ -103,31 +149,35 @@ class _Pipe:
         self.progress = progress
         self.done = done
         self.total = total
-        self.free: queue.Queue[Any] = queue.Queue()
-        for _ in range(PIPELINE_DEPTH):
-            # mmap memory is page-aligned, as O_DIRECT needs
-            self.free.put(mmap.mmap(-1, chunk) if direct_fd is not None else bytearray(chunk))
-        self.to_write: queue.Queue[tuple[Any, int] | None] = queue.Queue()
+        self.dirty = 0
+        self.mem, self.whole, self.bufs = _buffers(chunk, PIPELINE_DEPTH)
+        self.free: queue.SimpleQueue[_Buf] = queue.SimpleQueue()
+        for b in self.bufs:
+            self.free.put(b)
+        self.to_hash: queue.SimpleQueue[_Buf | None] = queue.SimpleQueue()
+        self.to_write: queue.SimpleQueue[_Buf | None] = queue.SimpleQueue()
         self.error: BaseException | None = None
-        self.writer = threading.Thread(target=self._write_loop, name="store-write", daemon=True)
-        self.writer.start()
-        self.hash_thread: threading.Thread | None = None
-        if HASH_IN_THREAD:
-            self.to_hash: queue.Queue[tuple[Any, int] | None] = queue.Queue()
-            self.hash_thread = threading.Thread(target=self._hash_loop, name="store-hash", daemon=True)
-            self.hash_thread.start()
+        self.threads = [threading.Thread(target=self._hash_loop, name="store-hash", daemon=True),
+                        threading.Thread(target=self._write_loop, name="store-write", daemon=True)]
+        for t in self.threads:
+            t.start()
+
+    def _release(self, buf: _Buf) -> None:
+        with buf.lock:
+            buf.users -= 1
+            last = buf.users == 0
+        if last:
+            self.free.put(buf)
 
     def _hash_loop(self) -> None:
         update = self.hasher.update
         while True:
-            item = self.to_hash.get()
-            if item is None:
-                self.to_write.put(None)
+            buf = self.to_hash.get()
+            if buf is None:
                 return
             if self.error is None:
-                with memoryview(item[0]) as view:
-                    update(view[: item[1]])
-            self.to_write.put(item)
+                update(buf.view[: buf.n])
+            self._release(buf)
 
     def _pwrite_all(self, fd: int, mv: memoryview, pos: int) -> int:
         start = pos
@@ -158,15 +208,13 @@ class _Pipe:
         self.done = pos
 
     def _write_loop(self) -> None:
-        self.dirty = 0
         while True:
-            item = self.to_write.get()
-            if item is None:
+            buf = self.to_write.get()
+            if buf is None:
                 return
-            buf, n = item
             if self.error is None:
                 try:
-                    self._write(memoryview(buf)[:n])
+                    self._write(buf.view[: buf.n])
                     if self.dirty >= WRITEBACK_EVERY and _start_writeback is not None:
                         _start_writeback(self.fd, self.done - self.dirty, self.dirty)
                         self.dirty = 0
@@ -174,41 +222,37 @@ class _Pipe:
                         self.progress(self.done, self.total)
                 except BaseException as exc:  # disk full, ...
                     self.error = exc
-            self.free.put(buf)
+            self._release(buf)
 
     def run(self, stream: SourceStream, limit: int | None) -> int:
         """Copy up to ``limit`` bytes (all, if None); return the count."""
         got = 0
-        threaded = self.hash_thread is not None
-        update = self.hasher.update
         get_free = self.free.get
-        put_next = self.to_hash.put if threaded else self.to_write.put
         try:
             while limit is None or got < limit:
                 buf = get_free()
                 if self.error is not None:
                     break
-                mv = memoryview(buf)
-                n = stream.readinto(mv if limit is None or limit - got >= len(buf) else mv[: limit - got])
-                mv.release()
+                mv = buf.view
+                n = stream.readinto(mv if limit is None or limit - got >= len(mv) else mv[: limit - got])
                 if not n:
                     self.free.put(buf)
                     break
-                if not threaded:
-                    with memoryview(buf) as view:
-                        update(view[:n])
                 got += n
-                put_next((buf, n))
+                buf.n = n
+                buf.users = 2
+                self.to_hash.put(buf)
+                self.to_write.put(buf)
         finally:
-            put_next(None)
-            if self.hash_thread is not None:
-                self.hash_thread.join()
-            self.writer.join()
-            while not self.free.empty():
-                buf = self.free.get_nowait()
-                if isinstance(buf, mmap.mmap):
-                    with contextlib.suppress(BufferError):
-                        buf.close()
+            self.to_hash.put(None)
+            self.to_write.put(None)
+            for t in self.threads:
+                t.join()
+            for b in self.bufs:
+                b.view.release()
+            self.whole.release()
+            with contextlib.suppress(BufferError):
+                self.mem.close()
         if self.error is not None:
             raise self.error
         return got
