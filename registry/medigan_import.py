@@ -483,9 +483,18 @@ def load_catalogue(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise ImportError_(f"{path}: file not found", hint="pass the path of medigan's config/global.json") from None
     except json.JSONDecodeError as exc:
-        raise ImportError_(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from exc
+        raise ImportError_(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}",
+                           hint="pass medigan's config/global.json (or a JSON object holding some of its entries)") from exc
+    except UnicodeDecodeError as exc:
+        raise ImportError_(f"{path}: not UTF-8 text: {exc}", hint="pass medigan's config/global.json") from exc
+    except OSError as exc:
+        raise ImportError_(f"{path}: cannot be read: {exc.strerror or exc}",
+                           hint="pass the path of medigan's config/global.json (a file)") from exc
     if not isinstance(data, dict):
-        raise ImportError_(f"{path}: expected an object of model entries keyed by model id, got {type(data).__name__}")
+        raise ImportError_(f"{path}: expected an object of model entries keyed by model id, got {type(data).__name__}",
+                           hint="pass medigan's config/global.json (or a JSON object holding some of its entries)")
+    if not data:
+        raise ImportError_(f"{path}: holds no model entries", hint="pass medigan's config/global.json")
     return data
 
 

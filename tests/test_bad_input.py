@@ -463,3 +463,22 @@ def test_visualize_to_a_folder_or_under_a_file(home: Path, tmp_path: Path, capsy
     rc, err = run(capsys, "--site", str(home), "visualize", "toy-gan", "-n", "2", "-o", path)
     assert_clear_error(rc, err, "cannot write the grid to")
     assert afile.read_text() == "keep me\n"
+
+
+# --- index import-medigan ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("content,words", [(b"\xff\xfe{}", ["not UTF-8 text"]),
+                                           (b"{}", ["holds no model entries"]),
+                                           (b"[]", ["expected an object"]),
+                                           (None, ["cannot be read"])])
+def test_import_medigan_of_a_bad_file(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                      content: bytes | None, words: list[str]) -> None:
+    src = tmp_path / "global.json"
+    if content is None:
+        src.mkdir()
+    else:
+        src.write_bytes(content)
+    rc, err = run(capsys, "index", "import-medigan", str(src), "--into", str(tmp_path / "idx"))
+    assert_clear_error(rc, err, str(src), *words)
+    assert not (tmp_path / "idx").exists()
