@@ -16,7 +16,7 @@ import pytest
 from conftest import commit_all
 from http_faults import FaultServer, fast_settings
 from synthmed.cli import main as cli_main
-from synthmed.registry.errors import ArtefactNotFound, BlobCorrupt, SourceError
+from synthmed.registry.errors import ArtefactError, ArtefactNotFound, BlobCorrupt, SourceError
 from synthmed.registry.sources.base import SourceContext, last_path_part, resolve
 from synthmed.registry.store import Store
 
@@ -302,3 +302,29 @@ def test_bare_mirror_uses_the_site_mirrors(tmp_path: Path) -> None:
     s2 = replace(s, sources=replace(s.sources, mirrors=("/srv/a/store",)))
     assert candidate_uris(["mirror:", "https://x.org/a"], s2, SHA) == ["mirror:/srv/a/store", "https://x.org/a"]
     assert candidate_uris(["https://x.org/a"], s2, None) == ["https://x.org/a"]
+
+
+def test_a_failing_write_stops_the_pipeline_and_leaves_no_temp_file(site, tmp_path: Path, monkeypatch) -> None:
+    import errno
+
+    import synthmed.registry.store as store_mod
+
+    settings, _, ctx = site
+    store = Store(settings.store_dir, chunk_size=64 * 1024)  # many chunks in flight
+    big = os.urandom(40 * 64 * 1024)
+    src = tmp_path / "big.bin"
+    src.write_bytes(big)
+    real = os.pwrite
+    written: list[int] = []
+
+    def pwrite(fd: int, data: object, pos: int) -> int:
+        if pos >= 10 * 64 * 1024:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        written.append(pos)
+        return real(fd, data, pos)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store_mod.os, "pwrite", pwrite)
+    with pytest.raises(ArtefactError) as ei:  # the store's own failure, not the source's
+        store.fetch(hashlib.sha256(big).hexdigest(), len(big), [src.as_uri()], ctx)
+    assert "No space left on device" in str(ei.value)
+    assert written and not list(store.tmp_dir.iterdir()) and not list(store.iter_blobs())
