@@ -482,3 +482,13 @@ def test_import_medigan_of_a_bad_file(tmp_path: Path, capsys: pytest.CaptureFixt
     rc, err = run(capsys, "index", "import-medigan", str(src), "--into", str(tmp_path / "idx"))
     assert_clear_error(rc, err, str(src), *words)
     assert not (tmp_path / "idx").exists()
+
+
+@pytest.mark.parametrize("timeout", ["0", "-1"])
+def test_generate_timeout_must_be_positive(home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                           timeout: str) -> None:
+    out = tmp_path / "out"
+    rc, err = run(capsys, "--site", str(home), "generate", "toy-gan", "-n", "1", "-o", str(out),
+                  "--mode", "worker", "--timeout", timeout)
+    assert_clear_error(rc, err, f"--timeout {timeout}")
+    assert not out.exists()

@@ -93,6 +93,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.num_samples < 0:
         raise ConfigError(f"-n {args.num_samples}: the number of samples must be 0 or more",
                           hint="e.g. -n 100 writes samples 0..99 (seeds S..S+99)")
+    if args.timeout is not None and not args.timeout > 0:
+        raise ConfigError(f"--timeout {args.timeout:g}: the timeout must be above 0 seconds",
+                          hint="leave it out for the default, or give the longest wait for one batch, e.g. 600")
     settings = settings_from_args(args, device=args.device, mode=args.mode, batch_size=args.batch_size,
                                   offline=args.offline)
     site = Site(settings=settings, timeout_s=args.timeout)
