@@ -492,3 +492,21 @@ def test_generate_timeout_must_be_positive(home: Path, tmp_path: Path, capsys: p
                   "--mode", "worker", "--timeout", timeout)
     assert_clear_error(rc, err, f"--timeout {timeout}")
     assert not out.exists()
+
+
+def test_output_into_a_closed_pipe_is_quiet(tmp_path: Path, make_record, capsys: pytest.CaptureFixture[str],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """`synthmed search --json | head -1`: the reader goes away; no BrokenPipeError traceback."""
+    import io
+    import sys
+
+    home = _synced_site(tmp_path, make_record)
+
+    class ClosedPipe(io.StringIO):
+        def write(self, s: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    rc = main(["--site", str(home), "search", "--json"])
+    assert rc == 141
+    assert "Traceback" not in capsys.readouterr().err

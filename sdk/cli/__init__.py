@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from typing import Sequence
 
@@ -54,6 +55,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SynthmedError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # the reader went away (`synthmed search --json | head`): stop quietly, as Unix tools do
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):  # pragma: no cover - stdout is not a real file
+            pass
+        return 141
     except KeyboardInterrupt:
         if args.command == "generate":
             print("interrupted: the samples written so far are kept; run the same command again to resume",
