@@ -510,3 +510,14 @@ def test_output_into_a_closed_pipe_is_quiet(tmp_path: Path, make_record, capsys:
     rc = main(["--site", str(home), "search", "--json"])
     assert rc == 141
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_sync_of_an_upstream_that_does_not_exist(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from site_helpers import write_site
+
+    settings = write_site(tmp_path / "site", [{"name": "public", "url": str(tmp_path / "nowhere")}])
+    rc = main(["--site", str(settings.home), "sync"])
+    cap = capsys.readouterr()
+    assert rc == 1 and "Traceback" not in cap.err
+    assert "public: failed: cannot fetch branch 'main'" in cap.out
+    assert f"hint: check upstream 'public' (url, branch) in {settings.site_file}" in cap.err

@@ -71,6 +71,9 @@ def cmd_sync(args: argparse.Namespace) -> int:
             if r.reason:
                 line += f": {r.reason}"
             print(line)
+            if r.status == "failed":
+                print(f"  hint: check upstream {r.upstream!r} (url, branch) in {settings.site_file} and the "
+                      "network, then sync again", file=sys.stderr)
             for path, why in r.skipped:
                 print(f"  skipped {path}: {why.splitlines()[-1].strip()}")
         if mirror:
