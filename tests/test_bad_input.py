@@ -521,3 +521,12 @@ def test_sync_of_an_upstream_that_does_not_exist(tmp_path: Path, capsys: pytest.
     assert rc == 1 and "Traceback" not in cap.err
     assert "public: failed: cannot fetch branch 'main'" in cap.out
     assert f"hint: check upstream 'public' (url, branch) in {settings.site_file}" in cap.err
+
+
+def test_sync_of_a_site_without_upstreams_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from site_helpers import write_site
+
+    settings = write_site(tmp_path / "site", [])
+    assert main(["--site", str(settings.home), "sync"]) == 0
+    err = capsys.readouterr().err
+    assert "names no upstreams" in err and "[[upstreams]]" in err

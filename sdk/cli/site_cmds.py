@@ -54,6 +54,10 @@ def cmd_sync(args: argparse.Namespace) -> int:
     settings = _site(args)
     for name in args.accept_rewrite or ():
         settings.upstream(name)  # an unknown name is an error naming the known ones
+    if not settings.upstreams:
+        print(f"warning: {settings.site_file} names no upstreams, so there is nothing to sync\n"
+              f"  hint: add an [[upstreams]] table (name, url) to it, or recreate it with "
+              f"`synthmed init {settings.home} --force --upstream NAME=URL`", file=sys.stderr)
     progress = (lambda m: None) if args.quiet else _progress
     with SiteLock(settings.home, "synthmed sync"), Catalog.open(settings.catalog_path, readonly=False) as cat:
         results = sync_all(settings, cat, only=args.upstream or None, accept_rewrite=tuple(args.accept_rewrite or ()),
