@@ -530,3 +530,12 @@ def test_sync_of_a_site_without_upstreams_says_so(tmp_path: Path, capsys: pytest
     assert main(["--site", str(settings.home), "sync"]) == 0
     err = capsys.readouterr().err
     assert "names no upstreams" in err and "[[upstreams]]" in err
+
+
+def test_search_rank_by_a_metric_nobody_reports(tmp_path: Path, make_record,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    home = _synced_site(tmp_path, make_record)
+    assert main(["--site", str(home), "search", "--rank", "no-such-metric"]) == 0
+    cap = capsys.readouterr()
+    assert "None" not in cap.out
+    assert "none of these models reports the metric 'no-such-metric'" in cap.err

@@ -158,8 +158,12 @@ def cmd_search(args: argparse.Namespace) -> int:
                          "modality": _short(e.record.data.get("modality", [])),
                          "state": e.artefact_state,
                          "test": "-" if t is None else ("passed" if t["passed"] else "FAILING"),
-                         **({"score": e.score} if args.rank else {})})
+                         **({"score": "-" if e.score is None else e.score} if args.rank else {})})
         print_table(rows, ["ref", "title", "modality", "state", "test"] + (["score"] if args.rank else []))
+        if args.rank and found and all(e.score is None for e in found):
+            print(f"warning: none of these models reports the metric {args.rank!r}\n"
+                  "  hint: metric names are those in the records' metrics (`synthmed show REF` lists them)",
+                  file=sys.stderr)
     return 0
 
 
