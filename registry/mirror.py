@@ -13,7 +13,7 @@ from .records import Record
 from .settings import Settings
 from .sources.base import SourceContext, last_path_part
 from .store import Store
-from .unpack import OCTET, unpack_package
+from .unpack import OCTET, check_package, remove_package, unpack_package
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,13 @@ def ensure_package(record: Record, settings: Settings, ctx: SourceContext) -> Pa
             hint=f"pin it: `synthmed index pin {record.ref}` in the index, then sync", ref=record.ref)
     pkg = settings.packages_dir / sha
     if pkg.is_dir():
-        return pkg
+        problem = check_package(settings.packages_dir, sha)
+        if problem is None:
+            return pkg
+        # the unpacked copy is not what the verified blob holds: never run it
+        log.warning("%s: the unpacked package %s changed on disk (%s); unpacking it again from the verified blob",
+                    record.ref, pkg, problem)
+        remove_package(settings.packages_dir, sha)
     store = Store(settings.store_dir)
     media_type = str(record.artefact.get("media_type", "application/zip"))
     for attempt in (1, 2):

@@ -10,6 +10,8 @@ place only when everything is unpacked; unpacked packages are read-only.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
 import os
 import re
@@ -21,7 +23,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, Iterator
+from typing import IO, Any, Iterator
 
 from .errors import ArtefactError, UnsafeArchive
 
@@ -273,6 +275,76 @@ def remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+MANIFEST_SUFFIX = ".manifest.json"
+
+
+def manifest_path(packages_dir: Path, sha256: str) -> Path:
+    """``packages/<sha256>.manifest.json``: every file of the unpacked package with its size
+    and sha256, written before the package folder is renamed into place."""
+    return Path(packages_dir) / f"{sha256}{MANIFEST_SUFFIX}"
+
+
+def tree_manifest(root: Path) -> dict[str, list[Any]]:
+    """``{relative path: [size, sha256]}`` for every regular file under ``root``."""
+    out: dict[str, list[Any]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            full = os.path.join(dirpath, name)
+            h = hashlib.sha256()
+            with open(full, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+            out[os.path.relpath(full, root).replace(os.sep, "/")] = [os.path.getsize(full), h.hexdigest()]
+    return out
+
+
+def check_package(packages_dir: Path, sha256: str) -> str | None:
+    """None when ``packages/<sha256>/`` still holds exactly what was unpacked, else the reason."""
+    final = Path(packages_dir) / sha256
+    try:
+        expected = json.loads(manifest_path(packages_dir, sha256).read_text("utf-8"))
+    except (OSError, ValueError):
+        return "its manifest is missing or unreadable"
+    actual = tree_manifest(final)
+    missing = sorted(set(expected) - set(actual))
+    extra = sorted(set(actual) - set(expected))
+    changed = sorted(k for k in set(expected) & set(actual) if list(expected[k]) != actual[k])
+    parts = [f"{label}: {', '.join(names[:3])}{' ...' if len(names) > 3 else ''}"
+             for label, names in (("changed", changed), ("missing", missing), ("added", extra)) if names]
+    return "; ".join(parts) or None
+
+
+def remove_package(packages_dir: Path, sha256: str) -> None:
+    """Move ``packages/<sha256>/`` aside (atomically) and delete it; it is unpacked again from its blob."""
+    final = Path(packages_dir) / sha256
+    if not final.exists():
+        return
+    trash_root = Path(packages_dir) / ".staging"
+    trash_root.mkdir(parents=True, exist_ok=True)
+    trash = trash_root / f"removed-{sha256}-{os.getpid()}-{secrets.token_hex(4)}"
+    os.rename(final, trash)
+    remove_tree(trash)
+
+
+def verify_packages(packages_dir: Path) -> list[dict[str, str]]:
+    """Re-hash every unpacked package against its manifest; remove the ones that changed
+    (they are unpacked again from their verified blob when next needed)."""
+    bad: list[dict[str, str]] = []
+    root = Path(packages_dir)
+    if not root.is_dir():
+        return bad
+    for entry in sorted(root.iterdir()):
+        if not entry.is_dir() or entry.name.startswith(".") or not re.fullmatch(r"[0-9a-f]{64}", entry.name):
+            continue
+        reason = check_package(root, entry.name)
+        if reason:
+            log.warning("package %s changed on disk (%s); removed, it will be unpacked again", entry.name, reason)
+            remove_package(root, entry.name)
+            bad.append({"sha256": entry.name, "reason": reason})
+    return bad
+
+
 def unpack_package(blob: Path, packages_dir: Path, sha256: str, media_type: str, *,
                    filename: str | None = None, limits: Limits = DEFAULT_LIMITS) -> Path:
     """Unpack a verified blob into ``packages_dir/<sha256>/`` (read-only); return that folder.
@@ -302,6 +374,10 @@ def unpack_package(blob: Path, packages_dir: Path, sha256: str, media_type: str,
             except OSError:
                 shutil.copyfile(blob, dest)
                 os.chmod(dest, 0o444)
+        manifest = manifest_path(packages_dir, sha256)
+        tmp_manifest = manifest.with_name(f".{manifest.name}.{os.getpid()}.tmp")
+        tmp_manifest.write_text(json.dumps(tree_manifest(staging), indent=1, sort_keys=True), "utf-8")
+        os.replace(tmp_manifest, manifest)
         for d in _walk_bottom_up(staging):
             os.chmod(d, 0o555)
         try:

@@ -36,6 +36,8 @@ from synthmed.registry.records import Record
 from synthmed.registry.runner import EnvOptions, Runner
 from synthmed.registry.runner.verify import require_verified
 from synthmed.registry.settings import Settings, load_settings
+from synthmed.registry.store import Store
+from synthmed.registry.unpack import check_package
 
 if TYPE_CHECKING:  # pragma: no cover
     from synthmed.registry.catalog import Catalog, CatalogEntry
@@ -306,9 +308,9 @@ class Site:
         sha = require_verified(record)
         self._check_code_allowed(entry)
         pkg = self.settings.packages_dir / sha
-        if pkg.is_dir():
-            return pkg
-        if self.settings.offline:
+        if pkg.is_dir() and check_package(self.settings.packages_dir, sha) is None:
+            return pkg  # unpacked, and still exactly what the verified blob holds
+        if self.settings.offline and not Store(self.settings.store_dir).has(sha):
             raise ArtefactNotFound(
                 f"{entry.qualified_ref} is not mirrored on this site ({pkg} is missing) and the site is offline",
                 hint="mirror it with the daemon (`synthmed daemon run --once`), or run without offline to "

@@ -169,3 +169,34 @@ def test_pin_refuses_plain_http_to_another_host(tmp_path: Path, make_record) -> 
     with pytest.raises(ArtefactNotFound, match="plain http"):
         pin_record(tmp_path / "idx", "toy-gan@1.0.0", fast_settings(tmp_path / "site"))
     assert path.read_text() == before
+
+
+def test_a_changed_unpacked_package_is_never_run_and_is_unpacked_again(tmp_path: Path, make_record, capsys) -> None:
+    from synthmed.cli import main
+    from synthmed.registry.unpack import check_package, manifest_path
+
+    src = tmp_path / "toy.zip"
+    src.write_bytes(PKG)
+    rec_data = make_record(**{"package.artefact.sha256": PKG_SHA, "package.artefact.size": len(PKG),
+                              "package.artefact.sources": [src.as_uri()]})
+    rec = load_record(write_record(tmp_path / "idx", rec_data))
+    settings = fast_settings(tmp_path / "site")
+    pkg = ensure_package(rec, settings, SourceContext(settings=settings))
+    assert manifest_path(settings.packages_dir, PKG_SHA).exists()
+    assert check_package(settings.packages_dir, PKG_SHA) is None
+    weights = pkg / "toy" / "w.bin"
+    original = weights.read_bytes()
+    os.chmod(weights.parent, 0o755)
+    os.chmod(weights, 0o644)
+    weights.write_bytes(b"\1" * len(original))  # same size, other bytes
+    assert "changed: toy/w.bin" in (check_package(settings.packages_dir, PKG_SHA) or "")
+    again = ensure_package(rec, settings, SourceContext(settings=settings))
+    assert again == pkg and weights.read_bytes() == original
+    # `synthmed verify` finds a changed package too, removes it, and exits 1
+    os.chmod(pkg, 0o755)
+    (pkg / "extra.py").write_text("print('injected')\n")
+    assert main(["--site", str(settings.home), "verify", "--json"]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert out["changed_packages"][0]["sha256"] == PKG_SHA and "added: extra.py" in out["changed_packages"][0]["reason"]
+    assert not pkg.exists()
+    assert (ensure_package(rec, settings, SourceContext(settings=settings)) / "toy" / "w.bin").read_bytes() == original

@@ -9,9 +9,9 @@ from .common import add_json_flag, print_json, settings_from_args
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from synthmed.registry.store import Store
-
     from synthmed.registry.errors import SiteNotFound
+    from synthmed.registry.store import Store
+    from synthmed.registry.unpack import verify_packages
 
     settings = settings_from_args(args)
     if not settings.site_file.exists() and not settings.store_dir.is_dir():
@@ -29,8 +29,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     report = store.verify_all(progress=progress if show else None)
     if show and counter["n"]:
         print(file=sys.stderr)
+    bad_packages = verify_packages(settings.packages_dir)
     if args.json:
-        print_json({"store": str(store.root), **report.as_dict()})
+        print_json({"store": str(store.root), **report.as_dict(), "changed_packages": bad_packages})
     else:
         mb = report.bytes / 1e6
         print(f"{store.root}: {report.checked} blob(s) checked, {report.ok} ok, {len(report.corrupt)} corrupt "
@@ -41,13 +42,17 @@ def cmd_verify(args: argparse.Namespace) -> int:
         if report.corrupt:
             print("corrupt blobs were moved to quarantine/; they are fetched again when next needed "
                   "(the daemon's mirror job, or generating from the model)", file=sys.stderr)
-    return 1 if report.corrupt else 0
+        for b in bad_packages:
+            print(f"  changed package: packages/{b['sha256']}: {b['reason']} -> removed; it is unpacked again "
+                  "from its verified blob when next needed", file=sys.stderr)
+    return 1 if report.corrupt or bad_packages else 0
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    p = sub.add_parser("verify", help="re-hash every blob in the store; quarantine corrupt ones",
+    p = sub.add_parser("verify", help="re-hash every blob in the store and every unpacked package",
                        description="Re-hash every blob of the site's store (ignoring what was verified before); "
-                                   "corrupt blobs move to store/quarantine/ with a note of why. "
-                                   "Exit status 1 when any blob was corrupt.")
+                                   "corrupt blobs move to store/quarantine/ with a note of why. Every unpacked "
+                                   "package is re-hashed against its manifest; a changed one is removed (it is "
+                                   "unpacked again from its verified blob). Exit status 1 when anything was corrupt.")
     add_json_flag(p)
     p.set_defaults(func=cmd_verify)
