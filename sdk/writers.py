@@ -357,6 +357,7 @@ def _atomic_write_text(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; the provenance is as readable as the samples
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

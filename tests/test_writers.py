@@ -203,3 +203,14 @@ def test_auto_format_png_for_2d_and_nifti_for_volumes(tmp_path: Path, make_recor
     assert sorted(float(z) for z in nii.header.get_zooms()) == [1.0, 1.0, 2.0]
     side = json.loads((tmp_path / "o" / "synthmed.json").read_text())
     assert [o["format"] for o in side["outputs"]] == ["png", "nifti"]
+
+
+def test_sidecar_is_readable_by_others(tmp_path: Path, make_record) -> None:
+    import stat
+
+    from synthmed.registry.records import Record
+
+    out = OutputFolder(tmp_path / "o", Record(make_record()), "npy", 0, {})
+    out.open(1)
+    out.close(complete=False)
+    assert stat.S_IMODE((tmp_path / "o" / "synthmed.json").stat().st_mode) & 0o044 == 0o044
