@@ -7,16 +7,13 @@ blob never stops a job: each failure is recorded in ``sync_runs`` with its reaso
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import stat
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 from synthmed.registry.catalog import Catalog, CatalogEntry, utcnow
 from synthmed.registry.errors import BlobCorrupt
 from synthmed.registry.settings import MirrorPolicy, Settings
+from synthmed.registry.unpack import remove_package, verify_packages
 
 log = logging.getLogger(__name__)
 
@@ -133,25 +130,18 @@ def scrub_job(ctx: JobContext) -> str:
                 with catalog.transaction():
                     catalog.record_run("scrub", "failed", upstream=e.upstream, subject=e.qualified_ref,
                                        reason=f"re-fetch of corrupt blob {sha[:12]} failed: {exc}", started=started)
-    summary = f"{report.checked} blob(s) checked, {len(report.corrupt)} corrupt, {repaired} re-fetched"
+    changed_packages = verify_packages(settings.packages_dir)  # removed; unpacked again when next needed
+    for bad_pkg in changed_packages:
+        with catalog.transaction():
+            catalog.record_run("scrub", "failed", subject=bad_pkg["sha256"],
+                               reason=f"unpacked package changed on disk ({bad_pkg['reason']}); removed", started=started)
+    summary = (f"{report.checked} blob(s) checked, {len(report.corrupt)} corrupt, {repaired} re-fetched; "
+               f"{len(changed_packages)} changed package(s) removed")
     with catalog.transaction():
         catalog.record_run("scrub", "failed" if len(report.corrupt) > repaired else "ok", reason=summary,
                            started=started, changed=len(report.corrupt))
     ctx.progress(f"scrub: {summary}")
     return summary
-
-
-def _rmtree_readonly(path: Path) -> None:
-    def onerror(func: Callable[..., object], p: str, _: object) -> None:
-        os.chmod(os.path.dirname(p), stat.S_IRWXU)
-        os.chmod(p, stat.S_IRWXU)
-        func(p)
-
-    for root, dirs, _files in os.walk(path):
-        for d in dirs:
-            os.chmod(os.path.join(root, d), stat.S_IRWXU)
-    os.chmod(path, stat.S_IRWXU)
-    shutil.rmtree(path, onerror=onerror)
 
 
 def gc_job(ctx: JobContext) -> str:
@@ -167,9 +157,7 @@ def gc_job(ctx: JobContext) -> str:
         if sha in needed:
             continue
         store.remove(sha)
-        pkg = settings.packages_dir / sha
-        if pkg.exists():
-            _rmtree_readonly(pkg)
+        remove_package(settings.packages_dir, sha, drop_manifest=True)
         removed += 1
         log.info("gc: removed blob %s", sha)
     with catalog.transaction():

@@ -315,9 +315,12 @@ def check_package(packages_dir: Path, sha256: str) -> str | None:
     return "; ".join(parts) or None
 
 
-def remove_package(packages_dir: Path, sha256: str) -> None:
-    """Move ``packages/<sha256>/`` aside (atomically) and delete it; it is unpacked again from its blob."""
+def remove_package(packages_dir: Path, sha256: str, *, drop_manifest: bool = False) -> None:
+    """Move ``packages/<sha256>/`` aside (atomically) and delete it; it is unpacked again from
+    its blob when next needed. ``drop_manifest`` also removes its manifest (for gc)."""
     final = Path(packages_dir) / sha256
+    if drop_manifest:
+        manifest_path(packages_dir, sha256).unlink(missing_ok=True)
     if not final.exists():
         return
     trash_root = Path(packages_dir) / ".staging"

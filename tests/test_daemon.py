@@ -101,8 +101,14 @@ def test_scrub_refetches_and_gc_removes(site: Any, make_record: Any) -> None:
     run_daemon(settings, once=True, only=["scrub"])
     assert store.verify_blob(lung)
     with catalog(settings) as cat:
-        assert [r["subject"] for r in cat.runs("scrub") if r["subject"]] == [lung]
+        subjects = [(r["subject"], r["reason"]) for r in cat.runs("scrub") if r["subject"]]
+        assert {s for s, _ in subjects} == {lung}
+        assert any(reason.startswith("blob corrupt") for _, reason in subjects)
         assert {a["sha256"]: a["state"] for a in cat.artefacts()}[lung] == "verified"
+    # the single-file (octet-stream) package was a hard link to the rotten blob: scrub removed
+    # it too, and the next use unpacks it again from the re-fetched blob
+    assert any("unpacked package changed" in reason for _, reason in subjects)
+    assert not (settings.packages_dir / lung).exists()
     # yank brain-gan: gc removes its blob and package
     root = Path(repo.working_dir)
     rec = json.loads((root / "models/brain-gan/1.0.0.json").read_text())
