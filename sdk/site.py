@@ -338,10 +338,13 @@ class Site:
             raise ArtefactNotFound(f"{entry.qualified_ref}: {exc.message}", hint="; ".join(hints),
                                    model=entry.qualified_ref) from exc
 
-    def model(self, ref: str, *, device: str | None = None, mode: str | None = None,
+    def model(self, ref: "str | CatalogEntry", *, device: str | None = None, mode: str | None = None,
               batch_size: int | None = None, timeout_s: float | None = None) -> Model:
-        """A model by reference (``id``, ``id@1.0.0``, ``upstream/id@1.0.0``)."""
-        entry = self.resolve(ref)
+        """A model by reference (``id``, ``id@1.0.0``, ``upstream/id@1.0.0``), or by an entry
+        already resolved with :meth:`resolve`."""
+        from synthmed.registry.catalog import CatalogEntry
+
+        entry = ref if isinstance(ref, CatalogEntry) else self.resolve(ref)
         pkg = self.package_dir(entry)
         r = self.settings.runner
         options: dict[str, Any] = {

@@ -104,7 +104,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from synthmed.registry.runner import validate_params
 
     validate_params(entry.record, params)  # refuse bad params before fetching or running anything
-    model = site.model(args.ref)
+    model = site.model(entry)
     fmt = args.format or "auto"
     bar = ProgressBar(model.ref, enabled=not args.no_progress)
     try:
@@ -143,7 +143,7 @@ def cmd_visualize(args: argparse.Namespace) -> int:
         entry = site.resolve(args.ref)
         params = parse_param_args(entry.record, args.param)
         validate_params(entry.record, params)
-        model = site.model(args.ref)
+        model = site.model(entry)
         try:
             names = [str(o["name"]) for o in model.record.outputs]
             if args.output_name is not None and args.output_name not in names:
