@@ -15,7 +15,6 @@ synced from the bundles.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -24,6 +23,7 @@ from typing import Any, Callable
 
 from synthmed.registry.catalog import Catalog, utcnow
 from synthmed.registry.errors import BundleError, SyncRefused
+from synthmed.registry.hashing import hash_path
 from synthmed.registry.settings import Settings, Upstream, load_settings
 
 from .jobs import mirror_candidates
@@ -39,16 +39,6 @@ BUNDLE_FORMAT = "synthmed-bundle/1"
 class _DryRun(Exception):
     """Rolls back a trial application of a bundle's changes."""
 CHUNK = 1 << 20
-
-
-def sha256_file(path: Path) -> tuple[str, int]:
-    h = hashlib.sha256()
-    n = 0
-    with open(path, "rb") as fh:
-        while chunk := fh.read(CHUNK):
-            h.update(chunk)
-            n += len(chunk)
-    return h.hexdigest(), n
 
 
 def export_bundle(settings: Settings, catalog: Catalog, dest: Path,
@@ -82,7 +72,7 @@ def export_bundle(settings: Settings, catalog: Catalog, dest: Path,
             repo.bundle(out)
         finally:
             repo.close()
-        digest, size = sha256_file(out)
+        digest, size = hash_path(out)
         ups.append({"name": u.name, "url": u.url, "branch": u.branch, "subfolder": u.subfolder,
                     "priority": u.priority, "require_signed": u.require_signed,
                     "allowed_signers": list(u.allowed_signers), "commit": r["accepted_commit"],
@@ -98,7 +88,7 @@ def export_bundle(settings: Settings, catalog: Catalog, dest: Path,
         target = dest / "blobs" / sha
         with store.open_verified(sha) as src, open(target, "wb") as dst:
             shutil.copyfileobj(src, dst, CHUNK)
-        digest, size = sha256_file(target)
+        digest, size = hash_path(target)
         if digest != sha:
             target.unlink()
             raise BundleError(f"blob {sha} changed while it was exported", hint="run `synthmed daemon run --once --job scrub`")
@@ -167,7 +157,7 @@ def _check_file(src: Path, rel: str, sha: str, size: int | None, problems: list[
     if not p.is_file():
         problems.append(f"{rel}: missing")
         return
-    digest, n = sha256_file(p)
+    digest, n = hash_path(p)
     if digest != sha:
         problems.append(f"{rel}: hashes to {digest}, the manifest says {sha} (tampered or damaged)")
     elif size is not None and n != size:

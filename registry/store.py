@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator
 
 from .errors import ArtefactError, ArtefactNotFound, BlobCorrupt, HashMismatch, SizeMismatch, SourceError
+from .hashing import hash_file
 from .sources.base import SourceContext, SourceStream, candidate_uris, redact, resolve
 
 log = logging.getLogger(__name__)
@@ -295,20 +296,6 @@ def _writeback_starter() -> Callable[[int, int, int], None] | None:
 
 
 _start_writeback = _writeback_starter()
-
-
-def hash_file(fh: BinaryIO, chunk: int = CHUNK) -> tuple[str, int]:
-    h = hashlib.sha256()
-    buf = bytearray(chunk)
-    mv = memoryview(buf)
-    n_total = 0
-    while True:
-        n = fh.readinto(mv)  # type: ignore[attr-defined]
-        if not n:
-            break
-        h.update(mv[:n])
-        n_total += n
-    return h.hexdigest(), n_total
 
 
 def _fsync_dir(path: Path) -> None:

@@ -10,7 +10,6 @@ place only when everything is unpacked; unpacked packages are read-only.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -26,6 +25,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any, Iterator
 
 from .errors import ArtefactError, UnsafeArchive
+from .hashing import hash_path
 
 log = logging.getLogger(__name__)
 
@@ -291,11 +291,8 @@ def tree_manifest(root: Path) -> dict[str, list[Any]]:
         dirnames.sort()
         for name in sorted(filenames):
             full = os.path.join(dirpath, name)
-            h = hashlib.sha256()
-            with open(full, "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(chunk)
-            out[os.path.relpath(full, root).replace(os.sep, "/")] = [os.path.getsize(full), h.hexdigest()]
+            digest, size = hash_path(full)
+            out[os.path.relpath(full, root).replace(os.sep, "/")] = [size, digest]
     return out
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 
 from ..errors import HashMismatch, Unverified
+from ..hashing import hash_path
 from ..records import Record
 
 log = logging.getLogger(__name__)
@@ -30,21 +30,10 @@ def require_verified(record: Record) -> str:
     return sha
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while True:
-            block = fh.read(chunk)
-            if not block:
-                break
-            h.update(block)
-    return h.hexdigest()
-
-
 def verify_blob(record: Record, blob: Path) -> str:
     """Hash ``blob`` and compare with the record's pin; HashMismatch with the fix otherwise."""
     sha = require_verified(record)
-    got = sha256_file(blob)
+    got, _ = hash_path(blob)
     if got != sha:
         raise HashMismatch(
             f"{record.ref}: the package file {blob} does not match the pinned sha256 "
