@@ -279,49 +279,31 @@ MANIFEST_SUFFIX = ".manifest.json"
 
 
 def manifest_path(packages_dir: Path, sha256: str) -> Path:
-    """``packages/<sha256>.manifest.json``: every file of the unpacked package with its size,
-    sha256 and mtime, written before the package folder is renamed into place."""
+    """``packages/<sha256>.manifest.json``: every file of the unpacked package with its size
+    and sha256, written before the package folder is renamed into place."""
     return Path(packages_dir) / f"{sha256}{MANIFEST_SUFFIX}"
 
 
-def _files(root: Path) -> Iterator[tuple[str, str]]:
-    """``(relative posix path, full path)`` of every regular file under ``root``, sorted."""
+def tree_manifest(root: Path) -> dict[str, list[Any]]:
+    """``{relative path: [size, sha256]}`` for every regular file under ``root``."""
+    out: dict[str, list[Any]] = {}
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
         for name in sorted(filenames):
             full = os.path.join(dirpath, name)
-            yield os.path.relpath(full, root).replace(os.sep, "/"), full
-
-
-def tree_manifest(root: Path) -> dict[str, list[Any]]:
-    """``{relative path: [size, sha256, mtime_ns]}`` for every regular file under ``root``."""
-    out: dict[str, list[Any]] = {}
-    for rel, full in _files(root):
-        digest, size = hash_path(full)
-        out[rel] = [size, digest, os.stat(full).st_mtime_ns]
+            digest, size = hash_path(full)
+            out[os.path.relpath(full, root).replace(os.sep, "/")] = [size, digest]
     return out
 
 
-def check_package(packages_dir: Path, sha256: str, *, full: bool = False) -> str | None:
-    """None when ``packages/<sha256>/`` still holds what was unpacked, else the reason.
-
-    Like blobs read through the store, the quick check (before a model runs) compares each
-    file's size and mtime with the manifest; ``full`` re-hashes every file (``synthmed verify``,
-    the daemon's scrub job)."""
+def check_package(packages_dir: Path, sha256: str) -> str | None:
+    """None when ``packages/<sha256>/`` still holds exactly what was unpacked, else the reason."""
     final = Path(packages_dir) / sha256
     try:
         expected = json.loads(manifest_path(packages_dir, sha256).read_text("utf-8"))
     except (OSError, ValueError):
         return "its manifest is missing or unreadable"
-    if full:
-        actual = {rel: entry[:2] for rel, entry in tree_manifest(final).items()}
-        expected = {rel: list(entry[:2]) for rel, entry in expected.items()}
-    else:
-        actual = {}
-        for rel, path in _files(final):
-            st = os.stat(path)
-            actual[rel] = [st.st_size, st.st_mtime_ns]
-        expected = {rel: [entry[0], entry[2] if len(entry) > 2 else None] for rel, entry in expected.items()}
+    actual = tree_manifest(final)
     missing = sorted(set(expected) - set(actual))
     extra = sorted(set(actual) - set(expected))
     changed = sorted(k for k in set(expected) & set(actual) if list(expected[k]) != actual[k])
@@ -355,7 +337,7 @@ def verify_packages(packages_dir: Path) -> list[dict[str, str]]:
     for entry in sorted(root.iterdir()):
         if not entry.is_dir() or entry.name.startswith(".") or not re.fullmatch(r"[0-9a-f]{64}", entry.name):
             continue
-        reason = check_package(root, entry.name, full=True)
+        reason = check_package(root, entry.name)
         if reason:
             log.warning("package %s changed on disk (%s); removed, it will be unpacked again", entry.name, reason)
             remove_package(root, entry.name)
