@@ -12,7 +12,9 @@ from typing import Callable
 
 from synthmed.registry.catalog import Catalog, CatalogEntry, utcnow
 from synthmed.registry.errors import BlobCorrupt
+from synthmed.registry.packages import prepare
 from synthmed.registry.settings import MirrorPolicy, Settings
+from synthmed.registry.store import Store
 from synthmed.registry.unpack import remove_package, verify_packages
 
 log = logging.getLogger(__name__)
@@ -48,11 +50,8 @@ def mirror_candidates(settings: Settings, catalog: Catalog) -> list[CatalogEntry
 
 
 def mirror_job(ctx: JobContext) -> str:
-    """Fetch, verify and unpack the packages of the selected, verified, non-yanked records."""
-    from synthmed.registry.mirror import ensure_package
-    from synthmed.registry.sources.base import SourceContext
-    from synthmed.registry.store import Store
-
+    """Prepare (fetch, verify, unpack) the packages of the selected, pinned, non-yanked
+    records, each through :func:`~synthmed.registry.packages.prepare` once."""
     started = utcnow()
     settings, catalog = ctx.settings, ctx.catalog
     store = Store(settings.store_dir)
@@ -72,16 +71,12 @@ def mirror_job(ctx: JobContext) -> str:
         if states.get(sha) == "verified" and store.has(sha) and (settings.packages_dir / sha).is_dir():
             continue
         ctx.progress(f"mirror: [{i}/{len(candidates)}] {e.qualified_ref}")
-        sctx = SourceContext(settings=settings, index_repo=e.index_repo, index_commit=e.index_commit,
-                             index_subfolder=e.index_subfolder)
         try:
-            source = "store"
-            if not store.has(sha):
-                source = store.fetch(sha, e.record.size, e.record.sources, sctx).source
+            package = prepare(e, settings, purpose="mirror")
+            if package.source not in ("store", "packages"):
                 fetched += 1
-            ensure_package(e.record, settings, sctx)
             with catalog.transaction():
-                catalog.set_artefact(sha, state="verified", size=e.record.size, source=source)
+                catalog.set_artefact(sha, state="verified", size=e.record.size, source=package.source)
         except Exception as exc:  # one model never stops the others
             failed += 1
             state = "corrupt" if isinstance(exc, BlobCorrupt) else "missing"
@@ -100,14 +95,18 @@ def mirror_job(ctx: JobContext) -> str:
 
 
 def scrub_job(ctx: JobContext) -> str:
-    """Re-hash every blob; quarantine corrupt ones and fetch them again from their sources."""
-    from synthmed.registry.sources.base import SourceContext
-    from synthmed.registry.store import Store
-
+    """Re-hash every blob and every unpacked package; quarantine corrupt blobs, remove
+    changed packages, and prepare the packages of corrupt blobs again from their sources."""
     started = utcnow()
     settings, catalog = ctx.settings, ctx.catalog
     store = Store(settings.store_dir)
     report = store.verify_all()
+    # unpacked packages too, before any repair: a package hard-linked to a rotten blob changed with it
+    changed_packages = verify_packages(settings.packages_dir)  # removed; unpacked again when next needed
+    for bad_pkg in changed_packages:
+        with catalog.transaction():
+            catalog.record_run("scrub", "failed", subject=bad_pkg["sha256"],
+                               reason=f"unpacked package changed on disk ({bad_pkg['reason']}); removed", started=started)
     repaired = 0
     for bad in report.corrupt:
         sha = bad.get("sha256")
@@ -119,22 +118,15 @@ def scrub_job(ctx: JobContext) -> str:
                                started=started)
         users = [e for e in catalog.list_models(all_versions=True) if e.record.sha256 == sha and e.status != "yanked"]
         for e in users[:1]:
-            sctx = SourceContext(settings=settings, index_repo=e.index_repo, index_commit=e.index_commit,
-                                 index_subfolder=e.index_subfolder)
             try:
-                res = store.fetch(sha, e.record.size, e.record.sources, sctx)
+                package = prepare(e, settings, purpose="mirror")
                 with catalog.transaction():
-                    catalog.set_artefact(sha, state="verified", size=res.size, source=res.source)
+                    catalog.set_artefact(sha, state="verified", size=e.record.size, source=package.source)
                 repaired += 1
             except Exception as exc:
                 with catalog.transaction():
                     catalog.record_run("scrub", "failed", upstream=e.upstream, subject=e.qualified_ref,
                                        reason=f"re-fetch of corrupt blob {sha[:12]} failed: {exc}", started=started)
-    changed_packages = verify_packages(settings.packages_dir)  # removed; unpacked again when next needed
-    for bad_pkg in changed_packages:
-        with catalog.transaction():
-            catalog.record_run("scrub", "failed", subject=bad_pkg["sha256"],
-                               reason=f"unpacked package changed on disk ({bad_pkg['reason']}); removed", started=started)
     summary = (f"{report.checked} blob(s) checked, {len(report.corrupt)} corrupt, {repaired} re-fetched; "
                f"{len(changed_packages)} changed package(s) removed")
     with catalog.transaction():
@@ -146,8 +138,6 @@ def scrub_job(ctx: JobContext) -> str:
 
 def gc_job(ctx: JobContext) -> str:
     """Remove blobs (and their unpacked packages) that no non-yanked record needs."""
-    from synthmed.registry.store import Store
-
     started = utcnow()
     settings, catalog = ctx.settings, ctx.catalog
     store = Store(settings.store_dir)

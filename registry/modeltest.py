@@ -39,34 +39,15 @@ from .errors import (
     SynthmedError,
     Unverified,
 )
+from .packages import VerifiedPackage
 from .records import Record
-from .report import GRID_MAX, ModelTestResult, environment, run_fingerprint, utcnow
-from .settings import Settings
+from .report import GRID_MAX, ModelTestResult, environment, run_fingerprint, utcnow, write_report
+from .runner import CheckedParams, Runner, RunnerOptions
 
 log = logging.getLogger(__name__)
 
 #: seconds one request to the worker may take when the record's test names no timeout
 DEFAULT_TIMEOUT_S = 300.0
-
-
-def worker_peak_rss_mb(runner: Any) -> float | None:
-    """Peak resident memory (VmHWM) of a runner's worker process, in MiB; None if unknown."""
-    proc = getattr(getattr(runner, "_worker", None), "proc", None)
-    pid = getattr(proc, "pid", None)
-    if pid is None:
-        return None
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        import psutil  # type: ignore[import-untyped]
-
-        return float(psutil.Process(pid).memory_info().rss) / (1024.0 * 1024.0)
-    except Exception:  # noqa: BLE001 - psutil missing or the process gone
-        return None
 
 
 def _first(arrays: Mapping[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
@@ -80,15 +61,13 @@ def _short(exc: BaseException) -> str:
 
 
 class _Session:
-    """One model's test in progress: the runner, the checks so far, the timings."""
+    """One model's test in progress: the runner options, the checks so far, the timings."""
 
-    def __init__(self, record: Record, package_dir: Path, *, device: str, mode: str, timeout_s: float,
-                 batch_size: int, envs_dir: Path | None, env_options: Any, package_key: str | None) -> None:
-        self.record = record
-        self.package_dir = package_dir
-        self.kw: dict[str, Any] = dict(device=device, mode=mode, batch_size=batch_size, envs_dir=envs_dir,
-                                       timeout_s=timeout_s, env_options=env_options, package_key=package_key)
-        self.timeout_s = timeout_s
+    def __init__(self, package: VerifiedPackage, options: RunnerOptions) -> None:
+        self.package = package
+        self.record = package.record
+        self.options = options
+        self.timeout_s = float(options.timeout_s or DEFAULT_TIMEOUT_S)
         self.checks: list[mc.CheckResult] = []
         self.throughput: float | None = None
         self.load_s: float | None = None
@@ -96,51 +75,49 @@ class _Session:
         self.samples: dict[str, np.ndarray] | None = None
         self.runner_info: dict[str, Any] = {}
 
-    def runner(self) -> Any:
-        from .runner import Runner
-
-        return Runner(self.record, self.package_dir, **self.kw)
+    def runner(self) -> Runner:
+        return Runner(self.package, self.options)
 
 
-def _check_params(s: _Session, params: dict[str, Any], wanted: list[str]) -> bool:
-    """The ``params`` check; False when the test's own params are refused (nothing else can run)."""
+def _check_params(s: _Session, params: dict[str, Any], wanted: list[str]) -> CheckedParams | None:
+    """The ``params`` check: the test's params, checked once; None when they are refused
+    (nothing else can run)."""
     runner = s.runner()
     try:
         try:
-            runner.check_params(params)
+            checked = runner.check_params(params)
         except ParamError as exc:
             s.checks.append(mc.failed("params", f"the record's test.params are refused by its inputs schema: {_short(exc)}"))
-            return False
+            return None
         if "params" not in wanted:
-            return True
+            return checked
         bad = mc.invalid_params(s.record.inputs)
         if bad is None:
             s.checks.append(mc.passed("params", "test.params accepted; the inputs schema accepts any parameters, "
                                                 "so there is no invalid one to try"))
-            return True
+            return checked
         try:
             runner.sample([0], **bad)
         except ParamError:
-            started = getattr(runner, "_worker", None) is not None or getattr(runner, "_model", None) is not None
-            if started:
+            if runner.loaded:
                 s.checks.append(mc.failed("params", f"the invalid parameters {bad} were refused only after the model "
                                                     "was loaded"))
             else:
                 s.checks.append(mc.passed("params", "test.params accepted; an invalid parameter was refused before "
                                                     "any model code ran", invalid=bad))
-            return True
+            return checked
         except ModelRunError as exc:
             s.checks.append(mc.failed("params", f"the invalid parameters {bad} reached the model "
                                                 f"(it then failed: {_short(exc)[:200]})"))
-            return True
+            return checked
         s.checks.append(mc.failed("params", f"the invalid parameters {bad} were accepted and the model ran; "
                                             "the inputs schema should refuse them"))
-        return True
+        return checked
     finally:
         runner.close()
 
 
-def _run(s: _Session, seeds: list[int], params: dict[str, Any], wanted: list[str], n: int) -> None:
+def _run(s: _Session, seeds: list[int], params: CheckedParams, wanted: list[str], n: int) -> None:
     record = s.record
     outs = record.outputs
     runner = s.runner()
@@ -161,7 +138,7 @@ def _run(s: _Session, seeds: list[int], params: dict[str, Any], wanted: list[str
 
         t0 = time.perf_counter()
         try:
-            first = runner.sample(seeds, **params)
+            first = runner.sample(seeds, params)
         except ModelTimeout as exc:
             s.checks.append(mc.failed("run", f"timed out after {s.timeout_s:g}s sampling {n} seed(s): {_short(exc)}"))
             return
@@ -189,7 +166,7 @@ def _run(s: _Session, seeds: list[int], params: dict[str, Any], wanted: list[str
         tolerances = mc.run_tolerances(outs, str(s.runner_info.get("device", "cpu")))
         if "determinism" in wanted:
             try:
-                again = runner.sample(seeds, **params)
+                again = runner.sample(seeds, params)
             except ModelRunError as exc:
                 s.checks.append(mc.failed("determinism", f"the second run failed: {_short(exc)}"))
                 return
@@ -202,7 +179,7 @@ def _run(s: _Session, seeds: list[int], params: dict[str, Any], wanted: list[str
             parts: dict[str, list[np.ndarray]] = {k: [] for k in first}
             try:
                 for seed in seeds:
-                    one = runner.sample([seed], **params)
+                    one = runner.sample([seed], params)
                     for k in parts:
                         parts[k].append(one[k])
             except ModelRunError as exc:
@@ -217,64 +194,30 @@ def _run(s: _Session, seeds: list[int], params: dict[str, Any], wanted: list[str
         elif "batch_invariance" in wanted:
             s.checks.append(mc.skipped("batch_invariance", "test.num_samples is 1: there is no larger batch to compare"))
     finally:
-        s.peak_mb = worker_peak_rss_mb(runner)
+        s.peak_mb = runner.peak_memory_mb()
         runner.close()
 
 
-def test_model(model: Record | str, package_dir: Path | str | None = None, *, device: str | None = None,
-               mode: str = "worker", timeout_s: float | None = None, num_samples: int | None = None,
-               envs_dir: Path | None = None, env_options: Any = None, upstream: str | None = None,
-               package_key: str | None = None, env: Mapping[str, Any] | None = None,
-               settings: "Settings | None" = None, report_dir: Path | str | None = None,
-               record_in_catalog: bool = False) -> ModelTestResult:
-    """Test one model version; never raises for the model's faults.
+def test_model(package: VerifiedPackage, options: RunnerOptions | None = None, *, timeout_s: float | None = None,
+               num_samples: int | None = None, env: Mapping[str, Any] | None = None,
+               report_dir: Path | str | None = None) -> ModelTestResult:
+    """Test one prepared package; never raises for the model's faults.
 
-    Either a :class:`Record` and its unpacked ``package_dir``, or a model reference
-    (``id``, ``id@version``, ``upstream/id@version``) resolved in the site of ``settings``
-    (its package fetched if needed; this is what ``Generators.test_model`` calls).
-    ``timeout_s`` (else the record's ``test.timeout_s``, else 300 s) bounds the load and
-    each request to the worker. ``mode`` is the runner's: ``worker`` (the default, so a
-    hang or a crash is contained) or ``inline``. ``report_dir`` writes a report there;
-    ``record_in_catalog`` also stores the result in the site's catalog."""
-    if isinstance(model, str):
-        return _test_ref(model, settings, timeout_s=timeout_s, num_samples=num_samples,
-                         report_dir=Path(report_dir) if report_dir else None, record_in_catalog=record_in_catalog)
-    if package_dir is None:
-        raise ModelRunError(f"{model.ref}: test_model needs the package folder of the record",
-                            hint="pass package_dir, or a model reference and the site's settings", model=model.ref)
-    result = _test_record(model, Path(package_dir), device=device or (settings.runner.device if settings else "auto"),
-                          mode=mode, timeout_s=timeout_s, num_samples=num_samples,
-                          envs_dir=envs_dir or (settings.envs_dir if settings else None), env_options=env_options,
-                          upstream=upstream, package_key=package_key, env=env)
+    ``options`` are the runner's (default: a worker on the ``auto`` device, so a hang or a
+    crash is contained; the batch size is the test's sample count). ``timeout_s`` (else
+    the record's ``test.timeout_s``, else 300 s) bounds the load and each request to the
+    worker. ``report_dir`` writes a report there. Models of a site are tested by reference
+    with :func:`synthmed.registry.modeltest_site.test_ref`."""
+    result = _test_package(package, options or RunnerOptions(mode="worker"), timeout_s=timeout_s,
+                           num_samples=num_samples, env=env)
     if report_dir is not None:
-        from .report import write_report
-
         write_report(Path(report_dir), [result])
     return result
 
 
-def _test_ref(ref: str, settings: "Settings | None", *, timeout_s: float | None, num_samples: int | None,
-              report_dir: Path | None, record_in_catalog: bool) -> ModelTestResult:
-    from .catalog import Catalog
-    from .modeltest_site import run_tests
-    from .settings import load_settings
-
-    settings = settings or load_settings()
-    with Catalog.open(settings.catalog_path, readonly=True) as catalog:
-        entry = catalog.resolve(ref)
-    if record_in_catalog:
-        with Catalog.open(settings.catalog_path, readonly=False) as wcat:
-            run = run_tests(settings, [entry], report_dir=report_dir, catalog=wcat, timeout_s=timeout_s,
-                            num_samples=num_samples, keep_samples=True)
-    else:
-        run = run_tests(settings, [entry], report_dir=report_dir, timeout_s=timeout_s, num_samples=num_samples,
-                        keep_samples=True)
-    return run.results[0]
-
-
-def _test_record(record: Record, package_dir: Path, *, device: str, mode: str, timeout_s: float | None,
-                 num_samples: int | None, envs_dir: Path | None, env_options: Any, upstream: str | None,
-                 package_key: str | None, env: Mapping[str, Any] | None) -> ModelTestResult:
+def _test_package(package: VerifiedPackage, options: RunnerOptions, *, timeout_s: float | None,
+                  num_samples: int | None, env: Mapping[str, Any] | None) -> ModelTestResult:
+    record, upstream = package.record, package.upstream
     started = utcnow()
     t_start = time.perf_counter()
     test = dict(record.test)
@@ -294,11 +237,11 @@ def _test_record(record: Record, package_dir: Path, *, device: str, mode: str, t
         test={"num_samples": n, "seed": seed, "params": params, "timeout_s": timeout, "checks": wanted},
     )
     seeds = [seed + i for i in range(n)]
-    s = _Session(record, Path(package_dir), device=device, mode=mode, timeout_s=timeout, batch_size=n,
-                 envs_dir=envs_dir, env_options=env_options, package_key=package_key)
+    s = _Session(package, options.with_(timeout_s=timeout, batch_size=n))
     try:
-        if _check_params(s, params, wanted):
-            _run(s, seeds, params, wanted, n)
+        checked = _check_params(s, params, wanted)
+        if checked is not None:
+            _run(s, seeds, checked, wanted, n)
     except (Unverified, RecordYanked, EnvironmentBuildError, ConfigError) as exc:
         result.status = "skipped"
         result.reason = f"cannot be tested here: {_short(exc)}"

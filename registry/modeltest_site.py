@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from .catalog import Catalog, CatalogEntry
-from .errors import SynthmedError
+from .errors import SynthmedError, Unverified
+from .modeltest import skipped_result, test_model
+from .packages import prepare
 from .report import (
     ModelTestResult,
     environment,
@@ -23,6 +25,7 @@ from .report import (
     synthmed_version,
     write_report,
 )
+from .runner import RunnerOptions
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -102,33 +105,40 @@ def last_test_by_ref(catalog: Catalog) -> dict[str, dict[str, Any]]:
 
 def test_entry(entry: CatalogEntry, settings: Settings, *, timeout_s: float | None = None,
                env: Mapping[str, Any] | None = None, num_samples: int | None = None) -> ModelTestResult:
-    """Fetch (if needed) and test one catalog entry; never raises for the model's faults."""
-    from . import modeltest
-    from .mirror import ensure_package
-    from .sources.base import SourceContext
-
+    """Prepare (fetch if needed, verify) and test one catalog entry; never raises for the
+    model's faults. A package the site may not run, or cannot get, is *skipped* with why."""
     record = entry.record
-    if not record.sha256:
-        return modeltest.skipped_result(
-            record, f"unverified: no pinned sha256, never executed (pin it with `synthmed index pin {entry.ref}`)",
-            upstream=entry.upstream, env=env)
-    for up in settings.upstreams:
-        if up.name == entry.upstream and not up.allow_code:
-            return modeltest.skipped_result(
-                record, f"this site does not run code from upstream {entry.upstream!r} "
-                        f"(allow_code = false in {settings.site_file})", upstream=entry.upstream, env=env)
-    ctx = SourceContext(settings=settings, index_repo=entry.index_repo, index_commit=entry.index_commit,
-                        index_subfolder=entry.index_subfolder)
     try:
-        package_dir = ensure_package(record, settings, ctx)
+        package = prepare(entry, settings)
+    except Unverified as exc:
+        if getattr(exc, "reason", None) == "allow_code":
+            why = (f"this site does not run code from upstream {entry.upstream!r} "
+                   f"(allow_code = false in {settings.site_file})")
+        else:
+            why = f"unverified: no pinned sha256, never executed (pin it with `synthmed index pin {entry.ref}`)"
+        return skipped_result(record, why, upstream=entry.upstream, env=env)
     except SynthmedError as exc:
         first = str(getattr(exc, "message", exc)).splitlines()[0]
-        return modeltest.skipped_result(record, f"its package could not be fetched: {first}",
-                                        upstream=entry.upstream, env=env)
-    return modeltest.test_model(
-        record, package_dir, device=settings.runner.device, mode="worker", timeout_s=timeout_s,
-        num_samples=num_samples, envs_dir=settings.envs_dir, upstream=entry.upstream, package_key=record.sha256,
-        env=env)
+        return skipped_result(record, f"its package could not be fetched: {first}", upstream=entry.upstream, env=env)
+    options = RunnerOptions.from_settings(settings, mode="worker")
+    return test_model(package, options, timeout_s=timeout_s, num_samples=num_samples, env=env)
+
+
+def test_ref(ref: str, settings: Settings, *, timeout_s: float | None = None, num_samples: int | None = None,
+             report_dir: Path | None = None, record_in_catalog: bool = False) -> ModelTestResult:
+    """Test one model of the site by reference (``id``, ``id@version``, ``upstream/id@version``),
+    its package prepared if needed (what ``Generators.test_model`` calls). ``report_dir``
+    writes a report there; ``record_in_catalog`` also stores the result in the catalog."""
+    with Catalog.open(settings.catalog_path, readonly=True) as catalog:
+        entry = catalog.resolve(ref)
+    if record_in_catalog:
+        with Catalog.open(settings.catalog_path, readonly=False) as wcat:
+            run = run_tests(settings, [entry], report_dir=report_dir, catalog=wcat, timeout_s=timeout_s,
+                            num_samples=num_samples, keep_samples=True)
+    else:
+        run = run_tests(settings, [entry], report_dir=report_dir, timeout_s=timeout_s, num_samples=num_samples,
+                        keep_samples=True)
+    return run.results[0]
 
 
 def record_results(catalog: Catalog, results: Iterable[ModelTestResult], report_dir: Path | None) -> None:
@@ -166,8 +176,6 @@ def run_tests(settings: Settings, entries: Sequence[CatalogEntry], *, report_dir
             result = test_entry(entry, settings, timeout_s=timeout_s, env=env, num_samples=num_samples)
         except Exception as exc:  # a bug of ours must not stop the other models
             log.exception("testing %s failed unexpectedly", entry.qualified_ref)
-            from .modeltest import skipped_result
-
             result = skipped_result(entry.record, f"the test itself failed: {type(exc).__name__}: {exc}",
                                     upstream=entry.upstream, env=env)
         progress(f"test: {entry.qualified_ref}: {result.status}" + (f": {result.reason}" if result.reason else ""))
@@ -201,3 +209,4 @@ def last_test_flags(catalog: Catalog, refs: Iterable[str]) -> dict[str, dict[str
 
 
 test_entry.__test__ = False  # type: ignore[attr-defined]
+test_ref.__test__ = False  # type: ignore[attr-defined]

@@ -373,13 +373,15 @@ def store_in_index(zip_path: Path, model_id: str, version: str, worktree: Path, 
 def _test_package(record: dict[str, Any], zip_path: Path, sha: str, work: Path, timeout_s: float | None,
                   report_dir: Path | None, device: str) -> tuple[str, str | None, Path | None]:
     from synthmed.registry import modeltest
+    from synthmed.registry.packages import prepare_archive
     from synthmed.registry.records import load_record_text
     from synthmed.registry.report import write_report
-    from synthmed.registry.unpack import unpack_package
+    from synthmed.registry.runner import RunnerOptions
 
     rec = load_record_text(json.dumps(record), f"<contribution {record['id']}@{record['version']}>")
-    pkg = unpack_package(zip_path, work / "packages", sha, "application/zip")
-    result = modeltest.test_model(rec, pkg, device=device, mode="worker", timeout_s=timeout_s, package_key=sha)
+    package = prepare_archive(rec, zip_path, work / "packages")
+    result = modeltest.test_model(package, RunnerOptions(device=device, mode="worker", envs_dir=work / "envs"),
+                                  timeout_s=timeout_s)
     report = write_report(report_dir, [result]) if report_dir else None
     if result.status != "passed":
         raise ContributeError(

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
-from synthmed.registry.runner import Runner
+from synthmed.registry.runner import CheckedParams, Runner, check_params
 
 from .site import ModelSpec, sample_count, seed_value
 
@@ -78,18 +78,16 @@ class _Synthetic:
     seed: int
     transform: Transform | None
     first: str
-    params: dict[str, Any]
+    params: CheckedParams
 
     def _setup(self, spec: ModelSpec, num_samples: int, seed: int, params: Mapping[str, Any] | None,
                transform: Transform | None, *, batch_size: int) -> None:
-        from synthmed.registry.runner import validate_params
-
         self.holder = _RunnerHolder(spec, {"batch_size": batch_size})
         self.num_samples = sample_count(num_samples)
         self.seed = seed_value(seed)
         self.transform = transform
         self.first = str(spec.record.outputs[0]["name"])
-        self.params = validate_params(spec.record, params)
+        self.params = check_params(spec.record, params)
 
 
 class SyntheticDataset(_Synthetic, Dataset):  # type: ignore[type-arg]
@@ -109,7 +107,7 @@ class SyntheticDataset(_Synthetic, Dataset):  # type: ignore[type-arg]
         if not 0 <= i < self.num_samples:
             raise IndexError(f"index {i} out of range for {self.num_samples} samples")
         seed = self.seed + i
-        outputs = self.holder.runner().sample([seed], **self.params)
+        outputs = self.holder.runner().sample([seed], self.params)
         return _item(outputs, 0, i, seed, self.transform, self.first)
 
 
@@ -142,7 +140,7 @@ class SyntheticIterableDataset(_Synthetic, IterableDataset):  # type: ignore[typ
         if not len(idx):
             return
         runner = self.holder.runner()
-        for seeds, outputs in runner.iter_batches([self.seed + i for i in idx], **self.params):
+        for seeds, outputs in runner.iter_batches([self.seed + i for i in idx], self.params):
             for j, seed in enumerate(seeds):
                 yield _item(outputs, j, seed - self.seed, seed, self.transform, self.first)
 
@@ -227,7 +225,7 @@ def visualize(spec: ModelSpec, path: Path | str, num_samples: int = 16, *, seed:
         raise KeyError(f"{record.ref} has no output {name!r} (it has {', '.join(outs)})")
     runner = spec.open()
     try:
-        samples = runner.sample(range(seed, seed + num_samples), **dict(params or {}))
+        samples = runner.sample(range(seed, seed + num_samples), check_params(record, params))
     finally:
         runner.close()
     pics = [preview_image(samples[name][i], outs[name]) for i in range(num_samples)]

@@ -330,13 +330,10 @@ class Generators:
 
     def test_model(self, model_id: str, **kwargs: Any) -> Any:
         """Run the model's test (shapes, determinism, ...); see ``synthmed test``."""
-        try:
-            from synthmed.registry.modeltest import test_model
-        except ImportError as exc:
-            raise SynthmedError("model testing is not available in this installation "
-                                f"(synthmed.registry.modeltest: {exc})",
-                                hint="update synthmed; `synthmed test ID` runs the same check") from exc
-        return test_model(model_id, settings=self.site.settings, **kwargs)
+        from synthmed.registry.modeltest_site import test_ref
+
+        report_dir = kwargs.pop("report_dir", None)
+        return test_ref(model_id, self.site.settings, report_dir=Path(report_dir) if report_dir else None, **kwargs)
 
     def contribute(self, *args: Any, **kwargs: Any) -> Any:
         """Package, test and submit a model; see ``synthmed contribute``."""

@@ -7,9 +7,9 @@ disk.
     batch = model.sample(16, seed=0)    # {"image": uint8 array (16, H, W)}
     model.generate_to("out/", 1000, format="png", seed=0)
 
-A model missing from the site's store is fetched on demand through the same mirror
-code the daemon uses (verified against the record's sha256), unless the site is
-offline.
+A model missing from the site's store is fetched on demand through
+:func:`synthmed.registry.packages.prepare`, the same boundary the daemon and the model
+tests use (verified against the record's sha256), unless the site is offline.
 """
 
 from __future__ import annotations
@@ -17,30 +17,18 @@ from __future__ import annotations
 import logging
 import operator
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from synthmed.registry.errors import (
-    ArtefactNotFound,
-    BlobCorrupt,
-    CatalogError,
-    ConfigError,
-    HashMismatch,
-    SiteNotFound,
-    Unverified,
-)
+from synthmed.registry.catalog import Catalog, CatalogEntry
+from synthmed.registry.errors import ConfigError, SiteNotFound
+from synthmed.registry.packages import VerifiedPackage, prepare
 from synthmed.registry.records import Record
-from synthmed.registry.runner import EnvOptions, Runner
-from synthmed.registry.runner.verify import require_verified
+from synthmed.registry.runner import CheckedParams, EnvOptions, Runner, RunnerOptions, check_params
 from synthmed.registry.settings import Settings, load_settings
-from synthmed.registry.store import Store
-from synthmed.registry.unpack import check_package
-
-if TYPE_CHECKING:  # pragma: no cover
-    from synthmed.registry.catalog import Catalog, CatalogEntry
 
 log = logging.getLogger(__name__)
 
@@ -50,20 +38,17 @@ Progress = Callable[[int, int], None]
 @dataclass(frozen=True)
 class ModelSpec:
     """Everything needed to open a model's runner again, in this or another process
-    (DataLoader workers): the record, its unpacked package and the runner options."""
+    (DataLoader workers): its verified package and the runner options. Pickles."""
 
-    record_data: Mapping[str, Any]
-    record_path: str
-    package_dir: str
-    options: Mapping[str, Any] = field(default_factory=dict)
+    package: VerifiedPackage
+    options: RunnerOptions
 
     @property
     def record(self) -> Record:
-        return Record(data=self.record_data, path=self.record_path)
+        return self.package.record
 
     def open(self, **overrides: Any) -> Runner:
-        opts = {**self.options, **{k: v for k, v in overrides.items() if v is not None}}
-        return Runner(self.record, Path(self.package_dir), **opts)
+        return Runner(self.package, self.options.with_(**overrides))
 
 
 @dataclass
@@ -83,14 +68,14 @@ class GenerationResult:
 
 
 class Model:
-    """One model of a site, ready to sample. Load happens on first use."""
+    """One model of a site, ready to sample: a verified package and runner options.
+    Load happens on first use."""
 
-    def __init__(self, record: Record, package_dir: Path, *, upstream: str | None = None,
-                 runner_options: Mapping[str, Any] | None = None) -> None:
-        self.record = record
-        self.package_dir = package_dir
-        self.upstream = upstream
-        self.runner_options = dict(runner_options or {})
+    def __init__(self, package: VerifiedPackage, options: RunnerOptions) -> None:
+        self.package = package
+        self.record = package.record
+        self.upstream = package.upstream
+        self.options = options
         self._runner: Runner | None = None
 
     # -- identity --
@@ -104,7 +89,11 @@ class Model:
 
     @property
     def ref(self) -> str:
-        return f"{self.upstream}/{self.record.ref}" if self.upstream else self.record.ref
+        return self.package.ref
+
+    @property
+    def package_dir(self) -> Path:
+        return self.package.folder
 
     @property
     def outputs(self) -> list[str]:
@@ -116,52 +105,59 @@ class Model:
     @property
     def runner(self) -> Runner:
         if self._runner is None:
-            self._runner = Runner(self.record, self.package_dir, **self.runner_options)
+            self._runner = Runner(self.package, self.options)
         return self._runner
 
     def spec(self) -> ModelSpec:
-        return ModelSpec(dict(self.record.data), self.record.path, str(self.package_dir), dict(self.runner_options))
+        return ModelSpec(self.package, self.options)
 
     def with_options(self, **options: Any) -> "Model":
         """The same model with other runner options (device, mode, batch_size, timeout_s...)."""
-        opts = {**self.runner_options, **{k: v for k, v in options.items() if v is not None}}
-        return Model(self.record, self.package_dir, upstream=self.upstream, runner_options=opts)
+        return Model(self.package, self.options.with_(**options))
+
+    def check_params(self, params: Mapping[str, Any] | None = None) -> CheckedParams:
+        """The parameters checked against the model's inputs (defaults filled in); runs no model code."""
+        return check_params(self.record, params)
 
     # -- sampling --
     def sample(self, n: int, seed: int = 0, **params: Any) -> dict[str, np.ndarray]:
         """``n`` samples from seeds ``seed .. seed+n-1``: ``{output: array (n, ...)}``."""
         n, seed = sample_count(n), seed_value(seed)
-        return self.runner.sample(range(seed, seed + n), **params)
+        return self.runner.sample(range(seed, seed + n), self.check_params(params))
 
     def sample_seeds(self, seeds: Sequence[int], **params: Any) -> dict[str, np.ndarray]:
-        return self.runner.sample(list(seeds), **params)
+        return self.runner.sample(list(seeds), self.check_params(params))
 
     def iter_batches(self, n: int, seed: int = 0, **params: Any) -> Iterator[tuple[list[int], dict[str, np.ndarray]]]:
         """Batch by batch: ``(seeds, outputs)``; memory stays bounded by the batch size."""
         n, seed = sample_count(n), seed_value(seed)
-        return self.runner.iter_batches(range(seed, seed + n), **params)
+        return self.runner.iter_batches(range(seed, seed + n), self.check_params(params))
 
     def generate_to(self, folder: Path | str, n: int, format: str = "auto", seed: int = 0,
                     batch_size: int | None = None, *, bit_depth: int | None = None,
-                    progress: Progress | None = None, **params: Any) -> GenerationResult:
+                    progress: Progress | None = None, checked: CheckedParams | None = None,
+                    **params: Any) -> GenerationResult:
         """Write ``n`` samples to ``folder`` (``<output>/<index>.<ext>`` plus ``synthmed.json``);
         format "auto" writes PNG for 2D outputs and NIfTI for volumes.
 
         Sample i uses seed ``seed + i``; indices already written completely are skipped,
-        so an interrupted run resumes without duplicates.
+        so an interrupted run resumes without duplicates. Parameters come as keywords, or
+        already checked (``checked=model.check_params({...})``; then they are not checked again).
         """
         from .writers import OutputFolder
 
         n, seed = sample_count(n), seed_value(seed)
         model = self.with_options(batch_size=batch_size) if batch_size else self
         runner = model.runner
-        checked = runner.check_params(params)  # before any model code runs
+        if checked is not None and params:
+            raise ConfigError("generate_to: pass checked= or keyword parameters, not both")
+        checked = runner.check_params(checked if checked is not None else params)  # before any model code runs
         options: dict[str, Any] = {}
         if bit_depth is not None:
             if bit_depth not in (8, 16):
                 raise ConfigError(f"bit depth must be 8 or 16, got {bit_depth}")
             options["bit_depth"] = bit_depth
-        out = OutputFolder(Path(folder), self.record, format, seed, checked, options, upstream=self.upstream,
+        out = OutputFolder(Path(folder), self.record, format, seed, dict(checked), options, upstream=self.upstream,
                            runner_info=runner.info)
         out.open(n)
         started = time.monotonic()
@@ -174,7 +170,7 @@ class Model:
                 todo = [i for i in window if not out.is_complete(i)]
                 skipped += len(window) - len(todo)
                 if todo:
-                    for seeds, outputs in runner.iter_batches([seed + i for i in todo], **checked):
+                    for seeds, outputs in runner.iter_batches([seed + i for i in todo], checked):
                         out.write_batch([s - seed for s in seeds], outputs)
                         written += len(seeds)
                 if progress is not None:
@@ -254,8 +250,8 @@ class Site:
         elif offline is not None:
             settings = settings.with_overrides(offline=offline)
         self.settings = settings
-        self.timeout_s = timeout_s
-        self.env_options = env_options
+        #: the runner options every model of this site starts from (built once)
+        self.runner_options = RunnerOptions.from_settings(settings, timeout_s=timeout_s, env_options=env_options)
         self._catalog: Catalog | None = None
 
     @property
@@ -267,96 +263,39 @@ class Site:
 
     # -- catalog --
     @property
-    def catalog(self) -> "Catalog":
+    def catalog(self) -> Catalog:
         if self._catalog is None:
-            from synthmed.registry.catalog import Catalog
-
             if not self.settings.catalog_path.exists():
                 raise no_site_error(self.settings)
-            try:
-                self._catalog = Catalog.open(self.settings.catalog_path, readonly=True)
-            except CatalogError:
-                raise
+            self._catalog = Catalog.open(self.settings.catalog_path, readonly=True)
         return self._catalog
 
-    def search(self, query: str = "", **filters: Any) -> list["CatalogEntry"]:
+    def search(self, query: str = "", **filters: Any) -> list[CatalogEntry]:
         """Free text plus filters (modality, anatomy, architecture, license, rank, limit, upstream)."""
         return self.catalog.search(query, **filters)
 
-    def list_models(self) -> list["CatalogEntry"]:
+    def list_models(self) -> list[CatalogEntry]:
         return self.catalog.list_models()
 
-    def resolve(self, ref: str) -> "CatalogEntry":
+    def resolve(self, ref: str) -> CatalogEntry:
         return self.catalog.resolve(ref)
 
     def record(self, ref: str) -> Record:
         return self.resolve(ref).record
 
     # -- packages --
-    def _check_code_allowed(self, entry: "CatalogEntry") -> None:
-        for up in self.settings.upstreams:
-            if up.name == entry.upstream and not up.allow_code:
-                raise Unverified(
-                    f"{entry.qualified_ref}: this site does not run code from upstream {entry.upstream!r} "
-                    f"(allow_code = false in {self.settings.site_file})",
-                    hint="a site admin may allow it in site.toml; until then the model is searchable only",
-                    model=entry.qualified_ref)
+    def package(self, ref: str | CatalogEntry) -> VerifiedPackage:
+        """The verified, unpacked package of a model (fetched on demand unless offline);
+        see :func:`synthmed.registry.packages.prepare`."""
+        entry = ref if isinstance(ref, CatalogEntry) else self.resolve(ref)
+        return prepare(entry, self.settings)
 
-    def package_dir(self, entry: "CatalogEntry") -> Path:
-        """The unpacked, verified package of an entry; fetched on demand unless offline."""
-        record = entry.record
-        sha = require_verified(record)
-        self._check_code_allowed(entry)
-        pkg = self.settings.packages_dir / sha
-        if pkg.is_dir() and check_package(self.settings.packages_dir, sha) is None:
-            return pkg  # unpacked, and still exactly what the verified blob holds
-        if self.settings.offline and not Store(self.settings.store_dir).has(sha):
-            raise ArtefactNotFound(
-                f"{entry.qualified_ref} is not mirrored on this site ({pkg} is missing) and the site is offline",
-                hint="mirror it with the daemon (`synthmed daemon run --once`), or run without offline to "
-                     "fetch it now", model=entry.qualified_ref)
-        from synthmed.registry.mirror import ensure_package
-        from synthmed.registry.sources.base import SourceContext
-
-        ctx = SourceContext(self.settings, index_repo=entry.index_repo, index_commit=entry.index_commit,
-                            index_subfolder=entry.index_subfolder)
-        log.info("%s: fetching its package (sha256 %s)", entry.qualified_ref, sha[:12])
-        try:
-            return ensure_package(record, self.settings, ctx)
-        except (HashMismatch, BlobCorrupt) as exc:
-            raise type(exc)(
-                f"{entry.qualified_ref}: the package failed verification: {exc.message}",
-                hint="run `synthmed verify` (re-hashes the store, re-fetches corrupt blobs); if a source serves "
-                     f"other bytes than the pin, the record needs `synthmed index pin {record.ref}` by a maintainer",
-                model=entry.qualified_ref) from exc
-        except ArtefactNotFound as exc:
-            hints = [exc.hint] if exc.hint else []
-            if "hash" in exc.message:
-                hints.append("the bytes served do not match the pinned sha256: nothing was run; if the pin "
-                             f"itself is wrong, a maintainer re-pins it with `synthmed index pin {record.ref}`")
-            hints.append("`synthmed verify` re-hashes this site's store")
-            raise ArtefactNotFound(f"{entry.qualified_ref}: {exc.message}", hint="; ".join(hints),
-                                   model=entry.qualified_ref) from exc
-
-    def model(self, ref: "str | CatalogEntry", *, device: str | None = None, mode: str | None = None,
+    def model(self, ref: str | CatalogEntry, *, device: str | None = None, mode: str | None = None,
               batch_size: int | None = None, timeout_s: float | None = None) -> Model:
         """A model by reference (``id``, ``id@1.0.0``, ``upstream/id@1.0.0``), or by an entry
         already resolved with :meth:`resolve`."""
-        from synthmed.registry.catalog import CatalogEntry
-
-        entry = ref if isinstance(ref, CatalogEntry) else self.resolve(ref)
-        pkg = self.package_dir(entry)
-        r = self.settings.runner
-        options: dict[str, Any] = {
-            "device": device or r.device,
-            "mode": mode or r.mode,
-            "batch_size": batch_size or r.batch_size,
-            "envs_dir": self.settings.envs_dir,
-            "timeout_s": timeout_s if timeout_s is not None else self.timeout_s,
-            "memory_budget_mb": r.memory_budget_mb,
-            "env_options": self.env_options or EnvOptions(offline=self.settings.offline),
-        }
-        return Model(entry.record, pkg, upstream=entry.upstream, runner_options=options)
+        options = self.runner_options.with_(device=device, mode=mode, batch_size=batch_size, timeout_s=timeout_s)
+        return Model(self.package(ref), options)
 
     def close(self) -> None:
         if self._catalog is not None:

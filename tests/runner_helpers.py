@@ -10,11 +10,15 @@ import io
 import json
 import zipfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import torch
 
 from synthmed.registry.records import Record, load_record_text
+from synthmed.registry.packages import VerifiedPackage, prepare_archive
+
+if TYPE_CHECKING:
+    from synthmed.registry.catalog import CatalogEntry
 
 HERE = Path(__file__).parent
 
@@ -279,20 +283,26 @@ def unpack(zip_path: Path, dest: Path) -> Path:
     return dest
 
 
-def build_package(tmp: Path, model_id: str, files: Mapping[str, str | bytes], **fields: Any) -> tuple[Record, Path, Path]:
-    """Zip ``files``, write a record pinned to the zip's sha256, unpack it.
-    Returns (record, package_dir, zip_path)."""
+def build_package(tmp: Path, model_id: str, files: Mapping[str, str | bytes],
+                  **fields: Any) -> tuple[Record, VerifiedPackage, Path]:
+    """Zip ``files``, write a record pinned to the zip's sha256, prepare it (verify, unpack).
+    Returns (record, package, zip_path)."""
     zip_path = make_zip(files, tmp / "artefacts" / f"{model_id}.zip")
     data = record_dict(model_id, zip_path, **fields)
-    pkg = unpack(zip_path, tmp / "packages" / model_id / "pkg")
-    return to_record(data, str(tmp / f"{model_id}.json")), pkg, zip_path
+    record = to_record(data, str(tmp / f"{model_id}.json"))
+    return record, prepare_archive(record, zip_path, tmp / "packages", upstream="public"), zip_path
+
+
+def package_for(record: Record, zip_path: Path, tmp: Path) -> VerifiedPackage:
+    """``zip_path`` prepared for ``record`` (which must pin it)."""
+    return prepare_archive(record, zip_path, tmp / "packages", upstream="public")
 
 
 TOY_INPUTS = {"type": "object", "properties": {"label": {"enum": ["benign", "malignant"], "default": "benign"}},
               "additionalProperties": False}
 
 
-def toy_package(tmp: Path, model_id: str = "toy-gan", **fields: Any) -> tuple[Record, Path, Path]:
+def toy_package(tmp: Path, model_id: str = "toy-gan", **fields: Any) -> tuple[Record, VerifiedPackage, Path]:
     files = {"toymodel/__init__.py": "", "toymodel/model.py": TOY_MODEL, "toymodel/net.py": TOY_NET,
              "weights.pt": toy_weights()}
     fields.setdefault("inputs", TOY_INPUTS)
@@ -300,7 +310,7 @@ def toy_package(tmp: Path, model_id: str = "toy-gan", **fields: Any) -> tuple[Re
     return build_package(tmp, model_id, files, package_entry_point="toymodel.model:build", **fields)
 
 
-def faulty_package(tmp: Path, model_id: str = "faulty-model") -> tuple[Record, Path, Path]:
+def faulty_package(tmp: Path, model_id: str = "faulty-model") -> tuple[Record, VerifiedPackage, Path]:
     inputs = {"type": "object", "properties": {"behave": {"enum": ["ok", "raise", "hang", "segv", "print"],
                                                             "default": "ok"}},
               "additionalProperties": False}
@@ -308,7 +318,7 @@ def faulty_package(tmp: Path, model_id: str = "faulty-model") -> tuple[Record, P
                          inputs=inputs)
 
 
-def marker_package(tmp: Path, model_id: str = "marker-model") -> tuple[Record, Path, Path]:
+def marker_package(tmp: Path, model_id: str = "marker-model") -> tuple[Record, VerifiedPackage, Path]:
     inputs = {"type": "object", "additionalProperties": False, "properties": {
         "label": {"enum": ["benign", "malignant"], "default": "benign"},
         "steps": {"type": "integer", "minimum": 1, "maximum": 100, "default": 10},
@@ -319,7 +329,7 @@ def marker_package(tmp: Path, model_id: str = "marker-model") -> tuple[Record, P
                          inputs=inputs)
 
 
-def volume_package(tmp: Path, model_id: str = "toy-volume") -> tuple[Record, Path, Path]:
+def volume_package(tmp: Path, model_id: str = "toy-volume") -> tuple[Record, VerifiedPackage, Path]:
     outputs = [
         {"name": "volume", "kind": "volume", "dims": 3, "shape": [6, 5, 4], "dtype": "float32", "channels": 1,
          "value_range": [0, 1], "spacing_mm": [0.5, 0.75, 2.0]},
@@ -330,7 +340,7 @@ def volume_package(tmp: Path, model_id: str = "toy-volume") -> tuple[Record, Pat
                          outputs=outputs, modality=["MR"])
 
 
-def rgb_package(tmp: Path, model_id: str = "toy-rgb") -> tuple[Record, Path, Path]:
+def rgb_package(tmp: Path, model_id: str = "toy-rgb") -> tuple[Record, VerifiedPackage, Path]:
     outputs = [
         {"name": "image", "kind": "image", "dims": 2, "shape": [10, 12], "dtype": "uint8", "channels": 3,
          "value_range": [0, 255]},
@@ -342,7 +352,7 @@ def rgb_package(tmp: Path, model_id: str = "toy-rgb") -> tuple[Record, Path, Pat
 
 
 def medigan_package(tmp: Path, model_id: str = "medigan-toy", folder: str = "toy_medigan_dcgan",
-                    entry_point: str | None = None) -> tuple[Record, Path, Path]:
+                    entry_point: str | None = None) -> tuple[Record, VerifiedPackage, Path]:
     files = {f"{folder}/__init__.py": MEDIGAN_INIT, f"{folder}/model.py": MEDIGAN_MODEL,
              f"{folder}/generator.pt": medigan_weights()}
     outputs = [{"name": "image", "kind": "image", "dims": 2, "shape": [6, 6], "dtype": "uint8", "channels": 1,
@@ -380,7 +390,7 @@ def make_wheel(dest: Path, name: str = "smtestdep", version: str = "2.0.0", valu
     return wheel
 
 
-def dep_package(tmp: Path, model_id: str = "dep-model", requirement: str = "smtestdep==2.0.0") -> tuple[Record, Path, Path]:
+def dep_package(tmp: Path, model_id: str = "dep-model", requirement: str = "smtestdep==2.0.0") -> tuple[Record, VerifiedPackage, Path]:
     return build_package(tmp, model_id, {"depmod.py": DEP_MODEL}, package_entry_point="depmod:build",
                          package_requirements=[requirement, "numpy>=1.20"])
 
@@ -404,3 +414,13 @@ def make_site_home(home: Path, records: list[Mapping[str, Any]], upstream: str =
     finally:
         cat.close()
     return home
+
+
+def catalog_entry(record: Record, *, upstream: str = "public", index_repo: Path | None = None,
+                  index_commit: str | None = None, index_subfolder: str = "") -> "CatalogEntry":
+    """A catalog entry for ``record`` as a sync would make it (for prepare())."""
+    from synthmed.registry.catalog import CatalogEntry
+
+    return CatalogEntry(upstream=upstream, id=record.id, version=record.version, record=record,
+                        index_repo=index_repo or Path("."), index_commit=index_commit or "HEAD",
+                        index_subfolder=index_subfolder, artefact_state="missing", status=record.status)

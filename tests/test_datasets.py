@@ -13,13 +13,14 @@ from torch.utils.data import DataLoader
 from runner_helpers import toy_package
 from synthmed.datasets import SyntheticDataset, SyntheticIterableDataset, make_dataloader, shard
 from synthmed.registry.errors import ParamError
+from synthmed.registry.runner import RunnerOptions
 from synthmed.site import Model
 
 
 @pytest.fixture(scope="module")
 def spec(tmp_path_factory: pytest.TempPathFactory):
     record, pkg, _ = toy_package(tmp_path_factory.mktemp("ds"))
-    return Model(record, pkg, runner_options={"batch_size": 8}).spec()
+    return Model(pkg, RunnerOptions(batch_size=8)).spec()
 
 
 def test_shards_cover_the_range_once() -> None:

@@ -17,6 +17,12 @@ import pytest
 import synthmed.registry.modeltest as mt
 from conftest import load_valid_record
 from synthmed.registry import modeltest_checks as mc
+from synthmed.registry.catalog import CatalogEntry
+from synthmed.registry.errors import Unverified
+from synthmed.registry.modeltest_site import test_entry
+from synthmed.registry.packages import VerifiedPackage, prepare_archive
+from synthmed.registry.runner import RunnerOptions
+from synthmed.registry.settings import Settings
 from synthmed.registry.records import Record, load_record_text
 from synthmed.registry.report import load_report, validate_report, write_report
 
@@ -106,15 +112,22 @@ def model_record(model_id: str, zip_path: Path | None = None, *, output: dict[st
     return data
 
 
-def make_model(tmp: Path, behaviour: str, model_id: str | None = None, **record_kw: Any) -> tuple[Record, Path]:
-    """A package of the given behaviour, zipped, pinned and unpacked: (record, package_dir)."""
+def make_model(tmp: Path, behaviour: str, model_id: str | None = None,
+               **record_kw: Any) -> tuple[Record, VerifiedPackage]:
+    """A package of the given behaviour, zipped, pinned and prepared: (record, package)."""
     model_id = model_id or f"model-{behaviour}"
     z = zip_files({"model.py": MODEL_CODE.format(behaviour=behaviour)}, tmp / "zips" / f"{model_id}.zip")
-    pkg = tmp / "pkgs" / model_id
-    with zipfile.ZipFile(z) as zf:
-        zf.extractall(pkg)
-    data = model_record(model_id, z, **record_kw)
-    return load_record_text(json.dumps(data), f"{model_id}.json"), pkg
+    record = load_record_text(json.dumps(model_record(model_id, z, **record_kw)), f"{model_id}.json")
+    return record, prepare_archive(record, z, tmp / "pkgs")
+
+
+def with_record(tmp: Path, package: VerifiedPackage, data: dict[str, Any]) -> VerifiedPackage:
+    """The same archive prepared for an edited record (as an index would serve it)."""
+    z = tmp / "zips" / f"{package.record.id}.zip"
+    return prepare_archive(Record(data=data, path="x.json"), z, tmp / "pkgs")
+
+
+CPU = RunnerOptions(device="cpu", mode="worker")
 
 
 def check(result: Any, name: str) -> mc.CheckResult:
@@ -128,7 +141,7 @@ def check(result: Any, name: str) -> mc.CheckResult:
 
 def test_good_model_passes_every_check(tmp_path: Path) -> None:
     record, pkg = make_model(tmp_path, "good")
-    result = mt.test_model(record, pkg, device="cpu")
+    result = mt.test_model(pkg, CPU)
     assert result.status == "passed", result.reason
     assert result.reason is None
     names = {c.name: c.status for c in result.checks}
@@ -164,7 +177,7 @@ BROKEN = [
 def test_broken_model_fails_with_its_reason(tmp_path: Path, behaviour: str, kw: dict[str, Any], failing: str,
                                             reason: str) -> None:
     record, pkg = make_model(tmp_path, behaviour, **kw)
-    result = mt.test_model(record, pkg, device="cpu")
+    result = mt.test_model(pkg, CPU)
     assert result.status == "failed"
     assert not result.passed
     bad = check(result, failing)
@@ -179,7 +192,7 @@ def test_hang_is_stopped_at_the_timeout(tmp_path: Path) -> None:
 
     record, pkg = make_model(tmp_path, "hangs", test={"num_samples": 2, "seed": 0, "timeout_s": 2})
     t0 = time.monotonic()
-    result = mt.test_model(record, pkg, device="cpu")
+    result = mt.test_model(pkg, CPU)
     assert time.monotonic() - t0 < 15
     assert "worker" in check(result, "run").message  # the worker (pid N) was stopped
 
@@ -190,7 +203,7 @@ def test_hang_while_loading_fails_at_the_load_timeout(tmp_path: Path, monkeypatc
     # the runner gives loading at least LOAD_TIMEOUT_MIN_S (120 s); shorten it for the test
     monkeypatch.setattr(client, "LOAD_TIMEOUT_MIN_S", 2.0)
     record, pkg = make_model(tmp_path, "load-hangs", test={"num_samples": 2, "seed": 0, "timeout_s": 1})
-    result = mt.test_model(record, pkg, device="cpu")
+    result = mt.test_model(pkg, CPU)
     assert result.status == "failed"
     assert "timed out after 2s while loading the model" in check(result, "load").message
     assert not any(c.name == "run" for c in result.checks)
@@ -202,8 +215,7 @@ def test_invalid_test_params_fail_before_any_model_code(tmp_path: Path) -> None:
     data["test"] = {"num_samples": 2, "seed": 0, "params": {"label": "benign"}}
     # the record's test.params are valid; replace the inputs so they no longer are
     data["inputs"] = {"type": "object", "properties": {"label": {"enum": ["other"]}}, "additionalProperties": False}
-    rec = Record(data=data, path="x.json")
-    result = mt.test_model(rec, pkg, device="cpu")
+    result = mt.test_model(with_record(tmp_path, pkg, data), CPU)
     assert result.status == "failed"
     assert check(result, "params").message.startswith("the record's test.params are refused")
     assert not any(c.name == "load" for c in result.checks)  # the model was never loaded
@@ -211,7 +223,7 @@ def test_invalid_test_params_fail_before_any_model_code(tmp_path: Path) -> None:
 
 def test_schema_that_accepts_anything_cannot_refuse_a_parameter(tmp_path: Path) -> None:
     record, pkg = make_model(tmp_path, "good", inputs={"type": "object"}, test={"num_samples": 2, "seed": 0})
-    result = mt.test_model(record, pkg, device="cpu")
+    result = mt.test_model(pkg, CPU)
     assert result.status == "passed", result.reason
     assert "accepts any parameters" in check(result, "params").message
 
@@ -219,7 +231,7 @@ def test_schema_that_accepts_anything_cannot_refuse_a_parameter(tmp_path: Path) 
 def test_checks_named_in_the_record_are_the_only_ones_run(tmp_path: Path) -> None:
     record, pkg = make_model(tmp_path, "nondeterministic",
                              test={"num_samples": 2, "seed": 0, "timeout_s": 5, "checks": ["shapes", "finite"]})
-    result = mt.test_model(record, pkg, device="cpu")
+    result = mt.test_model(pkg, CPU)
     assert result.status == "passed"
     assert [c.name for c in result.checks] == ["load", "run", "shapes", "finite"]
 
@@ -228,7 +240,11 @@ def test_unverified_record_is_skipped(tmp_path: Path) -> None:
     record, pkg = make_model(tmp_path, "good")
     data = json.loads(json.dumps(record.data))
     del data["package"]["artefact"]["sha256"]
-    result = mt.test_model(Record(data=data, path="x.json"), pkg, device="cpu")
+    with pytest.raises(Unverified):  # an unpinned record never becomes a runnable package
+        with_record(tmp_path, pkg, data)
+    entry = CatalogEntry(upstream="public", id=record.id, version=record.version, record=Record(data=data, path="x.json"),
+                         index_repo=tmp_path, index_commit="0" * 40, index_subfolder="", artefact_state="unverified")
+    result = test_entry(entry, Settings(home=tmp_path / "site"))
     assert result.status == "skipped"
     assert "unverified" in (result.reason or "")
 
@@ -237,7 +253,7 @@ def test_medigan_package_is_tested(tmp_path: Path) -> None:
     import runner_helpers as rh
 
     record, pkg, _ = rh.medigan_package(tmp_path)
-    result = mt.test_model(record, pkg, device="cpu")
+    result = mt.test_model(pkg, CPU)
     assert result.status == "passed", result.reason
     assert check(result, "shapes").status == "pass"  # HxWx1 is accepted for channels 1
 
@@ -266,7 +282,7 @@ def test_report_is_valid_json_with_summary_and_sample_grids(tmp_path: Path) -> N
 
     good, gpkg = make_model(tmp_path, "good")
     bad, bpkg = make_model(tmp_path, "nan", output=FLOAT_IMAGE)
-    results = [mt.test_model(good, gpkg, device="cpu"), mt.test_model(bad, bpkg, device="cpu")]
+    results = [mt.test_model(gpkg, CPU), mt.test_model(bpkg, CPU)]
     path = write_report(tmp_path / "report", results, site="test-site")
     doc = load_report(path)  # validates against the schema
     assert doc["format"] == "synthmed-test-report/1"
@@ -290,7 +306,7 @@ def test_report_schema_refuses_a_bad_report(tmp_path: Path) -> None:
     from synthmed.registry.errors import SynthmedError
 
     record, pkg = make_model(tmp_path, "good")
-    path = write_report(tmp_path / "r", [mt.test_model(record, pkg, device="cpu")])
+    path = write_report(tmp_path / "r", [mt.test_model(pkg, CPU)])
     doc = json.loads(path.read_text())
     doc["results"][0]["status"] = "mostly fine"
     del doc["summary"]["failed"]

@@ -1,4 +1,4 @@
-"""`index pin` (registry/pin.py) and ensure_package (registry/mirror.py)."""
+"""`index pin` (registry/pin.py) and prepare (registry/packages.py)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from conftest import commit_all, write_record
+from runner_helpers import catalog_entry
 from http_faults import FaultServer, fast_settings
 from synthmed.registry.errors import ArtefactNotFound, ConfigError, Unverified
-from synthmed.registry.mirror import ensure_package
+from synthmed.registry.packages import prepare
 from synthmed.registry.pin import pin_record
 from synthmed.registry.records import load_record
 from synthmed.registry.sources.base import SourceContext
@@ -104,16 +105,16 @@ def test_pin_refuses_a_changed_artefact_unless_forced(tmp_path: Path, unpinned) 
     assert out["changed"] and out["size"] == len(PKG) + 1
 
 
-def test_ensure_package_refuses_unverified(tmp_path: Path, unpinned) -> None:
+def test_prepare_refuses_unverified(tmp_path: Path, unpinned) -> None:
     idx = tmp_path / "index"
     rec = load_record(write_record(idx, unpinned))
     settings = fast_settings(tmp_path / "site")
     with pytest.raises(Unverified) as ei:
-        ensure_package(rec, settings, SourceContext(settings=settings))
+        prepare(catalog_entry(rec), settings).folder
     assert "synthmed index pin toy-gan@1.0.0" in str(ei.value)
 
 
-def test_ensure_package_from_a_committed_index(index_repo, tmp_path: Path, make_record) -> None:
+def test_prepare_from_a_committed_index(index_repo, tmp_path: Path, make_record) -> None:
     root = Path(index_repo.working_tree_dir)
     rec_data = make_record(**{"package.artefact.sha256": PKG_SHA, "package.artefact.size": len(PKG),
                               "package.artefact.sources": ["index:artefacts/toy-gan/1.0.0.zip"]})
@@ -122,14 +123,13 @@ def test_ensure_package_from_a_committed_index(index_repo, tmp_path: Path, make_
     (root / "artefacts" / "toy-gan" / "1.0.0.zip").write_bytes(PKG)
     commit = commit_all(index_repo, "toy")
     settings = fast_settings(tmp_path / "site")
-    ctx = SourceContext(settings=settings, index_repo=root, index_commit=commit)
-    pkg = ensure_package(load_record(path), settings, ctx)
+    pkg = prepare(catalog_entry(load_record(path), index_repo=root, index_commit=commit), settings).folder
     assert pkg == settings.packages_dir / PKG_SHA
     assert (pkg / "toy" / "__init__.py").exists()
-    assert ensure_package(load_record(path), settings, ctx) == pkg
+    assert prepare(catalog_entry(load_record(path), index_repo=root, index_commit=commit), settings).folder == pkg
 
 
-def test_ensure_package_refetches_a_corrupt_blob(tmp_path: Path, make_record) -> None:
+def test_prepare_refetches_a_corrupt_blob(tmp_path: Path, make_record) -> None:
     src = tmp_path / "toy.zip"
     src.write_bytes(PKG)
     rec_data = make_record(**{"package.artefact.sha256": PKG_SHA, "package.artefact.size": len(PKG),
@@ -141,12 +141,12 @@ def test_ensure_package_refetches_a_corrupt_blob(tmp_path: Path, make_record) ->
     blob = store.blob_path(PKG_SHA)
     os.chmod(blob, 0o644)
     blob.write_bytes(b"\0" * len(PKG))
-    pkg = ensure_package(rec, settings, SourceContext(settings=settings))
+    pkg = prepare(catalog_entry(rec), settings).folder
     assert (pkg / "toy" / "w.bin").exists()
     assert store.quarantined()[0]["reason"].startswith("blob corrupt")
 
 
-def test_ensure_package_single_weights_file(tmp_path: Path, make_record) -> None:
+def test_prepare_single_weights_file(tmp_path: Path, make_record) -> None:
     weights = os.urandom(5000)
     sha = hashlib.sha256(weights).hexdigest()
     with FaultServer() as srv:
@@ -156,7 +156,7 @@ def test_ensure_package_single_weights_file(tmp_path: Path, make_record) -> None
                                   "package.artefact.sources": [srv.url("/files/generator.safetensors")]})
         rec = load_record(write_record(tmp_path / "idx", rec_data))
         settings = fast_settings(tmp_path / "site")
-        pkg = ensure_package(rec, settings, SourceContext(settings=settings))
+        pkg = prepare(catalog_entry(rec), settings).folder
     assert os.listdir(pkg) == ["generator.safetensors"]
     assert (pkg / "generator.safetensors").read_bytes() == weights
 
@@ -181,7 +181,7 @@ def test_a_changed_unpacked_package_is_never_run_and_is_unpacked_again(tmp_path:
                               "package.artefact.sources": [src.as_uri()]})
     rec = load_record(write_record(tmp_path / "idx", rec_data))
     settings = fast_settings(tmp_path / "site")
-    pkg = ensure_package(rec, settings, SourceContext(settings=settings))
+    pkg = prepare(catalog_entry(rec), settings).folder
     assert manifest_path(settings.packages_dir, PKG_SHA).exists()
     assert check_package(settings.packages_dir, PKG_SHA) is None
     weights = pkg / "toy" / "w.bin"
@@ -190,7 +190,7 @@ def test_a_changed_unpacked_package_is_never_run_and_is_unpacked_again(tmp_path:
     os.chmod(weights, 0o644)
     weights.write_bytes(b"\1" * len(original))  # same size, other bytes
     assert "changed: toy/w.bin" in (check_package(settings.packages_dir, PKG_SHA) or "")
-    again = ensure_package(rec, settings, SourceContext(settings=settings))
+    again = prepare(catalog_entry(rec), settings).folder
     assert again == pkg and weights.read_bytes() == original
     # `synthmed verify` finds a changed package too, removes it, and exits 1
     os.chmod(pkg, 0o755)
@@ -199,4 +199,4 @@ def test_a_changed_unpacked_package_is_never_run_and_is_unpacked_again(tmp_path:
     out = json.loads(capsys.readouterr().out)
     assert out["changed_packages"][0]["sha256"] == PKG_SHA and "added: extra.py" in out["changed_packages"][0]["reason"]
     assert not pkg.exists()
-    assert (ensure_package(rec, settings, SourceContext(settings=settings)) / "toy" / "w.bin").read_bytes() == original
+    assert (prepare(catalog_entry(rec), settings).folder / "toy" / "w.bin").read_bytes() == original

@@ -13,10 +13,12 @@ from runner_helpers import (
     build_package,
     marker_package,
     medigan_package,
+    package_for,
     to_record,
     toy_package,
 )
 from synthmed.registry.errors import ConfigError, ModelRunError, ParamError, Unverified
+from synthmed.registry.packages import VerifiedPackage
 from synthmed.registry.runner import Runner, coerce_param, parse_param_args, validate_params
 from synthmed.registry.runner.device import resolve_device
 from synthmed.registry.runner.runner import sample_nbytes
@@ -32,17 +34,17 @@ def test_same_seed_same_samples_whatever_the_batch(toy) -> None:
     seeds = list(range(100, 170))
     results = []
     for bs in (1, 7, 64):
-        with Runner(record, pkg, batch_size=bs, mode="inline") as r:
+        with Runner(pkg, batch_size=bs, mode="inline") as r:
             out = r.sample(seeds, label="malignant")
             assert out["image"].shape == (70, 8, 8) and out["image"].dtype == np.uint8
             results.append(out["image"])
     assert np.array_equal(results[0], results[1]) and np.array_equal(results[1], results[2])
     # a sample depends on its seed only: a shuffled subset gives the same rows
-    with Runner(record, pkg, batch_size=5) as r:
+    with Runner(pkg, batch_size=5) as r:
         sub = r.sample([seeds[40], seeds[3], seeds[69]], label="malignant")["image"]
     assert np.array_equal(sub, results[0][[40, 3, 69]])
     # params change the samples; different seeds differ
-    with Runner(record, pkg) as r:
+    with Runner(pkg) as r:
         benign = r.sample(seeds[:4])["image"]
     assert not np.array_equal(benign, results[0][:4])
     assert not np.array_equal(results[0][0], results[0][1])
@@ -50,12 +52,12 @@ def test_same_seed_same_samples_whatever_the_batch(toy) -> None:
 
 def test_iter_batches_bounded_by_batch_size_and_memory_budget(toy) -> None:
     record, pkg, _ = toy
-    with Runner(record, pkg, batch_size=7) as r:
+    with Runner(pkg, batch_size=7) as r:
         sizes = [len(s) for s, _ in r.iter_batches(range(20))]
     assert sizes == [7, 7, 6]
     per = sample_nbytes(record)  # 8*8 pixels, float32-sized while computed
     assert per == 8 * 8 * 4
-    with Runner(record, pkg, batch_size=64, memory_budget_mb=per * 3 / (1024 * 1024)) as r:
+    with Runner(pkg, batch_size=64, memory_budget_mb=per * 3 / (1024 * 1024)) as r:
         assert r.batch_size == 3
         assert [len(s) for s, _ in r.iter_batches(range(7))] == [3, 3, 1]
 
@@ -70,8 +72,8 @@ def test_iter_batches_bounded_by_batch_size_and_memory_budget(toy) -> None:
 ])
 def test_bad_params_refused_before_any_model_code(tmp_path: Path, params, words) -> None:
     record, pkg, _ = marker_package(tmp_path)
-    marker = pkg.parent / "MODEL_CODE_RAN"
-    r = Runner(record, pkg)
+    marker = pkg.folder.parent / "MODEL_CODE_RAN"
+    r = Runner(pkg)
     with pytest.raises(ParamError) as ei:
         r.sample([0, 1], **params)
     with pytest.raises(ParamError):
@@ -104,16 +106,21 @@ def test_defaults_filled_and_cli_coercion(tmp_path: Path) -> None:
 
 
 def test_unverified_record_never_runs(tmp_path: Path) -> None:
-    record, pkg, _ = toy_package(tmp_path)
+    record, pkg, zip_path = toy_package(tmp_path)
     data = dict(record.data)
     data["package"] = {**data["package"], "artefact": {k: v for k, v in data["package"]["artefact"].items()
                                                        if k not in ("sha256", "size")}}
     unpinned = to_record(data)
     assert not unpinned.verified
     with pytest.raises(Unverified) as ei:
-        Runner(unpinned, pkg)
+        package_for(unpinned, zip_path, tmp_path)
     assert "synthmed index pin toy-gan@1.0.0" in str(ei.value)
     assert isinstance(ei.value, PermissionError)
+    # the runner takes nothing but a VerifiedPackage, and only packages.py makes one
+    with pytest.raises(TypeError, match="VerifiedPackage"):
+        Runner(pkg.folder)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="made only by"):
+        VerifiedPackage(unpinned, None, "0" * 64, pkg.folder, {}, "forged")
 
 
 def test_device_choice() -> None:
@@ -158,7 +165,7 @@ def build(package_dir, device):
     monkeypatch.chdir(cwd)
     monkeypatch.syspath_prepend(str(cwd))
     before = set(sys.modules)
-    with Runner(a[0], a[1]) as ra, Runner(b[0], b[1]) as rb:
+    with Runner(a[1]) as ra, Runner(b[1]) as rb:
         assert ra.sample([0])["image"][0, 0, 0] == 11
         assert rb.sample([0])["image"][0, 0, 0] == 22
     added = set(sys.modules) - before
@@ -182,7 +189,7 @@ def build(package_dir, device):
     inputs = {"type": "object", "properties": {"kind": {"enum": ["missing", "short", "raise"]}}}
     record, pkg, _ = build_package(tmp_path, "bad-out", {"bo.py": bad_output}, package_entry_point="bo:build",
                                    inputs=inputs)
-    with Runner(record, pkg) as r:
+    with Runner(pkg) as r:
         with pytest.raises(ModelRunError, match="returned no 'image' output"):
             r.sample([0, 1], kind="missing")
         with pytest.raises(ModelRunError, match=r"expected 2 samples"):
@@ -191,15 +198,15 @@ def build(package_dir, device):
             r.sample([0], kind="raise")
     broken, pkg2, _ = build_package(tmp_path / "x", "no-factory", {"nf.py": "x = 1\n"}, package_entry_point="nf:build")
     with pytest.raises(ModelRunError, match="no callable 'build'"):
-        Runner(broken, pkg2).sample([0])
+        Runner(pkg2).sample([0])
 
 
 def test_medigan_package_runs_with_global_seeding(tmp_path: Path) -> None:
     record, pkg, _ = medigan_package(tmp_path)
-    with Runner(record, pkg, batch_size=3) as r:
+    with Runner(pkg, batch_size=3) as r:
         a = r.sample(range(5))["image"]
         shifted = r.sample(range(2), shift=0.5)["image"]
-    with Runner(record, pkg, batch_size=1) as r:
+    with Runner(pkg, batch_size=1) as r:
         b = r.sample([3, 4])["image"]
     assert a.shape == (5, 6, 6, 1) and a.dtype == np.uint8
     assert np.array_equal(a[3:], b)
@@ -207,11 +214,11 @@ def test_medigan_package_runs_with_global_seeding(tmp_path: Path) -> None:
     # what a seed means: item s % chunk of generate(num_samples=chunk) seeded with s // chunk
     from synthmed.registry.runner.formats import MEDIGAN_CHUNK, load_model, seed_everything
 
-    direct = load_model(record, pkg, "cpu")
+    direct = load_model(record, pkg.folder, "cpu")
     seed_everything(1)
     items = direct.generate(model_file=str(direct.model_file), num_samples=MEDIGAN_CHUNK,
                             output_path=str(tmp_path / "o"), save_images=False)
-    with Runner(record, pkg, batch_size=4) as r:
+    with Runner(pkg, batch_size=4) as r:
         got = r.sample([MEDIGAN_CHUNK + 1, 2 * MEDIGAN_CHUNK - 1, 3])["image"]
         assert r.info["medigan_seed_chunk"] == MEDIGAN_CHUNK
     assert np.array_equal(got[0], items[1]) and np.array_equal(got[1], items[-1])
@@ -220,12 +227,12 @@ def test_medigan_package_runs_with_global_seeding(tmp_path: Path) -> None:
     seed_everything(4)
     one = direct.generate(model_file=str(direct.model_file), num_samples=1, output_path=str(tmp_path / "o"),
                           save_images=False)[0]
-    with Runner(record, pkg, medigan_chunk=1, batch_size=2) as r:
+    with Runner(pkg, medigan_chunk=1, batch_size=2) as r:
         assert np.array_equal(r.sample([4])["image"][0], one)
 
 
 def test_medigan_entry_point_from_import(tmp_path: Path) -> None:
     """Records imported from medigan name `__init__:generate`; the zip wraps one folder."""
     record, pkg, _ = medigan_package(tmp_path, folder="00001_DCGAN_TOY", entry_point="__init__:generate")
-    with Runner(record, pkg) as r:
+    with Runner(pkg) as r:
         assert r.sample([0, 1])["image"].shape == (2, 6, 6, 1)

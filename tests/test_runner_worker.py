@@ -26,7 +26,7 @@ def faulty(tmp_path_factory: pytest.TempPathFactory):
 
 def test_worker_survives_raise_segfault_and_hang(faulty) -> None:
     record, pkg, _ = faulty
-    r = Runner(record, pkg, mode="worker", timeout_s=2.0)
+    r = Runner(pkg, mode="worker", timeout_s=2.0)
     assert r.sample([1, 2, 3])["image"][:, 0, 0].tolist() == [1, 2, 3]
 
     with pytest.raises(ModelRunError) as ei:
@@ -57,11 +57,11 @@ def test_worker_survives_raise_segfault_and_hang(faulty) -> None:
 
 def test_worker_output_equals_inline_and_stdout_noise_is_harmless(tmp_path: Path, faulty) -> None:
     record, pkg, _ = toy_package(tmp_path)
-    with Runner(record, pkg, mode="inline", batch_size=4) as a, Runner(record, pkg, mode="worker", batch_size=3) as b:
+    with Runner(pkg, mode="inline", batch_size=4) as a, Runner(pkg, mode="worker", batch_size=3) as b:
         assert np.array_equal(a.sample(range(10), label="malignant")["image"],
                               b.sample(range(10), label="malignant")["image"])
     frecord, fpkg, _ = faulty
-    with Runner(frecord, fpkg, mode="worker") as r:
+    with Runner(fpkg, mode="worker") as r:
         assert r.sample([4], behave="print")["image"][0, 0, 0] == 4
 
 
@@ -88,7 +88,7 @@ def build(package_dir, device):
     assert unsatisfied(["pystow==0.0.1", "numpy>=1.20"]) == ["pystow==0.0.1"]
     opts = EnvOptions(offline=True, find_links=(str(wheels),), cache_dir=str(tmp_path / "uv-cache"))
     envs = tmp_path / "envs"
-    with Runner(record, pkg, envs_dir=envs, env_options=opts) as r:
+    with Runner(pkg, envs_dir=envs, env_options=opts) as r:
         assert r.mode == "worker"
         assert r.info["missing_requirements"] == ["pystow==0.0.1"]
         assert r.sample([0, 1])["image"][:, 0, 0].tolist() == [33, 34]
@@ -99,11 +99,11 @@ def build(package_dir, device):
     assert importlib.metadata.version("pystow") == here
     # the environment is cached: a second runner reuses it without building
     mtime = (env / "synthmed-env.json").stat().st_mtime
-    with Runner(record, pkg, envs_dir=envs, env_options=opts) as r:
+    with Runner(pkg, envs_dir=envs, env_options=opts) as r:
         assert r.sample([2])["image"][0, 0, 0] == 35
     assert (env / "synthmed-env.json").stat().st_mtime == mtime
     # inline by force: the clash shows (this environment's pystow has no VALUE)
-    with Runner(record, pkg, mode="inline") as r, pytest.raises(ModelRunError, match="VALUE"):
+    with Runner(pkg, mode="inline") as r, pytest.raises(ModelRunError, match="VALUE"):
         r.sample([0])
 
 

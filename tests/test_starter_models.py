@@ -229,9 +229,12 @@ def test_medigan_twin_matches_synthmed_package(unpacked: dict[str, Path], built:
 
 
 @pytest.mark.parametrize("model_id", MODELS)
-def test_synthmed_model_test_passes(model_id: str, unpacked: dict[str, Path]) -> None:
+def test_synthmed_model_test_passes(model_id: str, tmp_path: Path) -> None:
     from synthmed.registry.modeltest import test_model as run_model_test
+    from synthmed.registry.packages import prepare_archive
+    from synthmed.registry.runner import RunnerOptions
 
     rec = load_record(record_path(model_id))
-    result = run_model_test(rec, unpacked[model_id], device="cpu", mode="inline", num_samples=3)
+    package = prepare_archive(rec, artefact_path(model_id), tmp_path / "packages")  # checks the index's pin
+    result = run_model_test(package, RunnerOptions(device="cpu", mode="inline"), num_samples=3)
     assert result.status == "passed", json.dumps([c.as_dict() for c in result.checks], indent=1)[:2000]

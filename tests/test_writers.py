@@ -12,6 +12,7 @@ from PIL import Image
 
 from runner_helpers import medigan_package, rgb_package, toy_package, volume_package
 from synthmed.registry.errors import ConfigError
+from synthmed.registry.runner import RunnerOptions
 from synthmed.site import Model
 from synthmed.writers import OutputFolder, OutputSpec, canonical
 
@@ -24,7 +25,7 @@ def pkgs(tmp_path_factory: pytest.TempPathFactory):
 
 def model(pkgs, name: str, **opts) -> Model:
     record, pkg, _ = pkgs[name]
-    return Model(record, pkg, upstream="public", runner_options=opts)
+    return Model(pkg, RunnerOptions(**opts))
 
 
 def test_png_and_npy_read_back_equal(tmp_path: Path, pkgs) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from .envs import EnvOptions
-from .params import coerce_param, describe_inputs, parse_param_args, validate_params
+from .options import RunnerOptions
+from .params import CheckedParams, check_params, coerce_param, describe_inputs, parse_param_args, validate_params
 from .runner import Runner
 
-__all__ = ["EnvOptions", "Runner", "coerce_param", "describe_inputs", "parse_param_args", "validate_params"]
+__all__ = ["CheckedParams", "EnvOptions", "Runner", "RunnerOptions", "check_params", "coerce_param",
+           "describe_inputs", "parse_param_args", "validate_params"]

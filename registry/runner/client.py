@@ -182,6 +182,20 @@ class WorkerClient:
         outputs: dict[str, np.ndarray] = answer["outputs"]
         return outputs
 
+    def peak_rss_mb(self) -> float | None:
+        """Peak resident memory (VmHWM) of the worker process in MiB (Linux /proc); None
+        when there is no worker or the figure cannot be read."""
+        proc = self.proc
+        if proc is None:
+            return None
+        try:
+            for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+        except (OSError, ValueError, IndexError):
+            pass
+        return None
+
     def close(self) -> None:
         proc = self.proc
         if proc is None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
@@ -139,6 +139,50 @@ def validate_params(record: Record, params: Mapping[str, Any] | None) -> dict[st
         raise ParamError(_message(err, ref, schema), hint=_hint(ref),
                          model=ref, parameter=param)
     return filled
+
+
+class CheckedParams(Mapping[str, Any]):
+    """Parameters that passed one record's ``inputs`` schema, defaults filled in. Made only
+    by :func:`check_params`; the runner takes them without checking again, and refuses
+    parameters checked for another record."""
+
+    __slots__ = ("_values", "record_key")
+
+    def __init__(self, values: Mapping[str, Any], record_key: str) -> None:
+        self._values = dict(values)
+        self.record_key = record_key
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"CheckedParams({self._values!r}, for {self.record_key})"
+
+    def __reduce__(self) -> Any:
+        return (CheckedParams, (self._values, self.record_key))
+
+
+def record_key(record: Record) -> str:
+    """What CheckedParams remember of the record they were checked against."""
+    return f"{record.ref}#{record.sha256 or ''}"
+
+
+def check_params(record: Record, params: Mapping[str, Any] | None) -> CheckedParams:
+    """The one public way parameters are checked: :func:`validate_params` once, wrapped so
+    that nothing downstream checks them again. Already-checked parameters of the same
+    record are returned as they are."""
+    if isinstance(params, CheckedParams):
+        if params.record_key != record_key(record):
+            raise ParamError(f"{record.ref}: these parameters were checked for {params.record_key.split('#')[0]}, "
+                             "not for this model", hint=_hint(record.ref), model=record.ref)
+        return params
+    return CheckedParams(validate_params(record, params), record_key(record))
 
 
 def _coerce_scalar(text: str, typ: str) -> Any:

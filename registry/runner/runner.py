@@ -11,18 +11,18 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import ConfigError, EnvironmentBuildError, ModelRunError, SynthmedError
+from ..errors import EnvironmentBuildError, ModelRunError, ParamError, SynthmedError, Unverified
+from ..packages import VerifiedPackage
 from ..records import Record
 from .device import resolve_device
-from .envs import EnvOptions, build_env
-from .formats import MEDIGAN_CHUNK, load_model, normalise_outputs
-from .params import validate_params
+from .envs import build_env
+from .formats import load_model, normalise_outputs
+from .options import RunnerOptions
+from .params import CheckedParams, check_params
 from .reqs import unsatisfied
-from .verify import require_verified
 
 log = logging.getLogger(__name__)
 
-MODES = ("auto", "inline", "worker")
 _ITEMSIZE = {"uint8": 1, "bool": 1, "uint16": 2, "int16": 2, "float16": 2, "int32": 4, "float32": 4, "float64": 8}
 
 
@@ -53,37 +53,45 @@ def python_ok(record: Record) -> bool:
 
 
 class Runner:
-    """Runs one model. ``sample`` and ``iter_batches`` check the parameters first;
-    the model is loaded on first use; ``close`` frees it (and stops its worker)."""
+    """Runs one verified package. Parameters are checked once (:meth:`check_params`, or
+    on the way into :meth:`sample`/:meth:`iter_batches` when they come unchecked); the
+    model is loaded on first use; ``close`` frees it (and stops its worker).
 
-    def __init__(self, record: Record, package_dir: Path, *, device: str = "auto", mode: str = "auto",
-                 batch_size: int = 32, envs_dir: Path | None = None, timeout_s: float | None = None,
-                 memory_budget_mb: float | None = None, env_options: EnvOptions | None = None,
-                 package_key: str | None = None, medigan_chunk: int = MEDIGAN_CHUNK) -> None:
-        self.sha256 = require_verified(record)
-        self.record = record
-        self.package_dir = Path(package_dir)
+    Only a :class:`~synthmed.registry.packages.VerifiedPackage` is accepted, and only one
+    prepared for running (``may_run``): nothing else reaches model code."""
+
+    def __init__(self, package: VerifiedPackage, options: RunnerOptions | None = None, **overrides: Any) -> None:
+        if not isinstance(package, VerifiedPackage):
+            raise TypeError(f"Runner needs a VerifiedPackage from synthmed.registry.packages.prepare, "
+                            f"got {type(package).__name__}")
+        if not package.may_run:
+            raise Unverified(f"{package.ref}: this package was prepared for mirroring only; the site does not run "
+                             "code from its upstream (allow_code = false)",
+                             hint="a site admin may allow it in site.toml", model=package.ref)
+        opts = (options or RunnerOptions()).with_(**overrides)
+        self.package = package
+        self.options = opts
+        self.record = record = package.record
+        self.sha256 = package.sha256
+        self.package_dir = package.folder
         if not self.package_dir.is_dir():
-            raise ModelRunError(f"{record.ref}: package folder {self.package_dir} does not exist",
-                                hint="fetch it with `synthmed sync` or let the SDK fetch it", model=record.ref)
-        if batch_size < 1:
-            raise ConfigError(f"batch size must be at least 1, got {batch_size}")
-        if mode not in MODES:
-            raise ConfigError(f"unknown run mode {mode!r}", hint="use auto, inline or worker")
-        self.requested_mode = mode
-        self.device = resolve_device(device, record.data["package"].get("devices"), model=record.ref)
-        self.batch_size = self._bounded_batch(batch_size, memory_budget_mb)
-        self.envs_dir = envs_dir
-        self.timeout_s = timeout_s
-        self.env_options = env_options
-        self.package_key = package_key or self.sha256
-        if medigan_chunk < 1:
-            raise ConfigError(f"medigan chunk must be at least 1, got {medigan_chunk}")
-        self.medigan_chunk = medigan_chunk
+            raise ModelRunError(f"{package.ref}: package folder {self.package_dir} does not exist",
+                                hint="prepare it again (the SDK does so on the next use; or `synthmed verify`)",
+                                model=package.ref)
+        self.device = resolve_device(opts.device, record.data["package"].get("devices"), model=record.ref)
+        self.batch_size = self._bounded_batch(opts.batch_size, opts.memory_budget_mb)
         self.missing = unsatisfied(record.data["package"].get("requirements") or [])
-        self.mode = self._choose_mode(mode)
+        self.mode = self._choose_mode(opts.mode)
         self._model: Any = None
         self._worker: Any = None
+
+    @property
+    def medigan_chunk(self) -> int:
+        return self.options.medigan_chunk
+
+    @property
+    def timeout_s(self) -> float | None:
+        return self.options.timeout_s
 
     # -- decisions -------------------------------------------------------------------
 
@@ -123,7 +131,7 @@ class Runner:
     def _load_inline(self) -> Any:
         if self._model is None:
             try:
-                self._model = load_model(self.record, self.package_dir, self.device, self.package_key,
+                self._model = load_model(self.record, self.package_dir, self.device, self.sha256,
                                          self.medigan_chunk)
             except SynthmedError:
                 raise
@@ -139,15 +147,16 @@ class Runner:
 
             python = sys.executable
             if self.missing:
-                envs_dir = self.envs_dir
+                envs_dir = self.options.envs_dir
                 if envs_dir is None:
-                    from ..settings import default_home
-
-                    envs_dir = default_home() / "envs"
+                    raise EnvironmentBuildError(
+                        f"{self.record.ref} needs {', '.join(self.missing)}, which this environment lacks, and no "
+                        "folder for worker environments was given", model=self.record.ref,
+                        hint="run it from a site (its envs/ folder is used), or pass RunnerOptions(envs_dir=...)")
                 python = str(build_env(self.record.data["package"].get("requirements") or [], envs_dir,
-                                       self.env_options, model=self.record.ref))
+                                       self.options.env_options, model=self.record.ref))
             self._worker = WorkerClient(self.record, self.package_dir, self.device, python,
-                                        timeout_s=self.timeout_s, package_key=self.package_key,
+                                        timeout_s=self.timeout_s, package_key=self.sha256,
                                         medigan_chunk=self.medigan_chunk)
             self._worker.start()
         return self._worker
@@ -178,27 +187,49 @@ class Runner:
                 model=self.record.ref, reason=f"{type(exc).__name__}: {exc}") from exc
         return normalise_outputs(self.record, seeds, raw)
 
-    def check_params(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
-        return validate_params(self.record, params)
+    def check_params(self, params: Mapping[str, Any] | None) -> CheckedParams:
+        """The parameters checked against the record's inputs (defaults filled in), or
+        ParamError; runs no model code. Checked parameters are never checked again."""
+        return check_params(self.record, params)
 
-    def iter_batches(self, seeds: Sequence[int], **params: Any) -> Iterator[tuple[list[int], dict[str, np.ndarray]]]:
-        """Yield ``(seeds of the batch, outputs)`` batch by batch; parameters are checked
-        before any model code runs."""
-        checked = validate_params(self.record, params)
+    def iter_batches(self, seeds: Sequence[int], params: Mapping[str, Any] | None = None, /,
+                     **raw: Any) -> Iterator[tuple[list[int], dict[str, np.ndarray]]]:
+        """Yield ``(seeds of the batch, outputs)`` batch by batch. Pass checked parameters
+        (or a mapping) positionally, or raw ones as keywords; unchecked ones are checked
+        here, before any model code runs."""
+        if params is not None and raw:
+            raise ParamError(f"{self.record.ref}: pass checked parameters or keyword parameters, not both",
+                             model=self.record.ref)
+        checked = self.check_params(params if params is not None else raw)
         seeds = [int(s) for s in seeds]
-        return self._iter(seeds, checked)
+        return self._iter(seeds, dict(checked))
 
     def _iter(self, seeds: list[int], params: dict[str, Any]) -> Iterator[tuple[list[int], dict[str, np.ndarray]]]:
         for start in range(0, len(seeds), self.batch_size):
             chunk = seeds[start:start + self.batch_size]
             yield chunk, self._run_batch(chunk, params)
 
-    def sample(self, seeds: Sequence[int], **params: Any) -> dict[str, np.ndarray]:
+    def sample(self, seeds: Sequence[int], params: Mapping[str, Any] | None = None, /,
+               **raw: Any) -> dict[str, np.ndarray]:
+        """All outputs for ``seeds``: ``{output: array (len(seeds), ...)}``; parameters as
+        for :meth:`iter_batches`."""
         parts: dict[str, list[np.ndarray]] = {str(o["name"]): [] for o in self.record.outputs}
-        for _, outputs in self.iter_batches(seeds, **params):
+        for _, outputs in self.iter_batches(seeds, params, **raw):
             for name, arr in outputs.items():
                 parts[name].append(arr)
         return {name: (np.concatenate(arrs) if arrs else np.empty((0,))) for name, arrs in parts.items()}
+
+    def peak_memory_mb(self) -> float | None:
+        """Peak resident memory (VmHWM) of this runner's worker process in MiB; None when it
+        runs inline or the figure cannot be read."""
+        if self._worker is None:
+            return None
+        return self._worker.peak_rss_mb()
+
+    @property
+    def loaded(self) -> bool:
+        """Whether model code was loaded (inline) or a worker started."""
+        return self._worker is not None or self._model is not None
 
     def close(self) -> None:
         if self._worker is not None:

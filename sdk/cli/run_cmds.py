@@ -86,7 +86,7 @@ class ProgressBar:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from synthmed.registry.runner import parse_param_args
+    from synthmed.registry.runner import check_params, parse_param_args
 
     from ..site import Site
 
@@ -100,16 +100,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
                                   offline=args.offline)
     site = Site(settings=settings, timeout_s=args.timeout)
     entry = site.resolve(args.ref)
-    params = parse_param_args(entry.record, args.param)  # typed from the inputs schema
-    from synthmed.registry.runner import validate_params
-
-    validate_params(entry.record, params)  # refuse bad params before fetching or running anything
+    raw = parse_param_args(entry.record, args.param)  # typed from the inputs schema
+    params = check_params(entry.record, raw)  # refuse bad params before fetching or running anything
     model = site.model(entry)
     fmt = args.format or "auto"
     bar = ProgressBar(model.ref, enabled=not args.no_progress)
     try:
         result = model.generate_to(Path(args.output), args.num_samples, format=fmt, seed=args.seed,
-                                   bit_depth=args.bit_depth, progress=bar, **params)
+                                   bit_depth=args.bit_depth, progress=bar, checked=params)
     finally:
         model.close()
         site.close()
@@ -118,7 +116,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         "written": result.written, "skipped": result.skipped, "seconds": round(result.seconds, 3),
         "samples_per_second": round(result.samples_per_second, 2), "sidecar": str(result.sidecar),
         "seeds": [args.seed, args.seed + args.num_samples - 1] if args.num_samples else [],
-        "params": json.loads(json.dumps(params, default=str)),
+        "params": json.loads(json.dumps(dict(params), default=str)),
     }
     if args.json:
         print_json(summary)
@@ -129,7 +127,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_visualize(args: argparse.Namespace) -> int:
-    from synthmed.registry.runner import parse_param_args, validate_params
+    from synthmed.registry.runner import check_params, parse_param_args
 
     from ..datasets import visualize
     from ..site import Site
@@ -141,8 +139,7 @@ def cmd_visualize(args: argparse.Namespace) -> int:
     site = Site(settings=settings)
     try:
         entry = site.resolve(args.ref)
-        params = parse_param_args(entry.record, args.param)
-        validate_params(entry.record, params)
+        params = check_params(entry.record, parse_param_args(entry.record, args.param))
         model = site.model(entry)
         try:
             names = [str(o["name"]) for o in model.record.outputs]

@@ -1,0 +1,262 @@
+"""The one boundary between a catalog entry and a package that may run.
+
+:func:`prepare` is the only code that turns a catalog entry into a :class:`VerifiedPackage`:
+it applies the site's policies (yanked, pin, ``allow_code``, offline), builds the source
+context, fetches the blob into the store (verified against the pinned sha256), unpacks it
+and re-checks the unpacked tree against its manifest. :func:`prepare_archive` does the same
+for a package archive that is not in any site yet (a contribution being tested).
+:class:`~synthmed.registry.runner.Runner` accepts nothing but a ``VerifiedPackage``, so a
+package reaches model code only through here.
+
+The steps, in order, each one once::
+
+    policy (yanked -> pin -> allow_code)      refused: RecordYanked / Unverified
+    unpacked packages/<sha256>/ matches its manifest?  yes -> done (source "packages")
+    blob in the store and hashes to its name?          no  -> fetch from the sources
+        (offline: a run never fetches; the daemon's mirror job fetches from local
+         sources and site mirrors only, as the sources decide)
+    size as the record declares?               no  -> SizeMismatch (the record is wrong)
+    unpack (safe-archive rules, manifest written) -> VerifiedPackage
+
+A blob found corrupt when opened is quarantined and fetched again once. A package folder
+that no longer matches its manifest is removed and unpacked again from its verified blob;
+it is never run.
+
+Purposes: ``"run"`` (the SDK, the CLI, model tests) needs ``allow_code``; ``"mirror"`` (the
+daemon's mirror and scrub jobs) fetches and unpacks packages of every selected upstream,
+and marks the result ``may_run=False`` where the site does not run that upstream's code,
+which the runner refuses.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+from .catalog import CatalogEntry
+from .errors import (
+    ArtefactNotFound,
+    BlobCorrupt,
+    HashMismatch,
+    RecordYanked,
+    SizeMismatch,
+    Unverified,
+)
+from .hashing import hash_path
+from .records import Record
+from .settings import Settings
+from .sources.base import SourceContext, last_path_part
+from .store import Store
+from .unpack import OCTET, check_package, manifest_path, remove_package, unpack_package
+
+log = logging.getLogger(__name__)
+
+Purpose = Literal["run", "mirror"]
+
+#: only this module makes VerifiedPackage objects (see VerifiedPackage.__post_init__)
+_MINT = object()
+
+
+@dataclass(frozen=True)
+class VerifiedPackage:
+    """A package whose bytes were verified against the record's pin, unpacked, and whose
+    unpacked tree matched its manifest when :func:`prepare` returned it.
+
+    Made only by :func:`prepare` and :func:`prepare_archive`; constructing one elsewhere
+    raises ``TypeError``. It pickles (DataLoader workers open their own runner from it).
+    """
+
+    record: Record
+    upstream: str | None
+    sha256: str
+    folder: Path
+    #: ``{relative path: [size, sha256]}`` of every file of the unpacked package
+    manifest: Mapping[str, Any]
+    #: the source URI that served the blob; "store" when it was already in the store,
+    #: "packages" when the unpacked folder was already there, "file:..." for an archive
+    source: str
+    #: False when the site does not run code of this upstream (prepared for mirroring only)
+    may_run: bool = True
+    _mint: object = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self._mint is not _MINT:
+            raise TypeError("a VerifiedPackage is made only by synthmed.registry.packages.prepare "
+                            "(or prepare_archive): it stands for bytes that were verified")
+
+    def __reduce__(self) -> Any:  # pickling keeps the fields; unpickling re-mints
+        return (_unpickle, (self.record.data, self.record.path, self.upstream, self.sha256, str(self.folder),
+                            dict(self.manifest), self.source, self.may_run))
+
+    @property
+    def ref(self) -> str:
+        """``upstream/id@version`` (or ``id@version`` for a package from no upstream)."""
+        return f"{self.upstream}/{self.record.ref}" if self.upstream else self.record.ref
+
+
+def _unpickle(data: Mapping[str, Any], path: str, upstream: str | None, sha256: str, folder: str,
+              manifest: Mapping[str, Any], source: str, may_run: bool) -> VerifiedPackage:
+    return VerifiedPackage(Record(data=data, path=path), upstream, sha256, Path(folder), manifest, source,
+                           may_run, _MINT)
+
+
+# --- policy ---------------------------------------------------------------------------
+
+
+def require_pin(record: Record, ref: str | None = None) -> str:
+    """The record's pinned sha256; RecordYanked for a yanked record, Unverified for one
+    with no pin. The one place both rules live."""
+    ref = ref or record.ref
+    if record.status == "yanked":
+        raise RecordYanked(f"{ref} is yanked: {record.get('status_reason', 'no reason given')}",
+                           hint="pick another version (`synthmed show ID` lists them)", model=ref)
+    sha = record.sha256
+    if not sha:
+        raise Unverified(
+            f"{ref} ({record.path}) is unverified: no pinned sha256 ($.package.artefact.sha256), "
+            "so synthmed never executes it; it stays searchable",
+            hint=f"an index maintainer pins it with `synthmed index pin {record.ref}`, then `synthmed sync`",
+            model=ref, reason="unverified")
+    return sha
+
+
+def code_allowed(settings: Settings, upstream: str | None) -> bool:
+    """Whether the site runs code from ``upstream`` (site.toml ``allow_code``)."""
+    return all(u.allow_code for u in settings.upstreams if u.name == upstream)
+
+
+def _refuse_code(settings: Settings, ref: str, upstream: str | None) -> Unverified:
+    return Unverified(
+        f"{ref}: this site does not run code from upstream {upstream!r} "
+        f"(allow_code = false in {settings.site_file})",
+        hint="a site admin may allow it in site.toml; until then the model is searchable (and mirrored) only",
+        model=ref, reason="allow_code")
+
+
+def package_filename(record: Record) -> str:
+    """For a single-file (``application/octet-stream``) artefact: its file name, the last
+    path part of the first source that names one."""
+    for uri in record.sources:
+        if uri.startswith("mirror:"):
+            continue
+        name = last_path_part(uri)
+        if name:
+            return name
+    return "artefact.bin"
+
+
+# --- the boundary ---------------------------------------------------------------------
+
+
+def prepare(entry: CatalogEntry, settings: Settings, *, purpose: Purpose = "run") -> VerifiedPackage:
+    """The verified, unpacked package of ``entry`` (see the module docstring for the steps).
+
+    Raises RecordYanked, Unverified (no pin, or ``allow_code`` false for ``purpose="run"``),
+    ArtefactNotFound (no source delivered the pinned bytes; offline and not mirrored),
+    HashMismatch/BlobCorrupt (with what to do), SizeMismatch (the record is wrong).
+    """
+    record, ref = entry.record, entry.qualified_ref
+    sha = require_pin(record, ref)
+    may_run = code_allowed(settings, entry.upstream)
+    if purpose == "run" and not may_run:
+        raise _refuse_code(settings, ref, entry.upstream)
+    ctx = SourceContext(settings=settings, index_repo=entry.index_repo, index_commit=entry.index_commit,
+                        index_subfolder=entry.index_subfolder)
+    folder, manifest, source = _materialise(record, ref, sha, settings, ctx, fetch_allowed=not (
+        purpose == "run" and settings.offline))
+    return VerifiedPackage(record, entry.upstream, sha, folder, manifest, source, may_run, _MINT)
+
+
+def prepare_archive(record: Record, archive: Path, packages_dir: Path, *,
+                    upstream: str | None = None) -> VerifiedPackage:
+    """A package archive that is in no site yet (``contribute`` tests it before upload):
+    hash it, compare with the record's pin, unpack it into ``packages_dir``. ``upstream``
+    names the index the record comes from, if any (it only labels the package)."""
+    sha = require_pin(record)
+    got, size = hash_path(archive)
+    if got != sha:
+        raise HashMismatch(f"{record.ref}: {archive} does not match the pinned sha256 (expected {sha}, got {got})",
+                           hint="pin the record to this archive's sha256", model=record.ref, expected=sha, actual=got)
+    if record.size is not None and size != record.size:
+        raise SizeMismatch(f"{record.ref}: {archive} has {size} bytes but the record declares {record.size}",
+                           hint="fix package.artefact.size", model=record.ref)
+    folder = _unpack_checked(record, record.ref, sha, archive, Path(packages_dir))
+    return VerifiedPackage(record, upstream, sha, folder, _manifest(Path(packages_dir), sha),
+                           Path(archive).resolve().as_uri(), True, _MINT)
+
+
+def _manifest(packages_dir: Path, sha: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(manifest_path(packages_dir, sha).read_text("utf-8"))
+    return data
+
+
+def _unpack_checked(record: Record, ref: str, sha: str, blob: Path, packages_dir: Path) -> Path:
+    media_type = str(record.artefact.get("media_type", "application/zip"))
+    filename = package_filename(record) if media_type == OCTET else None
+    return unpack_package(blob, packages_dir, sha, media_type, filename=filename)
+
+
+def _materialise(record: Record, ref: str, sha: str, settings: Settings, ctx: SourceContext,
+                 fetch_allowed: bool) -> tuple[Path, dict[str, Any], str]:
+    packages_dir = settings.packages_dir
+    pkg = packages_dir / sha
+    if pkg.is_dir():
+        problem = check_package(packages_dir, sha)
+        if problem is None:
+            return pkg, _manifest(packages_dir, sha), "packages"
+        # the unpacked copy is not what the verified blob holds: never run it
+        log.warning("%s: the unpacked package %s changed on disk (%s); unpacking it again from the verified blob",
+                    ref, pkg, problem)
+        remove_package(packages_dir, sha)
+    store = Store(settings.store_dir)
+    if not fetch_allowed and not store.has(sha):
+        raise ArtefactNotFound(
+            f"{ref} is not mirrored on this site ({pkg} is missing) and the site is offline",
+            hint="mirror it with the daemon (`synthmed daemon run --once`), or run without offline to fetch it now",
+            model=ref)
+    source = _fetch_verified(record, ref, sha, store, ctx)
+    folder = _unpack_checked(record, ref, sha, store.blob_path(sha), packages_dir)
+    return folder, _manifest(packages_dir, sha), source
+
+
+def _fetch_verified(record: Record, ref: str, sha: str, store: Store, ctx: SourceContext) -> str:
+    """Fetch the blob (once; again once if it is found corrupt on open); the source that served it."""
+    for attempt in (1, 2):
+        try:
+            result = store.fetch(sha, record.size, record.sources, ctx)
+            with store.open_verified(sha):
+                pass
+        except BlobCorrupt as exc:
+            store.quarantine_blob(sha, "blob corrupt on disk (found on open)", actual_sha256=getattr(exc, "actual", None))
+            if attempt == 2:
+                raise type(exc)(f"{ref}: the package failed verification: {exc.message}",
+                                hint="run `synthmed verify` (re-hashes the store, re-fetches corrupt blobs)",
+                                model=ref) from exc
+            log.warning("%s: %s; fetching it again", ref, exc.message)
+            continue
+        except HashMismatch as exc:
+            raise HashMismatch(
+                f"{ref}: the package failed verification: {exc.message}",
+                hint="run `synthmed verify` (re-hashes the store, re-fetches corrupt blobs); if a source serves other "
+                     f"bytes than the pin, the record needs `synthmed index pin {record.ref}` by a maintainer",
+                model=ref) from exc
+        except ArtefactNotFound as exc:
+            hints = [exc.hint] if exc.hint else []
+            if "hash" in exc.message:
+                hints.append("the bytes served do not match the pinned sha256: nothing was run; if the pin itself "
+                             f"is wrong, a maintainer re-pins it with `synthmed index pin {record.ref}`")
+            hints.append("`synthmed verify` re-hashes this site's store")
+            raise ArtefactNotFound(f"{ref}: {exc.message}", hint="; ".join(hints), model=ref,
+                                   failures=getattr(exc, "failures", None)) from exc
+        if record.size is not None and result.size != record.size:
+            # a blob hashes to its name, so this means the record's size is wrong
+            raise SizeMismatch(
+                f"{ref} ({record.path}): the blob {sha} has {result.size} bytes but the record declares "
+                f"{record.size}", hint="the record's package.artefact.size is wrong; fix it in the index", model=ref)
+        if result.source != "store":
+            log.info("%s: fetched its package (sha256 %s) from %s", ref, sha[:12], result.source)
+        return result.source
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -1,0 +1,60 @@
+"""Typed runner options, built once (from a site's Settings, or explicitly) and passed
+whole: no flattening into dicts, no environment read here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from ..settings import Settings
+from .envs import EnvOptions
+from .formats import MEDIGAN_CHUNK
+
+MODES = ("auto", "inline", "worker")
+
+
+@dataclass(frozen=True)
+class RunnerOptions:
+    """How a :class:`~.runner.Runner` runs its package.
+
+    ``envs_dir`` is where worker environments are built for models whose requirements the
+    current environment does not meet; None means such a model cannot run (it is refused
+    with a clear error, never built in some default folder)."""
+
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    mode: str = "auto"  # auto | inline | worker
+    batch_size: int = 32
+    envs_dir: Path | None = None
+    timeout_s: float | None = None
+    memory_budget_mb: float | None = None
+    env_options: EnvOptions = field(default_factory=EnvOptions)
+    #: seeds per call of a medigan-1 package's generate() (its samples depend on it)
+    medigan_chunk: int = MEDIGAN_CHUNK
+
+    def __post_init__(self) -> None:
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ConfigError(f"batch size must be a whole number of at least 1, got {self.batch_size!r}",
+                              hint="e.g. --batch-size 32 (or runner.batch_size in site.toml)")
+        if self.mode not in MODES:
+            raise ConfigError(f"unknown run mode {self.mode!r}", hint="use auto, inline or worker")
+        if self.medigan_chunk < 1:
+            raise ConfigError(f"medigan chunk must be at least 1, got {self.medigan_chunk}")
+        if self.timeout_s is not None and not self.timeout_s > 0:
+            raise ConfigError(f"timeout {self.timeout_s!r}: it must be above 0 seconds",
+                              hint="leave it out for no limit, or give the longest wait for one batch, e.g. 600")
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> "RunnerOptions":
+        """The site's runner settings (site.toml ``[runner]``, its envs folder and offline
+        flag), then ``overrides`` (None values ignored)."""
+        r = settings.runner
+        base = cls(device=r.device, mode=r.mode, batch_size=r.batch_size, envs_dir=settings.envs_dir,
+                   memory_budget_mb=r.memory_budget_mb, env_options=EnvOptions(offline=settings.offline))
+        return base.with_(**overrides)
+
+    def with_(self, **overrides: Any) -> "RunnerOptions":
+        """A copy with the given options changed; None leaves an option as it is."""
+        changes = {k: v for k, v in overrides.items() if v is not None}
+        return replace(self, **changes) if changes else self
