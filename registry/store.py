@@ -7,6 +7,11 @@ killed half-way leaves its ``.part`` file, and the next fetch re-hashes that pre
 resumes with a range request where the source supports it. Locks only avoid duplicate
 work; correctness comes from hashing and atomic renames.
 
+Failures have two sides. A :class:`SourceError` (a source could not be opened or read,
+whatever the transport error; bytes of the wrong size or hash) fails that source only,
+and the next one is tried. An ``OSError`` of the store's own disk (ENOSPC while writing
+the ``.part`` file, ...) is an :class:`ArtefactError` that stops the fetch at once.
+
 Readers verify a blob on its first open; the result is remembered by (inode, size,
 mtime) in ``state.db``, so later opens cost nothing until the file changes.
 """
@@ -33,7 +38,10 @@ from typing import Any, BinaryIO, Callable, Iterator
 
 from .errors import ArtefactError, ArtefactNotFound, BlobCorrupt, HashMismatch, SizeMismatch, SourceError
 from .hashing import hash_file
-from .sources.base import SourceContext, SourceStream, candidate_uris, redact, resolve
+from .settings import Settings
+from .sources import Source, SourceContext, SourceStream, candidate_uris, resolve
+from .sources.base import redact
+from .sources.file import FileSource
 
 log = logging.getLogger(__name__)
 
@@ -403,11 +411,11 @@ class Store:
 
     def add_file(self, path: Path) -> FetchResult:
         """Copy a local file into the store (hashing it)."""
-        from .sources.file import FileSource
-
         uri = Path(path).resolve().as_uri()
         self._mkdirs()
-        return self._fetch_one(FileSource(uri), uri, None, None, None)
+        # a file:// source reads no setting (it is local: the offline rule never refuses it)
+        src = FileSource(uri, SourceContext(settings=Settings(home=self.root)), None)
+        return self._fetch_one(src, uri, None, None, None)
 
     def _clean_orphans(self) -> None:
         """Remove ``new-<pid>-*.part`` files of processes that no longer run (those
@@ -450,7 +458,7 @@ class Store:
                  "or copy the file in and use a file:// source",
             sha256=sha256, failures=failures)
 
-    def _fetch_one(self, src: Any, uri: str, sha256: str | None, size: int | None,
+    def _fetch_one(self, src: Source, uri: str, sha256: str | None, size: int | None,
                    progress: Progress | None, _retry: bool = True) -> FetchResult:
         """One source: resume or start ``tmp/<sha256>.part``, stream, hash, check, promote.
 
@@ -517,9 +525,14 @@ class Store:
                     stream.close()
             os.fsync(fd)
         except SourceError:
+            # the source failed: opening it or reading from it (the sources' base class turns
+            # every transport error, EIO on a share included, into a SourceError); the next
+            # source is tried
             failed = True
             raise
         except OSError as exc:
+            # the store's own side failed (writing, truncating or fsyncing the .part file,
+            # hashing its prefix: ENOSPC, EROFS, ...); no other source can help, so it stops
             failed = True
             wrote = True
             raise ArtefactError(f"{self.root}: writing the download from {uri} failed: {exc}",

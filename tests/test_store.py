@@ -17,7 +17,7 @@ from conftest import commit_all
 from http_faults import FaultServer, fast_settings
 from synthmed.cli import main as cli_main
 from synthmed.registry.errors import ArtefactError, ArtefactNotFound, BlobCorrupt, SourceError
-from synthmed.registry.sources.base import SourceContext, last_path_part, resolve
+from synthmed.registry.sources import SourceContext, last_path_part, resolve
 from synthmed.registry.store import Store
 
 DATA = os.urandom(200_000)

@@ -1,7 +1,11 @@
-"""Artefact sources: one small interface (a byte stream, optionally from an offset) per
-URI scheme (``index:``, ``zenodo:``, ``dvc:``, ``https://``/``http://``, ``file://``,
-``mirror:``). See docs/artefacts.md."""
+"""Artefact sources: one base class (:class:`Source`: a byte stream, optionally from an
+offset; every transport failure a :class:`~synthmed.registry.errors.SourceError`; the
+offline rule applied once) and one subclass per URI scheme (``index:``, ``zenodo:``,
+``dvc:``, ``https://``/``http://``, ``file://``, ``mirror:``), looked up by
+:func:`resolve` in :data:`SOURCE_CLASSES`. See docs/artefacts.md."""
 
-from .base import Source, SourceContext, SourceStream, candidate_uris, last_path_part, resolve
+from .base import GuardedStream, Source, SourceContext, SourceStream, candidate_uris, last_path_part
+from .table import SOURCE_CLASSES, resolve
 
-__all__ = ["Source", "SourceContext", "SourceStream", "candidate_uris", "last_path_part", "resolve"]
+__all__ = ["GuardedStream", "SOURCE_CLASSES", "Source", "SourceContext", "SourceStream", "candidate_uris",
+           "last_path_part", "resolve"]

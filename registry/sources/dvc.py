@@ -12,8 +12,9 @@ import logging
 import threading
 from typing import Any
 
-from ..settings import Settings
-from .base import source_error
+from urllib.parse import urlsplit
+
+from .base import Source, source_error
 
 log = logging.getLogger(__name__)
 
@@ -58,19 +59,16 @@ class DvcStream:
         self._closed = False
 
     def readinto(self, buf: memoryview) -> int:
+        # DVC's and fsspec's errors are wrapped into SourceError by the base class's stream
         got = 0
         n = len(buf)
-        try:
-            while got < n:
-                data = self._f.read(n - got)
-                if not data:
-                    break
-                k = len(data)
-                buf[got:got + k] = data
-                got += k
-        except Exception as exc:
-            raise source_error(self.uri, f"reading through DVC failed: {exc.__class__.__name__}: {exc}",
-                               hint="check the DVC remote (site override: [sources.dvc] in site.toml)") from exc
+        while got < n:
+            data = self._f.read(n - got)
+            if not data:
+                break
+            k = len(data)
+            buf[got:got + k] = data
+            got += k
         return got
 
     def close(self) -> None:
@@ -88,17 +86,21 @@ class DvcStream:
                 _cleanup_clones()
 
 
-class DvcSource:
+class DvcSource(Source):
     supports_range = False
-    remote = True
+    _offline_action = "cloning over the network"
+    _offline_hint = "configure a site mirror, or turn offline mode off"
+    _failure_hint = ("reading through DVC failed; check the DVC remote (site override: [sources.dvc] in "
+                     "site.toml); the next source is tried")
 
-    def __init__(self, uri: str, settings: Settings) -> None:
-        self.uri = uri
-        self.settings = settings
+    def _parse(self, uri: str) -> None:
         self.url, self.path, self.rev = parse_dvc_uri(uri)
-        if settings.offline and "://" in self.url and not self.url.startswith("file://"):
-            raise source_error(uri, "the site is offline (settings: offline = true); not cloning over the network",
-                               hint="configure a site mirror, or turn offline mode off")
+        # judged by the repository URL, as before: a local path or file:// repository is read
+        # offline (the DVC data remote it names is not judged; nor is an scp-like git@host:repo)
+        self.remote = "://" in self.url and not self.url.startswith("file://")
+
+    def _remote_host(self) -> str | None:
+        return urlsplit(self.url).hostname
 
     def _api_kwargs(self) -> dict[str, Any]:
         s = self.settings.sources
@@ -110,7 +112,7 @@ class DvcSource:
             kw["remote_config"] = cfg
         return kw
 
-    def open(self, offset: int = 0) -> DvcStream:
+    def _open(self, offset: int) -> DvcStream:
         global _open_streams
         import dvc.api
 

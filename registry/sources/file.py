@@ -1,4 +1,9 @@
-"""``file://`` sources: a local file, read with ranges."""
+"""``file://`` sources: a local (or mounted) file, read with ranges.
+
+Opening errors get their own messages (no such file, a folder, ...); an error while
+reading (EIO from a failing disk or share) is wrapped by the base class into a
+:class:`SourceError`, so the next source is tried.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import os
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from .base import FileStream, source_error
+from .base import FileStream, Source, source_error
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +47,12 @@ def open_local(uri: str, path: Path, offset: int) -> FileStream:
     return FileStream(fh, offset, total)
 
 
-class FileSource:
+class FileSource(Source):
     supports_range = True
     remote = False
 
-    def __init__(self, uri: str) -> None:
-        self.uri = uri
+    def _parse(self, uri: str) -> None:
         self.path = file_uri_path(uri)
 
-    def open(self, offset: int = 0) -> FileStream:
+    def _open(self, offset: int) -> FileStream:
         return open_local(self.uri, self.path, offset)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import http.client
-import ipaddress
 import logging
 import re
 import socket
@@ -20,8 +19,9 @@ from typing import Mapping
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 from ..errors import SourceError
-from ..settings import Settings
-from .base import redact, source_error
+from .base import Source, is_loopback, redact, source_error
+
+__all__ = ["HttpSource", "HttpStream", "is_loopback", "redact"]
 
 log = logging.getLogger(__name__)
 
@@ -32,53 +32,46 @@ _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$")
 _RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
 
 
-def is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _origin(url: str) -> tuple[str, str, int]:
     p = urlsplit(url)
     port = p.port or (443 if p.scheme == "https" else 80)
     return (p.scheme, (p.hostname or "").lower(), port)
 
 
-class HttpSource:
-    """One URL; ``headers`` (e.g. a bearer token) go only to the URL's own origin."""
+class HttpSource(Source):
+    """One URL. Credentials in the URL (``https://user:pass@host/...``) and headers added
+    with :meth:`_add_origin_headers` (a bearer token) go only to the URL's own origin."""
 
     supports_range = True
     remote = True
 
-    def __init__(self, uri: str, settings: Settings, *, headers: Mapping[str, str] | None = None,
-                 allow_offline: bool = False) -> None:
+    def _parse(self, uri: str) -> None:
         parts = urlsplit(uri)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise source_error(redact(uri), "not an http(s) URL with a host")
-        self.uri = redact(uri)
-        self.settings = settings
-        auth: dict[str, str] = dict(headers or {})
+            raise source_error(self.uri, "not an http(s) URL with a host")
+        auth: dict[str, str] = {}
         if parts.username is not None:
             cred = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
             auth["Authorization"] = "Basic " + base64.b64encode(cred).decode()
             host = parts.hostname + (f":{parts.port}" if parts.port else "")
             uri = urlunsplit((parts.scheme, host, parts.path, parts.query, ""))
         self.url = uri
+        self.host = parts.hostname
         self._auth = auth
         self._auth_origin = _origin(uri)
-        s = settings.sources
+        s = self.settings.sources
         self.connect_timeout = float(s.http_connect_timeout_s)
         self.read_timeout = float(s.http_read_timeout_s)
         self.retries = max(0, int(s.http_retries))
         self.backoff = float(getattr(s, "http_backoff_s", 0.5))
-        if settings.offline and not allow_offline and not is_loopback(parts.hostname):
-            raise source_error(self.uri, "the site is offline (settings: offline = true); not fetching from the network",
-                               hint="configure a site mirror (sources.mirrors), or turn offline mode off")
+
+    def _add_origin_headers(self, headers: Mapping[str, str]) -> None:
+        """Send ``headers`` (e.g. a bearer token) with every request to the URL's own
+        origin, never after a redirect to another one; credentials in the URL win."""
+        self._auth = {**headers, **self._auth}
+
+    def _remote_host(self) -> str | None:
+        return self.host
 
     # -- one request, following redirects ------------------------------------------
     def _request(self, offset: int) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse, str]:
@@ -146,7 +139,7 @@ class HttpSource:
         if delay > 0:
             time.sleep(delay)
 
-    def open(self, offset: int = 0) -> "HttpStream":
+    def _open(self, offset: int) -> "HttpStream":
         stream = HttpStream(self, offset)
         stream.start()
         return stream

@@ -7,12 +7,11 @@ committed yet). Paths are relative to the index folder and never leave it.
 
 from __future__ import annotations
 
-
 import logging
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from .base import FileStream, SourceContext, source_error
+from .base import FileStream, Source, source_error
 from .file import open_local
 
 log = logging.getLogger(__name__)
@@ -46,17 +45,15 @@ class _GitBlobReader:
         self._repo.close()
 
 
-class IndexSource:
+class IndexSource(Source):
     remote = False
 
-    def __init__(self, uri: str, ctx: SourceContext) -> None:
-        self.uri = uri
-        self.ctx = ctx
+    def _parse(self, uri: str) -> None:
         self.rel = index_relpath(uri)
         # the working tree supports seeking; git object streams are read from the start
-        self.supports_range = ctx.index_dir is not None
+        self.supports_range = self.ctx.index_dir is not None
 
-    def open(self, offset: int = 0) -> FileStream:
+    def _open(self, offset: int) -> FileStream:
         ctx = self.ctx
         if ctx.index_dir is not None:
             root = Path(ctx.index_dir).resolve()
@@ -89,5 +86,8 @@ class IndexSource:
         except (BadName, BadObject, ValueError, git.exc.GitCommandError) as exc:
             repo.close()
             raise source_error(self.uri, f"cannot read commit {ctx.index_commit or 'HEAD'} of {ctx.index_repo}: {exc}") from exc
+        except BaseException:
+            repo.close()
+            raise
         # git object streams do not seek: always from the start (supports_range is False)
         return FileStream(_GitBlobReader(ostream, repo), 0, total)

@@ -11,8 +11,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ..settings import Settings
-from .base import FileStream, SourceStream, source_error
+from .base import Source, SourceStream, source_error
 from .file import file_uri_path, open_local
 from .http import HttpSource
 
@@ -23,35 +22,40 @@ def blob_relpath(sha256: str) -> str:
     return f"blobs/sha256/{sha256[:2]}/{sha256[2:]}"
 
 
-class MirrorSource:
-    supports_range = True
+class MirrorSource(Source):
+    """Another site's store; used in offline mode too (the base class's offline rule
+    exempts mirrors: a site mirror is the site's own copy)."""
 
-    def __init__(self, uri: str, settings: Settings, sha256: str | None) -> None:
-        self.uri = uri
+    supports_range = True
+    _offline_exempt = True
+
+    def _parse(self, uri: str) -> None:
         base = uri[len("mirror:"):].strip()
         if not base:
-            raise source_error(uri, "no mirror base given and none configured",
+            raise source_error(self.uri, "no mirror base given and none configured",
                                hint="write mirror:<url-or-folder of another site's store>, or set sources.mirrors in site.toml")
-        if not sha256:
-            raise source_error(uri, "a mirror is addressed by sha256, and this artefact has none pinned",
+        if not self.sha256:
+            raise source_error(self.uri, "a mirror is addressed by sha256, and this artefact has none pinned",
                                hint="pin the record first (`synthmed index pin ID@VERSION`)")
-        self.sha256 = sha256
-        rel = blob_relpath(sha256)
+        rel = blob_relpath(self.sha256)
         self._http: HttpSource | None = None
         self._path: Path | None = None
         if base.startswith(("http://", "https://")):
-            self._http = HttpSource(base.rstrip("/") + "/" + rel, settings, allow_offline=True)
+            self._http = HttpSource(base.rstrip("/") + "/" + rel, self.ctx, self.sha256)
             self.remote = True
         else:
             root = file_uri_path(base) if base.startswith("file:") else Path(base).expanduser()
             if not root.is_absolute():
-                raise source_error(uri, "a folder mirror needs an absolute path")
+                raise source_error(self.uri, "a folder mirror needs an absolute path")
             self._path = root / rel
             self.remote = False
 
-    def open(self, offset: int = 0) -> SourceStream:
+    def _remote_host(self) -> str | None:
+        return self._http.host if self._http is not None else None
+
+    def _open(self, offset: int) -> SourceStream:
         if self._http is not None:
-            return self._http.open(offset)
+            # the HTTP client's own open would apply the offline rule, which mirrors are exempt from
+            return self._http._open(offset)
         assert self._path is not None
-        stream: FileStream = open_local(self.uri, self._path, offset)
-        return stream
+        return open_local(self.uri, self._path, offset)

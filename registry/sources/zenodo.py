@@ -11,9 +11,11 @@ import logging
 import re
 from typing import Any
 
+from urllib.parse import urlsplit
+
 from ..settings import Settings
-from .base import source_error
-from .http import HttpSource, HttpStream, is_loopback
+from .base import Source, SourceStream, source_error
+from .http import HttpSource
 
 log = logging.getLogger(__name__)
 
@@ -42,23 +44,20 @@ def make_client(settings: Settings) -> Any:
     return z
 
 
-class ZenodoSource:
+class ZenodoSource(Source):
     supports_range = True
     remote = True
+    _offline_action = "asking Zenodo"
+    _offline_hint = "configure a site mirror, or a local Zenodo proxy as sources.zenodo_host"
 
-    def __init__(self, uri: str, settings: Settings) -> None:
-        self.uri = uri
-        self.settings = settings
+    def _parse(self, uri: str) -> None:
         self.record_id, self.name = parse_zenodo_uri(uri)
-        host = settings.sources.zenodo_host
-        from urllib.parse import urlsplit
-
-        if settings.offline and not is_loopback(urlsplit(host).hostname):
-            raise source_error(uri, "the site is offline (settings: offline = true); not asking Zenodo",
-                               hint="configure a site mirror, or a local Zenodo proxy as sources.zenodo_host")
         self._http: HttpSource | None = None
         #: what Zenodo says about the file (size, checksum), after the look-up
         self.info: dict[str, Any] = {}
+
+    def _remote_host(self) -> str | None:
+        return urlsplit(self.settings.sources.zenodo_host).hostname
 
     def _lookup(self) -> HttpSource:
         if self._http is not None:
@@ -89,9 +88,12 @@ class ZenodoSource:
         url = links.get("content") or links.get("self") or links.get("download")
         if not isinstance(url, str):
             raise source_error(self.uri, f"Zenodo record {self.record_id}: file {self.name!r} has no download link")
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = HttpSource(url, self.settings, headers=headers)
-        return self._http
+        http = HttpSource(url, self.ctx, self.sha256)
+        if token:
+            http._add_origin_headers({"Authorization": f"Bearer {token}"})
+        self._http = http
+        return http
 
-    def open(self, offset: int = 0) -> HttpStream:
+    def _open(self, offset: int) -> SourceStream:
+        # the file's own host is subject to the offline rule too (the public open)
         return self._lookup().open(offset)
