@@ -39,6 +39,8 @@ from synthmed.registry.settings import Settings, load_settings
 from synthmed.registry.store import Store
 from synthmed.registry.unpack import check_package
 
+from .output_folder import OutputFolder
+
 if TYPE_CHECKING:  # pragma: no cover
     from synthmed.registry.catalog import Catalog, CatalogEntry
 
@@ -150,8 +152,6 @@ class Model:
         Sample i uses seed ``seed + i``; indices already written completely are skipped,
         so an interrupted run resumes without duplicates.
         """
-        from .writers import OutputFolder
-
         n, seed = sample_count(n), seed_value(seed)
         model = self.with_options(batch_size=batch_size) if batch_size else self
         runner = model.runner
