@@ -15,6 +15,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from .outputs import accepted_shapes
+
 #: every check a record's ``test.checks`` may name (schemas/record.schema.json)
 ALL_CHECKS = ("shapes", "dtypes", "value_range", "finite", "determinism", "batch_invariance", "params", "throughput")
 #: a key no inputs schema should accept: used to probe that an invalid parameter is refused
@@ -62,15 +64,6 @@ def selected_checks(test: Mapping[str, Any]) -> list[str]:
 
 
 # --- shapes, dtypes, ranges, finiteness -------------------------------------------------
-
-
-def accepted_shapes(output: Mapping[str, Any]) -> list[tuple[int, ...]]:
-    """The per-sample shapes an output may have: ``shape``, with the channels last or
-    first when there is more than one (or a singleton channel axis when there is one)."""
-    shape = tuple(int(x) for x in output.get("shape", []))
-    channels = int(output.get("channels", 1))
-    shapes = [shape, shape + (channels,), (channels,) + shape]
-    return list(dict.fromkeys(shapes))
 
 
 def check_shapes(record_outputs: Sequence[Mapping[str, Any]], arrays: Mapping[str, np.ndarray],

@@ -7,7 +7,7 @@ Layout of a report folder::
     report.json          every result (synthmed-test-report/1)
     summary.md           a table of results, the failures with their reasons, the grids
     models/<id>/<version>.json   one report per model version (what the catalog points to)
-    samples/<id>@<version>.png   a grid of up to 16 samples of the first output
+    samples/<id>@<version>.png   a grid of up to 16 samples of the first output (registry/outputs.py)
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import numpy as np
 
 from .errors import SynthmedError
 from .modeltest_checks import CheckResult
+from .outputs import OutputSpec, preview, save_grid
 from .schemas_io import validate_against
 
 log = logging.getLogger(__name__)
@@ -179,68 +180,18 @@ def model_report_path(folder: Path, result: ModelTestResult) -> Path:
 # --- sample grids -------------------------------------------------------------------
 
 
-def _to_uint8(arr: np.ndarray, value_range: Sequence[float] | None) -> np.ndarray:
-    a = arr.astype(np.float64)
-    a = np.where(np.isfinite(a), a, 0.0)
-    if value_range and float(value_range[1]) > float(value_range[0]):
-        lo, hi = float(value_range[0]), float(value_range[1])
-    else:
-        lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 1.0)
-    if hi <= lo:
-        hi = lo + 1.0
-    return np.clip((a - lo) / (hi - lo) * 255.0, 0, 255).round().astype(np.uint8)
-
-
-def _as_image(sample: np.ndarray, output: Mapping[str, Any]) -> np.ndarray:
-    """One sample -> a 2-D (H, W) or (H, W, 3) array for display; a volume shows its
-    middle slice along the last spatial axis."""
-    a = np.asarray(sample)
-    dims = int(output.get("dims", 2))
-    if a.ndim == dims + 1:  # a channel axis, first or last
-        if a.shape[0] in (1, 2, 3, 4) and a.shape[-1] not in (1, 2, 3, 4):
-            a = np.moveaxis(a, 0, -1)
-        a = a[..., :3] if (dims == 2 and a.shape[-1] in (3, 4)) else a[..., 0]
-    while a.ndim > 3 or (a.ndim == 3 and dims == 2 and a.shape[-1] != 3):
-        a = a[..., 0]
-    if dims == 3 and a.ndim == 3:
-        a = a[:, :, a.shape[2] // 2]
-    if a.ndim == 1:
-        a = a[None, :]
-    return a
-
-
 def write_sample_grid(samples: Mapping[str, np.ndarray], outputs: Sequence[Mapping[str, Any]], path: Path,
                       max_samples: int = GRID_MAX) -> Path | None:
-    """A PNG grid of up to ``max_samples`` samples of the first image-like output."""
-    from PIL import Image
-
+    """A PNG grid of up to ``max_samples`` samples of the first output: the
+    :func:`~synthmed.registry.outputs.preview` of each (a volume's middle slice along its
+    slice axis, as ``visualize`` shows it), tiled by :func:`~synthmed.registry.outputs.save_grid`."""
     if not outputs:
         return None
-    output = outputs[0]
-    arr = samples.get(str(output["name"]))
+    spec = OutputSpec.from_record(outputs[0])
+    arr = samples.get(spec.name)
     if arr is None or arr.ndim < 2 or arr.shape[0] == 0:
         return None
-    tiles = [_to_uint8(_as_image(arr[i], output), output.get("value_range")) for i in range(min(len(arr), max_samples))]
-    h = max(t.shape[0] for t in tiles)
-    w = max(t.shape[1] for t in tiles)
-    colour = any(t.ndim == 3 for t in tiles)
-    cols = min(len(tiles), 4 if len(tiles) <= 8 else int(np.ceil(np.sqrt(len(tiles)))))
-    rows = int(np.ceil(len(tiles) / cols))
-    pad = 2
-    scale = max(1, 64 // max(h, w))  # tiny samples are enlarged so they can be seen
-    grid = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad) + ((3,) if colour else ()), 32, dtype=np.uint8)
-    for k, t in enumerate(tiles):
-        if colour and t.ndim == 2:
-            t = np.repeat(t[:, :, None], 3, axis=2)
-        r, c = divmod(k, cols)
-        y, x = pad + r * (h + pad), pad + c * (w + pad)
-        grid[y:y + t.shape[0], x:x + t.shape[1]] = t
-    img = Image.fromarray(grid)
-    if scale > 1:
-        img = img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img.save(path)
-    return path
+    return save_grid([preview(arr[i], spec) for i in range(min(len(arr), max_samples))], path)
 
 
 # --- writing ------------------------------------------------------------------------

@@ -18,12 +18,14 @@ import logging
 import math
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
+from synthmed.registry.errors import ConfigError
+from synthmed.registry.outputs import OutputSpec, preview, save_grid
 from synthmed.registry.runner import CheckedParams, Runner, check_params
 
 from .site import ModelSpec, sample_count, seed_value
@@ -159,51 +161,7 @@ def make_dataloader(spec: ModelSpec, num_samples: int, *, seed: int = 0, batch_s
 # --- a picture of a few samples ----------------------------------------------------
 
 
-def preview_image(arr: np.ndarray, out: Mapping[str, Any]) -> np.ndarray:
-    """One sample as an 8-bit grayscale or RGB picture (a volume shows its middle slice)."""
-    from .writers import OutputSpec, canonical, to_bits
-
-    spec = OutputSpec.from_record(out)
-    a = canonical(arr, spec)
-    if spec.dims == 3:
-        a = a[a.shape[0] // 2]
-        spec = OutputSpec(spec.name, 2, spec.shape[1:], spec.dtype, spec.channels, spec.value_range)
-    if a.dtype == np.bool_:
-        a = a.astype(np.uint8) * 255
-    pixels, _, _ = to_bits(a, spec, 8)
-    if pixels.ndim == 3 and pixels.shape[-1] not in (3,):
-        pixels = pixels[..., :3] if pixels.shape[-1] > 3 else pixels[..., 0]
-    return pixels
-
-
-def save_grid(images: Sequence[np.ndarray], path: Path | str, ncols: int | None = None, pad: int = 2) -> Path:
-    """Tile 8-bit pictures (same size) into one PNG."""
-    from PIL import Image
-
-    if not images:
-        raise ValueError("no images to show")
-    rgb = any(im.ndim == 3 for im in images)
-    tiles = [np.repeat(im[..., None], 3, axis=-1) if rgb and im.ndim == 2 else im for im in images]
-    h = max(t.shape[0] for t in tiles)
-    w = max(t.shape[1] for t in tiles)
-    n = len(tiles)
-    cols = ncols or int(math.ceil(math.sqrt(n)))
-    rows = int(math.ceil(n / cols))
-    shape = (rows * (h + pad) + pad, cols * (w + pad) + pad) + ((3,) if rgb else ())
-    canvas = np.zeros(shape, dtype=np.uint8)
-    for k, t in enumerate(tiles):
-        r, c = divmod(k, cols)
-        y, x = pad + r * (h + pad), pad + c * (w + pad)
-        canvas[y:y + t.shape[0], x:x + t.shape[1]] = t
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(canvas).save(p, format="PNG")
-    return p
-
-
 def _check_png_path(path: Path) -> None:
-    from synthmed.registry.errors import ConfigError
-
     if path.is_dir():
         raise ConfigError(f"cannot write the grid to {path}: it is a folder",
                           hint=f"give a file name, e.g. {path / 'grid.png'}")
@@ -215,7 +173,10 @@ def _check_png_path(path: Path) -> None:
 
 def visualize(spec: ModelSpec, path: Path | str, num_samples: int = 16, *, seed: int = 0,
               params: Mapping[str, Any] | None = None, output: str | None = None) -> Path:
-    """Write a grid of ``num_samples`` samples of one output (the first by default) to a PNG."""
+    """Write a grid of ``num_samples`` samples of one output (the first by default) to a PNG:
+    :func:`synthmed.registry.outputs.preview` of each (a volume shows its middle slice
+    along the slice axis, as in the test reports' grids), tiled by
+    :func:`synthmed.registry.outputs.save_grid`."""
     num_samples, seed = sample_count(num_samples, minimum=1), seed_value(seed)
     _check_png_path(Path(path))  # before any model runs
     record = spec.record
@@ -228,5 +189,5 @@ def visualize(spec: ModelSpec, path: Path | str, num_samples: int = 16, *, seed:
         samples = runner.sample(range(seed, seed + num_samples), check_params(record, params))
     finally:
         runner.close()
-    pics = [preview_image(samples[name][i], outs[name]) for i in range(num_samples)]
-    return save_grid(pics, path)
+    shown = OutputSpec.from_record(outs[name])
+    return save_grid([preview(samples[name][i], shown) for i in range(num_samples)], path)

@@ -30,6 +30,8 @@ from synthmed.registry.records import Record
 from synthmed.registry.runner import CheckedParams, EnvOptions, Runner, RunnerOptions, check_params
 from synthmed.registry.settings import Settings, load_settings
 
+from .output_folder import OutputFolder
+
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
@@ -144,8 +146,6 @@ class Model:
         so an interrupted run resumes without duplicates. Parameters come as keywords, or
         already checked (``checked=model.check_params({...})``; then they are not checked again).
         """
-        from .writers import OutputFolder
-
         n, seed = sample_count(n), seed_value(seed)
         model = self.with_options(batch_size=batch_size) if batch_size else self
         runner = model.runner

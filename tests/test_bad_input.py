@@ -52,7 +52,7 @@ def test_a_run_that_wrote_nothing_does_not_block_the_folder(home: Path, tmp_path
                                                             capsys: pytest.CaptureFixture[str]) -> None:
     """A run that failed before its first sample leaves only a sidecar; a corrected
     rerun (other params) into the same folder must not be refused as "another run"."""
-    from synthmed.writers import OutputFolder
+    from synthmed.output_folder import OutputFolder
     from synthmed import Site
 
     out = tmp_path / "out"
@@ -407,7 +407,7 @@ def test_unknown_upstream_and_negative_limit_are_errors(tmp_path: Path, make_rec
 def test_interrupted_generate_says_how_to_resume_and_resumes(home: Path, tmp_path: Path,
                                                              capsys: pytest.CaptureFixture[str],
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    from synthmed.writers import OutputFolder
+    from synthmed.output_folder import OutputFolder
 
     out = tmp_path / "out"
     real_write = OutputFolder.write

@@ -339,11 +339,17 @@ def test_compare_runs_is_exact_on_cpu_and_tolerant_on_cuda() -> None:
 def test_sample_grid_handles_volumes_channels_and_colour(tmp_path: Path) -> None:
     import numpy as np
     from PIL import Image
-    from synthmed.registry.report import _as_image, write_sample_grid
+    from synthmed.registry.outputs import OutputSpec, preview_plane
+    from synthmed.registry.report import write_sample_grid
+
+    def _as_image(sample: np.ndarray, output: dict) -> np.ndarray:  # the plane a report grid shows
+        return preview_plane(sample, OutputSpec.from_record(output))
 
     vol = {"name": "v", "dims": 3, "shape": [4, 6, 5], "channels": 1, "value_range": [0, 1]}
-    assert _as_image(np.zeros((4, 6, 5)), vol).shape == (4, 6)
-    assert _as_image(np.zeros((1, 4, 6, 5)), vol).shape == (4, 6)
+    # a volume (slices, rows, cols) shows its middle slice along the slice axis, as `visualize`
+    # does (issue 10; the report used to cut along the last axis and show a (4, 6) plane)
+    assert _as_image(np.zeros((4, 6, 5)), vol).shape == (6, 5)
+    assert _as_image(np.zeros((1, 4, 6, 5)), vol).shape == (6, 5)
     rgb = {"name": "c", "dims": 2, "shape": [10, 12], "channels": 3, "value_range": [0, 255]}
     assert _as_image(np.zeros((10, 12, 3)), rgb).shape == (10, 12, 3)
     assert _as_image(np.zeros((3, 10, 12)), rgb).shape == (10, 12, 3)

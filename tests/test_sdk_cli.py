@@ -94,6 +94,6 @@ def test_visualize_writes_a_grid_png(home: Path, tmp_path: Path, capsys: pytest.
 
 def test_cli_format_choices_match_the_writers() -> None:
     from synthmed.cli.run_cmds import FORMATS as CLI_FORMATS
-    from synthmed.writers import FORMATS
+    from synthmed.output_formats import FORMATS
 
     assert CLI_FORMATS == FORMATS

@@ -14,7 +14,8 @@ from runner_helpers import medigan_package, rgb_package, toy_package, volume_pac
 from synthmed.registry.errors import ConfigError
 from synthmed.registry.runner import RunnerOptions
 from synthmed.site import Model
-from synthmed.writers import OutputFolder, OutputSpec, canonical
+from synthmed.output_folder import OutputFolder
+from synthmed.registry.outputs import OutputSpec, canonical
 
 
 @pytest.fixture(scope="module")
@@ -187,7 +188,7 @@ def test_auto_format_png_for_2d_and_nifti_for_volumes(tmp_path: Path, make_recor
     from PIL import Image
 
     from synthmed.registry.records import Record
-    from synthmed.writers import OutputFolder
+    from synthmed.output_folder import OutputFolder
 
     data = make_record(**{"outputs": [
         {"name": "image", "dims": 2, "shape": [8, 8], "dtype": "uint8", "channels": 1, "value_range": [0, 255]},

@@ -4,7 +4,6 @@ samples made in bounded batches, inline (in this process) or in a worker process
 from __future__ import annotations
 
 import logging
-import math
 import sys
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
@@ -12,6 +11,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 
 from ..errors import EnvironmentBuildError, ModelRunError, ParamError, SynthmedError, Unverified
+from ..outputs import working_nbytes
 from ..packages import VerifiedPackage
 from ..records import Record
 from .device import resolve_device
@@ -23,21 +23,11 @@ from .reqs import unsatisfied
 
 log = logging.getLogger(__name__)
 
-_ITEMSIZE = {"uint8": 1, "bool": 1, "uint16": 2, "int16": 2, "float16": 2, "int32": 4, "float32": 4, "float64": 8}
 
 
 def sample_nbytes(record: Record) -> int:
-    """Bytes one sample's outputs take, from the record's shapes and dtypes."""
-    total = 0
-    for out in record.outputs:
-        n = math.prod(int(x) for x in out.get("shape", [1]))
-        channels = int(out.get("channels", 1))
-        shape = [int(x) for x in out.get("shape", [])]
-        if channels > 1 and channels not in shape[-1:] + shape[:1]:
-            n *= channels
-        # models usually compute in float32 even when the output is uint8
-        total += n * max(4, _ITEMSIZE.get(str(out.get("dtype")), 4))
-    return max(total, 1)
+    """Bytes one sample's outputs take while computed (:func:`~synthmed.registry.outputs.working_nbytes`)."""
+    return working_nbytes(record.outputs)
 
 
 def python_ok(record: Record) -> bool:

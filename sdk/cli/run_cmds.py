@@ -12,7 +12,7 @@ from synthmed.registry.errors import ConfigError
 
 from .common import print_json, settings_from_args
 
-#: the writers' formats (sdk/writers.FORMATS), spelled out so `synthmed --help` need not import numpy
+#: the output formats (sdk/output_formats.FORMATS), spelled out so `synthmed --help` need not import numpy
 FORMATS = ("auto", "png", "npy", "nifti", "dicom")
 
 

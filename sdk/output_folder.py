@@ -1,0 +1,251 @@
+"""The output folder of a generation run: file names by sample index, atomic writes, the
+provenance sidecar, and resuming an interrupted run without duplicates.
+
+Layout of an output folder::
+
+    synthmed.json            provenance sidecar (model, version, sha256, seeds, params, ...)
+    <output>/000017.<ext>    one file per sample and output, named by the sample index
+
+Sample ``i`` of a run is made from seed ``seed + i``. Every file is written to a
+temporary name and renamed into place, so a file that exists is complete; a run that
+is interrupted and started again skips the indices already written. The files
+themselves are made by the encoders of :mod:`synthmed.output_formats`; the array layout
+of each output is :mod:`synthmed.registry.outputs`'.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from synthmed import __version__
+from synthmed.registry.errors import ConfigError
+from synthmed.registry.outputs import OutputSpec, output_specs
+from synthmed.registry.records import Record
+
+from .output_formats import AUTO_FORMATS, ENCODERS, EXTENSIONS, FORMATS, SYNTHETIC_NOTE, WriteContext
+
+log = logging.getLogger(__name__)
+
+SIDECAR = "synthmed.json"
+SIDECAR_FORMAT = "synthmed-output/1"
+INDEX_DIGITS = 6
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; the provenance is as readable as the samples
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _folder_error(folder: Path, exc: OSError) -> ConfigError:
+    """A clear error for an output folder that cannot be created or written."""
+    blocker = next((p for p in (Path(str(exc.filename or folder)), *Path(str(exc.filename or folder)).parents)
+                    if p.exists() and not p.is_dir()), None)
+    why = f"{blocker} is a file, not a folder" if blocker is not None else (exc.strerror or str(exc))
+    return ConfigError(f"cannot write samples to {folder}: {why}",
+                       hint="give an output folder that does not exist yet, or an existing folder you can write to",
+                       folder=str(folder))
+
+
+_TMP = re.compile(r"^\..*\.tmp-\d+(\..*)?$")
+
+
+@dataclass
+class OutputFolder:
+    """One run's output folder: file names by sample index, atomic writes, the
+    provenance sidecar, and resuming an interrupted run without duplicates."""
+
+    folder: Path
+    record: Record
+    fmt: str
+    seed: int
+    params: Mapping[str, Any]
+    options: Mapping[str, Any] = field(default_factory=dict)
+    upstream: str | None = None
+    runner_info: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.fmt not in FORMATS:
+            raise ConfigError(f"unknown output format {self.fmt!r}", hint=f"use one of {', '.join(FORMATS)}")
+        self.folder = Path(self.folder)
+        self.specs: list[OutputSpec] = output_specs(self.record.outputs)
+        # per output: "auto" picks PNG for 2D outputs and NIfTI for volumes
+        self.formats = {sp.name: AUTO_FORMATS[sp.dims] if self.fmt == "auto" else self.fmt for sp in self.specs}
+        self.exts = {name: EXTENSIONS[f] for name, f in self.formats.items()}
+        self.sidecar_path = self.folder / SIDECAR
+        self._dirs = {s.name: os.fspath(self.folder / s.name) for s in self.specs}
+        self.run: dict[str, Any] = {}
+        self.num_samples = 0
+        if self.fmt == "png":
+            vol = [s.name for s in self.specs if s.dims == 3]
+            if vol:
+                raise ConfigError(f"{self.record.ref}: output(s) {', '.join(vol)} are 3D volumes; PNG holds 2D images",
+                                  hint="use --format nifti, dicom or npy")
+
+    # -- paths --
+    # (plain strings in the per-file paths: pathlib interns every path part, so a
+    # Path per file would grow the interpreter's intern table with the sample count)
+    def _path(self, name: str, index: int) -> str:
+        return os.path.join(self._dirs[name], f"{index:0{INDEX_DIGITS}d}{self.exts[name]}")
+
+    def path_for(self, name: str, index: int) -> Path:
+        return Path(self._path(name, index))
+
+    def is_complete(self, index: int) -> bool:
+        return all(os.path.isfile(self._path(s.name, index)) for s in self.specs)
+
+    def pending(self, indices: Sequence[int]) -> list[int]:
+        return [i for i in indices if not self.is_complete(i)]
+
+    # -- sidecar --
+    def _identity(self) -> dict[str, Any]:
+        return {"model": self.record.ref, "sha256": self.record.sha256, "file_format": self.fmt,
+                "seed": self.seed, "params": json.loads(json.dumps(dict(self.params), default=str)),
+                "options": {k: v for k, v in self.options.items() if k in ("bit_depth",)}}
+
+    def open(self, num_samples: int) -> None:
+        """Create the folder, or check that an existing one belongs to the same run."""
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            for s in self.specs:
+                (self.folder / s.name).mkdir(exist_ok=True)
+        except OSError as exc:
+            raise _folder_error(self.folder, exc) from exc
+        for s in self.specs:
+            for stale in (self.folder / s.name).iterdir():
+                if _TMP.match(stale.name):
+                    stale.unlink(missing_ok=True)
+        existing = self.read_sidecar()
+        if existing is not None:
+            old = {"model": existing.get("model", {}).get("ref"), "sha256": existing.get("model", {}).get("sha256"),
+                   "file_format": existing.get("format"), "seed": existing.get("seeds", {}).get("first"),
+                   "params": existing.get("params"), "options": existing.get("options", {})}
+            new = self._identity()
+            diff = [k for k in new if old.get(k) != new[k]]
+            if diff and not self._holds_samples(existing):
+                # a run that failed before writing any sample (e.g. the model refused its
+                # params) leaves only its sidecar: nothing to mix with, so start afresh
+                log.info("%s: replacing the sidecar of an earlier run that wrote no samples", self.folder)
+                existing, diff = {}, []
+            if diff:
+                raise ConfigError(
+                    f"{self.folder} already holds samples of another run (different {', '.join(diff)}: "
+                    f"{', '.join(f'{k}={old.get(k)!r}' for k in diff)}); resuming into it would mix runs",
+                    hint="write to another folder, or remove this one")
+            self.run = dict(existing.get("run", {}))
+            num_samples = max(num_samples, int(existing.get("num_samples", 0)))
+        else:
+            stray = [p for p in self.folder.iterdir() if p.name != SIDECAR and not p.name.startswith(".")
+                     and p.name not in {s.name for s in self.specs}]
+            if stray:
+                log.warning("%s holds other files (%s); synthmed writes beside them", self.folder,
+                            ", ".join(p.name for p in stray[:5]))
+        self.num_samples = num_samples
+        self.write_sidecar(complete=False)
+
+    def _holds_samples(self, existing: Mapping[str, Any]) -> bool:
+        """True when any output subfolder (of this run or of the sidecar's) holds a sample file."""
+        names = {s.name for s in self.specs}
+        outputs = existing.get("outputs")
+        if isinstance(outputs, list):
+            names |= {str(o.get("name")) for o in outputs if isinstance(o, dict) and o.get("name")}
+        for name in names:
+            sub = self.folder / name
+            if ".." in Path(name).parts or not sub.is_dir():
+                continue
+            with os.scandir(sub) as it:
+                if any(not e.name.startswith(".") for e in it):
+                    return True
+        return False
+
+    def read_sidecar(self) -> dict[str, Any] | None:
+        try:
+            data: dict[str, Any] = json.loads(self.sidecar_path.read_text("utf-8"))
+            return data
+        except FileNotFoundError:
+            return None
+        except ValueError as exc:
+            raise ConfigError(f"{self.sidecar_path} is not valid JSON ({exc})",
+                              hint="remove the folder or the file and run again") from exc
+
+    def sidecar(self, complete: bool) -> dict[str, Any]:
+        rec = self.record
+        created = (self.read_sidecar() or {}).get("created") or _now()
+        return {
+            "sidecar_format": SIDECAR_FORMAT,
+            "synthetic": True,
+            "note": f"{SYNTHETIC_NOTE} {rec.ref}; not real patient data",
+            "synthmed_version": __version__,
+            "model": {
+                "id": rec.id, "version": rec.version, "ref": rec.ref, "upstream": self.upstream,
+                "sha256": rec.sha256, "package_format": rec.package_format, "title": rec.get("title"),
+                "license": rec.get("license"),
+            },
+            "format": self.fmt,
+            "options": {k: v for k, v in self.options.items() if k in ("bit_depth",)},
+            "seeds": {"first": self.seed, "last": self.seed + self.num_samples - 1, "rule": "sample i uses seed first+i"},
+            "num_samples": self.num_samples,
+            "params": json.loads(json.dumps(dict(self.params), default=str)),
+            "outputs": [{"name": s.name, "files": f"{s.name}/{'0' * INDEX_DIGITS}{self.exts[s.name]}",
+                         "format": self.formats[s.name], "dims": s.dims,
+                         "shape": list(s.shape), "dtype": s.dtype, "channels": s.channels,
+                         "value_range": list(s.value_range),
+                         **({"spacing_mm": list(s.spacing_mm)} if s.spacing_mm else {})} for s in self.specs],
+            "runner": dict(self.runner_info),
+            "run": self.run,
+            "created": created,
+            "updated": _now(),
+            "complete": complete,
+        }
+
+    def write_sidecar(self, complete: bool) -> None:
+        _atomic_write_text(self.sidecar_path, json.dumps(self.sidecar(complete), indent=2) + "\n")
+
+    # -- samples --
+    def write(self, index: int, sample: Mapping[str, np.ndarray]) -> None:
+        """Write one sample's outputs (arrays without the batch axis)."""
+        for series, spec in enumerate(self.specs, start=1):
+            encode = ENCODERS[self.formats[spec.name]]
+            final = self._path(spec.name, index)
+            if os.path.isfile(final):
+                continue
+            # the temporary name keeps the extension (nibabel picks the format from it)
+            tmp = os.path.join(self._dirs[spec.name], f".{index:0{INDEX_DIGITS}d}.tmp-{os.getpid()}{self.exts[spec.name]}")
+            ctx = WriteContext(self.record, index, self.seed + index, spec,
+                               {**self.options, "series_number": series}, self.run)
+            try:
+                encode(tmp, sample[spec.name], ctx)
+                os.replace(tmp, final)
+            except BaseException:
+                try:
+                    os.unlink(tmp)
+                except FileNotFoundError:
+                    pass
+                raise
+
+    def write_batch(self, indices: Sequence[int], outputs: Mapping[str, np.ndarray]) -> None:
+        for j, index in enumerate(indices):
+            self.write(index, {name: arr[j] for name, arr in outputs.items()})
+
+    def close(self, complete: bool) -> None:
+        self.write_sidecar(complete=complete)
