@@ -1,4 +1,4 @@
-"""Generation throughput and memory (DESIGN §11), printed as JSON.
+"""Generation throughput and memory (docs/design.md, performance targets), printed as JSON.
 
 1. Throughput: a DCGAN-style generator (64x64 RGB, like an IHC patch model) is packaged
    as a synthmed-1 zip in a temporary folder with a record pinned to its sha256. In the

@@ -1,4 +1,5 @@
-"""Hashing while mirroring vs plain hashlib.sha256 over the same bytes (DESIGN §11).
+"""Hashing while mirroring vs plain hashlib.sha256 over the same bytes (docs/design.md,
+performance targets).
 
 Pushes SIZE MB through the store (hash while streaming, write, fsync, rename) from a
 ``file://`` source and from a local HTTP server on 127.0.0.1, and prints JSON with MB/s

@@ -1,4 +1,5 @@
-"""Catalog search at 10,000 and 100,000 synthetic records (DESIGN §11: median < 5 ms at 100,000).
+"""Catalog search at 10,000 and 100,000 synthetic records (docs/design.md, performance
+targets: median < 5 ms at 100,000).
 
 For each size: build a catalog (time), then run a fixed mix of queries through
 ``Catalog.search`` on a read-only connection (free text, punctuation, filters, ranking;

@@ -1,5 +1,5 @@
-"""Upstream sync on a 10,000-record index (DESIGN §11: a no-op sync < 1 s; one changed
-record costs about the same as none).
+"""Upstream sync on a 10,000-record index (docs/design.md, performance targets: a no-op
+sync < 1 s; one changed record costs about the same as none).
 
 Builds a real git index with N records (under ``index/``), a site following it, and
 measures, in one run:
