@@ -19,16 +19,18 @@ from synthmed.registry.settings import load_settings
 from synthmed.registry.site_config import init_site
 from synthmed.registry.store import Store
 
-from site_helpers import catalog, commit, new_repo, put_record, run_cli, unverified, with_artefact, write_site
+from helpers.records import unverified, with_artefact, write_record
+from helpers.repos import commit, init_repo
+from helpers.sites import catalog, run_cli, write_site
 
 
 @pytest.fixture
 def exported(tmp_path: Path, make_record: Any) -> tuple[Any, Path, git.Repo]:
-    repo = new_repo(tmp_path / "idx")
+    repo = init_repo(tmp_path / "idx")
     root = Path(repo.working_dir)
     for name in ("lung-gan", "brain-gan", "knee-gan"):
-        put_record(root, with_artefact(make_record, root, name, subfolder="index"), subfolder="index")
-    put_record(root, unverified(make_record, "draft-gan"), subfolder="index")
+        write_record(root, with_artefact(root, name, subfolder="index"), subfolder="index")
+    write_record(root, unverified("draft-gan"), subfolder="index")
     commit(repo)
     settings = write_site(tmp_path / "online", [{"name": "public", "url": repo.working_dir, "subfolder": "index"}])
     run_daemon(settings, once=True, only=["sync", "mirror"])

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from runner_helpers import toy_package
+from helpers.packages import toy_package
 from synthmed.datasets import SyntheticDataset, SyntheticIterableDataset, make_dataloader, shard
 from synthmed.registry.errors import ParamError
 from synthmed.site import Model

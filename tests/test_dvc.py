@@ -18,7 +18,7 @@ from pathlib import Path
 import git
 import pytest
 
-from http_faults import fast_settings
+from helpers.sites import fast_settings
 from synthmed.registry.errors import ArtefactNotFound
 from synthmed.registry.sources.base import SourceContext
 from synthmed.registry.store import Store

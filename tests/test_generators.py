@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from runner_helpers import make_site_home, medigan_package, toy_package
+from helpers.packages import medigan_package, toy_package
+from helpers.sites import make_site_home
 from synthmed import Generators
 from synthmed.registry.errors import ModelNotFound, ParamError, SiteNotFound, SynthmedError
 

@@ -11,7 +11,7 @@ from synthmed.cli import main
 from synthmed.registry import medigan_import as mi
 from synthmed.registry import records
 
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT
 
 CATALOGUE = REPO_ROOT.parent / "shared" / "data" / "medigan-global-00001-00015.json"
 if not CATALOGUE.exists():  # CI clones next to shared/

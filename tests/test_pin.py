@@ -3,30 +3,23 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
-import zipfile
 from pathlib import Path
 
 import pytest
 
-from conftest import commit_all, write_record
-from http_faults import FaultServer, fast_settings
+from helpers.packages import zip_bytes
+from helpers.records import write_record
+from helpers.repos import commit
+from helpers.servers import FaultServer
+from helpers.sites import fast_settings
 from synthmed.registry.errors import ArtefactNotFound, ConfigError, Unverified
 from synthmed.registry.mirror import ensure_package
 from synthmed.registry.pin import pin_record
 from synthmed.registry.records import load_record
 from synthmed.registry.sources.base import SourceContext
 from synthmed.registry.store import Store
-
-
-def zip_bytes(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for k, v in files.items():
-            zf.writestr(k, v)
-    return buf.getvalue()
 
 
 PKG = zip_bytes({"toy/__init__.py": b"def build(d, dev):\n    return None\n", "toy/w.bin": os.urandom(2000)})
@@ -120,9 +113,9 @@ def test_ensure_package_from_a_committed_index(index_repo, tmp_path: Path, make_
     path = write_record(root, rec_data)
     (root / "artefacts" / "toy-gan").mkdir(parents=True)
     (root / "artefacts" / "toy-gan" / "1.0.0.zip").write_bytes(PKG)
-    commit = commit_all(index_repo, "toy")
+    sha = commit(index_repo, "toy")
     settings = fast_settings(tmp_path / "site")
-    ctx = SourceContext(settings=settings, index_repo=root, index_commit=commit)
+    ctx = SourceContext(settings=settings, index_repo=root, index_commit=sha)
     pkg = ensure_package(load_record(path), settings, ctx)
     assert pkg == settings.packages_dir / PKG_SHA
     assert (pkg / "toy" / "__init__.py").exists()

@@ -9,13 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runner_helpers import (
-    build_package,
-    marker_package,
-    medigan_package,
-    to_record,
-    toy_package,
-)
+from helpers.packages import build_package, marker_package, medigan_package, toy_package
+from helpers.records import to_record
 from synthmed.registry.errors import ConfigError, ModelRunError, ParamError, Unverified
 from synthmed.registry.runner import Runner, coerce_param, parse_param_args, validate_params
 from synthmed.registry.runner.device import resolve_device

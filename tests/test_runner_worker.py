@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runner_helpers import build_package, faulty_package, make_wheel, toy_package
+from helpers.packages import build_package, faulty_package, make_wheel, toy_package
 from synthmed.registry.errors import EnvironmentBuildError, ModelRunError, ModelTimeout
 from synthmed.registry.runner import EnvOptions, Runner
 from synthmed.registry.runner.envs import build_env, env_key
@@ -63,6 +63,7 @@ def test_worker_output_equals_inline_and_stdout_noise_is_harmless(tmp_path: Path
     frecord, fpkg, _ = faulty
     with Runner(frecord, fpkg, mode="worker") as r:
         assert r.sample([4], behave="print")["image"][0, 0, 0] == 4
+
 
 
 def test_clashing_requirements_run_in_their_own_environment(tmp_path: Path) -> None:

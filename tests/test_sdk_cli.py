@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runner_helpers import make_site_home, marker_package, toy_package
+from helpers.packages import marker_package, toy_package
+from helpers.sites import make_site_home
 from synthmed.cli import main
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from http_faults import FaultServer, fast_settings
+from helpers.servers import FaultServer
+from helpers.sites import fast_settings
 from synthmed.registry.errors import ArtefactNotFound
 from synthmed.registry.sources.base import SourceContext
 from synthmed.registry.sources.http import HttpSource, redact

@@ -11,7 +11,8 @@ import sys
 import textwrap
 from pathlib import Path
 
-from http_faults import FaultServer, fast_settings
+from helpers.servers import FaultServer
+from helpers.sites import fast_settings
 from synthmed.registry.sources.base import SourceContext
 from synthmed.registry.store import Store
 

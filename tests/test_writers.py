@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from runner_helpers import medigan_package, rgb_package, toy_package, volume_package
+from helpers.packages import medigan_package, rgb_package, toy_package, volume_package
 from synthmed.registry.errors import ConfigError
 from synthmed.site import Model
 from synthmed.writers import OutputFolder, OutputSpec, canonical
