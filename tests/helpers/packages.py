@@ -160,6 +160,27 @@ def build(package_dir, device):
     return D()
 '''
 
+PROBE_MODEL = '''
+import sys
+
+import numpy as np
+
+
+class P:
+    def sample(self, seeds, use_torch=False):
+        threads = 0
+        if use_torch:
+            import torch
+
+            threads = torch.get_num_threads()
+        loaded = 100 if "torch" in sys.modules else 0
+        return {"image": np.stack([np.full((8, 8), loaded + threads, dtype=np.uint8) for s in seeds])}
+
+
+def build(package_dir, device):
+    return P()
+'''
+
 # medigan's own layout: a folder with __init__.py (generate) and its weights, relative imports
 MEDIGAN_INIT = '''
 import os
@@ -457,6 +478,15 @@ def medigan_package(tmp: Path, model_id: str = "medigan-toy", folder: str = "toy
     return build_package(tmp, model_id, files, package_format="medigan-1", package_entry_point=entry_point or folder,
                          package_weights=f"{folder}/generator.pt", package_generate_args={"shift": 0.0},
                          outputs=outputs, inputs=inputs)
+
+
+def probe_package(tmp: Path, model_id: str = "torch-probe") -> tuple[Record, Path, Path]:
+    """A numpy-only model whose pixels tell whether torch is loaded where it runs (100 if
+    it is, plus torch's thread count when ``use_torch=True`` made the model import it)."""
+    inputs = {"type": "object", "properties": {"use_torch": {"type": "boolean", "default": False}},
+              "additionalProperties": False}
+    return build_package(tmp, model_id, {"probe.py": PROBE_MODEL}, package_entry_point="probe:build",
+                         inputs=inputs)
 
 
 # --- a local wheel, for worker environments built without network ------------------
