@@ -31,7 +31,7 @@ from synthmed.registry.report import (
     synthmed_version,
 )
 from synthmed.registry.settings import Settings
-from helpers.packages import FLOAT_IMAGE, index_model, model_record
+from helpers.packages import FLOAT_IMAGE, contribution_metadata, index_model, model_record, package_folder
 
 
 @pytest.fixture
@@ -194,13 +194,11 @@ def test_generators_test_model_maps_onto_the_model_test(site: Settings, tmp_path
 
 def test_generators_contribute_maps_onto_contribute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from synthmed import Generators
-    from test_contribute import metadata, package
-
     monkeypatch.setenv("SYNTHMED_HOME", str(tmp_path / "site"))
     root = tmp_path / "index"
     repo = init_repo(root)
-    result = Generators().contribute(package(tmp_path), model_id="via-sdk", version="1.0.0",
-                                     metadata=metadata(tmp_path), index=root, store="index")
+    result = Generators().contribute(package_folder(tmp_path), model_id="via-sdk", version="1.0.0",
+                                     metadata=contribution_metadata(tmp_path), index=root, store="index")
     assert result.branch == "contribute/via-sdk-1.0.0"
     assert "models/via-sdk/1.0.0.json" in repo.git.ls_tree("-r", "--name-only", result.branch)
 

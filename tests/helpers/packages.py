@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import json
 import tarfile
 import zipfile
 from pathlib import Path
@@ -321,6 +322,20 @@ def package_folder(tmp: Path, behaviour: str = "good") -> Path:
     (pkg / "weights.txt").write_text("no weights needed\n")
     (pkg / "__pycache__" / "model.cpython-311.pyc").write_bytes(b"junk")
     return pkg
+
+
+def contribution_metadata(tmp: Path, **over: Any) -> Path:
+    """``meta.json`` for contributing a model-test package: its record without format, id,
+    version and artefact (``over`` replaces top-level keys)."""
+    data = model_record("placeholder")
+    for key in ("format", "id", "version"):
+        data.pop(key)
+    data["package"].pop("artefact")
+    data["test"] = {"num_samples": 2, "seed": 3, "params": {"label": "benign"}, "timeout_s": 10}
+    data.update(over)
+    path = tmp / "meta.json"
+    path.write_text(json.dumps(data, indent=2))
+    return path
 
 
 def toy_weights() -> bytes:

@@ -1,7 +1,7 @@
 """Local HTTP servers for the tests, on 127.0.0.1 with a free port.
 
-:class:`FaultServer` misbehaves on request: each route serves some bytes and may truncate, stall, answer 5xx, redirect (in a loop),
-send more bytes than declared, serve tampered bytes, ignore ``Range``, or pause at an
+:class:`FaultServer` misbehaves on request: each route serves some bytes and may
+truncate, stall, answer 5xx, redirect (in a loop), send more bytes than declared, serve tampered bytes, ignore ``Range``, or pause at an
 offset until the test releases it. Every request's path and headers are recorded.
 :func:`serve_folder` serves a folder as it is (``http.server``).
 """
