@@ -9,8 +9,10 @@ from typing import Any, Callable
 import git
 import pytest
 
+from helpers.packages import medigan_package, toy_package
 from helpers.records import make_record as _make_record
 from helpers.repos import init_repo
+from synthmed.registry.records import Record
 
 
 @pytest.fixture
@@ -24,3 +26,18 @@ def make_record() -> Callable[..., dict[str, Any]]:
 def index_repo(tmp_path: Path) -> git.Repo:
     """An empty git repository (branch main) for an index; records go under models/."""
     return init_repo(tmp_path / "index-repo", "test index\n")
+
+
+# --- read-only packages shared by the whole session: tests read them, never change them ----
+
+
+@pytest.fixture(scope="session")
+def toy_gan(tmp_path_factory: pytest.TempPathFactory) -> tuple[Record, Path, Path]:
+    """``toy-gan`` (an 8x8 class-conditional torch GAN): (record, package_dir, zip_path)."""
+    return toy_package(tmp_path_factory.mktemp("toy-gan"))
+
+
+@pytest.fixture(scope="session")
+def medigan_toy(tmp_path_factory: pytest.TempPathFactory) -> tuple[Record, Path, Path]:
+    """``medigan-toy`` (a torch package in medigan's layout): (record, package_dir, zip_path)."""
+    return medigan_package(tmp_path_factory.mktemp("medigan-toy"))

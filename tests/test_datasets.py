@@ -10,15 +10,14 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from helpers.packages import toy_package
 from synthmed.datasets import SyntheticDataset, SyntheticIterableDataset, make_dataloader, shard
 from synthmed.registry.errors import ParamError
 from synthmed.site import Model
 
 
 @pytest.fixture(scope="module")
-def spec(tmp_path_factory: pytest.TempPathFactory):
-    record, pkg, _ = toy_package(tmp_path_factory.mktemp("ds"))
+def spec(toy_gan):
+    record, pkg, _ = toy_gan
     return Model(record, pkg, runner_options={"batch_size": 8}).spec()
 
 

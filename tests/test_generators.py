@@ -10,16 +10,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers.packages import medigan_package, toy_package
 from helpers.sites import make_site_home
 from synthmed import Generators
 from synthmed.registry.errors import ModelNotFound, ParamError, SiteNotFound, SynthmedError
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    med, _, _ = medigan_package(tmp_path / "m")
-    toy, _, _ = toy_package(tmp_path / "t")
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, toy_gan, medigan_toy) -> Path:
+    med, _, _ = medigan_toy
+    toy, _, _ = toy_gan
     toy_data = dict(toy.data)
     toy_data["metrics"] = [{"name": "FID", "value": 30.0, "better": "lower", "source": "reported"},
                            {"name": "SSIM", "value": 0.7, "better": "higher", "source": "reported"}]

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import synthmed.registry.modeltest as mt
-from helpers.packages import FLOAT_IMAGE, INPUTS, UINT8_IMAGE, make_model, medigan_package
+from helpers.packages import FLOAT_IMAGE, INPUTS, UINT8_IMAGE, make_model
 from synthmed.registry import modeltest_checks as mc
 from synthmed.registry.records import Record
 from synthmed.registry.report import load_report, validate_report, write_report
@@ -134,8 +134,8 @@ def test_unverified_record_is_skipped(tmp_path: Path) -> None:
     assert "unverified" in (result.reason or "")
 
 
-def test_medigan_package_is_tested(tmp_path: Path) -> None:
-    record, pkg, _ = medigan_package(tmp_path)
+def test_medigan_package_is_tested(medigan_toy) -> None:
+    record, pkg, _ = medigan_toy
     result = mt.test_model(record, pkg, device="cpu")
     assert result.status == "passed", result.reason
     assert check(result, "shapes").status == "pass"  # HxWx1 is accepted for channels 1

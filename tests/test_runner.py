@@ -17,9 +17,9 @@ from synthmed.registry.runner.device import resolve_device
 from synthmed.registry.runner.runner import sample_nbytes
 
 
-@pytest.fixture(scope="module")
-def toy(tmp_path_factory: pytest.TempPathFactory):
-    return toy_package(tmp_path_factory.mktemp("toy"))
+@pytest.fixture
+def toy(toy_gan):
+    return toy_gan
 
 
 def test_same_seed_same_samples_whatever_the_batch(toy) -> None:
@@ -189,8 +189,8 @@ def build(package_dir, device):
         Runner(broken, pkg2).sample([0])
 
 
-def test_medigan_package_runs_with_global_seeding(tmp_path: Path) -> None:
-    record, pkg, _ = medigan_package(tmp_path)
+def test_medigan_package_runs_with_global_seeding(tmp_path: Path, medigan_toy) -> None:
+    record, pkg, _ = medigan_toy
     with Runner(record, pkg, batch_size=3) as r:
         a = r.sample(range(5))["image"]
         shifted = r.sample(range(2), shift=0.5)["image"]

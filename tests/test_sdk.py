@@ -19,8 +19,8 @@ from synthmed.registry.settings import load_settings
 
 
 @pytest.fixture
-def site(tmp_path: Path) -> Site:
-    rec, _, _ = toy_package(tmp_path / "a")
+def site(tmp_path: Path, toy_gan) -> Site:
+    rec, _, _ = toy_gan
     vol, _, _ = volume_package(tmp_path / "b")
     home = make_site_home(tmp_path / "site", [dict(rec.data), dict(vol.data)])
     return Site(home)

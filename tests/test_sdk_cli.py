@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers.packages import marker_package, toy_package
+from helpers.packages import marker_package
 from helpers.sites import make_site_home
 from synthmed.cli import main
 
 
 @pytest.fixture
-def home(tmp_path: Path) -> Path:
-    toy, _, _ = toy_package(tmp_path / "t")
+def home(tmp_path: Path, toy_gan) -> Path:
+    toy, _, _ = toy_gan
     marker, _, _ = marker_package(tmp_path / "m")
     return make_site_home(tmp_path / "site", [dict(toy.data), dict(marker.data)])
 
