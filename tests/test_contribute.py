@@ -108,6 +108,7 @@ def test_contribute_to_zenodo(tmp_path: Path, capsys: Any, monkeypatch: pytest.M
                              sources={"zenodo_host": zen.base})
 
 
+@pytest.mark.slow
 def test_contribute_to_dvc(tmp_path: Path, capsys: Any) -> None:
     repo = init_repo(tmp_path / "index")
     dvc_root = tmp_path / "models-dvc"
@@ -220,6 +221,7 @@ def test_entry_point_must_be_in_the_package(tmp_path: Path) -> None:
     assert "neither models/gan.py nor models/gan/__init__.py is in the package" in str(err.value)
 
 
+@pytest.mark.slow
 def test_contribute_a_medigan_package(tmp_path: Path) -> None:
     root = tmp_path / "index"
     init_repo(root)

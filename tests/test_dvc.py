@@ -23,6 +23,8 @@ from synthmed.registry.errors import ArtefactNotFound
 from synthmed.registry.sources.base import SourceContext
 from synthmed.registry.store import Store
 
+pytestmark = pytest.mark.slow  # real DVC repositories and remotes
+
 DATA = os.urandom(120_000)
 SHA = hashlib.sha256(DATA).hexdigest()
 DVC = str(Path(sys.executable).with_name("dvc"))

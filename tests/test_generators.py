@@ -32,6 +32,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, toy_gan, medigan_toy) 
     return h
 
 
+@pytest.mark.slow
 def test_medigan_package_through_generate_with_medigan_arguments(home: Path, tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SYNTHMED_HOME", str(home))
@@ -114,6 +115,7 @@ def test_generate_function_dataset_dataloader_visualize(home: Path, tmp_path: Pa
     assert img.size[0] > 8 * 3 and img.mode == "L"
 
 
+@pytest.mark.slow
 def test_model_testing_and_contributing_delegate(home: Path) -> None:
     g = Generators(home)
     try:

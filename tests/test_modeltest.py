@@ -61,7 +61,12 @@ BROKEN = [
 ]
 
 
-@pytest.mark.parametrize(("behaviour", "kw", "failing", "reason"), BROKEN, ids=[b[0] for b in BROKEN])
+#: behaviours whose test waits out a timeout
+SLOW = {"hangs"}
+
+
+@pytest.mark.parametrize(("behaviour", "kw", "failing", "reason"),
+                         [pytest.param(*b, id=b[0], marks=[pytest.mark.slow] if b[0] in SLOW else []) for b in BROKEN])
 def test_broken_model_fails_with_its_reason(tmp_path: Path, behaviour: str, kw: dict[str, Any], failing: str,
                                             reason: str) -> None:
     record, pkg = make_model(tmp_path, behaviour, **kw)
@@ -75,6 +80,7 @@ def test_broken_model_fails_with_its_reason(tmp_path: Path, behaviour: str, kw: 
     assert reason in (result.reason or "")
 
 
+@pytest.mark.slow
 def test_hang_is_stopped_at_the_timeout(tmp_path: Path) -> None:
     import time
 
@@ -85,6 +91,7 @@ def test_hang_is_stopped_at_the_timeout(tmp_path: Path) -> None:
     assert "worker" in check(result, "run").message  # the worker (pid N) was stopped
 
 
+@pytest.mark.slow
 def test_hang_while_loading_fails_at_the_load_timeout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from synthmed.registry.runner import client
 
@@ -134,6 +141,7 @@ def test_unverified_record_is_skipped(tmp_path: Path) -> None:
     assert "unverified" in (result.reason or "")
 
 
+@pytest.mark.slow
 def test_medigan_package_is_tested(medigan_toy) -> None:
     record, pkg, _ = medigan_toy
     result = mt.test_model(record, pkg, device="cpu")

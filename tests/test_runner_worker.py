@@ -24,6 +24,7 @@ def faulty(tmp_path_factory: pytest.TempPathFactory):
     return faulty_package(tmp_path_factory.mktemp("faulty"))
 
 
+@pytest.mark.slow
 def test_worker_survives_raise_segfault_and_hang(faulty) -> None:
     record, pkg, _ = faulty
     r = Runner(record, pkg, mode="worker", timeout_s=2.0)
@@ -55,6 +56,7 @@ def test_worker_survives_raise_segfault_and_hang(faulty) -> None:
     r.close()
 
 
+@pytest.mark.slow
 def test_worker_output_equals_inline_and_stdout_noise_is_harmless(tmp_path: Path, faulty) -> None:
     record, pkg, _ = toy_package(tmp_path)
     with Runner(record, pkg, mode="inline", batch_size=4) as a, Runner(record, pkg, mode="worker", batch_size=3) as b:
@@ -66,6 +68,7 @@ def test_worker_output_equals_inline_and_stdout_noise_is_harmless(tmp_path: Path
 
 
 
+@pytest.mark.slow
 def test_a_worker_imports_torch_only_for_a_model_that_uses_it(tmp_path: Path) -> None:
     """The caller has torch (so its thread count goes to the worker); a numpy-only model's
     worker still starts without torch, and gets the caller's thread count once the model
@@ -83,6 +86,7 @@ def test_a_worker_imports_torch_only_for_a_model_that_uses_it(tmp_path: Path) ->
     finally:
         torch.set_num_threads(before)
 
+@pytest.mark.slow
 def test_clashing_requirements_run_in_their_own_environment(tmp_path: Path) -> None:
     """pystow is installed here (a dependency of zenodo-client) at a real version; the
     record pins a fake pystow==0.0.1 served from a local wheel folder, offline."""
@@ -135,6 +139,7 @@ def test_environment_build_failure_is_clear(tmp_path: Path) -> None:
     assert not (tmp_path / "envs" / env_key(["synthmed-no-such-package==9.9"])).exists()
 
 
+@pytest.mark.slow
 def test_worker_transitive_dependency_from_find_links(tmp_path: Path) -> None:
     wheels = tmp_path / "wheels"
     make_wheel(wheels, "smtop", "1.0.0", value=1, requires=("smbottom>=2",))

@@ -68,6 +68,7 @@ def test_param_types_coerced_and_bad_ones_refused(home: Path, tmp_path: Path,
     assert not (tmp_path / "bad").exists()
 
 
+@pytest.mark.slow
 def test_cli_entry_point_runs(home: Path, tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "synthmed.cli", "--site", str(home), "generate", "toy-gan",
                            "-n", "3", "-o", str(tmp_path / "p")], capture_output=True, text=True, timeout=120)

@@ -90,6 +90,7 @@ def test_dropped_connection_resumes_with_range(srv, site) -> None:
     assert ranges == [None, "bytes=100000-"]
 
 
+@pytest.mark.slow
 def test_stall_times_out(srv, site, good_file) -> None:
     settings, store, ctx = site
     srv.add("/s.bin", DATA, stall_at=50_000)

@@ -119,11 +119,13 @@ def test_zip_total_size(area, tmp_path: Path) -> None:
     refused(area, z, "application/zip", "b", "unpacked total", Limits(max_total_size=5000))
 
 
+@pytest.mark.slow
 def test_zip_100000_entries(area, tmp_path: Path) -> None:
     path = make_zip(tmp_path / "many.zip", ((f"f{i:06d}", b"") for i in range(100_000)), compression=zipfile.ZIP_STORED)
     refused(area, path, "application/zip", "f010000", "too many entries")
 
 
+@pytest.mark.slow
 def test_tar_100000_entries(area, tmp_path: Path) -> None:
     # ustar headers from a template (tarfile itself is slow at 100,000 entries)
     template = bytearray(tarfile.TarInfo("f000000").tobuf(format=tarfile.USTAR_FORMAT))
