@@ -80,13 +80,20 @@ def synthetic(i: int, rng: random.Random, vocab: list[str], base: dict[str, Any]
     return Record(data=data)
 
 
-def build(path: Path, n: int, seed: int) -> tuple[float, list[str]]:
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-    from conftest import load_valid_record
+#: a valid record (the tests' fixture, read as plain JSON: the bench needs no pytest); every
+#: synthetic record starts from it
+BASE_RECORD = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "records" / "valid" / "full.json"
 
+
+def base_record() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(BASE_RECORD.read_text())
+    return data
+
+
+def build(path: Path, n: int, seed: int) -> tuple[float, list[str]]:
     rng = random.Random(seed)
     vocab = vocabulary(rng)
-    base = load_valid_record()
+    base = base_record()
     t0 = time.perf_counter()
     cat = Catalog.open(path, readonly=False)
     with cat.transaction():

@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from runner_helpers import make_site_home, marker_package, toy_package
+from helpers.packages import marker_package
+from helpers.sites import make_site_home
 from synthmed.cli import main
 
 
 @pytest.fixture
-def home(tmp_path: Path) -> Path:
-    toy, _, _ = toy_package(tmp_path / "t")
+def home(tmp_path: Path, toy_gan) -> Path:
+    toy, _, _ = toy_gan
     marker, _, _ = marker_package(tmp_path / "m")
     return make_site_home(tmp_path / "site", [dict(toy.data), dict(marker.data)])
 
@@ -137,7 +138,7 @@ def test_invalid_site_toml_points_at_the_docs(tmp_path: Path, capsys: pytest.Cap
 
 
 def test_daemon_unknown_job_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from site_helpers import write_site
+    from helpers.sites import write_site
 
     write_site(tmp_path / "site", [])
     rc, err = run(capsys, "--site", str(tmp_path / "site"), "daemon", "run", "--once", "--job", "sinc")
@@ -170,12 +171,12 @@ def test_test_flags_are_checked_before_anything_runs(home: Path, tmp_path: Path,
 
 
 def _git_index(tmp_path: Path, make_record) -> tuple[Path, "object"]:
-    from conftest import commit_all, write_record
-    from site_helpers import new_repo
+    from helpers.records import write_record
+    from helpers.repos import commit, init_repo
 
-    repo = new_repo(tmp_path / "idx")
+    repo = init_repo(tmp_path / "idx")
     write_record(tmp_path / "idx", make_record())
-    commit_all(repo, "first record")
+    commit(repo, "first record")
     return tmp_path / "idx", repo
 
 
@@ -188,12 +189,12 @@ def test_index_check_with_a_wrong_index_dir_fails_instead_of_passing(tmp_path: P
 
 def test_index_check_reports_a_record_that_is_not_utf8(tmp_path: Path, make_record,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
-    from conftest import commit_all
+    from helpers.repos import commit
 
     root, repo = _git_index(tmp_path, make_record)
     base = repo.head.commit.hexsha
     (root / "models" / "toy-gan" / "2.0.0.json").write_bytes(b"\xff\xfe{}")
-    commit_all(repo, "bad bytes")
+    commit(repo, "bad bytes")
     rc = main(["index", "check", "--base", base, "--repo", str(root)])
     out = capsys.readouterr()
     assert rc == 1 and "Traceback" not in out.err
@@ -214,7 +215,7 @@ def test_index_validate_of_a_folder_without_records_fails_even_with_other_json(
                                        ("toy-gan@9.0.0", ["no version 9.0.0 of 'toy-gan'", "versions in this index: 1.0.0"])])
 def test_index_pin_of_an_unknown_ref(tmp_path: Path, make_record, capsys: pytest.CaptureFixture[str],
                                      ref: str, words: list[str]) -> None:
-    from conftest import write_record
+    from helpers.records import write_record
 
     write_record(tmp_path / "idx", make_record())
     rc, err = run(capsys, "--site", str(tmp_path / "site"), "index", "pin", ref, "--index", str(tmp_path / "idx"))
@@ -257,7 +258,7 @@ def test_nan_param_is_refused_by_the_sdk_too(home: Path) -> None:
 
 @pytest.fixture
 def empty_site(tmp_path: Path) -> Path:
-    from site_helpers import sync, write_site
+    from helpers.sites import sync, write_site
 
     settings = write_site(tmp_path / "site", [])
     sync(settings)  # makes the catalog
@@ -361,7 +362,7 @@ def test_site_path_that_is_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[
 
 def test_status_names_a_corrupt_catalog_instead_of_no_catalog(tmp_path: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
-    from site_helpers import write_site
+    from helpers.sites import write_site
 
     settings = write_site(tmp_path / "site", [])
     settings.catalog_path.write_text("garbage")
@@ -377,12 +378,13 @@ def test_status_names_a_corrupt_catalog_instead_of_no_catalog(tmp_path: Path,
 
 
 def _synced_site(tmp_path: Path, make_record) -> Path:
-    from conftest import commit_all, write_record
-    from site_helpers import new_repo, sync, write_site
+    from helpers.records import write_record
+    from helpers.repos import commit, init_repo
+    from helpers.sites import sync, write_site
 
-    repo = new_repo(tmp_path / "idx")
+    repo = init_repo(tmp_path / "idx")
     write_record(tmp_path / "idx", make_record())
-    commit_all(repo, "a record")
+    commit(repo, "a record")
     settings = write_site(tmp_path / "site", [{"name": "public", "url": str(tmp_path / "idx")}])
     sync(settings)
     return settings.home
@@ -513,7 +515,7 @@ def test_output_into_a_closed_pipe_is_quiet(tmp_path: Path, make_record, capsys:
 
 
 def test_sync_of_an_upstream_that_does_not_exist(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from site_helpers import write_site
+    from helpers.sites import write_site
 
     settings = write_site(tmp_path / "site", [{"name": "public", "url": str(tmp_path / "nowhere")}])
     rc = main(["--site", str(settings.home), "sync"])
@@ -524,7 +526,7 @@ def test_sync_of_an_upstream_that_does_not_exist(tmp_path: Path, capsys: pytest.
 
 
 def test_sync_of_a_site_without_upstreams_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from site_helpers import write_site
+    from helpers.sites import write_site
 
     settings = write_site(tmp_path / "site", [])
     assert main(["--site", str(settings.home), "sync"]) == 0

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from runner_helpers import build_package, catalog_entry
+from helpers.packages import build_package, catalog_entry
 from synthmed.registry.errors import Unverified
 from synthmed.registry.packages import prepare
 from synthmed.registry.runner import Runner

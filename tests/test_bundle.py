@@ -19,23 +19,48 @@ from synthmed.registry.settings import load_settings
 from synthmed.registry.site_config import init_site
 from synthmed.registry.store import Store
 
-from site_helpers import catalog, commit, new_repo, put_record, run_cli, unverified, with_artefact, write_site
+from helpers.records import unverified, with_artefact, write_record
+from helpers.repos import commit, init_repo
+from helpers.sites import catalog, run_cli, write_site
 
 
-@pytest.fixture
-def exported(tmp_path: Path, make_record: Any) -> tuple[Any, Path, git.Repo]:
-    repo = new_repo(tmp_path / "idx")
+def _build_exported(tmp: Path) -> tuple[Any, Path, git.Repo]:
+    """An index with three verified models and a draft, a site synced and mirrored from
+    it, and that site exported to ``tmp/bundle`` by the CLI."""
+    repo = init_repo(tmp / "idx")
     root = Path(repo.working_dir)
     for name in ("lung-gan", "brain-gan", "knee-gan"):
-        put_record(root, with_artefact(make_record, root, name, subfolder="index"), subfolder="index")
-    put_record(root, unverified(make_record, "draft-gan"), subfolder="index")
+        write_record(root, with_artefact(root, name, subfolder="index"), subfolder="index")
+    write_record(root, unverified("draft-gan"), subfolder="index")
     commit(repo)
-    settings = write_site(tmp_path / "online", [{"name": "public", "url": repo.working_dir, "subfolder": "index"}])
+    settings = write_site(tmp / "online", [{"name": "public", "url": repo.working_dir, "subfolder": "index"}])
     run_daemon(settings, once=True, only=["sync", "mirror"])
-    dest = tmp_path / "bundle"
+    dest = tmp / "bundle"
     r = run_cli(["--site", str(settings.home), "export", str(dest)])
     assert r.returncode == 0, r.stderr
     return settings, dest, repo
+
+
+@pytest.fixture(scope="module")
+def exported_once(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Path, git.Repo]:
+    """Built once for the module; tests get their own copy of the bundle (see ``exported``)."""
+    return _build_exported(tmp_path_factory.mktemp("exported"))
+
+
+@pytest.fixture
+def exported(tmp_path: Path, exported_once: tuple[Any, Path, git.Repo]) -> tuple[Any, Path, git.Repo]:
+    """(online settings, a private copy of the bundle, the index repo); the online site and
+    the repo are shared by the module and must be left as they are."""
+    settings, dest, repo = exported_once
+    copy = tmp_path / "bundle"
+    shutil.copytree(dest, copy)
+    return settings, copy, repo
+
+
+@pytest.fixture
+def exported_fresh(tmp_path: Path) -> tuple[Any, Path, git.Repo]:
+    """All of it built for this test alone (the test removes the upstream)."""
+    return _build_exported(tmp_path)
 
 
 def _offline(tmp_path: Path) -> Any:
@@ -43,8 +68,8 @@ def _offline(tmp_path: Path) -> Any:
     return load_settings(tmp_path / "offline", {}, environ={})
 
 
-def test_export_import_reproduces_catalog_and_blobs(tmp_path: Path, exported: Any) -> None:
-    online, dest, repo = exported
+def test_export_import_reproduces_catalog_and_blobs(tmp_path: Path, exported_fresh: Any) -> None:
+    online, dest, repo = exported_fresh
     manifest = json.loads((dest / "manifest.json").read_text())
     assert len(manifest["blobs"]) == 3 and [u["name"] for u in manifest["upstreams"]] == ["public"]
     offline = _offline(tmp_path)

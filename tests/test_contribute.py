@@ -15,13 +15,14 @@ from typing import Any
 import git
 import numpy as np
 import pytest
-from site_helpers import new_repo, write_site
+from helpers.repos import init_repo
+from helpers.sites import write_site
 from synthmed.cli import main
 from synthmed.contribute import contribute, reproducible_zip, zenodo_token
 from synthmed.registry.errors import ContributeError
 from synthmed.registry.records import load_record
-from test_modeltest import MODEL_CODE, model_record
-from zenodo_emulator import ZenodoEmulator
+from helpers.packages import MEDIGAN_INIT, MEDIGAN_MODEL, contribution_metadata, medigan_weights, package_folder
+from helpers.zenodo import ZenodoEmulator
 
 TOKEN = "zenodo-secret-token-123"
 
@@ -34,27 +35,6 @@ def dvc_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     monkeypatch.delenv("SYNTHMED_ZENODO_TOKEN", raising=False)
     monkeypatch.delenv("SYNTHMED_HOME", raising=False)
-
-
-def package(tmp: Path, behaviour: str = "good") -> Path:
-    pkg = tmp / f"pkg-{behaviour}"
-    (pkg / "__pycache__").mkdir(parents=True, exist_ok=True)
-    (pkg / "model.py").write_text(MODEL_CODE.format(behaviour=behaviour))
-    (pkg / "weights.txt").write_text("no weights needed\n")
-    (pkg / "__pycache__" / "model.cpython-311.pyc").write_bytes(b"junk")
-    return pkg
-
-
-def metadata(tmp: Path, **over: Any) -> Path:
-    data = model_record("placeholder")
-    for key in ("format", "id", "version"):
-        data.pop(key)
-    data["package"].pop("artefact")
-    data["test"] = {"num_samples": 2, "seed": 3, "params": {"label": "benign"}, "timeout_s": 10}
-    data.update(over)
-    path = tmp / "meta.json"
-    path.write_text(json.dumps(data, indent=2))
-    return path
 
 
 def index_check(repo: git.Repo, branch: str, capsys: Any) -> None:
@@ -87,7 +67,7 @@ def fresh_site_generates(tmp: Path, repo: git.Repo, branch: str, ref: str, capsy
 
 
 def test_reproducible_zip(tmp_path: Path) -> None:
-    pkg = package(tmp_path)
+    pkg = package_folder(tmp_path)
     a, b = tmp_path / "a.zip", tmp_path / "b.zip"
     sha_a, size_a = reproducible_zip(pkg, a)
     (pkg / "model.py").touch()  # a new mtime changes nothing
@@ -99,11 +79,11 @@ def test_reproducible_zip(tmp_path: Path) -> None:
 
 
 def test_contribute_to_zenodo(tmp_path: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    repo = new_repo(tmp_path / "index")
+    repo = init_repo(tmp_path / "index")
     with ZenodoEmulator(tokens={TOKEN}) as zen:
         monkeypatch.setenv("SYNTHMED_ZENODO_TOKEN", TOKEN)
-        rc = main(["contribute", str(package(tmp_path)), "--id", "zen-model", "--version", "1.0.0",
-                   "--metadata", str(metadata(tmp_path)), "--index", str(tmp_path / "index"),
+        rc = main(["contribute", str(package_folder(tmp_path)), "--id", "zen-model", "--version", "1.0.0",
+                   "--metadata", str(contribution_metadata(tmp_path)), "--index", str(tmp_path / "index"),
                    "--store", "zenodo", "--zenodo-host", zen.base, "--report", str(tmp_path / "report")])
         out = capsys.readouterr()
         assert rc == 0, out.err
@@ -128,17 +108,19 @@ def test_contribute_to_zenodo(tmp_path: Path, capsys: Any, monkeypatch: pytest.M
                              sources={"zenodo_host": zen.base})
 
 
+@pytest.mark.slow
 def test_contribute_to_dvc(tmp_path: Path, capsys: Any) -> None:
-    repo = new_repo(tmp_path / "index")
+    repo = init_repo(tmp_path / "index")
     dvc_root = tmp_path / "models-dvc"
-    dvc_repo = new_repo(dvc_root)
+    dvc_repo = init_repo(dvc_root)
     remote = tmp_path / "dvc-remote"
     dvc = [sys.executable, "-m", "dvc"]
     subprocess.run(dvc + ["init", "-q"], cwd=dvc_root, check=True)
     subprocess.run(dvc + ["remote", "add", "-d", "local", str(remote)], cwd=dvc_root, check=True)
     dvc_repo.git.add("-A")
     dvc_repo.git.commit("-q", "-m", "dvc init")
-    result = contribute(package(tmp_path), model_id="dvc-model", version="2.0.0", metadata=metadata(tmp_path),
+    result = contribute(package_folder(tmp_path), model_id="dvc-model", version="2.0.0",
+                        metadata=contribution_metadata(tmp_path),
                         index=tmp_path / "index", store="dvc", dvc_repo=dvc_root)
     assert result.branch == "contribute/dvc-model-2.0.0"
     rev = dvc_repo.head.commit.hexsha
@@ -152,12 +134,13 @@ def test_contribute_to_dvc(tmp_path: Path, capsys: Any) -> None:
 
 def test_contribute_into_the_index_folder(tmp_path: Path, capsys: Any) -> None:
     root = tmp_path / "repo"
-    repo = new_repo(root)
+    repo = init_repo(root)
     (root / "index" / "models").mkdir(parents=True)
     (root / "index" / "models" / ".keep").write_text("")
     repo.git.add("-A")
     repo.git.commit("-q", "-m", "index folder")
-    result = contribute(package(tmp_path), model_id="small-model", version="0.1.0", metadata=metadata(tmp_path),
+    result = contribute(package_folder(tmp_path), model_id="small-model", version="0.1.0",
+                        metadata=contribution_metadata(tmp_path),
                         index=root / "index", store="index")
     assert result.source == "index:artefacts/small-model/0.1.0.zip"
     assert result.record_path == "index/models/small-model/0.1.0.json"
@@ -176,34 +159,34 @@ def test_contribute_into_the_index_folder(tmp_path: Path, capsys: Any) -> None:
 
 
 def test_failing_model_is_not_contributed(tmp_path: Path) -> None:
-    repo = new_repo(tmp_path / "index")
+    repo = init_repo(tmp_path / "index")
     with pytest.raises(ContributeError) as err:
-        contribute(package(tmp_path, "nondeterministic"), model_id="bad-model", version="1.0.0",
-                   metadata=metadata(tmp_path), index=tmp_path / "index", store="index")
+        contribute(package_folder(tmp_path, "nondeterministic"), model_id="bad-model", version="1.0.0",
+                   metadata=contribution_metadata(tmp_path), index=tmp_path / "index", store="index")
     assert "the model test failed: determinism: not deterministic" in str(err.value)
     assert [h.name for h in repo.heads] == ["main"]
 
 
 def test_invalid_metadata_is_refused_with_json_paths(tmp_path: Path) -> None:
-    new_repo(tmp_path / "index")
-    meta = metadata(tmp_path, license="not a licence", task="dreaming")
+    init_repo(tmp_path / "index")
+    meta = contribution_metadata(tmp_path, license="not a licence", task="dreaming")
     with pytest.raises(ContributeError) as err:
-        contribute(package(tmp_path), model_id="meta-model", version="1.0.0", metadata=meta,
+        contribute(package_folder(tmp_path), model_id="meta-model", version="1.0.0", metadata=meta,
                    index=tmp_path / "index")
     assert "$.task" in str(err.value) and "$.license" in str(err.value)
     with pytest.raises(ContributeError, match="not a valid model id"):
-        contribute(package(tmp_path), model_id="Bad Id", version="1.0.0", metadata=meta, index=tmp_path / "index")
+        contribute(package_folder(tmp_path), model_id="Bad Id", version="1.0.0", metadata=meta, index=tmp_path / "index")
 
 
 def test_existing_version_and_big_artefacts_are_refused(tmp_path: Path) -> None:
     root = tmp_path / "index"
-    repo = new_repo(root)
-    first = contribute(package(tmp_path), model_id="twice", version="1.0.0", metadata=metadata(tmp_path), index=root)
+    repo = init_repo(root)
+    first = contribute(package_folder(tmp_path), model_id="twice", version="1.0.0", metadata=contribution_metadata(tmp_path), index=root)
     repo.git.merge(first.branch)
     with pytest.raises(ContributeError, match="already exists in the index"):
-        contribute(package(tmp_path), model_id="twice", version="1.0.0", metadata=metadata(tmp_path), index=root)
+        contribute(package_folder(tmp_path), model_id="twice", version="1.0.0", metadata=contribution_metadata(tmp_path), index=root)
     with pytest.raises(ContributeError, match="use --store zenodo or --store dvc"):
-        contribute(package(tmp_path), model_id="twice", version="1.1.0", metadata=metadata(tmp_path), index=root,
+        contribute(package_folder(tmp_path), model_id="twice", version="1.1.0", metadata=contribution_metadata(tmp_path), index=root,
                    index_max_bytes=100)
     assert "contribute/twice-1.1.0" not in [h.name for h in repo.heads]
 
@@ -219,36 +202,35 @@ def test_zenodo_token_sources(tmp_path: Path) -> None:
 
 
 def test_zenodo_errors_never_show_the_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    new_repo(tmp_path / "index")
+    init_repo(tmp_path / "index")
     with ZenodoEmulator(tokens={"another"}) as zen:
         monkeypatch.setenv("SYNTHMED_ZENODO_TOKEN", TOKEN)
         with pytest.raises(ContributeError) as err:
-            contribute(package(tmp_path), model_id="zen-bad", version="1.0.0", metadata=metadata(tmp_path),
+            contribute(package_folder(tmp_path), model_id="zen-bad", version="1.0.0", metadata=contribution_metadata(tmp_path),
                        index=tmp_path / "index", store="zenodo", zenodo_host=zen.base)
     assert "uploading zen-bad-1.0.0.zip to Zenodo" in str(err.value)
     assert TOKEN not in str(err.value)
 
 
 def test_entry_point_must_be_in_the_package(tmp_path: Path) -> None:
-    new_repo(tmp_path / "index")
-    meta = json.loads(metadata(tmp_path).read_text())
+    init_repo(tmp_path / "index")
+    meta = json.loads(contribution_metadata(tmp_path).read_text())
     meta["package"]["entry_point"] = "models.gan:build"
     with pytest.raises(ContributeError) as err:
-        contribute(package(tmp_path), model_id="lost-model", version="1.0.0", metadata=meta, index=tmp_path / "index")
+        contribute(package_folder(tmp_path), model_id="lost-model", version="1.0.0", metadata=meta, index=tmp_path / "index")
     assert "neither models/gan.py nor models/gan/__init__.py is in the package" in str(err.value)
 
 
+@pytest.mark.slow
 def test_contribute_a_medigan_package(tmp_path: Path) -> None:
-    import runner_helpers as rh
-
     root = tmp_path / "index"
-    new_repo(root)
+    init_repo(root)
     pkg = tmp_path / "medigan-pkg"
     pkg.mkdir()
-    (pkg / "__init__.py").write_text(rh.MEDIGAN_INIT)
-    (pkg / "model.py").write_text(rh.MEDIGAN_MODEL)
-    (pkg / "generator.pt").write_bytes(rh.medigan_weights())
-    meta = json.loads(metadata(tmp_path).read_text())
+    (pkg / "__init__.py").write_text(MEDIGAN_INIT)
+    (pkg / "model.py").write_text(MEDIGAN_MODEL)
+    (pkg / "generator.pt").write_bytes(medigan_weights())
+    meta = json.loads(contribution_metadata(tmp_path).read_text())
     meta["inputs"] = {"type": "object", "properties": {"shift": {"type": "number", "default": 0.0}},
                       "additionalProperties": False}
     meta["outputs"] = [{"name": "image", "kind": "image", "dims": 2, "shape": [6, 6], "dtype": "uint8", "channels": 1,

@@ -21,8 +21,10 @@ from synthmed.daemon.service import JOB_PROVIDERS, Daemon, run_daemon
 from synthmed.registry.errors import SiteLocked
 from synthmed.registry.store import Store
 
-from site_helpers import (REPO_ROOT, catalog, cli_env, commit, new_repo, put_record, run_cli, unverified,
-                          with_artefact, write_site)
+from helpers import REPO_ROOT
+from helpers.records import unverified, with_artefact, write_record
+from helpers.repos import commit, init_repo
+from helpers.sites import catalog, cli_env, run_cli, write_site
 
 
 #: the jobs of this issue (the nightly `test` job registers itself when its module is imported)
@@ -31,11 +33,11 @@ CORE = ["sync", "mirror", "scrub", "gc"]
 
 @pytest.fixture
 def site(tmp_path: Path, make_record: Any) -> tuple[Any, git.Repo]:
-    repo = new_repo(tmp_path / "idx")
+    repo = init_repo(tmp_path / "idx")
     root = Path(repo.working_dir)
-    put_record(root, with_artefact(make_record, root, "lung-gan", modality=["CT"]))
-    put_record(root, with_artefact(make_record, root, "brain-gan", modality=["MRI"]))
-    put_record(root, unverified(make_record, "draft-gan"))
+    write_record(root, with_artefact(root, "lung-gan", modality=["CT"]))
+    write_record(root, with_artefact(root, "brain-gan", modality=["MRI"]))
+    write_record(root, unverified("draft-gan"))
     commit(repo)
     settings = write_site(tmp_path / "site", [{"name": "public", "url": repo.working_dir}])
     return settings, repo
@@ -70,13 +72,13 @@ def test_mirror_policy_select(tmp_path: Path, site: Any) -> None:
 
 
 def test_failing_model_never_stops_the_others(tmp_path: Path, make_record: Any) -> None:
-    repo = new_repo(tmp_path / "idx")
+    repo = init_repo(tmp_path / "idx")
     root = Path(repo.working_dir)
-    good = with_artefact(make_record, root, "good-gan")
-    bad = with_artefact(make_record, root, "bad-gan")
+    good = with_artefact(root, "good-gan")
+    bad = with_artefact(root, "bad-gan")
     bad["package"]["artefact"]["sources"] = ["index:artefacts/nowhere.bin"]
-    put_record(root, good)
-    put_record(root, bad)
+    write_record(root, good)
+    write_record(root, bad)
     commit(repo)
     settings = write_site(tmp_path / "site", [{"name": "public", "url": repo.working_dir}])
     run_daemon(settings, once=True, only=["sync", "mirror"])
@@ -115,7 +117,7 @@ def test_scrub_refetches_and_gc_removes(site: Any, make_record: Any) -> None:
     root = Path(repo.working_dir)
     rec = json.loads((root / "models/brain-gan/1.0.0.json").read_text())
     rec["status"], rec["status_reason"] = "yanked", "withdrawn for the test"
-    put_record(root, rec)
+    write_record(root, rec)
     commit(repo)
     run_daemon(settings, once=True, only=["sync", "gc"])
     assert not store.has(brain) and store.has(lung)

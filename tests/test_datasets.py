@@ -10,7 +10,6 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from runner_helpers import toy_package
 from synthmed.datasets import SyntheticDataset, SyntheticIterableDataset, make_dataloader, shard
 from synthmed.registry.errors import ParamError
 from synthmed.registry.runner import RunnerOptions
@@ -18,8 +17,8 @@ from synthmed.site import Model
 
 
 @pytest.fixture(scope="module")
-def spec(tmp_path_factory: pytest.TempPathFactory):
-    record, pkg, _ = toy_package(tmp_path_factory.mktemp("ds"))
+def spec(toy_gan):
+    record, pkg, _ = toy_gan
     return Model(pkg, RunnerOptions(batch_size=8)).spec()
 
 

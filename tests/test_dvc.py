@@ -18,10 +18,13 @@ from pathlib import Path
 import git
 import pytest
 
-from http_faults import fast_settings
+from helpers.repos import commit, init_repo
+from helpers.sites import fast_settings
 from synthmed.registry.errors import ArtefactNotFound
 from synthmed.registry.sources.base import SourceContext
 from synthmed.registry.store import Store
+
+pytestmark = pytest.mark.slow  # real DVC repositories and remotes
 
 DATA = os.urandom(120_000)
 SHA = hashlib.sha256(DATA).hexdigest()
@@ -51,19 +54,14 @@ def dvc_template(tmp_path_factory) -> tuple[Path, str]:
     root = tmp_path_factory.mktemp("dvc-template")
     repo_dir = root / "dvc-repo"
     (root / "dvc-remote").mkdir()
-    repo = git.Repo.init(repo_dir, initial_branch="main")
-    with repo.config_writer() as cw:
-        cw.set_value("user", "name", "Test")
-        cw.set_value("user", "email", "test@example.org")
-        cw.set_value("commit", "gpgsign", "false")
+    repo = init_repo(repo_dir)
     env = {**os.environ, **_dvc_env(root)}
     (repo_dir / "data").mkdir()
     (repo_dir / "data" / "w.bin").write_bytes(DATA)
     script = "dvc init -q && dvc remote add -d store ../dvc-remote && dvc add -q data/w.bin"
     subprocess.run(["bash", "-c", script.replace("dvc ", f"{DVC} ")], cwd=repo_dir, env=env, check=True,
                    capture_output=True, timeout=120)
-    repo.git.add("-A")
-    repo.index.commit("track weights with dvc")
+    commit(repo, "track weights with dvc")
     subprocess.run([DVC, "push", "-q"], cwd=repo_dir, env=env, check=True, capture_output=True, timeout=120)
     # reads must come from the remote, not from the repo's own cache
     shutil.rmtree(repo_dir / ".dvc" / "cache")

@@ -12,16 +12,18 @@ import pytest
 from synthmed.registry.errors import ModelNotFound, RecordYanked
 from synthmed.registry.resolve import parse_ref
 
-from site_helpers import catalog, commit, new_repo, put_record, sync, unverified, with_artefact, write_site
+from helpers.records import unverified, with_artefact, write_record
+from helpers.repos import commit, init_repo
+from helpers.sites import catalog, sync, write_site
 
 
 @pytest.fixture
 def two_upstreams(tmp_path: Path, make_record: Any) -> tuple[Path, git.Repo, git.Repo]:
-    a = new_repo(tmp_path / "hospital")
-    b = new_repo(tmp_path / "public")
-    put_record(Path(a.working_dir), unverified(make_record, "shared-gan", "1.0.0", title="Hospital's shared GAN"))
-    put_record(Path(b.working_dir), unverified(make_record, "shared-gan", "1.0.0", title="Public shared GAN"))
-    put_record(Path(b.working_dir), unverified(make_record, "shared-gan", "2.0.0", title="Public shared GAN 2"))
+    a = init_repo(tmp_path / "hospital")
+    b = init_repo(tmp_path / "public")
+    write_record(Path(a.working_dir), unverified("shared-gan", "1.0.0", title="Hospital's shared GAN"))
+    write_record(Path(b.working_dir), unverified("shared-gan", "1.0.0", title="Public shared GAN"))
+    write_record(Path(b.working_dir), unverified("shared-gan", "2.0.0", title="Public shared GAN 2"))
     commit(a)
     commit(b)
     return tmp_path, a, b
@@ -79,11 +81,11 @@ def test_priority_order_flips(two_upstreams: Any) -> None:
 
 
 def test_yanked_is_never_served(tmp_path: Path, make_record: Any) -> None:
-    repo = new_repo(tmp_path / "idx")
+    repo = init_repo(tmp_path / "idx")
     root = Path(repo.working_dir)
-    put_record(root, unverified(make_record, "toy-gan", "1.0.0"))
-    put_record(root, unverified(make_record, "toy-gan", "1.1.0", status="yanked", status_reason="wrong weights uploaded"))
-    put_record(root, unverified(make_record, "gone-gan", "1.0.0", status="yanked", status_reason="withdrawn by authors"))
+    write_record(root, unverified("toy-gan", "1.0.0"))
+    write_record(root, unverified("toy-gan", "1.1.0", status="yanked", status_reason="wrong weights uploaded"))
+    write_record(root, unverified("gone-gan", "1.0.0", status="yanked", status_reason="withdrawn by authors"))
     commit(repo)
     settings = write_site(tmp_path / "site", [{"name": "public", "url": repo.working_dir}])
     sync(settings)
@@ -98,9 +100,9 @@ def test_yanked_is_never_served(tmp_path: Path, make_record: Any) -> None:
 
 
 def test_index_sources_readable_at_the_accepted_commit(tmp_path: Path, make_record: Any) -> None:
-    repo = new_repo(tmp_path / "idx")
+    repo = init_repo(tmp_path / "idx")
     root = Path(repo.working_dir)
-    put_record(root, with_artefact(make_record, root, "toy-gan", subfolder="index"), subfolder="index")
+    write_record(root, with_artefact(root, "toy-gan", subfolder="index"), subfolder="index")
     first = commit(repo)
     settings = write_site(tmp_path / "site", [{"name": "public", "url": repo.working_dir, "subfolder": "index"}])
     sync(settings)

@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from runner_helpers import make_site_home, medigan_package, toy_package
+from helpers.sites import make_site_home
 from synthmed import Generators
 from synthmed.registry.errors import ModelNotFound, ParamError, SiteNotFound, SynthmedError
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    med, _, _ = medigan_package(tmp_path / "m")
-    toy, _, _ = toy_package(tmp_path / "t")
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, toy_gan, medigan_toy) -> Path:
+    med, _, _ = medigan_toy
+    toy, _, _ = toy_gan
     toy_data = dict(toy.data)
     toy_data["metrics"] = [{"name": "FID", "value": 30.0, "better": "lower", "source": "reported"},
                            {"name": "SSIM", "value": 0.7, "better": "higher", "source": "reported"}]
@@ -32,6 +32,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return h
 
 
+@pytest.mark.slow
 def test_medigan_package_through_generate_with_medigan_arguments(home: Path, tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SYNTHMED_HOME", str(home))
@@ -114,6 +115,7 @@ def test_generate_function_dataset_dataloader_visualize(home: Path, tmp_path: Pa
     assert img.size[0] > 8 * 3 and img.mode == "L"
 
 
+@pytest.mark.slow
 def test_model_testing_and_contributing_delegate(home: Path) -> None:
     g = Generators(home)
     try:

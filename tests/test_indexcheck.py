@@ -12,7 +12,8 @@ from synthmed.cli import main
 from synthmed.registry import errors
 from synthmed.registry.indexcheck import check_index
 
-from conftest import commit_all, write_record
+from helpers.records import write_record
+from helpers.repos import commit, init_repo
 
 
 @pytest.fixture
@@ -22,7 +23,7 @@ def merged(index_repo: git.Repo, make_record) -> tuple[git.Repo, str, dict]:
     write_record(root, data)
     (root / "artefacts" / "toy-gan").mkdir(parents=True)
     (root / "artefacts" / "toy-gan" / "1.0.0.zip").write_bytes(b"PK-not-really")
-    base = commit_all(index_repo, "add toy-gan 1.0.0")
+    base = commit(index_repo, "add toy-gan 1.0.0")
     return index_repo, base, data
 
 
@@ -35,7 +36,7 @@ def test_changing_sha256_fails_naming_field(merged) -> None:
     _branch(repo, "pr")
     data["package"]["artefact"]["sha256"] = "1" * 64
     write_record(Path(repo.working_dir), data)
-    commit_all(repo, "tamper")
+    commit(repo, "tamper")
     result = check_index(repo.working_dir, base)
     assert not result.ok
     assert [p.json_path for p in result.problems] == ["$.package.artefact.sha256"]
@@ -49,7 +50,7 @@ def test_new_version_passes(merged) -> None:
     data["version"] = "1.1.0"
     data["package"]["artefact"]["sha256"] = "2" * 64
     write_record(Path(repo.working_dir), data)
-    commit_all(repo, "1.1.0")
+    commit(repo, "1.1.0")
     result = check_index(repo.working_dir, base)
     assert result.ok, result.summary()
     assert result.added_versions == ["toy-gan@1.1.0"]
@@ -60,7 +61,7 @@ def test_new_model_passes_and_is_summarised(merged) -> None:
     _branch(repo, "pr")
     data["id"] = "other-gan"
     write_record(Path(repo.working_dir), data)
-    commit_all(repo, "new model")
+    commit(repo, "new model")
     result = check_index(repo.working_dir, base)
     assert result.ok
     assert result.added_models == ["other-gan@1.0.0"]
@@ -71,7 +72,7 @@ def test_deleting_a_version_fails(merged) -> None:
     repo, base, data = merged
     _branch(repo, "pr")
     (Path(repo.working_dir) / "models" / "toy-gan" / "1.0.0.json").unlink()
-    commit_all(repo, "delete")
+    commit(repo, "delete")
     result = check_index(repo.working_dir, base)
     assert not result.ok
     assert "yanked" in result.problems[0].message
@@ -85,7 +86,7 @@ def test_editing_description_status_metrics_passes(merged) -> None:
     data["status_reason"] = "superseded by 1.1.0"
     data["metrics"].append({"name": "KID", "value": 0.01, "better": "lower", "source": "measured"})
     write_record(Path(repo.working_dir), data)
-    commit_all(repo, "edit")
+    commit(repo, "edit")
     result = check_index(repo.working_dir, base)
     assert result.ok, result.summary()
     assert set(result.changed[0]["fields"]) == {"description", "status", "status_reason", "metrics"}
@@ -95,15 +96,15 @@ def test_pinning_an_unverified_record_passes_but_repinning_fails(index_repo: git
     root = Path(index_repo.working_dir)
     data = make_record(**{"package.artefact.sha256": ..., "package.artefact.size": ...})
     write_record(root, data)
-    base = commit_all(index_repo, "unverified")
+    base = commit(index_repo, "unverified")
     _branch(index_repo, "pin")
     data["package"]["artefact"].update(sha256="3" * 64, size=99)
     write_record(root, data)
-    pinned = commit_all(index_repo, "pin")
+    pinned = commit(index_repo, "pin")
     assert check_index(root, base).ok
     data["package"]["artefact"]["sha256"] = "4" * 64
     write_record(root, data)
-    commit_all(index_repo, "re-pin")
+    commit(index_repo, "re-pin")
     result = check_index(root, pinned)
     assert not result.ok and result.problems[0].json_path == "$.package.artefact.sha256"
 
@@ -114,7 +115,7 @@ def test_invalid_added_record_fails(merged) -> None:
     data["version"] = "2.0.0"
     data["license"] = "BSD"
     write_record(Path(repo.working_dir), data)
-    commit_all(repo, "bad licence")
+    commit(repo, "bad licence")
     result = check_index(repo.working_dir, base)
     assert [p.json_path for p in result.problems] == ["$.license"]
 
@@ -123,7 +124,7 @@ def test_changing_a_referenced_index_artefact_fails(merged) -> None:
     repo, base, data = merged
     _branch(repo, "pr")
     (Path(repo.working_dir) / "artefacts" / "toy-gan" / "1.0.0.zip").write_bytes(b"swapped")
-    commit_all(repo, "swap artefact")
+    commit(repo, "swap artefact")
     result = check_index(repo.working_dir, base)
     assert not result.ok
     assert "toy-gan@1.0.0" in result.problems[0].message
@@ -131,18 +132,14 @@ def test_changing_a_referenced_index_artefact_fails(merged) -> None:
 
 def test_index_in_subfolder_and_cli(tmp_path: Path, make_record, capsys) -> None:
     root = tmp_path / "repo"
-    repo = git.Repo.init(root, initial_branch="main")
-    with repo.config_writer() as cw:
-        cw.set_value("user", "name", "T")
-        cw.set_value("user", "email", "t@example.org")
+    repo = init_repo(root, "x")
     data = make_record()
     write_record(root / "index", data)
-    (root / "README.md").write_text("x")
-    base = commit_all(repo, "base")
+    base = commit(repo, "base")
     data["package"]["inputs"] = {}
     data["inputs"] = {"type": "object"}
     write_record(root / "index", data)
-    commit_all(repo, "change inputs")
+    commit(repo, "change inputs")
     rc = main(["index", "check", "--repo", str(root), "--base", base, "--json"])
     out = json.loads(capsys.readouterr().out)
     assert rc == 1

@@ -11,17 +11,14 @@ from synthmed.cli import main
 from synthmed.registry import medigan_import as mi
 from synthmed.registry import records
 
-from conftest import REPO_ROOT
+from helpers import FIXTURES, REPO_ROOT
 
-CATALOGUE = REPO_ROOT.parent / "shared" / "data" / "medigan-global-00001-00015.json"
-if not CATALOGUE.exists():  # CI clones next to shared/
-    CATALOGUE = Path("/work/shared/data/medigan-global-00001-00015.json")
+#: medigan's own catalogue, its first 15 entries (MIT; provenance in tests/fixtures/medigan/README.md)
+CATALOGUE = FIXTURES / "medigan" / "medigan-global-00001-00015.json"
 
 
 @pytest.fixture(scope="module")
 def catalogue() -> dict:
-    if not CATALOGUE.exists():
-        pytest.skip("shared/data/medigan-global-00001-00015.json is not beside the repo")
     return json.loads(CATALOGUE.read_text())
 
 

@@ -2,138 +2,33 @@
 validate against schemas/test-report.schema.json; results land in the catalog.
 
 The models are tiny synthmed-1 packages written into tmp_path (numpy only, so a worker
-starts in a fraction of a second)."""
+starts in a fraction of a second); their builders are in helpers/packages.py."""
 
 from __future__ import annotations
 
-import copy
-import hashlib
 import json
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 import synthmed.registry.modeltest as mt
-from conftest import load_valid_record
+from helpers.packages import FLOAT_IMAGE, INPUTS, UINT8_IMAGE, catalog_entry, make_model, with_record
 from synthmed.registry import modeltest_checks as mc
-from synthmed.registry.catalog import CatalogEntry
 from synthmed.registry.errors import Unverified
 from synthmed.registry.modeltest_site import test_entry
-from synthmed.registry.packages import VerifiedPackage, prepare_archive
 from synthmed.registry.runner import RunnerOptions
 from synthmed.registry.settings import Settings
-from synthmed.registry.records import Record, load_record_text
+from synthmed.registry.records import Record
 from synthmed.registry.report import load_report, validate_report, write_report
-
-# --- building small packages -------------------------------------------------------
-
-MODEL_CODE = '''
-import os
-import signal
-import time
-import numpy as np
-
-BEHAVIOUR = {behaviour!r}
-
-
-class Model:
-    def __init__(self, package_dir, device):
-        if BEHAVIOUR == "load-raises":
-            raise RuntimeError("cannot find my weights on purpose")
-        if BEHAVIOUR == "load-hangs":
-            time.sleep(600)
-        self.calls = 0
-
-    def sample(self, seeds, label="benign"):
-        self.calls += 1
-        n = len(seeds)
-        imgs = np.stack([np.random.default_rng(int(s) + (7 if label == "malignant" else 0))
-                         .integers(0, 256, (8, 8), dtype=np.uint8) for s in seeds])
-        if BEHAVIOUR == "wrong-shape":
-            return {{"image": imgs[:, :7, :]}}
-        if BEHAVIOUR == "wrong-dtype":
-            return {{"image": imgs.astype(np.float64)}}
-        if BEHAVIOUR == "nan":
-            out = imgs.astype(np.float32) / 255.0
-            out[1, 2, 3] = np.nan
-            return {{"image": out}}
-        if BEHAVIOUR == "out-of-range":
-            return {{"image": imgs.astype(np.float32) / 255.0 * 2.0}}
-        if BEHAVIOUR == "nondeterministic":
-            return {{"image": np.random.randint(0, 256, (n, 8, 8)).astype(np.uint8)}}
-        if BEHAVIOUR == "batch-dependent":
-            return {{"image": (imgs // 2 + n).astype(np.uint8)}}
-        if BEHAVIOUR == "raises":
-            raise ValueError("the generator exploded on purpose")
-        if BEHAVIOUR == "hangs":
-            time.sleep(600)
-        if BEHAVIOUR == "crashes":
-            os.kill(os.getpid(), signal.SIGSEGV)
-        return {{"image": imgs}}
-
-
-def build(package_dir, device):
-    return Model(package_dir, device)
-'''
-
-FLOAT_IMAGE = {"name": "image", "kind": "image", "dims": 2, "shape": [8, 8], "dtype": "float32", "channels": 1,
-               "value_range": [0, 1]}
-UINT8_IMAGE = {"name": "image", "kind": "image", "dims": 2, "shape": [8, 8], "dtype": "uint8", "channels": 1,
-               "value_range": [0, 255]}
-INPUTS = {"type": "object", "properties": {"label": {"enum": ["benign", "malignant"], "default": "benign"}},
-          "additionalProperties": False}
-
-
-def zip_files(files: dict[str, str | bytes], dest: Path) -> Path:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(dest, "w") as zf:
-        for name in sorted(files):
-            data = files[name]
-            zf.writestr(zipfile.ZipInfo(name, (2026, 1, 1, 0, 0, 0)), data.encode() if isinstance(data, str) else data)
-    return dest
-
-
-def model_record(model_id: str, zip_path: Path | None = None, *, output: dict[str, Any] | None = None,
-                 test: dict[str, Any] | None = None, inputs: dict[str, Any] | None = None) -> dict[str, Any]:
-    data = copy.deepcopy(load_valid_record())
-    data["id"] = model_id
-    data["title"] = f"Model {model_id}"
-    data["inputs"] = copy.deepcopy(inputs or INPUTS)
-    data["outputs"] = [copy.deepcopy(output or UINT8_IMAGE)]
-    data["package"]["entry_point"] = "model:build"
-    data["package"]["requirements"] = []
-    data["package"].pop("devices", None)
-    data["test"] = test or {"num_samples": 3, "seed": 5, "params": {"label": "malignant"}, "timeout_s": 5}
-    if zip_path is not None:
-        blob = zip_path.read_bytes()
-        data["package"]["artefact"] = {"sha256": hashlib.sha256(blob).hexdigest(), "size": len(blob),
-                                       "media_type": "application/zip", "sources": [zip_path.resolve().as_uri()]}
-    return data
-
-
-def make_model(tmp: Path, behaviour: str, model_id: str | None = None,
-               **record_kw: Any) -> tuple[Record, VerifiedPackage]:
-    """A package of the given behaviour, zipped, pinned and prepared: (record, package)."""
-    model_id = model_id or f"model-{behaviour}"
-    z = zip_files({"model.py": MODEL_CODE.format(behaviour=behaviour)}, tmp / "zips" / f"{model_id}.zip")
-    record = load_record_text(json.dumps(model_record(model_id, z, **record_kw)), f"{model_id}.json")
-    return record, prepare_archive(record, z, tmp / "pkgs")
-
-
-def with_record(tmp: Path, package: VerifiedPackage, data: dict[str, Any]) -> VerifiedPackage:
-    """The same archive prepared for an edited record (as an index would serve it)."""
-    z = tmp / "zips" / f"{package.record.id}.zip"
-    return prepare_archive(Record(data=data, path="x.json"), z, tmp / "pkgs")
-
-
-CPU = RunnerOptions(device="cpu", mode="worker")
 
 
 def check(result: Any, name: str) -> mc.CheckResult:
     found = [c for c in result.checks if c.name == name]
     assert found, f"no {name} check in {[c.name for c in result.checks]}"
     return found[0]
+
+
+CPU = RunnerOptions(device="cpu", mode="worker")
 
 
 # --- the good model ----------------------------------------------------------------
@@ -173,7 +68,12 @@ BROKEN = [
 ]
 
 
-@pytest.mark.parametrize(("behaviour", "kw", "failing", "reason"), BROKEN, ids=[b[0] for b in BROKEN])
+#: behaviours whose test waits out a timeout
+SLOW = {"hangs"}
+
+
+@pytest.mark.parametrize(("behaviour", "kw", "failing", "reason"),
+                         [pytest.param(*b, id=b[0], marks=[pytest.mark.slow] if b[0] in SLOW else []) for b in BROKEN])
 def test_broken_model_fails_with_its_reason(tmp_path: Path, behaviour: str, kw: dict[str, Any], failing: str,
                                             reason: str) -> None:
     record, pkg = make_model(tmp_path, behaviour, **kw)
@@ -187,6 +87,7 @@ def test_broken_model_fails_with_its_reason(tmp_path: Path, behaviour: str, kw: 
     assert reason in (result.reason or "")
 
 
+@pytest.mark.slow
 def test_hang_is_stopped_at_the_timeout(tmp_path: Path) -> None:
     import time
 
@@ -197,6 +98,7 @@ def test_hang_is_stopped_at_the_timeout(tmp_path: Path) -> None:
     assert "worker" in check(result, "run").message  # the worker (pid N) was stopped
 
 
+@pytest.mark.slow
 def test_hang_while_loading_fails_at_the_load_timeout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from synthmed.registry.runner import client
 
@@ -242,17 +144,15 @@ def test_unverified_record_is_skipped(tmp_path: Path) -> None:
     del data["package"]["artefact"]["sha256"]
     with pytest.raises(Unverified):  # an unpinned record never becomes a runnable package
         with_record(tmp_path, pkg, data)
-    entry = CatalogEntry(upstream="public", id=record.id, version=record.version, record=Record(data=data, path="x.json"),
-                         index_repo=tmp_path, index_commit="0" * 40, index_subfolder="", artefact_state="unverified")
+    entry = catalog_entry(Record(data=data, path="x.json"))
     result = test_entry(entry, Settings(home=tmp_path / "site"))
     assert result.status == "skipped"
     assert "unverified" in (result.reason or "")
 
 
-def test_medigan_package_is_tested(tmp_path: Path) -> None:
-    import runner_helpers as rh
-
-    record, pkg, _ = rh.medigan_package(tmp_path)
+@pytest.mark.slow
+def test_medigan_package_is_tested(medigan_toy) -> None:
+    record, pkg, _ = medigan_toy
     result = mt.test_model(pkg, CPU)
     assert result.status == "passed", result.reason
     assert check(result, "shapes").status == "pass"  # HxWx1 is accepted for channels 1

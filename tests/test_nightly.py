@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from site_helpers import commit, new_repo, put_record, write_site
+from helpers.records import write_record
+from helpers.repos import commit, init_repo
+from helpers.sites import write_site
 from synthmed.cli import main
 from synthmed.daemon.jobs import JobContext
 from synthmed.daemon.nightly import JOB_NAME, nightly_test_job, parse_time
@@ -29,28 +31,18 @@ from synthmed.registry.report import (
     synthmed_version,
 )
 from synthmed.registry.settings import Settings
-from test_modeltest import FLOAT_IMAGE, MODEL_CODE, model_record, zip_files
-
-
-def add_model(root: Path, model_id: str, behaviour: str, **kw: Any) -> dict[str, Any]:
-    """A model whose zip lives in the index (an index: source), pinned."""
-    rel = f"artefacts/{model_id}/1.0.0.zip"
-    z = zip_files({"model.py": MODEL_CODE.format(behaviour=behaviour)}, root / rel)
-    data = model_record(model_id, z, **kw)
-    data["package"]["artefact"]["sources"] = [f"index:{rel}"]
-    put_record(root, data)
-    return data
+from helpers.packages import FLOAT_IMAGE, contribution_metadata, index_model, model_record, package_folder
 
 
 @pytest.fixture
 def site(tmp_path: Path) -> Settings:
     root = tmp_path / "index"
-    repo = new_repo(root)
-    add_model(root, "good-model", "good")
-    add_model(root, "nan-model", "nan", output=FLOAT_IMAGE)
+    repo = init_repo(root)
+    index_model(root, "good-model", "good")
+    index_model(root, "nan-model", "nan", output=FLOAT_IMAGE)
     unv = model_record("unpinned-model")
     unv["package"]["artefact"] = {"media_type": "application/zip", "sources": ["https://example.org/x.zip"]}
-    put_record(root, unv)
+    write_record(root, unv)
     commit(repo, "three models")
     settings = write_site(tmp_path / "site", [{"name": "public", "url": str(root)}],
                           schedules={"nightly_test_time": "03:15"}, runner={"device": "cpu"})
@@ -202,13 +194,11 @@ def test_generators_test_model_maps_onto_the_model_test(site: Settings, tmp_path
 
 def test_generators_contribute_maps_onto_contribute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from synthmed import Generators
-    from test_contribute import metadata, package
-
     monkeypatch.setenv("SYNTHMED_HOME", str(tmp_path / "site"))
     root = tmp_path / "index"
-    repo = new_repo(root)
-    result = Generators().contribute(package(tmp_path), model_id="via-sdk", version="1.0.0",
-                                     metadata=metadata(tmp_path), index=root, store="index")
+    repo = init_repo(root)
+    result = Generators().contribute(package_folder(tmp_path), model_id="via-sdk", version="1.0.0",
+                                     metadata=contribution_metadata(tmp_path), index=root, store="index")
     assert result.branch == "contribute/via-sdk-1.0.0"
     assert "models/via-sdk/1.0.0.json" in repo.git.ls_tree("-r", "--name-only", result.branch)
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from runner_helpers import build_package
+from helpers.packages import build_package
 from synthmed.registry import modeltest as mt
 from synthmed.registry.outputs import (
     SLICE_AXIS,

@@ -3,31 +3,23 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
-import zipfile
 from pathlib import Path
 
 import pytest
 
-from conftest import commit_all, write_record
-from runner_helpers import catalog_entry
-from http_faults import FaultServer, fast_settings
+from helpers.packages import catalog_entry, zip_bytes
+from helpers.records import write_record
+from helpers.repos import commit
+from helpers.servers import FaultServer
+from helpers.sites import fast_settings
 from synthmed.registry.errors import ArtefactNotFound, ConfigError, Unverified
 from synthmed.registry.packages import prepare
 from synthmed.registry.pin import pin_record
 from synthmed.registry.records import load_record
 from synthmed.registry.sources.base import SourceContext
 from synthmed.registry.store import Store
-
-
-def zip_bytes(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for k, v in files.items():
-            zf.writestr(k, v)
-    return buf.getvalue()
 
 
 PKG = zip_bytes({"toy/__init__.py": b"def build(d, dev):\n    return None\n", "toy/w.bin": os.urandom(2000)})
@@ -121,12 +113,12 @@ def test_prepare_from_a_committed_index(index_repo, tmp_path: Path, make_record)
     path = write_record(root, rec_data)
     (root / "artefacts" / "toy-gan").mkdir(parents=True)
     (root / "artefacts" / "toy-gan" / "1.0.0.zip").write_bytes(PKG)
-    commit = commit_all(index_repo, "toy")
+    sha = commit(index_repo, "toy")
     settings = fast_settings(tmp_path / "site")
-    pkg = prepare(catalog_entry(load_record(path), index_repo=root, index_commit=commit), settings).folder
+    pkg = prepare(catalog_entry(load_record(path), index_repo=root, index_commit=sha), settings).folder
     assert pkg == settings.packages_dir / PKG_SHA
     assert (pkg / "toy" / "__init__.py").exists()
-    assert prepare(catalog_entry(load_record(path), index_repo=root, index_commit=commit), settings).folder == pkg
+    assert prepare(catalog_entry(load_record(path), index_repo=root, index_commit=sha), settings).folder == pkg
 
 
 def test_prepare_refetches_a_corrupt_blob(tmp_path: Path, make_record) -> None:

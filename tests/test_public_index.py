@@ -10,7 +10,7 @@ import pytest
 from synthmed.cli import main
 from synthmed.registry.records import validate_path
 
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT
 
 STARTERS = {"ihc-patch-dcgan", "ihc-patch-dcgan-medigan", "retina-patch-ddpm", "phantom-lesion"}
 

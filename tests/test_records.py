@@ -10,7 +10,8 @@ import pytest
 from synthmed.registry import errors, records
 from synthmed.registry.semver import parse_version
 
-from conftest import FIXTURES, write_record
+from helpers import FIXTURES
+from helpers.records import write_record
 
 INVALID = FIXTURES / "records" / "invalid"
 EXPECTED = json.loads((FIXTURES / "records" / "invalid-expected.json").read_text())

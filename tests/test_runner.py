@@ -9,14 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runner_helpers import (
-    build_package,
-    marker_package,
-    medigan_package,
-    package_for,
-    to_record,
-    toy_package,
-)
+from helpers.packages import build_package, marker_package, medigan_package, package_for, toy_package
+from helpers.records import to_record
 from synthmed.registry.errors import ConfigError, ModelRunError, ParamError, Unverified
 from synthmed.registry.packages import VerifiedPackage
 from synthmed.registry.runner import Runner, coerce_param, parse_param_args, validate_params
@@ -24,9 +18,9 @@ from synthmed.registry.runner.device import resolve_device
 from synthmed.registry.runner.runner import sample_nbytes
 
 
-@pytest.fixture(scope="module")
-def toy(tmp_path_factory: pytest.TempPathFactory):
-    return toy_package(tmp_path_factory.mktemp("toy"))
+@pytest.fixture
+def toy(toy_gan):
+    return toy_gan
 
 
 def test_same_seed_same_samples_whatever_the_batch(toy) -> None:
@@ -201,8 +195,8 @@ def build(package_dir, device):
         Runner(pkg2).sample([0])
 
 
-def test_medigan_package_runs_with_global_seeding(tmp_path: Path) -> None:
-    record, pkg, _ = medigan_package(tmp_path)
+def test_medigan_package_runs_with_global_seeding(tmp_path: Path, medigan_toy) -> None:
+    record, pkg, _ = medigan_toy
     with Runner(pkg, batch_size=3) as r:
         a = r.sample(range(5))["image"]
         shifted = r.sample(range(2), shift=0.5)["image"]

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runner_helpers import build_package, faulty_package, make_wheel, toy_package
+from helpers.packages import build_package, faulty_package, make_wheel, probe_package, toy_package
 from synthmed.registry.errors import EnvironmentBuildError, ModelRunError, ModelTimeout
 from synthmed.registry.runner import EnvOptions, Runner
 from synthmed.registry.runner.envs import build_env, env_key
@@ -24,6 +24,7 @@ def faulty(tmp_path_factory: pytest.TempPathFactory):
     return faulty_package(tmp_path_factory.mktemp("faulty"))
 
 
+@pytest.mark.slow
 def test_worker_survives_raise_segfault_and_hang(faulty) -> None:
     record, pkg, _ = faulty
     r = Runner(pkg, mode="worker", timeout_s=2.0)
@@ -55,6 +56,7 @@ def test_worker_survives_raise_segfault_and_hang(faulty) -> None:
     r.close()
 
 
+@pytest.mark.slow
 def test_worker_output_equals_inline_and_stdout_noise_is_harmless(tmp_path: Path, faulty) -> None:
     record, pkg, _ = toy_package(tmp_path)
     with Runner(pkg, mode="inline", batch_size=4) as a, Runner(pkg, mode="worker", batch_size=3) as b:
@@ -65,6 +67,26 @@ def test_worker_output_equals_inline_and_stdout_noise_is_harmless(tmp_path: Path
         assert r.sample([4], behave="print")["image"][0, 0, 0] == 4
 
 
+
+@pytest.mark.slow
+def test_a_worker_imports_torch_only_for_a_model_that_uses_it(tmp_path: Path) -> None:
+    """The caller has torch (so its thread count goes to the worker); a numpy-only model's
+    worker still starts without torch, and gets the caller's thread count once the model
+    imports torch itself."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        record, pkg, _ = probe_package(tmp_path)
+        with Runner(pkg, mode="worker") as r:
+            assert r.sample([1, 2])["image"][:, 0, 0].tolist() == [0, 0]  # no torch in the worker
+            assert r.sample([3], use_torch=True)["image"][0, 0, 0] == 100 + 3
+            assert r.sample([4])["image"][0, 0, 0] == 100  # still loaded
+    finally:
+        torch.set_num_threads(before)
+
+@pytest.mark.slow
 def test_clashing_requirements_run_in_their_own_environment(tmp_path: Path) -> None:
     """pystow is installed here (a dependency of zenodo-client) at a real version; the
     record pins a fake pystow==0.0.1 served from a local wheel folder, offline."""
@@ -117,6 +139,7 @@ def test_environment_build_failure_is_clear(tmp_path: Path) -> None:
     assert not (tmp_path / "envs" / env_key(["synthmed-no-such-package==9.9"])).exists()
 
 
+@pytest.mark.slow
 def test_worker_transitive_dependency_from_find_links(tmp_path: Path) -> None:
     wheels = tmp_path / "wheels"
     make_wheel(wheels, "smtop", "1.0.0", value=1, requires=("smbottom>=2",))

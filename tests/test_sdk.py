@@ -10,15 +10,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runner_helpers import make_site_home, record_dict, toy_package, volume_package
+from helpers.packages import toy_package, volume_package
+from helpers.records import package_record
+from helpers.sites import make_site_home
 from synthmed import Site
 from synthmed.registry.errors import ArtefactNotFound, ParamError, SiteNotFound, SynthmedError, Unverified
 from synthmed.registry.settings import load_settings
 
 
 @pytest.fixture
-def site(tmp_path: Path) -> Site:
-    rec, _, _ = toy_package(tmp_path / "a")
+def site(tmp_path: Path, toy_gan) -> Site:
+    rec, _, _ = toy_gan
     vol, _, _ = volume_package(tmp_path / "b")
     home = make_site_home(tmp_path / "site", [dict(rec.data), dict(vol.data)])
     return Site(home)
@@ -93,7 +95,7 @@ def test_no_site_gives_setup_hint(tmp_path: Path) -> None:
     assert "synthmed init" in str(ei.value) and str(tmp_path / "nowhere") in str(ei.value)
 
 
-def test_record_dict_is_valid(tmp_path: Path) -> None:
+def test_package_record_is_valid(tmp_path: Path) -> None:
     zip_path = tmp_path / "x.zip"
     zip_path.write_bytes(b"PK\x05\x06" + b"\0" * 18)
-    assert record_dict("some-model", zip_path)["package"]["artefact"]["size"] == 22
+    assert package_record("some-model", zip_path)["package"]["artefact"]["size"] == 22

@@ -10,13 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runner_helpers import make_site_home, marker_package, toy_package
+from helpers.packages import marker_package
+from helpers.sites import make_site_home
 from synthmed.cli import main
 
 
 @pytest.fixture
-def home(tmp_path: Path) -> Path:
-    toy, _, _ = toy_package(tmp_path / "t")
+def home(tmp_path: Path, toy_gan) -> Path:
+    toy, _, _ = toy_gan
     marker, _, _ = marker_package(tmp_path / "m")
     return make_site_home(tmp_path / "site", [dict(toy.data), dict(marker.data)])
 
@@ -67,6 +68,7 @@ def test_param_types_coerced_and_bad_ones_refused(home: Path, tmp_path: Path,
     assert not (tmp_path / "bad").exists()
 
 
+@pytest.mark.slow
 def test_cli_entry_point_runs(home: Path, tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "synthmed.cli", "--site", str(home), "generate", "toy-gan",
                            "-n", "3", "-o", str(tmp_path / "p")], capture_output=True, text=True, timeout=120)

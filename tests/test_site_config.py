@@ -13,7 +13,9 @@ from synthmed.registry.errors import ConfigError
 from synthmed.registry.settings import load_settings, read_site_toml
 from synthmed.registry.site_config import init_site, parse_upstream_spec
 
-from site_helpers import commit, new_repo, put_record, run_cli, unverified, write_site
+from helpers.records import unverified, write_record
+from helpers.repos import commit, init_repo
+from helpers.sites import run_cli, write_site
 
 
 @pytest.mark.parametrize("spec,expected", [
@@ -35,9 +37,9 @@ def test_parse_upstream_spec_rejects(spec: str) -> None:
 
 
 def test_init_detects_subfolder_and_branch(tmp_path: Path, make_record: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    repo = new_repo(tmp_path / "repo")
+    repo = init_repo(tmp_path / "repo")
     repo.git.checkout("-q", "-b", "trunk")
-    put_record(Path(repo.working_dir), unverified(make_record, "toy-gan"), subfolder="index")
+    write_record(Path(repo.working_dir), unverified("toy-gan"), subfolder="index")
     commit(repo)
     site = tmp_path / "site"
     assert main(["init", str(site), "--upstream", f"public={repo.working_dir}",
@@ -99,10 +101,10 @@ def test_written_site_toml_validates(tmp_path: Path) -> None:
 
 
 def test_cli_search_show_status(tmp_path: Path, make_record: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    repo = new_repo(tmp_path / "idx")
+    repo = init_repo(tmp_path / "idx")
     root = Path(repo.working_dir)
-    put_record(root, unverified(make_record, "mass-gan", title="Mass-like lesions", modality=["MMG"]))
-    put_record(root, unverified(make_record, "lung-gan", title="Lung patches"))
+    write_record(root, unverified("mass-gan", title="Mass-like lesions", modality=["MMG"]))
+    write_record(root, unverified("lung-gan", title="Lung patches"))
     commit(repo)
     site = tmp_path / "site"
     write_site(site, [{"name": "public", "url": repo.working_dir}], site={"stale_after_hours": 1})
@@ -141,8 +143,8 @@ def test_cli_needs_a_site(tmp_path: Path) -> None:
 
 
 def test_catalog_rebuild_cli(tmp_path: Path, make_record: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    repo = new_repo(tmp_path / "idx")
-    put_record(Path(repo.working_dir), unverified(make_record, "toy-gan"))
+    repo = init_repo(tmp_path / "idx")
+    write_record(Path(repo.working_dir), unverified("toy-gan"))
     commit(repo)
     site = tmp_path / "site"
     write_site(site, [{"name": "public", "url": repo.working_dir}])

@@ -33,8 +33,8 @@ import pytest
 
 import synthmed.registry.sources.file as file_mod
 import synthmed.registry.sources.index as index_mod
-from conftest import commit_all
-from http_faults import fast_settings
+from helpers.repos import commit as commit_all
+from helpers.sites import fast_settings
 from synthmed.registry.errors import ArtefactError, ArtefactNotFound, SourceError
 from synthmed.registry.settings import Settings
 from synthmed.registry.sources import SOURCE_CLASSES, Source, SourceContext, resolve
@@ -297,8 +297,8 @@ def test_http_client_error_other_than_oserror_falls_over(site, reset_server, mon
 
 
 def test_zenodo_download_reset_mid_body_falls_over(tmp_path: Path, monkeypatch, caplog) -> None:
-    import zenodo_emulator
-    from zenodo_emulator import ZenodoEmulator
+    import helpers.zenodo as zenodo_emulator
+    from helpers.zenodo import ZenodoEmulator
 
     real_get_file = zenodo_emulator._Handler.get_file
     bad_ids: set[str] = set()

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from http_faults import FaultServer, fast_settings
+from helpers.servers import FaultServer
+from helpers.sites import fast_settings
 from synthmed.registry.errors import ArtefactNotFound
 from synthmed.registry.sources.base import SourceContext
 from synthmed.registry.sources.http import HttpSource, redact
@@ -89,6 +90,7 @@ def test_dropped_connection_resumes_with_range(srv, site) -> None:
     assert ranges == [None, "bytes=100000-"]
 
 
+@pytest.mark.slow
 def test_stall_times_out(srv, site, good_file) -> None:
     settings, store, ctx = site
     srv.add("/s.bin", DATA, stall_at=50_000)

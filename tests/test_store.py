@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import hashlib
-import http.server
 import json
 import os
 import threading
 from dataclasses import replace
-from functools import partial
 from pathlib import Path
 
 import pytest
 
-from conftest import commit_all
-from http_faults import FaultServer, fast_settings
+from helpers.repos import commit
+from helpers.servers import FaultServer, serve_folder
+from helpers.sites import fast_settings
 from synthmed.cli import main as cli_main
 from synthmed.registry.errors import ArtefactError, ArtefactNotFound, BlobCorrupt, SourceError
 from synthmed.registry.sources import SourceContext, last_path_part, resolve
@@ -142,9 +141,9 @@ def test_index_source_reads_the_commit_without_checkout(index_repo, site, tmp_pa
     art = root / "index" / "artefacts" / "toy" / "w.bin"
     art.parent.mkdir(parents=True)
     art.write_bytes(DATA)
-    commit = commit_all(index_repo, "add artefact")
+    sha = commit(index_repo, "add artefact")
     art.write_bytes(b"changed in the working tree only")
-    ctx = SourceContext(settings=settings, index_repo=root, index_commit=commit, index_subfolder="index")
+    ctx = SourceContext(settings=settings, index_repo=root, index_commit=sha, index_subfolder="index")
     res = store.fetch(SHA, len(DATA), ["index:artefacts/toy/w.bin"], ctx)
     assert res.path.read_bytes() == DATA
     with pytest.raises(SourceError, match="no file index/artefacts/toy/nope.bin"):
@@ -164,15 +163,6 @@ def test_index_source_working_tree_stays_inside(site, tmp_path: Path) -> None:
         resolve("index:artefacts/link.bin", ctx).open()
 
 
-def _serve_dir(folder: Path):
-    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
-    handler.log_message = lambda *a, **k: None  # type: ignore[method-assign]
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    t = threading.Thread(target=httpd.serve_forever, daemon=True)
-    t.start()
-    return httpd
-
-
 def test_mirror_sources_folder_and_http(tmp_path: Path) -> None:
     # an upstream site with the blob
     up = fast_settings(tmp_path / "upstream")
@@ -185,23 +175,16 @@ def test_mirror_sources_folder_and_http(tmp_path: Path) -> None:
     assert res.path.read_bytes() == DATA
     # an HTTP mirror configured by the site is tried before the record's sources
     store.remove(SHA)
-    httpd = _serve_dir(up.store_dir)
-    try:
-        base = f"http://127.0.0.1:{httpd.server_address[1]}"
-        with FaultServer() as srv:
-            srv.add("/orig.bin", DATA)
-            site = replace(down, sources=replace(down.sources, mirrors=(base,)))
-            res = store.fetch(SHA, len(DATA), [srv.url("/orig.bin")], SourceContext(settings=site))
-            assert res.source == f"mirror:{base}" and srv.requests == []
-            # a mirror that withholds the blob: the record's source is used
-            store.remove(SHA)
-            site2 = replace(down, sources=replace(down.sources, mirrors=(str(tmp_path / "empty-store"),)))
-            res = store.fetch(SHA, len(DATA), [srv.url("/orig.bin")], SourceContext(settings=site2))
-            assert res.source == srv.url("/orig.bin")
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-
+    with serve_folder(up.store_dir) as base, FaultServer() as srv:
+        srv.add("/orig.bin", DATA)
+        site = replace(down, sources=replace(down.sources, mirrors=(base,)))
+        res = store.fetch(SHA, len(DATA), [srv.url("/orig.bin")], SourceContext(settings=site))
+        assert res.source == f"mirror:{base}" and srv.requests == []
+        # a mirror that withholds the blob: the record's source is used
+        store.remove(SHA)
+        site2 = replace(down, sources=replace(down.sources, mirrors=(str(tmp_path / "empty-store"),)))
+        res = store.fetch(SHA, len(DATA), [srv.url("/orig.bin")], SourceContext(settings=site2))
+        assert res.source == srv.url("/orig.bin")
 
 def test_mirror_substituting_bytes_is_caught(tmp_path: Path) -> None:
     up = fast_settings(tmp_path / "upstream")

@@ -11,9 +11,14 @@ import sys
 import textwrap
 from pathlib import Path
 
-from http_faults import FaultServer, fast_settings
+import pytest
+
+from helpers.servers import FaultServer
+from helpers.sites import fast_settings
 from synthmed.registry.sources.base import SourceContext
 from synthmed.registry.store import Store
+
+pytestmark = pytest.mark.slow  # kill -9 fault injection
 
 CHUNK = 64 * 1024
 DATA = os.urandom(16 * CHUNK)

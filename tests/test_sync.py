@@ -16,16 +16,17 @@ from synthmed.daemon.status import site_status
 from synthmed.daemon.upstreams import ACCEPTED_REF, UpstreamRepo
 from synthmed.registry.catalog import Catalog
 
-from site_helpers import (catalog, commit, new_repo, put_record, signed_commit, ssh_key, sync, unverified,
-                          write_site)
+from helpers.records import unverified, write_record
+from helpers.repos import commit, init_repo, signed_commit, ssh_key
+from helpers.sites import catalog, sync, write_site
 
 
 @pytest.fixture
 def upstream(tmp_path: Path, make_record: Any) -> git.Repo:
-    repo = new_repo(tmp_path / "idx")
+    repo = init_repo(tmp_path / "idx")
     root = Path(repo.working_dir)
     for i in range(5):
-        put_record(root, unverified(make_record, f"model-{i}", title=f"Model number {i}"), subfolder="index")
+        write_record(root, unverified(f"model-{i}", title=f"Model number {i}"), subfolder="index")
     commit(repo, "five models")
     return repo
 
@@ -44,8 +45,8 @@ def test_diff_based_updates(tmp_path: Path, upstream: git.Repo, make_record: Any
     [r] = sync(settings)
     assert (r.status, r.changed, r.old_commit) == ("ok", 5, None)
     root = Path(upstream.working_dir) / "index"
-    put_record(root, unverified(make_record, "model-9", title="Model nine"))
-    put_record(root, unverified(make_record, "model-1", title="Model one, renamed"))
+    write_record(root, unverified("model-9", title="Model nine"))
+    write_record(root, unverified("model-1", title="Model one, renamed"))
     (root / "models" / "model-2" / "1.0.0.json").unlink()
     head = commit(upstream)
     [r] = sync(settings)
@@ -68,7 +69,7 @@ def test_force_push_is_refused_and_old_state_serves(tmp_path: Path, upstream: gi
     accepted = upstream.head.commit.hexsha
     # rewrite history: drop the last commit and commit something else in its place
     upstream.git.reset("--hard", "HEAD~1")
-    put_record(Path(upstream.working_dir) / "index", unverified(make_record, "evil-gan", title="Substituted"))
+    write_record(Path(upstream.working_dir) / "index", unverified("evil-gan", title="Substituted"))
     rewritten = commit(upstream, "rewritten")
     [r] = sync(settings)
     assert r.status == "refused"
@@ -92,10 +93,10 @@ def test_invalid_record_is_skipped_rest_syncs(tmp_path: Path, upstream: git.Repo
     settings = _settings(tmp_path, upstream)
     sync(settings)
     root = Path(upstream.working_dir) / "index"
-    put_record(root, unverified(make_record, "good-one", title="Fine"))
-    bad = unverified(make_record, "bad-one")
+    write_record(root, unverified("good-one", title="Fine"))
+    bad = unverified("bad-one")
     bad["modality"] = "CT"  # must be a list
-    put_record(root, bad)
+    write_record(root, bad)
     (root / "models" / "broken").mkdir()
     (root / "models" / "broken" / "1.0.0.json").write_text("{not json")
     commit(upstream)
@@ -110,7 +111,7 @@ def test_invalid_record_is_skipped_rest_syncs(tmp_path: Path, upstream: git.Repo
         assert {p["path"] for p in cat.problems()} == set(skipped)
         assert any(x["status"] == "skipped" for x in cat.runs("sync"))
     # fixing the record later brings it in and clears the problem
-    put_record(root, unverified(make_record, "bad-one"))
+    write_record(root, unverified("bad-one"))
     commit(upstream)
     sync(settings)
     assert "bad-one@1.0.0" in _ids(settings)
@@ -130,7 +131,7 @@ def test_require_signed(tmp_path: Path, upstream: git.Repo, make_record: Any) ->
     [r] = sync(settings)
     assert (r.status, r.new_commit) == ("ok", first)
     # an unsigned commit is refused
-    put_record(root, unverified(make_record, "unsigned-gan"))
+    write_record(root, unverified("unsigned-gan"))
     unsigned = commit(upstream, "unsigned")
     [r] = sync(settings)
     assert r.status == "refused" and unsigned[:12] in (r.reason or "") and "not signed" in (r.reason or "")
@@ -141,13 +142,13 @@ def test_require_signed(tmp_path: Path, upstream: git.Repo, make_record: Any) ->
     assert r.status == "refused"
     # drop the unsigned commit; a commit signed by a key that is not allowed is refused
     upstream.git.reset("--hard", first)
-    put_record(root, unverified(make_record, "stranger-gan"))
+    write_record(root, unverified("stranger-gan"))
     signed_commit(upstream, other_key, "by a stranger")
     [r] = sync(settings)
     assert r.status == "refused" and "not in the allowed signers" in (r.reason or "")
     # a correctly signed commit is accepted
     upstream.git.reset("--hard", first)
-    put_record(root, unverified(make_record, "signed-gan"))
+    write_record(root, unverified("signed-gan"))
     good = signed_commit(upstream, good_key, "properly signed")
     [r] = sync(settings)
     assert (r.status, r.new_commit) == ("ok", good)
@@ -199,8 +200,8 @@ def test_rebuild_equals_incremental(tmp_path: Path, upstream: git.Repo, make_rec
     sync(settings)
     root = Path(upstream.working_dir) / "index"
     for i in range(3):
-        put_record(root, unverified(make_record, f"extra-{i}", version=f"1.{i}.0"))
-        put_record(root, unverified(make_record, "model-0", version=f"2.{i}.0", status="yanked", status_reason="superseded by a fix"))
+        write_record(root, unverified(f"extra-{i}", version=f"1.{i}.0"))
+        write_record(root, unverified("model-0", version=f"2.{i}.0", status="yanked", status_reason="superseded by a fix"))
         commit(upstream)
         sync(settings)
     (root / "models" / "model-3" / "1.0.0.json").write_text(json.dumps({"id": "model-3"}))
@@ -221,8 +222,8 @@ def test_substituted_artefact_is_refused(tmp_path: Path, upstream: git.Repo, mak
     rec = json.loads((root / "models/model-1/1.0.0.json").read_text())
     rec["package"]["artefact"]["sha256"] = "ab" * 32  # the same version, another artefact
     rec["description"] = "description may change"
-    put_record(root, rec)
-    put_record(root, unverified(make_record, "innocent-bystander"))
+    write_record(root, rec)
+    write_record(root, unverified("innocent-bystander"))
     accepted = _ids(settings)
     commit(upstream, "swap the artefact")
     [r] = sync(settings)
@@ -232,7 +233,7 @@ def test_substituted_artefact_is_refused(tmp_path: Path, upstream: git.Repo, mak
         assert cat.resolve("model-1").record.sha256 is None
     # a mutable field alone is fine once the substitution is reverted
     del rec["package"]["artefact"]["sha256"]
-    put_record(root, rec)
+    write_record(root, rec)
     commit(upstream, "revert the swap")
     [r] = sync(settings)
     assert r.status == "ok"

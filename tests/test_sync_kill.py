@@ -18,7 +18,10 @@ from synthmed.daemon.rebuild import rebuild_catalog
 from synthmed.daemon.sync import sync_all
 from synthmed.registry.catalog import Catalog
 
-from site_helpers import REPO_ROOT, cli_env, commit, new_repo, put_record, unverified, with_artefact, write_site
+from helpers import REPO_ROOT
+from helpers.records import unverified, with_artefact, write_record
+from helpers.repos import commit, init_repo
+from helpers.sites import cli_env, write_site
 
 TRIALS = 20
 
@@ -30,10 +33,10 @@ def _sync_cmd(home: Path) -> list[str]:
 @pytest.mark.slow
 def test_kill_sync_at_random_points(tmp_path: Path, make_record: Any) -> None:
     rng = random.Random(1234)
-    repo = new_repo(tmp_path / "idx")
+    repo = init_repo(tmp_path / "idx")
     root = Path(repo.working_dir)
     for i in range(20):
-        put_record(root, unverified(make_record, f"base-{i:02d}"), subfolder="index")
+        write_record(root, unverified(f"base-{i:02d}"), subfolder="index")
     commit(repo, "base")
     settings = write_site(tmp_path / "site", [{"name": "public", "url": repo.working_dir, "subfolder": "index"}])
 
@@ -52,12 +55,12 @@ def test_kill_sync_at_random_points(tmp_path: Path, make_record: Any) -> None:
         # an upstream change per trial: new records (some with artefacts), an edit, a deletion
         for j in range(8):
             if j % 3 == 0:
-                put_record(root, with_artefact(make_record, root, f"t{trial:02d}-m{j}", subfolder="index"),
+                write_record(root, with_artefact(root, f"t{trial:02d}-m{j}", subfolder="index"),
                            subfolder="index")
             else:
-                put_record(root, unverified(make_record, f"t{trial:02d}-m{j}", title=f"trial {trial}"),
+                write_record(root, unverified(f"t{trial:02d}-m{j}", title=f"trial {trial}"),
                            subfolder="index")
-        put_record(root, unverified(make_record, f"base-{trial % 20:02d}", title=f"edited in trial {trial}"),
+        write_record(root, unverified(f"base-{trial % 20:02d}", title=f"edited in trial {trial}"),
                    subfolder="index")
         if trial:
             (root / "index" / "models" / f"t{trial - 1:02d}-m1" / "1.0.0.json").unlink()

@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-import functools
-import http.server
-import threading
 from pathlib import Path
 from typing import Any, Iterator
 
 import git
 import pytest
 
-from site_helpers import catalog, commit, new_repo, put_record, sync, unverified, write_site
+from helpers.records import unverified, write_record
+from helpers.repos import commit, init_repo
+from helpers.servers import serve_folder
+from helpers.sites import catalog, sync, write_site
 
 
 @pytest.fixture
 def published(tmp_path: Path, make_record: Any) -> tuple[git.Repo, Path]:
     """A working repo and a bare copy of it, as a server would publish it."""
-    work = new_repo(tmp_path / "work")
-    put_record(Path(work.working_dir), unverified(make_record, "toy-gan"), subfolder="index")
+    work = init_repo(tmp_path / "work")
+    write_record(Path(work.working_dir), unverified("toy-gan"), subfolder="index")
     commit(work)
     bare = tmp_path / "srv" / "index.git"
     git.Repo.clone_from(work.working_dir, bare, bare=True)
@@ -34,24 +34,15 @@ def _publish(work: git.Repo, bare: Path) -> None:
 def http_root(published: tuple[git.Repo, Path]) -> Iterator[str]:
     _, bare = published
     git.Repo(bare).git.update_server_info()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(bare.parent))
-    handler.log_message = lambda *a, **k: None  # type: ignore[attr-defined]
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/index.git"
-    finally:
-        server.shutdown()
-        server.server_close()
-
+    with serve_folder(bare.parent) as base:
+        yield f"{base}/index.git"
 
 def test_file_url(tmp_path: Path, published: Any, make_record: Any) -> None:
     work, bare = published
     settings = write_site(tmp_path / "site", [{"name": "public", "url": bare.as_uri(), "subfolder": "index"}])
     [r] = sync(settings)
     assert r.status == "ok" and r.changed == 1
-    put_record(Path(work.working_dir), unverified(make_record, "second-gan"), subfolder="index")
+    write_record(Path(work.working_dir), unverified("second-gan"), subfolder="index")
     commit(work)
     _publish(work, bare)
     [r] = sync(settings)
@@ -63,7 +54,7 @@ def test_http_url(tmp_path: Path, published: Any, http_root: str, make_record: A
     settings = write_site(tmp_path / "site", [{"name": "public", "url": http_root, "subfolder": "index"}])
     [r] = sync(settings)
     assert r.status == "ok", r.reason
-    put_record(Path(work.working_dir), unverified(make_record, "second-gan"), subfolder="index")
+    write_record(Path(work.working_dir), unverified("second-gan"), subfolder="index")
     commit(work)
     _publish(work, bare)
     [r] = sync(settings)

@@ -3,7 +3,6 @@ written outside the staging folder."""
 
 from __future__ import annotations
 
-import io
 import os
 import stat
 import tarfile
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers.packages import make_tar, make_zip, tinfo
 from synthmed.registry.errors import UnsafeArchive
 from synthmed.registry.unpack import Limits, remove_tree, unpack_package
 
@@ -20,34 +20,6 @@ SHA = "ab" * 32
 
 def snapshot(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*")}
-
-
-def make_zip(path: Path, entries: list[tuple[str, bytes]] | None = None, *, infos: list[tuple[zipfile.ZipInfo, bytes]] = (),
-             compression: int = zipfile.ZIP_DEFLATED) -> Path:
-    with zipfile.ZipFile(path, "w", compression) as zf:
-        for name, data in entries or []:
-            zf.writestr(name, data)
-        for info, data in infos:
-            zf.writestr(info, data)
-    return path
-
-
-def make_tar(path: Path, members: list[tuple[tarfile.TarInfo, bytes | None]], mode: str = "w") -> Path:
-    with tarfile.open(path, mode) as tf:
-        for info, data in members:
-            if data is not None:
-                info.size = len(data)
-                tf.addfile(info, io.BytesIO(data))
-            else:
-                tf.addfile(info)
-    return path
-
-
-def tinfo(name: str, type_: bytes = tarfile.REGTYPE, linkname: str = "") -> tarfile.TarInfo:
-    ti = tarfile.TarInfo(name)
-    ti.type = type_
-    ti.linkname = linkname
-    return ti
 
 
 @pytest.fixture
@@ -116,14 +88,14 @@ def test_zip_absolute(area, tmp_path: Path) -> None:
 def test_zip_symlink(area, tmp_path: Path) -> None:
     info = zipfile.ZipInfo("link")
     info.external_attr = (stat.S_IFLNK | 0o777) << 16
-    z = make_zip(tmp_path / "link.zip", infos=[(info, b"/etc/passwd")])
+    z = make_zip(tmp_path / "link.zip", [(info, b"/etc/passwd")])
     refused(area, z, "application/zip", "link", "symbolic link")
 
 
 def test_zip_device(area, tmp_path: Path) -> None:
     info = zipfile.ZipInfo("dev")
     info.external_attr = (stat.S_IFCHR | 0o666) << 16
-    z = make_zip(tmp_path / "dev.zip", infos=[(info, b"")])
+    z = make_zip(tmp_path / "dev.zip", [(info, b"")])
     refused(area, z, "application/zip", "dev", "device")
 
 
@@ -147,16 +119,13 @@ def test_zip_total_size(area, tmp_path: Path) -> None:
     refused(area, z, "application/zip", "b", "unpacked total", Limits(max_total_size=5000))
 
 
+@pytest.mark.slow
 def test_zip_100000_entries(area, tmp_path: Path) -> None:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
-        for i in range(100_000):
-            zf.writestr(f"f{i:06d}", b"")
-    path = tmp_path / "many.zip"
-    path.write_bytes(buf.getvalue())
+    path = make_zip(tmp_path / "many.zip", ((f"f{i:06d}", b"") for i in range(100_000)), compression=zipfile.ZIP_STORED)
     refused(area, path, "application/zip", "f010000", "too many entries")
 
 
+@pytest.mark.slow
 def test_tar_100000_entries(area, tmp_path: Path) -> None:
     # ustar headers from a template (tarfile itself is slow at 100,000 entries)
     template = bytearray(tarfile.TarInfo("f000000").tobuf(format=tarfile.USTAR_FORMAT))

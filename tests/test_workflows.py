@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT
 
 
 def test_workflows_validate() -> None:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from runner_helpers import medigan_package, rgb_package, toy_package, volume_package
+from helpers.packages import rgb_package, volume_package
 from synthmed.registry.errors import ConfigError
 from synthmed.registry.runner import RunnerOptions
 from synthmed.site import Model
@@ -19,9 +19,9 @@ from synthmed.registry.outputs import OutputSpec, canonical
 
 
 @pytest.fixture(scope="module")
-def pkgs(tmp_path_factory: pytest.TempPathFactory):
+def pkgs(tmp_path_factory: pytest.TempPathFactory, toy_gan, medigan_toy):
     tmp = tmp_path_factory.mktemp("pkgs")
-    return {"toy": toy_package(tmp), "rgb": rgb_package(tmp), "vol": volume_package(tmp), "med": medigan_package(tmp)}
+    return {"toy": toy_gan, "rgb": rgb_package(tmp), "vol": volume_package(tmp), "med": medigan_toy}
 
 
 def model(pkgs, name: str, **opts) -> Model:

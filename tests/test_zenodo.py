@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import requests
 
-from http_faults import fast_settings
+from helpers.sites import fast_settings
 from synthmed.registry.errors import ArtefactNotFound
 from synthmed.registry.sources.base import SourceContext
 from synthmed.registry.sources.zenodo import make_client
 from synthmed.registry.store import Store
-from zenodo_emulator import ZenodoEmulator
+from helpers.zenodo import ZenodoEmulator
 
 DATA = os.urandom(150_000)
 SHA = hashlib.sha256(DATA).hexdigest()

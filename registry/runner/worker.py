@@ -5,16 +5,24 @@ It loads one model and answers ``sample`` requests over its stdin/stdout (see
 descriptors; fd 0 becomes /dev/null and fd 1 is pointed at stderr, so a model that
 prints cannot corrupt the protocol. ``faulthandler`` writes a native crash's
 traceback to stderr, which the caller keeps for its error message.
+
+torch is never imported here for its own sake: a model that does not use it starts
+without it (importing torch takes seconds). The caller's torch thread count is applied
+when the model's code first imports torch (or at once if it already is).
 """
 
 from __future__ import annotations
 
 import faulthandler
+import importlib.abc
+import importlib.machinery
+import importlib.util
 import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Any, BinaryIO
+from types import ModuleType
+from typing import Any, BinaryIO, Callable, Sequence
 
 
 def _private_channels() -> tuple[int, BinaryIO]:
@@ -25,6 +33,54 @@ def _private_channels() -> tuple[int, BinaryIO]:
     os.close(devnull)
     os.dup2(2, 1)
     return in_fd, os.fdopen(out_fd, "wb", buffering=1 << 16)
+
+
+class _ThenCall(importlib.abc.Loader):
+    """Runs the real loader, then ``callback(module)``; the module keeps the real loader."""
+
+    def __init__(self, loader: importlib.abc.Loader, callback: Callable[[ModuleType], None]) -> None:
+        self.loader = loader
+        self.callback = callback
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        if module.__spec__ is not None:
+            module.__spec__.loader = self.loader
+        module.__loader__ = self.loader
+        self.loader.exec_module(module)
+        self.callback(module)
+
+
+class _OnImport(importlib.abc.MetaPathFinder):
+    """Finds nothing itself: for the one top-level module ``name`` it takes the spec the
+    other finders give and wraps its loader in :class:`_ThenCall` (once, then leaves)."""
+
+    def __init__(self, name: str, callback: Callable[[ModuleType], None]) -> None:
+        self.name = name
+        self.callback = callback
+
+    def find_spec(self, fullname: str, path: Sequence[str] | None = None,
+                  target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
+        if fullname != self.name:
+            return None
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(fullname)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _ThenCall(spec.loader, self.callback)
+        return spec
+
+
+def when_imported(name: str, callback: Callable[[ModuleType], None]) -> None:
+    """``callback(module)`` as soon as the top-level module ``name`` is imported: now if it
+    already is, else right after whoever imports it first has run its ``__init__``."""
+    module = sys.modules.get(name)
+    if module is not None:
+        callback(module)
+    else:
+        sys.meta_path.insert(0, _OnImport(name, callback))
 
 
 def _error(exc: BaseException) -> dict[str, Any]:
@@ -56,9 +112,8 @@ def main() -> int:
 
                 record = Record(data=msg["record"], path=msg.get("record_path", "<worker>"))
                 if msg.get("torch_threads"):
-                    import torch
-
-                    torch.set_num_threads(int(msg["torch_threads"]))
+                    threads = int(msg["torch_threads"])
+                    when_imported("torch", lambda torch: torch.set_num_threads(threads))
                 model = load_model(record, Path(msg["package_dir"]), msg["device"], msg.get("package_key"),
                                    int(msg.get("medigan_chunk", 16)))
                 protocol.send(out, {"ok": True, "pid": os.getpid(), "python": sys.executable})

@@ -1,26 +1,27 @@
-"""Helpers for the runner/SDK tests: small real torch models packaged as zips in
-tmp_path, with records whose sha256 is computed from the zip."""
+"""Package builders: zips and tars, small model packages in tmp_path (pinned records
+from :mod:`.records`), and a hand-written wheel for worker environments.
+
+The numpy-only packages (faulty, marker, volume, rgb, dep, the model-test
+``MODEL_CODE``) never import torch, so a worker for them starts without it; the toy GAN
+and the medigan-style package use torch (imported here only when their weights are made).
+"""
 
 from __future__ import annotations
 
 import base64
-import copy
 import hashlib
 import io
 import json
+import tarfile
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Iterable, Mapping, Union
 
-import torch
-
-from synthmed.registry.records import Record, load_record_text
+from synthmed.registry.catalog import CatalogEntry
 from synthmed.registry.packages import VerifiedPackage, prepare_archive
+from synthmed.registry.records import Record
 
-if TYPE_CHECKING:
-    from synthmed.registry.catalog import CatalogEntry
-
-HERE = Path(__file__).parent
+from .records import IMAGE_8, package_record, to_record, write_record
 
 # --- package code ------------------------------------------------------------------
 
@@ -162,6 +163,27 @@ def build(package_dir, device):
     return D()
 '''
 
+PROBE_MODEL = '''
+import sys
+
+import numpy as np
+
+
+class P:
+    def sample(self, seeds, use_torch=False):
+        threads = 0
+        if use_torch:
+            import torch
+
+            threads = torch.get_num_threads()
+        loaded = 100 if "torch" in sys.modules else 0
+        return {"image": np.stack([np.full((8, 8), loaded + threads, dtype=np.uint8) for s in seeds])}
+
+
+def build(package_dir, device):
+    return P()
+'''
+
 # medigan's own layout: a folder with __init__.py (generate) and its weights, relative imports
 MEDIGAN_INIT = '''
 import os
@@ -205,7 +227,130 @@ class Generator(nn.Module):
 '''
 
 
+# --- the model-test package: numpy only, its behaviour chosen when it is written -----------
+
+#: ``MODEL_CODE.format(behaviour=...)``: "good", or one way of being broken
+MODEL_CODE = '''
+import os
+import signal
+import time
+import numpy as np
+
+BEHAVIOUR = {behaviour!r}
+
+
+class Model:
+    def __init__(self, package_dir, device):
+        if BEHAVIOUR == "load-raises":
+            raise RuntimeError("cannot find my weights on purpose")
+        if BEHAVIOUR == "load-hangs":
+            time.sleep(600)
+        self.calls = 0
+
+    def sample(self, seeds, label="benign"):
+        self.calls += 1
+        n = len(seeds)
+        imgs = np.stack([np.random.default_rng(int(s) + (7 if label == "malignant" else 0))
+                         .integers(0, 256, (8, 8), dtype=np.uint8) for s in seeds])
+        if BEHAVIOUR == "wrong-shape":
+            return {{"image": imgs[:, :7, :]}}
+        if BEHAVIOUR == "wrong-dtype":
+            return {{"image": imgs.astype(np.float64)}}
+        if BEHAVIOUR == "nan":
+            out = imgs.astype(np.float32) / 255.0
+            out[1, 2, 3] = np.nan
+            return {{"image": out}}
+        if BEHAVIOUR == "out-of-range":
+            return {{"image": imgs.astype(np.float32) / 255.0 * 2.0}}
+        if BEHAVIOUR == "nondeterministic":
+            return {{"image": np.random.randint(0, 256, (n, 8, 8)).astype(np.uint8)}}
+        if BEHAVIOUR == "batch-dependent":
+            return {{"image": (imgs // 2 + n).astype(np.uint8)}}
+        if BEHAVIOUR == "raises":
+            raise ValueError("the generator exploded on purpose")
+        if BEHAVIOUR == "hangs":
+            time.sleep(600)
+        if BEHAVIOUR == "crashes":
+            os.kill(os.getpid(), signal.SIGSEGV)
+        return {{"image": imgs}}
+
+
+def build(package_dir, device):
+    return Model(package_dir, device)
+'''
+
+FLOAT_IMAGE = {"name": "image", "kind": "image", "dims": 2, "shape": [8, 8], "dtype": "float32", "channels": 1,
+               "value_range": [0, 1]}
+UINT8_IMAGE = IMAGE_8
+INPUTS = {"type": "object", "properties": {"label": {"enum": ["benign", "malignant"], "default": "benign"}},
+          "additionalProperties": False}
+
+
+
+
+def model_record(model_id: str, zip_path: Path | None = None, *, output: dict[str, Any] | None = None,
+                 test: dict[str, Any] | None = None, inputs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The record of a model-test package (``model:build``, class-conditional)."""
+    return package_record(model_id, zip_path, task="class-conditional", inputs=inputs or INPUTS,
+                          outputs=[output or UINT8_IMAGE], package_entry_point="model:build",
+                          test=test or {"num_samples": 3, "seed": 5, "params": {"label": "malignant"},
+                                        "timeout_s": 5})
+
+
+def make_model(tmp: Path, behaviour: str, model_id: str | None = None,
+               **record_kw: Any) -> tuple[Record, VerifiedPackage]:
+    """A model-test package of the given behaviour, zipped, pinned and prepared: (record, package)."""
+    model_id = model_id or f"model-{behaviour}"
+    z = make_zip(tmp / "zips" / f"{model_id}.zip", {"model.py": MODEL_CODE.format(behaviour=behaviour)})
+    record = to_record(model_record(model_id, z, **record_kw), f"{model_id}.json")
+    return record, prepare_archive(record, z, tmp / "pkgs", upstream="public")
+
+
+def with_record(tmp: Path, package: VerifiedPackage, data: Mapping[str, Any]) -> VerifiedPackage:
+    """The archive of a :func:`make_model` package prepared for an edited record (as an index
+    would serve it); refused like any other (an unpinned record raises Unverified)."""
+    z = tmp / "zips" / f"{package.record.id}.zip"
+    return prepare_archive(Record(data=data, path="x.json"), z, tmp / "pkgs", upstream=package.upstream)
+
+
+def index_model(root: Path, model_id: str, behaviour: str, **kw: Any) -> dict[str, Any]:
+    """A model-test package whose zip lives in the index at ``root`` (an index: source),
+    its record pinned and written there; the record dict."""
+    rel = f"artefacts/{model_id}/1.0.0.zip"
+    z = make_zip(root / rel, {"model.py": MODEL_CODE.format(behaviour=behaviour)})
+    data = model_record(model_id, z, **kw)
+    data["package"]["artefact"]["sources"] = [f"index:{rel}"]
+    write_record(root, data)
+    return data
+
+
+def package_folder(tmp: Path, behaviour: str = "good") -> Path:
+    """An unzipped model-test package, with byte code a contributor would not ship."""
+    pkg = tmp / f"pkg-{behaviour}"
+    (pkg / "__pycache__").mkdir(parents=True, exist_ok=True)
+    (pkg / "model.py").write_text(MODEL_CODE.format(behaviour=behaviour))
+    (pkg / "weights.txt").write_text("no weights needed\n")
+    (pkg / "__pycache__" / "model.cpython-311.pyc").write_bytes(b"junk")
+    return pkg
+
+
+def contribution_metadata(tmp: Path, **over: Any) -> Path:
+    """``meta.json`` for contributing a model-test package: its record without format, id,
+    version and artefact (``over`` replaces top-level keys)."""
+    data = model_record("placeholder")
+    for key in ("format", "id", "version"):
+        data.pop(key)
+    data["package"].pop("artefact")
+    data["test"] = {"num_samples": 2, "seed": 3, "params": {"label": "benign"}, "timeout_s": 10}
+    data.update(over)
+    path = tmp / "meta.json"
+    path.write_text(json.dumps(data, indent=2))
+    return path
+
+
 def toy_weights() -> bytes:
+    import torch
+
     torch.manual_seed(0)
     ns: dict[str, Any] = {}
     exec(TOY_NET, ns)
@@ -216,6 +361,8 @@ def toy_weights() -> bytes:
 
 
 def medigan_weights() -> bytes:
+    import torch
+
     torch.manual_seed(1)
     ns: dict[str, Any] = {}
     exec(MEDIGAN_MODEL, ns)
@@ -224,82 +371,83 @@ def medigan_weights() -> bytes:
     return buf.getvalue()
 
 
-# --- records -----------------------------------------------------------------------
+# --- archives ----------------------------------------------------------------------
 
-BASE_RECORD = json.loads((HERE / "fixtures" / "records" / "valid" / "full.json").read_text())
+#: every entry written from a mapping carries this date, so a zip's bytes depend only on its files
+ZIP_DATE = (2026, 1, 1, 0, 0, 0)
 
-IMAGE_8 = {"name": "image", "kind": "image", "dims": 2, "shape": [8, 8], "dtype": "uint8", "channels": 1,
-           "value_range": [0, 255]}
+Entries = Union[Mapping[str, Union[str, bytes]], Iterable[tuple[Union[str, zipfile.ZipInfo], Union[str, bytes]]]]
 
 
-def make_zip(files: Mapping[str, str | bytes], path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name in sorted(files):
-            data = files[name]
-            info = zipfile.ZipInfo(name, date_time=(2026, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
+def zip_bytes(entries: Entries, compression: int = zipfile.ZIP_DEFLATED) -> bytes:
+    """A zip of ``entries``: a mapping (name -> text or bytes) is written sorted by name, a
+    sequence of (name or ZipInfo, data) pairs in its order, duplicates and hostile names
+    included (a ZipInfo is written as given). Every named entry has :data:`ZIP_DATE`."""
+    pairs = sorted(entries.items()) if isinstance(entries, Mapping) else list(entries)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression) as zf:
+        for name, data in pairs:
+            if isinstance(name, zipfile.ZipInfo):
+                info = name
+            else:
+                info = zipfile.ZipInfo(name, date_time=ZIP_DATE)
+                info.compress_type = compression
             zf.writestr(info, data.encode() if isinstance(data, str) else data)
+    return buf.getvalue()
+
+
+def make_zip(path: Path, entries: Entries, compression: int = zipfile.ZIP_DEFLATED) -> Path:
+    """:func:`zip_bytes` written to ``path`` (its folder is created)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(zip_bytes(entries, compression))
     return path
 
 
-def sha256_of(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def tinfo(name: str, type_: bytes = tarfile.REGTYPE, linkname: str = "") -> tarfile.TarInfo:
+    ti = tarfile.TarInfo(name)
+    ti.type = type_
+    ti.linkname = linkname
+    return ti
 
 
-def record_dict(model_id: str, zip_path: Path | None, **fields: Any) -> dict[str, Any]:
-    """A valid record for ``model_id``; ``fields`` replace top-level keys or, with a
-    ``package_`` prefix, keys of ``package``."""
-    data = copy.deepcopy(BASE_RECORD)
-    data["id"] = model_id
-    data["title"] = f"Test model {model_id}"
-    data["task"] = "unconditional"
-    data["inputs"] = {"type": "object", "properties": {}, "additionalProperties": False}
-    data["outputs"] = [dict(IMAGE_8)]
-    data["test"] = {"num_samples": 4, "seed": 0, "timeout_s": 60}
-    data["package"]["requirements"] = []
-    data["package"].pop("devices", None)
-    for key, value in fields.items():
-        if key.startswith("package_"):
-            data["package"][key[len("package_"):]] = value
-        else:
-            data[key] = value
-    if zip_path is not None:
-        data["package"]["artefact"] = {
-            "sha256": sha256_of(zip_path), "size": zip_path.stat().st_size,
-            "media_type": "application/zip", "sources": [zip_path.resolve().as_uri()],
-        }
-    return data
+def make_tar(path: Path, members: list[tuple[tarfile.TarInfo, bytes | None]], mode: str = "w") -> Path:
+    """A tar of ``members`` in order (data None: a member without a body: links, devices)."""
+    with tarfile.open(path, mode) as tf:
+        for info, data in members:
+            if data is not None:
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data))
+            else:
+                tf.addfile(info)
+    return path
 
 
-def to_record(data: Mapping[str, Any], where: str = "<test>") -> Record:
-    return load_record_text(json.dumps(data), where)
-
-
-def unpack(zip_path: Path, dest: Path) -> Path:
-    dest.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(zip_path) as zf:
-        zf.extractall(dest)
-    return dest
-
+# --- packages -----------------------------------------------------------------------
 
 def build_package(tmp: Path, model_id: str, files: Mapping[str, str | bytes],
                   **fields: Any) -> tuple[Record, VerifiedPackage, Path]:
-    """Zip ``files``, write a record pinned to the zip's sha256, prepare it (verify, unpack).
-    Returns (record, package, zip_path)."""
-    zip_path = make_zip(files, tmp / "artefacts" / f"{model_id}.zip")
-    data = record_dict(model_id, zip_path, **fields)
-    record = to_record(data, str(tmp / f"{model_id}.json"))
-    return record, prepare_archive(record, zip_path, tmp / "packages", upstream="public"), zip_path
+    """Zip ``files``, write a record pinned to the zip's sha256 (``fields`` as for
+    :func:`.records.package_record`), prepare it (verify, unpack) as a package of upstream
+    "public". Returns (record, package, zip_path)."""
+    zip_path = make_zip(tmp / "artefacts" / f"{model_id}.zip", files)
+    record = to_record(package_record(model_id, zip_path, **fields), str(tmp / f"{model_id}.json"))
+    return record, package_for(record, zip_path, tmp), zip_path
 
 
 def package_for(record: Record, zip_path: Path, tmp: Path) -> VerifiedPackage:
-    """``zip_path`` prepared for ``record`` (which must pin it)."""
+    """``zip_path`` prepared for ``record`` (which must pin it), under ``tmp/packages``."""
     return prepare_archive(record, zip_path, tmp / "packages", upstream="public")
 
 
-TOY_INPUTS = {"type": "object", "properties": {"label": {"enum": ["benign", "malignant"], "default": "benign"}},
-              "additionalProperties": False}
+def catalog_entry(record: Record, *, upstream: str = "public", index_repo: Path | None = None,
+                  index_commit: str | None = None, index_subfolder: str = "") -> CatalogEntry:
+    """A catalog entry for ``record`` as a sync would make it (what prepare() takes)."""
+    return CatalogEntry(upstream=upstream, id=record.id, version=record.version, record=record,
+                        index_repo=index_repo or Path("."), index_commit=index_commit or "HEAD",
+                        index_subfolder=index_subfolder, artefact_state="missing", status=record.status)
+
+
+TOY_INPUTS = INPUTS
 
 
 def toy_package(tmp: Path, model_id: str = "toy-gan", **fields: Any) -> tuple[Record, VerifiedPackage, Path]:
@@ -364,6 +512,15 @@ def medigan_package(tmp: Path, model_id: str = "medigan-toy", folder: str = "toy
                          outputs=outputs, inputs=inputs)
 
 
+def probe_package(tmp: Path, model_id: str = "torch-probe") -> tuple[Record, VerifiedPackage, Path]:
+    """A numpy-only model whose pixels tell whether torch is loaded where it runs (100 if
+    it is, plus torch's thread count when ``use_torch=True`` made the model import it)."""
+    inputs = {"type": "object", "properties": {"use_torch": {"type": "boolean", "default": False}},
+              "additionalProperties": False}
+    return build_package(tmp, model_id, {"probe.py": PROBE_MODEL}, package_entry_point="probe:build",
+                         inputs=inputs)
+
+
 # --- a local wheel, for worker environments built without network ------------------
 
 def make_wheel(dest: Path, name: str = "smtestdep", version: str = "2.0.0", value: int = 40,
@@ -393,34 +550,3 @@ def make_wheel(dest: Path, name: str = "smtestdep", version: str = "2.0.0", valu
 def dep_package(tmp: Path, model_id: str = "dep-model", requirement: str = "smtestdep==2.0.0") -> tuple[Record, VerifiedPackage, Path]:
     return build_package(tmp, model_id, {"depmod.py": DEP_MODEL}, package_entry_point="depmod:build",
                          package_requirements=[requirement, "numpy>=1.20"])
-
-
-# --- a site whose catalog holds the given records ------------------------------------
-
-def make_site_home(home: Path, records: list[Mapping[str, Any]], upstream: str = "public") -> Path:
-    """A site folder with a real catalog holding ``records`` (as a sync would leave it).
-    Packages are not mirrored: the SDK fetches them on demand from their file:// sources."""
-    from synthmed.registry.catalog import Catalog
-    from synthmed.registry.records import record_relpath
-
-    home.mkdir(parents=True, exist_ok=True)
-    cat = Catalog.open(home / "catalog.db", readonly=False)
-    try:
-        cat.put_upstream(upstream, url=str(home / "no-index"), branch="main", priority=100)
-        for data in records:
-            rel = record_relpath(data["id"], data["version"])
-            cat.upsert_record(upstream, rel, to_record(data, rel), "0" * 40)
-        cat.refresh_latest(upstream, [d["id"] for d in records])
-    finally:
-        cat.close()
-    return home
-
-
-def catalog_entry(record: Record, *, upstream: str = "public", index_repo: Path | None = None,
-                  index_commit: str | None = None, index_subfolder: str = "") -> "CatalogEntry":
-    """A catalog entry for ``record`` as a sync would make it (for prepare())."""
-    from synthmed.registry.catalog import CatalogEntry
-
-    return CatalogEntry(upstream=upstream, id=record.id, version=record.version, record=record,
-                        index_repo=index_repo or Path("."), index_commit=index_commit or "HEAD",
-                        index_subfolder=index_subfolder, artefact_state="missing", status=record.status)

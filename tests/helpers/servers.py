@@ -1,32 +1,25 @@
-"""A local HTTP server (127.0.0.1, port 0) that misbehaves on request.
+"""Local HTTP servers for the tests, on 127.0.0.1 with a free port.
 
-Each route serves some bytes and may truncate, stall, answer 5xx, redirect (in a loop),
-send more bytes than declared, serve tampered bytes, ignore ``Range``, or pause at an
+:class:`FaultServer` misbehaves on request: each route serves some bytes and may
+truncate, stall, answer 5xx, redirect (in a loop), send more bytes than declared, serve tampered bytes, ignore ``Range``, or pause at an
 offset until the test releases it. Every request's path and headers are recorded.
+:func:`serve_folder` serves a folder as it is (``http.server``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import http.server
 import re
 import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
-
-from synthmed.registry.settings import Settings, load_settings
+from typing import Any, Iterator
 
 SEND_CHUNK = 64 * 1024
 _RANGE = re.compile(r"^bytes=(\d+)-$")
-
-
-def fast_settings(home: Path, **sources: Any) -> Settings:
-    """Settings with short HTTP timeouts and backoffs, for tests."""
-    s = load_settings(home, environ={})
-    opts: dict[str, Any] = dict(http_connect_timeout_s=2.0, http_read_timeout_s=0.5, http_retries=1,
-                                http_backoff_s=0.01)
-    opts.update(sources)
-    return replace(s, sources=replace(s.sources, **opts))
 
 
 @dataclass
@@ -196,3 +189,24 @@ class FaultServer:
         self.httpd.shutdown()
         self.httpd.server_close()
         self._thread.join(timeout=5)
+
+
+class _QuietFiles(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
+        return
+
+
+@contextlib.contextmanager
+def serve_folder(folder: Path) -> Iterator[str]:
+    """Serve ``folder`` read-only over HTTP; yields the base URL (no trailing slash)."""
+    handler = functools.partial(_QuietFiles, directory=str(folder))
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
