@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 RECORD_FORMAT = "synthmed-record/1"
 MODELS_DIR = "models"
 
-#: fields of a merged version that may change later (DESIGN §3)
+#: fields of a merged version that may change later (docs/design.md, "The record")
 MUTABLE_FIELDS = frozenset({"status", "status_reason", "metrics", "publications", "description"})
 #: fields that must never change once merged
 IMMUTABLE_FIELDS = ("package", "inputs", "outputs")
