@@ -1,4 +1,4 @@
-"""``synthmed index ...``: validate, check, pin, import-medigan."""
+"""``synthmed index ...``: validate, check, review, pin, import-medigan."""
 
 from __future__ import annotations
 
@@ -32,6 +32,19 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                    help="folder of the index inside the repo (default: auto: '' if models/ is at the root, else 'index')")
     add_json_flag(c)
     c.set_defaults(func=cmd_check)
+
+    r = isub.add_parser("review", help="the gate, then a throwaway site synced from the pull request's head "
+                                       "that model-tests every added or changed version")
+    r.add_argument("--base", required=True, help="the revision the pull request targets (e.g. origin/main)")
+    r.add_argument("--head", default="HEAD", help="the pull request's revision (default: HEAD)")
+    r.add_argument("--repo", default=".", help="a path inside the index's git repository (default: .)")
+    r.add_argument("--index-dir", default=None,
+                   help="folder of the index inside the repo (default: auto: '' if models/ is at the root, else 'index')")
+    r.add_argument("--out", required=True, type=Path,
+                   help="a new folder for the review site, its copy of the index and the test report")
+    r.add_argument("--timeout", type=float, default=None, help="seconds per model-test request (default: the record's)")
+    add_json_flag(r)
+    r.set_defaults(func=cmd_review)
 
     pin = isub.add_parser("pin", help="download an artefact, hash it and write sha256 and size into its record")
     pin.add_argument("ref", help="ID@VERSION")
@@ -73,6 +86,31 @@ def cmd_check(args: argparse.Namespace) -> int:
         print_json(result.as_dict())
     else:
         print(result.summary())
+    return 0 if result.ok else 1
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    from synthmed.daemon.review import review
+
+    progress = (lambda m: None) if args.json else (lambda m: print(m, file=sys.stderr))
+    result = review(Path(args.repo), args.base, args.head, args.out, index_dir=args.index_dir,
+                    timeout_s=args.timeout, progress=progress)
+    if args.json:
+        print_json(result.as_dict())
+    else:
+        if not result.check.ok:
+            print(result.check.summary())
+            print("FAILED: the gate refused the pull request; nothing of it was run")
+        elif result.sync_problems:
+            for p in result.sync_problems:
+                print(f"refused by the review site's sync: {p}")
+            print("FAILED: the review site did not accept the pull request as it stands")
+        else:
+            for r in result.run.results if result.run else []:
+                print(f"{r.ref}: {r.status}" + (f": {r.reason}" if r.reason else ""))
+            where = result.run.report_path if result.run else None
+            print(f"{'OK' if result.ok else 'FAILED'}: {len(result.tested)} version(s) tested"
+                  + (f"; report: {where}" if where else ""))
     return 0 if result.ok else 1
 
 
