@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Callable, Collection, Sequence
 
-from synthmed.registry.catalog import Catalog, utcnow
+from synthmed.registry.catalog import Catalog
 from synthmed.registry.errors import RecordError, SyncRefused
 from synthmed.registry.records import IMMUTABLE_FIELDS, load_record_text
 from synthmed.registry.settings import Settings, Upstream
+from synthmed.registry.stamps import utcnow
 
 from .state import read_state, write_state
 from .upstreams import ACCEPTED_REF, Change, UpstreamRepo, resolve_url

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from .registry.stamps import synthmed_version
+
+__version__ = synthmed_version()
 
 __all__ = ["Generators", "Site", "__version__"]
 

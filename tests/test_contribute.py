@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from site_helpers import new_repo, write_site
 from synthmed.cli import main
-from synthmed.contribute import contribute, reproducible_zip, zenodo_token
+from synthmed.registry.contribute import contribute, reproducible_zip, zenodo_token
 from synthmed.registry.errors import ContributeError
 from synthmed.registry.records import load_record
 from test_modeltest import MODEL_CODE, model_record

@@ -16,6 +16,10 @@ import traceback
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from ..records import Record
+from . import protocol
+from .formats import load_model, normalise_outputs
+
 
 def _private_channels() -> tuple[int, BinaryIO]:
     in_fd = os.dup(0)
@@ -39,7 +43,6 @@ def _error(exc: BaseException) -> dict[str, Any]:
 def main() -> int:
     faulthandler.enable(file=sys.stderr, all_threads=True)
     in_fd, out = _private_channels()
-    from . import protocol
 
     model: Any = None
     record: Any = None
@@ -51,9 +54,6 @@ def main() -> int:
         op = msg.get("op")
         try:
             if op == "load":
-                from ..records import Record
-                from .formats import load_model
-
                 record = Record(data=msg["record"], path=msg.get("record_path", "<worker>"))
                 if msg.get("torch_threads"):
                     import torch
@@ -63,8 +63,6 @@ def main() -> int:
                                    int(msg.get("medigan_chunk", 16)))
                 protocol.send(out, {"ok": True, "pid": os.getpid(), "python": sys.executable})
             elif op == "sample":
-                from .formats import normalise_outputs
-
                 if model is None:
                     raise RuntimeError("no model loaded")
                 seeds = list(msg["seeds"])
