@@ -53,7 +53,6 @@ ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 SKIP_NAMES = {"__pycache__", ".git", ".dvc", ".DS_Store", ".ipynb_checkpoints", ".pytest_cache", ".mypy_cache"}
 SKIP_SUFFIXES = (".pyc", ".pyo")
 TOKEN_ENV = "SYNTHMED_ZENODO_TOKEN"
-TOKEN_FILE_ENV = "SYNTHMED_ZENODO_TOKEN_FILE"
 
 
 @dataclass

@@ -108,14 +108,8 @@ class OutputFolder:
     def _path(self, name: str, index: int) -> str:
         return os.path.join(self._dirs[name], f"{index:0{INDEX_DIGITS}d}{self.exts[name]}")
 
-    def path_for(self, name: str, index: int) -> Path:
-        return Path(self._path(name, index))
-
     def is_complete(self, index: int) -> bool:
         return all(os.path.isfile(self._path(s.name, index)) for s in self.specs)
-
-    def pending(self, indices: Sequence[int]) -> list[int]:
-        return [i for i in indices if not self.is_complete(i)]
 
     # -- sidecar --
     def _identity(self) -> dict[str, Any]:
