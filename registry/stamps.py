@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from functools import lru_cache
-from importlib.metadata import PackageNotFoundError, version
 
 
 def utcnow() -> str:
@@ -19,6 +18,8 @@ def utcnow() -> str:
 @lru_cache(maxsize=1)
 def synthmed_version() -> str:
     """The installed synthmed's version (``0+unknown`` in a source tree that is not installed)."""
+    from importlib.metadata import PackageNotFoundError, version  # only when asked: it is slow to import
+
     try:
         return version("synthmed")
     except PackageNotFoundError:

@@ -10,12 +10,12 @@ from typing import Any
 
 from .registry.stamps import synthmed_version
 
-__version__ = synthmed_version()
-
 __all__ = ["Generators", "Site", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":  # the installed version, read on first use (registry/stamps.py)
+        return synthmed_version()
     if name == "Generators":
         from .generators import Generators
 
