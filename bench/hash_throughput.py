@@ -40,7 +40,8 @@ from typing import Callable
 
 from synthmed.registry.settings import load_settings
 from synthmed.registry.sources.base import SourceContext
-from synthmed.registry.store import CHUNK, DIRECT_ALIGN, Store
+from synthmed.registry.copy_pipeline import DIRECT_ALIGN
+from synthmed.registry.store import CHUNK, Store
 
 MB = 1 << 20
 

@@ -21,10 +21,13 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable
 
-from synthmed.registry.catalog import Catalog, utcnow
+from synthmed.registry.catalog import Catalog
 from synthmed.registry.errors import BundleError, SyncRefused
 from synthmed.registry.hashing import hash_path
 from synthmed.registry.settings import Settings, Upstream, load_settings
+from synthmed.registry.site_config import append_upstream
+from synthmed.registry.stamps import utcnow
+from synthmed.registry.store import Store
 
 from .jobs import mirror_candidates
 from .state import write_json_atomic
@@ -44,8 +47,6 @@ CHUNK = 1 << 20
 def export_bundle(settings: Settings, catalog: Catalog, dest: Path,
                   progress: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
     """Write the upstream indexes (git bundles) and the selected verified blobs to ``dest``."""
-    from synthmed.registry.store import Store
-
     if dest.exists() and not dest.is_dir():
         raise BundleError(f"{dest} is a file, not a folder", hint="export into a new or empty folder")
     if dest.exists() and any(dest.iterdir()):
@@ -167,10 +168,6 @@ def _check_file(src: Path, rel: str, sha: str, size: int | None, problems: list[
 def import_bundle(settings: Settings, catalog: Catalog, src: Path,
                   progress: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
     """Verify a bundle completely, then take in its blobs and indexes; BundleError on any problem."""
-    from synthmed.registry.store import Store
-
-    from synthmed.registry.site_config import append_upstream
-
     manifest = _read_manifest(src)
     problems: list[str] = []
     for u in manifest.get("upstreams", []):

@@ -10,10 +10,11 @@ import logging
 from dataclasses import dataclass, field
 from typing import Callable
 
-from synthmed.registry.catalog import Catalog, CatalogEntry, utcnow
+from synthmed.registry.catalog import Catalog, CatalogEntry
 from synthmed.registry.errors import BlobCorrupt
 from synthmed.registry.packages import prepare
 from synthmed.registry.settings import MirrorPolicy, Settings
+from synthmed.registry.stamps import utcnow
 from synthmed.registry.store import Store
 from synthmed.registry.unpack import remove_package, verify_packages
 

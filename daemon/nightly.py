@@ -4,8 +4,9 @@ At ``schedules.nightly_test_time`` (site.toml, local time, ``HH:MM``) it tests e
 mirrored, non-yanked version whose artefact, requirements, runner version or environment
 changed since its last test, or whose last test is older than a day (see
 :func:`synthmed.registry.modeltest_site.due_for_test`). Results go to the catalog's
-``tests`` table and to ``<site>/reports/<UTC time>/``. Importing this module registers
-the job with the daemon (:data:`synthmed.daemon.service.JOB_PROVIDERS`).
+``tests`` table and to ``<site>/reports/<UTC time>/``. The daemon
+(:meth:`synthmed.daemon.service.Daemon.register_default_jobs`) registers
+:func:`nightly_test_job` with :func:`nightly_trigger`; this module does not import the daemon.
 """
 
 from __future__ import annotations
@@ -14,15 +15,21 @@ import logging
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
-from synthmed.registry.catalog import utcnow
 from synthmed.registry.errors import ConfigError
+from synthmed.registry.modeltest_site import (
+    due_for_test,
+    last_test_by_ref,
+    mirrored_entries,
+    report_folder,
+    run_tests,
+)
+from synthmed.registry.report import environment
+from synthmed.registry.stamps import utcnow
 
 from .jobs import JobContext
 
 if TYPE_CHECKING:  # pragma: no cover
     from apscheduler.triggers.cron import CronTrigger
-
-    from .service import Daemon
 
 log = logging.getLogger(__name__)
 
@@ -51,15 +58,6 @@ def nightly_trigger(text: str) -> "CronTrigger":
 
 def nightly_test_job(ctx: JobContext, now: datetime | None = None) -> str:
     """Test every mirrored version that is due; record results and write a report."""
-    from synthmed.registry.modeltest_site import (
-        due_for_test,
-        last_test_by_ref,
-        mirrored_entries,
-        report_folder,
-        run_tests,
-    )
-    from synthmed.registry.report import environment
-
     started = utcnow()
     now = now or datetime.now(timezone.utc)
     settings, catalog = ctx.settings, ctx.catalog
@@ -92,19 +90,3 @@ def nightly_test_job(ctx: JobContext, now: datetime | None = None) -> str:
                            changed=len(run.results))
     ctx.progress(f"test: {summary}")
     return summary
-
-
-def register(daemon: "Daemon") -> None:
-    """The JOB_PROVIDERS hook: the nightly test job at ``schedules.nightly_test_time``."""
-    daemon.register_job(JOB_NAME, nightly_test_job, nightly_trigger(daemon.settings.schedules.nightly_test_time))
-
-
-def install() -> None:
-    """Add :func:`register` to the daemon's job providers (once)."""
-    from .service import JOB_PROVIDERS
-
-    if register not in JOB_PROVIDERS:
-        JOB_PROVIDERS.append(register)
-
-
-install()

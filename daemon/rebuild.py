@@ -9,12 +9,14 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Callable
 
-from synthmed.registry.catalog import Catalog, utcnow
+from synthmed.registry.catalog import Catalog
 from synthmed.registry.errors import CatalogError
 from synthmed.registry.settings import Settings
+from synthmed.registry.stamps import utcnow
+from synthmed.registry.store import Store
 
 from .state import read_state
-from .sync import apply_changes, _config_fields
+from .sync import _config_fields, apply_changes
 from .upstreams import ACCEPTED_REF, UpstreamRepo
 
 log = logging.getLogger(__name__)
@@ -86,16 +88,10 @@ def rebuild_catalog(settings: Settings, path: Path | None = None,
                     summary["upstreams"][u.name] = {"commit": accepted, "records": n, "skipped": len(skipped)}
                 finally:
                     repo.close()
-            try:
-                from synthmed.registry.store import Store
-            except ImportError:  # pragma: no cover - the store module is part of the package
-                Store = None  # type: ignore[assignment,misc]
-            if Store is not None:
-                store = Store(settings.store_dir)
-                for sha in store.iter_blobs():
-                    cat.set_artefact(sha, state="verified", size=store.blob_path(sha).stat().st_size,
-                                     source="store")
-                    summary["blobs"] += 1
+            store = Store(settings.store_dir)
+            for sha in store.iter_blobs():
+                cat.set_artefact(sha, state="verified", size=store.blob_path(sha).stat().st_size, source="store")
+                summary["blobs"] += 1
             cat.record_run("rebuild", "ok", reason=f"{sum(1 for _ in cat.list_models(all_versions=True))} versions")
     finally:
         cat.close()

@@ -28,7 +28,7 @@ import git
 
 from synthmed.registry.catalog import Catalog
 from synthmed.registry.errors import ConfigError
-from synthmed.registry.indexcheck import CheckResult, check_index
+from synthmed.registry.indexcheck import IndexCheckResult, check_index
 from synthmed.registry.modeltest_site import TestRun, run_tests
 from synthmed.registry.settings import load_settings
 from synthmed.registry.site_config import UpstreamSpec, init_site
@@ -45,7 +45,7 @@ BRANCH = "synthmed-review"
 
 @dataclass
 class ReviewResult:
-    check: CheckResult
+    check: IndexCheckResult
     site: Path
     tested: list[str] = field(default_factory=list)
     run: TestRun | None = None
@@ -70,7 +70,7 @@ class ReviewResult:
         }
 
 
-def refs_to_test(check: CheckResult) -> list[str]:
+def refs_to_test(check: IndexCheckResult) -> list[str]:
     """``id@version`` of every version the pull request adds or changes, in order, once."""
     out: list[str] = []
     for ref in list(check.added_models) + list(check.added_versions) + [str(c["ref"]) for c in check.changed]:

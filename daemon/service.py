@@ -6,7 +6,7 @@ registration order, and exits. SIGTERM and SIGINT stop the scheduler cleanly: th
 job finishes (each job's catalog writes are transactions, so stopping between them is
 safe), then the lock is released.
 
-Adding a job (the nightly model tests do this)::
+Adding a job (a plug-in; the nightly model tests are a default job)::
 
     from apscheduler.triggers.cron import CronTrigger
     from synthmed.daemon.service import JOB_PROVIDERS
@@ -32,10 +32,12 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from synthmed.registry.catalog import Catalog, utcnow
+from synthmed.registry.catalog import Catalog
 from synthmed.registry.errors import ConfigError
 from synthmed.registry.settings import Settings
+from synthmed.registry.stamps import utcnow
 
+from . import nightly
 from .jobs import JobContext, gc_job, mirror_job, scrub_job
 from .lock import SiteLock
 from .sync import sync_all
@@ -80,9 +82,8 @@ class Daemon:
         self.register_job("mirror", mirror_job, IntervalTrigger(minutes=sc.sync_interval_minutes))
         self.register_job("scrub", scrub_job, IntervalTrigger(hours=sc.scrub_interval_hours))
         self.register_job("gc", gc_job, IntervalTrigger(hours=sc.gc_interval_hours))
-        # the nightly `test` job: importing daemon.nightly adds its provider to JOB_PROVIDERS
-        from . import nightly  # noqa: F401
-
+        self.register_job(nightly.JOB_NAME, nightly.nightly_test_job,
+                          nightly.nightly_trigger(sc.nightly_test_time))
         for provider in JOB_PROVIDERS:
             provider(self)
 

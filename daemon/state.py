@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from synthmed.registry.catalog import utcnow
+from synthmed.registry.stamps import utcnow
 from synthmed.registry.settings import Settings, Upstream
 
 STATE_FORMAT = "synthmed-upstream-state/1"

@@ -7,6 +7,7 @@ from typing import Any
 
 from synthmed.registry.catalog import Catalog
 from synthmed.registry.settings import Settings
+from synthmed.registry.store import Store
 
 
 def _age_hours(when: str | None, now: datetime) -> float | None:
@@ -52,15 +53,10 @@ def site_status(settings: Settings, catalog: Catalog | None, now: datetime | Non
     out: dict[str, Any] = {"site": settings.name, "home": str(settings.home), "catalog": str(settings.catalog_path),
                            "upstreams": ups, "stale_after_hours": settings.stale_after_hours}
     blobs: dict[str, int] = {"in_store": 0, "bytes": 0}
-    try:
-        from synthmed.registry.store import Store
-
-        store = Store(settings.store_dir)
-        for sha in store.iter_blobs():
-            blobs["in_store"] += 1
-            blobs["bytes"] += store.blob_path(sha).stat().st_size
-    except ImportError:  # pragma: no cover
-        pass
+    store = Store(settings.store_dir)
+    for sha in store.iter_blobs():
+        blobs["in_store"] += 1
+        blobs["bytes"] += store.blob_path(sha).stat().st_size
     if catalog is None:
         out.update(blobs=blobs, models={}, jobs=[], failures=[], failing_models=[], problems=[],
                    warnings=warnings + ["no catalog yet: run `synthmed sync`"])

@@ -14,17 +14,19 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Callable, Collection, Sequence
 
-from synthmed.registry.catalog import Catalog, utcnow
+from synthmed.registry.catalog import Catalog
 from synthmed.registry.errors import RecordError, SyncRefused
 from synthmed.registry.records import IMMUTABLE_FIELDS, load_record_text
 from synthmed.registry.settings import Settings, Upstream
+from synthmed.registry.stamps import utcnow
 
 from .state import read_state, write_state
 from .upstreams import ACCEPTED_REF, Change, UpstreamRepo, resolve_url
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[str], None]
+#: called with one line of progress text
+MessageProgress = Callable[[str], None]
 
 
 def _quiet(_: str) -> None:
@@ -144,7 +146,7 @@ def _refuse(catalog: Catalog, u: Upstream, order: int, started: str, reason: str
 
 
 def sync_upstream(settings: Settings, catalog: Catalog, u: Upstream, order: int = 0, *,
-                  accept_rewrite: bool = False, progress: Progress = _quiet,
+                  accept_rewrite: bool = False, progress: MessageProgress = _quiet,
                   bundle: Path | None = None) -> SyncResult:
     """Sync one upstream (from its URL, or from a git ``bundle`` on import)."""
     started = utcnow()
@@ -237,7 +239,7 @@ def _apply_and_accept(catalog: Catalog, u: Upstream, order: int, repo: UpstreamR
 
 
 def sync_all(settings: Settings, catalog: Catalog, *, only: Sequence[str] | None = None,
-             accept_rewrite: Collection[str] = (), progress: Progress = _quiet) -> list[SyncResult]:
+             accept_rewrite: Collection[str] = (), progress: MessageProgress = _quiet) -> list[SyncResult]:
     """Sync every configured upstream; one failing upstream never stops the others."""
     names = {u.name for u in settings.upstreams}
     if only:

@@ -231,6 +231,3 @@ class UpstreamRepo:
     def bundle(self, dest: Path) -> None:
         """Write a git bundle of the accepted commit (ref ``refs/synthmed/accepted``)."""
         self.g.bundle("create", str(dest), ACCEPTED_REF)
-
-    def verify_bundle(self, bundle: Path) -> None:
-        self.g.bundle("verify", str(bundle))

@@ -22,22 +22,23 @@ import json
 import logging
 import sqlite3
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import sqlite_utils
 
 from . import catalog_schema as schema
+from .catalog_entry import CatalogEntry
 from .catalog_schema import FTS_COLUMNS, GENERATION, LIST_FIELDS
 from .errors import CatalogError
 from .records import Record
-from .semver import parse_version
+from .resolve import resolve_ref
+from .semver import version_key
+from .stamps import utcnow
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Catalog", "CatalogEntry", "GENERATION", "FTS_COLUMNS", "fts_query", "utcnow", "version_key"]
+__all__ = ["Catalog", "CatalogEntry", "GENERATION", "FTS_COLUMNS", "fts_query", "version_key"]
 
 #: what a row of the models table needs, joined with its upstream and artefact
 _ENTRY_SELECT = """SELECT m.pk, m.upstream, m.id, m.version, m.path, u.accepted_commit AS commit_sha, m.status,
@@ -45,66 +46,6 @@ _ENTRY_SELECT = """SELECT m.pk, m.upstream, m.id, m.version, m.path, u.accepted_
     a.state AS artefact_state"""
 _ENTRY_FROM = """ FROM models m JOIN upstreams u ON u.name = m.upstream
     LEFT JOIN artefacts a ON a.sha256 = m.sha256"""
-
-
-def utcnow() -> str:
-    """The current time as an ISO 8601 UTC string (what every time column holds)."""
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-@dataclass
-class CatalogEntry:
-    """One model version as the catalog serves it, with what is needed to fetch it."""
-
-    upstream: str
-    id: str
-    version: str
-    record: Record
-    index_repo: Path
-    index_commit: str
-    index_subfolder: str
-    artefact_state: str  # missing | verified | corrupt | unverified
-    status: str = "active"
-    status_reason: str | None = None
-    priority: int = 100
-    path: str = ""
-    score: float | None = None  # the ranking metric's value, when ranked
-    shadows: tuple[str, ...] = field(default=())  # lower-priority upstreams with the same id
-
-    @property
-    def ref(self) -> str:
-        return f"{self.id}@{self.version}"
-
-    @property
-    def qualified_ref(self) -> str:
-        return f"{self.upstream}/{self.id}@{self.version}"
-
-    def as_dict(self, full: bool = False) -> dict[str, Any]:
-        data = self.record.data
-        out: dict[str, Any] = {
-            "ref": self.qualified_ref,
-            "upstream": self.upstream,
-            "id": self.id,
-            "version": self.version,
-            "title": data.get("title"),
-            "summary": data.get("summary"),
-            "status": self.status,
-            "status_reason": self.status_reason,
-            "modality": list(data.get("modality", [])),
-            "anatomy": list(data.get("anatomy", [])),
-            "architecture": dict(data.get("architecture", {})),
-            "license": data.get("license"),
-            "artefact_state": self.artefact_state,
-            "index_commit": self.index_commit,
-        }
-        if self.score is not None:
-            out["score"] = self.score
-        if full:
-            out["index_repo"] = str(self.index_repo)
-            out["index_subfolder"] = self.index_subfolder
-            out["path"] = self.path
-            out["record"] = dict(data)
-        return out
 
 
 def fts_query(text: str) -> str:
@@ -132,15 +73,6 @@ def _joined(value: Any) -> str:
 def _arch_text(data: Mapping[str, Any]) -> str:
     arch = data.get("architecture") or {}
     return " ".join(str(arch[k]) for k in ("family", "name") if arch.get(k))
-
-
-def version_key(version: str) -> tuple[int, Any]:
-    """Order versions by semver, releases above pre-releases, unparsable ones lowest."""
-    try:
-        v = parse_version(version)
-    except ValueError:
-        return (-1, version)
-    return (0 if v.is_prerelease else 1, v)
 
 
 class Catalog:
@@ -515,9 +447,7 @@ class Catalog:
 
     def resolve(self, ref: str) -> CatalogEntry:
         """``id``, ``id@1.0.0``, ``upstream/id``, ``upstream/id@1.0.0`` -> one servable entry."""
-        from .resolve import resolve
-
-        return resolve(self, ref)
+        return resolve_ref(self, ref)
 
     def list_models(self, *, all_versions: bool = False) -> list[CatalogEntry]:
         """The latest non-yanked version of every model of every upstream (or every version)."""

@@ -28,7 +28,7 @@ PIN_FIELDS = ("sha256", "size")
 
 
 @dataclass
-class CheckResult:
+class IndexCheckResult:
     base: str
     head: str
     added_models: list[str] = field(default_factory=list)
@@ -146,7 +146,7 @@ def compare_records(old: Mapping[str, Any], new: Mapping[str, Any], where: str) 
     return changed, problems
 
 
-def check_index(repo_path: Path | str, base: str, head: str = "HEAD", index_dir: str | None = None) -> CheckResult:
+def check_index(repo_path: Path | str, base: str, head: str = "HEAD", index_dir: str | None = None) -> IndexCheckResult:
     try:
         repo = git.Repo(repo_path, search_parent_directories=True)
     except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
@@ -156,7 +156,7 @@ def check_index(repo_path: Path | str, base: str, head: str = "HEAD", index_dir:
     head_c = _resolve(repo, head)
     prefix = find_index_prefix(repo, head_c, index_dir)
     models_prefix = f"{prefix}/{MODELS_DIR}/" if prefix else f"{MODELS_DIR}/"
-    result = CheckResult(base=base_c.hexsha, head=head_c.hexsha)
+    result = IndexCheckResult(base=base_c.hexsha, head=head_c.hexsha)
 
     # compare against the merge base, as a pull request would
     merge_bases = repo.merge_base(base_c, head_c)

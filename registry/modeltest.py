@@ -41,8 +41,9 @@ from .errors import (
 )
 from .packages import VerifiedPackage
 from .records import Record
-from .report import GRID_MAX, ModelTestResult, environment, run_fingerprint, utcnow, write_report
+from .report import GRID_MAX, ModelTestResult, environment, run_fingerprint, write_report
 from .runner import CheckedParams, Runner, RunnerOptions
+from .stamps import utcnow
 
 log = logging.getLogger(__name__)
 

@@ -40,7 +40,6 @@ class TestRun:
 
     results: list[ModelTestResult] = field(default_factory=list)
     report_path: Path | None = None
-    not_due: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> list[ModelTestResult]:

@@ -62,8 +62,6 @@ import numpy as np
 
 from .errors import ConfigError
 
-#: what a record's ``outputs[].kind`` may say (schemas/record.schema.json)
-KINDS = ("image", "mask", "label", "volume", "other")
 #: the spatial axes of one sample, by ``dims`` (channels follow when more than one)
 AXES: dict[int, tuple[str, ...]] = {2: ("rows", "cols"), 3: ("slices", "rows", "cols")}
 #: the axis of a volume (canonical layout, one sample) along which it is sliced

@@ -50,7 +50,7 @@ from .records import Record
 from .settings import Settings
 from .sources.base import SourceContext, last_path_part
 from .store import Store
-from .unpack import OCTET, check_package, manifest_path, remove_package, unpack_package
+from .unpack import OCTET, check_unpacked, manifest_path, remove_package, unpack_package
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +204,7 @@ def _materialise(record: Record, ref: str, sha: str, settings: Settings, ctx: So
     packages_dir = settings.packages_dir
     pkg = packages_dir / sha
     if pkg.is_dir():
-        problem = check_package(packages_dir, sha)
+        problem = check_unpacked(packages_dir, sha)
         if problem is None:
             return pkg, _manifest(packages_dir, sha), "packages"
         # the unpacked copy is not what the verified blob holds: never run it

@@ -12,17 +12,19 @@ import logging
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from .errors import ArtefactNotFound, ConfigError, ModelNotFound, RecordError
 from .records import MODELS_DIR, load_record, record_relpath, validate_data
 from .settings import Settings
-from .sources.base import SourceContext
+from .sources.base import SourceContext, is_loopback
 from .store import Store
 
 log = logging.getLogger(__name__)
 
 
-def parse_ref(ref: str) -> tuple[str, str]:
+def split_pin_ref(ref: str) -> tuple[str, str]:
+    """``[UPSTREAM/]ID@VERSION`` -> ``(ID, VERSION)``; the version is required."""
     if "@" not in ref:
         raise ConfigError(f"{ref!r} names no version", hint="write ID@VERSION, e.g. toy-gan@1.0.0")
     model_id, version = ref.rsplit("@", 1)
@@ -49,10 +51,6 @@ def _not_in_index(index_dir: Path, model_id: str, version: str) -> ModelNotFound
 
 def _insecure(uri: str, settings: Settings) -> bool:
     """Plain http to another machine: anyone on the path could choose the pinned bytes."""
-    from urllib.parse import urlsplit
-
-    from .sources.http import is_loopback
-
     if uri.startswith("http://"):
         return not is_loopback(urlsplit(uri).hostname)
     if uri.startswith("zenodo:") and settings.sources.zenodo_host.startswith("http://"):
@@ -66,7 +64,7 @@ def pin_record(index_dir: Path, ref: str, settings: Settings, *, force: bool = F
     ``force`` to replace a wrong pin). Returns ``{"id", "version", "sha256", "size", "source"}``.
     The blob lands in the site's store, ready to use."""
     index_dir = Path(index_dir)
-    model_id, version = parse_ref(ref)
+    model_id, version = split_pin_ref(ref)
     path = index_dir / record_relpath(model_id, version)
     if not path.is_file():
         raise _not_in_index(index_dir, model_id, version)

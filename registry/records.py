@@ -23,7 +23,6 @@ from .semver import parse_version
 
 log = logging.getLogger(__name__)
 
-RECORD_FORMAT = "synthmed-record/1"
 MODELS_DIR = "models"
 
 #: fields of a merged version that may change later (docs/design.md, "The record")

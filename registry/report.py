@@ -19,7 +19,6 @@ import os
 import platform
 import sys
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -29,24 +28,12 @@ from .errors import SynthmedError
 from .modeltest_checks import CheckResult
 from .outputs import OutputSpec, preview, save_grid
 from .schemas_io import validate_against
+from .stamps import synthmed_version, utcnow
 
 log = logging.getLogger(__name__)
 
 REPORT_FORMAT = "synthmed-test-report/1"
 GRID_MAX = 16
-
-
-def utcnow() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def synthmed_version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("synthmed")
-    except Exception:  # noqa: BLE001 - a source checkout without metadata
-        return "0+unknown"
 
 
 def _module_version(name: str) -> str | None:

@@ -16,15 +16,24 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Any, Protocol
 
+from .catalog_entry import CatalogEntry
 from .errors import ModelNotFound, RecordYanked
-from .semver import is_version
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .catalog import Catalog, CatalogEntry
+from .semver import is_version, version_key
 
 log = logging.getLogger(__name__)
+
+
+class EntryRows(Protocol):
+    """What resolution reads from a catalog (:class:`synthmed.registry.catalog.Catalog` is one)."""
+
+    path: Path
+
+    def rows_for_id(self, model_id: str, upstream: str | None = None) -> list[CatalogEntry]: ...
+
+    def upstream_rows(self) -> list[dict[str, Any]]: ...
 
 _REF = re.compile(r"^(?:(?P<upstream>[a-z0-9][a-z0-9_-]{0,31})/)?(?P<id>[a-z0-9][a-z0-9._-]{2,63})(?:@(?P<version>[^@/\s]+))?$")
 
@@ -40,7 +49,7 @@ class ModelRef:
         return f"{out}@{self.version}" if self.version else out
 
 
-def parse_ref(ref: str) -> ModelRef:
+def parse_model_ref(ref: str) -> ModelRef:
     """Parse a model reference; ids are matched lower-cased (as medigan ids are imported)."""
     if not isinstance(ref, str):
         raise ModelNotFound(f"{ref!r} is not a model reference (a {type(ref).__name__}, not a string)",
@@ -60,7 +69,7 @@ def parse_ref(ref: str) -> ModelRef:
     return ModelRef(id=m.group("id"), version=version, upstream=m.group("upstream"))
 
 
-def _yanked(entry: "CatalogEntry", ref: str) -> RecordYanked:
+def _yanked(entry: CatalogEntry, ref: str) -> RecordYanked:
     reason = entry.status_reason or "no reason given"
     return RecordYanked(
         f"{entry.qualified_ref} is yanked and is never served: {reason}",
@@ -69,11 +78,9 @@ def _yanked(entry: "CatalogEntry", ref: str) -> RecordYanked:
     )
 
 
-def resolve(catalog: "Catalog", ref: str) -> "CatalogEntry":
+def resolve_ref(catalog: EntryRows, ref: str) -> CatalogEntry:
     """Resolve ``ref`` against the catalog (see the module docstring for the rules)."""
-    from .catalog import version_key
-
-    r = parse_ref(ref)
+    r = parse_model_ref(ref)
     rows = catalog.rows_for_id(r.id, r.upstream)
     if not rows:
         known = [u["name"] for u in catalog.upstream_rows()]

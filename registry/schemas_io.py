@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from importlib import resources
-from typing import Any, Iterable
-
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError
+from typing import TYPE_CHECKING, Any, Iterable
 
 from .errors import Problem
+
+if TYPE_CHECKING:  # pragma: no cover
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import ValidationError
 
 SCHEMA_FILES = {
     "record": "record.schema.json",
@@ -28,7 +29,11 @@ def load_schema(name: str) -> dict[str, Any]:
 
 
 @lru_cache(maxsize=None)
-def validator(name: str) -> Draft202012Validator:
+def validator(name: str) -> "Draft202012Validator":
+    # jsonschema is imported on first validation: settings import this module, and
+    # `synthmed --help` should not pay for jsonschema
+    from jsonschema import Draft202012Validator
+
     schema = load_schema(name)
     Draft202012Validator.check_schema(schema)
     return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
@@ -47,7 +52,7 @@ def json_path(parts: Iterable[Any]) -> str:
     return out
 
 
-def _plain(err: ValidationError) -> str:
+def _plain(err: "ValidationError") -> str:
     """A plain-words message for one schema error."""
     v = err.validator
     inst = err.instance
@@ -74,7 +79,7 @@ def _plain(err: ValidationError) -> str:
     return err.message
 
 
-def _leaf_errors(err: ValidationError) -> list[ValidationError]:
+def _leaf_errors(err: "ValidationError") -> list["ValidationError"]:
     """For oneOf/anyOf, descend to the most specific sub-errors."""
     if err.validator in {"oneOf", "anyOf"} and err.context:
         best = min(err.context, key=lambda e: (len(e.absolute_path) * -1, e.validator == "type"))

@@ -54,3 +54,12 @@ def parse_version(text: str) -> Version:
 
 def is_version(text: str) -> bool:
     return bool(_SEMVER.match(text))
+
+
+def version_key(version: str) -> tuple[int, object]:
+    """Order versions by semver, releases above pre-releases, unparsable ones lowest."""
+    try:
+        v = parse_version(version)
+    except ValueError:
+        return (-1, version)
+    return (0 if v.is_prerelease else 1, v)

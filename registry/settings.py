@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import ConfigError
+from .schemas_io import validate_against
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -148,6 +149,31 @@ def default_home(environ: Mapping[str, str] | None = None) -> Path:
     return Path(user_data_dir("synthmed", appauthor=False))
 
 
+@dataclass(frozen=True)
+class ZenodoTokenEnv:
+    """Where the environment says a Zenodo token is (``synthmed contribute --store zenodo``).
+
+    The token's precedence (explicit > settings > ``token`` > a token file: the one passed,
+    ``token_file``, then ``default_token_file``) is applied by
+    :func:`synthmed.registry.contribute.zenodo_token`.
+    """
+
+    token: str | None  # SYNTHMED_ZENODO_TOKEN
+    token_file: Path | None  # SYNTHMED_ZENODO_TOKEN_FILE
+    default_token_file: Path  # $XDG_CONFIG_HOME (or ~/.config)/synthmed/zenodo-token
+
+
+def zenodo_token_sources(environ: Mapping[str, str] | None = None) -> ZenodoTokenEnv:
+    """Read the Zenodo token variables from ``environ`` (default: the process environment)."""
+    env = os.environ if environ is None else environ
+    cfg = Path(env.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return ZenodoTokenEnv(
+        token=env.get("SYNTHMED_ZENODO_TOKEN") or None,
+        token_file=Path(env["SYNTHMED_ZENODO_TOKEN_FILE"]) if env.get("SYNTHMED_ZENODO_TOKEN_FILE") else None,
+        default_token_file=cfg / "synthmed" / "zenodo-token",
+    )
+
+
 def _truthy(value: str, where: str) -> bool:
     v = value.strip().lower()
     if v in {"1", "true", "yes", "on"}:
@@ -185,8 +211,6 @@ def read_site_toml(path: Path) -> dict[str, Any]:
             f"{path}: cannot be read: {exc.strerror or exc}",
             hint="site.toml must be a readable file; recreate it with `synthmed init DIR --force`",
         ) from exc
-    from .schemas_io import validate_against
-
     problems = validate_against("site", data, str(path))
     if problems:
         lines = "\n".join(str(p) for p in problems)
@@ -245,6 +269,7 @@ def settings_from_toml(home: Path, data: Mapping[str, Any]) -> Settings:
         http_connect_timeout_s=float(http.get("connect_timeout_s", 10.0)),
         http_read_timeout_s=float(http.get("read_timeout_s", 30.0)),
         http_retries=int(http.get("retries", 3)),
+        http_backoff_s=float(http.get("backoff_s", SourceOverrides.http_backoff_s)),
     )
     sc = data.get("schedules", {})
     schedules = Schedules(

@@ -19,42 +19,32 @@ mtime) in ``state.db``, so later opens cost nothing until the file changes.
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import json
 import logging
-import mmap
 import os
-import queue
 import re
 import secrets
-import sqlite3
-import sys
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator
 
+from . import copy_pipeline
+from .copy_pipeline import DIRECT_ALIGN, DIRECT_MIN, ByteProgress, CopyPipe, fsync_dir
 from .errors import ArtefactError, ArtefactNotFound, BlobCorrupt, HashMismatch, SizeMismatch, SourceError
 from .hashing import hash_file
 from .settings import Settings
-from .sources import Source, SourceContext, SourceStream, candidate_uris, resolve
+from .sources import Source, SourceContext, candidate_uris, source_for_uri
 from .sources.base import redact
 from .sources.file import FileSource
+from .store_state import VerifiedState
 
 log = logging.getLogger(__name__)
 
 #: read/hash/write buffer size
 CHUNK = 4 << 20
-#: buffers in flight: the reader fills one while others are being hashed and written
-PIPELINE_DEPTH = 8
-#: downloads at least this big bypass the page cache (O_DIRECT) where possible
-DIRECT_MIN = 16 << 20
-DIRECT_ALIGN = 4096
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
-
-Progress = Callable[[int, "int | None"], None]
 
 
 def check_sha256(sha256: str) -> str:
@@ -85,238 +75,6 @@ class VerifyReport:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-# --- the copy loop --------------------------------------------------------------------
-
-
-class _Buf:
-    """One pipeline buffer, handed to the hashing and the writing thread at once; it is
-    reused only after both are done with it."""
-
-    __slots__ = ("view", "n", "users", "lock")
-
-    def __init__(self, view: memoryview) -> None:
-        self.view = view
-        self.n = 0
-        self.users = 0
-        self.lock = threading.Lock()
-
-
-_HUGE = 2 << 20
-
-
-def _buffers(chunk: int, count: int) -> tuple[mmap.mmap, memoryview, list[_Buf]]:
-    """``count`` page-aligned buffers (as O_DIRECT needs) in one anonymous mapping, backed by
-    huge pages where the kernel allows it (fewer pages to pin per O_DIRECT write, fewer TLB
-    misses while copying and hashing)."""
-    mem = mmap.mmap(-1, chunk * count + _HUGE)
-    start = 0
-    advice = getattr(mmap, "MADV_HUGEPAGE", None)
-    if advice is not None and chunk % _HUGE == 0:
-        with contextlib.suppress(OSError, ValueError):
-            mem.madvise(advice)
-        with memoryview(mem) as probe:
-            addr = ctypes_address(probe)
-        if addr is not None:
-            start = -addr % _HUGE
-    whole = memoryview(mem)
-    return mem, whole, [_Buf(whole[start + i * chunk: start + (i + 1) * chunk]) for i in range(count)]
-
-
-def ctypes_address(view: memoryview) -> int | None:
-    """The address of a writable buffer (None where ctypes is missing)."""
-    try:
-        import ctypes
-
-        return ctypes.addressof(ctypes.c_char.from_buffer(view))
-    except (ImportError, TypeError, ValueError):
-        return None
-
-
-class _Pipe:
-    """Read in the caller's thread; hash in a second thread and write in a third, both from
-    the same buffer at once. Socket and file reads, hashlib (for more than 2 KiB) and file
-    writes all release the GIL, so reading chunk i+1 overlaps hashing and writing chunk i:
-    a download costs the slowest of the three, not their sum. A buffer is refilled only
-    after it was both hashed and written, so the bytes hashed are the bytes written.
-    ``PIPELINE_DEPTH`` buffers cycle through a free list, which absorbs a stage's hiccups
-    (a slow disk write, a preempted thread) without stalling the others.
-
-    With ``direct_fd`` (the same file opened with ``O_DIRECT``), aligned stretches bypass
-    the page cache: no copy into freshly allocated page-cache pages (bench/hash_throughput.py
-    measured that copy as the costliest part of a buffered write on a VM), and nothing is
-    left to write back at the fsync. Whatever is not aligned (a short last chunk) goes
-    through ``fd``, and so does everything after it.
-    """
-
-    def __init__(self, fd: int, hasher: Any, chunk: int, progress: Progress | None, done: int,
-                 total: int | None, direct_fd: int | None = None) -> None:
-        self.fd = fd
-        self.direct_fd = direct_fd
-        self.hasher = hasher
-        self.progress = progress
-        self.done = done
-        self.total = total
-        self.dirty = 0
-        self.mem, self.whole, self.bufs = _buffers(chunk, PIPELINE_DEPTH)
-        self.free: queue.SimpleQueue[_Buf] = queue.SimpleQueue()
-        for b in self.bufs:
-            self.free.put(b)
-        self.to_hash: queue.SimpleQueue[_Buf | None] = queue.SimpleQueue()
-        self.to_write: queue.SimpleQueue[_Buf | None] = queue.SimpleQueue()
-        self.error: BaseException | None = None
-        self.threads = [threading.Thread(target=self._hash_loop, name="store-hash", daemon=True),
-                        threading.Thread(target=self._write_loop, name="store-write", daemon=True)]
-        for t in self.threads:
-            t.start()
-
-    def _release(self, buf: _Buf) -> None:
-        with buf.lock:
-            buf.users -= 1
-            last = buf.users == 0
-        if last:
-            self.free.put(buf)
-
-    def _hash_loop(self) -> None:
-        update = self.hasher.update
-        while True:
-            buf = self.to_hash.get()
-            if buf is None:
-                return
-            if self.error is None:
-                update(buf.view[: buf.n])
-            self._release(buf)
-
-    def _pwrite_all(self, fd: int, mv: memoryview, pos: int) -> int:
-        start = pos
-        while mv:
-            w = os.pwrite(fd, mv, pos)
-            mv = mv[w:]
-            pos += w
-        return pos - start
-
-    def _write(self, mv: memoryview) -> None:
-        pos = self.done
-        if self.direct_fd is not None and pos % DIRECT_ALIGN == 0:
-            aligned = len(mv) - len(mv) % DIRECT_ALIGN
-            if aligned:
-                try:
-                    w = os.pwrite(self.direct_fd, mv[:aligned], pos)
-                except OSError as exc:
-                    if exc.errno not in (errno.EINVAL, errno.EOPNOTSUPP):
-                        raise
-                    log.debug("O_DIRECT write refused (%s); writing through the page cache", exc)
-                    self.direct_fd = None
-                    w = 0
-                mv = mv[w:]
-                pos += w
-        if mv:
-            pos += self._pwrite_all(self.fd, mv, pos)
-            self.dirty += len(mv)
-        self.done = pos
-
-    def _write_loop(self) -> None:
-        while True:
-            buf = self.to_write.get()
-            if buf is None:
-                return
-            if self.error is None:
-                try:
-                    self._write(buf.view[: buf.n])
-                    if self.dirty >= WRITEBACK_EVERY and _start_writeback is not None:
-                        _start_writeback(self.fd, self.done - self.dirty, self.dirty)
-                        self.dirty = 0
-                    if self.progress is not None:
-                        self.progress(self.done, self.total)
-                except BaseException as exc:  # disk full, ...
-                    self.error = exc
-            self._release(buf)
-
-    def run(self, stream: SourceStream, limit: int | None) -> int:
-        """Copy up to ``limit`` bytes (all, if None); return the count."""
-        got = 0
-        get_free = self.free.get
-        try:
-            while limit is None or got < limit:
-                buf = get_free()
-                if self.error is not None:
-                    break
-                mv = buf.view
-                n = stream.readinto(mv if limit is None or limit - got >= len(mv) else mv[: limit - got])
-                if not n:
-                    self.free.put(buf)
-                    break
-                got += n
-                buf.n = n
-                buf.users = 2
-                self.to_hash.put(buf)
-                self.to_write.put(buf)
-        finally:
-            self.to_hash.put(None)
-            self.to_write.put(None)
-            for t in self.threads:
-                t.join()
-            for b in self.bufs:
-                b.view.release()
-            self.whole.release()
-            with contextlib.suppress(BufferError):
-                self.mem.close()
-        if self.error is not None:
-            raise self.error
-        return got
-
-
-def _open_direct(path: Path) -> int | None:
-    """The file opened again for O_DIRECT writes, where the OS and filesystem allow it."""
-    flag = getattr(os, "O_DIRECT", 0)
-    if not flag:
-        return None
-    try:
-        return os.open(path, os.O_WRONLY | flag)
-    except OSError as exc:  # e.g. tmpfs
-        log.debug("no O_DIRECT for %s: %s", path, exc)
-        return None
-
-
-#: start writing dirty pages back to disk every this many bytes, so the final fsync is short
-WRITEBACK_EVERY = 32 << 20
-
-
-def _writeback_starter() -> Callable[[int, int, int], None] | None:
-    """Linux's sync_file_range(SYNC_FILE_RANGE_WRITE): start writeback without waiting."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        fn = libc.sync_file_range
-        fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-        fn.restype = ctypes.c_int
-    except (OSError, AttributeError):
-        return None
-
-    def start(fd: int, offset: int, nbytes: int) -> None:
-        fn(fd, offset, nbytes, 2)  # SYNC_FILE_RANGE_WRITE; a failure only costs speed
-
-    return start
-
-
-_start_writeback = _writeback_starter()
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 class _StoreLock:
@@ -359,6 +117,7 @@ class Store:
         self.quarantine_dir = self.root / "quarantine"
         self.locks_dir = self.root / "locks"
         self.state_path = self.root / "state.db"
+        self.state = VerifiedState(self.state_path)
 
     # -- layout ----------------------------------------------------------------------
     def blob_path(self, sha256: str) -> Path:
@@ -385,7 +144,7 @@ class Store:
 
     # -- fetching --------------------------------------------------------------------
     def fetch(self, sha256: str, size: int | None, sources: list[str], ctx: SourceContext,
-              progress: Progress | None = None) -> FetchResult:
+              progress: ByteProgress | None = None) -> FetchResult:
         """Make sure the blob is in the store: site mirrors first, then each source in order.
 
         Raises :class:`ArtefactNotFound` listing every source's reason when none works.
@@ -402,7 +161,7 @@ class Store:
             return self._try_sources(uris, ctx, sha256, size, progress)
 
     def add_from_sources(self, sources: list[str], ctx: SourceContext, size: int | None = None,
-                         progress: Progress | None = None) -> FetchResult:
+                         progress: ByteProgress | None = None) -> FetchResult:
         """Download an artefact whose sha256 is not known yet (``index pin``), hash it and
         store it under that hash. The first source that delivers wins."""
         self._mkdirs()
@@ -436,7 +195,7 @@ class Store:
                 pass
 
     def _try_sources(self, uris: list[str], ctx: SourceContext, sha256: str | None, size: int | None,
-                     progress: Progress | None) -> FetchResult:
+                     progress: ByteProgress | None) -> FetchResult:
         failures: list[tuple[str, str]] = []
         if not uris:
             raise ArtefactNotFound(f"artefact {sha256 or '(unpinned)'}: the record lists no sources",
@@ -444,7 +203,7 @@ class Store:
         for raw in uris:
             uri = redact(raw)
             try:
-                src = resolve(raw, ctx, sha256)
+                src = source_for_uri(raw, ctx, sha256)
                 return self._fetch_one(src, uri, sha256, size, progress)
             except SourceError as exc:
                 msg = exc.message if exc.message.startswith(uri) else f"{uri}: {exc.message}"
@@ -459,7 +218,7 @@ class Store:
             sha256=sha256, failures=failures)
 
     def _fetch_one(self, src: Source, uri: str, sha256: str | None, size: int | None,
-                   progress: Progress | None, _retry: bool = True) -> FetchResult:
+                   progress: ByteProgress | None, _retry: bool = True) -> FetchResult:
         """One source: resume or start ``tmp/<sha256>.part``, stream, hash, check, promote.
 
         A failure removes what this attempt wrote; a prefix left by an interrupted earlier
@@ -505,9 +264,9 @@ class Store:
                     direct_fd = None
                     if (size is None or size - have >= DIRECT_MIN) and have % DIRECT_ALIGN == 0 \
                             and self.chunk_size % DIRECT_ALIGN == 0:
-                        direct_fd = _open_direct(part)
+                        direct_fd = copy_pipeline.open_direct(part)
                     try:
-                        pipe = _Pipe(fd, hasher, self.chunk_size, progress, have, size, direct_fd)
+                        pipe = CopyPipe(fd, hasher, self.chunk_size, progress, have, size, direct_fd)
                         total = have + pipe.run(stream, None if size is None else size - have)
                     finally:
                         if direct_fd is not None:
@@ -578,8 +337,8 @@ class Store:
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(part, 0o444)
         os.replace(part, dest)
-        _fsync_dir(dest.parent)
-        self._state_put(digest, os.stat(dest))
+        fsync_dir(dest.parent)
+        self.state.put(digest, os.stat(dest))
         log.info("stored blob %s (%d bytes)", digest, dest.stat().st_size)
         return dest
 
@@ -603,7 +362,7 @@ class Store:
         path = self.blob_path(sha256)
         if not path.exists():
             return None
-        self._state_delete(sha256)
+        self.state.delete(sha256)
         return self._quarantine_file(path, sha256, {"reason": reason, "expected_sha256": sha256, **note})
 
     def quarantined(self) -> list[dict[str, Any]]:
@@ -627,7 +386,7 @@ class Store:
         try:
             st = os.fstat(fh.fileno())
             key = (st.st_ino, st.st_size, st.st_mtime_ns)
-            if self._state_get(sha256) == key:
+            if self.state.get(sha256) == key:
                 return fh
             digest, _ = hash_file(fh, self.chunk_size)
             if digest != sha256:
@@ -635,7 +394,7 @@ class Store:
                                   f"refusing to read it", hint="run `synthmed verify` to quarantine it, then fetch it again",
                                   sha256=sha256, actual=digest, path=path)
             fh.seek(0)
-            self._state_put(sha256, st)
+            self.state.put(sha256, st)
             return fh
         except BaseException:
             fh.close()
@@ -675,7 +434,7 @@ class Store:
                     ok = digest == name
                     if ok:
                         report.ok += 1
-                        self._state_put(name, st)
+                        self.state.put(name, st)
                     else:
                         qb = self.quarantine_blob(name, "blob corrupt on disk", actual_sha256=digest, size=n)
                         report.corrupt.append({"sha256": name, "path": str(f), "reason": f"hashes to {digest}",
@@ -689,51 +448,4 @@ class Store:
         path = self.blob_path(sha256)
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
-        self._state_delete(sha256)
-
-    # -- verified-on-open state ----------------------------------------------------------
-    def _db(self) -> sqlite3.Connection:
-        self.root.mkdir(parents=True, exist_ok=True)
-        con = sqlite3.connect(self.state_path, timeout=30)
-        con.execute("CREATE TABLE IF NOT EXISTS verified (sha256 TEXT PRIMARY KEY, ino INTEGER, size INTEGER, "
-                    "mtime_ns INTEGER, verified_at REAL)")
-        return con
-
-    def _state_get(self, sha256: str) -> tuple[int, int, int] | None:
-        if not self.state_path.exists():
-            return None
-        try:
-            con = sqlite3.connect(f"file:{self.state_path}?mode=ro", uri=True, timeout=30)
-            try:
-                row = con.execute("SELECT ino, size, mtime_ns FROM verified WHERE sha256 = ?", (sha256,)).fetchone()
-            finally:
-                con.close()
-        except sqlite3.Error as exc:
-            log.debug("store state unreadable (%s); verifying", exc)
-            return None
-        return (int(row[0]), int(row[1]), int(row[2])) if row else None
-
-    def _state_put(self, sha256: str, st: os.stat_result) -> None:
-        try:
-            con = self._db()
-            try:
-                with con:
-                    con.execute("INSERT OR REPLACE INTO verified VALUES (?, ?, ?, ?, ?)",
-                                (sha256, st.st_ino, st.st_size, st.st_mtime_ns, time.time()))
-            finally:
-                con.close()
-        except sqlite3.Error as exc:  # a read-only store: verify again next time
-            log.debug("cannot remember blob %s as verified: %s", sha256, exc)
-
-    def _state_delete(self, sha256: str) -> None:
-        if not self.state_path.exists():
-            return
-        try:
-            con = self._db()
-            try:
-                with con:
-                    con.execute("DELETE FROM verified WHERE sha256 = ?", (sha256,))
-            finally:
-                con.close()
-        except sqlite3.Error as exc:
-            log.debug("cannot forget blob %s: %s", sha256, exc)
+        self.state.delete(sha256)

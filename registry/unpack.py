@@ -296,7 +296,7 @@ def tree_manifest(root: Path) -> dict[str, list[Any]]:
     return out
 
 
-def check_package(packages_dir: Path, sha256: str) -> str | None:
+def check_unpacked(packages_dir: Path, sha256: str) -> str | None:
     """None when ``packages/<sha256>/`` still holds exactly what was unpacked, else the reason."""
     final = Path(packages_dir) / sha256
     try:
@@ -337,7 +337,7 @@ def verify_packages(packages_dir: Path) -> list[dict[str, str]]:
     for entry in sorted(root.iterdir()):
         if not entry.is_dir() or entry.name.startswith(".") or not re.fullmatch(r"[0-9a-f]{64}", entry.name):
             continue
-        reason = check_package(root, entry.name)
+        reason = check_unpacked(root, entry.name)
         if reason:
             log.warning("package %s changed on disk (%s); removed, it will be unpacked again", entry.name, reason)
             remove_package(root, entry.name)

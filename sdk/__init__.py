@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from .registry.stamps import synthmed_version
 
 __all__ = ["Generators", "Site", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":  # the installed version, read on first use (registry/stamps.py)
+        return synthmed_version()
     if name == "Generators":
         from .generators import Generators
 

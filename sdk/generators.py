@@ -24,7 +24,9 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 import numpy as np
 
-from synthmed.registry.errors import ConfigError, ModelNotFound, SynthmedError
+from synthmed.registry.contribute import contribute
+from synthmed.registry.errors import ConfigError, ModelNotFound
+from synthmed.registry.modeltest_site import test_ref
 from synthmed.registry.records import Record
 
 from .site import Model, Site, seed_value
@@ -330,18 +332,11 @@ class Generators:
 
     def test_model(self, model_id: str, **kwargs: Any) -> Any:
         """Run the model's test (shapes, determinism, ...); see ``synthmed test``."""
-        from synthmed.registry.modeltest_site import test_ref
-
         report_dir = kwargs.pop("report_dir", None)
         return test_ref(model_id, self.site.settings, report_dir=Path(report_dir) if report_dir else None, **kwargs)
 
     def contribute(self, *args: Any, **kwargs: Any) -> Any:
         """Package, test and submit a model; see ``synthmed contribute``."""
-        try:
-            from synthmed.contribute import contribute  # type: ignore[import-not-found]
-        except ImportError as exc:
-            raise SynthmedError(f"contributing is not available in this installation (synthmed.contribute: {exc})",
-                                hint="update synthmed; `synthmed contribute --help`") from exc
         return contribute(*args, **kwargs)
 
     # -------------------------------------------------------------------- misc ---

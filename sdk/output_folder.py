@@ -27,10 +27,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from synthmed import __version__
 from synthmed.registry.errors import ConfigError
 from synthmed.registry.outputs import OutputSpec, output_specs
 from synthmed.registry.records import Record
+from synthmed.registry.stamps import synthmed_version
 
 from .output_formats import AUTO_FORMATS, ENCODERS, EXTENSIONS, FORMATS, SYNTHETIC_NOTE, WriteContext
 
@@ -108,14 +108,8 @@ class OutputFolder:
     def _path(self, name: str, index: int) -> str:
         return os.path.join(self._dirs[name], f"{index:0{INDEX_DIGITS}d}{self.exts[name]}")
 
-    def path_for(self, name: str, index: int) -> Path:
-        return Path(self._path(name, index))
-
     def is_complete(self, index: int) -> bool:
         return all(os.path.isfile(self._path(s.name, index)) for s in self.specs)
-
-    def pending(self, indices: Sequence[int]) -> list[int]:
-        return [i for i in indices if not self.is_complete(i)]
 
     # -- sidecar --
     def _identity(self) -> dict[str, Any]:
@@ -195,7 +189,7 @@ class OutputFolder:
             "sidecar_format": SIDECAR_FORMAT,
             "synthetic": True,
             "note": f"{SYNTHETIC_NOTE} {rec.ref}; not real patient data",
-            "synthmed_version": __version__,
+            "synthmed_version": synthmed_version(),
             "model": {
                 "id": rec.id, "version": rec.version, "ref": rec.ref, "upstream": self.upstream,
                 "sha256": rec.sha256, "package_format": rec.package_format, "title": rec.get("title"),

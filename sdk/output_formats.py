@@ -21,10 +21,10 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from synthmed import __version__
 from synthmed.registry.errors import ConfigError
 from synthmed.registry.outputs import OutputSpec, canonical, to_bits
 from synthmed.registry.records import Record
+from synthmed.registry.stamps import synthmed_version
 
 FORMATS = ("auto", "png", "npy", "nifti", "dicom")
 #: what "auto" writes: PNG for 2D outputs, NIfTI for volumes
@@ -171,7 +171,7 @@ def write_dicom(path: str, arr: np.ndarray, ctx: WriteContext) -> None:
     meta.MediaStorageSOPClassUID = sop_class
     meta.MediaStorageSOPInstanceUID = sop_uid
     meta.TransferSyntaxUID = puid.ExplicitVRLittleEndian
-    meta.ImplementationVersionName = f"SYNTHMED_{__version__}"[:16]
+    meta.ImplementationVersionName = f"SYNTHMED_{synthmed_version()}"[:16]
     ds = Dataset()
     ds.file_meta = meta
     now = _dt.datetime.now(_dt.timezone.utc)
@@ -186,7 +186,7 @@ def write_dicom(path: str, arr: np.ndarray, ctx: WriteContext) -> None:
     ds.ConversionType = "SYN"  # Synthetic Image (SC Equipment module)
     ds.Manufacturer = "synthmed"
     ds.ManufacturerModelName = record.id[:64]
-    ds.SoftwareVersions = [f"synthmed {__version__}", f"{record.ref}"[:64]]
+    ds.SoftwareVersions = [f"synthmed {synthmed_version()}", f"{record.ref}"[:64]]
     ds.SeriesDescription = f"SYNTHETIC {record.ref} {spec.name}"[:64]
     ds.StudyDescription = "SYNTHETIC DATA (synthmed)"
     ds.ImageComments = note

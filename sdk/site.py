@@ -34,7 +34,8 @@ from .output_folder import OutputFolder
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[int, int], None]
+#: called with (samples written so far, samples asked for)
+SampleProgress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,7 @@ class Model:
 
     def generate_to(self, folder: Path | str, n: int, format: str = "auto", seed: int = 0,
                     batch_size: int | None = None, *, bit_depth: int | None = None,
-                    progress: Progress | None = None, checked: CheckedParams | None = None,
+                    progress: SampleProgress | None = None, checked: CheckedParams | None = None,
                     **params: Any) -> GenerationResult:
         """Write ``n`` samples to ``folder`` (``<output>/<index>.<ext>`` plus ``synthmed.json``);
         format "auto" writes PNG for 2D outputs and NIfTI for volumes.

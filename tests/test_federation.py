@@ -10,7 +10,7 @@ import git
 import pytest
 
 from synthmed.registry.errors import ModelNotFound, RecordYanked
-from synthmed.registry.resolve import parse_ref
+from synthmed.registry.resolve import parse_model_ref
 
 from helpers.records import unverified, with_artefact, write_record
 from helpers.repos import commit, init_repo
@@ -122,11 +122,11 @@ def test_index_sources_readable_at_the_accepted_commit(tmp_path: Path, make_reco
     ("IHC-Patch-DCGAN", (None, "ihc-patch-dcgan", None)),
 ])
 def test_parse_ref(ref: str, expected: tuple[Any, ...]) -> None:
-    r = parse_ref(ref)
+    r = parse_model_ref(ref)
     assert (r.upstream, r.id, r.version) == expected
 
 
 @pytest.mark.parametrize("ref", ["", "a", "x/y/z", "toy-gan@1", "toy-gan@@1.0.0", "/toy-gan"])
 def test_parse_ref_rejects(ref: str) -> None:
     with pytest.raises(ModelNotFound):
-        parse_ref(ref)
+        parse_model_ref(ref)

@@ -127,7 +127,7 @@ def test_model_testing_and_contributing_delegate(home: Path) -> None:
         result = g.test_model("toy-gan")
         assert getattr(result, "passed", None) is True, result
     try:
-        import synthmed.contribute  # type: ignore[import-not-found]  # noqa: F401
+        import synthmed.registry.contribute  # noqa: F401
     except ImportError:
         with pytest.raises(SynthmedError, match="contributing is not available"):
             g.contribute("somewhere")

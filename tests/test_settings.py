@@ -70,3 +70,13 @@ def test_bad_env_boolean(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="SYNTHMED_OFFLINE"):
         load_settings(tmp_path, environ={"SYNTHMED_OFFLINE": "perhaps"})
     assert load_settings(tmp_path, environ={"SYNTHMED_OFFLINE": "yes"}).offline
+
+
+def test_http_settings_from_site_toml(tmp_path: Path) -> None:
+    assert load_settings(tmp_path, environ={}).sources.http_backoff_s == 0.5
+    _site(tmp_path, "[sources.http]\nconnect_timeout_s = 5\nread_timeout_s = 7\nretries = 1\nbackoff_s = 0.25\n")
+    src = load_settings(tmp_path, environ={}).sources
+    assert (src.http_connect_timeout_s, src.http_read_timeout_s, src.http_retries, src.http_backoff_s) == (5, 7, 1, 0.25)
+    _site(tmp_path, "[sources.http]\nbackoff_s = -1\n")
+    with pytest.raises(ConfigError, match=r"\$\.sources\.http\.backoff_s"):
+        load_settings(tmp_path, environ={})

@@ -37,7 +37,7 @@ from helpers.repos import commit as commit_all
 from helpers.sites import fast_settings
 from synthmed.registry.errors import ArtefactError, ArtefactNotFound, SourceError
 from synthmed.registry.settings import Settings
-from synthmed.registry.sources import SOURCE_CLASSES, Source, SourceContext, resolve
+from synthmed.registry.sources import SOURCE_CLASSES, Source, SourceContext, source_for_uri
 from synthmed.registry.store import Store
 from test_dvc import DATA as DVC_DATA
 from test_dvc import dvc_env, dvc_repo, dvc_template  # noqa: F401 - fixtures
@@ -411,11 +411,11 @@ def test_every_scheme_has_one_class_with_the_one_constructor(tmp_path: Path) -> 
                 "mirror": "mirror:/srv/store"}
     assert set(SOURCE_CLASSES) == set(examples)
     for scheme, uri in examples.items():
-        src = resolve(uri, ctx, SHA)
+        src = source_for_uri(uri, ctx, SHA)
         assert type(src) is SOURCE_CLASSES[scheme] and isinstance(src, Source)
         assert type(src)(uri, ctx, SHA).uri == src.uri == uri
     with pytest.raises(SourceError, match="unknown source scheme"):
-        resolve("gopher://x/y", ctx)
+        source_for_uri("gopher://x/y", ctx)
 
 
 def test_an_unexpected_error_while_opening_is_a_source_failure(site, tmp_path: Path, monkeypatch, caplog) -> None:
@@ -449,7 +449,7 @@ def test_an_unexpected_error_while_opening_is_a_source_failure(site, tmp_path: P
 ])
 def test_the_offline_rule(tmp_path: Path, uri: str, refused: bool) -> None:
     settings = replace(fast_settings(tmp_path / "site"), offline=True)
-    src = resolve(uri, SourceContext(settings=settings, index_dir=tmp_path), SHA)
+    src = source_for_uri(uri, SourceContext(settings=settings, index_dir=tmp_path), SHA)
     if refused:
         with pytest.raises(SourceError, match="the site is offline") as ei:
             src.open()
@@ -461,4 +461,4 @@ def test_the_offline_rule(tmp_path: Path, uri: str, refused: bool) -> None:
 def test_offline_zenodo_on_a_loopback_host_is_allowed(tmp_path: Path) -> None:
     s = replace(fast_settings(tmp_path / "site"), offline=True)
     s = replace(s, sources=replace(s.sources, zenodo_host="http://127.0.0.1:9"))
-    resolve("zenodo:1/a.bin", SourceContext(settings=s))._check_offline()
+    source_for_uri("zenodo:1/a.bin", SourceContext(settings=s))._check_offline()

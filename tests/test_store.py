@@ -16,7 +16,7 @@ from helpers.servers import FaultServer, serve_folder
 from helpers.sites import fast_settings
 from synthmed.cli import main as cli_main
 from synthmed.registry.errors import ArtefactError, ArtefactNotFound, BlobCorrupt, SourceError
-from synthmed.registry.sources import SourceContext, last_path_part, resolve
+from synthmed.registry.sources import SourceContext, last_path_part, source_for_uri
 from synthmed.registry.store import Store
 
 DATA = os.urandom(200_000)
@@ -147,9 +147,9 @@ def test_index_source_reads_the_commit_without_checkout(index_repo, site, tmp_pa
     res = store.fetch(SHA, len(DATA), ["index:artefacts/toy/w.bin"], ctx)
     assert res.path.read_bytes() == DATA
     with pytest.raises(SourceError, match="no file index/artefacts/toy/nope.bin"):
-        resolve("index:artefacts/toy/nope.bin", ctx).open()
+        source_for_uri("index:artefacts/toy/nope.bin", ctx).open()
     with pytest.raises(SourceError, match="stay inside the index folder"):
-        resolve("index:../secret", ctx)
+        source_for_uri("index:../secret", ctx)
 
 
 def test_index_source_working_tree_stays_inside(site, tmp_path: Path) -> None:
@@ -160,7 +160,7 @@ def test_index_source_working_tree_stays_inside(site, tmp_path: Path) -> None:
     os.symlink(tmp_path / "outside.bin", idx / "artefacts" / "link.bin")
     ctx = SourceContext(settings=settings, index_dir=idx)
     with pytest.raises(SourceError, match="outside the index folder"):
-        resolve("index:artefacts/link.bin", ctx).open()
+        source_for_uri("index:artefacts/link.bin", ctx).open()
 
 
 def test_mirror_sources_folder_and_http(tmp_path: Path) -> None:
@@ -242,8 +242,8 @@ def test_large_download_bypasses_the_page_cache(tmp_path: Path, monkeypatch) -> 
     src = tmp_path / "big.bin"
     src.write_bytes(big)
     opened: list[int | None] = []
-    real = store_mod._open_direct
-    monkeypatch.setattr(store_mod, "_open_direct", lambda p: opened.append(real(p)) or opened[-1])
+    real = store_mod.copy_pipeline.open_direct
+    monkeypatch.setattr(store_mod.copy_pipeline, "open_direct", lambda p: opened.append(real(p)) or opened[-1])
     settings = fast_settings(tmp_path / "site")
     store = Store(settings.store_dir)
     ctx = SourceContext(settings=settings)

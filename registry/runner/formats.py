@@ -21,7 +21,7 @@ import random
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -35,10 +35,6 @@ log = logging.getLogger(__name__)
 MEDIGAN_CHUNK = 16
 
 WEIGHT_SUFFIXES = (".pt", ".pth", ".ckpt", ".safetensors", ".bin", ".h5", ".hdf5", ".pkl", ".onnx", ".npz", ".npy")
-
-
-class SampleFn(Protocol):
-    def sample(self, seeds: list[int], **params: Any) -> Mapping[str, Any]: ...
 
 
 def to_numpy(value: Any) -> np.ndarray:

@@ -75,9 +75,3 @@ def import_package_module(root: Path, module: str | None, package_key: str) -> M
             return pkg
         importlib.invalidate_caches()
         return importlib.import_module(f"{name}.{module}")
-
-
-def unload_package(package_key: str) -> None:
-    """Forget a package's modules (tests, or a long-lived process dropping a model)."""
-    with _lock:
-        _drop(namespace_for(package_key))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import sys
-from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -14,6 +13,7 @@ from ..errors import EnvironmentBuildError, ModelRunError, ParamError, SynthmedE
 from ..outputs import working_nbytes
 from ..packages import VerifiedPackage
 from ..records import Record
+from .client import WorkerClient
 from .device import resolve_device
 from .envs import build_env
 from .formats import load_model, normalise_outputs
@@ -133,8 +133,6 @@ class Runner:
 
     def _load_worker(self) -> Any:
         if self._worker is None:
-            from .client import WorkerClient
-
             python = sys.executable
             if self.missing:
                 envs_dir = self.options.envs_dir

@@ -24,6 +24,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, BinaryIO, Callable, Sequence
 
+from ..records import Record
+from . import protocol
+from .formats import load_model, normalise_outputs
+
 
 def _private_channels() -> tuple[int, BinaryIO]:
     in_fd = os.dup(0)
@@ -95,7 +99,6 @@ def _error(exc: BaseException) -> dict[str, Any]:
 def main() -> int:
     faulthandler.enable(file=sys.stderr, all_threads=True)
     in_fd, out = _private_channels()
-    from . import protocol
 
     model: Any = None
     record: Any = None
@@ -107,9 +110,6 @@ def main() -> int:
         op = msg.get("op")
         try:
             if op == "load":
-                from ..records import Record
-                from .formats import load_model
-
                 record = Record(data=msg["record"], path=msg.get("record_path", "<worker>"))
                 if msg.get("torch_threads"):
                     threads = int(msg["torch_threads"])
@@ -118,8 +118,6 @@ def main() -> int:
                                    int(msg.get("medigan_chunk", 16)))
                 protocol.send(out, {"ok": True, "pid": os.getpid(), "python": sys.executable})
             elif op == "sample":
-                from .formats import normalise_outputs
-
                 if model is None:
                     raise RuntimeError("no model loaded")
                 seeds = list(msg["seeds"])

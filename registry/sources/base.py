@@ -23,7 +23,7 @@ is a loopback address or ``localhost``, or the source is a ``mirror:`` (a site m
 site's own copy and is used offline). Local sources (``file://``, ``index:``, folder
 mirrors, ``dvc:`` with a local repository) are never refused.
 
-The scheme -> class table and :func:`resolve` are in :mod:`synthmed.registry.sources.table`.
+The scheme -> class table and :func:`source_for_uri` are in :mod:`synthmed.registry.sources.table`.
 """
 
 from __future__ import annotations

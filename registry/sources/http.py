@@ -154,7 +154,6 @@ class HttpStream:
         self.pos = offset
         self.total: int | None = None
         self.attempt = 0
-        self.ranged = False
         self._conn: http.client.HTTPConnection | None = None
         self._resp: http.client.HTTPResponse | None = None
         self._end: int | None = None  # byte position where this response's body ends
@@ -224,7 +223,6 @@ class HttpStream:
                 if m.group(3) != "*":
                     total = int(m.group(3))
                     self.total = total
-                self.ranged = True
                 self._end = start + length if length is not None else (self.total if self.total is not None else None)
             else:  # 200: whole resource
                 if pos and not first:

@@ -1,4 +1,4 @@
-"""The scheme -> class table of artefact sources, and :func:`resolve`.
+"""The scheme -> class table of artefact sources, and :func:`source_for_uri`.
 
 This is the one place that knows every source class; it imports them all at module
 level (the classes import only :mod:`.base`, so there is no cycle). A new scheme is a
@@ -30,7 +30,7 @@ SOURCE_CLASSES: Mapping[str, type[Source]] = MappingProxyType({
 })
 
 
-def resolve(uri: str, ctx: SourceContext, sha256: str | None = None) -> Source:
+def source_for_uri(uri: str, ctx: SourceContext, sha256: str | None = None) -> Source:
     """Turn a source URI into a :class:`~.base.Source`; ``sha256`` is needed by ``mirror:``.
 
     Raises :class:`~synthmed.registry.errors.SourceError` for an unknown scheme or a

@@ -14,8 +14,6 @@ from synthmed.registry.settings import Settings, default_home
 
 from .common import add_json_flag, print_json, print_table, settings_from_args
 
-Sub = "argparse._SubParsersAction[argparse.ArgumentParser]"
-
 
 def _progress(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)

@@ -68,8 +68,8 @@ def cmd_test(args: argparse.Namespace) -> int:
         run = run_tests(settings, entries, report_dir=report_dir, timeout_s=args.timeout,
                         num_samples=args.num_samples, progress=progress)
     else:
-        from synthmed.registry.catalog import utcnow
         from synthmed.registry.report import summarise
+        from synthmed.registry.stamps import utcnow
 
         started = utcnow()
         with Catalog.open(settings.catalog_path, readonly=False) as wcat:

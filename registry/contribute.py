@@ -34,9 +34,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from synthmed.registry.errors import ContributeError
-from synthmed.registry.records import is_valid_id, record_relpath, validate_data
-from synthmed.registry.settings import Settings
+from . import modeltest
+from .errors import ContributeError
+from .indexcheck import check_index
+from .packages import prepare_archive
+from .records import is_valid_id, load_record_text, record_relpath, validate_data
+from .report import write_report
+from .runner import RunnerOptions
+from .settings import Settings, zenodo_token_sources
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +53,6 @@ ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 SKIP_NAMES = {"__pycache__", ".git", ".dvc", ".DS_Store", ".ipynb_checkpoints", ".pytest_cache", ".mypy_cache"}
 SKIP_SUFFIXES = (".pyc", ".pyo")
 TOKEN_ENV = "SYNTHMED_ZENODO_TOKEN"
-TOKEN_FILE_ENV = "SYNTHMED_ZENODO_TOKEN_FILE"
 
 
 @dataclass
@@ -177,7 +181,7 @@ def check_record(data: Mapping[str, Any], where: str) -> None:
                               problems=list(errors))
 
 
-def check_package(package_dir: Path, record: Mapping[str, Any]) -> None:
+def check_package_contents(package_dir: Path, record: Mapping[str, Any]) -> None:
     """The package holds what the record points to: the entry point's module (synthmed-1)
     or medigan's ``__init__.py`` (medigan-1), and ``package.weights`` when named."""
     pkg = record["package"]
@@ -240,18 +244,17 @@ def zenodo_token(explicit: str | None, settings: Settings | None, token_file: Pa
     """The Zenodo token: explicit > settings (``SYNTHMED_ZENODO_TOKEN``) > the environment >
     a token file (``--zenodo-token-file``, ``SYNTHMED_ZENODO_TOKEN_FILE`` or
     ``~/.config/synthmed/zenodo-token``)."""
-    env = os.environ if environ is None else environ
     if explicit:
         return explicit
     if settings is not None and settings.sources.zenodo_token:
         return settings.sources.zenodo_token
-    if env.get(TOKEN_ENV):
-        return env[TOKEN_ENV]
+    env = zenodo_token_sources(environ)
+    if env.token:
+        return env.token
     candidates = [token_file] if token_file else []
-    if env.get(TOKEN_FILE_ENV):
-        candidates.append(Path(env[TOKEN_FILE_ENV]))
-    cfg = Path(env.get("XDG_CONFIG_HOME") or Path.home() / ".config")
-    candidates.append(cfg / "synthmed" / "zenodo-token")
+    if env.token_file:
+        candidates.append(env.token_file)
+    candidates.append(env.default_token_file)
     for c in candidates:
         if c and c.is_file():
             text = c.read_text("utf-8").strip()
@@ -372,12 +375,6 @@ def store_in_index(zip_path: Path, model_id: str, version: str, worktree: Path, 
 
 def _test_package(record: dict[str, Any], zip_path: Path, sha: str, work: Path, timeout_s: float | None,
                   report_dir: Path | None, device: str) -> tuple[str, str | None, Path | None]:
-    from synthmed.registry import modeltest
-    from synthmed.registry.packages import prepare_archive
-    from synthmed.registry.records import load_record_text
-    from synthmed.registry.report import write_report
-    from synthmed.registry.runner import RunnerOptions
-
     rec = load_record_text(json.dumps(record), f"<contribution {record['id']}@{record['version']}>")
     package = prepare_archive(rec, zip_path, work / "packages")
     result = modeltest.test_model(package, RunnerOptions(device=device, mode="worker", envs_dir=work / "envs"),
@@ -408,7 +405,6 @@ def contribute(package_dir: Path | str, *, model_id: str, version: str, metadata
                progress: Callable[[str], None] = lambda m: None) -> ContributeResult:
     """Contribute one model version; see the module's docstring for the steps."""
     import git
-    from synthmed.registry.indexcheck import check_index
 
     package_dir = Path(package_dir)
     if not package_dir.is_dir():
@@ -450,7 +446,7 @@ def contribute(package_dir: Path | str, *, model_id: str, version: str, metadata
         provisional = build_record(meta, model_id, version, sha256=sha, size=size, sources=[zip_path.as_uri()],
                                    package_format=package_format, entry_point=entry_point)
         check_record(provisional, "<metadata>")
-        check_package(package_dir, provisional)
+        check_package_contents(package_dir, provisional)
         progress("testing the model")
         status, _reason, report = _test_package(provisional, zip_path, sha, work, timeout_s, report_dir, device)
         progress(f"model test {status}")
