@@ -1,6 +1,6 @@
 """The content-addressed store: ``blobs/sha256/<ab>/<rest>``, verified and read-only.
 
-Write protocol (DESIGN §4): stream into ``tmp/<sha256>.part`` while hashing, stop at the
+Write protocol (docs/design.md, "The store's write protocol"): stream into ``tmp/<sha256>.part`` while hashing, stop at the
 declared size, fsync, make read-only and rename into ``blobs/``. A mismatch moves the file
 to ``quarantine/`` with a JSON note of why, and the next source is tried. A download
 killed half-way leaves its ``.part`` file, and the next fetch re-hashes that prefix and
