@@ -18,6 +18,7 @@ from synthmed.registry.catalog import Catalog, utcnow
 from synthmed.registry.errors import RecordError, SyncRefused
 from synthmed.registry.records import IMMUTABLE_FIELDS, load_record_text
 from synthmed.registry.settings import Settings, Upstream
+from synthmed.registry.upstream_check import BUNDLE_URL
 
 from .state import read_state, write_state
 from .upstreams import ACCEPTED_REF, Change, UpstreamRepo, resolve_url
@@ -122,9 +123,10 @@ def apply_changes(catalog: Catalog, u: Upstream, repo: UpstreamRepo, base: str |
     return changed, skipped
 
 
-def signers_file(settings: Settings, u: Upstream) -> Path:
-    """Write the upstream's allowed signers (ssh allowed-signers format) under the site."""
-    path = settings.upstreams_dir / f"{u.name}.allowed_signers"
+def signers_file(settings: Settings, u: Upstream, folder: Path | None = None) -> Path:
+    """Write the upstream's allowed signers (ssh allowed-signers format) under the site
+    (or in ``folder``: an import's staging folder)."""
+    path = (folder or settings.upstreams_dir) / f"{u.name}.allowed_signers"
     text = "".join(line.strip() + "\n" for line in u.allowed_signers)
     if not path.exists() or path.read_text() != text:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -148,7 +150,12 @@ def sync_upstream(settings: Settings, catalog: Catalog, u: Upstream, order: int 
                   bundle: Path | None = None) -> SyncResult:
     """Sync one upstream (from its URL, or from a git ``bundle`` on import)."""
     started = utcnow()
-    repo = UpstreamRepo(settings.upstreams_dir / u.name).ensure()
+    if bundle is None and u.url == BUNDLE_URL:
+        row = catalog.upstream_row(u.name)
+        at = row["accepted_commit"] if row else None
+        progress(f"{u.name}: updated only by `synthmed import` (url = {BUNDLE_URL!r}); nothing to fetch")
+        return SyncResult(u.name, "ok", f"updated only by `synthmed import` (url = {BUNDLE_URL!r})", at, at, 0)
+    repo = UpstreamRepo.for_upstream(settings.upstreams_dir, u.name).ensure()
     try:
         row = catalog.upstream_row(u.name)
         db_accepted: str | None = row["accepted_commit"] if row else None
