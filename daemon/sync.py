@@ -15,10 +15,10 @@ from pathlib import Path, PurePosixPath
 from typing import Callable, Collection, Sequence
 
 from synthmed.registry.catalog import Catalog, utcnow
-from synthmed.registry.errors import RecordError, SyncRefused
+from synthmed.registry.errors import ConfigError, RecordError, SyncRefused
 from synthmed.registry.records import IMMUTABLE_FIELDS, load_record_text
 from synthmed.registry.settings import Settings, Upstream
-from synthmed.registry.upstream_check import BUNDLE_URL
+from synthmed.registry.upstream_check import BUNDLE_URL, check_url
 
 from .state import read_state, write_state
 from .upstreams import ACCEPTED_REF, Change, UpstreamRepo, resolve_url
@@ -170,6 +170,10 @@ def sync_upstream(settings: Settings, catalog: Catalog, u: Upstream, order: int 
         same_layout = row is not None and (row["subfolder"] or "") == u.subfolder
         base = db_accepted if (db_accepted and same_layout and repo.has_commit(db_accepted)) else None
 
+        try:  # the URL as written (resolve_url makes a path absolute): Upstreams can be made in code
+            check_url(u.url, f"upstream {u.name!r}, url", site_home=settings.home)
+        except ConfigError as exc:
+            return _refuse(catalog, u, order, started, f"{exc.message} ({exc.hint})", accepted, None, status="failed")
         url = resolve_url(u.url, settings.home)
         progress(f"{u.name}: fetching {u.branch} from {bundle or url}")
         try:

@@ -28,7 +28,7 @@ from typing import Iterable, Iterator
 
 import git
 
-from synthmed.registry.errors import SyncRefused
+from synthmed.registry.errors import ConfigError, SyncRefused
 from synthmed.registry.upstream_check import URL_SCHEMES, check_name, check_url, redact_url
 
 log = logging.getLogger(__name__)
@@ -169,7 +169,10 @@ class UpstreamRepo:
 
     def fetch(self, url: str, branch: str, timeout: float | None = 600) -> str:
         """Fetch the upstream branch into ``refs/synthmed/fetched``; return its commit."""
-        check_url(url, "upstream URL")  # again here: Upstream objects can be made without settings
+        try:  # again here: Upstream objects can be made without settings
+            check_url(url, "upstream URL")
+        except ConfigError as exc:
+            raise SyncRefused(exc.message, hint=exc.hint, kind="fetch") from None
         shown = redact_url(url)
         try:
             self.g.execute(["git", *_PROTOCOLS, "fetch", "--no-tags", "--force", "--quiet", "--", url,

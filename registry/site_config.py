@@ -41,8 +41,8 @@ def parse_upstream_spec(text: str) -> UpstreamSpec:
         b, colon, s = frag.partition(":")
         branch = b or None
         sub = s.strip("/") if colon else None
-    where = f"--upstream {name}=URL[#BRANCH[:SUBFOLDER]]"
-    check_url(url, where)
+    where = f"--upstream {name!r}"
+    check_url(url, f"{where}, URL")
     if branch is not None:
         check_branch(branch, f"{where}, BRANCH")
     if sub is not None:
@@ -153,8 +153,8 @@ def init_site(home: Path, specs: Sequence[UpstreamSpec], *, name: str | None = N
     seen: set[str] = set()
     ups = []
     for i, s in enumerate(specs):
-        where = f"--upstream {check_name(s.name, '--upstream NAME=URL')}=URL"
-        check_url(s.url, where, site_home=home)  # before any git call or file: the URL may be hostile
+        where = f"--upstream {check_name(s.name, '--upstream NAME=URL')!r}"
+        check_url(s.url, f"{where}, URL", site_home=home)  # before any git call or file: the URL may be hostile
         if s.name in seen:
             raise ConfigError(f"--upstream {s.name!r} is given twice", hint="give each upstream its own name")
         seen.add(s.name)
