@@ -66,7 +66,7 @@ def rebuild_catalog(settings: Settings, path: Path | None = None,
                 if rows:
                     cat.db.table(table).insert_all(rows)
             for order, u in enumerate(settings.upstreams):
-                repo = UpstreamRepo(settings.upstreams_dir / u.name)
+                repo = UpstreamRepo.for_upstream(settings.upstreams_dir, u.name)
                 state = read_state(settings, u.name) or {}
                 if not repo.exists():
                     summary["upstreams"][u.name] = "never synced"

@@ -15,10 +15,11 @@ from pathlib import Path, PurePosixPath
 from typing import Callable, Collection, Sequence
 
 from synthmed.registry.catalog import Catalog
-from synthmed.registry.errors import RecordError, SyncRefused
+from synthmed.registry.errors import ConfigError, RecordError, SyncRefused
 from synthmed.registry.records import IMMUTABLE_FIELDS, load_record_text
 from synthmed.registry.settings import Settings, Upstream
 from synthmed.registry.stamps import utcnow
+from synthmed.registry.upstream_check import BUNDLE_URL, check_url
 
 from .state import read_state, write_state
 from .upstreams import ACCEPTED_REF, Change, UpstreamRepo, resolve_url
@@ -124,9 +125,10 @@ def apply_changes(catalog: Catalog, u: Upstream, repo: UpstreamRepo, base: str |
     return changed, skipped
 
 
-def signers_file(settings: Settings, u: Upstream) -> Path:
-    """Write the upstream's allowed signers (ssh allowed-signers format) under the site."""
-    path = settings.upstreams_dir / f"{u.name}.allowed_signers"
+def signers_file(settings: Settings, u: Upstream, folder: Path | None = None) -> Path:
+    """Write the upstream's allowed signers (ssh allowed-signers format) under the site
+    (or in ``folder``: an import's staging folder)."""
+    path = (folder or settings.upstreams_dir) / f"{u.name}.allowed_signers"
     text = "".join(line.strip() + "\n" for line in u.allowed_signers)
     if not path.exists() or path.read_text() != text:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -150,7 +152,12 @@ def sync_upstream(settings: Settings, catalog: Catalog, u: Upstream, order: int 
                   bundle: Path | None = None) -> SyncResult:
     """Sync one upstream (from its URL, or from a git ``bundle`` on import)."""
     started = utcnow()
-    repo = UpstreamRepo(settings.upstreams_dir / u.name).ensure()
+    if bundle is None and u.url == BUNDLE_URL:
+        row = catalog.upstream_row(u.name)
+        at = row["accepted_commit"] if row else None
+        progress(f"{u.name}: updated only by `synthmed import` (url = {BUNDLE_URL!r}); nothing to fetch")
+        return SyncResult(u.name, "ok", f"updated only by `synthmed import` (url = {BUNDLE_URL!r})", at, at, 0)
+    repo = UpstreamRepo.for_upstream(settings.upstreams_dir, u.name).ensure()
     try:
         row = catalog.upstream_row(u.name)
         db_accepted: str | None = row["accepted_commit"] if row else None
@@ -165,6 +172,10 @@ def sync_upstream(settings: Settings, catalog: Catalog, u: Upstream, order: int 
         same_layout = row is not None and (row["subfolder"] or "") == u.subfolder
         base = db_accepted if (db_accepted and same_layout and repo.has_commit(db_accepted)) else None
 
+        try:  # the URL as written (resolve_url makes a path absolute): Upstreams can be made in code
+            check_url(u.url, f"upstream {u.name!r}, url", site_home=settings.home)
+        except ConfigError as exc:
+            return _refuse(catalog, u, order, started, f"{exc.message} ({exc.hint})", accepted, None, status="failed")
         url = resolve_url(u.url, settings.home)
         progress(f"{u.name}: fetching {u.branch} from {bundle or url}")
         try:

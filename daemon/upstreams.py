@@ -9,11 +9,17 @@ Two refs matter in each mirror:
 
 Every git call goes through gitpython's command wrapper. The site lock guarantees one
 writer, so lock files left behind by a killed git process are stale and are removed.
+
+What reaches git from outside is checked first (:mod:`synthmed.registry.upstream_check`)
+and is always placed after ``--`` or ``--end-of-options``, so no URL, ref or path is ever
+read as an option; fetches allow only the transports that check allows. A mirror folder
+is removed only when synthmed made it (it holds the marker file :data:`MARKER`).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -22,9 +28,17 @@ from typing import Iterable, Iterator
 
 import git
 
-from synthmed.registry.errors import SyncRefused
+from synthmed.registry.errors import ConfigError, SyncRefused
+from synthmed.registry.upstream_check import URL_SCHEMES, check_name, check_url, redact_url
 
 log = logging.getLogger(__name__)
+
+#: a file synthmed puts in every mirror folder it makes; only such folders are ever removed
+MARKER = "synthmed-mirror"
+#: git -c options for every fetch: only the transports upstream_check allows
+_PROTOCOLS = ["-c", "protocol.allow=never",
+              *(a for p in URL_SCHEMES for a in ("-c", f"protocol.{p}.allow=always"))]
+_CREDENTIALS = re.compile(r"(://[^/\s:@]*):[^/\s@]*@")
 
 FETCHED_REF = "refs/synthmed/fetched"
 ACCEPTED_REF = "refs/synthmed/accepted"
@@ -81,18 +95,41 @@ class UpstreamRepo:
     def g(self) -> git.Git:
         return self.repo.git
 
+    @classmethod
+    def for_upstream(cls, upstreams_dir: Path, name: str) -> "UpstreamRepo":
+        """The mirror of upstream ``name``: a checked name, so a folder directly in ``upstreams_dir``."""
+        return cls(Path(upstreams_dir) / check_name(name, f"upstream {name!r}"))
+
     def exists(self) -> bool:
         return (self.path / "HEAD").is_file() and (self.path / "objects").is_dir()
 
+    @staticmethod
+    def made_by_synthmed(path: Path) -> bool:
+        """A real folder (not a link) holding :data:`MARKER`: one that synthmed may remove."""
+        return path.is_dir() and not path.is_symlink() and (path / MARKER).is_file()
+
+    def _remove_own(self, path: Path, what: str) -> None:
+        if not self.made_by_synthmed(path):
+            raise SyncRefused(f"{path} is {what}, and synthmed did not make it, so it was left as it is",
+                              hint=f"move {path} away (or remove it yourself), then sync or import again",
+                              kind="mirror")
+        shutil.rmtree(path)
+
     def ensure(self) -> "UpstreamRepo":
-        """Create the bare mirror if needed; repair what a killed git may have left."""
-        if self.path.exists() and not self.exists():
+        """Create the bare mirror if needed; repair what a killed git may have left.
+
+        Only folders holding :data:`MARKER` are removed; anything else in the way is an error.
+        """
+        if (self.path.exists() or self.path.is_symlink()) and not (self.exists() and not self.path.is_symlink()):
             log.warning("%s: not a usable git mirror (an interrupted first sync?); recreating it", self.path)
-            shutil.rmtree(self.path)
+            self._remove_own(self.path, "not a usable git mirror")
         if not self.path.exists():
             tmp = self.path.with_name(self.path.name + ".init-tmp")
-            if tmp.exists():
-                shutil.rmtree(tmp)
+            if tmp.exists() or tmp.is_symlink():
+                self._remove_own(tmp, "in the way of a new mirror")
+            tmp.parent.mkdir(parents=True, exist_ok=True)
+            tmp.mkdir()
+            (tmp / MARKER).write_text("a bare git mirror made by synthmed; synthmed may remove this folder\n")
             git.Repo.init(tmp, bare=True)
             tmp.rename(self.path)
         self.clear_stale_locks()
@@ -113,7 +150,7 @@ class UpstreamRepo:
 
     def rev(self, ref: str) -> str | None:
         try:
-            return str(self.g.rev_parse("--verify", "--quiet", f"{ref}^{{commit}}")).strip() or None
+            return str(self.g.rev_parse("--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}")).strip() or None
         except git.GitCommandError:
             return None
 
@@ -121,43 +158,71 @@ class UpstreamRepo:
         if sha in self._known:
             return True
         try:
-            self.g.cat_file("-e", f"{sha}^{{commit}}")
+            self.g.cat_file("-e", "--end-of-options", f"{sha}^{{commit}}")
         except git.GitCommandError:
             return False
         self._known.add(sha)  # objects are never removed while a sync runs
         return True
 
     def set_ref(self, ref: str, sha: str) -> None:
-        self.g.update_ref(ref, sha)
+        self.g.update_ref("--end-of-options", ref, sha)
 
     def fetch(self, url: str, branch: str, timeout: float | None = 600) -> str:
         """Fetch the upstream branch into ``refs/synthmed/fetched``; return its commit."""
+        try:  # again here: Upstream objects can be made without settings
+            check_url(url, "upstream URL")
+        except ConfigError as exc:
+            raise SyncRefused(exc.message, hint=exc.hint, kind="fetch") from None
+        shown = redact_url(url)
         try:
-            self.g.fetch("--no-tags", "--force", "--quiet", url, f"+refs/heads/{branch}:{FETCHED_REF}",
-                         kill_after_timeout=timeout)
+            self.g.execute(["git", *_PROTOCOLS, "fetch", "--no-tags", "--force", "--quiet", "--", url,
+                            f"+refs/heads/{branch}:{FETCHED_REF}"], kill_after_timeout=timeout)
         except git.GitCommandError as exc:
-            err = (exc.stderr or str(exc)).strip().replace("\n", " ")
-            raise SyncRefused(f"cannot fetch branch {branch!r} from {url}: {err}",
+            err = (exc.stderr or str(exc)).strip().replace("\n", " ").replace(url, shown)
+            err = _CREDENTIALS.sub(r"\1:***@", err)
+            raise SyncRefused(f"cannot fetch branch {branch!r} from {shown}: {err}",
                               hint="check the upstream's url and branch in site.toml, and the network",
                               kind="fetch") from None
         sha = self.rev(FETCHED_REF)
         if sha is None:  # pragma: no cover - fetch succeeded, so the ref exists
-            raise SyncRefused(f"fetched nothing from {url} branch {branch!r}")
+            raise SyncRefused(f"fetched nothing from {shown} branch {branch!r}")
         return sha
+
+    def bundle_heads(self, bundle: Path) -> list[tuple[str, str]]:
+        """``git bundle verify`` then its refs as ``[(sha, ref)]``; SyncRefused if it is no git bundle."""
+        path = str(Path(bundle).absolute())
+        try:
+            self.g.bundle("verify", "--quiet", "--", path)
+            out = str(self.g.bundle("list-heads", "--", path))
+        except git.GitCommandError as exc:
+            err = (exc.stderr or str(exc)).strip().replace("\n", " ")
+            raise SyncRefused(f"{bundle}: not a usable git bundle ({err})",
+                              hint="export it again with `synthmed export DIR`", kind="bundle") from None
+        heads = []
+        for line in out.splitlines():
+            sha, _, ref = line.partition(" ")
+            heads.append((sha, ref))
+        return heads
 
     def fetch_bundle(self, bundle: Path) -> str:
         """Take a git bundle's (single) ref into ``refs/synthmed/fetched``; return its commit."""
-        heads = str(self.g.bundle("list-heads", str(bundle))).split()
-        if not heads:
-            raise SyncRefused(f"{bundle}: the bundle has no refs")
-        self.g.fetch("--no-tags", "--force", "--quiet", str(bundle), f"+{heads[1]}:{FETCHED_REF}")
+        heads = self.bundle_heads(bundle)
+        if len(heads) != 1 or not heads[0][1].startswith("refs/"):
+            raise SyncRefused(f"{bundle}: the bundle must hold exactly one ref, it holds {len(heads)}",
+                              hint="export it again with `synthmed export DIR`", kind="bundle")
+        try:
+            self.g.fetch("--no-tags", "--force", "--quiet", "--", str(Path(bundle).absolute()),
+                         f"+{heads[0][1]}:{FETCHED_REF}")
+        except git.GitCommandError as exc:
+            err = (exc.stderr or str(exc)).strip().replace("\n", " ")
+            raise SyncRefused(f"{bundle}: cannot fetch from the bundle ({err})", kind="bundle") from None
         sha = self.rev(FETCHED_REF)
         assert sha is not None
         return sha
 
     def is_ancestor(self, old: str, new: str) -> bool:
         try:
-            self.g.merge_base("--is-ancestor", old, new)
+            self.g.merge_base("--is-ancestor", "--end-of-options", old, new)
             return True
         except git.GitCommandError as exc:
             if exc.status == 1:
@@ -178,7 +243,7 @@ class UpstreamRepo:
         the branch (merge commits included); a signature covers the whole tree, so a signed
         merge vouches for what it brings in.
         """
-        rng = [new, "-1"] if old is None else ["--first-parent", f"{old}..{new}"]
+        rng = ["-1", "--end-of-options", new] if old is None else ["--first-parent", "--end-of-options", f"{old}..{new}"]
         out = str(self.g.execute(
             ["git", "-c", f"gpg.ssh.allowedSignersFile={signers_file}", "log", "--format=%H %G? %GS", *rng]))
         bad = []
@@ -195,7 +260,8 @@ class UpstreamRepo:
 
     def changes(self, old: str, new: str, prefix: str) -> list[Change]:
         """Files that differ between two commits under ``prefix`` (no rename detection)."""
-        out = str(self.g.diff_tree("-r", "-z", "--no-renames", "--no-commit-id", old, new, "--", prefix or "."))
+        out = str(self.g.diff_tree("-r", "-z", "--no-renames", "--no-commit-id", "--end-of-options", old, new, "--",
+                                  prefix or "."))
         items = out.split("\0")
         changes = []
         i = 0
@@ -211,7 +277,7 @@ class UpstreamRepo:
 
     def files(self, commit: str, prefix: str) -> list[Change]:
         """Every file under ``prefix`` at ``commit``, as additions."""
-        out = str(self.g.ls_tree("-r", "-z", commit, "--", prefix or "."))
+        out = str(self.g.ls_tree("-r", "-z", "--end-of-options", commit, "--", prefix or "."))
         result = []
         for item in out.split("\0"):
             if not item:
@@ -230,4 +296,4 @@ class UpstreamRepo:
 
     def bundle(self, dest: Path) -> None:
         """Write a git bundle of the accepted commit (ref ``refs/synthmed/accepted``)."""
-        self.g.bundle("create", str(dest), ACCEPTED_REF)
+        self.g.bundle("create", "--quiet", "--", str(Path(dest).absolute()), ACCEPTED_REF)

@@ -17,6 +17,7 @@ from typing import Any, Mapping
 
 from .errors import ConfigError
 from .schemas_io import validate_against
+from .upstream_check import check_branch, check_name, check_signer, check_subfolder, check_url
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -226,19 +227,21 @@ def settings_from_toml(home: Path, data: Mapping[str, Any]) -> Settings:
     site = data.get("site", {})
     ups = []
     seen: set[str] = set()
-    for u in data.get("upstreams", []):
-        if u["name"] in seen:
+    for i, u in enumerate(data.get("upstreams", [])):
+        where = f"{home / SITE_FILE}: [[upstreams]] #{i + 1}"
+        name = check_name(u.get("name"), f"{where}, name")
+        where = f"{home / SITE_FILE}: upstream {name!r}"
+        if name in seen:
             raise ConfigError(
-                f"{home / SITE_FILE}: upstream {u['name']!r} is declared twice",
+                f"{home / SITE_FILE}: upstream {name!r} is declared twice",
                 hint="give every [[upstreams]] entry its own name",
             )
-        seen.add(u["name"])
-        sub = str(u.get("subfolder", "")).strip("/")
-        if sub.startswith("/") or ".." in sub.split("/"):
-            raise ConfigError(
-                f"{home / SITE_FILE}: upstream {u['name']!r}: subfolder {sub!r} leaves the repository",
-                hint="use a relative folder inside the index repository, e.g. 'index'",
-            )
+        seen.add(name)
+        check_url(u.get("url"), f"{where}, url", site_home=home)
+        check_branch(u.get("branch", "main"), f"{where}, branch")
+        sub = check_subfolder(str(u.get("subfolder", "")), f"{where}, subfolder")
+        for j, line in enumerate(u.get("allowed_signers") or ()):
+            check_signer(line, f"{where}, allowed_signers[{j}]")
         ups.append(
             Upstream(
                 name=u["name"],

@@ -8,18 +8,15 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 from .errors import ConfigError
 from .settings import SITE_FILE, Upstream, read_site_toml
+from .upstream_check import check_branch, check_name, check_subfolder, check_url, redact_url
 
 log = logging.getLogger(__name__)
-
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
-
 
 @dataclass(frozen=True)
 class UpstreamSpec:
@@ -34,11 +31,9 @@ def parse_upstream_spec(text: str) -> UpstreamSpec:
     name, sep, rest = text.partition("=")
     name = name.strip()
     if not sep or not rest.strip():
-        raise ConfigError(f"--upstream {text!r}: expected NAME=URL[#BRANCH[:SUBFOLDER]]",
+        raise ConfigError(f"--upstream {redact_url(text)!r}: expected NAME=URL[#BRANCH[:SUBFOLDER]]",
                           hint="e.g. --upstream public=https://github.com/org/index.git#main:index")
-    if not _NAME.match(name):
-        raise ConfigError(f"--upstream {text!r}: {name!r} is not a valid upstream name",
-                          hint="up to 32 of a-z, 0-9, '_', '-', starting with a letter or digit")
+    check_name(name, "--upstream NAME=URL")
     url, hash_, frag = rest.strip().rpartition("#") if "#" in rest else (rest.strip(), "", "")
     branch: str | None = None
     sub: str | None = None
@@ -46,6 +41,12 @@ def parse_upstream_spec(text: str) -> UpstreamSpec:
         b, colon, s = frag.partition(":")
         branch = b or None
         sub = s.strip("/") if colon else None
+    where = f"--upstream {name!r}"
+    check_url(url, f"{where}, URL")
+    if branch is not None:
+        check_branch(branch, f"{where}, BRANCH")
+    if sub is not None:
+        check_subfolder(sub, f"{where}, SUBFOLDER")
     return UpstreamSpec(name, url, branch, sub)
 
 
@@ -79,8 +80,8 @@ def _q(value: str) -> str:
 
 def upstream_toml(u: Upstream, comment: str | None = None) -> str:
     lines = ["", "[[upstreams]]"]
-    if comment:
-        lines.insert(1, f"# {comment}")
+    if comment:  # one line, whatever it quotes (a folder name may hold a newline)
+        lines.insert(1, "# " + "".join(c if c.isprintable() else "?" for c in comment))
     lines += [f"name = {_q(u.name)}", f"url = {_q(u.url)}", f"branch = {_q(u.branch)}",
               f"subfolder = {_q(u.subfolder)}              # folder holding models/ ('' = the repository root)",
               f"priority = {u.priority}                   # bare ids resolve by priority: lower first",
@@ -152,6 +153,8 @@ def init_site(home: Path, specs: Sequence[UpstreamSpec], *, name: str | None = N
     seen: set[str] = set()
     ups = []
     for i, s in enumerate(specs):
+        where = f"--upstream {check_name(s.name, '--upstream NAME=URL')!r}"
+        check_url(s.url, f"{where}, URL", site_home=home)  # before any git call or file: the URL may be hostile
         if s.name in seen:
             raise ConfigError(f"--upstream {s.name!r} is given twice", hint="give each upstream its own name")
         seen.add(s.name)
@@ -161,9 +164,8 @@ def init_site(home: Path, specs: Sequence[UpstreamSpec], *, name: str | None = N
         if git_sub and s.subfolder is None and subfolder is None:
             log.warning("upstream %s: the repository keeps its records under %s/models/; using subfolder %r",
                         s.name, git_sub, git_sub)
-        if ".." in sub.strip("/").split("/"):
-            raise ConfigError(f"--upstream {s.name!r}: subfolder {sub!r} leaves the repository",
-                              hint="use a relative folder inside the index repository, e.g. 'index' ('' = the root)")
+        check_branch(b, f"{where}, branch")
+        sub = check_subfolder(sub, f"{where}, subfolder")
         if "://" not in s.url and not s.url.startswith("git@") and not Path(s.url).expanduser().exists():
             log.warning("upstream %s: %s does not exist (yet); `synthmed sync` fails until it does", s.name, s.url)
         ups.append(Upstream(name=s.name, url=s.url, branch=b, subfolder=sub.strip("/"), priority=10 * (i + 1)))
