@@ -163,8 +163,11 @@ def prepare(entry: CatalogEntry, settings: Settings, *, purpose: Purpose = "run"
     may_run = code_allowed(settings, entry.upstream)
     if purpose == "run" and not may_run:
         raise _refuse_code(settings, ref, entry.upstream)
+    # local sources (file://, folder mirrors, local DVC repositories) of an upstream's record
+    # read only under that upstream's file_roots (site.toml)
     ctx = SourceContext(settings=settings, index_repo=entry.index_repo, index_commit=entry.index_commit,
-                        index_subfolder=entry.index_subfolder)
+                        index_subfolder=entry.index_subfolder, local_roots=settings.file_roots(entry.upstream),
+                        upstream=entry.upstream)
     folder, manifest, source = _materialise(record, ref, sha, settings, ctx, fetch_allowed=not (
         purpose == "run" and settings.offline))
     return VerifiedPackage(record, entry.upstream, sha, folder, manifest, source, may_run, _MINT)

@@ -41,6 +41,28 @@ class Upstream:
     require_signed: bool = False
     allowed_signers: tuple[str, ...] = ()
     allow_code: bool = True
+    #: folders under which ``file://`` (and local ``dvc:``/``mirror:``) sources in this
+    #: upstream's records may read; ``None``: the default (see :func:`default_file_roots`)
+    file_roots: tuple[str, ...] | None = None
+
+
+def is_local_url(url: str) -> bool:
+    """True when an upstream URL names a folder on this machine (a path or ``file://``)."""
+    if url.startswith("file://"):
+        return True
+    if "://" in url or url.startswith("git@"):
+        return False
+    head = url.split("/")[0]
+    return not (":" in head and not Path(url).exists())
+
+
+def default_file_roots(upstream: Upstream) -> tuple[str, ...]:
+    """``file_roots`` when site.toml gives none: nothing for a network upstream; for a
+    local-folder upstream, its own folder (what can write records there can already put
+    files there)."""
+    if not is_local_url(upstream.url):
+        return ()
+    return (upstream.url.removeprefix("file://"),)
 
 
 @dataclass(frozen=True)
@@ -65,6 +87,14 @@ class SourceOverrides:
     http_retries: int = 3
     #: first backoff between HTTP retries, doubled each retry
     http_backoff_s: float = 0.5
+    #: total seconds one source may take to deliver an artefact (opening, retries and
+    #: every read); past it the source fails and the next one is tried
+    download_deadline_s: float = 3600.0
+    #: a source slower than this, averaged over ``min_rate_window_s``, fails (0: no minimum)
+    min_rate_bytes_per_s: float = 1024.0
+    min_rate_window_s: float = 60.0
+    #: most bytes read for an artefact whose record declares no ``size`` (2 GiB)
+    max_unsized_bytes: int = 2 << 30
 
 
 @dataclass(frozen=True)
@@ -135,6 +165,19 @@ class Settings:
             f"{self.site_file}: no upstream named {name!r}",
             hint=f"known upstreams: {', '.join(u.name for u in self.upstreams) or 'none'}",
         )
+
+    def file_roots(self, upstream: str | None) -> tuple[Path, ...] | None:
+        """Folders local sources of ``upstream``'s records may read, resolved (symlinks
+        followed); ``None`` (no upstream: the maintainer's own machine) means any. An
+        upstream that site.toml does not list gets none."""
+        if upstream is None:
+            return None
+        for u in self.upstreams:
+            if u.name == upstream:
+                roots = u.file_roots if u.file_roots is not None else default_file_roots(u)
+                paths = (Path(r).expanduser() for r in roots)
+                return tuple(Path(os.path.realpath(p if p.is_absolute() else self.home / p)) for p in paths)
+        return ()
 
     def with_overrides(self, **kw: Any) -> "Settings":
         return replace(self, **kw)
@@ -223,6 +266,17 @@ def _tuple(v: Any) -> tuple[str, ...]:
     return tuple(str(x) for x in (v or ()))
 
 
+def _file_roots(home: Path, u: Mapping[str, Any]) -> tuple[str, ...] | None:
+    if "file_roots" not in u:
+        return None
+    roots = _tuple(u.get("file_roots"))
+    for r in roots:
+        if not Path(r).expanduser().is_absolute():
+            raise ConfigError(f"{home / SITE_FILE}: upstream {u['name']!r}: file_roots entry {r!r} is not an "
+                              "absolute path", hint="list absolute folders, e.g. file_roots = [\"/srv/weights\"]")
+    return tuple(str(Path(r).expanduser()) for r in roots)
+
+
 def settings_from_toml(home: Path, data: Mapping[str, Any]) -> Settings:
     site = data.get("site", {})
     ups = []
@@ -252,6 +306,7 @@ def settings_from_toml(home: Path, data: Mapping[str, Any]) -> Settings:
                 require_signed=bool(u.get("require_signed", False)),
                 allowed_signers=_tuple(u.get("allowed_signers")),
                 allow_code=bool(u.get("allow_code", True)),
+                file_roots=_file_roots(home, u),
             )
         )
     m = data.get("mirror", {})
@@ -273,6 +328,10 @@ def settings_from_toml(home: Path, data: Mapping[str, Any]) -> Settings:
         http_read_timeout_s=float(http.get("read_timeout_s", 30.0)),
         http_retries=int(http.get("retries", 3)),
         http_backoff_s=float(http.get("backoff_s", SourceOverrides.http_backoff_s)),
+        download_deadline_s=float(s.get("download_deadline_s", SourceOverrides.download_deadline_s)),
+        min_rate_bytes_per_s=float(s.get("min_rate_bytes_per_s", SourceOverrides.min_rate_bytes_per_s)),
+        min_rate_window_s=float(s.get("min_rate_window_s", SourceOverrides.min_rate_window_s)),
+        max_unsized_bytes=int(s.get("max_unsized_bytes", SourceOverrides.max_unsized_bytes)),
     )
     sc = data.get("schedules", {})
     schedules = Schedules(

@@ -139,8 +139,9 @@ class Store:
                     yield sha
 
     def _mkdirs(self) -> None:
-        for d in (self.blobs_dir, self.tmp_dir, self.quarantine_dir):
+        for d in (self.blobs_dir, self.tmp_dir):
             d.mkdir(parents=True, exist_ok=True)
+        self.quarantine_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     # -- fetching --------------------------------------------------------------------
     def fetch(self, sha256: str, size: int | None, sources: list[str], ctx: SourceContext,
@@ -174,7 +175,7 @@ class Store:
         self._mkdirs()
         # a file:// source reads no setting (it is local: the offline rule never refuses it)
         src = FileSource(uri, SourceContext(settings=Settings(home=self.root)), None)
-        return self._fetch_one(src, uri, None, None, None)
+        return self._fetch_one(src, uri, None, Path(path).stat().st_size, None)
 
     def _clean_orphans(self) -> None:
         """Remove ``new-<pid>-*.part`` files of processes that no longer run (those
@@ -236,7 +237,7 @@ class Store:
         if (size is not None and have > size) or (have and not src.supports_range and have != size):
             have = 0
         hasher = hashlib.sha256()
-        fd = os.open(part, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(part, os.O_RDWR | os.O_CREAT, 0o600)  # not readable by others until verified
         wrote = False  # did this attempt change the .part file?
         failed = False  # a handled failure (not an interruption such as kill or Ctrl-C)
         total = have
@@ -246,7 +247,7 @@ class Store:
             if size is not None and have == size:
                 log.info("%s: the partial download is complete; verifying it", uri)
             else:
-                stream = src.open(have)
+                stream = src.open(have, size=size)  # no size: the source reads at most sources.max_unsized_bytes
                 try:
                     if stream.offset != have:
                         log.info("%s: cannot resume at byte %d; starting again", uri, have)
@@ -344,15 +345,20 @@ class Store:
 
     # -- quarantine ------------------------------------------------------------------
     def _quarantine_file(self, path: Path, name: str, note: dict[str, Any]) -> Path:
-        self.quarantine_dir.mkdir(parents=True, exist_ok=True)
+        # what a source sent is nobody else's to read: the folder 0700, files and notes 0600
+        self.quarantine_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):
+            os.chmod(self.quarantine_dir, 0o700)
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         dest = self.quarantine_dir / f"{name}.{stamp}.{secrets.token_hex(4)}"
         os.replace(path, dest)
         with contextlib.suppress(OSError):
-            os.chmod(dest, 0o444)
+            os.chmod(dest, 0o600)
         note = {**note, "file": dest.name, "time": stamp}
         tmp = dest.with_name(dest.name + ".json.tmp")
-        tmp.write_text(json.dumps(note, indent=2) + "\n")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with open(fd, "w") as fh:
+            fh.write(json.dumps(note, indent=2) + "\n")
         os.replace(tmp, dest.with_name(dest.name + ".json"))
         log.warning("quarantined %s: %s", dest, note.get("reason"))
         return dest

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from helpers.packages import build_package, catalog_entry
+from helpers.sites import with_file_roots
 from synthmed.registry.errors import Unverified
 from synthmed.registry.packages import prepare
 from synthmed.registry.runner import Runner
@@ -70,7 +71,8 @@ def test_allow_code_is_enforced_by_prepare_and_by_the_runner(tmp_path: Path) -> 
     record, _, _ = build_package(tmp_path / "a", "locked-gan", {"m.py": "def build(p, d):\n    raise SystemExit\n"},
                                  package_entry_point="m:build")
     entry = catalog_entry(record, upstream="public")
-    settings = Settings(home=tmp_path / "site", upstreams=(Upstream(name="public", url="x", allow_code=False),))
+    settings = Settings(home=tmp_path / "site", upstreams=(Upstream(name="public", url="x", allow_code=False,
+                                                                    file_roots=(str(tmp_path),)),))
     with pytest.raises(Unverified, match="allow_code = false") as ei:
         prepare(entry, settings)
     assert ei.value.reason == "allow_code"  # type: ignore[attr-defined]
@@ -78,7 +80,7 @@ def test_allow_code_is_enforced_by_prepare_and_by_the_runner(tmp_path: Path) -> 
     assert not mirrored.may_run and (mirrored.folder / "m.py").is_file()
     with pytest.raises(Unverified, match="mirroring only"):
         Runner(mirrored)
-    allowed = replace(settings, upstreams=(Upstream(name="public", url="x"),))
+    allowed = replace(settings, upstreams=(Upstream(name="public", url="x", file_roots=(str(tmp_path),)),))
     assert prepare(entry, allowed).may_run
 
 
@@ -87,7 +89,7 @@ def test_offline_site_never_fetches_to_run_but_its_mirror_job_may(tmp_path: Path
 
     record, _, _ = build_package(tmp_path / "a", "offline-gan", {"m.py": "x = 1\n"}, package_entry_point="m:build")
     entry = catalog_entry(record)
-    settings = Settings(home=tmp_path / "site", offline=True)
+    settings = with_file_roots(Settings(home=tmp_path / "site", offline=True), tmp_path)
     with pytest.raises(ArtefactNotFound, match="offline"):
         prepare(entry, settings)
     got = prepare(entry, settings, purpose="mirror")  # a file:// source is not the network

@@ -13,7 +13,7 @@ from helpers.packages import catalog_entry, zip_bytes
 from helpers.records import write_record
 from helpers.repos import commit
 from helpers.servers import FaultServer
-from helpers.sites import fast_settings
+from helpers.sites import fast_settings, with_file_roots
 from synthmed.registry.errors import ArtefactNotFound, ConfigError, Unverified
 from synthmed.registry.packages import prepare
 from synthmed.registry.pin import pin_record
@@ -127,7 +127,7 @@ def test_prepare_refetches_a_corrupt_blob(tmp_path: Path, make_record) -> None:
     rec_data = make_record(**{"package.artefact.sha256": PKG_SHA, "package.artefact.size": len(PKG),
                               "package.artefact.sources": [src.as_uri()]})
     rec = load_record(write_record(tmp_path / "idx", rec_data))
-    settings = fast_settings(tmp_path / "site")
+    settings = with_file_roots(fast_settings(tmp_path / "site"), tmp_path)
     store = Store(settings.store_dir)
     store.fetch(PKG_SHA, len(PKG), [src.as_uri()], SourceContext(settings=settings))
     blob = store.blob_path(PKG_SHA)
@@ -172,7 +172,7 @@ def test_a_changed_unpacked_package_is_never_run_and_is_unpacked_again(tmp_path:
     rec_data = make_record(**{"package.artefact.sha256": PKG_SHA, "package.artefact.size": len(PKG),
                               "package.artefact.sources": [src.as_uri()]})
     rec = load_record(write_record(tmp_path / "idx", rec_data))
-    settings = fast_settings(tmp_path / "site")
+    settings = with_file_roots(fast_settings(tmp_path / "site"), tmp_path)
     pkg = prepare(catalog_entry(rec), settings).folder
     assert manifest_path(settings.packages_dir, PKG_SHA).exists()
     assert check_unpacked(settings.packages_dir, PKG_SHA) is None

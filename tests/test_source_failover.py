@@ -280,6 +280,7 @@ def test_http_client_error_other_than_oserror_falls_over(site, reset_server, mon
                 return first(b)
 
             resp.readinto = readinto  # type: ignore[method-assign]
+            resp.readinto1 = readinto  # type: ignore[method-assign]  # the stream reads one receive at a time
         return resp
 
     real_request = http.client.HTTPConnection.request

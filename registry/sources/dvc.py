@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from pathlib import Path
 from typing import Any
-
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from .base import Source, source_error
 
@@ -71,6 +71,14 @@ class DvcStream:
             got += k
         return got
 
+    def readinto_some(self, buf: memoryview) -> int:
+        """One read of DVC's file object (the limits are checked between them)."""
+        data = self._f.read(len(buf))
+        if not data:
+            return 0
+        buf[:len(data)] = data
+        return len(data)
+
     def close(self) -> None:
         global _open_streams
         if self._closed:
@@ -101,6 +109,16 @@ class DvcSource(Source):
 
     def _remote_host(self) -> str | None:
         return urlsplit(self.url).hostname
+
+    def _local_paths(self) -> list[Path]:
+        """A repository on this machine, and the file named in it, are local reads."""
+        if self.url.startswith("file://"):
+            repo = Path(unquote(urlsplit(self.url).path))
+        elif "://" in self.url or self.url.startswith("git@") or ":" in self.url.split("/")[0]:
+            return []
+        else:
+            repo = Path(self.url).expanduser()
+        return [repo, repo / self.path]
 
     def _api_kwargs(self) -> dict[str, Any]:
         s = self.settings.sources

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 from pathlib import Path
+from typing import Callable
 from urllib.parse import unquote, urlsplit
 
+from ..errors import SourceError
 from .base import FileStream, Source, source_error
 
 log = logging.getLogger(__name__)
@@ -28,23 +31,42 @@ def file_uri_path(uri: str) -> Path:
     return Path(path)
 
 
-def open_local(uri: str, path: Path, offset: int) -> FileStream:
+def open_local(uri: str, path: Path, offset: int,
+               check: Callable[[Path], object] | None = None) -> FileStream:
+    """``path`` opened for reading at ``offset``. Only a regular file is read (a FIFO, a
+    device such as /dev/zero or a socket is refused, and opening never blocks on one).
+    ``check`` is called with the path of the file actually opened (links resolved, from
+    ``/proc/self/fd`` where there is one), so a link swapped in after an earlier check
+    cannot lead elsewhere."""
     try:
-        fh = open(path, "rb", buffering=0)
+        # O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused below)
+        fh = open(path, "rb", buffering=0, opener=lambda p, flags: os.open(p, flags | os.O_NONBLOCK))
     except FileNotFoundError:
         raise source_error(uri, f"no such file {path}", hint="check the path, or that the share is mounted") from None
     except IsADirectoryError:
         raise source_error(uri, f"{path} is a folder, not a file") from None
     except OSError as exc:
         raise source_error(uri, f"cannot open {path}: {exc.strerror or exc}") from exc
+    fd = fh.fileno()
     try:
-        total = os.fstat(fh.fileno()).st_size
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise source_error(uri, f"{path} is a folder, not a file")
+        if not stat.S_ISREG(st.st_mode):
+            raise source_error(uri, f"{path} is not a regular file (a device, pipe or socket); refused")
+        if check is not None:
+            opened = Path(f"/proc/self/fd/{fd}")
+            check(Path(os.readlink(opened)) if opened.is_symlink() else path)
+        os.set_blocking(fd, True)
         if offset:
-            fh.seek(offset)
+            os.lseek(fd, offset, os.SEEK_SET)
+    except SourceError:
+        fh.close()
+        raise
     except OSError as exc:
         fh.close()
         raise source_error(uri, f"cannot read {path}: {exc}") from exc
-    return FileStream(fh, offset, total)
+    return FileStream(fh, offset, st.st_size)
 
 
 class FileSource(Source):
@@ -54,5 +76,9 @@ class FileSource(Source):
     def _parse(self, uri: str) -> None:
         self.path = file_uri_path(uri)
 
+    def _local_paths(self) -> list[Path]:
+        return [self.path]
+
     def _open(self, offset: int) -> FileStream:
-        return open_local(self.uri, self.path, offset)
+        check = None if self.ctx.local_roots is None else self.check_local_path
+        return open_local(self.uri, self.path, offset, check=check)

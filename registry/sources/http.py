@@ -32,10 +32,14 @@ _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$")
 _RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
 
 
-def _origin(url: str) -> tuple[str, str, int]:
+def origin(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of a URL, the port filled in from the scheme."""
     p = urlsplit(url)
     port = p.port or (443 if p.scheme == "https" else 80)
-    return (p.scheme, (p.hostname or "").lower(), port)
+    return (p.scheme.lower(), (p.hostname or "").lower(), port)
+
+
+_origin = origin
 
 
 class HttpSource(Source):
@@ -258,32 +262,45 @@ class HttpStream:
         got = 0
         n = len(buf)
         while got < n:
+            r = self._read(buf[got:], some=False)
+            if not r:
+                break
+            got += r
+        return got
+
+    def readinto_some(self, buf: memoryview) -> int:
+        """As soon as some bytes arrived (one receive), so the caller can check its limits
+        between them; 0 at the end."""
+        return self._read(buf, some=True) if len(buf) else 0
+
+    def _read(self, buf: memoryview, some: bool) -> int:
+        """Bytes into ``buf``: all of it (``some=False``) or what one receive brings;
+        reconnects with Range after a drop; 0 at the end of the body."""
+        while True:
             resp = self._resp
             if resp is None:
-                return got
+                return 0
             why = ""
             exc: BaseException | None = None
             try:
-                r = resp.readinto(buf[got:])
+                r = resp.readinto1(buf) if some else resp.readinto(buf)
             except socket.timeout as e:
                 r, why, exc = -1, f"read timed out after {self.src.read_timeout:g}s at byte {self.pos}", e
             except (OSError, http.client.HTTPException) as e:
                 r, why, exc = -1, f"connection dropped at byte {self.pos}: {e.__class__.__name__}", e
             if r > 0:
-                got += r
                 self.pos += r
                 self.attempt = 0  # progress since the last failure: a later drop gets fresh retries
-                continue
+                return r
             if r == 0:
                 if self._end is None or self.pos >= self._end:
                     self._drop()
-                    return got
+                    return 0
                 why = f"connection closed at byte {self.pos} of {self._end}"
             # dropped, truncated or stalled: resume with Range from the byte reached
             self._drop()
             self._retry_or_raise(why, exc)
             self._open_at(self.pos)
-        return got
 
     def close(self) -> None:
         self._drop()

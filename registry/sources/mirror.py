@@ -53,9 +53,20 @@ class MirrorSource(Source):
     def _remote_host(self) -> str | None:
         return self._http.host if self._http is not None else None
 
+    def _local_paths(self) -> list[Path]:
+        """A folder mirror a record names is a local read; one the site configures
+        (``sources.mirrors``) is the site's own choice and is not checked."""
+        if self._path is None or self._configured():
+            return []
+        return [self._path]
+
+    def _configured(self) -> bool:
+        mine = self.uri[len("mirror:"):].strip()
+        return any(m.removeprefix("mirror:").strip() == mine for m in self.settings.sources.mirrors)
+
     def _open(self, offset: int) -> SourceStream:
         if self._http is not None:
             # the HTTP client's own open would apply the offline rule, which mirrors are exempt from
             return self._http._open(offset)
         assert self._path is not None
-        return open_local(self.uri, self._path, offset)
+        return open_local(self.uri, self._path, offset, check=None if self._configured() else self.check_local_path)

@@ -3,6 +3,10 @@
 The record is looked up through zenodo-client (on the host the site configures:
 ``sources.zenodo_host``); the file is then streamed through our own HTTP client, so it
 is hashed and verified like any other download (zenodo-client checks nothing).
+
+The site's token (``sources.zenodo_token``) is sent only to the configured Zenodo host
+(same scheme, host and port as ``sources.zenodo_host``): a file link that names another
+host is fetched without it, and a redirect never carries it to another origin.
 """
 
 from __future__ import annotations
@@ -14,8 +18,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..settings import Settings
-from .base import Source, SourceStream, source_error
-from .http import HttpSource
+from .base import Source, SourceStream, redact, source_error
+from .http import HttpSource, _origin
 
 log = logging.getLogger(__name__)
 
@@ -90,10 +94,19 @@ class ZenodoSource(Source):
             raise source_error(self.uri, f"Zenodo record {self.record_id}: file {self.name!r} has no download link")
         http = HttpSource(url, self.ctx, self.sha256)
         if token:
-            http._add_origin_headers({"Authorization": f"Bearer {token}"})
+            if _origin(url) == _origin(self.settings.sources.zenodo_host):
+                http._add_origin_headers({"Authorization": f"Bearer {token}"})
+            else:
+                # the record names a file on another host: the token is for the configured
+                # Zenodo host only, so the file is fetched without it (its bytes are hashed anyway)
+                log.info("%s: the file link %s is not on the configured Zenodo host %s; fetching it without "
+                         "the token", self.uri, redact(url), self.settings.sources.zenodo_host)
         self._http = http
         return http
 
     def _open(self, offset: int) -> SourceStream:
-        # the file's own host is subject to the offline rule too (the public open)
-        return self._lookup().open(offset)
+        http = self._lookup()
+        # the file's own host is subject to the offline rule too; the limits and the wrapping
+        # of errors are this source's own open's (the stream is not guarded twice)
+        http._check_offline()
+        return http._open(offset)

@@ -2,7 +2,8 @@
 
 :class:`FaultServer` misbehaves on request: each route serves some bytes and may
 truncate, stall, answer 5xx, redirect (in a loop), send more bytes than declared, serve tampered bytes, ignore ``Range``, or pause at an
-offset until the test releases it. Every request's path and headers are recorded.
+offset until the test releases it; trickle (``send_chunk`` bytes every ``pace_s``), send an
+endless body, send headers that lie, or answer a range request with another body. Every request's path and headers are recorded.
 :func:`serve_folder` serves a folder as it is (``http.server``).
 """
 
@@ -47,6 +48,15 @@ class Route:
     ranges: bool = True
     #: seconds to pause between SEND_CHUNK-sized writes (server-side pacing)
     pace_s: float = 0.0
+    #: bytes per write (with ``pace_s``: a trickle of ``send_chunk`` bytes every ``pace_s``)
+    send_chunk: int = SEND_CHUNK
+    #: send ``data`` over and over, without end (and without Content-Length)
+    endless: bool = False
+    #: headers sent as given, replacing the server's own (a lying Content-Length, a
+    #: Content-Encoding, a Content-Range that does not match the request)
+    headers: dict[str, str] = field(default_factory=dict)
+    #: serve this body instead for requests with a Range header (answered 200 unless ``ranges``)
+    range_body: bytes | None = None
     hits: int = 0
 
     def body(self) -> bytes:
@@ -69,6 +79,7 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         with srv.lock:
             srv.requests.append((path, dict(self.headers.items())))
+            srv.raw_paths.append(self.path)
             route = srv.routes.get(path)
             if route is not None:
                 route.hits += 1
@@ -87,7 +98,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Connection", "close")
             self.end_headers()
             return
+        if route.endless:
+            self._endless(route)
+            return
         body = route.body()
+        if route.range_body is not None and self.headers.get("Range"):
+            body = route.range_body
         start = 0
         m = _RANGE.match(self.headers.get("Range", ""))
         if m and route.ranges:
@@ -96,12 +112,15 @@ class _Handler(BaseHTTPRequestHandler):
                 self._simple(416, b"range not satisfiable")
                 return
             self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+            if "Content-Range" not in route.headers:
+                self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
         else:
             self.send_response(200)
         self.send_header("Accept-Ranges", "bytes" if route.ranges else "none")
-        if route.content_length:
+        if route.content_length and "Content-Length" not in route.headers:
             self.send_header("Content-Length", str(len(body) - start))
+        for k, v in route.headers.items():
+            self.send_header(k, v)
         self.send_header("Connection", "close")
         self.end_headers()
         truncate = route.truncate_at is not None and (route.truncate_times < 0 or hit <= route.truncate_times)
@@ -109,7 +128,7 @@ class _Handler(BaseHTTPRequestHandler):
         stalled = False
         try:
             while pos < len(body):
-                end = min(len(body), pos + SEND_CHUNK)
+                end = min(len(body), pos + route.send_chunk)
                 if truncate and route.truncate_at is not None:
                     if pos >= route.truncate_at:
                         break
@@ -135,6 +154,23 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             return
 
+    def _endless(self, route: Route) -> None:
+        """A close-delimited body that never ends (until the client or the server closes)."""
+        srv = self.server
+        self.send_response(200)
+        for k, v in route.headers.items():
+            self.send_header(k, v)
+        self.send_header("Connection", "close")
+        self.end_headers()
+        block = (route.data or b"\0") * max(1, SEND_CHUNK // max(1, len(route.data)))
+        try:
+            while not srv.closing.is_set():
+                self.wfile.write(block)
+                if route.pace_s:
+                    srv.closing.wait(route.pace_s)
+        except (BrokenPipeError, ConnectionResetError):
+            return
+
     def _simple(self, status: int, text: bytes) -> None:
         self.send_response(status)
         self.send_header("Content-Length", str(len(text)))
@@ -147,6 +183,7 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     routes: dict[str, Route]
     requests: list[tuple[str, dict[str, str]]]
+    raw_paths: list[str]
     lock: threading.Lock
     closing: threading.Event
 
@@ -158,6 +195,7 @@ class FaultServer:
         self.httpd = _Server(("127.0.0.1", 0), _Handler)
         self.httpd.routes = {}
         self.httpd.requests = []
+        self.httpd.raw_paths = []
         self.httpd.lock = threading.Lock()
         self.httpd.closing = threading.Event()
         self.port = self.httpd.server_address[1]
@@ -176,6 +214,12 @@ class FaultServer:
     def requests(self) -> list[tuple[str, dict[str, str]]]:
         with self.httpd.lock:
             return list(self.httpd.requests)
+
+    @property
+    def raw_paths(self) -> list[str]:
+        """Every request's target as sent, query string included."""
+        with self.httpd.lock:
+            return list(self.httpd.raw_paths)
 
     def headers_for(self, path: str) -> list[dict[str, str]]:
         return [h for p, h in self.requests if p == path]

@@ -10,11 +10,12 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
+from urllib.parse import unquote, urlsplit
 
 from synthmed.daemon.sync import SyncResult, sync_all
 from synthmed.registry.catalog import Catalog
 from synthmed.registry.records import record_relpath
-from synthmed.registry.settings import Settings, load_settings
+from synthmed.registry.settings import Settings, Upstream, load_settings
 
 from . import REPO_ROOT
 from .records import to_record
@@ -55,6 +56,16 @@ def fast_settings(home: Path, **sources: Any) -> Settings:
     return replace(s, sources=replace(s.sources, **opts))
 
 
+def with_file_roots(settings: Settings, *roots: Path, upstream: str = "public") -> Settings:
+    """``settings`` with ``upstream`` configured (added as a network upstream if missing) so
+    that its records' file:// sources may read under ``roots``."""
+    ups = [u for u in settings.upstreams if u.name != upstream]
+    old = next((u for u in settings.upstreams if u.name == upstream), None)
+    base = old or Upstream(name=upstream, url="https://index.invalid/index.git")
+    ups.append(replace(base, file_roots=tuple(str(r) for r in roots)))
+    return replace(settings, upstreams=tuple(ups))
+
+
 def sync(settings: Settings, **kw: Any) -> list[SyncResult]:
     with Catalog.open(settings.catalog_path, readonly=False) as cat:
         return sync_all(settings, cat, **kw)
@@ -68,6 +79,11 @@ def make_site_home(home: Path, records: list[Mapping[str, Any]], upstream: str =
     """A site folder with a real catalog holding ``records`` (as a sync would leave it).
     Packages are not mirrored: the SDK fetches them on demand from their file:// sources."""
     home.mkdir(parents=True, exist_ok=True)
+    # the upstream may read the records' file:// artefacts (their folders are its file_roots)
+    roots = sorted({str(Path(unquote(urlsplit(u).path)).parent) for d in records
+                    for u in d.get("package", {}).get("artefact", {}).get("sources", []) if u.startswith("file://")})
+    if roots and not (home / "site.toml").exists():
+        write_site(home, [{"name": upstream, "url": str(home / "no-index"), "file_roots": roots}])
     cat = Catalog.open(home / "catalog.db", readonly=False)
     try:
         cat.put_upstream(upstream, url=str(home / "no-index"), branch="main", priority=100)

@@ -58,6 +58,8 @@ class ZenodoEmulator:
         #: published records: id -> (deposition snapshot)
         self.records: dict[int, Deposition] = {}
         self.tampered: set[tuple[int, str]] = set()
+        #: (record id, key) -> a download link to announce instead of the emulator's own
+        self.links: dict[tuple[int, str], str] = {}
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self._next = 1000
         emu = self
@@ -97,6 +99,11 @@ class ZenodoEmulator:
             self.records[rid] = copy.deepcopy(dep)
         return rid
 
+    def link_file(self, record_id: int, key: str, url: str) -> None:
+        """Announce ``url`` (another host, say) as the file's download link."""
+        with self.lock:
+            self.links[(int(record_id), key)] = url
+
     def tamper(self, record_id: int, key: str) -> None:
         """Serve the file with one byte flipped (same size)."""
         with self.lock:
@@ -106,6 +113,8 @@ class ZenodoEmulator:
     def file_json(self, rid: int, key: str, data: bytes, published: bool, bucket: str = "") -> dict[str, Any]:
         link = (f"{self.base}/api/records/{rid}/files/{key}/content" if published
                 else f"{self.base}/api/files/{bucket}/{key}")
+        if published:
+            link = self.links.get((rid, key), link)
         return {"id": hashlib.md5(f"{rid}/{key}".encode()).hexdigest(), "key": key, "filename": key,
                 "size": len(data), "filesize": len(data), "checksum": "md5:" + hashlib.md5(data).hexdigest(),
                 "links": {"self": link, "content": link if published else link, "download": link}}
