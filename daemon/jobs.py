@@ -103,7 +103,8 @@ def scrub_job(ctx: JobContext) -> str:
     store = Store(settings.store_dir)
     report = store.verify_all()
     # unpacked packages too, before any repair: a package hard-linked to a rotten blob changed with it
-    changed_packages = verify_packages(settings.packages_dir)  # removed; unpacked again when next needed
+    changed_packages = verify_packages(  # removed; unpacked again when next needed
+        settings.packages_dir, lambda sha: store.blob_path(sha) if store.has(sha) else None)
     for bad_pkg in changed_packages:
         with catalog.transaction():
             catalog.record_run("scrub", "failed", subject=bad_pkg["sha256"],

@@ -30,8 +30,8 @@ which the runner refuses.
 
 from __future__ import annotations
 
-import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping
@@ -50,7 +50,7 @@ from .records import Record
 from .settings import Settings
 from .sources.base import SourceContext, last_path_part
 from .store import Store
-from .unpack import OCTET, check_unpacked, manifest_path, remove_package, unpack_package
+from .unpack import GZIP, OCTET, check_unpacked, read_manifest, remove_package, unpack_package
 
 log = logging.getLogger(__name__)
 
@@ -186,14 +186,22 @@ def prepare_archive(record: Record, archive: Path, packages_dir: Path, *,
     if record.size is not None and size != record.size:
         raise SizeMismatch(f"{record.ref}: {archive} has {size} bytes but the record declares {record.size}",
                            hint="fix package.artefact.size", model=record.ref)
-    folder = _unpack_checked(record, record.ref, sha, archive, Path(packages_dir))
+    packages_dir = Path(packages_dir)
+    if os.path.lexists(packages_dir / sha):
+        problem = check_unpacked(packages_dir, sha, blob=Path(archive), deep=True)
+        if problem is not None:
+            log.warning("%s: the unpacked package %s changed on disk (%s); unpacking it again from %s",
+                        record.ref, packages_dir / sha, problem, archive)
+            remove_package(packages_dir, sha)
+    folder = _unpack_checked(record, record.ref, sha, archive, packages_dir)
     return VerifiedPackage(record, upstream, sha, folder, _manifest(Path(packages_dir), sha),
                            Path(archive).resolve().as_uri(), True, _MINT)
 
 
 def _manifest(packages_dir: Path, sha: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(manifest_path(packages_dir, sha).read_text("utf-8"))
-    return data
+    """``{relative path: [size, sha256]}`` of the package's files."""
+    entries: dict[str, Any] = read_manifest(packages_dir, sha)["entries"]
+    return entries
 
 
 def _unpack_checked(record: Record, ref: str, sha: str, blob: Path, packages_dir: Path) -> Path:
@@ -206,15 +214,21 @@ def _materialise(record: Record, ref: str, sha: str, settings: Settings, ctx: So
                  fetch_allowed: bool) -> tuple[Path, dict[str, Any], str]:
     packages_dir = settings.packages_dir
     pkg = packages_dir / sha
-    if pkg.is_dir():
-        problem = check_unpacked(packages_dir, sha)
+    store = Store(settings.store_dir)
+    if os.path.lexists(pkg):
+        # the tree against its manifest (every entry, no link followed, every file re-hashed), and
+        # the manifest against the blob's own listing (names, sizes, folders), so that a manifest
+        # rewritten to match a planted file fails too; a gzip'd tar is listed by `synthmed verify`
+        # only (listing it means decompressing all of it)
+        media_type = str(record.artefact.get("media_type", "application/zip"))
+        blob = store.blob_path(sha) if store.has(sha) and media_type != GZIP else None
+        problem = check_unpacked(packages_dir, sha, blob=blob)
         if problem is None:
             return pkg, _manifest(packages_dir, sha), "packages"
         # the unpacked copy is not what the verified blob holds: never run it
         log.warning("%s: the unpacked package %s changed on disk (%s); unpacking it again from the verified blob",
                     ref, pkg, problem)
         remove_package(packages_dir, sha)
-    store = Store(settings.store_dir)
     if not fetch_allowed and not store.has(sha):
         raise ArtefactNotFound(
             f"{ref} is not mirrored on this site ({pkg} is missing) and the site is offline",
@@ -225,13 +239,31 @@ def _materialise(record: Record, ref: str, sha: str, settings: Settings, ctx: So
     return folder, _manifest(packages_dir, sha), source
 
 
+def _rehash(store: Store, sha: str) -> None:
+    """Hash a stored blob in full, whatever the store remembers about it: it is about to be
+    unpacked, and the remembered (inode, size, mtime) cannot see bytes that rotted in place.
+    BlobCorrupt when it no longer hashes to its name."""
+    path = store.blob_path(sha)
+    try:
+        digest, _ = hash_path(path)
+    except FileNotFoundError:
+        raise ArtefactNotFound(f"blob {sha} vanished from the store {store.root}", sha256=sha) from None
+    if digest != sha:
+        raise BlobCorrupt(f"{path}: the blob no longer hashes to its name (it hashes to {digest}); refusing to "
+                          "unpack it", hint="run `synthmed verify` to quarantine it, then fetch it again",
+                          sha256=sha, actual=digest, path=path)
+
+
 def _fetch_verified(record: Record, ref: str, sha: str, store: Store, ctx: SourceContext) -> str:
-    """Fetch the blob (once; again once if it is found corrupt on open); the source that served it."""
+    """Fetch the blob (once; again once if it is found corrupt); the source that served it.
+
+    The blob is about to be unpacked, so one already in the store is re-hashed in full
+    (:func:`_rehash`); one fetched now was hashed as it streamed in."""
     for attempt in (1, 2):
         try:
             result = store.fetch(sha, record.size, record.sources, ctx)
-            with store.open_verified(sha):
-                pass
+            if result.source == "store":
+                _rehash(store, sha)
         except BlobCorrupt as exc:
             store.quarantine_blob(sha, "blob corrupt on disk (found on open)", actual_sha256=getattr(exc, "actual", None))
             if attempt == 2:

@@ -18,14 +18,15 @@ import secrets
 import shutil
 import stat
 import tarfile
+import unicodedata
 import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, Any, Iterator
+from typing import IO, Any, Callable, Iterator
 
 from .errors import ArtefactError, UnsafeArchive
-from .hashing import hash_path
+from .hashing import hash_file, hash_path
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,13 @@ class Limits:
 
 
 DEFAULT_LIMITS = Limits()
+
+
+def name_key(name: str) -> str:
+    """The key two names collide under: Unicode compatibility normalisation (NFKC, so NFC
+    and NFD spellings of one name are one name) and case folding (a case-insensitive file
+    system, or one that normalises names, would make them one file)."""
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
 
 
 def _refuse(archive: Path, entry: str, what: str) -> UnsafeArchive:
@@ -90,12 +98,13 @@ class _Checker:
                 return None
             raise _refuse(self.archive, raw, "a file without a name")
         rel = PurePosixPath(*parts)
-        key = str(rel).casefold()
+        key = name_key(str(rel))
         if key in self.files or (not is_dir and key in self.dirs) or (is_dir and key in self.explicit_dirs):
-            raise _refuse(self.archive, raw, "duplicate name (names are compared case-insensitively)")
+            raise _refuse(self.archive, raw, "duplicate name (names are compared case-insensitively and "
+                                             "after Unicode normalisation)")
         # every parent must be a folder, never a file
         for parent in list(rel.parents)[:-1]:
-            pk = str(parent).casefold()
+            pk = name_key(str(parent))
             if pk in self.files:
                 raise _refuse(self.archive, raw, f"its parent {str(parent)!r} is a file")
         if is_dir:
@@ -104,7 +113,7 @@ class _Checker:
         else:
             self.files.add(key)
             for parent in list(rel.parents)[:-1]:
-                self.dirs.add(str(parent).casefold())
+                self.dirs.add(name_key(str(parent)))
         return rel
 
     def size(self, raw: str, size: int, compressed: int | None) -> None:
@@ -260,65 +269,267 @@ def _walk_bottom_up(root: Path) -> Iterator[Path]:
 def make_writable(path: Path) -> None:
     """Make the folders of an unpacked tree writable again (before removing it). Files keep
     their modes: removing a file needs only its folder to be writable, and a single-file
-    package shares its inode with the read-only blob in the store."""
-    if not path.exists():
+    package shares its inode with the read-only blob in the store. Links are never followed
+    (a planted link must not make its target writable)."""
+    if os.path.islink(path) or not path.is_dir():
         return
     os.chmod(path, 0o755)
     for dirpath, dirnames, _filenames in os.walk(path):
         for d in dirnames:
-            with contextlib.suppress(OSError):
-                os.chmod(os.path.join(dirpath, d), 0o755)
+            full = os.path.join(dirpath, d)
+            if not os.path.islink(full):
+                with contextlib.suppress(OSError):
+                    os.chmod(full, 0o755)
 
 
 def remove_tree(path: Path) -> None:
+    if os.path.islink(path) or (os.path.lexists(path) and not os.path.isdir(path)):
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        return
     make_writable(path)
     shutil.rmtree(path, ignore_errors=True)
 
 
 MANIFEST_SUFFIX = ".manifest.json"
+#: the manifest's own format: ``{"format", "media_type", "entries": {path: [size, sha256]},
+#: "dirs": [path, ...]}``; a manifest of another format is treated as not matching
+MANIFEST_FORMAT = "synthmed-manifest/2"
 
 
 def manifest_path(packages_dir: Path, sha256: str) -> Path:
     """``packages/<sha256>.manifest.json``: every file of the unpacked package with its size
-    and sha256, written before the package folder is renamed into place."""
+    and sha256, every folder, and the media type it was unpacked as; written (read-only)
+    before the package folder is renamed into place."""
     return Path(packages_dir) / f"{sha256}{MANIFEST_SUFFIX}"
 
 
+@dataclass
+class _Tree:
+    files: dict[str, list[Any]]
+    dirs: list[str]
+    #: entries that may not be in a package at all: links, devices, FIFOs, sockets, shared inodes
+    problems: list[str]
+
+
+def _hash_nofollow(full: str, st: os.stat_result) -> tuple[str, int] | None:
+    """sha256 and size of the regular file at ``full``, opened without following a link;
+    None when what was opened is not the file that was listed (it was swapped meanwhile)."""
+    try:
+        fd = os.open(full, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb", buffering=0) as fh:
+        got = os.fstat(fh.fileno())
+        if not stat.S_ISREG(got.st_mode) or (got.st_ino, got.st_dev) != (st.st_ino, st.st_dev):
+            return None
+        return hash_file(fh)  # type: ignore[arg-type]
+
+
+def _scan(root: Path, *, shared_ok: str | None = None) -> _Tree:
+    """Every entry under ``root``, seen with ``lstat`` (no link is ever followed). Regular
+    files are hashed; folders are listed; anything else is a problem. A regular file with
+    more than one hard link is a problem too (its bytes can be changed from outside the
+    package), except a file whose sha256 is ``shared_ok`` (a single-file package shares its
+    inode with its verified blob)."""
+    tree = _Tree({}, [], [])
+    stack = [""]
+    while stack:
+        rel_dir = stack.pop()
+        try:
+            with os.scandir(os.path.join(root, rel_dir) if rel_dir else root) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            tree.problems.append(f"unreadable folder {rel_dir or '.'} ({exc.strerror})")
+            continue
+        for e in entries:
+            rel = f"{rel_dir}/{e.name}" if rel_dir else e.name
+            try:
+                st = e.stat(follow_symlinks=False)
+            except OSError:
+                tree.problems.append(f"unreadable entry {rel}")
+                continue
+            mode = st.st_mode
+            if stat.S_ISLNK(mode):
+                tree.problems.append(f"symbolic link {rel}")
+            elif stat.S_ISDIR(mode):
+                tree.dirs.append(rel)
+                stack.append(rel)
+            elif stat.S_ISREG(mode):
+                got = _hash_nofollow(e.path, st)
+                if got is None:
+                    tree.problems.append(f"file {rel} changed while it was read")
+                    continue
+                digest, size = got
+                if st.st_nlink > 1 and digest != shared_ok:
+                    tree.problems.append(f"hard link {rel} (its inode is shared with a file outside the package)")
+                tree.files[rel] = [size, digest]
+            else:
+                tree.problems.append(f"special file {rel} (device, FIFO or socket)")
+    tree.dirs.sort()
+    return tree
+
+
 def tree_manifest(root: Path) -> dict[str, list[Any]]:
-    """``{relative path: [size, sha256]}`` for every regular file under ``root``."""
-    out: dict[str, list[Any]] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in sorted(filenames):
-            full = os.path.join(dirpath, name)
-            digest, size = hash_path(full)
-            out[os.path.relpath(full, root).replace(os.sep, "/")] = [size, digest]
+    """``{relative path: [size, sha256]}`` for every regular file under ``root`` (seen
+    without following links; links and special files are not listed, see :func:`check_unpacked`)."""
+    return _scan(root).files
+
+
+def _manifest_doc(tree: _Tree, media_type: str) -> dict[str, Any]:
+    return {"format": MANIFEST_FORMAT, "media_type": media_type, "entries": tree.files, "dirs": tree.dirs}
+
+
+def read_manifest(packages_dir: Path, sha256: str) -> dict[str, Any]:
+    """The manifest document of ``packages/<sha256>/``; ArtefactError when it is missing,
+    unreadable or of another format."""
+    path = manifest_path(packages_dir, sha256)
+    try:
+        doc = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ArtefactError(f"{path}: the manifest is missing or unreadable ({exc})") from None
+    if not (isinstance(doc, dict) and doc.get("format") == MANIFEST_FORMAT and isinstance(doc.get("entries"), dict)
+            and isinstance(doc.get("dirs"), list) and isinstance(doc.get("media_type"), str)):
+        raise ArtefactError(f"{path}: not a {MANIFEST_FORMAT} manifest")
+    return doc
+
+
+def blob_listing(blob: Path, media_type: str, *, contents: bool = False,
+                 limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
+    """What unpacking ``blob`` as ``media_type`` yields, read from the verified blob itself:
+    ``{"entries": {path: [size, sha256 or None]}, "dirs": [path, ...]}`` (sha256 only with
+    ``contents``, which reads every entry). For a single file, ``{"*": [size, blob sha256]}``
+    (its name comes from the record). The unpacked tree's manifest must agree with it, so a
+    manifest edited to list a planted file is caught."""
+    blob = Path(blob)
+    files: dict[str, list[Any]] = {}
+    dirs: set[str] = set()
+
+    def add(rel: PurePosixPath, size: int, digest: str | None) -> None:
+        files[str(rel)] = [size, digest]
+        dirs.update(str(p) for p in list(rel.parents)[:-1])
+
+    if media_type == OCTET:
+        digest, size = hash_path(blob) if contents else (None, blob.stat().st_size)
+        return {"entries": {"*": [size, digest]}, "dirs": []}
+    chk = _Checker(blob, limits)
+    if media_type == ZIP:
+        with zipfile.ZipFile(blob) as zf:
+            for info in zf.infolist():
+                is_dir = info.is_dir() or stat.S_IFMT((info.external_attr >> 16) & 0xFFFF) == stat.S_IFDIR
+                rel = chk.name(info.filename, is_dir)
+                if rel is None:
+                    continue
+                if is_dir:
+                    dirs.add(str(rel))
+                    dirs.update(str(p) for p in list(rel.parents)[:-1])
+                    continue
+                digest = None
+                if contents:
+                    with zf.open(info) as src:
+                        digest, _ = hash_file(src)  # type: ignore[arg-type]
+                add(rel, info.file_size, digest)
+    elif media_type in (TAR, GZIP):
+        with tarfile.open(blob, mode="r:*") as tf:
+            for m in tf:
+                rel = chk.name(m.name, m.isdir())
+                if rel is None:
+                    continue
+                if m.isdir():
+                    dirs.add(str(rel))
+                    dirs.update(str(p) for p in list(rel.parents)[:-1])
+                    continue
+                digest = None
+                if contents:
+                    member = tf.extractfile(m)
+                    if member is not None:
+                        with member:
+                            digest, _ = hash_file(member)  # type: ignore[arg-type]
+                add(rel, m.size, digest)
+    else:
+        raise ArtefactError(f"{blob}: unknown media type {media_type!r}")
+    return {"entries": files, "dirs": sorted(dirs)}
+
+
+def _names(label: str, names: list[str]) -> str:
+    return f"{label}: {', '.join(names[:3])}{' ...' if len(names) > 3 else ''}"
+
+
+def _compare_with_blob(doc: dict[str, Any], listing: dict[str, Any], sha256: str) -> list[str]:
+    """Where the manifest disagrees with what its verified blob unpacks to."""
+    entries: dict[str, list[Any]] = doc["entries"]
+    want: dict[str, list[Any]] = listing["entries"]
+    if list(want) == ["*"]:  # a single file: one entry, whose bytes are the blob's
+        size, digest = want["*"]
+        if len(entries) != 1 or doc["dirs"]:
+            return ["the manifest lists more than the single file its blob holds"]
+        (got,) = entries.values()
+        if list(got) != [size, sha256] or (digest is not None and digest != sha256):
+            return ["the manifest's file is not the blob's bytes"]
+        return []
+    out = []
+    planted = sorted(set(entries) - set(want))
+    lost = sorted(set(want) - set(entries))
+    differ = sorted(k for k in set(entries) & set(want)
+                    if entries[k][0] != want[k][0] or (want[k][1] is not None and entries[k][1] != want[k][1]))
+    extra_dirs = sorted(set(doc["dirs"]) - set(listing["dirs"]))
+    for label, names in (("the manifest lists files its blob does not hold", planted),
+                         ("the manifest lacks files of its blob", lost),
+                         ("the manifest disagrees with its blob on", differ),
+                         ("the manifest lists folders its blob does not hold", extra_dirs)):
+        if names:
+            out.append(_names(label, names))
     return out
 
 
-def check_unpacked(packages_dir: Path, sha256: str) -> str | None:
-    """None when ``packages/<sha256>/`` still holds exactly what was unpacked, else the reason."""
+def check_unpacked(packages_dir: Path, sha256: str, *, blob: Path | None = None, deep: bool = False) -> str | None:
+    """None when ``packages/<sha256>/`` still holds exactly what was unpacked, else the reason.
+
+    Every entry is seen without following links: a symbolic link, a device, FIFO or socket,
+    a file sharing its inode with another, and any file or folder not in the manifest fails,
+    as does a changed or missing file. With ``blob`` (the verified blob the package was
+    unpacked from), the manifest itself is checked against the blob: the names, sizes and
+    folders it lists must be the blob's (``deep``: the bytes too, which reads every entry of
+    the blob), so a manifest rewritten to match a planted file fails."""
     final = Path(packages_dir) / sha256
     try:
-        expected = json.loads(manifest_path(packages_dir, sha256).read_text("utf-8"))
-    except (OSError, ValueError):
-        return "its manifest is missing or unreadable"
-    actual = tree_manifest(final)
-    missing = sorted(set(expected) - set(actual))
-    extra = sorted(set(actual) - set(expected))
-    changed = sorted(k for k in set(expected) & set(actual) if list(expected[k]) != actual[k])
-    parts = [f"{label}: {', '.join(names[:3])}{' ...' if len(names) > 3 else ''}"
-             for label, names in (("changed", changed), ("missing", missing), ("added", extra)) if names]
+        st = os.lstat(final)
+    except OSError:
+        return "the package folder is missing"
+    if not stat.S_ISDIR(st.st_mode):
+        return "the package folder is not a folder (a link or a file stands in its place)"
+    try:
+        doc = read_manifest(packages_dir, sha256)
+    except ArtefactError as exc:
+        return exc.message
+    expected: dict[str, Any] = doc["entries"]
+    single = sha256 if len(expected) == 1 else None
+    tree = _scan(final, shared_ok=single)
+    parts = list(tree.problems)
+    missing = sorted(set(expected) - set(tree.files))
+    extra = sorted(set(tree.files) - set(expected))
+    changed = sorted(k for k in set(expected) & set(tree.files) if list(expected[k]) != tree.files[k])
+    extra_dirs = sorted(set(tree.dirs) - set(doc["dirs"]))
+    missing_dirs = sorted(set(doc["dirs"]) - set(tree.dirs))
+    parts += [_names(label, names) for label, names in (
+        ("changed", changed), ("missing", missing), ("added", extra), ("added folders", extra_dirs),
+        ("missing folders", missing_dirs)) if names]
+    if blob is not None and not parts:
+        try:
+            parts += _compare_with_blob(doc, blob_listing(blob, doc["media_type"], contents=deep), sha256)
+        except (ArtefactError, zipfile.BadZipFile, tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+            parts.append(f"its blob cannot be read as {doc['media_type']} ({exc})")
     return "; ".join(parts) or None
 
 
 def remove_package(packages_dir: Path, sha256: str, *, drop_manifest: bool = False) -> None:
     """Move ``packages/<sha256>/`` aside (atomically) and delete it; it is unpacked again from
-    its blob when next needed. ``drop_manifest`` also removes its manifest (for gc)."""
+    its blob when next needed. ``drop_manifest`` also removes its manifest (for gc). A link
+    standing in the folder's place is removed, never followed."""
     final = Path(packages_dir) / sha256
     if drop_manifest:
         manifest_path(packages_dir, sha256).unlink(missing_ok=True)
-    if not final.exists():
+    if not os.path.lexists(final):
         return
     trash_root = Path(packages_dir) / ".staging"
     trash_root.mkdir(parents=True, exist_ok=True)
@@ -327,17 +538,20 @@ def remove_package(packages_dir: Path, sha256: str, *, drop_manifest: bool = Fal
     remove_tree(trash)
 
 
-def verify_packages(packages_dir: Path) -> list[dict[str, str]]:
+def verify_packages(packages_dir: Path, store_blobs: Callable[[str], Path | None] | None = None) -> list[dict[str, str]]:
     """Re-hash every unpacked package against its manifest; remove the ones that changed
-    (they are unpacked again from their verified blob when next needed)."""
+    (they are unpacked again from their verified blob when next needed). With
+    ``store_blobs`` (sha256 -> the verified blob's path, or None), each manifest is also
+    recomputed from its blob, bytes included (see :func:`check_unpacked`)."""
     bad: list[dict[str, str]] = []
     root = Path(packages_dir)
     if not root.is_dir():
         return bad
     for entry in sorted(root.iterdir()):
-        if not entry.is_dir() or entry.name.startswith(".") or not re.fullmatch(r"[0-9a-f]{64}", entry.name):
+        if entry.name.startswith(".") or not re.fullmatch(r"[0-9a-f]{64}", entry.name):
             continue
-        reason = check_unpacked(root, entry.name)
+        blob = store_blobs(entry.name) if store_blobs is not None else None
+        reason = check_unpacked(root, entry.name, blob=blob, deep=True)
         if reason:
             log.warning("package %s changed on disk (%s); removed, it will be unpacked again", entry.name, reason)
             remove_package(root, entry.name)
@@ -353,7 +567,7 @@ def unpack_package(blob: Path, packages_dir: Path, sha256: str, media_type: str,
     An existing package folder is returned as it is (it was renamed into place complete).
     """
     final = Path(packages_dir) / sha256
-    if final.is_dir():
+    if final.is_dir() and not final.is_symlink():
         return final
     if media_type not in MEDIA_TYPES:
         raise ArtefactError(f"{blob}: unknown media type {media_type!r}",
@@ -376,7 +590,13 @@ def unpack_package(blob: Path, packages_dir: Path, sha256: str, media_type: str,
                 os.chmod(dest, 0o444)
         manifest = manifest_path(packages_dir, sha256)
         tmp_manifest = manifest.with_name(f".{manifest.name}.{os.getpid()}.tmp")
-        tmp_manifest.write_text(json.dumps(tree_manifest(staging), indent=1, sort_keys=True), "utf-8")
+        tree = _scan(staging)
+        # a single file is a hard link to its (verified, read-only) blob where the file system allows
+        problems = [p for p in tree.problems if not (media_type == OCTET and p.startswith("hard link "))]
+        if problems:  # pragma: no cover - the unpackers write regular files and folders only
+            raise _refuse(Path(blob), problems[0], "not a regular file or folder after unpacking")
+        tmp_manifest.write_text(json.dumps(_manifest_doc(tree, media_type), indent=1, sort_keys=True), "utf-8")
+        os.chmod(tmp_manifest, 0o444)
         os.replace(tmp_manifest, manifest)
         for d in _walk_bottom_up(staging):
             os.chmod(d, 0o555)

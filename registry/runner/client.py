@@ -20,6 +20,7 @@ import numpy as np
 from ..errors import ModelRunError, ModelTimeout
 from ..records import Record
 from . import protocol
+from .formats import normalise_outputs
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +138,18 @@ class WorkerClient:
         ref = self.record.ref
         try:
             protocol.send(proc.stdin, msg)  # type: ignore[arg-type]
-            answer: dict[str, Any] = protocol.receive(proc.stdout.fileno(), timeout)
+            answer, arrays = protocol.receive(proc.stdout.fileno(), timeout)
+        except protocol.ProtocolError as exc:
+            # what the worker (the model's code) wrote is not JSON and numeric arrays: read nothing more
+            pid = proc.pid
+            self._kill()
+            raise ModelRunError(
+                f"{ref}: the model's worker (pid {pid}) sent a message outside the worker protocol while {doing} "
+                f"({exc}); it was stopped and nothing it sent was used",
+                hint="the worker protocol carries JSON and numeric arrays only (no pickles, no objects); "
+                     f"report it to the model's authors (`synthmed show {ref}`)",
+                model=ref, reason=f"protocol: {exc}",
+            ) from None
         except protocol.ChannelTimeout:
             pid = proc.pid
             self._kill()
@@ -162,7 +174,7 @@ class WorkerClient:
                      f"(`synthmed show {ref}`) or try another version",
                 model=ref, reason=how, exit_code=code,
             ) from exc
-        if not answer.get("ok"):
+        if answer.get("ok") is not True:
             tb = str(answer.get("traceback", "")).strip().splitlines()
             last = "\n".join("    " + ln for ln in tb[-10:])
             err = answer.get("error", "Exception")
@@ -172,6 +184,7 @@ class WorkerClient:
                 hint=f"check the parameters and the model's documentation (`synthmed show {ref}`)",
                 model=ref, reason=f"{err}: {message}", remote_traceback="\n".join(tb),
             )
+        answer["arrays"] = arrays
         return answer
 
     def sample(self, seeds: list[int], params: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -179,8 +192,8 @@ class WorkerClient:
             self.start()
         doing = f"sampling seeds {seeds[0]}..{seeds[-1]}" if seeds else "sampling"
         answer = self._request({"op": "sample", "seeds": list(seeds), "params": dict(params)}, self.timeout_s, doing)
-        outputs: dict[str, np.ndarray] = answer["outputs"]
-        return outputs
+        # the worker checked them too, but what it sends is checked again here
+        return normalise_outputs(self.record, seeds, answer["arrays"])
 
     def peak_rss_mb(self) -> float | None:
         """Peak resident memory (VmHWM) of the worker process in MiB (Linux /proc); None

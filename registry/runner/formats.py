@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import random
 import shutil
 import tempfile
@@ -28,11 +29,16 @@ import numpy as np
 from ..errors import ModelRunError
 from ..records import Record
 from .loader import import_package_module
+from .protocol import ARRAY_KINDS
 
 log = logging.getLogger(__name__)
 
 #: default number of consecutive seeds a medigan-1 model makes per generate() call
 MEDIGAN_CHUNK = 16
+
+#: numpy dtype kinds a model's output may have (bool, integers, floats, complex): what the
+#: worker protocol carries, so inline and worker runs accept the same answers
+NUMERIC_KINDS = ARRAY_KINDS
 
 WEIGHT_SUFFIXES = (".pt", ".pth", ".ckpt", ".safetensors", ".bin", ".h5", ".hdf5", ".pkl", ".onnx", ".npz", ".npy")
 
@@ -63,7 +69,16 @@ def normalise_outputs(record: Record, seeds: Sequence[int], raw: Any) -> dict[st
         log.debug("%s: ignoring outputs not in the record: %s", ref, extra)
     out: dict[str, np.ndarray] = {}
     for name in names:
-        arr = to_numpy(raw[name])
+        try:
+            arr = to_numpy(raw[name])
+        except Exception as exc:  # noqa: BLE001 - an object numpy cannot read is the model's error
+            raise ModelRunError(f"{ref}: output {name!r} ({type(raw[name]).__name__}) is not an array: {exc}",
+                                model=ref) from None
+        if arr.dtype.hasobject or arr.dtype.kind not in NUMERIC_KINDS or arr.dtype.fields is not None:
+            raise ModelRunError(f"{ref}: output {name!r} has dtype {arr.dtype}; a model returns numeric arrays "
+                                "(bool, integer, float or complex), never objects",
+                                hint="the package's sample() must return numpy arrays (or tensors) of numbers",
+                                model=ref)
         if arr.ndim == 0 or arr.shape[0] != len(seeds):
             raise ModelRunError(f"{ref}: output {name!r} has shape {arr.shape}, expected {len(seeds)} samples "
                                 "along the first axis (one per seed)", model=ref)
@@ -216,15 +231,29 @@ class MediganModel:
         for pos, seed in enumerate(seeds):
             wanted.setdefault(int(seed) // self.chunk, []).append((pos, int(seed) % self.chunk))
         per_output: list[list[Any]] = [[None] * len(seeds) for _ in self.names]
+        # medigan models write relative to the working directory, and some change it: each
+        # call runs in a private folder (its output_path too), and the caller's working
+        # directory is restored afterwards whatever the model did (by descriptor, so even a
+        # working directory that was renamed or removed meanwhile comes back). The working
+        # directory is the process's: inline, other threads see the private folder meanwhile.
         tmp = Path(tempfile.mkdtemp(prefix="synthmed-medigan-"))
+        output_path = tmp / "output"
+        output_path.mkdir()
+        caller_cwd = os.open(".", getattr(os, "O_PATH", os.O_RDONLY) | getattr(os, "O_DIRECTORY", 0))
         try:
             for chunk_id, members in wanted.items():
-                items = self._chunk(chunk_id, params, tmp)
+                os.chdir(tmp)
+                try:
+                    items = self._chunk(chunk_id, params, output_path)
+                finally:
+                    os.fchdir(caller_cwd)
                 for pos, offset in members:
                     for i, value in enumerate(self._split(items[offset])):
                         per_output[i][pos] = value
                 del items
         finally:
+            os.fchdir(caller_cwd)
+            os.close(caller_cwd)
             shutil.rmtree(tmp, ignore_errors=True)
         return {name: np.stack(vals) for name, vals in zip(self.names, per_output)}
 

@@ -104,9 +104,12 @@ def main() -> int:
     record: Any = None
     while True:
         try:
-            msg = protocol.receive(in_fd)
+            msg, _ = protocol.receive(in_fd)
         except (protocol.ChannelClosed, EOFError):
             return 0
+        except protocol.ProtocolError as exc:  # the caller speaks another protocol: nothing to answer
+            sys.stderr.write(f"synthmed worker: {exc}\n")
+            return 2
         op = msg.get("op")
         try:
             if op == "load":
@@ -122,7 +125,7 @@ def main() -> int:
                     raise RuntimeError("no model loaded")
                 seeds = list(msg["seeds"])
                 outputs = normalise_outputs(record, seeds, model.sample(seeds, **msg.get("params", {})))
-                protocol.send(out, {"ok": True, "outputs": outputs})
+                protocol.send(out, {"ok": True}, outputs)  # numeric arrays only, never a pickle
             elif op == "close":
                 if model is not None and hasattr(model, "close"):
                     model.close()

@@ -29,7 +29,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     report = store.verify_all(progress=progress if show else None)
     if show and counter["n"]:
         print(file=sys.stderr)
-    bad_packages = verify_packages(settings.packages_dir)
+    bad_packages = verify_packages(settings.packages_dir, lambda sha: store.blob_path(sha) if store.has(sha) else None)
     if args.json:
         print_json({"store": str(store.root), **report.as_dict(), "changed_packages": bad_packages})
     else:
