@@ -28,7 +28,7 @@ from synthmed.registry.settings import Settings, Upstream, load_settings
 
 from .jobs import mirror_candidates
 from .state import write_json_atomic
-from .sync import ImmutableChanged, apply_changes, signers_file, sync_upstream
+from .sync import SUBSTITUTION, ImmutableChanged, apply_changes, signers_file, sync_upstream
 from .upstreams import ACCEPTED_REF, UpstreamRepo
 
 log = logging.getLogger(__name__)
@@ -221,7 +221,8 @@ def import_bundle(settings: Settings, catalog: Catalog, src: Path,
             if db_accepted and db_accepted != new and repo.has_commit(db_accepted):
                 try:  # the same immutability check as a sync, in a transaction that is rolled back
                     with catalog.transaction():
-                        apply_changes(catalog, u, repo, db_accepted, new, check_immutable=True)
+                        _, skipped = apply_changes(catalog, u, repo, db_accepted, new, check_immutable=True)
+                        problems.extend(f"{u.name}: {why}" for _, why in skipped if SUBSTITUTION in why)
                         raise _DryRun
                 except _DryRun:
                     pass
