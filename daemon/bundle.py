@@ -42,7 +42,7 @@ from synthmed.registry.upstream_check import (BUNDLE_URL, check_branch, check_co
 
 from .jobs import mirror_candidates
 from .state import write_json_atomic
-from .sync import ImmutableChanged, apply_changes, models_prefix, signers_file, sync_upstream
+from .sync import SUBSTITUTION, ImmutableChanged, apply_changes, models_prefix, signers_file, sync_upstream
 from .upstreams import ACCEPTED_REF, UpstreamRepo
 
 log = logging.getLogger(__name__)
@@ -370,7 +370,8 @@ def _verify(settings: Settings, catalog: Catalog, src: Path, manifest: dict[str,
             if db_accepted and db_accepted != new and repo.has_commit(db_accepted):
                 try:  # the same immutability check as a sync, in a transaction that is rolled back
                     with catalog.transaction():
-                        apply_changes(catalog, u, repo, db_accepted, new, check_immutable=True)
+                        _, skipped = apply_changes(catalog, u, repo, db_accepted, new, check_immutable=True)
+                        problems.extend(f"{u.name}: {why}" for _, why in skipped if SUBSTITUTION in why)
                         raise _DryRun
                 except _DryRun:
                     pass

@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING
 from synthmed.registry.errors import ConfigError
 from synthmed.registry.modeltest_site import (
     due_for_test,
-    last_test_by_ref,
+    last_test_by_key,
     mirrored_entries,
     report_folder,
     run_tests,
+    test_key,
 )
 from synthmed.registry.report import environment
 from synthmed.registry.stamps import utcnow
@@ -62,15 +63,12 @@ def nightly_test_job(ctx: JobContext, now: datetime | None = None) -> str:
     now = now or datetime.now(timezone.utc)
     settings, catalog = ctx.settings, ctx.catalog
     env = environment()
-    last = last_test_by_ref(catalog)
+    last = last_test_by_key(catalog)
     due = []
-    seen: set[tuple[str, str]] = set()
     for entry in mirrored_entries(catalog):
-        key = (entry.id, entry.version)
-        if key in seen:  # the same version from two upstreams: test it once
-            continue
-        seen.add(key)
-        why = due_for_test(entry, last.get(entry.ref), env, now)
+        # each upstream's version is its own model: a result of another upstream's record
+        # (even with the same id@version) never stands in for it
+        why = due_for_test(entry, last.get(test_key(entry)), env, now)
         if why:
             log.info("test: %s is due: %s", entry.qualified_ref, why)
             due.append(entry)

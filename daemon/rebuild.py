@@ -24,18 +24,18 @@ log = logging.getLogger(__name__)
 _KEPT = ("tests", "sync_runs")
 
 
-def _saved_history(path: Path) -> dict[str, list[dict[str, Any]]]:
-    if not path.exists():
-        return {}
+def _saved_history(old: Catalog) -> dict[str, list[dict[str, Any]]]:
+    """Test runs and job history of the catalog as opened (and so migrated: test runs of an
+    older generation are tied to their upstream and package sha256 by the migration, while
+    its models table still tells which)."""
     try:
-        with Catalog.open(path, readonly=True) as old:
-            out = {}
-            for table in _KEPT:
-                cur = old.conn.execute(f"SELECT * FROM {table} ORDER BY id")
-                out[table] = [dict(zip([c[0] for c in cur.description], r)) for r in cur.fetchall()]
-            return out
-    except (CatalogError, sqlite3.DatabaseError) as exc:
-        log.warning("the old catalog %s cannot be read (%s); test and job history start afresh", path, exc)
+        out = {}
+        for table in _KEPT:
+            cur = old.conn.execute(f"SELECT * FROM {table} ORDER BY id")
+            out[table] = [dict(zip([c[0] for c in cur.description], r)) for r in cur.fetchall()]
+        return out
+    except sqlite3.DatabaseError as exc:
+        log.warning("the old catalog %s cannot be read (%s); test and job history start afresh", old.path, exc)
         return {}
 
 
@@ -55,8 +55,8 @@ def rebuild_catalog(settings: Settings, path: Path | None = None,
                     progress: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
     """Recreate the catalog at ``path`` (default: the site's) in one transaction."""
     target = path or settings.catalog_path
-    history = _saved_history(target)
     cat = _open_fresh(target)
+    history = _saved_history(cat)
     summary: dict[str, Any] = {"catalog": str(target), "upstreams": {}, "blobs": 0}
     try:
         with cat.transaction():

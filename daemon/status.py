@@ -74,7 +74,7 @@ def site_status(settings: Settings, catalog: Catalog | None, now: datetime | Non
                              for t in catalog.failing_models()]
     out["problems"] = catalog.problems()
     for t in out["failing_models"]:
-        warnings.append(f"model {t['ref']}: last test failed: {t['reason']}")
+        warnings.append(f"model {t['upstream']}/{t['ref']}: last test failed: {t['reason']}")
     if out["problems"]:
         warnings.append(f"{len(out['problems'])} invalid record(s) skipped (see problems)")
     out["warnings"] = warnings
@@ -106,7 +106,7 @@ def format_status(st: dict[str, Any]) -> str:
                          + (f": {j['reason']}" if j["reason"] else ""))
     if st.get("failing_models"):
         lines.append("failing models:")
-        lines.extend(f"  {t['ref']}: {t['reason']}" for t in st["failing_models"])
+        lines.extend(f"  {t['upstream']}/{t['ref']}: {t['reason']}" for t in st["failing_models"])
     if st.get("problems"):
         lines.append("skipped records:")
         lines.extend(f"  {p['upstream']}: {p['path']}: {p['reason'].splitlines()[-1]}" for p in st["problems"][:20])

@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Callable, Collection, Sequence
 
+from synthmed.registry import accepted as history, records
+from synthmed.registry.accepted import AcceptedVersion
 from synthmed.registry.catalog import Catalog
-from synthmed.registry.errors import ConfigError, RecordError, SyncRefused
-from synthmed.registry.records import IMMUTABLE_FIELDS, load_record_text
+from synthmed.registry.errors import ConfigError, Problem, RecordError, SyncRefused
+from synthmed.registry.records import Record, load_record_bytes
 from synthmed.registry.settings import Settings, Upstream
 from synthmed.registry.stamps import utcnow
 from synthmed.registry.upstream_check import BUNDLE_URL, check_url
@@ -59,7 +61,49 @@ def _config_fields(u: Upstream, order: int) -> dict[str, object]:
 
 
 class ImmutableChanged(SyncRefused):
-    """A merged version's package, inputs or outputs changed upstream."""
+    """A merged version's package, inputs or outputs changed upstream (no longer raised by
+    :func:`apply_changes`, which skips such a record; kept for callers that catch it)."""
+
+
+#: in the reason of a record skipped because it would substitute an accepted version
+SUBSTITUTION = "a merged version is immutable"
+
+#: a record file larger than this is not read at all (registry.records bounds the parse too)
+MAX_RECORD_BYTES = records.MAX_RECORD_BYTES
+
+
+def _reader(repo: UpstreamRepo) -> Callable[[str], bytes | None]:
+    def read(blob: str) -> bytes | None:
+        if repo.blob_size(blob) > MAX_RECORD_BYTES:
+            return None
+        return dict(repo.read_blobs([blob]))[blob]
+    return read
+
+
+def update_bound(catalog: Catalog, u: Upstream, repo: UpstreamRepo, base: str | None, new: str, *,
+                 incremental: bool, cache: dict[str, Record | None]) -> dict[tuple[str, str], AcceptedVersion]:
+    """Fold the records of the upstream's first-parent history into the catalog's
+    ``accepted_versions`` (registry/accepted.py): the commits ``base..new`` when
+    ``incremental`` (the table is complete through ``base``), else the whole history of
+    ``new`` from scratch. Returns the bound versions."""
+    prefix = models_prefix(u.subfolder)
+    sub = u.subfolder.strip("/")
+    if incremental and base is not None:
+        bound = catalog.accepted_versions(u.name)
+        rev_range = [f"{base}..{new}"]
+    else:
+        catalog.clear_accepted(u.name)
+        bound = {}
+        rev_range = [new]
+    before = dict(bound)
+    hist = history.history_changes(repo.g, rev_range, prefix)
+    for outcome, v in history.walk_history(hist, f"{sub}/" if sub else "", _reader(repo), bound, cache=cache):
+        if outcome == "conflict":
+            log.warning("%s: %s at %s changes the immutable fields of %s@%s (bound at %s); it is not accepted",
+                        u.name, v.path, v.commit[:12], v.id, v.version, bound[v.key].commit[:12])
+    catalog.put_accepted(u.name, [v for k, v in bound.items() if before.get(k) != v])
+    catalog.put_upstream(u.name, bound_commit=new)
+    return bound
 
 
 def apply_changes(catalog: Catalog, u: Upstream, repo: UpstreamRepo, base: str | None, new: str,
@@ -67,20 +111,28 @@ def apply_changes(catalog: Catalog, u: Upstream, repo: UpstreamRepo, base: str |
     """Bring the catalog's records of ``u`` from commit ``base`` (None: nothing) to ``new``.
 
     Must run inside a catalog transaction. Returns (records changed, [(path, reason)] of
-    records skipped as invalid). With ``check_immutable``, a change to the package,
-    inputs or outputs of a version the catalog already holds raises
-    :class:`ImmutableChanged` (the caller's transaction then rolls back): an upstream may
-    withdraw a version, never substitute it.
+    records skipped). First the upstream's accepted versions are brought up to ``new``
+    (:func:`update_bound`); then each changed record is validated and compared with its
+    version's bound immutable fields: a record whose version was accepted before (even
+    if its file was deleted since) with another package, inputs or outputs is skipped
+    with a problem, like an invalid one. Each record is applied in a savepoint of its own,
+    and *any* failure while applying one record skips that record only: one record never
+    holds back the rest of the upstream's update.
+
+    ``check_immutable=False`` (an admin accepted a rewritten history): the accepted
+    versions are recomputed from the new history alone, forgetting the rewritten one.
     """
     prefix = models_prefix(u.subfolder)
     sub = u.subfolder.strip("/")
+    row = catalog.upstream_row(u.name)
+    incremental = (check_immutable and base is not None and row is not None and row.get("bound_commit") == base)
+    cache: dict[str, Record | None] = {}
+    bound = update_bound(catalog, u, repo, base, new, incremental=incremental, cache=cache)
     if base is None:
         catalog.clear_upstream_models(u.name)
         changes: list[Change] = repo.files(new, prefix)
     else:
         changes = repo.changes(base, new, prefix)
-    wanted = [c for c in changes if c.status != "D" and c.path.endswith(".json")]
-    blobs = dict(repo.read_blobs({c.blob for c in wanted if c.blob}))
     touched: set[str] = set()
     skipped: list[tuple[str, str]] = []
     changed = 0
@@ -89,40 +141,59 @@ def apply_changes(catalog: Catalog, u: Upstream, repo: UpstreamRepo, base: str |
         if not rel.endswith(".json"):
             continue
         changed += 1
-        gone = catalog.delete_path(u.name, rel) if c.status == "D" else catalog.id_at_path(u.name, rel)
-        if gone:
-            touched.add(gone)
-        if c.status == "D":
-            log.warning("%s: %s was deleted upstream (versions should be yanked, not deleted)", u.name, rel)
-            continue
         where = f"{u.name}:{c.path}@{new[:12]}"
-        if len(PurePosixPath(rel).parts) != 3:
-            reason = f"{where}: $: a record must be at models/<id>/<version>.json"
-            catalog.delete_path(u.name, rel)
-            catalog.set_problem(u.name, rel, new, reason)
-            skipped.append((rel, reason))
-            continue
         try:
-            text = blobs[c.blob or ""].decode("utf-8")
-            record = load_record_text(text, where, rel)
-        except (RecordError, UnicodeDecodeError) as exc:
-            reason = str(exc.message if isinstance(exc, RecordError) else f"{where}: $: not UTF-8 text: {exc}")
-            log.warning("%s: skipping an invalid record: %s", u.name, reason)
+            with catalog.transaction():  # a savepoint: a failure undoes this record's writes only
+                reason = _apply_one(catalog, u, repo, c, rel, where, new, bound, cache, touched)
+        except Exception as exc:  # noqa: BLE001 - one record must never hold back the others
+            log.exception("%s: %s could not be applied", u.name, rel)
+            reason = f"{where}: $: could not be processed ({type(exc).__name__}: {str(exc)[:200]})"
             catalog.delete_path(u.name, rel)
+        if reason is not None:
+            log.warning("%s: skipping a record: %s", u.name, reason)
             catalog.set_problem(u.name, rel, new, reason)
             skipped.append((rel, reason))
-            continue
-        if check_immutable and c.status == "M":
-            old = catalog.stored_record(u.name, record.id, record.version)
-            changed_fields = [f for f in IMMUTABLE_FIELDS if old is not None and old.get(f) != record.data.get(f)]
-            if changed_fields:
-                raise ImmutableChanged(
-                    f"{where}: {record.ref} is already merged, but its {', '.join(changed_fields)} changed "
-                    f"(a merged version is immutable; publish a new version instead)")
-        catalog.upsert_record(u.name, rel, record, new)
-        touched.add(record.id)
     catalog.refresh_latest(u.name, touched)
     return changed, skipped
+
+
+def _apply_one(catalog: Catalog, u: Upstream, repo: UpstreamRepo, c: Change, rel: str, where: str, new: str,
+               bound: dict[tuple[str, str], AcceptedVersion], cache: dict[str, Record | None],
+               touched: set[str]) -> str | None:
+    """Apply one changed record file; the reason it was skipped, or None."""
+    gone = catalog.delete_path(u.name, rel) if c.status == "D" else catalog.id_at_path(u.name, rel)
+    if gone:
+        touched.add(gone)
+    if c.status == "D":
+        log.warning("%s: %s was deleted upstream (versions should be yanked, not deleted)", u.name, rel)
+        return None
+    if len(PurePosixPath(rel).parts) != 3:
+        catalog.delete_path(u.name, rel)
+        return f"{where}: $: a record must be at models/<id>/<version>.json"
+    blob = c.blob or ""
+    record = cache.get(blob)
+    if record is None:
+        try:
+            size = repo.blob_size(blob)
+            if size > MAX_RECORD_BYTES:
+                raise RecordError([Problem(where, "$", f"the record is too large ({size} bytes; at most "
+                                                       f"{MAX_RECORD_BYTES})")])
+            record = load_record_bytes(dict(repo.read_blobs([blob]))[blob], where, rel)
+        except RecordError as exc:
+            catalog.delete_path(u.name, rel)
+            return str(exc.message)
+    mine = AcceptedVersion.of(record.data, new, rel)
+    held = bound.get(mine.key)
+    fields = history.conflict(held, mine) if held is not None else []
+    if held is None or fields:
+        catalog.delete_path(u.name, rel)
+        if held is None:  # pragma: no cover - every valid record of new's history is bound
+            return f"{where}: $: not in the upstream's accepted history"
+        return (f"{where}: $: {record.ref} was accepted at commit {held.commit[:12]} with another "
+                f"{', '.join(fields)} ({SUBSTITUTION}, even once deleted; publish a new version instead)")
+    catalog.upsert_record(u.name, rel, record, new)
+    touched.add(record.id)
+    return None
 
 
 def signers_file(settings: Settings, u: Upstream, folder: Path | None = None) -> Path:
@@ -185,6 +256,8 @@ def sync_upstream(settings: Settings, catalog: Catalog, u: Upstream, order: int 
 
         if accepted and new == accepted and base == new:
             with catalog.transaction():
+                if row is not None and row.get("bound_commit") != new:  # a catalog migrated from generation 2
+                    update_bound(catalog, u, repo, None, new, incremental=False, cache={})
                 catalog.put_upstream(u.name, **_config_fields(u, order), last_attempt=started, last_status="ok",
                                      last_reason=None, accepted_at=utcnow())
                 catalog.record_run("sync", "ok", upstream=u.name, started=started, old_commit=new,
@@ -215,18 +288,13 @@ def sync_upstream(settings: Settings, catalog: Catalog, u: Upstream, order: int 
 
         progress(f"{u.name}: applying {(accepted or 'nothing')[:12]} -> {new[:12]}")
         now = utcnow()
-        try:
-            with catalog.transaction():
-                changed, skipped = _apply_and_accept(catalog, u, order, repo, base, new, accepted, started, now,
-                                                     check_immutable=not accept_rewrite)
-        except ImmutableChanged as exc:
-            return _refuse(catalog, u, order, started,
-                           f"{exc.message}; refused, the previous state keeps serving (to accept it: "
-                           f"`synthmed sync --accept-rewrite {u.name}`)", accepted, new)
+        with catalog.transaction():
+            changed, skipped = _apply_and_accept(catalog, u, order, repo, base, new, accepted, started, now,
+                                                 check_immutable=not accept_rewrite)
         write_state(settings, u, new, now)
         repo.set_ref(ACCEPTED_REF, new)
         progress(f"{u.name}: {changed} record file(s) changed, {len(skipped)} skipped, now at {new[:12]}")
-        reason = f"{len(skipped)} invalid record(s) skipped" if skipped else None
+        reason = f"{len(skipped)} record(s) skipped" if skipped else None
         return SyncResult(u.name, "ok", reason, accepted, new, changed, skipped)
     finally:
         repo.close()
@@ -237,7 +305,7 @@ def _apply_and_accept(catalog: Catalog, u: Upstream, order: int, repo: UpstreamR
                       check_immutable: bool) -> tuple[int, list[tuple[str, str]]]:
     """Inside the caller's transaction: apply the changes and record the new accepted commit."""
     changed, skipped = apply_changes(catalog, u, repo, base, new, check_immutable)
-    reason = f"{len(skipped)} invalid record(s) skipped" if skipped else None
+    reason = f"{len(skipped)} record(s) skipped" if skipped else None
     catalog.put_upstream(u.name, **_config_fields(u, order), accepted_commit=new, accepted_at=now,
                          commit_time=repo.commit_time(new), last_attempt=started, last_status="ok",
                          last_reason=reason)

@@ -288,6 +288,11 @@ class UpstreamRepo:
                 result.append(Change("A", path, blob))
         return result
 
+    def blob_size(self, sha: str) -> int:
+        """A blob's size in bytes, without reading it (the persistent ``cat-file --batch-check``)."""
+        _, _, size = self.g.get_object_header(sha)
+        return int(size)
+
     def read_blobs(self, blobs: Iterable[str]) -> Iterator[tuple[str, bytes]]:
         """Blob contents through one persistent ``git cat-file --batch``."""
         for sha in blobs:

@@ -20,9 +20,12 @@ VERSION = "1.0.0"
 
 def main() -> None:
     model_id, build = sys.argv[1], Path(sys.argv[2])
-    art = REPO / "index" / "artefacts" / model_id / f"{VERSION}.zip"
+    sys.path.insert(0, str(REPO / "recipes"))
+    from records import version_of  # the version this model is published as
+
+    art = REPO / "index" / "artefacts" / model_id / f"{version_of(model_id)}.zip"
     art.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy(build / f"{VERSION}.zip", art)
+    shutil.copy(build / f"{VERSION}.zip", art)  # the recipes' build file name
     shutil.copy(build / "metrics.json", REPO / "recipes" / model_id / "metrics.json")
     if (build / "grid.png").exists():
         (REPO / "docs" / "img").mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,14 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 VERSION = "1.0.0"
+#: a model whose package changed after its first publication gets a new version (a merged
+#: version is immutable); retina-patch-ddpm 1.0.1 is 1.0.0's weights with the package's
+#: batch-invariance note corrected, 1.0.0 stays in the index as it was first published
+VERSIONS = {"retina-patch-ddpm": "1.0.1"}
+
+
+def version_of(model_id: str) -> str:
+    return VERSIONS.get(model_id, VERSION)
 SKIMAGE_DATA = "https://github.com/scikit-image/scikit-image/blob/v0.26.0/skimage/data"
 AUTHORS = [{"name": "synthmed contributors", "affiliation": "synthmed"}]
 CHECKS = ["shapes", "dtypes", "value_range", "finite", "determinism", "batch_invariance", "params"]
@@ -22,10 +30,10 @@ RGB_OUT = {"kind": "image", "dims": 2, "dtype": "uint8", "channels": 3, "value_r
 
 
 def artefact(model_id: str) -> dict[str, Any]:
-    path = REPO / "index" / "artefacts" / model_id / f"{VERSION}.zip"
+    path = REPO / "index" / "artefacts" / model_id / f"{version_of(model_id)}.zip"
     data = path.read_bytes()
     return {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "media_type": "application/zip",
-            "sources": [f"index:artefacts/{model_id}/{VERSION}.zip"]}
+            "sources": [f"index:artefacts/{model_id}/{version_of(model_id)}.zip"]}
 
 
 def metrics_file(model_id: str) -> dict[str, Any]:
@@ -63,7 +71,7 @@ def ihc() -> dict[str, Any]:
     mid = "ihc-patch-dcgan"
     m = metrics_file(mid)
     return {
-        "format": "synthmed-record/1", "id": mid, "version": VERSION,
+        "format": "synthmed-record/1", "id": mid, "version": version_of(mid),
         "title": "DCGAN for 64x64 immunohistochemistry patches of colonic glands",
         "summary": (f"A small DCGAN ({m['params_generator'] / 1e6:.1f}M generator parameters) making 64x64 RGB patches "
                     "that look like scikit-image's ihc.png: colonic glands with brown DAB (FHL2) staining over a blue "
@@ -144,7 +152,7 @@ def retina() -> dict[str, Any]:
                    f"reference is the same for held-out real patches ({lc['heldout_vessel']} vs "
                    f"{lc['heldout_background']}). Shows whether the class label steers the sampler.")})
     return {
-        "format": "synthmed-record/1", "id": mid, "version": VERSION,
+        "format": "synthmed-record/1", "id": mid, "version": version_of(mid),
         "title": "Class-conditional DDPM for 32x32 colour fundus patches (vessel / background)",
         "summary": (f"A small DDPM (UNet, {m['params'] / 1e6:.2f}M parameters) with a DDIM sampler making 32x32 RGB "
                     "patches from inside the "
@@ -234,7 +242,7 @@ def phantom() -> dict[str, Any]:
                        f"{c['masks_binary']}. Below the requested value because of the partial-volume blur, most in "
                        "3D where lesions are only 2-7 voxels across.")})
     return {
-        "format": "synthmed-record/1", "id": mid, "version": VERSION,
+        "format": "synthmed-record/1", "id": mid, "version": version_of(mid),
         "title": "Procedural CT-like head phantoms with elliptical lesions and masks (2D and 3D)",
         "summary": ("Shepp-Logan-like head phantoms in Hounsfield units with random elliptical lesions and their "
                     "binary masks: a 128x128 slice and a 64x64x64 volume per sample. Procedural, nothing learned."),
@@ -341,7 +349,7 @@ BUILDERS: dict[str, Callable[[], dict[str, Any]]] = {
 
 def write(model_id: str) -> Path:
     rec = BUILDERS[model_id]()
-    path = REPO / "index" / "models" / model_id / f"{VERSION}.json"
+    path = REPO / "index" / "models" / model_id / f"{version_of(model_id)}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(rec, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return path

@@ -9,6 +9,8 @@ read-only readers (``Catalog.open(path)`` opens it with ``mode=ro``). Tables:
   (FTS5) indexes title, summary, description, modality, anatomy, generates, tags and
   architecture; ``facets`` and ``metrics`` serve filters and ranking
 - ``record_problems``: records skipped by a sync, with the reason
+- ``accepted_versions``: every version each upstream's branch ever carried, with the
+  digests of its immutable fields as first accepted (kept when the file is deleted)
 - ``artefacts``: blobs and their state; ``tests``: model test runs; ``sync_runs``: every
   job run and every failure, with its reason
 
@@ -28,6 +30,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import sqlite_utils
 
 from . import catalog_schema as schema
+from .accepted import AcceptedVersion
 from .catalog_entry import CatalogEntry
 from .catalog_schema import FTS_COLUMNS, GENERATION, LIST_FIELDS
 from .errors import CatalogError
@@ -200,8 +203,31 @@ class Catalog:
         pks = [r[0] for r in self.conn.execute("SELECT pk FROM models WHERE upstream = ?", (name,))]
         self._delete_pks(pks)
         self.conn.execute("DELETE FROM record_problems WHERE upstream = ?", (name,))
+        self.conn.execute("DELETE FROM accepted_versions WHERE upstream = ?", (name,))
         self.conn.execute("DELETE FROM upstreams WHERE name = ?", (name,))
         return len(pks)
+
+    # -- accepted versions (registry/accepted.py) ----------------------------------------
+
+    def accepted_versions(self, upstream: str) -> dict[tuple[str, str], AcceptedVersion]:
+        """The bound immutable fields of every version ``upstream`` ever carried."""
+        cur = self.conn.execute("SELECT * FROM accepted_versions WHERE upstream = ?", (upstream,))
+        cols = [c[0] for c in cur.description]
+        found = (AcceptedVersion.from_row(dict(zip(cols, r))) for r in cur.fetchall())
+        return {v.key: v for v in found}
+
+    def put_accepted(self, upstream: str, versions: Iterable[AcceptedVersion]) -> None:
+        self._writable()
+        rows = [v.as_row(upstream) for v in versions]
+        if rows:
+            cols = list(rows[0])
+            self.conn.executemany(
+                f"INSERT OR REPLACE INTO accepted_versions ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                [tuple(r[c] for c in cols) for r in rows])
+
+    def clear_accepted(self, upstream: str) -> None:
+        self._writable()
+        self.conn.execute("DELETE FROM accepted_versions WHERE upstream = ?", (upstream,))
 
     def repo_path(self, upstream: str) -> Path:
         """Where the upstream's git mirror lives (``<site>/upstreams/<name>``)."""
@@ -379,23 +405,39 @@ class Catalog:
                ORDER BY job, upstream""")
         return [dict(zip([c[0] for c in cur.description], r)) for r in cur.fetchall()]
 
-    def record_test(self, *, model_id: str, version: str, passed: bool, upstream: str | None = None,
+    def record_test(self, *, model_id: str, version: str, passed: bool, upstream: str, sha256: str | None,
                     started: str | None = None, finished: str | None = None, reason: str | None = None,
                     report_path: str | None = None, throughput: float | None = None,
                     peak_memory_mb: float | None = None, runner_version: str | None = None,
                     env_hash: str | None = None) -> int:
-        """Store one model test run; returns its id."""
+        """Store one model test run of ``upstream``'s ``model_id@version`` with package
+        ``sha256``: a result belongs to that package from that upstream, nothing else."""
         self._writable()
         cur = self.conn.execute(
-            """INSERT INTO tests (upstream, model_id, version, ref, started, finished, passed, reason,
+            """INSERT INTO tests (upstream, model_id, version, sha256, ref, started, finished, passed, reason,
                report_path, throughput, peak_memory_mb, runner_version, env_hash)
-               VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)""",
-            (upstream, model_id, version, f"{model_id}@{version}", started or utcnow(), finished or utcnow(),
-             1 if passed else 0, reason, report_path, throughput, peak_memory_mb, runner_version, env_hash))
+               VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
+            (upstream, model_id, version, sha256, f"{model_id}@{version}", started or utcnow(),
+             finished or utcnow(), 1 if passed else 0, reason, report_path, throughput, peak_memory_mb,
+             runner_version, env_hash))
         return int(cur.lastrowid or 0)
 
+    def tests_of(self, upstream: str, model_id: str, version: str, sha256: str | None,
+                 limit: int = 5) -> list[dict[str, Any]]:
+        """The test runs of one upstream's version with package ``sha256``, newest first
+        (none for an unverified record: it is never run)."""
+        if not sha256:
+            return []
+        cur = self.conn.execute(
+            """SELECT * FROM tests WHERE upstream = ? AND model_id = ? AND version = ? AND sha256 = ?
+               ORDER BY id DESC LIMIT ?""", (upstream, model_id, version, sha256, limit))
+        return [dict(zip([c[0] for c in cur.description], r)) for r in cur.fetchall()]
+
     def last_tests(self, ref: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        """The latest test run of each model version (or the runs of one ``id@version``)."""
+        """The latest test run of each model version the catalog holds, matched by
+        upstream, id, version and package sha256 (a run of another upstream's package, or of
+        a package no longer held, is not shown); or the runs of one ``id@version`` of any
+        upstream (each row names its upstream and sha256)."""
         if ref:
             model_id, _, version = ref.partition("@")
             cur = self.conn.execute(
@@ -403,12 +445,18 @@ class Catalog:
                 (model_id, version, version, limit))
         else:
             cur = self.conn.execute(
-                """SELECT * FROM tests WHERE id IN (SELECT max(id) FROM tests GROUP BY model_id, version)
-                   ORDER BY model_id, version LIMIT ?""", (limit,))
+                """SELECT t.* FROM tests t WHERE t.id IN (SELECT max(id) FROM tests
+                     GROUP BY upstream, model_id, version, sha256)
+                   AND EXISTS (SELECT 1 FROM models m WHERE m.upstream = t.upstream AND m.id = t.model_id
+                     AND m.version = t.version AND m.sha256 = t.sha256)
+                   ORDER BY t.model_id, t.version, t.upstream LIMIT ?""", (limit,))
         return [dict(zip([c[0] for c in cur.description], r)) for r in cur.fetchall()]
 
     def failing_models(self) -> list[dict[str, Any]]:
-        return [t for t in self.last_tests(limit=100000) if not t["passed"]]
+        """The last test of each held version (see :meth:`last_tests`) that failed; ``qualified_ref``
+        names the upstream."""
+        return [{**t, "qualified_ref": f"{t['upstream']}/{t['ref']}"}
+                for t in self.last_tests(limit=1_000_000) if not t["passed"]]
 
     # -- reading ------------------------------------------------------------------------
 
@@ -533,5 +581,6 @@ class Catalog:
         fts = self.conn.execute("SELECT count(*) FROM models_fts_docsize").fetchone()[0]
         arts = sorted(self.conn.execute("SELECT sha256, state FROM artefacts"))
         problems = sorted(self.conn.execute("SELECT upstream, path FROM record_problems"))
+        accepted = sorted(self.conn.execute("SELECT * FROM accepted_versions"))
         return {"models": models, "upstreams": ups, "facets": facets, "fts_rows": fts,
-                "artefacts": arts, "problems": problems}
+                "artefacts": arts, "problems": problems, "accepted": accepted}

@@ -10,8 +10,9 @@ log = logging.getLogger(__name__)
 
 #: layout generation written to PRAGMA user_version; bump it with a migration step in
 #: :meth:`Catalog.migrate`. 1: first layout (FTS over every row); 2: FTS over the served
-#: (latest, non-yanked) rows only, ``upstream`` facet
-GENERATION = 2
+#: (latest, non-yanked) rows only, ``upstream`` facet; 3: ``accepted_versions`` (the bound
+#: immutable fields of every version ever accepted), ``tests`` keyed by upstream and sha256
+GENERATION = 3
 
 FTS_COLUMNS = ("title", "summary", "description", "modality", "anatomy", "generates", "tags", "architecture")
 LIST_FIELDS = ("modality", "anatomy", "generates", "tags")
@@ -21,7 +22,7 @@ DDL = (
         name TEXT PRIMARY KEY, url TEXT, branch TEXT, subfolder TEXT NOT NULL DEFAULT '',
         priority INTEGER NOT NULL DEFAULT 100, ord INTEGER NOT NULL DEFAULT 0,
         accepted_commit TEXT, accepted_at TEXT, commit_time TEXT,
-        last_attempt TEXT, last_status TEXT, last_reason TEXT)""",
+        last_attempt TEXT, last_status TEXT, last_reason TEXT, bound_commit TEXT)""",
     """CREATE TABLE IF NOT EXISTS models (
         pk INTEGER PRIMARY KEY, upstream TEXT NOT NULL, id TEXT NOT NULL, version TEXT NOT NULL,
         path TEXT NOT NULL, commit_sha TEXT NOT NULL, status TEXT NOT NULL, status_reason TEXT,
@@ -51,8 +52,15 @@ DDL = (
         id INTEGER PRIMARY KEY AUTOINCREMENT, upstream TEXT, model_id TEXT NOT NULL,
         version TEXT NOT NULL, ref TEXT NOT NULL, started TEXT, finished TEXT,
         passed INTEGER NOT NULL, reason TEXT, report_path TEXT, throughput REAL,
-        peak_memory_mb REAL, runner_version TEXT, env_hash TEXT)""",
-    "CREATE INDEX IF NOT EXISTS tests_ref ON tests (model_id, version, id)",
+        peak_memory_mb REAL, runner_version TEXT, env_hash TEXT, sha256 TEXT)""",
+    "DROP INDEX IF EXISTS tests_ref",
+    "CREATE INDEX IF NOT EXISTS tests_key ON tests (upstream, model_id, version, sha256, id)",
+    # every version an upstream's branch ever carried, with the digests of its immutable
+    # fields as first accepted (registry/accepted.py); survives deletions of the file
+    """CREATE TABLE IF NOT EXISTS accepted_versions (
+        upstream TEXT NOT NULL, id TEXT NOT NULL, version TEXT NOT NULL, sha256 TEXT, size INTEGER,
+        package TEXT NOT NULL, package_unpinned TEXT NOT NULL, inputs TEXT NOT NULL, outputs TEXT NOT NULL,
+        commit_sha TEXT NOT NULL, path TEXT NOT NULL, PRIMARY KEY (upstream, id, version))""",
     """CREATE TABLE IF NOT EXISTS sync_runs (
         id INTEGER PRIMARY KEY AUTOINCREMENT, job TEXT NOT NULL, upstream TEXT, subject TEXT,
         started TEXT, finished TEXT, status TEXT NOT NULL, reason TEXT,
@@ -98,8 +106,38 @@ def drop_tables(conn: sqlite3.Connection) -> None:
         conn.execute(f'DROP TABLE IF EXISTS "{name}"')
 
 
+def _attribute_tests(conn: sqlite3.Connection, where: str) -> None:
+    """Generation 2 -> 3: key each test run by upstream and package sha256. A run that
+    names its upstream takes the sha256 that upstream holds for the version; a run without
+    one is attached only when exactly one upstream holds the version; every other run is
+    dropped rather than shown for a package it may not have tested."""
+    cols = {r[1] for r in conn.execute("PRAGMA table_info(tests)")}
+    if not cols:
+        return
+    if "upstream" not in cols:
+        conn.execute("ALTER TABLE tests ADD COLUMN upstream TEXT")
+    if "sha256" not in cols:
+        conn.execute("ALTER TABLE tests ADD COLUMN sha256 TEXT")
+    conn.execute("""UPDATE tests SET upstream = (SELECT m.upstream FROM models m
+                      WHERE m.id = tests.model_id AND m.version = tests.version)
+                    WHERE upstream IS NULL AND (SELECT count(*) FROM models m
+                      WHERE m.id = tests.model_id AND m.version = tests.version) = 1""")
+    conn.execute("""UPDATE tests SET sha256 = (SELECT m.sha256 FROM models m WHERE m.upstream = tests.upstream
+                      AND m.id = tests.model_id AND m.version = tests.version)
+                    WHERE sha256 IS NULL AND upstream IS NOT NULL""")
+    dropped = conn.execute("DELETE FROM tests WHERE upstream IS NULL OR sha256 IS NULL").rowcount
+    if dropped:
+        log.warning("%s: %d test run(s) could not be tied to one upstream's package and were dropped", where, dropped)
+
+
 def upgrade(conn: sqlite3.Connection, gen: int, where: str) -> None:
     """From generation ``gen`` (0: an empty file) to :data:`GENERATION`, inside the caller's transaction."""
+    if gen in (1, 2):
+        _attribute_tests(conn, where)
+        # accepted_versions starts empty: bound_commit (the commit through which it is
+        # complete) stays NULL, so the next sync of each upstream walks its whole history
+        if "bound_commit" not in {r[1] for r in conn.execute("PRAGMA table_info(upstreams)")}:
+            conn.execute("ALTER TABLE upstreams ADD COLUMN bound_commit TEXT")
     if gen == 1:  # FTS over every row -> FTS over the served rows; upstream facet
         log.info("migrating the catalog %s from generation 1 to 2", where)
         for trig in ("models_ai", "models_ad", "models_au"):

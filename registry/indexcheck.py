@@ -4,12 +4,13 @@ Reads the index's git history with gitpython (no checkout). Added and changed re
 are validated; a merged version's immutable fields never change; versions are never
 deleted or renamed; artefacts inside the index that a merged record points to never
 change. Status, status_reason, metrics, publications and description may change, and
-an unverified record may be pinned (sha256 and size added where there were none).
+an unverified record may be pinned (sha256 and size added where there were none). A
+version deleted earlier in the base branch's history stays bound to the immutable fields it
+was first merged with (registry/accepted.py): re-adding it with others is refused.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -17,8 +18,9 @@ from typing import Any, Iterator, Mapping
 
 import git
 
+from . import accepted as history
 from .errors import IndexCheckError, Problem
-from .records import MODELS_DIR, MUTABLE_FIELDS, parse_text, validate_data
+from .records import MAX_RECORD_BYTES, MODELS_DIR, MUTABLE_FIELDS, parse_bytes, validate_data
 from .errors import RecordError
 
 log = logging.getLogger(__name__)
@@ -102,9 +104,26 @@ def _has_tree(commit: git.Commit, models_prefix: str) -> bool:
         return False
 
 
-def _blob_text(commit: git.Commit, path: str) -> str:
+def _blob_bytes(commit: git.Commit, path: str) -> bytes:
     data: bytes = commit.tree[path].data_stream.read()
-    return data.decode("utf-8")
+    return data
+
+
+def _bound_versions(repo: git.Repo, base: git.Commit, models_prefix: str, prefix: str) -> history.Bound:
+    """Every version the base branch's first-parent history ever carried, bound to the
+    immutable fields it was first merged with (what a site following it has accepted)."""
+    def read(blob: str) -> bytes | None:
+        _, _, size = repo.git.get_object_header(blob)
+        if int(size) > MAX_RECORD_BYTES:
+            return None
+        _, _, _, data = repo.git.get_object_data(blob)
+        return bytes(data)
+
+    bound: history.Bound = {}
+    changes = history.history_changes(repo.git, [base.hexsha], models_prefix)
+    for _ in history.walk_history(changes, f"{prefix}/" if prefix else "", read, bound):
+        pass
+    return bound
 
 
 def _diff_paths(base: Any, new: Any, prefix: str = "$") -> Iterator[str]:
@@ -176,6 +195,7 @@ def check_index(repo_path: Path | str, base: str, head: str = "HEAD", index_dir:
                               hint="pass --index-dir with the folder that holds models/ ('' = the repository root)")
 
     changed_other: list[tuple[str, str]] = []
+    bound: history.Bound | None = None  # computed on the first added record
     for d in mb.diff(head_c):
         old_path: str = d.a_path or d.b_path or ""
         new_path: str = d.b_path or ""
@@ -199,26 +219,40 @@ def check_index(repo_path: Path | str, base: str, head: str = "HEAD", index_dir:
                 continue
         rel = path[len(prefix) + 1:] if prefix else path
         try:
-            text = _blob_text(head_c, path)
-        except UnicodeDecodeError as exc:
-            result.problems.append(Problem(path, "$", f"not UTF-8 text: {exc}"))
-            continue
-        try:
-            new_data = parse_text(text, path)
+            new_data = parse_bytes(_blob_bytes(head_c, path), path)
+            errors, warnings = validate_data(new_data, path, rel)
         except RecordError as exc:
             result.problems.extend(exc.problems)
             continue
-        errors, warnings = validate_data(new_data, path, rel)
+        except RecursionError:  # pragma: no cover - parse_bytes bounds the depth
+            result.problems.append(Problem(path, "$", "too deeply nested to validate"))
+            continue
         result.problems.extend(errors)
         result.warnings.extend(warnings)
         ref = f"{new_data.get('id')}@{new_data.get('version')}" if isinstance(new_data, dict) else path
         if ct in ("A", "R"):
             parts = PurePosixPath(rel).parts
             (result.added_versions if len(parts) >= 2 and parts[1] in base_ids else result.added_models).append(ref)
+            if not errors and isinstance(new_data, dict):
+                if bound is None:
+                    bound = _bound_versions(repo, mb, models_prefix, prefix)
+                mine = history.AcceptedVersion.of(new_data, head_c.hexsha, rel)
+                held = bound.get(mine.key)
+                fields = history.conflict(held, mine) if held is not None else []
+                if held is not None and fields:
+                    result.problems.append(Problem(path, "$", (
+                        f"{ref} was merged before (at {held.commit[:12]}, as {held.path}) and deleted since; "
+                        f"re-adding it with another {', '.join(fields)} is refused: a merged version is "
+                        "immutable even once deleted, and sites that accepted it refuse the new one. "
+                        "Publish a new version instead")))
+                elif held is not None:
+                    result.warnings.append(Problem(path, "$", (
+                        f"re-adds {ref}, merged at {held.commit[:12]} and deleted since, with the same package, "
+                        "inputs and outputs"), "warning"))
         elif ct in ("M", "T"):
             try:
-                old_data = json.loads(_blob_text(mb, old_path))
-            except (ValueError, KeyError):
+                old_data = parse_bytes(_blob_bytes(mb, old_path), old_path)
+            except (RecordError, KeyError):
                 old_data = None
             if isinstance(old_data, dict) and isinstance(new_data, dict):
                 fields, problems = compare_records(old_data, new_data, path)
@@ -248,10 +282,10 @@ def _index_artefacts(commit: git.Commit, models_prefix: str) -> dict[str, set[st
         if not isinstance(blob, git.Blob) or not str(blob.path).endswith(".json"):
             continue
         try:
-            data = json.loads(blob.data_stream.read())
+            data = parse_bytes(blob.data_stream.read(), str(blob.path))
             srcs = data["package"]["artefact"]["sources"]
             ref = f"{data['id']}@{data['version']}"
-        except (ValueError, KeyError, TypeError):
+        except (RecordError, ValueError, KeyError, TypeError):
             continue
         for s in srcs:
             if isinstance(s, str) and s.startswith("index:"):

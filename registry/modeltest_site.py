@@ -98,8 +98,19 @@ def due_for_test(entry: CatalogEntry, last: Mapping[str, Any] | None, env: Mappi
     return None
 
 
-def last_test_by_ref(catalog: Catalog) -> dict[str, dict[str, Any]]:
-    return {str(t["ref"]): t for t in catalog.last_tests(limit=1_000_000)}
+TestKey = tuple[str, str, str, str | None]
+
+
+def test_key(entry: CatalogEntry) -> TestKey:
+    """What a test result belongs to: the upstream, id, version and package sha256 (the
+    same id@version of another upstream, or another package, is another model)."""
+    return (entry.upstream, entry.id, entry.version, entry.record.sha256)
+
+
+def last_test_by_key(catalog: Catalog) -> dict[TestKey, dict[str, Any]]:
+    """The last test of every version the catalog holds, by :func:`test_key`."""
+    return {(str(t["upstream"]), str(t["model_id"]), str(t["version"]), t["sha256"]): t
+            for t in catalog.last_tests(limit=1_000_000)}
 
 
 def test_entry(entry: CatalogEntry, settings: Settings, *, timeout_s: float | None = None,
@@ -150,8 +161,12 @@ def record_results(catalog: Catalog, results: Iterable[ModelTestResult], report_
                 catalog.record_run("test", "skipped", upstream=r.upstream, subject=r.ref, reason=r.reason,
                                    started=r.started)
                 continue
+            if not r.upstream or not r.sha256:  # pragma: no cover - a tested site model has both
+                log.warning("%s: a test result without an upstream or sha256 is not recorded", r.ref)
+                continue
             catalog.record_test(
-                model_id=r.id, version=r.version, passed=r.passed, upstream=r.upstream, started=r.started,
+                model_id=r.id, version=r.version, passed=r.passed, upstream=r.upstream, sha256=r.sha256,
+                started=r.started,
                 finished=r.finished, reason=r.reason,
                 report_path=str(model_report_path(report_dir, r).absolute()) if report_dir else None,
                 throughput=r.throughput_sps, peak_memory_mb=r.peak_memory_mb, runner_version=version,
@@ -190,20 +205,25 @@ def run_tests(settings: Settings, entries: Sequence[CatalogEntry], *, report_dir
 
 
 def failing_models(catalog: Catalog) -> dict[str, str]:
-    """``id@version`` -> reason, for every model version whose last test failed (for
-    search listings and status)."""
-    return {str(t["ref"]): str(t["reason"] or "failed") for t in catalog.failing_models()}
+    """``upstream/id@version`` -> reason, for every held model version whose last test
+    (of its own upstream's package) failed (for search listings and status)."""
+    return {str(t["qualified_ref"]): str(t["reason"] or "failed") for t in catalog.failing_models()}
 
 
-def last_test_flags(catalog: Catalog, refs: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """The last test of each ``id@version`` in ``refs``: ``{"passed": bool, "finished": ...,
-    "reason": ...}``; versions never tested are absent."""
-    last = last_test_by_ref(catalog)
+def last_test_flags(catalog: Catalog, entries: Iterable[CatalogEntry]) -> dict[str, dict[str, Any]]:
+    """The last test of each entry, by ``upstream/id@version``: ``{"passed": bool,
+    "finished": ..., "reason": ...}``. Only a test of the entry's own upstream and package
+    sha256 counts; versions never tested so are absent."""
+    wanted = list(entries)
     out: dict[str, dict[str, Any]] = {}
-    for ref in refs:
-        t = last.get(ref)
-        if t is not None:
-            out[ref] = {"passed": bool(t["passed"]), "finished": t["finished"], "reason": t["reason"]}
+    with_sha = [e for e in wanted if e.record.sha256]
+    if not with_sha:
+        return out
+    for e in with_sha:
+        rows = catalog.tests_of(e.upstream, e.id, e.version, e.record.sha256, limit=1)
+        if rows:
+            t = rows[0]
+            out[e.qualified_ref] = {"passed": bool(t["passed"]), "finished": t["finished"], "reason": t["reason"]}
     return out
 
 

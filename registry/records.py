@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -203,18 +204,142 @@ def validate_data(data: Any, where: str = "<memory>", relpath: str | None = None
     return errors, _warnings(data, where)
 
 
+#: the largest record file read, in bytes (a record is a few KiB; this bounds memory and time)
+MAX_RECORD_BYTES = 1 << 20
+#: the deepest nesting of arrays and objects in a record (json.loads and the validators
+#: recurse once per level; Python's recursion limit is about 1000 frames)
+MAX_RECORD_DEPTH = 64
+#: the most digits an integer in a record may have (Python refuses more than 4300 with a
+#: ValueError; no field needs more than a 64-bit size)
+MAX_INT_DIGITS = 40
+
+#: a JSON string (an unterminated one runs to the end, so the scan stays linear) or a bracket
+_JSON_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?|[\[\]{}]', re.S)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class _Refused(ValueError):
+    """A JSON text that parses but that a record may not hold."""
+
+
+def json_depth_exceeds(text: str, limit: int) -> bool:
+    """True when brackets outside strings nest deeper than ``limit``: a linear scan that
+    does not recurse, run before ``json.loads`` (which recurses once per level)."""
+    depth = 0
+    for m in _JSON_TOKEN.finditer(text):
+        c = m.group()
+        if c == "[" or c == "{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif c == "]" or c == "}":
+            depth -= 1
+    return False
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _Refused(f"the key {key!r} appears twice in one object (ambiguous: readers differ on which wins)")
+        out[key] = value
+    return out
+
+
+def _constant(name: str) -> Any:
+    raise _Refused(f"{name} is not a JSON number (NaN and Infinity are not allowed)")
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _Refused(f"the number {text[:40]} is out of range")
+    return value
+
+
+def _int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise _Refused(f"an integer of {len(text.lstrip('-'))} digits (at most {MAX_INT_DIGITS})")
+    return int(text)
+
+
+def _lone_surrogate(data: Any) -> bool:
+    """True when a key or string holds an unpaired UTF-16 surrogate (``"\\ud800"``), which
+    cannot be stored as UTF-8. Iterative: the depth is already bounded, but no recursion."""
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 def parse_text(text: str, where: str) -> Any:
+    """Parse a record's JSON text, refusing what a record may not hold: more than
+    :data:`MAX_RECORD_BYTES`, nesting deeper than :data:`MAX_RECORD_DEPTH`, a byte order
+    mark, a key twice in one object, NaN or Infinity (or a number that overflows to it),
+    huge integers, unpaired surrogates. Raises RecordError naming ``where``; never
+    RecursionError or another exception."""
+    def refuse(message: str, hint: str | None = None) -> RecordError:
+        return RecordError([Problem(where, "$", message)], hint=hint)
+
+    if len(text) > MAX_RECORD_BYTES:  # characters; a UTF-8 byte count is checked by parse_bytes
+        raise refuse(f"the record is too large ({len(text)} characters; at most {MAX_RECORD_BYTES} bytes)")
+    if text.startswith("\ufeff"):
+        raise refuse("the file starts with a byte order mark (BOM)", hint="save the record as UTF-8 without a BOM")
+    if json_depth_exceeds(text, MAX_RECORD_DEPTH):
+        raise refuse(f"arrays and objects nest deeper than {MAX_RECORD_DEPTH} levels")
     try:
-        return json.loads(text)
+        data = json.loads(text, object_pairs_hook=_object, parse_constant=_constant, parse_float=_float,
+                          parse_int=_int)
     except json.JSONDecodeError as exc:
         raise RecordError([Problem(where, "$", f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}")],
                           hint="fix the JSON syntax (a trailing comma or a missing quote is the usual cause)") from exc
+    except _Refused as exc:
+        raise refuse(f"not acceptable JSON: {exc}") from None
+    except (RecursionError, ValueError, MemoryError) as exc:  # the depth scan should make these unreachable
+        raise refuse(f"cannot be parsed: {type(exc).__name__}: {str(exc)[:200]}") from None
+    if _lone_surrogate(data):
+        raise refuse("a string holds an unpaired surrogate escape (\\ud800-\\udfff), which is not text")
+    return data
+
+
+def parse_bytes(data: bytes, where: str) -> Any:
+    """:func:`parse_text` for a record file's bytes: at most :data:`MAX_RECORD_BYTES`, UTF-8."""
+    if len(data) > MAX_RECORD_BYTES:
+        raise RecordError([Problem(where, "$", f"the record is too large ({len(data)} bytes; at most "
+                                               f"{MAX_RECORD_BYTES})")])
+    if data.startswith(b"\xef\xbb\xbf"):
+        raise RecordError([Problem(where, "$", "the file starts with a byte order mark (BOM)")],
+                          hint="save the record as UTF-8 without a BOM")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RecordError([Problem(where, "$", f"not UTF-8 text: {exc}")]) from None
+    return parse_text(text, where)
 
 
 def load_record_text(text: str, where: str, relpath: str | None = None) -> Record:
     """Parse and validate one record; raise RecordError listing every problem."""
-    data = parse_text(text, where)
-    errors, warnings = validate_data(data, where, relpath)
+    return _validated(parse_text(text, where), where, relpath)
+
+
+def load_record_bytes(data: bytes, where: str, relpath: str | None = None) -> Record:
+    """:func:`load_record_text` for a record file's bytes (size-bounded, UTF-8)."""
+    return _validated(parse_bytes(data, where), where, relpath)
+
+
+def _validated(data: Any, where: str, relpath: str | None) -> Record:
+    try:
+        errors, warnings = validate_data(data, where, relpath)
+    except RecursionError:  # pragma: no cover - the depth bound keeps the validators well inside the limit
+        raise RecordError([Problem(where, "$", "too deeply nested to validate")]) from None
     if errors:
         raise RecordError(errors)
     return Record(data=data, path=where, warnings=tuple(warnings))
@@ -233,13 +358,12 @@ def relpath_in_index(path: Path) -> str | None:
 def load_record(path: Path | str) -> Record:
     p = Path(path)
     try:
-        text = p.read_text("utf-8")
+        with p.open("rb") as f:
+            data = f.read(MAX_RECORD_BYTES + 1)  # never more than the bound, whatever the file's size
     except FileNotFoundError:
         raise RecordError([Problem(str(p), "$", "file not found")],
                           hint="check the path; records live at models/<id>/<version>.json") from None
-    except UnicodeDecodeError as exc:
-        raise RecordError([Problem(str(p), "$", f"not UTF-8 text: {exc}")]) from exc
-    return load_record_text(text, str(p), relpath_in_index(p.resolve()))
+    return load_record_bytes(data, str(p), relpath_in_index(p.resolve()))
 
 
 def iter_record_files(index_dir: Path) -> Iterator[Path]:
@@ -304,8 +428,8 @@ def validate_path(path: Path) -> ValidationReport:
     return report
 
 
-_ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{2,63}$")
+_ID_RE = re.compile(r"[a-z0-9][a-z0-9._-]{2,63}", re.ASCII)
 
 
 def is_valid_id(value: str) -> bool:
-    return bool(_ID_RE.match(value))
+    return bool(_ID_RE.fullmatch(value))

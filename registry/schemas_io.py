@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 from functools import lru_cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Iterable
@@ -28,6 +29,33 @@ def load_schema(name: str) -> dict[str, Any]:
     return schema
 
 
+@lru_cache(maxsize=256)
+def ecma_pattern(pattern: str) -> re.Pattern[str]:
+    """A JSON Schema ``pattern`` (ECMA-262) compiled with the meaning it has there, not
+    Python's: ``\\d`` and ``\\w`` are ASCII only (Python's match any Unicode digit, so
+    ``1.0.\\u0661`` would pass a version pattern), and a final ``$`` is the end of the text
+    (Python's ``$`` also matches before a trailing newline, so ``"mass-gan\\n"`` would pass
+    an id pattern)."""
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        pattern = pattern[:-1] + r"\Z"
+    return re.compile(pattern, re.ASCII)
+
+
+@lru_cache(maxsize=None)
+def strict_validator_class() -> Any:
+    """Draft 2020-12 with ``pattern`` read as ECMA-262 (see :func:`ecma_pattern`); used for
+    the schemas shipped with synthmed, whose patterns are all anchored and linear. Built on
+    first use: jsonschema is imported on first validation."""
+    from jsonschema import Draft202012Validator, validators
+    from jsonschema.exceptions import ValidationError
+
+    def ecma_pattern_keyword(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterable[ValidationError]:
+        if validator.is_type(instance, "string") and not ecma_pattern(pattern).search(instance):
+            yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+    return validators.extend(Draft202012Validator, {"pattern": ecma_pattern_keyword})
+
+
 @lru_cache(maxsize=None)
 def validator(name: str) -> "Draft202012Validator":
     # jsonschema is imported on first validation: settings import this module, and
@@ -36,7 +64,8 @@ def validator(name: str) -> "Draft202012Validator":
 
     schema = load_schema(name)
     Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    v: Draft202012Validator = strict_validator_class()(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    return v
 
 
 def json_path(parts: Iterable[Any]) -> str:

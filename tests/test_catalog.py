@@ -132,10 +132,13 @@ def test_missing_or_foreign_catalog(tmp_path: Path) -> None:
 
 
 def test_tests_table(cat: Catalog) -> None:
+    sha = cat.resolve("mass-gan@1.0.0").record.sha256
     with cat.transaction():
-        cat.record_test(model_id="mass-gan", version="1.0.0", passed=True, throughput=12.0)
+        cat.record_test(model_id="mass-gan", version="1.0.0", passed=True, throughput=12.0, upstream="public",
+                        sha256=sha)
         cat.record_test(model_id="mass-gan", version="1.0.0", passed=False, reason="NaN in output",
-                        report_path="reports/x.json", peak_memory_mb=100.0, runner_version="0.1", env_hash="e")
+                        report_path="reports/x.json", peak_memory_mb=100.0, runner_version="0.1", env_hash="e",
+                        upstream="public", sha256=sha)
     assert [t["reason"] for t in cat.failing_models()] == ["NaN in output"]
     assert len(cat.last_tests("mass-gan@1.0.0")) == 2
 

@@ -48,11 +48,15 @@ def index_check(repo: git.Repo, branch: str, capsys: Any) -> None:
         repo.git.checkout("main")
 
 
-def fresh_site_generates(tmp: Path, repo: git.Repo, branch: str, ref: str, capsys: Any, **sections: Any) -> None:
-    """Sync a new site from the contribution branch, then generate from the model."""
+def fresh_site_generates(tmp: Path, repo: git.Repo, branch: str, ref: str, capsys: Any,
+                         file_roots: tuple[Path, ...] = (), **sections: Any) -> None:
+    """Sync a new site from the contribution branch, then generate from the model.
+    ``file_roots``: local folders the upstream's records may read (a local DVC repository)."""
     home = tmp / "fresh-site"
-    write_site(home, [{"name": "public", "url": str(repo.working_tree_dir), "branch": branch}],
-               runner={"device": "cpu"}, **sections)
+    upstream: dict[str, Any] = {"name": "public", "url": str(repo.working_tree_dir), "branch": branch}
+    if file_roots:
+        upstream["file_roots"] = [str(Path(r).resolve()) for r in file_roots]
+    write_site(home, [upstream], runner={"device": "cpu"}, **sections)
     assert main(["--site", str(home), "sync"]) == 0
     out = capsys.readouterr().out
     assert "1 fetched, 0 failed" in out, out
@@ -129,7 +133,7 @@ def test_contribute_to_dvc(tmp_path: Path, capsys: Any) -> None:
     assert (dvc_root / "artefacts" / "dvc-model" / "2.0.0.zip.dvc").is_file()
     assert f"git -C {dvc_root.resolve()} push" in result.instructions
     index_check(repo, result.branch, capsys)
-    fresh_site_generates(tmp_path, repo, result.branch, "dvc-model@2.0.0", capsys)
+    fresh_site_generates(tmp_path, repo, result.branch, "dvc-model@2.0.0", capsys, file_roots=(dvc_root,))
 
 
 def test_contribute_into_the_index_folder(tmp_path: Path, capsys: Any) -> None:

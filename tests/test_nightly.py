@@ -91,10 +91,11 @@ def test_nightly_tests_mirrored_models_and_flags_the_failing_one(site: Settings,
         assert runs[0]["status"] == "failed" and "1 passed, 1 failed" in runs[0]["reason"]
         # search listings get the flag from the tests table
         found = cat.search("model")
-        flags = last_test_flags(cat, [e.ref for e in found])
-        assert flags["nan-model@1.0.0"]["passed"] is False and flags["good-model@1.0.0"]["passed"] is True
-        assert "unpinned-model@1.0.0" not in flags
-        assert list(failing_models(cat)) == ["nan-model@1.0.0"]
+        flags = last_test_flags(cat, found)
+        assert flags["public/nan-model@1.0.0"]["passed"] is False
+        assert flags["public/good-model@1.0.0"]["passed"] is True
+        assert "public/unpinned-model@1.0.0" not in flags
+        assert list(failing_models(cat)) == ["public/nan-model@1.0.0"]
     # status shows it
     assert main(["--site", str(site.home), "status", "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
@@ -189,7 +190,7 @@ def test_generators_test_model_maps_onto_the_model_test(site: Settings, tmp_path
     assert load_report(tmp_path / "r" / "report.json")["results"][0]["ref"] == "good-model@1.0.0"
     assert bad.status == "failed" and "finite" in (bad.reason or "")
     with Catalog.open(site.catalog_path) as cat:
-        assert list(failing_models(cat)) == ["nan-model@1.0.0"]
+        assert list(failing_models(cat)) == ["public/nan-model@1.0.0"]
 
 
 def test_generators_contribute_maps_onto_contribute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

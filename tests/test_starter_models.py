@@ -35,12 +35,20 @@ FAST_PARAMS: dict[str, dict[str, Any]] = {
 ALLOWED_IMPORTS = {"torch", "numpy"} | set(sys.stdlib_module_names)
 
 
+#: the version each starter is published as (retina-patch-ddpm 1.0.0 is kept as first published)
+VERSIONS = {"retina-patch-ddpm": "1.0.1"}
+
+
+def version_of(model_id: str) -> str:
+    return VERSIONS.get(model_id, "1.0.0")
+
+
 def record_path(model_id: str) -> Path:
-    return REPO / "index" / "models" / model_id / "1.0.0.json"
+    return REPO / "index" / "models" / model_id / f"{version_of(model_id)}.json"
 
 
 def artefact_path(model_id: str) -> Path:
-    return REPO / "index" / "artefacts" / model_id / "1.0.0.zip"
+    return REPO / "index" / "artefacts" / model_id / f"{version_of(model_id)}.zip"
 
 
 @pytest.fixture(scope="module")
@@ -75,11 +83,11 @@ def built(unpacked: dict[str, Path]) -> dict[str, Any]:
 @pytest.mark.parametrize("model_id", MODELS)
 def test_record_valid_and_artefact_pinned(model_id: str) -> None:
     rec = load_record(record_path(model_id))
-    assert rec.id == model_id and rec.version == "1.0.0"
+    assert rec.id == model_id and rec.version == version_of(model_id)
     data = artefact_path(model_id).read_bytes()
     assert rec.sha256 == hashlib.sha256(data).hexdigest()
     assert rec.size == len(data)
-    assert rec.sources == [f"index:artefacts/{model_id}/1.0.0.zip"]
+    assert rec.sources == [f"index:artefacts/{model_id}/{version_of(model_id)}.zip"]
     assert len(data) < 5 * 1024 * 1024
     for m in rec.data.get("metrics", []):
         assert m["source"] == "measured" and m.get("method")

@@ -16,7 +16,7 @@ from synthmed.daemon.status import site_status
 from synthmed.daemon.upstreams import ACCEPTED_REF, UpstreamRepo
 from synthmed.registry.catalog import Catalog
 
-from helpers.records import unverified, write_record
+from helpers.records import unverified, with_artefact, write_record
 from helpers.repos import commit, init_repo, signed_commit, ssh_key
 from helpers.sites import catalog, sync, write_site
 
@@ -215,27 +215,55 @@ def test_rebuild_equals_incremental(tmp_path: Path, upstream: git.Repo, make_rec
         assert cat.snapshot() == incremental
 
 
-def test_substituted_artefact_is_refused(tmp_path: Path, upstream: git.Repo, make_record: Any) -> None:
+def test_substituted_artefact_is_skipped_rest_syncs(tmp_path: Path, upstream: git.Repo, make_record: Any) -> None:
+    root = Path(upstream.working_dir) / "index"
+    write_record(root, with_artefact(root, "pinned-gan"))
+    commit(upstream, "a pinned model")
     settings = _settings(tmp_path, upstream)
     sync(settings)
-    root = Path(upstream.working_dir) / "index"
-    rec = json.loads((root / "models/model-1/1.0.0.json").read_text())
+    with catalog(settings) as cat:
+        pinned = cat.resolve("pinned-gan").record.sha256
+    rec = json.loads((root / "models/pinned-gan/1.0.0.json").read_text())
     rec["package"]["artefact"]["sha256"] = "ab" * 32  # the same version, another artefact
     rec["description"] = "description may change"
     write_record(root, rec)
     write_record(root, unverified("innocent-bystander"))
-    accepted = _ids(settings)
     commit(upstream, "swap the artefact")
     [r] = sync(settings)
-    assert r.status == "refused" and "model-1@1.0.0" in (r.reason or "") and "package" in (r.reason or "")
-    assert _ids(settings) == accepted  # nothing of that commit was applied
+    # the substituted record is skipped (withheld, never served with the new package); the rest syncs
+    assert r.status == "ok" and [p for p, _ in r.skipped] == ["models/pinned-gan/1.0.0.json"]
+    why = r.skipped[0][1]
+    assert "pinned-gan@1.0.0" in why and "package" in why and "immutable" in why
+    assert "innocent-bystander@1.0.0" in _ids(settings) and "pinned-gan@1.0.0" not in _ids(settings)
     with catalog(settings) as cat:
-        assert cat.resolve("model-1").record.sha256 is None
+        assert [p["path"] for p in cat.problems()] == ["models/pinned-gan/1.0.0.json"]
     # a mutable field alone is fine once the substitution is reverted
-    del rec["package"]["artefact"]["sha256"]
+    rec["package"]["artefact"]["sha256"] = pinned
     write_record(root, rec)
     commit(upstream, "revert the swap")
     [r] = sync(settings)
-    assert r.status == "ok"
+    assert r.status == "ok" and not r.skipped
     with catalog(settings) as cat:
-        assert cat.resolve("model-1").record.data["description"] == "description may change"
+        entry = cat.resolve("pinned-gan")
+        assert entry.record.sha256 == pinned and entry.record.data["description"] == "description may change"
+        assert cat.problems() == []
+
+
+def test_pinning_an_unverified_version_syncs(tmp_path: Path, upstream: git.Repo, make_record: Any) -> None:
+    settings = _settings(tmp_path, upstream)
+    sync(settings)
+    root = Path(upstream.working_dir) / "index"
+    rec = json.loads((root / "models/model-1/1.0.0.json").read_text())
+    rec["package"]["artefact"]["sha256"] = "ab" * 32  # a pin: sha256 added, nothing else of package changed
+    write_record(root, rec)
+    commit(upstream, "pin model-1")
+    [r] = sync(settings)
+    assert r.status == "ok" and not r.skipped
+    with catalog(settings) as cat:
+        assert cat.resolve("model-1").record.sha256 == "ab" * 32
+    # once pinned, the pin is what is bound: another sha256 is a substitution
+    rec["package"]["artefact"]["sha256"] = "cd" * 32
+    write_record(root, rec)
+    commit(upstream, "re-pin model-1")
+    [r] = sync(settings)
+    assert [p for p, _ in r.skipped] == ["models/model-1/1.0.0.json"]

@@ -145,13 +145,13 @@ def cmd_search(args: argparse.Namespace) -> int:
                            limit=args.limit, upstream=args.upstream)
         from synthmed.registry.modeltest_site import last_test_flags
 
-        tests = last_test_flags(cat, [e.ref for e in found])
+        tests = last_test_flags(cat, found)
         if args.json:
-            print_json([{**e.as_dict(), "last_test": tests.get(e.ref)} for e in found])
+            print_json([{**e.as_dict(), "last_test": tests.get(e.qualified_ref)} for e in found])
             return 0
         rows = []
         for e in found:
-            t = tests.get(e.ref)
+            t = tests.get(e.qualified_ref)
             rows.append({"ref": e.qualified_ref, "title": str(e.record.data.get("title", ""))[:48],
                          "modality": _short(e.record.data.get("modality", [])),
                          "state": e.artefact_state,
@@ -171,7 +171,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         entry = cat.resolve(args.ref)
         versions = [{"version": e.version, "status": e.status, "upstream": e.upstream}
                     for e in cat.rows_for_id(entry.id)]
-        tests = cat.last_tests(entry.ref, limit=5)
+        tests = cat.tests_of(entry.upstream, entry.id, entry.version, entry.record.sha256, limit=5)
     data = entry.as_dict(full=True)
     data["versions"] = versions
     data["shadows"] = list(entry.shadows)
