@@ -46,7 +46,7 @@ def _open_fresh(path: Path) -> Catalog:
         return cat
     except (CatalogError, sqlite3.DatabaseError) as exc:
         log.warning("the catalog %s is unusable (%s); recreating the file", path, exc)
-        for suffix in ("", "-wal", "-shm"):
+        for suffix in ("", "-journal", "-wal", "-shm"):
             Path(str(path) + suffix).unlink(missing_ok=True)
         return Catalog.open(path, readonly=False)
 

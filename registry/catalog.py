@@ -1,4 +1,5 @@
-"""The site catalog: a SQLite database (WAL) derived from the upstream mirrors and the store.
+"""The site catalog: a SQLite database (rollback journal, so that a user who cannot write the
+site can still read it) derived from the upstream mirrors and the store.
 
 One writer (the daemon, or ``synthmed sync`` holding the site lock); any number of
 read-only readers (``Catalog.open(path)`` opens it with ``mode=ro``). Tables:
@@ -118,7 +119,10 @@ class Catalog:
         p.parent.mkdir(parents=True, exist_ok=True)
         try:
             conn = sqlite3.connect(p, isolation_level=None, check_same_thread=False, timeout=30)
-            conn.execute("PRAGMA journal_mode=WAL")
+            # a rollback journal, not WAL: WAL readers need write access to the -shm file (or the
+            # folder), so researchers who may only read the site could not open it at all
+            # ("the daemon writes, researchers read"); writers are few and short
+            conn.execute("PRAGMA journal_mode=DELETE")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=30000")
             conn.execute("PRAGMA cache_size=-65536")  # 64 MiB: big syncs and rebuilds stay in memory
