@@ -422,7 +422,8 @@ def preflight_record(package_dir: Path, meta: Mapping[str, Any], model_id: str, 
 
 
 def check_store(store: str, *, settings: Settings | None = None, zenodo_token_value: str | None = None,
-                zenodo_token_file: Path | None = None, dvc_repo: Path | None = None) -> str | None:
+                zenodo_token_file: Path | None = None, dvc_repo: Path | None = None,
+                zenodo_host: str | None = None) -> str | None:
     """The store's flags and credentials, checked before anything is zipped or tested:
     a Zenodo token that can be found (returned), a DVC repository that is a git repository
     with a ``.dvc`` folder and nothing staged."""
@@ -431,6 +432,9 @@ def check_store(store: str, *, settings: Settings | None = None, zenodo_token_va
     if store not in STORES:
         raise ContributeError(f"unknown store {store!r}", hint=f"use one of {', '.join(STORES)}")
     if store == "zenodo":
+        if zenodo_host is not None and not re.match(r"^https?://[^/\s]+", zenodo_host):
+            raise ContributeError(f"--zenodo-host {zenodo_host!r} is not an http(s) URL",
+                                  hint="pass the Zenodo server's base URL, e.g. https://zenodo.org or https://sandbox.zenodo.org")
         if zenodo_token_file is not None and not Path(zenodo_token_file).is_file():
             raise ContributeError(f"{zenodo_token_file}: Zenodo token file not found",
                                   hint="check the --zenodo-token-file path")
@@ -535,7 +539,7 @@ def contribute(package_dir: Path | str, *, model_id: str, version: str, metadata
     meta = load_metadata(metadata)
     preflight_record(package_dir, meta, model_id, version, package_format=package_format, entry_point=entry_point)
     token = check_store(store, settings=settings, zenodo_token_value=zenodo_token_value,
-                        zenodo_token_file=zenodo_token_file, dvc_repo=dvc_repo)
+                        zenodo_token_file=zenodo_token_file, dvc_repo=dvc_repo, zenodo_host=zenodo_host)
     loc = locate_index(Path(index))
     repo = git.Repo(loc.repo_root)
     base = base or _default_base(repo)

@@ -129,6 +129,9 @@ def test_missing_token_fails_before_zipping_or_testing(tmp_path: Path, monkeypat
     with pytest.raises(ContributeError, match="no Zenodo token"):
         contribute(pkg, model_id="zen-model", version="1.0.0", metadata=pkg / "metadata.json",
                    index=tmp_path / "index", store="zenodo", zenodo_host="http://127.0.0.1:9")
+    with pytest.raises(ContributeError, match="is not an http"):
+        contribute(pkg, model_id="zen-model", version="1.0.0", metadata=pkg / "metadata.json",
+                   index=tmp_path / "index", store="zenodo", zenodo_host="zenodo.org", zenodo_token_value="t")
     with pytest.raises(ContributeError, match="Zenodo token file not found"):
         contribute(pkg, model_id="zen-model", version="1.0.0", metadata=pkg / "metadata.json",
                    index=tmp_path / "index", store="zenodo", zenodo_token_file=tmp_path / "nope")
