@@ -39,7 +39,7 @@ from .errors import ContributeError
 from .indexcheck import check_index
 from .packages import prepare_archive
 from .records import is_valid_id, load_record_text, record_relpath, validate_data
-from .report import write_report
+from .report import ModelTestResult, write_report
 from .runner import RunnerOptions
 from .settings import Settings, zenodo_token_sources
 
@@ -373,19 +373,146 @@ def store_in_index(zip_path: Path, model_id: str, version: str, worktree: Path, 
 # --- the whole flow -------------------------------------------------------------------
 
 
-def _test_package(record: dict[str, Any], zip_path: Path, sha: str, work: Path, timeout_s: float | None,
-                  report_dir: Path | None, device: str) -> tuple[str, str | None, Path | None]:
+def test_archive(record: Mapping[str, Any], zip_path: Path, work: Path, *, timeout_s: float | None = None,
+                 device: str = "cpu") -> ModelTestResult:
+    """Prepare ``zip_path`` as the package of ``record`` (which pins its sha256) with the
+    same checks a site applies (:func:`~.packages.prepare_archive`, into ``work``) and run
+    the model test in a worker, as a site's ``synthmed test`` would."""
     rec = load_record_text(json.dumps(record), f"<contribution {record['id']}@{record['version']}>")
     package = prepare_archive(rec, zip_path, work / "packages")
-    result = modeltest.test_model(package, RunnerOptions(device=device, mode="worker", envs_dir=work / "envs"),
-                                  timeout_s=timeout_s)
+    return modeltest.test_model(package, RunnerOptions(device=device, mode="worker", envs_dir=work / "envs"),
+                                timeout_s=timeout_s)
+
+
+def _test_package(record: dict[str, Any], zip_path: Path, sha: str, work: Path, timeout_s: float | None,
+                  report_dir: Path | None, device: str) -> tuple[str, str | None, Path | None]:
+    result = test_archive(record, zip_path, work, timeout_s=timeout_s, device=device)
     report = write_report(report_dir, [result]) if report_dir else None
     if result.status != "passed":
         raise ContributeError(
-            f"{rec.ref}: the model test {result.status}: {result.reason}",
+            f"{result.ref}: the model test {result.status}: {result.reason}",
             hint="fix the package or the record's outputs/test fields, then contribute again"
                  + (f"; the report is in {report.parent}" if report else ""), test_status=result.status)
     return result.status, result.reason, report
+
+
+# --- before anything is zipped --------------------------------------------------------
+
+#: a stand-in digest for checking the metadata before the package is zipped
+_PLACEHOLDER_SHA = "0" * 64
+
+
+def preflight_record(package_dir: Path, meta: Mapping[str, Any], model_id: str, version: str, *,
+                     package_format: str | None = None, entry_point: str | None = None) -> dict[str, Any]:
+    """Check everything about the record that does not need the zip: the id, the version,
+    the metadata merged into a full record (every problem by JSON path) and that the
+    package holds its entry point and weights. Returns the provisional record."""
+    if not Path(package_dir).is_dir():
+        raise ContributeError(f"{package_dir}: no such package folder",
+                              hint="PACKAGE_DIR is the folder with the model's code and weights")
+    if not is_valid_id(model_id):
+        raise ContributeError(f"{model_id!r} is not a valid model id",
+                              hint="3 to 64 characters of a-z, 0-9, '.', '_', '-', starting with a letter or digit")
+    provisional = build_record(meta, model_id, version, sha256=_PLACEHOLDER_SHA, size=1,
+                               sources=[Path(package_dir).resolve().as_uri() + ".zip"],
+                               package_format=package_format, entry_point=entry_point)
+    check_record(provisional, "<metadata>")
+    check_package_contents(Path(package_dir), provisional)
+    return provisional
+
+
+def check_store(store: str, *, settings: Settings | None = None, zenodo_token_value: str | None = None,
+                zenodo_token_file: Path | None = None, dvc_repo: Path | None = None,
+                zenodo_host: str | None = None) -> str | None:
+    """The store's flags and credentials, checked before anything is zipped or tested:
+    a Zenodo token that can be found (returned), a DVC repository that is a git repository
+    with a ``.dvc`` folder and nothing staged."""
+    import git
+
+    if store not in STORES:
+        raise ContributeError(f"unknown store {store!r}", hint=f"use one of {', '.join(STORES)}")
+    if store == "zenodo":
+        if zenodo_host is not None and not re.match(r"^https?://[^/\s]+", zenodo_host):
+            raise ContributeError(f"--zenodo-host {zenodo_host!r} is not an http(s) URL",
+                                  hint="pass the Zenodo server's base URL, e.g. https://zenodo.org or https://sandbox.zenodo.org")
+        if zenodo_token_file is not None and not Path(zenodo_token_file).is_file():
+            raise ContributeError(f"{zenodo_token_file}: Zenodo token file not found",
+                                  hint="check the --zenodo-token-file path")
+        return zenodo_token(zenodo_token_value, settings, zenodo_token_file)
+    if store == "dvc":
+        if dvc_repo is None:
+            raise ContributeError("--store dvc needs --dvc-repo (a DVC-enabled git repository with a remote)")
+        if not Path(dvc_repo).is_dir():
+            raise ContributeError(f"{dvc_repo}: no such folder", hint="pass --dvc-repo with a DVC-enabled git repository")
+        try:
+            repo = git.Repo(dvc_repo, search_parent_directories=False)
+        except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+            raise ContributeError(f"{dvc_repo}: not a git repository",
+                                  hint="pass --dvc-repo with a DVC-enabled git repository") from None
+        root = Path(repo.working_tree_dir or dvc_repo)
+        if not (root / ".dvc").is_dir():
+            raise ContributeError(f"{root}: not a DVC repository (no .dvc folder)",
+                                  hint="run `dvc init` and `dvc remote add -d NAME URL` there first")
+        if repo.is_dirty(index=True, working_tree=False):
+            raise ContributeError(f"{root}: the DVC repository has staged changes; synthmed would commit them too",
+                                  hint="commit or unstage them first (`git -C ... status`)")
+    return None
+
+
+@dataclass
+class PackageTest:
+    """What :func:`test_package_dir` found: the record it built and the model test's result."""
+
+    record: dict[str, Any]
+    sha256: str
+    size: int
+    result: ModelTestResult
+    report: Path | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.result.status == "passed"
+
+
+def default_package_id(package_dir: Path) -> str:
+    """A valid model id from the folder's name (for testing a package that has none yet)."""
+    name = re.sub(r"[^a-z0-9._-]+", "-", Path(package_dir).resolve().name.lower()).strip("-._")
+    name = name[:64]
+    return name if is_valid_id(name) else "package-under-test"
+
+
+def test_package_dir(package_dir: Path | str, *, metadata: Mapping[str, Any] | Path | str | None,
+                     model_id: str | None = None, version: str | None = None, package_format: str | None = None,
+                     entry_point: str | None = None, timeout_s: float | None = None, report_dir: Path | None = None,
+                     device: str = "cpu", progress: Callable[[str], None] = lambda m: None) -> PackageTest:
+    """The model test of a package folder, without a site: the checks of :func:`contribute`
+    (metadata, package contents), the same reproducible zip and record, prepared and
+    tested as a site would. ``model_id``/``version`` default to the metadata's, else the
+    folder's name and 0.0.0. Never raises for the model's faults (see ``result``)."""
+    package_dir = Path(package_dir)
+    meta = load_metadata(metadata)
+    model_id = model_id or str(meta.get("id") or default_package_id(package_dir))
+    version = version or str(meta.get("version") or "0.0.0")
+    preflight_record(package_dir, meta, model_id, version, package_format=package_format, entry_point=entry_point)
+    work = Path(tempfile.mkdtemp(prefix="synthmed-package-test-"))
+    try:
+        zip_path = work / f"{model_id}-{version}.zip"
+        progress(f"zipping {package_dir}")
+        sha, size = reproducible_zip(package_dir, zip_path)
+        progress(f"artefact {zip_path.name}: {size} bytes, sha256 {sha}")
+        record = build_record(meta, model_id, version, sha256=sha, size=size, sources=[zip_path.as_uri()],
+                              package_format=package_format, entry_point=entry_point)
+        check_record(record, "<metadata>")
+        progress("testing the model")
+        result = test_archive(record, zip_path, work, timeout_s=timeout_s, device=device)
+        report = write_report(report_dir, [result]) if report_dir else None
+        return PackageTest(record=record, sha256=sha, size=size, result=result, report=report)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+test_package_dir.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
+test_archive.__test__ = False  # type: ignore[attr-defined]
 
 
 def _default_base(repo: Any) -> str:
@@ -407,17 +534,12 @@ def contribute(package_dir: Path | str, *, model_id: str, version: str, metadata
     import git
 
     package_dir = Path(package_dir)
-    if not package_dir.is_dir():
-        raise ContributeError(f"{package_dir}: no such package folder",
-                              hint="PACKAGE_DIR is the folder with the model's code and weights")
-    if not is_valid_id(model_id):
-        raise ContributeError(f"{model_id!r} is not a valid model id",
-                              hint="3 to 64 characters of a-z, 0-9, '.', '_', '-', starting with a letter or digit")
-    if store not in STORES:
-        raise ContributeError(f"unknown store {store!r}", hint=f"use one of {', '.join(STORES)}")
-    if store == "dvc" and dvc_repo is None:
-        raise ContributeError("--store dvc needs --dvc-repo (a DVC-enabled git repository with a remote)")
+    # everything that can be checked without the zip is checked before it is made: flags,
+    # metadata, package contents, the index and the version, the store's credentials
     meta = load_metadata(metadata)
+    preflight_record(package_dir, meta, model_id, version, package_format=package_format, entry_point=entry_point)
+    token = check_store(store, settings=settings, zenodo_token_value=zenodo_token_value,
+                        zenodo_token_file=zenodo_token_file, dvc_repo=dvc_repo, zenodo_host=zenodo_host)
     loc = locate_index(Path(index))
     repo = git.Repo(loc.repo_root)
     base = base or _default_base(repo)
@@ -436,7 +558,6 @@ def contribute(package_dir: Path | str, *, model_id: str, version: str, metadata
     if branch in [h.name for h in repo.heads]:
         raise ContributeError(f"{loc.repo_root}: branch {branch} already exists",
                               hint=f"delete it (`git branch -D {branch}`) to contribute again")
-
     work = Path(tempfile.mkdtemp(prefix="synthmed-contribute-"))
     try:
         zip_path = work / f"{model_id}-{version}.zip"
@@ -456,7 +577,7 @@ def contribute(package_dir: Path | str, *, model_id: str, version: str, metadata
         try:
             to_add: list[str] = []
             if store == "zenodo":
-                token = zenodo_token(zenodo_token_value, settings, zenodo_token_file)
+                assert token is not None
                 host = zenodo_host or (settings.sources.zenodo_host if settings else "https://zenodo.org")
                 progress(f"uploading to Zenodo at {host}")
                 source = upload_zenodo(zip_path, provisional, host=host, token=token)

@@ -3,7 +3,8 @@ returned: no processes, no files. :mod:`synthmed.registry.modeltest` runs the mo
 feeds these.
 
 Every check answers a :class:`CheckResult`: ``pass``, ``fail`` (with a message naming the
-output, what was expected and what came back) or ``skip`` (with why it does not apply).
+output, what was expected, what came back and how to fix it) or ``skip`` (with why it does
+not apply).
 """
 
 from __future__ import annotations
@@ -47,8 +48,38 @@ def passed(name: str, message: str = "", **details: Any) -> CheckResult:
     return CheckResult(name, "pass", message, dict(details))
 
 
+#: how to fix each failing check, appended to its message (the contributor reads this first)
+FIXES: dict[str, str] = {
+    "shapes": "return, for every output named in $.outputs, an array with the batch first "
+              "(N, *shape[, channels]); or, when the model is right, correct $.outputs[i].shape, .dims or "
+              ".channels in the metadata",
+    "dtypes": "cast the output before returning it (e.g. x.astype(np.uint8) or tensor.to(torch.uint8)); or, when "
+              "the model is right, correct $.outputs[i].dtype in the metadata",
+    "value_range": "clip or rescale the output into the declared range (e.g. np.clip(x, lo, hi)); or, when the "
+                   "model is right, widen $.outputs[i].value_range in the metadata",
+    "finite": "find where NaN or inf appear (a division by zero, log(0), overflow in float16, untrained weights) "
+              "and clamp or guard that step; outputs must hold finite values",
+    "determinism": "draw every random number from generators seeded from the seeds "
+                   "(torch.Generator().manual_seed(seed), np.random.default_rng(seed)), put the network in eval() "
+                   "mode (no dropout) and avoid nondeterministic kernels "
+                   "(torch.use_deterministic_algorithms(True))",
+    "batch_invariance": "draw each sample from its own generator seeded with its seed, e.g. "
+                        "torch.Generator().manual_seed(seed); do not use the global RNG or batch statistics "
+                        "(BatchNorm in train mode); sample i must depend only on seeds[i]",
+    "params": "make $.inputs a closed JSON Schema (list the properties, \"additionalProperties\": false) that "
+              "refuses what the model cannot take, and make $.test.params satisfy it",
+}
+
+
+def with_fix(name: str, message: str) -> str:
+    """``message`` followed by how to fix the check ``name``, when there is a known fix."""
+    fix = FIXES.get(name)
+    return f"{message}; to fix: {fix}" if fix and "to fix:" not in message else message
+
+
 def failed(name: str, message: str, **details: Any) -> CheckResult:
-    return CheckResult(name, "fail", message, dict(details))
+    """A failed check; its message ends with how to fix it (:data:`FIXES`)."""
+    return CheckResult(name, "fail", with_fix(name, message), dict(details))
 
 
 def skipped(name: str, message: str) -> CheckResult:
