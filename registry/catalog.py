@@ -7,8 +7,8 @@ read-only readers (``Catalog.open(path)`` opens it with ``mode=ro``). Tables:
 - ``upstreams``: one row per upstream: configuration, the last accepted commit, the last
   attempt and its outcome
 - ``models``: one row per upstream + id + version, with the record JSON; ``models_fts``
-  (FTS5) indexes title, summary, description, modality, anatomy, generates, tags and
-  architecture; ``facets`` and ``metrics`` serve filters and ranking
+  (FTS5) indexes the id (and its parts), title, summary, description, modality, anatomy,
+  generates, tags and architecture; ``facets`` and ``metrics`` serve filters and ranking
 - ``record_problems``: records skipped by a sync, with the reason
 - ``accepted_versions``: every version each upstream's branch ever carried, with the
   digests of its immutable fields as first accepted (kept when the file is deleted)
@@ -26,7 +26,7 @@ import logging
 import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Collection, Iterable, Iterator, Mapping, Sequence
 
 import sqlite_utils
 
@@ -266,13 +266,13 @@ class Catalog:
         cur = self.conn.execute(
             """INSERT INTO models (upstream, id, version, path, commit_sha, status, status_reason,
                 verified, sha256, size, license, title, summary, description, modality, anatomy,
-                generates, tags, architecture, record)
-               VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
+                generates, tags, architecture, record, ident)
+               VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
             (upstream, record.id, record.version, path, commit, record.status, data.get("status_reason"),
              1 if record.verified else 0, record.sha256, record.size, data.get("license"),
              data.get("title", ""), data.get("summary", ""), data.get("description", ""),
              *(_joined(data.get(f)) for f in LIST_FIELDS), _arch_text(data),
-             json.dumps(data, sort_keys=True, separators=(",", ":"))),
+             json.dumps(data, sort_keys=True, separators=(",", ":")), schema.id_terms(record.id)),
         )
         pk = cur.lastrowid
         facets: set[tuple[str, str]] = set()
@@ -498,9 +498,14 @@ class Catalog:
             args.append(upstream)
         return self._entries(sql + " ORDER BY u.priority, u.ord, u.name", args)
 
-    def resolve(self, ref: str) -> CatalogEntry:
-        """``id``, ``id@1.0.0``, ``upstream/id``, ``upstream/id@1.0.0`` -> one servable entry."""
-        return resolve_ref(self, ref)
+    def model_ids(self) -> list[str]:
+        """Every model id of every upstream (any version), sorted."""
+        return [r[0] for r in self.conn.execute("SELECT DISTINCT id FROM models ORDER BY id")]
+
+    def resolve(self, ref: str, *, allow_yanked: bool = False) -> CatalogEntry:
+        """``id``, ``id@1.0.0``, ``upstream/id``, ``upstream/id@1.0.0`` -> one servable entry
+        (or, with ``allow_yanked``, a yanked one, for showing it: see :func:`resolve_ref`)."""
+        return resolve_ref(self, ref, allow_yanked=allow_yanked)
 
     def list_models(self, *, all_versions: bool = False) -> list[CatalogEntry]:
         """The latest non-yanked version of every model of every upstream (or every version)."""
@@ -514,8 +519,16 @@ class Catalog:
 
     def search(self, query: str = "", *, modality: str | None = None, anatomy: str | None = None,
                architecture: str | None = None, license: str | None = None, rank: str | None = None,
-               limit: int = 50, upstream: str | None = None) -> list[CatalogEntry]:
+               limit: int = 50, upstream: str | None = None, runnable: bool = False,
+               code_upstreams: Collection[str] | None = None,
+               held_blobs: Collection[str] | None = None) -> list[CatalogEntry]:
         """Find the latest non-yanked versions matching a free-text query and filters.
+
+        ``runnable=True`` keeps only what a site can run now: a pinned record, of an
+        upstream in ``code_upstreams`` (those whose code the site runs, ``allow_code``; all
+        when None), whose package is in the store: its sha256 in ``held_blobs`` (the
+        store's blobs) and not marked corrupt, or, without ``held_blobs``, marked verified
+        in the artefacts table. (:meth:`synthmed.Site.search` fills both from the site.)
 
         The query is quoted before it reaches FTS5 (see :func:`fts_query`); filters match
         case-insensitively (``architecture`` matches the family or the name). With
@@ -558,6 +571,18 @@ class Catalog:
                 else:  # the facet's rows drive the query
                     where.append(f"{key} IN (SELECT model FROM facets WHERE field = ? AND value = ?)")
                 args.extend([fname, value.strip().lower()])
+        if runnable:
+            cond = ["r.verified = 1", "r.status != 'yanked'"]
+            if code_upstreams is not None:
+                cond.append("r.upstream IN (SELECT value FROM json_each(?))")
+                args.append(json.dumps(sorted(code_upstreams)))
+            if held_blobs is not None:
+                cond.append("r.sha256 IN (SELECT value FROM json_each(?)) AND coalesce(a.state, '') != 'corrupt'")
+                args.append(json.dumps(sorted(held_blobs)))
+            else:
+                cond.append("a.state = 'verified'")
+            where.append(f"EXISTS (SELECT 1 FROM models r LEFT JOIN artefacts a ON a.sha256 = r.sha256 "
+                         f"WHERE r.pk = {key} AND {' AND '.join(cond)})")
         order.append("m.id" if not match else key)
         sql = f"{select}{frm} WHERE {' AND '.join(where)} ORDER BY {', '.join(order)} LIMIT ?"
         args.append(int(limit))
@@ -579,7 +604,7 @@ class Catalog:
         times, row ids and the commit at which each record last changed (a rebuild only
         knows the accepted commit)."""
         models = sorted(self.conn.execute(
-            "SELECT upstream, id, version, path, status, is_latest, verified, sha256, record FROM models"))
+            "SELECT upstream, id, version, path, status, is_latest, verified, sha256, record, ident FROM models"))
         ups = sorted(self.conn.execute("SELECT name, accepted_commit, subfolder FROM upstreams"))
         facets = sorted(self.conn.execute(
             "SELECT m.upstream, m.id, m.version, f.field, f.value FROM facets f JOIN models m ON m.pk = f.model"))

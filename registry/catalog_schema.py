@@ -4,6 +4,7 @@ migrations between layout generations (``PRAGMA user_version``)."""
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
 
 log = logging.getLogger(__name__)
@@ -11,10 +12,12 @@ log = logging.getLogger(__name__)
 #: layout generation written to PRAGMA user_version; bump it with a migration step in
 #: :meth:`Catalog.migrate`. 1: first layout (FTS over every row); 2: FTS over the served
 #: (latest, non-yanked) rows only, ``upstream`` facet; 3: ``accepted_versions`` (the bound
-#: immutable fields of every version ever accepted), ``tests`` keyed by upstream and sha256
-GENERATION = 3
+#: immutable fields of every version ever accepted), ``tests`` keyed by upstream and sha256;
+#: 4: ``models.ident`` (the id, its parts split on - _ . and the parts joined) indexed by FTS
+GENERATION = 4
 
-FTS_COLUMNS = ("title", "summary", "description", "modality", "anatomy", "generates", "tags", "architecture")
+FTS_COLUMNS = ("ident", "title", "summary", "description", "modality", "anatomy", "generates", "tags",
+               "architecture")
 LIST_FIELDS = ("modality", "anatomy", "generates", "tags")
 
 DDL = (
@@ -29,7 +32,7 @@ DDL = (
         is_latest INTEGER NOT NULL DEFAULT 0, verified INTEGER NOT NULL, sha256 TEXT, size INTEGER,
         license TEXT, title TEXT, summary TEXT, description TEXT, modality TEXT, anatomy TEXT,
         generates TEXT, tags TEXT, architecture TEXT, record TEXT NOT NULL,
-        UNIQUE (upstream, id, version))""",
+        ident TEXT NOT NULL DEFAULT '', UNIQUE (upstream, id, version))""",
     "CREATE INDEX IF NOT EXISTS models_id ON models (id)",
     "CREATE INDEX IF NOT EXISTS models_latest ON models (is_latest, id)",
     "CREATE INDEX IF NOT EXISTS models_sha ON models (sha256)",
@@ -67,6 +70,14 @@ DDL = (
         old_commit TEXT, new_commit TEXT, changed INTEGER)""",
     "CREATE INDEX IF NOT EXISTS sync_runs_job ON sync_runs (job, id)",
 )
+
+
+def id_terms(model_id: str) -> str:
+    """What search indexes of a model id: the id, its parts split on ``-``, ``_`` and ``.``,
+    and the parts joined (``ihc-patch-dcgan ihc patch dcgan ihcpatchdcgan``), so that a
+    query for the id, one of its parts or the id written without separators finds it."""
+    parts = [p for p in re.split(r"[-_.]+", model_id) if p]
+    return " ".join(dict.fromkeys([model_id, *parts, "".join(parts)]))
 
 
 def generation(conn: sqlite3.Connection) -> int:
@@ -130,22 +141,41 @@ def _attribute_tests(conn: sqlite3.Connection, where: str) -> None:
         log.warning("%s: %d test run(s) could not be tied to one upstream's package and were dropped", where, dropped)
 
 
+def _drop_fts(conn: sqlite3.Connection) -> None:
+    """Drop the FTS index and its triggers (those of every generation so far)."""
+    for trig in ("models_ai", "models_ad", "models_au", "models_fts_ai", "models_fts_ad", "models_fts_au_old",
+                 "models_fts_au_new"):
+        conn.execute(f"DROP TRIGGER IF EXISTS {trig}")
+    conn.execute("DROP TABLE IF EXISTS models_fts")
+
+
+def _add_ident(conn: sqlite3.Connection) -> None:
+    """Generation 3 -> 4: the ``ident`` column, filled from each row's id."""
+    if "ident" not in {r[1] for r in conn.execute("PRAGMA table_info(models)")}:
+        conn.execute("ALTER TABLE models ADD COLUMN ident TEXT NOT NULL DEFAULT ''")
+    ids = [r[0] for r in conn.execute("SELECT DISTINCT id FROM models")]
+    conn.executemany("UPDATE models SET ident = ? WHERE id = ?", [(id_terms(i), i) for i in ids])
+
+
 def upgrade(conn: sqlite3.Connection, gen: int, where: str) -> None:
     """From generation ``gen`` (0: an empty file) to :data:`GENERATION`, inside the caller's transaction."""
+    old = gen in (1, 2, 3) and bool(conn.execute("PRAGMA table_info(models)").fetchall())
     if gen in (1, 2):
         _attribute_tests(conn, where)
         # accepted_versions starts empty: bound_commit (the commit through which it is
         # complete) stays NULL, so the next sync of each upstream walks its whole history
         if "bound_commit" not in {r[1] for r in conn.execute("PRAGMA table_info(upstreams)")}:
             conn.execute("ALTER TABLE upstreams ADD COLUMN bound_commit TEXT")
-    if gen == 1:  # FTS over every row -> FTS over the served rows; upstream facet
-        log.info("migrating the catalog %s from generation 1 to 2", where)
-        for trig in ("models_ai", "models_ad", "models_au"):
-            conn.execute(f"DROP TRIGGER IF EXISTS {trig}")
-        conn.execute("DROP TABLE IF EXISTS models_fts")
+    if old:
+        log.info("migrating the catalog %s from generation %d to %d", where, gen, GENERATION)
+        # generation 1 indexed every row; 2 and 3 the served rows without the id: the index
+        # is made again over the served rows (generation 4's columns)
+        _drop_fts(conn)
+        _add_ident(conn)
     create_tables(conn)
-    if gen == 1:
+    if old:
         cols = ", ".join(FTS_COLUMNS)
         conn.execute(f"INSERT INTO models_fts (rowid, {cols}) SELECT pk, {cols} FROM models WHERE is_latest = 1")
+    if gen == 1:  # the upstream facet came with generation 2
         conn.execute("INSERT INTO facets (model, field, value) SELECT pk, 'upstream', upstream FROM models")
     conn.execute(f"PRAGMA user_version={GENERATION}")

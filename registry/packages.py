@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Literal, Mapping
 
 from .catalog import CatalogEntry
+from .copy_pipeline import ByteProgress
 from .errors import (
     ArtefactNotFound,
     BlobCorrupt,
@@ -128,6 +129,11 @@ def code_allowed(settings: Settings, upstream: str | None) -> bool:
     return all(u.allow_code for u in settings.upstreams if u.name == upstream)
 
 
+def runnable_upstreams(settings: Settings) -> list[str]:
+    """The upstreams whose packages this site runs (``allow_code``)."""
+    return [u.name for u in settings.upstreams if code_allowed(settings, u.name)]
+
+
 def _refuse_code(settings: Settings, ref: str, upstream: str | None) -> Unverified:
     return Unverified(
         f"{ref}: this site does not run code from upstream {upstream!r} "
@@ -151,8 +157,12 @@ def package_filename(record: Record) -> str:
 # --- the boundary ---------------------------------------------------------------------
 
 
-def prepare(entry: CatalogEntry, settings: Settings, *, purpose: Purpose = "run") -> VerifiedPackage:
+def prepare(entry: CatalogEntry, settings: Settings, *, purpose: Purpose = "run",
+            progress: ByteProgress | None = None) -> VerifiedPackage:
     """The verified, unpacked package of ``entry`` (see the module docstring for the steps).
+
+    ``progress``, if given, is called with (bytes so far, declared size or None) while the
+    package is downloaded (not when it is already in the store).
 
     Raises RecordYanked, Unverified (no pin, or ``allow_code`` false for ``purpose="run"``),
     ArtefactNotFound (no source delivered the pinned bytes; offline and not mirrored),
@@ -169,7 +179,7 @@ def prepare(entry: CatalogEntry, settings: Settings, *, purpose: Purpose = "run"
                         index_subfolder=entry.index_subfolder, local_roots=settings.file_roots(entry.upstream),
                         upstream=entry.upstream)
     folder, manifest, source = _materialise(record, ref, sha, settings, ctx, fetch_allowed=not (
-        purpose == "run" and settings.offline))
+        purpose == "run" and settings.offline), progress=progress)
     return VerifiedPackage(record, entry.upstream, sha, folder, manifest, source, may_run, _MINT)
 
 
@@ -211,7 +221,7 @@ def _unpack_checked(record: Record, ref: str, sha: str, blob: Path, packages_dir
 
 
 def _materialise(record: Record, ref: str, sha: str, settings: Settings, ctx: SourceContext,
-                 fetch_allowed: bool) -> tuple[Path, dict[str, Any], str]:
+                 fetch_allowed: bool, progress: ByteProgress | None = None) -> tuple[Path, dict[str, Any], str]:
     packages_dir = settings.packages_dir
     pkg = packages_dir / sha
     store = Store(settings.store_dir)
@@ -234,7 +244,7 @@ def _materialise(record: Record, ref: str, sha: str, settings: Settings, ctx: So
             f"{ref} is not mirrored on this site ({pkg} is missing) and the site is offline",
             hint="mirror it with the daemon (`synthmed daemon run --once`), or run without offline to fetch it now",
             model=ref)
-    source = _fetch_verified(record, ref, sha, store, ctx)
+    source = _fetch_verified(record, ref, sha, store, ctx, progress)
     folder = _unpack_checked(record, ref, sha, store.blob_path(sha), packages_dir)
     return folder, _manifest(packages_dir, sha), source
 
@@ -254,14 +264,15 @@ def _rehash(store: Store, sha: str) -> None:
                           sha256=sha, actual=digest, path=path)
 
 
-def _fetch_verified(record: Record, ref: str, sha: str, store: Store, ctx: SourceContext) -> str:
+def _fetch_verified(record: Record, ref: str, sha: str, store: Store, ctx: SourceContext,
+                    progress: ByteProgress | None = None) -> str:
     """Fetch the blob (once; again once if it is found corrupt); the source that served it.
 
     The blob is about to be unpacked, so one already in the store is re-hashed in full
     (:func:`_rehash`); one fetched now was hashed as it streamed in."""
     for attempt in (1, 2):
         try:
-            result = store.fetch(sha, record.size, record.sources, ctx)
+            result = store.fetch(sha, record.size, record.sources, ctx, progress=progress)
             if result.source == "store":
                 _rehash(store, sha)
         except BlobCorrupt as exc:

@@ -8,11 +8,15 @@ A reference is ``id``, ``id@version``, ``upstream/id`` or ``upstream/id@version`
 - Without a version, the latest non-yanked version (semver order; a release is preferred
   over pre-releases) of the owning upstream is served.
 - ``id@version`` is served by the first upstream, by priority, that has that version.
-- A yanked version is never served: :class:`RecordYanked` carries the reason.
+- A yanked version is never served: :class:`RecordYanked` carries the reason (only
+  ``synthmed show``, which serves nothing, looks one up with ``allow_yanked=True``).
+- An unknown id is :class:`ModelNotFound` with "did you mean" the closest ids of the
+  catalog, across its upstreams.
 """
 
 from __future__ import annotations
 
+import difflib
 import logging
 import re
 from dataclasses import dataclass
@@ -34,6 +38,8 @@ class EntryRows(Protocol):
     def rows_for_id(self, model_id: str, upstream: str | None = None) -> list[CatalogEntry]: ...
 
     def upstream_rows(self) -> list[dict[str, Any]]: ...
+
+    def model_ids(self) -> list[str]: ...
 
 _REF = re.compile(r"^(?:(?P<upstream>[a-z0-9][a-z0-9_-]{0,31})/)?(?P<id>[a-z0-9][a-z0-9._-]{2,63})(?:@(?P<version>[^@/\s]+))?$")
 
@@ -78,8 +84,21 @@ def _yanked(entry: CatalogEntry, ref: str) -> RecordYanked:
     )
 
 
-def resolve_ref(catalog: EntryRows, ref: str) -> CatalogEntry:
-    """Resolve ``ref`` against the catalog (see the module docstring for the rules)."""
+def close_ids(model_id: str, known: list[str], n: int = 3) -> list[str]:
+    """The ids of ``known`` closest to ``model_id`` (difflib), best first; an id that
+    contains the text asked for, or is contained in it, counts as close too."""
+    close = difflib.get_close_matches(model_id, known, n=n, cutoff=0.6)
+    if len(close) < n and len(model_id) >= 3:
+        close += [k for k in sorted(known) if k not in close and (model_id in k or k in model_id)][:n - len(close)]
+    return close
+
+
+def resolve_ref(catalog: EntryRows, ref: str, *, allow_yanked: bool = False) -> CatalogEntry:
+    """Resolve ``ref`` against the catalog (see the module docstring for the rules).
+
+    ``allow_yanked=True`` returns a yanked version instead of raising :class:`RecordYanked`
+    (``id@version`` of a yanked version, or a bare id whose versions are all yanked): for
+    showing it, never for running it."""
     r = parse_model_ref(ref)
     rows = catalog.rows_for_id(r.id, r.upstream)
     if not rows:
@@ -88,8 +107,12 @@ def resolve_ref(catalog: EntryRows, ref: str) -> CatalogEntry:
             raise ModelNotFound(f"{ref!r}: this site has no upstream named {r.upstream!r}",
                                 hint=f"known upstreams: {', '.join(known) or 'none (run `synthmed init`)'}", ref=ref)
         where = f"upstream {r.upstream!r}" if r.upstream else "any upstream of this site"
-        raise ModelNotFound(f"no model {r.id!r} in {where} (catalog {catalog.path})",
-                            hint="`synthmed search TEXT` finds models; `synthmed sync` fetches new records", ref=ref)
+        close = close_ids(r.id, catalog.model_ids())
+        hint = "`synthmed search TEXT` finds models; `synthmed sync` fetches new records"
+        if close:
+            hint = f"did you mean {' or '.join(repr(c) for c in close)}? " + hint
+        raise ModelNotFound(f"no model {r.id!r} in {where} (catalog {catalog.path})", hint=hint, ref=ref,
+                            suggestions=close)
     upstreams: list[str] = []
     for e in rows:  # rows come ordered by priority, then site.toml order
         if e.upstream not in upstreams:
@@ -105,7 +128,7 @@ def resolve_ref(catalog: EntryRows, ref: str) -> CatalogEntry:
         if others:
             log.info("%s: %s/%s@%s shadows the same version in %s", ref, chosen.upstream, r.id, r.version,
                      ", ".join(others))
-        if chosen.status == "yanked":
+        if chosen.status == "yanked" and not allow_yanked:
             raise _yanked(chosen, ref)
     else:
         owner = upstreams[0]
@@ -114,9 +137,9 @@ def resolve_ref(catalog: EntryRows, ref: str) -> CatalogEntry:
                      ", ".join(repr(u) for u in upstreams[1:]))
         mine = [e for e in rows if e.upstream == owner]
         live = [e for e in mine if e.status != "yanked"]
-        if not live:
+        if not live and not allow_yanked:
             raise _yanked(max(mine, key=lambda e: version_key(e.version)), ref)
-        chosen = max(live, key=lambda e: version_key(e.version))
+        chosen = max(live or mine, key=lambda e: version_key(e.version))
     chosen.shadows = tuple(u for u in upstreams if u != chosen.upstream)
     if chosen.status == "deprecated":
         log.warning("%s is deprecated: %s", chosen.qualified_ref, chosen.status_reason or "no reason given")

@@ -172,7 +172,8 @@ def _check_png_path(path: Path) -> None:
 
 
 def visualize(spec: ModelSpec, path: Path | str, num_samples: int = 16, *, seed: int = 0,
-              params: Mapping[str, Any] | None = None, output: str | None = None) -> Path:
+              params: Mapping[str, Any] | None = None, output: str | None = None,
+              progress: Callable[[int, int], None] | None = None) -> Path:
     """Write a grid of ``num_samples`` samples of one output (the first by default) to a PNG:
     :func:`synthmed.registry.outputs.preview` of each (a volume shows its middle slice
     along the slice axis, as in the test reports' grids), tiled by
@@ -186,7 +187,15 @@ def visualize(spec: ModelSpec, path: Path | str, num_samples: int = 16, *, seed:
         raise KeyError(f"{record.ref} has no output {name!r} (it has {', '.join(outs)})")
     runner = spec.open()
     try:
-        samples = runner.sample(range(seed, seed + num_samples), check_params(record, params))
+        checked = check_params(record, params)
+        parts: list[dict[str, np.ndarray]] = []
+        done = 0
+        for seeds, batch in runner.iter_batches(list(range(seed, seed + num_samples)), checked):
+            parts.append(batch)
+            done += len(seeds)
+            if progress is not None:
+                progress(done, num_samples)
+        samples = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     finally:
         runner.close()
     shown = OutputSpec.from_record(outs[name])

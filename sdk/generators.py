@@ -29,6 +29,7 @@ from synthmed.registry.errors import ConfigError, ModelNotFound
 from synthmed.registry.modeltest_site import test_ref
 from synthmed.registry.records import Record
 
+from .progress import ProgressArg, progress_bar
 from .site import Model, Site, seed_value
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -40,7 +41,7 @@ log = logging.getLogger(__name__)
 
 #: keyword arguments of generate() that synthmed takes for itself, unless the model's
 #: inputs declare a parameter of that name
-RUN_KWARGS = ("seed", "batch_size", "device", "mode", "format", "bit_depth", "timeout_s")
+RUN_KWARGS = ("seed", "batch_size", "device", "mode", "format", "bit_depth", "timeout_s", "progress")
 
 
 @dataclass
@@ -83,10 +84,14 @@ class Generators:
     """medigan's ``Generators``, on a synthmed site (``Site()`` by default)."""
 
     def __init__(self, site: Site | str | Path | None = None, *, offline: bool | None = None,
-                 device: str | None = None, mode: str | None = None, **medigan_kwargs: Any) -> None:
+                 device: str | None = None, mode: str | None = None, progress: ProgressArg = None,
+                 **medigan_kwargs: Any) -> None:
         if medigan_kwargs:
             log.debug("ignoring medigan-only arguments: %s", ", ".join(medigan_kwargs))
-        self.site = site if isinstance(site, Site) else Site(site, offline=offline, device=device, mode=mode)
+        self.site = site if isinstance(site, Site) else Site(site, offline=offline, device=device, mode=mode,
+                                                             progress=progress)
+        #: progress bars (generate, visualize, fetches): None on a terminal only, False never, True always
+        self.progress: ProgressArg = progress if not isinstance(site, Site) or progress is not None else site.progress
         self._models: dict[str, Model] = {}
 
     def __repr__(self) -> str:
@@ -245,7 +250,9 @@ class Generators:
         installs into the current environment; a model whose requirements are not met
         here runs in a worker with its own environment. Other keyword arguments are the
         model's parameters (checked against its inputs), plus ``seed`` (default 0),
-        ``batch_size``, ``device``, ``mode``, ``format`` and ``bit_depth``.
+        ``batch_size``, ``device``, ``mode``, ``format``, ``bit_depth`` and ``progress``
+        (a bar on stderr when it is a terminal; ``progress=False`` for none, see
+        :mod:`synthmed.progress`).
         """
         if is_gen_function_returned:
             return self.get_generate_function(model_id, num_samples, output_path, save_images=save_images, **kwargs)
@@ -254,13 +261,15 @@ class Generators:
         seed = seed_value(run.pop("seed", 0))
         fmt = run.pop("format", None)
         bit_depth = run.pop("bit_depth", None)
+        bar = progress_bar(run.pop("progress", self.progress), model.ref)
         if run:
             model = model.with_options(**run)
         if not save_images:
             samples = model.sample(num_samples, seed=seed, **params)
             return to_medigan_list(samples, model.outputs)
         folder = Path(output_path) if output_path is not None else Path("output") / model.id
-        result = model.generate_to(folder, num_samples, format=fmt or "auto", seed=seed, bit_depth=bit_depth, **params)
+        result = model.generate_to(folder, num_samples, format=fmt or "auto", seed=seed, bit_depth=bit_depth,
+                                   progress=bar, **params)
         log.info("%s: %d samples in %s (%d written, %d already there)", model.ref, num_samples, folder,
                  result.written, result.skipped)
         return folder
@@ -320,13 +329,15 @@ class Generators:
                                params=kwargs, transform=transform, **loader_kwargs)
 
     def visualize(self, model_id: str, num_samples: int = 16, output_path: str | Path | None = None,
-                  seed: int = 0, **kwargs: Any) -> Path:
-        """Write a grid of samples to a PNG (default ``output/<model_id>-grid.png``) and return its path."""
+                  seed: int = 0, progress: ProgressArg = None, **kwargs: Any) -> Path:
+        """Write a grid of samples to a PNG (default ``output/<model_id>-grid.png``) and return its path.
+        ``progress``: a bar on stderr when it is a terminal (None), never (False), always (True)."""
         from .datasets import visualize
 
         model = self.get_model(model_id)
         path = Path(output_path) if output_path is not None else Path("output") / f"{model.id}-grid.png"
-        return visualize(model.spec(), path, num_samples, seed=seed, params=kwargs)
+        bar = progress_bar(self.progress if progress is None else progress, f"{model.ref} grid")
+        return visualize(model.spec(), path, num_samples, seed=seed, params=kwargs, progress=bar)
 
     # ------------------------------------------------------ testing, contributing ---
 

@@ -25,12 +25,14 @@ import numpy as np
 
 from synthmed.registry.catalog import Catalog, CatalogEntry
 from synthmed.registry.errors import ConfigError, SiteNotFound
-from synthmed.registry.packages import VerifiedPackage, prepare
+from synthmed.registry.packages import VerifiedPackage, prepare, runnable_upstreams
 from synthmed.registry.records import Record
 from synthmed.registry.runner import CheckedParams, EnvOptions, Runner, RunnerOptions, check_params
 from synthmed.registry.settings import Settings, load_settings
+from synthmed.registry.store import Store
 
 from .output_folder import OutputFolder
+from .progress import ProgressArg, ProgressBar, progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -244,7 +246,7 @@ class Site:
     def __init__(self, path: Path | str | None = None, *, settings: Settings | None = None,
                  offline: bool | None = None, device: str | None = None, mode: str | None = None,
                  batch_size: int | None = None, timeout_s: float | None = None,
-                 env_options: EnvOptions | None = None) -> None:
+                 env_options: EnvOptions | None = None, progress: ProgressArg = None) -> None:
         if settings is None:
             settings = load_settings(path, {"offline": offline, "device": device, "mode": mode,
                                             "batch_size": batch_size})
@@ -254,6 +256,9 @@ class Site:
         #: the runner options every model of this site starts from (built once)
         self.runner_options = RunnerOptions.from_settings(settings, timeout_s=timeout_s, env_options=env_options)
         self._catalog: Catalog | None = None
+        #: progress bars for long calls: None on a terminal only, False never, True always
+        #: (see :mod:`synthmed.progress`)
+        self.progress = progress
 
     @property
     def home(self) -> Path:
@@ -271,8 +276,13 @@ class Site:
             self._catalog = Catalog.open(self.settings.catalog_path, readonly=True)
         return self._catalog
 
-    def search(self, query: str = "", **filters: Any) -> list[CatalogEntry]:
-        """Free text plus filters (modality, anatomy, architecture, license, rank, limit, upstream)."""
+    def search(self, query: str = "", *, runnable: bool = False, **filters: Any) -> list[CatalogEntry]:
+        """Free text plus filters (modality, anatomy, architecture, license, rank, limit, upstream).
+        ``runnable=True``: only models this site can run now (pinned, not yanked, from an
+        upstream with ``allow_code``, package in the store)."""
+        if runnable:
+            filters.update(runnable=True, code_upstreams=runnable_upstreams(self.settings),
+                           held_blobs=set(Store(self.settings.store_dir).iter_blobs()))
         return self.catalog.search(query, **filters)
 
     def list_models(self) -> list[CatalogEntry]:
@@ -284,12 +294,24 @@ class Site:
     def record(self, ref: str) -> Record:
         return self.resolve(ref).record
 
+    def show(self, ref: str) -> CatalogEntry:
+        """The entry ``synthmed show`` shows: as :meth:`resolve`, but a yanked version is
+        returned (``entry.status == "yanked"``) instead of refused. Never run it."""
+        return self.catalog.resolve(ref, allow_yanked=True)
+
     # -- packages --
-    def package(self, ref: str | CatalogEntry) -> VerifiedPackage:
+    def package(self, ref: str | CatalogEntry, *, progress: ProgressArg | None = None) -> VerifiedPackage:
         """The verified, unpacked package of a model (fetched on demand unless offline);
-        see :func:`synthmed.registry.packages.prepare`."""
+        see :func:`synthmed.registry.packages.prepare`. A download shows a byte progress
+        bar (``progress``, default the site's: see :mod:`synthmed.progress`)."""
         entry = ref if isinstance(ref, CatalogEntry) else self.resolve(ref)
-        return prepare(entry, self.settings)
+        bar = progress_bar(self.progress if progress is None else progress, f"fetching {entry.qualified_ref}",
+                           unit="bytes")
+        try:
+            return prepare(entry, self.settings, progress=bar)
+        finally:
+            if isinstance(bar, ProgressBar):
+                bar.close()
 
     def model(self, ref: str | CatalogEntry, *, device: str | None = None, mode: str | None = None,
               batch_size: int | None = None, timeout_s: float | None = None) -> Model:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-import time
 from pathlib import Path
 
 from synthmed.registry.errors import ConfigError
 
+from ..progress import ProgressBar
 from .common import print_json, settings_from_args
 
 #: the output formats (sdk/output_formats.FORMATS), spelled out so `synthmed --help` need not import numpy
@@ -55,36 +54,6 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     v.set_defaults(func=cmd_visualize)
 
 
-class ProgressBar:
-    """A plain-text progress bar on stderr (redrawn in place on a terminal)."""
-
-    def __init__(self, label: str, enabled: bool = True, width: int = 30) -> None:
-        self.label = label
-        self.enabled = enabled
-        self.width = width
-        self.started = time.monotonic()
-        self.last = 0.0
-        self.tty = sys.stderr.isatty()
-
-    def __call__(self, done: int, total: int) -> None:
-        if not self.enabled:
-            return
-        now = time.monotonic()
-        if done < total and now - self.last < (0.2 if self.tty else 2.0):
-            return
-        self.last = now
-        frac = done / total if total else 1.0
-        fill = int(frac * self.width)
-        elapsed = now - self.started
-        rate = done / elapsed if elapsed > 0 else 0.0
-        line = (f"{self.label} [{'#' * fill}{'.' * (self.width - fill)}] {done}/{total} "
-                f"{100 * frac:5.1f}% {rate:8.1f}/s")
-        sys.stderr.write(("\r" + line) if self.tty else (line + "\n"))
-        if self.tty and done >= total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
-
-
 def cmd_generate(args: argparse.Namespace) -> int:
     from synthmed.registry.runner import check_params, parse_param_args
 
@@ -98,7 +67,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
                           hint="leave it out for the default, or give the longest wait for one batch, e.g. 600")
     settings = settings_from_args(args, device=args.device, mode=args.mode, batch_size=args.batch_size,
                                   offline=args.offline)
-    site = Site(settings=settings, timeout_s=args.timeout)
+    site = Site(settings=settings, timeout_s=args.timeout, progress=False if args.no_progress else None)
     entry = site.resolve(args.ref)
     raw = parse_param_args(entry.record, args.param)  # typed from the inputs schema
     params = check_params(entry.record, raw)  # refuse bad params before fetching or running anything

@@ -140,9 +140,16 @@ def cmd_search(args: argparse.Namespace) -> int:
                                   hint=f"known upstreams: {', '.join(known) or 'none'}")
         if args.limit < 0:
             raise ConfigError(f"--limit {args.limit}: must be 0 or more", hint="e.g. --limit 20 (default 50)")
+        runnable: dict[str, Any] = {}
+        if args.runnable:
+            from synthmed.registry.packages import runnable_upstreams
+            from synthmed.registry.store import Store
+
+            runnable = {"runnable": True, "code_upstreams": runnable_upstreams(settings),
+                        "held_blobs": set(Store(settings.store_dir).iter_blobs())}
         found = cat.search(" ".join(args.query), modality=args.modality, anatomy=args.anatomy,
                            architecture=args.architecture, license=args.license, rank=args.rank,
-                           limit=args.limit, upstream=args.upstream)
+                           limit=args.limit, upstream=args.upstream, **runnable)
         from synthmed.registry.modeltest_site import last_test_flags
 
         tests = last_test_flags(cat, found)
@@ -165,10 +172,80 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _schema_type(spec: dict[str, Any]) -> str:
+    t = spec.get("type")
+    if isinstance(t, list):
+        return "|".join(str(x) for x in t)
+    if t:
+        return str(t) + (f" of {spec['items'].get('type')}" if t == "array" and isinstance(spec.get("items"), dict)
+                         and spec["items"].get("type") else "")
+    if "enum" in spec:
+        return "enum"
+    if "anyOf" in spec or "oneOf" in spec:
+        return "|".join(_schema_type(s) for s in spec.get("anyOf") or spec.get("oneOf") or [] if isinstance(s, dict))
+    return "any"
+
+
+def _allowed(spec: dict[str, Any]) -> str:
+    if "enum" in spec:
+        return ", ".join(json.dumps(v) for v in spec["enum"])
+    if "const" in spec:
+        return json.dumps(spec["const"])
+    lo = spec.get("minimum", spec.get("exclusiveMinimum"))
+    hi = spec.get("maximum", spec.get("exclusiveMaximum"))
+    if lo is not None or hi is not None:
+        left = "(" if "exclusiveMinimum" in spec else "["
+        right = ")" if "exclusiveMaximum" in spec else "]"
+        return f"{left}{'' if lo is None else lo}..{'' if hi is None else hi}{right}"
+    if "pattern" in spec:
+        return f"/{spec['pattern']}/"
+    return ""
+
+
+def parameter_rows(inputs: dict[str, Any]) -> list[dict[str, str]]:
+    """One row per parameter of a record's ``inputs`` schema: name, type, default, allowed, description."""
+    required = set(inputs.get("required") or [])
+    rows = []
+    for name, spec in (inputs.get("properties") or {}).items():
+        spec = spec if isinstance(spec, dict) else {}
+        default = json.dumps(spec["default"]) if "default" in spec else ("(required)" if name in required else "-")
+        desc = " ".join(str(spec.get("description", "")).split())
+        rows.append({"name": name, "type": _schema_type(spec), "default": default, "allowed": _allowed(spec) or "-",
+                     "description": desc[:60] + ("..." if len(desc) > 60 else "")})
+    return rows
+
+
+def output_rows(outputs: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """One row per output: name, kind, shape (with channels), dtype, value range, spacing."""
+    rows = []
+    for o in outputs:
+        shape = "x".join(str(d) for d in o.get("shape") or []) or "?"
+        ch = o.get("channels")
+        if ch and ch > 1:
+            shape += f" ({ch} ch)"
+        vr = o.get("value_range")
+        rows.append({"name": str(o.get("name")), "kind": str(o.get("kind") or "-"), "dims": f"{o.get('dims', '?')}D",
+                     "shape": shape, "dtype": str(o.get("dtype", "?")),
+                     "range": f"{vr[0]}..{vr[1]}" if isinstance(vr, list) and len(vr) == 2 else "-",
+                     "spacing_mm": "x".join(str(x) for x in o["spacing_mm"]) if o.get("spacing_mm") else "-"})
+    return rows
+
+
+def _indented_table(rows: list[dict[str, str]], columns: list[str]) -> None:
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        print_table(rows, columns)
+    for line in buf.getvalue().splitlines():
+        print("  " + line)
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     settings = _site(args)
     with _open_catalog(settings) as cat:
-        entry = cat.resolve(args.ref)
+        entry = cat.resolve(args.ref, allow_yanked=True)  # shown, never served: generate still refuses it
         versions = [{"version": e.version, "status": e.status, "upstream": e.upstream}
                     for e in cat.rows_for_id(entry.id)]
         tests = cat.tests_of(entry.upstream, entry.id, entry.version, entry.record.sha256, limit=5)
@@ -176,23 +253,59 @@ def cmd_show(args: argparse.Namespace) -> int:
     data["versions"] = versions
     data["shadows"] = list(entry.shadows)
     data["tests"] = tests
+    if entry.status == "yanked":
+        data["yanked"] = True
     if args.json:
         print_json(data)
         return 0
-    rec = data.pop("record")
-    for k in ("ref", "title", "summary", "status", "status_reason", "license", "artefact_state", "index_commit",
-              "index_repo", "index_subfolder", "path"):
-        if data.get(k) is not None:
-            print(f"{k + ':':<17}{data[k]}")
-    if entry.shadows:
-        print(f"{'shadows:':<17}{', '.join(entry.shadows)} (same id, lower priority)")
-    print(f"{'versions:':<17}" + ", ".join(f"{v['upstream']}/{v['version']} ({v['status']})" for v in versions))
+    rec = entry.record.data
+    if entry.status == "yanked":
+        reason = entry.status_reason or "no reason given"
+        print(f"*** YANKED: {entry.qualified_ref} is withdrawn and is never served or run: {reason} ***")
+        live = [v for v in versions if v["status"] != "yanked" and v["upstream"] == entry.upstream]
+        if live:
+            print(f"    use another version: {', '.join(v['version'] for v in live)}")
+        print()
+    print(f"{rec.get('title') or entry.id}")
+    if rec.get("summary"):
+        print(f"  {rec['summary']}")
+    print()
+    arch = rec.get("architecture") or {}
+    pkg = rec.get("package") or {}
+    art = pkg.get("artefact") or {}
+    lines = [
+        ("ref", entry.qualified_ref),
+        ("status", entry.status + (f" ({entry.status_reason})" if entry.status_reason else "")),
+        ("modality", ", ".join(rec.get("modality") or []) or "-"),
+        ("anatomy", ", ".join(rec.get("anatomy") or []) or "-"),
+        ("architecture", " / ".join(str(arch[k]) for k in ("family", "name") if arch.get(k)) or "-"),
+        ("license", rec.get("license") or "-"),
+        ("package", f"{pkg.get('format', '?')}, "
+                    + (f"sha256 {str(art['sha256'])[:12]}..." if art.get("sha256") else "not pinned (never run)")
+                    + (f", {art['size']} bytes" if art.get("size") else "")),
+        ("artefact", entry.artefact_state),
+    ]
     if tests:
         t = tests[0]
-        print(f"{'last test:':<17}{'passed' if t['passed'] else 'FAILED'} at {t['finished']}"
-              + (f": {t['reason']}" if t["reason"] else ""))
-    print("record:")
-    print(json.dumps(rec, indent=2))
+        lines.append(("last test", f"{'passed' if t['passed'] else 'FAILED'} at {t['finished']}"
+                      + (f": {t['reason']}" if t["reason"] else "") + f" (this upstream's package)"))
+    else:
+        lines.append(("last test", "none for this upstream's package"))
+    lines.append(("versions", ", ".join(f"{v['upstream']}/{v['version']} ({v['status']})" for v in versions)))
+    if entry.shadows:
+        lines.append(("shadows", f"{', '.join(entry.shadows)} (same id, lower priority)"))
+    for k, v in lines:
+        print(f"{k + ':':<14}{v}")
+    print()
+    params = parameter_rows(entry.record.inputs)
+    print("parameters:" + ("" if params else " none"))
+    if params:
+        _indented_table(params, ["name", "type", "default", "allowed", "description"])
+    print("outputs:")
+    _indented_table(output_rows(list(entry.record.outputs)), ["name", "kind", "dims", "shape", "dtype", "range",
+                                                             "spacing_mm"])
+    print()
+    print(f"the full record and state: `synthmed show {entry.qualified_ref} --json`")
     return 0
 
 
@@ -287,10 +400,12 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--upstream")
     p.add_argument("--rank", metavar="METRIC", help="order by a metric (e.g. FID), best first")
     p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--runnable", action="store_true",
+                   help="only models this site can run now: pinned, not yanked, allow_code, package in the store")
     add_json_flag(p)
     p.set_defaults(func=cmd_search)
 
-    p = sub.add_parser("show", help="one model: its full record and state")
+    p = sub.add_parser("show", help="one model: a summary (parameters, outputs, state, last test); --json: all")
     p.add_argument("ref", help="ID, ID@VERSION, UPSTREAM/ID or UPSTREAM/ID@VERSION")
     add_json_flag(p)
     p.set_defaults(func=cmd_show)
