@@ -2,12 +2,17 @@
 
 Each encoder is ``write_<format>(path, sample, ctx)``: it writes one sample of one output
 (an array without the batch axis, in any layout :func:`synthmed.registry.outputs.canonical`
-accepts) to ``path``, a new file; :class:`synthmed.output_folder.OutputFolder` picks the
+accepts) to ``path``, a new file (a new folder for a DICOM volume); :class:`synthmed.output_folder.OutputFolder` picks the
 path, the temporary name and the rename. Pixels are made by
 :func:`synthmed.registry.outputs.to_bits`; when a sample is scaled from its value range the
 encoder records the scaling in ``ctx.run["scaling"][output]`` (DICOM also stores it as a
-rescale slope and intercept). A volume is written with its slice axis (axis 0 of the
-canonical layout) as NIfTI's first axis and as DICOM's frames.
+rescale slope and intercept).
+
+A volume (canonical ``(slices, rows, cols)``, ``spacing_mm`` ``[slice, row, col]``) is
+written in NIfTI's index order, voxel ``(i, j, k)`` = (column, row, slice), with an affine
+to RAS+ mm along the output's ``orientation`` (:data:`DEFAULT_ORIENTATION`); in DICOM it is
+a folder of per-slice images with the same geometry (:func:`write_dicom_series`), and a mask
+is a DICOM SEG referencing the image of the same sample (:func:`write_dicom_seg`).
 
 Every file says it is synthetic: NIfTI in ``descrip`` and ``intent_name``, DICOM in its
 description, comments, conversion type and a private ``SYNTHMED`` block.

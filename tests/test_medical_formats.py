@@ -198,6 +198,23 @@ def test_dicom_masks_are_seg_referencing_their_images(written: dict[str, Any]) -
             for r in item.ReferencedInstanceSequence} == {img2.SOPInstanceUID}
 
 
+def test_dicom_window_and_orientation_from_the_record(tmp_path: Path) -> None:
+    m = phantom(tmp_path, volume={"orientation": "RAS", "window": {"center": 50, "width": 350}})
+    m.generate_to(tmp_path / "d", 1, format="dicom", seed=1, **PARAMS)
+    series = _series(tmp_path / "d" / "volume" / "000000")
+    first = series[0]
+    assert (float(first.WindowCenter), float(first.WindowWidth)) == (50.0, 350.0)
+    assert [float(x) for x in first.ImageOrientationPatient] == [-1, 0, 0, 0, -1, 0]  # RAS in LPS terms
+    positions = np.array([[float(x) for x in d.ImagePositionPatient] for d in series])
+    assert np.allclose(np.diff(positions, axis=0), [0, 0, 3.0])
+    # the 2D CT slice has the default window of a head record (brain 40/80)
+    import pydicom
+
+    img = pydicom.dcmread(tmp_path / "d" / "image" / "000000.dcm")
+    assert (float(img.WindowCenter), float(img.WindowWidth)) == (40.0, 80.0)
+    assert list(img.PatientOrientation) == ["L", "P"]
+
+
 def test_dicom_mask_without_its_image_falls_back_with_a_note(tmp_path: Path) -> None:
     import pydicom
 
