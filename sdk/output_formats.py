@@ -327,17 +327,23 @@ def _set_window(ds: Any, ctx: WriteContext) -> None:
         ds.WindowWidth = DSfloat(win[1], auto_format=True)
 
 
-def _mask_source(ctx: WriteContext) -> str | None:
-    """The output a mask segments: the record output's ``segments`` when given, else the
-    first image or volume output of the same dims and shape."""
+def _mask_source(ctx: WriteContext) -> tuple[str | None, str]:
+    """(the output a mask segments, or None and why not): the record output's ``segments``
+    when given, else the first image or volume output of the same dims and shape."""
+    spec = ctx.spec
     out = _record_output(ctx)
+    specs = {o.name: o for o in output_specs(ctx.record.outputs)}
+    same = [o for o in specs.values() if o.name != spec.name and o.dims == spec.dims
+            and o.shape[:o.dims] == spec.shape[:spec.dims]]
     if out.get("segments"):
-        return str(out["segments"])
-    for other in output_specs(ctx.record.outputs):
-        if other.kind in ("image", "volume") and other.dims == ctx.spec.dims and \
-                other.shape[:other.dims] == ctx.spec.shape[:ctx.spec.dims]:
-            return other.name
-    return None
+        name = str(out["segments"])
+        if name not in {o.name for o in same}:
+            return None, f"the output it segments, {name!r}, has another shape"
+        return name, ""
+    for o in same:
+        if o.kind in ("image", "volume"):
+            return o.name, ""
+    return None, "the record names no image output of the same shape that it segments"
 
 
 def dicom_is_series(spec: OutputSpec) -> bool:
@@ -352,13 +358,13 @@ def write_dicom(path: str, arr: np.ndarray, ctx: WriteContext) -> None:
     that image; other 2D outputs are Secondary Capture images."""
     spec = ctx.spec
     if spec.kind == "mask":
-        source = _mask_source(ctx)
+        source, why = _mask_source(ctx)
         src_path = ctx.sources.get(source) if source else None
         if src_path and os.path.exists(src_path):
             write_dicom_seg(path, arr, ctx, src_path)
             return
-        why = (f"output {source!r} (the image it segments) was not written as DICOM in this run" if source
-               else "the record names no image output it segments")
+        if source:
+            why = f"output {source!r} (the image it segments) was not written as DICOM in this run"
         ctx.run.setdefault("dicom", {}).setdefault("notes", {})[spec.name] = (
             f"written as a plain DICOM image, not a DICOM SEG: {why}")
     if dicom_is_series(spec):
@@ -442,7 +448,7 @@ def write_dicom_series(path: str, arr: np.ndarray, ctx: WriteContext) -> None:
     pixels, bits, signed, scaling, color = _dicom_pixels(a, spec, ctx)
     modality = _dicom_modality(record)
     sop_class = {"CT": puid.CTImageStorage, "MR": puid.MRImageStorage}.get(modality, puid.SecondaryCaptureImageStorage)
-    if color:
+    if color or spec.kind != "volume":  # labels and other values are no CT numbers or MR signal
         sop_class = puid.SecondaryCaptureImageStorage
     orientation = orientation_of(_record_output(ctx))
     iop, positions = _lps_geometry(spec, orientation, a.shape)

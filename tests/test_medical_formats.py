@@ -97,6 +97,9 @@ def test_orientation_and_window_in_the_schema(tmp_path: Path) -> None:
     data["outputs"][2].update(orientation="RAS", window={"center": 40, "width": 80})
     data["outputs"][3]["segments"] = "volume"
     to_record(data, "ok.json")
+    data["outputs"][3]["segments"] = "volume_mask"
+    with pytest.raises(RecordError, match="names no other output"):
+        to_record(data, "bad.json")
     for bad in ({"orientation": "LLS"}, {"orientation": "ras"}, {"window": {"center": 1}},
                 {"window": {"center": 1, "width": 0}}):
         d = json.loads(RECORD.read_text())
@@ -218,7 +221,8 @@ def test_dicom_window_and_orientation_from_the_record(tmp_path: Path) -> None:
 def test_dicom_mask_without_its_image_falls_back_with_a_note(tmp_path: Path) -> None:
     import pydicom
 
-    m = phantom(tmp_path, volume_mask={"segments": "nothing"})
+    # the record says the 3D mask segments the 2D image: no SEG can refer to it
+    m = phantom(tmp_path, volume_mask={"segments": "image"})
     m.generate_to(tmp_path / "d", 1, format="dicom", seed=1, **PARAMS)
     side = json.loads((tmp_path / "d" / "synthmed.json").read_text())
     assert "not a DICOM SEG" in side["run"]["dicom"]["notes"]["volume_mask"]
