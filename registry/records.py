@@ -126,6 +126,13 @@ def _semantic_checks(data: Mapping[str, Any], where: str, relpath: str | None) -
         except ValueError as exc:
             if not any(p.json_path == "$.version" for p in problems):
                 bad("$.version", str(exc))
+    # a mask's "segments" names another output of this record (the image a DICOM SEG refers to)
+    outs = [o for o in data.get("outputs") or [] if isinstance(o, Mapping)]
+    names = {o.get("name") for o in outs}
+    for i, o in enumerate(outs):
+        target = o.get("segments")
+        if isinstance(target, str) and (target not in names or target == o.get("name")):
+            bad(f"$.outputs[{i}].segments", f"names no other output of this record: {target!r}")
     # licence
     lic = data.get("license")
     if isinstance(lic, str):

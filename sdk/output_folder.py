@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +33,7 @@ from synthmed.registry.outputs import OutputSpec, output_specs
 from synthmed.registry.records import Record
 from synthmed.registry.stamps import synthmed_version
 
-from .output_formats import AUTO_FORMATS, ENCODERS, EXTENSIONS, FORMATS, SYNTHETIC_NOTE, WriteContext
+from .output_formats import AUTO_FORMATS, ENCODERS, EXTENSIONS, FORMATS, SYNTHETIC_NOTE, WriteContext, dicom_is_series
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,9 @@ class OutputFolder:
         self.specs: list[OutputSpec] = output_specs(self.record.outputs)
         # per output: "auto" picks PNG for 2D outputs and NIfTI for volumes
         self.formats = {sp.name: AUTO_FORMATS[sp.dims] if self.fmt == "auto" else self.fmt for sp in self.specs}
-        self.exts = {name: EXTENSIONS[f] for name, f in self.formats.items()}
+        # a DICOM volume is a folder of per-slice files: DIR/<output>/000017/0001.dcm ...
+        self.exts = {s.name: "" if self.formats[s.name] == "dicom" and dicom_is_series(s) else EXTENSIONS[self.formats[s.name]]
+                     for s in self.specs}
         self.sidecar_path = self.folder / SIDECAR
         self._dirs = {s.name: os.fspath(self.folder / s.name) for s in self.specs}
         self.run: dict[str, Any] = {}
@@ -109,7 +112,7 @@ class OutputFolder:
         return os.path.join(self._dirs[name], f"{index:0{INDEX_DIGITS}d}{self.exts[name]}")
 
     def is_complete(self, index: int) -> bool:
-        return all(os.path.isfile(self._path(s.name, index)) for s in self.specs)
+        return all(os.path.exists(self._path(s.name, index)) for s in self.specs)
 
     # -- sidecar --
     def _identity(self) -> dict[str, Any]:
@@ -128,7 +131,10 @@ class OutputFolder:
         for s in self.specs:
             for stale in (self.folder / s.name).iterdir():
                 if _TMP.match(stale.name):
-                    stale.unlink(missing_ok=True)
+                    if stale.is_dir() and not stale.is_symlink():
+                        shutil.rmtree(stale, ignore_errors=True)
+                    else:
+                        stale.unlink(missing_ok=True)
         existing = self.read_sidecar()
         if existing is not None:
             old = {"model": existing.get("model", {}).get("ref"), "sha256": existing.get("model", {}).get("sha256"),
@@ -217,24 +223,33 @@ class OutputFolder:
 
     # -- samples --
     def write(self, index: int, sample: Mapping[str, np.ndarray]) -> None:
-        """Write one sample's outputs (arrays without the batch axis)."""
-        for series, spec in enumerate(self.specs, start=1):
+        """Write one sample's outputs (arrays without the batch axis); masks after the
+        other outputs, so a DICOM SEG can refer to the image it segments."""
+        numbered = list(enumerate(self.specs, start=1))
+        numbered.sort(key=lambda ns: ns[1].kind == "mask")
+        sources = {s.name: self._path(s.name, index) for s in self.specs}
+        for series, spec in numbered:
             encode = ENCODERS[self.formats[spec.name]]
             final = self._path(spec.name, index)
-            if os.path.isfile(final):
+            if os.path.exists(final):
                 continue
             # the temporary name keeps the extension (nibabel picks the format from it)
             tmp = os.path.join(self._dirs[spec.name], f".{index:0{INDEX_DIGITS}d}.tmp-{os.getpid()}{self.exts[spec.name]}")
             ctx = WriteContext(self.record, index, self.seed + index, spec,
-                               {**self.options, "series_number": series}, self.run)
+                               {**self.options, "series_number": series}, self.run,
+                               sources={k: v for k, v in sources.items()
+                                        if k != spec.name and self.formats[k] == self.formats[spec.name]})
             try:
                 encode(tmp, sample[spec.name], ctx)
                 os.replace(tmp, final)
             except BaseException:
-                try:
-                    os.unlink(tmp)
-                except FileNotFoundError:
-                    pass
+                if os.path.isdir(tmp) and not os.path.islink(tmp):
+                    shutil.rmtree(tmp, ignore_errors=True)
+                else:
+                    try:
+                        os.unlink(tmp)
+                    except FileNotFoundError:
+                        pass
                 raise
 
     def write_batch(self, indices: Sequence[int], outputs: Mapping[str, np.ndarray]) -> None:

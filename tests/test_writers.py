@@ -71,14 +71,15 @@ def test_nifti_carries_spacing(tmp_path: Path, pkgs) -> None:
     want = m.sample(2, seed=3)
     m.generate_to(tmp_path / "nii", 2, format="nifti", seed=3)
     img = nib.load(str(tmp_path / "nii" / "volume" / "000001.nii.gz"))
-    assert img.shape == (6, 5, 4)
-    assert np.allclose(img.header.get_zooms(), (0.5, 0.75, 2.0))
-    assert np.allclose(np.diag(img.affine)[:3], (0.5, 0.75, 2.0))
+    # NIfTI's index order (col, row, slice); zooms in that order (tests/test_medical_formats.py: the affine)
+    assert img.shape == (4, 5, 6)
+    assert np.allclose(img.header.get_zooms(), (2.0, 0.75, 0.5))
+    assert np.allclose(np.abs(np.diag(img.affine))[:3], (2.0, 0.75, 0.5))
     assert img.header.get_xyzt_units()[0] == "mm"
     assert b"SYNTHETIC" in img.header["descrip"].tobytes()
-    assert np.array_equal(np.asarray(img.dataobj), want["volume"][1])
+    assert np.array_equal(np.asarray(img.dataobj).transpose(2, 1, 0), want["volume"][1])
     mask = nib.load(str(tmp_path / "nii" / "mask" / "000000.nii.gz"))
-    assert np.array_equal(np.asarray(mask.dataobj), want["mask"][0])
+    assert np.array_equal(np.asarray(mask.dataobj).transpose(2, 1, 0), want["mask"][0])
 
 
 def test_dicom_opens_with_synthetic_markers(tmp_path: Path, pkgs) -> None:
@@ -111,21 +112,24 @@ def test_dicom_opens_with_synthetic_markers(tmp_path: Path, pkgs) -> None:
     assert ds3.SeriesInstanceUID == series
 
 
-def test_dicom_volume_is_multiframe_with_spacing(tmp_path: Path, pkgs) -> None:
+def test_dicom_volume_is_a_slice_series_and_its_mask_a_seg(tmp_path: Path, pkgs) -> None:
     import pydicom
 
     m = model(pkgs, "vol")
     want = m.sample(1, seed=9)
     m.generate_to(tmp_path / "d3", 1, format="dicom", seed=9)
-    ds = pydicom.dcmread(tmp_path / "d3" / "mask" / "000000.dcm")
-    assert int(ds.NumberOfFrames) == 6 and (ds.Rows, ds.Columns) == (5, 4)
-    assert [float(x) for x in ds.PixelSpacing] == [0.75, 2.0] and float(ds.SliceThickness) == 0.5
-    assert np.array_equal(ds.pixel_array, want["mask"][0])
-    vol = pydicom.dcmread(tmp_path / "d3" / "volume" / "000000.dcm")
+    files = sorted((tmp_path / "d3" / "volume" / "000000").iterdir())
+    assert [f.name for f in files] == [f"{k:04d}.dcm" for k in range(1, 7)]
+    vol = [pydicom.dcmread(f) for f in files]
+    assert (vol[0].Rows, vol[0].Columns) == (5, 4) and vol[0].Modality == "MR"
+    assert [float(x) for x in vol[0].PixelSpacing] == [0.75, 2.0] and float(vol[0].SliceThickness) == 0.5
     # float volume: 16-bit pixels with a rescale back to the value range
-    real = vol.pixel_array * float(vol.RescaleSlope) + float(vol.RescaleIntercept)
+    real = np.stack([d.pixel_array * float(d.RescaleSlope) + float(d.RescaleIntercept) for d in vol])
     assert np.allclose(real, want["volume"][0], atol=1.0 / 65535 + 1e-6)
-    assert vol.ConversionType == "SYN"
+    assert vol[0].ConversionType == "SYN"
+    seg = pydicom.dcmread(tmp_path / "d3" / "mask" / "000000.dcm")
+    assert seg.Modality == "SEG" and int(seg.NumberOfFrames) == 6 and (seg.Rows, seg.Columns) == (5, 4)
+    assert seg.StudyInstanceUID == vol[0].StudyInstanceUID
 
 
 def test_sidecar_and_resume_without_duplicates(tmp_path: Path, pkgs) -> None:
