@@ -320,13 +320,17 @@ class Generators:
                                params=kwargs, transform=transform, **loader_kwargs)
 
     def visualize(self, model_id: str, num_samples: int = 16, output_path: str | Path | None = None,
-                  seed: int = 0, **kwargs: Any) -> Path:
-        """Write a grid of samples to a PNG (default ``output/<model_id>-grid.png``) and return its path."""
+                  seed: int = 0, *, outputs: Any = None, side_by_side: bool = False, overlay: bool = True,
+                  window: Any = None, **kwargs: Any) -> Path:
+        """Write a grid of samples to a PNG (default ``output/<model_id>-grid.png``) and return its path;
+        ``outputs``, ``side_by_side``, ``overlay`` and ``window`` as :func:`synthmed.datasets.visualize`,
+        other keywords are the model's parameters."""
         from .datasets import visualize
 
         model = self.get_model(model_id)
         path = Path(output_path) if output_path is not None else Path("output") / f"{model.id}-grid.png"
-        return visualize(model.spec(), path, num_samples, seed=seed, params=kwargs)
+        return visualize(model.spec(), path, num_samples, seed=seed, params=kwargs, outputs=outputs,
+                         side_by_side=side_by_side, overlay=overlay, window=window)
 
     # ------------------------------------------------------ testing, contributing ---
 
