@@ -179,9 +179,10 @@ class Model:
             options["window"] = parse_window(window)
         out = OutputFolder(Path(folder), self.record, format, seed, dict(checked), options, upstream=self.upstream,
                            runner_info=runner.info, outputs=outputs)
-        for name, why in out.left_out.items():
-            if why != "not selected":
-                log.warning("%s: output %r not written (%s)", self.ref, name, why)
+        volumes = [name for name, why in out.left_out.items() if why != "not selected"]
+        if volumes:
+            log.warning("%s: %s not written as PNG (3D volumes; use format nifti, dicom or npy for them)",
+                        self.ref, ", ".join(volumes))
         out.open(n)
         started = time.monotonic()
         written = skipped = 0
