@@ -45,9 +45,12 @@ Previews
 :func:`preview_plane` is the plane of one sample that is shown: an image itself, a
 volume's middle slice along :data:`SLICE_AXIS` (``sample[slices // 2]``); colour stays
 colour (RGB; alpha dropped), any other channel count shows its first channel.
-:func:`preview` maps that plane to 8 bits for display through the ``value_range`` window
-(the data's min..max when the range is empty; NaN and infinities show as the window's
-low end). :func:`grid` tiles previews (tiny ones enlarged) and :func:`save_grid` writes
+:func:`preview` maps that plane to 8 bits for display through :func:`display_range`: the
+output's window for one-channel images with one (the record's ``window``, else
+:func:`default_window`: CT in HU gets a brain or soft-tissue window), else ``value_range``
+(the data's min..max when the range is empty; NaN and infinities show as the low end).
+:func:`overlay` tints and outlines masks and label maps in :data:`PALETTE` colours;
+:func:`upscale` enlarges by a whole factor (nearest neighbour) for ``visualize``. :func:`grid` tiles previews (tiny ones enlarged) and :func:`save_grid` writes
 the grid as a PNG: the report's sample grids and ``visualize`` are both made this way.
 """
 
