@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 #: keyword arguments of generate() that synthmed takes for itself, unless the model's
 #: inputs declare a parameter of that name
-RUN_KWARGS = ("seed", "batch_size", "device", "mode", "format", "bit_depth", "timeout_s")
+RUN_KWARGS = ("seed", "batch_size", "device", "mode", "format", "bit_depth", "outputs", "window", "timeout_s")
 
 
 @dataclass
@@ -245,7 +245,8 @@ class Generators:
         installs into the current environment; a model whose requirements are not met
         here runs in a worker with its own environment. Other keyword arguments are the
         model's parameters (checked against its inputs), plus ``seed`` (default 0),
-        ``batch_size``, ``device``, ``mode``, ``format`` and ``bit_depth``.
+        ``batch_size``, ``device``, ``mode``, ``format``, ``bit_depth``, ``outputs`` and
+        ``window`` (as :meth:`synthmed.site.Model.generate_to`).
         """
         if is_gen_function_returned:
             return self.get_generate_function(model_id, num_samples, output_path, save_images=save_images, **kwargs)
@@ -254,13 +255,16 @@ class Generators:
         seed = seed_value(run.pop("seed", 0))
         fmt = run.pop("format", None)
         bit_depth = run.pop("bit_depth", None)
+        selected = run.pop("outputs", None)
+        window = run.pop("window", None)
         if run:
             model = model.with_options(**run)
         if not save_images:
             samples = model.sample(num_samples, seed=seed, **params)
             return to_medigan_list(samples, model.outputs)
         folder = Path(output_path) if output_path is not None else Path("output") / model.id
-        result = model.generate_to(folder, num_samples, format=fmt or "auto", seed=seed, bit_depth=bit_depth, **params)
+        result = model.generate_to(folder, num_samples, format=fmt or "auto", seed=seed, bit_depth=bit_depth,
+                                    outputs=selected, window=window, **params)
         log.info("%s: %d samples in %s (%d written, %d already there)", model.ref, num_samples, folder,
                  result.written, result.skipped)
         return folder

@@ -287,3 +287,16 @@ def test_cli_generate_outputs_and_png_volumes(phantom: Model, tmp_path: Path, mo
                  "--no-progress"]) == 1
     err = capsys.readouterr().err
     assert "no output 'nope'" in err and "volume_mask" in err
+
+
+def test_generators_generate_passes_outputs_and_window(phantom: Model, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from synthmed.generators import Generators
+
+    g = Generators.__new__(Generators)
+    monkeypatch.setattr(Generators, "get_model", lambda self, model_id: Model(phantom.package, INLINE), raising=False)
+    folder = g.generate("phantom-lesion", num_samples=1, output_path=tmp_path / "g", outputs="image",
+                        window=(40, 400), dims=2)
+    assert _files(Path(folder)) == {"image": ["000000.png"]}
+    side = json.loads((Path(folder) / "synthmed.json").read_text())
+    assert side["options"]["window"] == {"center": 40.0, "width": 400.0} and side["params"]["dims"] == 2
