@@ -26,7 +26,7 @@ import numpy as np
 
 from .errors import SynthmedError
 from .modeltest_checks import CheckResult
-from .outputs import OutputSpec, preview, save_grid
+from .outputs import OutputSpec, preview, save_grid, upscale, upscale_factor
 from .schemas_io import validate_against
 from .stamps import synthmed_version, utcnow
 
@@ -171,14 +171,16 @@ def write_sample_grid(samples: Mapping[str, np.ndarray], outputs: Sequence[Mappi
                       max_samples: int = GRID_MAX) -> Path | None:
     """A PNG grid of up to ``max_samples`` samples of the first output: the
     :func:`~synthmed.registry.outputs.preview` of each (a volume's middle slice along its
-    slice axis, as ``visualize`` shows it), tiled by :func:`~synthmed.registry.outputs.save_grid`."""
+    slice axis, windowed and enlarged as ``visualize`` shows it), tiled by :func:`~synthmed.registry.outputs.save_grid`."""
     if not outputs:
         return None
     spec = OutputSpec.from_record(outputs[0])
     arr = samples.get(spec.name)
     if arr is None or arr.ndim < 2 or arr.shape[0] == 0:
         return None
-    return save_grid([preview(arr[i], spec) for i in range(min(len(arr), max_samples))], path)
+    # enlarged as `visualize` enlarges them (nearest neighbour, to at least TILE_MIN pixels)
+    tiles = [preview(arr[i], spec) for i in range(min(len(arr), max_samples))]
+    return save_grid([upscale(t, upscale_factor(t.shape)) for t in tiles], path)
 
 
 # --- writing ------------------------------------------------------------------------

@@ -18,14 +18,17 @@ import logging
 import math
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
 from synthmed.registry.errors import ConfigError
-from synthmed.registry.outputs import OutputSpec, preview, save_grid
+from synthmed.registry.outputs import (OutputSpec, display_range, label_plane, parse_window, record_specs,
+                                       preview_plane, save_grid, to_uint8, upscale, upscale_factor)
+from synthmed.registry.outputs import TILE_MIN
+from synthmed.registry.outputs import overlay as overlay_masks
 from synthmed.registry.runner import CheckedParams, Runner, check_params
 
 from .site import ModelSpec, sample_count, seed_value
@@ -173,18 +176,38 @@ def _check_png_path(path: Path) -> None:
 
 def visualize(spec: ModelSpec, path: Path | str, num_samples: int = 16, *, seed: int = 0,
               params: Mapping[str, Any] | None = None, output: str | None = None,
-              progress: Callable[[int, int], None] | None = None) -> Path:
-    """Write a grid of ``num_samples`` samples of one output (the first by default) to a PNG:
-    :func:`synthmed.registry.outputs.preview` of each (a volume shows its middle slice
-    along the slice axis, as in the test reports' grids), tiled by
-    :func:`synthmed.registry.outputs.save_grid`."""
+              outputs: Sequence[str] | str | None = None, side_by_side: bool = False, overlay: bool = True,
+              window: Any = None, progress: Callable[[int, int], None] | None = None) -> Path:
+    """Write a grid of ``num_samples`` samples to a PNG and return its path.
+
+    Shown: ``outputs`` (names, or "a,b"), else ``output``, else the first output. Each
+    shown output is a column, each sample a row (one output alone fills a square-ish
+    grid). A volume shows its middle slice along the slice axis (as the test reports'
+    grids). One-channel images go through their window (``window=(C, W)`` or "C,W", else
+    the record's, else CT's default, see :func:`synthmed.registry.outputs.default_window`).
+    Masks and label maps with the same dims and shape as a shown image are overlaid on it
+    in colour with outlines (``overlay=False`` to not); ``side_by_side=True`` shows them
+    as their own column beside the image instead. Small samples are enlarged (nearest
+    neighbour, a whole factor) to at least :data:`synthmed.registry.outputs.TILE_MIN`
+    pixels. Models that take images as inputs will show those beside the outputs the
+    same way; no model takes image inputs yet. ``progress(done, total)`` is called after
+    each batch.
+    """
     num_samples, seed = sample_count(num_samples, minimum=1), seed_value(seed)
     _check_png_path(Path(path))  # before any model runs
     record = spec.record
-    outs = {str(o["name"]): o for o in record.outputs}
-    name = output or next(iter(outs))
-    if name not in outs:
-        raise KeyError(f"{record.ref} has no output {name!r} (it has {', '.join(outs)})")
+    specs = {s.name: s for s in record_specs(record)}
+    if outputs is not None:
+        names = [n.strip() for n in outputs.split(",")] if isinstance(outputs, str) else [str(n) for n in outputs]
+        names = list(dict.fromkeys(n for n in names if n))
+    else:
+        names = [output or next(iter(specs))]
+    unknown = [n for n in names if n not in specs]
+    if unknown or not names:
+        raise ConfigError(f"{record.ref} has no output {', '.join(map(repr, unknown)) or '(none given)'}",
+                          hint=f"its outputs are: {', '.join(specs)}")
+    win = parse_window(window) if window is not None else None
+    columns = _columns([specs[n] for n in names], list(specs.values()), side_by_side=side_by_side, overlay=overlay)
     runner = spec.open()
     try:
         checked = check_params(record, params)
@@ -198,5 +221,51 @@ def visualize(spec: ModelSpec, path: Path | str, num_samples: int = 16, *, seed:
         samples = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     finally:
         runner.close()
-    shown = OutputSpec.from_record(outs[name])
-    return save_grid([preview(samples[name][i], shown) for i in range(num_samples)], path)
+    # every tile enlarged by a whole factor to about the same size, at least TILE_MIN
+    side = max([TILE_MIN] + [max(c[0].plane().shape[:2], default=1) for c in columns])
+    tiles = []
+    for i in range(num_samples):
+        for shown, masks in columns:
+            tiles.append(_tile(samples, i, shown, masks, win, side))
+    return save_grid(tiles, path, cols=len(columns) if len(columns) > 1 else None)
+
+
+def _columns(shown: list[OutputSpec], every: list[OutputSpec], *, side_by_side: bool,
+             overlay: bool) -> list[tuple[OutputSpec, list[OutputSpec]]]:
+    """The columns of a visualize grid: each shown output with the masks drawn over it."""
+    def belongs(m: OutputSpec, img: OutputSpec) -> bool:
+        return m.is_mask and not img.is_mask and m.dims == img.dims and m.shape[:img.dims] == img.shape[:img.dims]
+
+    columns: list[tuple[OutputSpec, list[OutputSpec]]] = []
+    drawn: set[str] = set()
+    for s in shown:
+        if s.is_mask:
+            continue
+        masks = [m for m in every if belongs(m, s)] if overlay and not side_by_side else []
+        drawn |= {m.name for m in masks}
+        columns.append((s, masks))
+        if side_by_side:
+            # the masks of this image in their own columns beside it
+            for m in every:
+                if belongs(m, s) and m.name not in drawn:
+                    drawn.add(m.name)
+                    columns.append((m, []))
+    for s in shown:
+        if s.is_mask and s.name not in drawn:
+            columns.append((s, []))
+    return columns
+
+
+def _tile(samples: Mapping[str, np.ndarray], i: int, shown: OutputSpec, masks: list[OutputSpec],
+          window: tuple[float, float] | None, side: int) -> np.ndarray:
+    """One picture of one output of sample ``i``: windowed, enlarged to the common tile
+    size, masks overlaid (a mask alone shows its labels in colour on black)."""
+    plane = preview_plane(samples[shown.name][i], shown)
+    factor = upscale_factor(plane.shape, side)
+    if shown.is_mask:
+        labels = upscale(label_plane(samples[shown.name][i], shown), factor)
+        return overlay_masks(np.zeros(labels.shape, dtype=np.uint8), labels, alpha=1.0)
+    picture = upscale(to_uint8(plane, display_range(shown, window)), factor)
+    for m in masks:
+        picture = overlay_masks(picture, upscale(label_plane(samples[m.name][i], m), factor))
+    return picture

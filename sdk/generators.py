@@ -41,7 +41,8 @@ log = logging.getLogger(__name__)
 
 #: keyword arguments of generate() that synthmed takes for itself, unless the model's
 #: inputs declare a parameter of that name
-RUN_KWARGS = ("seed", "batch_size", "device", "mode", "format", "bit_depth", "timeout_s", "progress")
+RUN_KWARGS = ("seed", "batch_size", "device", "mode", "format", "bit_depth", "outputs", "window", "timeout_s",
+              "progress")
 
 
 @dataclass
@@ -250,9 +251,9 @@ class Generators:
         installs into the current environment; a model whose requirements are not met
         here runs in a worker with its own environment. Other keyword arguments are the
         model's parameters (checked against its inputs), plus ``seed`` (default 0),
-        ``batch_size``, ``device``, ``mode``, ``format``, ``bit_depth`` and ``progress``
-        (a bar on stderr when it is a terminal; ``progress=False`` for none, see
-        :mod:`synthmed.progress`).
+        ``batch_size``, ``device``, ``mode``, ``format``, ``bit_depth``, ``outputs`` and
+        ``window`` (as :meth:`synthmed.site.Model.generate_to`), and ``progress`` (a bar on
+        stderr when it is a terminal; ``progress=False`` for none, see :mod:`synthmed.progress`).
         """
         if is_gen_function_returned:
             return self.get_generate_function(model_id, num_samples, output_path, save_images=save_images, **kwargs)
@@ -262,6 +263,8 @@ class Generators:
         fmt = run.pop("format", None)
         bit_depth = run.pop("bit_depth", None)
         bar = progress_bar(run.pop("progress", self.progress), model.ref)
+        selected = run.pop("outputs", None)
+        window = run.pop("window", None)
         if run:
             model = model.with_options(**run)
         if not save_images:
@@ -269,7 +272,7 @@ class Generators:
             return to_medigan_list(samples, model.outputs)
         folder = Path(output_path) if output_path is not None else Path("output") / model.id
         result = model.generate_to(folder, num_samples, format=fmt or "auto", seed=seed, bit_depth=bit_depth,
-                                   progress=bar, **params)
+                                   progress=bar, outputs=selected, window=window, **params)
         log.info("%s: %d samples in %s (%d written, %d already there)", model.ref, num_samples, folder,
                  result.written, result.skipped)
         return folder
@@ -329,15 +332,19 @@ class Generators:
                                params=kwargs, transform=transform, **loader_kwargs)
 
     def visualize(self, model_id: str, num_samples: int = 16, output_path: str | Path | None = None,
-                  seed: int = 0, progress: ProgressArg = None, **kwargs: Any) -> Path:
-        """Write a grid of samples to a PNG (default ``output/<model_id>-grid.png``) and return its path.
-        ``progress``: a bar on stderr when it is a terminal (None), never (False), always (True)."""
+                  seed: int = 0, *, outputs: Any = None, side_by_side: bool = False, overlay: bool = True,
+                  window: Any = None, progress: ProgressArg = None, **kwargs: Any) -> Path:
+        """Write a grid of samples to a PNG (default ``output/<model_id>-grid.png``) and return its path;
+        ``outputs``, ``side_by_side``, ``overlay`` and ``window`` as :func:`synthmed.datasets.visualize`,
+        ``progress``: a bar on stderr when it is a terminal (None), never (False), always (True);
+        other keywords are the model's parameters."""
         from .datasets import visualize
 
         model = self.get_model(model_id)
         path = Path(output_path) if output_path is not None else Path("output") / f"{model.id}-grid.png"
         bar = progress_bar(self.progress if progress is None else progress, f"{model.ref} grid")
-        return visualize(model.spec(), path, num_samples, seed=seed, params=kwargs, progress=bar)
+        return visualize(model.spec(), path, num_samples, seed=seed, params=kwargs, outputs=outputs,
+                         side_by_side=side_by_side, overlay=overlay, window=window, progress=bar)
 
     # ------------------------------------------------------ testing, contributing ---
 

@@ -29,7 +29,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from synthmed.registry.errors import ConfigError
-from synthmed.registry.outputs import OutputSpec, output_specs
+from synthmed.registry.outputs import OutputSpec, record_specs
 from synthmed.registry.records import Record
 from synthmed.registry.stamps import synthmed_version
 
@@ -58,6 +58,43 @@ def _atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+def select_outputs(ref: str, specs: Sequence[OutputSpec], names: Sequence[str] | str | None,
+                   fmt: str) -> tuple[list[OutputSpec], dict[str, str]]:
+    """The outputs a run writes, and those it leaves out with the reason.
+
+    ``names`` (a list, or "a,b" text) picks outputs by name; an unknown name is an error
+    listing the outputs. Without ``names`` every output is written, except that format
+    "png" writes the 2D outputs and leaves the volumes out (they need nifti, dicom or
+    npy); asking for a volume as PNG by name is an error."""
+    by_name = {s.name: s for s in specs}
+    all_names = ", ".join(f"{s.name} ({s.dims}D{', ' + s.kind if s.kind else ''})" for s in specs)
+    if names is not None:
+        wanted = [n.strip() for n in names.split(",")] if isinstance(names, str) else [str(n).strip() for n in names]
+        wanted = list(dict.fromkeys(n for n in wanted if n))
+        if not wanted:
+            raise ConfigError(f"{ref}: no outputs selected", hint=f"its outputs are: {all_names}")
+        unknown = [n for n in wanted if n not in by_name]
+        if unknown:
+            raise ConfigError(f"{ref} has no output{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}",
+                              hint=f"its outputs are: {all_names}")
+        chosen = [s for s in specs if s.name in wanted]
+    else:
+        chosen = list(specs)
+    left_out = {s.name: "not selected" for s in specs if s not in chosen}
+    if fmt == "png":
+        vol = [s for s in chosen if s.dims == 3]
+        if vol and names is not None:
+            raise ConfigError(f"{ref}: output(s) {', '.join(s.name for s in vol)} are 3D volumes; PNG holds 2D images",
+                              hint="use --format nifti, dicom or npy for them (or leave them out of --outputs)")
+        if vol and len(vol) == len(chosen):
+            raise ConfigError(f"{ref}: all its outputs ({', '.join(s.name for s in vol)}) are 3D volumes; "
+                              "PNG holds 2D images", hint="use --format nifti, dicom or npy")
+        for s in vol:
+            left_out[s.name] = "3D volume: PNG holds 2D images; use --format nifti, dicom or npy"
+        chosen = [s for s in chosen if s.dims != 3]
+    return chosen, left_out
+
+
 def _folder_error(folder: Path, exc: OSError) -> ConfigError:
     """A clear error for an output folder that cannot be created or written."""
     blocker = next((p for p in (Path(str(exc.filename or folder)), *Path(str(exc.filename or folder)).parents)
@@ -84,12 +121,15 @@ class OutputFolder:
     options: Mapping[str, Any] = field(default_factory=dict)
     upstream: str | None = None
     runner_info: Mapping[str, Any] = field(default_factory=dict)
+    #: the outputs to write (None: all of them, or with format "png" all 2D ones)
+    outputs: Sequence[str] | None = None
 
     def __post_init__(self) -> None:
         if self.fmt not in FORMATS:
             raise ConfigError(f"unknown output format {self.fmt!r}", hint=f"use one of {', '.join(FORMATS)}")
         self.folder = Path(self.folder)
-        self.specs: list[OutputSpec] = output_specs(self.record.outputs)
+        all_specs = record_specs(self.record)
+        self.specs, self.left_out = select_outputs(self.record.ref, all_specs, self.outputs, self.fmt)
         # per output: "auto" picks PNG for 2D outputs and NIfTI for volumes
         self.formats = {sp.name: AUTO_FORMATS[sp.dims] if self.fmt == "auto" else self.fmt for sp in self.specs}
         # a DICOM volume is a folder of per-slice files: DIR/<output>/000017/0001.dcm ...
@@ -99,11 +139,6 @@ class OutputFolder:
         self._dirs = {s.name: os.fspath(self.folder / s.name) for s in self.specs}
         self.run: dict[str, Any] = {}
         self.num_samples = 0
-        if self.fmt == "png":
-            vol = [s.name for s in self.specs if s.dims == 3]
-            if vol:
-                raise ConfigError(f"{self.record.ref}: output(s) {', '.join(vol)} are 3D volumes; PNG holds 2D images",
-                                  hint="use --format nifti, dicom or npy")
 
     # -- paths --
     # (plain strings in the per-file paths: pathlib interns every path part, so a
@@ -115,10 +150,17 @@ class OutputFolder:
         return all(os.path.exists(self._path(s.name, index)) for s in self.specs)
 
     # -- sidecar --
+    def _options(self) -> dict[str, Any]:
+        """The writing options that change the files (and so belong to a run's identity)."""
+        opts = {k: v for k, v in self.options.items() if k in ("bit_depth", "window")}
+        if "window" in opts:
+            opts["window"] = {"center": float(opts["window"][0]), "width": float(opts["window"][1])}
+        return opts
+
     def _identity(self) -> dict[str, Any]:
         return {"model": self.record.ref, "sha256": self.record.sha256, "file_format": self.fmt,
                 "seed": self.seed, "params": json.loads(json.dumps(dict(self.params), default=str)),
-                "options": {k: v for k, v in self.options.items() if k in ("bit_depth",)}}
+                "options": self._options(), "outputs": [s.name for s in self.specs]}
 
     def open(self, num_samples: int) -> None:
         """Create the folder, or check that an existing one belongs to the same run."""
@@ -139,7 +181,8 @@ class OutputFolder:
         if existing is not None:
             old = {"model": existing.get("model", {}).get("ref"), "sha256": existing.get("model", {}).get("sha256"),
                    "file_format": existing.get("format"), "seed": existing.get("seeds", {}).get("first"),
-                   "params": existing.get("params"), "options": existing.get("options", {})}
+                   "params": existing.get("params"), "options": existing.get("options", {}),
+                   "outputs": [str(o.get("name")) for o in existing.get("outputs", []) if isinstance(o, dict)]}
             new = self._identity()
             diff = [k for k in new if old.get(k) != new[k]]
             if diff and not self._holds_samples(existing):
@@ -202,14 +245,16 @@ class OutputFolder:
                 "license": rec.get("license"),
             },
             "format": self.fmt,
-            "options": {k: v for k, v in self.options.items() if k in ("bit_depth",)},
+            "options": self._options(),
+            "selection": {"outputs": [s.name for s in self.specs], "left_out": dict(self.left_out)},
             "seeds": {"first": self.seed, "last": self.seed + self.num_samples - 1, "rule": "sample i uses seed first+i"},
             "num_samples": self.num_samples,
             "params": json.loads(json.dumps(dict(self.params), default=str)),
             "outputs": [{"name": s.name, "files": f"{s.name}/{'0' * INDEX_DIGITS}{self.exts[s.name]}",
                          "format": self.formats[s.name], "dims": s.dims,
                          "shape": list(s.shape), "dtype": s.dtype, "channels": s.channels,
-                         "value_range": list(s.value_range),
+                         "value_range": list(s.value_range), "kind": s.kind,
+                         **({"window": {"center": s.window[0], "width": s.window[1]}} if s.window else {}),
                          **({"spacing_mm": list(s.spacing_mm)} if s.spacing_mm else {})} for s in self.specs],
             "runner": dict(self.runner_info),
             "run": self.run,

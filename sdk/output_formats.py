@@ -28,7 +28,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from synthmed.registry.errors import ConfigError
-from synthmed.registry.outputs import OutputSpec, canonical, output_specs, to_bits
+from synthmed.registry.outputs import OutputSpec, canonical, output_specs, palette_bytes, to_bits, window_range
 from synthmed.registry.records import Record
 from synthmed.registry.stamps import synthmed_version
 
@@ -51,7 +51,28 @@ class WriteContext:
     sources: Mapping[str, str] = field(default_factory=dict)
 
 
+def png_window(spec: OutputSpec, options: Mapping[str, Any]) -> tuple[float, float] | None:
+    """The window an output's PNG is written through, or None for the plain mapping:
+    ``options["window"]`` (``--window C,W``) or the spec's window (the record's, else
+    the CT default), for one-channel images unless ``bit_depth`` is 16."""
+    if not spec.is_intensity or options.get("bit_depth") == 16:
+        return None
+    w = options.get("window")
+    return tuple(w) if w is not None else spec.window  # type: ignore[return-value]
+
+
 def write_png(path: str, arr: np.ndarray, ctx: WriteContext) -> None:
+    """One 2D sample as a PNG:
+
+    - a CT image (or any one-channel image with a window): 8 bits through the window
+      (``options["window"]``, else the record's, else :data:`DEFAULT_CT_WINDOW`); the
+      window used is recorded in ``ctx.run["window"][output]``. ``bit_depth=16`` writes
+      the full value range instead (quantitative use; scaling recorded);
+    - a mask (``kind: mask``): 0 outside, 255 inside;
+    - a label map (``kind: label``): a palette PNG whose pixel values are the labels
+      (colours from :data:`synthmed.registry.outputs.PALETTE`); labels above 255 as 16-bit grey;
+    - anything else: 8 or 16 bits by :func:`synthmed.registry.outputs.to_bits`.
+    """
     from PIL import Image
 
     spec = ctx.spec
@@ -60,8 +81,29 @@ def write_png(path: str, arr: np.ndarray, ctx: WriteContext) -> None:
         raise ConfigError(f"{ctx.record.ref}: output {spec.name!r} is a {spec.dims}D volume; PNG holds 2D images",
                           hint="use --format nifti, dicom or npy for volumes")
     bits = ctx.options.get("bit_depth")
+    if spec.kind == "mask" and a.ndim == 2 and bits != 16:
+        m = a if a.dtype == np.bool_ else (np.where(np.isfinite(a), a, 0) > (0.5 if a.dtype.kind == "f" else 0))
+        Image.fromarray(np.where(m, 255, 0).astype(np.uint8), mode="L").save(path, format="PNG")
+        ctx.run.setdefault("png", {})[spec.name] = {"mask": {"outside": 0, "inside": 255}}
+        return
+    if spec.kind == "label" and a.ndim == 2 and a.size and a.dtype.kind in "biu" and int(a.min()) >= 0 \
+            and int(a.max()) <= 255:
+        img = Image.fromarray(a.astype(np.uint8), mode="P")
+        img.putpalette(palette_bytes())
+        img.save(path, format="PNG")
+        ctx.run.setdefault("png", {})[spec.name] = {"palette": "pixel value = label"}
+        return
     if a.dtype == np.bool_ and a.ndim == 2 and bits is None:
         Image.fromarray(a).save(path, format="PNG")
+        return
+    window = png_window(spec, ctx.options)
+    if window is not None and a.ndim == 2:
+        lo, hi = window_range(window)
+        pixels = np.clip(np.round((np.where(np.isfinite(a), a, lo).astype(np.float64) - lo) / (hi - lo) * 255),
+                         0, 255).astype(np.uint8)
+        Image.fromarray(pixels, mode="L").save(path, format="PNG")
+        ctx.run.setdefault("window", {})[spec.name] = {"center": window[0], "width": window[1],
+                                                        "from": [lo, hi], "to": [0, 255]}
         return
     pixels, got_bits, scaling = to_bits(a, spec, bits)
     if scaling:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import operator
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
@@ -25,6 +25,7 @@ import numpy as np
 
 from synthmed.registry.catalog import Catalog, CatalogEntry
 from synthmed.registry.errors import ConfigError, SiteNotFound
+from synthmed.registry.outputs import parse_window
 from synthmed.registry.packages import VerifiedPackage, prepare, runnable_upstreams
 from synthmed.registry.records import Record
 from synthmed.registry.runner import CheckedParams, EnvOptions, Runner, RunnerOptions, check_params
@@ -66,6 +67,10 @@ class GenerationResult:
     skipped: int
     seconds: float
     sidecar: Path
+    #: the outputs written, and those left out with the reason (not selected, or a
+    #: volume that PNG cannot hold)
+    outputs: list[str] = field(default_factory=list)
+    left_out: dict[str, str] = field(default_factory=dict)
 
     @property
     def samples_per_second(self) -> float:
@@ -140,10 +145,19 @@ class Model:
 
     def generate_to(self, folder: Path | str, n: int, format: str = "auto", seed: int = 0,
                     batch_size: int | None = None, *, bit_depth: int | None = None,
+                    outputs: Sequence[str] | str | None = None, window: Any = None,
                     progress: SampleProgress | None = None, checked: CheckedParams | None = None,
                     **params: Any) -> GenerationResult:
         """Write ``n`` samples to ``folder`` (``<output>/<index>.<ext>`` plus ``synthmed.json``);
         format "auto" writes PNG for 2D outputs and NIfTI for volumes.
+
+        ``outputs`` (names, or "image,mask") writes only those outputs: no file, blank or
+        not, for the others. Without it every output is written, except that format "png"
+        writes the 2D outputs and leaves the volumes out (``result.left_out`` says which,
+        and why). ``window=(center, width)`` (or "C,W") is the display window of
+        one-channel images written as 8-bit PNG (default: the record's window, or for CT
+        :data:`synthmed.registry.outputs.DEFAULT_CT_WINDOW`); ``bit_depth=16`` writes the
+        full value range instead.
 
         Sample i uses seed ``seed + i``; indices already written completely are skipped,
         so an interrupted run resumes without duplicates. Parameters come as keywords, or
@@ -160,8 +174,17 @@ class Model:
             if bit_depth not in (8, 16):
                 raise ConfigError(f"bit depth must be 8 or 16, got {bit_depth}")
             options["bit_depth"] = bit_depth
+        if window is not None:
+            if bit_depth == 16:
+                raise ConfigError("a window maps values onto 8 bits; bit depth 16 keeps the full value range",
+                                  hint="give one of window= (--window) and bit_depth=16 (--bit-depth 16)")
+            options["window"] = parse_window(window)
         out = OutputFolder(Path(folder), self.record, format, seed, dict(checked), options, upstream=self.upstream,
-                           runner_info=runner.info)
+                           runner_info=runner.info, outputs=outputs)
+        volumes = [name for name, why in out.left_out.items() if why != "not selected"]
+        if volumes:
+            log.warning("%s: %s not written as PNG (3D volumes; use format nifti, dicom or npy for them)",
+                        self.ref, ", ".join(volumes))
         out.open(n)
         started = time.monotonic()
         written = skipped = 0
@@ -173,8 +196,8 @@ class Model:
                 todo = [i for i in window if not out.is_complete(i)]
                 skipped += len(window) - len(todo)
                 if todo:
-                    for seeds, outputs in runner.iter_batches([seed + i for i in todo], checked):
-                        out.write_batch([s - seed for s in seeds], outputs)
+                    for seeds, batch in runner.iter_batches([seed + i for i in todo], checked):
+                        out.write_batch([s - seed for s in seeds], batch)
                         written += len(seeds)
                 if progress is not None:
                     progress(written + skipped, n)
@@ -185,7 +208,8 @@ class Model:
             out.close(complete=complete)
             if model is not self:
                 model.close()
-        return GenerationResult(Path(folder), n, written, skipped, time.monotonic() - started, out.sidecar_path)
+        return GenerationResult(Path(folder), n, written, skipped, time.monotonic() - started, out.sidecar_path,
+                                [s.name for s in out.specs], dict(out.left_out))
 
     def close(self) -> None:
         if self._runner is not None:

@@ -220,3 +220,34 @@ def test_sidecar_is_readable_by_others(tmp_path: Path, make_record) -> None:
     out.open(1)
     out.close(complete=False)
     assert stat.S_IMODE((tmp_path / "o" / "synthmed.json").stat().st_mode) & 0o044 == 0o044
+
+
+def test_output_folder_writes_only_the_selected_outputs(tmp_path: Path, make_record) -> None:
+    """OutputFolder(outputs=...): only the chosen outputs get a folder and files; a sample
+    is complete when they exist; format png leaves volumes out and says why."""
+    from synthmed.output_folder import OutputFolder
+    from synthmed.registry.records import Record
+
+    data = make_record(**{"outputs": [
+        {"name": "image", "dims": 2, "shape": [8, 8], "dtype": "uint8", "channels": 1, "value_range": [0, 255]},
+        {"name": "mask", "kind": "mask", "dims": 2, "shape": [8, 8], "dtype": "uint8", "channels": 1,
+         "value_range": [0, 1]},
+        {"name": "volume", "dims": 3, "shape": [4, 8, 8], "dtype": "float32", "channels": 1,
+         "value_range": [0, 1], "spacing_mm": [2.0, 1.0, 1.0]}]})
+    rec = Record(data)
+    out = OutputFolder(tmp_path / "o", rec, "auto", 0, {}, outputs=["mask"])
+    out.open(1)
+    mask = np.zeros((8, 8), np.uint8)
+    mask[2:4, 2:4] = 1
+    out.write(0, {"image": np.zeros((8, 8), np.uint8), "mask": mask, "volume": np.zeros((4, 8, 8), np.float32)})
+    out.close(complete=True)
+    assert out.is_complete(0)
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["mask", "synthmed.json"]
+    from PIL import Image
+
+    got = np.asarray(Image.open(tmp_path / "o" / "mask" / "000000.png"))
+    assert np.array_equal(got, mask * 255)  # 0/255: visible in any viewer
+    png = OutputFolder(tmp_path / "p", rec, "png", 0, {})
+    assert [s.name for s in png.specs] == ["image", "mask"] and list(png.left_out) == ["volume"]
+    with pytest.raises(ConfigError, match="no output 'vol'"):
+        OutputFolder(tmp_path / "q", rec, "auto", 0, {}, outputs="image,vol")

@@ -25,7 +25,13 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder")
     p.add_argument("--format", choices=FORMATS, default=None,
                    help="file format (default auto: png for 2D outputs, nifti for volumes)")
-    p.add_argument("--bit-depth", type=int, choices=(8, 16), default=None, help="PNG/DICOM bit depth")
+    p.add_argument("--bit-depth", type=int, choices=(8, 16), default=None,
+                   help="PNG/DICOM bit depth (16: the full value range, e.g. all HU, for quantitative use)")
+    p.add_argument("--outputs", default=None, metavar="NAMES",
+                   help="write only these outputs, e.g. image,mask (default: all; with --format png all 2D ones)")
+    p.add_argument("--window", default=None, metavar="C,W",
+                   help="window centre and width for 8-bit pictures of one-channel images, e.g. 40,400 "
+                        "(default: the record's window; CT 40,400)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="seed of sample 0 (default 0)")
     p.add_argument("--batch-size", type=int, default=None, metavar="B", help="samples per model call")
     p.add_argument("--device", default=None, metavar="D", help="auto, cpu, cuda or cuda:N")
@@ -48,6 +54,14 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     v.add_argument("-o", "--output", required=True, metavar="FILE", help="PNG file to write")
     v.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the first sample (default 0)")
     v.add_argument("--output-name", default=None, metavar="NAME", help="which model output (default: the first)")
+    v.add_argument("--outputs", default=None, metavar="NAMES",
+                   help="outputs to show, e.g. image,volume: one column each, a row per sample "
+                        "(masks of the same shape are overlaid on them)")
+    v.add_argument("--side-by-side", action="store_true",
+                   help="masks in their own column beside their image instead of overlaid")
+    v.add_argument("--no-overlay", action="store_true", help="do not overlay masks on their images")
+    v.add_argument("--window", default=None, metavar="C,W",
+                   help="window centre and width of one-channel images (default: the record's; CT 40,400)")
     v.add_argument("--device", default=None, metavar="D", help="auto, cpu, cuda or cuda:N")
     v.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="a model parameter (repeatable); values follow the model's inputs schema")
@@ -76,7 +90,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     bar = ProgressBar(model.ref, enabled=not args.no_progress)
     try:
         result = model.generate_to(Path(args.output), args.num_samples, format=fmt, seed=args.seed,
-                                   bit_depth=args.bit_depth, progress=bar, checked=params)
+                                   bit_depth=args.bit_depth, outputs=args.outputs, window=args.window,
+                                   progress=bar, checked=params)
     finally:
         model.close()
         site.close()
@@ -86,12 +101,17 @@ def cmd_generate(args: argparse.Namespace) -> int:
         "samples_per_second": round(result.samples_per_second, 2), "sidecar": str(result.sidecar),
         "seeds": [args.seed, args.seed + args.num_samples - 1] if args.num_samples else [],
         "params": json.loads(json.dumps(dict(params), default=str)),
+        "outputs": result.outputs, "left_out": result.left_out,
     }
     if args.json:
         print_json(summary)
     else:
         print(f"{result.written} written, {result.skipped} already there: {result.folder} "
-              f"({summary['samples_per_second']} samples/s)")
+              f"({summary['samples_per_second']} samples/s; outputs {', '.join(result.outputs)})")
+        volumes = [n for n, why in result.left_out.items() if why != "not selected"]
+        if volumes:
+            print(f"not written: {', '.join(volumes)} (3D volumes; PNG holds 2D images): "
+                  f"use --format nifti, dicom or npy, e.g. --outputs {','.join(volumes)} --format nifti")
     return 0
 
 
@@ -116,7 +136,8 @@ def cmd_visualize(args: argparse.Namespace) -> int:
                 raise ConfigError(f"{model.ref} has no output {args.output_name!r}",
                                   hint=f"its outputs are: {', '.join(names)}")
             path = visualize(model.spec(), Path(args.output), args.num_samples, seed=args.seed, params=params,
-                             output=args.output_name)
+                             output=args.output_name, outputs=args.outputs, side_by_side=args.side_by_side,
+                             overlay=not args.no_overlay, window=args.window)
         finally:
             model.close()
     finally:
