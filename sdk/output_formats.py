@@ -28,7 +28,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from synthmed.registry.errors import ConfigError
-from synthmed.registry.outputs import OutputSpec, canonical, output_specs, palette_bytes, to_bits, window_range
+from synthmed.registry.outputs import OutputSpec, canonical, palette_bytes, record_specs, to_bits, window_range
 from synthmed.registry.records import Record
 from synthmed.registry.stamps import synthmed_version
 
@@ -236,24 +236,17 @@ def dicom_uids(run: dict[str, Any], spec: OutputSpec, series_number: int) -> dic
     return {**dic, **entry}
 
 
-#: default display windows (centre, width) of CT when a record output has no ``window``
-CT_WINDOWS = {"brain": (40.0, 80.0), "soft_tissue": (40.0, 400.0)}
-_BRAIN_WORDS = {"head", "brain", "neuro", "skull", "cranium", "cerebral"}
-
-
-def dicom_window(record: Record, out: Mapping[str, Any], spec: OutputSpec) -> tuple[float, float] | None:
+def dicom_window(spec: OutputSpec, options: Mapping[str, Any]) -> tuple[float, float] | None:
     """The display window (centre, width) a DICOM image of an output carries, in its
-    stored (rescaled) units: the output's ``window`` when the record gives one; for CT the
-    brain window 40/80 HU when the record's anatomy names the head or brain, else the soft
-    tissue window 40/400 HU; otherwise the output's ``value_range``. None for masks."""
-    if spec.kind == "mask":
+    stored (rescaled) units: the same window its PNG is written through
+    (:func:`png_window`: ``--window``, else the record's, else CT's default from
+    :func:`synthmed.registry.outputs.default_window`), else the output's ``value_range``.
+    None for masks and label maps."""
+    if spec.is_mask:
         return None
-    win = out.get("window")
-    if isinstance(win, Mapping) and "center" in win and "width" in win:
-        return float(win["center"]), float(win["width"])
-    if _dicom_modality(record) == "CT":
-        anatomy = {str(a).lower() for a in record.get("anatomy") or []}
-        return CT_WINDOWS["brain" if anatomy & _BRAIN_WORDS else "soft_tissue"]
+    win = png_window(spec, options)
+    if win is not None:
+        return win
     lo, hi = spec.value_range
     return ((lo + hi) / 2, float(hi - lo)) if hi > lo else None
 
@@ -363,7 +356,7 @@ def _set_pixels(ds: Any, pixels: np.ndarray, bits: int, signed: int, color: bool
 def _set_window(ds: Any, ctx: WriteContext) -> None:
     from pydicom.valuerep import DSfloat
 
-    win = dicom_window(ctx.record, _record_output(ctx), ctx.spec)
+    win = dicom_window(ctx.spec, ctx.options)
     if win is not None and win[1] > 0:
         ds.WindowCenter = DSfloat(win[0], auto_format=True)
         ds.WindowWidth = DSfloat(win[1], auto_format=True)
@@ -374,7 +367,7 @@ def _mask_source(ctx: WriteContext) -> tuple[str | None, str]:
     when given, else the first image or volume output of the same dims and shape."""
     spec = ctx.spec
     out = _record_output(ctx)
-    specs = {o.name: o for o in output_specs(ctx.record.outputs)}
+    specs = {o.name: o for o in record_specs(ctx.record)}
     same = [o for o in specs.values() if o.name != spec.name and o.dims == spec.dims
             and o.shape[:o.dims] == spec.shape[:spec.dims]]
     if out.get("segments"):

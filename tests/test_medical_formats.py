@@ -253,3 +253,16 @@ def test_dciodvfy_finds_no_errors(written: dict[str, Any]) -> None:
         out = subprocess.run(["dciodvfy", str(f)], capture_output=True, text=True, timeout=60)
         errors = [line for line in (out.stdout + out.stderr).splitlines() if line.startswith("Error")]
         assert not errors, (f, errors)
+
+
+def test_dicom_and_png_share_one_window_policy(tmp_path: Path) -> None:
+    """--window (window=) sets the DICOM window as it sets the PNG's; without it both use the
+    record's or CT's default (one owner: registry/outputs.py)."""
+    import pydicom
+
+    m = phantom(tmp_path)
+    m.generate_to(tmp_path / "w", 1, format="dicom", seed=1, window=(60, 120), **PARAMS)
+    first = _series(tmp_path / "w" / "volume" / "000000")[0]
+    assert (float(first.WindowCenter), float(first.WindowWidth)) == (60.0, 120.0)
+    img = pydicom.dcmread(tmp_path / "w" / "image" / "000000.dcm")
+    assert (float(img.WindowCenter), float(img.WindowWidth)) == (60.0, 120.0)
