@@ -68,6 +68,7 @@ def _offline(tmp_path: Path) -> Any:
     return load_settings(tmp_path / "offline", {}, environ={})
 
 
+@pytest.mark.slow
 def test_export_import_reproduces_catalog_and_blobs(tmp_path: Path, exported_fresh: Any) -> None:
     online, dest, repo = exported_fresh
     manifest = json.loads((dest / "manifest.json").read_text())
@@ -96,6 +97,7 @@ def test_export_import_reproduces_catalog_and_blobs(tmp_path: Path, exported_fre
     assert r.returncode == 0, r.stderr
 
 
+@pytest.mark.slow
 def test_tampered_blob_is_refused_and_nothing_imported(tmp_path: Path, exported: Any) -> None:
     _, dest, _ = exported
     victim = sorted((dest / "blobs").iterdir())[0]

@@ -82,6 +82,7 @@ def test_reproducible_zip(tmp_path: Path) -> None:
         assert {i.date_time for i in zf.infolist()} == {(1980, 1, 1, 0, 0, 0)}
 
 
+@pytest.mark.slow
 def test_contribute_to_zenodo(tmp_path: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     repo = init_repo(tmp_path / "index")
     with ZenodoEmulator(tokens={TOKEN}) as zen:
@@ -136,6 +137,7 @@ def test_contribute_to_dvc(tmp_path: Path, capsys: Any) -> None:
     fresh_site_generates(tmp_path, repo, result.branch, "dvc-model@2.0.0", capsys, file_roots=(dvc_root,))
 
 
+@pytest.mark.slow
 def test_contribute_into_the_index_folder(tmp_path: Path, capsys: Any) -> None:
     root = tmp_path / "repo"
     repo = init_repo(root)
@@ -182,6 +184,7 @@ def test_invalid_metadata_is_refused_with_json_paths(tmp_path: Path) -> None:
         contribute(package_folder(tmp_path), model_id="Bad Id", version="1.0.0", metadata=meta, index=tmp_path / "index")
 
 
+@pytest.mark.slow
 def test_existing_version_and_big_artefacts_are_refused(tmp_path: Path) -> None:
     root = tmp_path / "index"
     repo = init_repo(root)

@@ -172,6 +172,7 @@ def test_lock_names_the_holder(tmp_path: Path) -> None:
         pass
 
 
+@pytest.mark.slow
 def test_two_daemons_on_one_site(site: Any) -> None:
     settings, _ = site
     home = settings.home
@@ -206,6 +207,7 @@ def test_two_daemons_on_one_site(site: Any) -> None:
     assert third.returncode == 0, third.stderr
 
 
+@pytest.mark.slow
 def test_sigint_stops_cleanly(site: Any) -> None:
     settings, _ = site
     p = subprocess.Popen([sys.executable, "-m", "synthmed.cli", "-v", "--site", str(settings.home), "daemon", "run"],

@@ -111,6 +111,7 @@ def test_orientation_and_window_in_the_schema(tmp_path: Path) -> None:
         orientation_of({"orientation": "XYZ"})
 
 
+@pytest.mark.slow
 def test_monai_loads_an_axial_slice_as_axial(written: dict[str, Any]) -> None:
     pytest.importorskip("monai")
     from monai.transforms import LoadImage

@@ -177,6 +177,7 @@ def test_invalid_params_probe() -> None:
 # --- reports ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_report_is_valid_json_with_summary_and_sample_grids(tmp_path: Path) -> None:
     from PIL import Image
 

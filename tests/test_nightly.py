@@ -72,6 +72,7 @@ def test_parse_time_refuses_nonsense() -> None:
             parse_time(bad)
 
 
+@pytest.mark.slow
 def test_nightly_tests_mirrored_models_and_flags_the_failing_one(site: Settings, capsys: Any) -> None:
     daemon = Daemon(site)
     daemon.register_default_jobs()
@@ -113,6 +114,7 @@ def test_nightly_tests_mirrored_models_and_flags_the_failing_one(site: Settings,
     assert found["public/nan-model@1.0.0"]["passed"] is False
 
 
+@pytest.mark.slow
 def test_nightly_retests_only_what_is_due(site: Settings) -> None:
     first = run_nightly(site)
     assert "2 model version(s) tested" in first
@@ -143,6 +145,7 @@ def test_due_for_test_reasons(site: Settings) -> None:
     assert "runner changed" in str(due_for_test(entry, {**fresh, "runner_version": "0.0.0"}, env, now))
 
 
+@pytest.mark.slow
 def test_cli_test_all_writes_a_report_and_fails_on_a_failing_model(site: Settings, tmp_path: Path,
                                                                   capsys: Any) -> None:
     report = tmp_path / "reports"
@@ -177,6 +180,7 @@ def test_cli_test_needs_refs_or_all(site: Settings, capsys: Any) -> None:
     assert "name the models to test (REF...) or give --all" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_generators_test_model_maps_onto_the_model_test(site: Settings, tmp_path: Path) -> None:
     from synthmed import Generators
 
@@ -193,6 +197,7 @@ def test_generators_test_model_maps_onto_the_model_test(site: Settings, tmp_path
         assert list(failing_models(cat)) == ["public/nan-model@1.0.0"]
 
 
+@pytest.mark.slow
 def test_generators_contribute_maps_onto_contribute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from synthmed import Generators
     monkeypatch.setenv("SYNTHMED_HOME", str(tmp_path / "site"))

@@ -27,6 +27,7 @@ def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
 
 
+@pytest.mark.slow
 def test_init_test_contribute_check(tmp_path: Path, capsys: Any) -> None:
     pkg = tmp_path / "my-model"
     assert main(["package", "init", str(pkg)]) == 0
@@ -62,6 +63,7 @@ def test_init_test_contribute_check(tmp_path: Path, capsys: Any) -> None:
         repo.git.checkout("main")
 
 
+@pytest.mark.slow
 def test_volume_template_passes(tmp_path: Path, capsys: Any) -> None:
     pkg = tmp_path / "vol"
     assert main(["package", "init", str(pkg), "--id", "my-volume", "--kind", "volume"]) == 0
@@ -90,6 +92,7 @@ def test_template_is_reproducible(tmp_path: Path) -> None:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
 
 
+@pytest.mark.slow
 def test_a_global_rng_fails_with_the_batch_invariance_hint(tmp_path: Path, capsys: Any) -> None:
     pkg = tmp_path / "broken-model"
     write_template(pkg)

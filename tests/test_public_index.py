@@ -12,6 +12,9 @@ from synthmed.registry.records import validate_path
 
 from helpers import REPO_ROOT
 
+pytestmark = pytest.mark.slow  # a site synced from this repo
+
+
 STARTERS = {"ihc-patch-dcgan", "ihc-patch-dcgan-medigan", "retina-patch-ddpm", "phantom-lesion"}
 
 

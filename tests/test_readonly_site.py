@@ -22,6 +22,9 @@ from helpers import REPO_ROOT
 from helpers.sites import cli_env
 from synthmed.cli import main
 
+pytestmark = pytest.mark.slow  # a site synced from this repo, driven through subprocesses
+
+
 SYNTHMED = [sys.executable, "-m", "synthmed.cli"]
 MOUNT_RO = 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@"'
 
@@ -94,6 +97,7 @@ def test_status_reads_the_last_sync_read_only(site: tuple[Path, bool]) -> None:
     assert [u["name"] for u in st["upstreams"]] == ["public"]
 
 
+@pytest.mark.slow
 def test_generate_into_a_folder_of_ones_own(site: tuple[Path, bool], tmp_path: Path) -> None:
     out = tmp_path / "mine"
     r = _run_readonly(site, ["generate", "phantom-lesion", "-n", "2", "-o", str(out), "--no-progress", "--json"])

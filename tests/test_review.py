@@ -3,6 +3,8 @@ head that model-tests what it adds or changes; the reviewed repository is not to
 
 from __future__ import annotations
 
+import pytest
+
 import json
 from pathlib import Path
 
@@ -29,6 +31,7 @@ def _pr(tmp: Path) -> tuple[git.Repo, str]:
     return repo, base
 
 
+@pytest.mark.slow
 def test_review_tests_what_the_pull_request_adds_and_touches_nothing(tmp_path: Path) -> None:
     repo, base = _pr(tmp_path)
     refs_before = {r.path: r.commit.hexsha for r in repo.refs}
@@ -55,6 +58,7 @@ def test_review_stops_at_the_gate_and_runs_nothing(tmp_path: Path) -> None:
     assert result.run is None and not (out / "site").exists()
 
 
+@pytest.mark.slow
 def test_cli_review_json_and_exit_code(tmp_path: Path) -> None:
     repo, base = _pr(tmp_path)
     r = run_cli(["index", "review", "--repo", repo.working_dir, "--base", base, "--out", str(tmp_path / "rv"),

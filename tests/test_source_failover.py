@@ -324,6 +324,7 @@ def test_zenodo_download_reset_mid_body_falls_over(tmp_path: Path, monkeypatch, 
 
 # --- dvc: a local DVC remote whose file object fails after the first read --------------------
 
+@pytest.mark.slow
 def test_dvc_read_failing_mid_read_falls_over(tmp_path: Path, dvc_repo, monkeypatch, caplog) -> None:
     import dvc.api
 

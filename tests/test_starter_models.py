@@ -151,6 +151,7 @@ def test_outputs_match_record(model_id: str, built: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("model_id", SYNTHMED_MODELS)
+@pytest.mark.slow
 def test_batch_invariance_1_vs_7(model_id: str, built: dict[str, Any]) -> None:
     m, params = built[model_id], FAST_PARAMS[model_id]
     if model_id == "phantom-lesion":
@@ -237,6 +238,7 @@ def test_medigan_twin_matches_synthmed_package(unpacked: dict[str, Path], built:
 
 
 @pytest.mark.parametrize("model_id", MODELS)
+@pytest.mark.slow
 def test_synthmed_model_test_passes(model_id: str, tmp_path: Path) -> None:
     from synthmed.registry.modeltest import test_model as run_model_test
     from synthmed.registry.packages import prepare_archive

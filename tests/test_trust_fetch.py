@@ -91,6 +91,7 @@ def srv():
 # --- 5: deadlines, minimum rate, a cap for unsized artefacts -------------------------------
 
 
+@pytest.mark.slow
 def test_trickling_server_is_cut_by_the_minimum_rate(tmp_path: Path, srv) -> None:
     # one byte every 20 ms: every read succeeds well inside the read timeout, for hours
     srv.add("/t.bin", DATA, send_chunk=1, pace_s=0.02)
@@ -101,6 +102,7 @@ def test_trickling_server_is_cut_by_the_minimum_rate(tmp_path: Path, srv) -> Non
     assert time.monotonic() - t0 < 15
 
 
+@pytest.mark.slow
 def test_trickle_above_the_minimum_rate_is_cut_at_the_deadline(tmp_path: Path, srv) -> None:
     srv.add("/t.bin", DATA, send_chunk=64, pace_s=0.01)  # ~6 kB/s: a 200 kB file would take 30 s
     _, store, ctx = site(tmp_path, min_rate_bytes_per_s=0.0, download_deadline_s=1.5)
@@ -110,6 +112,7 @@ def test_trickle_above_the_minimum_rate_is_cut_at_the_deadline(tmp_path: Path, s
     assert time.monotonic() - t0 < 15
 
 
+@pytest.mark.slow
 def test_a_cut_source_falls_over_to_the_next(tmp_path: Path, srv) -> None:
     srv.add("/t.bin", DATA, send_chunk=1, pace_s=0.02)
     srv.add("/good.bin", DATA)

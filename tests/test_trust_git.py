@@ -138,6 +138,7 @@ def test_upload_pack_url_via_site_toml_is_refused_and_runs_nothing(tmp_path: Pat
     assert "site.toml" in r.stderr and "upstream 'public', url" in r.stderr and "option" in r.stderr
 
 
+@pytest.mark.slow
 def test_upload_pack_url_via_bundle_manifest_runs_nothing(tmp_path: Path, bundle: Path) -> None:
     marker = tmp_path / "PWNED"
     _edit_manifest(bundle, url=_evil(marker))
@@ -207,6 +208,7 @@ def test_an_interrupted_mirror_synthmed_made_is_still_repaired(tmp_path: Path) -
 
 # -- finding 12: relative folders, non-bundles, partial exports --------------------------
 
+@pytest.mark.slow
 def test_export_and_import_with_relative_folders(tmp_path: Path, exported_once: tuple[Any, Path]) -> None:
     online, _ = exported_once
     work = tmp_path / "work"
@@ -289,6 +291,7 @@ def test_a_failed_import_leaves_the_site_exactly_as_it_was(tmp_path: Path, bundl
     assert not any(p.name.startswith(".import-staging-") for p in site.home.iterdir())
 
 
+@pytest.mark.slow
 def test_import_never_adds_a_network_upstream(tmp_path: Path, bundle: Path) -> None:
     """The exporter followed https://; the air-gapped site records 'bundle:' and its sync
     fetches nothing (the exporter's URL is only a comment, password redacted)."""

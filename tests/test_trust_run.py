@@ -386,6 +386,7 @@ def _chdir_medigan(tmp: Path) -> Any:
 
 
 @pytest.mark.parametrize("mode", ["inline", "worker"])
+@pytest.mark.slow
 def test_a_medigan_model_that_changes_the_cwd_gives_samples_and_leaves_the_cwd(tmp_path: Path, mode: str,
                                                                                 monkeypatch) -> None:
     pkg = _chdir_medigan(tmp_path)
