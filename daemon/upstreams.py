@@ -28,6 +28,7 @@ from typing import Iterable, Iterator
 
 import git
 
+from synthmed.registry.accepted import raw_diff_entries
 from synthmed.registry.errors import ConfigError, SyncRefused
 from synthmed.registry.upstream_check import URL_SCHEMES, check_name, check_url, redact_url
 
@@ -262,17 +263,10 @@ class UpstreamRepo:
         """Files that differ between two commits under ``prefix`` (no rename detection)."""
         out = str(self.g.diff_tree("-r", "-z", "--no-renames", "--no-commit-id", "--end-of-options", old, new, "--",
                                   prefix or "."))
-        items = out.split("\0")
         changes = []
-        i = 0
-        while i + 1 < len(items):
-            meta, path = items[i], items[i + 1]
-            i += 2
-            if not meta.startswith(":"):
-                continue
-            _, _, _, new_blob, status = meta[1:].split(" ")
-            st = status[0]
-            changes.append(Change(st if st in "AMD" else "M", path, None if st == "D" else new_blob))
+        for fields, path in raw_diff_entries(out):
+            st = fields[4][0]
+            changes.append(Change(st if st in "AMD" else "M", path, None if st == "D" else fields[3]))
         return changes
 
     def files(self, commit: str, prefix: str) -> list[Change]:

@@ -131,20 +131,26 @@ def history_changes(g: git.Git, rev_range: Sequence[str], prefix: str) -> list[t
         if not chunk:
             continue
         sha, _, rest = chunk.partition("\0")
-        items = rest.lstrip("\n").split("\0")
-        i = 0
-        while i + 1 < len(items):
-            meta, path = items[i], items[i + 1]
-            i += 2
-            if not meta.startswith(":"):
-                continue
-            fields = meta[1:].split(" ")
-            if len(fields) < 5:
-                continue
-            status = fields[4][:1]
-            if status in ("A", "M", "T") and fields[1] != "160000":
+        for fields, path in raw_diff_entries(rest.lstrip("\n")):
+            if fields[4][:1] in ("A", "M", "T") and fields[1] != "160000":
                 found.append((sha.strip(), path, fields[3]))
     return found
+
+
+def raw_diff_entries(text: str) -> Iterator[tuple[list[str], str]]:
+    """``(fields, path)`` of each entry of git's ``--raw -z`` output (``diff-tree``, ``log
+    --raw``): ``fields`` are old mode, new mode, old blob, new blob, status. The one parser
+    of that format (the sync's diff and the accepted history both read it)."""
+    items = text.split("\0")
+    i = 0
+    while i + 1 < len(items):
+        meta, path = items[i], items[i + 1]
+        i += 2
+        if not meta.startswith(":"):
+            continue
+        fields = meta[1:].split(" ")
+        if len(fields) >= 5:
+            yield fields, path
 
 
 def walk_history(changes: Iterable[tuple[str, str, str]], prefix: str, read: Callable[[str], bytes | None],

@@ -373,6 +373,22 @@ def store_in_index(zip_path: Path, model_id: str, version: str, worktree: Path, 
 # --- the whole flow -------------------------------------------------------------------
 
 
+def zip_with_record(package_dir: Path, work: Path, meta: Mapping[str, Any], model_id: str, version: str, *,
+                    package_format: str | None, entry_point: str | None,
+                    progress: Callable[[str], None]) -> tuple[Path, str, int, dict[str, Any]]:
+    """Zip ``package_dir`` reproducibly into ``work`` and build its provisional record (its
+    sha256 and size pinned, the zip as its source), checked like any record: what both
+    ``package test`` and ``contribute`` test."""
+    zip_path = work / f"{model_id}-{version}.zip"
+    progress(f"zipping {package_dir}")
+    sha, size = reproducible_zip(package_dir, zip_path)
+    progress(f"artefact {zip_path.name}: {size} bytes, sha256 {sha}")
+    record = build_record(meta, model_id, version, sha256=sha, size=size, sources=[zip_path.as_uri()],
+                          package_format=package_format, entry_point=entry_point)
+    check_record(record, "<metadata>")
+    return zip_path, sha, size, record
+
+
 def test_archive(record: Mapping[str, Any], zip_path: Path, work: Path, *, timeout_s: float | None = None,
                  device: str = "cpu") -> ModelTestResult:
     """Prepare ``zip_path`` as the package of ``record`` (which pins its sha256) with the
@@ -496,13 +512,9 @@ def test_package_dir(package_dir: Path | str, *, metadata: Mapping[str, Any] | P
     preflight_record(package_dir, meta, model_id, version, package_format=package_format, entry_point=entry_point)
     work = Path(tempfile.mkdtemp(prefix="synthmed-package-test-"))
     try:
-        zip_path = work / f"{model_id}-{version}.zip"
-        progress(f"zipping {package_dir}")
-        sha, size = reproducible_zip(package_dir, zip_path)
-        progress(f"artefact {zip_path.name}: {size} bytes, sha256 {sha}")
-        record = build_record(meta, model_id, version, sha256=sha, size=size, sources=[zip_path.as_uri()],
-                              package_format=package_format, entry_point=entry_point)
-        check_record(record, "<metadata>")
+        zip_path, sha, size, record = zip_with_record(package_dir, work, meta, model_id, version,
+                                                      package_format=package_format, entry_point=entry_point,
+                                                      progress=progress)
         progress("testing the model")
         result = test_archive(record, zip_path, work, timeout_s=timeout_s, device=device)
         report = write_report(report_dir, [result]) if report_dir else None
@@ -560,13 +572,9 @@ def contribute(package_dir: Path | str, *, model_id: str, version: str, metadata
                               hint=f"delete it (`git branch -D {branch}`) to contribute again")
     work = Path(tempfile.mkdtemp(prefix="synthmed-contribute-"))
     try:
-        zip_path = work / f"{model_id}-{version}.zip"
-        progress(f"zipping {package_dir}")
-        sha, size = reproducible_zip(package_dir, zip_path)
-        progress(f"artefact {zip_path.name}: {size} bytes, sha256 {sha}")
-        provisional = build_record(meta, model_id, version, sha256=sha, size=size, sources=[zip_path.as_uri()],
-                                   package_format=package_format, entry_point=entry_point)
-        check_record(provisional, "<metadata>")
+        zip_path, sha, size, provisional = zip_with_record(package_dir, work, meta, model_id, version,
+                                                           package_format=package_format,
+                                                           entry_point=entry_point, progress=progress)
         check_package_contents(package_dir, provisional)
         progress("testing the model")
         status, _reason, report = _test_package(provisional, zip_path, sha, work, timeout_s, report_dir, device)
