@@ -3,12 +3,14 @@ tmp_path (or a session's tmp folder); servers bind 127.0.0.1 only."""
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 import git
 import pytest
 
+from helpers.dvc import build_dvc_template, copy_dvc_repo, dvc_env_vars
 from helpers.packages import medigan_package, toy_package
 from helpers.records import make_record as _make_record
 from helpers.repos import init_repo
@@ -42,3 +44,30 @@ def toy_gan(tmp_path_factory: pytest.TempPathFactory) -> tuple[Record, VerifiedP
 def medigan_toy(tmp_path_factory: pytest.TempPathFactory) -> tuple[Record, VerifiedPackage, Path]:
     """``medigan-toy`` (a torch package in medigan's layout): (record, package_dir, zip_path)."""
     return medigan_package(tmp_path_factory.mktemp("medigan-toy"))
+
+
+# --- a real DVC repository with a local remote (tests/helpers/dvc.py) -----------------
+
+@pytest.fixture
+def dvc_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """DVC's global/site config and temp dirs under tmp_path; no analytics."""
+    env = dvc_env_vars(tmp_path)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setattr(tempfile, "tempdir", env["TMPDIR"])
+    return env
+
+
+@pytest.fixture(scope="module")
+def dvc_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A DVC repo (data/w.bin tracked and pushed to ../dvc-remote), built once per module."""
+    root = tmp_path_factory.mktemp("dvc-template")
+    return root, build_dvc_template(root)
+
+
+@pytest.fixture
+def dvc_repo(tmp_path: Path, dvc_template: tuple[Path, str], dvc_env: dict[str, str]) -> tuple[Path, Path, str]:
+    """(repo, local remote folder, commit): a private copy of the template."""
+    root, rev = dvc_template
+    repo_dir, remote = copy_dvc_repo(root, tmp_path)
+    return repo_dir, remote, rev

@@ -3,12 +3,9 @@ remote and an HTTP remote on 127.0.0.1; a tampered remote object is caught by ou
 
 from __future__ import annotations
 
-import hashlib
 import http.server
 import os
-import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 from dataclasses import replace
@@ -18,64 +15,13 @@ from pathlib import Path
 import git
 import pytest
 
-from helpers.repos import commit, init_repo
+from helpers.dvc import DATA, DVC, SHA
 from helpers.sites import fast_settings
 from synthmed.registry.errors import ArtefactNotFound
 from synthmed.registry.sources.base import SourceContext
 from synthmed.registry.store import Store
 
 pytestmark = pytest.mark.slow  # real DVC repositories and remotes
-
-DATA = os.urandom(120_000)
-SHA = hashlib.sha256(DATA).hexdigest()
-DVC = str(Path(sys.executable).with_name("dvc"))
-
-
-def _dvc_env(root: Path) -> dict[str, str]:
-    tmp = root / "tmpdir"
-    tmp.mkdir(exist_ok=True)
-    return {"DVC_GLOBAL_CONFIG_DIR": str(root / "dvc-global"), "DVC_SITE_CACHE_DIR": str(root / "dvc-site"),
-            "DVC_NO_ANALYTICS": "1", "DVC_SYSTEM_CONFIG_DIR": str(root / "dvc-system"), "TMPDIR": str(tmp)}
-
-
-@pytest.fixture
-def dvc_env(tmp_path: Path, monkeypatch) -> dict[str, str]:
-    """DVC's global/site config and temp dirs under tmp_path; no analytics."""
-    env = _dvc_env(tmp_path)
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.setattr(tempfile, "tempdir", env["TMPDIR"])
-    return env
-
-
-@pytest.fixture(scope="module")
-def dvc_template(tmp_path_factory) -> tuple[Path, str]:
-    """A DVC repo (data/w.bin tracked and pushed to ../dvc-remote), built once per module."""
-    root = tmp_path_factory.mktemp("dvc-template")
-    repo_dir = root / "dvc-repo"
-    (root / "dvc-remote").mkdir()
-    repo = init_repo(repo_dir)
-    env = {**os.environ, **_dvc_env(root)}
-    (repo_dir / "data").mkdir()
-    (repo_dir / "data" / "w.bin").write_bytes(DATA)
-    script = "dvc init -q && dvc remote add -d store ../dvc-remote && dvc add -q data/w.bin"
-    subprocess.run(["bash", "-c", script.replace("dvc ", f"{DVC} ")], cwd=repo_dir, env=env, check=True,
-                   capture_output=True, timeout=120)
-    commit(repo, "track weights with dvc")
-    subprocess.run([DVC, "push", "-q"], cwd=repo_dir, env=env, check=True, capture_output=True, timeout=120)
-    # reads must come from the remote, not from the repo's own cache
-    shutil.rmtree(repo_dir / ".dvc" / "cache")
-    return root, repo.head.commit.hexsha
-
-
-@pytest.fixture
-def dvc_repo(tmp_path: Path, dvc_template, dvc_env) -> tuple[Path, Path, str]:
-    """(repo, local remote folder, commit): a private copy of the template."""
-    root, rev = dvc_template
-    for name in ("dvc-repo", "dvc-remote"):
-        shutil.copytree(root / name, tmp_path / name, symlinks=True)
-    return tmp_path / "dvc-repo", tmp_path / "dvc-remote", rev
-
 
 def remote_objects(remote: Path) -> list[Path]:
     return [p for p in remote.rglob("*") if p.is_file()]

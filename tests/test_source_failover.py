@@ -39,8 +39,7 @@ from synthmed.registry.errors import ArtefactError, ArtefactNotFound, SourceErro
 from synthmed.registry.settings import Settings
 from synthmed.registry.sources import SOURCE_CLASSES, Source, SourceContext, source_for_uri
 from synthmed.registry.store import Store
-from test_dvc import DATA as DVC_DATA
-from test_dvc import dvc_env, dvc_repo, dvc_template  # noqa: F401 - fixtures
+from helpers.dvc import DATA as DVC_DATA
 
 CHUNK = 64 * 1024
 DATA = os.urandom(5 * CHUNK + 1234)
