@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import re
 import shutil
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -65,6 +66,13 @@ def resolve_url(url: str, site_home: Path) -> str:
     if not p.is_absolute():
         p = (site_home / p).resolve()
     return str(p)
+
+
+#: a ref git could not lock: another git (e.g. of a sync killed with -9) is updating it
+_REF_LOCKED = re.compile(r"cannot lock ref|Unable to create '[^']*\.lock': File exists")
+#: how long a fetch waits, in all, for another git to release the ref, and its first wait
+LOCK_RETRY_TOTAL_S = 30.0
+LOCK_RETRY_FIRST_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -175,15 +183,31 @@ class UpstreamRepo:
         except ConfigError as exc:
             raise SyncRefused(exc.message, hint=exc.hint, kind="fetch") from None
         shown = redact_url(url)
-        try:
-            self.g.execute(["git", *_PROTOCOLS, "fetch", "--no-tags", "--force", "--quiet", "--", url,
-                            f"+refs/heads/{branch}:{FETCHED_REF}"], kill_after_timeout=timeout)
-        except git.GitCommandError as exc:
-            err = (exc.stderr or str(exc)).strip().replace("\n", " ").replace(url, shown)
-            err = _CREDENTIALS.sub(r"\1:***@", err)
-            raise SyncRefused(f"cannot fetch branch {branch!r} from {shown}: {err}",
-                              hint="check the upstream's url and branch in site.toml, and the network",
-                              kind="fetch") from None
+        delay = LOCK_RETRY_FIRST_S
+        waited = 0.0
+        while True:
+            try:
+                self.g.execute(["git", *_PROTOCOLS, "fetch", "--no-tags", "--force", "--quiet", "--", url,
+                                f"+refs/heads/{branch}:{FETCHED_REF}"], kill_after_timeout=timeout)
+                break
+            except git.GitCommandError as exc:
+                err = (exc.stderr or str(exc)).strip().replace("\n", " ").replace(url, shown)
+                err = _CREDENTIALS.sub(r"\1:***@", err)
+                if _REF_LOCKED.search(err) and waited < LOCK_RETRY_TOTAL_S:
+                    # a git of a sync that was killed (kill -9 leaves its git child running) is
+                    # still updating the ref; it finishes on its own: wait for it, then fetch again
+                    log.info("%s: the mirror's ref is being updated by another git (%s); retrying in %.1fs",
+                             shown, err, delay)
+                    time.sleep(delay)
+                    waited += delay
+                    delay = min(delay * 2, 2.0)
+                    continue
+                hint = "check the upstream's url and branch in site.toml, and the network"
+                if _REF_LOCKED.search(err):
+                    hint = (f"a git process kept {FETCHED_REF} locked for {waited:.0f}s; when no git runs in "
+                            f"{self.path}, remove the stale .lock file named above and sync again")
+                raise SyncRefused(f"cannot fetch branch {branch!r} from {shown}: {err}", hint=hint,
+                                  kind="fetch") from None
         sha = self.rev(FETCHED_REF)
         if sha is None:  # pragma: no cover - fetch succeeded, so the ref exists
             raise SyncRefused(f"fetched nothing from {shown} branch {branch!r}")

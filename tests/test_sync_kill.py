@@ -89,3 +89,34 @@ def test_kill_sync_at_random_points(tmp_path: Path, make_record: Any) -> None:
         for suffix in ("", "-wal", "-shm"):
             Path(str(fresh) + suffix).unlink(missing_ok=True)
     assert killed_running >= TRIALS // 2  # most kills hit a running sync
+
+
+def test_a_fetch_waits_for_a_git_left_running_by_a_killed_sync(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """kill -9 of a sync leaves its git child running; the next sync's fetch finds the ref
+    locked ("cannot lock ref" / ".lock: File exists") and waits for it instead of failing."""
+    import threading
+
+    from synthmed.daemon import upstreams
+    from synthmed.daemon.upstreams import FETCHED_REF, UpstreamRepo
+    from synthmed.registry.errors import SyncRefused
+
+    src = init_repo(tmp_path / "idx")
+    head = commit(src, "one")
+    mirror = UpstreamRepo(tmp_path / "mirror").ensure()
+    lock = mirror.path / (FETCHED_REF + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock.write_text("")  # what a git that is still updating the ref holds
+    release = threading.Timer(1.0, lock.unlink)
+    release.start()
+    try:
+        assert mirror.fetch(str(src.working_dir), "main") == head
+    finally:
+        release.cancel()
+    # a lock nobody releases: a clear refusal naming the file, after a bounded wait
+    commit(src, "two")  # something to update
+    lock.write_text("")
+    monkeypatch.setattr(upstreams, "LOCK_RETRY_TOTAL_S", 0.5)
+    with pytest.raises(SyncRefused) as ei:
+        mirror.fetch(str(src.working_dir), "main")
+    assert "remove the stale .lock file" in str(ei.value) and ".lock" in str(ei.value)
