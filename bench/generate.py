@@ -155,10 +155,12 @@ def _record(model_id: str, zip_path: Path, outputs: list[dict[str, Any]], entry:
     return load_record_text(json.dumps(data), str(zip_path.with_suffix(".json")))
 
 
-def _unpack(zip_path: Path, dest: Path) -> Path:
-    with zipfile.ZipFile(zip_path) as zf:
-        zf.extractall(dest)
-    return dest
+def _prepare(record: Any, zip_path: Path, dest: Path) -> Any:
+    """The zip as the verified package of ``record`` (hashed against its pin, unpacked):
+    what a site's ``prepare`` hands the runner."""
+    from synthmed.registry.packages import prepare_archive
+
+    return prepare_archive(record, zip_path, dest)
 
 
 def build_dcgan(tmp: Path) -> tuple[Any, Path, Any]:
@@ -178,7 +180,7 @@ def build_dcgan(tmp: Path) -> tuple[Any, Path, Any]:
     mz = _zip({"bench_medigan/__init__.py": MEDIGAN_CODE, "bench_medigan/net.py": NET_CODE,
                "bench_medigan/generator.pt": buf.getvalue()}, tmp / "medigan.zip")
     mrec = _record("bench-medigan", mz, out, "bench_medigan", fmt="medigan-1", weights="bench_medigan/generator.pt")
-    return record, _unpack(z, tmp / "pkg-dcgan"), (mrec, _unpack(mz, tmp / "pkg-medigan"))
+    return record, _prepare(record, z, tmp / "pkg-dcgan"), (mrec, _prepare(mrec, mz, tmp / "pkg-medigan"))
 
 
 def _best(times: list[float]) -> float:
@@ -190,6 +192,7 @@ def bench_throughput(args: argparse.Namespace) -> dict[str, Any]:
 
     from synthmed.registry.runner.device import resolve_device
     from synthmed.registry.runner.formats import load_model
+    from synthmed.registry.runner import RunnerOptions
     from synthmed.site import Model
 
     torch.set_num_threads(args.threads or max(1, os.cpu_count() or 1))
@@ -200,7 +203,7 @@ def bench_throughput(args: argparse.Namespace) -> dict[str, Any]:
     seeds = list(range(n))
     batches = [seeds[i:i + bs] for i in range(0, n, bs)]
 
-    bare = load_model(record, pkg, device, "bench-bare")
+    bare = load_model(record, pkg.folder, device, "bench-bare")
     impl = bare.impl  # the package's own object
     net = impl.net
     noise = [impl.noise(b).to(impl.device) for b in batches]
@@ -220,8 +223,8 @@ def bench_throughput(args: argparse.Namespace) -> dict[str, Any]:
             impl.sample(b)
         sync()
 
-    model = Model(record, pkg, runner_options={"device": device, "batch_size": bs, "mode": "inline"})
-    worker = Model(record, pkg, runner_options={"device": device, "batch_size": bs, "mode": "worker"})
+    model = Model(pkg, RunnerOptions(device=device, batch_size=bs, mode="inline"))
+    worker = Model(pkg, RunnerOptions(device=device, batch_size=bs, mode="worker"))
     model.runner.prepare()
     worker.runner.prepare()
 
@@ -316,9 +319,9 @@ def bench_throughput(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.medigan:
         mn = min(n, args.medigan_samples)
-        mod = load_model(mrec, mpkg, device, "bench-medigan-direct")
+        mod = load_model(mrec, mpkg.folder, device, "bench-medigan-direct")
         gen = mod.generate  # the package's own generate()
-        med = Model(mrec, mpkg, runner_options={"device": device, "batch_size": bs, "mode": "inline"})
+        med = Model(mpkg, RunnerOptions(device=device, batch_size=bs, mode="inline"))
         med.sample(2)
         t = time.perf_counter()
         gen(model_file=str(mod.model_file), num_samples=mn, output_path=str(tmp / "m"), save_images=False)
@@ -347,7 +350,7 @@ def bench_starter(args: argparse.Namespace) -> dict[str, Any] | None:
     from synthmed.registry.records import load_record
     from synthmed.registry.runner.device import resolve_device
     from synthmed.registry.runner.formats import load_model
-    from synthmed.registry.runner.verify import verify_blob
+    from synthmed.registry.runner import RunnerOptions
     from synthmed.site import Model
 
     index = HERE.parent / "index"
@@ -359,14 +362,13 @@ def bench_starter(args: argparse.Namespace) -> dict[str, Any] | None:
     if not src.startswith("index:"):
         return None
     blob = index / src[len("index:"):]
-    verify_blob(record, blob)
     tmp = Path(tempfile.mkdtemp(prefix="synthmed-bench-starter-"))
-    pkg = _unpack(blob, tmp / "pkg")
+    pkg = _prepare(record, blob, tmp / "pkg")  # verified against the record's pin
     device = resolve_device(args.device)
     n, bs = args.samples, args.batch_size
     batches = [list(range(i, min(n, i + bs))) for i in range(0, n, bs)]
-    impl = load_model(record, pkg, device, "bench-starter-bare")
-    model = Model(record, pkg, runner_options={"device": device, "batch_size": bs, "mode": "inline"})
+    impl = load_model(record, pkg.folder, device, "bench-starter-bare")
+    model = Model(pkg, RunnerOptions(device=device, batch_size=bs, mode="inline"))
     model.runner.prepare()
     rng = random.Random(1)
     times: dict[str, float] = {"bare_model_loop": 0.0, "sdk_inline": 0.0}
@@ -409,6 +411,7 @@ def memory_child(n: int, out_dir: str, traced: bool) -> dict[str, Any]:
     RSS is measured in a separate run without it."""
     import tracemalloc
 
+    from synthmed.registry.runner import RunnerOptions
     from synthmed.site import Model
 
     tmp = Path(out_dir)
@@ -416,8 +419,8 @@ def memory_child(n: int, out_dir: str, traced: bool) -> dict[str, Any]:
     out = [{"name": "image", "kind": "image", "dims": 2, "shape": [16, 16], "dtype": "uint8", "channels": 1,
             "value_range": [0, 255]}]
     record = _record("bench-small", z, out, "small:build")
-    pkg = _unpack(z, tmp / "pkg")
-    model = Model(record, pkg, runner_options={"device": "cpu", "batch_size": 256, "mode": "inline"})
+    pkg = _prepare(record, z, tmp / "pkg")
+    model = Model(pkg, RunnerOptions(device="cpu", batch_size=256, mode="inline"))
     model.sample(1)  # load before measuring
     hwm_before = _vm_hwm_kb()
     if traced:
