@@ -314,15 +314,17 @@ def _run(cmd: list[str], cwd: Path, what: str, env: Mapping[str, str] | None = N
     return proc.stdout
 
 
-def upload_dvc(zip_path: Path, model_id: str, version: str, *, dvc_repo: Path, remote: str | None,
-               path: str | None, url: str | None) -> str:
-    """Track the zip with DVC in ``dvc_repo``, commit, ``dvc push``; ``dvc:<url>#<path>@<rev>``."""
+def open_dvc_repo(dvc_repo: Path) -> tuple[Any, Path]:
+    """``(git repo, working tree)`` of ``--dvc-repo``, or ContributeError when it is not a git
+    repository with a ``.dvc`` folder and nothing staged (synthmed commits there). Checked
+    before anything is zipped, and again when uploading."""
     import git
 
     try:
         repo = git.Repo(dvc_repo, search_parent_directories=False)
     except (git.InvalidGitRepositoryError, git.NoSuchPathError):
-        raise ContributeError(f"{dvc_repo}: not a git repository", hint="pass --dvc-repo with a DVC-enabled git repository") from None
+        raise ContributeError(f"{dvc_repo}: not a git repository",
+                              hint="pass --dvc-repo with a DVC-enabled git repository") from None
     root = Path(repo.working_tree_dir or dvc_repo)
     if not (root / ".dvc").is_dir():
         raise ContributeError(f"{root}: not a DVC repository (no .dvc folder)",
@@ -330,6 +332,13 @@ def upload_dvc(zip_path: Path, model_id: str, version: str, *, dvc_repo: Path, r
     if repo.is_dirty(index=True, working_tree=False):
         raise ContributeError(f"{root}: the DVC repository has staged changes; synthmed would commit them too",
                               hint="commit or unstage them first (`git -C ... status`)")
+    return repo, root
+
+
+def upload_dvc(zip_path: Path, model_id: str, version: str, *, dvc_repo: Path, remote: str | None,
+               path: str | None, url: str | None) -> str:
+    """Track the zip with DVC in ``dvc_repo``, commit, ``dvc push``; ``dvc:<url>#<path>@<rev>``."""
+    repo, root = open_dvc_repo(dvc_repo)
     rel = path or f"artefacts/{model_id}/{version}.zip"
     target = root / rel
     if target.exists():
@@ -443,8 +452,6 @@ def check_store(store: str, *, settings: Settings | None = None, zenodo_token_va
     """The store's flags and credentials, checked before anything is zipped or tested:
     a Zenodo token that can be found (returned), a DVC repository that is a git repository
     with a ``.dvc`` folder and nothing staged."""
-    import git
-
     if store not in STORES:
         raise ContributeError(f"unknown store {store!r}", hint=f"use one of {', '.join(STORES)}")
     if store == "zenodo":
@@ -460,18 +467,7 @@ def check_store(store: str, *, settings: Settings | None = None, zenodo_token_va
             raise ContributeError("--store dvc needs --dvc-repo (a DVC-enabled git repository with a remote)")
         if not Path(dvc_repo).is_dir():
             raise ContributeError(f"{dvc_repo}: no such folder", hint="pass --dvc-repo with a DVC-enabled git repository")
-        try:
-            repo = git.Repo(dvc_repo, search_parent_directories=False)
-        except (git.InvalidGitRepositoryError, git.NoSuchPathError):
-            raise ContributeError(f"{dvc_repo}: not a git repository",
-                                  hint="pass --dvc-repo with a DVC-enabled git repository") from None
-        root = Path(repo.working_tree_dir or dvc_repo)
-        if not (root / ".dvc").is_dir():
-            raise ContributeError(f"{root}: not a DVC repository (no .dvc folder)",
-                                  hint="run `dvc init` and `dvc remote add -d NAME URL` there first")
-        if repo.is_dirty(index=True, working_tree=False):
-            raise ContributeError(f"{root}: the DVC repository has staged changes; synthmed would commit them too",
-                                  hint="commit or unstage them first (`git -C ... status`)")
+        open_dvc_repo(dvc_repo)
     return None
 
 
