@@ -51,14 +51,19 @@ class WriteContext:
     sources: Mapping[str, str] = field(default_factory=dict)
 
 
-def png_window(spec: OutputSpec, options: Mapping[str, Any]) -> tuple[float, float] | None:
-    """The window an output's PNG is written through, or None for the plain mapping:
-    ``options["window"]`` (``--window C,W``) or the spec's window (the record's, else
-    the CT default), for one-channel images unless ``bit_depth`` is 16."""
-    if not spec.is_intensity or options.get("bit_depth") == 16:
+def chosen_window(spec: OutputSpec, options: Mapping[str, Any]) -> tuple[float, float] | None:
+    """The display window of a one-channel image or volume: ``options["window"]``
+    (``--window C,W``), else the spec's (the record's, else the CT default); None otherwise."""
+    if not spec.is_intensity:
         return None
     w = options.get("window")
     return tuple(w) if w is not None else spec.window  # type: ignore[return-value]
+
+
+def png_window(spec: OutputSpec, options: Mapping[str, Any]) -> tuple[float, float] | None:
+    """The window an output's PNG is written through, or None for the plain mapping:
+    :func:`chosen_window`, unless ``bit_depth`` is 16 (the full range, for quantitative use)."""
+    return None if options.get("bit_depth") == 16 else chosen_window(spec, options)
 
 
 def write_png(path: str, arr: np.ndarray, ctx: WriteContext) -> None:
@@ -238,13 +243,13 @@ def dicom_uids(run: dict[str, Any], spec: OutputSpec, series_number: int) -> dic
 
 def dicom_window(spec: OutputSpec, options: Mapping[str, Any]) -> tuple[float, float] | None:
     """The display window (centre, width) a DICOM image of an output carries, in its
-    stored (rescaled) units: the same window its PNG is written through
-    (:func:`png_window`: ``--window``, else the record's, else CT's default from
-    :func:`synthmed.registry.outputs.default_window`), else the output's ``value_range``.
-    None for masks and label maps."""
+    stored (rescaled) units: the window its PNG is written through (:func:`chosen_window`:
+    ``--window``, else the record's, else CT's default from
+    :func:`synthmed.registry.outputs.default_window`; a DICOM keeps its full range whatever
+    ``bit_depth`` says), else the output's ``value_range``. None for masks and label maps."""
     if spec.is_mask:
         return None
-    win = png_window(spec, options)
+    win = chosen_window(spec, options)
     if win is not None:
         return win
     lo, hi = spec.value_range

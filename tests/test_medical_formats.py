@@ -267,3 +267,7 @@ def test_dicom_and_png_share_one_window_policy(tmp_path: Path) -> None:
     assert (float(first.WindowCenter), float(first.WindowWidth)) == (60.0, 120.0)
     img = pydicom.dcmread(tmp_path / "w" / "image" / "000000.dcm")
     assert (float(img.WindowCenter), float(img.WindowWidth)) == (60.0, 120.0)
+    # --bit-depth 16 (a PNG option: the full range) does not take the DICOM's window away
+    m.generate_to(tmp_path / "b", 1, format="dicom", seed=1, bit_depth=16, **PARAMS)
+    img = pydicom.dcmread(tmp_path / "b" / "image" / "000000.dcm")
+    assert (float(img.WindowCenter), float(img.WindowWidth)) == (40.0, 80.0)  # the head record's brain window
