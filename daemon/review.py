@@ -28,7 +28,7 @@ import git
 
 from synthmed.registry.catalog import Catalog
 from synthmed.registry.errors import ConfigError
-from synthmed.registry.indexcheck import IndexCheckResult, check_index
+from synthmed.registry.indexcheck import IndexCheckResult, check_index, find_index_prefix
 from synthmed.registry.modeltest_site import TestRun, run_tests
 from synthmed.registry.settings import load_settings
 from synthmed.registry.site_config import UpstreamSpec, init_site
@@ -99,7 +99,7 @@ def review(repo: Path, base: str, head: str, out: Path, *, index_dir: str | None
     out.mkdir(parents=True, exist_ok=True)
     git.Repo.clone_from(str(Path(source.git_dir).resolve()), str(mirror), bare=True, no_local=True)
     git.Repo(mirror).git.branch("-f", "--", BRANCH, head_sha)
-    sub = index_dir if index_dir is not None else _index_subfolder(source, head_sha)
+    sub = find_index_prefix(source, source.commit(head_sha), index_dir)  # as the gate found it
     init_site(site, [UpstreamSpec(UPSTREAM, str(mirror), BRANCH, sub)], name="synthmed-review")
     settings = load_settings(site, {}, environ={})
     with Catalog.open(settings.catalog_path, readonly=False) as catalog:
@@ -114,14 +114,3 @@ def review(repo: Path, base: str, head: str, out: Path, *, index_dir: str | None
         result.run = run_tests(settings, entries, report_dir=out / "report", catalog=catalog, timeout_s=timeout_s,
                                progress=progress)
     return result
-
-
-def _index_subfolder(repo: git.Repo, sha: str) -> str:
-    """``index`` when the repository keeps its index in an ``index/`` folder, else ""."""
-    tree = repo.commit(sha).tree
-    try:
-        tree / "index" / "models"
-        return "index"
-    except KeyError:
-        return ""
-
