@@ -389,10 +389,12 @@ class Site:
                 bar.close()
 
     def model(self, ref: str | CatalogEntry, *, device: str | None = None, mode: str | None = None,
-              batch_size: int | None = None, timeout_s: float | None = None) -> Model:
+              batch_size: int | None = None, timeout_s: float | None = None, chunk_size: int | None = None) -> Model:
         """A model by reference (``id``, ``id@1.0.0``, ``upstream/id@1.0.0``), or by an entry
-        already resolved with :meth:`resolve`."""
-        options = self.runner_options.with_(device=device, mode=mode, batch_size=batch_size, timeout_s=timeout_s)
+        already resolved with :meth:`resolve`. ``chunk_size``: seeds per generate() call of a
+        medigan-1 package (default: site.toml's ``runner.medigan_chunk``, else chosen per run)."""
+        options = self.runner_options.with_(device=device, mode=mode, batch_size=batch_size, timeout_s=timeout_s,
+                                            medigan_chunk=chunk_size)
         return Model(self.package(ref), options)
 
     def close(self) -> None:
