@@ -401,6 +401,7 @@ class Generators:
         chunk = run.pop("chunk_size", None)
         if chunk is not None:
             run["medigan_chunk"] = chunk
+        owned = bool(run)  # a copy with other options, closed after this call
         if run:
             model = model.with_options(**run)
         try:
@@ -411,7 +412,7 @@ class Generators:
             result = model.generate_to(folder, num_samples, format=fmt or "auto", seed=seed, bit_depth=bit_depth,
                                        progress=bar, outputs=selected, window=window, layout=layout, **params)
         finally:
-            if model is not self._models.get(model.id):
+            if owned:
                 model.close()
         log.info("%s: %d samples in %s (%d written, %d already there; first seed %d)", model.ref, num_samples,
                  folder, result.written, result.skipped, seed)

@@ -136,7 +136,7 @@ def medigan_config(record: Record) -> dict[str, Any]:
     entry, _, func = str(pkg.get("entry_point") or "").partition(":")
     sources = ((pkg.get("artefact") or {}).get("sources")) or []
     arch = d.get("architecture") or {}
-    func = func or ("generate" if pkg.get("format") == "medigan-1" else entry) or None
+    name = func or ("generate" if pkg.get("format") == "medigan-1" else entry) or None
     return {
         "execution": {
             "package_name": _original_id(record) or record.id,
@@ -145,9 +145,9 @@ def medigan_config(record: Record) -> dict[str, Any]:
             "extension": Path(str(pkg.get("weights") or "")).suffix or None,
             "image_size": shape or None,
             "dependencies": list(pkg.get("requirements") or []),
-            "generator": {"name": func},
+            "generator": {"name": name},
             "generate_method": {
-                "name": func,
+                "name": name,
                 "args": {"base": ["model_file", "num_samples", "output_path", "save_images"],
                          "custom": dict(pkg.get("generate_args") or {})},
             },
