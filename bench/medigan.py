@@ -102,22 +102,27 @@ def reproducible_zip(files: dict[str, bytes]) -> bytes:
     return buf.getvalue()
 
 
-def template_zip(cache: Path) -> Path:
-    out = cache / f"{TEMPLATE_PACKAGE}.zip"
-    if out.exists():
-        return out
+def template_files(ngf: int = 64, seed: int = 1234) -> dict[str, bytes]:
+    """The template package's files: ``<package>/__init__.py`` (bench/medigan_template) and
+    ``<package>/500.pt`` with random weights (seeded)."""
     import torch
 
     sys.path.insert(0, str(HERE))
     from medigan_template import Generator  # type: ignore[import-not-found]
 
-    torch.manual_seed(1234)
-    net = Generator()
+    torch.manual_seed(seed)
+    net = Generator(ngf=ngf)
     buf = io.BytesIO()
     torch.save({"generator": net.state_dict()}, buf)
     code = (HERE / "medigan_template" / "__init__.py").read_bytes()
-    data = reproducible_zip({f"{TEMPLATE_PACKAGE}/__init__.py": code, f"{TEMPLATE_PACKAGE}/500.pt": buf.getvalue()})
-    out.write_bytes(data)
+    return {f"{TEMPLATE_PACKAGE}/__init__.py": code, f"{TEMPLATE_PACKAGE}/500.pt": buf.getvalue()}
+
+
+def template_zip(cache: Path, ngf: int = 64) -> Path:
+    code = (HERE / "medigan_template" / "__init__.py").read_bytes()
+    out = cache / f"{TEMPLATE_PACKAGE}-ngf{ngf}-{hashlib.sha256(code).hexdigest()[:12]}.zip"
+    if not out.exists():
+        out.write_bytes(reproducible_zip(template_files(ngf)))
     return out
 
 
@@ -182,10 +187,11 @@ def setup(cache: Path) -> dict[str, Any]:
     (work / "config" / "global.json").write_text(json.dumps(config, indent=1))
     for mid, z in ((TEMPLATE_ID, tzip), (TWIN_MEDIGAN_ID, twin_zip)):
         d = work / "models" / mid
-        if not (d / z.name if mid == TEMPLATE_ID else d / f"{TWIN_MEDIGAN_ID}.zip").exists():
-            shutil.rmtree(d, ignore_errors=True)
+        target = d / f"{mid}.zip"  # package_name == model id for both
+        if not target.exists() or target.read_bytes() != z.read_bytes():
+            shutil.rmtree(d, ignore_errors=True)  # medigan unpacks beside the zip: start clean
             d.mkdir(parents=True)
-            shutil.copy(z, d / (f"{TWIN_MEDIGAN_ID}.zip" if mid == TWIN_MEDIGAN_ID else z.name))
+            shutil.copy(z, target)
 
     sys.path.insert(0, str(ROOT / "tests"))
     from helpers.sites import make_site_home  # type: ignore[import-not-found]
@@ -254,7 +260,7 @@ def forward_floor(template_zip: Path, n: int, threads: int) -> float:
     torch.set_num_threads(threads)
     with zipfile.ZipFile(template_zip) as zf:
         state = torch.load(io.BytesIO(zf.read(f"{TEMPLATE_PACKAGE}/500.pt")), weights_only=True)
-    net = Generator()
+    net = Generator(ngf=state["generator"]["main.0.weight"].shape[1] // 16)
     net.load_state_dict(state["generator"])
     net.eval()
     torch.manual_seed(0)

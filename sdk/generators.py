@@ -30,9 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 import numpy as np
 
-from synthmed.registry.contribute import contribute, test_package_dir
 from synthmed.registry.errors import ConfigError, ModelNotFound, ModelRunError
-from synthmed.registry.modeltest_site import test_ref
 from synthmed.registry.records import Record, validate_data
 
 from . import medigan_compat as mc
@@ -142,11 +140,10 @@ class Generators:
         return self.site.record(mid)
 
     def _selections(self) -> dict[str, dict[str, Any]]:
-        """{model id: medigan selection dict} for every model (and those added this session)."""
-        out = {i: mc.medigan_config(e.record)["selection"] for i, e in self._entries().items()}
-        for mid, data in self._local_config.items():
-            out[mid] = mc.medigan_config(Record(data, "<add_model_to_config>"))["selection"]
-        return out
+        """{model id: medigan selection dict} for every model of the site. Models added with
+        :meth:`add_model_to_config` are left out, as medigan's selection methods leave them
+        out (its model selector keeps the models it started with)."""
+        return {i: mc.medigan_config(e.record)["selection"] for i, e in self._entries().items()}
 
     def list_models(self) -> list[str]:
         """The model ids this site serves (latest version of each), plus any added this session."""
@@ -159,9 +156,12 @@ class Generators:
         return mc.config_value(self._record(model_id), config_key)
 
     def is_model_metadata_valid(self, model_id: Any, metadata: Mapping[str, Any], is_local_model: bool = True) -> bool:
-        """Whether ``metadata`` (medigan's ``{model_id: {execution, selection, description}}``
-        or its inner entry, or a synthmed record) makes a valid record; the problems are logged."""
-        problems = self._metadata_problems(str(model_id), metadata)
+        """medigan's checks of ``metadata`` (``{model_id: {execution, selection, description}}``:
+        mandatory keys, the package link a local folder or file, or a URL), then that it
+        makes a valid synthmed record; the problems are logged."""
+        problems = mc.medigan_metadata_problems(str(model_id), metadata, is_local_model)
+        if not problems:
+            problems = self._metadata_problems(str(model_id), metadata)
         for p in problems:
             log.warning("%s: %s", model_id, p)
         return not problems
@@ -196,6 +196,10 @@ class Generators:
         mc.warn_once("add_model_to_config", "add_model_to_config: synthmed adds the model to this Generators only "
                      "(a site's catalog changes only through its indexes; publish with `synthmed contribute`)")
         mid = str(model_id)
+        if is_local_model is None:  # medigan: local when a contributor for it exists
+            is_local_model = self.get_model_contributor_by_id(mid) is not None
+        if not self.is_model_metadata_valid(mid, metadata, is_local_model):
+            return False
         if mid in self.list_models() and not overwrite_existing_metadata:
             log.warning("%s is already configured; pass overwrite_existing_metadata=True to replace it", mid)
             return False
@@ -438,7 +442,7 @@ class Generators:
         return model.for_run(num_samples, chunk_size).spec()
 
     def get_as_torch_dataset(self, model_id: Any, num_samples: int = 100, install_dependencies: bool = False,
-                             transform: Callable[..., Any] | None = None, seed: int | None = None,
+                             transform: Callable[..., Any] | None = None, *, seed: int | None = None,
                              item_format: str = "medigan", chunk_size: int | None = None,
                              **kwargs: Any) -> "Dataset":  # type: ignore[type-arg]
         """A map-style torch Dataset of ``num_samples`` samples: item i is made from seed
@@ -454,32 +458,37 @@ class Generators:
 
     def get_as_torch_dataloader(self, dataset: Any = None, model_id: Any = None, num_samples: int = 1000,
                                 install_dependencies: bool = False, transform: Callable[..., Any] | None = None,
-                                batch_size: int | None = None, shuffle: bool | None = None,
-                                num_workers: int | None = None, seed: int | None = None,
-                                item_format: str = "medigan", chunk_size: int | None = None,
+                                batch_size: int | None = None, shuffle: bool | None = None, sampler: Any = None,
+                                batch_sampler: Any = None, num_workers: int | None = None, collate_fn: Any = None,
+                                pin_memory: bool | None = None, drop_last: bool | None = None,
+                                timeout: float | None = None, worker_init_fn: Any = None,
+                                prefetch_factor: int | None = None, persistent_workers: bool | None = None, *,
+                                seed: int | None = None, item_format: str = "medigan", chunk_size: int | None = None,
                                 **kwargs: Any) -> "DataLoader":  # type: ignore[type-arg]
         """A DataLoader streaming samples (seeds sharded across workers); or, with
         ``dataset``, a plain DataLoader over it (medigan's meaning). A model id given as
         the first argument (a string or an int is never a dataset) is taken as ``model_id``.
+        DataLoader arguments left as None are not passed (torch's defaults apply).
         Without ``seed`` every epoch draws fresh seeds (``loader.dataset.epoch_seeds``
-        lists them); with one, every epoch gives the same samples."""
+        lists them); with one, every epoch gives the same samples. Other keywords are the
+        model's parameters (and torch's ``multiprocessing_context``, ``generator``)."""
         from torch.utils.data import DataLoader
 
         from .datasets import make_dataloader
 
-        loader_keys = {"sampler", "batch_sampler", "collate_fn", "pin_memory", "drop_last", "timeout",
-                       "worker_init_fn", "prefetch_factor", "persistent_workers", "multiprocessing_context",
-                       "generator", "pin_memory_device"}
-        loader_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in loader_keys and kwargs[k] is not None}
-        for k in [k for k in kwargs if k in loader_keys]:
-            kwargs.pop(k)
+        given: dict[str, Any] = {
+            "sampler": sampler, "batch_sampler": batch_sampler, "collate_fn": collate_fn, "pin_memory": pin_memory,
+            "drop_last": drop_last, "timeout": timeout, "worker_init_fn": worker_init_fn,
+            "prefetch_factor": prefetch_factor, "persistent_workers": persistent_workers,
+            **{k: kwargs.pop(k) for k in ("multiprocessing_context", "generator", "pin_memory_device") if k in kwargs}}
+        loader_kwargs = {k: v for k, v in given.items() if v is not None}
         if isinstance(dataset, (str, int)) and not isinstance(dataset, bool):
             if model_id is not None:
                 raise ConfigError(f"get_as_torch_dataloader: got a model id twice ({dataset!r} and {model_id!r})",
                                   hint="pass dataset=<a torch Dataset> or model_id=<id>, not both as ids")
             dataset, model_id = None, dataset
-        basic: dict[str, Any] = {k: v for k, v in (("batch_size", batch_size), ("shuffle", shuffle), ("num_workers", num_workers))
-                 if v is not None}
+        basic: dict[str, Any] = {k: v for k, v in (("batch_size", batch_size), ("shuffle", shuffle),
+                                                   ("num_workers", num_workers)) if v is not None}
         if dataset is not None:
             return DataLoader(dataset, **basic, **loader_kwargs)
         if model_id is None:
@@ -543,8 +552,15 @@ class Generators:
         except (OSError, ValueError) as exc:
             raise ConfigError(f"cannot read the metadata file {metadata_file_path}: {exc}",
                               hint="give medigan's metadata.json ({model_id: {execution, selection, description}})") from exc
-        if not isinstance(data, dict):
-            raise ConfigError(f"{metadata_file_path}: metadata must be a JSON object")
+        if not isinstance(data, dict) or not isinstance(data.get(c.model_id), dict):
+            raise ConfigError(f"{metadata_file_path}: metadata must be a JSON object with an entry {c.model_id!r}")
+        weights = mc.find_weights_path(data, c.model_id, c.package_path, Path(metadata_file_path))
+        if weights is None:
+            raise ConfigError(f"{c.model_id}: no weights file named by the metadata (model_name + extension) in "
+                              f"{c.package_path} or beside {metadata_file_path}",
+                              hint="put the weights in the package folder, as medigan expects")
+        data[c.model_id].setdefault("execution", {})["package_link"] = str(weights.parent)
+        c.package_path = weights.parent
         c.metadata = data
         return data
 
@@ -609,6 +625,8 @@ class Generators:
         record, problems = self._metadata_record(model_id, c.metadata or {})
         if record is None:
             raise ConfigError(f"{model_id}: the contributor's metadata cannot be read: {'; '.join(problems)}")
+        from synthmed.registry.contribute import contribute
+
         return contribute(c.package_path or ".", model_id=model_id.lower(), version=version, metadata=record,
                           index=index, store="index")
 
@@ -619,6 +637,9 @@ class Generators:
         same test a contribution gets, or the site's model (``synthmed test``'s checks:
         shapes, determinism, ...). Returns the test result (medigan returns None and
         raises on failure; synthmed raises ModelRunError when the test fails)."""
+        from synthmed.registry.contribute import test_package_dir
+        from synthmed.registry.modeltest_site import test_ref
+
         self._install_note(install_dependencies)
         contributor = self.get_model_contributor_by_id(str(model_id)) if is_local_model else None
         if contributor is not None:
@@ -641,29 +662,47 @@ class Generators:
 
     def contribute(self, model_id: Any = None, init_py_path: str | Path | None = None,
                    github_access_token: str | None = None, zenodo_access_token: str | None = None,
-                   metadata_file_path: str | Path | None = None, *args: Any, **kwargs: Any) -> Any:
-        """Package, test and submit a model. medigan's arguments (``model_id``,
-        ``init_py_path``, tokens, ``metadata_file_path``) map onto synthmed's contribution
-        (warned once: it goes through an index, given as ``index=``); synthmed's own form
-        ``contribute(package_folder, model_id=..., version=..., metadata=..., index=...)``
+                   metadata_file_path: str | Path | None = None, model_weights_name: str | None = None,
+                   model_weights_extension: str | None = None, generate_method_name: str | None = None,
+                   dependencies: list[str] | None = None, fill_more_fields_interactively: bool = True,
+                   overwrite_existing_metadata: bool = False, output_path: str | Path = "config",
+                   creator_name: str = "unknown name", creator_affiliation: str = "unknown affiliation",
+                   model_description: str = "", install_dependencies: bool = False, **kwargs: Any) -> Any:
+        """Package, test and submit a model. medigan's arguments map onto synthmed's
+        contribution (warned once): the metadata (``metadata_file_path``, else made from
+        ``model_weights_name``... as :meth:`add_metadata_from_input`) becomes a record, the
+        package folder of ``init_py_path`` is tested, uploaded (to Zenodo with
+        ``zenodo_access_token``, else into the index) and committed on a branch of the index
+        given as ``index=`` for a pull request; no GitHub issue. synthmed's own form,
+        ``contribute(package_dir=..., model_id=..., version=..., metadata=..., index=...)``,
         works as ``synthmed contribute``."""
-        if init_py_path is None and github_access_token is None and zenodo_access_token is None:
-            if model_id is not None and Path(str(model_id)).exists() and "package_dir" not in kwargs:
-                return contribute(model_id, *args, **kwargs)  # synthmed's form: the package folder first
-            return contribute(*([model_id] if model_id is not None else []), *args, **kwargs)
+        from synthmed.registry.contribute import contribute
+
+        self._install_note(install_dependencies)
+        if "package_dir" in kwargs:  # synthmed's form
+            return contribute(kwargs.pop("package_dir"), model_id=model_id, **kwargs)
         mc.warn_once("contribute", "contribute: synthmed contributes through an index pull request (index=...), "
                      "not a GitHub issue; with zenodo_access_token the package is uploaded to Zenodo")
+        if model_id is None or init_py_path is None:
+            raise ConfigError("contribute needs model_id and init_py_path (medigan's form), or package_dir=, "
+                              "model_id=, version=, metadata=, index= (synthmed's)")
         mid = str(model_id)
         contributor = self.add_model_contributor(mid, init_py_path)
         if metadata_file_path is not None:
             self.add_metadata_from_file(mid, metadata_file_path)
+        elif model_weights_name and model_weights_extension and generate_method_name:
+            self.add_metadata_from_input(mid, model_weights_name, model_weights_extension, generate_method_name,
+                                         list(dependencies or []), fill_more_fields_interactively, output_path)
         record, problems = self._metadata_record(mid, contributor.metadata or {})
         if record is None:
             raise ConfigError(f"{mid}: the metadata cannot be read: {'; '.join(problems)}",
                               hint="give metadata_file_path=<medigan metadata.json>")
+        if model_description:
+            record["summary"] = model_description
         index = kwargs.pop("index", None)
         if index is None:
-            raise ConfigError(f"{mid}: contribute needs index=<a git checkout of the index to contribute to>")
+            raise ConfigError(f"{mid}: contribute needs index=<a git checkout of the index to contribute to>",
+                              hint="synthmed publishes through an index pull request, not a GitHub issue")
         store = "zenodo" if zenodo_access_token else kwargs.pop("store", "index")
         return contribute(contributor.package_path or ".", model_id=str(record["id"]),
                           version=str(kwargs.pop("version", record.get("version") or "0.0.1")), metadata=record,

@@ -218,6 +218,49 @@ def config_value(record: Record, config_key: str | None) -> Any:
     raise KeyError(f"{record.id}: neither the record nor its medigan view has {config_key!r}")
 
 
+def medigan_metadata_problems(model_id: str, metadata: Any, is_local_model: bool = True) -> list[str]:
+    """medigan's own checks of a model's metadata (``{model_id: {execution, selection, ...}}``):
+    the mandatory keys, a package name, and a package link that is an existing local
+    folder or file (``is_local_model``) or a URL."""
+    if not isinstance(metadata, Mapping) or not isinstance(metadata.get(model_id), Mapping):
+        return [f"the metadata has no entry {model_id!r} (medigan's form: {{model_id: {{execution, selection}}}})"]
+    entry = metadata[model_id]
+    missing = [k for k in ("execution", "selection") if k not in entry]
+    if missing:
+        return [f"no {', '.join(missing)}"]
+    ex = entry["execution"] if isinstance(entry["execution"], Mapping) else {}
+    keys = ("package_link", "extension", "package_name", "model_name", "dependencies", "generate_method")
+    missing = [k for k in keys if k not in ex]
+    if missing:
+        return [f"execution has no {', '.join(missing)}"]
+    if not ex.get("package_name"):
+        return ["execution.package_name is empty"]
+    link = str(ex.get("package_link") or "")
+    if is_local_model and not Path(link).exists():
+        return [f"execution.package_link {link!r} is not an existing local folder or file"]
+    if not is_local_model and not re.match(r"^[a-z][a-z0-9+.-]*://", link):
+        return [f"execution.package_link {link!r} is not a URL"]
+    gm = ex.get("generate_method")
+    args = gm.get("args") if isinstance(gm, Mapping) else None
+    base = args.get("base") if isinstance(args, Mapping) else None
+    if not isinstance(base, list):
+        return ["execution.generate_method.args.base is missing"]
+    missing = [k for k in ("model_file", "num_samples", "output_path", "save_images") if k not in base]
+    return [f"execution.generate_method.args.base lacks {', '.join(missing)}"] if missing else []
+
+
+def find_weights_path(metadata: Mapping[str, Any], model_id: str, package_path: Path | None,
+                      metadata_file: Path) -> Path | None:
+    """medigan's look-up of a contributed model's weights (``<model_name><extension>``) in
+    the package folder, then beside the metadata file."""
+    ex = (metadata.get(model_id) or {}).get("execution") or {}
+    name = f"{ex.get('model_name', '')}{ex.get('extension', '')}"
+    for folder in (package_path, metadata_file.parent):
+        if folder is not None and (folder / name).is_file():
+            return (folder / name).resolve()
+    return None
+
+
 # --------------------------------------------------------------------- selection ---
 
 

@@ -12,8 +12,9 @@ What it keeps from the template, because that is what the benchmark measures:
 - values in [-1, 0] are mapped linearly onto 0..255 (the template's interval mapping),
   arrays are (128, 128, 1) uint8; ``save_images=True`` writes ``{output_path}/{i}.png``
   with OpenCV and returns None, ``save_images=False`` returns the list.
-The one change: OpenCV is imported where images are written, so the module also loads
-where OpenCV is not installed (synthmed calls it with save_images=False).
+Two changes: OpenCV is imported where images are written, so the module also loads
+where OpenCV is not installed (synthmed calls it with save_images=False); and the width
+``ngf`` is read from the checkpoint, so tests can use a small copy (the benchmark uses 64).
 """
 
 import logging
@@ -53,9 +54,9 @@ def _to_uint8(img):
 
 
 def image_generator(model_file, device, num_samples):
-    net = Generator()
-    checkpoint = torch.load(model_file, map_location=device)
-    net.load_state_dict(checkpoint["generator"])
+    state = torch.load(model_file, map_location=device)["generator"]
+    net = Generator(ngf=state["main.0.weight"].shape[1] // 16)
+    net.load_state_dict(state)
     net.to(device).eval()
     z = torch.randn(num_samples, NZ, 1, 1, device=device)
     return list(net(z).detach().cpu().numpy())
