@@ -11,6 +11,7 @@ writes the site, so it may run as a user that can only read it.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from pathlib import Path
@@ -23,8 +24,9 @@ from werkzeug.routing import Map, Rule
 from werkzeug.utils import send_file
 from werkzeug.wrappers import Request, Response
 
+from synthmed.daemon.status import site_status
 from synthmed.registry.catalog import Catalog
-from synthmed.registry.errors import CatalogError, ModelNotFound, SynthmedError
+from synthmed.registry.errors import CatalogError, ConfigError, ModelNotFound, SynthmedError
 from synthmed.registry.settings import Settings
 
 from . import downstream, views
@@ -97,8 +99,6 @@ class SiteApp:
         return self.render("model.html", **data)
 
     def _status(self) -> dict[str, Any]:
-        from synthmed.daemon.status import site_status
-
         fn = self.status_fn or site_status
         try:
             cat: Catalog | None = self._catalog()
@@ -114,8 +114,6 @@ class SiteApp:
         return self.render("status.html", st=self._status())
 
     def on_health(self, request: Request) -> Response:
-        import json
-
         st = self._status()
         health = st.get("health") or {"ok": not st.get("warnings"), "problems": st.get("warnings", [])}
         return Response(json.dumps(health, default=str) + "\n", status=200 if health["ok"] else 503,
@@ -181,15 +179,15 @@ def make_app(settings: Settings, *, token: str | None = None) -> SiteApp:
 
 def read_token(path: Path | None) -> str | None:
     """The token in ``path`` (its first line, stripped); an empty file is an error."""
-    from synthmed.registry.errors import ConfigError
-
     if path is None:
         return None
     try:
-        token = Path(path).read_text("utf-8").strip().splitlines()[0].strip() if Path(path).read_text("utf-8").strip() else ""
-    except OSError as exc:
-        raise ConfigError(f"--token-file {path}: cannot read it: {exc.strerror}",
+        text = Path(path).read_text("utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(f"--token-file {path}: cannot read it: {why}",
                           hint="give a file holding the token on its first line") from None
+    token = text.splitlines()[0].strip() if text else ""
     if len(token) < 16:
         raise ConfigError(f"--token-file {path}: the token is empty or shorter than 16 characters",
                           hint="e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))' > FILE`")

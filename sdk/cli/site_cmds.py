@@ -90,7 +90,7 @@ def cmd_daemon_run(args: argparse.Namespace) -> int:
     if not args.quiet and not args.verbose:  # a service logs its jobs: site.log_level (default INFO)
         logging.getLogger().setLevel(getattr(logging, settings.log_level.upper(), logging.INFO))
     return run_daemon(settings, once=args.once, progress=_progress if args.once else (lambda m: None),
-                      only=args.job or None)
+                      only=args.job or None, loader=lambda: _site(args, sync_interval_minutes=args.sync_interval))
 
 
 # -- status / search / show ------------------------------------------------------------
@@ -123,7 +123,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print_json(st)
     else:
         print(format_status(st))
-    return 0
+    # the health check for monitoring: 0 healthy, 3 unhealthy (1 stays "synthmed itself failed")
+    return 0 if st["health"]["ok"] else 3
 
 
 def _short(values: list[str], n: int = 3) -> str:

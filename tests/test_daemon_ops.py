@@ -1,0 +1,166 @@
+"""Operating a site's daemon: SIGTERM ends after the running job and starts no queued one;
+SIGHUP re-reads site.toml (a bad file keeps the old settings and says why); ``status`` shows
+the daemon and is a health check (exit 3 when an upstream is stale or failing or a model fails)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from synthmed.cli import main
+from synthmed.daemon import runstate, service
+from synthmed.daemon.jobs import JobContext
+from synthmed.daemon.status import site_status
+from synthmed.registry.settings import Settings
+
+from helpers.sites import write_site
+
+
+def _wait(cond: Callable[[], bool], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        time.sleep(0.02)
+
+
+def _in_thread(fn: Callable[[], None]) -> threading.Thread:
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            fn()
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            errors.append(exc)
+            os.kill(os.getpid(), signal.SIGTERM)  # never leave the daemon running
+    t = threading.Thread(target=run, daemon=True)
+    t.errors = errors  # type: ignore[attr-defined]
+    t.start()
+    return t
+
+
+def test_sigterm_finishes_the_running_job_and_starts_no_queued_one(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = write_site(tmp_path / "site", [])
+    started, release = threading.Event(), threading.Event()
+    ran: list[str] = []
+
+    def slow_sync(ctx: JobContext) -> str:
+        started.set()
+        assert release.wait(30)
+        ran.append("sync finished")
+        return "done"
+
+    def mirror(ctx: JobContext) -> str:
+        ran.append("mirror")
+        return "done"
+
+    def provider(daemon: service.Daemon) -> None:  # both due at start; one worker thread: mirror queues
+        daemon.register_job("sync", slow_sync, daemon.jobs["sync"].trigger)
+        daemon.register_job("mirror", mirror, daemon.jobs["mirror"].trigger)
+
+    monkeypatch.setattr(service, "JOB_PROVIDERS", [provider])
+
+    def drive() -> None:
+        assert started.wait(30)
+        state = runstate.read(settings)
+        assert state["running"] and state["pid"] == os.getpid() and state["job"] == "sync"
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.5)  # the daemon has seen the signal before the running job ends
+        release.set()
+
+    t = _in_thread(drive)
+    assert service.run_daemon(settings) == 0
+    t.join(10)
+    assert not t.errors, t.errors  # type: ignore[attr-defined]
+    assert ran == ["sync finished"]  # the running job finished; the queued mirror never started
+    assert not runstate.path(settings).exists()  # no stale daemon.json
+    assert not runstate.read(settings)["running"]
+
+
+def test_sighup_reloads_site_toml_and_keeps_the_old_settings_when_it_is_bad(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    settings = write_site(tmp_path / "site", [], schedules={"sync_interval_minutes": 60})
+    toml = settings.site_file
+    good_before = toml.read_text()
+    seen: list[Settings] = []
+
+    def record(ctx: JobContext) -> str:
+        seen.append(ctx.settings)
+        return "ok"
+
+    def provider(daemon: service.Daemon) -> None:
+        daemon.register_job("sync", record, daemon.jobs["sync"].trigger)
+        daemon.register_job("mirror", record, daemon.jobs["mirror"].trigger)
+
+    monkeypatch.setattr(service, "JOB_PROVIDERS", [provider])
+
+    def next_sync_minutes() -> float:
+        nxt = runstate.read(settings)["next_runs"]["sync"]
+        return (datetime.fromisoformat(nxt) - datetime.now(timezone.utc)).total_seconds() / 60
+
+    def drive() -> None:
+        _wait(lambda: len(seen) >= 2 and runstate.read(settings).get("job") is None)
+        assert 55 < next_sync_minutes() <= 60
+        # a bad file: refused, logged, the old settings stay
+        toml.write_text(good_before.replace("sync_interval_minutes = 60", "sync_interval_minutes = 'often'"))
+        os.kill(os.getpid(), signal.SIGHUP)
+        _wait(lambda: runstate.read(settings).get("reload_error") is not None)
+        st = site_status(settings, None)
+        assert st["daemon"]["running"] and "sync_interval_minutes" in st["daemon"]["reload_error"]
+        assert 55 < next_sync_minutes() <= 60
+        # a good one: used from now on (the schedule moves)
+        toml.write_text(good_before.replace("sync_interval_minutes = 60", "sync_interval_minutes = 5")
+                        + '\n[site]\nname = "renamed"\n')
+        os.kill(os.getpid(), signal.SIGHUP)
+        _wait(lambda: runstate.read(settings).get("reload_error") is None and next_sync_minutes() <= 5)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    t = _in_thread(drive)
+    with caplog.at_level(logging.INFO, logger="synthmed.daemon.service"):
+        assert service.run_daemon(settings) == 0
+    t.join(10)
+    assert not t.errors, t.errors  # type: ignore[attr-defined]
+    refused = [r.getMessage() for r in caplog.records if "refused, keeping the previous settings" in r.getMessage()]
+    assert len(refused) == 1 and "site.toml" in refused[0] and "sync_interval_minutes" in refused[0]
+    assert any("reloaded" in r.getMessage() and "schedules" in r.getMessage() for r in caplog.records)
+    assert all(s.name == settings.name for s in seen)  # the jobs before the reload kept the old settings
+
+
+def test_status_is_a_health_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from helpers.repos import init_repo
+    from helpers.records import make_record, write_record
+
+    repo_dir = tmp_path / "index"
+    repo = init_repo(repo_dir)
+    write_record(repo_dir, make_record())
+    repo.git.add(A=True)
+    repo.index.commit("records")
+    home = tmp_path / "site"
+    assert main(["init", str(home), "--upstream", f"public={repo_dir}"]) == 0
+    assert main(["--site", str(home), "sync", "--no-mirror"]) == 0
+    capsys.readouterr()
+    assert main(["--site", str(home), "status"]) == 0
+    out = capsys.readouterr().out
+    assert ": healthy" in out and "daemon: not running" in out and "last verify (scrub): never" in out
+    assert main(["--site", str(home), "status", "--stale-after", "0.000001"]) == 3
+    assert ": UNHEALTHY" in capsys.readouterr().out
+    assert main(["--site", str(home), "status", "--json", "--stale-after", "0.000001"]) == 3
+    st = json.loads(capsys.readouterr().out)
+    assert st["health"]["ok"] is False and "stale" in st["health"]["problems"][0]
+    # an upstream that fails to sync
+    (home / "site.toml").write_text((home / "site.toml").read_text().replace(str(repo_dir), str(tmp_path / "gone")))
+    assert main(["--site", str(home), "sync", "--no-mirror"]) == 1
+    capsys.readouterr()
+    assert main(["--site", str(home), "status", "--json"]) == 3
+    st = json.loads(capsys.readouterr().out)
+    assert st["health"]["problems"] == ["upstream public: last sync failed"]
