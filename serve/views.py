@@ -104,6 +104,11 @@ def report_of(settings: Settings, report_path: str | None) -> dict[str, Any] | N
         return None
     root = settings.reports_dir
     path = _inside(root, Path(report_path))
+    if path is None:  # a site moved or restored elsewhere: the same run under this site's reports/
+        parts = Path(report_path).parts
+        if root.name in parts:
+            i = len(parts) - 1 - parts[::-1].index(root.name)
+            path = _inside(root, root.joinpath(*parts[i + 1:]))
     if path is None:
         return None
     rel = path.relative_to(root.resolve())

@@ -164,3 +164,28 @@ def test_status_is_a_health_check(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert main(["--site", str(home), "status", "--json"]) == 3
     st = json.loads(capsys.readouterr().out)
     assert st["health"]["problems"] == ["upstream public: last sync failed"]
+
+
+def test_global_flags_after_the_subcommand_and_version(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    settings = write_site(tmp_path / "site", [])
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out.startswith("synthmed ")
+    assert main(["status", "--site", str(settings.home), "-q", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["home"] == str(settings.home)
+    # after the sub-command wins over before it; before it alone still works
+    assert main(["--site", str(tmp_path / "elsewhere"), "status", "--site", str(settings.home), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["home"] == str(settings.home)
+    assert main(["--site", str(settings.home), "daemon", "run", "--once", "--job", "gc", "-v"]) == 0
+
+
+def test_init_writes_the_trust_settings_with_comments(tmp_path: Path) -> None:
+    home = tmp_path / "site"
+    assert main(["init", str(home), "--upstream", "public=https://example.org/index.git"]) == 0
+    text = (home / "site.toml").read_text()
+    for line in ("require_signed = false", "# allowed_signers = [", "allow_code = true", "# file_roots = []"):
+        [hit] = [t for t in text.splitlines() if t.startswith(line)]
+        assert "#" in hit[len(line):] or line.startswith("#"), hit  # each says what it does
+    from synthmed.registry.settings import load_settings
+
+    assert load_settings(home).upstreams[0].allow_code is True
