@@ -438,6 +438,12 @@ class Catalog:
                ORDER BY id DESC LIMIT ?""", (upstream, model_id, version, sha256, limit))
         return [dict(zip([c[0] for c in cur.description], r)) for r in cur.fetchall()]
 
+    def test_row(self, test_id: int) -> dict[str, Any] | None:
+        """One test run by its id (``tests.id``), or None."""
+        cur = self.conn.execute("SELECT * FROM tests WHERE id = ?", (int(test_id),))
+        row = cur.fetchone()
+        return dict(zip([c[0] for c in cur.description], row)) if row else None
+
     def last_tests(self, ref: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """The latest test run of each model version the catalog holds, matched by
         upstream, id, version and package sha256 (a run of another upstream's package, or of

@@ -1,7 +1,8 @@
 """``synthmed serve``: a read-only WSGI application over a site (werkzeug + jinja2, served by waitress).
 
 Pages (server-rendered HTML, no JavaScript): ``/`` search with facets, ``/model/<upstream>/<id>[/<version>]``,
-``/status``, ``/reports/<run>/`` (an HTML test report) and its PNG/JSON files, ``/health`` (JSON;
+``/status``, ``/tests/<id>/`` (a test run's HTML report), its sample grid and its PNG/JSON files
+(found through the catalog's ``tests`` row, wherever the report was written), ``/health`` (JSON;
 503 when the site is unhealthy, as ``synthmed status`` exits non-zero). For downstream sites:
 ``/store/...`` and ``/git/<upstream>/...`` (:mod:`synthmed.serve.downstream`).
 
@@ -39,8 +40,9 @@ URLS = Map([
     Rule("/model/<upstream>/<model_id>/<version>", endpoint="model"),
     Rule("/status", endpoint="status"),
     Rule("/health", endpoint="health"),
-    Rule("/reports/<run>/", endpoint="report"),
-    Rule("/reports/<path:rel>", endpoint="report_file"),
+    Rule("/tests/<int:test_id>/", endpoint="report"),
+    Rule("/tests/<int:test_id>/grid.png", endpoint="grid"),
+    Rule("/tests/<int:test_id>/files/<path:rel>", endpoint="report_file"),
     Rule("/store/blobs/sha256/<ab>/<rest>", endpoint="blob"),
     Rule("/git/<name>/info/refs", endpoint="git_refs"),
     Rule("/git/<name>/<path:what>", endpoint="git"),
@@ -119,18 +121,34 @@ class SiteApp:
         return Response(json.dumps(health, default=str) + "\n", status=200 if health["ok"] else 503,
                         mimetype="application/json")
 
-    def on_report(self, request: Request, run: str) -> Response:
-        doc = views.report_run(self.settings, run)
-        if doc is None:
-            raise NotFound(f"no test report {run!r} on this site")
-        return self.render("report.html", run=run, doc=doc)
+    def _report(self, test_id: int) -> views.RunReport:
+        """A test run's report, found through the catalog's ``tests`` row only."""
+        with self._catalog() as cat:
+            report = views.RunReport.of(cat.test_row(test_id))
+        if report is None:
+            raise NotFound(f"test run {test_id} has no report on this site")
+        return report
 
-    def on_report_file(self, request: Request, rel: str) -> Response:
-        path = views.report_file(self.settings, rel)
+    def on_report(self, request: Request, test_id: int) -> Response:
+        report = self._report(test_id)
+        doc = report.run()
+        if doc is None:
+            raise NotFound(f"test run {test_id}: its report.json is missing or unreadable")
+        return self.render("report.html", test_id=test_id, run=report.run_dir.name, doc=doc)
+
+    def _file(self, request: Request, path: Path | None) -> Response:
         if path is None:
             raise NotFound("no such report file")
         mime = "image/png" if path.suffix == ".png" else "application/json"
         return send_file(str(path), request.environ, mimetype=mime, conditional=True)
+
+    def on_grid(self, request: Request, test_id: int) -> Response:
+        report = self._report(test_id)
+        grid = report.grid()
+        return self._file(request, report.file(grid) if grid else None)
+
+    def on_report_file(self, request: Request, test_id: int, rel: str) -> Response:
+        return self._file(request, self._report(test_id).file(rel))
 
     def on_blob(self, request: Request, ab: str, rest: str) -> Response:
         downstream.check_token(request, self.token)

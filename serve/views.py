@@ -89,6 +89,7 @@ def search(settings: Settings, cat: Catalog, q: Query) -> dict[str, Any]:
 
 
 def _inside(root: Path, path: Path) -> Path | None:
+    """``path`` when it is a regular file inside ``root`` after following links and ``..``."""
     try:
         real = path.resolve(strict=True)
         real.relative_to(root.resolve())
@@ -97,32 +98,55 @@ def _inside(root: Path, path: Path) -> Path | None:
     return real if real.is_file() else None
 
 
-def report_of(settings: Settings, report_path: str | None) -> dict[str, Any] | None:
-    """A model's report (``reports/<run>/models/<id>/<version>.json``) as URLs under
-    ``/reports/``: ``run`` (the run's page), ``json`` and ``grid`` (the sample grid, if any)."""
-    if not report_path:
-        return None
-    root = settings.reports_dir
-    path = _inside(root, Path(report_path))
-    if path is None:  # a site moved or restored elsewhere: the same run under this site's reports/
-        parts = Path(report_path).parts
-        if root.name in parts:
-            i = len(parts) - 1 - parts[::-1].index(root.name)
-            path = _inside(root, root.joinpath(*parts[i + 1:]))
-    if path is None:
-        return None
-    rel = path.relative_to(root.resolve())
-    out: dict[str, Any] = {"run": rel.parts[0], "json": rel.as_posix(), "grid": None}
-    try:
-        doc = json.loads(path.read_text("utf-8"))
-        png = (doc.get("results") or [{}])[0].get("samples_png")
-    except (OSError, ValueError, AttributeError, IndexError):
-        return out
-    if isinstance(png, str) and png:
-        grid = _inside(root, path.parent / png)
-        if grid is not None and grid.suffix == ".png":
-            out["grid"] = grid.relative_to(root.resolve()).as_posix()
-    return out
+@dataclass(frozen=True)
+class RunReport:
+    """Where a test run's report lives: the model's report JSON (the catalog's ``report_path``)
+    inside its run folder (``<run>/models/<id>/<version>.json``, beside ``<run>/report.json``)."""
+
+    model_json: Path
+    run_dir: Path
+
+    @classmethod
+    def of(cls, row: Mapping[str, Any] | None) -> "RunReport | None":
+        path = row.get("report_path") if row else None
+        if not path:
+            return None
+        p = Path(str(path))
+        if not p.is_absolute() or len(p.parts) < 4 or p.parts[-3] != "models" or not p.is_file():
+            return None
+        return cls(p, p.parents[2])
+
+    def grid(self) -> str | None:
+        """The sample grid's path relative to the run folder (None without one)."""
+        try:
+            doc = json.loads(self.model_json.read_text("utf-8"))
+            png = (doc.get("results") or [{}])[0].get("samples_png")
+        except (OSError, ValueError, AttributeError, IndexError):
+            return None
+        if not isinstance(png, str) or not png.endswith(".png"):
+            return None
+        real = _inside(self.run_dir, self.model_json.parent / png)
+        return real.relative_to(self.run_dir.resolve()).as_posix() if real else None
+
+    def file(self, rel: str) -> Path | None:
+        """A PNG or JSON file of the run folder (after following links, still inside it)."""
+        if not rel.endswith((".png", ".json")):
+            return None
+        return _inside(self.run_dir, self.run_dir / rel)
+
+    def run(self) -> dict[str, Any] | None:
+        """The run's ``report.json``, each result with ``grid`` (relative to the run folder)."""
+        path = self.file("report.json")
+        if path is None:
+            return None
+        try:
+            doc: dict[str, Any] = json.loads(path.read_text("utf-8"))
+        except (OSError, ValueError):
+            return None
+        for r in doc.get("results") or []:
+            png = r.get("samples_png")
+            r["grid"] = png if isinstance(png, str) and self.file(png) is not None else None
+        return doc
 
 
 def model_page(settings: Settings, cat: Catalog, upstream: str, model_id: str,
@@ -132,9 +156,12 @@ def model_page(settings: Settings, cat: Catalog, upstream: str, model_id: str,
     rec = entry.record.data
     versions = [e for e in cat.rows_for_id(entry.id) if e.upstream == entry.upstream]
     tests = cat.tests_of(entry.upstream, entry.id, entry.version, entry.record.sha256, limit=20)
+    grid = None
     for t in tests:
-        t["report"] = report_of(settings, t.get("report_path"))
-    grid = next((t["report"]["grid"] for t in tests if t["report"] and t["report"]["grid"]), None)
+        rep = RunReport.of(t)
+        t["has_report"] = rep is not None and rep.file("report.json") is not None
+        if grid is None and rep is not None and rep.grid():
+            grid = t["id"]
     pkg = rec.get("package") or {}
     art = pkg.get("artefact") or {}
     store = Store(settings.store_dir)
@@ -156,25 +183,3 @@ def _metric_keys(metrics: list[Mapping[str, Any]]) -> list[str]:
             if k not in ("name", "value", "better"):
                 keys.setdefault(k, None)
     return list(keys)
-
-
-def report_run(settings: Settings, run: str) -> dict[str, Any] | None:
-    """A test run's ``report.json`` (None when there is none)."""
-    path = _inside(settings.reports_dir, settings.reports_dir / run / "report.json")
-    if path is None:
-        return None
-    try:
-        doc: dict[str, Any] = json.loads(path.read_text("utf-8"))
-    except (OSError, ValueError):
-        return None
-    for r in doc.get("results") or []:
-        png = r.get("samples_png")
-        r["grid"] = f"{run}/{png}" if isinstance(png, str) and _inside(settings.reports_dir / run, settings.reports_dir / run / png) else None
-    return doc
-
-
-def report_file(settings: Settings, rel: str) -> Path | None:
-    """A PNG or JSON file under ``reports/`` (after following links, still inside it)."""
-    if not rel.endswith((".png", ".json")):
-        return None
-    return _inside(settings.reports_dir, settings.reports_dir / rel)

@@ -189,3 +189,35 @@ def test_init_writes_the_trust_settings_with_comments(tmp_path: Path) -> None:
     from synthmed.registry.settings import load_settings
 
     assert load_settings(home).upstreams[0].allow_code is True
+
+
+def test_the_systemd_units_run_real_commands() -> None:
+    """scripts/systemd/*.service: each ExecStart is a synthmed command line this CLI accepts,
+    the daemon reloads with SIGHUP and stops with SIGTERM, the server binds loopback."""
+    import configparser
+    import shlex
+
+    from synthmed.cli import build_parser
+
+    from helpers import REPO_ROOT
+
+    units = sorted((REPO_ROOT / "scripts" / "systemd").glob("*.service"))
+    assert [u.name for u in units] == ["synthmed-daemon.service", "synthmed-serve.service"]
+    parsed = {}
+    for unit in units:
+        cp = configparser.ConfigParser(strict=False, interpolation=None, comment_prefixes=("#", ";"),
+                                       inline_comment_prefixes=None)
+        cp.optionxform = str  # type: ignore[assignment,method-assign]
+        cp.read(unit)
+        svc = cp["Service"]
+        argv = shlex.split(svc["ExecStart"])
+        assert argv[0].endswith("/bin/synthmed")
+        args = build_parser().parse_args(argv[1:])
+        assert callable(args.func)
+        assert "SYNTHMED_HOME=" in svc["Environment"] and cp["Install"]["WantedBy"] == "multi-user.target"
+        parsed[unit.name] = (svc, args)
+    svc, args = parsed["synthmed-daemon.service"]
+    assert args.command == "daemon" and svc["ExecReload"] == "/bin/kill -HUP $MAINPID"
+    assert svc["KillSignal"] == "SIGTERM" and "TimeoutStopSec" in svc
+    svc, args = parsed["synthmed-serve.service"]
+    assert args.command == "serve" and args.host == "127.0.0.1" and svc["ReadOnlyPaths"] == "/srv/synthmed"

@@ -100,7 +100,7 @@ def test_store_serves_blobs_by_sha256_with_head_and_range(url: str, site: Settin
     for bad in (f"/store/blobs/sha256/00/{missing[2:]}", f"/store/blobs/sha256/{sha[:3]}/{sha[3:]}",
                 f"/store/blobs/sha256/{sha[:2].upper()}/{sha[2:].upper()}", "/store/blobs/sha256/../../site.toml",
                 "/store/blobs/sha256/%2e%2e/%2e%2e%2fsite.toml", "/store/state.db", "/store/quarantine/x",
-                "/reports/../site.toml", "/reports/%2e%2e/catalog.db", "/reports/x/../../site.toml.png",
+                "/tests/1/files/../../site.toml", "/tests/999999/", "/tests/x/grid.png", "/reports/x.png",
                 "/catalog.db", "/site.toml"):
         status, _, body = request(url, "GET", bad)
         assert status == 404, bad
@@ -190,3 +190,47 @@ def test_health_is_json_and_503_when_an_upstream_is_stale(site: Settings) -> Non
         status, _, body = request(base, "GET", "/health")
     doc = json.loads(body)
     assert status == 503 and doc["ok"] is False and any("stale" in p for p in doc["problems"])
+
+
+def test_test_reports_are_found_through_the_catalog_and_stay_inside_their_run(site: Settings, url: str,
+                                                                              tmp_path: Path) -> None:
+    """`synthmed test --report DIR` writes reports anywhere (the main job: out/reports); the
+    catalog's row says where; only PNG and JSON files inside that run's folder are served."""
+    from PIL import Image
+
+    run = tmp_path / "out" / "reports"
+    (run / "models" / "phantom-lesion").mkdir(parents=True)
+    (run / "samples").mkdir()
+    Image.new("L", (8, 8), 128).save(run / "samples" / "phantom-lesion@1.0.0.png")
+    (tmp_path / "out" / "secret.png").write_bytes(b"secret")
+    doc = {"format": "synthmed-test-report/1", "created": "2026-11-29T00:00:00+00:00", "synthmed_version": "0",
+           "site": "x", "environment": {"python": "3", "platform": "linux", "torch": None},
+           "summary": {"total": 1, "passed": 1, "failed": 0, "skipped": 0},
+           "results": [{"ref": "phantom-lesion@1.0.0", "upstream": "public", "status": "passed", "reason": None,
+                        "title": "<b>t</b>", "checks": [], "measurements": {"throughput_sps": 1.0,
+                                                                            "peak_memory_mb": 2.0},
+                        "samples_png": "samples/phantom-lesion@1.0.0.png"}]}
+    (run / "report.json").write_text(json.dumps(doc))
+    one = json.loads(json.dumps(doc))
+    one["results"][0]["samples_png"] = "../../samples/phantom-lesion@1.0.0.png"
+    (run / "models" / "phantom-lesion" / "1.0.0.json").write_text(json.dumps(one))
+    with Catalog.open(site.catalog_path, readonly=False) as cat, cat.transaction():
+        e = cat.resolve("phantom-lesion")
+        good = cat.record_test(model_id=e.id, version=e.version, passed=True, upstream=e.upstream,
+                               sha256=e.record.sha256, report_path=str(run / "models" / "phantom-lesion" / "1.0.0.json"))
+    status, headers, body = request(url, "GET", f"/tests/{good}/grid.png")
+    assert status == 200 and headers["content-type"] == "image/png" and body.startswith(b"\x89PNG")
+    status, _, body = request(url, "GET", f"/tests/{good}/")
+    assert status == 200 and b"phantom-lesion@1.0.0" in body and b"<b>t</b>" not in body  # escaped
+    assert f'src="/tests/{good}/files/samples/phantom-lesion@1.0.0.png"'.encode() in body
+    assert request(url, "GET", f"/tests/{good}/files/samples/phantom-lesion@1.0.0.png")[0] == 200
+    _, _, page = request(url, "GET", "/model/public/phantom-lesion")
+    assert f'src="/tests/{good}/grid.png"'.encode() in page and f'href="/tests/{good}/"'.encode() in page
+    for bad in ("../secret.png", "..%2fsecret.png", "models/../../secret.png", "summary.md", "report.json/.."):
+        status, _, body = request(url, "GET", f"/tests/{good}/files/{bad}")
+        assert status == 404 and body != b"secret", bad
+    # a report whose grid points out of its run folder: no grid
+    one["results"][0]["samples_png"] = "../../../secret.png"
+    (run / "models" / "phantom-lesion" / "1.0.0.json").write_text(json.dumps(one))
+    status, _, body = request(url, "GET", f"/tests/{good}/grid.png")
+    assert status == 404 and body != b"secret"
