@@ -176,6 +176,19 @@ class Catalog:
         with self.db.atomic():
             yield self
 
+    @contextmanager
+    def reading(self) -> Iterator["Catalog"]:
+        """One consistent view for several reads (a deferred read transaction; keep it short:
+        a writer waits for it to end)."""
+        if self.conn.in_transaction:
+            yield self
+            return
+        self.conn.execute("BEGIN")
+        try:
+            yield self
+        finally:
+            self.conn.execute("COMMIT")
+
     def _writable(self) -> None:
         if self.readonly:
             raise CatalogError(f"the catalog {self.path} is open read-only",

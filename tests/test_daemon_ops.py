@@ -221,3 +221,38 @@ def test_the_systemd_units_run_real_commands() -> None:
     assert svc["KillSignal"] == "SIGTERM" and "TimeoutStopSec" in svc
     svc, args = parsed["synthmed-serve.service"]
     assert args.command == "serve" and args.host == "127.0.0.1" and svc["ReadOnlyPaths"] == "/srv/synthmed"
+
+
+def test_export_while_the_daemon_holds_the_lock(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import git
+
+    from synthmed.daemon.lock import SiteLock
+    from synthmed.registry.catalog import Catalog
+
+    from helpers import REPO_ROOT
+
+    home = tmp_path / "site"
+    assert main(["init", str(home), "--upstream", f"public={REPO_ROOT}"]) == 0
+    assert main(["--site", str(home), "sync"]) == 0
+    with Catalog.open(home / "catalog.db") as cat:
+        accepted = cat.upstream_row("public")["accepted_commit"]  # type: ignore[index]
+    capsys.readouterr()
+    with SiteLock(home, "synthmed daemon run"):  # the daemon is running
+        assert main(["--site", str(home), "export", str(tmp_path / "usb")]) == 0
+        err = capsys.readouterr().err
+        assert "exporting a snapshot while it runs" in err
+        manifest = json.loads((tmp_path / "usb" / "manifest.json").read_text())
+        assert [u["commit"] for u in manifest["upstreams"]] == [accepted] and len(manifest["blobs"]) == 5
+        # an upstream that does not match the snapshot (the daemon moved it): never a mixed export
+        mirror = git.Repo(home / "upstreams" / "public")
+        tree = mirror.git.rev_parse(f"{accepted}^{{tree}}")
+        mirror.git.update_ref("refs/synthmed/accepted", mirror.git.commit_tree(tree, "-p", accepted, "-m", "moved"))
+        assert main(["--site", str(home), "export", str(tmp_path / "usb2")]) == 1
+        assert "kept moving the upstreams" in capsys.readouterr().err
+        assert not (tmp_path / "usb2").exists()
+        mirror.git.update_ref("refs/synthmed/accepted", accepted)
+    # the snapshot imports on another site
+    other = tmp_path / "other"
+    assert main(["init", str(other)]) == 0
+    assert main(["--site", str(other), "import", str(tmp_path / "usb")]) == 0
+    assert "5 blob(s) imported" in capsys.readouterr().out

@@ -332,10 +332,22 @@ def cmd_export(args: argparse.Namespace) -> int:
     from synthmed.daemon.bundle import export_bundle
     from synthmed.daemon.lock import SiteLock
     from synthmed.registry.catalog import Catalog
+    from synthmed.registry.errors import SiteLocked
 
     settings = _site(args)
-    with SiteLock(settings.home, "synthmed export"), Catalog.open(settings.catalog_path, readonly=False) as cat:
-        manifest = export_bundle(settings, cat, Path(args.dir), progress=_progress)
+    lock = SiteLock(settings.home, "synthmed export")
+    try:
+        lock.acquire()
+    except SiteLocked as exc:  # the daemon runs: export a consistent snapshot without stopping it
+        _progress(f"export: {exc.message.split(';')[0]}; exporting a snapshot while it runs")
+        with Catalog.open(settings.catalog_path, readonly=True) as cat:
+            manifest = export_bundle(settings, cat, Path(args.dir), progress=_progress, exclusive=False)
+    else:
+        try:
+            with Catalog.open(settings.catalog_path, readonly=False) as cat:
+                manifest = export_bundle(settings, cat, Path(args.dir), progress=_progress)
+        finally:
+            lock.release()
     if args.json:
         print_json(manifest)
     else:
