@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 #: keyword arguments of generate() that synthmed takes for itself, unless the model's
 #: inputs declare a parameter of that name
 RUN_KWARGS = ("seed", "batch_size", "device", "mode", "format", "bit_depth", "outputs", "window", "timeout_s",
-              "progress", "chunk_size", "layout")
+              "progress", "chunk_size", "layout", "png_compress_level", "writers")
 
 
 class ModelContributor:
@@ -386,6 +386,7 @@ class Generators:
         keywords are the model's parameters (checked against its inputs), plus
         ``batch_size``, ``device``, ``mode``, ``format``, ``bit_depth``, ``outputs``,
         ``window``, ``timeout_s``, ``chunk_size`` (seeds per call of a medigan-1 package),
+        ``png_compress_level``, ``writers`` (as :meth:`synthmed.site.Model.generate_to`),
         ``layout`` ("medigan", default, or "synthmed": ``<output>/<index>.png``) and
         ``progress``. A folder that holds samples of another run is refused, never overwritten.
         """
@@ -402,6 +403,7 @@ class Generators:
         selected = run.pop("outputs", None)
         window = run.pop("window", None)
         layout = run.pop("layout", "medigan")
+        writing = {k: run.pop(k) for k in ("png_compress_level", "writers") if k in run}
         chunk = run.pop("chunk_size", None)
         if chunk is not None:
             run["medigan_chunk"] = chunk
@@ -414,7 +416,8 @@ class Generators:
                 return to_medigan_list(samples, model.outputs)
             folder = Path(output_path) if output_path is not None else mc.default_output_path(model.id)
             result = model.generate_to(folder, num_samples, format=fmt or "auto", seed=seed, bit_depth=bit_depth,
-                                       progress=bar, outputs=selected, window=window, layout=layout, **params)
+                                       progress=bar, outputs=selected, window=window, layout=layout, **writing,
+                                       **params)
         finally:
             if owned:
                 model.close()
