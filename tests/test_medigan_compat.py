@@ -1,0 +1,62 @@
+"""synthmed's Generators against medigan 1.0.0's, without medigan installed: every public
+method of medigan's Generators is called with the same arguments as
+``bench/medigan_api.py`` calls it on medigan, on a site holding the same configuration
+(medigan's catalogue entries 00001..00015 through synthmed's importer, and a small copy of
+medigan's model template), and each answer must equal medigan's recorded answer
+(``tests/fixtures/medigan/answers-1.0.0.json``, written by ``bench/medigan_api.py --record``)
+or be one of the documented deliberate differences."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from helpers.medigan_calls import (ANSWERS, DIFFERENCES, MEDIGAN_METHODS, build_side_by_side, calls, compare,
+                                   prepare_work, run_calls)
+from synthmed import Generators
+from synthmed.medigan_compat import MediganDifference
+
+
+@pytest.mark.slow
+def test_every_medigan_method_answers_as_medigan(tmp_path: Path) -> None:
+    recorded = json.loads(ANSWERS.read_text())
+    setup = build_side_by_side(tmp_path)
+    work = tmp_path / "work"
+    prepare_work(work, setup["local_files"])
+    old = os.getcwd()
+    os.chdir(work)
+    try:
+        with pytest.warns(MediganDifference):
+            ours = run_calls(Generators(setup["home"], mode="inline", progress=False), work, medigan=False)
+    finally:
+        os.chdir(old)
+    verdict = compare(recorded, ours)
+    different = {name: (recorded[name], ours.get(name)) for name, v in verdict.items() if v == "DIFFERENT"}
+    assert not different, json.dumps(different, indent=1)[:4000]
+    # every call was made, and every medigan method is among them
+    assert set(verdict) == {c.name for c in calls(work)}
+    assert {c.method for c in calls(work)} == set(MEDIGAN_METHODS)
+    # the documented differences are the only ones, and each is still a difference
+    assert {n for n, v in verdict.items() if v.startswith("documented")} <= set(DIFFERENCES)
+    assert sum(v == "same" for v in verdict.values()) >= 34
+    # the files medigan names: batch_<b>_<i>.png
+    assert ours["generate(TEMPLATE, 40, output_path)"]["files"] == recorded["generate(TEMPLATE, 40, output_path)"]["files"]
+    assert "batch_1_7.png" in ours["generate(TEMPLATE, 40, output_path)"]["files"]
+
+
+def test_every_medigan_signature_is_synthmeds() -> None:
+    """medigan's parameters, by name and in order, for every public method (synthmed's
+    own extras come after them or are keyword-only)."""
+    recorded = json.loads(ANSWERS.read_text())["__signatures__"]
+    assert set(recorded) == set(MEDIGAN_METHODS)
+    for name, params in recorded.items():
+        sig = inspect.signature(getattr(Generators, name)).parameters.values()
+        ours = [p.name for p in sig if p.name != "self" and p.kind != p.KEYWORD_ONLY and p.name not in ("args", "kwargs")]
+        wanted = [p for p in params if p not in ("args", "kwargs")]
+        assert ours[:len(wanted)] == wanted, (name, params, ours)
+        if "kwargs" in params:
+            assert any(p.kind == p.VAR_KEYWORD for p in sig), name
