@@ -593,9 +593,11 @@ class Generators:
         return data
 
     def push_to_zenodo(self, model_id: str, zenodo_access_token: str, creator_name: str = "unknown name",
-                       creator_affiliation: str = "unknown affiliation", model_description: str = "") -> str:
-        """Upload the contributor's package (a reproducible zip) to Zenodo and return the
-        file's URL; pinning and publishing go through an index (warned once)."""
+                       creator_affiliation: str = "unknown affiliation", model_description: str = "", *,
+                       zenodo_host: str | None = None) -> str:
+        """Upload the contributor's package (a reproducible zip) to Zenodo (``zenodo_host``,
+        default the site's ``sources.zenodo_host``) and return its ``zenodo:<record>/<file>``
+        source; pinning and publishing go through an index (warned once)."""
         from synthmed.registry.contribute import reproducible_zip, upload_zenodo
 
         mc.warn_once("push_to_zenodo", "push_to_zenodo: synthmed uploads a reproducible zip; the model is "
@@ -611,7 +613,8 @@ class Generators:
             reproducible_zip(c.package_path, zip_path)
             record = {"id": model_id, "version": "0.0.1", "title": model_id, "summary": model_description or model_id,
                       "authors": [{"name": creator_name, "affiliation": creator_affiliation}]}
-            return upload_zenodo(zip_path, record, host="https://zenodo.org", token=zenodo_access_token)
+            host = zenodo_host or self.site.settings.sources.zenodo_host
+            return upload_zenodo(zip_path, record, host=host, token=zenodo_access_token)
 
     def push_to_github(self, model_id: str, github_access_token: str | None = None, package_link: str | None = None,
                        creator_name: str = "", creator_affiliation: str = "", model_description: str = "",

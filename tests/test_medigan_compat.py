@@ -18,7 +18,15 @@ import pytest
 from helpers.medigan_calls import (ANSWERS, DIFFERENCES, MEDIGAN_METHODS, build_side_by_side, calls, compare,
                                    prepare_work, run_calls)
 from synthmed import Generators
+from synthmed import medigan_compat
 from synthmed.medigan_compat import MediganDifference
+from synthmed.registry.errors import SynthmedError
+
+
+@pytest.fixture(autouse=True)
+def fresh_warnings() -> None:
+    """Each deliberate difference warns once per process: start each test with none said."""
+    medigan_compat._warned.clear()
 
 
 @pytest.mark.slow
@@ -60,3 +68,24 @@ def test_every_medigan_signature_is_synthmeds() -> None:
         assert ours[:len(wanted)] == wanted, (name, params, ours)
         if "kwargs" in params:
             assert any(p.kind == p.VAR_KEYWORD for p in sig), name
+
+
+def test_push_to_zenodo_uploads_the_contributors_package(tmp_path: Path) -> None:
+    """medigan's push_to_zenodo: synthmed uploads a reproducible zip of the contributor's
+    folder (here to the Zenodo emulator on 127.0.0.1) and returns its zenodo: source."""
+    from helpers.sites import make_site_home
+    from helpers.zenodo import ZenodoEmulator
+
+    pkg = tmp_path / "local"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("def generate(model_file, num_samples, output_path, save_images):\n    return []\n")
+    (pkg / "500.pt").write_bytes(b"weights")
+    g = Generators(make_site_home(tmp_path / "site", []), progress=False)
+    g.add_model_contributor("00101_LOCAL", str(pkg / "__init__.py"))
+    with ZenodoEmulator(tokens={"tok"}) as zen, pytest.warns(MediganDifference, match="push_to_zenodo"):
+        source = g.push_to_zenodo("00101_LOCAL", "tok", "A. Author", "A Lab", "a test model", zenodo_host=zen.base)
+        (rid,) = zen.records
+        files = zen.records[rid].files
+    assert source == f"zenodo:{rid}/00101_LOCAL.zip" and set(files) == {"00101_LOCAL.zip"}
+    with pytest.raises(SynthmedError, match="no model contributor"):
+        g.push_to_zenodo("00102_OTHER", "tok")
