@@ -30,7 +30,10 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 import numpy as np
 
+from synthmed.registry.contribute import contribute, reproducible_zip, test_package_dir, upload_zenodo
 from synthmed.registry.errors import ConfigError, ModelNotFound, ModelRunError
+from synthmed.registry.medigan_import import convert_entry
+from synthmed.registry.modeltest_site import test_ref
 from synthmed.registry.records import Record, validate_data
 
 from . import medigan_compat as mc
@@ -167,8 +170,6 @@ class Generators:
         return not problems
 
     def _metadata_record(self, model_id: str, metadata: Mapping[str, Any]) -> tuple[dict[str, Any] | None, list[str]]:
-        from synthmed.registry.medigan_import import convert_entry
-
         if metadata.get("format") == "synthmed-record/1":
             return dict(metadata), []
         entry = metadata.get(model_id, metadata) if isinstance(metadata.get(model_id), Mapping) else metadata
@@ -598,8 +599,6 @@ class Generators:
         """Upload the contributor's package (a reproducible zip) to Zenodo (``zenodo_host``,
         default the site's ``sources.zenodo_host``) and return its ``zenodo:<record>/<file>``
         source; pinning and publishing go through an index (warned once)."""
-        from synthmed.registry.contribute import reproducible_zip, upload_zenodo
-
         mc.warn_once("push_to_zenodo", "push_to_zenodo: synthmed uploads a reproducible zip; the model is "
                      "published by a pull request to an index (`synthmed contribute`), not by the upload itself")
         c = self._contributor(model_id)
@@ -631,8 +630,6 @@ class Generators:
         record, problems = self._metadata_record(model_id, c.metadata or {})
         if record is None:
             raise ConfigError(f"{model_id}: the contributor's metadata cannot be read: {'; '.join(problems)}")
-        from synthmed.registry.contribute import contribute
-
         return contribute(c.package_path or ".", model_id=model_id.lower(), version=version, metadata=record,
                           index=index, store="index")
 
@@ -643,9 +640,6 @@ class Generators:
         same test a contribution gets, or the site's model (``synthmed test``'s checks:
         shapes, determinism, ...). Returns the test result (medigan returns None and
         raises on failure; synthmed raises ModelRunError when the test fails)."""
-        from synthmed.registry.contribute import test_package_dir
-        from synthmed.registry.modeltest_site import test_ref
-
         self._install_note(install_dependencies)
         contributor = self.get_model_contributor_by_id(str(model_id)) if is_local_model else None
         if contributor is not None:
@@ -682,8 +676,6 @@ class Generators:
         given as ``index=`` for a pull request; no GitHub issue. synthmed's own form,
         ``contribute(package_dir=..., model_id=..., version=..., metadata=..., index=...)``,
         works as ``synthmed contribute``."""
-        from synthmed.registry.contribute import contribute
-
         self._install_note(install_dependencies)
         if "package_dir" in kwargs:  # synthmed's form
             return contribute(kwargs.pop("package_dir"), model_id=model_id, **kwargs)

@@ -89,3 +89,48 @@ def test_push_to_zenodo_uploads_the_contributors_package(tmp_path: Path) -> None
     assert source == f"zenodo:{rid}/00101_LOCAL.zip" and set(files) == {"00101_LOCAL.zip"}
     with pytest.raises(SynthmedError, match="no model contributor"):
         g.push_to_zenodo("00102_OTHER", "tok")
+
+
+PKG_INIT = '''
+import os
+import numpy as np
+
+
+def generate(model_file, num_samples, output_path, save_images, input_path=None):
+    names = sorted(os.listdir(input_path))  # a folder inside the package, from {package}/images
+    rng = np.random.default_rng(int(np.random.randint(0, 2**31)))
+    out = []
+    for _ in range(num_samples):
+        rgb = rng.integers(0, 200, (6, 6, 3), dtype=np.uint8)
+        mask = np.full((6, 6, 1), 255 if names == ["a.png"] else 7, dtype=np.uint8)
+        out.append(np.concatenate([rgb, mask], axis=-1))  # medigan's 4-channel image+mask sample
+    return out
+'''
+
+
+def test_image_mask_split_and_package_relative_arguments(tmp_path: Path, medigan_toy) -> None:
+    """An importer-made record's {package}/... default resolves inside the package; one
+    4-channel medigan sample becomes the record's image (3 channels) and mask (1)."""
+    from synthmed.registry.errors import ModelRunError
+    from synthmed.registry.records import Record
+    from synthmed.registry.runner.formats import MediganModel
+
+    pkg = tmp_path / "pkg"
+    (pkg / "images").mkdir(parents=True)
+    (pkg / "images" / "a.png").write_bytes(b"x")
+    (pkg / "__init__.py").write_text(PKG_INIT)
+    (pkg / "w.pt").write_bytes(b"w")
+    data = json.loads(json.dumps(medigan_toy[0].data))
+    data["package"].update(entry_point="__init__:generate", weights="w.pt",
+                           generate_args={"input_path": "{package}/images"})
+    data["outputs"] = [
+        {"name": "image", "kind": "image", "dims": 2, "shape": [6, 6, 3], "dtype": "uint8", "channels": 3,
+         "value_range": [0, 255]},
+        {"name": "mask", "kind": "mask", "dims": 2, "shape": [6, 6], "dtype": "uint8", "channels": 1,
+         "value_range": [0, 255]}]
+    model = MediganModel(Record(data, "<test>"), pkg, "cpu", "test-split", chunk=4)
+    out = model.sample([0, 1, 2])
+    assert out["image"].shape == (3, 6, 6, 3) and out["mask"].shape == (3, 6, 6, 1)
+    assert (out["mask"] == 255).all()  # generate() listed the package's own images folder
+    with pytest.raises(ModelRunError, match="leaves the package"):
+        model.sample([5], input_path="{package}/../../etc")

@@ -21,8 +21,8 @@ STARTERS = {"ihc-patch-dcgan", "ihc-patch-dcgan-medigan", "retina-patch-ddpm", "
 def test_committed_index_validates_with_medigan_records_unverified() -> None:
     report = validate_path(REPO_ROOT / "index")
     assert report.ok, [str(p) for p in report.errors]
-    assert report.checked == 20  # retina-patch-ddpm 1.0.0 (deprecated) and 1.0.1
-    assert len(report.unverified) == 15 and all(r.startswith("000") for r in report.unverified)
+    assert report.checked == 35  # retina-patch-ddpm 1.0.0 (deprecated) and 1.0.1; two versions of each medigan record
+    assert len(report.unverified) == 30 and all(r.startswith("000") for r in report.unverified)
 
 
 @pytest.fixture(scope="module")
