@@ -63,4 +63,4 @@ def test_starters_are_mirrored_verified_and_generate(site: Path, tmp_path: Path,
     # an unverified medigan record is searchable but never executed
     assert main(["--site", str(site), "generate", "00001_dcgan_mmg_calc_roi", "-n", "1", "-o", str(tmp_path / "x")]) == 1
     err = capsys.readouterr().err
-    assert "unverified" in err and "synthmed index pin 00001_dcgan_mmg_calc_roi@0.0.1" in err
+    assert "unverified" in err and "synthmed index pin 00001_dcgan_mmg_calc_roi@0.0.2" in err
