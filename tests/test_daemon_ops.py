@@ -55,6 +55,8 @@ def test_sigterm_finishes_the_running_job_and_starts_no_queued_one(tmp_path: Pat
     ran: list[str] = []
 
     def slow_sync(ctx: JobContext) -> str:
+        ctx.report_download({"ref": "public/x@1.0.0", "sha256": "ab" * 32, "bytes": 10, "total": 20,
+                             "rate_bytes_per_s": 5, "since": "now"})
         started.set()
         assert release.wait(30)
         ran.append("sync finished")
@@ -74,6 +76,7 @@ def test_sigterm_finishes_the_running_job_and_starts_no_queued_one(tmp_path: Pat
         assert started.wait(30)
         state = runstate.read(settings)
         assert state["running"] and state["pid"] == os.getpid() and state["job"] == "sync"
+        assert state["download"]["bytes"] == 10  # the running download, as the mirror job reports it
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(0.5)  # the daemon has seen the signal before the running job ends
         release.set()
@@ -237,6 +240,9 @@ def test_export_while_the_daemon_holds_the_lock(tmp_path: Path, capsys: pytest.C
     with Catalog.open(home / "catalog.db") as cat:
         accepted = cat.upstream_row("public")["accepted_commit"]  # type: ignore[index]
     capsys.readouterr()
+    assert main(["--site", str(home), "status", "--json"]) == 0
+    sources = json.loads(capsys.readouterr().out)["blob_sources"]
+    assert len(sources) == 5 and all(b["source"].startswith("index:artefacts/") for b in sources)
     with SiteLock(home, "synthmed daemon run"):  # the daemon is running
         assert main(["--site", str(home), "export", str(tmp_path / "usb")]) == 0
         err = capsys.readouterr().err
@@ -256,3 +262,20 @@ def test_export_while_the_daemon_holds_the_lock(tmp_path: Path, capsys: pytest.C
     assert main(["init", str(other)]) == 0
     assert main(["--site", str(other), "import", str(tmp_path / "usb")]) == 0
     assert "5 blob(s) imported" in capsys.readouterr().out
+
+
+def test_download_meter_logs_bytes_and_rate(caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
+    from synthmed.daemon.jobs import DownloadMeter
+
+    seen: list[Any] = []
+    said: list[str] = []
+    ctx = JobContext(write_site(tmp_path / "site", []), None, said.append,  # type: ignore[arg-type]
+                     report_download=seen.append)
+    meter = DownloadMeter(ctx, "public/m@1.0.0", "ab" * 32, every_s=3600)
+    with caplog.at_level(logging.INFO, logger="synthmed.daemon.jobs"):
+        meter(100, 1000)  # the first call only starts the clock (a resumed download starts past 0)
+        meter(500, 1000)  # within every_s: quiet
+        meter(1000, 1000)  # the end is always reported
+    assert [d["bytes"] for d in seen] == [1000] and seen[0]["total"] == 1000 and seen[0]["rate_bytes_per_s"] > 0
+    assert any("public/m@1.0.0: 1000 of 1000 bytes" in r.getMessage() for r in caplog.records)
+    assert said and "MB/s" in said[0]
