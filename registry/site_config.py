@@ -138,6 +138,10 @@ gc_interval_hours = 24
 # device = "auto"                # auto | cpu | cuda | cuda:N
 # mode = "auto"                  # auto | inline | worker
 # batch_size = 32
+
+# [output]
+# png_compress_level = 1         # zlib 0 (fastest) .. 9 (smallest)
+# writers = 2                    # writer threads (default: one per core; 0: none)
 """
 
 
