@@ -226,6 +226,7 @@ def test_the_systemd_units_run_real_commands() -> None:
     assert args.command == "serve" and args.host == "127.0.0.1" and svc["ReadOnlyPaths"] == "/srv/synthmed"
 
 
+@pytest.mark.slow  # syncs and mirrors this repository's index, exports and imports it
 def test_export_while_the_daemon_holds_the_lock(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import git
 
