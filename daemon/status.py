@@ -8,19 +8,21 @@ from typing import Any
 from synthmed.registry.catalog import Catalog
 from synthmed.registry.settings import Settings
 from synthmed.registry.store import Store
+from synthmed.registry.upstream_check import BUNDLE_URL
 
 from . import runstate
 
 
 def health(st: dict[str, Any]) -> dict[str, Any]:
     """The health check (``synthmed status`` exits 3 when not ok, ``/health`` answers 503):
-    unhealthy when an upstream never synced, is stale, or its last sync failed or was
-    refused, or when the last test of a model version failed."""
+    unhealthy when an upstream never synced, is stale (not counted for ``bundle:`` upstreams,
+    which move only by import), or its last sync failed or was refused, or when the last
+    test of a model version failed."""
     problems: list[str] = []
     for u in st["upstreams"]:
         if u["head"] is None:
             problems.append(f"upstream {u['name']}: never synced successfully")
-        elif u["stale"]:
+        elif u["stale"] and u["url"] != BUNDLE_URL:  # an air-gapped upstream moves only when a bundle comes
             problems.append(f"upstream {u['name']}: stale ({u['age_hours']} h since the last successful sync)")
         if u["last_status"] in ("refused", "failed"):
             problems.append(f"upstream {u['name']}: last sync {u['last_status']}")

@@ -280,3 +280,13 @@ def test_download_meter_logs_bytes_and_rate(caplog: pytest.LogCaptureFixture, tm
     assert [d["bytes"] for d in seen] == [1000] and seen[0]["total"] == 1000 and seen[0]["rate_bytes_per_s"] > 0
     assert any("public/m@1.0.0: 1000 of 1000 bytes" in r.getMessage() for r in caplog.records)
     assert said and "MB/s" in said[0]
+
+
+def test_health_does_not_count_a_bundle_upstream_as_stale() -> None:
+    from synthmed.daemon.status import health
+
+    def up(url: str) -> dict[str, Any]:
+        return {"name": "n", "url": url, "head": "a" * 40, "stale": True, "age_hours": 99.0, "last_status": "ok"}
+
+    assert health({"upstreams": [up("bundle:")], "failing_models": []}) == {"ok": True, "problems": []}
+    assert health({"upstreams": [up("https://x.example/i.git")], "failing_models": []})["ok"] is False
