@@ -234,3 +234,30 @@ def test_test_reports_are_found_through_the_catalog_and_stay_inside_their_run(si
     (run / "models" / "phantom-lesion" / "1.0.0.json").write_text(json.dumps(one))
     status, _, body = request(url, "GET", f"/tests/{good}/grid.png")
     assert status == 404 and body != b"secret"
+
+
+def test_hostile_record_text_is_escaped_and_yanked_versions_say_so(tmp_path: Path) -> None:
+    """A record's text is an upstream's input: escaped, and only http(s) URLs become links."""
+    from helpers.records import make_record
+    from helpers.sites import make_site_home, write_site
+
+    evil = make_record(**{"id": "evil-gan", "version": "1.0.0", "title": "<script>alert(1)</script>",
+                          "summary": '"><img src=x onerror=alert(1)>',
+                          "publications": [{"title": "p", "url": "javascript:alert(1)"},
+                                           {"title": "q", "url": "https://example.org/paper"}]})
+    old = make_record(**{"id": "evil-gan", "version": "0.9.0", "status": "yanked",
+                         "status_reason": "trained on the wrong split"})
+    home = tmp_path / "site"
+    write_site(home, [{"name": "public", "url": str(tmp_path / "no-index")}])
+    make_site_home(home, [evil, old])
+    with serving(load_settings(home)) as base:
+        _, _, body = request(base, "GET", "/model/public/evil-gan")
+        html = body.decode()
+        assert "<script>alert(1)</script>" not in html and "&lt;script&gt;" in html
+        assert "<img src=x" not in html
+        assert 'href="javascript:' not in html and 'href="https://example.org/paper"' in html
+        _, _, body = request(base, "GET", "/model/public/evil-gan/0.9.0")
+        assert b'id="banner">YANKED' in body and b"trained on the wrong split" in body
+        _, _, body = request(base, "GET", "/?q=evil")
+        refs = [line for line in body.decode().splitlines() if "data-ref=" in line]
+        assert len(refs) == 1 and "evil-gan@1.0.0" in refs[0]  # the yanked version is never listed
