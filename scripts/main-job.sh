@@ -36,7 +36,7 @@ for m in $MODELS; do
   $SM visualize "$m" -n 16 -o "$OUT/$m-grid.png" --seed 0
 done
 
-$SM status
+$SM status || echo "   (status exits 3: the site is unhealthy, see the warnings above)"
 echo
 echo "site:    $SITE   (site.toml, catalog.db, store/, packages/, reports/)"
 echo "samples: $OUT/<model>/<output>/ (PNG for images, NIfTI for volumes; synthmed.json provenance)"
