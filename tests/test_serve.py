@@ -261,3 +261,17 @@ def test_hostile_record_text_is_escaped_and_yanked_versions_say_so(tmp_path: Pat
         _, _, body = request(base, "GET", "/?q=evil")
         refs = [line for line in body.decode().splitlines() if "data-ref=" in line]
         assert len(refs) == 1 and "evil-gan@1.0.0" in refs[0]  # the yanked version is never listed
+
+
+def test_a_site_without_a_catalog_says_what_to_do(tmp_path: Path) -> None:
+    from helpers.sites import write_site
+
+    settings = write_site(tmp_path / "site", [{"name": "public", "url": str(tmp_path / "index")}])
+    with serving(settings) as base:
+        status, _, body = request(base, "GET", "/")
+        assert status == 503 and b"synthmed sync" in body
+        status, _, body = request(base, "GET", "/status")
+        assert status == 200 and b"never synced" in body
+        status, _, body = request(base, "GET", "/health")
+        assert status == 503 and json.loads(body)["problems"] == ["upstream public: never synced successfully"]
+        assert request(base, "GET", "/git/public/info/refs?service=git-upload-pack")[0] == 404
