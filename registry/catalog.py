@@ -506,6 +506,21 @@ class Catalog:
                WHERE e.metric = ? GROUP BY e.key ORDER BY models DESC, last DESC""", (metric.lower(),))
         return [dict(zip([c[0] for c in cur.description], r)) for r in cur.fetchall()]
 
+    def evaluation_summary(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The latest evaluation run of each served version and comparability key: fd,
+        precision and recall, with reference, extractor and key (for ``synthmed status``)."""
+        cur = self.conn.execute(
+            """SELECT e.upstream, e.model_id, e.version, e.key, e.reference, e.extractor, e.finished,
+                      max(CASE WHEN e.metric = 'fd' THEN e.value END) AS fd,
+                      max(CASE WHEN e.metric = 'precision' THEN e.value END) AS precision,
+                      max(CASE WHEN e.metric = 'recall' THEN e.value END) AS recall
+               FROM evaluations e JOIN models m ON m.upstream = e.upstream AND m.id = e.model_id
+                 AND m.version = e.version AND m.sha256 = e.sha256 AND m.is_latest = 1
+               WHERE e.run IN (SELECT run FROM evaluations WHERE id IN (
+                 SELECT max(id) FROM evaluations GROUP BY upstream, model_id, version, sha256, key))
+               GROUP BY e.run ORDER BY e.key, fd LIMIT ?""", (limit,))
+        return [dict(zip([c[0] for c in cur.description], r)) for r in cur.fetchall()]
+
     def measured_values(self, metric: str, key: str) -> dict[tuple[str, str], dict[str, Any]]:
         """(upstream, id) -> the latest row of ``metric`` under comparability ``key`` for the
         served (latest) version of each model; with several parameter sets, the best value."""
