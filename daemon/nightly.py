@@ -43,6 +43,8 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 JOB_NAME = "test"
+#: samples per model and reference set in the nightly evaluation
+NIGHTLY_SAMPLES = 200
 
 
 def parse_time(text: str) -> tuple[int, int]:
@@ -114,7 +116,8 @@ def evaluate_served(ctx: JobContext, folder: Path) -> str:
     entries = [e for e in catalog.list_models() if e.artefact_state == "verified" and e.record.sha256
                and code_allowed(settings, e.upstream)]
     try:
-        evals, failures = nightly_evaluations(settings, catalog, entries, folder, progress=ctx.progress)
+        evals, failures = nightly_evaluations(settings, catalog, entries, folder, n=NIGHTLY_SAMPLES,
+                                              progress=ctx.progress)
     except SynthmedError as exc:
         log.warning("nightly evaluation failed: %s", exc)
         return f"evaluation failed: {exc.message}"
