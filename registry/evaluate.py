@@ -35,7 +35,7 @@ import numpy as np
 from . import metrics as M
 from .errors import EvaluationError
 from .extractors import FeatureExtractor, describe, open_extractor
-from .outputs import OutputSpec, canonical, record_specs
+from .outputs import OutputSpec, preview, record_specs
 from .packages import prepare
 from .ranking import BETTER
 from .reference_sets import ReferenceSet, list_references, open_reference
@@ -84,7 +84,10 @@ def _digest(obj: Any) -> str:
 
 #: the provenance fields the comparability key hashes (everything but the model, its
 #: parameters and output, the image's value range, the synthmed version and the time)
-KEYED = ("implementation", "extractor", "reference", "n_real", "n_generated", "seeds", "metrics")
+KEYED = ("implementation", "extractor", "reference", "n_real", "n_generated", "seeds", "metrics", "encoding")
+#: how a generated sample becomes the image the extractor sees (reference files are read as stored)
+ENCODING = ("8-bit picture as `generate --format png` writes it (registry/outputs.preview: the output's value "
+            "range, or the window of a CT output), then the extractor's input rules")
 
 
 def comparability_key(provenance: Mapping[str, Any]) -> str:
@@ -132,7 +135,7 @@ def keyed_provenance(reference: ReferenceSet, extractor: FeatureExtractor, n: in
     msd["kid"]["subset_size"] = min(ms.kid_subset_size, n, len(reference.files))  # capped at the smaller set
     return {"implementation": M.IMPLEMENTATION, "extractor": describe(extractor.record),
             "reference": reference.describe(), "n_real": len(reference.files), "n_generated": int(n),
-            "seeds": [int(seed), int(seed + n - 1)], "metrics": msd}
+            "seeds": [int(seed), int(seed + n - 1)], "metrics": msd, "encoding": ENCODING}
 
 
 def pick_output(entry: "CatalogEntry", name: str | None) -> OutputSpec:
@@ -156,7 +159,9 @@ def pick_output(entry: "CatalogEntry", name: str | None) -> OutputSpec:
 
 def generate(settings: "Settings", entry: "CatalogEntry", spec: OutputSpec, n: int, seed: int,
              params: Mapping[str, Any], progress: Callable[[str], None]) -> tuple[str, np.ndarray, dict[str, Any]]:
-    """(package sha256, n samples of the output in canonical layout, checked params)."""
+    """(package sha256, n samples of the output as 8-bit pictures, checked params). A sample is
+    measured as the picture `generate --format png` writes (:func:`~synthmed.registry.outputs.preview`:
+    its value range, or the window of a CT output), so it meets reference images on their terms."""
     package = prepare(entry, settings)
     with Runner(package, RunnerOptions.from_settings(settings)) as runner:
         checked = runner.check_params(dict(params))
@@ -164,7 +169,7 @@ def generate(settings: "Settings", entry: "CatalogEntry", spec: OutputSpec, n: i
         done = 0
         for _, batch in runner.iter_batches(list(range(seed, seed + n)), checked):
             arr = np.asarray(batch[spec.name])
-            chunks.append(np.stack([canonical(a, spec) for a in arr]))
+            chunks.append(np.stack([preview(a, spec) for a in arr]))
             done += len(arr)
             progress(f"evaluate: {entry.qualified_ref}: {done}/{n} samples")
     return package.sha256, np.concatenate(chunks), dict(checked)
@@ -184,7 +189,6 @@ def evaluate(settings: "Settings", entry: "CatalogEntry", reference: ReferenceSe
     progress(f"evaluate: reference {reference.label}: {len(ref_feats)} images")
     sha, gen_feats, images, checked = _generated_features(settings, entry, spec, extractor, ckey, n, seed,
                                                           dict(params or {}), progress)
-    lo, hi = spec.value_range
     values: dict[str, float] = {"fd": M.frechet_distance(ref_feats, gen_feats)}
     k = M.kid(ref_feats, gen_feats, subsets=ms.kid_subsets, subset_size=ms.kid_subset_size, seed=ms.kid_seed)
     values["kid"], values["kid_std"] = k["kid"], k["kid_std"]
@@ -192,11 +196,11 @@ def evaluate(settings: "Settings", entry: "CatalogEntry", reference: ReferenceSe
     values["cmmd"] = M.mmd_rbf(ref_feats, gen_feats, sigma=ms.mmd_sigma, scale=ms.mmd_scale)
     div_images = images if images is not None else None
     if div_images is not None and min(div_images.shape[1:3]) >= ms.diversity_win:
-        values["ms_ssim_diversity"] = M.ms_ssim_diversity(div_images, data_range=float(hi - lo),
+        values["ms_ssim_diversity"] = M.ms_ssim_diversity(div_images, data_range=255.0,
                                                           pairs=ms.diversity_pairs, win_size=ms.diversity_win)["ms_ssim_diversity"]
     provenance = {
         **keyed_provenance(reference, extractor, n, seed, ms),
-        "image": {"value_range": [lo, hi], "output_kind": spec.kind},
+        "image": {"value_range": list(spec.value_range), "window": list(spec.window) if spec.window else None},
         "model": {"upstream": entry.upstream, "id": entry.id, "version": entry.version, "sha256": sha},
         "params": checked, "output": spec.name, "synthmed": synthmed_version(), "finished": utcnow(),
     }
@@ -226,7 +230,7 @@ def _generated_features(settings: "Settings", entry: "CatalogEntry", spec: Outpu
         except (OSError, ValueError, KeyError) as exc:
             log.warning("feature cache %s unreadable (%s); computing again", cache, exc)
     sha, images, checked = generate(settings, entry, spec, n, seed, params, progress)
-    feats = extractor.features(images, spec.value_range)
+    feats = extractor.features(images, (0.0, 255.0))
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(".tmp.npz")
     arrays: dict[str, np.ndarray] = {"features": feats, "params": np.array(json.dumps(checked, sort_keys=True))}
