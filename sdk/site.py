@@ -34,6 +34,7 @@ from synthmed.registry.store import Store
 
 from .output_folder import OutputFolder
 from .progress import ProgressArg, ProgressBar, progress_bar
+from .writer_pool import WriterOptions, WriterPool
 
 log = logging.getLogger(__name__)
 
@@ -81,11 +82,14 @@ class Model:
     """One model of a site, ready to sample: a verified package and runner options.
     Load happens on first use."""
 
-    def __init__(self, package: VerifiedPackage, options: RunnerOptions) -> None:
+    def __init__(self, package: VerifiedPackage, options: RunnerOptions,
+                 writer_options: WriterOptions | None = None) -> None:
         self.package = package
         self.record = package.record
         self.upstream = package.upstream
         self.options = options
+        #: how generate_to writes files (PNG level, writer threads): the site's [output]
+        self.writer_options = writer_options or WriterOptions()
         self._runner: Runner | None = None
 
     # -- identity --
@@ -123,7 +127,7 @@ class Model:
 
     def with_options(self, **options: Any) -> "Model":
         """The same model with other runner options (device, mode, batch_size, timeout_s...)."""
-        return Model(self.package, self.options.with_(**options))
+        return Model(self.package, self.options.with_(**options), self.writer_options)
 
     def check_params(self, params: Mapping[str, Any] | None = None) -> CheckedParams:
         """The parameters checked against the model's inputs (defaults filled in); runs no model code."""
@@ -147,6 +151,7 @@ class Model:
                     batch_size: int | None = None, *, bit_depth: int | None = None,
                     outputs: Sequence[str] | str | None = None, window: Any = None,
                     progress: SampleProgress | None = None, checked: CheckedParams | None = None,
+                    png_compress_level: int | None = None, writers: int | None = None,
                     **params: Any) -> GenerationResult:
         """Write ``n`` samples to ``folder`` (``<output>/<index>.<ext>`` plus ``synthmed.json``);
         format "auto" writes PNG for 2D outputs and NIfTI for volumes.
@@ -162,6 +167,11 @@ class Model:
         Sample i uses seed ``seed + i``; indices already written completely are skipped,
         so an interrupted run resumes without duplicates. Parameters come as keywords, or
         already checked (``checked=model.check_params({...})``; then they are not checked again).
+
+        Files are encoded and written on a pool of ``writers`` threads (default: the
+        site's ``[output] writers``, else one per core; 0 writes in this thread) while the
+        model makes the next batch; ``png_compress_level`` (zlib 0..9, default the site's,
+        else 1) trades PNG size for speed and does not change the pixels.
         """
         n, seed = sample_count(n), seed_value(seed)
         model = self.with_options(batch_size=batch_size) if batch_size else self
@@ -179,6 +189,8 @@ class Model:
                 raise ConfigError("a window maps values onto 8 bits; bit depth 16 keeps the full value range",
                                   hint="give one of window= (--window) and bit_depth=16 (--bit-depth 16)")
             options["window"] = parse_window(window)
+        wopts = self.writer_options.with_(png_compress_level=png_compress_level, writers=writers)
+        options["png_compress_level"] = wopts.png_compress_level
         out = OutputFolder(Path(folder), self.record, format, seed, dict(checked), options, upstream=self.upstream,
                            runner_info=runner.info, outputs=outputs)
         volumes = [name for name, why in out.left_out.items() if why != "not selected"]
@@ -190,6 +202,8 @@ class Model:
         written = skipped = 0
         step = runner.batch_size
         complete = False
+        # at most two batches' samples queued: memory stays flat in the sample count
+        pool = WriterPool(out.write, wopts.threads, max_pending=max(2 * step, 4 * wopts.threads))
         try:
             for start in range(0, n, step):
                 window = range(start, min(n, start + step))
@@ -197,14 +211,22 @@ class Model:
                 skipped += len(window) - len(todo)
                 if todo:
                     for seeds, batch in runner.iter_batches([seed + i for i in todo], checked):
-                        out.write_batch([s - seed for s in seeds], batch)
-                        written += len(seeds)
+                        pool.submit_batch([s - seed for s in seeds], batch)
                 if progress is not None:
-                    progress(written + skipped, n)
+                    progress(pool.done + skipped, n)
+            pool.drain()
+            written = pool.done
+            if progress is not None:
+                progress(written + skipped, n)
             # the sidecar keeps the largest count any run asked for: complete only when
             # every one of those samples is there, not just the n of this run
             complete = all(out.is_complete(i) for i in range(n, out.num_samples))
+        except BaseException:
+            pool.close(cancel=True)
+            written = pool.done
+            raise
         finally:
+            pool.close()
             out.close(complete=complete)
             if model is not self:
                 model.close()
@@ -279,6 +301,8 @@ class Site:
         self.settings = settings
         #: the runner options every model of this site starts from (built once)
         self.runner_options = RunnerOptions.from_settings(settings, timeout_s=timeout_s, env_options=env_options)
+        #: how models of this site write their files (``[output]`` in site.toml)
+        self.writer_options = WriterOptions.from_settings(settings)
         self._catalog: Catalog | None = None
         #: progress bars for long calls: None on a terminal only, False never, True always
         #: (see :mod:`synthmed.progress`)
@@ -342,7 +366,7 @@ class Site:
         """A model by reference (``id``, ``id@1.0.0``, ``upstream/id@1.0.0``), or by an entry
         already resolved with :meth:`resolve`."""
         options = self.runner_options.with_(device=device, mode=mode, batch_size=batch_size, timeout_s=timeout_s)
-        return Model(self.package(ref), options)
+        return Model(self.package(ref), options, self.writer_options)
 
     def close(self) -> None:
         if self._catalog is not None:
