@@ -104,6 +104,7 @@ def site_status(settings: Settings, catalog: Catalog | None, now: datetime | Non
     out["failing_models"] = [{k: t[k] for k in ("ref", "upstream", "finished", "reason", "report_path")}
                              for t in catalog.failing_models()]
     out["problems"] = catalog.problems()
+    out["evaluations"] = catalog.evaluation_summary()
     scrubs = [j for j in out["jobs"] if j["job"] == "scrub"]
     out["last_verify"] = scrubs[0] if scrubs else None
     for t in out["failing_models"]:
@@ -153,6 +154,12 @@ def format_status(st: dict[str, Any]) -> str:
             who = f" {j['upstream']}" if j["upstream"] else ""
             lines.append(f"  {j['job']}{who}: {j['status']} at {j['finished']}"
                          + (f": {j['reason']}" if j["reason"] else ""))
+    if st.get("evaluations"):
+        lines.append("measured quality (synthmed evaluate; fd per comparability key, lower is better):")
+        for e in st["evaluations"]:
+            lines.append(f"  {e['upstream']}/{e['model_id']}@{e['version']} vs {e['reference']} "
+                         f"({e['extractor']}, key {str(e['key'])[:12]}): fd {e['fd']:.4g}, "
+                         f"precision {e['precision']:.3g}, recall {e['recall']:.3g} at {str(e['finished'])[:19]}")
     if st.get("failing_models"):
         lines.append("failing models:")
         lines.extend(f"  {t['upstream']}/{t['ref']}: {t['reason']}" for t in st["failing_models"])
