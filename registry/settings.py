@@ -170,6 +170,16 @@ class Settings:
     def reports_dir(self) -> Path:
         return self.home / "reports"
 
+    @property
+    def references_dir(self) -> Path:
+        """Site-local reference sets (``synthmed reference add``): never exported."""
+        return self.home / "references"
+
+    @property
+    def features_cache_dir(self) -> Path:
+        """Cached feature arrays of generated sets (``synthmed evaluate``): never exported."""
+        return self.home / "cache" / "features"
+
     def upstream(self, name: str) -> Upstream:
         for u in self.upstreams:
             if u.name == name:
