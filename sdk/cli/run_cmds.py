@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 from pathlib import Path
 
 from synthmed.registry.errors import ConfigError
 
 from ..progress import ProgressBar
+from ..shards import Shard, shard_from_env
 from .common import print_json, settings_from_args
 
 #: the output formats (sdk/output_formats.FORMATS), spelled out so `synthmed --help` need not import numpy
@@ -39,6 +42,9 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--writers", type=int, default=None, metavar="W",
                    help="threads that encode and write files while the model runs "
                         "(default: the site's [output] writers, else one per core; 0: none)")
+    p.add_argument("--shard", default=None, metavar="K/N",
+                   help="make only block K (from 0) of N of the samples into the same folder; without it "
+                        "torchrun's RANK/WORLD_SIZE or a Slurm array's SLURM_ARRAY_TASK_ID/COUNT choose the shard")
     p.add_argument("--batch-size", type=int, default=None, metavar="B", help="samples per model call")
     p.add_argument("--device", default=None, metavar="D", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--mode", choices=("auto", "inline", "worker"), default=None,
@@ -51,6 +57,15 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.set_defaults(func=cmd_generate)
+
+    vo = sub.add_parser("verify-output", help="check a generated folder: complete, no duplicates, sha256 as its manifest",
+                        description="Check an output folder of `synthmed generate` (one process or the union of "
+                                    "its shards): every sample 0..N-1 of every output present, no other file in "
+                                    "the output folders, no temporary file left by a killed writer, and every "
+                                    "file's sha256 as in synthmed.manifest.json. Exit status 1 on any problem.")
+    vo.add_argument("folder", metavar="DIR", help="the output folder")
+    vo.add_argument("--json", action="store_true", help="print the result as JSON")
+    vo.set_defaults(func=cmd_verify_output)
 
     v = sub.add_parser("visualize", help="write a grid PNG of a model's samples",
                        description="Generate N samples (seeds S..S+N-1) and write them as one grid PNG; "
@@ -93,12 +108,21 @@ def cmd_generate(args: argparse.Namespace) -> int:
     params = check_params(entry.record, raw)  # refuse bad params before fetching or running anything
     model = site.model(entry)
     fmt = args.format or "auto"
-    bar = ProgressBar(model.ref, enabled=not args.no_progress)
+    shard = None
+    if args.shard is not None:
+        shard = Shard.parse(args.shard)
+    else:
+        found = shard_from_env(os.environ)
+        if found is not None:
+            shard = found[0]
+            print(f"shard {shard} of the run, from {found[1]} (give --shard 0/1 to make every sample here)",
+                  file=sys.stderr)
+    bar = ProgressBar(model.ref if shard is None else f"{model.ref} shard {shard}", enabled=not args.no_progress)
     try:
         result = model.generate_to(Path(args.output), args.num_samples, format=fmt, seed=args.seed,
                                    bit_depth=args.bit_depth, outputs=args.outputs, window=args.window,
                                    progress=bar, checked=params, png_compress_level=args.png_compression,
-                                   writers=args.writers)
+                                   writers=args.writers, shard=shard)
     finally:
         model.close()
         site.close()
@@ -109,6 +133,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         "seeds": [args.seed, args.seed + args.num_samples - 1] if args.num_samples else [],
         "params": json.loads(json.dumps(dict(params), default=str)),
         "outputs": result.outputs, "left_out": result.left_out,
+        "shard": result.shard, "complete": result.complete,
     }
     if args.json:
         print_json(summary)
@@ -120,6 +145,22 @@ def cmd_generate(args: argparse.Namespace) -> int:
             print(f"not written: {', '.join(volumes)} (3D volumes; PNG holds 2D images): "
                   f"use --format nifti, dicom or npy, e.g. --outputs {','.join(volumes)} --format nifti")
     return 0
+
+
+def cmd_verify_output(args: argparse.Namespace) -> int:
+    from ..run_manifest import verify_output
+
+    result = verify_output(Path(args.folder))
+    if args.json:
+        print_json(result)
+    elif result["ok"]:
+        print(f"ok: {args.folder}: {result['num_samples']} samples of {', '.join(result['outputs'])}, "
+              f"{result['files_hashed']} files match the manifest")
+    else:
+        print(f"{args.folder}: {len(result['problems'])} problem(s)", file=sys.stderr)
+        for problem in result["problems"]:
+            print(f"  - {problem}", file=sys.stderr)
+    return 0 if result["ok"] else 1
 
 
 def cmd_visualize(args: argparse.Namespace) -> int:

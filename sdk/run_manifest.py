@@ -1,0 +1,191 @@
+"""The manifest of a finished run, and ``synthmed verify-output``.
+
+When the last sample of a run is written (by whichever process or shard writes it), the
+output folder gets ``synthmed.manifest.json``: the run's identity (model, package sha256,
+seeds, sample count, format, outputs) and the sha256 and size of every sample file, by
+path, sorted. It holds nothing that depends on who wrote the files or when, so a run made
+by one process, by 7 shards, by every local device or by a Ray cluster has the same
+manifest byte for byte (for formats whose files are themselves deterministic: PNG and
+``.npy``; NIfTI and DICOM files carry times or UIDs of their own).
+
+:func:`verify_output` checks a folder against its sidecar and manifest: every sample of
+``0..num_samples-1`` present for every output, nothing else in the output folders (no
+duplicate under another name, no index past the end, no temporary file of a killed
+writer), and every file's sha256 as the manifest says.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from synthmed.registry.errors import ConfigError
+
+MANIFEST = "synthmed.manifest.json"
+MANIFEST_FORMAT = "synthmed-manifest/1"
+_INDEX_NAME = re.compile(r"^(\d{6,})(.*)$")
+
+
+def _hash_file(path: str) -> tuple[str, int]:
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        while True:
+            chunk = fh.read(1 << 20)
+            if not chunk:
+                break
+            size += len(chunk)
+            h.update(chunk)
+    return h.hexdigest(), size
+
+
+def sample_files(folder: Path, outputs: Iterable[str]) -> list[str]:
+    """The sample files of an output folder, relative and sorted (``image/000003.png``; a
+    DICOM series folder contributes each of its files)."""
+    found: list[str] = []
+    for name in outputs:
+        sub = folder / name
+        if not sub.is_dir():
+            continue
+        for dirpath, dirnames, filenames in os.walk(sub):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            rel = os.path.relpath(dirpath, folder)
+            found.extend(os.path.join(rel, f).replace(os.sep, "/") for f in filenames if not f.startswith("."))
+    return sorted(found)
+
+
+def identity(sidecar: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a sidecar that says which run a folder holds (no times, no runner)."""
+    model = sidecar.get("model") or {}
+    return {"model": model.get("ref"), "sha256": model.get("sha256"), "format": sidecar.get("format"),
+            "options": sidecar.get("options", {}), "params": sidecar.get("params"),
+            "seeds": sidecar.get("seeds"), "num_samples": sidecar.get("num_samples"),
+            "outputs": [o.get("name") for o in sidecar.get("outputs", []) if isinstance(o, dict)]}
+
+
+def build_manifest(folder: Path, sidecar: Mapping[str, Any], threads: int = 4) -> dict[str, Any]:
+    """The manifest of a complete folder: its run's identity and every sample file's
+    sha256 and size (hashed on ``threads`` threads)."""
+    names = [str(o["name"]) for o in sidecar.get("outputs", []) if isinstance(o, dict)]
+    rels = sample_files(folder, names)
+    with ThreadPoolExecutor(max(1, threads)) as ex:
+        digests = list(ex.map(lambda r: _hash_file(os.path.join(folder, r)), rels))
+    return {"manifest_format": MANIFEST_FORMAT, "run": identity(sidecar),
+            "files": {r: {"sha256": d, "size": s} for r, (d, s) in zip(rels, digests)}}
+
+
+def write_manifest(folder: Path, sidecar: Mapping[str, Any]) -> Path:
+    from .output_folder import _atomic_write_text
+
+    path = folder / MANIFEST
+    _atomic_write_text(path, json.dumps(build_manifest(folder, sidecar), indent=1, sort_keys=True) + "\n")
+    return path
+
+
+def _expected(sidecar: Mapping[str, Any]) -> dict[str, tuple[str, bool]]:
+    """output name -> (extension, is a folder per sample)."""
+    out: dict[str, tuple[str, bool]] = {}
+    for o in sidecar.get("outputs", []):
+        if not isinstance(o, dict) or not o.get("name"):
+            continue
+        pattern = str(o.get("files", ""))
+        base = pattern.rsplit("/", 1)[-1]
+        m = _INDEX_NAME.match(base)
+        ext = m.group(2) if m else ""
+        out[str(o["name"])] = (ext, ext == "")
+    return out
+
+
+def verify_output(folder: Path | str) -> dict[str, Any]:
+    """Check an output folder; returns ``{"ok": bool, "problems": [...], ...}``. A folder
+    that is not an output folder (no sidecar) is a ConfigError."""
+    from .output_folder import SIDECAR, SIDECAR_FORMAT
+
+    folder = Path(folder)
+    side_path = folder / SIDECAR
+    try:
+        sidecar = json.loads(side_path.read_text("utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{folder} is not a synthmed output folder (no {SIDECAR})",
+                          hint="give the folder that `synthmed generate -o` wrote") from None
+    except ValueError as exc:
+        raise ConfigError(f"{side_path} is not valid JSON ({exc})", hint="the folder's provenance is damaged") from exc
+    if not isinstance(sidecar, dict) or sidecar.get("sidecar_format") != SIDECAR_FORMAT:
+        raise ConfigError(f"{side_path} is not a {SIDECAR_FORMAT} sidecar", hint="give a synthmed output folder")
+    n = int(sidecar.get("num_samples") or 0)
+    problems: list[str] = []
+    expected = _expected(sidecar)
+    want: set[str] = set()
+    missing: dict[str, list[int]] = {}
+    extra: list[str] = []
+    leftovers: list[str] = []
+    for name, (ext, is_dir) in expected.items():
+        if ".." in Path(name).parts or "/" in name:
+            problems.append(f"output name {name!r} in the sidecar is not a plain name")
+            continue
+        sub = folder / name
+        names = set()
+        if sub.is_dir():
+            with os.scandir(sub) as it:
+                for e in it:
+                    if e.name.startswith("."):
+                        leftovers.append(f"{name}/{e.name}")
+                        continue
+                    names.add(e.name)
+        wanted = {f"{i:06d}{ext}" for i in range(n)}
+        want |= {f"{name}/{w}" for w in wanted}
+        gone = sorted(int(w[:6]) for w in wanted - names) if len(wanted - names) else []
+        if gone:
+            missing[name] = gone
+        extra += sorted(f"{name}/{x}" for x in names - wanted)
+    for name, idx in missing.items():
+        shown = ", ".join(map(str, idx[:10])) + (f" (+{len(idx) - 10} more)" if len(idx) > 10 else "")
+        problems.append(f"{name}: {len(idx)} of {n} samples missing: {shown}")
+    if extra:
+        problems.append(f"{len(extra)} file(s) that are not samples 0..{n - 1} of this run (duplicates or "
+                        f"strays): {', '.join(extra[:10])}")
+    if leftovers:
+        problems.append(f"{len(leftovers)} temporary file(s) of an unfinished or killed writer: "
+                        f"{', '.join(leftovers[:5])} (rerun the same command to finish the run)")
+    if not sidecar.get("complete") and not missing:
+        problems.append("the sidecar says the run is not complete (a shard still running, or killed?)")
+    manifest_path = folder / MANIFEST
+    checked = 0
+    if not manifest_path.exists():
+        problems.append(f"no {MANIFEST}: the run has not finished (every shard writes it when the last sample "
+                        "is in; rerun the same command to finish)")
+    else:
+        try:
+            manifest = json.loads(manifest_path.read_text("utf-8"))
+            files = manifest["files"]
+            run = manifest["run"]
+        except (ValueError, KeyError, TypeError) as exc:
+            problems.append(f"{manifest_path} is damaged ({exc})")
+        else:
+            if run != identity(sidecar):
+                diff = sorted(k for k in set(run) | set(identity(sidecar)) if run.get(k) != identity(sidecar).get(k))
+                problems.append(f"the manifest describes another run than the sidecar (different {', '.join(diff)})")
+            listed = set(files)
+            present = set(sample_files(folder, expected))
+            if listed - present:
+                problems.append(f"{len(listed - present)} file(s) in the manifest are gone: "
+                                f"{', '.join(sorted(listed - present)[:10])}")
+            if present - listed:
+                problems.append(f"{len(present - listed)} file(s) are not in the manifest: "
+                                f"{', '.join(sorted(present - listed)[:10])}")
+            bad = []
+            for rel in sorted(listed & present):
+                digest, size = _hash_file(os.path.join(folder, rel))
+                checked += 1
+                entry = files[rel]
+                if not isinstance(entry, dict) or entry.get("sha256") != digest or entry.get("size") != size:
+                    bad.append(rel)
+            if bad:
+                problems.append(f"{len(bad)} file(s) differ from their sha256 in the manifest: {', '.join(bad[:10])}")
+    return {"folder": str(folder), "ok": not problems, "num_samples": n, "outputs": list(expected),
+            "files_expected": len(want), "files_hashed": checked, "problems": problems}
