@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from synthmed.registry.errors import ConfigError
 
@@ -45,6 +46,21 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--shard", default=None, metavar="K/N",
                    help="make only block K (from 0) of N of the samples into the same folder; without it "
                         "torchrun's RANK/WORLD_SIZE or a Slurm array's SLURM_ARRAY_TASK_ID/COUNT choose the shard")
+    p.add_argument("--devices", default=None, metavar="DEVICES",
+                   help="one worker process per device, each with its own block of samples: all (every GPU, "
+                        "else one CPU worker), cuda:0,cuda:1, or cpu:K (K CPU workers)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="ray: run the shards as Ray tasks on a cluster (pip install 'synthmed[ray]')")
+    p.add_argument("--address", default=None, metavar="ADDR",
+                   help="--engine ray: the cluster's address (default: RAY_ADDRESS, else a local Ray instance)")
+    p.add_argument("--ray-shards", type=int, default=None, metavar="N",
+                   help="--engine ray: number of shards (default: the cluster's GPUs, else its CPUs)")
+    p.add_argument("--ray-worker-site", default=None, metavar="DIR",
+                   help="--engine ray: the site each worker prepares the model from (default: this site's "
+                        "folder, which must then be on shared storage)")
+    p.add_argument("--ray-mirror", action="append", default=[], metavar="mirror:URI",
+                   help="--engine ray: a store the workers fetch the package from first, e.g. "
+                        "mirror:/shared/site/store or mirror:https://head/store (repeatable)")
     p.add_argument("--batch-size", type=int, default=None, metavar="B", help="samples per model call")
     p.add_argument("--device", default=None, metavar="D", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--mode", choices=("auto", "inline", "worker"), default=None,
@@ -118,12 +134,34 @@ def cmd_generate(args: argparse.Namespace) -> int:
             print(f"shard {shard} of the run, from {found[1]} (give --shard 0/1 to make every sample here)",
                   file=sys.stderr)
     bar = ProgressBar(model.ref if shard is None else f"{model.ref} shard {shard}", enabled=not args.no_progress)
+    if args.devices and args.engine == "ray":
+        raise ConfigError("--devices and --engine ray do not go together",
+                          hint="Ray places its workers on the cluster's devices itself (one GPU per worker)")
     try:
+        if args.engine == "ray":
+            from ..ray_engine import generate_with_ray
+
+            run = generate_with_ray(model, Path(args.output), args.num_samples, site_home=settings.home,
+                                    worker_site=args.ray_worker_site, mirrors=args.ray_mirror,
+                                    address=args.address, shards=args.ray_shards, format=fmt, seed=args.seed,
+                                    bit_depth=args.bit_depth, outputs=args.outputs, window=args.window,
+                                    png_compress_level=args.png_compression, writers=args.writers,
+                                    params=params, progress=bar)
+            return _print_parallel(args, model.ref, fmt, run)
+        if args.devices:
+            from ..parallel import generate_on_devices
+
+            run = generate_on_devices(model, Path(args.output), args.num_samples, args.devices, format=fmt,
+                                      seed=args.seed, shard=shard, bit_depth=args.bit_depth, outputs=args.outputs,
+                                      window=args.window, png_compress_level=args.png_compression,
+                                      writers=args.writers, progress=bar, params=params)
+            return _print_parallel(args, model.ref, fmt, run)
         result = model.generate_to(Path(args.output), args.num_samples, format=fmt, seed=args.seed,
                                    bit_depth=args.bit_depth, outputs=args.outputs, window=args.window,
                                    progress=bar, checked=params, png_compress_level=args.png_compression,
                                    writers=args.writers, shard=shard)
     finally:
+        bar.close()
         model.close()
         site.close()
     summary = {
@@ -144,6 +182,21 @@ def cmd_generate(args: argparse.Namespace) -> int:
         if volumes:
             print(f"not written: {', '.join(volumes)} (3D volumes; PNG holds 2D images): "
                   f"use --format nifti, dicom or npy, e.g. --outputs {','.join(volumes)} --format nifti")
+    return 0
+
+
+def _print_parallel(args: argparse.Namespace, ref: str, fmt: str, run: dict[str, Any]) -> int:
+    """The summary of a run on several devices or a Ray cluster."""
+    summary = {"model": ref, "format": fmt, **{k: v for k, v in run.items() if k != "seconds"},
+               "seconds": round(float(run["seconds"]), 3),
+               "samples_per_second": round(float(run["samples_per_second"]), 2)}
+    if args.json:
+        print_json(summary)
+    else:
+        where = ", ".join(run.get("devices") or []) or f"{len(run['workers'])} Ray workers"
+        print(f"{run['written']} written, {run['skipped']} already there: {run['folder']} "
+              f"({summary['samples_per_second']} samples/s on {where}"
+              f"{'; run complete, manifest written' if run['complete'] else ''})")
     return 0
 
 
