@@ -23,7 +23,6 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
@@ -36,30 +35,18 @@ from synthmed.registry.records import Record
 from synthmed.registry.stamps import synthmed_version
 
 from .png_encoder import DEFAULT_LEVEL
-from .run_manifest import MANIFEST
+from .folder_files import LOCK, MANIFEST, SIDECAR, SIDECAR_FORMAT
+from .folder_files import atomic_write_text as _atomic_write_text
+from .run_manifest import write_manifest
 from .output_formats import AUTO_FORMATS, ENCODERS, EXTENSIONS, FORMATS, SYNTHETIC_NOTE, WriteContext, dicom_is_series
 
 log = logging.getLogger(__name__)
 
-SIDECAR = "synthmed.json"
-SIDECAR_FORMAT = "synthmed-output/1"
 INDEX_DIGITS = 6
 
 
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; the provenance is as readable as the samples
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def select_outputs(ref: str, specs: Sequence[OutputSpec], names: Sequence[str] | str | None,
@@ -110,8 +97,7 @@ def _folder_error(folder: Path, exc: OSError) -> ConfigError:
 
 
 _TMP = re.compile(r"^\.(\d+)\.tmp-\d+(\..*)?$")
-#: the folder's lock file (shards and device workers of one run share the sidecar)
-LOCK = ".synthmed.lock"
+
 
 
 @dataclass
@@ -357,7 +343,5 @@ class OutputFolder:
                 complete = self.missing() == 0
             self.write_sidecar(complete=complete)
             if complete:
-                from .run_manifest import write_manifest
-
                 write_manifest(self.folder, self.sidecar(complete=True))
         return complete

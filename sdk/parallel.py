@@ -35,8 +35,10 @@ from synthmed.registry.errors import ConfigError, ModelRunError, SynthmedError
 from synthmed.registry.packages import VerifiedPackage
 from synthmed.registry.runner import RunnerOptions
 from synthmed.registry.runner.device import resolve_device
+from synthmed.registry.settings import load_settings
 
 from .shards import Shard
+from .site import Model, Site, sample_count, seed_value
 from .writer_pool import WriterOptions, available_cores
 
 log = logging.getLogger(__name__)
@@ -113,15 +115,11 @@ class ShardJob:
     mirrors: tuple[str, ...] = ()
 
     def model(self) -> Any:
-        from .site import Model, Site
-
         options = self.runner_options.with_(device=self.device) if self.device else self.runner_options
         if self.package is not None:
             return Model(self.package, options, self.writer_options)
         if not self.site_home or not self.ref:
             raise ConfigError("a shard job needs a package, or a site and a model reference")
-        from synthmed.registry.settings import load_settings
-
         settings = load_settings(self.site_home)
         if self.mirrors:  # the head's store first (mirror:PATH or mirror:URL)
             settings = replace(settings, sources=replace(settings.sources,
@@ -237,8 +235,6 @@ def generate_on_devices(model: Any, folder: Path | str, n: int, devices: str | S
     """:meth:`synthmed.site.Model.generate_to` on several local devices at once: one
     worker process per device, each with its own contiguous block (of ``shard``'s block
     when given). Returns a summary with each worker's counts."""
-    from .site import sample_count, seed_value
-
     n, seed = sample_count(n), seed_value(seed)
     record = model.record
     supported = record.data["package"].get("devices")

@@ -31,6 +31,7 @@ from synthmed.registry.errors import ConfigError, ModelRunError
 
 from .parallel import ShardJob, run_shard
 from .shards import Shard
+from .site import sample_count, seed_value
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +68,6 @@ def generate_with_ray(model: Any, folder: Path | str, n: int, *, site_home: Path
     """Run ``model``'s samples ``0..n-1`` into ``folder`` as Ray tasks. Uses the Ray
     instance already started in this process, else connects to ``address`` (or
     ``RAY_ADDRESS``), else starts a local one."""
-    from .site import sample_count, seed_value
-
     ray = _ray()
     n, seed = sample_count(n), seed_value(seed)
     checked = model.check_params(params or {})  # refused here, before any task starts

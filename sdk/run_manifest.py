@@ -26,8 +26,8 @@ from typing import Any, Iterable, Mapping
 
 from synthmed.registry.errors import ConfigError
 
-MANIFEST = "synthmed.manifest.json"
-MANIFEST_FORMAT = "synthmed-manifest/1"
+from .folder_files import MANIFEST, MANIFEST_FORMAT, SIDECAR, SIDECAR_FORMAT, atomic_write_text
+
 _INDEX_NAME = re.compile(r"^(\d{6,})(.*)$")
 
 
@@ -80,10 +80,8 @@ def build_manifest(folder: Path, sidecar: Mapping[str, Any], threads: int = 4) -
 
 
 def write_manifest(folder: Path, sidecar: Mapping[str, Any]) -> Path:
-    from .output_folder import _atomic_write_text
-
     path = folder / MANIFEST
-    _atomic_write_text(path, json.dumps(build_manifest(folder, sidecar), indent=1, sort_keys=True) + "\n")
+    atomic_write_text(path, json.dumps(build_manifest(folder, sidecar), indent=1, sort_keys=True) + "\n")
     return path
 
 
@@ -104,8 +102,6 @@ def _expected(sidecar: Mapping[str, Any]) -> dict[str, tuple[str, bool]]:
 def verify_output(folder: Path | str) -> dict[str, Any]:
     """Check an output folder; returns ``{"ok": bool, "problems": [...], ...}``. A folder
     that is not an output folder (no sidecar) is a ConfigError."""
-    from .output_folder import SIDECAR, SIDECAR_FORMAT
-
     folder = Path(folder)
     side_path = folder / SIDECAR
     try:
