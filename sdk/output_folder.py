@@ -319,18 +319,10 @@ class OutputFolder:
             self.write(index, {name: arr[j] for name, arr in outputs.items()})
 
     def missing(self, indices: range | None = None) -> int:
-        """How many of ``indices`` (default: every sample of the run) are not complete;
-        one listing per output folder, not one stat per file."""
+        """How many of ``indices`` (default: every sample of the run) are not complete
+        (a stat per file: memory stays flat in the sample count)."""
         indices = range(self.num_samples) if indices is None else indices
-        have: set[str] | None = None
-        for s in self.specs:
-            with os.scandir(self._dirs[s.name]) as it:
-                names = {e.name for e in it if not e.name.startswith(".")}
-            ext = self.exts[s.name]
-            done = {n[:-len(ext)] if ext else n for n in names if n.endswith(ext)}
-            have = done if have is None else have & done
-        have = have or set()
-        return sum(1 for i in indices if f"{i:0{INDEX_DIGITS}d}" not in have)
+        return sum(1 for i in indices if not self.is_complete(i))
 
     def close(self, complete: bool | None = None) -> bool:
         """Write the sidecar, and the manifest when every sample of the run is there.

@@ -17,30 +17,35 @@ writer), and every file's sha256 as the manifest says.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import re
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from synthmed.registry.errors import ConfigError
 
-from .folder_files import MANIFEST, MANIFEST_FORMAT, SIDECAR, SIDECAR_FORMAT, atomic_write_text
+from .folder_files import MANIFEST, MANIFEST_FORMAT, SIDECAR, SIDECAR_FORMAT
 
 _INDEX_NAME = re.compile(r"^(\d{6,})(.*)$")
 
 
 def _hash_file(path: str) -> tuple[str, int]:
+    """(sha256, size) of a file, read through one small reusable buffer."""
     h = hashlib.sha256()
+    buf = bytearray(1 << 16)
+    view = memoryview(buf)
     size = 0
-    with open(path, "rb") as fh:
+    with open(path, "rb", buffering=0) as fh:
         while True:
-            chunk = fh.read(1 << 20)
-            if not chunk:
+            got = fh.readinto(buf)
+            if not got:
                 break
-            size += len(chunk)
-            h.update(chunk)
+            size += got
+            h.update(view[:got])
     return h.hexdigest(), size
 
 
@@ -68,20 +73,55 @@ def identity(sidecar: Mapping[str, Any]) -> dict[str, Any]:
             "outputs": [o.get("name") for o in sidecar.get("outputs", []) if isinstance(o, dict)]}
 
 
-def build_manifest(folder: Path, sidecar: Mapping[str, Any], threads: int = 4) -> dict[str, Any]:
-    """The manifest of a complete folder: its run's identity and every sample file's
-    sha256 and size (hashed on ``threads`` threads)."""
-    names = [str(o["name"]) for o in sidecar.get("outputs", []) if isinstance(o, dict)]
-    rels = sample_files(folder, names)
+def _sample_paths(folder: Path, sidecar: Mapping[str, Any]) -> Iterator[str]:
+    """The relative paths of a complete run's sample files, outputs by name, indices in
+    order (a DICOM series folder: its files, sorted). Made from the sidecar, not from a
+    listing, so memory stays flat however many samples the run has."""
+    expected = _expected(sidecar)
+    n = int(sidecar.get("num_samples") or 0)
+    for name in sorted(expected):
+        ext, is_dir = expected[name]
+        for i in range(n):
+            rel = f"{name}/{i:06d}{ext}"
+            if is_dir:
+                inside = sorted(f for f in os.listdir(folder / rel) if not f.startswith("."))
+                yield from (f"{rel}/{f}" for f in inside)
+            else:
+                yield rel
+
+
+def build_manifest(folder: Path, sidecar: Mapping[str, Any], threads: int = 4) -> Iterator[str]:
+    """The manifest of a complete folder as JSON text, piece by piece: its run's identity
+    and every sample file's sha256 and size (hashed on ``threads`` threads, a bounded
+    number of files at a time)."""
+    yield "{\n" + f' "manifest_format": {json.dumps(MANIFEST_FORMAT)},\n'
+    yield f' "run": {json.dumps(identity(sidecar), sort_keys=True)},\n "files": {{'
+    first = True
+    paths = _sample_paths(folder, sidecar)
     with ThreadPoolExecutor(max(1, threads)) as ex:
-        digests = list(ex.map(lambda r: _hash_file(os.path.join(folder, r)), rels))
-    return {"manifest_format": MANIFEST_FORMAT, "run": identity(sidecar),
-            "files": {r: {"sha256": d, "size": s} for r, (d, s) in zip(rels, digests)}}
+        while True:
+            chunk = list(itertools.islice(paths, 256))
+            if not chunk:
+                break
+            for rel, (digest, size) in zip(chunk, ex.map(lambda r: _hash_file(os.path.join(folder, r)), chunk)):
+                yield ("\n" if first else ",\n") + f'  {json.dumps(rel)}: {{"sha256": "{digest}", "size": {size}}}'
+                first = False
+    yield "\n }\n}\n"
 
 
 def write_manifest(folder: Path, sidecar: Mapping[str, Any]) -> Path:
+    """Write ``synthmed.manifest.json`` (under a temporary name, then renamed)."""
     path = folder / MANIFEST
-    atomic_write_text(path, json.dumps(build_manifest(folder, sidecar), indent=1, sort_keys=True) + "\n")
+    fd, tmp = tempfile.mkstemp(prefix=f".{MANIFEST}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            for piece in build_manifest(folder, sidecar):
+                fh.write(piece)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
 
 
