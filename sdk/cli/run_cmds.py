@@ -116,15 +116,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.timeout is not None and not args.timeout > 0:
         raise ConfigError(f"--timeout {args.timeout:g}: the timeout must be above 0 seconds",
                           hint="leave it out for the default, or give the longest wait for one batch, e.g. 600")
-    settings = settings_from_args(args, device=args.device, mode=args.mode, batch_size=args.batch_size,
-                                  offline=args.offline)
-    site = Site(settings=settings, timeout_s=args.timeout, progress=False if args.no_progress else None)
-    entry = site.resolve(args.ref)
-    raw = parse_param_args(entry.record, args.param)  # typed from the inputs schema
-    params = check_params(entry.record, raw)  # refuse bad params before fetching or running anything
-    model = site.model(entry)
-    fmt = args.format or "auto"
     shard = None
+    device = args.device
     if args.shard is not None:
         shard = Shard.parse(args.shard)
     else:
@@ -133,6 +126,20 @@ def cmd_generate(args: argparse.Namespace) -> int:
             shard = found[0]
             print(f"shard {shard} of the run, from {found[1]} (give --shard 0/1 to make every sample here)",
                   file=sys.stderr)
+            local = os.environ.get("LOCAL_RANK", "")
+            if "torchrun" in found[1] and local.isdigit() and device in (None, "auto", "cuda") and not args.devices:
+                from ..parallel import cuda_count
+
+                if cuda_count() > int(local):  # each rank on its own GPU, as torchrun means it
+                    device = f"cuda:{local}"
+    settings = settings_from_args(args, device=device, mode=args.mode, batch_size=args.batch_size,
+                                  offline=args.offline)
+    site = Site(settings=settings, timeout_s=args.timeout, progress=False if args.no_progress else None)
+    entry = site.resolve(args.ref)
+    raw = parse_param_args(entry.record, args.param)  # typed from the inputs schema
+    params = check_params(entry.record, raw)  # refuse bad params before fetching or running anything
+    model = site.model(entry)
+    fmt = args.format or "auto"
     bar = ProgressBar(model.ref if shard is None else f"{model.ref} shard {shard}", enabled=not args.no_progress)
     if args.devices and args.engine == "ray":
         raise ConfigError("--devices and --engine ray do not go together",
