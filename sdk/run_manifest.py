@@ -153,35 +153,51 @@ def verify_output(folder: Path | str) -> dict[str, Any]:
         raise ConfigError(f"{side_path} is not valid JSON ({exc})", hint="the folder's provenance is damaged") from exc
     if not isinstance(sidecar, dict) or sidecar.get("sidecar_format") != SIDECAR_FORMAT:
         raise ConfigError(f"{side_path} is not a {SIDECAR_FORMAT} sidecar", hint="give a synthmed output folder")
-    n = int(sidecar.get("num_samples") or 0)
+    try:
+        n = int(sidecar.get("num_samples") or 0)
+        if n < 0:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ConfigError(f"{side_path}: num_samples {sidecar.get('num_samples')!r} is not a sample count",
+                          hint="the folder's provenance is damaged") from None
     problems: list[str] = []
     expected = _expected(sidecar)
-    want: set[str] = set()
     missing: dict[str, list[int]] = {}
+    missing_counts: dict[str, int] = {}
     extra: list[str] = []
     leftovers: list[str] = []
     for name, (ext, is_dir) in expected.items():
-        if ".." in Path(name).parts or "/" in name:
+        if ".." in Path(name).parts or "/" in name or "\\" in name:
             problems.append(f"output name {name!r} in the sidecar is not a plain name")
             continue
         sub = folder / name
-        names = set()
+        have: set[int] = set()
         if sub.is_dir():
             with os.scandir(sub) as it:
                 for e in it:
                     if e.name.startswith("."):
                         leftovers.append(f"{name}/{e.name}")
                         continue
-                    names.add(e.name)
-        wanted = {f"{i:06d}{ext}" for i in range(n)}
-        want |= {f"{name}/{w}" for w in wanted}
-        gone = sorted(int(w[:6]) for w in wanted - names) if len(wanted - names) else []
-        if gone:
-            missing[name] = gone
-        extra += sorted(f"{name}/{x}" for x in names - wanted)
+                    m = _INDEX_NAME.match(e.name)
+                    if m and m.group(2) == ext and int(m.group(1)) < n and e.name == f"{int(m.group(1)):06d}{ext}":
+                        have.add(int(m.group(1)))
+                    else:
+                        extra.append(f"{name}/{e.name}")
+        if len(have) < n:
+            missing_counts[name] = n - len(have)
+            # the first few missing indices (found by walking from 0; stops after ten)
+            first: list[int] = []
+            for i in range(n):
+                if i not in have:
+                    first.append(i)
+                    if len(first) == 10:
+                        break
+            missing[name] = first
+    extra.sort()
     for name, idx in missing.items():
-        shown = ", ".join(map(str, idx[:10])) + (f" (+{len(idx) - 10} more)" if len(idx) > 10 else "")
-        problems.append(f"{name}: {len(idx)} of {n} samples missing: {shown}")
+        count = missing_counts[name]
+        shown = ", ".join(map(str, idx)) + (f" (+{count - len(idx)} more)" if count > len(idx) else "")
+        problems.append(f"{name}: {count} of {n} samples missing: {shown}")
     if extra:
         problems.append(f"{len(extra)} file(s) that are not samples 0..{n - 1} of this run (duplicates or "
                         f"strays): {', '.join(extra[:10])}")
@@ -224,4 +240,4 @@ def verify_output(folder: Path | str) -> dict[str, Any]:
             if bad:
                 problems.append(f"{len(bad)} file(s) differ from their sha256 in the manifest: {', '.join(bad[:10])}")
     return {"folder": str(folder), "ok": not problems, "num_samples": n, "outputs": list(expected),
-            "files_expected": len(want), "files_hashed": checked, "problems": problems}
+            "files_hashed": checked, "problems": problems}

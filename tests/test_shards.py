@@ -95,6 +95,17 @@ def test_verify_output_names_missing_extra_leftover_and_changed_files(tmp_path: 
     assert main(["verify-output", str(out)]) == 1
     with pytest.raises(ConfigError, match="not a synthmed output folder"):
         verify_output(tmp_path)
+    # a sidecar from elsewhere: a huge count, or an output name that climbs out, is reported, not followed
+    side = json.loads((out / "synthmed.json").read_text())
+    side["num_samples"] = 10 ** 12
+    side["outputs"].append({"name": "../../etc", "files": "../../etc/000000.png"})
+    (out / "synthmed.json").write_text(json.dumps(side))
+    text = "\n".join(verify_output(out)["problems"])
+    assert "999999999994 of 1000000000000 samples missing" in text and "not a plain name" in text
+    side["num_samples"] = "many"
+    (out / "synthmed.json").write_text(json.dumps(side))
+    with pytest.raises(ConfigError, match="not a sample count"):
+        verify_output(out)
     m.close()
 
 
