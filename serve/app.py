@@ -192,6 +192,8 @@ class SiteApp:
         resp = self.dispatch(request)
         for k, v in SECURITY_HEADERS.items():
             resp.headers.setdefault(k, v)
+        # one line per request: who fetched which blob or index (the query string is left out)
+        log.info("%s %s %s %s", request.remote_addr, request.method, request.path, resp.status_code)
         return resp(environ, start_response)
 
 
