@@ -104,6 +104,7 @@ class ShardJob:
     bit_depth: int | None = None
     outputs: Sequence[str] | str | None = None
     window: Any = None
+    layout: str = "synthmed"
     device: str | None = None
     torch_threads: int | None = None
     runner_options: RunnerOptions = RunnerOptions()
@@ -151,7 +152,7 @@ def run_shard(job: ShardJob, progress: Callable[[int, int], None] | None = None)
         checked = model.check_params(job.params)
         res = model.generate_to(Path(job.folder), job.n, format=job.format, seed=job.seed,
                                 bit_depth=job.bit_depth, outputs=job.outputs, window=job.window,
-                                progress=progress, checked=checked, shard=Shard(*job.shard))
+                                progress=progress, checked=checked, shard=Shard(*job.shard), layout=job.layout)
     finally:
         model.close()
     return {"shard": f"{job.shard[0]}/{job.shard[1]}", "device": job.device, "written": res.written,
@@ -231,7 +232,7 @@ def generate_on_devices(model: Any, folder: Path | str, n: int, devices: str | S
                         bit_depth: int | None = None, outputs: Sequence[str] | str | None = None,
                         window: Any = None, png_compress_level: int | None = None, writers: int | None = None,
                         progress: Callable[[int, int], None] | None = None,
-                        params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                        params: Mapping[str, Any] | None = None, layout: str = "synthmed") -> dict[str, Any]:
     """:meth:`synthmed.site.Model.generate_to` on several local devices at once: one
     worker process per device, each with its own contiguous block (of ``shard``'s block
     when given). Returns a summary with each worker's counts."""
@@ -248,7 +249,7 @@ def generate_on_devices(model: Any, folder: Path | str, n: int, devices: str | S
     if wopts.writers is None:
         wopts = replace(wopts, writers=per)
     base = ShardJob(folder=str(folder), n=n, shard=(0, 1), format=format, seed=seed, params=dict(checked),
-                    bit_depth=bit_depth, outputs=outputs, window=window, runner_options=model.options,
+                    bit_depth=bit_depth, outputs=outputs, window=window, layout=layout, runner_options=model.options,
                     writer_options=wopts, package=model.package)
     jobs = [replace(base, shard=sub, device=dev, torch_threads=per if dev == "cpu" else None)
             for sub, dev in zip(split_jobs(base, part, len(devs)), devs)]

@@ -63,7 +63,7 @@ def generate_with_ray(model: Any, folder: Path | str, n: int, *, site_home: Path
                       address: str | None = None, shards: int | None = None, format: str = "auto",
                       seed: int = 0, bit_depth: int | None = None, outputs: Sequence[str] | str | None = None,
                       window: Any = None, png_compress_level: int | None = None, writers: int | None = None,
-                      params: Mapping[str, Any] | None = None,
+                      params: Mapping[str, Any] | None = None, layout: str = "synthmed",
                       progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Run ``model``'s samples ``0..n-1`` into ``folder`` as Ray tasks. Uses the Ray
     instance already started in this process, else connects to ``address`` (or
@@ -94,7 +94,8 @@ def generate_with_ray(model: Any, folder: Path | str, n: int, *, site_home: Path
     if wopts.writers is None:
         wopts = replace(wopts, writers=max(1, int(cpus // max(1, min(count, cpus)))) if not gpus else None)
     job = ShardJob(folder=str(Path(folder).resolve()), n=n, shard=(0, 1), format=format, seed=seed,
-                   params=dict(checked), bit_depth=bit_depth, outputs=outputs, window=window, device=device,
+                   params=dict(checked), bit_depth=bit_depth, outputs=outputs, window=window, layout=layout,
+                   device=device,
                    torch_threads=None if gpus else 1, runner_options=model.options, writer_options=wopts,
                    site_home=str(worker_site or site_home), ref=f"{model.upstream}/{model.record.ref}"
                    if model.upstream else model.record.ref, sha256=model.package.sha256,

@@ -153,6 +153,10 @@ def verify_output(folder: Path | str) -> dict[str, Any]:
         raise ConfigError(f"{side_path} is not valid JSON ({exc})", hint="the folder's provenance is damaged") from exc
     if not isinstance(sidecar, dict) or sidecar.get("sidecar_format") != SIDECAR_FORMAT:
         raise ConfigError(f"{side_path} is not a {SIDECAR_FORMAT} sidecar", hint="give a synthmed output folder")
+    if sidecar.get("layout", "synthmed") != "synthmed":
+        raise ConfigError(f"{folder} uses the {sidecar.get('layout')!r} file layout; verify-output checks "
+                          "synthmed's layout (<output>/<index>.<ext>), the one that gets a manifest",
+                          hint="generate with the default layout to have a manifest and verify it")
     try:
         n = int(sidecar.get("num_samples") or 0)
         if n < 0:

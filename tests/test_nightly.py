@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from synthmed.registry.errors import ModelRunError
 from helpers.records import write_record
 from helpers.repos import commit, init_repo
 from helpers.sites import write_site
@@ -98,10 +100,10 @@ def test_nightly_tests_mirrored_models_and_flags_the_failing_one(site: Settings,
         assert "public/unpinned-model@1.0.0" not in flags
         assert list(failing_models(cat)) == ["public/nan-model@1.0.0"]
     # status shows it
-    assert main(["--site", str(site.home), "status", "--json"]) == 0
+    assert main(["--site", str(site.home), "status", "--json"]) == 3  # the health check: a model fails
     status = json.loads(capsys.readouterr().out)
     assert [t["ref"] for t in status["failing_models"]] == ["nan-model@1.0.0"]
-    assert main(["--site", str(site.home), "status"]) == 0
+    assert main(["--site", str(site.home), "status"]) == 3
     out = capsys.readouterr().out
     assert "nan-model@1.0.0" in out and "non-finite" in out
     # and `synthmed search` flags it
@@ -187,12 +189,12 @@ def test_generators_test_model_maps_onto_the_model_test(site: Settings, tmp_path
     gens = Generators(site.home)
     try:
         good = gens.test_model("good-model", report_dir=tmp_path / "r")
-        bad = gens.test_model("nan-model@1.0.0", record_in_catalog=True)
+        with pytest.raises(ModelRunError, match="finite"):  # medigan's test_model raises on a failed test
+            gens.test_model("nan-model@1.0.0", record_in_catalog=True)
     finally:
         gens.close()
     assert good.status == "passed" and good.samples is not None
     assert load_report(tmp_path / "r" / "report.json")["results"][0]["ref"] == "good-model@1.0.0"
-    assert bad.status == "failed" and "finite" in (bad.reason or "")
     with Catalog.open(site.catalog_path) as cat:
         assert list(failing_models(cat)) == ["public/nan-model@1.0.0"]
 
@@ -203,7 +205,7 @@ def test_generators_contribute_maps_onto_contribute(tmp_path: Path, monkeypatch:
     monkeypatch.setenv("SYNTHMED_HOME", str(tmp_path / "site"))
     root = tmp_path / "index"
     repo = init_repo(root)
-    result = Generators().contribute(package_folder(tmp_path), model_id="via-sdk", version="1.0.0",
+    result = Generators().contribute(package_dir=package_folder(tmp_path), model_id="via-sdk", version="1.0.0",
                                      metadata=contribution_metadata(tmp_path), index=root, store="index")
     assert result.branch == "contribute/via-sdk-1.0.0"
     assert "models/via-sdk/1.0.0.json" in repo.git.ls_tree("-r", "--name-only", result.branch)

@@ -95,8 +95,11 @@ def test_a_ray_job_on_a_local_instance_writes_what_one_process_writes(tmp_path: 
     assert seen[-1] == (n, n)
     assert (tmp_path / "ray" / MANIFEST).read_bytes() == want and verify_output(tmp_path / "ray")["ok"]
     # a worker whose site serves another package for the reference refuses to run
-    other = make_site_home(tmp_path / "other", [dict(toy.data, version="1.0.1")])
-    with pytest.raises(ModelRunError, match="resolves it to|toy-gan"):
+    from helpers.packages import marker_package
+
+    impostor, _, _ = marker_package(tmp_path / "impostor", model_id="toy-gan")  # same id@version, other bytes
+    other = make_site_home(tmp_path / "other", [dict(impostor.data)])
+    with pytest.raises(ModelRunError, match="resolves it to package"):
         generate_with_ray(model, tmp_path / "ray2", 4, site_home=home, worker_site=other, shards=1, format="png")
     model.close()
     site.close()

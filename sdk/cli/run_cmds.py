@@ -62,6 +62,11 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                    help="--engine ray: a store the workers fetch the package from first, e.g. "
                         "mirror:/shared/site/store or mirror:https://head/store (repeatable)")
     p.add_argument("--batch-size", type=int, default=None, metavar="B", help="samples per model call")
+    p.add_argument("--chunk-size", type=int, default=None, metavar="C",
+                   help="medigan-1 packages: seeds per generate() call; the samples depend on it and it is "
+                        "recorded (default: runner.medigan_chunk in site.toml, else chosen for the run)")
+    p.add_argument("--layout", choices=("synthmed", "medigan"), default="synthmed",
+                   help="file names: <output>/<index>.<ext> (synthmed) or batch_<i//32>_<i%%32>.<ext> (medigan)")
     p.add_argument("--device", default=None, metavar="D", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--mode", choices=("auto", "inline", "worker"), default=None,
                    help="run in this process, in a worker process, or decide from the requirements")
@@ -138,7 +143,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     entry = site.resolve(args.ref)
     raw = parse_param_args(entry.record, args.param)  # typed from the inputs schema
     params = check_params(entry.record, raw)  # refuse bad params before fetching or running anything
-    model = site.model(entry)
+    model = site.model(entry, chunk_size=args.chunk_size)
     fmt = args.format or "auto"
     bar = ProgressBar(model.ref if shard is None else f"{model.ref} shard {shard}", enabled=not args.no_progress)
     if args.devices and args.engine == "ray":
@@ -153,7 +158,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
                                     address=args.address, shards=args.ray_shards, format=fmt, seed=args.seed,
                                     bit_depth=args.bit_depth, outputs=args.outputs, window=args.window,
                                     png_compress_level=args.png_compression, writers=args.writers,
-                                    params=params, progress=bar)
+                                    params=params, progress=bar, layout=args.layout)
             return _print_parallel(args, model.ref, fmt, run)
         if args.devices:
             from ..parallel import generate_on_devices
@@ -161,12 +166,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
             run = generate_on_devices(model, Path(args.output), args.num_samples, args.devices, format=fmt,
                                       seed=args.seed, shard=shard, bit_depth=args.bit_depth, outputs=args.outputs,
                                       window=args.window, png_compress_level=args.png_compression,
-                                      writers=args.writers, progress=bar, params=params)
+                                      writers=args.writers, progress=bar, params=params, layout=args.layout)
             return _print_parallel(args, model.ref, fmt, run)
         result = model.generate_to(Path(args.output), args.num_samples, format=fmt, seed=args.seed,
                                    bit_depth=args.bit_depth, outputs=args.outputs, window=args.window,
                                    progress=bar, checked=params, png_compress_level=args.png_compression,
-                                   writers=args.writers, shard=shard)
+                                   writers=args.writers, shard=shard, layout=args.layout)
     finally:
         bar.close()
         model.close()
