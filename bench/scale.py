@@ -150,7 +150,11 @@ def bench_end_to_end(args: argparse.Namespace, tmp: Path, record: Any, pkg: Any)
         "cores": cores, "rounds": args.rounds, "png_compress_level": 1,
         "samples_per_second": {k: _stats(v) for k, v in rates.items()},
         "limit": {"value": round(limit, 1), "rule": "min(model_loop, encoder_pool), medians"},
+        "serial_bound": {"value": round(1 / (1 / med["model_loop"] + 1 / med["encoder_pool"]), 1),
+                         "rule": "1 / (1/model_loop + 1/encoder_pool): no overlap at all, what a machine with "
+                                 "no free core for the writers can reach"},
         "ratio_pool_vs_limit": round(med[pool_key] / limit, 3),
+        "ratio_pool_vs_serial_bound": round(med[pool_key] * (1 / med["model_loop"] + 1 / med["encoder_pool"]), 3),
         "ratio_synchronous_vs_limit": round(med["generate_to_png_synchronous"] / limit, 3),
         "ratio_pool_vs_synchronous": round(med[pool_key] / med["generate_to_png_synchronous"], 3),
         "target": "pool >= 0.9 of the limit",
