@@ -28,6 +28,9 @@ from synthmed.registry.errors import ConfigError, SiteNotFound
 from synthmed.registry.outputs import parse_window
 from synthmed.registry.packages import VerifiedPackage, prepare, runnable_upstreams
 from synthmed.registry.records import Record
+from synthmed.registry.array_inputs import CheckedInputs, check_inputs, plan
+from synthmed.registry.pipeline import FORMAT as PIPELINE_FORMAT
+from synthmed.registry.pipeline import open_runner, prepare_stages
 from synthmed.registry.runner import CheckedParams, EnvOptions, Runner, RunnerOptions, check_params
 from synthmed.registry.settings import Settings, load_settings
 from synthmed.registry.store import Store
@@ -48,13 +51,15 @@ class ModelSpec:
 
     package: VerifiedPackage
     options: RunnerOptions
+    #: a pipeline's stage packages (None for a model)
+    stages: Mapping[str, VerifiedPackage] | None = None
 
     @property
     def record(self) -> Record:
         return self.package.record
 
     def open(self, **overrides: Any) -> Runner:
-        return Runner(self.package, self.options.with_(**overrides))
+        return open_runner(self.package, self.options.with_(**overrides), self.stages)
 
 
 @dataclass
@@ -81,8 +86,10 @@ class Model:
     """One model of a site, ready to sample: a verified package and runner options.
     Load happens on first use."""
 
-    def __init__(self, package: VerifiedPackage, options: RunnerOptions) -> None:
+    def __init__(self, package: VerifiedPackage, options: RunnerOptions,
+                 stages: Mapping[str, VerifiedPackage] | None = None) -> None:
         self.package = package
+        self.stages = stages
         self.record = package.record
         self.upstream = package.upstream
         self.options = options
@@ -115,38 +122,82 @@ class Model:
     @property
     def runner(self) -> Runner:
         if self._runner is None:
-            self._runner = Runner(self.package, self.options)
+            self._runner = open_runner(self.package, self.options, self.stages)
         return self._runner
 
     def spec(self) -> ModelSpec:
-        return ModelSpec(self.package, self.options)
+        return ModelSpec(self.package, self.options, self.stages)
 
     def with_options(self, **options: Any) -> "Model":
         """The same model with other runner options (device, mode, batch_size, timeout_s...)."""
-        return Model(self.package, self.options.with_(**options))
+        return Model(self.package, self.options.with_(**options), self.stages)
+
+    @property
+    def array_inputs(self) -> list[str]:
+        """The names of the model's array inputs ([] for most models)."""
+        return [str(a["name"]) for a in self.record.array_inputs]
+
+    def check_inputs(self, inputs: Mapping[str, Any] | None) -> CheckedInputs | None:
+        """The array inputs (folders, files or arrays, by input name) read and checked
+        against the record; runs no model code. None for a model without array inputs."""
+        if not self.record.array_inputs and not inputs:
+            return None
+        return check_inputs(self.record, inputs)
+
+    def _split(self, params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        names = set(self.array_inputs)
+        return ({k: v for k, v in params.items() if k not in names},
+                {k: v for k, v in params.items() if k in names})
 
     def check_params(self, params: Mapping[str, Any] | None = None) -> CheckedParams:
         """The parameters checked against the model's inputs (defaults filled in); runs no model code."""
         return check_params(self.record, params)
 
     # -- sampling --
-    def sample(self, n: int, seed: int = 0, **params: Any) -> dict[str, np.ndarray]:
-        """``n`` samples from seeds ``seed .. seed+n-1``: ``{output: array (n, ...)}``."""
-        n, seed = sample_count(n), seed_value(seed)
-        return self.runner.sample(range(seed, seed + n), self.check_params(params))
+    def sample(self, n: int | None = None, seed: int = 0, *, per_input: int = 1,
+               **params: Any) -> dict[str, np.ndarray]:
+        """``n`` samples from seeds ``seed .. seed+n-1``: ``{output: array (n, ...)}``.
+
+        A model with array inputs takes them by name among the keywords (``mask=arrays``:
+        an array whose first axis runs over the inputs, a list of arrays, or a folder):
+        sample i takes input ``i // per_input``; ``n`` defaults to every input
+        ``per_input`` times (see :mod:`synthmed.registry.array_inputs`)."""
+        raw, given = self._split(params)
+        checked = self.check_params(raw)
+        inputs = self.check_inputs(given)
+        if inputs is None:
+            if n is None:
+                raise ConfigError("sample(): give the number of samples n", hint="e.g. model.sample(16, seed=0)")
+            n, seed = sample_count(n), seed_value(seed)
+            return self.runner.sample(range(seed, seed + n), checked)
+        n = plan(self.record, inputs, None if n is None else sample_count(n), per_input)
+        seed = seed_value(seed)
+        return self.runner.sample_inputs(range(seed, seed + n), checked, inputs.for_samples(range(n), per_input))
 
     def sample_seeds(self, seeds: Sequence[int], **params: Any) -> dict[str, np.ndarray]:
-        return self.runner.sample(list(seeds), self.check_params(params))
+        raw, given = self._split(params)
+        inputs = self.check_inputs(given)
+        if inputs is None:
+            return self.runner.sample(list(seeds), self.check_params(raw))
+        plan(self.record, inputs, len(seeds))
+        return self.runner.sample_inputs(list(seeds), self.check_params(raw), inputs.for_samples(range(len(seeds))))
 
     def iter_batches(self, n: int, seed: int = 0, **params: Any) -> Iterator[tuple[list[int], dict[str, np.ndarray]]]:
         """Batch by batch: ``(seeds, outputs)``; memory stays bounded by the batch size."""
         n, seed = sample_count(n), seed_value(seed)
-        return self.runner.iter_batches(range(seed, seed + n), self.check_params(params))
+        raw, given = self._split(params)
+        inputs = self.check_inputs(given)
+        if inputs is None:
+            return self.runner.iter_batches(range(seed, seed + n), self.check_params(raw))
+        plan(self.record, inputs, n)
+        return self.runner.iter_input_batches(range(seed, seed + n), self.check_params(raw),
+                                              inputs.for_samples(range(n)))
 
     def generate_to(self, folder: Path | str, n: int, format: str = "auto", seed: int = 0,
                     batch_size: int | None = None, *, bit_depth: int | None = None,
                     outputs: Sequence[str] | str | None = None, window: Any = None,
                     progress: SampleProgress | None = None, checked: CheckedParams | None = None,
+                    inputs: Mapping[str, Any] | None = None, per_input: int = 1,
                     **params: Any) -> GenerationResult:
         """Write ``n`` samples to ``folder`` (``<output>/<index>.<ext>`` plus ``synthmed.json``);
         format "auto" writes PNG for 2D outputs and NIfTI for volumes.
@@ -162,13 +213,22 @@ class Model:
         Sample i uses seed ``seed + i``; indices already written completely are skipped,
         so an interrupted run resumes without duplicates. Parameters come as keywords, or
         already checked (``checked=model.check_params({...})``; then they are not checked again).
+
+        Array inputs come by name in ``inputs`` (folders, files or arrays; or checked ones
+        from :meth:`check_inputs`): sample i takes input ``i // per_input`` (see
+        :mod:`synthmed.registry.array_inputs`); the sidecar records their digest and source.
         """
         n, seed = sample_count(n), seed_value(seed)
-        model = self.with_options(batch_size=batch_size) if batch_size else self
-        runner = model.runner
         if checked is not None and params:
             raise ConfigError("generate_to: pass checked= or keyword parameters, not both")
-        checked = runner.check_params(checked if checked is not None else params)  # before any model code runs
+        raw, given = self._split(params)
+        checked_inputs = self.check_inputs({**dict(inputs or {}), **given}) if not isinstance(
+            inputs, CheckedInputs) else inputs  # read and checked before any model code runs
+        if checked_inputs is not None:
+            n = plan(self.record, checked_inputs, n, per_input)
+        model = self.with_options(batch_size=batch_size) if batch_size else self
+        runner = model.runner
+        checked = runner.check_params(checked if checked is not None else raw)  # before any model code runs
         options: dict[str, Any] = {}
         if bit_depth is not None:
             if bit_depth not in (8, 16):
@@ -179,8 +239,15 @@ class Model:
                 raise ConfigError("a window maps values onto 8 bits; bit depth 16 keeps the full value range",
                                   hint="give one of window= (--window) and bit_depth=16 (--bit-depth 16)")
             options["window"] = parse_window(window)
-        out = OutputFolder(Path(folder), self.record, format, seed, dict(checked), options, upstream=self.upstream,
-                           runner_info=runner.info, outputs=outputs)
+        identity_params = dict(checked)
+        info = dict(runner.info)
+        if checked_inputs is not None:
+            # the inputs belong to the run's identity: another set of inputs is another run
+            info["inputs"] = checked_inputs.describe()
+            info["per_input"] = per_input
+            identity_params["__inputs__"] = {"sha256": checked_inputs.digest(), "per_input": per_input}
+        out = OutputFolder(Path(folder), self.record, format, seed, identity_params, options, upstream=self.upstream,
+                           runner_info=info, outputs=outputs)
         volumes = [name for name, why in out.left_out.items() if why != "not selected"]
         if volumes:
             log.warning("%s: %s not written as PNG (3D volumes; use format nifti, dicom or npy for them)",
@@ -196,7 +263,10 @@ class Model:
                 todo = [i for i in window if not out.is_complete(i)]
                 skipped += len(window) - len(todo)
                 if todo:
-                    for seeds, batch in runner.iter_batches([seed + i for i in todo], checked):
+                    batches = (runner.iter_batches([seed + i for i in todo], checked) if checked_inputs is None else
+                               runner.iter_input_batches([seed + i for i in todo], checked,
+                                                         checked_inputs.for_samples(todo, per_input)))
+                    for seeds, batch in batches:
                         out.write_batch([s - seed for s in seeds], batch)
                         written += len(seeds)
                 if progress is not None:
@@ -342,7 +412,9 @@ class Site:
         """A model by reference (``id``, ``id@1.0.0``, ``upstream/id@1.0.0``), or by an entry
         already resolved with :meth:`resolve`."""
         options = self.runner_options.with_(device=device, mode=mode, batch_size=batch_size, timeout_s=timeout_s)
-        return Model(self.package(ref), options)
+        package = self.package(ref)
+        stages = prepare_stages(package, self.settings) if package.record.package_format == PIPELINE_FORMAT else None
+        return Model(package, options, stages)
 
     def close(self) -> None:
         if self._catalog is not None:
