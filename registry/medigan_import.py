@@ -312,18 +312,20 @@ def _requirements(deps: Any, notes: list[str]) -> list[str]:
 # --- one entry ----------------------------------------------------------------------
 
 
-def convert_entry(original_id: str, entry: Any, *, commit: str | None = None) -> ImportOutcome:
+def convert_entry(original_id: str, entry: Any, *, commit: str | None = None,
+                  translator_inputs: bool = True) -> ImportOutcome:
     """One medigan entry -> a synthmed record (or the reason it cannot be imported)."""
     outcome = ImportOutcome(original_id)
     notes = outcome.notes
     try:
-        outcome.record = _convert(original_id, entry, notes, commit)
+        outcome.record = _convert(original_id, entry, notes, commit, translator_inputs)
     except ImportError_ as exc:
         outcome.reason = exc.message
     return outcome
 
 
-def _convert(original_id: str, entry: Any, notes: list[str], commit: str | None) -> dict[str, Any]:
+def _convert(original_id: str, entry: Any, notes: list[str], commit: str | None,
+             translator_inputs: bool = True) -> dict[str, Any]:
     if not isinstance(entry, dict):
         raise ImportError_(f"entry is a {type(entry).__name__}, not an object")
     execution = entry.get("execution") or {}
@@ -465,6 +467,8 @@ def _convert(original_id: str, entry: Any, notes: list[str], commit: str | None)
     }
     if lic_text:
         record["license_text"] = lic_text
+    if translator_inputs:
+        map_translator_inputs(record, notes)
     if notes:
         record["provenance"]["import_notes"] = list(notes)
 
@@ -472,6 +476,46 @@ def _convert(original_id: str, entry: Any, notes: list[str], commit: str | None)
     if errors:
         raise ImportError_("the converted record does not validate: " + "; ".join(f"{p.json_path}: {p.message}" for p in errors))
     return record
+
+
+# --- translators: input folders as array inputs ---------------------------------------
+
+#: medigan's generate() arguments that name a folder of images to translate
+FOLDER_ARGS = ("input_path",)
+#: a translator rescales what it reads, so its inputs may be any size up to this
+TRANSLATOR_MAX_SIDE = 16384
+
+
+def map_translator_inputs(record: dict[str, Any], notes: list[str]) -> None:
+    """A translator (task image-to-image, mask-to-image or inpainting) whose generate()
+    takes a folder (``input_path``) gets an array input instead of a string parameter:
+    named ``mask`` (kind mask) for mask-to-image models, else ``image``; 2D, uint8, the
+    channels of its output, any size (medigan's translators rescale to ``image_size``).
+    The runner then writes input i into a folder of its own and passes that folder as
+    the argument (:func:`synthmed.registry.runner.formats.stage_input`). The folder
+    default inside medigan's own tree is dropped from the parameters and generate_args.
+    Changes ``record`` in place; a note says what was done."""
+    if record.get("task") not in ("image-to-image", "mask-to-image", "inpainting"):
+        return
+    props = record["inputs"].get("properties") or {}
+    package = record["package"]
+    out = record["outputs"][0]
+    for arg in FOLDER_ARGS:
+        if arg not in props and arg not in (package.get("generate_args") or {}):
+            continue
+        name, kind = ("mask", "mask") if record["task"] == "mask-to-image" else ("image", "image")
+        if name in props:
+            notes.append(f"{arg}: not mapped to an array input ({name!r} is already a parameter)")
+            continue
+        props.pop(arg, None)
+        (package.get("generate_args") or {}).pop(arg, None)
+        record.setdefault("array_inputs", []).append({
+            "name": name, "kind": kind, "dims": 2, "shape": [1, 1],
+            "shape_max": [TRANSLATOR_MAX_SIDE, TRANSLATOR_MAX_SIDE], "dtype": "uint8",
+            "channels": int(out.get("channels", 1)), "value_range": [0, 255], "medigan_arg": arg,
+            "description": f"one image per sample, written alone into a folder passed as medigan's {arg}"})
+        notes.append(f"{arg} (a folder of images) became the array input {name!r}; the runner stages input i in a "
+                     "folder of its own")
 
 
 # --- a whole catalogue --------------------------------------------------------------
@@ -498,7 +542,8 @@ def load_catalogue(path: Path) -> dict[str, Any]:
     return data
 
 
-def import_catalogue(path: Path, into: Path, *, commit: str | None = None, dry_run: bool = False) -> list[ImportOutcome]:
+def import_catalogue(path: Path, into: Path, *, commit: str | None = None, dry_run: bool = False,
+                     translator_inputs: bool = True) -> list[ImportOutcome]:
     """Convert every entry and write the records under ``into/models``.
 
     An existing record file with different content is never overwritten (merged
@@ -506,7 +551,7 @@ def import_catalogue(path: Path, into: Path, *, commit: str | None = None, dry_r
     """
     outcomes = []
     for original_id, entry in load_catalogue(path).items():
-        outcome = convert_entry(str(original_id), entry, commit=commit)
+        outcome = convert_entry(str(original_id), entry, commit=commit, translator_inputs=translator_inputs)
         if outcome.record is not None:
             rel = record_relpath(outcome.record["id"], outcome.record["version"])
             target = into / rel

@@ -193,7 +193,7 @@ class Model:
         return self.runner.iter_input_batches(range(seed, seed + n), self.check_params(raw),
                                               inputs.for_samples(range(n)))
 
-    def generate_to(self, folder: Path | str, n: int, format: str = "auto", seed: int = 0,
+    def generate_to(self, folder: Path | str, n: int | None, format: str = "auto", seed: int = 0,
                     batch_size: int | None = None, *, bit_depth: int | None = None,
                     outputs: Sequence[str] | str | None = None, window: Any = None,
                     progress: SampleProgress | None = None, checked: CheckedParams | None = None,
@@ -218,14 +218,15 @@ class Model:
         from :meth:`check_inputs`): sample i takes input ``i // per_input`` (see
         :mod:`synthmed.registry.array_inputs`); the sidecar records their digest and source.
         """
-        n, seed = sample_count(n), seed_value(seed)
+        seed = seed_value(seed)
         if checked is not None and params:
             raise ConfigError("generate_to: pass checked= or keyword parameters, not both")
         raw, given = self._split(params)
         checked_inputs = self.check_inputs({**dict(inputs or {}), **given}) if not isinstance(
             inputs, CheckedInputs) else inputs  # read and checked before any model code runs
         if checked_inputs is not None:
-            n = plan(self.record, checked_inputs, n, per_input)
+            n = plan(self.record, checked_inputs, None if n is None else sample_count(n), per_input)
+        n = sample_count(n)
         model = self.with_options(batch_size=batch_size) if batch_size else self
         runner = model.runner
         checked = runner.check_params(checked if checked is not None else raw)  # before any model code runs

@@ -39,7 +39,9 @@ def test_imports_all_15_as_unverified(tmp_path: Path, catalogue: dict) -> None:
 
 
 def test_committed_index_matches_importer(tmp_path: Path, catalogue: dict) -> None:
-    mi.import_catalogue(CATALOGUE, tmp_path, commit="db39b901")
+    # the committed 0.0.1 records were imported before translators' folders became array
+    # inputs; a merged version is immutable, so they stay as first imported
+    mi.import_catalogue(CATALOGUE, tmp_path, commit="db39b901", translator_inputs=False)
     for f in (tmp_path / "models").glob("*/*.json"):
         committed = REPO_ROOT / "index" / f.relative_to(tmp_path)
         assert committed.read_text() == f.read_text(), f"{committed} is stale: rerun the import"
