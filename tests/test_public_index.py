@@ -15,13 +15,14 @@ from helpers import REPO_ROOT
 pytestmark = pytest.mark.slow  # a site synced from this repo
 
 
-STARTERS = {"ihc-patch-dcgan", "ihc-patch-dcgan-medigan", "retina-patch-ddpm", "phantom-lesion"}
+STARTERS = {"ihc-patch-dcgan", "ihc-patch-dcgan-medigan", "retina-patch-ddpm", "phantom-lesion",
+            "retina-vessel-mask-dcgan", "retina-vessel-pix2pix", "retina-vessel-dualgan"}
 
 
 def test_committed_index_validates_with_medigan_records_unverified() -> None:
     report = validate_path(REPO_ROOT / "index")
     assert report.ok, [str(p) for p in report.errors]
-    assert report.checked == 20  # retina-patch-ddpm 1.0.0 (deprecated) and 1.0.1
+    assert report.checked == 23  # retina-patch-ddpm 1.0.0 (deprecated) and 1.0.1
     assert len(report.unverified) == 15 and all(r.startswith("000") for r in report.unverified)
 
 
