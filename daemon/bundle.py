@@ -56,12 +56,18 @@ CHUNK = 1 << 20
 
 
 def export_bundle(settings: Settings, catalog: Catalog, dest: Path,
-                  progress: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
+                  progress: Callable[[str], None] = lambda m: None, *, exclusive: bool = True) -> dict[str, Any]:
     """Write the upstream indexes (git bundles) and the selected verified blobs to ``dest``.
 
     ``dest`` may be relative (to the current folder). An export that fails leaves no
     partial export: a folder it made is removed again, and a folder that was empty before
     is emptied again.
+
+    ``exclusive=False`` exports while the daemon runs (the caller does not hold the site
+    lock): nothing of the site is written, the catalog is read in one short read
+    transaction (a consistent snapshot of the accepted commits and the selected blobs), and
+    each git bundle is checked to hold the snapshot's commit; an upstream the daemon moves
+    meanwhile makes the export take a fresh snapshot (three tries).
     """
     dest = Path(dest).expanduser().absolute()
     if dest.exists() and not dest.is_dir():
@@ -82,7 +88,15 @@ def export_bundle(settings: Settings, catalog: Catalog, dest: Path,
         except OSError as exc:
             raise BundleError(f"cannot create {dest}: {exc.strerror or exc}",
                               hint="export into a folder you can write to") from None
-        return _export_into(settings, catalog, dest, progress)
+        for attempt in range(3):
+            try:
+                return _export_into(settings, catalog, dest, progress, exclusive)
+            except _Moved as moved:
+                progress(f"export: {moved}; taking a fresh snapshot")
+                for name in ("upstreams", "blobs"):
+                    shutil.rmtree(dest / name, ignore_errors=True)
+        raise BundleError("export: the daemon kept moving the upstreams while exporting (3 tries)",
+                          hint="export again, or stop the daemon for the export")
     except BaseException:
         if top is not None:
             shutil.rmtree(top, ignore_errors=True)  # made by this export, just now
@@ -96,11 +110,17 @@ def export_bundle(settings: Settings, catalog: Catalog, dest: Path,
         raise
 
 
+class _Moved(Exception):
+    """An upstream's accepted commit moved between the catalog snapshot and its bundle."""
+
+
 def _export_into(settings: Settings, catalog: Catalog, dest: Path,
-                 progress: Callable[[str], None]) -> dict[str, Any]:
+                 progress: Callable[[str], None], exclusive: bool) -> dict[str, Any]:
     (dest / "upstreams").mkdir()
     (dest / "blobs").mkdir()
-    rows = {r["name"]: r for r in catalog.upstream_rows()}
+    with catalog.reading():  # one snapshot: accepted commits and the blobs their records select
+        rows = {r["name"]: r for r in catalog.upstream_rows()}
+        wanted = list(dict.fromkeys(e.record.sha256 for e in mirror_candidates(settings, catalog) if e.record.sha256))
     ups = []
     for u in settings.upstreams:
         r = rows.get(u.name)
@@ -110,10 +130,14 @@ def _export_into(settings: Settings, catalog: Catalog, dest: Path,
         repo = UpstreamRepo.for_upstream(settings.upstreams_dir, u.name)
         try:
             if repo.rev(ACCEPTED_REF) != r["accepted_commit"]:
+                if not exclusive:  # the daemon is between its catalog commit and the ref, or moved on
+                    raise _Moved(f"upstream {u.name} moved")
                 repo.set_ref(ACCEPTED_REF, r["accepted_commit"])
             out = dest / "upstreams" / f"{u.name}.bundle"
             progress(f"export: {u.name} at {r['accepted_commit'][:12]}")
             repo.bundle(out)
+            if not exclusive and [h[0] for h in repo.bundle_heads(out)] != [r["accepted_commit"]]:
+                raise _Moved(f"upstream {u.name} moved while it was bundled")
         except git.GitCommandError as exc:
             err = (exc.stderr or str(exc)).strip().replace("\n", " ")
             raise BundleError(f"export: cannot bundle upstream {u.name!r}: {err}",
@@ -128,13 +152,17 @@ def _export_into(settings: Settings, catalog: Catalog, dest: Path,
     store = Store(settings.store_dir)
     blobs = []
     seen: set[str] = set()
-    for e in mirror_candidates(settings, catalog):
-        sha = e.record.sha256
-        if not sha or sha in seen or not store.has(sha):
+    for sha in wanted:
+        if sha in seen or not store.has(sha):
             continue
         seen.add(sha)
         target = dest / "blobs" / sha
-        with store.open_verified(sha) as src, open(target, "wb") as dst:
+        try:
+            src = store.open_verified(sha) if exclusive else open(store.blob_path(sha), "rb")
+        except FileNotFoundError:  # removed by the daemon's gc since the snapshot
+            log.warning("export: blob %s was removed while exporting; left out", sha)
+            continue
+        with src, open(target, "wb") as dst:  # without the lock: hashed below, as every export is
             shutil.copyfileobj(src, dst, CHUNK)
         digest, size = hash_path(target)
         if digest != sha:

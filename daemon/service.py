@@ -4,7 +4,11 @@ Jobs run one at a time (a single worker thread), each with its own catalog conne
 so the daemon is the catalog's only writer. ``--once`` runs every job once, in
 registration order, and exits. SIGTERM and SIGINT stop the scheduler cleanly: the running
 job finishes (each job's catalog writes are transactions, so stopping between them is
-safe), then the lock is released.
+safe), no queued job starts, then the lock is released. SIGHUP re-reads ``site.toml``: a
+file that loads and validates replaces the settings (and the jobs' schedules) from the
+next job on; a bad one is refused with the reason logged (and kept in ``daemon.json``),
+and the old settings stay. What the daemon is doing is in ``<site>/daemon.json``
+(:mod:`synthmed.daemon.runstate`).
 
 Adding a job (a plug-in; the nightly model tests are a default job)::
 
@@ -21,6 +25,7 @@ Adding a job (a plug-in; the nightly model tests are a default job)::
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from dataclasses import dataclass
@@ -34,10 +39,10 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from synthmed.registry.catalog import Catalog
 from synthmed.registry.errors import ConfigError
-from synthmed.registry.settings import Settings
+from synthmed.registry.settings import Settings, load_settings
 from synthmed.registry.stamps import utcnow
 
-from . import nightly
+from . import nightly, runstate
 from .jobs import JobContext, gc_job, mirror_job, scrub_job
 from .lock import SiteLock
 from .sync import sync_all
@@ -64,12 +69,63 @@ class Job:
 
 
 class Daemon:
-    def __init__(self, settings: Settings, progress: Callable[[str], None] = lambda m: None) -> None:
+    def __init__(self, settings: Settings, progress: Callable[[str], None] = lambda m: None,
+                 loader: Callable[[], Settings] | None = None) -> None:
         self.settings = settings
         self.progress = progress
+        #: builds fresh settings on SIGHUP (the same flags and environment, site.toml read again)
+        self.loader = loader
         self.jobs: dict[str, Job] = {}
         self._stop = threading.Event()
+        self._reload = threading.Event()
         self.scheduler: BackgroundScheduler | None = None
+        self._state: dict[str, Any] = {"pid": os.getpid(), "started": utcnow(), "job": None, "job_started": None,
+                                       "next_runs": {}, "last_reload": None, "reload_error": None}
+        self._state_lock = threading.Lock()
+        #: ``--job``: only these jobs run
+        self.only: list[str] = []
+
+    def _write_state(self, **change: Any) -> None:
+        with self._state_lock:
+            self._state.update(change)
+            if self.scheduler is not None and self.scheduler.running:
+                self._state["next_runs"] = {j.id: j.next_run_time.isoformat() if j.next_run_time else None
+                                            for j in self.scheduler.get_jobs()}
+            try:
+                runstate.write(self.settings, self._state)
+            except OSError as exc:  # status loses detail; the jobs go on
+                log.warning("could not write %s: %s", runstate.path(self.settings), exc)
+
+    def request_reload(self, signum: int | None = None, frame: FrameType | None = None) -> None:
+        """SIGHUP: reload at the next tick of the main loop (never inside the signal handler)."""
+        self._reload.set()
+
+    def reload(self) -> bool:
+        """Re-read site.toml; on success use it from the next job on. A bad file changes nothing."""
+        if self.loader is None:
+            return False
+        try:
+            new = self.loader()
+        except Exception as exc:  # every way a file can be bad: keep what runs
+            reason = " ".join(str(exc).split())
+            log.error("reload of %s refused, keeping the previous settings: %s", self.settings.site_file, reason)
+            self._write_state(last_reload=utcnow(), reload_error=reason)
+            return False
+        old = self.settings
+        self.settings = new
+        self.jobs.clear()
+        self.register_default_jobs()
+        if self.only:
+            self.jobs = {k: v for k, v in self.jobs.items() if k in self.only}
+        if self.scheduler is not None and self.scheduler.running:
+            for job in self.jobs.values():
+                if job.trigger is not None and self.scheduler.get_job(job.name) is not None:
+                    self.scheduler.reschedule_job(job.name, trigger=job.trigger)
+        changed = [f for f in ("upstreams", "mirror", "sources", "schedules", "runner", "offline", "stale_after_hours",
+                               "log_level", "name") if getattr(old, f) != getattr(new, f)]
+        log.info("reloaded %s: %s", new.site_file, ", ".join(changed) + " changed" if changed else "no change")
+        self._write_state(last_reload=utcnow(), reload_error=None)
+        return True
 
     def register_job(self, name: str, func: JobFunc, trigger: BaseTrigger | None) -> None:
         """Add (or replace) a job; ``trigger`` is any APScheduler 3 trigger."""
@@ -89,12 +145,17 @@ class Daemon:
 
     def run_job(self, name: str) -> bool:
         """Run one job now; a failure is logged and recorded, never raised. True if it succeeded."""
+        if self._stop.is_set():  # queued while another job ran: a stopping daemon starts nothing new
+            log.info("job %s: not started, the daemon is stopping", name)
+            return False
         job = self.jobs[name]
+        settings = self.settings  # one job runs with one set of settings, even across a reload
         started = utcnow()
         log.info("job %s: starting", name)
+        self._write_state(job=name, job_started=started)
         try:
-            with Catalog.open(self.settings.catalog_path, readonly=False) as catalog:
-                summary = job.func(JobContext(self.settings, catalog, self.progress))
+            with Catalog.open(settings.catalog_path, readonly=False) as catalog:
+                summary = job.func(JobContext(settings, catalog, self.progress))
             log.info("job %s: done: %s", name, summary)
             return True
         except Exception as exc:
@@ -105,6 +166,8 @@ class Daemon:
             except Exception:  # pragma: no cover - the catalog itself is broken
                 log.exception("could not record the failure of job %s", name)
             return False
+        finally:
+            self._write_state(job=None, job_started=None)
 
     def run_once(self) -> dict[str, bool]:
         return {name: self.run_job(name) for name in list(self.jobs)}
@@ -131,19 +194,26 @@ class Daemon:
             sched.add_job(self.run_job, job.trigger, args=[job.name], id=job.name, name=job.name, **kw)
         sched.start()
         log.info("daemon running: %s", ", ".join(f"{j.id} ({j.trigger})" for j in sched.get_jobs()))
+        self._write_state()
         try:
-            while not self._stop.wait(1.0):
-                pass
+            while not self._stop.wait(0.2):
+                if self._reload.is_set():
+                    self._reload.clear()
+                    self.reload()
         finally:
             sched.shutdown(wait=True)
 
 
 def run_daemon(settings: Settings, *, once: bool = False, progress: Callable[[str], None] = lambda m: None,
-               only: list[str] | None = None) -> int:
-    """Take the site lock, register the jobs and run them (once, or on schedule)."""
-    daemon = Daemon(settings, progress)
+               only: list[str] | None = None, loader: Callable[[], Settings] | None = None) -> int:
+    """Take the site lock, register the jobs and run them (once, or on schedule). ``loader``
+    builds fresh settings on SIGHUP (default: ``site.toml`` read again, no overrides)."""
+    daemon = Daemon(settings, progress, loader or (lambda: load_settings(settings.home)))
     # handlers first: a signal that arrives while starting up still stops the daemon cleanly
-    old = {} if once else {s: signal.signal(s, daemon.stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    old: dict[int, Any] = {}
+    if not once:
+        old = {s: signal.signal(s, daemon.stop) for s in (signal.SIGTERM, signal.SIGINT)}
+        old[signal.SIGHUP] = signal.signal(signal.SIGHUP, daemon.request_reload)
     try:
         with SiteLock(settings.home, "synthmed daemon run"):
             daemon.register_default_jobs()
@@ -153,11 +223,15 @@ def run_daemon(settings: Settings, *, once: bool = False, progress: Callable[[st
                     raise ConfigError(f"--job {unknown[0]!r}: no such job",
                                       hint=f"the jobs are: {', '.join(daemon.jobs)}")
                 daemon.jobs = {k: v for k, v in daemon.jobs.items() if k in only}
-            if once:
-                results = daemon.run_once()
-                return 0 if all(results.values()) else 1
-            if not daemon._stop.is_set():
-                daemon.serve()
+                daemon.only = list(only)
+            try:
+                if once:
+                    results = daemon.run_once()
+                    return 0 if all(results.values()) else 1
+                if not daemon._stop.is_set():
+                    daemon.serve()
+            finally:
+                runstate.remove(daemon.settings)
             log.info("daemon stopped")
             return 0
     finally:

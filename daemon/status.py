@@ -9,6 +9,25 @@ from synthmed.registry.catalog import Catalog
 from synthmed.registry.settings import Settings
 from synthmed.registry.store import Store
 
+from . import runstate
+
+
+def health(st: dict[str, Any]) -> dict[str, Any]:
+    """The health check (``synthmed status`` exits 3 when not ok, ``/health`` answers 503):
+    unhealthy when an upstream never synced, is stale, or its last sync failed or was
+    refused, or when the last test of a model version failed."""
+    problems: list[str] = []
+    for u in st["upstreams"]:
+        if u["head"] is None:
+            problems.append(f"upstream {u['name']}: never synced successfully")
+        elif u["stale"]:
+            problems.append(f"upstream {u['name']}: stale ({u['age_hours']} h since the last successful sync)")
+        if u["last_status"] in ("refused", "failed"):
+            problems.append(f"upstream {u['name']}: last sync {u['last_status']}")
+    for t in st.get("failing_models") or []:
+        problems.append(f"model {t['upstream']}/{t['ref']}: last test failed")
+    return {"ok": not problems, "problems": problems}
+
 
 def _age_hours(when: str | None, now: datetime) -> float | None:
     if not when:
@@ -57,9 +76,13 @@ def site_status(settings: Settings, catalog: Catalog | None, now: datetime | Non
     for sha in store.iter_blobs():
         blobs["in_store"] += 1
         blobs["bytes"] += store.blob_path(sha).stat().st_size
+    out["daemon"] = runstate.read(settings)
+    out["quarantine"] = [{k: q.get(k) for k in ("file", "time", "expected_sha256", "actual_sha256", "source", "reason")}
+                         for q in store.quarantined()][-50:]
     if catalog is None:
-        out.update(blobs=blobs, models={}, jobs=[], failures=[], failing_models=[], problems=[],
+        out.update(blobs=blobs, models={}, jobs=[], failures=[], failing_models=[], problems=[], last_verify=None,
                    warnings=warnings + ["no catalog yet: run `synthmed sync`"])
+        out["health"] = health(out)
         return out
     for a in catalog.artefacts():
         blobs[a["state"]] = blobs.get(a["state"], 0) + 1
@@ -73,16 +96,30 @@ def site_status(settings: Settings, catalog: Catalog | None, now: datetime | Non
     out["failing_models"] = [{k: t[k] for k in ("ref", "upstream", "finished", "reason", "report_path")}
                              for t in catalog.failing_models()]
     out["problems"] = catalog.problems()
+    scrubs = [j for j in out["jobs"] if j["job"] == "scrub"]
+    out["last_verify"] = scrubs[0] if scrubs else None
     for t in out["failing_models"]:
         warnings.append(f"model {t['upstream']}/{t['ref']}: last test failed: {t['reason']}")
     if out["problems"]:
         warnings.append(f"{len(out['problems'])} invalid record(s) skipped (see problems)")
     out["warnings"] = warnings
+    out["health"] = health(out)
     return out
 
 
 def format_status(st: dict[str, Any]) -> str:
-    lines = [f"site {st['site']} at {st['home']}"]
+    h = st.get("health") or {"ok": True, "problems": []}
+    lines = [f"site {st['site']} at {st['home']}: {'healthy' if h['ok'] else 'UNHEALTHY'}"]
+    d = st.get("daemon") or {}
+    if d.get("running"):
+        job = f"running {d['job']} since {d['job_started']}" if d.get("job") else "idle"
+        lines.append(f"daemon: PID {d['pid']}, {job}")
+        for name, when in sorted((d.get("next_runs") or {}).items(), key=lambda kv: str(kv[1])):
+            lines.append(f"  next {name}: {when}")
+        if d.get("reload_error"):
+            lines.append(f"  last reload of site.toml refused ({d['last_reload']}): {d['reload_error']}")
+    else:
+        lines.append("daemon: not running")
     lines.append("upstreams:")
     for u in st["upstreams"]:
         head = (u["head"] or "-")[:12]
@@ -110,6 +147,11 @@ def format_status(st: dict[str, Any]) -> str:
     if st.get("problems"):
         lines.append("skipped records:")
         lines.extend(f"  {p['upstream']}: {p['path']}: {p['reason'].splitlines()[-1]}" for p in st["problems"][:20])
+    if st.get("quarantine"):
+        lines.append(f"quarantined: {len(st['quarantine'])} file(s) in store/quarantine/")
+        lines.extend(f"  {q['file']}: {q['reason']} from {q['source']}" for q in st["quarantine"][-5:])
+    lv = st.get("last_verify")
+    lines.append("last verify (scrub): " + (f"{lv['status']} at {lv['finished']}: {lv['reason']}" if lv else "never"))
     if st.get("warnings"):
         lines.append("warnings:")
         lines.extend(f"  ! {w}" for w in st["warnings"])

@@ -176,6 +176,19 @@ class Catalog:
         with self.db.atomic():
             yield self
 
+    @contextmanager
+    def reading(self) -> Iterator["Catalog"]:
+        """One consistent view for several reads (a deferred read transaction; keep it short:
+        a writer waits for it to end)."""
+        if self.conn.in_transaction:
+            yield self
+            return
+        self.conn.execute("BEGIN")
+        try:
+            yield self
+        finally:
+            self.conn.execute("COMMIT")
+
     def _writable(self) -> None:
         if self.readonly:
             raise CatalogError(f"the catalog {self.path} is open read-only",
@@ -437,6 +450,12 @@ class Catalog:
             """SELECT * FROM tests WHERE upstream = ? AND model_id = ? AND version = ? AND sha256 = ?
                ORDER BY id DESC LIMIT ?""", (upstream, model_id, version, sha256, limit))
         return [dict(zip([c[0] for c in cur.description], r)) for r in cur.fetchall()]
+
+    def test_row(self, test_id: int) -> dict[str, Any] | None:
+        """One test run by its id (``tests.id``), or None."""
+        cur = self.conn.execute("SELECT * FROM tests WHERE id = ?", (int(test_id),))
+        row = cur.fetchone()
+        return dict(zip([c[0] for c in cur.description], row)) if row else None
 
     def last_tests(self, ref: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """The latest test run of each model version the catalog holds, matched by

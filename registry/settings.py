@@ -114,6 +114,16 @@ class RunnerSettings:
 
 
 @dataclass(frozen=True)
+class OutputSettings:
+    """How generated samples are written (``[output]`` in site.toml)."""
+
+    #: zlib level of PNG files, 0 (none, fastest) .. 9 (smallest); 1 by default
+    png_compress_level: int = 1
+    #: writer threads (None: one per core; 0: write in the generating thread)
+    writers: int | None = None
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything a site, the daemon, the CLI or the SDK needs to know."""
 
@@ -124,6 +134,7 @@ class Settings:
     sources: SourceOverrides = SourceOverrides()
     schedules: Schedules = Schedules()
     runner: RunnerSettings = RunnerSettings()
+    output: OutputSettings = OutputSettings()
     stale_after_hours: float = 48.0
     offline: bool = False
     log_level: str = "INFO"
@@ -347,8 +358,14 @@ def settings_from_toml(home: Path, data: Mapping[str, Any]) -> Settings:
         batch_size=int(r.get("batch_size", 32)),
         memory_budget_mb=r.get("memory_budget_mb"),
     )
+    o = data.get("output", {})
+    output = OutputSettings(
+        png_compress_level=int(o.get("png_compress_level", OutputSettings.png_compress_level)),
+        writers=None if o.get("writers") is None else int(o["writers"]),
+    )
     return Settings(
         home=home,
+        output=output,
         name=str(site.get("name", "synthmed-site")),
         upstreams=tuple(sorted(ups, key=lambda u: u.priority)),
         mirror=mirror,

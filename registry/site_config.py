@@ -85,13 +85,19 @@ def upstream_toml(u: Upstream, comment: str | None = None) -> str:
     lines += [f"name = {_q(u.name)}", f"url = {_q(u.url)}", f"branch = {_q(u.branch)}",
               f"subfolder = {_q(u.subfolder)}              # folder holding models/ ('' = the repository root)",
               f"priority = {u.priority}                   # bare ids resolve by priority: lower first",
-              f"require_signed = {'true' if u.require_signed else 'false'}"]
+              f"require_signed = {'true' if u.require_signed else 'false'}"
+              "            # true: only commits signed by a key in allowed_signers are accepted"]
     if u.allowed_signers:
         lines.append("allowed_signers = [" + ", ".join(_q(s) for s in u.allowed_signers) + "]")
     else:
         lines.append('# allowed_signers = ["maintainer@example.org namespaces=\\"git\\" ssh-ed25519 AAAA..."]')
-    if not u.allow_code:
-        lines.append("allow_code = false")
+    lines.append(f"allow_code = {'true' if u.allow_code else 'false'}"
+                 "                # false: search and mirror its models, never run their code here")
+    if u.file_roots is not None:
+        lines.append("file_roots = [" + ", ".join(_q(r) for r in u.file_roots) + "]")
+    else:
+        lines.append("# file_roots = []                # folders its records' file:// sources may read "
+                     "(default: none for a network upstream, its own folder for a local one)")
     return "\n".join(lines) + "\n"
 
 
@@ -118,7 +124,7 @@ gc_interval_hours = 24
 
 [sources]
 # zenodo_host = "https://zenodo.org"          # or an internal proxy of it
-# mirrors = ["https://mirror.hospital.example/synthmed"]   # other sites' stores, tried first
+# mirrors = ["https://synthmed.other-site.example/store"]  # other sites' stores (`synthmed serve`'s /store), tried first
 # [sources.dvc]
 # remote_url = "s3://bucket/dvc-store"        # replaces the repositories' default DVC remote
 # [sources.dvc.config]
@@ -132,6 +138,10 @@ gc_interval_hours = 24
 # device = "auto"                # auto | cpu | cuda | cuda:N
 # mode = "auto"                  # auto | inline | worker
 # batch_size = 32
+
+# [output]
+# png_compress_level = 1         # zlib 0 (fastest) .. 9 (smallest)
+# writers = 2                    # writer threads (default: one per core; 0: none)
 """
 
 

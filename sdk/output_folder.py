@@ -33,6 +33,7 @@ from synthmed.registry.outputs import OutputSpec, record_specs
 from synthmed.registry.records import Record
 from synthmed.registry.stamps import synthmed_version
 
+from .png_encoder import DEFAULT_LEVEL
 from .output_formats import AUTO_FORMATS, ENCODERS, EXTENSIONS, FORMATS, SYNTHETIC_NOTE, WriteContext, dicom_is_series
 
 log = logging.getLogger(__name__)
@@ -153,6 +154,9 @@ class OutputFolder:
     def _options(self) -> dict[str, Any]:
         """The writing options that change the files (and so belong to a run's identity)."""
         opts = {k: v for k, v in self.options.items() if k in ("bit_depth", "window")}
+        level = self.options.get("png_compress_level", DEFAULT_LEVEL)
+        if level != DEFAULT_LEVEL and "png" in self.formats.values():
+            opts["png_compress_level"] = level  # other bytes for the same pixels: not mixed in one folder
         if "window" in opts:
             opts["window"] = {"center": float(opts["window"][0]), "width": float(opts["window"][1])}
         return opts

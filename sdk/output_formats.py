@@ -32,6 +32,8 @@ from synthmed.registry.outputs import OutputSpec, canonical, palette_bytes, reco
 from synthmed.registry.records import Record
 from synthmed.registry.stamps import synthmed_version
 
+from .png_encoder import DEFAULT_LEVEL, write_png_file
+
 FORMATS = ("auto", "png", "npy", "nifti", "dicom")
 #: what "auto" writes: PNG for 2D outputs, NIfTI for volumes
 AUTO_FORMATS = {2: "png", 3: "nifti"}
@@ -78,9 +80,8 @@ def write_png(path: str, arr: np.ndarray, ctx: WriteContext) -> None:
       (colours from :data:`synthmed.registry.outputs.PALETTE`); labels above 255 as 16-bit grey;
     - anything else: 8 or 16 bits by :func:`synthmed.registry.outputs.to_bits`.
     """
-    from PIL import Image
-
     spec = ctx.spec
+    level = ctx.options.get("png_compress_level", DEFAULT_LEVEL)
     a = canonical(arr, spec)
     if spec.dims != 2:
         raise ConfigError(f"{ctx.record.ref}: output {spec.name!r} is a {spec.dims}D volume; PNG holds 2D images",
@@ -88,48 +89,42 @@ def write_png(path: str, arr: np.ndarray, ctx: WriteContext) -> None:
     bits = ctx.options.get("bit_depth")
     if spec.kind == "mask" and a.ndim == 2 and bits != 16:
         m = a if a.dtype == np.bool_ else (np.where(np.isfinite(a), a, 0) > (0.5 if a.dtype.kind == "f" else 0))
-        Image.fromarray(np.where(m, 255, 0).astype(np.uint8), mode="L").save(path, format="PNG")
+        write_png_file(path, np.where(m, 255, 0).astype(np.uint8), level)
         ctx.run.setdefault("png", {})[spec.name] = {"mask": {"outside": 0, "inside": 255}}
         return
     if spec.kind == "label" and a.ndim == 2 and a.size and a.dtype.kind in "biu" and int(a.min()) >= 0 \
             and int(a.max()) <= 255:
-        img = Image.fromarray(a.astype(np.uint8), mode="P")
-        img.putpalette(palette_bytes())
-        img.save(path, format="PNG")
+        write_png_file(path, a.astype(np.uint8), level, palette=palette_bytes())
         ctx.run.setdefault("png", {})[spec.name] = {"palette": "pixel value = label"}
         return
     if a.dtype == np.bool_ and a.ndim == 2 and bits is None:
-        Image.fromarray(a).save(path, format="PNG")
+        from PIL import Image
+
+        Image.fromarray(a).save(path, format="PNG", compress_level=level)  # a 1-bit PNG
         return
     window = png_window(spec, ctx.options)
     if window is not None and a.ndim == 2:
         lo, hi = window_range(window)
         pixels = np.clip(np.round((np.where(np.isfinite(a), a, lo).astype(np.float64) - lo) / (hi - lo) * 255),
                          0, 255).astype(np.uint8)
-        Image.fromarray(pixels, mode="L").save(path, format="PNG")
+        write_png_file(path, pixels, level)
         ctx.run.setdefault("window", {})[spec.name] = {"center": window[0], "width": window[1],
                                                         "from": [lo, hi], "to": [0, 255]}
         return
     pixels, got_bits, scaling = to_bits(a, spec, bits)
     if scaling:
         ctx.run.setdefault("scaling", {})[spec.name] = scaling
-    if pixels.ndim == 2:
-        mode = "L" if got_bits == 8 else "I;16"
-    else:
+    if pixels.ndim == 3:
         channels = pixels.shape[-1]
-        if got_bits == 16:
+        if got_bits == 16 and channels != 1:
             raise ConfigError(f"{ctx.record.ref}: output {spec.name!r}: PNG writing here supports 16 bit only "
                               "for grayscale", hint="use --format npy, or 8-bit PNG (bit_depth=8)")
-        modes = {1: "L", 3: "RGB", 4: "RGBA"}
-        if channels not in modes:
+        if channels not in (1, 3, 4):
             raise ConfigError(f"{ctx.record.ref}: output {spec.name!r} has {channels} channels; PNG takes 1, 3 or 4",
                               hint="use --format npy")
-        mode = modes[channels]
         if channels == 1:
             pixels = pixels[..., 0]
-    img = Image.fromarray(np.ascontiguousarray(pixels), mode=mode) if mode != "I;16" else \
-        Image.frombytes("I;16", (pixels.shape[1], pixels.shape[0]), np.ascontiguousarray(pixels, dtype="<u2").tobytes())
-    img.save(path, format="PNG")
+    write_png_file(path, pixels.astype(np.uint8 if got_bits == 8 else np.uint16, copy=False), level)
 
 
 def write_npy(path: str, arr: np.ndarray, ctx: WriteContext) -> None:

@@ -37,6 +37,7 @@ from synthmed.registry.store import Store
 
 from .output_folder import OutputFolder
 from .progress import ProgressArg, ProgressBar, progress_bar
+from .writer_pool import WriterOptions, WriterPool
 
 log = logging.getLogger(__name__)
 
@@ -87,12 +88,15 @@ class Model:
     Load happens on first use."""
 
     def __init__(self, package: VerifiedPackage, options: RunnerOptions,
+                 writer_options: WriterOptions | None = None,
                  stages: Mapping[str, VerifiedPackage] | None = None) -> None:
         self.package = package
         self.stages = stages
         self.record = package.record
         self.upstream = package.upstream
         self.options = options
+        #: how generate_to writes files (PNG level, writer threads): the site's [output]
+        self.writer_options = writer_options or WriterOptions()
         self._runner: Runner | None = None
 
     # -- identity --
@@ -130,7 +134,7 @@ class Model:
 
     def with_options(self, **options: Any) -> "Model":
         """The same model with other runner options (device, mode, batch_size, timeout_s...)."""
-        return Model(self.package, self.options.with_(**options), self.stages)
+        return Model(self.package, self.options.with_(**options), self.writer_options, self.stages)
 
     @property
     def array_inputs(self) -> list[str]:
@@ -198,6 +202,7 @@ class Model:
                     outputs: Sequence[str] | str | None = None, window: Any = None,
                     progress: SampleProgress | None = None, checked: CheckedParams | None = None,
                     inputs: Mapping[str, Any] | None = None, per_input: int = 1,
+                    png_compress_level: int | None = None, writers: int | None = None,
                     **params: Any) -> GenerationResult:
         """Write ``n`` samples to ``folder`` (``<output>/<index>.<ext>`` plus ``synthmed.json``);
         format "auto" writes PNG for 2D outputs and NIfTI for volumes.
@@ -217,6 +222,11 @@ class Model:
         Array inputs come by name in ``inputs`` (folders, files or arrays; or checked ones
         from :meth:`check_inputs`): sample i takes input ``i // per_input`` (see
         :mod:`synthmed.registry.array_inputs`); the sidecar records their digest and source.
+
+        Files are encoded and written on a pool of ``writers`` threads (default: the
+        site's ``[output] writers``, else one per core; 0 writes in this thread) while the
+        model makes the next batch; ``png_compress_level`` (zlib 0..9, default the site's,
+        else 1) trades PNG size for speed and does not change the pixels.
         """
         seed = seed_value(seed)
         if checked is not None and params:
@@ -240,6 +250,8 @@ class Model:
                 raise ConfigError("a window maps values onto 8 bits; bit depth 16 keeps the full value range",
                                   hint="give one of window= (--window) and bit_depth=16 (--bit-depth 16)")
             options["window"] = parse_window(window)
+        wopts = self.writer_options.with_(png_compress_level=png_compress_level, writers=writers)
+        options["png_compress_level"] = wopts.png_compress_level
         identity_params = dict(checked)
         info = dict(runner.info)
         if checked_inputs is not None:
@@ -258,6 +270,8 @@ class Model:
         written = skipped = 0
         step = runner.batch_size
         complete = False
+        # at most two batches' samples queued: memory stays flat in the sample count
+        pool = WriterPool(out.write, wopts.threads, max_pending=max(2 * step, 4 * wopts.threads))
         try:
             for start in range(0, n, step):
                 window = range(start, min(n, start + step))
@@ -268,14 +282,22 @@ class Model:
                                runner.iter_input_batches([seed + i for i in todo], checked,
                                                          checked_inputs.for_samples(todo, per_input)))
                     for seeds, batch in batches:
-                        out.write_batch([s - seed for s in seeds], batch)
-                        written += len(seeds)
+                        pool.submit_batch([s - seed for s in seeds], batch)
                 if progress is not None:
-                    progress(written + skipped, n)
+                    progress(pool.done + skipped, n)
+            pool.drain()
+            written = pool.done
+            if progress is not None:
+                progress(written + skipped, n)
             # the sidecar keeps the largest count any run asked for: complete only when
             # every one of those samples is there, not just the n of this run
             complete = all(out.is_complete(i) for i in range(n, out.num_samples))
+        except BaseException:
+            pool.close(cancel=True)
+            written = pool.done
+            raise
         finally:
+            pool.close()
             out.close(complete=complete)
             if model is not self:
                 model.close()
@@ -350,6 +372,8 @@ class Site:
         self.settings = settings
         #: the runner options every model of this site starts from (built once)
         self.runner_options = RunnerOptions.from_settings(settings, timeout_s=timeout_s, env_options=env_options)
+        #: how models of this site write their files (``[output]`` in site.toml)
+        self.writer_options = WriterOptions.from_settings(settings)
         self._catalog: Catalog | None = None
         #: progress bars for long calls: None on a terminal only, False never, True always
         #: (see :mod:`synthmed.progress`)
@@ -415,7 +439,7 @@ class Site:
         options = self.runner_options.with_(device=device, mode=mode, batch_size=batch_size, timeout_s=timeout_s)
         package = self.package(ref)
         stages = prepare_stages(package, self.settings) if package.record.package_format == PIPELINE_FORMAT else None
-        return Model(package, options, stages)
+        return Model(package, options, self.writer_options, stages)
 
     def close(self) -> None:
         if self._catalog is not None:

@@ -23,6 +23,7 @@ PACKAGE_DIRS = {
     "synthmed": ROOT / "sdk",
     "synthmed.registry": ROOT / "registry",
     "synthmed.daemon": ROOT / "daemon",
+    "synthmed.serve": ROOT / "serve",
 }
 
 #: the function-level imports of synthmed modules that are allowed:
@@ -156,6 +157,8 @@ def _layer(name: str) -> str:
         return "registry"
     if name == "synthmed.daemon" or name.startswith("synthmed.daemon."):
         return "daemon"
+    if name == "synthmed.serve" or name.startswith("synthmed.serve."):
+        return "serve"
     return "sdk"
 
 
@@ -171,7 +174,8 @@ def test_no_import_cycle() -> None:
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
 
 
-@pytest.mark.parametrize("lower, higher", [("registry", "sdk"), ("registry", "daemon"), ("daemon", "sdk")])
+@pytest.mark.parametrize("lower, higher", [("registry", "sdk"), ("registry", "daemon"), ("daemon", "sdk"),
+                                           ("registry", "serve"), ("daemon", "serve"), ("serve", "sdk")])
 def test_layers(lower: str, higher: str) -> None:
     bad = [f"{i.importer}:{i.line} imports {i.target}" for i in IMPORTS
            if _layer(i.importer) == lower and _layer(i.target) == higher]

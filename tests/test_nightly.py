@@ -98,10 +98,10 @@ def test_nightly_tests_mirrored_models_and_flags_the_failing_one(site: Settings,
         assert "public/unpinned-model@1.0.0" not in flags
         assert list(failing_models(cat)) == ["public/nan-model@1.0.0"]
     # status shows it
-    assert main(["--site", str(site.home), "status", "--json"]) == 0
+    assert main(["--site", str(site.home), "status", "--json"]) == 3  # the health check: a model fails
     status = json.loads(capsys.readouterr().out)
     assert [t["ref"] for t in status["failing_models"]] == ["nan-model@1.0.0"]
-    assert main(["--site", str(site.home), "status"]) == 0
+    assert main(["--site", str(site.home), "status"]) == 3
     out = capsys.readouterr().out
     assert "nan-model@1.0.0" in out and "non-finite" in out
     # and `synthmed search` flags it

@@ -131,7 +131,7 @@ def test_cli_search_show_status(tmp_path: Path, make_record: Any, capsys: pytest
     assert st["models"]["models"] == 2
     assert {j["job"] for j in st["jobs"]} >= {"sync", "mirror"}
     # flag > site.toml: a tiny stale age makes the upstream stale
-    assert main(["--site", str(site), "status", "--stale-after", "0.000001"]) == 0
+    assert main(["--site", str(site), "status", "--stale-after", "0.000001"]) == 3  # unhealthy: stale
     assert "STALE" in capsys.readouterr().out
     assert main(["--site", str(site), "show", "nope-model"]) == 1
     assert "no model 'nope-model'" in capsys.readouterr().err

@@ -452,7 +452,7 @@ def test_test_results_do_not_leak_across_upstreams(tmp_path: Path, capsys: Any) 
     assert found["ref"] == "hospital/x-gan@1.0.0" and found["last_test"] is None
     assert main(["--site", home, "search", "--upstream", "hospital"]) == 0
     assert "FAILING" not in capsys.readouterr().out
-    assert main(["--site", home, "status", "--json"]) == 0
+    assert main(["--site", home, "status", "--json"]) == 3  # unhealthy: a model's last test failed
     failing = json.loads(capsys.readouterr().out)["failing_models"]
     assert [(t["upstream"], t["ref"]) for t in failing] == [("public", "x-gan@1.0.0")]
 

@@ -14,9 +14,9 @@ from typing import Sequence
 
 from synthmed.registry.errors import SynthmedError
 
-from . import contribute_cmds, index_cmds, package_cmds, run_cmds, site_cmds, store_cmds, test_cmds
+from . import contribute_cmds, index_cmds, package_cmds, run_cmds, serve_cmds, site_cmds, store_cmds, test_cmds
 
-MODULES = (site_cmds, index_cmds, store_cmds, run_cmds, test_cmds, package_cmds, contribute_cmds)
+MODULES = (site_cmds, index_cmds, store_cmds, run_cmds, test_cmds, package_cmds, contribute_cmds, serve_cmds)
 
 
 def setup_logging(level: str) -> None:
@@ -35,10 +35,34 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--site", metavar="DIR", help="site folder (default: $SYNTHMED_HOME or the user data dir)")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    parser.add_argument("--version", action="version", version=f"synthmed {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for mod in MODULES:
         mod.register(sub)
+    _global_flags_after(sub)
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("synthmed")
+    except PackageNotFoundError:  # pragma: no cover - run from a source tree that is not installed
+        return "unknown (not installed)"
+
+
+def _global_flags_after(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """``--site``, ``-v`` and ``-q`` after the sub-command too (``synthmed status --site S -q``).
+    Their defaults are SUPPRESS, so a flag given after the sub-command wins and one given
+    only before it is kept."""
+    for p in set(sub.choices.values()):
+        p.add_argument("--site", metavar="DIR", default=argparse.SUPPRESS, help="site folder (as before the command)")
+        p.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more log output")
+        p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="only warnings and errors")
+        for action in p._actions:  # nested sub-commands: `daemon run`, `catalog rebuild`, `index check`, ...
+            if isinstance(action, argparse._SubParsersAction):
+                _global_flags_after(action)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -35,6 +35,12 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                    help="window centre and width for 8-bit pictures of one-channel images, e.g. 40,400 "
                         "(default: the record's window; CT 40,400)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="seed of sample 0 (default 0)")
+    p.add_argument("--png-compression", type=int, default=None, metavar="L",
+                   help="zlib level of PNG files, 0 (fastest) to 9 (smallest); same pixels "
+                        "(default: the site's [output] png_compress_level, else 1)")
+    p.add_argument("--writers", type=int, default=None, metavar="W",
+                   help="threads that encode and write files while the model runs "
+                        "(default: the site's [output] writers, else one per core; 0: none)")
     p.add_argument("--batch-size", type=int, default=None, metavar="B", help="samples per model call")
     p.add_argument("--device", default=None, metavar="D", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--mode", choices=("auto", "inline", "worker"), default=None,
@@ -123,7 +129,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     try:
         result = model.generate_to(Path(args.output), num, format=fmt, seed=args.seed,
                                    bit_depth=args.bit_depth, outputs=args.outputs, window=args.window,
-                                   progress=bar, checked=params, inputs=inputs, per_input=args.per_input)
+                                   progress=bar, checked=params, png_compress_level=args.png_compression,
+                                   writers=args.writers, inputs=inputs, per_input=args.per_input)
     finally:
         model.close()
         site.close()

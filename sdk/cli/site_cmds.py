@@ -90,7 +90,7 @@ def cmd_daemon_run(args: argparse.Namespace) -> int:
     if not args.quiet and not args.verbose:  # a service logs its jobs: site.log_level (default INFO)
         logging.getLogger().setLevel(getattr(logging, settings.log_level.upper(), logging.INFO))
     return run_daemon(settings, once=args.once, progress=_progress if args.once else (lambda m: None),
-                      only=args.job or None)
+                      only=args.job or None, loader=lambda: _site(args, sync_interval_minutes=args.sync_interval))
 
 
 # -- status / search / show ------------------------------------------------------------
@@ -123,7 +123,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print_json(st)
     else:
         print(format_status(st))
-    return 0
+    # the health check for monitoring: 0 healthy, 3 unhealthy (1 stays "synthmed itself failed")
+    return 0 if st["health"]["ok"] else 3
 
 
 def _short(values: list[str], n: int = 3) -> str:
@@ -331,10 +332,22 @@ def cmd_export(args: argparse.Namespace) -> int:
     from synthmed.daemon.bundle import export_bundle
     from synthmed.daemon.lock import SiteLock
     from synthmed.registry.catalog import Catalog
+    from synthmed.registry.errors import SiteLocked
 
     settings = _site(args)
-    with SiteLock(settings.home, "synthmed export"), Catalog.open(settings.catalog_path, readonly=False) as cat:
-        manifest = export_bundle(settings, cat, Path(args.dir), progress=_progress)
+    lock = SiteLock(settings.home, "synthmed export")
+    try:
+        lock.acquire()
+    except SiteLocked as exc:  # the daemon runs: export a consistent snapshot without stopping it
+        _progress(f"export: {exc.message.split(';')[0]}; exporting a snapshot while it runs")
+        with Catalog.open(settings.catalog_path, readonly=True) as cat:
+            manifest = export_bundle(settings, cat, Path(args.dir), progress=_progress, exclusive=False)
+    else:
+        try:
+            with Catalog.open(settings.catalog_path, readonly=False) as cat:
+                manifest = export_bundle(settings, cat, Path(args.dir), progress=_progress)
+        finally:
+            lock.release()
     if args.json:
         print_json(manifest)
     else:

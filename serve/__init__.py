@@ -1,0 +1,1 @@
+"""``synthmed serve``: the site's web catalogue and what it serves to downstream sites."""

@@ -1,0 +1,185 @@
+"""Plain data for the catalogue's pages, read from a read-only catalog: search with facets,
+a model's page, test history and sample grids, report documents. No HTML here."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from synthmed.registry.catalog import Catalog, CatalogEntry
+from synthmed.registry.modeltest_site import last_test_flags
+from synthmed.registry.packages import runnable_upstreams
+from synthmed.registry.settings import Settings
+from synthmed.registry.store import Store
+
+log = logging.getLogger(__name__)
+
+#: facet name -> how to read its values from a record
+FACETS = ("modality", "anatomy", "architecture", "license", "status")
+SEARCH_LIMIT = 500
+
+
+@dataclass(frozen=True)
+class Query:
+    text: str = ""
+    modality: str = ""
+    anatomy: str = ""
+    architecture: str = ""
+    license: str = ""
+    status: str = ""
+    runnable: bool = False
+
+    @classmethod
+    def from_args(cls, args: Mapping[str, str]) -> "Query":
+        def one(k: str) -> str:
+            return " ".join(str(args.get(k, "")).split())[:200]
+        return cls(text=one("q"), modality=one("modality"), anatomy=one("anatomy"),
+                   architecture=one("architecture"), license=one("license"), status=one("status"),
+                   runnable=args.get("runnable", "") in ("1", "on", "true"))
+
+    def params(self, **change: Any) -> dict[str, str]:
+        """The query string's parameters, with ``change`` applied ('' removes one)."""
+        d = {"q": self.text, "modality": self.modality, "anatomy": self.anatomy, "architecture": self.architecture,
+             "license": self.license, "status": self.status, "runnable": "1" if self.runnable else ""}
+        d.update({k: ("1" if v is True else "" if v is False else str(v)) for k, v in change.items()})
+        return {k: v for k, v in d.items() if v}
+
+
+def facet_values(entry: CatalogEntry, name: str) -> list[str]:
+    data = entry.record.data
+    if name in ("modality", "anatomy"):
+        return [str(v) for v in data.get(name) or []]
+    if name == "architecture":
+        arch = data.get("architecture") or {}
+        return [str(arch["family"])] if arch.get("family") else []
+    if name == "license":
+        return [str(data["license"])] if data.get("license") else []
+    if name == "status":
+        return [entry.status]
+    return []
+
+
+def search(settings: Settings, cat: Catalog, q: Query) -> dict[str, Any]:
+    """Results (with their last test) and facet counts over them."""
+    runnable: dict[str, Any] = {}
+    if q.runnable:
+        runnable = {"runnable": True, "code_upstreams": runnable_upstreams(settings),
+                    "held_blobs": set(Store(settings.store_dir).iter_blobs())}
+    found = cat.search(q.text, modality=q.modality or None, anatomy=q.anatomy or None,
+                       architecture=q.architecture or None, license=q.license or None, limit=SEARCH_LIMIT,
+                       **runnable)
+    if q.status:
+        found = [e for e in found if e.status == q.status.lower()]
+    tests = last_test_flags(cat, found)
+    facets: dict[str, dict[str, int]] = {}
+    for name in FACETS:
+        counts: dict[str, int] = {}
+        shown: dict[str, str] = {}
+        for e in found:
+            for v in dict.fromkeys(facet_values(e, name)):
+                key = v.lower()
+                shown.setdefault(key, v)
+                counts[key] = counts.get(key, 0) + 1
+        facets[name] = {shown[k]: n for k, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))}
+    rows = [{"entry": e, "test": tests.get(e.qualified_ref)} for e in found]
+    return {"rows": rows, "facets": facets, "count": len(found), "truncated": len(found) >= SEARCH_LIMIT}
+
+
+def _inside(root: Path, path: Path) -> Path | None:
+    """``path`` when it is a regular file inside ``root`` after following links and ``..``."""
+    try:
+        real = path.resolve(strict=True)
+        real.relative_to(root.resolve())
+    except (OSError, ValueError):
+        return None
+    return real if real.is_file() else None
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """Where a test run's report lives: the model's report JSON (the catalog's ``report_path``)
+    inside its run folder (``<run>/models/<id>/<version>.json``, beside ``<run>/report.json``)."""
+
+    model_json: Path
+    run_dir: Path
+
+    @classmethod
+    def of(cls, row: Mapping[str, Any] | None) -> "RunReport | None":
+        path = row.get("report_path") if row else None
+        if not path:
+            return None
+        p = Path(str(path))
+        if not p.is_absolute() or len(p.parts) < 4 or p.parts[-3] != "models" or not p.is_file():
+            return None
+        return cls(p, p.parents[2])
+
+    def grid(self) -> str | None:
+        """The sample grid's path relative to the run folder (None without one)."""
+        try:
+            doc = json.loads(self.model_json.read_text("utf-8"))
+            png = (doc.get("results") or [{}])[0].get("samples_png")
+        except (OSError, ValueError, AttributeError, IndexError):
+            return None
+        if not isinstance(png, str) or not png.endswith(".png"):
+            return None
+        real = _inside(self.run_dir, self.model_json.parent / png)
+        return real.relative_to(self.run_dir.resolve()).as_posix() if real else None
+
+    def file(self, rel: str) -> Path | None:
+        """A PNG or JSON file of the run folder (after following links, still inside it)."""
+        if not rel.endswith((".png", ".json")):
+            return None
+        return _inside(self.run_dir, self.run_dir / rel)
+
+    def run(self) -> dict[str, Any] | None:
+        """The run's ``report.json``, each result with ``grid`` (relative to the run folder)."""
+        path = self.file("report.json")
+        if path is None:
+            return None
+        try:
+            doc: dict[str, Any] = json.loads(path.read_text("utf-8"))
+        except (OSError, ValueError):
+            return None
+        for r in doc.get("results") or []:
+            png = r.get("samples_png")
+            r["grid"] = png if isinstance(png, str) and self.file(png) is not None else None
+        return doc
+
+
+def model_page(settings: Settings, cat: Catalog, upstream: str, model_id: str,
+               version: str | None) -> dict[str, Any]:
+    ref = f"{upstream}/{model_id}" + (f"@{version}" if version else "")
+    entry = cat.resolve(ref, allow_yanked=True)
+    rec = entry.record.data
+    versions = [e for e in cat.rows_for_id(entry.id) if e.upstream == entry.upstream]
+    tests = cat.tests_of(entry.upstream, entry.id, entry.version, entry.record.sha256, limit=20)
+    grid = None
+    for t in tests:
+        rep = RunReport.of(t)
+        t["has_report"] = rep is not None and rep.file("report.json") is not None
+        if grid is None and rep is not None and rep.grid():
+            grid = t["id"]
+    pkg = rec.get("package") or {}
+    art = pkg.get("artefact") or {}
+    store = Store(settings.store_dir)
+    sha = entry.record.sha256
+    in_store = bool(sha) and store.has(sha)
+    metrics = [m for m in rec.get("metrics") or [] if isinstance(m, Mapping)]
+    return {"entry": entry, "rec": rec, "versions": versions, "tests": tests, "last": tests[0] if tests else None,
+            "grid": grid, "pkg": pkg, "art": art, "in_store": in_store, "metrics": metrics,
+            "metric_keys": _metric_keys(metrics), "training": rec.get("training") or {},
+            "pretty_inputs": json.dumps(entry.record.inputs, indent=2)}
+
+
+def _metric_keys(metrics: list[Mapping[str, Any]]) -> list[str]:
+    """Every field a metric carries besides name/value/better, in first-seen order (how it
+    was measured: source, method, n_samples, reference, provenance, ...)."""
+    keys: dict[str, None] = {}
+    for m in metrics:
+        for k in m:
+            if k not in ("name", "value", "better"):
+                keys.setdefault(k, None)
+    return list(keys)
