@@ -162,6 +162,11 @@ def photo_record() -> dict[str, Any]:
 
 def pipeline_record() -> dict[str, Any]:
     m = _metrics()
+    ev = m["evaluation"]
+    table = ev["segmentation_f1"]
+    syn = table["synthetic pairs (stage I masks -> stage II images)"]
+    real = table["real pairs (training region)"]
+    s2 = table["real training masks -> stage II images"]
     return {
         "format": "synthmed-record/1", "id": PIPE_ID, "version": "1.0.0",
         "title": "Dual-GAN miniature: vessel mask and colour fundus patch pairs (64x64), a two-stage pipeline",
@@ -176,8 +181,13 @@ def pipeline_record() -> dict[str, Any]:
             "pipeline runs only if both resolve to exactly those packages and may run on the site. Wiring: "
             "geometry.mask -> photo.mask; outputs: image (photo.image) and mask (geometry.mask). Stage seeds: "
             "stage_seed(seed, name) = the first 4 bytes (big-endian) of sha256('synthmed-pipeline-1:<seed>:<name>')."
-            "\n\nEvaluation as the paper did, in miniature: see the metric (segmentation F1 on held-out real "
-            "patches of a segmenter trained on these pairs, against the same segmenter trained on real pairs). "
+            "\n\nSamples (docs/img/retina-vessel-dualgan-pairs.png, generated pairs above real held-out ones): "
+            "stage I's masks are blob-like with ragged edges rather than thin branching vessel trees, and stage II "
+            "paints them as dark red blotches on a correctly coloured fundus; on real masks stage II draws "
+            "convincing vessels. Evaluation as the paper did, in miniature: a small segmenter trained on "
+            f"{ev['n_synthetic_pairs']} of these pairs reaches pixel F1 {syn['f1_mean']} on held-out real patches, "
+            f"against {real['f1_mean']} trained on real pairs and {s2['f1_mean']} trained on real masks with stage "
+            "II's images; the ground truth is the vesselness filter's, not manual annotation (see the metric). "
             "A demonstration and test model, not for clinical or research use."),
         "status": "active",
         "modality": ["fundus photography", "colour fundus photograph"], "anatomy": ["retina", "eye"],
