@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 SUFFIXES = (".png", ".npy", ".nii", ".nii.gz", ".dcm")
 #: the most inputs one run takes (a folder is listed before anything is read)
 MAX_INPUTS = 100_000
+#: a file larger than this many times the bytes its input declares (and above 64 MiB)
+#: is refused before it is read
+MAX_FILE_FACTOR = 16
 
 
 def _natural_key(name: str) -> list[Any]:
@@ -222,12 +225,24 @@ class CheckedInputs:
         return {name: a[idx] for name, a in self.arrays.items()}
 
 
+def _declared_nbytes(spec: Mapping[str, Any]) -> int:
+    shape = spec.get("shape_max") or spec["shape"]
+    n = int(np.prod([int(x) for x in shape])) * int(spec["channels"])
+    return n * np.dtype(spec["dtype"]).itemsize
+
+
 def _values(record: Record, spec: Mapping[str, Any], value: Any) -> tuple[list[np.ndarray], list[str]]:
     name = str(spec["name"])
     if isinstance(value, (str, Path)):
         files = list_files(name, Path(value), record.ref)
         arrays = []
+        limit = max(64 << 20, MAX_FILE_FACTOR * _declared_nbytes(spec))
         for f in files:
+            size = f.stat().st_size
+            if size > limit:
+                raise InputError(f"{record.ref}: input {name!r}: {f} has {size} bytes, far more than one input of "
+                                 f"{describe(spec)} needs", hint="give one input per file", model=record.ref,
+                                 input=name, file=str(f))
             try:
                 raw = read_file(f)
             except Exception as exc:  # noqa: BLE001 - an unreadable file is the caller's error

@@ -333,7 +333,7 @@ def test_imported_medigan_translators_take_array_inputs() -> None:
     assert "00001" not in mapped  # an unconditional model takes no folder
 
 
-def test_medigan_translator_runs_with_input_and_generators(tmp_path: Path) -> None:
+def test_medigan_translator_runs_with_input_and_generators(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pkg = tmp_path / "pkg"
     (pkg / "00099_TOY_TRANSLATOR").mkdir(parents=True)
     (pkg / "00099_TOY_TRANSLATOR" / "__init__.py").write_text(MEDIGAN_TRANSLATOR)
@@ -345,6 +345,14 @@ def test_medigan_translator_runs_with_input_and_generators(tmp_path: Path) -> No
     images = tmp_path / "mammograms"
     for i in range(3):
         _png(images / f"img{i}.png", np.full((12, 10), 30 * (i + 1), np.uint8))
+    # a wrong input is refused by the CLI before the package is even fetched
+    bad = tmp_path / "bad"
+    _png(bad / "a.png", np.zeros((12, 10, 3), np.uint8))
+    assert main(["--site", str(home), "generate", "toy-translator", "--input", f"image={bad}", "-o",
+                 str(tmp_path / "x"), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "input 'image'" in err and str(bad / "a.png") in err and "has 3 channel(s)" in err
+    assert not (home / "packages").exists() or not any((home / "packages").iterdir())
     out = tmp_path / "out"
     assert main(["--site", str(home), "generate", "toy-translator", "--input", f"image={images}", "-o", str(out),
                  "--no-progress", "--seed", "4"]) == 0
