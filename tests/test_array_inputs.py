@@ -376,3 +376,23 @@ def test_medigan_translator_runs_with_input_and_generators(tmp_path: Path, capsy
             gens.generate("toy-translator", input_path=str(images), output_path=tmp_path / "h")
     finally:
         gens.close()
+
+
+def test_gate_refuses_adding_array_inputs_to_a_merged_version(index_repo, make_record) -> None:
+    from synthmed.registry.indexcheck import check_index
+
+    from helpers.records import write_record
+    from helpers.repos import commit
+
+    root = Path(index_repo.working_dir)
+    data = make_record()
+    write_record(root, data)
+    base = commit(index_repo, "add toy-gan 1.0.0")
+    index_repo.git.checkout("-b", "pr")
+    data["array_inputs"] = [dict(MASK_INPUT)]
+    write_record(root, data)
+    commit(index_repo, "give it a mask input")
+    result = check_index(index_repo.working_dir, base)
+    assert not result.ok
+    assert any("cannot change in a merged version" in p.message and "inputs" in (p.json_path + p.message)
+               for p in result.problems), [str(p) for p in result.problems]

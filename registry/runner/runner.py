@@ -112,7 +112,9 @@ class Runner:
     def info(self) -> dict[str, Any]:
         info = {"mode": self.mode, "device": self.device, "batch_size": self.batch_size,
                 "missing_requirements": list(self.missing)}
-        if self.record.package_format == "medigan-1":
+        if self.record.package_format == "medigan-1" and self.record.array_inputs:
+            info["medigan_calls"] = "one seeded generate(num_samples=1) per sample, its input in a folder of its own"
+        elif self.record.package_format == "medigan-1":
             info["medigan_seed_chunk"] = self.medigan_chunk  # the samples of a seed depend on it
         return info
 
