@@ -341,9 +341,125 @@ def medigan_twin() -> dict[str, Any]:
     return rec
 
 
+RETINA_DATA = {
+    "name": "scikit-image sample data: retina.jpg (skimage.data.retina), M. Häggström",
+    "url": f"{SKIMAGE_DATA}/retina.jpg", "license": "CC0-1.0", "type": "public",
+    "size": "1 image (1411x1411 RGB); the 32x32 vessel and background patch positions of retina-patch-ddpm's recipe"}
+RETINA_COMMON = {
+    "status": "active",
+    "modality": ["fundus photography", "colour fundus photograph"],
+    "anatomy": ["retina", "eye"],
+    "generates": ["fundus patch", "retinal vessel patch", "RGB image"],
+    "use_cases": ["testing", "demonstration", "benchmarking"],
+    "license": "MIT", "authors": AUTHORS,
+}
+
+
+def ldm() -> dict[str, Any]:
+    mid = "retina-patch-ldm"
+    m = metrics_file(mid)
+    ae, cpu = m["autoencoder"], m["train_cpu_seconds"]
+    ae_method = (f"Reconstruction of {ae['n']} {ae['data']} through the VAE (encode to the posterior mean, decode), "
+                 f"images as uint8 RGB compared in 0..255 with data_range 255; MS-SSIM with a {ae['ms_ssim_win_size']}-tap "
+                 f"Gaussian window (sigma {ae['ms_ssim_sigma']}) over {ae['ms_ssim_scales']} scales (32x32 images fit "
+                 "no more), Wang et al.'s first weights renormalised; computed with synthmed.registry.metrics "
+                 f"(recipes/{mid}/metrics.json).")
+    return {
+        "format": "synthmed-record/1", "id": mid, "version": version_of(mid),
+        "title": "Medfusion-style latent diffusion for 32x32 colour fundus patches (vessel / background)",
+        "summary": ("A small VAE (32x32x3 <-> 8x8x4, downsampling 4) and a class-conditional latent DDPM with "
+                    "classifier-free guidance and a DDIM sampler, trained on the patches of retina-patch-ddpm."),
+        "description": (
+            "A starter latent diffusion model in the style of Medfusion (Müller-Franzes et al., 2023), small enough "
+            f"to train on one CPU core: a VAE ({m['params_vae'] / 1e6:.2f}M parameters; L1 + MSE reconstruction "
+            f"and a KL weight of {m['kl_weight']}; Medfusion's perceptual and adversarial losses are left out) trained "
+            f"for {m['vae_steps']} steps, then a latent UNet ({m['params_unet'] / 1e6:.2f}M parameters, v-prediction, "
+            f"cosine schedule of 1000 steps, 15% null labels for classifier-free guidance) for {m['ldm_steps']} steps "
+            f"of {m['batch']} patches: {cpu['total']:.0f} CPU seconds in all ({cpu['vae']:.0f} + {cpu['ldm']:.0f}), "
+            "about the training compute of retina-patch-ddpm, so the two can be compared at equal compute "
+            "(docs/models.md has the comparison, made with synthmed evaluate). Trained from ONE photograph: a "
+            "demonstration and test model, not a model of the retina, not for clinical or research use.\n\n"
+            "Data, labels and the held-out rows are those of retina-patch-ddpm (its recipe is imported). "
+            "Sampling: DDIM (eta 0) in latent space from torch.randn(4, 8, 8) of "
+            "torch.Generator().manual_seed(seeds[i]), then the VAE decoder; every network call is padded to a "
+            "multiple of 8 rows. Bare API: m.latents(seeds), m.ddim(z, steps, label, guidance), m.decode(z), "
+            "m.encode(x), m.reconstruct(x)."),
+        **RETINA_COMMON,
+        "tags": ["starter", "diffusion", "latent diffusion", "LDM", "VAE", "DDIM", "32x32", "scikit-image", "cpu",
+                 "classifier-free guidance", "Medfusion"],
+        "architecture": {"family": "diffusion", "name": "latent diffusion (VAE + latent UNet) with DDIM sampler"},
+        "task": "class-conditional",
+        "inputs": {
+            "type": "object",
+            "properties": {
+                "steps": {"type": "integer", "minimum": 5, "maximum": 250, "default": 25,
+                          "description": "DDIM sampling steps"},
+                "label": {"enum": ["any", "vessel", "background"], "default": "any",
+                          "description": "patch class; 'any' samples unconditionally"},
+                "guidance": {"type": "number", "minimum": 0, "maximum": 10, "default": 1.0,
+                             "description": "classifier-free guidance scale (1 = plain conditional)"},
+            },
+            "additionalProperties": False,
+        },
+        "outputs": [{"name": "image", **RGB_OUT, "shape": [32, 32], "description": "RGB patch, height x width x channel"}],
+        "training": {
+            "datasets": [RETINA_DATA], "date": m["date"], "recipe": f"recipes/{mid}/train.py",
+            "augmentations": ["random crop", "horizontal flip", "vertical flip"],
+            "privacy": "A CC0 photograph published on Wikimedia Commons; no patient identifiers.",
+        },
+        "metrics": [
+            {"name": "autoencoder PSNR", "value": round(ae["psnr"], 3), "better": "higher", "n_samples": ae["n"],
+             "extractor": "none (pixels)", "normalised": False, "source": "measured", "method": ae_method},
+            {"name": "autoencoder MS-SSIM", "value": round(ae["ms_ssim"], 4), "better": "higher", "n_samples": ae["n"],
+             "extractor": "none (pixels)", "normalised": False, "source": "measured", "method": ae_method},
+        ],
+        "package": {"format": "synthmed-1", "artefact": artefact(mid), "entry_point": "model:build",
+                    "requirements": ["torch>=2.1", "numpy>=1.24"], "python": ">=3.10", "devices": ["cpu", "cuda"]},
+        "test": {"num_samples": 8, "seed": 0, "params": {"steps": 10, "label": "vessel"}, "timeout_s": 300,
+                 "checks": CHECKS},
+        "provenance": {"source": f"trained in the synthmed repository by recipes/{mid}/train.py"},
+    }
+
+
+def dcgan_retina() -> dict[str, Any]:
+    mid = "retina-patch-dcgan"
+    m = metrics_file(mid)
+    return {
+        "format": "synthmed-record/1", "id": mid, "version": version_of(mid),
+        "title": "Unconditional DCGAN for 32x32 colour fundus patches (a GAN baseline)",
+        "summary": ("A small resize-convolution DCGAN (hinge loss, spectral-norm discriminator) trained on the "
+                    "patches of retina-patch-ddpm at about its training compute."),
+        "description": (
+            f"A GAN baseline for comparing GAN, DDPM and latent diffusion at equal training compute: generator "
+            f"{m['params_generator'] / 1e6:.2f}M parameters, trained {m['steps']} steps of {m['batch']} patches "
+            f"({m['train_cpu_seconds']:.0f} CPU seconds on one thread). Unconditional: vessel and background "
+            "patches alike. Batch norms run in eval mode with population statistics re-estimated on 4096 latents "
+            "after training; EMA of the generator's weights. Trained from ONE photograph: a demonstration and "
+            "test model, not for clinical or research use. Data and held-out rows are those of retina-patch-ddpm. "
+            "Sample i comes from torch.randn(100) of torch.Generator().manual_seed(seeds[i]); calls are padded to a "
+            "multiple of 8 rows."),
+        **RETINA_COMMON,
+        "tags": ["starter", "GAN", "DCGAN", "32x32", "scikit-image", "cpu", "baseline"],
+        "architecture": {"family": "GAN", "name": "DCGAN (resize-conv generator, hinge loss)"},
+        "task": "unconditional",
+        "inputs": {"type": "object", "properties": {}, "additionalProperties": False},
+        "outputs": [{"name": "image", **RGB_OUT, "shape": [32, 32], "description": "RGB patch, height x width x channel"}],
+        "training": {
+            "datasets": [RETINA_DATA], "date": m["date"], "recipe": f"recipes/{mid}/train.py",
+            "augmentations": ["random crop", "horizontal flip", "vertical flip"],
+            "privacy": "A CC0 photograph published on Wikimedia Commons; no patient identifiers.",
+        },
+        "metrics": [],
+        "package": {"format": "synthmed-1", "artefact": artefact(mid), "entry_point": "model:build",
+                    "requirements": ["torch>=2.1", "numpy>=1.24"], "python": ">=3.10", "devices": ["cpu", "cuda"]},
+        "test": {"num_samples": 8, "seed": 0, "params": {}, "timeout_s": 300, "checks": CHECKS},
+        "provenance": {"source": f"trained in the synthmed repository by recipes/{mid}/train.py"},
+    }
+
+
 BUILDERS: dict[str, Callable[[], dict[str, Any]]] = {
     "ihc-patch-dcgan": ihc, "retina-patch-ddpm": retina, "phantom-lesion": phantom,
-    "ihc-patch-dcgan-medigan": medigan_twin,
+    "ihc-patch-dcgan-medigan": medigan_twin, "retina-patch-ldm": ldm, "retina-patch-dcgan": dcgan_retina,
 }
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from dualgan_records import BUILDERS as _DUALGAN  # noqa: E402 - the dual-GAN miniature's three records

@@ -35,6 +35,7 @@ from .accepted import AcceptedVersion
 from .catalog_entry import CatalogEntry
 from .catalog_schema import FTS_COLUMNS, GENERATION, LIST_FIELDS
 from .errors import CatalogError
+from .ranking import Ranking, choose
 from .records import Record
 from .resolve import resolve_ref
 from .semver import version_key
@@ -482,6 +483,81 @@ class Catalog:
         return [{**t, "qualified_ref": f"{t['upstream']}/{t['ref']}"}
                 for t in self.last_tests(limit=1_000_000) if not t["passed"]]
 
+    # -- evaluations (synthmed evaluate; registry/evaluate.py) ------------------------------
+
+    def ranking(self, metric: str, key: str | None = None) -> Ranking:
+        """Which values ranking by ``metric`` compares (see :mod:`synthmed.registry.ranking`)."""
+        return choose(self, metric, key)
+
+
+    def record_evaluation(self, *, run: str, upstream: str, model_id: str, version: str, sha256: str,
+                          values: Mapping[str, tuple[float, str]], key: str, reference: str, extractor: str,
+                          params: Mapping[str, Any], provenance: Mapping[str, Any], finished: str | None = None) -> None:
+        """Store the metric values (name -> (value, better)) of one evaluation run."""
+        self._writable()
+        when = finished or utcnow()
+        self.conn.executemany(
+            """INSERT INTO evaluations (run, upstream, model_id, version, sha256, metric, value, better, key,
+               reference, extractor, params, provenance, finished) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
+            [(run, upstream, model_id, version, sha256, name.lower(), float(v), better, key, reference, extractor,
+              json.dumps(dict(params), sort_keys=True), json.dumps(dict(provenance), sort_keys=True), when)
+             for name, (v, better) in values.items()])
+
+    def evaluations_of(self, upstream: str, model_id: str, version: str, sha256: str | None) -> list[dict[str, Any]]:
+        """The latest value of each (metric, comparability key, params) measured for one
+        upstream's version with package ``sha256``."""
+        if not sha256:
+            return []
+        cur = self.conn.execute(
+            """SELECT * FROM evaluations WHERE id IN (SELECT max(id) FROM evaluations
+                 WHERE upstream = ? AND model_id = ? AND version = ? AND sha256 = ?
+                 GROUP BY metric, key, params) ORDER BY key, metric, params""", (upstream, model_id, version, sha256))
+        return [dict(zip([c[0] for c in cur.description], r)) for r in cur.fetchall()]
+
+    def evaluation_keys(self, metric: str) -> list[dict[str, Any]]:
+        """Comparability keys holding ``metric`` values of models the catalog serves, the
+        most populated first: ``key``, ``models`` (count), ``reference``, ``extractor``, ``last``."""
+        cur = self.conn.execute(
+            """SELECT e.key, count(DISTINCT e.upstream || '/' || e.model_id) AS models, max(e.reference) AS reference,
+                      max(e.extractor) AS extractor, max(e.finished) AS last
+               FROM evaluations e JOIN models m ON m.upstream = e.upstream AND m.id = e.model_id
+                 AND m.version = e.version AND m.sha256 = e.sha256 AND m.is_latest = 1
+               WHERE e.metric = ? GROUP BY e.key ORDER BY models DESC, last DESC""", (metric.lower(),))
+        return [dict(zip([c[0] for c in cur.description], r)) for r in cur.fetchall()]
+
+    def evaluation_summary(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The latest evaluation run of each served version and comparability key: fd,
+        precision and recall, with reference, extractor and key (for ``synthmed status``)."""
+        cur = self.conn.execute(
+            """SELECT e.upstream, e.model_id, e.version, e.key, e.reference, e.extractor, e.finished,
+                      max(CASE WHEN e.metric = 'fd' THEN e.value END) AS fd,
+                      max(CASE WHEN e.metric = 'precision' THEN e.value END) AS precision,
+                      max(CASE WHEN e.metric = 'recall' THEN e.value END) AS recall
+               FROM evaluations e JOIN models m ON m.upstream = e.upstream AND m.id = e.model_id
+                 AND m.version = e.version AND m.sha256 = e.sha256 AND m.is_latest = 1
+               WHERE e.run IN (SELECT run FROM evaluations WHERE id IN (
+                 SELECT max(id) FROM evaluations GROUP BY upstream, model_id, version, sha256, key))
+               GROUP BY e.run ORDER BY e.key, fd LIMIT ?""", (limit,))
+        return [dict(zip([c[0] for c in cur.description], r)) for r in cur.fetchall()]
+
+    def measured_values(self, metric: str, key: str) -> dict[tuple[str, str], dict[str, Any]]:
+        """(upstream, id) -> the latest row of ``metric`` under comparability ``key`` for the
+        served (latest) version of each model; with several parameter sets, the best value."""
+        cur = self.conn.execute(
+            """SELECT e.* FROM evaluations e JOIN models m ON m.upstream = e.upstream AND m.id = e.model_id
+                 AND m.version = e.version AND m.sha256 = e.sha256 AND m.is_latest = 1
+               WHERE e.id IN (SELECT max(id) FROM evaluations WHERE metric = ? AND key = ?
+                              GROUP BY upstream, model_id, version, sha256, params)""", (metric.lower(), key))
+        out: dict[tuple[str, str], dict[str, Any]] = {}
+        for r in cur.fetchall():
+            row = dict(zip([c[0] for c in cur.description], r))
+            k = (row["upstream"], row["model_id"])
+            old = out.get(k)
+            sign = 1 if row["better"] == "lower" else -1
+            if old is None or sign * row["value"] < sign * old["value"]:
+                out[k] = row
+        return out
+
     # -- reading ------------------------------------------------------------------------
 
     def _entry(self, row: sqlite3.Row | tuple[Any, ...], cols: Sequence[str], score: float | None = None) -> CatalogEntry:
@@ -537,7 +613,7 @@ class Catalog:
         return {"versions": row[0] or 0, "models": row[1] or 0, "yanked": row[2] or 0, "unverified": row[3] or 0}
 
     def search(self, query: str = "", *, modality: str | None = None, anatomy: str | None = None,
-               architecture: str | None = None, license: str | None = None, rank: str | None = None,
+               architecture: str | None = None, license: str | None = None, rank: str | Ranking | None = None,
                limit: int = 50, upstream: str | None = None, runnable: bool = False,
                code_upstreams: Collection[str] | None = None,
                held_blobs: Collection[str] | None = None) -> list[CatalogEntry]:
@@ -551,8 +627,10 @@ class Catalog:
 
         The query is quoted before it reaches FTS5 (see :func:`fts_query`); filters match
         case-insensitively (``architecture`` matches the family or the name). With
-        ``rank``, results are ordered by that metric, best first, following each record's
-        ``better`` direction; models without the metric come last.
+        ``rank`` (a metric name, or a :class:`~synthmed.registry.ranking.Ranking` from
+        :meth:`ranking`), results are ordered by that metric, best first, comparing only
+        values of one basis (this site's measurements under one comparability key, or else
+        the records' values of one source); models without such a value come last.
         """
         match = fts_query(query or "")
         if query and query.strip() and not match:
@@ -574,10 +652,22 @@ class Catalog:
         select = f"SELECT {key}"
         order: list[str] = []
         if rank:
-            select += ", r.value"
-            frm += f" LEFT JOIN metrics r ON r.model = {key} AND r.name = ? AND r.preferred = 1"
-            args.insert(0, rank.lower())
-            order.append("r.value IS NULL, CASE r.better WHEN 'lower' THEN r.value ELSE -r.value END")
+            ranking = rank if isinstance(rank, Ranking) else self.ranking(rank)
+            sign = "" if ranking.better == "lower" else "-"
+            if ranking.basis == "measured":
+                select += ", rv.v"
+                frm += (f" LEFT JOIN models rm ON rm.pk = {key} LEFT JOIN (SELECT json_extract(value, '$[0]') AS up, "
+                        "json_extract(value, '$[1]') AS mid, json_extract(value, '$[2]') AS v FROM json_each(?)) rv "
+                        "ON rv.up = rm.upstream AND rv.mid = rm.id")
+                args.insert(0, json.dumps([[u, i, v] for (u, i), v in ranking.values.items()]))
+                order.append(f"rv.v IS NULL, {sign}rv.v")
+            else:
+                agg = "min" if ranking.better == "lower" else "max"
+                sub = (f"(SELECT {agg}(r.value) FROM metrics r WHERE r.model = {key} AND r.name = ? "
+                       "AND coalesce(r.source, 'reported') = ?)")
+                select += f", {sub} AS rvalue"
+                args[0:0] = [ranking.metric, ranking.source or ""]
+                order.append(f"rvalue IS NULL, {sign}rvalue")
         else:
             select += ", NULL"
         if match and not rank:  # bm25 costs a computation per match: only when it decides the order

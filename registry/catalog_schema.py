@@ -13,8 +13,10 @@ log = logging.getLogger(__name__)
 #: :meth:`Catalog.migrate`. 1: first layout (FTS over every row); 2: FTS over the served
 #: (latest, non-yanked) rows only, ``upstream`` facet; 3: ``accepted_versions`` (the bound
 #: immutable fields of every version ever accepted), ``tests`` keyed by upstream and sha256;
-#: 4: ``models.ident`` (the id, its parts split on - _ . and the parts joined) indexed by FTS
-GENERATION = 4
+#: 4: ``models.ident`` (the id, its parts split on - _ . and the parts joined) indexed by FTS;
+#: 5: ``evaluations`` (values measured on this site by ``synthmed evaluate``, each with its
+#: provenance and comparability key)
+GENERATION = 5
 
 FTS_COLUMNS = ("ident", "title", "summary", "description", "modality", "anatomy", "generates", "tags",
                "architecture")
@@ -69,6 +71,17 @@ DDL = (
         started TEXT, finished TEXT, status TEXT NOT NULL, reason TEXT,
         old_commit TEXT, new_commit TEXT, changed INTEGER)""",
     "CREATE INDEX IF NOT EXISTS sync_runs_job ON sync_runs (job, id)",
+    # one row per metric value measured on this site (registry/evaluate.py): keyed like
+    # tests by upstream, id, version and package sha256; ``key`` is the comparability key
+    # (a hash of everything in ``provenance`` that is not a value), ``run`` groups the
+    # metrics of one evaluation
+    """CREATE TABLE IF NOT EXISTS evaluations (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, run TEXT NOT NULL, upstream TEXT NOT NULL,
+        model_id TEXT NOT NULL, version TEXT NOT NULL, sha256 TEXT NOT NULL, metric TEXT NOT NULL,
+        value REAL NOT NULL, better TEXT NOT NULL, key TEXT NOT NULL, reference TEXT NOT NULL,
+        extractor TEXT NOT NULL, params TEXT NOT NULL, provenance TEXT NOT NULL, finished TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS evaluations_key ON evaluations (metric, key, upstream, model_id, version, sha256, id)",
+    "CREATE INDEX IF NOT EXISTS evaluations_model ON evaluations (upstream, model_id, version, sha256, id)",
 )
 
 

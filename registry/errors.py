@@ -177,3 +177,11 @@ class EnvironmentBuildError(SynthmedError, RuntimeError):
 
 class ContributeError(SynthmedError, RuntimeError):
     """A contribution could not be validated, tested, uploaded or committed."""
+
+
+# --- evaluation --------------------------------------------------------------------
+
+
+class EvaluationError(SynthmedError, ValueError):
+    """A metric, feature extractor or reference set cannot be used as asked (too few
+    images, mismatched features, a reference set whose files changed, ...)."""

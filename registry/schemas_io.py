@@ -19,6 +19,7 @@ SCHEMA_FILES = {
     "record": "record.schema.json",
     "site": "site.schema.json",
     "report": "test-report.schema.json",
+    "extractor": "extractor.schema.json",
 }
 
 

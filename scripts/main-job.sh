@@ -2,16 +2,19 @@
 # The main job, on a fresh machine:
 #   set up .venv, create a site whose upstream is this repository's index/, sync it
 #   (fetch the index, mirror and verify every pinned artefact), test the models, generate
-#   samples from each starter model and write a grid PNG per model.
+#   samples from each starter model and write a grid PNG per model, then measure every
+#   starter with `synthmed evaluate` against site-local reference sets of held-out real
+#   patches (offline extractor randconv-224) and show the results (status, search --rank).
 # Everything lands under ./site (the site) and ./out (samples and grids); override with
-# SITE=... OUT=... N=... (samples per model).
+# SITE=... OUT=... N=... (samples per model), EVAL_N=... (samples per model for evaluate).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
 SITE=${SITE:-$REPO/site}
 OUT=${OUT:-$REPO/out}
 N=${N:-16}
-MODELS=${MODELS:-"ihc-patch-dcgan retina-patch-ddpm phantom-lesion ihc-patch-dcgan-medigan retina-vessel-mask-dcgan retina-vessel-pix2pix retina-vessel-dualgan"}
+EVAL_N=${EVAL_N:-200}
+MODELS=${MODELS:-"ihc-patch-dcgan retina-patch-ddpm retina-patch-ldm retina-patch-dcgan phantom-lesion ihc-patch-dcgan-medigan retina-vessel-mask-dcgan retina-vessel-pix2pix retina-vessel-dualgan"}
 
 bash scripts/setup.sh
 SM=".venv/bin/synthmed"
@@ -45,9 +48,26 @@ for m in $MODELS; do
   esac
 done
 
-$SM status
+echo "== evaluate: held-out real patches as site-local reference sets (never exported), $EVAL_N samples per model"
+REFS="$OUT/reference-images"
+.venv/bin/python recipes/reference_patches.py --out "$REFS" -n 500
+# phantom-lesion has no real images: its reference is its own samples from other seeds
+# (a self-consistency check: the values show the sampling noise floor, not realism)
+$SM generate phantom-lesion -n 200 --seed 100000 --outputs image --param dims=2 -o "$REFS/phantom-seeds" --no-progress
+$SM reference add retina-heldout "$REFS/retina-heldout" --replace
+$SM reference add ihc-heldout "$REFS/ihc-heldout" --replace
+$SM reference add phantom-seeds "$REFS/phantom-seeds/image" --replace
+$SM evaluate retina-patch-ddpm retina-patch-ldm retina-patch-dcgan --reference retina-heldout -n "$EVAL_N" \
+  --report "$OUT/evaluation/retina"
+$SM evaluate ihc-patch-dcgan ihc-patch-dcgan-medigan --reference ihc-heldout -n "$EVAL_N" --report "$OUT/evaluation/ihc"
+$SM evaluate phantom-lesion --reference phantom-seeds -n "$EVAL_N" --report "$OUT/evaluation/phantom"
+$SM search --rank fd fundus
+
+$SM status || echo "   (status exits 3: the site is unhealthy, see the warnings above)"
 echo
 echo "site:    $SITE   (site.toml, catalog.db, store/, packages/, reports/)"
 echo "samples: $OUT/<model>/<output>/ (PNG for images, NIfTI for volumes; synthmed.json provenance)"
 echo "grids:   $(ls "$OUT"/*-grid.png | tr '\n' ' ')"
 echo "reports: $OUT/reports/"
+echo "evaluation: $OUT/evaluation/*/evaluation.md (synthmed show REF lists the measured values)"
+echo "browse:  $SM --site $SITE serve   (then open http://127.0.0.1:8070/)"

@@ -14,6 +14,7 @@ tests use (verified against the record's sha256), unless the site is offline.
 
 from __future__ import annotations
 
+import json
 import logging
 import operator
 import time
@@ -32,10 +33,12 @@ from synthmed.registry.array_inputs import CheckedInputs, check_inputs, plan
 from synthmed.registry.pipeline import FORMAT as PIPELINE_FORMAT
 from synthmed.registry.pipeline import open_runner, prepare_stages
 from synthmed.registry.runner import CheckedParams, EnvOptions, Runner, RunnerOptions, check_params
+from synthmed.registry.runner.formats import choose_medigan_chunk
+from synthmed.registry.runner.runner import sample_nbytes
 from synthmed.registry.settings import Settings, load_settings
 from synthmed.registry.store import Store
 
-from .output_folder import OutputFolder
+from .output_folder import SIDECAR, OutputFolder
 from .progress import ProgressArg, ProgressBar, progress_bar
 from .writer_pool import WriterOptions, WriterPool
 
@@ -133,7 +136,8 @@ class Model:
         return ModelSpec(self.package, self.options, self.stages)
 
     def with_options(self, **options: Any) -> "Model":
-        """The same model with other runner options (device, mode, batch_size, timeout_s...)."""
+        """The same model with other runner options (device, mode, batch_size, timeout_s,
+        medigan_chunk...)."""
         return Model(self.package, self.options.with_(**options), self.writer_options, self.stages)
 
     @property
@@ -152,6 +156,16 @@ class Model:
         names = set(self.array_inputs)
         return ({k: v for k, v in params.items() if k not in names},
                 {k: v for k, v in params.items() if k in names})
+
+    def for_run(self, n: int, chunk: int | None = None) -> "Model":
+        """The model for a run of ``n`` samples: a medigan-1 package gets its chunk size
+        (``chunk``, else the options', else :func:`choose_medigan_chunk` for ``n``);
+        other packages are returned as they are."""
+        if self.record.package_format != "medigan-1":
+            return self
+        chunk = chunk or self.options.medigan_chunk or choose_medigan_chunk(
+            n, sample_nbytes(self.record), self.options.memory_budget_mb)
+        return self if chunk == self.options.medigan_chunk else self.with_options(medigan_chunk=chunk)
 
     def check_params(self, params: Mapping[str, Any] | None = None) -> CheckedParams:
         """The parameters checked against the model's inputs (defaults filled in); runs no model code."""
@@ -173,18 +187,32 @@ class Model:
             if n is None:
                 raise ConfigError("sample(): give the number of samples n", hint="e.g. model.sample(16, seed=0)")
             n, seed = sample_count(n), seed_value(seed)
-            return self.runner.sample(range(seed, seed + n), checked)
+            return self._cached_for_run(n).runner.sample(range(seed, seed + n), checked)
         n = plan(self.record, inputs, None if n is None else sample_count(n), per_input)
         seed = seed_value(seed)
-        return self.runner.sample_inputs(range(seed, seed + n), checked, inputs.for_samples(range(n), per_input))
+        return self._cached_for_run(n).runner.sample_inputs(range(seed, seed + n), checked,
+                                                           inputs.for_samples(range(n), per_input))
 
     def sample_seeds(self, seeds: Sequence[int], **params: Any) -> dict[str, np.ndarray]:
         raw, given = self._split(params)
         inputs = self.check_inputs(given)
         if inputs is None:
-            return self.runner.sample(list(seeds), self.check_params(raw))
+            return self._cached_for_run(len(seeds)).runner.sample(list(seeds), self.check_params(raw))
         plan(self.record, inputs, len(seeds))
-        return self.runner.sample_inputs(list(seeds), self.check_params(raw), inputs.for_samples(range(len(seeds))))
+        return self._cached_for_run(len(seeds)).runner.sample_inputs(list(seeds), self.check_params(raw),
+                                                                     inputs.for_samples(range(len(seeds))))
+
+    def _cached_for_run(self, n: int) -> "Model":
+        """:meth:`for_run`, keeping the model (and its loaded runner) of each chunk size."""
+        run = self.for_run(n)
+        if run is self:
+            return self
+        key = run.options.medigan_chunk
+        runs = self.__dict__.setdefault("_runs", {})
+        if key not in runs:
+            runs[key] = run
+        cached: Model = runs[key]
+        return cached
 
     def iter_batches(self, n: int, seed: int = 0, **params: Any) -> Iterator[tuple[list[int], dict[str, np.ndarray]]]:
         """Batch by batch: ``(seeds, outputs)``; memory stays bounded by the batch size."""
@@ -192,9 +220,9 @@ class Model:
         raw, given = self._split(params)
         inputs = self.check_inputs(given)
         if inputs is None:
-            return self.runner.iter_batches(range(seed, seed + n), self.check_params(raw))
+            return self._cached_for_run(n).runner.iter_batches(range(seed, seed + n), self.check_params(raw))
         plan(self.record, inputs, n)
-        return self.runner.iter_input_batches(range(seed, seed + n), self.check_params(raw),
+        return self._cached_for_run(n).runner.iter_input_batches(range(seed, seed + n), self.check_params(raw),
                                               inputs.for_samples(range(n)))
 
     def generate_to(self, folder: Path | str, n: int | None, format: str = "auto", seed: int = 0,
@@ -203,7 +231,7 @@ class Model:
                     progress: SampleProgress | None = None, checked: CheckedParams | None = None,
                     inputs: Mapping[str, Any] | None = None, per_input: int = 1,
                     png_compress_level: int | None = None, writers: int | None = None,
-                    **params: Any) -> GenerationResult:
+                    layout: str = "synthmed", **params: Any) -> GenerationResult:
         """Write ``n`` samples to ``folder`` (``<output>/<index>.<ext>`` plus ``synthmed.json``);
         format "auto" writes PNG for 2D outputs and NIfTI for volumes.
 
@@ -218,6 +246,9 @@ class Model:
         Sample i uses seed ``seed + i``; indices already written completely are skipped,
         so an interrupted run resumes without duplicates. Parameters come as keywords, or
         already checked (``checked=model.check_params({...})``; then they are not checked again).
+        ``layout="medigan"`` names the files as medigan does (``batch_<b>_<i>.png`` in the
+        folder itself). A medigan-1 package's chunk size is the options', else the one an
+        earlier run into this folder recorded, else chosen for ``n``; it is recorded.
 
         Array inputs come by name in ``inputs`` (folders, files or arrays; or checked ones
         from :meth:`check_inputs`): sample i takes input ``i // per_input`` (see
@@ -237,7 +268,17 @@ class Model:
         if checked_inputs is not None:
             n = plan(self.record, checked_inputs, None if n is None else sample_count(n), per_input)
         n = sample_count(n)
-        model = self.with_options(batch_size=batch_size) if batch_size else self
+        model = self
+        if self.record.package_format == "medigan-1":
+            earlier = _recorded_chunk(Path(folder))
+            if earlier and self.options.medigan_chunk and earlier != self.options.medigan_chunk:
+                raise ConfigError(f"{folder} holds samples made with chunk size {earlier}; this run asks for "
+                                  f"{self.options.medigan_chunk}, which makes other samples from the same seeds",
+                                  hint=f"use chunk size {earlier} to resume it, or write to another folder")
+            model = self._cached_for_run(n) if earlier is None else self.for_run(n, earlier)
+        if batch_size:
+            model = model.with_options(batch_size=batch_size)
+        owned = model is not self and all(model is not m for m in self.__dict__.get("_runs", {}).values())
         runner = model.runner
         checked = runner.check_params(checked if checked is not None else raw)  # before any model code runs
         options: dict[str, Any] = {}
@@ -260,7 +301,7 @@ class Model:
             info["per_input"] = per_input
             identity_params["__inputs__"] = {"sha256": checked_inputs.digest(), "per_input": per_input}
         out = OutputFolder(Path(folder), self.record, format, seed, identity_params, options, upstream=self.upstream,
-                           runner_info=info, outputs=outputs)
+                           runner_info=info, outputs=outputs, layout=layout)
         volumes = [name for name, why in out.left_out.items() if why != "not selected"]
         if volumes:
             log.warning("%s: %s not written as PNG (3D volumes; use format nifti, dicom or npy for them)",
@@ -299,7 +340,7 @@ class Model:
         finally:
             pool.close()
             out.close(complete=complete)
-            if model is not self:
+            if owned:
                 model.close()
         return GenerationResult(Path(folder), n, written, skipped, time.monotonic() - started, out.sidecar_path,
                                 [s.name for s in out.specs], dict(out.left_out))
@@ -308,12 +349,24 @@ class Model:
         if self._runner is not None:
             self._runner.close()
             self._runner = None
+        for run in self.__dict__.pop("_runs", {}).values():
+            run.close()
 
     def __enter__(self) -> "Model":
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _recorded_chunk(folder: Path) -> int | None:
+    """The medigan chunk size an earlier run into ``folder`` recorded in its sidecar."""
+    try:
+        data = json.loads((folder / SIDECAR).read_text("utf-8"))
+        value = data.get("runner", {}).get("medigan_seed_chunk")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else None
 
 
 def sample_count(n: Any, what: str = "num_samples", minimum: int = 0) -> int:
@@ -433,10 +486,12 @@ class Site:
                 bar.close()
 
     def model(self, ref: str | CatalogEntry, *, device: str | None = None, mode: str | None = None,
-              batch_size: int | None = None, timeout_s: float | None = None) -> Model:
+              batch_size: int | None = None, timeout_s: float | None = None, chunk_size: int | None = None) -> Model:
         """A model by reference (``id``, ``id@1.0.0``, ``upstream/id@1.0.0``), or by an entry
-        already resolved with :meth:`resolve`."""
-        options = self.runner_options.with_(device=device, mode=mode, batch_size=batch_size, timeout_s=timeout_s)
+        already resolved with :meth:`resolve`. ``chunk_size``: seeds per generate() call of a
+        medigan-1 package (default: site.toml's ``runner.medigan_chunk``, else chosen per run)."""
+        options = self.runner_options.with_(device=device, mode=mode, batch_size=batch_size, timeout_s=timeout_s,
+                                            medigan_chunk=chunk_size)
         package = self.package(ref)
         stages = prepare_stages(package, self.settings) if package.record.package_format == PIPELINE_FORMAT else None
         return Model(package, options, self.writer_options, stages)

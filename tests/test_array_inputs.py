@@ -369,9 +369,8 @@ def test_medigan_translator_runs_with_input_and_generators(tmp_path: Path, capsy
         assert len(samples) == 3
         assert np.array_equal(np.asarray(samples[0])[..., 0] if np.asarray(samples[0]).ndim == 3
                               else np.asarray(samples[0]), first)
-        folder = gens.generate("toy-translator", num_samples=2, input_path=str(images),
-                               output_path=tmp_path / "g", seed=4)
-        assert len(list((Path(folder) / "image").iterdir())) == 2
+        gens.generate("toy-translator", num_samples=2, input_path=str(images), output_path=tmp_path / "g", seed=4)
+        assert len(list(Path(gens.last_output_path).glob("*.png"))) == 2  # medigan's layout
         with pytest.raises(InputError, match="too few inputs: 30 samples asked"):
             gens.generate("toy-translator", input_path=str(images), output_path=tmp_path / "h")
     finally:

@@ -81,8 +81,12 @@ def test_filters_are_case_insensitive(cat: Catalog) -> None:
 
 def test_rank_respects_better_direction(cat: Catalog) -> None:
     by_fid = [(e.id, e.score) for e in cat.search(rank="fid")]
-    # brain-vae: the measured FID (5.0) is preferred over the reported one (50.0)
-    assert by_fid == [("brain-vae", 5.0), ("lung-ddpm", 10.0), ("mass-gan", 30.0), ("no-metric", None)]
+    # one source only: three records report an FID, one also has an author-measured one (5.0),
+    # which is never mixed in with the reported values
+    assert by_fid == [("lung-ddpm", 10.0), ("mass-gan", 30.0), ("brain-vae", 50.0), ("no-metric", None)]
+    r = cat.ranking("fid")
+    assert (r.basis, r.source, r.better) == ("reported", "reported", "lower")
+    assert "1 value(s) of another source left out" in r.note
     by_precision = [e.id for e in cat.search(rank="precision")]
     assert by_precision[:2] == ["lung-ddpm", "mass-gan"]  # higher is better
     assert by_precision[-1] == "no-metric"

@@ -101,7 +101,7 @@ def test_generation_3_catalog_migrates_to_the_rebuilt_layout(tmp_path: Path, rec
     with pytest.raises(Exception, match="generation 3"):
         Catalog.open(old / "catalog.db")  # a reader never migrates
     with Catalog.open(old / "catalog.db", readonly=False) as cat:
-        assert cat.generation() == GENERATION == 4
+        assert cat.generation() == GENERATION == 5
         assert [e.id for e in cat.search("toyganunpinned")] == ["toy-gan-unpinned"]
         migrated = cat.snapshot()
     with Catalog.open(fresh / "catalog.db") as cat:
@@ -225,13 +225,13 @@ def test_sdk_calls_show_progress_on_a_terminal_only(home: Path, tmp_path: Path,
     text = tty.getvalue()
     assert "fetching public/toy-gan@1.0.0" in text and "KB" in text  # the package download
     assert "public/toy-gan@1.0.0 [" in text and "6/6 100.0%" in text
-    gen.visualize("toy-gan", 4, tmp_path / "g.png")
+    gen.visualize("toy-gan", num_samples=4, output_path=tmp_path / "g.png")
     assert "grid" in tty.getvalue() and "4/4" in tty.getvalue()
     # progress=False: nothing, even on a terminal
     quiet = FakeTTY()
     monkeypatch.setattr("sys.stderr", quiet)
     gen.generate("toy-gan", num_samples=6, output_path=tmp_path / "b", format="npy", progress=False)
-    gen.visualize("toy-gan", 4, tmp_path / "g2.png", progress=False)
+    gen.visualize("toy-gan", num_samples=4, output_path=tmp_path / "g2.png", progress=False)
     assert quiet.getvalue() == ""
     gen.close()
     # not a terminal: nothing, by default

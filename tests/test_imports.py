@@ -36,6 +36,8 @@ LAZY_SYNTHMED_ALLOWED = {
     ("synthmed", "*"): "synthmed/__init__.py resolves Generators and Site on first use",
     # datasets.py subclasses torch's Dataset: only the torch-facing methods load torch
     ("synthmed.generators", "synthmed.datasets"): "Generators loads torch only for datasets and grids",
+    # the extractor networks are torch modules: built only when an extractor is loaded
+    ("synthmed.registry.extractors", "synthmed.registry.extractor_nets"): "extractor networks load torch only when built",
 }
 
 

@@ -63,8 +63,21 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from synthmed.registry import records
+    from synthmed.registry.extractors import EXTRACTORS_DIR, load_extractor_file, validate_extractors_dir
 
-    report = records.validate_path(Path(args.path))
+    path = Path(args.path)
+    if path.is_file() and path.parent.parent.name == EXTRACTORS_DIR:  # one extractor record
+        report = records.ValidationReport()
+        report.checked = 1
+        try:
+            if not load_extractor_file(path).verified:
+                report.unverified.append(str(path))
+        except records.RecordError as exc:
+            report.errors.extend(exc.problems)
+    else:
+        report = records.validate_path(path)
+        if path.is_dir():  # and the extractor records (synthmed-extractor/1) beside the models
+            report.errors.extend(validate_extractors_dir(path))
     if args.json:
         print_json(report.as_dict())
         return 0 if report.ok else 1

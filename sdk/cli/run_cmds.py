@@ -42,6 +42,11 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                    help="threads that encode and write files while the model runs "
                         "(default: the site's [output] writers, else one per core; 0: none)")
     p.add_argument("--batch-size", type=int, default=None, metavar="B", help="samples per model call")
+    p.add_argument("--chunk-size", type=int, default=None, metavar="C",
+                   help="medigan-1 packages: seeds per generate() call; the samples depend on it and it is "
+                        "recorded (default: runner.medigan_chunk in site.toml, else chosen for the run)")
+    p.add_argument("--layout", choices=("synthmed", "medigan"), default="synthmed",
+                   help="file names: <output>/<index>.<ext> (synthmed) or batch_<i//32>_<i%%32>.<ext> (medigan)")
     p.add_argument("--device", default=None, metavar="D", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--mode", choices=("auto", "inline", "worker"), default=None,
                    help="run in this process, in a worker process, or decide from the requirements")
@@ -123,14 +128,15 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if given or entry.record.array_inputs:
         inputs = check_inputs(entry.record, given)  # and bad inputs (read and checked here)
         num = plan(entry.record, inputs, num, args.per_input)
-    model = site.model(entry)
+    model = site.model(entry, chunk_size=args.chunk_size)
     fmt = args.format or "auto"
     bar = ProgressBar(model.ref, enabled=not args.no_progress)
     try:
         result = model.generate_to(Path(args.output), num, format=fmt, seed=args.seed,
                                    bit_depth=args.bit_depth, outputs=args.outputs, window=args.window,
                                    progress=bar, checked=params, png_compress_level=args.png_compression,
-                                   writers=args.writers, inputs=inputs, per_input=args.per_input)
+                                   writers=args.writers, layout=args.layout, inputs=inputs,
+                                   per_input=args.per_input)
     finally:
         model.close()
         site.close()

@@ -148,14 +148,23 @@ def cmd_search(args: argparse.Namespace) -> int:
 
             runnable = {"runnable": True, "code_upstreams": runnable_upstreams(settings),
                         "held_blobs": set(Store(settings.store_dir).iter_blobs())}
+        ranking = cat.ranking(args.rank, args.rank_key) if args.rank else None
+        if args.rank_key and not args.rank:
+            raise ConfigError("--rank-key needs --rank METRIC", hint="e.g. --rank fd --rank-key 3f2a9c")
         found = cat.search(" ".join(args.query), modality=args.modality, anatomy=args.anatomy,
-                           architecture=args.architecture, license=args.license, rank=args.rank,
+                           architecture=args.architecture, license=args.license, rank=ranking,
                            limit=args.limit, upstream=args.upstream, **runnable)
         from synthmed.registry.modeltest_site import last_test_flags
 
         tests = last_test_flags(cat, found)
         if args.json:
-            print_json([{**e.as_dict(), "last_test": tests.get(e.qualified_ref)} for e in found])
+            items = [{**e.as_dict(), "last_test": tests.get(e.qualified_ref)} for e in found]
+            if ranking is not None:
+                for it, e in zip(items, found):
+                    it["rank_value"] = e.score
+                print_json({"ranking": ranking.as_dict(), "models": items})
+            else:
+                print_json(items)
             return 0
         rows = []
         for e in found:
@@ -166,10 +175,16 @@ def cmd_search(args: argparse.Namespace) -> int:
                          "test": "-" if t is None else ("passed" if t["passed"] else "FAILING"),
                          **({"score": "-" if e.score is None else e.score} if args.rank else {})})
         print_table(rows, ["ref", "title", "modality", "state", "test"] + (["score"] if args.rank else []))
+        if ranking is not None:
+            print(ranking.describe())
+            for k in ranking.other_keys:
+                print(f"  other key {str(k['key'])[:12]}: {k['models']} model(s), reference {k['reference']}, "
+                      f"extractor {k['extractor']}")
         if args.rank and found and all(e.score is None for e in found):
-            print(f"warning: none of these models reports the metric {args.rank!r}\n"
-                  "  hint: metric names are those in the records' metrics (`synthmed show REF` lists them)",
-                  file=sys.stderr)
+            print(f"warning: none of these models reports or has measured the metric {args.rank!r}\n"
+                  "  hint: metric names are those in the records' metrics (`synthmed show REF` lists them) "
+                  "or those `synthmed evaluate` measures (fd, kid, precision, recall, density, coverage, cmmd, "
+                  "ms_ssim_diversity)", file=sys.stderr)
     return 0
 
 
@@ -250,7 +265,10 @@ def cmd_show(args: argparse.Namespace) -> int:
         versions = [{"version": e.version, "status": e.status, "upstream": e.upstream}
                     for e in cat.rows_for_id(entry.id)]
         tests = cat.tests_of(entry.upstream, entry.id, entry.version, entry.record.sha256, limit=5)
+        evals = cat.evaluations_of(entry.upstream, entry.id, entry.version, entry.record.sha256)
     data = entry.as_dict(full=True)
+    data["evaluations"] = [{**e, "params": json.loads(e["params"]), "provenance": json.loads(e["provenance"])}
+                           for e in evals]
     data["versions"] = versions
     data["shadows"] = list(entry.shadows)
     data["tests"] = tests
@@ -313,8 +331,26 @@ def cmd_show(args: argparse.Namespace) -> int:
     _indented_table(output_rows(list(entry.record.outputs)), ["name", "kind", "dims", "shape", "dtype", "range",
                                                              "spacing_mm"])
     print()
+    if evals:
+        print("measured on this site (synthmed evaluate; compare values only under the same key):")
+        _indented_table(evaluation_rows(evals), ["metric", "value", "better", "reference", "extractor", "params",
+                                                 "n", "key", "when"])
+        print()
     print(f"the full record and state: `synthmed show {entry.qualified_ref} --json`")
     return 0
+
+
+def evaluation_rows(evals: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for e in evals:
+        prov = json.loads(e["provenance"])
+        params = json.loads(e["params"])
+        rows.append({"metric": e["metric"], "value": f"{e['value']:.6g}", "better": e["better"],
+                     "reference": e["reference"], "extractor": e["extractor"],
+                     "params": ",".join(f"{k}={v}" for k, v in sorted(params.items())) or "-",
+                     "n": f"{prov.get('n_generated')}/{prov.get('n_real')}", "key": str(e["key"])[:12],
+                     "when": str(e["finished"])[:19]})
+    return rows
 
 
 # -- catalog / export / import ---------------------------------------------------------
@@ -418,7 +454,10 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--architecture", help="family (gan, diffusion, ...) or name (DCGAN, ...)")
     p.add_argument("--license")
     p.add_argument("--upstream")
-    p.add_argument("--rank", metavar="METRIC", help="order by a metric (e.g. FID), best first")
+    p.add_argument("--rank", metavar="METRIC",
+                   help="order by a metric, best first: this site's measurements (synthmed evaluate) under one "
+                        "comparability key, else the records' values of one source; never mixed")
+    p.add_argument("--rank-key", metavar="KEY", help="with --rank: the comparability key (or a prefix) to rank within")
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--runnable", action="store_true",
                    help="only models this site can run now: pinned, not yanked, allow_code, package in the store")

@@ -1,0 +1,158 @@
+"""``synthmed evaluate`` and ``synthmed reference add|list``: measured, comparable quality."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from synthmed.registry.errors import ConfigError
+
+from .common import add_json_flag, print_json, print_table, settings_from_args
+
+
+def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    p = sub.add_parser(
+        "evaluate", help="measure models against a reference set (FD, KID, precision/recall, density/coverage, ...)",
+        description="Generate N samples of each model, compute their features with a pinned extractor and compare "
+                    "them with a reference set of real images: Fréchet distance, KID, precision and recall (k=3), "
+                    "density and coverage (k=5), RBF MMD (as CMMD), MS-SSIM diversity. Values are stored in the "
+                    "catalog with their provenance and comparability key (shown by `show`, used by `search --rank`).")
+    p.add_argument("refs", nargs="+", metavar="REF", help="model reference(s): ID, ID@VERSION, UPSTREAM/ID[@VERSION]")
+    p.add_argument("--reference", required=True, metavar="NAME|DIR",
+                   help="a reference set of this site (synthmed reference add) or a folder of images")
+    p.add_argument("--extractor", metavar="REF|FILE",
+                   help="feature extractor: ID[@VERSION] from the site's indexes, or a record file "
+                        "(default: randconv-224, small and offline)")
+    p.add_argument("-n", "--num-samples", type=int, default=500, metavar="N", help="samples per model (default 500)")
+    p.add_argument("--seed", type=int, default=0, help="first seed (samples use seed .. seed+N-1)")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="a model parameter (repeatable)")
+    p.add_argument("--output", metavar="NAME", help="the 2-D image output to evaluate (default: the first)")
+    p.add_argument("--kid-subsets", type=int, default=100, metavar="K", help="KID subsets (default 100)")
+    p.add_argument("--kid-subset-size", type=int, default=1000, metavar="M",
+                   help="KID subset size (default 1000, capped at the smaller set)")
+    p.add_argument("--report", type=Path, metavar="DIR", help="also write evaluation.json and evaluation.md here")
+    p.add_argument("--no-record", action="store_true", help="leave the catalog alone")
+    add_json_flag(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    r = sub.add_parser("reference", help="site-local reference sets of real images (never exported)")
+    rs = r.add_subparsers(dest="reference_command", metavar="ACTION")
+    a = rs.add_parser("add", help="hash a folder of images into a reference set and compute its features",
+                      description="The images stay where they are; the manifest (paths and sha256) and the "
+                                  "features are stored under <site>/references/NAME/ and never leave the site.")
+    a.add_argument("name", metavar="NAME")
+    a.add_argument("dir", type=Path, metavar="DIR")
+    a.add_argument("--replace", action="store_true", help="make an existing set again from DIR")
+    a.add_argument("--extractor", metavar="REF|FILE", help="compute features with this extractor now "
+                                                            "(default: randconv-224)")
+    add_json_flag(a)
+    a.set_defaults(func=cmd_reference_add)
+    ls = rs.add_parser("list", help="the site's reference sets")
+    add_json_flag(ls)
+    ls.set_defaults(func=cmd_reference_list)
+
+    def _usage(args: argparse.Namespace) -> int:
+        r.print_help()
+        return 2
+    r.set_defaults(func=_usage)
+
+
+def _progress(args: argparse.Namespace) -> Any:
+    quiet = args.json or getattr(args, "quiet", False)
+
+    def progress(msg: str) -> None:
+        if not quiet:
+            print(msg, file=sys.stderr, flush=True)
+    return progress
+
+
+def _catalog(settings: Any, readonly: bool = True) -> Any:
+    from synthmed.registry.catalog import Catalog
+
+    if not settings.catalog_path.exists():
+        from ..site import no_site_error
+
+        raise no_site_error(settings)
+    return Catalog.open(settings.catalog_path, readonly=readonly)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from synthmed.registry.evaluate import MetricSettings, evaluate, write_report
+    from synthmed.registry.extractors import open_extractor
+    from synthmed.registry.reference_sets import open_reference
+    from synthmed.registry.runner import parse_param_args
+
+    if args.num_samples < 10:
+        raise ConfigError(f"-n {args.num_samples}: at least 10 samples are needed", hint="e.g. -n 500 (the default)")
+    if args.kid_subsets < 1 or args.kid_subset_size < 2:
+        raise ConfigError("--kid-subsets must be >= 1 and --kid-subset-size >= 2")
+    if args.report is not None and args.report.exists() and not args.report.is_dir():
+        raise ConfigError(f"--report {args.report}: it is a file, not a folder")
+    settings = settings_from_args(args)
+    progress = _progress(args)
+    ms = MetricSettings(kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size)
+    with _catalog(settings) as cat:
+        entries = [cat.resolve(r) for r in args.refs]
+        params = [parse_param_args(e.record, args.param) for e in entries]
+        reference = open_reference(settings, args.reference)
+        extractor = open_extractor(cat, settings, args.extractor)
+    evals = []
+    for entry, prm in zip(entries, params):
+        progress(f"evaluate: {entry.qualified_ref} against {reference.label} with {extractor.record.ref}")
+        evals.append(evaluate(settings, entry, reference, extractor, n=args.num_samples, seed=args.seed,
+                              params=prm, output=args.output, ms=ms, progress=progress))
+    if not args.no_record:
+        with _catalog(settings, readonly=False) as wcat:
+            for ev in evals:
+                ev.store(wcat)
+    if args.report is not None:
+        write_report(evals, [], args.report)
+    if args.json:
+        print_json([e.as_dict() for e in evals])
+        return 0
+    cols = ["fd", "kid", "precision", "recall", "density", "coverage", "cmmd", "ms_ssim_diversity"]
+    rows = [{"model": e.ref, **{c: "-" if c not in e.values else f"{e.values[c]:.4g}" for c in cols}} for e in evals]
+    print_table(rows, ["model", *cols])
+    keys = sorted({e.key for e in evals})
+    print(f"comparability key: {', '.join(k[:12] for k in keys)} (reference {reference.label}, "
+          f"{len(reference.files)} images; extractor {extractor.record.ref}; n {args.num_samples}, seeds "
+          f"{args.seed}..{args.seed + args.num_samples - 1})")
+    if not args.no_record:
+        print("stored in the catalog: `synthmed show REF` lists them, `synthmed search --rank fd` ranks by them")
+    if args.report is not None:
+        print(f"report: {args.report / 'evaluation.md'}")
+    return 0
+
+
+def cmd_reference_add(args: argparse.Namespace) -> int:
+    from synthmed.registry.evaluate import config_key
+    from synthmed.registry.extractors import open_extractor
+    from synthmed.registry.reference_sets import add_reference
+
+    settings = settings_from_args(args)
+    with _catalog(settings) as cat:
+        extractor = open_extractor(cat, settings, args.extractor)
+    ref = add_reference(settings, args.name, args.dir, replace=args.replace, extractor=extractor,
+                        config_key=config_key(extractor), progress=_progress(args))
+    out = {"name": ref.name, "n": len(ref.files), "identity": ref.identity, "folder": str(ref.folder),
+           "extractor": extractor.record.ref}
+    if args.json:
+        print_json(out)
+    else:
+        print(f"reference set {ref.name}: {len(ref.files)} images, identity {ref.identity[:12]}, features with "
+              f"{extractor.record.ref}; stored in {ref.folder} (never exported)")
+    return 0
+
+
+def cmd_reference_list(args: argparse.Namespace) -> int:
+    from synthmed.registry.reference_sets import reference_summaries
+
+    rows = reference_summaries(settings_from_args(args))
+    if args.json:
+        print_json(rows)
+        return 0
+    print_table([{**r, "identity": r["identity"][:12], "features": len(r["features"])} for r in rows],
+                ["name", "n", "identity", "features", "source"])
+    return 0
