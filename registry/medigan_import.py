@@ -510,7 +510,8 @@ TRANSLATOR_MAX_SIDE = 16384
 def map_translator_inputs(record: dict[str, Any], notes: list[str]) -> None:
     """A translator (task image-to-image, mask-to-image or inpainting) whose generate()
     takes a folder (``input_path``) gets an array input instead of a string parameter:
-    named ``mask`` (kind mask) for mask-to-image models, else ``image``; 2D, uint8, the
+    named ``mask`` (kind mask) when the catalogue's help for it speaks of masks, else
+    ``image``; 2D, uint8, the
     channels of its output, any size (medigan's translators rescale to ``image_size``).
     The runner then writes input i into a folder of its own and passes that folder as
     the argument (:func:`synthmed.registry.runner.formats.stage_input`). The folder
@@ -524,7 +525,11 @@ def map_translator_inputs(record: dict[str, Any], notes: list[str]) -> None:
     for arg in FOLDER_ARGS:
         if arg not in props and arg not in (package.get("generate_args") or {}):
             continue
-        name, kind = ("mask", "mask") if record["task"] == "mask-to-image" else ("image", "image")
+        # what the folder holds, as the catalogue's help text says: masks only when it says so
+        # (00004 is mask-to-image, yet its input_path holds mammograms for the image pool)
+        help_text = str((props.get(arg) or {}).get("description", "")).lower()
+        help_text = help_text.split("help=", 1)[1] if "help=" in help_text else help_text  # not the default path
+        name, kind = ("mask", "mask") if "mask" in help_text else ("image", "image")
         if name in props:
             notes.append(f"{arg}: not mapped to an array input ({name!r} is already a parameter)")
             continue

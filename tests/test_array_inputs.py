@@ -330,6 +330,8 @@ def test_imported_medigan_translators_take_array_inputs() -> None:
             mapped[oid[:5]] = (rec["task"], [(a["name"], a["medigan_arg"]) for a in rec["array_inputs"]])
     assert mapped["00003"] == ("image-to-image", [("image", "input_path")])
     assert {"00013", "00014", "00015"} <= set(mapped)
+    # 00004 is mask-to-image, but its input_path holds mammograms for the image pool
+    assert mapped["00004"] == ("mask-to-image", [("image", "input_path")])
     assert "00001" not in mapped  # an unconditional model takes no folder
 
 
