@@ -22,7 +22,7 @@ STARTERS = {"ihc-patch-dcgan", "ihc-patch-dcgan-medigan", "retina-patch-ddpm", "
 def test_committed_index_validates_with_medigan_records_unverified() -> None:
     report = validate_path(REPO_ROOT / "index")
     assert report.ok, [str(p) for p in report.errors]
-    assert report.checked == 25  # retina-patch-ddpm 1.0.0 (deprecated) and 1.0.1, retina-patch-ldm, retina-patch-dcgan, 3 dual-GAN
+    assert report.checked == 24  # retina-patch-ddpm 1.0.0 (deprecated) and 1.0.1, retina-patch-ldm, 3 dual-GAN
     assert len(report.unverified) == 15 and all(r.startswith("000") for r in report.unverified)
 
 
