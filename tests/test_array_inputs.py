@@ -18,7 +18,7 @@ from synthmed.cli import main
 from synthmed.registry import medigan_import as mi
 from synthmed.registry.accepted import AcceptedVersion, _digest, conflict
 from synthmed.registry.array_inputs import check_inputs, plan
-from synthmed.registry.errors import InputError, ParamError
+from synthmed.registry.errors import InputError, ParamError, SynthmedError
 from synthmed.registry.modeltest import test_model as run_model_test
 from synthmed.registry.packages import VerifiedPackage, prepare_archive
 from synthmed.registry.records import validate_data
@@ -253,6 +253,12 @@ def test_generate_writes_inputs_identity_and_resumes(tmp_path: Path, translator:
     assert side["runner"]["inputs"]["count"] == 4 and side["runner"]["inputs"]["mask"]["source"] == str(folder)
     again = model.generate_to(tmp_path / "out", 4, inputs={"mask": folder})
     assert again.skipped == 4 and again.written == 0
+    # other inputs are another run: never mixed into this folder
+    other = tmp_path / "other"
+    for i in range(4):
+        _png(other / f"{i:02d}.png", _mask(i + 1) * 255)
+    with pytest.raises(SynthmedError):
+        model.generate_to(tmp_path / "out", 4, inputs={"mask": other})
     model.close()
 
 
