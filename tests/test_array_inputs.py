@@ -403,3 +403,41 @@ def test_gate_refuses_adding_array_inputs_to_a_merged_version(index_repo, make_r
     assert not result.ok
     assert any("cannot change in a merged version" in p.message and "inputs" in (p.json_path + p.message)
                for p in result.problems), [str(p) for p in result.problems]
+
+
+# --- pipeline files ---------------------------------------------------------------------
+
+GOOD_PIPE = {"format": "synthmed-pipeline-1",
+             "stages": [{"name": "geometry", "ref": "mask-model@1.0.0", "sha256": "a" * 64, "params": {}},
+                        {"name": "photo", "ref": "mask-translator@1.0.0", "sha256": "b" * 64}],
+             "wiring": ["geometry.mask -> photo.mask"],
+             "outputs": {"image": "photo.image"}}
+
+
+@pytest.mark.parametrize("change, expect", [
+    ({}, None),
+    ({"format": "synthmed-pipeline-2"}, "is not a synthmed-pipeline-1 file"),
+    ({"stages": []}, "names no stages"),
+    ({"wiring": ["photo.image -> geometry.mask"]}, "points backwards"),
+    ({"wiring": ["geometry.mask photo.mask"]}, "is not 'stage.output -> stage.input'"),
+    ({"wiring": ["geometry.mask -> paint.mask"]}, "names a stage the pipeline does not have"),
+    ({"outputs": {}}, "the record's output 'image' is not mapped"),
+    ({"stages": [{"name": "geometry", "ref": "mask-model", "sha256": "a" * 64}]}, "is not ID@VERSION"),
+    ({"stages": [{"name": "geometry", "ref": "mask-model@1.0.0", "sha256": "xyz"}]}, "is not 64 hexadecimal"),
+])
+def test_pipeline_files_are_checked_for_form(tmp_path: Path, change: dict[str, Any], expect: str | None) -> None:
+    from synthmed.registry.errors import ModelRunError
+    from synthmed.registry.pipeline import load_spec, open_runner
+
+    doc = {**GOOD_PIPE, **change}
+    zp = make_zip(tmp_path / "p.zip", {"pipeline.json": json.dumps(doc)})
+    data = package_record("a-pipeline", zp, package_format="synthmed-pipeline-1", package_entry_point="pipeline.json")
+    pkg = prepare_archive(to_record(data), zp, tmp_path / "packages")
+    if expect is None:
+        spec = load_spec(pkg)
+        assert [s.name for s in spec.stages] == ["geometry", "photo"] and spec.outputs == {"image": ("photo", "image")}
+        with pytest.raises(Exception, match="its stages were not prepared"):
+            open_runner(pkg)  # a pipeline runs only with its stages prepared (through a site)
+        return
+    with pytest.raises(ModelRunError, match=expect):
+        load_spec(pkg)
