@@ -126,6 +126,23 @@ def save_weights(net: nn.Module, path: Path) -> None:
 # ---------------------------------------------------------------- stage I: DCGAN masks
 
 
+class MaskDSN(nn.Module):
+    """The mask discriminator with spectral normalisation and no BatchNorm (for hinge loss)."""
+
+    def __init__(self, c: int = 32) -> None:
+        super().__init__()
+        sn = nn.utils.spectral_norm
+        self.net = nn.Sequential(
+            sn(nn.Conv2d(1, c, 4, 2, 1)), nn.LeakyReLU(0.2, True),
+            sn(nn.Conv2d(c, c * 2, 4, 2, 1)), nn.LeakyReLU(0.2, True),
+            sn(nn.Conv2d(c * 2, c * 4, 4, 2, 1)), nn.LeakyReLU(0.2, True),
+            sn(nn.Conv2d(c * 4, c * 8, 4, 2, 1)), nn.LeakyReLU(0.2, True),
+            sn(nn.Conv2d(c * 8, 1, 4, 1, 0)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).flatten()
+
+
 class MaskD(nn.Module):
     def __init__(self, c: int = 32) -> None:
         super().__init__()
@@ -143,7 +160,8 @@ class MaskD(nn.Module):
 def train_mask(args: argparse.Namespace, im: np.ndarray, ves: np.ndarray, train_c: np.ndarray) -> dict:
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
-    G, D = mask_pkg.Generator(args.ch), MaskD(args.ch)
+    hinge = args.mask_loss == "hinge-sn"
+    G, D = mask_pkg.Generator(args.ch), (MaskDSN(args.ch) if hinge else MaskD(args.ch))
     og = torch.optim.Adam(G.parameters(), 2e-4, betas=(0.5, 0.999))
     od = torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.999))
     bce = nn.BCEWithLogitsLoss()
@@ -153,11 +171,20 @@ def train_mask(args: argparse.Namespace, im: np.ndarray, ves: np.ndarray, train_
         real = mask_t(m) * 2 - 1
         z = torch.randn(args.batch, mask_pkg.NZ)
         fake = G(z) * 2 - 1
-        ld = bce(D(real), torch.full((args.batch,), 0.9)) + bce(D(fake.detach()), torch.zeros(args.batch))
+        sigma = args.instance_noise * max(0.0, 1.0 - step / (0.75 * args.mask_steps))  # decays to 0
+        noisy_real, noisy_fake = real, fake
+        if args.instance_noise > 0:  # (without it no random numbers are drawn: the default run is unchanged)
+            noisy_real = real + sigma * torch.randn_like(real)
+            noisy_fake = fake + sigma * torch.randn_like(fake)
+        if hinge:
+            ld = F.relu(1 - D(noisy_real)).mean() + F.relu(1 + D(noisy_fake.detach())).mean()
+        else:
+            ld = bce(D(noisy_real), torch.full((args.batch,), 0.9)) + bce(D(noisy_fake.detach()),
+                                                                          torch.zeros(args.batch))
         od.zero_grad(set_to_none=True)
         ld.backward()
         od.step()
-        lg = bce(D(fake), torch.ones(args.batch))
+        lg = -D(noisy_fake).mean() if hinge else bce(D(noisy_fake), torch.ones(args.batch))
         og.zero_grad(set_to_none=True)
         lg.backward()
         og.step()
@@ -184,6 +211,7 @@ def train_mask(args: argparse.Namespace, im: np.ndarray, ves: np.ndarray, train_
     zip_path = args.out / "mask" / f"{VERSION}.zip"
     buildlib.deterministic_zip(pkg, zip_path)
     return {"steps": args.mask_steps, "batch": args.batch, "train_seconds": round(train_s, 1),
+            "loss": args.mask_loss, "instance_noise": args.instance_noise,
             "params_generator": sum(p.numel() for p in G.parameters()),
             "zip_sha256": buildlib.sha256_file(zip_path), "zip_size": zip_path.stat().st_size}
 
@@ -356,6 +384,10 @@ def main() -> None:
     ap.add_argument("--photo-steps", type=int, default=2000)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--photo-batch", type=int, default=16)
+    ap.add_argument("--mask-loss", choices=["bce", "hinge-sn"], default="bce",
+                    help="stage I: BCE with a BatchNorm discriminator, or hinge loss with a spectral-norm one")
+    ap.add_argument("--instance-noise", type=float, default=0.0,
+                    help="stage I: std of Gaussian noise added to D's inputs, decaying to 0 at 3/4 of training")
     ap.add_argument("--ch", type=int, default=16)
     ap.add_argument("--l1-weight", type=float, default=100.0,
                     help="weight of L1 against the adversarial loss: 100 (pix2pix), 1 (the dual-GAN paper)")
