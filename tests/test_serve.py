@@ -83,12 +83,17 @@ def test_search_facets_and_pages(url: str, site: Settings) -> None:
     assert status == 200 and b'data-upstream="public"' in body
 
 
-def test_store_serves_blobs_by_sha256_with_head_and_range(url: str, site: Settings) -> None:
+def test_store_serves_blobs_by_sha256_with_head_and_range(url: str, site: Settings,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
     sha = a_blob(site)
     path = f"/store/blobs/sha256/{sha[:2]}/{sha[2:]}"
     data = Store(site.store_dir).blob_path(sha).read_bytes()
-    status, headers, body = request(url, "GET", path)
+    with caplog.at_level(logging.INFO, logger="synthmed.serve.app"):
+        status, headers, body = request(url, "GET", path)
     assert status == 200 and body == data and headers["content-type"] == "application/octet-stream"
+    assert any(r.getMessage() == f"127.0.0.1 GET {path} 200" for r in caplog.records)  # the access log
     status, headers, body = request(url, "HEAD", path)
     assert status == 200 and body == b"" and int(headers["content-length"]) == len(data)
     status, headers, body = request(url, "GET", path, {"Range": "bytes=10-19"})
