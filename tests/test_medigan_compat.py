@@ -108,6 +108,7 @@ def generate(model_file, num_samples, output_path, save_images, input_path=None)
 '''
 
 
+@pytest.mark.slow
 def test_image_mask_split_and_package_relative_arguments(tmp_path: Path, medigan_toy) -> None:
     """An importer-made record's {package}/... default resolves inside the package; one
     4-channel medigan sample becomes the record's image (3 channels) and mask (1)."""
@@ -134,3 +135,39 @@ def test_image_mask_split_and_package_relative_arguments(tmp_path: Path, medigan
     assert (out["mask"] == 255).all()  # generate() listed the package's own images folder
     with pytest.raises(ModelRunError, match="leaves the package"):
         model.sample([5], input_path="{package}/../../etc")
+
+
+@pytest.mark.slow
+def test_chunk_size_from_site_toml_cli_and_sdk(tmp_path: Path, medigan_toy) -> None:
+    """The chunk size of medigan-1 packages: site.toml ``runner.medigan_chunk``, then
+    ``--chunk-size``/``chunk_size=``; chosen per run when none is set; always recorded."""
+    from helpers.sites import make_site_home
+    from synthmed.cli import main
+    from synthmed.registry.errors import ConfigError
+    from synthmed.registry.settings import load_settings
+
+    home = make_site_home(tmp_path / "site", [medigan_toy[0].data])
+    toml = (home / "site.toml").read_text()
+    (home / "site.toml").write_text(toml + "\n[runner]\nmedigan_chunk = 3\n")
+    assert load_settings(home).runner.medigan_chunk == 3
+    assert main(["--site", str(home), "generate", "medigan-toy", "-n", "5", "-o", str(tmp_path / "a"),
+                 "--layout", "medigan", "--no-progress"]) == 0
+    side = json.loads((tmp_path / "a" / "synthmed.json").read_text())
+    assert side["runner"]["medigan_seed_chunk"] == 3 and side["layout"] == "medigan"
+    assert sorted(p.name for p in (tmp_path / "a").glob("*.png")) == [f"batch_0_{i}.png" for i in range(5)]
+    assert main(["--site", str(home), "generate", "medigan-toy", "-n", "5", "-o", str(tmp_path / "b"),
+                 "--chunk-size", "2", "--no-progress"]) == 0
+    assert json.loads((tmp_path / "b" / "synthmed.json").read_text())["runner"]["medigan_seed_chunk"] == 2
+    assert (tmp_path / "b" / "image" / "000004.png").is_file()  # synthmed's own layout by default
+    g = Generators(home, progress=False, chunk_size=1)
+    g.generate("medigan-toy", 2, output_path=str(tmp_path / "c"), seed=0)
+    assert json.loads((tmp_path / "c" / "synthmed.json").read_text())["runner"]["medigan_seed_chunk"] == 1
+    # none set: chosen for the run (all 6 seeds in one call)
+    (home / "site.toml").write_text(toml)
+    Generators(home, progress=False).generate("medigan-toy", 6, output_path=str(tmp_path / "d"), seed=0)
+    assert json.loads((tmp_path / "d" / "synthmed.json").read_text())["runner"]["medigan_seed_chunk"] == 6
+    (home / "site.toml").write_text(toml + "\n[runner]\nmedigan_chunk = 0\n")
+    with pytest.raises(ConfigError):
+        load_settings(home)
+    assert main(["--site", str(tmp_path / "site"), "generate", "medigan-toy", "-n", "1", "-o", str(tmp_path / "e"),
+                 "--chunk-size", "0"]) == 1

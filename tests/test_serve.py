@@ -58,14 +58,14 @@ def test_search_facets_and_pages(url: str, site: Settings) -> None:
     html = body.decode()
     assert status == 200 and "text/html" in headers["content-type"]
     assert "default-src 'none'" in headers["content-security-policy"]
-    assert "public/phantom-lesion@1.0.0" in html and "public/00001_dcgan_mmg_calc_roi@0.0.1" in html
+    assert "public/phantom-lesion@1.0.0" in html and "public/00001_dcgan_mmg_calc_roi@" in html
     status, _, body = request(url, "GET", "/?modality=CT")
     rows = [line for line in body.decode().splitlines() if "data-ref=" in line]
     assert status == 200 and len(rows) == 1 and "phantom-lesion" in rows[0]
     _, _, body = request(url, "GET", "/?runnable=1")
     refs = {line.split('data-ref="')[1].split('"')[0] for line in body.decode().splitlines() if "data-ref=" in line}
     assert {r.split("/")[1].split("@")[0] for r in refs} == set(this_index()[0])
-    assert "public/retina-patch-ddpm@1.0.1" in refs and "public/00001_dcgan_mmg_calc_roi@0.0.1" not in refs
+    assert "public/retina-patch-ddpm@1.0.1" in refs and not any("00001_dcgan_mmg_calc_roi" in r for r in refs)
     status, _, body = request(url, "GET", "/?q=%22AND%20NEAR(%20*&license=%3Cscript%3E")
     assert status == 200 and b"<script>" not in body and b"No model matches" in body
     with Catalog.open(site.catalog_path) as cat:

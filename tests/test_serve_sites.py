@@ -91,8 +91,8 @@ def test_browser_every_starter_with_its_grid_and_test_status(site_a: Settings, u
         ref = next(r for r in rows if r.startswith(f"public/{model}@"))
         badge = rows[ref].find_element(By.CSS_SELECTOR, "[data-test]")
         assert badge.get_attribute("data-test") == "passed", (ref, badge.text)
-        assert rows["public/00001_dcgan_mmg_calc_roi@0.0.1"].find_element(
-            By.CSS_SELECTOR, "[data-test]").get_attribute("data-test") == "none"
+        medigan = next(r for r in rows if r.startswith("public/00001_dcgan_mmg_calc_roi@"))  # unverified: never run
+        assert rows[medigan].find_element(By.CSS_SELECTOR, "[data-test]").get_attribute("data-test") == "none"
     _shot(browser, "serve-search.png")
     for model in STARTERS:
         browser.get(f"{url_a}/model/public/{model}")
