@@ -94,6 +94,12 @@ def test_a_ray_job_on_a_local_instance_writes_what_one_process_writes(tmp_path: 
     assert run["task_resources"]["num_cpus"] < 1  # fractional: three tasks fit a 2-CPU instance
     assert seen[-1] == (n, n)
     assert (tmp_path / "ray" / MANIFEST).read_bytes() == want and verify_output(tmp_path / "ray")["ok"]
+    # the same through the command line (it uses the Ray instance this process started)
+    rc = main(["--site", str(home), "generate", "toy-gan", "-n", str(n), "-o", str(tmp_path / "cli"), "--format",
+               "png", "--seed", "7", "--param", "label=malignant", "--engine", "ray", "--ray-shards", "2",
+               "--batch-size", "4", "--no-progress", "--json"])
+    assert rc == 0
+    assert (tmp_path / "cli" / MANIFEST).read_bytes() == want
     # a worker whose site serves another package for the reference refuses to run
     from helpers.packages import marker_package
 
