@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 from pathlib import Path
+from typing import Any
 
 from synthmed.registry.errors import ConfigError
 
 from ..progress import ProgressBar
+from ..shards import Shard, shard_from_env
 from .common import print_json, settings_from_args
 
 #: the output formats (sdk/output_formats.FORMATS), spelled out so `synthmed --help` need not import numpy
@@ -21,7 +25,9 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                                    "(<output>/<index>.<ext> plus a synthmed.json provenance sidecar). "
                                    "Sample i uses seed S+i; an interrupted run resumes where it stopped.")
     p.add_argument("ref", metavar="REF", help="model reference: ID, ID@VERSION, UPSTREAM/ID[@VERSION]")
-    p.add_argument("-n", "--num-samples", type=int, required=True, metavar="N", help="number of samples")
+    p.add_argument("-n", "--num-samples", type=int, default=None, metavar="N",
+                   help="number of samples (required, except for a model with array inputs: then every input "
+                        "--per-input times)")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder")
     p.add_argument("--format", choices=FORMATS, default=None,
                    help="file format (default auto: png for 2D outputs, nifti for volumes)")
@@ -39,6 +45,24 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--writers", type=int, default=None, metavar="W",
                    help="threads that encode and write files while the model runs "
                         "(default: the site's [output] writers, else one per core; 0: none)")
+    p.add_argument("--shard", default=None, metavar="K/N",
+                   help="make only block K (from 0) of N of the samples into the same folder; without it "
+                        "torchrun's RANK/WORLD_SIZE or a Slurm array's SLURM_ARRAY_TASK_ID/COUNT choose the shard")
+    p.add_argument("--devices", default=None, metavar="DEVICES",
+                   help="one worker process per device, each with its own block of samples: all (every GPU, "
+                        "else one CPU worker), cuda:0,cuda:1, or cpu:K (K CPU workers)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="ray: run the shards as Ray tasks on a cluster (pip install 'synthmed[ray]')")
+    p.add_argument("--address", default=None, metavar="ADDR",
+                   help="--engine ray: the cluster's address (default: RAY_ADDRESS, else a local Ray instance)")
+    p.add_argument("--ray-shards", type=int, default=None, metavar="N",
+                   help="--engine ray: number of shards (default: the cluster's GPUs, else its CPUs)")
+    p.add_argument("--ray-worker-site", default=None, metavar="DIR",
+                   help="--engine ray: the site each worker prepares the model from (default: this site's "
+                        "folder, which must then be on shared storage)")
+    p.add_argument("--ray-mirror", action="append", default=[], metavar="mirror:URI",
+                   help="--engine ray: a store the workers fetch the package from first, e.g. "
+                        "mirror:/shared/site/store or mirror:https://head/store (repeatable)")
     p.add_argument("--batch-size", type=int, default=None, metavar="B", help="samples per model call")
     p.add_argument("--chunk-size", type=int, default=None, metavar="C",
                    help="medigan-1 packages: seeds per generate() call; the samples depend on it and it is "
@@ -52,10 +76,24 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                    help="worker mode: longest wait for one batch")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="a model parameter (repeatable); values follow the model's inputs schema")
+    p.add_argument("--input", action="append", default=[], metavar="NAME=PATH",
+                   help="an array input (repeatable): a folder of PNG/NPY/NIfTI/DICOM files taken in name order, "
+                        "or one file; sample i takes input i // K (see --per-input)")
+    p.add_argument("--per-input", type=int, default=1, metavar="K",
+                   help="samples per input, each with its own seed (default 1)")
     p.add_argument("--offline", action="store_true", default=None, help="never fetch a missing package")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.set_defaults(func=cmd_generate)
+
+    vo = sub.add_parser("verify-output", help="check a generated folder: complete, no duplicates, sha256 as its manifest",
+                        description="Check an output folder of `synthmed generate` (one process or the union of "
+                                    "its shards): every sample 0..N-1 of every output present, no other file in "
+                                    "the output folders, no temporary file left by a killed writer, and every "
+                                    "file's sha256 as in synthmed.manifest.json. Exit status 1 on any problem.")
+    vo.add_argument("folder", metavar="DIR", help="the output folder")
+    vo.add_argument("--json", action="store_true", help="print the result as JSON")
+    vo.set_defaults(func=cmd_verify_output)
 
     v = sub.add_parser("visualize", help="write a grid PNG of a model's samples",
                        description="Generate N samples (seeds S..S+N-1) and write them as one grid PNG; "
@@ -76,44 +114,113 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     v.add_argument("--device", default=None, metavar="D", help="auto, cpu, cuda or cuda:N")
     v.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="a model parameter (repeatable); values follow the model's inputs schema")
+    v.add_argument("--input", action="append", default=[], metavar="NAME=PATH",
+                   help="an array input (repeatable), shown beside the outputs: a folder of files or one file")
     v.set_defaults(func=cmd_visualize)
 
 
+def parse_input_args(items: list[str]) -> dict[str, str]:
+    """``["mask=masks/"]`` -> ``{"mask": "masks/"}``."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        name, sep, path = item.partition("=")
+        if not sep or not name.strip() or not path:
+            raise ConfigError(f"--input {item!r}: expected NAME=PATH", hint="e.g. --input mask=masks/ "
+                                                                           "(`synthmed show REF` lists the inputs)")
+        if name.strip() in out:
+            raise ConfigError(f"--input {name.strip()!r} is given twice")
+        out[name.strip()] = path
+    return out
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
+    from synthmed.registry.array_inputs import check_inputs, plan
     from synthmed.registry.runner import check_params, parse_param_args
 
     from ..site import Site
 
-    if args.num_samples < 0:
+    given = parse_input_args(args.input)
+    if args.num_samples is None and not given:
+        raise ConfigError("-n N is required: the number of samples", hint="e.g. -n 100 writes samples 0..99")
+    if args.num_samples is not None and args.num_samples < 0:
         raise ConfigError(f"-n {args.num_samples}: the number of samples must be 0 or more",
                           hint="e.g. -n 100 writes samples 0..99 (seeds S..S+99)")
     if args.timeout is not None and not args.timeout > 0:
         raise ConfigError(f"--timeout {args.timeout:g}: the timeout must be above 0 seconds",
                           hint="leave it out for the default, or give the longest wait for one batch, e.g. 600")
-    settings = settings_from_args(args, device=args.device, mode=args.mode, batch_size=args.batch_size,
+    shard = None
+    device = args.device
+    if args.shard is not None:
+        shard = Shard.parse(args.shard)
+    else:
+        found = shard_from_env(os.environ)
+        if found is not None:
+            shard = found[0]
+            print(f"shard {shard} of the run, from {found[1]} (give --shard 0/1 to make every sample here)",
+                  file=sys.stderr)
+            local = os.environ.get("LOCAL_RANK", "")
+            if "torchrun" in found[1] and local.isdigit() and device in (None, "auto", "cuda") and not args.devices:
+                from ..parallel import cuda_count
+
+                if cuda_count() > int(local):  # each rank on its own GPU, as torchrun means it
+                    device = f"cuda:{local}"
+    settings = settings_from_args(args, device=device, mode=args.mode, batch_size=args.batch_size,
                                   offline=args.offline)
     site = Site(settings=settings, timeout_s=args.timeout, progress=False if args.no_progress else None)
     entry = site.resolve(args.ref)
     raw = parse_param_args(entry.record, args.param)  # typed from the inputs schema
     params = check_params(entry.record, raw)  # refuse bad params before fetching or running anything
+    inputs = None
+    num = args.num_samples
+    if given or entry.record.array_inputs:
+        inputs = check_inputs(entry.record, given)  # and bad inputs (read and checked here)
+        num = plan(entry.record, inputs, num, args.per_input)
     model = site.model(entry, chunk_size=args.chunk_size)
     fmt = args.format or "auto"
-    bar = ProgressBar(model.ref, enabled=not args.no_progress)
+    bar = ProgressBar(model.ref if shard is None else f"{model.ref} shard {shard}", enabled=not args.no_progress)
+    if args.devices and args.engine == "ray":
+        raise ConfigError("--devices and --engine ray do not go together",
+                          hint="Ray places its workers on the cluster's devices itself (one GPU per worker)")
     try:
-        result = model.generate_to(Path(args.output), args.num_samples, format=fmt, seed=args.seed,
+        if inputs is not None and (args.engine == "ray" or args.devices):
+            raise ConfigError("array inputs (--input) run in one process or as --shard K/N for now, "
+                              "not with --devices or --engine ray",
+                              hint="split the run with --shard K/N (one process per shard), or leave --devices out")
+        if args.engine == "ray":
+            from ..ray_engine import generate_with_ray
+
+            run = generate_with_ray(model, Path(args.output), args.num_samples, site_home=settings.home,
+                                    worker_site=args.ray_worker_site, mirrors=args.ray_mirror,
+                                    address=args.address, shards=args.ray_shards, format=fmt, seed=args.seed,
+                                    bit_depth=args.bit_depth, outputs=args.outputs, window=args.window,
+                                    png_compress_level=args.png_compression, writers=args.writers,
+                                    params=params, progress=bar, layout=args.layout)
+            return _print_parallel(args, model.ref, fmt, run)
+        if args.devices:
+            from ..parallel import generate_on_devices
+
+            run = generate_on_devices(model, Path(args.output), args.num_samples, args.devices, format=fmt,
+                                      seed=args.seed, shard=shard, bit_depth=args.bit_depth, outputs=args.outputs,
+                                      window=args.window, png_compress_level=args.png_compression,
+                                      writers=args.writers, progress=bar, params=params, layout=args.layout)
+            return _print_parallel(args, model.ref, fmt, run)
+        result = model.generate_to(Path(args.output), num, format=fmt, seed=args.seed,
                                    bit_depth=args.bit_depth, outputs=args.outputs, window=args.window,
                                    progress=bar, checked=params, png_compress_level=args.png_compression,
-                                   writers=args.writers, layout=args.layout)
+                                   writers=args.writers, layout=args.layout, inputs=inputs,
+                                   per_input=args.per_input, shard=shard)
     finally:
+        bar.close()
         model.close()
         site.close()
     summary = {
         "model": model.ref, "output": str(result.folder), "format": fmt, "num_samples": result.num_samples,
         "written": result.written, "skipped": result.skipped, "seconds": round(result.seconds, 3),
         "samples_per_second": round(result.samples_per_second, 2), "sidecar": str(result.sidecar),
-        "seeds": [args.seed, args.seed + args.num_samples - 1] if args.num_samples else [],
+        "seeds": [args.seed, args.seed + num - 1] if num else [],
         "params": json.loads(json.dumps(dict(params), default=str)),
         "outputs": result.outputs, "left_out": result.left_out,
+        "shard": result.shard, "complete": result.complete,
     }
     if args.json:
         print_json(summary)
@@ -125,6 +232,37 @@ def cmd_generate(args: argparse.Namespace) -> int:
             print(f"not written: {', '.join(volumes)} (3D volumes; PNG holds 2D images): "
                   f"use --format nifti, dicom or npy, e.g. --outputs {','.join(volumes)} --format nifti")
     return 0
+
+
+def _print_parallel(args: argparse.Namespace, ref: str, fmt: str, run: dict[str, Any]) -> int:
+    """The summary of a run on several devices or a Ray cluster."""
+    summary = {"model": ref, "format": fmt, **{k: v for k, v in run.items() if k != "seconds"},
+               "seconds": round(float(run["seconds"]), 3),
+               "samples_per_second": round(float(run["samples_per_second"]), 2)}
+    if args.json:
+        print_json(summary)
+    else:
+        where = ", ".join(run.get("devices") or []) or f"{len(run['workers'])} Ray workers"
+        print(f"{run['written']} written, {run['skipped']} already there: {run['folder']} "
+              f"({summary['samples_per_second']} samples/s on {where}"
+              f"{'; run complete, manifest written' if run['complete'] else ''})")
+    return 0
+
+
+def cmd_verify_output(args: argparse.Namespace) -> int:
+    from ..run_manifest import verify_output
+
+    result = verify_output(Path(args.folder))
+    if args.json:
+        print_json(result)
+    elif result["ok"]:
+        print(f"ok: {args.folder}: {result['num_samples']} samples of {', '.join(result['outputs'])}, "
+              f"{result['files_hashed']} files match the manifest")
+    else:
+        print(f"{args.folder}: {len(result['problems'])} problem(s)", file=sys.stderr)
+        for problem in result["problems"]:
+            print(f"  - {problem}", file=sys.stderr)
+    return 0 if result["ok"] else 1
 
 
 def cmd_visualize(args: argparse.Namespace) -> int:
@@ -141,6 +279,7 @@ def cmd_visualize(args: argparse.Namespace) -> int:
     try:
         entry = site.resolve(args.ref)
         params = check_params(entry.record, parse_param_args(entry.record, args.param))
+        given = parse_input_args(args.input)
         model = site.model(entry)
         try:
             names = [str(o["name"]) for o in model.record.outputs]
@@ -149,7 +288,7 @@ def cmd_visualize(args: argparse.Namespace) -> int:
                                   hint=f"its outputs are: {', '.join(names)}")
             path = visualize(model.spec(), Path(args.output), args.num_samples, seed=args.seed, params=params,
                              output=args.output_name, outputs=args.outputs, side_by_side=args.side_by_side,
-                             overlay=not args.no_overlay, window=args.window)
+                             overlay=not args.no_overlay, window=args.window, inputs=given or None)
         finally:
             model.close()
     finally:
