@@ -126,7 +126,10 @@ class OutputFolder:
     def __post_init__(self) -> None:
         if self.fmt not in FORMATS:
             raise ConfigError(f"unknown output format {self.fmt!r}", hint=f"use one of {', '.join(FORMATS)}")
-        self.folder = Path(self.folder)
+        # absolute: writer threads write while a medigan-1 package's generate() runs in a
+        # private working directory (the runner chdirs around it), so a relative path would
+        # land in, or fail on, that folder
+        self.folder = Path(os.path.abspath(self.folder))
         all_specs = record_specs(self.record)
         self.specs, self.left_out = select_outputs(self.record.ref, all_specs, self.outputs, self.fmt)
         # per output: "auto" picks PNG for 2D outputs and NIfTI for volumes

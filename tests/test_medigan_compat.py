@@ -171,3 +171,19 @@ def test_chunk_size_from_site_toml_cli_and_sdk(tmp_path: Path, medigan_toy) -> N
         load_settings(home)
     assert main(["--site", str(tmp_path / "site"), "generate", "medigan-toy", "-n", "1", "-o", str(tmp_path / "e"),
                  "--chunk-size", "0"]) == 1
+
+
+def test_relative_output_folder_with_writer_threads(tmp_path: Path, medigan_toy,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """medigan's default folder is relative, and a medigan-1 package's generate() runs in a
+    private working directory while writer threads write the previous batch: the files
+    still land in the caller's folder."""
+    from helpers.sites import make_site_home
+
+    home = make_site_home(tmp_path / "site", [medigan_toy[0].data])
+    monkeypatch.chdir(tmp_path)
+    g = Generators(home, progress=False)
+    g.generate("medigan-toy", 70, output_path="rel", seed=0, batch_size=8, chunk_size=4, writers=2)
+    g.generate("medigan-toy", 40, seed=0, batch_size=8, chunk_size=4, writers=2)
+    assert len(list((tmp_path / "rel").glob("batch_*.png"))) == 70
+    assert g.last_output_path is not None and len(list((tmp_path / g.last_output_path).glob("*.png"))) == 40
