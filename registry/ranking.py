@@ -114,3 +114,12 @@ def reported_values(catalog: RankSource, ranking: Ranking) -> dict[tuple[str, st
             WHERE r.name = ? AND coalesce(r.source, 'reported') = ? AND m.is_latest = 1 GROUP BY m.upstream, m.id""",
         (ranking.metric, ranking.source)).fetchall()
     return {(str(u), str(i)): float(v) for u, i, v in rows}
+
+
+def ranked_values(catalog: RankSource, metric: str, key: str | None = None) -> tuple[Ranking, dict[tuple[str, str], float]]:
+    """The ranking :func:`choose` picks and its values, ``(upstream, id) -> value``, for
+    callers that rank outside SQL (``Generators.rank_models_by_performance``)."""
+    ranking = choose(catalog, metric, key)
+    if ranking.basis == "reported":
+        return ranking, reported_values(catalog, ranking)
+    return ranking, dict(ranking.values)

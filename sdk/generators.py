@@ -27,7 +27,7 @@ import numpy as np
 from synthmed.registry.contribute import contribute
 from synthmed.registry.errors import ConfigError, ModelNotFound
 from synthmed.registry.modeltest_site import test_ref
-from synthmed.registry.records import Record
+from synthmed.registry.ranking import ranked_values
 
 from .progress import ProgressArg, progress_bar
 from .site import Model, Site, seed_value
@@ -70,15 +70,6 @@ def _walk(data: Any, path: str = "$") -> Iterable[tuple[str, str, bool]]:
             yield from _walk(v, f"{path}[{i}]")
     elif data is not None:
         yield path, str(data), False
-
-
-def _metric(record: Record, metric: str) -> tuple[float, str] | None:
-    """(value, better) of a record's metric, measured preferred over reported."""
-    found = [m for m in record.get("metrics") or [] if str(m.get("name", "")).lower() == metric.lower()]
-    if not found:
-        return None
-    found.sort(key=lambda m: 0 if m.get("source") == "measured" else 1)
-    return float(found[0]["value"]), str(found[0].get("better", "higher"))
 
 
 class Generators:
@@ -155,19 +146,24 @@ class Generators:
                                    order: str | None = None) -> list[dict[str, Any]]:
         """``[{"model_id": ..., metric: value}, ...]`` best first (by the metric's ``better``
         direction), or in ``order`` ``"asc"``/``"desc"`` when given; models without the
-        metric are left out."""
+        metric are left out. The values compared are of one basis only
+        (:mod:`synthmed.registry.ranking`): this site's measurements under one comparability
+        key, else the records' values of one source; each row says which (``basis``,
+        ``key``, ``source``)."""
         entries = self.site.list_models()
         if model_ids is not None:
             wanted = {m.lower() for m in model_ids}
             entries = [e for e in entries if e.id in wanted]
+        ranking, values = ranked_values(self.site.catalog, metric)
+        log.info("rank_models_by_performance: %s", ranking.describe())
         rows: list[dict[str, Any]] = []
-        directions = set()
+        directions = {ranking.better}
         for e in entries:
-            m = _metric(e.record, metric)
-            if m is None:
+            v = values.get((e.upstream, e.id))
+            if v is None:
                 continue
-            rows.append({"model_id": e.id, "ref": e.qualified_ref, metric: m[0], "better": m[1]})
-            directions.add(m[1])
+            rows.append({"model_id": e.id, "ref": e.qualified_ref, metric: v, "better": ranking.better,
+                         "basis": ranking.basis, "key": ranking.key, "source": ranking.source})
         if order is not None:
             if order not in ("asc", "desc"):
                 raise ConfigError(f"order must be 'asc' or 'desc', not {order!r}")

@@ -101,6 +101,12 @@ def test_every_runnable_starter_is_measured_and_shown(site: Path, capsys: pytest
     only = _json(capsys, "--site", str(site), "search", "--rank", "fd", "--rank-key", other, "--limit", "100")
     ranked_ids = [m["id"] for m in only["models"] if m["rank_value"] is not None]  # type: ignore[index]
     assert ranked_ids == ["phantom-lesion"]
+    # medigan's rank_models_by_performance compares the same values, and says so
+    from synthmed import Generators
+
+    rows = Generators(site).rank_models_by_performance(metric="fd")
+    assert {r["basis"] for r in rows} == {"measured"} and {r["key"] for r in rows} == keys
+    assert [r["fd"] for r in rows] == values
 
 
 def test_unverified_inception_is_refused(site: Path, capsys: pytest.CaptureFixture[str]) -> None:
