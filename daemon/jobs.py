@@ -7,8 +7,9 @@ blob never stops a job: each failure is recorded in ``sync_runs`` with its reaso
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 from synthmed.registry.catalog import Catalog, CatalogEntry
 from synthmed.registry.errors import BlobCorrupt
@@ -27,6 +28,35 @@ class JobContext:
     catalog: Catalog
     progress: Callable[[str], None] = field(default=lambda m: None)
     accept_rewrite: tuple[str, ...] = ()
+    #: the running download, for the daemon's ``daemon.json`` (None when it ends)
+    report_download: Callable[[dict[str, Any] | None], None] = field(default=lambda d: None)
+
+
+class DownloadMeter:
+    """A byte-progress callback for one artefact: logs bytes and rate every ``every_s`` seconds
+    and hands the same figures to ``JobContext.report_download``."""
+
+    def __init__(self, ctx: JobContext, ref: str, sha256: str, every_s: float = 5.0) -> None:
+        self.ctx, self.ref, self.sha256, self.every_s = ctx, ref, sha256, every_s
+        self.start = self.last = time.monotonic()
+        self.started = utcnow()
+        self.first: int | None = None
+
+    def __call__(self, done: int, total: int | None) -> None:
+        now = time.monotonic()
+        if self.first is None:
+            self.first = done  # a resumed download starts past 0
+        if now - self.last < self.every_s and (total is None or done < total):
+            return
+        self.last = now
+        rate = (done - self.first) / max(now - self.start, 1e-6)
+        info = {"ref": self.ref, "sha256": self.sha256, "bytes": done, "total": total,
+                "rate_bytes_per_s": round(rate), "since": self.started}
+        log.info("mirror: %s: %s of %s bytes (%.2f MB/s)", self.ref, done, total if total is not None else "?",
+                 rate / 1e6)
+        self.ctx.progress(f"mirror: {self.ref}: {done} of {total if total is not None else '?'} bytes "
+                          f"({rate / 1e6:.2f} MB/s)")
+        self.ctx.report_download(info)
 
 
 def selected(policy: MirrorPolicy, entry: CatalogEntry) -> bool:
@@ -73,9 +103,10 @@ def mirror_job(ctx: JobContext) -> str:
             continue
         ctx.progress(f"mirror: [{i}/{len(candidates)}] {e.qualified_ref}")
         try:
-            package = prepare(e, settings, purpose="mirror")
+            package = prepare(e, settings, purpose="mirror", progress=DownloadMeter(ctx, e.qualified_ref, sha))
             if package.source not in ("store", "packages"):
                 fetched += 1
+                log.info("mirror: %s: blob %s served by %s", e.qualified_ref, sha[:12], package.source)
             with catalog.transaction():
                 catalog.set_artefact(sha, state="verified", size=e.record.size, source=package.source)
         except Exception as exc:  # one model never stops the others
@@ -87,6 +118,8 @@ def mirror_job(ctx: JobContext) -> str:
                 catalog.set_artefact(sha, state=state, size=e.record.size, reason=str(exc))
                 catalog.record_run("mirror", "failed", upstream=e.upstream, subject=e.qualified_ref,
                                    reason=f"{type(exc).__name__}: {reason}", started=started)
+        finally:
+            ctx.report_download(None)
     summary = (f"{len(done)} artefact(s) selected, {fetched} fetched, {failed} failed, "
                f"{unverified} unverified record(s) skipped")
     with catalog.transaction():

@@ -80,7 +80,8 @@ class Daemon:
         self._reload = threading.Event()
         self.scheduler: BackgroundScheduler | None = None
         self._state: dict[str, Any] = {"pid": os.getpid(), "started": utcnow(), "job": None, "job_started": None,
-                                       "next_runs": {}, "last_reload": None, "reload_error": None}
+                                       "download": None, "next_runs": {}, "last_reload": None,
+                                       "reload_error": None}
         self._state_lock = threading.Lock()
         #: ``--job``: only these jobs run
         self.only: list[str] = []
@@ -155,7 +156,8 @@ class Daemon:
         self._write_state(job=name, job_started=started)
         try:
             with Catalog.open(settings.catalog_path, readonly=False) as catalog:
-                summary = job.func(JobContext(settings, catalog, self.progress))
+                summary = job.func(JobContext(settings, catalog, self.progress,
+                                              report_download=lambda d: self._write_state(download=d)))
             log.info("job %s: done: %s", name, summary)
             return True
         except Exception as exc:

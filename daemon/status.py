@@ -8,19 +8,21 @@ from typing import Any
 from synthmed.registry.catalog import Catalog
 from synthmed.registry.settings import Settings
 from synthmed.registry.store import Store
+from synthmed.registry.upstream_check import BUNDLE_URL
 
 from . import runstate
 
 
 def health(st: dict[str, Any]) -> dict[str, Any]:
     """The health check (``synthmed status`` exits 3 when not ok, ``/health`` answers 503):
-    unhealthy when an upstream never synced, is stale, or its last sync failed or was
-    refused, or when the last test of a model version failed."""
+    unhealthy when an upstream never synced, is stale (not counted for ``bundle:`` upstreams,
+    which move only by import), or its last sync failed or was refused, or when the last
+    test of a model version failed."""
     problems: list[str] = []
     for u in st["upstreams"]:
         if u["head"] is None:
             problems.append(f"upstream {u['name']}: never synced successfully")
-        elif u["stale"]:
+        elif u["stale"] and u["url"] != BUNDLE_URL:  # an air-gapped upstream moves only when a bundle comes
             problems.append(f"upstream {u['name']}: stale ({u['age_hours']} h since the last successful sync)")
         if u["last_status"] in ("refused", "failed"):
             problems.append(f"upstream {u['name']}: last sync {u['last_status']}")
@@ -81,12 +83,18 @@ def site_status(settings: Settings, catalog: Catalog | None, now: datetime | Non
                          for q in store.quarantined()][-50:]
     if catalog is None:
         out.update(blobs=blobs, models={}, jobs=[], failures=[], failing_models=[], problems=[], last_verify=None,
+                   blob_sources=[],
                    warnings=warnings + ["no catalog yet: run `synthmed sync`"])
         out["health"] = health(out)
         return out
-    for a in catalog.artefacts():
+    arts = catalog.artefacts()
+    for a in arts:
         blobs[a["state"]] = blobs.get(a["state"], 0) + 1
     out["blobs"] = blobs
+    # which source served each blob (the last 100 verified, newest first)
+    out["blob_sources"] = sorted(({k: a[k] for k in ("sha256", "size", "source", "verified_at")}
+                                  for a in arts if a["state"] == "verified"),
+                                 key=lambda a: str(a["verified_at"] or ""), reverse=True)[:100]
     out["models"] = catalog.count_models()
     out["jobs"] = [{k: r[k] for k in ("job", "upstream", "started", "finished", "status", "reason", "changed")}
                    for r in catalog.last_runs()]
@@ -115,6 +123,10 @@ def format_status(st: dict[str, Any]) -> str:
     if d.get("running"):
         job = f"running {d['job']} since {d['job_started']}" if d.get("job") else "idle"
         lines.append(f"daemon: PID {d['pid']}, {job}")
+        dl = d.get("download")
+        if dl:
+            lines.append(f"  downloading {dl['ref']}: {dl['bytes']} of {dl['total'] or '?'} bytes "
+                         f"({dl['rate_bytes_per_s'] / 1e6:.2f} MB/s)")
         for name, when in sorted((d.get("next_runs") or {}).items(), key=lambda kv: str(kv[1])):
             lines.append(f"  next {name}: {when}")
         if d.get("reload_error"):

@@ -186,6 +186,20 @@ def zenodo_source(link: str) -> str | None:
     return None
 
 
+def local_source(link: str, base: Path | None) -> str | None:
+    """A local package link -> a ``file://`` source: a ``file://`` URL as it is, an absolute
+    path, or a path relative to ``base`` (medigan's working folder: the one holding
+    ``config/global.json``; the current folder when None). None for anything else."""
+    if link.startswith("file://"):
+        return link
+    if "://" in link or link.startswith(("zenodo:", "index:", "dvc:", "mirror:")):
+        return None
+    p = Path(link).expanduser()
+    if not p.is_absolute():
+        p = (base or Path.cwd()) / p
+    return p.resolve().as_uri()
+
+
 def _family(arch: str) -> str:
     a = arch.lower()
     if "latent diffusion" in a or "ldm" in a:
@@ -312,18 +326,21 @@ def _requirements(deps: Any, notes: list[str]) -> list[str]:
 # --- one entry ----------------------------------------------------------------------
 
 
-def convert_entry(original_id: str, entry: Any, *, commit: str | None = None) -> ImportOutcome:
-    """One medigan entry -> a synthmed record (or the reason it cannot be imported)."""
+def convert_entry(original_id: str, entry: Any, *, commit: str | None = None,
+                  base: Path | None = None) -> ImportOutcome:
+    """One medigan entry -> a synthmed record (or the reason it cannot be imported).
+    ``base``: the folder local package links are relative to (see :func:`local_source`)."""
     outcome = ImportOutcome(original_id)
     notes = outcome.notes
     try:
-        outcome.record = _convert(original_id, entry, notes, commit)
+        outcome.record = _convert(original_id, entry, notes, commit, base)
     except ImportError_ as exc:
         outcome.reason = exc.message
     return outcome
 
 
-def _convert(original_id: str, entry: Any, notes: list[str], commit: str | None) -> dict[str, Any]:
+def _convert(original_id: str, entry: Any, notes: list[str], commit: str | None,
+             base: Path | None = None) -> dict[str, Any]:
     if not isinstance(entry, dict):
         raise ImportError_(f"entry is a {type(entry).__name__}, not an object")
     execution = entry.get("execution") or {}
@@ -348,7 +365,13 @@ def _convert(original_id: str, entry: Any, notes: list[str], commit: str | None)
     if link.startswith(("https://", "http://")):
         sources.append(link)
     if not sources:
-        raise ImportError_(f"execution.package_link {link!r} is neither a Zenodo record file nor an http(s) URL")
+        local = local_source(link, base)
+        if local is None:
+            raise ImportError_(f"execution.package_link {link!r} is neither a Zenodo record file, an http(s) URL "
+                               "nor a local path or file:// URL")
+        sources.append(local)
+        notes.append(f"package_link {link!r} is local: recorded as {local} (a site reads it only from its "
+                     "file_roots; publish the package somewhere others can reach before sharing the record)")
 
     version_text = desc.get("version")
     if isinstance(version_text, str) and is_version(version_text.strip()):
@@ -505,8 +528,10 @@ def import_catalogue(path: Path, into: Path, *, commit: str | None = None, dry_r
     versions are immutable): that entry is reported with the reason.
     """
     outcomes = []
+    folder = Path(path).resolve().parent
+    base = folder.parent if folder.name == "config" else folder  # medigan's working folder
     for original_id, entry in load_catalogue(path).items():
-        outcome = convert_entry(str(original_id), entry, commit=commit)
+        outcome = convert_entry(str(original_id), entry, commit=commit, base=base)
         if outcome.record is not None:
             rel = record_relpath(outcome.record["id"], outcome.record["version"])
             target = into / rel

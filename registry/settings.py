@@ -111,6 +111,8 @@ class RunnerSettings:
     mode: str = "auto"  # auto | inline | worker
     batch_size: int = 32
     memory_budget_mb: int | None = None
+    #: seeds per generate() call of a medigan-1 package; None: each run chooses
+    medigan_chunk: int | None = None
 
 
 @dataclass(frozen=True)
@@ -367,6 +369,7 @@ def settings_from_toml(home: Path, data: Mapping[str, Any]) -> Settings:
         mode=str(r.get("mode", "auto")),
         batch_size=int(r.get("batch_size", 32)),
         memory_budget_mb=r.get("memory_budget_mb"),
+        medigan_chunk=r.get("medigan_chunk"),
     )
     o = data.get("output", {})
     output = OutputSettings(

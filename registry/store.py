@@ -237,6 +237,7 @@ class Store:
         if (size is not None and have > size) or (have and not src.supports_range and have != size):
             have = 0
         hasher = hashlib.sha256()
+        began = time.monotonic()
         fd = os.open(part, os.O_RDWR | os.O_CREAT, 0o600)  # not readable by others until verified
         wrote = False  # did this attempt change the .part file?
         failed = False  # a handled failure (not an interruption such as kill or Ctrl-C)
@@ -318,6 +319,9 @@ class Store:
                                             "and the next source is tried", source=uri, expected=sha256,
                                actual=digest)
         path = self._promote(part, digest)
+        took = max(time.monotonic() - began, 1e-6)
+        log.info("fetched %s: %d bytes from %s in %.1f s (%.2f MB/s%s)", digest[:12], total, uri, took,
+                 (total - have) / took / 1e6, f", resumed at byte {have}" if have else "")
         return FetchResult(digest, path, total, uri, resumed_from=have)
 
     def _hash_prefix(self, fd: int, have: int, hasher: Any) -> int:

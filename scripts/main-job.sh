@@ -54,10 +54,11 @@ $SM evaluate ihc-patch-dcgan ihc-patch-dcgan-medigan --reference ihc-heldout -n 
 $SM evaluate phantom-lesion --reference phantom-seeds -n "$EVAL_N" --report "$OUT/evaluation/phantom"
 $SM search --rank fd fundus
 
-$SM status
+$SM status || echo "   (status exits 3: the site is unhealthy, see the warnings above)"
 echo
 echo "site:    $SITE   (site.toml, catalog.db, store/, packages/, reports/)"
 echo "samples: $OUT/<model>/<output>/ (PNG for images, NIfTI for volumes; synthmed.json provenance)"
 echo "grids:   $(ls "$OUT"/*-grid.png | tr '\n' ' ')"
 echo "reports: $OUT/reports/"
 echo "evaluation: $OUT/evaluation/*/evaluation.md (synthmed show REF lists the measured values)"
+echo "browse:  $SM --site $SITE serve   (then open http://127.0.0.1:8070/)"

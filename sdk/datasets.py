@@ -31,6 +31,8 @@ from synthmed.registry.outputs import TILE_MIN
 from synthmed.registry.outputs import overlay as overlay_masks
 from synthmed.registry.runner import CheckedParams, Runner, check_params
 
+from .medigan_compat import medigan_item
+from .seeds import fresh_seed
 from .site import ModelSpec, sample_count, seed_value
 
 log = logging.getLogger(__name__)
@@ -65,8 +67,14 @@ class _RunnerHolder:
         self._runner = None
 
 
+ITEM_FORMATS = ("synthmed", "medigan")
+
+
 def _item(outputs: Mapping[str, np.ndarray], j: int, index: int, seed: int,
-          transform: Transform | None, first: str) -> dict[str, Any]:
+          transform: Transform | None, first: str, item_format: str = "synthmed",
+          kinds: Mapping[str, str] | None = None) -> dict[str, Any]:
+    if item_format == "medigan":
+        return medigan_item({name: arr[j] for name, arr in outputs.items()}, kinds or {}, transform)
     item: dict[str, Any] = {name: torch.from_numpy(np.ascontiguousarray(arr[j])) for name, arr in outputs.items()}
     if transform is not None:
         item[first] = transform(item[first])
@@ -85,11 +93,23 @@ class _Synthetic:
     first: str
     params: CheckedParams
 
-    def _setup(self, spec: ModelSpec, num_samples: int, seed: int, params: Mapping[str, Any] | None,
-               transform: Transform | None, *, batch_size: int) -> None:
+    item_format: str
+    kinds: dict[str, str]
+    #: the first seed of each epoch so far (a stream made without a seed draws one per epoch)
+    epoch_seeds: list[int]
+    fixed_seed: bool
+
+    def _setup(self, spec: ModelSpec, num_samples: int, seed: int | None, params: Mapping[str, Any] | None,
+               transform: Transform | None, *, batch_size: int, item_format: str = "synthmed") -> None:
+        if item_format not in ITEM_FORMATS:
+            raise ConfigError(f"unknown item format {item_format!r}", hint=f"use one of {', '.join(ITEM_FORMATS)}")
         self.holder = _RunnerHolder(spec, {"batch_size": batch_size})
         self.num_samples = sample_count(num_samples)
-        self.seed = seed_value(seed)
+        self.fixed_seed = seed is not None
+        self.seed = seed_value(seed) if seed is not None else fresh_seed()
+        self.epoch_seeds = []
+        self.item_format = item_format
+        self.kinds = {str(o["name"]): str(o.get("kind") or "image") for o in spec.record.outputs}
         self.transform = transform
         self.first = str(spec.record.outputs[0]["name"])
         self.params = check_params(spec.record, params)
@@ -99,9 +119,10 @@ class SyntheticDataset(_Synthetic, Dataset):  # type: ignore[type-arg]
     """Map-style: ``dataset[i]`` is the sample of seed ``seed + i`` (one model call per item;
     for throughput prefer :class:`SyntheticIterableDataset`)."""
 
-    def __init__(self, spec: ModelSpec, num_samples: int, *, seed: int = 0, params: Mapping[str, Any] | None = None,
-                 transform: Transform | None = None) -> None:
-        self._setup(spec, num_samples, seed, params, transform, batch_size=1)
+    def __init__(self, spec: ModelSpec, num_samples: int, *, seed: int | None = 0,
+                 params: Mapping[str, Any] | None = None, transform: Transform | None = None,
+                 item_format: str = "synthmed") -> None:
+        self._setup(spec, num_samples, seed, params, transform, batch_size=1, item_format=item_format)
 
     def __len__(self) -> int:
         return self.num_samples
@@ -113,7 +134,7 @@ class SyntheticDataset(_Synthetic, Dataset):  # type: ignore[type-arg]
             raise IndexError(f"index {i} out of range for {self.num_samples} samples")
         seed = self.seed + i
         outputs = self.holder.runner().sample([seed], self.params)
-        return _item(outputs, 0, i, seed, self.transform, self.first)
+        return _item(outputs, 0, i, seed, self.transform, self.first, self.item_format, self.kinds)
 
 
 def shard(num_samples: int, worker: int, workers: int) -> range:
@@ -127,9 +148,18 @@ class SyntheticIterableDataset(_Synthetic, IterableDataset):  # type: ignore[typ
     """Streams samples ``0 .. num_samples-1`` (seed ``seed + i``), generated in batches of
     ``batch_size``; DataLoader workers split the indices between them."""
 
-    def __init__(self, spec: ModelSpec, num_samples: int, *, seed: int = 0, batch_size: int = 32,
-                 params: Mapping[str, Any] | None = None, transform: Transform | None = None) -> None:
-        self._setup(spec, num_samples, seed, params, transform, batch_size=batch_size)
+    def __init__(self, spec: ModelSpec, num_samples: int, *, seed: int | None = 0, batch_size: int = 32,
+                 params: Mapping[str, Any] | None = None, transform: Transform | None = None,
+                 item_format: str = "synthmed") -> None:
+        self._setup(spec, num_samples, seed, params, transform, batch_size=batch_size, item_format=item_format)
+
+    def new_epoch(self) -> int:
+        """Start an epoch: a stream made without a seed draws a fresh first seed (kept in
+        :attr:`epoch_seeds`); one made with a seed keeps it."""
+        if not self.fixed_seed and self.epoch_seeds:
+            self.seed = fresh_seed()
+        self.epoch_seeds.append(self.seed)
+        return self.seed
 
     def __len__(self) -> int:
         return self.num_samples
@@ -147,18 +177,33 @@ class SyntheticIterableDataset(_Synthetic, IterableDataset):  # type: ignore[typ
         runner = self.holder.runner()
         for seeds, outputs in runner.iter_batches([self.seed + i for i in idx], self.params):
             for j, seed in enumerate(seeds):
-                yield _item(outputs, j, seed - self.seed, seed, self.transform, self.first)
+                yield _item(outputs, j, seed - self.seed, seed, self.transform, self.first, self.item_format,
+                            self.kinds)
 
 
-def make_dataloader(spec: ModelSpec, num_samples: int, *, seed: int = 0, batch_size: int = 32,
+class EpochLoader(DataLoader):  # type: ignore[type-arg]
+    """A DataLoader whose every epoch (each ``iter()``) starts with
+    :meth:`SyntheticIterableDataset.new_epoch`, before workers take their copy of the dataset."""
+
+    def __iter__(self) -> Any:
+        ds = self.dataset
+        if isinstance(ds, SyntheticIterableDataset):
+            if not ds.fixed_seed and self.persistent_workers and ds.epoch_seeds:
+                log.warning("persistent workers keep their first epoch's seeds: pass a seed, or no persistent_workers")
+            ds.new_epoch()
+        return super().__iter__()
+
+
+def make_dataloader(spec: ModelSpec, num_samples: int, *, seed: int | None = 0, batch_size: int = 32,
                     num_workers: int = 0, params: Mapping[str, Any] | None = None,
                     transform: Transform | None = None, model_batch_size: int | None = None,
-                    **loader_kwargs: Any) -> DataLoader:  # type: ignore[type-arg]
-    """A DataLoader over :class:`SyntheticIterableDataset`; workers shard the seeds."""
-    ds = SyntheticIterableDataset(spec, num_samples, seed=seed, batch_size=model_batch_size or batch_size,
-                                  params=params, transform=transform)
+                    item_format: str = "synthmed", **loader_kwargs: Any) -> DataLoader:  # type: ignore[type-arg]
+    """A DataLoader over :class:`SyntheticIterableDataset`; workers shard the seeds.
+    ``seed=None``: every epoch draws a fresh first seed (``loader.dataset.epoch_seeds``)."""
+    ds = SyntheticIterableDataset(spec, num_samples, seed=seed, batch_size=model_batch_size or max(batch_size, 32),
+                                  params=params, transform=transform, item_format=item_format)
     loader_kwargs.pop("shuffle", None)  # a stream has no order to shuffle; seeds fix the content
-    return DataLoader(ds, batch_size=batch_size, num_workers=num_workers, **loader_kwargs)
+    return EpochLoader(ds, batch_size=batch_size, num_workers=num_workers, **loader_kwargs)
 
 
 # --- a picture of a few samples ----------------------------------------------------

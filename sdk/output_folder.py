@@ -33,12 +33,15 @@ from synthmed.registry.outputs import OutputSpec, record_specs
 from synthmed.registry.records import Record
 from synthmed.registry.stamps import synthmed_version
 
+from .medigan_compat import medigan_file_name
 from .png_encoder import DEFAULT_LEVEL
 from .output_formats import AUTO_FORMATS, ENCODERS, EXTENSIONS, FORMATS, SYNTHETIC_NOTE, WriteContext, dicom_is_series
 
 log = logging.getLogger(__name__)
 
 SIDECAR = "synthmed.json"
+#: file name layouts of an output folder
+LAYOUTS = ("synthmed", "medigan")
 SIDECAR_FORMAT = "synthmed-output/1"
 INDEX_DIGITS = 6
 
@@ -124,6 +127,10 @@ class OutputFolder:
     runner_info: Mapping[str, Any] = field(default_factory=dict)
     #: the outputs to write (None: all of them, or with format "png" all 2D ones)
     outputs: Sequence[str] | None = None
+    #: file names: "synthmed" (``<output>/<index:06d>.<ext>``) or "medigan" (medigan's
+    #: ``batch_<i // 32>_<i % 32>.<ext>`` in the folder itself, ``_<output>`` added for the
+    #: second and further outputs; see :func:`synthmed.medigan_compat.medigan_file_name`)
+    layout: str = "synthmed"
 
     def __post_init__(self) -> None:
         if self.fmt not in FORMATS:
@@ -137,7 +144,11 @@ class OutputFolder:
         self.exts = {s.name: "" if self.formats[s.name] == "dicom" and dicom_is_series(s) else EXTENSIONS[self.formats[s.name]]
                      for s in self.specs}
         self.sidecar_path = self.folder / SIDECAR
-        self._dirs = {s.name: os.fspath(self.folder / s.name) for s in self.specs}
+        if self.layout not in LAYOUTS:
+            raise ConfigError(f"unknown file layout {self.layout!r}", hint=f"use one of {', '.join(LAYOUTS)}")
+        flat = self.layout == "medigan"
+        self._dirs = {s.name: os.fspath(self.folder if flat else self.folder / s.name) for s in self.specs}
+        self._suffix = {s.name: (None if i == 0 else s.name) for i, s in enumerate(self.specs)}
         self.run: dict[str, Any] = {}
         self.num_samples = 0
 
@@ -145,6 +156,8 @@ class OutputFolder:
     # (plain strings in the per-file paths: pathlib interns every path part, so a
     # Path per file would grow the interpreter's intern table with the sample count)
     def _path(self, name: str, index: int) -> str:
+        if self.layout == "medigan":
+            return os.path.join(self._dirs[name], medigan_file_name(index, self._suffix[name], self.exts[name]))
         return os.path.join(self._dirs[name], f"{index:0{INDEX_DIGITS}d}{self.exts[name]}")
 
     def is_complete(self, index: int) -> bool:
@@ -164,18 +177,18 @@ class OutputFolder:
     def _identity(self) -> dict[str, Any]:
         return {"model": self.record.ref, "sha256": self.record.sha256, "file_format": self.fmt,
                 "seed": self.seed, "params": json.loads(json.dumps(dict(self.params), default=str)),
-                "options": self._options(), "outputs": [s.name for s in self.specs]}
+                "options": self._options(), "outputs": [s.name for s in self.specs], "layout": self.layout}
 
     def open(self, num_samples: int) -> None:
         """Create the folder, or check that an existing one belongs to the same run."""
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             for s in self.specs:
-                (self.folder / s.name).mkdir(exist_ok=True)
+                Path(self._dirs[s.name]).mkdir(exist_ok=True)
         except OSError as exc:
             raise _folder_error(self.folder, exc) from exc
-        for s in self.specs:
-            for stale in (self.folder / s.name).iterdir():
+        for d in dict.fromkeys(self._dirs.values()):
+            for stale in Path(d).iterdir():
                 if _TMP.match(stale.name):
                     if stale.is_dir() and not stale.is_symlink():
                         shutil.rmtree(stale, ignore_errors=True)
@@ -186,7 +199,8 @@ class OutputFolder:
             old = {"model": existing.get("model", {}).get("ref"), "sha256": existing.get("model", {}).get("sha256"),
                    "file_format": existing.get("format"), "seed": existing.get("seeds", {}).get("first"),
                    "params": existing.get("params"), "options": existing.get("options", {}),
-                   "outputs": [str(o.get("name")) for o in existing.get("outputs", []) if isinstance(o, dict)]}
+                   "outputs": [str(o.get("name")) for o in existing.get("outputs", []) if isinstance(o, dict)],
+                   "layout": existing.get("layout", "synthmed")}
             new = self._identity()
             diff = [k for k in new if old.get(k) != new[k]]
             if diff and not self._holds_samples(existing):
@@ -204,6 +218,10 @@ class OutputFolder:
         else:
             stray = [p for p in self.folder.iterdir() if p.name != SIDECAR and not p.name.startswith(".")
                      and p.name not in {s.name for s in self.specs}]
+            if self.layout == "medigan" and any(p.name.startswith("batch_") for p in stray):
+                raise ConfigError(f"{self.folder} already holds medigan-style files (batch_*) but no synthmed.json; "
+                                  "synthmed does not write over samples it cannot tell apart from its own",
+                                  hint="write to another folder (or leave output_path out: a new folder per run)")
             if stray:
                 log.warning("%s holds other files (%s); synthmed writes beside them", self.folder,
                             ", ".join(p.name for p in stray[:5]))
@@ -212,6 +230,10 @@ class OutputFolder:
 
     def _holds_samples(self, existing: Mapping[str, Any]) -> bool:
         """True when any output subfolder (of this run or of the sidecar's) holds a sample file."""
+        if existing.get("layout") == "medigan" or self.layout == "medigan":
+            with os.scandir(self.folder) as it:
+                if any(e.name.startswith("batch_") for e in it):
+                    return True
         names = {s.name for s in self.specs}
         outputs = existing.get("outputs")
         if isinstance(outputs, list):
@@ -254,7 +276,8 @@ class OutputFolder:
             "seeds": {"first": self.seed, "last": self.seed + self.num_samples - 1, "rule": "sample i uses seed first+i"},
             "num_samples": self.num_samples,
             "params": json.loads(json.dumps(dict(self.params), default=str)),
-            "outputs": [{"name": s.name, "files": f"{s.name}/{'0' * INDEX_DIGITS}{self.exts[s.name]}",
+            "layout": self.layout,
+            "outputs": [{"name": s.name, "files": os.path.relpath(self._path(s.name, 0), self.folder),
                          "format": self.formats[s.name], "dims": s.dims,
                          "shape": list(s.shape), "dtype": s.dtype, "channels": s.channels,
                          "value_range": list(s.value_range), "kind": s.kind,

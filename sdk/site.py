@@ -14,6 +14,7 @@ tests use (verified against the record's sha256), unless the site is offline.
 
 from __future__ import annotations
 
+import json
 import logging
 import operator
 import time
@@ -29,10 +30,12 @@ from synthmed.registry.outputs import parse_window
 from synthmed.registry.packages import VerifiedPackage, prepare, runnable_upstreams
 from synthmed.registry.records import Record
 from synthmed.registry.runner import CheckedParams, EnvOptions, Runner, RunnerOptions, check_params
+from synthmed.registry.runner.formats import choose_medigan_chunk
+from synthmed.registry.runner.runner import sample_nbytes
 from synthmed.registry.settings import Settings, load_settings
 from synthmed.registry.store import Store
 
-from .output_folder import OutputFolder
+from .output_folder import SIDECAR, OutputFolder
 from .progress import ProgressArg, ProgressBar, progress_bar
 from .writer_pool import WriterOptions, WriterPool
 
@@ -126,8 +129,19 @@ class Model:
         return ModelSpec(self.package, self.options)
 
     def with_options(self, **options: Any) -> "Model":
-        """The same model with other runner options (device, mode, batch_size, timeout_s...)."""
+        """The same model with other runner options (device, mode, batch_size, timeout_s,
+        medigan_chunk...)."""
         return Model(self.package, self.options.with_(**options), self.writer_options)
+
+    def for_run(self, n: int, chunk: int | None = None) -> "Model":
+        """The model for a run of ``n`` samples: a medigan-1 package gets its chunk size
+        (``chunk``, else the options', else :func:`choose_medigan_chunk` for ``n``);
+        other packages are returned as they are."""
+        if self.record.package_format != "medigan-1":
+            return self
+        chunk = chunk or self.options.medigan_chunk or choose_medigan_chunk(
+            n, sample_nbytes(self.record), self.options.memory_budget_mb)
+        return self if chunk == self.options.medigan_chunk else self.with_options(medigan_chunk=chunk)
 
     def check_params(self, params: Mapping[str, Any] | None = None) -> CheckedParams:
         """The parameters checked against the model's inputs (defaults filled in); runs no model code."""
@@ -137,22 +151,34 @@ class Model:
     def sample(self, n: int, seed: int = 0, **params: Any) -> dict[str, np.ndarray]:
         """``n`` samples from seeds ``seed .. seed+n-1``: ``{output: array (n, ...)}``."""
         n, seed = sample_count(n), seed_value(seed)
-        return self.runner.sample(range(seed, seed + n), self.check_params(params))
+        return self._cached_for_run(n).runner.sample(range(seed, seed + n), self.check_params(params))
 
     def sample_seeds(self, seeds: Sequence[int], **params: Any) -> dict[str, np.ndarray]:
-        return self.runner.sample(list(seeds), self.check_params(params))
+        return self._cached_for_run(len(seeds)).runner.sample(list(seeds), self.check_params(params))
+
+    def _cached_for_run(self, n: int) -> "Model":
+        """:meth:`for_run`, keeping the model (and its loaded runner) of each chunk size."""
+        run = self.for_run(n)
+        if run is self:
+            return self
+        key = run.options.medigan_chunk
+        runs = self.__dict__.setdefault("_runs", {})
+        if key not in runs:
+            runs[key] = run
+        cached: Model = runs[key]
+        return cached
 
     def iter_batches(self, n: int, seed: int = 0, **params: Any) -> Iterator[tuple[list[int], dict[str, np.ndarray]]]:
         """Batch by batch: ``(seeds, outputs)``; memory stays bounded by the batch size."""
         n, seed = sample_count(n), seed_value(seed)
-        return self.runner.iter_batches(range(seed, seed + n), self.check_params(params))
+        return self._cached_for_run(n).runner.iter_batches(range(seed, seed + n), self.check_params(params))
 
     def generate_to(self, folder: Path | str, n: int, format: str = "auto", seed: int = 0,
                     batch_size: int | None = None, *, bit_depth: int | None = None,
                     outputs: Sequence[str] | str | None = None, window: Any = None,
                     progress: SampleProgress | None = None, checked: CheckedParams | None = None,
                     png_compress_level: int | None = None, writers: int | None = None,
-                    **params: Any) -> GenerationResult:
+                    layout: str = "synthmed", **params: Any) -> GenerationResult:
         """Write ``n`` samples to ``folder`` (``<output>/<index>.<ext>`` plus ``synthmed.json``);
         format "auto" writes PNG for 2D outputs and NIfTI for volumes.
 
@@ -167,6 +193,9 @@ class Model:
         Sample i uses seed ``seed + i``; indices already written completely are skipped,
         so an interrupted run resumes without duplicates. Parameters come as keywords, or
         already checked (``checked=model.check_params({...})``; then they are not checked again).
+        ``layout="medigan"`` names the files as medigan does (``batch_<b>_<i>.png`` in the
+        folder itself). A medigan-1 package's chunk size is the options', else the one an
+        earlier run into this folder recorded, else chosen for ``n``; it is recorded.
 
         Files are encoded and written on a pool of ``writers`` threads (default: the
         site's ``[output] writers``, else one per core; 0 writes in this thread) while the
@@ -174,7 +203,17 @@ class Model:
         else 1) trades PNG size for speed and does not change the pixels.
         """
         n, seed = sample_count(n), seed_value(seed)
-        model = self.with_options(batch_size=batch_size) if batch_size else self
+        model = self
+        if self.record.package_format == "medigan-1":
+            earlier = _recorded_chunk(Path(folder))
+            if earlier and self.options.medigan_chunk and earlier != self.options.medigan_chunk:
+                raise ConfigError(f"{folder} holds samples made with chunk size {earlier}; this run asks for "
+                                  f"{self.options.medigan_chunk}, which makes other samples from the same seeds",
+                                  hint=f"use chunk size {earlier} to resume it, or write to another folder")
+            model = self._cached_for_run(n) if earlier is None else self.for_run(n, earlier)
+        if batch_size:
+            model = model.with_options(batch_size=batch_size)
+        owned = model is not self and all(model is not m for m in self.__dict__.get("_runs", {}).values())
         runner = model.runner
         if checked is not None and params:
             raise ConfigError("generate_to: pass checked= or keyword parameters, not both")
@@ -192,7 +231,7 @@ class Model:
         wopts = self.writer_options.with_(png_compress_level=png_compress_level, writers=writers)
         options["png_compress_level"] = wopts.png_compress_level
         out = OutputFolder(Path(folder), self.record, format, seed, dict(checked), options, upstream=self.upstream,
-                           runner_info=runner.info, outputs=outputs)
+                           runner_info=runner.info, outputs=outputs, layout=layout)
         volumes = [name for name, why in out.left_out.items() if why != "not selected"]
         if volumes:
             log.warning("%s: %s not written as PNG (3D volumes; use format nifti, dicom or npy for them)",
@@ -228,7 +267,7 @@ class Model:
         finally:
             pool.close()
             out.close(complete=complete)
-            if model is not self:
+            if owned:
                 model.close()
         return GenerationResult(Path(folder), n, written, skipped, time.monotonic() - started, out.sidecar_path,
                                 [s.name for s in out.specs], dict(out.left_out))
@@ -237,12 +276,24 @@ class Model:
         if self._runner is not None:
             self._runner.close()
             self._runner = None
+        for run in self.__dict__.pop("_runs", {}).values():
+            run.close()
 
     def __enter__(self) -> "Model":
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _recorded_chunk(folder: Path) -> int | None:
+    """The medigan chunk size an earlier run into ``folder`` recorded in its sidecar."""
+    try:
+        data = json.loads((folder / SIDECAR).read_text("utf-8"))
+        value = data.get("runner", {}).get("medigan_seed_chunk")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else None
 
 
 def sample_count(n: Any, what: str = "num_samples", minimum: int = 0) -> int:
@@ -362,10 +413,12 @@ class Site:
                 bar.close()
 
     def model(self, ref: str | CatalogEntry, *, device: str | None = None, mode: str | None = None,
-              batch_size: int | None = None, timeout_s: float | None = None) -> Model:
+              batch_size: int | None = None, timeout_s: float | None = None, chunk_size: int | None = None) -> Model:
         """A model by reference (``id``, ``id@1.0.0``, ``upstream/id@1.0.0``), or by an entry
-        already resolved with :meth:`resolve`."""
-        options = self.runner_options.with_(device=device, mode=mode, batch_size=batch_size, timeout_s=timeout_s)
+        already resolved with :meth:`resolve`. ``chunk_size``: seeds per generate() call of a
+        medigan-1 package (default: site.toml's ``runner.medigan_chunk``, else chosen per run)."""
+        options = self.runner_options.with_(device=device, mode=mode, batch_size=batch_size, timeout_s=timeout_s,
+                                            medigan_chunk=chunk_size)
         return Model(self.package(ref), options, self.writer_options)
 
     def close(self) -> None:

@@ -182,6 +182,10 @@ class SiteApp:
                                message=f"{exc.message}. {exc.hint or ''}")
         except SynthmedError as exc:
             return self.render("error.html", status=404, code=404, title="Not found", message=exc.message)
+        except Exception:  # a bug: logged with its traceback; the page says nothing of the site's insides
+            log.exception("serve: %s %s failed", request.method, request.path)
+            return self.render("error.html", status=500, code=500, title="Internal error",
+                               message="this page failed; the server log says why")
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         request = Request(environ)

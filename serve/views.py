@@ -168,8 +168,17 @@ def model_page(settings: Settings, cat: Catalog, upstream: str, model_id: str,
     sha = entry.record.sha256
     in_store = bool(sha) and store.has(sha)
     metrics = [m for m in rec.get("metrics") or [] if isinstance(m, Mapping)]
+    measured = []  # values this site measured (synthmed evaluate), each with all its provenance
+    for ev in cat.evaluations_of(entry.upstream, entry.id, entry.version, entry.record.sha256):
+        row = dict(ev)
+        for k in ("params", "provenance"):
+            try:
+                row[k] = json.loads(ev[k]) if isinstance(ev.get(k), str) else ev.get(k)
+            except ValueError:
+                pass
+        measured.append(row)
     return {"entry": entry, "rec": rec, "versions": versions, "tests": tests, "last": tests[0] if tests else None,
-            "grid": grid, "pkg": pkg, "art": art, "in_store": in_store, "metrics": metrics,
+            "grid": grid, "pkg": pkg, "art": art, "in_store": in_store, "metrics": metrics, "measured": measured,
             "metric_keys": _metric_keys(metrics), "training": rec.get("training") or {},
             "pretty_inputs": json.dumps(entry.record.inputs, indent=2)}
 

@@ -540,4 +540,4 @@ def test_search_rank_by_a_metric_nobody_reports(tmp_path: Path, make_record,
     assert main(["--site", str(home), "search", "--rank", "no-such-metric"]) == 0
     cap = capsys.readouterr()
     assert "None" not in cap.out
-    assert "none of these models reports the metric 'no-such-metric'" in cap.err
+    assert "none of these models reports or has measured the metric 'no-such-metric'" in cap.err

@@ -55,6 +55,8 @@ def test_sigterm_finishes_the_running_job_and_starts_no_queued_one(tmp_path: Pat
     ran: list[str] = []
 
     def slow_sync(ctx: JobContext) -> str:
+        ctx.report_download({"ref": "public/x@1.0.0", "sha256": "ab" * 32, "bytes": 10, "total": 20,
+                             "rate_bytes_per_s": 5, "since": "now"})
         started.set()
         assert release.wait(30)
         ran.append("sync finished")
@@ -74,6 +76,7 @@ def test_sigterm_finishes_the_running_job_and_starts_no_queued_one(tmp_path: Pat
         assert started.wait(30)
         state = runstate.read(settings)
         assert state["running"] and state["pid"] == os.getpid() and state["job"] == "sync"
+        assert state["download"]["bytes"] == 10  # the running download, as the mirror job reports it
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(0.5)  # the daemon has seen the signal before the running job ends
         release.set()
@@ -223,6 +226,7 @@ def test_the_systemd_units_run_real_commands() -> None:
     assert args.command == "serve" and args.host == "127.0.0.1" and svc["ReadOnlyPaths"] == "/srv/synthmed"
 
 
+@pytest.mark.slow  # syncs and mirrors this repository's index, exports and imports it
 def test_export_while_the_daemon_holds_the_lock(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import git
 
@@ -237,12 +241,18 @@ def test_export_while_the_daemon_holds_the_lock(tmp_path: Path, capsys: pytest.C
     with Catalog.open(home / "catalog.db") as cat:
         accepted = cat.upstream_row("public")["accepted_commit"]  # type: ignore[index]
     capsys.readouterr()
+    assert main(["--site", str(home), "status", "--json"]) == 0
+    sources = json.loads(capsys.readouterr().out)["blob_sources"]
+    from helpers.serving import this_index
+
+    n_blobs = this_index()[2]
+    assert len(sources) == n_blobs and all(b["source"].startswith("index:artefacts/") for b in sources)
     with SiteLock(home, "synthmed daemon run"):  # the daemon is running
         assert main(["--site", str(home), "export", str(tmp_path / "usb")]) == 0
         err = capsys.readouterr().err
         assert "exporting a snapshot while it runs" in err
         manifest = json.loads((tmp_path / "usb" / "manifest.json").read_text())
-        assert [u["commit"] for u in manifest["upstreams"]] == [accepted] and len(manifest["blobs"]) == 5
+        assert [u["commit"] for u in manifest["upstreams"]] == [accepted] and len(manifest["blobs"]) == n_blobs
         # an upstream that does not match the snapshot (the daemon moved it): never a mixed export
         mirror = git.Repo(home / "upstreams" / "public")
         tree = mirror.git.rev_parse(f"{accepted}^{{tree}}")
@@ -255,4 +265,31 @@ def test_export_while_the_daemon_holds_the_lock(tmp_path: Path, capsys: pytest.C
     other = tmp_path / "other"
     assert main(["init", str(other)]) == 0
     assert main(["--site", str(other), "import", str(tmp_path / "usb")]) == 0
-    assert "5 blob(s) imported" in capsys.readouterr().out
+    assert f"{n_blobs} blob(s) imported" in capsys.readouterr().out
+
+
+def test_download_meter_logs_bytes_and_rate(caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
+    from synthmed.daemon.jobs import DownloadMeter
+
+    seen: list[Any] = []
+    said: list[str] = []
+    ctx = JobContext(write_site(tmp_path / "site", []), None, said.append,  # type: ignore[arg-type]
+                     report_download=seen.append)
+    meter = DownloadMeter(ctx, "public/m@1.0.0", "ab" * 32, every_s=3600)
+    with caplog.at_level(logging.INFO, logger="synthmed.daemon.jobs"):
+        meter(100, 1000)  # the first call only starts the clock (a resumed download starts past 0)
+        meter(500, 1000)  # within every_s: quiet
+        meter(1000, 1000)  # the end is always reported
+    assert [d["bytes"] for d in seen] == [1000] and seen[0]["total"] == 1000 and seen[0]["rate_bytes_per_s"] > 0
+    assert any("public/m@1.0.0: 1000 of 1000 bytes" in r.getMessage() for r in caplog.records)
+    assert said and "MB/s" in said[0]
+
+
+def test_health_does_not_count_a_bundle_upstream_as_stale() -> None:
+    from synthmed.daemon.status import health
+
+    def up(url: str) -> dict[str, Any]:
+        return {"name": "n", "url": url, "head": "a" * 40, "stale": True, "age_hours": 99.0, "last_status": "ok"}
+
+    assert health({"upstreams": [up("bundle:")], "failing_models": []}) == {"ok": True, "problems": []}
+    assert health({"upstreams": [up("https://x.example/i.git")], "failing_models": []})["ok"] is False

@@ -225,13 +225,13 @@ def test_sdk_calls_show_progress_on_a_terminal_only(home: Path, tmp_path: Path,
     text = tty.getvalue()
     assert "fetching public/toy-gan@1.0.0" in text and "KB" in text  # the package download
     assert "public/toy-gan@1.0.0 [" in text and "6/6 100.0%" in text
-    gen.visualize("toy-gan", 4, tmp_path / "g.png")
+    gen.visualize("toy-gan", num_samples=4, output_path=tmp_path / "g.png")
     assert "grid" in tty.getvalue() and "4/4" in tty.getvalue()
     # progress=False: nothing, even on a terminal
     quiet = FakeTTY()
     monkeypatch.setattr("sys.stderr", quiet)
     gen.generate("toy-gan", num_samples=6, output_path=tmp_path / "b", format="npy", progress=False)
-    gen.visualize("toy-gan", 4, tmp_path / "g2.png", progress=False)
+    gen.visualize("toy-gan", num_samples=4, output_path=tmp_path / "g2.png", progress=False)
     assert quiet.getvalue() == ""
     gen.close()
     # not a terminal: nothing, by default

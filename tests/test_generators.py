@@ -38,75 +38,123 @@ def test_medigan_package_through_generate_with_medigan_arguments(home: Path, tmp
     monkeypatch.setenv("SYNTHMED_HOME", str(home))
     generators = Generators()  # the default site: SYNTHMED_HOME
     samples = generators.generate(model_id="medigan-toy", num_samples=4, save_images=False,
-                                  install_dependencies=True)
+                                  install_dependencies=True, seed=0)
     assert isinstance(samples, list) and len(samples) == 4
     assert samples[0].shape == (6, 6, 1) and samples[0].dtype == np.uint8
-    # reproducible: the same call gives the same list; a custom arg changes it
-    again = generators.generate("medigan-toy", 4, save_images=False)
+    # an explicit seed reproduces; a custom arg changes the samples
+    again = generators.generate("medigan-toy", 4, save_images=False, seed=0)
     assert all(np.array_equal(a, b) for a, b in zip(samples, again))
-    shifted = generators.generate("medigan-toy", 4, save_images=False, shift=0.3)
+    shifted = generators.generate("medigan-toy", 4, save_images=False, shift=0.3, seed=0)
     assert not np.array_equal(samples[0], shifted[0])
+    # no seed: fresh samples each call, and the drawn seed makes them again
+    fresh = generators.generate("medigan-toy", 4, save_images=False)
+    drawn = generators.last_seed
+    assert drawn is not None and drawn != 0
+    assert not any(np.array_equal(a, b) for a, b in zip(samples, fresh))
+    assert all(np.array_equal(a, b) for a, b in
+               zip(fresh, generators.generate("medigan-toy", 4, save_images=False, seed=drawn)))
     with pytest.raises(ParamError, match="unknown parameter"):
         generators.generate("medigan-toy", 1, save_images=False, image_size=128)
 
     # the same samples from a worker process
-    worker = Generators(home, mode="worker").generate("medigan-toy", 4, save_images=False)
+    worker = Generators(home, mode="worker").generate("medigan-toy", 4, save_images=False, seed=0)
     assert all(np.array_equal(a, b) for a, b in zip(samples, worker))
 
-    folder = generators.generate(model_id="medigan-toy", num_samples=3, output_path=str(tmp_path / "gen"))
-    assert Path(folder) == tmp_path / "gen"
-    img = np.asarray(Image.open(tmp_path / "gen" / "image" / "000002.png"))
+    # medigan's file names and return value; the chunk size is chosen per run and recorded
+    assert generators.generate(model_id="medigan-toy", num_samples=4, output_path=str(tmp_path / "gen"),
+                               seed=0) is None
+    assert generators.last_output_path == tmp_path / "gen"
+    assert sorted(p.name for p in (tmp_path / "gen").glob("*.png")) == [f"batch_0_{i}.png" for i in range(4)]
+    img = np.asarray(Image.open(tmp_path / "gen" / "batch_0_2.png"))
     assert np.array_equal(img, samples[2][:, :, 0])
     side = json.loads((tmp_path / "gen" / "synthmed.json").read_text())
-    assert side["model"]["package_format"] == "medigan-1" and side["runner"]["medigan_seed_chunk"] == 16
-    # medigan's default output folder
-    default = generators.generate("medigan-toy", 2)
-    assert Path(default) == Path("output") / "medigan-toy" and (tmp_path / "output" / "medigan-toy" / "synthmed.json").is_file()
+    assert side["model"]["package_format"] == "medigan-1" and side["runner"]["medigan_seed_chunk"] == 4
+    assert side["layout"] == "medigan" and side["seeds"]["first"] == 0
+    # a set chunk size is another sample stream, recorded too; resuming with another is refused
+    one = generators.generate("medigan-toy", 4, save_images=False, seed=0, chunk_size=1)
+    assert not np.array_equal(one[1], samples[1])
+    with pytest.raises(SynthmedError, match="chunk size 4"):
+        generators.generate("medigan-toy", 4, output_path=str(tmp_path / "gen"), seed=0, chunk_size=1)
+    # medigan's default output folder: a new one per call, fresh seeds each time
+    generators.generate("medigan-toy", 2)
+    first_seed = generators.last_seed
+    generators.generate("medigan-toy", 2)
+    runs = sorted((tmp_path / "output" / "medigan-toy").iterdir())
+    assert len(runs) == 2 and all(len(list(r.glob("batch_0_*.png"))) == 2 for r in runs)
+    seeds = {json.loads((r / "synthmed.json").read_text())["seeds"]["first"] for r in runs}
+    assert seeds == {first_seed, generators.last_seed} and len(seeds) == 2
     generators.close()
 
 
 def test_search_rank_and_config(home: Path) -> None:
     g = Generators(home)
     assert g.list_models() == ["medigan-toy", "toy-gan"]
-    assert g.get_config_by_id("medigan-toy", "package.format") == "medigan-1"
+    assert g.get_config_by_id("medigan-toy", "package.format") == "medigan-1"  # the record's own paths
     assert g.get_config_by_id("toy-gan")["id"] == "toy-gan"
+    # medigan's key paths, mapped onto record fields
+    assert g.get_config_by_id("medigan-toy", "selection.performance.FID") == 20.0
+    assert g.get_config_by_id("medigan-toy", "execution.generator.name") == "generate"
+    assert g.get_config_by_id("medigan-toy", "selection.modality") == ["MMG"]
     with pytest.raises(KeyError):
         g.get_config_by_id("toy-gan", "package.nothing")
+    # medigan's matching: a value equals a selection field or an item of a list field
     assert [m.model_id for m in g.find_matching_models_by_values(["mmg", "calcification"])] == ["medigan-toy"]
     assert [m.model_id for m in g.find_matching_models_by_values(["MMG", "CT"], "OR")] == ["medigan-toy", "toy-gan"]
     assert g.find_matching_models_by_values(["MMG"], is_case_sensitive=True)[0].model_id == "medigan-toy"
     assert g.find_matching_models_by_values(["mmg"], is_case_sensitive=True) == []
     assert [m.model_id for m in g.find_matching_models_by_values(["MMG", "CT"], "XOR")] == ["medigan-toy", "toy-gan"]
-    # ranking follows each metric's direction unless an order is given
-    assert [r["model_id"] for r in g.rank_models_by_performance(metric="FID")] == ["medigan-toy", "toy-gan"]
-    assert [r["model_id"] for r in g.rank_models_by_performance(metric="SSIM")] == ["toy-gan", "medigan-toy"]
-    assert [r["model_id"] for r in g.rank_models_by_performance(metric="SSIM", order="asc")] == ["medigan-toy", "toy-gan"]
-    assert g.find_models_and_rank(["toy"], metric="FID")[0]["model_id"] == "medigan-toy"
+    assert [m.model_id for m in g.find_matching_models_by_values(["dcgan", "ct"])] == ["toy-gan"]
+    assert g.find_matching_models_by_values(["calc"]) == []  # a part of a word is no match (medigan's rule)
+    # ranking: ascending by the value unless order="desc", whatever the metric means (medigan's rule)
+    assert g.rank_models_by_performance(metric="FID") == [{"model_id": "medigan-toy", "FID": 20.0},
+                                                          {"model_id": "toy-gan", "FID": 30.0}]
+    assert [r["model_id"] for r in g.rank_models_by_performance(metric="SSIM")] == ["medigan-toy", "toy-gan"]
+    assert [r["model_id"] for r in g.rank_models_by_performance(metric="SSIM", order="desc")] == ["toy-gan",
+                                                                                                  "medigan-toy"]
+    assert g.rank_models_by_performance([], metric="FID") == []
+    assert g.find_models_and_rank(["dcgan"], metric="FID")[0]["model_id"] == "medigan-toy"
     assert g.find_model(["calcification"]) == "medigan-toy"
     with pytest.raises(ModelNotFound, match="2 models match"):
-        g.find_model(["toy"])
-    out = g.find_models_rank_and_generate(["toy"], metric="SSIM", num_samples=2, save_images=False)
-    assert len(out) == 2 and out[0].shape == (8, 8)  # toy-gan ranks first on SSIM
+        g.find_model(["dcgan"])
+    assert g.find_model_and_generate(["dcgan"], num_samples=1) is None  # several: logged, None (medigan)
+    out = g.find_models_rank_and_generate(["dcgan"], metric="SSIM", order="desc", num_samples=2, save_images=False)
+    assert len(out) == 2 and out[0].shape == (8, 8)  # toy-gan ranks first on SSIM, descending
 
 
 def test_generate_function_dataset_dataloader_visualize(home: Path, tmp_path: Path) -> None:
     g = Generators(home)
-    fn = g.get_generate_function("toy-gan", num_samples=3, save_images=False, label="malignant")
+    fn = g.get_generate_function("toy-gan", num_samples=3, save_images=False, label="malignant", seed=0)
     first = fn()
     assert len(first) == 3 and np.array_equal(first[1], fn(seed=1, num_samples=1)[0])
     assert g.generate("toy-gan", 3, is_gen_function_returned=True, save_images=False)()[0].shape == (8, 8)
+    unseeded = g.get_generate_function("toy-gan", num_samples=2, save_images=False, label="malignant")
+    assert not np.array_equal(unseeded()[0], unseeded()[0])  # no seed: fresh samples per call
 
+    # medigan's dataset items: {"sample": ndarray}
     ds = g.get_as_torch_dataset("toy-gan", num_samples=5, seed=10, label="malignant")
     assert len(ds) == 5
     item = ds[2]
-    assert item["seed"] == 12 and np.array_equal(item["image"].numpy(), first[0] * 0 + g.generate(
-        "toy-gan", 1, save_images=False, seed=12, label="malignant")[0])
-    dl = g.get_as_torch_dataloader(model_id="toy-gan", num_samples=7, batch_size=3)
+    assert set(item) == {"sample"} and isinstance(item["sample"], np.ndarray)
+    assert np.array_equal(item["sample"], g.generate("toy-gan", 1, save_images=False, seed=12, label="malignant")[0])
+    plain = g.get_as_torch_dataset("toy-gan", num_samples=5, seed=10, label="malignant", item_format="synthmed")
+    assert plain[2]["seed"] == 12 and np.array_equal(plain[2]["image"].numpy(), item["sample"])
+    assert g.get_as_torch_dataset("toy-gan", num_samples=2, label="malignant").seed == g.last_seed
+
+    # DataLoader: unseeded epochs differ, seeded epochs repeat
+    dl = g.get_as_torch_dataloader(model_id="toy-gan", num_samples=7, batch_size=3, item_format="synthmed")
     batches = list(dl)
     assert [len(b["index"]) for b in batches] == [3, 3, 1]
-    # a model id as the first argument is the model, not a dataset
-    positional = list(g.get_as_torch_dataloader("toy-gan", num_samples=7, batch_size=3))
-    assert [b["seed"].tolist() for b in positional] == [b["seed"].tolist() for b in batches]
+    again = list(dl)
+    assert len(dl.dataset.epoch_seeds) == 2 and dl.dataset.epoch_seeds[0] != dl.dataset.epoch_seeds[1]
+    assert not np.array_equal(batches[0]["image"].numpy(), again[0]["image"].numpy())
+    seeded = g.get_as_torch_dataloader(model_id="toy-gan", num_samples=4, batch_size=2, seed=3)
+    e1, e2 = list(seeded), list(seeded)
+    assert all(np.array_equal(a["sample"].numpy(), b["sample"].numpy()) for a, b in zip(e1, e2))
+    assert e1[0]["sample"].shape == (2, 8, 8)
+    # a model id as the first argument is the model, not a dataset; an int is medigan's short id
+    positional = list(g.get_as_torch_dataloader("toy-gan", num_samples=7, batch_size=3, seed=0,
+                                                item_format="synthmed"))
+    assert [b["seed"].tolist() for b in positional] == [[0, 1, 2], [3, 4, 5], [6]]
     with pytest.raises(SynthmedError, match="model id twice"):
         g.get_as_torch_dataloader("toy-gan", model_id="toy-gan")
 

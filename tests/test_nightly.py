@@ -203,7 +203,7 @@ def test_generators_contribute_maps_onto_contribute(tmp_path: Path, monkeypatch:
     monkeypatch.setenv("SYNTHMED_HOME", str(tmp_path / "site"))
     root = tmp_path / "index"
     repo = init_repo(root)
-    result = Generators().contribute(package_folder(tmp_path), model_id="via-sdk", version="1.0.0",
+    result = Generators().contribute(package_dir=package_folder(tmp_path), model_id="via-sdk", version="1.0.0",
                                      metadata=contribution_metadata(tmp_path), index=root, store="index")
     assert result.branch == "contribute/via-sdk-1.0.0"
     assert "models/via-sdk/1.0.0.json" in repo.git.ls_tree("-r", "--name-only", result.branch)

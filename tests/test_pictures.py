@@ -264,7 +264,7 @@ def test_cli_generate_outputs_and_png_volumes(phantom: Model, tmp_path: Path, mo
         def resolve(self, ref: str) -> Any:
             return type("E", (), {"record": phantom.record})()
 
-        def model(self, entry: Any) -> Model:
+        def model(self, entry: Any, **options: Any) -> Model:
             return Model(phantom.package, INLINE)
 
         def close(self) -> None:
@@ -296,8 +296,9 @@ def test_generators_generate_passes_outputs_and_window(phantom: Model, tmp_path:
     g = Generators.__new__(Generators)
     g.progress = False  # no site was opened, so no progress setting came with it
     monkeypatch.setattr(Generators, "get_model", lambda self, model_id: Model(phantom.package, INLINE), raising=False)
-    folder = g.generate("phantom-lesion", num_samples=1, output_path=tmp_path / "g", outputs="image",
-                        window=(40, 400), dims=2)
+    g.generate("phantom-lesion", num_samples=1, output_path=tmp_path / "g", outputs="image",
+               window=(40, 400), dims=2, layout="synthmed", seed=0)
+    folder = tmp_path / "g"
     assert _files(Path(folder)) == {"image": ["000000.png"]}
     side = json.loads((Path(folder) / "synthmed.json").read_text())
     assert side["options"]["window"] == {"center": 40.0, "width": 400.0} and side["params"]["dims"] == 2

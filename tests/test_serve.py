@@ -21,7 +21,7 @@ from synthmed.registry.settings import Settings, load_settings
 from synthmed.registry.store import Store
 
 from helpers import REPO_ROOT
-from helpers.serving import serving
+from helpers.serving import serving, this_index
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +64,8 @@ def test_search_facets_and_pages(url: str, site: Settings) -> None:
     assert status == 200 and len(rows) == 1 and "phantom-lesion" in rows[0]
     _, _, body = request(url, "GET", "/?runnable=1")
     refs = {line.split('data-ref="')[1].split('"')[0] for line in body.decode().splitlines() if "data-ref=" in line}
-    assert refs == {"public/ihc-patch-dcgan@1.0.0", "public/ihc-patch-dcgan-medigan@1.0.0",
-                    "public/phantom-lesion@1.0.0", "public/retina-patch-ddpm@1.0.1"}
+    assert {r.split("/")[1].split("@")[0] for r in refs} == set(this_index()[0])
+    assert "public/retina-patch-ddpm@1.0.1" in refs and "public/00001_dcgan_mmg_calc_roi@0.0.1" not in refs
     status, _, body = request(url, "GET", "/?q=%22AND%20NEAR(%20*&license=%3Cscript%3E")
     assert status == 200 and b"<script>" not in body and b"No model matches" in body
     with Catalog.open(site.catalog_path) as cat:
@@ -234,3 +234,58 @@ def test_test_reports_are_found_through_the_catalog_and_stay_inside_their_run(si
     (run / "models" / "phantom-lesion" / "1.0.0.json").write_text(json.dumps(one))
     status, _, body = request(url, "GET", f"/tests/{good}/grid.png")
     assert status == 404 and body != b"secret"
+
+
+def test_hostile_record_text_is_escaped_and_yanked_versions_say_so(tmp_path: Path) -> None:
+    """A record's text is an upstream's input: escaped, and only http(s) URLs become links."""
+    from helpers.records import make_record
+    from helpers.sites import make_site_home, write_site
+
+    evil = make_record(**{"id": "evil-gan", "version": "1.0.0", "title": "<script>alert(1)</script>",
+                          "summary": '"><img src=x onerror=alert(1)>',
+                          "publications": [{"title": "p", "url": "javascript:alert(1)"},
+                                           {"title": "q", "url": "https://example.org/paper"}]})
+    old = make_record(**{"id": "evil-gan", "version": "0.9.0", "status": "yanked",
+                         "status_reason": "trained on the wrong split"})
+    home = tmp_path / "site"
+    write_site(home, [{"name": "public", "url": str(tmp_path / "no-index")}])
+    make_site_home(home, [evil, old])
+    with serving(load_settings(home)) as base:
+        _, _, body = request(base, "GET", "/model/public/evil-gan")
+        html = body.decode()
+        assert "<script>alert(1)</script>" not in html and "&lt;script&gt;" in html
+        assert "<img src=x" not in html
+        assert 'href="javascript:' not in html and 'href="https://example.org/paper"' in html
+        _, _, body = request(base, "GET", "/model/public/evil-gan/0.9.0")
+        assert b'id="banner">YANKED' in body and b"trained on the wrong split" in body
+        _, _, body = request(base, "GET", "/?q=evil")
+        refs = [line for line in body.decode().splitlines() if "data-ref=" in line]
+        assert len(refs) == 1 and "evil-gan@1.0.0" in refs[0]  # the yanked version is never listed
+
+
+def test_a_site_without_a_catalog_says_what_to_do(tmp_path: Path) -> None:
+    from helpers.sites import write_site
+
+    settings = write_site(tmp_path / "site", [{"name": "public", "url": str(tmp_path / "index")}])
+    with serving(settings) as base:
+        status, _, body = request(base, "GET", "/")
+        assert status == 503 and b"synthmed sync" in body
+        status, _, body = request(base, "GET", "/status")
+        assert status == 200 and b"never synced" in body
+        status, _, body = request(base, "GET", "/health")
+        assert status == 503 and json.loads(body)["problems"] == ["upstream public: never synced successfully"]
+        assert request(base, "GET", "/git/public/info/refs?service=git-upload-pack")[0] == 404
+
+
+def test_measured_metrics_are_shown_with_their_provenance(site: Settings, url: str) -> None:
+    with Catalog.open(site.catalog_path, readonly=False) as cat, cat.transaction():
+        e = cat.resolve("ihc-patch-dcgan")
+        assert e.record.sha256
+        cat.record_evaluation(run="r1", upstream=e.upstream, model_id=e.id, version=e.version, sha256=e.record.sha256,
+                              values={"fd": (12.5, "lower")}, key="k" * 40, reference="ihc-heldout",
+                              extractor="randconv-224", params={"n": 64},
+                              provenance={"n_generated": 64, "n_real": 500, "seed": 0})
+    _, _, body = request(url, "GET", "/model/public/ihc-patch-dcgan")
+    html = body.decode()
+    assert 'id="measured"' in html and "ihc-heldout" in html and "randconv-224" in html
+    assert "n_real: 500" in html and "n=64" in html and "12.5" in html

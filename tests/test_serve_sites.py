@@ -1,5 +1,6 @@
-"""A site that serves, end to end: this repository's index synced, mirrored and tested by the
-nightly job on site A; its catalogue checked in headless Chromium; then a chain of three sites
+"""A site that serves, end to end: site A built as the main job builds one (scripts/main-job.sh:
+init from this repository, sync, `synthmed test` of the starters with the reports written
+outside the site); its catalogue checked in headless Chromium; then a chain of three sites
 (A -> B -> C) where each follows the one before over HTTP (git smart HTTP for the index, the
 store as its mirror), a substituted blob anywhere is refused, and C verifies everything itself.
 
@@ -24,21 +25,23 @@ from synthmed.registry.settings import Settings, load_settings
 from synthmed.registry.store import Store
 
 from helpers import REPO_ROOT
-from helpers.serving import serving
+from helpers.serving import serving, this_index
 
-pytestmark = pytest.mark.slow  # the nightly job tests five starter versions (about 100 s on 2 busy cores)
+pytestmark = pytest.mark.slow  # the starters' model tests: about 70 s on 2 idle cores, 4 minutes on busy ones
 
-STARTERS = ("ihc-patch-dcgan", "ihc-patch-dcgan-medigan", "phantom-lesion", "retina-patch-ddpm")
+STARTERS, N_MODELS, N_BLOBS = this_index()  # the pinned starters of index/ (4 medigan-era + new ones)
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 
 
 @pytest.fixture(scope="module")
 def site_a(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """The main job's steps (scripts/main-job.sh), with its MODELS."""
     home = tmp_path_factory.mktemp("site-a")
+    out = tmp_path_factory.mktemp("out")
     assert main(["init", str(home), "--upstream", f"public={REPO_ROOT}", "--name", "site-a"]) == 0
     assert main(["--site", str(home), "sync"]) == 0
-    assert main(["--site", str(home), "daemon", "run", "--once", "--job", "test"]) == 0  # the nightly job
+    assert main(["--site", str(home), "test", *STARTERS, "--report", str(out / "reports")]) == 0
     return load_settings(home)
 
 
@@ -83,7 +86,7 @@ def test_browser_every_starter_with_its_grid_and_test_status(site_a: Settings, u
 
     browser.get(url_a + "/")
     rows = {r.get_attribute("data-ref"): r for r in browser.find_elements(By.CSS_SELECTOR, "#results tr[data-ref]")}
-    assert len(rows) == 19  # 4 starters + 15 medigan records (latest versions)
+    assert len(rows) == N_MODELS  # the starters + 15 medigan records (latest versions)
     for model in STARTERS:
         ref = next(r for r in rows if r.startswith(f"public/{model}@"))
         badge = rows[ref].find_element(By.CSS_SELECTOR, "[data-test]")
@@ -196,7 +199,7 @@ def test_three_site_chain_over_http_refuses_substituted_blobs(site_a: Settings, 
     with Catalog.open(site_a.catalog_path) as cat:
         assert commit == cat.upstream_row("public")["accepted_commit"]  # type: ignore[index]
         want = {a["sha256"] for a in cat.artefacts()}
-    assert set(STARTERS) <= ids and len(ids) == 19
+    assert set(STARTERS) <= ids and len(ids) == N_MODELS
     # C holds every blob, each hashed by C itself, all verified
     store_c = Store(c.store_dir)
     assert set(store_c.iter_blobs()) == want and all(a["state"] == "verified" for a in arts.values())

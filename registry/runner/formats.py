@@ -12,6 +12,12 @@
   recorded in the provenance), never on the batch it was asked for in, while a long
   run makes one call per ``chunk`` samples instead of one per sample (medigan models
   reload their weights on every call). ``chunk=1`` gives one seeded call per sample.
+  The chunk size is chosen per run (:func:`choose_medigan_chunk`: as many seeds as the
+  run asks for, at most :data:`MEDIGAN_CHUNK_MAX`, within the memory budget) unless a
+  user sets it (site.toml ``runner.medigan_chunk``, ``--chunk-size``, ``chunk_size=``).
+  The last chunk's samples are kept, so batches smaller than a chunk cost no extra call.
+  Calls run under ``torch.inference_mode()``; a model that needs autograd tensors (it
+  fails with "Inference tensors ...") is called again without it, and from then on never with it.
 """
 
 from __future__ import annotations
@@ -33,8 +39,21 @@ from .protocol import ARRAY_KINDS
 
 log = logging.getLogger(__name__)
 
-#: default number of consecutive seeds a medigan-1 model makes per generate() call
+#: number of consecutive seeds a medigan-1 model makes per generate() call when nothing
+#: chose another (a Runner built without a chunk size)
 MEDIGAN_CHUNK = 16
+#: the largest chunk :func:`choose_medigan_chunk` picks
+MEDIGAN_CHUNK_MAX = 128
+
+
+def choose_medigan_chunk(num_samples: int, sample_bytes: int = 0, memory_budget_mb: float | None = None) -> int:
+    """The chunk size of a run of ``num_samples`` samples: all of them in one call, up to
+    :data:`MEDIGAN_CHUNK_MAX`, and no more than the memory budget holds (one chunk's
+    samples are kept in memory)."""
+    chunk = max(1, min(int(num_samples), MEDIGAN_CHUNK_MAX))
+    if memory_budget_mb and sample_bytes > 0:
+        chunk = max(1, min(chunk, int(memory_budget_mb * 1024 * 1024 // sample_bytes)))
+    return chunk
 
 #: numpy dtype kinds a model's output may have (bool, integers, floats, complex): what the
 #: worker protocol carries, so inline and worker runs accept the same answers
@@ -195,14 +214,44 @@ class MediganModel:
         self.custom = dict(record.data["package"].get("generate_args") or {})
         self.names = [str(o["name"]) for o in record.outputs]
         self.device = device
+        #: the last chunk made: (chunk id, parameters as text) -> its samples
+        self._last: tuple[tuple[int, str], list[Any]] | None = None
+        self.inference_mode = True
+
+    def _call(self, kwargs: dict[str, Any]) -> Any:
+        """generate(**kwargs), under torch.inference_mode() unless the model cannot take it."""
+        if self.inference_mode:
+            try:
+                import torch
+            except ImportError:  # pragma: no cover - medigan models without torch
+                self.inference_mode = False
+            else:
+                state = (random.getstate(), np.random.get_state(), torch.get_rng_state())
+                try:
+                    with torch.inference_mode():
+                        return self.generate(**kwargs)
+                except RuntimeError as exc:
+                    if "inference" not in str(exc).lower():
+                        raise
+                    log.info("%s: generate() needs autograd tensors (%s); calling it without inference mode",
+                             self.record.ref, exc)
+                    self.inference_mode = False
+                    random.setstate(state[0])
+                    np.random.set_state(state[1])
+                    torch.set_rng_state(state[2])
+        return self.generate(**kwargs)
 
     def _chunk(self, chunk_id: int, params: Mapping[str, Any], tmp: Path) -> list[Any]:
-        """One seeded generate() call making ``self.chunk`` samples."""
+        """One seeded generate() call making ``self.chunk`` samples (the last one is kept)."""
+        key = (chunk_id, repr(sorted(params.items())))
+        if self._last is not None and self._last[0] == key:
+            return self._last[1]
+        self._last = None  # free the previous chunk before making the next
         seed_everything(chunk_id)
         kwargs = {**self.custom, **params}
         kwargs.update(model_file=str(self.model_file), num_samples=self.chunk, output_path=str(tmp),
                       save_images=False)
-        result = self.generate(**kwargs)
+        result = self._call(kwargs)
         if result is None:
             raise ModelRunError(f"{self.record.ref}: generate(..., save_images=False) returned None; "
                                 "a medigan model must return its samples as a list", model=self.record.ref)
@@ -210,6 +259,7 @@ class MediganModel:
         if len(items) < self.chunk:
             raise ModelRunError(f"{self.record.ref}: generate(num_samples={self.chunk}) returned {len(items)} "
                                 "samples", model=self.record.ref)
+        self._last = (key, items)
         return items
 
     def _split(self, item: Any) -> list[Any]:
@@ -258,7 +308,7 @@ class MediganModel:
         return {name: np.stack(vals) for name, vals in zip(self.names, per_output)}
 
     def close(self) -> None:
-        return None
+        self._last = None
 
 
 def load_model(record: Record, package_dir: Path, device: str, package_key: str | None = None,

@@ -10,7 +10,6 @@ from typing import Any
 from ..errors import ConfigError
 from ..settings import Settings
 from .envs import EnvOptions
-from .formats import MEDIGAN_CHUNK
 
 MODES = ("auto", "inline", "worker")
 
@@ -30,8 +29,9 @@ class RunnerOptions:
     timeout_s: float | None = None
     memory_budget_mb: float | None = None
     env_options: EnvOptions = field(default_factory=EnvOptions)
-    #: seeds per call of a medigan-1 package's generate() (its samples depend on it)
-    medigan_chunk: int = MEDIGAN_CHUNK
+    #: seeds per call of a medigan-1 package's generate() (its samples depend on it);
+    #: None: chosen per run (:func:`~.formats.choose_medigan_chunk`), MEDIGAN_CHUNK for a bare Runner
+    medigan_chunk: int | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
@@ -39,8 +39,11 @@ class RunnerOptions:
                               hint="e.g. --batch-size 32 (or runner.batch_size in site.toml)")
         if self.mode not in MODES:
             raise ConfigError(f"unknown run mode {self.mode!r}", hint="use auto, inline or worker")
-        if self.medigan_chunk < 1:
-            raise ConfigError(f"medigan chunk must be at least 1, got {self.medigan_chunk}")
+        if self.medigan_chunk is not None and (isinstance(self.medigan_chunk, bool)
+                                               or not isinstance(self.medigan_chunk, int) or self.medigan_chunk < 1):
+            raise ConfigError(f"chunk size must be a whole number of at least 1, got {self.medigan_chunk!r}",
+                              hint="e.g. --chunk-size 64 (or runner.medigan_chunk in site.toml); leave it out to "
+                                   "let each run choose")
         if self.timeout_s is not None and not self.timeout_s > 0:
             raise ConfigError(f"timeout {self.timeout_s!r}: it must be above 0 seconds",
                               hint="leave it out for no limit, or give the longest wait for one batch, e.g. 600")
@@ -51,7 +54,8 @@ class RunnerOptions:
         flag), then ``overrides`` (None values ignored)."""
         r = settings.runner
         base = cls(device=r.device, mode=r.mode, batch_size=r.batch_size, envs_dir=settings.envs_dir,
-                   memory_budget_mb=r.memory_budget_mb, env_options=EnvOptions(offline=settings.offline))
+                   memory_budget_mb=r.memory_budget_mb, env_options=EnvOptions(offline=settings.offline),
+                   medigan_chunk=r.medigan_chunk)
         return base.with_(**overrides)
 
     def with_(self, **overrides: Any) -> "RunnerOptions":

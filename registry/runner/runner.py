@@ -16,7 +16,7 @@ from ..records import Record
 from .client import WorkerClient
 from .device import resolve_device
 from .envs import build_env
-from .formats import load_model, normalise_outputs
+from .formats import MEDIGAN_CHUNK, load_model, normalise_outputs
 from .options import RunnerOptions
 from .params import CheckedParams, check_params
 from .reqs import unsatisfied
@@ -77,7 +77,7 @@ class Runner:
 
     @property
     def medigan_chunk(self) -> int:
-        return self.options.medigan_chunk
+        return self.options.medigan_chunk or MEDIGAN_CHUNK
 
     @property
     def timeout_s(self) -> float | None:

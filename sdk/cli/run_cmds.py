@@ -40,6 +40,11 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                    help="threads that encode and write files while the model runs "
                         "(default: the site's [output] writers, else one per core; 0: none)")
     p.add_argument("--batch-size", type=int, default=None, metavar="B", help="samples per model call")
+    p.add_argument("--chunk-size", type=int, default=None, metavar="C",
+                   help="medigan-1 packages: seeds per generate() call; the samples depend on it and it is "
+                        "recorded (default: runner.medigan_chunk in site.toml, else chosen for the run)")
+    p.add_argument("--layout", choices=("synthmed", "medigan"), default="synthmed",
+                   help="file names: <output>/<index>.<ext> (synthmed) or batch_<i//32>_<i%%32>.<ext> (medigan)")
     p.add_argument("--device", default=None, metavar="D", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--mode", choices=("auto", "inline", "worker"), default=None,
                    help="run in this process, in a worker process, or decide from the requirements")
@@ -91,14 +96,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
     entry = site.resolve(args.ref)
     raw = parse_param_args(entry.record, args.param)  # typed from the inputs schema
     params = check_params(entry.record, raw)  # refuse bad params before fetching or running anything
-    model = site.model(entry)
+    model = site.model(entry, chunk_size=args.chunk_size)
     fmt = args.format or "auto"
     bar = ProgressBar(model.ref, enabled=not args.no_progress)
     try:
         result = model.generate_to(Path(args.output), args.num_samples, format=fmt, seed=args.seed,
                                    bit_depth=args.bit_depth, outputs=args.outputs, window=args.window,
                                    progress=bar, checked=params, png_compress_level=args.png_compression,
-                                   writers=args.writers)
+                                   writers=args.writers, layout=args.layout)
     finally:
         model.close()
         site.close()

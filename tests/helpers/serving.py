@@ -30,3 +30,23 @@ def serving(settings: Settings, token: str | None = None) -> Iterator[str]:
     finally:
         server.close()
         thread.join(timeout=5)
+
+
+def this_index() -> tuple[list[str], int, int]:
+    """This repository's index/: the starter ids (the pinned models), the number of model ids
+    and the number of distinct pinned, non-yanked blobs (so tests follow new starters)."""
+    import json
+
+    from . import REPO_ROOT
+
+    ids: set[str] = set()
+    starters: set[str] = set()
+    blobs: set[str] = set()
+    for f in (REPO_ROOT / "index" / "models").glob("*/*.json"):
+        d = json.loads(f.read_text("utf-8"))
+        ids.add(d["id"])
+        sha = d["package"]["artefact"].get("sha256")
+        if sha and d.get("status") != "yanked":
+            starters.add(d["id"])
+            blobs.add(sha)
+    return sorted(starters), len(ids), len(blobs)

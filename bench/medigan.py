@@ -1,0 +1,337 @@
+"""synthmed against medigan 1.0.0 on medigan's own package layout, whole processes, printed as JSON.
+
+What it sets up (once, under ``--cache``, default ``~/.cache/synthmed-bench/medigan``):
+
+- a virtual environment of its own with medigan 1.0.0: ``torch==2.13.0`` first (the CPU
+  build this machine has locally, so nothing pulls CUDA wheels), then ``setuptools<81``
+  (medigan imports ``pkg_resources``), then ``medigan==1.0.0`` without its dependencies
+  and those named explicitly (tqdm, requests, numpy, PyGithub, matplotlib, and OpenCV for
+  the template), so torch stays 2.13.0 (checked);
+- medigan's model template, as ``bench/medigan_template/__init__.py`` (a copy written for
+  this benchmark: same calling convention and work per call) with random weights
+  (``500.pt``, ``{"generator": state_dict}``, seeded), zipped as medigan packages it;
+- a medigan working folder (``config/global.json`` and ``models/<id>/<package>.zip``;
+  medigan runs offline from them) holding the template and the index's medigan twin
+  ``ihc-patch-dcgan-medigan``;
+- a synthmed site holding the same two zips: the template's record is made by synthmed's
+  medigan importer from the same ``global.json`` entry, pinned to the zip.
+
+What it times, each a whole process (start-up, imports, loading, generating, writing PNGs),
+interleaved in a shuffled order per round with the same thread count (``--threads``):
+
+- ``medigan``: ``Generators().generate(ID, N, output_path=DIR)`` in medigan's venv;
+- ``synthmed_python``: the same call with ``from synthmed import Generators`` (one import changed);
+- ``synthmed_cli``: ``synthmed generate REF -n N -o DIR --layout medigan``;
+- ``forward_floor`` (reference, once per count): the template network's forward pass
+  alone on N latents (one load, batches of 128, inference mode) in this process: the
+  limit nothing that runs the package can beat.
+
+Each run's PNG count is checked (N files). Ratios are medigan's time over synthmed's
+(above 1: synthmed faster), min/median/max over the rounds (paired per round).
+
+    .venv/bin/python bench/medigan.py [--counts 256 2048] [--rounds 3] [--threads 2]
+                                      [--models template twin] [--out results.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+TEMPLATE_ID = "00099_TEMPLATE_DCGAN_128"
+TEMPLATE_PACKAGE = "00099_TEMPLATE_DCGAN_128"
+TWIN_ID = "ihc-patch-dcgan-medigan"
+TWIN_MEDIGAN_ID = "00098_IHC_PATCH_DCGAN_MEDIGAN"
+MEDIGAN_DEPS = ["tqdm", "requests", "numpy", "PyGithub", "matplotlib", "opencv-contrib-python-headless"]
+
+
+def log(msg: str) -> None:
+    print(f"[bench/medigan] {msg}", file=sys.stderr, flush=True)
+
+
+def run(cmd: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, check=True, text=True, capture_output=True, **kw)
+
+
+# --- medigan's environment ----------------------------------------------------------
+
+def medigan_venv(cache: Path) -> Path:
+    venv = cache / "venv"
+    py = venv / "bin" / "python"
+    if py.exists() and (venv / ".complete").exists():
+        return py
+    log(f"creating {venv} (torch==2.13.0 first, then setuptools<81, medigan==1.0.0 --no-deps)")
+    shutil.rmtree(venv, ignore_errors=True)
+    run([sys.executable, "-m", "venv", str(venv)])
+    pip = [str(py), "-m", "pip", "install", "-q"]
+    run(pip + ["torch==2.13.0"])
+    run(pip + ["setuptools<81"])
+    run(pip + ["--no-deps", "medigan==1.0.0"])
+    run(pip + MEDIGAN_DEPS)
+    version = run([str(py), "-c", "import torch; print(torch.__version__)"]).stdout.strip()
+    if not version.startswith("2.13.0"):
+        raise SystemExit(f"medigan's venv has torch {version}, not 2.13.0: something pulled another torch")
+    (venv / ".complete").write_text(version + "\n")
+    return py
+
+
+# --- packages -----------------------------------------------------------------------
+
+def reproducible_zip(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name in sorted(files):
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, files[name])
+    return buf.getvalue()
+
+
+def template_files(ngf: int = 64, seed: int = 1234) -> dict[str, bytes]:
+    """The template package's files: ``<package>/__init__.py`` (bench/medigan_template) and
+    ``<package>/500.pt`` with random weights (seeded)."""
+    import torch
+
+    sys.path.insert(0, str(HERE))
+    from medigan_template import Generator  # type: ignore[import-not-found]
+
+    torch.manual_seed(seed)
+    net = Generator(ngf=ngf)
+    buf = io.BytesIO()
+    torch.save({"generator": net.state_dict()}, buf)
+    code = (HERE / "medigan_template" / "__init__.py").read_bytes()
+    return {f"{TEMPLATE_PACKAGE}/__init__.py": code, f"{TEMPLATE_PACKAGE}/500.pt": buf.getvalue()}
+
+
+def template_zip(cache: Path, ngf: int = 64) -> Path:
+    code = (HERE / "medigan_template" / "__init__.py").read_bytes()
+    out = cache / f"{TEMPLATE_PACKAGE}-ngf{ngf}-{hashlib.sha256(code).hexdigest()[:12]}.zip"
+    if not out.exists():
+        out.write_bytes(reproducible_zip(template_files(ngf)))
+    return out
+
+
+def template_entry() -> dict[str, Any]:
+    """medigan's global.json entry for the template (the fields medigan's template metadata has)."""
+    return {
+        "execution": {
+            "package_name": TEMPLATE_PACKAGE, "package_link": f"models/{TEMPLATE_ID}/{TEMPLATE_PACKAGE}.zip",
+            "model_name": "500", "extension": ".pt", "image_size": [128, 128],
+            "dependencies": ["numpy", "torch", "opencv-contrib-python-headless"],
+            "generate_method": {"name": "generate", "args": {
+                "base": ["model_file", "num_samples", "output_path", "save_images"], "custom": {}}},
+        },
+        "selection": {
+            "performance": {"SSIM": None, "MSE": None, "NSME": None, "PSNR": None, "IS": None, "turing_test": None,
+                            "FID": None, "CLF": {"trained_on_fake": {}, "trained_on_real_and_fake": {},
+                                                 "trained_on_real": {}}},
+            "use_cases": ["benchmarking"], "organ": ["breast"], "modality": ["MMG"], "vendors": [], "centres": [],
+            "function": ["noise to image", "image generation", "unconditional generation", "data augmentation"],
+            "condition": [], "dataset": [], "augmentations": [], "generates": ["mass roi"],
+            "height": 128, "width": 128, "depth": None, "type": "DCGAN", "license": "MIT",
+            "dataset_type": "public", "privacy_preservation": None, "tags": ["template", "random weights"],
+            "year": "2026",
+        },
+        "description": {"title": "medigan's model template with random weights (benchmark)", "provided_date": None,
+                        "trained_date": None, "provided_after_epoch": None, "version": "0.0.1",
+                        "publication": None, "doi": [], "inputs": [],
+                        "comment": "bench/medigan_template: medigan's template layout, random weights"},
+    }
+
+
+def twin_entry(twin: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "execution": {
+            "package_name": TWIN_MEDIGAN_ID, "package_link": f"models/{TWIN_MEDIGAN_ID}/{TWIN_MEDIGAN_ID}.zip",
+            "model_name": "model", "extension": ".pt", "image_size": [64, 64], "dependencies": ["numpy", "torch"],
+            "generate_method": {"name": "generate", "args": {
+                "base": ["model_file", "num_samples", "output_path", "save_images"], "custom": {}}},
+        },
+        "selection": {"performance": {}, "modality": list(twin.get("modality", [])), "type": "DCGAN",
+                      "organ": list(twin.get("anatomy", [])), "tags": list(twin.get("tags", []))},
+        "description": {"title": twin.get("title"), "version": twin.get("version")},
+    }
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def setup(cache: Path) -> dict[str, Any]:
+    """medigan's working folder and a synthmed site holding the same packages."""
+    cache.mkdir(parents=True, exist_ok=True)
+    tzip = template_zip(cache)
+    twin = json.loads((ROOT / "index" / "models" / TWIN_ID / "1.0.0.json").read_text())
+    twin_zip = ROOT / "index" / "artefacts" / TWIN_ID / "1.0.0.zip"
+
+    work = cache / "medigan-work"
+    (work / "config").mkdir(parents=True, exist_ok=True)
+    (work / "models").mkdir(exist_ok=True)
+    (work / "models" / "__init__.py").write_text("")
+    config = {TEMPLATE_ID: template_entry(), TWIN_MEDIGAN_ID: twin_entry(twin)}
+    (work / "config" / "global.json").write_text(json.dumps(config, indent=1))
+    for mid, z in ((TEMPLATE_ID, tzip), (TWIN_MEDIGAN_ID, twin_zip)):
+        d = work / "models" / mid
+        target = d / f"{mid}.zip"  # package_name == model id for both
+        if not target.exists() or target.read_bytes() != z.read_bytes():
+            shutil.rmtree(d, ignore_errors=True)  # medigan unpacks beside the zip: start clean
+            d.mkdir(parents=True)
+            shutil.copy(z, target)
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from helpers.sites import make_site_home  # type: ignore[import-not-found]
+
+    from synthmed.registry.medigan_import import convert_entry
+
+    outcome = convert_entry(TEMPLATE_ID, template_entry())
+    if outcome.record is None:
+        raise SystemExit(f"synthmed's importer refused the template entry: {outcome.reason}")
+    rec = outcome.record
+    rec["package"]["artefact"].update(sha256=sha256_file(tzip), size=tzip.stat().st_size,
+                                      sources=[tzip.resolve().as_uri()])
+    twin_rec = json.loads(json.dumps(twin))
+    twin_rec["package"]["artefact"]["sources"] = [twin_zip.resolve().as_uri()]
+    home = cache / "site"
+    shutil.rmtree(home, ignore_errors=True)
+    make_site_home(home, [rec, twin_rec])
+    return {"work": work, "home": home, "template_ref": rec["id"], "template_zip": tzip,
+            "ids": {"template": (TEMPLATE_ID, rec["id"]), "twin": (TWIN_MEDIGAN_ID, TWIN_ID)}}
+
+
+# --- timing -------------------------------------------------------------------------
+
+def env_for(threads: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNTHMED_")}
+    env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONHASHSEED="0")
+    return env
+
+
+def commands(variant: str, medigan_py: Path, home: Path, medigan_id: str, ref: str, n: int,
+             out: Path, threads: int) -> tuple[list[str], Path | None]:
+    prelude = f"import torch; torch.set_num_threads({threads}); "
+    if variant == "medigan":
+        code = prelude + f"from medigan import Generators; Generators().generate({medigan_id!r}, {n}, output_path={str(out)!r})"
+        return [str(medigan_py), "-c", code], None
+    if variant == "synthmed_python":
+        code = (prelude + f"from synthmed import Generators; "
+                f"Generators({str(home)!r}, mode='inline', progress=False).generate({ref!r}, {n}, output_path={str(out)!r})")
+        return [sys.executable, "-c", code], None
+    if variant == "synthmed_cli":
+        return [sys.executable, "-m", "synthmed.cli", "--site", str(home), "generate", ref, "-n", str(n), "-o",
+                str(out), "--layout", "medigan", "--mode", "inline", "--no-progress"], None
+    raise ValueError(variant)
+
+
+def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    dt = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd[:3])} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return dt
+
+
+def count_pngs(folder: Path) -> int:
+    return len(list(folder.glob("*.png")))
+
+
+def forward_floor(template_zip: Path, n: int, threads: int) -> float:
+    """The template network's forward pass alone on n latents: one load, batches of 128."""
+    import torch
+
+    sys.path.insert(0, str(HERE))
+    from medigan_template import Generator  # type: ignore[import-not-found]
+
+    torch.set_num_threads(threads)
+    with zipfile.ZipFile(template_zip) as zf:
+        state = torch.load(io.BytesIO(zf.read(f"{TEMPLATE_PACKAGE}/500.pt")), weights_only=True)
+    net = Generator(ngf=state["generator"]["main.0.weight"].shape[1] // 16)
+    net.load_state_dict(state["generator"])
+    net.eval()
+    torch.manual_seed(0)
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        for start in range(0, n, 128):
+            net(torch.randn(min(128, n - start), 100, 1, 1))
+    return time.perf_counter() - t0
+
+
+def stats(values: list[float]) -> dict[str, float]:
+    return {"min": round(min(values), 3), "median": round(statistics.median(values), 3), "max": round(max(values), 3)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--counts", type=int, nargs="+", default=[256, 2048])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--models", nargs="+", default=["template", "twin"], choices=["template", "twin"])
+    ap.add_argument("--variants", nargs="+", default=["medigan", "synthmed_python", "synthmed_cli"])
+    ap.add_argument("--cache", type=Path, default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+                    / "synthmed-bench" / "medigan")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+
+    medigan_py = medigan_venv(args.cache)
+    s = setup(args.cache)
+    env = env_for(args.threads)
+    scratch = args.cache / "runs"
+    results: dict[str, Any] = {"load_average_start": list(os.getloadavg()), "threads": args.threads,
+                               "rounds": args.rounds, "models": {}}
+    rng = random.Random(0)
+    for model in args.models:
+        medigan_id, ref = s["ids"][model]
+        # warm-up: medigan unpacks its zip, synthmed verifies and unpacks into its store
+        for variant in args.variants:
+            shutil.rmtree(scratch, ignore_errors=True)
+            cmd, _ = commands(variant, medigan_py, s["home"], medigan_id, ref, 2, scratch / "warm", args.threads)
+            timed(cmd, s["work"], env)
+        per_count: dict[str, Any] = {}
+        for n in args.counts:
+            times: dict[str, list[float]] = {v: [] for v in args.variants}
+            for r in range(args.rounds):
+                order = list(args.variants)
+                rng.shuffle(order)
+                for variant in order:
+                    shutil.rmtree(scratch, ignore_errors=True)
+                    out = scratch / variant
+                    cmd, _ = commands(variant, medigan_py, s["home"], medigan_id, ref, n, out, args.threads)
+                    dt = timed(cmd, s["work"], env)
+                    got = count_pngs(out)
+                    if got != n:
+                        raise SystemExit(f"{variant} wrote {got} PNGs for {n} samples in {out}")
+                    times[variant].append(dt)
+                    log(f"{model} n={n} round {r + 1}: {variant} {dt:.2f}s (load {os.getloadavg()[0]:.2f})")
+            entry: dict[str, Any] = {"seconds": {v: stats(t) for v, t in times.items()}}
+            if "medigan" in times:
+                entry["speed_vs_medigan"] = {v: stats([m / x for m, x in zip(times["medigan"], t)])
+                                             for v, t in times.items() if v != "medigan"}
+            if model == "template":
+                entry["forward_floor_s"] = round(forward_floor(s["template_zip"], n, args.threads), 3)
+            per_count[str(n)] = entry
+        results["models"][model] = per_count
+    results["load_average_end"] = list(os.getloadavg())
+    text = json.dumps(results, indent=2)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
