@@ -154,3 +154,16 @@ def test_reference_set_never_leaves_the_site(site: Path, tmp_path: Path) -> None
         assert hashlib.sha256(data).hexdigest() not in secret, p
         assert b"references" not in data and manifest["identity"].encode() not in data, p
         assert not p.name.endswith(".npz")
+
+
+def test_catalog_rebuild_keeps_the_measured_values(site: Path) -> None:
+    from synthmed.daemon.rebuild import rebuild_catalog
+
+    settings = load_settings(site)
+    with Catalog.open(settings.catalog_path) as cat:
+        before = cat.conn.execute("SELECT count(*) FROM evaluations").fetchone()[0]
+    assert before > 0
+    rebuild_catalog(settings)
+    with Catalog.open(settings.catalog_path) as cat:
+        assert cat.conn.execute("SELECT count(*) FROM evaluations").fetchone()[0] == before
+        assert cat.ranking("fd").basis == "measured"
