@@ -119,7 +119,7 @@ def test_unverified_inception_is_refused(site: Path, capsys: pytest.CaptureFixtu
 def test_nightly_evaluation_writes_the_report(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import synthmed.daemon.nightly as nightly
 
-    monkeypatch.setattr(nightly, "NIGHTLY_SAMPLES", 12)
+    monkeypatch.setattr(nightly, "NIGHTLY_SAMPLES", 6)  # the fewest density/coverage (k=5) allow
     settings = load_settings(site)
     folder = site / "reports" / "nightly-test"
     folder.mkdir(parents=True)
