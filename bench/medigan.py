@@ -52,10 +52,12 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-TEMPLATE_ID = "00099_TEMPLATE_DCGAN_128"
-TEMPLATE_PACKAGE = "00099_TEMPLATE_DCGAN_128"
 TWIN_ID = "ihc-patch-dcgan-medigan"
 TWIN_MEDIGAN_ID = "00098_IHC_PATCH_DCGAN_MEDIGAN"
+sys.path.insert(0, str(ROOT / "tests"))
+from helpers.medigan_calls import (TEMPLATE_ID, TEMPLATE_PACKAGE, reproducible_zip, template_entry,  # noqa: E402
+                                   template_files)
+
 MEDIGAN_DEPS = ["tqdm", "requests", "numpy", "PyGithub", "matplotlib", "opencv-contrib-python-headless"]
 
 
@@ -91,67 +93,12 @@ def medigan_venv(cache: Path) -> Path:
 
 # --- packages -----------------------------------------------------------------------
 
-def reproducible_zip(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name in sorted(files):
-            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
-            info.external_attr = 0o644 << 16
-            info.compress_type = zipfile.ZIP_DEFLATED
-            zf.writestr(info, files[name])
-    return buf.getvalue()
-
-
-def template_files(ngf: int = 64, seed: int = 1234) -> dict[str, bytes]:
-    """The template package's files: ``<package>/__init__.py`` (bench/medigan_template) and
-    ``<package>/500.pt`` with random weights (seeded)."""
-    import torch
-
-    sys.path.insert(0, str(HERE))
-    from medigan_template import Generator  # type: ignore[import-not-found]
-
-    torch.manual_seed(seed)
-    net = Generator(ngf=ngf)
-    buf = io.BytesIO()
-    torch.save({"generator": net.state_dict()}, buf)
-    code = (HERE / "medigan_template" / "__init__.py").read_bytes()
-    return {f"{TEMPLATE_PACKAGE}/__init__.py": code, f"{TEMPLATE_PACKAGE}/500.pt": buf.getvalue()}
-
-
 def template_zip(cache: Path, ngf: int = 64) -> Path:
     code = (HERE / "medigan_template" / "__init__.py").read_bytes()
     out = cache / f"{TEMPLATE_PACKAGE}-ngf{ngf}-{hashlib.sha256(code).hexdigest()[:12]}.zip"
     if not out.exists():
         out.write_bytes(reproducible_zip(template_files(ngf)))
     return out
-
-
-def template_entry() -> dict[str, Any]:
-    """medigan's global.json entry for the template (the fields medigan's template metadata has)."""
-    return {
-        "execution": {
-            "package_name": TEMPLATE_PACKAGE, "package_link": f"models/{TEMPLATE_ID}/{TEMPLATE_PACKAGE}.zip",
-            "model_name": "500", "extension": ".pt", "image_size": [128, 128],
-            "dependencies": ["numpy", "torch", "opencv-contrib-python-headless"],
-            "generate_method": {"name": "generate", "args": {
-                "base": ["model_file", "num_samples", "output_path", "save_images"], "custom": {}}},
-        },
-        "selection": {
-            "performance": {"SSIM": None, "MSE": None, "NSME": None, "PSNR": None, "IS": None, "turing_test": None,
-                            "FID": None, "CLF": {"trained_on_fake": {}, "trained_on_real_and_fake": {},
-                                                 "trained_on_real": {}}},
-            "use_cases": ["benchmarking"], "organ": ["breast"], "modality": ["MMG"], "vendors": [], "centres": [],
-            "function": ["noise to image", "image generation", "unconditional generation", "data augmentation"],
-            "condition": [], "dataset": [], "augmentations": [], "generates": ["mass roi"],
-            "height": 128, "width": 128, "depth": None, "type": "DCGAN", "license": "MIT",
-            "dataset_type": "public", "privacy_preservation": None, "tags": ["template", "random weights"],
-            "year": "2026",
-        },
-        "description": {"title": "medigan's model template with random weights (benchmark)", "provided_date": None,
-                        "trained_date": None, "provided_after_epoch": None, "version": "0.0.1",
-                        "publication": None, "doi": [], "inputs": [],
-                        "comment": "bench/medigan_template: medigan's template layout, random weights"},
-    }
 
 
 def twin_entry(twin: dict[str, Any]) -> dict[str, Any]:
@@ -193,7 +140,6 @@ def setup(cache: Path) -> dict[str, Any]:
             d.mkdir(parents=True)
             shutil.copy(z, target)
 
-    sys.path.insert(0, str(ROOT / "tests"))
     from helpers.sites import make_site_home  # type: ignore[import-not-found]
 
     from synthmed.registry.medigan_import import convert_entry
@@ -255,7 +201,7 @@ def forward_floor(template_zip: Path, n: int, threads: int) -> float:
     import torch
 
     sys.path.insert(0, str(HERE))
-    from medigan_template import Generator  # type: ignore[import-not-found]
+    from medigan_template import Generator  # type: ignore[import-not-found]  # bench/medigan_template
 
     torch.set_num_threads(threads)
     with zipfile.ZipFile(template_zip) as zf:

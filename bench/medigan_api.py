@@ -35,8 +35,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT / "tests"))
 
 import medigan as bench  # noqa: E402  (bench/medigan.py)
-from helpers.medigan_calls import (ANSWERS, CATALOGUE, TEMPLATE_ID, compare, prepare_work,  # noqa: E402
-                                   run_calls)
+from helpers.medigan_calls import ANSWERS, build_side_by_side, compare, prepare_work, run_calls  # noqa: E402
 
 MEDIGAN_SIDE = r"""
 import importlib.util, json, logging, sys
@@ -51,42 +50,6 @@ answers["__signatures__"] = {name: [p for p in inspect.signature(getattr(Generat
                              for name in mc.MEDIGAN_METHODS}
 print("\n@@ANSWERS@@" + json.dumps(answers))
 """
-
-
-def api_setup(cache: Path, ngf: int = 4) -> dict[str, Any]:
-    """medigan's working folder and a synthmed site with the catalogue and the template."""
-    from helpers.sites import make_site_home  # type: ignore[import-not-found]
-
-    from synthmed.registry.medigan_import import convert_entry
-
-    zip_bytes = bench.reproducible_zip(bench.template_files(ngf))
-    tzip = cache / f"api-template-{hashlib.sha256(zip_bytes).hexdigest()[:12]}.zip"
-    tzip.write_bytes(zip_bytes)
-    entries = json.loads(CATALOGUE.read_text())
-    template = bench.template_entry()
-    template["selection"]["performance"]["FID"] = 500.0  # ranked last by FID ascending
-    entries[TEMPLATE_ID] = template
-    work = cache / "api-medigan-work"
-    shutil.rmtree(work, ignore_errors=True)
-    (work / "config").mkdir(parents=True)
-    (work / "models" / TEMPLATE_ID).mkdir(parents=True)
-    (work / "models" / "__init__.py").write_text("")
-    (work / "config" / "global.json").write_text(json.dumps(entries, indent=1))
-    shutil.copy(tzip, work / "models" / TEMPLATE_ID / f"{TEMPLATE_ID}.zip")
-    records = []
-    for original_id, entry in entries.items():
-        outcome = convert_entry(original_id, entry)
-        if outcome.record is None:
-            raise SystemExit(f"synthmed's importer refused {original_id}: {outcome.reason}")
-        rec = outcome.record
-        if original_id == TEMPLATE_ID:
-            rec["package"]["artefact"].update(sha256=hashlib.sha256(zip_bytes).hexdigest(), size=len(zip_bytes),
-                                              sources=[tzip.resolve().as_uri()])
-        records.append(rec)
-    home = cache / "api-site"
-    shutil.rmtree(home, ignore_errors=True)
-    make_site_home(home, records)
-    return {"work": work, "home": home, "local_files": bench.template_files(ngf)}
 
 
 def synthmed_answers(home: Path, local_files: dict[str, bytes]) -> dict[str, Any]:
@@ -144,7 +107,7 @@ def main() -> int:
     args = ap.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
     py = bench.medigan_venv(args.cache)
-    setup = api_setup(args.cache)
+    setup = build_side_by_side(args.cache)
     theirs = medigan_answers(py, setup)
     ours = synthmed_answers(setup["home"], setup["local_files"])
     verdict = compare(theirs, ours)

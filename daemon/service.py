@@ -149,7 +149,10 @@ class Daemon:
         if self._stop.is_set():  # queued while another job ran: a stopping daemon starts nothing new
             log.info("job %s: not started, the daemon is stopping", name)
             return False
-        job = self.jobs[name]
+        job = self.jobs.get(name)
+        if job is None:  # removed by a reload while it was queued
+            log.info("job %s: not started, no longer registered", name)
+            return False
         settings = self.settings  # one job runs with one set of settings, even across a reload
         started = utcnow()
         log.info("job %s: starting", name)

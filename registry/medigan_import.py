@@ -22,7 +22,8 @@ from packaging.requirements import InvalidRequirement, Requirement
 from . import spdx
 from .errors import ImportError_
 from .records import is_valid_id, record_relpath, validate_data
-from .semver import is_version
+from .runner.formats import PACKAGE_PLACEHOLDER
+from .semver import is_version, parse_version, version_key
 
 log = logging.getLogger(__name__)
 
@@ -208,8 +209,8 @@ def _family(arch: str) -> str:
         return "diffusion"
     if "vae" in a or "autoencoder" in a:
         return "vae"
-    if "gan" in a or a in {"pix2pix", "inpaint generator"}:
-        return "gan"
+    if "gan" in a or a.startswith("pix2pix") or a in {"inpaint generator"}:
+        return "gan"  # pix2pix and pix2pixHD are conditional GANs
     return "other"
 
 
@@ -226,6 +227,93 @@ def _task(functions: list[str], arch: str) -> str:
     if "unconditional" in f or "noise to image" in f:
         return "unconditional"
     return "other"
+
+
+# --- outputs, package paths, what is not kept (issue 12) --------------------------------
+
+#: medigan's functions/generates wording of a model that makes a mask with each image
+_MASK_WORDS = ("noise to image and mask", "segmentation mask", "binary mask", "tumor grade mask")
+
+
+def makes_masks(original_id: str, selection: Mapping[str, Any], comment: str) -> bool:
+    """Whether a medigan entry's samples are image + mask: ``W_MASKS`` in its id, or its
+    ``function``/``generates`` name masks it makes."""
+    words = " | ".join(x.lower() for x in _strings(selection.get("function")) + _strings(selection.get("generates")))
+    return "W_MASK" in original_id.upper() or any(w in words for w in _MASK_WORDS)
+
+
+def medigan_outputs(original_id: str, selection: Mapping[str, Any], size: list[int], comment: str,
+                    notes: list[str]) -> list[dict[str, Any]]:
+    """The record's outputs: one ``image``, or for an image+mask model an ``image`` and a
+    ``mask`` (kind mask) as separate named outputs. A 4-channel medigan sample is taken as
+    an RGB image with its mask in channel 4 (synthmed's runner splits one array whose channels
+    are the outputs' channels in record order); a tuple sample gives its arrays in order."""
+    channels = size[2] if len(size) >= 3 and size[2] <= 4 else 1
+    hw = size[:2]
+    if not makes_masks(original_id, selection, comment):
+        return [{"name": "image", "kind": "image", "dims": 2, "shape": hw + ([channels] if channels > 1 else []),
+                 "dtype": "uint8", "channels": channels, "value_range": [0, 255]}]
+    image_channels = 3 if channels == 4 else channels
+    mask_channels = 3 if "3-channel segmentation mask" in comment.lower() else 1
+    notes.append(f"image+mask model: outputs 'image' ({image_channels} channel(s)) and 'mask' "
+                 f"({mask_channels} channel(s))" + (", split from medigan's 4-channel sample (mask in channel 4)"
+                                                    if channels == 4 else ", from medigan's (image, mask) tuples"))
+    return [
+        {"name": "image", "kind": "image", "dims": 2, "shape": hw + ([image_channels] if image_channels > 1 else []),
+         "dtype": "uint8", "channels": image_channels, "value_range": [0, 255]},
+        {"name": "mask", "kind": "mask", "dims": 2, "shape": hw + ([mask_channels] if mask_channels > 1 else []),
+         "dtype": "uint8", "channels": mask_channels, "value_range": [0, 255]},
+    ]
+
+
+
+
+def package_relative_args(original_id: str, custom: Mapping[str, Any], notes: list[str]) -> dict[str, Any]:
+    """Default arguments that point into medigan's own copy of the package
+    (``models/<id>/...``) become ``{package}/...``: the runner resolves them inside the
+    verified package folder, so they work without the user passing an internal path."""
+    prefix = f"models/{original_id}/"
+    out: dict[str, Any] = {}
+    for key, value in custom.items():
+        if isinstance(value, str) and value.replace("\\", "/").lower().startswith(prefix.lower()):
+            rest = value.replace("\\", "/")[len(prefix):]
+            out[key] = f"{PACKAGE_PLACEHOLDER}/{rest}"
+            notes.append(f"generate argument {key}={value!r} is inside medigan's package folder: "
+                         f"recorded as {out[key]!r}, resolved inside the verified package")
+        else:
+            out[key] = value
+    return out
+
+
+#: medigan fields a record keeps (mapped onto its own fields), by section
+_KEPT = {
+    "execution": {"package_name", "package_link", "model_name", "extension", "image_size", "dependencies",
+                  "generate_method"},
+    "selection": {"performance", "use_cases", "organ", "modality", "dataset", "augmentations", "generates",
+                  "height", "width", "type", "license", "dataset_type", "privacy_preservation", "tags",
+                  "function", "depth"},
+    "description": {"title", "version", "doi", "publication", "inputs", "comment", "trained_date"},
+}
+
+
+def dropped_notes(entry: Mapping[str, Any]) -> list[str]:
+    """An import note for every medigan field with a value that the record does not keep."""
+    notes = []
+    for section, kept in _KEPT.items():
+        block = entry.get(section)
+        if not isinstance(block, Mapping):
+            continue
+        for key, value in block.items():
+            if key in kept or value in (None, "", [], {}):
+                continue
+            notes.append(f"{section}.{key}={json.dumps(value, ensure_ascii=False)[:200]} is not kept "
+                         "(synthmed's record has no field for it)")
+    gm = (entry.get("execution") or {}).get("generate_method")
+    if isinstance(gm, Mapping):
+        for key, value in gm.items():
+            if key not in ("name", "args") and value not in (None, "", [], {}):
+                notes.append(f"execution.generate_method.{key}={json.dumps(value)[:200]} is not kept")
+    return notes
 
 
 def _input_help(lines: Any) -> dict[str, str]:
@@ -399,8 +487,6 @@ def _convert(original_id: str, entry: Any, notes: list[str], commit: str | None,
         size = [h, w]
     if not size:
         raise ImportError_("no usable image size (execution.image_size, or selection.height/width)")
-    channels = size[2] if len(size) >= 3 and size[2] <= 4 else 1
-    shape = size[:2] + ([channels] if channels > 1 else [])
 
     generate = execution.get("generate_method") or {}
     gen_name = str(generate.get("name") or "generate") if isinstance(generate, dict) else "generate"
@@ -409,6 +495,7 @@ def _convert(original_id: str, entry: Any, notes: list[str], commit: str | None,
     if not isinstance(custom, dict):
         notes.append("generate_method.args.custom is not an object; ignored")
         custom = {}
+    custom = package_relative_args(original_id, custom, notes)
     inputs = _inputs(custom, _input_help(desc.get("inputs")))
 
     publications = []
@@ -468,10 +555,7 @@ def _convert(original_id: str, entry: Any, notes: list[str], commit: str | None,
         "architecture": {"family": _family(arch_name), "name": arch_name},
         "task": _task(functions, arch_name),
         "inputs": inputs,
-        "outputs": [{
-            "name": "image", "kind": "image", "dims": 2, "shape": shape, "dtype": "uint8",
-            "channels": channels, "value_range": [0, 255],
-        }],
+        "outputs": medigan_outputs(original_id, selection, size, comment, notes),
         "training": training,
         "metrics": _metrics(selection.get("performance"), notes),
         "license": lic,
@@ -488,6 +572,7 @@ def _convert(original_id: str, entry: Any, notes: list[str], commit: str | None,
     }
     if lic_text:
         record["license_text"] = lic_text
+    notes.extend(dropped_notes(entry))
     if notes:
         record["provenance"]["import_notes"] = list(notes)
 
@@ -521,11 +606,51 @@ def load_catalogue(path: Path) -> dict[str, Any]:
     return data
 
 
+#: the import note of a record published under a new version because a newer importer
+#: converts medigan's entry differently (published versions never change in place)
+REIMPORT_NOTE = ("re-imported: the importer's conversion of this medigan entry changed, and a published "
+                 "version never changes, so this is a new synthmed version of medigan's version {medigan}")
+
+
+def _with_version(record: Mapping[str, Any], version: str, medigan_version: str) -> dict[str, Any]:
+    """The record as version ``version`` (a re-import above medigan's own says so in its notes)."""
+    out = json.loads(json.dumps(record))
+    out["version"] = version
+    if version != medigan_version:
+        notes = out.setdefault("provenance", {}).setdefault("import_notes", [])
+        notes.append(REIMPORT_NOTE.format(medigan=medigan_version))
+    return out
+
+
+def _record_text(record: Mapping[str, Any]) -> str:
+    return json.dumps(record, indent=2, ensure_ascii=False) + "\n"
+
+
+def place_version(record: dict[str, Any], folder: Path) -> tuple[dict[str, Any], str]:
+    """Where a converted record goes among the versions already in ``folder``
+    (``models/<id>/``): ``(record, "unchanged")`` when a version there holds exactly this
+    conversion, else ``(record, "created")`` under medigan's version, or, when that file
+    exists with other content (a published version is immutable), under the next patch
+    version above every version there."""
+    medigan_version = str(record["version"])
+    existing = sorted((p.stem for p in folder.glob("*.json") if is_version(p.stem)), key=version_key)
+    for v in existing:
+        candidate = _with_version(record, v, medigan_version)
+        if (folder / f"{v}.json").read_text("utf-8") == _record_text(candidate):
+            return candidate, "unchanged"
+    if medigan_version not in existing:
+        return record, "created"
+    top = parse_version(existing[-1])
+    nxt = f"{top.major}.{top.minor}.{top.patch + 1}"
+    return _with_version(record, nxt, medigan_version), "created"
+
+
 def import_catalogue(path: Path, into: Path, *, commit: str | None = None, dry_run: bool = False) -> list[ImportOutcome]:
     """Convert every entry and write the records under ``into/models``.
 
-    An existing record file with different content is never overwritten (merged
-    versions are immutable): that entry is reported with the reason.
+    A file already there is never overwritten (merged versions are immutable): a conversion
+    equal to a version there is "unchanged"; a different one is written as a new version
+    (:func:`place_version`).
     """
     outcomes = []
     folder = Path(path).resolve().parent
@@ -533,21 +658,17 @@ def import_catalogue(path: Path, into: Path, *, commit: str | None = None, dry_r
     for original_id, entry in load_catalogue(path).items():
         outcome = convert_entry(str(original_id), entry, commit=commit, base=base)
         if outcome.record is not None:
-            rel = record_relpath(outcome.record["id"], outcome.record["version"])
-            target = into / rel
+            model_dir = into / record_relpath(outcome.record["id"], outcome.record["version"])
+            record, state = place_version(outcome.record, model_dir.parent)
+            outcome.record = record
+            target = into / record_relpath(record["id"], record["version"])
             outcome.path = str(target)
-            text = json.dumps(outcome.record, indent=2, ensure_ascii=False) + "\n"
-            if target.exists():
-                if target.read_text("utf-8") == text:
-                    outcome.written = "unchanged"
-                else:
-                    outcome.reason = (f"{target} exists with different content; a merged version is immutable "
-                                      "(bump the version, or delete the file if it was never merged)")
-                    outcome.record = None
+            if state == "unchanged":
+                outcome.written = "unchanged"
             elif not dry_run:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 tmp = target.with_suffix(".json.tmp")
-                tmp.write_text(text, "utf-8")
+                tmp.write_text(_record_text(record), "utf-8")
                 tmp.replace(target)
                 outcome.written = "created"
         if outcome.reason:

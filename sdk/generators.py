@@ -30,7 +30,10 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 import numpy as np
 
+from synthmed.registry.contribute import contribute, reproducible_zip, test_package_dir, upload_zenodo
 from synthmed.registry.errors import ConfigError, ModelNotFound, ModelRunError
+from synthmed.registry.medigan_import import convert_entry
+from synthmed.registry.modeltest_site import test_ref
 from synthmed.registry.ranking import ranked_values
 from synthmed.registry.records import Record, validate_data
 
@@ -168,8 +171,6 @@ class Generators:
         return not problems
 
     def _metadata_record(self, model_id: str, metadata: Mapping[str, Any]) -> tuple[dict[str, Any] | None, list[str]]:
-        from synthmed.registry.medigan_import import convert_entry
-
         if metadata.get("format") == "synthmed-record/1":
             return dict(metadata), []
         entry = metadata.get(model_id, metadata) if isinstance(metadata.get(model_id), Mapping) else metadata
@@ -603,11 +604,11 @@ class Generators:
         return data
 
     def push_to_zenodo(self, model_id: str, zenodo_access_token: str, creator_name: str = "unknown name",
-                       creator_affiliation: str = "unknown affiliation", model_description: str = "") -> str:
-        """Upload the contributor's package (a reproducible zip) to Zenodo and return the
-        file's URL; pinning and publishing go through an index (warned once)."""
-        from synthmed.registry.contribute import reproducible_zip, upload_zenodo
-
+                       creator_affiliation: str = "unknown affiliation", model_description: str = "", *,
+                       zenodo_host: str | None = None) -> str:
+        """Upload the contributor's package (a reproducible zip) to Zenodo (``zenodo_host``,
+        default the site's ``sources.zenodo_host``) and return its ``zenodo:<record>/<file>``
+        source; pinning and publishing go through an index (warned once)."""
         mc.warn_once("push_to_zenodo", "push_to_zenodo: synthmed uploads a reproducible zip; the model is "
                      "published by a pull request to an index (`synthmed contribute`), not by the upload itself")
         c = self._contributor(model_id)
@@ -621,7 +622,8 @@ class Generators:
             reproducible_zip(c.package_path, zip_path)
             record = {"id": model_id, "version": "0.0.1", "title": model_id, "summary": model_description or model_id,
                       "authors": [{"name": creator_name, "affiliation": creator_affiliation}]}
-            return upload_zenodo(zip_path, record, host="https://zenodo.org", token=zenodo_access_token)
+            host = zenodo_host or self.site.settings.sources.zenodo_host
+            return upload_zenodo(zip_path, record, host=host, token=zenodo_access_token)
 
     def push_to_github(self, model_id: str, github_access_token: str | None = None, package_link: str | None = None,
                        creator_name: str = "", creator_affiliation: str = "", model_description: str = "",
@@ -638,8 +640,6 @@ class Generators:
         record, problems = self._metadata_record(model_id, c.metadata or {})
         if record is None:
             raise ConfigError(f"{model_id}: the contributor's metadata cannot be read: {'; '.join(problems)}")
-        from synthmed.registry.contribute import contribute
-
         return contribute(c.package_path or ".", model_id=model_id.lower(), version=version, metadata=record,
                           index=index, store="index")
 
@@ -650,9 +650,6 @@ class Generators:
         same test a contribution gets, or the site's model (``synthmed test``'s checks:
         shapes, determinism, ...). Returns the test result (medigan returns None and
         raises on failure; synthmed raises ModelRunError when the test fails)."""
-        from synthmed.registry.contribute import test_package_dir
-        from synthmed.registry.modeltest_site import test_ref
-
         self._install_note(install_dependencies)
         contributor = self.get_model_contributor_by_id(str(model_id)) if is_local_model else None
         if contributor is not None:
@@ -689,8 +686,6 @@ class Generators:
         given as ``index=`` for a pull request; no GitHub issue. synthmed's own form,
         ``contribute(package_dir=..., model_id=..., version=..., metadata=..., index=...)``,
         works as ``synthmed contribute``."""
-        from synthmed.registry.contribute import contribute
-
         self._install_note(install_dependencies)
         if "package_dir" in kwargs:  # synthmed's form
             return contribute(kwargs.pop("package_dir"), model_id=model_id, **kwargs)

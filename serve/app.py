@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from pathlib import Path
 from typing import Any, Callable, Iterable
 from urllib.parse import urlencode
@@ -58,12 +57,11 @@ READ_METHODS = ("GET", "HEAD")
 
 
 class SiteApp:
-    """The WSGI application. ``settings_ref`` returns the current settings (the server may reload them)."""
+    """The WSGI application over one site's settings (built once at start-up)."""
 
     def __init__(self, settings: Settings, *, token: str | None = None,
                  status_fn: Callable[[Settings, Catalog | None], dict[str, Any]] | None = None) -> None:
-        self._settings = settings
-        self._lock = threading.Lock()
+        self.settings = settings
         self.token = token
         self.status_fn = status_fn
         self.env = Environment(loader=PackageLoader("synthmed.serve", "templates"),
@@ -71,11 +69,6 @@ class SiteApp:
         self.env.globals["qs"] = lambda params: urlencode(params)
         # only web links become links: a record's javascript: or file: URL stays text
         self.env.filters["is_web"] = lambda url: isinstance(url, str) and url.startswith(("https://", "http://"))
-
-    @property
-    def settings(self) -> Settings:
-        with self._lock:
-            return self._settings
 
     def render(self, name: str, status: int = 200, **ctx: Any) -> Response:
         html = self.env.get_template(name).render(site=self.settings, **ctx)
@@ -192,6 +185,8 @@ class SiteApp:
         resp = self.dispatch(request)
         for k, v in SECURITY_HEADERS.items():
             resp.headers.setdefault(k, v)
+        # one line per request: who fetched which blob or index (the query string is left out)
+        log.info("%s %s %s %s", request.remote_addr, request.method, request.path, resp.status_code)
         return resp(environ, start_response)
 
 

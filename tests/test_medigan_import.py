@@ -39,10 +39,76 @@ def test_imports_all_15_as_unverified(tmp_path: Path, catalogue: dict) -> None:
 
 
 def test_committed_index_matches_importer(tmp_path: Path, catalogue: dict) -> None:
-    mi.import_catalogue(CATALOGUE, tmp_path, commit="db39b901")
-    for f in (tmp_path / "models").glob("*/*.json"):
-        committed = REPO_ROOT / "index" / f.relative_to(tmp_path)
-        assert committed.read_text() == f.read_text(), f"{committed} is stale: rerun the import"
+    """The index holds this importer's conversion of every entry (as its latest version);
+    re-importing into a copy of it changes nothing."""
+    import shutil
+
+    copy = tmp_path / "index"
+    shutil.copytree(REPO_ROOT / "index" / "models", copy / "models")
+    outcomes = mi.import_catalogue(CATALOGUE, copy, commit="db39b901")
+    assert [o.written for o in outcomes] == ["unchanged"] * 15, \
+        [(o.original_id, o.written, o.path) for o in outcomes if o.written != "unchanged"]
+    fresh = mi.import_catalogue(CATALOGUE, tmp_path / "fresh", commit="db39b901")
+    for o in fresh:  # the same conversion as the committed one, under medigan's own version
+        assert o.path is not None and o.record is not None
+        committed = REPO_ROOT / "index" / next(x for x in outcomes if x.original_id == o.original_id).path.split(
+            str(copy) + "/", 1)[1]
+        data = json.loads(committed.read_text())
+        data["version"] = o.record["version"]
+        data["provenance"]["import_notes"] = [n for n in data["provenance"].get("import_notes", [])
+                                              if not n.startswith("re-imported")] or None
+        if data["provenance"]["import_notes"] is None:
+            del data["provenance"]["import_notes"]
+        assert data == o.record, o.original_id
+
+
+def test_a_changed_conversion_is_a_new_version_never_a_rewrite(tmp_path: Path, catalogue: dict) -> None:
+    entry = catalogue["00001_DCGAN_MMG_CALC_ROI"]
+    first = mi.convert_entry("00001_DCGAN_MMG_CALC_ROI", entry).record
+    assert first is not None
+    folder = tmp_path / "models" / "00001_dcgan_mmg_calc_roi"
+    folder.mkdir(parents=True)
+    old = dict(first, title="an older conversion")
+    (folder / "0.0.1.json").write_text(json.dumps(old, indent=2) + "\n")
+    rec, state = mi.place_version(first, folder)
+    assert state == "created" and rec["version"] == "0.0.2"
+    assert any(n.startswith("re-imported") for n in rec["provenance"]["import_notes"])
+    (folder / "0.0.2.json").write_text(json.dumps(rec, indent=2, ensure_ascii=False) + "\n")
+    again, state = mi.place_version(first, folder)
+    assert state == "unchanged" and again["version"] == "0.0.2"
+    assert json.loads((folder / "0.0.1.json").read_text())["title"] == "an older conversion"  # untouched
+
+
+def test_image_mask_models_package_paths_and_dropped_fields(catalogue: dict) -> None:
+    rec = mi.convert_entry("00009_PGGAN_POLYP_PATCHES_W_MASKS", catalogue["00009_PGGAN_POLYP_PATCHES_W_MASKS"]).record
+    assert rec is not None
+    assert [(o["name"], o["kind"], o["channels"]) for o in rec["outputs"]] == [("image", "image", 3), ("mask", "mask", 1)]
+    for mid in ("00004_PIX2PIX_MMG_MASSES_W_MASKS", "00007_INPAINT_BRAIN_MRI", "00010_FASTGAN_POLYP_PATCHES_W_MASKS",
+                "00011_SINGAN_POLYP_PATCHES_W_MASKS"):
+        r = mi.convert_entry(mid, catalogue[mid]).record
+        assert r is not None and [o["name"] for o in r["outputs"]] == ["image", "mask"], mid
+    plain = mi.convert_entry("00001_DCGAN_MMG_CALC_ROI", catalogue["00001_DCGAN_MMG_CALC_ROI"]).record
+    assert plain is not None and [o["name"] for o in plain["outputs"]] == ["image"]
+    r4 = mi.convert_entry("00004_PIX2PIX_MMG_MASSES_W_MASKS", catalogue["00004_PIX2PIX_MMG_MASSES_W_MASKS"]).record
+    assert r4 is not None and r4["package"]["generate_args"]["input_path"] == "{package}/images"
+    assert r4["inputs"]["properties"]["input_path"]["default"] == "{package}/images"
+    notes = rec["provenance"]["import_notes"]
+    assert any(n.startswith("selection.year=") for n in notes)
+    assert any("input_latent_vector_size" in n for n in notes)
+    assert mi._family("pix2pixHD") == "gan" and mi._family("CycleGAN") == "gan"
+
+
+def test_local_and_file_package_links(tmp_path: Path, catalogue: dict) -> None:
+    entry = json.loads(json.dumps(catalogue["00001_DCGAN_MMG_CALC_ROI"]))
+    entry["execution"]["package_link"] = "models/00001/pkg.zip"
+    rec = mi.convert_entry("00001_DCGAN_MMG_CALC_ROI", entry, base=tmp_path).record
+    assert rec is not None and rec["package"]["artefact"]["sources"] == [(tmp_path / "models/00001/pkg.zip").as_uri()]
+    entry["execution"]["package_link"] = "file:///data/pkg.zip"
+    rec = mi.convert_entry("00001_DCGAN_MMG_CALC_ROI", entry).record
+    assert rec is not None and rec["package"]["artefact"]["sources"] == ["file:///data/pkg.zip"]
+    entry["execution"]["package_link"] = "ftp://host/pkg.zip"
+    out = mi.convert_entry("00001_DCGAN_MMG_CALC_ROI", entry)
+    assert out.record is None and "local path" in (out.reason or "")
 
 
 def test_free_text_licences() -> None:
@@ -96,7 +162,9 @@ def test_existing_different_record_is_never_overwritten(tmp_path: Path, catalogu
     target.write_text(target.read_text().replace("Calcification", "CALC"))
     before = target.read_text()
     outcomes = {o.original_id: o for o in mi.import_catalogue(CATALOGUE, tmp_path)}
-    assert "immutable" in outcomes["00001_DCGAN_MMG_CALC_ROI"].reason
+    # the existing file stays; the conversion goes to a new version beside it
+    assert outcomes["00001_DCGAN_MMG_CALC_ROI"].written == "created"
+    assert outcomes["00001_DCGAN_MMG_CALC_ROI"].path == str(target.with_name("0.0.2.json"))
     assert target.read_text() == before
     assert outcomes["00002_DCGAN_MMG_MASS_ROI"].written == "unchanged"
 

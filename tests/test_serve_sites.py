@@ -91,8 +91,8 @@ def test_browser_every_starter_with_its_grid_and_test_status(site_a: Settings, u
         ref = next(r for r in rows if r.startswith(f"public/{model}@"))
         badge = rows[ref].find_element(By.CSS_SELECTOR, "[data-test]")
         assert badge.get_attribute("data-test") == "passed", (ref, badge.text)
-        assert rows["public/00001_dcgan_mmg_calc_roi@0.0.1"].find_element(
-            By.CSS_SELECTOR, "[data-test]").get_attribute("data-test") == "none"
+        medigan = next(r for r in rows if r.startswith("public/00001_dcgan_mmg_calc_roi@"))  # unverified: never run
+        assert rows[medigan].find_element(By.CSS_SELECTOR, "[data-test]").get_attribute("data-test") == "none"
     _shot(browser, "serve-search.png")
     for model in STARTERS:
         browser.get(f"{url_a}/model/public/{model}")
@@ -118,7 +118,7 @@ def test_browser_every_starter_with_its_grid_and_test_status(site_a: Settings, u
     assert refs == []  # the CT facet still applies
     browser.find_element(By.CSS_SELECTOR, 'ul[data-facet="modality"] li.active a').click()  # "× CT" clears it
     refs = [r.get_attribute("data-ref") for r in browser.find_elements(By.CSS_SELECTOR, "#results tr[data-ref]")]
-    assert refs == ["public/retina-patch-ddpm@1.0.1"]
+    assert "public/retina-patch-ddpm@1.0.1" in refs and all(r.startswith("public/retina-patch-") for r in refs)
     # the HTML test report, linked from a model page
     browser.get(f"{url_a}/model/public/phantom-lesion")
     browser.find_element(By.LINK_TEXT, "report").click()

@@ -234,6 +234,27 @@ def test_medigan_twin_matches_synthmed_package(unpacked: dict[str, Path], built:
     assert (tmp_path / "png" / "0.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_medigan_twin_through_the_sdk_is_pixel_identical_with_chunk_size_1(tmp_path: Path) -> None:
+    """docs/models.md: through the SDK with chunk size 1 the twin gives ihc-patch-dcgan's
+    pixels; with the chunk size chosen per run it is another sample stream."""
+    from synthmed.registry.packages import prepare_archive
+    from synthmed.registry.runner import RunnerOptions
+    from synthmed.site import Model
+
+    def model(model_id: str, **options: Any) -> Model:
+        rec = load_record(record_path(model_id))
+        package = prepare_archive(rec, artefact_path(model_id), tmp_path / "packages")
+        return Model(package, RunnerOptions(device="cpu", mode="inline", **options))
+
+    original = model("ihc-patch-dcgan").sample(5, seed=3)["image"]
+    twin = model("ihc-patch-dcgan-medigan", medigan_chunk=1)
+    assert np.array_equal(twin.sample(5, seed=3)["image"], original)
+    out = twin.generate_to(tmp_path / "twin", 5, format="npy", seed=3)
+    assert json.loads(out.sidecar.read_text())["runner"]["medigan_seed_chunk"] == 1
+    chosen = model("ihc-patch-dcgan-medigan").sample(5, seed=3)["image"]  # chunk 5, chosen for the run
+    assert chosen.shape == original.shape and not np.array_equal(chosen, original)
+
+
 # --- through synthmed's own model test (inline runner) --------------------------------------
 
 

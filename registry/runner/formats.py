@@ -39,6 +39,9 @@ from .protocol import ARRAY_KINDS
 
 log = logging.getLogger(__name__)
 
+#: the verified package's folder in a medigan-1 package's arguments (``{package}/images``)
+PACKAGE_PLACEHOLDER = "{package}"
+
 #: number of consecutive seeds a medigan-1 model makes per generate() call when nothing
 #: chose another (a Runner built without a chunk size)
 MEDIGAN_CHUNK = 16
@@ -213,6 +216,7 @@ class MediganModel:
         self.model_file = find_weights(record, package_dir, root)
         self.custom = dict(record.data["package"].get("generate_args") or {})
         self.names = [str(o["name"]) for o in record.outputs]
+        self.package_dir = package_dir
         self.device = device
         #: the last chunk made: (chunk id, parameters as text) -> its samples
         self._last: tuple[tuple[int, str], list[Any]] | None = None
@@ -248,7 +252,7 @@ class MediganModel:
             return self._last[1]
         self._last = None  # free the previous chunk before making the next
         seed_everything(chunk_id)
-        kwargs = {**self.custom, **params}
+        kwargs = {k: self._package_path(k, v) for k, v in {**self.custom, **params}.items()}
         kwargs.update(model_file=str(self.model_file), num_samples=self.chunk, output_path=str(tmp),
                       save_images=False)
         result = self._call(kwargs)
@@ -262,6 +266,21 @@ class MediganModel:
         self._last = (key, items)
         return items
 
+    def _package_path(self, key: str, value: Any) -> Any:
+        """``{package}/rel`` -> the path of ``rel`` inside the verified package folder (the
+        medigan importer writes package-relative default arguments this way); a path that
+        leaves the package is refused."""
+        if not isinstance(value, str) or not value.startswith(PACKAGE_PLACEHOLDER):
+            return value
+        rest = value[len(PACKAGE_PLACEHOLDER):].lstrip("/")
+        root = self.package_dir.resolve()
+        path = (root / rest).resolve()
+        if path != root and root not in path.parents:
+            raise ModelRunError(f"{self.record.ref}: argument {key}={value!r} leaves the package folder",
+                                hint="a {package}/... path must name a file or folder inside the package",
+                                model=self.record.ref)
+        return str(path)
+
     def _split(self, item: Any) -> list[Any]:
         """One medigan sample -> one value per record output (medigan returns an image,
         or a tuple such as (image, mask, other, label))."""
@@ -272,9 +291,23 @@ class MediganModel:
                                     f"{len(self.names)} outputs ({self.names})", model=self.record.ref)
             return [to_numpy(a) for a in arrays[: len(self.names)]]
         if len(self.names) != 1:
-            raise ModelRunError(f"{self.record.ref}: a sample is one array, the record names {len(self.names)} "
-                                f"outputs ({self.names})", model=self.record.ref)
+            return self._split_channels(to_numpy(item))
         return [to_numpy(item)]
+
+    def _split_channels(self, arr: np.ndarray) -> list[Any]:
+        """One array for several outputs: its channels are the outputs' channels in record
+        order (a medigan RGB image with its mask in channel 4), on the last axis or the first."""
+        widths = [int(o.get("channels") or 1) for o in self.record.outputs]
+        for axis in (-1, 0):
+            if arr.ndim >= 3 and arr.shape[axis] == sum(widths):
+                parts, start = [], 0
+                for w in widths:
+                    parts.append(np.take(arr, range(start, start + w), axis=axis))
+                    start += w
+                return parts
+        raise ModelRunError(f"{self.record.ref}: a sample is one array of shape {arr.shape}; the record names "
+                            f"{len(self.names)} outputs ({self.names}) with {sum(widths)} channels in all",
+                            model=self.record.ref)
 
     def sample(self, seeds: list[int], **params: Any) -> Mapping[str, Any]:
         wanted: dict[int, list[tuple[int, int]]] = {}

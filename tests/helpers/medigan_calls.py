@@ -17,8 +17,13 @@ shape and dtype, objects their type's role and model id, output folders their fi
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
+import io
 import json
 import re
+import shutil
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -26,6 +31,8 @@ from typing import Any, Callable
 import numpy as np
 
 TEMPLATE_ID = "00099_TEMPLATE_DCGAN_128"
+TEMPLATE_PACKAGE = TEMPLATE_ID
+TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "bench" / "medigan_template"
 LOCAL_ID = "00101_LOCAL_TEMPLATE"
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "medigan"
 CATALOGUE = FIXTURES / "medigan-global-00001-00015.json"
@@ -53,6 +60,8 @@ class Call:
     kwargs: dict[str, Any] = field(default_factory=dict)
     #: why the call is made on synthmed only (medigan would need the network), or None
     synthmed_only: str | None = None
+    #: not made on either side here (it would reach a real service); tested elsewhere
+    medigan_only_skip: bool = False
 
 
 #: where synthmed answers otherwise, on purpose (docs/sdk.md "medigan compatibility")
@@ -66,7 +75,8 @@ DIFFERENCES: dict[str, str] = {
                                             "matplotlib window",
     "push_to_github(LOCAL)": "synthmed contributes through an index (index=...), never a GitHub issue: without "
                              "an index it says so",
-    "push_to_zenodo(LOCAL)": "both need zenodo.org (not called here); synthmed uploads a reproducible zip",
+    "push_to_zenodo(LOCAL)": "both need zenodo.org (not called here; synthmed's upload is tested against the "
+                             "Zenodo emulator in tests/test_medigan_compat.py)",
     "contribute(LOCAL)": "both need the network (not called here); synthmed goes through an index pull request",
     "add_metadata_from_input(LOCAL)": "medigan fills its full template of fields; synthmed writes the essential "
                                       "ones and does not prompt",
@@ -149,7 +159,8 @@ def calls(work: Path) -> list[Call]:
         Call("add_metadata_from_input(LOCAL)", "add_metadata_from_input",
              (LOCAL_ID, "500", ".pt", "generate", ["numpy", "torch"]),
              {"fill_more_fields_interactively": False, "output_path": str(work / "meta-out")}),
-        Call("push_to_zenodo(LOCAL)", "push_to_zenodo", (LOCAL_ID, "token"), synthmed_only="needs zenodo.org"),
+        Call("push_to_zenodo(LOCAL)", "push_to_zenodo", (LOCAL_ID, "token"), synthmed_only="needs zenodo.org",
+             medigan_only_skip=True),
         Call("push_to_github(LOCAL)", "push_to_github", (LOCAL_ID, "token"), synthmed_only="needs github.com"),
         Call("test_model(TEMPLATE, is_local_model=False)", "test_model", (TEMPLATE_ID,),
              {"is_local_model": False, "num_samples": 3}),
@@ -172,6 +183,103 @@ def prepare_work(work: Path, files: dict[str, bytes]) -> None:
     for name, data in files.items():
         (work / "local" / Path(name).name).write_bytes(data)
     (work / "local-meta.json").write_text(json.dumps(local_metadata(work)))
+
+
+# --- the template package and the two configurations --------------------------------
+
+def reproducible_zip(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name in sorted(files):
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, files[name])
+    return buf.getvalue()
+
+
+def template_files(ngf: int = 64, seed: int = 1234) -> dict[str, bytes]:
+    """The template package's files: ``<package>/__init__.py`` (bench/medigan_template) and
+    ``<package>/500.pt`` with random weights (seeded)."""
+    import torch
+
+    spec = importlib.util.spec_from_file_location("synthmed_bench_medigan_template", TEMPLATE_DIR / "__init__.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    torch.manual_seed(seed)
+    net = module.Generator(ngf=ngf)
+    buf = io.BytesIO()
+    torch.save({"generator": net.state_dict()}, buf)
+    code = (TEMPLATE_DIR / "__init__.py").read_bytes()
+    return {f"{TEMPLATE_PACKAGE}/__init__.py": code, f"{TEMPLATE_PACKAGE}/500.pt": buf.getvalue()}
+
+
+def template_entry() -> dict[str, Any]:
+    """medigan's global.json entry for the template (the fields medigan's template metadata has)."""
+    return {
+        "execution": {
+            "package_name": TEMPLATE_PACKAGE, "package_link": f"models/{TEMPLATE_ID}/{TEMPLATE_PACKAGE}.zip",
+            "model_name": "500", "extension": ".pt", "image_size": [128, 128],
+            "dependencies": ["numpy", "torch", "opencv-contrib-python-headless"],
+            "generate_method": {"name": "generate", "args": {
+                "base": ["model_file", "num_samples", "output_path", "save_images"], "custom": {}}},
+        },
+        "selection": {
+            "performance": {"SSIM": None, "MSE": None, "NSME": None, "PSNR": None, "IS": None, "turing_test": None,
+                            "FID": None, "CLF": {"trained_on_fake": {}, "trained_on_real_and_fake": {},
+                                                 "trained_on_real": {}}},
+            "use_cases": ["benchmarking"], "organ": ["breast"], "modality": ["MMG"], "vendors": [], "centres": [],
+            "function": ["noise to image", "image generation", "unconditional generation", "data augmentation"],
+            "condition": [], "dataset": [], "augmentations": [], "generates": ["mass roi"],
+            "height": 128, "width": 128, "depth": None, "type": "DCGAN", "license": "MIT",
+            "dataset_type": "public", "privacy_preservation": None, "tags": ["template", "random weights"],
+            "year": "2026",
+        },
+        "description": {"title": "medigan's model template with random weights (benchmark)", "provided_date": None,
+                        "trained_date": None, "provided_after_epoch": None, "version": "0.0.1",
+                        "publication": None, "doi": [], "inputs": [],
+                        "comment": "bench/medigan_template: medigan's template layout, random weights"},
+    }
+
+
+def build_side_by_side(cache: Path, ngf: int = 4) -> dict[str, Any]:
+    """medigan's working folder and a synthmed site with the catalogue and the template."""
+    from .sites import make_site_home
+
+    from synthmed.registry.medigan_import import convert_entry
+
+    zip_bytes = reproducible_zip(template_files(ngf))
+    tzip = cache / f"api-template-{hashlib.sha256(zip_bytes).hexdigest()[:12]}.zip"
+    tzip.write_bytes(zip_bytes)
+    entries = json.loads(CATALOGUE.read_text())
+    template = template_entry()
+    template["selection"]["performance"]["FID"] = 500.0  # ranked last by FID ascending
+    entries[TEMPLATE_ID] = template
+    work = cache / "api-medigan-work"
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "config").mkdir(parents=True)
+    (work / "models" / TEMPLATE_ID).mkdir(parents=True)
+    (work / "models" / "__init__.py").write_text("")
+    (work / "config" / "global.json").write_text(json.dumps(entries, indent=1))
+    shutil.copy(tzip, work / "models" / TEMPLATE_ID / f"{TEMPLATE_ID}.zip")
+    records = []
+    for original_id, entry in entries.items():
+        outcome = convert_entry(original_id, entry)
+        if outcome.record is None:
+            raise SystemExit(f"synthmed's importer refused {original_id}: {outcome.reason}")
+        rec = outcome.record
+        if original_id == TEMPLATE_ID:
+            rec["package"]["artefact"].update(sha256=hashlib.sha256(zip_bytes).hexdigest(), size=len(zip_bytes),
+                                              sources=[tzip.resolve().as_uri()])
+            # the template needs OpenCV only to write files itself (save_images=True), which
+            # synthmed never asks of it: without the requirement it runs in this environment
+            rec["package"]["requirements"] = [r for r in rec["package"]["requirements"] if "opencv" not in r]
+        records.append(rec)
+    home = cache / "api-site"
+    shutil.rmtree(home, ignore_errors=True)
+    make_site_home(home, records)
+    return {"work": work, "home": home, "local_files": template_files(ngf)}
 
 
 _ID = re.compile(r"^\d{5}_[A-Za-z0-9_.-]+$")
@@ -218,7 +326,7 @@ def run_calls(generators: Any, work: Path, medigan: bool, only: set[str] | None 
     for c in calls(work):
         if only is not None and c.name not in only:
             continue
-        if medigan and c.synthmed_only:
+        if (medigan and c.synthmed_only) or c.medigan_only_skip:
             out[c.name] = {"not_called": c.synthmed_only}
             continue
         fn: Callable[..., Any] = getattr(generators, c.method)
