@@ -461,6 +461,10 @@ BUILDERS: dict[str, Callable[[], dict[str, Any]]] = {
     "ihc-patch-dcgan": ihc, "retina-patch-ddpm": retina, "phantom-lesion": phantom,
     "ihc-patch-dcgan-medigan": medigan_twin, "retina-patch-ldm": ldm, "retina-patch-dcgan": dcgan_retina,
 }
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from dualgan_records import BUILDERS as _DUALGAN  # noqa: E402 - the dual-GAN miniature's three records
+
+BUILDERS.update(_DUALGAN)
 
 
 def write(model_id: str) -> Path:

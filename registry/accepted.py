@@ -39,6 +39,16 @@ def _digest(value: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def inputs_digest(data: Mapping[str, Any]) -> str:
+    """The bound digest of a version's inputs: ``inputs`` alone for a record without
+    ``array_inputs`` (so every digest bound before array inputs existed still matches),
+    else ``inputs`` and ``array_inputs`` together: adding, changing or removing an array
+    input is a change of the version's inputs."""
+    if "array_inputs" not in data:
+        return _digest(data.get("inputs"))
+    return _digest({"inputs": data.get("inputs"), "array_inputs": data.get("array_inputs")})
+
+
 @dataclass(frozen=True)
 class AcceptedVersion:
     """The bound immutable fields of one version (digests of their canonical JSON)."""
@@ -65,7 +75,7 @@ class AcceptedVersion:
         size = art.get("size") if isinstance(art, dict) else None
         return cls(id=str(data["id"]), version=str(data["version"]), sha256=sha if isinstance(sha, str) else None,
                    size=size if isinstance(size, int) else None, package=_digest(package),
-                   package_unpinned=_digest(unpinned), inputs=_digest(data.get("inputs")),
+                   package_unpinned=_digest(unpinned), inputs=inputs_digest(data),
                    outputs=_digest(data.get("outputs")), commit=commit, path=path)
 
     @property

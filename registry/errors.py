@@ -158,6 +158,11 @@ class ParamError(SynthmedError, ValueError):
     """Generation parameters do not match the record's `inputs` schema."""
 
 
+class InputError(ParamError):
+    """An array input (image, mask, volume, label map) is missing, unreadable or does not
+    match the record's ``array_inputs``: which input, which file, and what was wrong."""
+
+
 class ModelRunError(SynthmedError, RuntimeError):
     """A model raised, crashed, hung past its timeout or returned bad outputs."""
 

@@ -415,20 +415,20 @@ def _requirements(deps: Any, notes: list[str]) -> list[str]:
 
 
 def convert_entry(original_id: str, entry: Any, *, commit: str | None = None,
-                  base: Path | None = None) -> ImportOutcome:
+                  base: Path | None = None, translator_inputs: bool = True) -> ImportOutcome:
     """One medigan entry -> a synthmed record (or the reason it cannot be imported).
     ``base``: the folder local package links are relative to (see :func:`local_source`)."""
     outcome = ImportOutcome(original_id)
     notes = outcome.notes
     try:
-        outcome.record = _convert(original_id, entry, notes, commit, base)
+        outcome.record = _convert(original_id, entry, notes, commit, base, translator_inputs)
     except ImportError_ as exc:
         outcome.reason = exc.message
     return outcome
 
 
 def _convert(original_id: str, entry: Any, notes: list[str], commit: str | None,
-             base: Path | None = None) -> dict[str, Any]:
+             base: Path | None = None, translator_inputs: bool = True) -> dict[str, Any]:
     if not isinstance(entry, dict):
         raise ImportError_(f"entry is a {type(entry).__name__}, not an object")
     execution = entry.get("execution") or {}
@@ -573,6 +573,8 @@ def _convert(original_id: str, entry: Any, notes: list[str], commit: str | None,
     if lic_text:
         record["license_text"] = lic_text
     notes.extend(dropped_notes(entry))
+    if translator_inputs:
+        map_translator_inputs(record, notes)
     if notes:
         record["provenance"]["import_notes"] = list(notes)
 
@@ -580,6 +582,52 @@ def _convert(original_id: str, entry: Any, notes: list[str], commit: str | None,
     if errors:
         raise ImportError_("the converted record does not validate: " + "; ".join(f"{p.json_path}: {p.message}" for p in errors))
     return record
+
+
+# --- translators: input folders as array inputs ---------------------------------------
+
+#: medigan's generate() arguments that name a folder of images to translate
+FOLDER_ARGS = ("input_path",)
+#: a translator rescales what it reads, so its inputs may be any size up to this
+TRANSLATOR_MAX_SIDE = 16384
+
+
+def map_translator_inputs(record: dict[str, Any], notes: list[str]) -> None:
+    """A translator (task image-to-image, mask-to-image or inpainting) whose generate()
+    takes a folder (``input_path``) gets an array input instead of a string parameter:
+    named ``mask`` (kind mask) when the catalogue's help for it speaks of masks, else
+    ``image``; 2D, uint8, the
+    channels of its output, any size (medigan's translators rescale to ``image_size``).
+    The runner then writes input i into a folder of its own and passes that folder as
+    the argument (:func:`synthmed.registry.runner.formats.stage_input`). The folder
+    default inside medigan's own tree is dropped from the parameters and generate_args.
+    Changes ``record`` in place; a note says what was done."""
+    if record.get("task") not in ("image-to-image", "mask-to-image", "inpainting"):
+        return
+    props = record["inputs"].get("properties") or {}
+    package = record["package"]
+    out = record["outputs"][0]
+    for arg in FOLDER_ARGS:
+        if arg not in props and arg not in (package.get("generate_args") or {}):
+            continue
+        # what the folder holds, as the catalogue's help text says: masks only when it says so
+        # (00004 is mask-to-image, yet its input_path holds mammograms for the image pool)
+        help_text = str((props.get(arg) or {}).get("description", "")).lower()
+        help_text = help_text.split("help=", 1)[1] if "help=" in help_text else help_text  # not the default path
+        name, kind = ("mask", "mask") if "mask" in help_text else ("image", "image")
+        if name in props:
+            notes.append(f"{arg}: not mapped to an array input ({name!r} is already a parameter)")
+            continue
+        props.pop(arg, None)
+        (package.get("generate_args") or {}).pop(arg, None)
+        notes[:] = [n for n in notes if not n.startswith(f"generate argument {arg}=")]  # about the dropped default
+        record.setdefault("array_inputs", []).append({
+            "name": name, "kind": kind, "dims": 2, "shape": [1, 1],
+            "shape_max": [TRANSLATOR_MAX_SIDE, TRANSLATOR_MAX_SIDE], "dtype": "uint8",
+            "channels": int(out.get("channels", 1)), "value_range": [0, 255], "medigan_arg": arg,
+            "description": f"one image per sample, written alone into a folder passed as medigan's {arg}"})
+        notes.append(f"{arg} (a folder of images) became the array input {name!r}; the runner stages input i in a "
+                     "folder of its own")
 
 
 # --- a whole catalogue --------------------------------------------------------------
@@ -645,7 +693,8 @@ def place_version(record: dict[str, Any], folder: Path) -> tuple[dict[str, Any],
     return _with_version(record, nxt, medigan_version), "created"
 
 
-def import_catalogue(path: Path, into: Path, *, commit: str | None = None, dry_run: bool = False) -> list[ImportOutcome]:
+def import_catalogue(path: Path, into: Path, *, commit: str | None = None, dry_run: bool = False,
+                     translator_inputs: bool = True) -> list[ImportOutcome]:
     """Convert every entry and write the records under ``into/models``.
 
     A file already there is never overwritten (merged versions are immutable): a conversion
@@ -656,7 +705,8 @@ def import_catalogue(path: Path, into: Path, *, commit: str | None = None, dry_r
     folder = Path(path).resolve().parent
     base = folder.parent if folder.name == "config" else folder  # medigan's working folder
     for original_id, entry in load_catalogue(path).items():
-        outcome = convert_entry(str(original_id), entry, commit=commit, base=base)
+        outcome = convert_entry(str(original_id), entry, commit=commit, base=base,
+                                translator_inputs=translator_inputs)
         if outcome.record is not None:
             model_dir = into / record_relpath(outcome.record["id"], outcome.record["version"])
             record, state = place_version(outcome.record, model_dir.parent)

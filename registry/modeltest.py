@@ -42,6 +42,8 @@ from .errors import (
 from .packages import VerifiedPackage
 from .records import Record
 from .report import GRID_MAX, ModelTestResult, environment, run_fingerprint, write_report
+from .array_inputs import CheckedInputs, test_inputs
+from .pipeline import open_runner
 from .runner import CheckedParams, Runner, RunnerOptions
 from .stamps import utcnow
 
@@ -64,8 +66,13 @@ def _short(exc: BaseException) -> str:
 class _Session:
     """One model's test in progress: the runner options, the checks so far, the timings."""
 
-    def __init__(self, package: VerifiedPackage, options: RunnerOptions) -> None:
+    def __init__(self, package: VerifiedPackage, options: RunnerOptions,
+                 stages: Mapping[str, VerifiedPackage] | None = None) -> None:
         self.package = package
+        self.stages = stages
+        #: the test inputs shipped in the package (None when the model takes none)
+        self.inputs: CheckedInputs | None = None
+        self.per_input = 1
         self.record = package.record
         self.options = options
         self.timeout_s = float(options.timeout_s or DEFAULT_TIMEOUT_S)
@@ -77,7 +84,14 @@ class _Session:
         self.runner_info: dict[str, Any] = {}
 
     def runner(self) -> Runner:
-        return Runner(self.package, self.options)
+        return open_runner(self.package, self.options, self.stages)
+
+    def sample(self, runner: Runner, seeds: list[int], params: Any, positions: list[int]) -> dict[str, np.ndarray]:
+        """``runner.sample``, with the test input of each sample position when the model
+        takes array inputs (position i takes test input i // per_input)."""
+        if self.inputs is None:
+            return runner.sample(seeds, params)
+        return runner.sample_inputs(seeds, params, self.inputs.for_samples(positions, self.per_input))
 
 
 def _check_params(s: _Session, params: dict[str, Any], wanted: list[str]) -> CheckedParams | None:
@@ -98,7 +112,7 @@ def _check_params(s: _Session, params: dict[str, Any], wanted: list[str]) -> Che
                                                 "so there is no invalid one to try"))
             return checked
         try:
-            runner.sample([0], **bad)
+            runner.sample([0], **bad) if s.inputs is None else s.sample(runner, [0], bad, [0])
         except ParamError:
             if runner.loaded:
                 s.checks.append(mc.failed("params", f"the invalid parameters {bad} were refused only after the model "
@@ -139,7 +153,7 @@ def _run(s: _Session, seeds: list[int], params: CheckedParams, wanted: list[str]
 
         t0 = time.perf_counter()
         try:
-            first = runner.sample(seeds, params)
+            first = s.sample(runner, seeds, params, list(range(n)))
         except ModelTimeout as exc:
             s.checks.append(mc.failed("run", f"timed out after {s.timeout_s:g}s sampling {n} seed(s): {_short(exc)}"))
             return
@@ -167,7 +181,7 @@ def _run(s: _Session, seeds: list[int], params: CheckedParams, wanted: list[str]
         tolerances = mc.run_tolerances(outs, str(s.runner_info.get("device", "cpu")))
         if "determinism" in wanted:
             try:
-                again = runner.sample(seeds, params)
+                again = s.sample(runner, seeds, params, list(range(n)))
             except ModelRunError as exc:
                 s.checks.append(mc.failed("determinism", f"the second run failed: {_short(exc)}"))
                 return
@@ -179,8 +193,8 @@ def _run(s: _Session, seeds: list[int], params: CheckedParams, wanted: list[str]
         if "batch_invariance" in wanted and n > 1:
             parts: dict[str, list[np.ndarray]] = {k: [] for k in first}
             try:
-                for seed in seeds:
-                    one = runner.sample([seed], params)
+                for pos, seed in enumerate(seeds):
+                    one = s.sample(runner, [seed], params, [pos])
                     for k in parts:
                         parts[k].append(one[k])
             except ModelRunError as exc:
@@ -201,23 +215,27 @@ def _run(s: _Session, seeds: list[int], params: CheckedParams, wanted: list[str]
 
 def test_model(package: VerifiedPackage, options: RunnerOptions | None = None, *, timeout_s: float | None = None,
                num_samples: int | None = None, env: Mapping[str, Any] | None = None,
-               report_dir: Path | str | None = None) -> ModelTestResult:
+               report_dir: Path | str | None = None,
+               stages: Mapping[str, VerifiedPackage] | None = None) -> ModelTestResult:
     """Test one prepared package; never raises for the model's faults.
 
     ``options`` are the runner's (default: a worker on the ``auto`` device, so a hang or a
     crash is contained; the batch size is the test's sample count). ``timeout_s`` (else
     the record's ``test.timeout_s``, else 300 s) bounds the load and each request to the
     worker. ``report_dir`` writes a report there. Models of a site are tested by reference
-    with :func:`synthmed.registry.modeltest_site.test_ref`."""
+    with :func:`synthmed.registry.modeltest_site.test_ref`. A model with array inputs is
+    tested on the inputs shipped in its package (``array_inputs[].test``); a pipeline
+    needs its ``stages`` (:func:`synthmed.registry.pipeline.prepare_stages`)."""
     result = _test_package(package, options or RunnerOptions(mode="worker"), timeout_s=timeout_s,
-                           num_samples=num_samples, env=env)
+                           num_samples=num_samples, env=env, stages=stages)
     if report_dir is not None:
         write_report(Path(report_dir), [result])
     return result
 
 
 def _test_package(package: VerifiedPackage, options: RunnerOptions, *, timeout_s: float | None,
-                  num_samples: int | None, env: Mapping[str, Any] | None) -> ModelTestResult:
+                  num_samples: int | None, env: Mapping[str, Any] | None,
+                  stages: Mapping[str, VerifiedPackage] | None = None) -> ModelTestResult:
     record, upstream = package.record, package.upstream
     started = utcnow()
     t_start = time.perf_counter()
@@ -238,8 +256,11 @@ def _test_package(package: VerifiedPackage, options: RunnerOptions, *, timeout_s
         test={"num_samples": n, "seed": seed, "params": params, "timeout_s": timeout, "checks": wanted},
     )
     seeds = [seed + i for i in range(n)]
-    s = _Session(package, options.with_(timeout_s=timeout, batch_size=n))
+    s = _Session(package, options.with_(timeout_s=timeout, batch_size=n), stages)
     try:
+        s.inputs = test_inputs(record, package.folder)  # before any model code runs
+        if s.inputs is not None:
+            s.per_input = -(-n // s.inputs.count)
         checked = _check_params(s, params, wanted)
         if checked is not None:
             _run(s, seeds, checked, wanted, n)

@@ -16,6 +16,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from .catalog import Catalog, CatalogEntry
 from .errors import SynthmedError, Unverified
 from .modeltest import skipped_result, test_model
+from .pipeline import FORMAT as PIPELINE_FORMAT
+from .pipeline import prepare_stages
 from .packages import prepare
 from .report import (
     ModelTestResult,
@@ -130,8 +132,16 @@ def test_entry(entry: CatalogEntry, settings: Settings, *, timeout_s: float | No
     except SynthmedError as exc:
         first = str(getattr(exc, "message", exc)).splitlines()[0]
         return skipped_result(record, f"its package could not be fetched: {first}", upstream=entry.upstream, env=env)
+    stages = None
+    if record.package_format == PIPELINE_FORMAT:
+        try:
+            stages = prepare_stages(package, settings)
+        except SynthmedError as exc:
+            first = str(getattr(exc, "message", exc)).splitlines()[0]
+            return skipped_result(record, f"a stage of the pipeline cannot run here: {first}", upstream=entry.upstream,
+                                  env=env)
     options = RunnerOptions.from_settings(settings, mode="worker")
-    return test_model(package, options, timeout_s=timeout_s, num_samples=num_samples, env=env)
+    return test_model(package, options, timeout_s=timeout_s, num_samples=num_samples, env=env, stages=stages)
 
 
 def test_ref(ref: str, settings: Settings, *, timeout_s: float | None = None, num_samples: int | None = None,

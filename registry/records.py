@@ -29,7 +29,8 @@ MODELS_DIR = "models"
 #: fields of a merged version that may change later (docs/design.md, "The record")
 MUTABLE_FIELDS = frozenset({"status", "status_reason", "metrics", "publications", "description"})
 #: fields that must never change once merged
-IMMUTABLE_FIELDS = ("package", "inputs", "outputs")
+#: ``array_inputs`` is bound with ``inputs`` (one digest: registry/accepted.py)
+IMMUTABLE_FIELDS = ("package", "inputs", "array_inputs", "outputs")
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,11 @@ class Record:
     @property
     def inputs(self) -> Mapping[str, Any]:
         return self.data.get("inputs", {"type": "object"})  # type: ignore[no-any-return]
+
+    @property
+    def array_inputs(self) -> list[Mapping[str, Any]]:
+        """The record's array inputs (images, masks, volumes, label maps), [] when none."""
+        return list(self.data.get("array_inputs") or [])
 
     @property
     def test(self) -> Mapping[str, Any]:
@@ -174,6 +180,7 @@ def _semantic_checks(data: Mapping[str, Any], where: str, relpath: str | None) -
         sp = out.get("spacing_mm")
         if isinstance(sp, list) and out.get("dims") in (2, 3) and len(sp) != out["dims"]:
             bad(f"$.outputs[{i}].spacing_mm", f"has {len(sp)} values but the output has {out['dims']} dims")
+    problems += _array_input_checks(data, where)
     # index: sources stay inside the index
     art = ((data.get("package") or {}).get("artefact") or {})
     for i, src in enumerate(art.get("sources") or []):
@@ -189,6 +196,48 @@ def _semantic_checks(data: Mapping[str, Any], where: str, relpath: str | None) -
             if key in mseen:
                 bad(f"$.metrics[{i}].name", f"metric {m['name']!r} ({m.get('source')}) is listed twice")
             mseen.add(key)
+    return problems
+
+
+def _array_input_checks(data: Mapping[str, Any], where: str) -> list[Problem]:
+    """``array_inputs``: unique names that no parameter of ``inputs`` shares, shapes that
+    agree with ``dims``, ``medigan_arg`` only for medigan-1 packages, none on a pipeline."""
+    problems: list[Problem] = []
+    items = [a for a in data.get("array_inputs") or [] if isinstance(a, dict)]
+    fmt = (data.get("package") or {}).get("format")
+    props = (data.get("inputs") or {}).get("properties") or {}
+    seen: dict[str, int] = {}
+    for i, a in enumerate(items):
+        jp = f"$.array_inputs[{i}]"
+        name = a.get("name")
+        if isinstance(name, str):
+            if name in seen:
+                problems.append(Problem(where, f"{jp}.name", f"duplicate input name {name!r} (also at "
+                                                             f"$.array_inputs[{seen[name]}])"))
+            seen.setdefault(name, i)
+            if isinstance(props, dict) and name in props:
+                problems.append(Problem(where, f"{jp}.name", f"{name!r} is also a parameter in $.inputs; an array "
+                                                             "input and a parameter need different names"))
+        dims = a.get("dims")
+        for key in ("shape", "shape_max", "spacing_mm"):
+            v = a.get(key)
+            if isinstance(v, list) and dims in (2, 3) and len(v) != dims:
+                problems.append(Problem(where, f"{jp}.{key}", f"has {len(v)} values but the input has {dims} dims"))
+        lo, hi = a.get("shape"), a.get("shape_max")
+        if isinstance(lo, list) and isinstance(hi, list) and len(lo) == len(hi) and any(
+                isinstance(x, int) and isinstance(y, int) and y < x for x, y in zip(lo, hi)):
+            problems.append(Problem(where, f"{jp}.shape_max", f"{hi} is below shape {lo} on some axis"))
+        vr = a.get("value_range")
+        if isinstance(vr, list) and len(vr) == 2 and all(isinstance(v, (int, float)) for v in vr) and vr[0] > vr[1]:
+            problems.append(Problem(where, f"{jp}.value_range", f"minimum {vr[0]} is above maximum {vr[1]}"))
+        if "medigan_arg" in a and fmt != "medigan-1":
+            problems.append(Problem(where, f"{jp}.medigan_arg", "only a medigan-1 package takes folders by argument"))
+        test = a.get("test")
+        if isinstance(test, str) and ".." in PurePosixPath(test).parts:
+            problems.append(Problem(where, f"{jp}.test", f"{test!r} leaves the package; use a folder inside it"))
+    if items and fmt == "synthmed-pipeline-1":
+        problems.append(Problem(where, "$.array_inputs", "a synthmed-pipeline-1 record takes no array inputs of its "
+                                                         "own (its stages are wired to each other)"))
     return problems
 
 

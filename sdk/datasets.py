@@ -29,6 +29,7 @@ from synthmed.registry.outputs import (OutputSpec, display_range, label_plane, p
                                        preview_plane, save_grid, to_uint8, upscale, upscale_factor)
 from synthmed.registry.outputs import TILE_MIN
 from synthmed.registry.outputs import overlay as overlay_masks
+from synthmed.registry.array_inputs import check_inputs, plan
 from synthmed.registry.runner import CheckedParams, Runner, check_params
 
 from .medigan_compat import medigan_item
@@ -222,7 +223,8 @@ def _check_png_path(path: Path) -> None:
 def visualize(spec: ModelSpec, path: Path | str, num_samples: int = 16, *, seed: int = 0,
               params: Mapping[str, Any] | None = None, output: str | None = None,
               outputs: Sequence[str] | str | None = None, side_by_side: bool = False, overlay: bool = True,
-              window: Any = None, progress: Callable[[int, int], None] | None = None) -> Path:
+              window: Any = None, progress: Callable[[int, int], None] | None = None,
+              inputs: Mapping[str, Any] | None = None) -> Path:
     """Write a grid of ``num_samples`` samples to a PNG and return its path.
 
     Shown: ``outputs`` (names, or "a,b"), else ``output``, else the first output. Each
@@ -234,9 +236,9 @@ def visualize(spec: ModelSpec, path: Path | str, num_samples: int = 16, *, seed:
     in colour with outlines (``overlay=False`` to not); ``side_by_side=True`` shows them
     as their own column beside the image instead. Small samples are enlarged (nearest
     neighbour, a whole factor) to at least :data:`synthmed.registry.outputs.TILE_MIN`
-    pixels. Models that take images as inputs will show those beside the outputs the
-    same way; no model takes image inputs yet. ``progress(done, total)`` is called after
-    each batch.
+    pixels. A model with array inputs takes them in ``inputs`` (by name: folders, files or
+    arrays; sample i takes input i); each input is shown as a column of its own, left of
+    the outputs made from it. ``progress(done, total)`` is called after each batch.
     """
     num_samples, seed = sample_count(num_samples, minimum=1), seed_value(seed)
     _check_png_path(Path(path))  # before any model runs
@@ -253,17 +255,31 @@ def visualize(spec: ModelSpec, path: Path | str, num_samples: int = 16, *, seed:
                           hint=f"its outputs are: {', '.join(specs)}")
     win = parse_window(window) if window is not None else None
     columns = _columns([specs[n] for n in names], list(specs.values()), side_by_side=side_by_side, overlay=overlay)
+    checked_inputs = check_inputs(record, inputs) if (inputs or record.array_inputs) else None
+    in_arrays: dict[str, np.ndarray] = {}
+    if checked_inputs is not None:
+        plan(record, checked_inputs, num_samples)
+        in_cols: list[tuple[OutputSpec, list[OutputSpec]]] = []
+        for a in record.array_inputs:
+            key = f"input {a['name']}"
+            in_cols.append((OutputSpec.from_record({**a, "name": key, "kind": a.get("kind")}), []))
+            in_arrays[key] = checked_inputs.for_samples(range(num_samples))[str(a["name"])]
+        columns = in_cols + columns
     runner = spec.open()
     try:
         checked = check_params(record, params)
         parts: list[dict[str, np.ndarray]] = []
         done = 0
-        for seeds, batch in runner.iter_batches(list(range(seed, seed + num_samples)), checked):
+        seeds_all = list(range(seed, seed + num_samples))
+        batches = (runner.iter_batches(seeds_all, checked) if checked_inputs is None else
+                   runner.iter_input_batches(seeds_all, checked, checked_inputs.for_samples(range(num_samples))))
+        for seeds, batch in batches:
             parts.append(batch)
             done += len(seeds)
             if progress is not None:
                 progress(done, num_samples)
         samples = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        samples.update(in_arrays)
     finally:
         runner.close()
     # every tile enlarged by a whole factor to about the same size, at least TILE_MIN

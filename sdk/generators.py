@@ -372,6 +372,18 @@ class Generators:
         params = {k: v for k, v in kwargs.items() if k not in run}
         return run, params
 
+    def _array_kwargs(self, model: Model, params: dict[str, Any]) -> tuple[dict[str, Any], int]:
+        """Take a model's array inputs out of ``params`` (medigan's translators name their
+        folder by their ``medigan_arg``, e.g. ``input_path=``; any input also by its own
+        name), with ``per_input``: ``({input: value}, per_input)``."""
+        inputs: dict[str, Any] = {}
+        for a in model.record.array_inputs:
+            for key in dict.fromkeys([str(a.get("medigan_arg") or a["name"]), str(a["name"])]):
+                if key in params:
+                    inputs[str(a["name"])] = params.pop(key)
+        per_input = int(params.pop("per_input", 1)) if model.record.array_inputs else 1
+        return inputs, per_input
+
     def _seed(self, seed: Any) -> int:
         self.last_seed = fresh_seed() if seed is None else seed_value(seed)
         if seed is None:
@@ -400,6 +412,10 @@ class Generators:
         ``png_compress_level``, ``writers`` (as :meth:`synthmed.site.Model.generate_to`),
         ``layout`` ("medigan", default, or "synthmed": ``<output>/<index>.png``) and
         ``progress``. A folder that holds samples of another run is refused, never overwritten.
+        A model with array inputs takes them by name, a medigan translator by its folder
+        argument (``input_path=FOLDER``), read and checked before any model code runs;
+        sample i takes input ``i // per_input``, and ``num_samples`` may not exceed the
+        inputs times ``per_input``.
         """
         if is_gen_function_returned:
             return self.get_generate_function(model_id, num_samples, output_path, save_images=save_images,
@@ -407,6 +423,7 @@ class Generators:
         self._install_note(install_dependencies)
         model = self.get_model(model_id)
         run, params = self._split_kwargs(model, kwargs)
+        inputs, per_input = self._array_kwargs(model, params)
         seed = self._seed(run.pop("seed", None))
         fmt = run.pop("format", None)
         bit_depth = run.pop("bit_depth", None)
@@ -423,12 +440,12 @@ class Generators:
             model = model.with_options(**run)
         try:
             if not save_images:
-                samples = model.sample(num_samples, seed=seed, **params)
+                samples = model.sample(num_samples, seed=seed, per_input=per_input, **params, **inputs)
                 return to_medigan_list(samples, model.outputs)
             folder = Path(output_path) if output_path is not None else mc.default_output_path(model.id)
             result = model.generate_to(folder, num_samples, format=fmt or "auto", seed=seed, bit_depth=bit_depth,
                                        progress=bar, outputs=selected, window=window, layout=layout, **writing,
-                                       **params)
+                                       inputs=inputs or None, per_input=per_input, **params)
         finally:
             if owned:
                 model.close()

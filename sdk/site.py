@@ -29,6 +29,9 @@ from synthmed.registry.errors import ConfigError, SiteNotFound
 from synthmed.registry.outputs import parse_window
 from synthmed.registry.packages import VerifiedPackage, prepare, runnable_upstreams
 from synthmed.registry.records import Record
+from synthmed.registry.array_inputs import CheckedInputs, check_inputs, plan
+from synthmed.registry.pipeline import FORMAT as PIPELINE_FORMAT
+from synthmed.registry.pipeline import open_runner, prepare_stages
 from synthmed.registry.runner import CheckedParams, EnvOptions, Runner, RunnerOptions, check_params
 from synthmed.registry.runner.formats import choose_medigan_chunk
 from synthmed.registry.runner.runner import sample_nbytes
@@ -52,13 +55,15 @@ class ModelSpec:
 
     package: VerifiedPackage
     options: RunnerOptions
+    #: a pipeline's stage packages (None for a model)
+    stages: Mapping[str, VerifiedPackage] | None = None
 
     @property
     def record(self) -> Record:
         return self.package.record
 
     def open(self, **overrides: Any) -> Runner:
-        return Runner(self.package, self.options.with_(**overrides))
+        return open_runner(self.package, self.options.with_(**overrides), self.stages)
 
 
 @dataclass
@@ -86,8 +91,10 @@ class Model:
     Load happens on first use."""
 
     def __init__(self, package: VerifiedPackage, options: RunnerOptions,
-                 writer_options: WriterOptions | None = None) -> None:
+                 writer_options: WriterOptions | None = None,
+                 stages: Mapping[str, VerifiedPackage] | None = None) -> None:
         self.package = package
+        self.stages = stages
         self.record = package.record
         self.upstream = package.upstream
         self.options = options
@@ -122,16 +129,33 @@ class Model:
     @property
     def runner(self) -> Runner:
         if self._runner is None:
-            self._runner = Runner(self.package, self.options)
+            self._runner = open_runner(self.package, self.options, self.stages)
         return self._runner
 
     def spec(self) -> ModelSpec:
-        return ModelSpec(self.package, self.options)
+        return ModelSpec(self.package, self.options, self.stages)
 
     def with_options(self, **options: Any) -> "Model":
         """The same model with other runner options (device, mode, batch_size, timeout_s,
         medigan_chunk...)."""
-        return Model(self.package, self.options.with_(**options), self.writer_options)
+        return Model(self.package, self.options.with_(**options), self.writer_options, self.stages)
+
+    @property
+    def array_inputs(self) -> list[str]:
+        """The names of the model's array inputs ([] for most models)."""
+        return [str(a["name"]) for a in self.record.array_inputs]
+
+    def check_inputs(self, inputs: Mapping[str, Any] | None) -> CheckedInputs | None:
+        """The array inputs (folders, files or arrays, by input name) read and checked
+        against the record; runs no model code. None for a model without array inputs."""
+        if not self.record.array_inputs and not inputs:
+            return None
+        return check_inputs(self.record, inputs)
+
+    def _split(self, params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        names = set(self.array_inputs)
+        return ({k: v for k, v in params.items() if k not in names},
+                {k: v for k, v in params.items() if k in names})
 
     def for_run(self, n: int, chunk: int | None = None) -> "Model":
         """The model for a run of ``n`` samples: a medigan-1 package gets its chunk size
@@ -148,13 +172,35 @@ class Model:
         return check_params(self.record, params)
 
     # -- sampling --
-    def sample(self, n: int, seed: int = 0, **params: Any) -> dict[str, np.ndarray]:
-        """``n`` samples from seeds ``seed .. seed+n-1``: ``{output: array (n, ...)}``."""
-        n, seed = sample_count(n), seed_value(seed)
-        return self._cached_for_run(n).runner.sample(range(seed, seed + n), self.check_params(params))
+    def sample(self, n: int | None = None, seed: int = 0, *, per_input: int = 1,
+               **params: Any) -> dict[str, np.ndarray]:
+        """``n`` samples from seeds ``seed .. seed+n-1``: ``{output: array (n, ...)}``.
+
+        A model with array inputs takes them by name among the keywords (``mask=arrays``:
+        an array whose first axis runs over the inputs, a list of arrays, or a folder):
+        sample i takes input ``i // per_input``; ``n`` defaults to every input
+        ``per_input`` times (see :mod:`synthmed.registry.array_inputs`)."""
+        raw, given = self._split(params)
+        checked = self.check_params(raw)
+        inputs = self.check_inputs(given)
+        if inputs is None:
+            if n is None:
+                raise ConfigError("sample(): give the number of samples n", hint="e.g. model.sample(16, seed=0)")
+            n, seed = sample_count(n), seed_value(seed)
+            return self._cached_for_run(n).runner.sample(range(seed, seed + n), checked)
+        n = plan(self.record, inputs, None if n is None else sample_count(n), per_input)
+        seed = seed_value(seed)
+        return self._cached_for_run(n).runner.sample_inputs(range(seed, seed + n), checked,
+                                                           inputs.for_samples(range(n), per_input))
 
     def sample_seeds(self, seeds: Sequence[int], **params: Any) -> dict[str, np.ndarray]:
-        return self._cached_for_run(len(seeds)).runner.sample(list(seeds), self.check_params(params))
+        raw, given = self._split(params)
+        inputs = self.check_inputs(given)
+        if inputs is None:
+            return self._cached_for_run(len(seeds)).runner.sample(list(seeds), self.check_params(raw))
+        plan(self.record, inputs, len(seeds))
+        return self._cached_for_run(len(seeds)).runner.sample_inputs(list(seeds), self.check_params(raw),
+                                                                     inputs.for_samples(range(len(seeds))))
 
     def _cached_for_run(self, n: int) -> "Model":
         """:meth:`for_run`, keeping the model (and its loaded runner) of each chunk size."""
@@ -171,12 +217,19 @@ class Model:
     def iter_batches(self, n: int, seed: int = 0, **params: Any) -> Iterator[tuple[list[int], dict[str, np.ndarray]]]:
         """Batch by batch: ``(seeds, outputs)``; memory stays bounded by the batch size."""
         n, seed = sample_count(n), seed_value(seed)
-        return self._cached_for_run(n).runner.iter_batches(range(seed, seed + n), self.check_params(params))
+        raw, given = self._split(params)
+        inputs = self.check_inputs(given)
+        if inputs is None:
+            return self._cached_for_run(n).runner.iter_batches(range(seed, seed + n), self.check_params(raw))
+        plan(self.record, inputs, n)
+        return self._cached_for_run(n).runner.iter_input_batches(range(seed, seed + n), self.check_params(raw),
+                                              inputs.for_samples(range(n)))
 
-    def generate_to(self, folder: Path | str, n: int, format: str = "auto", seed: int = 0,
+    def generate_to(self, folder: Path | str, n: int | None, format: str = "auto", seed: int = 0,
                     batch_size: int | None = None, *, bit_depth: int | None = None,
                     outputs: Sequence[str] | str | None = None, window: Any = None,
                     progress: SampleProgress | None = None, checked: CheckedParams | None = None,
+                    inputs: Mapping[str, Any] | None = None, per_input: int = 1,
                     png_compress_level: int | None = None, writers: int | None = None,
                     layout: str = "synthmed", **params: Any) -> GenerationResult:
         """Write ``n`` samples to ``folder`` (``<output>/<index>.<ext>`` plus ``synthmed.json``);
@@ -197,12 +250,24 @@ class Model:
         folder itself). A medigan-1 package's chunk size is the options', else the one an
         earlier run into this folder recorded, else chosen for ``n``; it is recorded.
 
+        Array inputs come by name in ``inputs`` (folders, files or arrays; or checked ones
+        from :meth:`check_inputs`): sample i takes input ``i // per_input`` (see
+        :mod:`synthmed.registry.array_inputs`); the sidecar records their digest and source.
+
         Files are encoded and written on a pool of ``writers`` threads (default: the
         site's ``[output] writers``, else one per core; 0 writes in this thread) while the
         model makes the next batch; ``png_compress_level`` (zlib 0..9, default the site's,
         else 1) trades PNG size for speed and does not change the pixels.
         """
-        n, seed = sample_count(n), seed_value(seed)
+        seed = seed_value(seed)
+        if checked is not None and params:
+            raise ConfigError("generate_to: pass checked= or keyword parameters, not both")
+        raw, given = self._split(params)
+        checked_inputs = self.check_inputs({**dict(inputs or {}), **given}) if not isinstance(
+            inputs, CheckedInputs) else inputs  # read and checked before any model code runs
+        if checked_inputs is not None:
+            n = plan(self.record, checked_inputs, None if n is None else sample_count(n), per_input)
+        n = sample_count(n)
         model = self
         if self.record.package_format == "medigan-1":
             earlier = _recorded_chunk(Path(folder))
@@ -215,9 +280,7 @@ class Model:
             model = model.with_options(batch_size=batch_size)
         owned = model is not self and all(model is not m for m in self.__dict__.get("_runs", {}).values())
         runner = model.runner
-        if checked is not None and params:
-            raise ConfigError("generate_to: pass checked= or keyword parameters, not both")
-        checked = runner.check_params(checked if checked is not None else params)  # before any model code runs
+        checked = runner.check_params(checked if checked is not None else raw)  # before any model code runs
         options: dict[str, Any] = {}
         if bit_depth is not None:
             if bit_depth not in (8, 16):
@@ -230,8 +293,15 @@ class Model:
             options["window"] = parse_window(window)
         wopts = self.writer_options.with_(png_compress_level=png_compress_level, writers=writers)
         options["png_compress_level"] = wopts.png_compress_level
-        out = OutputFolder(Path(folder), self.record, format, seed, dict(checked), options, upstream=self.upstream,
-                           runner_info=runner.info, outputs=outputs, layout=layout)
+        identity_params = dict(checked)
+        info = dict(runner.info)
+        if checked_inputs is not None:
+            # the inputs belong to the run's identity: another set of inputs is another run
+            info["inputs"] = checked_inputs.describe()
+            info["per_input"] = per_input
+            identity_params["__inputs__"] = {"sha256": checked_inputs.digest(), "per_input": per_input}
+        out = OutputFolder(Path(folder), self.record, format, seed, identity_params, options, upstream=self.upstream,
+                           runner_info=info, outputs=outputs, layout=layout)
         volumes = [name for name, why in out.left_out.items() if why != "not selected"]
         if volumes:
             log.warning("%s: %s not written as PNG (3D volumes; use format nifti, dicom or npy for them)",
@@ -249,7 +319,10 @@ class Model:
                 todo = [i for i in window if not out.is_complete(i)]
                 skipped += len(window) - len(todo)
                 if todo:
-                    for seeds, batch in runner.iter_batches([seed + i for i in todo], checked):
+                    batches = (runner.iter_batches([seed + i for i in todo], checked) if checked_inputs is None else
+                               runner.iter_input_batches([seed + i for i in todo], checked,
+                                                         checked_inputs.for_samples(todo, per_input)))
+                    for seeds, batch in batches:
                         pool.submit_batch([s - seed for s in seeds], batch)
                 if progress is not None:
                     progress(pool.done + skipped, n)
@@ -419,7 +492,9 @@ class Site:
         medigan-1 package (default: site.toml's ``runner.medigan_chunk``, else chosen per run)."""
         options = self.runner_options.with_(device=device, mode=mode, batch_size=batch_size, timeout_s=timeout_s,
                                             medigan_chunk=chunk_size)
-        return Model(self.package(ref), options, self.writer_options)
+        package = self.package(ref)
+        stages = prepare_stages(package, self.settings) if package.record.package_format == PIPELINE_FORMAT else None
+        return Model(package, options, self.writer_options, stages)
 
     def close(self) -> None:
         if self._catalog is not None:

@@ -89,7 +89,9 @@ def test_image_mask_models_package_paths_and_dropped_fields(catalogue: dict) -> 
         assert r is not None and [o["name"] for o in r["outputs"]] == ["image", "mask"], mid
     plain = mi.convert_entry("00001_DCGAN_MMG_CALC_ROI", catalogue["00001_DCGAN_MMG_CALC_ROI"]).record
     assert plain is not None and [o["name"] for o in plain["outputs"]] == ["image"]
-    r4 = mi.convert_entry("00004_PIX2PIX_MMG_MASSES_W_MASKS", catalogue["00004_PIX2PIX_MMG_MASSES_W_MASKS"]).record
+    # (without the translator mapping: with it, input_path becomes an array input, tests/test_array_inputs.py)
+    r4 = mi.convert_entry("00004_PIX2PIX_MMG_MASSES_W_MASKS", catalogue["00004_PIX2PIX_MMG_MASSES_W_MASKS"],
+                          translator_inputs=False).record
     assert r4 is not None and r4["package"]["generate_args"]["input_path"] == "{package}/images"
     assert r4["inputs"]["properties"]["input_path"]["default"] == "{package}/images"
     notes = rec["provenance"]["import_notes"]

@@ -15,7 +15,8 @@ from helpers import REPO_ROOT
 pytestmark = pytest.mark.slow  # a site synced from this repo
 
 
-STARTERS = {"ihc-patch-dcgan", "ihc-patch-dcgan-medigan", "retina-patch-ddpm", "phantom-lesion"}
+STARTERS = {"ihc-patch-dcgan", "ihc-patch-dcgan-medigan", "retina-patch-ddpm", "phantom-lesion",
+            "retina-vessel-mask-dcgan", "retina-vessel-pix2pix", "retina-vessel-dualgan"}
 
 
 def test_committed_index_validates_with_medigan_records_unverified() -> None:
@@ -24,7 +25,8 @@ def test_committed_index_validates_with_medigan_records_unverified() -> None:
     # every record file is checked: the starters (retina-patch-ddpm 1.0.0, deprecated, and 1.0.1, ...) and
     # two versions of each medigan record (the first import, and the current importer's)
     assert report.checked == len(list((REPO_ROOT / "index" / "models").glob("*/*.json"))) >= 36
-    assert len(report.unverified) == 30 and all(r.startswith("000") for r in report.unverified)
+    # (and a third of the five translators, 00003, 00004, 00013-00015: their input folder became an array input)
+    assert len(report.unverified) == 35 and all(r.startswith("000") for r in report.unverified)
 
 
 @pytest.fixture(scope="module")

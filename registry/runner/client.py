@@ -132,12 +132,13 @@ class WorkerClient:
 
     # -- requests --------------------------------------------------------------------
 
-    def _request(self, msg: dict[str, Any], timeout: float | None, doing: str) -> dict[str, Any]:
+    def _request(self, msg: dict[str, Any], timeout: float | None, doing: str,
+                 arrays: Mapping[str, np.ndarray] | None = None) -> dict[str, Any]:
         proc = self.proc
         assert proc is not None and proc.stdin is not None and proc.stdout is not None
         ref = self.record.ref
         try:
-            protocol.send(proc.stdin, msg)  # type: ignore[arg-type]
+            protocol.send(proc.stdin, msg, arrays)  # type: ignore[arg-type]
             answer, arrays = protocol.receive(proc.stdout.fileno(), timeout)
         except protocol.ProtocolError as exc:
             # what the worker (the model's code) wrote is not JSON and numeric arrays: read nothing more
@@ -187,11 +188,13 @@ class WorkerClient:
         answer["arrays"] = arrays
         return answer
 
-    def sample(self, seeds: list[int], params: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    def sample(self, seeds: list[int], params: Mapping[str, Any],
+               arrays: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
         if self.proc is None or self.proc.poll() is not None:
             self.start()
         doing = f"sampling seeds {seeds[0]}..{seeds[-1]}" if seeds else "sampling"
-        answer = self._request({"op": "sample", "seeds": list(seeds), "params": dict(params)}, self.timeout_s, doing)
+        answer = self._request({"op": "sample", "seeds": list(seeds), "params": dict(params)}, self.timeout_s, doing,
+                               arrays)
         # the worker checked them too, but what it sends is checked again here
         return normalise_outputs(self.record, seeds, answer["arrays"])
 

@@ -310,6 +310,10 @@ class MediganModel:
                             model=self.record.ref)
 
     def sample(self, seeds: list[int], **params: Any) -> Mapping[str, Any]:
+        folder_args = {str(a["name"]): str(a.get("medigan_arg") or a["name"]) for a in self.record.array_inputs}
+        self.kinds = {str(a["name"]): str(a.get("kind", "image")) for a in self.record.array_inputs}
+        if folder_args:
+            return self._sample_translating(seeds, folder_args, params)
         wanted: dict[int, list[tuple[int, int]]] = {}
         for pos, seed in enumerate(seeds):
             wanted.setdefault(int(seed) // self.chunk, []).append((pos, int(seed) % self.chunk))
@@ -340,8 +344,68 @@ class MediganModel:
             shutil.rmtree(tmp, ignore_errors=True)
         return {name: np.stack(vals) for name, vals in zip(self.names, per_output)}
 
+    def _sample_translating(self, seeds: list[int], folder_args: Mapping[str, str],
+                            params: Mapping[str, Any]) -> Mapping[str, Any]:
+        """A translator (image-to-image): medigan's ``generate`` reads the images it
+        translates from a folder (``input_path``). Each sample is one call, seeded with its
+        own seed, its input written alone into a fresh folder (:func:`stage_input`)
+        passed as that argument, with ``num_samples=1``: the sample of seed s with input x
+        depends on nothing else (no chunks here)."""
+        arrays = {name: params[name] for name in folder_args}
+        rest = {k: v for k, v in params.items() if k not in folder_args}
+        per_output: list[list[Any]] = [[None] * len(seeds) for _ in self.names]
+        tmp = Path(tempfile.mkdtemp(prefix="synthmed-medigan-"))
+        caller_cwd = os.open(".", getattr(os, "O_PATH", os.O_RDONLY) | getattr(os, "O_DIRECTORY", 0))
+        try:
+            for pos, seed in enumerate(seeds):
+                call = tmp / f"sample-{pos}"
+                output_path = call / "output"
+                output_path.mkdir(parents=True)
+                kwargs = {**self.custom, **rest}
+                for name, arg in folder_args.items():
+                    kwargs[arg] = str(stage_input(np.asarray(arrays[name][pos]), call / "inputs" / name,
+                                                     mask=self.kinds[name] == "mask"))
+                kwargs.update(model_file=str(self.model_file), num_samples=1, output_path=str(output_path),
+                              save_images=False)
+                seed_everything(int(seed))
+                os.chdir(call)
+                try:
+                    result = self.generate(**kwargs)
+                finally:
+                    os.fchdir(caller_cwd)
+                items = list(result) if result is not None else []
+                if len(items) < 1:
+                    raise ModelRunError(f"{self.record.ref}: generate(num_samples=1) with one input returned "
+                                        f"{len(items)} samples", model=self.record.ref)
+                for i, value in enumerate(self._split(items[0])):
+                    per_output[i][pos] = value
+                shutil.rmtree(call, ignore_errors=True)
+        finally:
+            os.fchdir(caller_cwd)
+            os.close(caller_cwd)
+            shutil.rmtree(tmp, ignore_errors=True)
+        return {name: np.stack(vals) for name, vals in zip(self.names, per_output)}
+
     def close(self) -> None:
         self._last = None
+
+
+def stage_input(arr: np.ndarray, folder: Path, *, mask: bool = False) -> Path:
+    """Write one input into ``folder`` (made here) as medigan's translators read them: a
+    PNG for a 2D uint8/uint16 image or mask (1, 3 or 4 channels; a mask as 0/255),
+    else an ``.npy`` file. Returns the folder."""
+    folder.mkdir(parents=True)
+    if arr.ndim in (2, 3) and arr.dtype in (np.uint8, np.uint16, np.bool_) and (
+            arr.ndim == 2 or arr.shape[-1] in (1, 3, 4)):
+        from PIL import Image
+
+        a = arr[..., 0] if arr.ndim == 3 and arr.shape[-1] == 1 else arr
+        if a.dtype == np.bool_ or mask:
+            a = (a > 0).astype(np.uint8) * 255
+        Image.fromarray(a).save(folder / "0000.png")
+    else:
+        np.save(folder / "0000.npy", arr, allow_pickle=False)
+    return folder
 
 
 def load_model(record: Record, package_dir: Path, device: str, package_key: str | None = None,

@@ -9,7 +9,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import EnvironmentBuildError, ModelRunError, ParamError, SynthmedError, Unverified
+from ..errors import EnvironmentBuildError, InputError, ModelRunError, ParamError, SynthmedError, Unverified
 from ..outputs import working_nbytes
 from ..packages import VerifiedPackage
 from ..records import Record
@@ -112,7 +112,9 @@ class Runner:
     def info(self) -> dict[str, Any]:
         info = {"mode": self.mode, "device": self.device, "batch_size": self.batch_size,
                 "missing_requirements": list(self.missing)}
-        if self.record.package_format == "medigan-1":
+        if self.record.package_format == "medigan-1" and self.record.array_inputs:
+            info["medigan_calls"] = "one seeded generate(num_samples=1) per sample, its input in a folder of its own"
+        elif self.record.package_format == "medigan-1":
             info["medigan_seed_chunk"] = self.medigan_chunk  # the samples of a seed depend on it
         return info
 
@@ -158,13 +160,14 @@ class Runner:
 
     # -- sampling --------------------------------------------------------------------
 
-    def _run_batch(self, seeds: list[int], params: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    def _run_batch(self, seeds: list[int], params: Mapping[str, Any],
+                   arrays: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
         if self.mode == "worker":
-            outputs: dict[str, np.ndarray] = self._load_worker().sample(seeds, params)
+            outputs: dict[str, np.ndarray] = self._load_worker().sample(seeds, params, arrays)
             return outputs
         model = self._load_inline()
         try:
-            raw = model.sample(seeds, **params)
+            raw = model.sample(seeds, **params, **(arrays or {}))
         except SynthmedError:
             raise
         except Exception as exc:
@@ -190,19 +193,51 @@ class Runner:
                              model=self.record.ref)
         checked = self.check_params(params if params is not None else raw)
         seeds = [int(s) for s in seeds]
-        return self._iter(seeds, dict(checked))
+        if self.record.array_inputs:
+            names = ", ".join(str(a["name"]) for a in self.record.array_inputs)
+            raise InputError(f"{self.record.ref} takes array inputs ({names}); none were given",
+                             hint="give them: --input NAME=FOLDER, or model.sample(n, NAME=arrays)",
+                             model=self.record.ref, input=names.split(",")[0])
+        return self._iter(seeds, dict(checked), None)
 
-    def _iter(self, seeds: list[int], params: dict[str, Any]) -> Iterator[tuple[list[int], dict[str, np.ndarray]]]:
+    def iter_input_batches(self, seeds: Sequence[int], params: Mapping[str, Any] | None,
+                           arrays: Mapping[str, np.ndarray]) -> Iterator[tuple[list[int], dict[str, np.ndarray]]]:
+        """As :meth:`iter_batches` for a model with array inputs: ``arrays[name][j]`` is the
+        input of ``seeds[j]`` (checked by :func:`synthmed.registry.array_inputs.check_inputs`
+        and laid out by ``CheckedInputs.for_samples``)."""
+        checked = self.check_params(params)
+        seeds = [int(s) for s in seeds]
+        want = sorted(str(a["name"]) for a in self.record.array_inputs)
+        if sorted(arrays) != want:
+            raise InputError(f"{self.record.ref}: inputs {sorted(arrays)} given, the model takes {want}",
+                             model=self.record.ref)
+        for name, arr in arrays.items():
+            if len(arr) != len(seeds):
+                raise InputError(f"{self.record.ref}: input {name!r} has {len(arr)} items for {len(seeds)} seeds",
+                                 model=self.record.ref, input=name)
+        return self._iter(seeds, dict(checked), dict(arrays))
+
+    def _iter(self, seeds: list[int], params: dict[str, Any],
+              arrays: dict[str, np.ndarray] | None) -> Iterator[tuple[list[int], dict[str, np.ndarray]]]:
         for start in range(0, len(seeds), self.batch_size):
             chunk = seeds[start:start + self.batch_size]
-            yield chunk, self._run_batch(chunk, params)
+            part = None if arrays is None else {k: v[start:start + self.batch_size] for k, v in arrays.items()}
+            yield chunk, self._run_batch(chunk, params, part)
 
     def sample(self, seeds: Sequence[int], params: Mapping[str, Any] | None = None, /,
                **raw: Any) -> dict[str, np.ndarray]:
         """All outputs for ``seeds``: ``{output: array (len(seeds), ...)}``; parameters as
         for :meth:`iter_batches`."""
+        return self._gather(self.iter_batches(seeds, params, **raw))
+
+    def sample_inputs(self, seeds: Sequence[int], params: Mapping[str, Any] | None,
+                      arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """All outputs for ``seeds`` with their array inputs (see :meth:`iter_input_batches`)."""
+        return self._gather(self.iter_input_batches(seeds, params, arrays))
+
+    def _gather(self, batches: Iterator[tuple[list[int], dict[str, np.ndarray]]]) -> dict[str, np.ndarray]:
         parts: dict[str, list[np.ndarray]] = {str(o["name"]): [] for o in self.record.outputs}
-        for _, outputs in self.iter_batches(seeds, params, **raw):
+        for _, outputs in batches:
             for name, arr in outputs.items():
                 parts[name].append(arr)
         return {name: (np.concatenate(arrs) if arrs else np.empty((0,))) for name, arrs in parts.items()}

@@ -104,7 +104,7 @@ def main() -> int:
     record: Any = None
     while True:
         try:
-            msg, _ = protocol.receive(in_fd)
+            msg, arrays = protocol.receive(in_fd)
         except (protocol.ChannelClosed, EOFError):
             return 0
         except protocol.ProtocolError as exc:  # the caller speaks another protocol: nothing to answer
@@ -124,7 +124,7 @@ def main() -> int:
                 if model is None:
                     raise RuntimeError("no model loaded")
                 seeds = list(msg["seeds"])
-                outputs = normalise_outputs(record, seeds, model.sample(seeds, **msg.get("params", {})))
+                outputs = normalise_outputs(record, seeds, model.sample(seeds, **msg.get("params", {}), **arrays))
                 protocol.send(out, {"ok": True}, outputs)  # numeric arrays only, never a pickle
             elif op == "close":
                 if model is not None and hasattr(model, "close"):

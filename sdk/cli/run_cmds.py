@@ -21,7 +21,9 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                                    "(<output>/<index>.<ext> plus a synthmed.json provenance sidecar). "
                                    "Sample i uses seed S+i; an interrupted run resumes where it stopped.")
     p.add_argument("ref", metavar="REF", help="model reference: ID, ID@VERSION, UPSTREAM/ID[@VERSION]")
-    p.add_argument("-n", "--num-samples", type=int, required=True, metavar="N", help="number of samples")
+    p.add_argument("-n", "--num-samples", type=int, default=None, metavar="N",
+                   help="number of samples (required, except for a model with array inputs: then every input "
+                        "--per-input times)")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder")
     p.add_argument("--format", choices=FORMATS, default=None,
                    help="file format (default auto: png for 2D outputs, nifti for volumes)")
@@ -52,6 +54,11 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                    help="worker mode: longest wait for one batch")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="a model parameter (repeatable); values follow the model's inputs schema")
+    p.add_argument("--input", action="append", default=[], metavar="NAME=PATH",
+                   help="an array input (repeatable): a folder of PNG/NPY/NIfTI/DICOM files taken in name order, "
+                        "or one file; sample i takes input i // K (see --per-input)")
+    p.add_argument("--per-input", type=int, default=1, metavar="K",
+                   help="samples per input, each with its own seed (default 1)")
     p.add_argument("--offline", action="store_true", default=None, help="never fetch a missing package")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
@@ -76,15 +83,35 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     v.add_argument("--device", default=None, metavar="D", help="auto, cpu, cuda or cuda:N")
     v.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="a model parameter (repeatable); values follow the model's inputs schema")
+    v.add_argument("--input", action="append", default=[], metavar="NAME=PATH",
+                   help="an array input (repeatable), shown beside the outputs: a folder of files or one file")
     v.set_defaults(func=cmd_visualize)
 
 
+def parse_input_args(items: list[str]) -> dict[str, str]:
+    """``["mask=masks/"]`` -> ``{"mask": "masks/"}``."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        name, sep, path = item.partition("=")
+        if not sep or not name.strip() or not path:
+            raise ConfigError(f"--input {item!r}: expected NAME=PATH", hint="e.g. --input mask=masks/ "
+                                                                           "(`synthmed show REF` lists the inputs)")
+        if name.strip() in out:
+            raise ConfigError(f"--input {name.strip()!r} is given twice")
+        out[name.strip()] = path
+    return out
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
+    from synthmed.registry.array_inputs import check_inputs, plan
     from synthmed.registry.runner import check_params, parse_param_args
 
     from ..site import Site
 
-    if args.num_samples < 0:
+    given = parse_input_args(args.input)
+    if args.num_samples is None and not given:
+        raise ConfigError("-n N is required: the number of samples", hint="e.g. -n 100 writes samples 0..99")
+    if args.num_samples is not None and args.num_samples < 0:
         raise ConfigError(f"-n {args.num_samples}: the number of samples must be 0 or more",
                           hint="e.g. -n 100 writes samples 0..99 (seeds S..S+99)")
     if args.timeout is not None and not args.timeout > 0:
@@ -96,14 +123,20 @@ def cmd_generate(args: argparse.Namespace) -> int:
     entry = site.resolve(args.ref)
     raw = parse_param_args(entry.record, args.param)  # typed from the inputs schema
     params = check_params(entry.record, raw)  # refuse bad params before fetching or running anything
+    inputs = None
+    num = args.num_samples
+    if given or entry.record.array_inputs:
+        inputs = check_inputs(entry.record, given)  # and bad inputs (read and checked here)
+        num = plan(entry.record, inputs, num, args.per_input)
     model = site.model(entry, chunk_size=args.chunk_size)
     fmt = args.format or "auto"
     bar = ProgressBar(model.ref, enabled=not args.no_progress)
     try:
-        result = model.generate_to(Path(args.output), args.num_samples, format=fmt, seed=args.seed,
+        result = model.generate_to(Path(args.output), num, format=fmt, seed=args.seed,
                                    bit_depth=args.bit_depth, outputs=args.outputs, window=args.window,
                                    progress=bar, checked=params, png_compress_level=args.png_compression,
-                                   writers=args.writers, layout=args.layout)
+                                   writers=args.writers, layout=args.layout, inputs=inputs,
+                                   per_input=args.per_input)
     finally:
         model.close()
         site.close()
@@ -111,7 +144,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         "model": model.ref, "output": str(result.folder), "format": fmt, "num_samples": result.num_samples,
         "written": result.written, "skipped": result.skipped, "seconds": round(result.seconds, 3),
         "samples_per_second": round(result.samples_per_second, 2), "sidecar": str(result.sidecar),
-        "seeds": [args.seed, args.seed + args.num_samples - 1] if args.num_samples else [],
+        "seeds": [args.seed, args.seed + num - 1] if num else [],
         "params": json.loads(json.dumps(dict(params), default=str)),
         "outputs": result.outputs, "left_out": result.left_out,
     }
@@ -141,6 +174,7 @@ def cmd_visualize(args: argparse.Namespace) -> int:
     try:
         entry = site.resolve(args.ref)
         params = check_params(entry.record, parse_param_args(entry.record, args.param))
+        given = parse_input_args(args.input)
         model = site.model(entry)
         try:
             names = [str(o["name"]) for o in model.record.outputs]
@@ -149,7 +183,7 @@ def cmd_visualize(args: argparse.Namespace) -> int:
                                   hint=f"its outputs are: {', '.join(names)}")
             path = visualize(model.spec(), Path(args.output), args.num_samples, seed=args.seed, params=params,
                              output=args.output_name, outputs=args.outputs, side_by_side=args.side_by_side,
-                             overlay=not args.no_overlay, window=args.window)
+                             overlay=not args.no_overlay, window=args.window, inputs=given or None)
         finally:
             model.close()
     finally:

@@ -320,6 +320,13 @@ def cmd_show(args: argparse.Namespace) -> int:
     print("parameters:" + ("" if params else " none"))
     if params:
         _indented_table(params, ["name", "type", "default", "allowed", "description"])
+    if entry.record.array_inputs:
+        from synthmed.registry.array_inputs import describe as describe_input
+
+        print("array inputs (--input NAME=FOLDER, one file per sample):")
+        _indented_table([{"name": str(a["name"]), "takes": describe_input(a),
+                          "medigan_arg": str(a.get("medigan_arg", ""))} for a in entry.record.array_inputs],
+                        ["name", "takes", "medigan_arg"])
     print("outputs:")
     _indented_table(output_rows(list(entry.record.outputs)), ["name", "kind", "dims", "shape", "dtype", "range",
                                                              "spacing_mm"])

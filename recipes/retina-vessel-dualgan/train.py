@@ -1,0 +1,423 @@
+"""Train the dual-GAN miniature (Guibas et al. 2017, in miniature) from scikit-image's
+retina.jpg and build its two synthmed-1 packages, then evaluate it as the paper did.
+
+    python recipes/retina-vessel-dualgan/train.py --out DIR [--stage all|mask|photo|eval]
+
+Seeded, CPU only (run it with nice -n 10; one torch thread). Writes into DIR:
+mask/package + mask/1.0.0.zip (stage I, retina-vessel-mask-dcgan), photo/package +
+photo/1.0.0.zip (stage II, retina-vessel-pix2pix), metrics.json, pairs-grid.png
+(generated mask/image pairs beside real ones).
+
+Data: skimage.data.retina() (retina.jpg, 1411x1411 RGB colour fundus photograph of a
+normal left eye, Mikael Häggström, Wikimedia Commons, CC0 1.0), downsampled 2x (box
+filter) to 706x706. Vessel masks by a vesselness filter (the same as
+recipes/retina-patch-ddpm): black top-hat (disk radius 6) of the Gaussian-smoothed green
+channel > 6 grey levels inside the fundus disc (eroded by 12 px), specks under 30 px
+removed. 64x64 patches wholly inside the disc; training patches lie wholly above row 530,
+held-out patches wholly below it (rows 530..705).
+
+Stage I: a DCGAN (generator 64 -> 4x4 -> 64x64, BatchNorm; discriminator four strided
+convolutions) on the real 64x64 masks, with flips. Stage II: pix2pix, a four-level U-Net
+generator with a 16x16 PatchGAN discriminator on (mask, image) pairs, loss = adversarial
+(least squares) + l1_weight * L1. pix2pix's own weighting is l1_weight = 100 (the default
+here); --l1-weight 1 gives the 1:1 weighting of the dual-GAN paper.
+
+Evaluation (--stage eval): the same small segmentation network (a two-level U-Net) is
+trained with the same steps, batch and seed on (a) synthetic pairs, masks from stage I
+and images from stage II, (b) real pairs from the training region, (c) real training
+masks with stage II's images, and its pixel F1 (threshold 0.5, pooled over all pixels)
+measured on held-out real patches (vesselness masks as ground truth), over 3 training
+seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "_common"))
+import buildlib  # noqa: E402
+
+
+def _load(name: str, folder: str):  # type: ignore[no-untyped-def]
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, HERE / folder / "model.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+mask_pkg = _load("dualgan_mask_model", "mask-package")
+photo_pkg = _load("dualgan_photo_model", "photo-package")
+
+VERSION = "1.0.0"
+SIZE = 64
+HALF = 706
+SPLIT_ROW = 530
+
+
+def prepare() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """-> (image 706x706x3 uint8, disc mask, vessel mask)."""
+    import warnings
+
+    from PIL import Image
+    from skimage import data, filters, morphology
+
+    im = np.asarray(Image.fromarray(data.retina()).resize((HALF, HALF), Image.BOX))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        disc = morphology.binary_erosion(im.max(-1) > 30, morphology.disk(12))
+        g = filters.gaussian(im[..., 1].astype(np.float64), 1, preserve_range=True)
+        bt = morphology.black_tophat(g, morphology.disk(6))
+        ves = morphology.remove_small_objects((bt > 6) & disc, 30)
+    return im, disc, ves.astype(np.uint8)
+
+
+def corners(disc: np.ndarray, rows: tuple[int, int], stride: int = 1) -> np.ndarray:
+    from numpy.lib.stride_tricks import sliding_window_view as sw
+
+    inside = sw(disc, (SIZE, SIZE)).all(axis=(2, 3))
+    ok = np.zeros_like(inside)
+    ok[rows[0]: rows[1] - SIZE + 1] = True
+    ok &= inside
+    c = np.argwhere(ok)
+    return c[(c[:, 0] % stride == 0) & (c[:, 1] % stride == 0)]
+
+
+def crop_pairs(im: np.ndarray, ves: np.ndarray, cs: np.ndarray, rng: np.random.Generator | None
+               ) -> tuple[np.ndarray, np.ndarray]:
+    imgs = np.stack([im[y:y + SIZE, x:x + SIZE] for y, x in cs])
+    masks = np.stack([ves[y:y + SIZE, x:x + SIZE] for y, x in cs])
+    if rng is not None:  # flips only: rot90 would turn the fundus's illumination gradient
+        for axis in (1, 2):
+            f = rng.integers(0, 2, len(cs)).astype(bool)
+            imgs[f] = np.flip(imgs[f], axis)
+            masks[f] = np.flip(masks[f], axis)
+    return np.ascontiguousarray(imgs), np.ascontiguousarray(masks)
+
+
+def img_t(x: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(x).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+
+
+def mask_t(m: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(m.astype(np.float32))[:, None]
+
+
+def save_weights(net: nn.Module, path: Path) -> None:
+    from safetensors.torch import save_file
+
+    save_file({k: v.detach().float().contiguous() for k, v in net.state_dict().items()}, str(path))
+
+
+# ---------------------------------------------------------------- stage I: DCGAN masks
+
+
+class MaskDSN(nn.Module):
+    """The mask discriminator with spectral normalisation and no BatchNorm (for hinge loss)."""
+
+    def __init__(self, c: int = 32) -> None:
+        super().__init__()
+        sn = nn.utils.spectral_norm
+        self.net = nn.Sequential(
+            sn(nn.Conv2d(1, c, 4, 2, 1)), nn.LeakyReLU(0.2, True),
+            sn(nn.Conv2d(c, c * 2, 4, 2, 1)), nn.LeakyReLU(0.2, True),
+            sn(nn.Conv2d(c * 2, c * 4, 4, 2, 1)), nn.LeakyReLU(0.2, True),
+            sn(nn.Conv2d(c * 4, c * 8, 4, 2, 1)), nn.LeakyReLU(0.2, True),
+            sn(nn.Conv2d(c * 8, 1, 4, 1, 0)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).flatten()
+
+
+class MaskD(nn.Module):
+    def __init__(self, c: int = 32) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(1, c, 4, 2, 1), nn.LeakyReLU(0.2, True),
+            nn.Conv2d(c, c * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(c * 2), nn.LeakyReLU(0.2, True),
+            nn.Conv2d(c * 2, c * 4, 4, 2, 1, bias=False), nn.BatchNorm2d(c * 4), nn.LeakyReLU(0.2, True),
+            nn.Conv2d(c * 4, c * 8, 4, 2, 1, bias=False), nn.BatchNorm2d(c * 8), nn.LeakyReLU(0.2, True),
+            nn.Conv2d(c * 8, 1, 4, 1, 0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).flatten()
+
+
+def train_mask(args: argparse.Namespace, im: np.ndarray, ves: np.ndarray, train_c: np.ndarray) -> dict:
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    hinge = args.mask_loss == "hinge-sn"
+    G, D = mask_pkg.Generator(args.ch), (MaskDSN(args.ch) if hinge else MaskD(args.ch))
+    og = torch.optim.Adam(G.parameters(), 2e-4, betas=(0.5, 0.999))
+    od = torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.999))
+    bce = nn.BCEWithLogitsLoss()
+    t0 = time.time()
+    for step in range(1, args.mask_steps + 1):
+        _, m = crop_pairs(im, ves, train_c[rng.integers(0, len(train_c), args.batch)], rng)
+        real = mask_t(m) * 2 - 1
+        z = torch.randn(args.batch, mask_pkg.NZ)
+        fake = G(z) * 2 - 1
+        sigma = args.instance_noise * max(0.0, 1.0 - step / (0.75 * args.mask_steps))  # decays to 0
+        noisy_real, noisy_fake = real, fake
+        if args.instance_noise > 0:  # (without it no random numbers are drawn: the default run is unchanged)
+            noisy_real = real + sigma * torch.randn_like(real)
+            noisy_fake = fake + sigma * torch.randn_like(fake)
+        if hinge:
+            ld = F.relu(1 - D(noisy_real)).mean() + F.relu(1 + D(noisy_fake.detach())).mean()
+        else:
+            ld = bce(D(noisy_real), torch.full((args.batch,), 0.9)) + bce(D(noisy_fake.detach()),
+                                                                          torch.zeros(args.batch))
+        od.zero_grad(set_to_none=True)
+        ld.backward()
+        od.step()
+        lg = -D(noisy_fake).mean() if hinge else bce(D(noisy_fake), torch.ones(args.batch))
+        og.zero_grad(set_to_none=True)
+        lg.backward()
+        og.step()
+        if step % 200 == 0 or step == 1:
+            print(f"[mask] step {step} D {ld.item():.3f} G {lg.item():.3f} {time.time() - t0:.0f}s", flush=True)
+    train_s = time.time() - t0
+    # BatchNorm statistics for eval mode: a cumulative average over 64 batches of 64
+    with torch.no_grad():
+        for mod in G.modules():
+            if isinstance(mod, nn.BatchNorm2d):
+                mod.reset_running_stats()
+                mod.momentum = None
+        G.train()
+        for _ in range(64):
+            G(torch.randn(64, mask_pkg.NZ))
+    G.eval()
+    pkg = args.out / "mask" / "package"
+    if pkg.exists():
+        shutil.rmtree(pkg)
+    pkg.mkdir(parents=True)
+    shutil.copy(HERE / "mask-package" / "model.py", pkg / "model.py")
+    buildlib.write_json(pkg / "config.json", {"ch": args.ch, "nz": mask_pkg.NZ, "size": SIZE})
+    save_weights(G, pkg / "weights.safetensors")
+    zip_path = args.out / "mask" / f"{VERSION}.zip"
+    buildlib.deterministic_zip(pkg, zip_path)
+    return {"steps": args.mask_steps, "batch": args.batch, "train_seconds": round(train_s, 1),
+            "loss": args.mask_loss, "instance_noise": args.instance_noise,
+            "params_generator": sum(p.numel() for p in G.parameters()),
+            "zip_sha256": buildlib.sha256_file(zip_path), "zip_size": zip_path.stat().st_size}
+
+
+# ---------------------------------------------------------------- stage II: pix2pix
+
+
+class PatchD(nn.Module):
+    """(mask, image) 4x64x64 -> 8x8 patch logits (receptive field 34 px)."""
+
+    def __init__(self, c: int = 32) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(4, c, 4, 2, 1), nn.LeakyReLU(0.2, True),
+            nn.Conv2d(c, c * 2, 4, 2, 1), nn.InstanceNorm2d(c * 2, affine=True), nn.LeakyReLU(0.2, True),
+            nn.Conv2d(c * 2, c * 4, 4, 2, 1), nn.InstanceNorm2d(c * 4, affine=True), nn.LeakyReLU(0.2, True),
+            nn.Conv2d(c * 4, 1, 3, 1, 1))
+
+    def forward(self, m: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([m, x], 1))
+
+
+def train_photo(args: argparse.Namespace, im: np.ndarray, ves: np.ndarray, train_c: np.ndarray) -> dict:
+    torch.manual_seed(args.seed + 1)
+    rng = np.random.default_rng(args.seed + 1)
+    G, D = photo_pkg.UNet(args.ch), PatchD(args.ch)
+    og = torch.optim.Adam(G.parameters(), 2e-4, betas=(0.5, 0.999))
+    od = torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.999))
+    t0 = time.time()
+    for step in range(1, args.photo_steps + 1):
+        x, m = crop_pairs(im, ves, train_c[rng.integers(0, len(train_c), args.photo_batch)], rng)
+        real, mt = img_t(x), mask_t(m) * 2 - 1
+        fake = G(mt)
+        pr, pf = D(mt, real), D(mt, fake.detach())
+        ld = 0.5 * (F.mse_loss(pr, torch.ones_like(pr)) + F.mse_loss(pf, torch.zeros_like(pf)))
+        od.zero_grad(set_to_none=True)
+        ld.backward()
+        od.step()
+        pg = D(mt, fake)
+        adv = F.mse_loss(pg, torch.ones_like(pg))
+        l1 = F.l1_loss(fake, real)
+        lg = adv + args.l1_weight * l1
+        og.zero_grad(set_to_none=True)
+        lg.backward()
+        og.step()
+        if step % 200 == 0 or step == 1:
+            print(f"[photo] step {step} D {ld.item():.3f} adv {adv.item():.3f} L1 {l1.item():.3f} "
+                  f"{time.time() - t0:.0f}s", flush=True)
+    train_s = time.time() - t0
+    G.eval()
+    pkg = args.out / "photo" / "package"
+    if pkg.exists():
+        shutil.rmtree(pkg)
+    pkg.mkdir(parents=True)
+    shutil.copy(HERE / "photo-package" / "model.py", pkg / "model.py")
+    buildlib.write_json(pkg / "config.json", {"ch": args.ch, "size": SIZE, "l1_weight": args.l1_weight})
+    save_weights(G, pkg / "weights.safetensors")
+    zip_path = args.out / "photo" / f"{VERSION}.zip"
+    buildlib.deterministic_zip(pkg, zip_path)
+    return {"steps": args.photo_steps, "batch": args.photo_batch, "l1_weight": args.l1_weight,
+            "loss": "least-squares adversarial + l1_weight * L1", "train_seconds": round(train_s, 1),
+            "params_generator": sum(p.numel() for p in G.parameters()),
+            "zip_sha256": buildlib.sha256_file(zip_path), "zip_size": zip_path.stat().st_size}
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+class SegNet(nn.Module):
+    """A small two-level U-Net: RGB 64x64 -> vessel logits 64x64."""
+
+    def __init__(self, c: int = 8) -> None:
+        super().__init__()
+
+        def block(a: int, b: int) -> nn.Sequential:
+            return nn.Sequential(nn.Conv2d(a, b, 3, padding=1), nn.BatchNorm2d(b), nn.ReLU(True),
+                                 nn.Conv2d(b, b, 3, padding=1), nn.BatchNorm2d(b), nn.ReLU(True))
+        self.e1, self.e2, self.mid = block(3, c), block(c, 2 * c), block(2 * c, 4 * c)
+        self.u2, self.d2 = nn.ConvTranspose2d(4 * c, 2 * c, 2, 2), block(4 * c, 2 * c)
+        self.u1, self.d1 = nn.ConvTranspose2d(2 * c, c, 2, 2), block(2 * c, c)
+        self.out = nn.Conv2d(c, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        e1 = self.e1(x)
+        e2 = self.e2(F.max_pool2d(e1, 2))
+        m = self.mid(F.max_pool2d(e2, 2))
+        d2 = self.d2(torch.cat([self.u2(m), e2], 1))
+        d1 = self.d1(torch.cat([self.u1(d2), e1], 1))
+        return self.out(d1)
+
+
+def train_seg(imgs: np.ndarray, masks: np.ndarray, steps: int, batch: int, seed: int) -> SegNet:
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    net = SegNet()
+    opt = torch.optim.Adam(net.parameters(), 1e-3)
+    for _ in range(steps):
+        idx = rng.integers(0, len(imgs), batch)
+        x, m = imgs[idx].copy(), masks[idx].copy()
+        for axis in (1, 2):
+            f = rng.integers(0, 2, batch).astype(bool)
+            x[f] = np.flip(x[f], axis)
+            m[f] = np.flip(m[f], axis)
+        logits = net(img_t(x))
+        loss = F.binary_cross_entropy_with_logits(logits, mask_t(m))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return net.eval()
+
+
+@torch.no_grad()
+def f1(net: SegNet, imgs: np.ndarray, masks: np.ndarray) -> dict:
+    pred = np.concatenate([(net(img_t(imgs[i:i + 64])) > 0).numpy()[:, 0] for i in range(0, len(imgs), 64)])
+    gt = masks.astype(bool)
+    tp, fp, fn = int((pred & gt).sum()), int((pred & ~gt).sum()), int((~pred & gt).sum())
+    p = tp / max(tp + fp, 1)
+    r = tp / max(tp + fn, 1)
+    return {"f1": round(2 * p * r / max(p + r, 1e-12), 4), "precision": round(p, 4), "recall": round(r, 4)}
+
+
+def evaluate(args: argparse.Namespace, im: np.ndarray, ves: np.ndarray, train_c: np.ndarray,
+             held_c: np.ndarray) -> dict:
+    mask_model = mask_pkg.build(args.out / "mask" / "package", "cpu")
+    photo_model = photo_pkg.build(args.out / "photo" / "package", "cpu")
+    n = args.n_synthetic
+    t0 = time.time()
+    syn_m = mask_model.sample(list(range(n)))["mask"]
+    syn_x = photo_model.translate(syn_m)
+    gen_s = time.time() - t0
+    rng = np.random.default_rng(args.seed + 7)
+    real_x, real_m = crop_pairs(im, ves, train_c[rng.integers(0, len(train_c), n)], None)
+    s2_x = photo_model.translate(real_m)
+    held_x, held_m = crop_pairs(im, ves, held_c, None)
+    sets = {"synthetic pairs (stage I masks -> stage II images)": (syn_x, syn_m),
+            "real pairs (training region)": (real_x, real_m),
+            "real training masks -> stage II images": (s2_x, real_m)}
+    table: dict = {}
+    for name, (x, m) in sets.items():
+        runs = []
+        for k in range(args.seg_seeds):
+            t1 = time.time()
+            net = train_seg(x, m, args.seg_steps, 16, args.seed + 100 + k)
+            runs.append(f1(net, held_x, held_m))
+            print(f"[eval] {name} seed {k}: {runs[-1]} ({time.time() - t1:.0f}s)", flush=True)
+        fs = [r["f1"] for r in runs]
+        table[name] = {"f1_mean": round(float(np.mean(fs)), 4), "f1_min": min(fs), "f1_max": max(fs), "runs": runs}
+    # vessel fraction: do the generated masks look like the real ones, at least in density?
+    frac = {"generated masks": round(float(syn_m.mean()), 4), "real training masks": round(float(real_m.mean()), 4),
+            "held-out masks": round(float(held_m.mean()), 4)}
+    # pictures: 8 generated pairs beside 8 real held-out pairs
+    def tile(m: np.ndarray, x: np.ndarray) -> np.ndarray:
+        mm = np.repeat((m * 255).astype(np.uint8)[..., None], 3, -1)
+        return np.concatenate([mm, x], 2)
+    pick = np.linspace(0, len(held_x) - 1, 8).round().astype(int)
+    grid = np.concatenate([tile(syn_m[:8], syn_x[:8]), tile(held_m[pick], held_x[pick])])
+    buildlib.save_grid(grid, args.out / "pairs-grid.png", ncol=4, scale=2)
+    return {"n_synthetic_pairs": n, "n_real_pairs": n, "n_heldout_patches": int(len(held_x)),
+            "heldout": f"64x64 patches on a 16-px grid wholly inside the disc, rows {SPLIT_ROW}..{HALF - 1} "
+                       "of the 2x-downsampled image; training patches wholly above",
+            "seg_steps": args.seg_steps, "seg_batch": 16, "seg_seeds": args.seg_seeds,
+            "generation_seconds": round(gen_s, 1), "segmentation_f1": table, "vessel_fraction": frac}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--stage", choices=["all", "mask", "photo", "eval"], default="all")
+    ap.add_argument("--mask-steps", type=int, default=2000)
+    ap.add_argument("--photo-steps", type=int, default=2000)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--photo-batch", type=int, default=16)
+    ap.add_argument("--mask-loss", choices=["bce", "hinge-sn"], default="bce",
+                    help="stage I: BCE with a BatchNorm discriminator, or hinge loss with a spectral-norm one")
+    ap.add_argument("--instance-noise", type=float, default=0.0,
+                    help="stage I: std of Gaussian noise added to D's inputs, decaying to 0 at 3/4 of training")
+    ap.add_argument("--ch", type=int, default=16)
+    ap.add_argument("--l1-weight", type=float, default=100.0,
+                    help="weight of L1 against the adversarial loss: 100 (pix2pix), 1 (the dual-GAN paper)")
+    ap.add_argument("--n-synthetic", type=int, default=1000)
+    ap.add_argument("--seg-steps", type=int, default=400)
+    ap.add_argument("--seg-seeds", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=20261129)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    im, disc, ves = prepare()
+    train_c = corners(disc, (0, SPLIT_ROW))
+    held_c = corners(disc, (SPLIT_ROW, HALF), stride=16)
+    print("training positions", len(train_c), "held-out patches", len(held_c), flush=True)
+    mpath = args.out / "metrics.json"
+    metrics = json.loads(mpath.read_text()) if mpath.exists() else {}
+    metrics.update({"seed": args.seed, "torch": torch.__version__, "date": datetime.date.today().isoformat(),
+                    "training_positions": int(len(train_c))})
+    if args.stage in ("all", "mask"):
+        metrics["stage_mask"] = train_mask(args, im, ves, train_c)
+        buildlib.write_json(mpath, metrics)
+    if args.stage in ("all", "photo"):
+        metrics["stage_photo"] = train_photo(args, im, ves, train_c)
+        buildlib.write_json(mpath, metrics)
+    if args.stage in ("all", "eval"):
+        metrics["evaluation"] = evaluate(args, im, ves, train_c, held_c)
+        buildlib.write_json(mpath, metrics)
+    print(json.dumps(metrics, indent=1))
+
+
+if __name__ == "__main__":
+    main()
