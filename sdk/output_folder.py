@@ -15,16 +15,17 @@ of each output is :mod:`synthmed.registry.outputs`'.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import fcntl
 import json
 import logging
 import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -35,31 +36,20 @@ from synthmed.registry.stamps import synthmed_version
 
 from .medigan_compat import medigan_file_name
 from .png_encoder import DEFAULT_LEVEL
+from .folder_files import LOCK, MANIFEST, SIDECAR, SIDECAR_FORMAT
+from .folder_files import atomic_write_text as _atomic_write_text
+from .run_manifest import write_manifest
 from .output_formats import AUTO_FORMATS, ENCODERS, EXTENSIONS, FORMATS, SYNTHETIC_NOTE, WriteContext, dicom_is_series
 
 log = logging.getLogger(__name__)
 
-SIDECAR = "synthmed.json"
 #: file name layouts of an output folder
 LAYOUTS = ("synthmed", "medigan")
-SIDECAR_FORMAT = "synthmed-output/1"
 INDEX_DIGITS = 6
 
 
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; the provenance is as readable as the samples
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def select_outputs(ref: str, specs: Sequence[OutputSpec], names: Sequence[str] | str | None,
@@ -109,7 +99,8 @@ def _folder_error(folder: Path, exc: OSError) -> ConfigError:
                        folder=str(folder))
 
 
-_TMP = re.compile(r"^\..*\.tmp-\d+(\..*)?$")
+_TMP = re.compile(r"^\.(\d+)\.tmp-\d+(\..*)?$")
+
 
 
 @dataclass
@@ -179,8 +170,22 @@ class OutputFolder:
                 "seed": self.seed, "params": json.loads(json.dumps(dict(self.params), default=str)),
                 "options": self._options(), "outputs": [s.name for s in self.specs], "layout": self.layout}
 
-    def open(self, num_samples: int) -> None:
-        """Create the folder, or check that an existing one belongs to the same run."""
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the folder's lock (``.synthmed.lock``, an ``fcntl`` lock, so a killed holder
+        leaves none): the shards and device workers of a run share the sidecar."""
+        fd = os.open(self.folder / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def open(self, num_samples: int, owned: range | None = None) -> None:
+        """Create the folder, or check that an existing one belongs to the same run.
+
+        ``owned``: the indices this process writes (its shard); only their temporary files
+        are stale (other shards may be writing theirs right now). None: every index."""
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             for s in self.specs:
@@ -189,11 +194,16 @@ class OutputFolder:
             raise _folder_error(self.folder, exc) from exc
         for d in dict.fromkeys(self._dirs.values()):
             for stale in Path(d).iterdir():
-                if _TMP.match(stale.name):
+                m = _TMP.match(stale.name)
+                if m and (owned is None or int(m.group(1)) in owned):
                     if stale.is_dir() and not stale.is_symlink():
                         shutil.rmtree(stale, ignore_errors=True)
                     else:
                         stale.unlink(missing_ok=True)
+        with self.locked():
+            self._open_sidecar(num_samples)
+
+    def _open_sidecar(self, num_samples: int) -> None:
         existing = self.read_sidecar()
         if existing is not None:
             old = {"model": existing.get("model", {}).get("ref"), "sha256": existing.get("model", {}).get("sha256"),
@@ -214,7 +224,10 @@ class OutputFolder:
                     f"{', '.join(f'{k}={old.get(k)!r}' for k in diff)}); resuming into it would mix runs",
                     hint="write to another folder, or remove this one")
             self.run = dict(existing.get("run", {}))
-            num_samples = max(num_samples, int(existing.get("num_samples", 0)))
+            before = int(existing.get("num_samples", 0))
+            if num_samples > before:  # a longer run: the manifest of the shorter one no longer describes it
+                (self.folder / MANIFEST).unlink(missing_ok=True)
+            num_samples = max(num_samples, before)
         else:
             stray = [p for p in self.folder.iterdir() if p.name != SIDECAR and not p.name.startswith(".")
                      and p.name not in {s.name for s in self.specs}]
@@ -328,5 +341,22 @@ class OutputFolder:
         for j, index in enumerate(indices):
             self.write(index, {name: arr[j] for name, arr in outputs.items()})
 
-    def close(self, complete: bool) -> None:
-        self.write_sidecar(complete=complete)
+    def missing(self, indices: range | None = None) -> int:
+        """How many of ``indices`` (default: every sample of the run) are not complete
+        (a stat per file: memory stays flat in the sample count)."""
+        indices = range(self.num_samples) if indices is None else indices
+        return sum(1 for i in indices if not self.is_complete(i))
+
+    def close(self, complete: bool | None = None) -> bool:
+        """Write the sidecar, and the manifest when every sample of the run is there.
+        ``complete=None`` looks (every shard's samples count); False: the run failed.
+        Returns whether the run is complete."""
+        with self.locked():
+            for key, value in ((self.read_sidecar() or {}).get("run") or {}).items():
+                self.run.setdefault(key, value)  # notes other shards recorded
+            if complete is None or complete:
+                complete = self.missing() == 0
+            self.write_sidecar(complete=complete)
+            if complete and self.layout == "synthmed":  # medigan's names: no manifest (sdk.md)
+                write_manifest(self.folder, self.sidecar(complete=True))
+        return complete

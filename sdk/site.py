@@ -40,6 +40,7 @@ from synthmed.registry.store import Store
 
 from .output_folder import SIDECAR, OutputFolder
 from .progress import ProgressArg, ProgressBar, progress_bar
+from .shards import ALL, Shard
 from .writer_pool import WriterOptions, WriterPool
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,10 @@ class GenerationResult:
     #: volume that PNG cannot hold)
     outputs: list[str] = field(default_factory=list)
     left_out: dict[str, str] = field(default_factory=dict)
+    #: every sample of the run is in the folder (all shards done) and its manifest written
+    complete: bool = False
+    #: "K/N" when this call made one shard of the run
+    shard: str | None = None
 
     @property
     def samples_per_second(self) -> float:
@@ -231,7 +236,8 @@ class Model:
                     progress: SampleProgress | None = None, checked: CheckedParams | None = None,
                     inputs: Mapping[str, Any] | None = None, per_input: int = 1,
                     png_compress_level: int | None = None, writers: int | None = None,
-                    layout: str = "synthmed", **params: Any) -> GenerationResult:
+                    layout: str = "synthmed", shard: Shard | str | tuple[int, int] | None = None,
+                    **params: Any) -> GenerationResult:
         """Write ``n`` samples to ``folder`` (``<output>/<index>.<ext>`` plus ``synthmed.json``);
         format "auto" writes PNG for 2D outputs and NIfTI for volumes.
 
@@ -258,6 +264,11 @@ class Model:
         site's ``[output] writers``, else one per core; 0 writes in this thread) while the
         model makes the next batch; ``png_compress_level`` (zlib 0..9, default the site's,
         else 1) trades PNG size for speed and does not change the pixels.
+
+        ``shard="K/N"`` (or ``Shard(K, N)``) makes only the contiguous block ``K`` of ``N``
+        of the indices ``0..n-1`` (:mod:`synthmed.shards`); shards of one run write into the
+        same folder, and whichever finishes last writes the run's manifest
+        (``synthmed.manifest.json``, sha256 of every file).
         """
         seed = seed_value(seed)
         if checked is not None and params:
@@ -306,16 +317,18 @@ class Model:
         if volumes:
             log.warning("%s: %s not written as PNG (3D volumes; use format nifti, dicom or npy for them)",
                         self.ref, ", ".join(volumes))
-        out.open(n)
+        part = Shard.parse(shard) if shard is not None else ALL
+        indices = part.block(n)
+        out.open(n, owned=indices if part.count > 1 else None)
         started = time.monotonic()
         written = skipped = 0
         step = runner.batch_size
-        complete = False
+        complete: bool | None = False
         # at most two batches' samples queued: memory stays flat in the sample count
         pool = WriterPool(out.write, wopts.threads, max_pending=max(2 * step, 4 * wopts.threads))
         try:
-            for start in range(0, n, step):
-                window = range(start, min(n, start + step))
+            for start in range(indices.start, indices.stop, step):
+                window = range(start, min(indices.stop, start + step))
                 todo = [i for i in window if not out.is_complete(i)]
                 skipped += len(window) - len(todo)
                 if todo:
@@ -325,25 +338,26 @@ class Model:
                     for seeds, batch in batches:
                         pool.submit_batch([s - seed for s in seeds], batch)
                 if progress is not None:
-                    progress(pool.done + skipped, n)
+                    progress(pool.done + skipped, len(indices))
             pool.drain()
             written = pool.done
             if progress is not None:
-                progress(written + skipped, n)
-            # the sidecar keeps the largest count any run asked for: complete only when
-            # every one of those samples is there, not just the n of this run
-            complete = all(out.is_complete(i) for i in range(n, out.num_samples))
+                progress(written + skipped, len(indices))
+            # complete when every sample of the run is there: the other shards' too, and
+            # every one of the largest count any run into this folder asked for
+            complete = None
         except BaseException:
             pool.close(cancel=True)
             written = pool.done
             raise
         finally:
             pool.close()
-            out.close(complete=complete)
+            finished = out.close(complete=complete)
             if owned:
                 model.close()
         return GenerationResult(Path(folder), n, written, skipped, time.monotonic() - started, out.sidecar_path,
-                                [s.name for s in out.specs], dict(out.left_out))
+                                [s.name for s in out.specs], dict(out.left_out), complete=finished,
+                                shard=str(part) if part.count > 1 else None)
 
     def close(self) -> None:
         if self._runner is not None:

@@ -120,3 +120,14 @@ def test_generate_to_writes_the_same_files_with_any_number_of_writers(tmp_path: 
     with pytest.raises(ConfigError, match="png_compress_level"):
         m.generate_to(tmp_path / "x", 1, format="png", png_compress_level=11, label="benign")
     m.close()
+
+
+def test_site_toml_output_section_sets_the_defaults_and_bad_values_are_refused(tmp_path: Path) -> None:
+    from helpers.sites import write_site
+    from synthmed.site import Site
+
+    settings = write_site(tmp_path / "a", [], output={"png_compress_level": 6, "writers": 0})
+    assert Site(settings=settings).writer_options == WriterOptions(png_compress_level=6, writers=0)
+    for bad in ({"png_compress_level": 10}, {"writers": -2}, {"threads": 2}):
+        with pytest.raises(ConfigError, match="output"):
+            write_site(tmp_path / "b", [], output=bad)

@@ -242,7 +242,8 @@ def test_output_folder_writes_only_the_selected_outputs(tmp_path: Path, make_rec
     out.write(0, {"image": np.zeros((8, 8), np.uint8), "mask": mask, "volume": np.zeros((4, 8, 8), np.float32)})
     out.close(complete=True)
     assert out.is_complete(0)
-    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["mask", "synthmed.json"]
+    assert sorted(p.name for p in (tmp_path / "o").iterdir() if not p.name.startswith(".")) == [
+        "mask", "synthmed.json", "synthmed.manifest.json"]
     from PIL import Image
 
     got = np.asarray(Image.open(tmp_path / "o" / "mask" / "000000.png"))

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 from pathlib import Path
+from typing import Any
 
 from synthmed.registry.errors import ConfigError
 
 from ..progress import ProgressBar
+from ..shards import Shard, shard_from_env
 from .common import print_json, settings_from_args
 
 #: the output formats (sdk/output_formats.FORMATS), spelled out so `synthmed --help` need not import numpy
@@ -41,6 +45,24 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--writers", type=int, default=None, metavar="W",
                    help="threads that encode and write files while the model runs "
                         "(default: the site's [output] writers, else one per core; 0: none)")
+    p.add_argument("--shard", default=None, metavar="K/N",
+                   help="make only block K (from 0) of N of the samples into the same folder; without it "
+                        "torchrun's RANK/WORLD_SIZE or a Slurm array's SLURM_ARRAY_TASK_ID/COUNT choose the shard")
+    p.add_argument("--devices", default=None, metavar="DEVICES",
+                   help="one worker process per device, each with its own block of samples: all (every GPU, "
+                        "else one CPU worker), cuda:0,cuda:1, or cpu:K (K CPU workers)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="ray: run the shards as Ray tasks on a cluster (pip install 'synthmed[ray]')")
+    p.add_argument("--address", default=None, metavar="ADDR",
+                   help="--engine ray: the cluster's address (default: RAY_ADDRESS, else a local Ray instance)")
+    p.add_argument("--ray-shards", type=int, default=None, metavar="N",
+                   help="--engine ray: number of shards (default: the cluster's GPUs, else its CPUs)")
+    p.add_argument("--ray-worker-site", default=None, metavar="DIR",
+                   help="--engine ray: the site each worker prepares the model from (default: this site's "
+                        "folder, which must then be on shared storage)")
+    p.add_argument("--ray-mirror", action="append", default=[], metavar="mirror:URI",
+                   help="--engine ray: a store the workers fetch the package from first, e.g. "
+                        "mirror:/shared/site/store or mirror:https://head/store (repeatable)")
     p.add_argument("--batch-size", type=int, default=None, metavar="B", help="samples per model call")
     p.add_argument("--chunk-size", type=int, default=None, metavar="C",
                    help="medigan-1 packages: seeds per generate() call; the samples depend on it and it is "
@@ -63,6 +85,15 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.set_defaults(func=cmd_generate)
+
+    vo = sub.add_parser("verify-output", help="check a generated folder: complete, no duplicates, sha256 as its manifest",
+                        description="Check an output folder of `synthmed generate` (one process or the union of "
+                                    "its shards): every sample 0..N-1 of every output present, no other file in "
+                                    "the output folders, no temporary file left by a killed writer, and every "
+                                    "file's sha256 as in synthmed.manifest.json. Exit status 1 on any problem.")
+    vo.add_argument("folder", metavar="DIR", help="the output folder")
+    vo.add_argument("--json", action="store_true", help="print the result as JSON")
+    vo.set_defaults(func=cmd_verify_output)
 
     v = sub.add_parser("visualize", help="write a grid PNG of a model's samples",
                        description="Generate N samples (seeds S..S+N-1) and write them as one grid PNG; "
@@ -117,7 +148,23 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.timeout is not None and not args.timeout > 0:
         raise ConfigError(f"--timeout {args.timeout:g}: the timeout must be above 0 seconds",
                           hint="leave it out for the default, or give the longest wait for one batch, e.g. 600")
-    settings = settings_from_args(args, device=args.device, mode=args.mode, batch_size=args.batch_size,
+    shard = None
+    device = args.device
+    if args.shard is not None:
+        shard = Shard.parse(args.shard)
+    else:
+        found = shard_from_env(os.environ)
+        if found is not None:
+            shard = found[0]
+            print(f"shard {shard} of the run, from {found[1]} (give --shard 0/1 to make every sample here)",
+                  file=sys.stderr)
+            local = os.environ.get("LOCAL_RANK", "")
+            if "torchrun" in found[1] and local.isdigit() and device in (None, "auto", "cuda") and not args.devices:
+                from ..parallel import cuda_count
+
+                if cuda_count() > int(local):  # each rank on its own GPU, as torchrun means it
+                    device = f"cuda:{local}"
+    settings = settings_from_args(args, device=device, mode=args.mode, batch_size=args.batch_size,
                                   offline=args.offline)
     site = Site(settings=settings, timeout_s=args.timeout, progress=False if args.no_progress else None)
     entry = site.resolve(args.ref)
@@ -130,14 +177,40 @@ def cmd_generate(args: argparse.Namespace) -> int:
         num = plan(entry.record, inputs, num, args.per_input)
     model = site.model(entry, chunk_size=args.chunk_size)
     fmt = args.format or "auto"
-    bar = ProgressBar(model.ref, enabled=not args.no_progress)
+    bar = ProgressBar(model.ref if shard is None else f"{model.ref} shard {shard}", enabled=not args.no_progress)
+    if args.devices and args.engine == "ray":
+        raise ConfigError("--devices and --engine ray do not go together",
+                          hint="Ray places its workers on the cluster's devices itself (one GPU per worker)")
     try:
+        if inputs is not None and (args.engine == "ray" or args.devices):
+            raise ConfigError("array inputs (--input) run in one process or as --shard K/N for now, "
+                              "not with --devices or --engine ray",
+                              hint="split the run with --shard K/N (one process per shard), or leave --devices out")
+        if args.engine == "ray":
+            from ..ray_engine import generate_with_ray
+
+            run = generate_with_ray(model, Path(args.output), args.num_samples, site_home=settings.home,
+                                    worker_site=args.ray_worker_site, mirrors=args.ray_mirror,
+                                    address=args.address, shards=args.ray_shards, format=fmt, seed=args.seed,
+                                    bit_depth=args.bit_depth, outputs=args.outputs, window=args.window,
+                                    png_compress_level=args.png_compression, writers=args.writers,
+                                    params=params, progress=bar, layout=args.layout)
+            return _print_parallel(args, model.ref, fmt, run)
+        if args.devices:
+            from ..parallel import generate_on_devices
+
+            run = generate_on_devices(model, Path(args.output), args.num_samples, args.devices, format=fmt,
+                                      seed=args.seed, shard=shard, bit_depth=args.bit_depth, outputs=args.outputs,
+                                      window=args.window, png_compress_level=args.png_compression,
+                                      writers=args.writers, progress=bar, params=params, layout=args.layout)
+            return _print_parallel(args, model.ref, fmt, run)
         result = model.generate_to(Path(args.output), num, format=fmt, seed=args.seed,
                                    bit_depth=args.bit_depth, outputs=args.outputs, window=args.window,
                                    progress=bar, checked=params, png_compress_level=args.png_compression,
                                    writers=args.writers, layout=args.layout, inputs=inputs,
-                                   per_input=args.per_input)
+                                   per_input=args.per_input, shard=shard)
     finally:
+        bar.close()
         model.close()
         site.close()
     summary = {
@@ -147,6 +220,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         "seeds": [args.seed, args.seed + num - 1] if num else [],
         "params": json.loads(json.dumps(dict(params), default=str)),
         "outputs": result.outputs, "left_out": result.left_out,
+        "shard": result.shard, "complete": result.complete,
     }
     if args.json:
         print_json(summary)
@@ -158,6 +232,37 @@ def cmd_generate(args: argparse.Namespace) -> int:
             print(f"not written: {', '.join(volumes)} (3D volumes; PNG holds 2D images): "
                   f"use --format nifti, dicom or npy, e.g. --outputs {','.join(volumes)} --format nifti")
     return 0
+
+
+def _print_parallel(args: argparse.Namespace, ref: str, fmt: str, run: dict[str, Any]) -> int:
+    """The summary of a run on several devices or a Ray cluster."""
+    summary = {"model": ref, "format": fmt, **{k: v for k, v in run.items() if k != "seconds"},
+               "seconds": round(float(run["seconds"]), 3),
+               "samples_per_second": round(float(run["samples_per_second"]), 2)}
+    if args.json:
+        print_json(summary)
+    else:
+        where = ", ".join(run.get("devices") or []) or f"{len(run['workers'])} Ray workers"
+        print(f"{run['written']} written, {run['skipped']} already there: {run['folder']} "
+              f"({summary['samples_per_second']} samples/s on {where}"
+              f"{'; run complete, manifest written' if run['complete'] else ''})")
+    return 0
+
+
+def cmd_verify_output(args: argparse.Namespace) -> int:
+    from ..run_manifest import verify_output
+
+    result = verify_output(Path(args.folder))
+    if args.json:
+        print_json(result)
+    elif result["ok"]:
+        print(f"ok: {args.folder}: {result['num_samples']} samples of {', '.join(result['outputs'])}, "
+              f"{result['files_hashed']} files match the manifest")
+    else:
+        print(f"{args.folder}: {len(result['problems'])} problem(s)", file=sys.stderr)
+        for problem in result["problems"]:
+            print(f"  - {problem}", file=sys.stderr)
+    return 0 if result["ok"] else 1
 
 
 def cmd_visualize(args: argparse.Namespace) -> int:
