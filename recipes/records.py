@@ -440,7 +440,7 @@ def dcgan_retina() -> dict[str, Any]:
             "multiple of 8 rows."),
         **RETINA_COMMON,
         "tags": ["starter", "GAN", "DCGAN", "32x32", "scikit-image", "cpu", "baseline"],
-        "architecture": {"family": "GAN", "name": "DCGAN (resize-conv generator, hinge loss)"},
+        "architecture": {"family": "gan", "name": "DCGAN (resize-conv generator, hinge loss)"},
         "task": "unconditional",
         "inputs": {"type": "object", "properties": {}, "additionalProperties": False},
         "outputs": [{"name": "image", **RGB_OUT, "shape": [32, 32], "description": "RGB patch, height x width x channel"}],

@@ -664,7 +664,7 @@ class Catalog:
             else:
                 agg = "min" if ranking.better == "lower" else "max"
                 sub = (f"(SELECT {agg}(r.value) FROM metrics r WHERE r.model = {key} AND r.name = ? "
-                       "AND coalesce(r.source, 'reported') = ?)")
+                       "AND r.source = ?)")
                 select += f", {sub} AS rvalue"
                 args[0:0] = [ranking.metric, ranking.source or ""]
                 order.append(f"rvalue IS NULL, {sign}rvalue")

@@ -47,6 +47,10 @@ DDL = (
         source TEXT, preferred INTEGER NOT NULL DEFAULT 0)""",
     "CREATE INDEX IF NOT EXISTS metrics_name ON metrics (name, preferred, model)",
     "CREATE INDEX IF NOT EXISTS metrics_model ON metrics (model)",
+    # ranking picks one source of reported values per metric (registry/ranking.py): counted from this index alone
+    "CREATE INDEX IF NOT EXISTS metrics_source ON metrics (name, source, better)",
+    # and search --rank reads one model's value of that source with one probe of this one
+    "CREATE INDEX IF NOT EXISTS metrics_rank ON metrics (model, name, source, value)",
     """CREATE TABLE IF NOT EXISTS record_problems (
         upstream TEXT NOT NULL, path TEXT NOT NULL, commit_sha TEXT, reason TEXT NOT NULL,
         seen_at TEXT, PRIMARY KEY (upstream, path))""",

@@ -39,7 +39,9 @@ from .outputs import OutputSpec, preview, record_specs
 from .packages import prepare
 from .ranking import BETTER
 from .reference_sets import ReferenceSet, list_references, open_reference
-from .runner import Runner, RunnerOptions, check_params
+from .pipeline import FORMAT as PIPELINE_FORMAT
+from .pipeline import open_runner, prepare_stages
+from .runner import RunnerOptions, check_params
 from .stamps import synthmed_version, utcnow
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -139,22 +141,29 @@ def keyed_provenance(reference: ReferenceSet, extractor: FeatureExtractor, n: in
 
 
 def pick_output(entry: "CatalogEntry", name: str | None) -> OutputSpec:
+    """The 2-D output to measure: ``name``, else the first 2-D image, else the first 2-D
+    output of any kind (a mask generator's masks). Models that need array inputs are
+    refused: an evaluation generates from seeds alone."""
+    arrays = [str(a.get("name")) for a in entry.record.data.get("array_inputs") or []]
+    if arrays:
+        raise EvaluationError(f"{entry.qualified_ref} needs array input(s) {', '.join(arrays)}; synthmed evaluate "
+                              "generates from seeds alone",
+                              hint="evaluate a model (or pipeline) that makes its inputs itself")
     specs = record_specs(entry.record)
-    two_d = [s for s in specs if s.dims == 2 and s.kind == "image"]
+    two_d = [s for s in specs if s.dims == 2]
     if name:
         for s in specs:
             if s.name == name:
-                if s.dims != 2 or s.kind != "image":
-                    raise EvaluationError(f"{entry.qualified_ref}: output {name!r} is a {s.dims}-D {s.kind}; "
-                                          "only 2-D image outputs are evaluated",
-                                          hint=f"2-D image outputs: {', '.join(o.name for o in two_d) or 'none'}")
+                if s.dims != 2:
+                    raise EvaluationError(f"{entry.qualified_ref}: output {name!r} is {s.dims}-D; only 2-D outputs "
+                                          "are evaluated", hint=f"2-D outputs: {', '.join(o.name for o in two_d) or 'none'}")
                 return s
         raise EvaluationError(f"{entry.qualified_ref} has no output {name!r}",
                               hint=f"its outputs: {', '.join(s.name for s in specs)}")
     if not two_d:
-        raise EvaluationError(f"{entry.qualified_ref} has no 2-D image output to evaluate",
-                              hint="synthmed evaluate measures 2-D images (volumes and masks are not evaluated)")
-    return two_d[0]
+        raise EvaluationError(f"{entry.qualified_ref} has no 2-D output to evaluate",
+                              hint="synthmed evaluate measures 2-D images (volumes are not evaluated)")
+    return next((s for s in two_d if s.kind == "image"), two_d[0])
 
 
 def generate(settings: "Settings", entry: "CatalogEntry", spec: OutputSpec, n: int, seed: int,
@@ -163,7 +172,8 @@ def generate(settings: "Settings", entry: "CatalogEntry", spec: OutputSpec, n: i
     measured as the picture `generate --format png` writes (:func:`~synthmed.registry.outputs.preview`:
     its value range, or the window of a CT output), so it meets reference images on their terms."""
     package = prepare(entry, settings)
-    with Runner(package, RunnerOptions.from_settings(settings)) as runner:
+    stages = prepare_stages(package, settings) if package.record.package_format == PIPELINE_FORMAT else None
+    with open_runner(package, RunnerOptions.from_settings(settings), stages) as runner:
         checked = runner.check_params(dict(params))
         chunks = []
         done = 0

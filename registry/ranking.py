@@ -85,10 +85,11 @@ def choose(catalog: RankSource, metric: str, key: str | None = None) -> Ranking:
                        {k: float(r["value"]) for k, r in rows.items()},
                        f"{len(rows)} model(s); reference {top['reference']}, extractor {top['extractor']}",
                        other_keys=keys[1:])
+    # which source and direction most values of the metric have (every stored version counts:
+    # read from the metrics_source index alone, so it stays cheap at 100,000 records)
     rows2 = catalog.conn.execute(
-        """SELECT coalesce(r.source, 'reported') AS src, r.better, count(*) FROM metrics r
-           JOIN models m ON m.pk = r.model WHERE r.name = ? AND m.is_latest = 1 GROUP BY src, r.better""",
-        (metric,)).fetchall()
+        """SELECT coalesce(source, 'reported') AS src, better, count(*) FROM metrics
+           WHERE name = ? GROUP BY src, better""", (metric,)).fetchall()
     if not rows2:
         return Ranking(metric, "none", None, None, None, {}, f"no model reports or has measured {metric!r}")
     counts: dict[str, int] = {}
@@ -114,3 +115,12 @@ def reported_values(catalog: RankSource, ranking: Ranking) -> dict[tuple[str, st
             WHERE r.name = ? AND coalesce(r.source, 'reported') = ? AND m.is_latest = 1 GROUP BY m.upstream, m.id""",
         (ranking.metric, ranking.source)).fetchall()
     return {(str(u), str(i)): float(v) for u, i, v in rows}
+
+
+def ranked_values(catalog: RankSource, metric: str, key: str | None = None) -> tuple[Ranking, dict[tuple[str, str], float]]:
+    """The ranking :func:`choose` picks and its values, ``(upstream, id) -> value``, for
+    callers that rank outside SQL (``Generators.rank_models_by_performance``)."""
+    ranking = choose(catalog, metric, key)
+    if ranking.basis == "reported":
+        return ranking, reported_values(catalog, ranking)
+    return ranking, dict(ranking.values)

@@ -191,12 +191,16 @@ def add_reference(settings: "Settings", name: str, src: Path, *, replace: bool =
                 "identity": identity, "files": files}
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     ref = ReferenceSet(name, src, tuple(files), identity, tmp)
-    if extractor is not None and config_key is not None:
-        ref.features(extractor, config_key)
-        progress(f"reference {name}: features computed with {extractor.record.ref}")
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(tmp, folder)
+    try:
+        if extractor is not None and config_key is not None:
+            ref.features(extractor, config_key)
+            progress(f"reference {name}: features computed with {extractor.record.ref}")
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # a set that failed leaves nothing (an old one stays)
+        raise
     return ReferenceSet(name, src, tuple(files), identity, folder)
 
 

@@ -34,6 +34,7 @@ from synthmed.registry.contribute import contribute, reproducible_zip, test_pack
 from synthmed.registry.errors import ConfigError, ModelNotFound, ModelRunError
 from synthmed.registry.medigan_import import convert_entry
 from synthmed.registry.modeltest_site import test_ref
+from synthmed.registry.ranking import ranked_values
 from synthmed.registry.records import Record, validate_data
 
 from . import medigan_compat as mc
@@ -247,7 +248,16 @@ class Generators:
         """``[{"model_id": ..., metric: value}]`` sorted by the value, ascending unless
         ``order="desc"`` (medigan's rule: the order says nothing about which is better)."""
         ids = None if model_ids is None else [self.match_model_id(m) for m in model_ids]
-        return mc.rank(self._selections(), metric, order, ids)
+        # which values are compared is the registry's rule (synthmed.registry.ranking): one
+        # basis only, this site's measurements under one comparability key, else the
+        # records' values of one source; the order is medigan's
+        ranking, values = ranked_values(self.site.catalog, metric)
+        if ranking.basis == "none":  # a dotted medigan path (CLF.trained_on_fake.accuracy), or no such metric
+            return mc.rank(self._selections(), metric, order, ids)
+        log.info("rank_models_by_performance: %s", ranking.describe())
+        chosen = {mid: {"performance": {metric: values[(e.upstream, e.id)]}}
+                  for mid, e in self._entries().items() if (e.upstream, e.id) in values}
+        return mc.rank(chosen, metric, order, ids)
 
     def find_matching_models_by_values(self, values: list[Any] | str, target_values_operator: str = "AND",
                                        are_keys_also_matched: bool = False,

@@ -174,3 +174,24 @@ def test_migrates_generation_1(tmp_path: Path, make_record: Any) -> None:
     assert [e.version for e in c.search("toy")] == ["2.0.0"]
     assert [e.version for e in c.search("toy", upstream="p")] == ["2.0.0"]
     assert c.conn.execute("SELECT count(*) FROM models_fts_docsize").fetchone()[0] == 1
+
+
+def test_generation_4_catalog_gains_the_evaluations_table(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "c.db"
+    Catalog.open(path, readonly=False).close()
+    conn = sqlite3.connect(path)
+    conn.execute("DROP TABLE evaluations")
+    conn.execute("PRAGMA user_version=4")
+    conn.commit()
+    conn.close()
+    with pytest.raises(Exception, match="generation 4"):
+        Catalog.open(path)  # a reader never migrates
+    with Catalog.open(path, readonly=False) as c:
+        assert c.generation() == 5
+        with c.transaction():
+            c.record_evaluation(run="r1", upstream="u", model_id="m", version="1.0.0", sha256="a" * 64,
+                                values={"fd": (1.5, "lower")}, key="k" * 64, reference="ref", extractor="x@1.0.0",
+                                params={}, provenance={"n_real": 3})
+        assert c.evaluation_keys("fd") == []  # the model is not served by this catalog

@@ -26,6 +26,7 @@ pytestmark = pytest.mark.slow  # a site synced from this repo, models run
 
 #: parameters that keep each starter quick (the diffusion models' fewest steps)
 FAST = {"retina-patch-ddpm": ["--param", "steps=5"], "retina-patch-ldm": ["--param", "steps=5"]}
+# (the pipeline and the mask DCGAN need no parameters; masks are measured as 0/255 pictures)
 N = "12"
 
 
@@ -61,6 +62,14 @@ def test_every_runnable_starter_is_measured_and_shown(site: Path, capsys: pytest
     runnable = _json(capsys, "--site", str(site), "search", "--runnable")
     ids = sorted({e["id"] for e in runnable})  # type: ignore[union-attr]
     assert {"ihc-patch-dcgan", "ihc-patch-dcgan-medigan", "retina-patch-ddpm", "phantom-lesion"} <= set(ids)
+    # a model that needs array inputs is refused with the reason (it cannot be sampled from seeds alone)
+    needs = [mid for mid in ids
+             if _json(capsys, "--site", str(site), "show", mid)["record"].get("array_inputs")]  # type: ignore[index]
+    for mid in needs:
+        capsys.readouterr()
+        assert main(["--site", str(site), "evaluate", mid, "--reference", "blobs", "-n", N]) == 1
+        assert "needs array input(s)" in capsys.readouterr().err
+    ids = [i for i in ids if i not in needs]
     keys = set()
     for mid in ids:
         out = _json(capsys, "--site", str(site), "evaluate", mid, "--reference", "blobs", "-n", N,
@@ -101,6 +110,11 @@ def test_every_runnable_starter_is_measured_and_shown(site: Path, capsys: pytest
     only = _json(capsys, "--site", str(site), "search", "--rank", "fd", "--rank-key", other, "--limit", "100")
     ranked_ids = [m["id"] for m in only["models"] if m["rank_value"] is not None]  # type: ignore[index]
     assert ranked_ids == ["phantom-lesion"]
+    # medigan's rank_models_by_performance compares the same values, and says so
+    from synthmed import Generators
+
+    rows = Generators(site).rank_models_by_performance(metric="fd")
+    assert [r["fd"] for r in rows] == values  # medigan's order (ascending) over the same values
 
 
 def test_unverified_inception_is_refused(site: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -114,7 +128,7 @@ def test_unverified_inception_is_refused(site: Path, capsys: pytest.CaptureFixtu
 def test_nightly_evaluation_writes_the_report(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import synthmed.daemon.nightly as nightly
 
-    monkeypatch.setattr(nightly, "NIGHTLY_SAMPLES", 12)
+    monkeypatch.setattr(nightly, "NIGHTLY_SAMPLES", 6)  # the fewest density/coverage (k=5) allow
     settings = load_settings(site)
     folder = site / "reports" / "nightly-test"
     folder.mkdir(parents=True)
@@ -149,3 +163,16 @@ def test_reference_set_never_leaves_the_site(site: Path, tmp_path: Path) -> None
         assert hashlib.sha256(data).hexdigest() not in secret, p
         assert b"references" not in data and manifest["identity"].encode() not in data, p
         assert not p.name.endswith(".npz")
+
+
+def test_catalog_rebuild_keeps_the_measured_values(site: Path) -> None:
+    from synthmed.daemon.rebuild import rebuild_catalog
+
+    settings = load_settings(site)
+    with Catalog.open(settings.catalog_path) as cat:
+        before = cat.conn.execute("SELECT count(*) FROM evaluations").fetchone()[0]
+    assert before > 0
+    rebuild_catalog(settings)
+    with Catalog.open(settings.catalog_path) as cat:
+        assert cat.conn.execute("SELECT count(*) FROM evaluations").fetchone()[0] == before
+        assert cat.ranking("fd").basis == "measured"

@@ -24,13 +24,16 @@ torch = pytest.importorskip("torch")
 from synthmed.registry.records import load_record
 
 REPO = Path(__file__).resolve().parent.parent
-MODELS = ["ihc-patch-dcgan", "retina-patch-ddpm", "phantom-lesion", "ihc-patch-dcgan-medigan"]
-SYNTHMED_MODELS = ["ihc-patch-dcgan", "retina-patch-ddpm", "phantom-lesion"]
+MODELS = ["ihc-patch-dcgan", "retina-patch-ddpm", "phantom-lesion", "ihc-patch-dcgan-medigan", "retina-patch-ldm",
+          "retina-patch-dcgan"]
+SYNTHMED_MODELS = ["ihc-patch-dcgan", "retina-patch-ddpm", "phantom-lesion", "retina-patch-ldm", "retina-patch-dcgan"]
 # small but real: the parameters each model is sampled with here
 FAST_PARAMS: dict[str, dict[str, Any]] = {
     "ihc-patch-dcgan": {},
     "retina-patch-ddpm": {"steps": 5, "label": "vessel"},
     "phantom-lesion": {"dims": 0, "lesion_count": 2},
+    "retina-patch-ldm": {"steps": 5, "label": "vessel"},
+    "retina-patch-dcgan": {},
 }
 ALLOWED_IMPORTS = {"torch", "numpy"} | set(sys.stdlib_module_names)
 

@@ -12,7 +12,7 @@ that training costs about the CPU time retina-patch-ddpm's training took (320 s 
 thread); the CPU seconds used are written to train.json.
 
 Writes into DIR: package/ (model.py, config.json, weights.safetensors), 1.0.0.zip,
-train.json, grid.png.
+train.json (and the same as metrics.json, for recipes/publish.py), grid.png.
 """
 
 from __future__ import annotations
@@ -146,6 +146,7 @@ def main() -> None:
             "date": datetime.date.today().isoformat(),
             "zip_sha256": buildlib.sha256_file(zip_path), "zip_size": zip_path.stat().st_size}
     buildlib.write_json(out / "train.json", info)
+    buildlib.write_json(out / "metrics.json", info)  # what publish.py copies (no recipe-side metrics: see synthmed evaluate)
     print(info, flush=True)
 
 
