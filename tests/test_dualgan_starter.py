@@ -52,7 +52,7 @@ def test_pipeline_pairs_by_cli_and_sdk_reproducibly(site: Path, tmp_path: Path) 
     for out in (a, b):
         assert main(["--site", str(site), "generate", PIPE, "-n", "6", "--seed", "3", "-o", str(out),
                      "--no-progress"]) == 0
-    assert sorted(p.name for p in a.iterdir()) == ["image", "mask", "synthmed.json"]
+    assert sorted(p.name for p in a.iterdir() if not p.name.startswith(".")) == ["image", "mask", "synthmed.json", "synthmed.manifest.json"]
     assert len(list((a / "image").iterdir())) == 6 and len(list((a / "mask").iterdir())) == 6
     assert _digests(a) == _digests(b)  # the same seed, the same bytes
     side = json.loads((a / "synthmed.json").read_text())

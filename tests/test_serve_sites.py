@@ -118,7 +118,7 @@ def test_browser_every_starter_with_its_grid_and_test_status(site_a: Settings, u
     assert refs == []  # the CT facet still applies
     browser.find_element(By.CSS_SELECTOR, 'ul[data-facet="modality"] li.active a').click()  # "× CT" clears it
     refs = [r.get_attribute("data-ref") for r in browser.find_elements(By.CSS_SELECTOR, "#results tr[data-ref]")]
-    assert "public/retina-patch-ddpm@1.0.1" in refs and all(r.startswith("public/retina-patch-") for r in refs)
+    assert "public/retina-patch-ddpm@1.0.1" in refs and all(r.startswith("public/retina-") for r in refs)  # patches and the dual-GAN stages
     # the HTML test report, linked from a model page
     browser.get(f"{url_a}/model/public/phantom-lesion")
     browser.find_element(By.LINK_TEXT, "report").click()
