@@ -20,7 +20,6 @@ fields), and
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import logging
 import os
@@ -36,6 +35,7 @@ from typing import Any, Callable, Mapping
 
 from . import modeltest
 from .errors import ContributeError
+from .hashing import hash_path
 from .indexcheck import check_index
 from .packages import prepare_archive
 from .records import is_valid_id, load_record_text, record_relpath, validate_data
@@ -112,11 +112,7 @@ def reproducible_zip(package_dir: Path, dest: Path) -> tuple[str, int]:
             info.create_system = 3  # unix, whatever the host
             with open(p, "rb") as src, zf.open(info, "w") as out:
                 shutil.copyfileobj(src, out, 1 << 20)
-    h = hashlib.sha256()
-    with open(dest, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest(), dest.stat().st_size
+    return hash_path(dest)
 
 
 # --- the record -----------------------------------------------------------------------

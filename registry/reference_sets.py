@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from .errors import EvaluationError
+from .hashing import hash_path
 from .stamps import utcnow
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -49,14 +50,6 @@ def check_name(name: str) -> str:
     return name
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def scan(src: Path) -> list[dict[str, Any]]:
     """Every image file under ``src`` (regular files only; links and other suffixes are
     skipped and counted in the log), sorted by relative path, with sha256 and size."""
@@ -72,7 +65,8 @@ def scan(src: Path) -> list[dict[str, Any]]:
             if p.is_symlink() or not p.is_file() or p.suffix.lower() not in IMAGE_SUFFIXES:
                 skipped += 1
                 continue
-            files.append({"path": p.relative_to(src).as_posix(), "sha256": _sha256(p), "size": p.stat().st_size})
+            digest, size = hash_path(p)
+            files.append({"path": p.relative_to(src).as_posix(), "sha256": digest, "size": size})
             if len(files) > MAX_FILES:
                 raise EvaluationError(f"{src} holds more than {MAX_FILES} images", hint="use a smaller reference set")
     if skipped:
@@ -127,7 +121,7 @@ class ReferenceSet:
             if not p.is_file() or p.is_symlink():
                 raise EvaluationError(f"reference {self.label}: {p} is missing",
                                       hint=f"restore it, or add the set again: synthmed reference add {self.name or 'NAME'} DIR --replace")
-            if _sha256(p) != f["sha256"]:
+            if hash_path(p)[0] != f["sha256"]:
                 raise EvaluationError(f"reference {self.label}: {p} changed since the set was added",
                                       hint="a reference set is fixed by its files' hashes; add it again "
                                            "(--replace) to measure against the new images")

@@ -16,7 +16,6 @@ writer), and every file's sha256 as the manifest says.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import os
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
 from synthmed.registry.errors import ConfigError
+from synthmed.registry.hashing import hash_path
 
 from .folder_files import MANIFEST, MANIFEST_FORMAT, SIDECAR, SIDECAR_FORMAT
 
@@ -34,19 +34,9 @@ _INDEX_NAME = re.compile(r"^(\d{6,})(.*)$")
 
 
 def _hash_file(path: str) -> tuple[str, int]:
-    """(sha256, size) of a file, read through one small reusable buffer."""
-    h = hashlib.sha256()
-    buf = bytearray(1 << 16)
-    view = memoryview(buf)
-    size = 0
-    with open(path, "rb", buffering=0) as fh:
-        while True:
-            got = fh.readinto(buf)
-            if not got:
-                break
-            size += got
-            h.update(view[:got])
-    return h.hexdigest(), size
+    """(sha256, size) of a file, read through one small (64 KiB) reusable buffer: memory stays
+    flat however many files a manifest hashes."""
+    return hash_path(path, 1 << 16)
 
 
 def sample_files(folder: Path, outputs: Iterable[str]) -> list[str]:
