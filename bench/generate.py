@@ -404,8 +404,8 @@ def _vm_hwm_kb() -> int:
     return -1
 
 
-def memory_child(n: int, out_dir: str, traced: bool) -> dict[str, Any]:
-    """Runs in a fresh process: generate n small samples to disk; report peaks.
+def memory_child(n: int, out_dir: str, traced: bool, fmt: str = "npy") -> dict[str, Any]:
+    """Runs in a fresh process: generate n small samples to disk as ``fmt`` files; report peaks.
 
     tracemalloc's own bookkeeping lives outside the traced heap but inside the RSS, so
     RSS is measured in a separate run without it."""
@@ -426,9 +426,9 @@ def memory_child(n: int, out_dir: str, traced: bool) -> dict[str, Any]:
     if traced:
         tracemalloc.start()
     t = time.perf_counter()
-    res = model.generate_to(tmp / "out", n, format="npy", seed=0)
+    res = model.generate_to(tmp / "out", n, format=fmt, seed=0)
     seconds = time.perf_counter() - t
-    result: dict[str, Any] = {"samples": n, "written": res.written}
+    result: dict[str, Any] = {"samples": n, "written": res.written, "complete": res.complete}
     if traced:
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
@@ -442,21 +442,23 @@ def memory_child(n: int, out_dir: str, traced: bool) -> dict[str, Any]:
     return result
 
 
-def bench_memory(counts: list[int]) -> dict[str, Any]:
+def bench_memory(counts: list[int], fmt: str = "npy") -> dict[str, Any]:
+    """Peak memory of writing ``counts`` small samples as ``fmt`` files (bench/scale.py uses
+    it with PNG, through the writer pool and the run manifest)."""
     runs = []
     for n in counts:
         merged: dict[str, Any] = {}
         for traced in (False, True):
             with tempfile.TemporaryDirectory(prefix="synthmed-bench-mem-") as d:
                 proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--memory-child", str(n), d,
-                                       "1" if traced else "0"], capture_output=True, text=True, check=False)
+                                       "1" if traced else "0", fmt], capture_output=True, text=True, check=False)
                 if proc.returncode != 0:
                     raise SystemExit(f"memory run for {n} samples failed:\n{proc.stderr[-3000:]}")
                 merged.update(json.loads(proc.stdout.strip().splitlines()[-1]))
         runs.append(merged)
     small, big = runs[0], runs[-1]
     return {
-        "model": "bench-small (numpy, 16x16 uint8), npy files, batch size 256, fresh processes: one run "
+        "model": f"bench-small (numpy, 16x16 uint8), {fmt} files, batch size 256, fresh processes: one run "
                  "with tracemalloc (Python heap peak), one without (peak RSS, VmHWM)",
         "runs": runs,
         "tracemalloc_peak_ratio": round(big["tracemalloc_peak_kb"] / max(small["tracemalloc_peak_kb"], 1e-9), 3),
@@ -483,10 +485,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="also time this starter model of index/ (empty to skip)")
     p.add_argument("--skip-memory", action="store_true")
     p.add_argument("--out", type=Path, default=None, help="also write the JSON here")
-    p.add_argument("--memory-child", nargs=3, metavar=("N", "DIR", "TRACED"), help=argparse.SUPPRESS)
+    p.add_argument("--memory-child", nargs=4, metavar=("N", "DIR", "TRACED", "FORMAT"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.memory_child:
-        print(json.dumps(memory_child(int(args.memory_child[0]), args.memory_child[1], args.memory_child[2] == "1")))
+        print(json.dumps(memory_child(int(args.memory_child[0]), args.memory_child[1], args.memory_child[2] == "1",
+                                      args.memory_child[3])))
         return 0
     from synthmed import __version__
 

@@ -30,7 +30,6 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -220,64 +219,6 @@ def bench_ray(args: argparse.Namespace, tmp: Path, toy_record: Any, zip_path: Pa
                     "prepare the package through the site (hash check of the unpacked package)"}
 
 
-def _vm_hwm_kb() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    return -1
-
-
-def memory_child(n: int, out_dir: str, traced: bool) -> dict[str, Any]:
-    import tracemalloc
-
-    from synthmed.registry.runner import RunnerOptions
-    from synthmed.site import Model
-
-    tmp = Path(out_dir)
-    z = gen._zip({"small.py": gen.SMALL_CODE}, tmp / "small.zip")
-    out = [{"name": "image", "kind": "image", "dims": 2, "shape": [16, 16], "dtype": "uint8", "channels": 1,
-            "value_range": [0, 255]}]
-    record = gen._record("bench-small", z, out, "small:build")
-    pkg = gen._prepare(record, z, tmp / "pkg")
-    model = Model(pkg, RunnerOptions(device="cpu", batch_size=256, mode="inline"))
-    model.sample(1)
-    before = _vm_hwm_kb()
-    if traced:
-        tracemalloc.start()
-    t = time.perf_counter()
-    res = model.generate_to(tmp / "out", n, format="png", seed=0)
-    seconds = time.perf_counter() - t
-    result: dict[str, Any] = {"samples": n, "written": res.written, "complete": res.complete}
-    if traced:
-        result["tracemalloc_peak_kb"] = round(tracemalloc.get_traced_memory()[1] / 1024, 1)
-        tracemalloc.stop()
-    else:
-        result.update(vm_hwm_kb_before=before, vm_hwm_kb=_vm_hwm_kb(), seconds=round(seconds, 2),
-                      samples_per_second=round(n / seconds, 1))
-    return result
-
-
-def bench_memory(counts: list[int]) -> dict[str, Any]:
-    runs = []
-    for n in counts:
-        merged: dict[str, Any] = {}
-        for traced in (False, True):
-            with tempfile.TemporaryDirectory(prefix="synthmed-bench-scale-mem-") as d:
-                proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--memory-child", str(n), d,
-                                       "1" if traced else "0"], capture_output=True, text=True, check=False)
-                if proc.returncode != 0:
-                    raise SystemExit(f"memory run for {n} failed:\n{proc.stderr[-3000:]}")
-                merged.update(json.loads(proc.stdout.strip().splitlines()[-1]))
-        runs.append(merged)
-    small, big = runs[0], runs[-1]
-    return {"model": "bench-small (numpy 16x16 uint8), PNG through the writer pool, manifest included, "
-                     "fresh process per count",
-            "runs": runs,
-            "rss_peak_ratio": round(big["vm_hwm_kb"] / max(1, small["vm_hwm_kb"]), 3),
-            "tracemalloc_peak_ratio": round(big["tracemalloc_peak_kb"] / max(1e-9, small["tracemalloc_peak_kb"]), 3),
-            "target": "flat in the sample count"}
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--samples", type=int, default=1024)
@@ -287,11 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mem-counts", type=int, nargs="+", default=[1000, 100000])
     p.add_argument("--skip", nargs="*", default=[], choices=("encoders", "end_to_end", "scaling", "ray", "memory"))
     p.add_argument("--out", type=Path, default=None)
-    p.add_argument("--memory-child", nargs=3, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if args.memory_child:
-        print(json.dumps(memory_child(int(args.memory_child[0]), args.memory_child[1], args.memory_child[2] == "1")))
-        return 0
     from synthmed import __version__
 
     result: dict[str, Any] = {"bench": "scale", "synthmed_version": __version__, "python": platform.python_version(),
@@ -314,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         if "ray" not in args.skip:
             result["ray"] = bench_ray(args, tmp, record, tmp / "dcgan.zip")
         if "memory" not in args.skip:
-            result["memory"] = bench_memory(sorted(args.mem_counts))
+            result["memory"] = gen.bench_memory(sorted(args.mem_counts), fmt="png")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     result["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
