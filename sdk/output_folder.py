@@ -25,7 +25,7 @@ import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -34,6 +34,7 @@ from synthmed.registry.outputs import OutputSpec, record_specs
 from synthmed.registry.records import Record
 from synthmed.registry.stamps import synthmed_version
 
+from .format_rules import select_outputs
 from .medigan_compat import medigan_file_name
 from .png_encoder import DEFAULT_LEVEL
 from .folder_files import LOCK, MANIFEST, SIDECAR, SIDECAR_FORMAT
@@ -50,43 +51,6 @@ INDEX_DIGITS = 6
 
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def select_outputs(ref: str, specs: Sequence[OutputSpec], names: Sequence[str] | str | None,
-                   fmt: str) -> tuple[list[OutputSpec], dict[str, str]]:
-    """The outputs a run writes, and those it leaves out with the reason.
-
-    ``names`` (a list, or "a,b" text) picks outputs by name; an unknown name is an error
-    listing the outputs. Without ``names`` every output is written, except that format
-    "png" writes the 2D outputs and leaves the volumes out (they need nifti, dicom or
-    npy); asking for a volume as PNG by name is an error."""
-    by_name = {s.name: s for s in specs}
-    all_names = ", ".join(f"{s.name} ({s.dims}D{', ' + s.kind if s.kind else ''})" for s in specs)
-    if names is not None:
-        wanted = [n.strip() for n in names.split(",")] if isinstance(names, str) else [str(n).strip() for n in names]
-        wanted = list(dict.fromkeys(n for n in wanted if n))
-        if not wanted:
-            raise ConfigError(f"{ref}: no outputs selected", hint=f"its outputs are: {all_names}")
-        unknown = [n for n in wanted if n not in by_name]
-        if unknown:
-            raise ConfigError(f"{ref} has no output{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}",
-                              hint=f"its outputs are: {all_names}")
-        chosen = [s for s in specs if s.name in wanted]
-    else:
-        chosen = list(specs)
-    left_out = {s.name: "not selected" for s in specs if s not in chosen}
-    if fmt == "png":
-        vol = [s for s in chosen if s.dims == 3]
-        if vol and names is not None:
-            raise ConfigError(f"{ref}: output(s) {', '.join(s.name for s in vol)} are 3D volumes; PNG holds 2D images",
-                              hint="use --format nifti, dicom or npy for them (or leave them out of --outputs)")
-        if vol and len(vol) == len(chosen):
-            raise ConfigError(f"{ref}: all its outputs ({', '.join(s.name for s in vol)}) are 3D volumes; "
-                              "PNG holds 2D images", hint="use --format nifti, dicom or npy")
-        for s in vol:
-            left_out[s.name] = "3D volume: PNG holds 2D images; use --format nifti, dicom or npy"
-        chosen = [s for s in chosen if s.dims != 3]
-    return chosen, left_out
 
 
 def _folder_error(folder: Path, exc: OSError) -> ConfigError:
@@ -184,11 +148,16 @@ class OutputFolder:
         finally:
             os.close(fd)
 
-    def open(self, num_samples: int, owned: range | None = None) -> None:
+    def open(self, num_samples: int, owned: range | None = None,
+             start: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None) -> None:
         """Create the folder, or check that an existing one belongs to the same run.
 
         ``owned``: the indices this process writes (its shard); only their temporary files
-        are stale (other shards may be writing theirs right now). None: every index."""
+        are stale (other shards may be writing theirs right now). None: every index.
+        ``start``: called under the folder's lock with the ``runner`` section an earlier
+        run of the same run recorded ({} for a new run), it returns this run's (which the
+        sidecar records): the sidecar is read once, here, and what a resume needs (a
+        medigan-1 chunk size) is passed on."""
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             for s in self.specs:
@@ -204,9 +173,10 @@ class OutputFolder:
                     else:
                         stale.unlink(missing_ok=True)
         with self.locked():
-            self._open_sidecar(num_samples)
+            self._open_sidecar(num_samples, start)
 
-    def _open_sidecar(self, num_samples: int) -> None:
+    def _open_sidecar(self, num_samples: int,
+                      start: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None) -> None:
         existing = self.read_sidecar()
         if existing is not None:
             old = {"model": existing.get("model", {}).get("ref"), "sha256": existing.get("model", {}).get("sha256"),
@@ -241,6 +211,9 @@ class OutputFolder:
             if stray:
                 log.warning("%s holds other files (%s); synthmed writes beside them", self.folder,
                             ", ".join(p.name for p in stray[:5]))
+        if start is not None:
+            earlier = (existing or {}).get("runner")
+            self.runner_info = dict(start(earlier if isinstance(earlier, dict) else {}))
         self.num_samples = num_samples
         self.write_sidecar(complete=False)
 

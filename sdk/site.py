@@ -14,19 +14,15 @@ tests use (verified against the record's sha256), unless the site is offline.
 
 from __future__ import annotations
 
-import json
 import logging
-import operator
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from synthmed.registry.catalog import Catalog, CatalogEntry
 from synthmed.registry.errors import ConfigError, SiteNotFound
-from synthmed.registry.outputs import parse_window
 from synthmed.registry.packages import VerifiedPackage, prepare, runnable_upstreams
 from synthmed.registry.records import Record
 from synthmed.registry.array_inputs import CheckedInputs, check_inputs, plan
@@ -38,15 +34,18 @@ from synthmed.registry.runner.runner import sample_nbytes
 from synthmed.registry.settings import Settings, load_settings
 from synthmed.registry.store import Store
 
-from .output_folder import SIDECAR, OutputFolder
+from .format_rules import log_left_out
+from .generate_run import write_run
+from .output_folder import OutputFolder
 from .progress import ProgressArg, ProgressBar, progress_bar
-from .shards import ALL, Shard
-from .writer_pool import WriterOptions, WriterPool
+from .request import GenerationRequest, GenerationResult, SampleProgress, build_request, sample_count, seed_value
+from .shards import Shard
+from .writer_pool import WriterOptions
 
 log = logging.getLogger(__name__)
 
-#: called with (samples written so far, samples asked for)
-SampleProgress = Callable[[int, int], None]
+__all__ = ["GenerationRequest", "GenerationResult", "Model", "ModelSpec", "SampleProgress", "Site",
+           "sample_count", "seed_value"]
 
 
 @dataclass(frozen=True)
@@ -65,30 +64,6 @@ class ModelSpec:
 
     def open(self, **overrides: Any) -> Runner:
         return open_runner(self.package, self.options.with_(**overrides), self.stages)
-
-
-@dataclass
-class GenerationResult:
-    """What :meth:`Model.generate_to` did."""
-
-    folder: Path
-    num_samples: int
-    written: int
-    skipped: int
-    seconds: float
-    sidecar: Path
-    #: the outputs written, and those left out with the reason (not selected, or a
-    #: volume that PNG cannot hold)
-    outputs: list[str] = field(default_factory=list)
-    left_out: dict[str, str] = field(default_factory=dict)
-    #: every sample of the run is in the folder (all shards done) and its manifest written
-    complete: bool = False
-    #: "K/N" when this call made one shard of the run
-    shard: str | None = None
-
-    @property
-    def samples_per_second(self) -> float:
-        return self.written / self.seconds if self.seconds > 0 else 0.0
 
 
 class Model:
@@ -166,11 +141,8 @@ class Model:
         """The model for a run of ``n`` samples: a medigan-1 package gets its chunk size
         (``chunk``, else the options', else :func:`choose_medigan_chunk` for ``n``);
         other packages are returned as they are."""
-        if self.record.package_format != "medigan-1":
-            return self
-        chunk = chunk or self.options.medigan_chunk or choose_medigan_chunk(
-            n, sample_nbytes(self.record), self.options.memory_budget_mb)
-        return self if chunk == self.options.medigan_chunk else self.with_options(medigan_chunk=chunk)
+        chunk = run_chunk(self.record, self.options, n, chunk)
+        return self if chunk is None or chunk == self.options.medigan_chunk else self.with_options(medigan_chunk=chunk)
 
     def check_params(self, params: Mapping[str, Any] | None = None) -> CheckedParams:
         """The parameters checked against the model's inputs (defaults filled in); runs no model code."""
@@ -270,94 +242,69 @@ class Model:
         same folder, and whichever finishes last writes the run's manifest
         (``synthmed.manifest.json``, sha256 of every file).
         """
-        seed = seed_value(seed)
+        return self.run(self.request(folder, n, format, seed, batch_size, bit_depth=bit_depth, outputs=outputs,
+                                     window=window, progress=progress, checked=checked, inputs=inputs,
+                                     per_input=per_input, png_compress_level=png_compress_level, writers=writers,
+                                     layout=layout, shard=shard, **params))
+
+    def request(self, folder: Path | str, n: int | None, format: str = "auto", seed: int = 0,
+                batch_size: int | None = None, *, checked: CheckedParams | None = None,
+                inputs: Mapping[str, Any] | None = None, per_input: int = 1,
+                shard: Shard | str | tuple[int, int] | None = None, **params: Any) -> GenerationRequest:
+        """The :class:`~synthmed.request.GenerationRequest` of :meth:`generate_to`'s arguments
+        (the same keywords; array inputs may also come among the parameters by name): the
+        inputs read and checked, ``n`` planned from them; runs no model code."""
+        options = {k: params.pop(k) for k in ("bit_depth", "outputs", "window", "progress", "png_compress_level",
+                                              "writers", "layout") if k in params}
         if checked is not None and params:
             raise ConfigError("generate_to: pass checked= or keyword parameters, not both")
         raw, given = self._split(params)
-        checked_inputs = self.check_inputs({**dict(inputs or {}), **given}) if not isinstance(
-            inputs, CheckedInputs) else inputs  # read and checked before any model code runs
-        if checked_inputs is not None:
-            n = plan(self.record, checked_inputs, None if n is None else sample_count(n), per_input)
-        n = sample_count(n)
+        if not isinstance(inputs, CheckedInputs):
+            inputs = {**dict(inputs or {}), **given} or None
+        return build_request(self.record, folder, n, seed=seed, params=checked if checked is not None else raw,
+                             inputs=inputs, per_input=per_input, format=format, batch_size=batch_size,
+                             shard=Shard.parse(shard) if shard is not None else Shard(0, 1), **options)
+
+    def run(self, request: GenerationRequest) -> GenerationResult:
+        """Make ``request`` in this process (its shard's block of it when it names one):
+        what :meth:`generate_to` does once it has built the request."""
+        checked = self.check_params(request.params)  # before any model code runs
+        wopts = self.writer_options.with_(png_compress_level=request.png_compress_level, writers=request.writers)
+        out = OutputFolder(request.folder, self.record, request.format, request.seed, request.identity_params(checked),
+                           request.file_options(wopts.png_compress_level), upstream=self.upstream,
+                           outputs=request.outputs, layout=request.layout)
+        log_left_out(self.ref, out.left_out)
+        chosen: list[Model] = []
+
+        def start(recorded: Mapping[str, Any]) -> dict[str, Any]:
+            # under the folder's lock, with what an earlier run into it recorded
+            chosen.append(self._model_for(request, recorded))
+            return {**chosen[0].runner.info, **request.inputs_info()}
+
+        try:
+            out.open(request.n, owned=request.indices if request.sharded else None, start=start)
+            return write_run(chosen[0].runner, out, request, checked, wopts)
+        finally:
+            if chosen and self._owns(chosen[0]):
+                chosen[0].close()
+
+    def _model_for(self, request: GenerationRequest, recorded: Mapping[str, Any]) -> "Model":
+        """The model that makes ``request`` into a folder whose earlier run recorded
+        ``recorded`` (its sidecar's runner section): a medigan-1 package's chunk size by
+        :func:`run_chunk`, the request's batch size."""
+        earlier = recorded_chunk(recorded)
         model = self
         if self.record.package_format == "medigan-1":
-            earlier = _recorded_chunk(Path(folder))
-            if earlier and self.options.medigan_chunk and earlier != self.options.medigan_chunk:
-                raise ConfigError(f"{folder} holds samples made with chunk size {earlier}; this run asks for "
-                                  f"{self.options.medigan_chunk}, which makes other samples from the same seeds",
-                                  hint=f"use chunk size {earlier} to resume it, or write to another folder")
-            model = self._cached_for_run(n) if earlier is None else self.for_run(n, earlier)
-        if batch_size:
-            model = model.with_options(batch_size=batch_size)
-        owned = model is not self and all(model is not m for m in self.__dict__.get("_runs", {}).values())
-        runner = model.runner
-        checked = runner.check_params(checked if checked is not None else raw)  # before any model code runs
-        options: dict[str, Any] = {}
-        if bit_depth is not None:
-            if bit_depth not in (8, 16):
-                raise ConfigError(f"bit depth must be 8 or 16, got {bit_depth}")
-            options["bit_depth"] = bit_depth
-        if window is not None:
-            if bit_depth == 16:
-                raise ConfigError("a window maps values onto 8 bits; bit depth 16 keeps the full value range",
-                                  hint="give one of window= (--window) and bit_depth=16 (--bit-depth 16)")
-            options["window"] = parse_window(window)
-        wopts = self.writer_options.with_(png_compress_level=png_compress_level, writers=writers)
-        options["png_compress_level"] = wopts.png_compress_level
-        identity_params = dict(checked)
-        info = dict(runner.info)
-        if checked_inputs is not None:
-            # the inputs belong to the run's identity: another set of inputs is another run
-            info["inputs"] = checked_inputs.describe()
-            info["per_input"] = per_input
-            identity_params["__inputs__"] = {"sha256": checked_inputs.digest(), "per_input": per_input}
-        out = OutputFolder(Path(folder), self.record, format, seed, identity_params, options, upstream=self.upstream,
-                           runner_info=info, outputs=outputs, layout=layout)
-        volumes = [name for name, why in out.left_out.items() if why != "not selected"]
-        if volumes:
-            log.warning("%s: %s not written as PNG (3D volumes; use format nifti, dicom or npy for them)",
-                        self.ref, ", ".join(volumes))
-        part = Shard.parse(shard) if shard is not None else ALL
-        indices = part.block(n)
-        out.open(n, owned=indices if part.count > 1 else None)
-        started = time.monotonic()
-        written = skipped = 0
-        step = runner.batch_size
-        complete: bool | None = False
-        # at most two batches' samples queued: memory stays flat in the sample count
-        pool = WriterPool(out.write, wopts.threads, max_pending=max(2 * step, 4 * wopts.threads))
-        try:
-            for start in range(indices.start, indices.stop, step):
-                window = range(start, min(indices.stop, start + step))
-                todo = [i for i in window if not out.is_complete(i)]
-                skipped += len(window) - len(todo)
-                if todo:
-                    batches = (runner.iter_batches([seed + i for i in todo], checked) if checked_inputs is None else
-                               runner.iter_input_batches([seed + i for i in todo], checked,
-                                                         checked_inputs.for_samples(todo, per_input)))
-                    for seeds, batch in batches:
-                        pool.submit_batch([s - seed for s in seeds], batch)
-                if progress is not None:
-                    progress(pool.done + skipped, len(indices))
-            pool.drain()
-            written = pool.done
-            if progress is not None:
-                progress(written + skipped, len(indices))
-            # complete when every sample of the run is there: the other shards' too, and
-            # every one of the largest count any run into this folder asked for
-            complete = None
-        except BaseException:
-            pool.close(cancel=True)
-            written = pool.done
-            raise
-        finally:
-            pool.close()
-            finished = out.close(complete=complete)
-            if owned:
-                model.close()
-        return GenerationResult(Path(folder), n, written, skipped, time.monotonic() - started, out.sidecar_path,
-                                [s.name for s in out.specs], dict(out.left_out), complete=finished,
-                                shard=str(part) if part.count > 1 else None)
+            run_chunk(self.record, self.options, request.n, earlier, folder=request.folder)  # refuses a mismatch
+            model = self._cached_for_run(request.n) if earlier is None else self.for_run(request.n, earlier)
+        if request.batch_size:
+            model = model.with_options(batch_size=request.batch_size)
+        return model
+
+    def _owns(self, model: "Model") -> bool:
+        """Whether ``model`` is a copy made for one run (closed after it), not this model
+        or one it keeps."""
+        return model is not self and all(model is not m for m in self.__dict__.get("_runs", {}).values())
 
     def close(self) -> None:
         if self._runner is not None:
@@ -373,40 +320,25 @@ class Model:
         self.close()
 
 
-def _recorded_chunk(folder: Path) -> int | None:
-    """The medigan chunk size an earlier run into ``folder`` recorded in its sidecar."""
-    try:
-        data = json.loads((folder / SIDECAR).read_text("utf-8"))
-        value = data.get("runner", {}).get("medigan_seed_chunk")
-    except (OSError, ValueError, AttributeError):
-        return None
+def recorded_chunk(runner_info: Mapping[str, Any]) -> int | None:
+    """The medigan chunk size an earlier run recorded (its sidecar's ``runner`` section)."""
+    value = runner_info.get("medigan_seed_chunk")
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else None
 
 
-def sample_count(n: Any, what: str = "num_samples", minimum: int = 0) -> int:
-    """``n`` as a sample count (an int, numpy ints too, >= minimum), or a ConfigError saying so."""
-    try:
-        if isinstance(n, bool):
-            raise TypeError
-        value = operator.index(n)
-    except TypeError:
-        raise ConfigError(f"{what} must be a whole number, got {n!r} ({type(n).__name__})",
-                          hint=f"pass an int, e.g. {what}=16") from None
-    if value < minimum:
-        raise ConfigError(f"cannot make {value} samples: {what} must be {minimum} or more",
-                          hint=f"pass an int >= {minimum}, e.g. {what}=16")
-    return value
-
-
-def seed_value(seed: Any) -> int:
-    """``seed`` as an int (numpy ints too), or a ConfigError saying so."""
-    try:
-        if isinstance(seed, bool):
-            raise TypeError
-        return operator.index(seed)
-    except TypeError:
-        raise ConfigError(f"seed must be a whole number, got {seed!r} ({type(seed).__name__})",
-                          hint="pass an int, e.g. seed=0 (sample i uses seed + i)") from None
+def run_chunk(record: Record, options: RunnerOptions, n: int, chunk: int | None = None, *,
+              folder: Path | None = None) -> int | None:
+    """THE chunk rule of a run of ``n`` samples (None: not a medigan-1 package): ``chunk``
+    (the one an earlier run into the folder recorded), else the options', else
+    :func:`choose_medigan_chunk` for ``n``. A recorded chunk that differs from the
+    options' is refused: the same seeds would make other samples."""
+    if record.package_format != "medigan-1":
+        return None
+    if folder is not None and chunk and options.medigan_chunk and chunk != options.medigan_chunk:
+        raise ConfigError(f"{folder} holds samples made with chunk size {chunk}; this run asks for "
+                          f"{options.medigan_chunk}, which makes other samples from the same seeds",
+                          hint=f"use chunk size {chunk} to resume it, or write to another folder")
+    return chunk or options.medigan_chunk or choose_medigan_chunk(n, sample_nbytes(record), options.memory_budget_mb)
 
 
 def no_site_error(settings: Settings) -> SiteNotFound:
