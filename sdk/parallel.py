@@ -15,8 +15,11 @@ before the model loads, so a model that says just ``"cuda"`` lands on its own GP
 (The CUDA path is written to be correct but this repository's machines have no GPU: it is
 untested here.)
 
-:class:`ShardJob` is also what the Ray engine (:mod:`synthmed.ray_engine`) runs on each of
-its workers.
+:class:`ShardJob` (a :class:`~synthmed.request.GenerationRequest` and where to run it) is
+also what the Ray engine (:mod:`synthmed.ray_engine`) runs on each of its workers;
+:func:`run_on_devices` takes the request whole, :func:`generate_on_devices` builds it
+from keywords. Both return a :class:`~synthmed.request.GenerationResult` (the latter as
+its summary).
 """
 
 from __future__ import annotations
@@ -37,8 +40,9 @@ from synthmed.registry.runner import RunnerOptions
 from synthmed.registry.runner.device import resolve_device
 from synthmed.registry.settings import load_settings
 
+from .request import GenerationRequest, GenerationResult
 from .shards import Shard
-from .site import Model, Site, sample_count, seed_value
+from .site import Model, Site
 from .writer_pool import WriterOptions, available_cores
 
 log = logging.getLogger(__name__)
@@ -89,22 +93,15 @@ def parse_devices(spec: str, supported: Sequence[str] | None = None, *, model: s
 
 @dataclass(frozen=True)
 class ShardJob:
-    """One shard of a run, everything a worker process (or a Ray task) needs. Pickles.
+    """One shard of a run, everything a worker process (or a Ray task) needs: the run's
+    request (its ``shard`` the one this job makes; no progress callback) and where to run
+    it. Pickles.
 
     The package is either ``package`` (a VerifiedPackage of this machine) or, for workers
     elsewhere, prepared there from ``site_home`` (their own site, or a shared one) by
     ``ref``, and must then have ``sha256``."""
 
-    folder: str
-    n: int
-    shard: tuple[int, int]
-    format: str = "auto"
-    seed: int = 0
-    params: Mapping[str, Any] = field(default_factory=dict)
-    bit_depth: int | None = None
-    outputs: Sequence[str] | str | None = None
-    window: Any = None
-    layout: str = "synthmed"
+    request: GenerationRequest
     device: str | None = None
     torch_threads: int | None = None
     runner_options: RunnerOptions = RunnerOptions()
@@ -114,6 +111,10 @@ class ShardJob:
     ref: str | None = None
     sha256: str | None = None
     mirrors: tuple[str, ...] = ()
+
+    def of_shard(self, shard: tuple[int, int], **changes: Any) -> "ShardJob":
+        """The same job for another shard of the run."""
+        return replace(self, request=self.request.with_(shard=Shard(*shard)), **changes)
 
     def model(self) -> Any:
         options = self.runner_options.with_(device=self.device) if self.device else self.runner_options
@@ -138,7 +139,7 @@ class ShardJob:
 
 
 def run_shard(job: ShardJob, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Make one shard of a run into ``job.folder``; returns the shard's counts."""
+    """Make one shard of a run into the request's folder; returns the shard's counts."""
     if job.torch_threads:
         import torch
 
@@ -149,19 +150,15 @@ def run_shard(job: ShardJob, progress: Callable[[int, int], None] | None = None)
         torch.cuda.set_device(torch.device(job.device))
     model = job.model()
     try:
-        checked = model.check_params(job.params)
-        res = model.generate_to(Path(job.folder), job.n, format=job.format, seed=job.seed,
-                                bit_depth=job.bit_depth, outputs=job.outputs, window=job.window,
-                                progress=progress, checked=checked, shard=Shard(*job.shard), layout=job.layout)
+        res = model.run(job.request.with_(progress=progress))
     finally:
         model.close()
-    return {"shard": f"{job.shard[0]}/{job.shard[1]}", "device": job.device, "written": res.written,
-            "skipped": res.skipped, "seconds": res.seconds, "complete": res.complete, "pid": os.getpid()}
+    return {**res.counts(), "shard": str(job.request.shard), "device": job.device, "pid": os.getpid()}
 
 
 def _worker_main(job: ShardJob, q: Any) -> None:
     """A device worker process: run the shard, report progress and the outcome on ``q``."""
-    k = job.shard[0]
+    k = job.request.shard.index
     try:
         res = run_shard(job, lambda done, total: q.put(("progress", k, done)))
         q.put(("done", k, res))
@@ -178,8 +175,8 @@ def run_local_shards(jobs: Sequence[ShardJob], total: int,
     finishes the run) and is raised here."""
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    procs = {job.shard[0]: ctx.Process(target=_worker_main, args=(job, q), name=f"synthmed-shard-{job.shard[0]}",
-                                       daemon=True) for job in jobs}
+    procs = {job.request.shard.index: ctx.Process(target=_worker_main, args=(job, q), daemon=True,
+                                                  name=f"synthmed-shard-{job.request.shard.index}") for job in jobs}
     for p in procs.values():
         p.start()
     done: dict[int, int] = {k: 0 for k in procs}
@@ -221,10 +218,33 @@ def run_local_shards(jobs: Sequence[ShardJob], total: int,
     return [results[k] for k in sorted(results)]
 
 
-def split_jobs(base: ShardJob, shard: Shard, workers: int) -> list[tuple[int, int]]:
+def split_jobs(shard: Shard, workers: int) -> list[tuple[int, int]]:
     """The sub-shards of ``shard`` for ``workers`` workers: sub-shard ``d`` of shard ``K/N``
     is ``K*W+d / N*W``, and their blocks together are exactly shard K/N's block."""
     return [(shard.index * workers + d, shard.count * workers) for d in range(workers)]
+
+
+def run_on_devices(model: Any, request: GenerationRequest, devices: str | Sequence[str]) -> GenerationResult:
+    """``request`` on several local devices at once: one worker process per device, each
+    with its own contiguous block of the request's shard. The result lists each worker's
+    counts."""
+    record = model.record
+    supported = record.data["package"].get("devices")
+    devs = parse_devices(devices, supported, model=record.ref) if isinstance(devices, str) else \
+        [resolve_device(d, supported, model=record.ref) for d in devices]
+    checked = model.check_params(request.params)  # refused here, before any worker starts
+    per = max(1, available_cores() // len(devs))
+    wopts = model.writer_options.with_(png_compress_level=request.png_compress_level, writers=request.writers)
+    if wopts.writers is None:
+        wopts = replace(wopts, writers=per)
+    base = ShardJob(request.with_(params=dict(checked), progress=None), runner_options=model.options,
+                    writer_options=wopts, package=model.package)
+    jobs = [base.of_shard(sub, device=dev, torch_threads=per if dev == "cpu" else None)
+            for sub, dev in zip(split_jobs(request.shard, len(devs)), devs)]
+    started = time.monotonic()
+    results = run_local_shards(jobs, len(request.indices), request.progress)
+    return GenerationResult.of_workers(request, results, time.monotonic() - started, devices=devs,
+                                       shard=str(request.shard) if request.sharded else None)
 
 
 def generate_on_devices(model: Any, folder: Path | str, n: int, devices: str | Sequence[str], *,
@@ -235,29 +255,9 @@ def generate_on_devices(model: Any, folder: Path | str, n: int, devices: str | S
                         params: Mapping[str, Any] | None = None, layout: str = "synthmed") -> dict[str, Any]:
     """:meth:`synthmed.site.Model.generate_to` on several local devices at once: one
     worker process per device, each with its own contiguous block (of ``shard``'s block
-    when given). Returns a summary with each worker's counts."""
-    n, seed = sample_count(n), seed_value(seed)
-    record = model.record
-    supported = record.data["package"].get("devices")
-    devs = parse_devices(devices, supported, model=record.ref) if isinstance(devices, str) else \
-        [resolve_device(d, supported, model=record.ref) for d in devices]
-    checked = model.check_params(params or {})  # refused here, before any worker starts
-    part = Shard.parse(shard) if shard is not None else Shard(0, 1)
-    cores = available_cores()
-    per = max(1, cores // len(devs))
-    wopts = model.writer_options.with_(png_compress_level=png_compress_level, writers=writers)
-    if wopts.writers is None:
-        wopts = replace(wopts, writers=per)
-    base = ShardJob(folder=str(folder), n=n, shard=(0, 1), format=format, seed=seed, params=dict(checked),
-                    bit_depth=bit_depth, outputs=outputs, window=window, layout=layout, runner_options=model.options,
-                    writer_options=wopts, package=model.package)
-    jobs = [replace(base, shard=sub, device=dev, torch_threads=per if dev == "cpu" else None)
-            for sub, dev in zip(split_jobs(base, part, len(devs)), devs)]
-    started = time.monotonic()
-    results = run_local_shards(jobs, len(part.block(n)), progress)
-    seconds = time.monotonic() - started
-    written = sum(int(r["written"]) for r in results)
-    return {"folder": str(folder), "num_samples": n, "devices": devs, "shard": str(part) if part.count > 1 else None,
-            "written": written, "skipped": sum(int(r["skipped"]) for r in results), "seconds": seconds,
-            "samples_per_second": written / seconds if seconds > 0 else 0.0,
-            "complete": any(r["complete"] for r in results), "workers": results}
+    when given). Returns a summary with each worker's counts (:func:`run_on_devices`)."""
+    request = GenerationRequest(Path(folder), n, seed, format, params=params or {}, outputs=outputs, window=window,
+                                bit_depth=bit_depth, layout=layout, png_compress_level=png_compress_level,
+                                writers=writers, shard=Shard.parse(shard) if shard is not None else Shard(0, 1),
+                                progress=progress)
+    return run_on_devices(model, request, devices).summary()

@@ -15,7 +15,10 @@ the reference to another package refuses to run. Outputs are written by each wor
 straight into DIR, which must be shared storage (NFS, a parallel file system) seen at
 the same path by every node: the same layout, sidecar and manifest as one process.
 
-Ray is an optional dependency: ``pip install 'synthmed[ray]'``.
+Ray is an optional dependency: ``pip install 'synthmed[ray]'``. :func:`run_with_ray` takes
+the run's :class:`~synthmed.request.GenerationRequest` whole and returns a
+:class:`~synthmed.request.GenerationResult`; :func:`generate_with_ray` builds the request
+from keywords and returns the result's summary.
 """
 
 from __future__ import annotations
@@ -30,8 +33,8 @@ from typing import Any, Callable, Mapping, Sequence
 from synthmed.registry.errors import ConfigError, ModelRunError
 
 from .parallel import ShardJob, run_shard
+from .request import GenerationRequest, GenerationResult
 from .shards import Shard
-from .site import sample_count, seed_value
 
 log = logging.getLogger(__name__)
 
@@ -58,51 +61,47 @@ def _ray_shard(job: ShardJob) -> dict[str, Any]:
     return run_shard(job)
 
 
-def generate_with_ray(model: Any, folder: Path | str, n: int, *, site_home: Path | str,
-                      worker_site: Path | str | None = None, mirrors: Sequence[str] = (),
-                      address: str | None = None, shards: int | None = None, format: str = "auto",
-                      seed: int = 0, bit_depth: int | None = None, outputs: Sequence[str] | str | None = None,
-                      window: Any = None, png_compress_level: int | None = None, writers: int | None = None,
-                      params: Mapping[str, Any] | None = None, layout: str = "synthmed",
-                      progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Run ``model``'s samples ``0..n-1`` into ``folder`` as Ray tasks. Uses the Ray
-    instance already started in this process, else connects to ``address`` (or
-    ``RAY_ADDRESS``), else starts a local one."""
-    ray = _ray()
-    n, seed = sample_count(n), seed_value(seed)
-    checked = model.check_params(params or {})  # refused here, before any task starts
-    for m in mirrors:
-        if not str(m).startswith("mirror:"):
-            raise ConfigError(f"--ray-mirror {m!r} is not a mirror: URI",
-                              hint="e.g. mirror:/shared/site/store or mirror:https://head.example/store")
-    if not ray.is_initialized():
-        ray.init(address=address or None, log_to_driver=False)
+def _task_options(ray: Any, shards: int | None) -> tuple[int, dict[str, Any], str, int, float]:
+    """How many shards, what each task asks for, its device; and the cluster's GPUs and CPUs."""
     resources = ray.cluster_resources()
     gpus, cpus = int(resources.get("GPU", 0)), float(resources.get("CPU", 1))
     count = shards if shards is not None else (gpus or max(1, int(cpus)))
     if count < 1:
         raise ConfigError(f"--ray-shards {count}: at least one shard", hint="e.g. --ray-shards 8")
     if gpus:
-        task_opts: dict[str, Any] = {"num_gpus": 1, "num_cpus": min(1.0, cpus / max(1, gpus))}
-        device = "cuda"
-    else:
-        # a fraction of a CPU each: a 2-CPU instance runs two tasks and still has room for
-        # the driver's own bookkeeping; threads per task follow the CPUs it may use
-        task_opts = {"num_cpus": max(0.1, min(1.0, (cpus - 0.5) / count))}
-        device = "cpu"
-    wopts = model.writer_options.with_(png_compress_level=png_compress_level, writers=writers)
+        return count, {"num_gpus": 1, "num_cpus": min(1.0, cpus / max(1, gpus))}, "cuda", gpus, cpus
+    # a fraction of a CPU each: a 2-CPU instance runs two tasks and still has room for
+    # the driver's own bookkeeping; threads per task follow the CPUs it may use
+    return count, {"num_cpus": max(0.1, min(1.0, (cpus - 0.5) / count))}, "cpu", gpus, cpus
+
+
+def run_with_ray(model: Any, request: GenerationRequest, *, site_home: Path | str,
+                 worker_site: Path | str | None = None, mirrors: Sequence[str] = (),
+                 address: str | None = None, shards: int | None = None) -> GenerationResult:
+    """Run ``request`` (every sample ``0..n-1``) as Ray tasks. Uses the Ray instance
+    already started in this process, else connects to ``address`` (or ``RAY_ADDRESS``),
+    else starts a local one."""
+    ray = _ray()
+    n, folder, progress = request.n, request.folder, request.progress
+    checked = model.check_params(request.params)  # refused here, before any task starts
+    for m in mirrors:
+        if not str(m).startswith("mirror:"):
+            raise ConfigError(f"--ray-mirror {m!r} is not a mirror: URI",
+                              hint="e.g. mirror:/shared/site/store or mirror:https://head.example/store")
+    if not ray.is_initialized():
+        ray.init(address=address or None, log_to_driver=False)
+    count, task_opts, device, gpus, cpus = _task_options(ray, shards)
+    wopts = model.writer_options.with_(png_compress_level=request.png_compress_level, writers=request.writers)
     if wopts.writers is None:
         wopts = replace(wopts, writers=max(1, int(cpus // max(1, min(count, cpus)))) if not gpus else None)
-    job = ShardJob(folder=str(Path(folder).resolve()), n=n, shard=(0, 1), format=format, seed=seed,
-                   params=dict(checked), bit_depth=bit_depth, outputs=outputs, window=window, layout=layout,
-                   device=device,
-                   torch_threads=None if gpus else 1, runner_options=model.options, writer_options=wopts,
-                   site_home=str(worker_site or site_home), ref=f"{model.upstream}/{model.record.ref}"
-                   if model.upstream else model.record.ref, sha256=model.package.sha256,
-                   mirrors=tuple(str(m) for m in mirrors))
+    job = ShardJob(request.with_(folder=Path(folder).resolve(), params=dict(checked), progress=None),
+                   device=device, torch_threads=None if gpus else 1, runner_options=model.options,
+                   writer_options=wopts, site_home=str(worker_site or site_home),
+                   ref=f"{model.upstream}/{model.record.ref}" if model.upstream else model.record.ref,
+                   sha256=model.package.sha256, mirrors=tuple(str(m) for m in mirrors))
     remote = ray.remote(**task_opts)(_ray_shard)
     started = time.monotonic()
-    pending = [remote.remote(replace(job, shard=(k, count))) for k in range(count)]
+    pending = [remote.remote(job.of_shard((k, count))) for k in range(count)]
     results: list[dict[str, Any]] = []
     first = model.record.outputs[0]["name"] if model.record.outputs else None
     try:
@@ -124,11 +123,23 @@ def generate_with_ray(model: Any, folder: Path | str, n: int, *, site_home: Path
         raise
     seconds = time.monotonic() - started
     results.sort(key=lambda r: Shard.parse(r["shard"]).index)
-    written = sum(int(r["written"]) for r in results)
     if progress is not None:
         progress(sum(int(r["written"]) + int(r["skipped"]) for r in results), n)
-    return {"folder": str(folder), "num_samples": n, "engine": "ray", "shards": count,
-            "task_resources": task_opts, "written": written,
-            "skipped": sum(int(r["skipped"]) for r in results), "seconds": seconds,
-            "samples_per_second": written / seconds if seconds > 0 else 0.0,
-            "complete": any(r["complete"] for r in results), "workers": results, "devices": []}
+    return GenerationResult.of_workers(request, results, seconds, engine="ray", shards=count,
+                                       task_resources=task_opts)
+
+
+def generate_with_ray(model: Any, folder: Path | str, n: int, *, site_home: Path | str,
+                      worker_site: Path | str | None = None, mirrors: Sequence[str] = (),
+                      address: str | None = None, shards: int | None = None, format: str = "auto",
+                      seed: int = 0, bit_depth: int | None = None, outputs: Sequence[str] | str | None = None,
+                      window: Any = None, png_compress_level: int | None = None, writers: int | None = None,
+                      params: Mapping[str, Any] | None = None, layout: str = "synthmed",
+                      progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Run ``model``'s samples ``0..n-1`` into ``folder`` as Ray tasks (:func:`run_with_ray`);
+    returns the run's summary."""
+    request = GenerationRequest(Path(folder), n, seed, format, params=params or {}, outputs=outputs, window=window,
+                                bit_depth=bit_depth, layout=layout, png_compress_level=png_compress_level,
+                                writers=writers, progress=progress)
+    return run_with_ray(model, request, site_home=site_home, worker_site=worker_site, mirrors=mirrors,
+                        address=address, shards=shards).summary()

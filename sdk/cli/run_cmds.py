@@ -11,6 +11,7 @@ from typing import Any
 
 from synthmed.registry.errors import ConfigError
 
+from ..format_rules import left_out_advice
 from ..progress import ProgressBar
 from ..shards import Shard, shard_from_env
 from .common import print_json, settings_from_args
@@ -133,13 +134,26 @@ def parse_input_args(items: list[str]) -> dict[str, str]:
     return out
 
 
-def cmd_generate(args: argparse.Namespace) -> int:
-    from synthmed.registry.array_inputs import check_inputs, plan
-    from synthmed.registry.runner import check_params, parse_param_args
+def _shard_and_device(args: argparse.Namespace) -> tuple[Shard | None, str | None]:
+    """The shard of this process (``--shard``, else the launcher's environment) and its device."""
+    device = args.device
+    if args.shard is not None:
+        return Shard.parse(args.shard), device
+    found = shard_from_env(os.environ)
+    if found is None:
+        return None, device
+    shard = found[0]
+    print(f"shard {shard} of the run, from {found[1]} (give --shard 0/1 to make every sample here)", file=sys.stderr)
+    local = os.environ.get("LOCAL_RANK", "")
+    if "torchrun" in found[1] and local.isdigit() and device in (None, "auto", "cuda") and not args.devices:
+        from ..parallel import cuda_count
 
-    from ..site import Site
+        if cuda_count() > int(local):  # each rank on its own GPU, as torchrun means it
+            device = f"cuda:{local}"
+    return shard, device
 
-    given = parse_input_args(args.input)
+
+def _check_generate_args(args: argparse.Namespace, given: dict[str, str]) -> None:
     if args.num_samples is None and not given:
         raise ConfigError("-n N is required: the number of samples", hint="e.g. -n 100 writes samples 0..99")
     if args.num_samples is not None and args.num_samples < 0:
@@ -148,77 +162,65 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.timeout is not None and not args.timeout > 0:
         raise ConfigError(f"--timeout {args.timeout:g}: the timeout must be above 0 seconds",
                           hint="leave it out for the default, or give the longest wait for one batch, e.g. 600")
-    shard = None
-    device = args.device
-    if args.shard is not None:
-        shard = Shard.parse(args.shard)
-    else:
-        found = shard_from_env(os.environ)
-        if found is not None:
-            shard = found[0]
-            print(f"shard {shard} of the run, from {found[1]} (give --shard 0/1 to make every sample here)",
-                  file=sys.stderr)
-            local = os.environ.get("LOCAL_RANK", "")
-            if "torchrun" in found[1] and local.isdigit() and device in (None, "auto", "cuda") and not args.devices:
-                from ..parallel import cuda_count
 
-                if cuda_count() > int(local):  # each rank on its own GPU, as torchrun means it
-                    device = f"cuda:{local}"
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from synthmed.registry.runner import check_params, parse_param_args
+
+    from ..request import build_request
+    from ..site import Site
+
+    given = parse_input_args(args.input)
+    _check_generate_args(args, given)
+    shard, device = _shard_and_device(args)
     settings = settings_from_args(args, device=device, mode=args.mode, batch_size=args.batch_size,
                                   offline=args.offline)
     site = Site(settings=settings, timeout_s=args.timeout, progress=False if args.no_progress else None)
     entry = site.resolve(args.ref)
     raw = parse_param_args(entry.record, args.param)  # typed from the inputs schema
     params = check_params(entry.record, raw)  # refuse bad params before fetching or running anything
-    inputs = None
-    num = args.num_samples
-    if given or entry.record.array_inputs:
-        inputs = check_inputs(entry.record, given)  # and bad inputs (read and checked here)
-        num = plan(entry.record, inputs, num, args.per_input)
+    # the one request of this run: its inputs read and checked here, before any fetch
+    request = build_request(entry.record, Path(args.output), args.num_samples, seed=args.seed, params=params,
+                            inputs=given or None, per_input=args.per_input, format=args.format or "auto",
+                            bit_depth=args.bit_depth, outputs=args.outputs, window=args.window, layout=args.layout,
+                            png_compress_level=args.png_compression, writers=args.writers,
+                            shard=shard or Shard(0, 1))
     model = site.model(entry, chunk_size=args.chunk_size)
-    fmt = args.format or "auto"
     bar = ProgressBar(model.ref if shard is None else f"{model.ref} shard {shard}", enabled=not args.no_progress)
-    if args.devices and args.engine == "ray":
-        raise ConfigError("--devices and --engine ray do not go together",
-                          hint="Ray places its workers on the cluster's devices itself (one GPU per worker)")
     try:
-        if inputs is not None and (args.engine == "ray" or args.devices):
-            raise ConfigError("array inputs (--input) run in one process or as --shard K/N for now, "
-                              "not with --devices or --engine ray",
-                              hint="split the run with --shard K/N (one process per shard), or leave --devices out")
-        if args.engine == "ray":
-            from ..ray_engine import generate_with_ray
-
-            run = generate_with_ray(model, Path(args.output), args.num_samples, site_home=settings.home,
-                                    worker_site=args.ray_worker_site, mirrors=args.ray_mirror,
-                                    address=args.address, shards=args.ray_shards, format=fmt, seed=args.seed,
-                                    bit_depth=args.bit_depth, outputs=args.outputs, window=args.window,
-                                    png_compress_level=args.png_compression, writers=args.writers,
-                                    params=params, progress=bar, layout=args.layout)
-            return _print_parallel(args, model.ref, fmt, run)
-        if args.devices:
-            from ..parallel import generate_on_devices
-
-            run = generate_on_devices(model, Path(args.output), args.num_samples, args.devices, format=fmt,
-                                      seed=args.seed, shard=shard, bit_depth=args.bit_depth, outputs=args.outputs,
-                                      window=args.window, png_compress_level=args.png_compression,
-                                      writers=args.writers, progress=bar, params=params, layout=args.layout)
-            return _print_parallel(args, model.ref, fmt, run)
-        result = model.generate_to(Path(args.output), num, format=fmt, seed=args.seed,
-                                   bit_depth=args.bit_depth, outputs=args.outputs, window=args.window,
-                                   progress=bar, checked=params, png_compress_level=args.png_compression,
-                                   writers=args.writers, layout=args.layout, inputs=inputs,
-                                   per_input=args.per_input, shard=shard)
+        return _run_generate(args, model, request.with_(progress=bar), settings)
     finally:
         bar.close()
         model.close()
         site.close()
+
+
+def _run_generate(args: argparse.Namespace, model: Any, request: Any, settings: Any) -> int:
+    """Run the request in the way the flags ask (Ray, every device, or this process) and print its summary."""
+    if args.devices and args.engine == "ray":
+        raise ConfigError("--devices and --engine ray do not go together",
+                          hint="Ray places its workers on the cluster's devices itself (one GPU per worker)")
+    if request.inputs is not None and (args.engine == "ray" or args.devices):
+        raise ConfigError("array inputs (--input) run in one process or as --shard K/N for now, "
+                          "not with --devices or --engine ray",
+                          hint="split the run with --shard K/N (one process per shard), or leave --devices out")
+    if args.engine == "ray":
+        from ..ray_engine import run_with_ray
+
+        run = run_with_ray(model, request.with_(shard=Shard(0, 1)), site_home=settings.home, worker_site=args.ray_worker_site,
+                           mirrors=args.ray_mirror, address=args.address, shards=args.ray_shards)
+        return _print_parallel(args, model.ref, request.format, run.summary())
+    if args.devices:
+        from ..parallel import run_on_devices
+
+        return _print_parallel(args, model.ref, request.format, run_on_devices(model, request, args.devices).summary())
+    result = model.run(request)
     summary = {
-        "model": model.ref, "output": str(result.folder), "format": fmt, "num_samples": result.num_samples,
+        "model": model.ref, "output": str(result.folder), "format": request.format, "num_samples": result.num_samples,
         "written": result.written, "skipped": result.skipped, "seconds": round(result.seconds, 3),
         "samples_per_second": round(result.samples_per_second, 2), "sidecar": str(result.sidecar),
-        "seeds": [args.seed, args.seed + num - 1] if num else [],
-        "params": json.loads(json.dumps(dict(params), default=str)),
+        "seeds": [request.seed, request.seed + request.n - 1] if request.n else [],
+        "params": json.loads(json.dumps(dict(request.params), default=str)),
         "outputs": result.outputs, "left_out": result.left_out,
         "shard": result.shard, "complete": result.complete,
     }
@@ -227,10 +229,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     else:
         print(f"{result.written} written, {result.skipped} already there: {result.folder} "
               f"({summary['samples_per_second']} samples/s; outputs {', '.join(result.outputs)})")
-        volumes = [n for n, why in result.left_out.items() if why != "not selected"]
-        if volumes:
-            print(f"not written: {', '.join(volumes)} (3D volumes; PNG holds 2D images): "
-                  f"use --format nifti, dicom or npy, e.g. --outputs {','.join(volumes)} --format nifti")
+        advice = left_out_advice(result.left_out)
+        if advice:
+            print(advice)
     return 0
 
 
