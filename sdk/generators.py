@@ -23,22 +23,19 @@ with ``seed=that``; sample *i* of a run uses seed ``seed + i``.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 import numpy as np
 
-from synthmed.registry.contribute import contribute, reproducible_zip, test_package_dir, upload_zenodo
-from synthmed.registry.errors import ConfigError, ModelNotFound, ModelRunError
+from synthmed.registry.errors import ConfigError, ModelNotFound
 from synthmed.registry.medigan_import import convert_entry
-from synthmed.registry.modeltest_site import test_ref
-from synthmed.registry.ranking import ranked_values
 from synthmed.registry.records import Record, validate_data
 
 from . import medigan_compat as mc
-from .medigan_compat import ModelMatchCandidate
+from .generators_contribute import ContributorMethods, ModelContributor
+from .generators_select import SelectionMethods
 from .progress import ProgressArg, progress_bar
 from .seeds import fresh_seed
 from .site import Model, Site, seed_value
@@ -56,22 +53,7 @@ RUN_KWARGS = ("seed", "batch_size", "device", "mode", "format", "bit_depth", "ou
               "progress", "chunk_size", "layout", "png_compress_level", "writers")
 
 
-class ModelContributor:
-    """A local model being contributed (medigan's ``ModelContributor``): its id, the
-    folder of its ``__init__.py``, and its medigan metadata once added."""
-
-    def __init__(self, model_id: str, init_py_path: str | Path | None = None) -> None:
-        self.model_id = model_id
-        self.init_py_path = Path(init_py_path) if init_py_path else None
-        self.package_path = (self.init_py_path.parent if self.init_py_path and self.init_py_path.suffix == ".py"
-                             else self.init_py_path)
-        self.metadata: dict[str, Any] | None = None
-
-    def __repr__(self) -> str:
-        return f"ModelContributor(model_id={self.model_id!r}, package_path={str(self.package_path)!r})"
-
-
-class Generators:
+class Generators(SelectionMethods, ContributorMethods):
     """medigan's ``Generators``, on a synthmed site (``Site()`` by default).
 
     The first positional argument is the site (a :class:`Site`, or its folder); medigan's
@@ -143,12 +125,6 @@ class Generators:
             return Record(self._local_config[mid], "<add_model_to_config>")
         return self.site.record(mid)
 
-    def _selections(self) -> dict[str, dict[str, Any]]:
-        """{model id: medigan selection dict} for every model of the site. Models added with
-        :meth:`add_model_to_config` are left out, as medigan's selection methods leave them
-        out (its model selector keeps the models it started with)."""
-        return {i: mc.medigan_config(e.record)["selection"] for i, e in self._entries().items()}
-
     def list_models(self) -> list[str]:
         """The model ids this site serves (latest version of each), plus any added this session."""
         return list(self._entries()) + [i for i in self._local_config if i not in self._entries()]
@@ -210,85 +186,6 @@ class Generators:
             raise ConfigError(f"{mid}: the metadata cannot be read: {'; '.join(problems)}")
         self._local_config[str(record.get("id", mid))] = record
         return True
-
-    # ---------------------------------------------------------------- selection ---
-
-    def get_selection_criteria_by_id(self, model_id: Any, is_model_id_removed: bool = True) -> dict[str, Any]:
-        """medigan's selection dict of one model (``{"model_id": ..., "selection": ...}``
-        with ``is_model_id_removed=False``)."""
-        mid = self.match_model_id(model_id)
-        sel = mc.medigan_config(self._record(mid))["selection"]
-        return sel if is_model_id_removed else {"model_id": mid, "selection": sel}
-
-    def get_selection_criteria_by_ids(self, model_ids: list[Any] | None = None,
-                                      are_model_ids_removed: bool = True) -> list[dict[str, Any]]:
-        wanted = None if model_ids is None else {self.match_model_id(m) for m in model_ids}
-        return [sel if are_model_ids_removed else {"model_id": mid, "selection": sel}
-                for mid, sel in self._selections().items() if wanted is None or mid in wanted]
-
-    def get_selection_values_for_key(self, key: str, model_id: Any = None) -> list[Any]:
-        """The value at ``key`` (dotted) of each model's selection dict, or of one model's."""
-        if model_id is not None:
-            return [mc.deep_get(self.get_selection_criteria_by_id(model_id), key)]
-        return [mc.deep_get(sel, key) for sel in self._selections().values()]
-
-    def get_selection_keys(self, model_id: Any = None) -> list[str]:
-        if model_id is not None:
-            return list(self.get_selection_criteria_by_id(model_id))
-        keys: list[str] = []
-        for sel in self._selections().values():
-            keys += [k for k in sel if k not in keys]
-        return keys
-
-    def get_models_by_key_value_pair(self, key1: str, value1: Any, is_case_sensitive: bool = False) -> list[dict[str, Any]]:
-        return mc.models_by_key_value(self._selections(), key1, value1, is_case_sensitive)
-
-    def rank_models_by_performance(self, model_ids: list[Any] | None = None, metric: str = "SSIM",
-                                   order: str = "asc") -> list[dict[str, Any]]:
-        """``[{"model_id": ..., metric: value}]`` sorted by the value, ascending unless
-        ``order="desc"`` (medigan's rule: the order says nothing about which is better)."""
-        ids = None if model_ids is None else [self.match_model_id(m) for m in model_ids]
-        # which values are compared is the registry's rule (synthmed.registry.ranking): one
-        # basis only, this site's measurements under one comparability key, else the
-        # records' values of one source; the order is medigan's
-        ranking, values = ranked_values(self.site.catalog, metric)
-        if ranking.basis == "none":  # a dotted medigan path (CLF.trained_on_fake.accuracy), or no such metric
-            return mc.rank(self._selections(), metric, order, ids)
-        log.info("rank_models_by_performance: %s", ranking.describe())
-        chosen = {mid: {"performance": {metric: values[(e.upstream, e.id)]}}
-                  for mid, e in self._entries().items() if (e.upstream, e.id) in values}
-        return mc.rank(chosen, metric, order, ids)
-
-    def find_matching_models_by_values(self, values: list[Any] | str, target_values_operator: str = "AND",
-                                       are_keys_also_matched: bool = False,
-                                       is_case_sensitive: bool = False) -> list[ModelMatchCandidate]:
-        """Models whose selection fields hold the values (a field equal to a value, or a
-        list holding it, as medigan); ``AND`` needs every value, ``OR`` any, ``XOR`` one."""
-        refs = {i: e.qualified_ref for i, e in self._entries().items()}
-        return mc.find_matching(self._selections(), values, target_values_operator, are_keys_also_matched,
-                                is_case_sensitive, refs)
-
-    def find_models_and_rank(self, values: list[Any] | str, target_values_operator: str = "AND",
-                             are_keys_also_matched: bool = False, is_case_sensitive: bool = False,
-                             metric: str = "SSIM", order: str = "asc") -> list[dict[str, Any]]:
-        matches = self.find_matching_models_by_values(values, target_values_operator, are_keys_also_matched,
-                                                      is_case_sensitive)
-        if not matches:
-            log.warning("no model matches %s", values)
-            return []
-        ranked = self.rank_models_by_performance([m.model_id for m in matches], metric, order)
-        if not ranked:
-            log.warning("none of the %d matching models has a %r metric", len(matches), metric)
-        return ranked
-
-    def find_model(self, values: list[Any] | str, target_values_operator: str = "AND",
-                   are_keys_also_matched: bool = False, is_case_sensitive: bool = False) -> str:
-        """The one model id matching the values (synthmed's; a clear error for none or several)."""
-        matches = self.find_matching_models_by_values(values, target_values_operator, are_keys_also_matched,
-                                                      is_case_sensitive)
-        if len(matches) != 1:
-            raise mc.no_single_model(values, matches)
-        return matches[0].model_id
 
     def find_model_and_generate(self, values: list[Any] | str, target_values_operator: str = "AND",
                                 are_keys_also_matched: bool = False, is_case_sensitive: bool = False,
@@ -425,13 +322,11 @@ class Generators:
         run, params = self._split_kwargs(model, kwargs)
         inputs, per_input = self._array_kwargs(model, params)
         seed = self._seed(run.pop("seed", None))
-        fmt = run.pop("format", None)
-        bit_depth = run.pop("bit_depth", None)
+        writing = {k: run.pop(k) for k in ("format", "bit_depth", "outputs", "window", "layout", "png_compress_level",
+                                           "writers") if k in run}
+        writing["format"] = writing.get("format") or "auto"
+        writing.setdefault("layout", "medigan")
         bar = progress_bar(run.pop("progress", self.progress), model.ref)
-        selected = run.pop("outputs", None)
-        window = run.pop("window", None)
-        layout = run.pop("layout", "medigan")
-        writing = {k: run.pop(k) for k in ("png_compress_level", "writers") if k in run}
         chunk = run.pop("chunk_size", None)
         if chunk is not None:
             run["medigan_chunk"] = chunk
@@ -443,9 +338,10 @@ class Generators:
                 samples = model.sample(num_samples, seed=seed, per_input=per_input, **params, **inputs)
                 return to_medigan_list(samples, model.outputs)
             folder = Path(output_path) if output_path is not None else mc.default_output_path(model.id)
-            result = model.generate_to(folder, num_samples, format=fmt or "auto", seed=seed, bit_depth=bit_depth,
-                                       progress=bar, outputs=selected, window=window, layout=layout, **writing,
-                                       inputs=inputs or None, per_input=per_input, **params)
+            # the run's one request: the parameters, inputs and run options of this call
+            request = model.request(folder, num_samples, seed=seed, progress=bar, inputs=inputs or None,
+                                    per_input=per_input, **writing, **params)
+            result = model.run(request)
         finally:
             if owned:
                 model.close()
@@ -553,185 +449,6 @@ class Generators:
         bar = progress_bar(self.progress if progress is None else progress, f"{model.ref} grid")
         return visualize(model.for_run(num_samples).spec(), path, num_samples, seed=self._seed(seed), params=kwargs,
                          outputs=outputs, side_by_side=side_by_side, overlay=overlay, window=window, progress=bar)
-
-    # ------------------------------------------------------ testing, contributing ---
-
-    def add_model_contributor(self, model_id: str, init_py_path: str | Path | None = None) -> ModelContributor:
-        existing = self.get_model_contributor_by_id(model_id)
-        if existing is not None:
-            log.warning("%s: a model contributor exists already; returning it", model_id)
-            return existing
-        contributor = ModelContributor(str(model_id), init_py_path)
-        self.model_contributors.append(contributor)
-        return contributor
-
-    def get_model_contributor_by_id(self, model_id: str) -> ModelContributor | None:
-        return next((c for c in self.model_contributors if c.model_id == str(model_id)), None)
-
-    def _contributor(self, model_id: str) -> ModelContributor:
-        c = self.get_model_contributor_by_id(model_id)
-        if c is None:
-            raise ConfigError(f"{model_id}: no model contributor for this id",
-                              hint="add one first: add_model_contributor(model_id, init_py_path)")
-        return c
-
-    def add_metadata_from_file(self, model_id: str, metadata_file_path: str | Path) -> dict[str, Any]:
-        """Read the contributor's medigan metadata (JSON) and return it."""
-        c = self._contributor(model_id)
-        try:
-            data = json.loads(Path(metadata_file_path).read_text("utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"cannot read the metadata file {metadata_file_path}: {exc}",
-                              hint="give medigan's metadata.json ({model_id: {execution, selection, description}})") from exc
-        if not isinstance(data, dict) or not isinstance(data.get(c.model_id), dict):
-            raise ConfigError(f"{metadata_file_path}: metadata must be a JSON object with an entry {c.model_id!r}")
-        weights = mc.find_weights_path(data, c.model_id, c.package_path, Path(metadata_file_path))
-        if weights is None:
-            raise ConfigError(f"{c.model_id}: no weights file named by the metadata (model_name + extension) in "
-                              f"{c.package_path} or beside {metadata_file_path}",
-                              hint="put the weights in the package folder, as medigan expects")
-        data[c.model_id].setdefault("execution", {})["package_link"] = str(weights.parent)
-        c.package_path = weights.parent
-        c.metadata = data
-        return data
-
-    def add_metadata_from_input(self, model_id: str, model_weights_name: str, model_weights_extension: str,
-                                generate_method_name: str, dependencies: list[str],
-                                fill_more_fields_interactively: bool = True, output_path: str | Path = "config") -> dict[str, Any]:
-        """The contributor's medigan metadata from the essential fields, written to
-        ``output_path/<model_id>.json`` and returned. synthmed does not ask for more fields
-        interactively (warned once): fill them in the file."""
-        if fill_more_fields_interactively:
-            mc.warn_once("interactive", "add_metadata_from_input: synthmed does not prompt for more fields; "
-                         "edit the written metadata file instead")
-        c = self._contributor(model_id)
-        entry = {"execution": {"package_name": model_id, "package_link": str(c.package_path or ""),
-                               "model_name": model_weights_name, "extension": model_weights_extension,
-                               "dependencies": list(dependencies),
-                               "generate_method": {"name": generate_method_name,
-                                                   "args": {"base": ["model_file", "num_samples", "output_path",
-                                                                     "save_images"], "custom": {}}}},
-                 "selection": {"performance": {}, "use_cases": [], "organ": [], "modality": [], "tags": []},
-                 "description": {"title": model_id, "version": "0.0.1"}}
-        data = {model_id: entry}
-        out = Path(output_path)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / f"{model_id}.json").write_text(json.dumps(data, indent=2) + "\n", "utf-8")
-        c.metadata = data
-        return data
-
-    def push_to_zenodo(self, model_id: str, zenodo_access_token: str, creator_name: str = "unknown name",
-                       creator_affiliation: str = "unknown affiliation", model_description: str = "", *,
-                       zenodo_host: str | None = None) -> str:
-        """Upload the contributor's package (a reproducible zip) to Zenodo (``zenodo_host``,
-        default the site's ``sources.zenodo_host``) and return its ``zenodo:<record>/<file>``
-        source; pinning and publishing go through an index (warned once)."""
-        mc.warn_once("push_to_zenodo", "push_to_zenodo: synthmed uploads a reproducible zip; the model is "
-                     "published by a pull request to an index (`synthmed contribute`), not by the upload itself")
-        c = self._contributor(model_id)
-        if c.package_path is None or not c.package_path.is_dir():
-            raise ConfigError(f"{model_id}: the contributor has no package folder ({c.package_path})",
-                              hint="add_model_contributor(model_id, init_py_path=<its __init__.py>)")
-        import tempfile
-
-        with tempfile.TemporaryDirectory(prefix="synthmed-push-") as work:
-            zip_path = Path(work) / f"{model_id}.zip"
-            reproducible_zip(c.package_path, zip_path)
-            record = {"id": model_id, "version": "0.0.1", "title": model_id, "summary": model_description or model_id,
-                      "authors": [{"name": creator_name, "affiliation": creator_affiliation}]}
-            host = zenodo_host or self.site.settings.sources.zenodo_host
-            return upload_zenodo(zip_path, record, host=host, token=zenodo_access_token)
-
-    def push_to_github(self, model_id: str, github_access_token: str | None = None, package_link: str | None = None,
-                       creator_name: str = "", creator_affiliation: str = "", model_description: str = "",
-                       *, index: str | Path | None = None, version: str = "0.0.1") -> Any:
-        """medigan opens a GitHub issue; synthmed contributes through an index instead: the
-        contributor's package and record go onto a branch of the index at ``index`` (a git
-        checkout), ready for a pull request (warned once). Returns the contribution's result."""
-        mc.warn_once("push_to_github", "push_to_github: synthmed opens no GitHub issue; it commits the record on a "
-                     "branch of the index you give (index=<checkout>), for a pull request")
-        if index is None:
-            raise ConfigError(f"{model_id}: push_to_github needs index=<a git checkout of the index to contribute to>",
-                              hint="or run `synthmed contribute PACKAGE --index <checkout>`")
-        c = self._contributor(model_id)
-        record, problems = self._metadata_record(model_id, c.metadata or {})
-        if record is None:
-            raise ConfigError(f"{model_id}: the contributor's metadata cannot be read: {'; '.join(problems)}")
-        return contribute(c.package_path or ".", model_id=model_id.lower(), version=version, metadata=record,
-                          index=index, store="index")
-
-    def test_model(self, model_id: Any, is_local_model: bool = True, overwrite_existing_metadata: bool = False,
-                   store_new_config: bool = True, num_samples: int = 3, install_dependencies: bool = False,
-                   **kwargs: Any) -> Any:
-        """Test a model: a local contributor's package (medigan's default) through the
-        same test a contribution gets, or the site's model (``synthmed test``'s checks:
-        shapes, determinism, ...). Returns the test result (medigan returns None and
-        raises on failure; synthmed raises ModelRunError when the test fails)."""
-        self._install_note(install_dependencies)
-        contributor = self.get_model_contributor_by_id(str(model_id)) if is_local_model else None
-        if contributor is not None:
-            record, problems = self._metadata_record(str(model_id), contributor.metadata or {})
-            if record is None:
-                raise ConfigError(f"{model_id}: the contributor's metadata cannot be read: {'; '.join(problems)}")
-            if store_new_config:
-                self.add_model_to_config(model_id, record, True, overwrite_existing_metadata)
-            tested = test_package_dir(contributor.package_path or ".", metadata=record, model_id=str(record["id"]))
-            result = tested.result
-        else:
-            report_dir = kwargs.pop("report_dir", None)
-            kwargs.setdefault("num_samples", num_samples)
-            result = test_ref(self.match_model_id(model_id), self.site.settings,
-                              report_dir=Path(report_dir) if report_dir else None, **kwargs)
-        if getattr(result, "status", None) == "failed":
-            raise ModelRunError(f"{model_id}: the model test failed: {getattr(result, 'reason', '')}",
-                                hint="see the report (report_dir=...) for each check")
-        return result
-
-    def contribute(self, model_id: Any = None, init_py_path: str | Path | None = None,
-                   github_access_token: str | None = None, zenodo_access_token: str | None = None,
-                   metadata_file_path: str | Path | None = None, model_weights_name: str | None = None,
-                   model_weights_extension: str | None = None, generate_method_name: str | None = None,
-                   dependencies: list[str] | None = None, fill_more_fields_interactively: bool = True,
-                   overwrite_existing_metadata: bool = False, output_path: str | Path = "config",
-                   creator_name: str = "unknown name", creator_affiliation: str = "unknown affiliation",
-                   model_description: str = "", install_dependencies: bool = False, **kwargs: Any) -> Any:
-        """Package, test and submit a model. medigan's arguments map onto synthmed's
-        contribution (warned once): the metadata (``metadata_file_path``, else made from
-        ``model_weights_name``... as :meth:`add_metadata_from_input`) becomes a record, the
-        package folder of ``init_py_path`` is tested, uploaded (to Zenodo with
-        ``zenodo_access_token``, else into the index) and committed on a branch of the index
-        given as ``index=`` for a pull request; no GitHub issue. synthmed's own form,
-        ``contribute(package_dir=..., model_id=..., version=..., metadata=..., index=...)``,
-        works as ``synthmed contribute``."""
-        self._install_note(install_dependencies)
-        if "package_dir" in kwargs:  # synthmed's form
-            return contribute(kwargs.pop("package_dir"), model_id=model_id, **kwargs)
-        mc.warn_once("contribute", "contribute: synthmed contributes through an index pull request (index=...), "
-                     "not a GitHub issue; with zenodo_access_token the package is uploaded to Zenodo")
-        if model_id is None or init_py_path is None:
-            raise ConfigError("contribute needs model_id and init_py_path (medigan's form), or package_dir=, "
-                              "model_id=, version=, metadata=, index= (synthmed's)")
-        mid = str(model_id)
-        contributor = self.add_model_contributor(mid, init_py_path)
-        if metadata_file_path is not None:
-            self.add_metadata_from_file(mid, metadata_file_path)
-        elif model_weights_name and model_weights_extension and generate_method_name:
-            self.add_metadata_from_input(mid, model_weights_name, model_weights_extension, generate_method_name,
-                                         list(dependencies or []), fill_more_fields_interactively, output_path)
-        record, problems = self._metadata_record(mid, contributor.metadata or {})
-        if record is None:
-            raise ConfigError(f"{mid}: the metadata cannot be read: {'; '.join(problems)}",
-                              hint="give metadata_file_path=<medigan metadata.json>")
-        if model_description:
-            record["summary"] = model_description
-        index = kwargs.pop("index", None)
-        if index is None:
-            raise ConfigError(f"{mid}: contribute needs index=<a git checkout of the index to contribute to>",
-                              hint="synthmed publishes through an index pull request, not a GitHub issue")
-        store = "zenodo" if zenodo_access_token else kwargs.pop("store", "index")
-        return contribute(contributor.package_path or ".", model_id=str(record["id"]),
-                          version=str(kwargs.pop("version", record.get("version") or "0.0.1")), metadata=record,
-                          index=index, store=store, zenodo_token_value=zenodo_access_token, **kwargs)
 
     # -------------------------------------------------------------------- misc ---
 

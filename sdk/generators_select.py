@@ -1,0 +1,116 @@
+"""medigan's model selection methods of ``Generators``: selection criteria, key/value
+look-ups, ranking by a metric and matching by values. Mixed into
+:class:`synthmed.generators.Generators`; the rules themselves are medigan_compat's pure
+functions, and which metric values a ranking compares is the registry's
+(:mod:`synthmed.registry.ranking`)."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from synthmed.registry.ranking import ranked_values
+
+from . import medigan_compat as mc
+from .medigan_compat import ModelMatchCandidate
+
+if TYPE_CHECKING:  # pragma: no cover
+    from synthmed.registry.records import Record
+
+    from .site import Site
+
+log = logging.getLogger(__name__)
+
+
+class SelectionMethods:
+    """medigan's selection methods, over the site's catalog."""
+
+    site: "Site"
+
+    if TYPE_CHECKING:  # provided by Generators
+        def match_model_id(self, model_id: Any) -> str: ...
+        def _entries(self) -> dict[str, Any]: ...
+        def _record(self, model_id: Any) -> "Record": ...
+
+    def _selections(self) -> dict[str, dict[str, Any]]:
+        """{model id: medigan selection dict} for every model of the site. Models added with
+        :meth:`add_model_to_config` are left out, as medigan's selection methods leave them
+        out (its model selector keeps the models it started with)."""
+        return {i: mc.medigan_config(e.record)["selection"] for i, e in self._entries().items()}
+
+    def get_selection_criteria_by_id(self, model_id: Any, is_model_id_removed: bool = True) -> dict[str, Any]:
+        """medigan's selection dict of one model (``{"model_id": ..., "selection": ...}``
+        with ``is_model_id_removed=False``)."""
+        mid = self.match_model_id(model_id)
+        sel = mc.medigan_config(self._record(mid))["selection"]
+        return sel if is_model_id_removed else {"model_id": mid, "selection": sel}
+
+    def get_selection_criteria_by_ids(self, model_ids: list[Any] | None = None,
+                                      are_model_ids_removed: bool = True) -> list[dict[str, Any]]:
+        wanted = None if model_ids is None else {self.match_model_id(m) for m in model_ids}
+        return [sel if are_model_ids_removed else {"model_id": mid, "selection": sel}
+                for mid, sel in self._selections().items() if wanted is None or mid in wanted]
+
+    def get_selection_values_for_key(self, key: str, model_id: Any = None) -> list[Any]:
+        """The value at ``key`` (dotted) of each model's selection dict, or of one model's."""
+        if model_id is not None:
+            return [mc.deep_get(self.get_selection_criteria_by_id(model_id), key)]
+        return [mc.deep_get(sel, key) for sel in self._selections().values()]
+
+    def get_selection_keys(self, model_id: Any = None) -> list[str]:
+        if model_id is not None:
+            return list(self.get_selection_criteria_by_id(model_id))
+        keys: list[str] = []
+        for sel in self._selections().values():
+            keys += [k for k in sel if k not in keys]
+        return keys
+
+    def get_models_by_key_value_pair(self, key1: str, value1: Any, is_case_sensitive: bool = False) -> list[dict[str, Any]]:
+        return mc.models_by_key_value(self._selections(), key1, value1, is_case_sensitive)
+
+    def rank_models_by_performance(self, model_ids: list[Any] | None = None, metric: str = "SSIM",
+                                   order: str = "asc") -> list[dict[str, Any]]:
+        """``[{"model_id": ..., metric: value}]`` sorted by the value, ascending unless
+        ``order="desc"`` (medigan's rule: the order says nothing about which is better)."""
+        ids = None if model_ids is None else [self.match_model_id(m) for m in model_ids]
+        # which values are compared is the registry's rule (synthmed.registry.ranking): one
+        # basis only, this site's measurements under one comparability key, else the
+        # records' values of one source; the order is medigan's
+        ranking, values = ranked_values(self.site.catalog, metric)
+        if ranking.basis == "none":  # a dotted medigan path (CLF.trained_on_fake.accuracy), or no such metric
+            return mc.rank(self._selections(), metric, order, ids)
+        log.info("rank_models_by_performance: %s", ranking.describe())
+        chosen = {mid: {"performance": {metric: values[(e.upstream, e.id)]}}
+                  for mid, e in self._entries().items() if (e.upstream, e.id) in values}
+        return mc.rank(chosen, metric, order, ids)
+
+    def find_matching_models_by_values(self, values: list[Any] | str, target_values_operator: str = "AND",
+                                       are_keys_also_matched: bool = False,
+                                       is_case_sensitive: bool = False) -> list[ModelMatchCandidate]:
+        """Models whose selection fields hold the values (a field equal to a value, or a
+        list holding it, as medigan); ``AND`` needs every value, ``OR`` any, ``XOR`` one."""
+        refs = {i: e.qualified_ref for i, e in self._entries().items()}
+        return mc.find_matching(self._selections(), values, target_values_operator, are_keys_also_matched,
+                                is_case_sensitive, refs)
+
+    def find_models_and_rank(self, values: list[Any] | str, target_values_operator: str = "AND",
+                             are_keys_also_matched: bool = False, is_case_sensitive: bool = False,
+                             metric: str = "SSIM", order: str = "asc") -> list[dict[str, Any]]:
+        matches = self.find_matching_models_by_values(values, target_values_operator, are_keys_also_matched,
+                                                      is_case_sensitive)
+        if not matches:
+            log.warning("no model matches %s", values)
+            return []
+        ranked = self.rank_models_by_performance([m.model_id for m in matches], metric, order)
+        if not ranked:
+            log.warning("none of the %d matching models has a %r metric", len(matches), metric)
+        return ranked
+
+    def find_model(self, values: list[Any] | str, target_values_operator: str = "AND",
+                   are_keys_also_matched: bool = False, is_case_sensitive: bool = False) -> str:
+        """The one model id matching the values (synthmed's; a clear error for none or several)."""
+        matches = self.find_matching_models_by_values(values, target_values_operator, are_keys_also_matched,
+                                                      is_case_sensitive)
+        if len(matches) != 1:
+            raise mc.no_single_model(values, matches)
+        return matches[0].model_id
