@@ -129,10 +129,9 @@ def _expected(sidecar: Mapping[str, Any]) -> dict[str, tuple[str, bool]]:
     return out
 
 
-def verify_output(folder: Path | str) -> dict[str, Any]:
-    """Check an output folder; returns ``{"ok": bool, "problems": [...], ...}``. A folder
-    that is not an output folder (no sidecar) is a ConfigError."""
-    folder = Path(folder)
+def _load_sidecar(folder: Path) -> tuple[dict[str, Any], int]:
+    """The sidecar of an output folder of synthmed's layout and its sample count, or a
+    ConfigError saying why the folder cannot be verified."""
     side_path = folder / SIDECAR
     try:
         sidecar = json.loads(side_path.read_text("utf-8"))
@@ -154,13 +153,18 @@ def verify_output(folder: Path | str) -> dict[str, Any]:
     except (TypeError, ValueError):
         raise ConfigError(f"{side_path}: num_samples {sidecar.get('num_samples')!r} is not a sample count",
                           hint="the folder's provenance is damaged") from None
+    return sidecar, n
+
+
+def _check_samples(folder: Path, expected: Mapping[str, tuple[str, bool]], n: int) -> tuple[list[str], bool]:
+    """The problems with the sample files themselves (missing, extra, temporary), and
+    whether any sample is missing."""
     problems: list[str] = []
-    expected = _expected(sidecar)
     missing: dict[str, list[int]] = {}
     missing_counts: dict[str, int] = {}
     extra: list[str] = []
     leftovers: list[str] = []
-    for name, (ext, is_dir) in expected.items():
+    for name, (ext, _) in expected.items():
         if ".." in Path(name).parts or "/" in name or "\\" in name:
             problems.append(f"output name {name!r} in the sidecar is not a plain name")
             continue
@@ -180,13 +184,7 @@ def verify_output(folder: Path | str) -> dict[str, Any]:
         if len(have) < n:
             missing_counts[name] = n - len(have)
             # the first few missing indices (found by walking from 0; stops after ten)
-            first: list[int] = []
-            for i in range(n):
-                if i not in have:
-                    first.append(i)
-                    if len(first) == 10:
-                        break
-            missing[name] = first
+            missing[name] = list(itertools.islice((i for i in range(n) if i not in have), 10))
     extra.sort()
     for name, idx in missing.items():
         count = missing_counts[name]
@@ -198,40 +196,58 @@ def verify_output(folder: Path | str) -> dict[str, Any]:
     if leftovers:
         problems.append(f"{len(leftovers)} temporary file(s) of an unfinished or killed writer: "
                         f"{', '.join(leftovers[:5])} (rerun the same command to finish the run)")
-    if not sidecar.get("complete") and not missing:
-        problems.append("the sidecar says the run is not complete (a shard still running, or killed?)")
+    return problems, bool(missing)
+
+
+def _check_manifest(folder: Path, sidecar: Mapping[str, Any],
+                    expected: Mapping[str, tuple[str, bool]]) -> tuple[list[str], int]:
+    """The problems with the manifest (absent, damaged, another run, files gone, added or
+    changed), and how many files were hashed."""
     manifest_path = folder / MANIFEST
-    checked = 0
     if not manifest_path.exists():
-        problems.append(f"no {MANIFEST}: the run has not finished (every shard writes it when the last sample "
-                        "is in; rerun the same command to finish)")
-    else:
-        try:
-            manifest = json.loads(manifest_path.read_text("utf-8"))
-            files = manifest["files"]
-            run = manifest["run"]
-        except (ValueError, KeyError, TypeError) as exc:
-            problems.append(f"{manifest_path} is damaged ({exc})")
-        else:
-            if run != identity(sidecar):
-                diff = sorted(k for k in set(run) | set(identity(sidecar)) if run.get(k) != identity(sidecar).get(k))
-                problems.append(f"the manifest describes another run than the sidecar (different {', '.join(diff)})")
-            listed = set(files)
-            present = set(sample_files(folder, expected))
-            if listed - present:
-                problems.append(f"{len(listed - present)} file(s) in the manifest are gone: "
-                                f"{', '.join(sorted(listed - present)[:10])}")
-            if present - listed:
-                problems.append(f"{len(present - listed)} file(s) are not in the manifest: "
-                                f"{', '.join(sorted(present - listed)[:10])}")
-            bad = []
-            for rel in sorted(listed & present):
-                digest, size = _hash_file(os.path.join(folder, rel))
-                checked += 1
-                entry = files[rel]
-                if not isinstance(entry, dict) or entry.get("sha256") != digest or entry.get("size") != size:
-                    bad.append(rel)
-            if bad:
-                problems.append(f"{len(bad)} file(s) differ from their sha256 in the manifest: {', '.join(bad[:10])}")
+        return [f"no {MANIFEST}: the run has not finished (every shard writes it when the last sample "
+                "is in; rerun the same command to finish)"], 0
+    try:
+        manifest = json.loads(manifest_path.read_text("utf-8"))
+        files = manifest["files"]
+        run = manifest["run"]
+    except (ValueError, KeyError, TypeError) as exc:
+        return [f"{manifest_path} is damaged ({exc})"], 0
+    problems: list[str] = []
+    if run != identity(sidecar):
+        diff = sorted(k for k in set(run) | set(identity(sidecar)) if run.get(k) != identity(sidecar).get(k))
+        problems.append(f"the manifest describes another run than the sidecar (different {', '.join(diff)})")
+    listed = set(files)
+    present = set(sample_files(folder, expected))
+    if listed - present:
+        problems.append(f"{len(listed - present)} file(s) in the manifest are gone: "
+                        f"{', '.join(sorted(listed - present)[:10])}")
+    if present - listed:
+        problems.append(f"{len(present - listed)} file(s) are not in the manifest: "
+                        f"{', '.join(sorted(present - listed)[:10])}")
+    bad = []
+    checked = 0
+    for rel in sorted(listed & present):
+        digest, size = _hash_file(os.path.join(folder, rel))
+        checked += 1
+        entry = files[rel]
+        if not isinstance(entry, dict) or entry.get("sha256") != digest or entry.get("size") != size:
+            bad.append(rel)
+    if bad:
+        problems.append(f"{len(bad)} file(s) differ from their sha256 in the manifest: {', '.join(bad[:10])}")
+    return problems, checked
+
+
+def verify_output(folder: Path | str) -> dict[str, Any]:
+    """Check an output folder; returns ``{"ok": bool, "problems": [...], ...}``. A folder
+    that is not an output folder (no sidecar) is a ConfigError."""
+    folder = Path(folder)
+    sidecar, n = _load_sidecar(folder)
+    expected = _expected(sidecar)
+    problems, any_missing = _check_samples(folder, expected, n)
+    if not sidecar.get("complete") and not any_missing:
+        problems.append("the sidecar says the run is not complete (a shard still running, or killed?)")
+    manifest_problems, checked = _check_manifest(folder, sidecar, expected)
+    problems += manifest_problems
     return {"folder": str(folder), "ok": not problems, "num_samples": n, "outputs": list(expected),
             "files_hashed": checked, "problems": problems}
