@@ -109,6 +109,8 @@ class OutputFolder:
         self._suffix = {s.name: (None if i == 0 else s.name) for i, s in enumerate(self.specs)}
         self.run: dict[str, Any] = {}
         self.num_samples = 0
+        #: when the run's first sidecar was written (from the sidecar read at open)
+        self._created: str | None = None
 
     # -- paths --
     # (plain strings in the per-file paths: pathlib interns every path part, so a
@@ -197,6 +199,7 @@ class OutputFolder:
                     f"{', '.join(f'{k}={old.get(k)!r}' for k in diff)}); resuming into it would mix runs",
                     hint="write to another folder, or remove this one")
             self.run = dict(existing.get("run", {}))
+            self._created = existing.get("created")
             before = int(existing.get("num_samples", 0))
             if num_samples > before:  # a longer run: the manifest of the shorter one no longer describes it
                 (self.folder / MANIFEST).unlink(missing_ok=True)
@@ -248,7 +251,9 @@ class OutputFolder:
 
     def sidecar(self, complete: bool) -> dict[str, Any]:
         rec = self.record
-        created = (self.read_sidecar() or {}).get("created") or _now()
+        if self._created is None:
+            self._created = (self.read_sidecar() or {}).get("created") or _now()
+        created = self._created
         return {
             "sidecar_format": SIDECAR_FORMAT,
             "synthetic": True,
