@@ -30,22 +30,25 @@ which the runner refuses.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-from .catalog import CatalogEntry
+from .catalog import Catalog, CatalogEntry
 from .copy_pipeline import ByteProgress
 from .errors import (
     ArtefactNotFound,
     BlobCorrupt,
     HashMismatch,
     RecordYanked,
+    CodeNotAllowed,
+    NotPinned,
     SizeMismatch,
-    Unverified,
 )
+from .formats import PackageFormat, format_for
 from .hashing import hash_path
 from .records import Record
 from .settings import Settings
@@ -81,6 +84,8 @@ class VerifiedPackage:
     source: str
     #: False when the site does not run code of this upstream (prepared for mirroring only)
     may_run: bool = True
+    #: the packages it runs with, by stage name (a pipeline prepared for running), else empty
+    stages: Mapping[str, "VerifiedPackage"] = field(default_factory=dict)
     _mint: object = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -90,18 +95,24 @@ class VerifiedPackage:
 
     def __reduce__(self) -> Any:  # pickling keeps the fields; unpickling re-mints
         return (_unpickle, (self.record.data, self.record.path, self.upstream, self.sha256, str(self.folder),
-                            dict(self.manifest), self.source, self.may_run))
+                            dict(self.manifest), self.source, self.may_run, dict(self.stages)))
 
     @property
     def ref(self) -> str:
         """``upstream/id@version`` (or ``id@version`` for a package from no upstream)."""
         return f"{self.upstream}/{self.record.ref}" if self.upstream else self.record.ref
 
+    @property
+    def format(self) -> PackageFormat:
+        """The adapter of its package format: loading, stages, seed chunks, what a run records."""
+        return format_for(self.record)
+
 
 def _unpickle(data: Mapping[str, Any], path: str, upstream: str | None, sha256: str, folder: str,
-              manifest: Mapping[str, Any], source: str, may_run: bool) -> VerifiedPackage:
+              manifest: Mapping[str, Any], source: str, may_run: bool,
+              stages: Mapping[str, VerifiedPackage]) -> VerifiedPackage:
     return VerifiedPackage(Record(data=data, path=path), upstream, sha256, Path(folder), manifest, source,
-                           may_run, _MINT)
+                           may_run, stages, _MINT)
 
 
 # --- policy ---------------------------------------------------------------------------
@@ -116,7 +127,7 @@ def require_pin(record: Record, ref: str | None = None) -> str:
                            hint="pick another version (`synthmed show ID` lists them)", model=ref)
     sha = record.sha256
     if not sha:
-        raise Unverified(
+        raise NotPinned(
             f"{ref} ({record.path}) is unverified: no pinned sha256 ($.package.artefact.sha256), "
             "so synthmed never executes it; it stays searchable",
             hint=f"an index maintainer pins it with `synthmed index pin {record.ref}`, then `synthmed sync`",
@@ -134,8 +145,8 @@ def runnable_upstreams(settings: Settings) -> list[str]:
     return [u.name for u in settings.upstreams if code_allowed(settings, u.name)]
 
 
-def _refuse_code(settings: Settings, ref: str, upstream: str | None) -> Unverified:
-    return Unverified(
+def _refuse_code(settings: Settings, ref: str, upstream: str | None) -> CodeNotAllowed:
+    return CodeNotAllowed(
         f"{ref}: this site does not run code from upstream {upstream!r} "
         f"(allow_code = false in {settings.site_file})",
         hint="a site admin may allow it in site.toml; until then the model is searchable (and mirrored) only",
@@ -180,7 +191,24 @@ def prepare(entry: CatalogEntry, settings: Settings, *, purpose: Purpose = "run"
                         upstream=entry.upstream)
     folder, manifest, source = _materialise(record, ref, sha, settings, ctx, fetch_allowed=not (
         purpose == "run" and settings.offline), progress=progress)
-    return VerifiedPackage(record, entry.upstream, sha, folder, manifest, source, may_run, _MINT)
+    package = VerifiedPackage(record, entry.upstream, sha, folder, manifest, source, may_run, _mint=_MINT)
+    return _with_stages(package, settings) if purpose == "run" else package
+
+
+def _with_stages(package: VerifiedPackage, settings: Settings) -> VerifiedPackage:
+    """``package`` with the packages it runs with (a pipeline's stages: its format's
+    :meth:`~synthmed.registry.formats.PackageFormat.prepare_stages`), each prepared for
+    running by :func:`prepare`. The catalog is opened only when a stage is resolved."""
+    with contextlib.ExitStack() as stack:
+        catalogs: list[Catalog] = []
+
+        def resolve(ref: str) -> CatalogEntry:
+            if not catalogs:
+                catalogs.append(stack.enter_context(Catalog.open(settings.catalog_path, readonly=True)))
+            return catalogs[0].resolve(ref)
+
+        stages = package.format.prepare_stages(package, resolve, lambda entry: prepare(entry, settings))
+    return replace(package, stages=stages) if stages else package
 
 
 def prepare_archive(record: Record, archive: Path, packages_dir: Path, *,
@@ -205,7 +233,7 @@ def prepare_archive(record: Record, archive: Path, packages_dir: Path, *,
             remove_package(packages_dir, sha)
     folder = _unpack_checked(record, record.ref, sha, archive, packages_dir)
     return VerifiedPackage(record, upstream, sha, folder, _manifest(Path(packages_dir), sha),
-                           Path(archive).resolve().as_uri(), True, _MINT)
+                           Path(archive).resolve().as_uri(), True, _mint=_MINT)
 
 
 def _manifest(packages_dir: Path, sha: str) -> dict[str, Any]:

@@ -14,7 +14,6 @@ tests use (verified against the record's sha256), unless the site is offline.
 
 from __future__ import annotations
 
-import json
 import logging
 import operator
 import time
@@ -30,10 +29,8 @@ from synthmed.registry.outputs import parse_window
 from synthmed.registry.packages import VerifiedPackage, prepare, runnable_upstreams
 from synthmed.registry.records import Record
 from synthmed.registry.array_inputs import CheckedInputs, check_inputs, plan
-from synthmed.registry.pipeline import FORMAT as PIPELINE_FORMAT
-from synthmed.registry.pipeline import open_runner, prepare_stages
+from synthmed.registry.pipeline import open_runner
 from synthmed.registry.runner import CheckedParams, EnvOptions, Runner, RunnerOptions, check_params
-from synthmed.registry.runner.formats import choose_medigan_chunk
 from synthmed.registry.runner.runner import sample_nbytes
 from synthmed.registry.settings import Settings, load_settings
 from synthmed.registry.store import Store
@@ -163,14 +160,13 @@ class Model:
                 {k: v for k, v in params.items() if k in names})
 
     def for_run(self, n: int, chunk: int | None = None) -> "Model":
-        """The model for a run of ``n`` samples: a medigan-1 package gets its chunk size
-        (``chunk``, else the options', else :func:`choose_medigan_chunk` for ``n``);
-        other packages are returned as they are."""
-        if self.record.package_format != "medigan-1":
-            return self
-        chunk = chunk or self.options.medigan_chunk or choose_medigan_chunk(
-            n, sample_nbytes(self.record), self.options.memory_budget_mb)
-        return self if chunk == self.options.medigan_chunk else self.with_options(medigan_chunk=chunk)
+        """The model for a run of ``n`` samples: a package whose format serves seeds in
+        chunks (medigan-1) gets its chunk size (``chunk``, else the options', else chosen
+        for ``n``: :meth:`~synthmed.registry.formats.PackageFormat.run_chunk`); other
+        packages are returned as they are."""
+        chunk = self.package.format.run_chunk(n, chunk or self.options.medigan_chunk, sample_nbytes(self.record),
+                                              self.options.memory_budget_mb)
+        return self if chunk is None or chunk == self.options.medigan_chunk else self.with_options(medigan_chunk=chunk)
 
     def check_params(self, params: Mapping[str, Any] | None = None) -> CheckedParams:
         """The parameters checked against the model's inputs (defaults filled in); runs no model code."""
@@ -280,13 +276,8 @@ class Model:
             n = plan(self.record, checked_inputs, None if n is None else sample_count(n), per_input)
         n = sample_count(n)
         model = self
-        if self.record.package_format == "medigan-1":
-            earlier = _recorded_chunk(Path(folder))
-            if earlier and self.options.medigan_chunk and earlier != self.options.medigan_chunk:
-                raise ConfigError(f"{folder} holds samples made with chunk size {earlier}; this run asks for "
-                                  f"{self.options.medigan_chunk}, which makes other samples from the same seeds",
-                                  hint=f"use chunk size {earlier} to resume it, or write to another folder")
-            model = self._cached_for_run(n) if earlier is None else self.for_run(n, earlier)
+        earlier = self.package.format.resume_chunk(Path(folder), Path(folder) / SIDECAR, self.options.medigan_chunk)
+        model = self._cached_for_run(n) if earlier is None else self.for_run(n, earlier)
         if batch_size:
             model = model.with_options(batch_size=batch_size)
         owned = model is not self and all(model is not m for m in self.__dict__.get("_runs", {}).values())
@@ -371,16 +362,6 @@ class Model:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _recorded_chunk(folder: Path) -> int | None:
-    """The medigan chunk size an earlier run into ``folder`` recorded in its sidecar."""
-    try:
-        data = json.loads((folder / SIDECAR).read_text("utf-8"))
-        value = data.get("runner", {}).get("medigan_seed_chunk")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else None
 
 
 def sample_count(n: Any, what: str = "num_samples", minimum: int = 0) -> int:
@@ -506,9 +487,7 @@ class Site:
         medigan-1 package (default: site.toml's ``runner.medigan_chunk``, else chosen per run)."""
         options = self.runner_options.with_(device=device, mode=mode, batch_size=batch_size, timeout_s=timeout_s,
                                             medigan_chunk=chunk_size)
-        package = self.package(ref)
-        stages = prepare_stages(package, self.settings) if package.record.package_format == PIPELINE_FORMAT else None
-        return Model(package, options, self.writer_options, stages)
+        return Model(self.package(ref), options, self.writer_options)  # a pipeline's stages come with it
 
     def close(self) -> None:
         if self._catalog is not None:
