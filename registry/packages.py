@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Mapping
@@ -48,13 +47,14 @@ from .errors import (
     NotPinned,
     SizeMismatch,
 )
+from .archives import GZIP, OCTET
 from .formats import PackageFormat, format_for
 from .hashing import hash_path
 from .records import Record
 from .settings import Settings
 from .sources.base import SourceContext, last_path_part
 from .store import Store
-from .unpack import GZIP, OCTET, check_unpacked, read_manifest, remove_package, unpack_package
+from .packages_folder import PackagesFolder
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +165,17 @@ def package_filename(record: Record) -> str:
     return "artefact.bin"
 
 
+def source_context(settings: Settings, upstream: str | None, index_repo: Path | None, index_commit: str | None,
+                   index_subfolder: str) -> SourceContext:
+    """The one context every pinned artefact of an index (a package, an extractor's
+    weights) is fetched with: local sources (file://, folder mirrors, local DVC
+    repositories) of an upstream's record read only under that upstream's file_roots
+    (site.toml); the offline rule is the sources' own (:meth:`Source.open`)."""
+    return SourceContext(settings=settings, index_repo=index_repo, index_commit=index_commit,
+                         index_subfolder=index_subfolder, local_roots=settings.file_roots(upstream),
+                         upstream=upstream)
+
+
 # --- the boundary ---------------------------------------------------------------------
 
 
@@ -184,11 +195,7 @@ def prepare(entry: CatalogEntry, settings: Settings, *, purpose: Purpose = "run"
     may_run = code_allowed(settings, entry.upstream)
     if purpose == "run" and not may_run:
         raise _refuse_code(settings, ref, entry.upstream)
-    # local sources (file://, folder mirrors, local DVC repositories) of an upstream's record
-    # read only under that upstream's file_roots (site.toml)
-    ctx = SourceContext(settings=settings, index_repo=entry.index_repo, index_commit=entry.index_commit,
-                        index_subfolder=entry.index_subfolder, local_roots=settings.file_roots(entry.upstream),
-                        upstream=entry.upstream)
+    ctx = source_context(settings, entry.upstream, entry.index_repo, entry.index_commit, entry.index_subfolder)
     folder, manifest, source = _materialise(record, ref, sha, settings, ctx, fetch_allowed=not (
         purpose == "run" and settings.offline), progress=progress)
     package = VerifiedPackage(record, entry.upstream, sha, folder, manifest, source, may_run, _mint=_MINT)
@@ -224,57 +231,40 @@ def prepare_archive(record: Record, archive: Path, packages_dir: Path, *,
     if record.size is not None and size != record.size:
         raise SizeMismatch(f"{record.ref}: {archive} has {size} bytes but the record declares {record.size}",
                            hint="fix package.artefact.size", model=record.ref)
-    packages_dir = Path(packages_dir)
-    if os.path.lexists(packages_dir / sha):
-        problem = check_unpacked(packages_dir, sha, blob=Path(archive), deep=True)
-        if problem is not None:
-            log.warning("%s: the unpacked package %s changed on disk (%s); unpacking it again from %s",
-                        record.ref, packages_dir / sha, problem, archive)
-            remove_package(packages_dir, sha)
-    folder = _unpack_checked(record, record.ref, sha, archive, packages_dir)
-    return VerifiedPackage(record, upstream, sha, folder, _manifest(Path(packages_dir), sha),
-                           Path(archive).resolve().as_uri(), True, _mint=_MINT)
+    packages = PackagesFolder(packages_dir)
+    packages.reuse(sha, record.ref, blob=Path(archive), deep=True, again_from=str(archive))
+    folder = _unpack(record, sha, archive, packages)
+    return VerifiedPackage(record, upstream, sha, folder, packages.entries(sha), Path(archive).resolve().as_uri(),
+                           True, _mint=_MINT)
 
 
-def _manifest(packages_dir: Path, sha: str) -> dict[str, Any]:
-    """``{relative path: [size, sha256]}`` of the package's files."""
-    entries: dict[str, Any] = read_manifest(packages_dir, sha)["entries"]
-    return entries
-
-
-def _unpack_checked(record: Record, ref: str, sha: str, blob: Path, packages_dir: Path) -> Path:
+def _unpack(record: Record, sha: str, blob: Path, packages: PackagesFolder) -> Path:
     media_type = str(record.artefact.get("media_type", "application/zip"))
     filename = package_filename(record) if media_type == OCTET else None
-    return unpack_package(blob, packages_dir, sha, media_type, filename=filename)
+    return packages.unpack_package(blob, sha, media_type, filename=filename)
 
 
 def _materialise(record: Record, ref: str, sha: str, settings: Settings, ctx: SourceContext,
                  fetch_allowed: bool, progress: ByteProgress | None = None) -> tuple[Path, dict[str, Any], str]:
-    packages_dir = settings.packages_dir
-    pkg = packages_dir / sha
+    packages = PackagesFolder(settings.packages_dir)
+    pkg = packages.path(sha)
     store = Store(settings.store_dir)
-    if os.path.lexists(pkg):
-        # the tree against its manifest (every entry, no link followed, every file re-hashed), and
-        # the manifest against the blob's own listing (names, sizes, folders), so that a manifest
-        # rewritten to match a planted file fails too; a gzip'd tar is listed by `synthmed verify`
-        # only (listing it means decompressing all of it)
-        media_type = str(record.artefact.get("media_type", "application/zip"))
-        blob = store.blob_path(sha) if store.has(sha) and media_type != GZIP else None
-        problem = check_unpacked(packages_dir, sha, blob=blob)
-        if problem is None:
-            return pkg, _manifest(packages_dir, sha), "packages"
-        # the unpacked copy is not what the verified blob holds: never run it
-        log.warning("%s: the unpacked package %s changed on disk (%s); unpacking it again from the verified blob",
-                    ref, pkg, problem)
-        remove_package(packages_dir, sha)
+    # the tree against its manifest (every entry, no link followed, every file re-hashed), and
+    # the manifest against the blob's own listing (names, sizes, folders), so that a manifest
+    # rewritten to match a planted file fails too; a gzip'd tar is listed by `synthmed verify`
+    # only (listing it means decompressing all of it). One that changed is removed, never run.
+    media_type = str(record.artefact.get("media_type", "application/zip"))
+    blob = store.blob_path(sha) if packages.exists(sha) and store.has(sha) and media_type != GZIP else None
+    if packages.reuse(sha, ref, blob=blob, again_from="the verified blob"):
+        return pkg, packages.entries(sha), "packages"
     if not fetch_allowed and not store.has(sha):
         raise ArtefactNotFound(
             f"{ref} is not mirrored on this site ({pkg} is missing) and the site is offline",
             hint="mirror it with the daemon (`synthmed daemon run --once`), or run without offline to fetch it now",
             model=ref)
     source = _fetch_verified(record, ref, sha, store, ctx, progress)
-    folder = _unpack_checked(record, ref, sha, store.blob_path(sha), packages_dir)
-    return folder, _manifest(packages_dir, sha), source
+    folder = _unpack(record, sha, store.blob_path(sha), packages)
+    return folder, packages.entries(sha), source
 
 
 def _rehash(store: Store, sha: str) -> None:
@@ -334,3 +324,15 @@ def _fetch_verified(record: Record, ref: str, sha: str, store: Store, ctx: Sourc
             log.info("%s: fetched its package (sha256 %s) from %s", ref, sha[:12], result.source)
         return result.source
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def fetch_data(sha256: str, size: int | None, sources: list[str], settings: Settings, *, upstream: str | None,
+               index_repo: Path | None, index_commit: str | None, index_subfolder: str) -> Path:
+    """The verified blob of a pinned artefact that is data, never code (an extractor's
+    weights, read as safetensors or with ``weights_only=True``): fetched into the store
+    against its pin, through the same sources and :func:`source_context` as packages, and
+    never unpacked. Offline, only local sources, loopback hosts and the site's mirrors
+    serve it (the sources' rule, as for the mirror job): no ``allow_code`` applies, since
+    nothing of it runs."""
+    ctx = source_context(settings, upstream, index_repo, index_commit, index_subfolder)
+    return Path(Store(settings.store_dir).fetch(sha256, size, sources, ctx).path)
