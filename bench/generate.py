@@ -191,7 +191,7 @@ def bench_throughput(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from synthmed.registry.runner.device import resolve_device
-    from synthmed.registry.runner.formats import load_model
+    from synthmed.registry.formats import load_model
     from synthmed.registry.runner import RunnerOptions
     from synthmed.site import Model
 
@@ -349,7 +349,7 @@ def bench_starter(args: argparse.Namespace) -> dict[str, Any] | None:
 
     from synthmed.registry.records import load_record
     from synthmed.registry.runner.device import resolve_device
-    from synthmed.registry.runner.formats import load_model
+    from synthmed.registry.formats import load_model
     from synthmed.registry.runner import RunnerOptions
     from synthmed.site import Model
 

@@ -93,7 +93,7 @@ def bench_end_to_end(args: argparse.Namespace, tmp: Path, record: Any, pkg: Any)
 
     from synthmed.output_folder import OutputFolder
     from synthmed.registry.runner import RunnerOptions
-    from synthmed.registry.runner.formats import load_model
+    from synthmed.registry.formats import load_model
     from synthmed.site import Model
     from synthmed.writer_pool import WriterPool, available_cores
 
@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
             result["end_to_end"], samples = bench_end_to_end(args, tmp, record, pkg)
         if "encoders" not in args.skip:
             if samples is None:
-                from synthmed.registry.runner.formats import load_model
+                from synthmed.registry.formats import load_model
 
                 samples = load_model(record, pkg.folder, "cpu", "bench-enc").impl.sample(list(range(256)))["image"]
             result["encoders"] = bench_encoders(samples, args.rounds)

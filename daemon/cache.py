@@ -5,7 +5,7 @@ needs them any more.
 A pruned blob that a record still needs is marked ``missing`` in the catalog: a run fetches
 it again on demand (unless the site is offline), and the daemon's next mirror job fetches
 it again when the mirror policy selects it. An unneeded one is forgotten, as gc does.
-A single-file package is a hard link to its blob (``registry/unpack.py``), so it costs no
+A single-file package is a hard link to its blob (``registry/packages_folder.py``), so it costs no
 second copy; ``ls`` counts only the bytes a package holds beyond its blob.
 """
 
@@ -23,7 +23,7 @@ from synthmed.registry.errors import ConfigError
 from synthmed.registry.settings import Settings
 from synthmed.registry.stamps import utcnow
 from synthmed.registry.store import Store
-from synthmed.registry.unpack import remove_package
+from synthmed.registry.packages_folder import PackagesFolder
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def prune(settings: Settings, catalog: Catalog, victims: list[CacheEntry]) -> No
     started = utcnow()
     for c in victims:
         store.remove(c.sha256)
-        remove_package(settings.packages_dir, c.sha256, drop_manifest=True)
+        PackagesFolder(settings.packages_dir).remove(c.sha256, drop_manifest=True)
         with catalog.transaction():
             if c.needed_by:
                 catalog.set_artefact(c.sha256, state="missing", size=c.size,

@@ -14,10 +14,10 @@ from typing import Any, Callable
 from synthmed.registry.catalog import Catalog, CatalogEntry
 from synthmed.registry.errors import BlobCorrupt
 from synthmed.registry.packages import prepare
+from synthmed.registry.packages_folder import PackagesFolder
 from synthmed.registry.settings import MirrorPolicy, Settings
 from synthmed.registry.stamps import utcnow
 from synthmed.registry.store import Store
-from synthmed.registry.unpack import remove_package, verify_packages
 
 log = logging.getLogger(__name__)
 
@@ -136,8 +136,8 @@ def scrub_job(ctx: JobContext) -> str:
     store = Store(settings.store_dir)
     report = store.verify_all()
     # unpacked packages too, before any repair: a package hard-linked to a rotten blob changed with it
-    changed_packages = verify_packages(  # removed; unpacked again when next needed
-        settings.packages_dir, lambda sha: store.blob_path(sha) if store.has(sha) else None)
+    changed_packages = PackagesFolder(settings.packages_dir).verify_all(  # removed; unpacked again when next needed
+        lambda sha: store.blob_path(sha) if store.has(sha) else None)
     for bad_pkg in changed_packages:
         with catalog.transaction():
             catalog.record_run("scrub", "failed", subject=bad_pkg["sha256"],
@@ -182,7 +182,7 @@ def gc_job(ctx: JobContext) -> str:
         if sha in needed:
             continue
         store.remove(sha)
-        remove_package(settings.packages_dir, sha, drop_manifest=True)
+        PackagesFolder(settings.packages_dir).remove(sha, drop_manifest=True)
         removed += 1
         log.info("gc: removed blob %s", sha)
     with catalog.transaction():

@@ -98,7 +98,22 @@ class RecordYanked(SynthmedError, LookupError):
 
 
 class Unverified(SynthmedError, PermissionError):
+    """A package that may not run here. The refusals are typed by subclass: callers compare
+    classes, never reasons (the ``reason`` field stays for the JSON output)."""
+
+
+class NotPinned(Unverified):
     """A record has no pinned sha256; it is searchable but never executed."""
+
+
+class CodeNotAllowed(Unverified):
+    """The site does not run code from the record's upstream (``allow_code = false``)."""
+
+
+class StageUnavailable(Unverified):
+    """A pipeline's stage cannot run here: it does not resolve, is not the package the
+    pipeline pins, or its own preparation was refused or failed (the message is the
+    stage's own; ``stage`` names it)."""
 
 
 # --- artefacts ---------------------------------------------------------------------

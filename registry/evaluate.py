@@ -39,8 +39,7 @@ from .outputs import OutputSpec, preview, record_specs
 from .packages import prepare
 from .ranking import BETTER
 from .reference_sets import ReferenceSet, list_references, open_reference
-from .pipeline import FORMAT as PIPELINE_FORMAT
-from .pipeline import open_runner, prepare_stages
+from .pipeline import open_runner
 from .runner import RunnerOptions, check_params
 from .stamps import synthmed_version, utcnow
 
@@ -172,8 +171,7 @@ def generate(settings: "Settings", entry: "CatalogEntry", spec: OutputSpec, n: i
     measured as the picture `generate --format png` writes (:func:`~synthmed.registry.outputs.preview`:
     its value range, or the window of a CT output), so it meets reference images on their terms."""
     package = prepare(entry, settings)
-    stages = prepare_stages(package, settings) if package.record.package_format == PIPELINE_FORMAT else None
-    with open_runner(package, RunnerOptions.from_settings(settings), stages) as runner:
+    with open_runner(package, RunnerOptions.from_settings(settings)) as runner:
         checked = runner.check_params(dict(params))
         chunks = []
         done = 0

@@ -24,11 +24,10 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
-from .errors import EvaluationError, ModelNotFound, Problem, RecordError, Unverified
+from .errors import EvaluationError, ModelNotFound, NotPinned, Problem, RecordError
+from .packages import fetch_data
 from .schemas_io import validate_against
 from .semver import parse_version
-from .sources import SourceContext
-from .store import Store
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -209,19 +208,15 @@ def weights_file(resolved: ResolvedExtractor, settings: "Settings") -> Path:
     if needed, unless the site is offline and they are not local)."""
     rec = resolved.record
     if not rec.verified:
-        raise Unverified(f"extractor {rec.ref} is unverified: its record pins no sha256 for its weights",
+        raise NotPinned(f"extractor {rec.ref} is unverified: its record pins no sha256 for its weights",
                          hint="pin it (download the weights file, hash it and add weights.sha256 and "
                               "weights.size to the record in a reviewed pull request); until then use "
                               f"the default extractor {DEFAULT_EXTRACTOR}")
     sha = rec.sha256
     assert sha is not None
-    store = Store(settings.store_dir)
-    ctx = SourceContext(settings=settings, index_repo=resolved.index_repo, index_commit=resolved.index_commit,
-                        index_subfolder=resolved.index_subfolder,
-                        local_roots=settings.file_roots(resolved.upstream) if resolved.upstream else None,
-                        upstream=resolved.upstream)
-    result = store.fetch(sha, rec.data["weights"].get("size"), list(rec.data["weights"]["sources"]), ctx)
-    return Path(result.path)
+    return fetch_data(sha, rec.data["weights"].get("size"), list(rec.data["weights"]["sources"]), settings,
+                      upstream=resolved.upstream, index_repo=resolved.index_repo,
+                      index_commit=resolved.index_commit, index_subfolder=resolved.index_subfolder)
 
 
 def load_state_dict(path: Path, fmt: str) -> dict[str, "torch.Tensor"]:
@@ -358,7 +353,7 @@ def open_extractor(catalog: "Catalog", settings: "Settings", ref: str | None) ->
     if ref.endswith(".json") and p.is_file():
         rec = load_extractor_file(p)
         if not rec.verified:
-            raise Unverified(f"extractor {rec.ref} ({p}) is unverified: its record pins no sha256",
+            raise NotPinned(f"extractor {rec.ref} ({p}) is unverified: its record pins no sha256",
                              hint="pin its weights first")
         index_dir = p.resolve().parents[2]
         for src in rec.data["weights"]["sources"]:

@@ -22,7 +22,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from . import spdx
 from .errors import ImportError_
 from .records import is_valid_id, record_relpath, validate_data
-from .runner.formats import PACKAGE_PLACEHOLDER
+from .formats.medigan1 import PACKAGE_PLACEHOLDER
 from .semver import is_version, parse_version, version_key
 
 log = logging.getLogger(__name__)
@@ -599,7 +599,7 @@ def map_translator_inputs(record: dict[str, Any], notes: list[str]) -> None:
     ``image``; 2D, uint8, the
     channels of its output, any size (medigan's translators rescale to ``image_size``).
     The runner then writes input i into a folder of its own and passes that folder as
-    the argument (:func:`synthmed.registry.runner.formats.stage_input`). The folder
+    the argument (:func:`synthmed.registry.formats.medigan1.stage_input`). The folder
     default inside medigan's own tree is dropped from the parameters and generate_args.
     Changes ``record`` in place; a note says what was done."""
     if record.get("task") not in ("image-to-image", "mask-to-image", "inpainting"):

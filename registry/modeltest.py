@@ -224,8 +224,8 @@ def test_model(package: VerifiedPackage, options: RunnerOptions | None = None, *
     the record's ``test.timeout_s``, else 300 s) bounds the load and each request to the
     worker. ``report_dir`` writes a report there. Models of a site are tested by reference
     with :func:`synthmed.registry.modeltest_site.test_ref`. A model with array inputs is
-    tested on the inputs shipped in its package (``array_inputs[].test``); a pipeline
-    needs its ``stages`` (:func:`synthmed.registry.pipeline.prepare_stages`)."""
+    tested on the inputs shipped in its package (``array_inputs[].test``); a pipeline runs
+    with the stages :func:`~synthmed.registry.packages.prepare` prepared with it (or ``stages``)."""
     result = _test_package(package, options or RunnerOptions(mode="worker"), timeout_s=timeout_s,
                            num_samples=num_samples, env=env, stages=stages)
     if report_dir is not None:

@@ -14,10 +14,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from .catalog import Catalog, CatalogEntry
-from .errors import SynthmedError, Unverified
+from .errors import CodeNotAllowed, ModelRunError, NotPinned, StageUnavailable, SynthmedError
 from .modeltest import skipped_result, test_model
-from .pipeline import FORMAT as PIPELINE_FORMAT
-from .pipeline import prepare_stages
 from .packages import prepare
 from .report import (
     ModelTestResult,
@@ -121,27 +119,25 @@ def test_entry(entry: CatalogEntry, settings: Settings, *, timeout_s: float | No
     model's faults. A package the site may not run, or cannot get, is *skipped* with why."""
     record = entry.record
     try:
-        package = prepare(entry, settings)
-    except Unverified as exc:
-        if getattr(exc, "reason", None) == "allow_code":
-            why = (f"this site does not run code from upstream {entry.upstream!r} "
-                   f"(allow_code = false in {settings.site_file})")
-        else:
-            why = f"unverified: no pinned sha256, never executed (pin it with `synthmed index pin {entry.ref}`)"
-        return skipped_result(record, why, upstream=entry.upstream, env=env)
+        package = prepare(entry, settings)  # a pipeline's stages too
     except SynthmedError as exc:
-        first = str(getattr(exc, "message", exc)).splitlines()[0]
-        return skipped_result(record, f"its package could not be fetched: {first}", upstream=entry.upstream, env=env)
-    stages = None
-    if record.package_format == PIPELINE_FORMAT:
-        try:
-            stages = prepare_stages(package, settings)
-        except SynthmedError as exc:
-            first = str(getattr(exc, "message", exc)).splitlines()[0]
-            return skipped_result(record, f"a stage of the pipeline cannot run here: {first}", upstream=entry.upstream,
-                                  env=env)
+        return skipped_result(record, _skip_reason(exc, entry, settings), upstream=entry.upstream, env=env)
     options = RunnerOptions.from_settings(settings, mode="worker")
-    return test_model(package, options, timeout_s=timeout_s, num_samples=num_samples, env=env, stages=stages)
+    return test_model(package, options, timeout_s=timeout_s, num_samples=num_samples, env=env)
+
+
+def _skip_reason(exc: SynthmedError, entry: CatalogEntry, settings: Settings) -> str:
+    """Why a model whose package :func:`prepare` refused (or could not get) is skipped, by
+    the refusal's type. A pipeline file that cannot be read (ModelRunError: ``prepare``
+    raises it for nothing else) counts as a stage that cannot run, as does StageUnavailable."""
+    if isinstance(exc, CodeNotAllowed):
+        return f"this site does not run code from upstream {entry.upstream!r} (allow_code = false in {settings.site_file})"
+    if isinstance(exc, NotPinned):
+        return f"unverified: no pinned sha256, never executed (pin it with `synthmed index pin {entry.ref}`)"
+    first = str(exc.message).splitlines()[0]
+    if isinstance(exc, (StageUnavailable, ModelRunError)):
+        return f"a stage of the pipeline cannot run here: {first}"
+    return f"its package could not be fetched: {first}"
 
 
 def test_ref(ref: str, settings: Settings, *, timeout_s: float | None = None, num_samples: int | None = None,

@@ -30,28 +30,31 @@ which the runner refuses.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-from .catalog import CatalogEntry
+from .catalog import Catalog, CatalogEntry
 from .copy_pipeline import ByteProgress
 from .errors import (
     ArtefactNotFound,
     BlobCorrupt,
     HashMismatch,
     RecordYanked,
+    CodeNotAllowed,
+    NotPinned,
     SizeMismatch,
-    Unverified,
 )
+from .archives import GZIP, OCTET
+from .formats import PackageFormat, format_for
 from .hashing import hash_path
 from .records import Record
 from .settings import Settings
 from .sources.base import SourceContext, last_path_part
 from .store import Store
-from .unpack import GZIP, OCTET, check_unpacked, read_manifest, remove_package, unpack_package
+from .packages_folder import PackagesFolder
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +84,8 @@ class VerifiedPackage:
     source: str
     #: False when the site does not run code of this upstream (prepared for mirroring only)
     may_run: bool = True
+    #: the packages it runs with, by stage name (a pipeline prepared for running), else empty
+    stages: Mapping[str, "VerifiedPackage"] = field(default_factory=dict)
     _mint: object = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -90,18 +95,24 @@ class VerifiedPackage:
 
     def __reduce__(self) -> Any:  # pickling keeps the fields; unpickling re-mints
         return (_unpickle, (self.record.data, self.record.path, self.upstream, self.sha256, str(self.folder),
-                            dict(self.manifest), self.source, self.may_run))
+                            dict(self.manifest), self.source, self.may_run, dict(self.stages)))
 
     @property
     def ref(self) -> str:
         """``upstream/id@version`` (or ``id@version`` for a package from no upstream)."""
         return f"{self.upstream}/{self.record.ref}" if self.upstream else self.record.ref
 
+    @property
+    def format(self) -> PackageFormat:
+        """The adapter of its package format: loading, stages, seed chunks, what a run records."""
+        return format_for(self.record)
+
 
 def _unpickle(data: Mapping[str, Any], path: str, upstream: str | None, sha256: str, folder: str,
-              manifest: Mapping[str, Any], source: str, may_run: bool) -> VerifiedPackage:
+              manifest: Mapping[str, Any], source: str, may_run: bool,
+              stages: Mapping[str, VerifiedPackage]) -> VerifiedPackage:
     return VerifiedPackage(Record(data=data, path=path), upstream, sha256, Path(folder), manifest, source,
-                           may_run, _MINT)
+                           may_run, stages, _MINT)
 
 
 # --- policy ---------------------------------------------------------------------------
@@ -116,7 +127,7 @@ def require_pin(record: Record, ref: str | None = None) -> str:
                            hint="pick another version (`synthmed show ID` lists them)", model=ref)
     sha = record.sha256
     if not sha:
-        raise Unverified(
+        raise NotPinned(
             f"{ref} ({record.path}) is unverified: no pinned sha256 ($.package.artefact.sha256), "
             "so synthmed never executes it; it stays searchable",
             hint=f"an index maintainer pins it with `synthmed index pin {record.ref}`, then `synthmed sync`",
@@ -134,8 +145,8 @@ def runnable_upstreams(settings: Settings) -> list[str]:
     return [u.name for u in settings.upstreams if code_allowed(settings, u.name)]
 
 
-def _refuse_code(settings: Settings, ref: str, upstream: str | None) -> Unverified:
-    return Unverified(
+def _refuse_code(settings: Settings, ref: str, upstream: str | None) -> CodeNotAllowed:
+    return CodeNotAllowed(
         f"{ref}: this site does not run code from upstream {upstream!r} "
         f"(allow_code = false in {settings.site_file})",
         hint="a site admin may allow it in site.toml; until then the model is searchable (and mirrored) only",
@@ -152,6 +163,17 @@ def package_filename(record: Record) -> str:
         if name:
             return name
     return "artefact.bin"
+
+
+def source_context(settings: Settings, upstream: str | None, index_repo: Path | None, index_commit: str | None,
+                   index_subfolder: str) -> SourceContext:
+    """The one context every pinned artefact of an index (a package, an extractor's
+    weights) is fetched with: local sources (file://, folder mirrors, local DVC
+    repositories) of an upstream's record read only under that upstream's file_roots
+    (site.toml); the offline rule is the sources' own (:meth:`Source.open`)."""
+    return SourceContext(settings=settings, index_repo=index_repo, index_commit=index_commit,
+                         index_subfolder=index_subfolder, local_roots=settings.file_roots(upstream),
+                         upstream=upstream)
 
 
 # --- the boundary ---------------------------------------------------------------------
@@ -173,14 +195,27 @@ def prepare(entry: CatalogEntry, settings: Settings, *, purpose: Purpose = "run"
     may_run = code_allowed(settings, entry.upstream)
     if purpose == "run" and not may_run:
         raise _refuse_code(settings, ref, entry.upstream)
-    # local sources (file://, folder mirrors, local DVC repositories) of an upstream's record
-    # read only under that upstream's file_roots (site.toml)
-    ctx = SourceContext(settings=settings, index_repo=entry.index_repo, index_commit=entry.index_commit,
-                        index_subfolder=entry.index_subfolder, local_roots=settings.file_roots(entry.upstream),
-                        upstream=entry.upstream)
+    ctx = source_context(settings, entry.upstream, entry.index_repo, entry.index_commit, entry.index_subfolder)
     folder, manifest, source = _materialise(record, ref, sha, settings, ctx, fetch_allowed=not (
         purpose == "run" and settings.offline), progress=progress)
-    return VerifiedPackage(record, entry.upstream, sha, folder, manifest, source, may_run, _MINT)
+    package = VerifiedPackage(record, entry.upstream, sha, folder, manifest, source, may_run, _mint=_MINT)
+    return _with_stages(package, settings) if purpose == "run" else package
+
+
+def _with_stages(package: VerifiedPackage, settings: Settings) -> VerifiedPackage:
+    """``package`` with the packages it runs with (a pipeline's stages: its format's
+    :meth:`~synthmed.registry.formats.PackageFormat.prepare_stages`), each prepared for
+    running by :func:`prepare`. The catalog is opened only when a stage is resolved."""
+    with contextlib.ExitStack() as stack:
+        catalogs: list[Catalog] = []
+
+        def resolve(ref: str) -> CatalogEntry:
+            if not catalogs:
+                catalogs.append(stack.enter_context(Catalog.open(settings.catalog_path, readonly=True)))
+            return catalogs[0].resolve(ref)
+
+        stages = package.format.prepare_stages(package, resolve, lambda entry: prepare(entry, settings))
+    return replace(package, stages=stages) if stages else package
 
 
 def prepare_archive(record: Record, archive: Path, packages_dir: Path, *,
@@ -196,57 +231,40 @@ def prepare_archive(record: Record, archive: Path, packages_dir: Path, *,
     if record.size is not None and size != record.size:
         raise SizeMismatch(f"{record.ref}: {archive} has {size} bytes but the record declares {record.size}",
                            hint="fix package.artefact.size", model=record.ref)
-    packages_dir = Path(packages_dir)
-    if os.path.lexists(packages_dir / sha):
-        problem = check_unpacked(packages_dir, sha, blob=Path(archive), deep=True)
-        if problem is not None:
-            log.warning("%s: the unpacked package %s changed on disk (%s); unpacking it again from %s",
-                        record.ref, packages_dir / sha, problem, archive)
-            remove_package(packages_dir, sha)
-    folder = _unpack_checked(record, record.ref, sha, archive, packages_dir)
-    return VerifiedPackage(record, upstream, sha, folder, _manifest(Path(packages_dir), sha),
-                           Path(archive).resolve().as_uri(), True, _MINT)
+    packages = PackagesFolder(packages_dir)
+    packages.reuse(sha, record.ref, blob=Path(archive), deep=True, again_from=str(archive))
+    folder = _unpack(record, sha, archive, packages)
+    return VerifiedPackage(record, upstream, sha, folder, packages.entries(sha), Path(archive).resolve().as_uri(),
+                           True, _mint=_MINT)
 
 
-def _manifest(packages_dir: Path, sha: str) -> dict[str, Any]:
-    """``{relative path: [size, sha256]}`` of the package's files."""
-    entries: dict[str, Any] = read_manifest(packages_dir, sha)["entries"]
-    return entries
-
-
-def _unpack_checked(record: Record, ref: str, sha: str, blob: Path, packages_dir: Path) -> Path:
+def _unpack(record: Record, sha: str, blob: Path, packages: PackagesFolder) -> Path:
     media_type = str(record.artefact.get("media_type", "application/zip"))
     filename = package_filename(record) if media_type == OCTET else None
-    return unpack_package(blob, packages_dir, sha, media_type, filename=filename)
+    return packages.unpack_package(blob, sha, media_type, filename=filename)
 
 
 def _materialise(record: Record, ref: str, sha: str, settings: Settings, ctx: SourceContext,
                  fetch_allowed: bool, progress: ByteProgress | None = None) -> tuple[Path, dict[str, Any], str]:
-    packages_dir = settings.packages_dir
-    pkg = packages_dir / sha
+    packages = PackagesFolder(settings.packages_dir)
+    pkg = packages.path(sha)
     store = Store(settings.store_dir)
-    if os.path.lexists(pkg):
-        # the tree against its manifest (every entry, no link followed, every file re-hashed), and
-        # the manifest against the blob's own listing (names, sizes, folders), so that a manifest
-        # rewritten to match a planted file fails too; a gzip'd tar is listed by `synthmed verify`
-        # only (listing it means decompressing all of it)
-        media_type = str(record.artefact.get("media_type", "application/zip"))
-        blob = store.blob_path(sha) if store.has(sha) and media_type != GZIP else None
-        problem = check_unpacked(packages_dir, sha, blob=blob)
-        if problem is None:
-            return pkg, _manifest(packages_dir, sha), "packages"
-        # the unpacked copy is not what the verified blob holds: never run it
-        log.warning("%s: the unpacked package %s changed on disk (%s); unpacking it again from the verified blob",
-                    ref, pkg, problem)
-        remove_package(packages_dir, sha)
+    # the tree against its manifest (every entry, no link followed, every file re-hashed), and
+    # the manifest against the blob's own listing (names, sizes, folders), so that a manifest
+    # rewritten to match a planted file fails too; a gzip'd tar is listed by `synthmed verify`
+    # only (listing it means decompressing all of it). One that changed is removed, never run.
+    media_type = str(record.artefact.get("media_type", "application/zip"))
+    blob = store.blob_path(sha) if packages.exists(sha) and store.has(sha) and media_type != GZIP else None
+    if packages.reuse(sha, ref, blob=blob, again_from="the verified blob"):
+        return pkg, packages.entries(sha), "packages"
     if not fetch_allowed and not store.has(sha):
         raise ArtefactNotFound(
             f"{ref} is not mirrored on this site ({pkg} is missing) and the site is offline",
             hint="mirror it with the daemon (`synthmed daemon run --once`), or run without offline to fetch it now",
             model=ref)
     source = _fetch_verified(record, ref, sha, store, ctx, progress)
-    folder = _unpack_checked(record, ref, sha, store.blob_path(sha), packages_dir)
-    return folder, _manifest(packages_dir, sha), source
+    folder = _unpack(record, sha, store.blob_path(sha), packages)
+    return folder, packages.entries(sha), source
 
 
 def _rehash(store: Store, sha: str) -> None:
@@ -306,3 +324,15 @@ def _fetch_verified(record: Record, ref: str, sha: str, store: Store, ctx: Sourc
             log.info("%s: fetched its package (sha256 %s) from %s", ref, sha[:12], result.source)
         return result.source
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def fetch_data(sha256: str, size: int | None, sources: list[str], settings: Settings, *, upstream: str | None,
+               index_repo: Path | None, index_commit: str | None, index_subfolder: str) -> Path:
+    """The verified blob of a pinned artefact that is data, never code (an extractor's
+    weights, read as safetensors or with ``weights_only=True``): fetched into the store
+    against its pin, through the same sources and :func:`source_context` as packages, and
+    never unpacked. Offline, only local sources, loopback hosts and the site's mirrors
+    serve it (the sources' rule, as for the mirror job): no ``allow_code`` applies, since
+    nothing of it runs."""
+    ctx = source_context(settings, upstream, index_repo, index_commit, index_subfolder)
+    return Path(Store(settings.store_dir).fetch(sha256, size, sources, ctx).path)

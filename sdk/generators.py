@@ -60,7 +60,7 @@ class Generators(SelectionMethods, ContributorMethods):
     ``config_manager``/``model_selector`` objects are accepted and ignored (synthmed's
     configuration is the site's catalog), ``initialize_all_models=True`` prepares every
     model the site can run. ``chunk_size`` sets the seeds per call of medigan-1 packages
-    (default: chosen per run, see :func:`synthmed.registry.runner.formats.choose_medigan_chunk`)."""
+    (default: chosen per run, see :func:`synthmed.registry.formats.medigan1.choose_medigan_chunk`)."""
 
     def __init__(self, site: Site | str | Path | None = None, model_selector: Any = None,
                  model_executors: list[Model] | None = None, model_contributors: list[ModelContributor] | None = None,

@@ -26,10 +26,8 @@ from synthmed.registry.errors import ConfigError, SiteNotFound
 from synthmed.registry.packages import VerifiedPackage, prepare, runnable_upstreams
 from synthmed.registry.records import Record
 from synthmed.registry.array_inputs import CheckedInputs, check_inputs, plan
-from synthmed.registry.pipeline import FORMAT as PIPELINE_FORMAT
-from synthmed.registry.pipeline import open_runner, prepare_stages
+from synthmed.registry.pipeline import open_runner
 from synthmed.registry.runner import CheckedParams, EnvOptions, Runner, RunnerOptions, check_params
-from synthmed.registry.runner.formats import choose_medigan_chunk
 from synthmed.registry.runner.runner import sample_nbytes
 from synthmed.registry.settings import Settings, load_settings
 from synthmed.registry.store import Store
@@ -138,10 +136,12 @@ class Model:
                 {k: v for k, v in params.items() if k in names})
 
     def for_run(self, n: int, chunk: int | None = None) -> "Model":
-        """The model for a run of ``n`` samples: a medigan-1 package gets its chunk size
-        (``chunk``, else the options', else :func:`choose_medigan_chunk` for ``n``);
-        other packages are returned as they are."""
-        chunk = run_chunk(self.record, self.options, n, chunk)
+        """The model for a run of ``n`` samples: a package whose format serves seeds in
+        chunks (medigan-1) gets its chunk size (``chunk``, else the options', else chosen
+        for ``n``: :meth:`~synthmed.registry.formats.PackageFormat.run_chunk`); other
+        packages are returned as they are."""
+        chunk = self.package.format.run_chunk(n, chunk or self.options.medigan_chunk, sample_nbytes(self.record),
+                                              self.options.memory_budget_mb)
         return self if chunk is None or chunk == self.options.medigan_chunk else self.with_options(medigan_chunk=chunk)
 
     def check_params(self, params: Mapping[str, Any] | None = None) -> CheckedParams:
@@ -290,13 +290,10 @@ class Model:
 
     def _model_for(self, request: GenerationRequest, recorded: Mapping[str, Any]) -> "Model":
         """The model that makes ``request`` into a folder whose earlier run recorded
-        ``recorded`` (its sidecar's runner section): a medigan-1 package's chunk size by
-        :func:`run_chunk`, the request's batch size."""
-        earlier = recorded_chunk(recorded)
-        model = self
-        if self.record.package_format == "medigan-1":
-            run_chunk(self.record, self.options, request.n, earlier, folder=request.folder)  # refuses a mismatch
-            model = self._cached_for_run(request.n) if earlier is None else self.for_run(request.n, earlier)
+        ``recorded`` (its sidecar's runner section): the chunk size its format keeps
+        (:meth:`~synthmed.registry.formats.PackageFormat.resume_chunk`), the request's batch size."""
+        earlier = self.package.format.resume_chunk(request.folder, recorded, self.options.medigan_chunk)
+        model = self._cached_for_run(request.n) if earlier is None else self.for_run(request.n, earlier)
         if request.batch_size:
             model = model.with_options(batch_size=request.batch_size)
         return model
@@ -320,25 +317,6 @@ class Model:
         self.close()
 
 
-def recorded_chunk(runner_info: Mapping[str, Any]) -> int | None:
-    """The medigan chunk size an earlier run recorded (its sidecar's ``runner`` section)."""
-    value = runner_info.get("medigan_seed_chunk")
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else None
-
-
-def run_chunk(record: Record, options: RunnerOptions, n: int, chunk: int | None = None, *,
-              folder: Path | None = None) -> int | None:
-    """THE chunk rule of a run of ``n`` samples (None: not a medigan-1 package): ``chunk``
-    (the one an earlier run into the folder recorded), else the options', else
-    :func:`choose_medigan_chunk` for ``n``. A recorded chunk that differs from the
-    options' is refused: the same seeds would make other samples."""
-    if record.package_format != "medigan-1":
-        return None
-    if folder is not None and chunk and options.medigan_chunk and chunk != options.medigan_chunk:
-        raise ConfigError(f"{folder} holds samples made with chunk size {chunk}; this run asks for "
-                          f"{options.medigan_chunk}, which makes other samples from the same seeds",
-                          hint=f"use chunk size {chunk} to resume it, or write to another folder")
-    return chunk or options.medigan_chunk or choose_medigan_chunk(n, sample_nbytes(record), options.memory_budget_mb)
 
 
 def no_site_error(settings: Settings) -> SiteNotFound:
@@ -438,9 +416,7 @@ class Site:
         medigan-1 package (default: site.toml's ``runner.medigan_chunk``, else chosen per run)."""
         options = self.runner_options.with_(device=device, mode=mode, batch_size=batch_size, timeout_s=timeout_s,
                                             medigan_chunk=chunk_size)
-        package = self.package(ref)
-        stages = prepare_stages(package, self.settings) if package.record.package_format == PIPELINE_FORMAT else None
-        return Model(package, options, self.writer_options, stages)
+        return Model(self.package(ref), options, self.writer_options)  # a pipeline's stages come with it
 
     def close(self) -> None:
         if self._catalog is not None:

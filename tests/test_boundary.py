@@ -25,10 +25,9 @@ PACKAGES = ("registry", "sdk", "daemon")
 ALLOWED = {
     "unpack_package": {"registry/packages.py"},
     "VerifiedPackage": {"registry/packages.py"},
-    # extractors.py fetches an extractor's weights file (read as safetensors or with
-    # weights_only=True, never unpacked, never run as code) through the same store
-    "fetch": {"registry/packages.py", "registry/pin.py", "daemon/sync.py", "daemon/upstreams.py",
-              "registry/extractors.py"},
+    # an extractor's weights file (read as safetensors or with weights_only=True, never
+    # unpacked, never run as code) is fetched through packages.fetch_data
+    "fetch": {"registry/packages.py", "registry/pin.py", "daemon/sync.py", "daemon/upstreams.py"},
     "add_from_sources": {"registry/pin.py"},
     "add_file": {"daemon/bundle.py"},
 }

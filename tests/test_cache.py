@@ -103,11 +103,11 @@ def test_a_single_file_package_is_no_second_copy(tmp_path: Path) -> None:
     """packages/<sha256>/<file> of a single-file package is a hard link to its read-only blob."""
     import hashlib
 
-    from synthmed.registry.unpack import unpack_package
+    from synthmed.registry.packages_folder import PackagesFolder
 
     blob = tmp_path / "blob"
     blob.write_bytes(b"weights" * 1000)
     os.chmod(blob, 0o444)
     sha = hashlib.sha256(blob.read_bytes()).hexdigest()
-    out = unpack_package(blob, tmp_path / "packages", sha, "application/octet-stream", filename="model.pt")
+    out = PackagesFolder(tmp_path / "packages").unpack_package(blob, sha, "application/octet-stream", filename="model.pt")
     assert os.path.samefile(out / "model.pt", blob)

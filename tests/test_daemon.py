@@ -110,9 +110,9 @@ def test_scrub_refetches_and_gc_removes(site: Any, make_record: Any) -> None:
     # the single-file (octet-stream) package was a hard link to the rotten blob: scrub removed
     # it too, and its repair (prepare) unpacked it again from the re-fetched blob
     assert any("unpacked package changed" in reason for _, reason in subjects)
-    from synthmed.registry.unpack import check_unpacked
+    from synthmed.registry.packages_folder import PackagesFolder
 
-    assert (settings.packages_dir / lung).is_dir() and check_unpacked(settings.packages_dir, lung) is None
+    assert (settings.packages_dir / lung).is_dir() and PackagesFolder(settings.packages_dir).check(lung) is None
     # yank brain-gan: gc removes its blob and package
     root = Path(repo.working_dir)
     rec = json.loads((root / "models/brain-gan/1.0.0.json").read_text())

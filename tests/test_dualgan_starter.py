@@ -96,7 +96,7 @@ def test_model_tests_pass(site: Path, tmp_path: Path) -> None:
 
 
 def test_pipeline_with_a_wrong_stage_pin_is_refused(site: Path, tmp_path: Path, monkeypatch) -> None:
-    from synthmed.registry import pipeline
+    from synthmed.registry.formats import pipeline1 as pipeline
 
     real = pipeline.load_spec
 

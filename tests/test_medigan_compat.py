@@ -114,7 +114,7 @@ def test_image_mask_split_and_package_relative_arguments(tmp_path: Path, medigan
     4-channel medigan sample becomes the record's image (3 channels) and mask (1)."""
     from synthmed.registry.errors import ModelRunError
     from synthmed.registry.records import Record
-    from synthmed.registry.runner.formats import MediganModel
+    from synthmed.registry.formats.medigan1 import MediganModel
 
     pkg = tmp_path / "pkg"
     (pkg / "images").mkdir(parents=True)

@@ -165,7 +165,7 @@ def test_pin_refuses_plain_http_to_another_host(tmp_path: Path, make_record) -> 
 
 def test_a_changed_unpacked_package_is_never_run_and_is_unpacked_again(tmp_path: Path, make_record, capsys) -> None:
     from synthmed.cli import main
-    from synthmed.registry.unpack import check_unpacked, manifest_path
+    from synthmed.registry.packages_folder import PackagesFolder
 
     src = tmp_path / "toy.zip"
     src.write_bytes(PKG)
@@ -174,14 +174,14 @@ def test_a_changed_unpacked_package_is_never_run_and_is_unpacked_again(tmp_path:
     rec = load_record(write_record(tmp_path / "idx", rec_data))
     settings = with_file_roots(fast_settings(tmp_path / "site"), tmp_path)
     pkg = prepare(catalog_entry(rec), settings).folder
-    assert manifest_path(settings.packages_dir, PKG_SHA).exists()
-    assert check_unpacked(settings.packages_dir, PKG_SHA) is None
+    assert PackagesFolder(settings.packages_dir).manifest_path(PKG_SHA).exists()
+    assert PackagesFolder(settings.packages_dir).check(PKG_SHA) is None
     weights = pkg / "toy" / "w.bin"
     original = weights.read_bytes()
     os.chmod(weights.parent, 0o755)
     os.chmod(weights, 0o644)
     weights.write_bytes(b"\1" * len(original))  # same size, other bytes
-    assert "changed: toy/w.bin" in (check_unpacked(settings.packages_dir, PKG_SHA) or "")
+    assert "changed: toy/w.bin" in (PackagesFolder(settings.packages_dir).check(PKG_SHA) or "")
     again = prepare(catalog_entry(rec), settings).folder
     assert again == pkg and weights.read_bytes() == original
     # `synthmed verify` finds a changed package too, removes it, and exits 1

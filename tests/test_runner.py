@@ -206,7 +206,8 @@ def test_medigan_package_runs_with_global_seeding(tmp_path: Path, medigan_toy) -
     assert np.array_equal(a[3:], b)
     assert not np.array_equal(a[:2], shifted)
     # what a seed means: item s % chunk of generate(num_samples=chunk) seeded with s // chunk
-    from synthmed.registry.runner.formats import MEDIGAN_CHUNK, load_model, seed_everything
+    from synthmed.registry.formats import load_model
+    from synthmed.registry.formats.medigan1 import MEDIGAN_CHUNK, seed_everything
 
     direct = load_model(record, pkg.folder, "cpu")
     seed_everything(1)

@@ -30,7 +30,7 @@ from synthmed.registry.runner import Runner
 from synthmed.registry.settings import Settings
 from synthmed.registry.store import Store
 from helpers.sites import with_file_roots
-from synthmed.registry.unpack import check_unpacked, manifest_path, remove_package, unpack_package
+from synthmed.registry.packages_folder import PackagesFolder
 
 # --- finding 3: bit rot after verification ---------------------------------------------
 
@@ -73,7 +73,7 @@ def test_a_blob_rotten_in_place_is_rehashed_quarantined_and_fetched_again(tmp_pa
     with store.open_verified(first.sha256):  # the store remembers it as verified
         pass
     _rot_in_place(store.blob_path(first.sha256), b"1111", b"6666")
-    remove_package(settings.packages_dir, first.sha256)  # it must be unpacked again, from the blob
+    PackagesFolder(settings.packages_dir).remove(first.sha256)  # it must be unpacked again, from the blob
     again = prepare(catalog_entry(record), settings)
     assert (again.folder / "rotmod.py").read_bytes() == ROT_CODE  # never the rotten bytes
     assert again.source.startswith("file://")  # fetched again from its source
@@ -135,7 +135,7 @@ def test_a_planted_directory_symlink_is_never_imported_and_verify_reports_it(tmp
     evil, marker = _planted(tmp_path)
     record, settings, folder = _site_package(tmp_path, "symlink-dir-model")
     os.symlink(evil / "extra", folder / "extra", target_is_directory=True)
-    assert "symbolic link extra" in (check_unpacked(settings.packages_dir, record.sha256) or "")
+    assert "symbolic link extra" in (PackagesFolder(settings.packages_dir).check(record.sha256) or "")
     pkg = prepare(catalog_entry(record), settings)
     assert not os.path.lexists(pkg.folder / "extra")  # re-unpacked from the verified blob
     with Runner(pkg, mode="inline") as r:
@@ -156,7 +156,7 @@ def test_a_file_replaced_by_a_symlink_to_identical_bytes_outside_is_refused(tmp_
     shutil.copyfile(folder / "m.py", outside)  # the same bytes today; the attacker edits them later
     os.unlink(folder / "m.py")
     os.symlink(outside, folder / "m.py")
-    assert "symbolic link m.py" in (check_unpacked(settings.packages_dir, record.sha256) or "")
+    assert "symbolic link m.py" in (PackagesFolder(settings.packages_dir).check(record.sha256) or "")
     rc, report = _verify_json(settings, capsys)
     assert rc == 1 and "symbolic link m.py" in report["changed_packages"][0]["reason"]
     pkg = prepare(catalog_entry(record), settings)
@@ -169,7 +169,7 @@ def test_a_file_replaced_by_a_hard_link_to_a_file_outside_is_refused(tmp_path: P
     shutil.copyfile(folder / "m.py", outside)
     os.unlink(folder / "m.py")
     os.link(outside, folder / "m.py")  # same bytes, but changing `outside` changes the package
-    assert "hard link m.py" in (check_unpacked(settings.packages_dir, record.sha256) or "")
+    assert "hard link m.py" in (PackagesFolder(settings.packages_dir).check(record.sha256) or "")
     pkg = prepare(catalog_entry(record), settings)
     assert os.stat(pkg.folder / "m.py").st_nlink == 1 and outside.is_file()
 
@@ -179,16 +179,16 @@ def test_a_package_folder_replaced_by_a_symlink_is_removed_not_followed(tmp_path
     copy = tmp_path / "elsewhere"
     shutil.copytree(folder, copy, symlinks=True)  # identical content, in a folder the attacker owns
     os.chmod(folder, 0o755)
-    remove_package(settings.packages_dir, record.sha256)
+    PackagesFolder(settings.packages_dir).remove(record.sha256)
     os.symlink(copy, folder, target_is_directory=True)
-    assert "not a folder" in (check_unpacked(settings.packages_dir, record.sha256) or "")
+    assert "not a folder" in (PackagesFolder(settings.packages_dir).check(record.sha256) or "")
     pkg = prepare(catalog_entry(record), settings)
     assert not pkg.folder.is_symlink() and pkg.folder.is_dir()
     assert (copy / "m.py").is_file()  # the link was removed, its target left alone
 
 
 def _add_to_manifest(settings: Settings, sha: str, name: str, entry: list[Any]) -> None:
-    path = manifest_path(settings.packages_dir, sha)
+    path = PackagesFolder(settings.packages_dir).manifest_path(sha)
     doc = json.loads(path.read_text())
     (doc["entries"] if "entries" in doc else doc)[name] = entry
     os.chmod(path, 0o644)
@@ -237,7 +237,7 @@ def test_names_that_collide_after_normalisation_or_case_folding_are_refused(tmp_
     z = make_zip(tmp_path / "collide.zip", [(a, b"x = 1\n"), (b, b"x = 2\n")])
     pk = tmp_path / "packages"
     with pytest.raises(UnsafeArchive, match="duplicate name"):
-        unpack_package(z, pk, "c" * 64, "application/zip")
+        PackagesFolder(pk).unpack_package(z, "c" * 64, "application/zip")
     assert not (pk / ("c" * 64)).exists()
 
 

@@ -13,7 +13,9 @@ import pytest
 
 from helpers.packages import make_tar, make_zip, tinfo
 from synthmed.registry.errors import UnsafeArchive
-from synthmed.registry.unpack import Limits, remove_tree, unpack_package
+from synthmed.registry.archives import Limits
+from synthmed.registry.package_tree import remove_tree
+from synthmed.registry.packages_folder import PackagesFolder
 
 SHA = "ab" * 32
 
@@ -35,7 +37,7 @@ def refused(area, archive: Path, media_type: str, entry: str, reason: str, limit
     before = snapshot(tmp)
     kw = {"limits": limits} if limits else {}
     with pytest.raises(UnsafeArchive) as ei:
-        unpack_package(archive, pk, SHA, media_type, **kw)
+        PackagesFolder(pk).unpack_package(archive, SHA, media_type, **kw)
     assert ei.value.entry == entry
     assert repr(entry) in str(ei.value) and reason in str(ei.value)
     after = snapshot(tmp)
@@ -47,12 +49,12 @@ def refused(area, archive: Path, media_type: str, entry: str, reason: str, limit
 def test_good_zip_is_unpacked_read_only(area, tmp_path: Path) -> None:
     _, pk = area
     z = make_zip(tmp_path / "ok.zip", [("pkg/__init__.py", b"x = 1\n"), ("pkg/w.bin", os.urandom(1000)), ("README", b"hi")])
-    out = unpack_package(z, pk, SHA, "application/zip")
+    out = PackagesFolder(pk).unpack_package(z, SHA, "application/zip")
     assert out == pk / SHA and (out / "pkg" / "__init__.py").read_text() == "x = 1\n"
     assert not stat.S_IMODE((out / "pkg" / "w.bin").stat().st_mode) & 0o222
     assert not stat.S_IMODE((out / "pkg").stat().st_mode) & 0o222
     assert not stat.S_IMODE(out.stat().st_mode) & 0o222
-    assert unpack_package(z, pk, SHA, "application/zip") == out  # already there
+    assert PackagesFolder(pk).unpack_package(z, SHA, "application/zip") == out  # already there
     remove_tree(out)
     assert not out.exists()
 
@@ -60,7 +62,7 @@ def test_good_zip_is_unpacked_read_only(area, tmp_path: Path) -> None:
 def test_good_tar_gz(area, tmp_path: Path) -> None:
     _, pk = area
     t = make_tar(tmp_path / "ok.tar.gz", [(tinfo("m", tarfile.DIRTYPE), None), (tinfo("m/a.py"), b"print(1)\n")], "w:gz")
-    out = unpack_package(t, pk, SHA, "application/gzip")
+    out = PackagesFolder(pk).unpack_package(t, SHA, "application/gzip")
     assert (out / "m" / "a.py").read_bytes() == b"print(1)\n"
 
 
@@ -69,7 +71,7 @@ def test_single_file(area, tmp_path: Path) -> None:
     w = tmp_path / "blob"
     w.write_bytes(b"weights")
     os.chmod(w, 0o444)
-    out = unpack_package(w, pk, SHA, "application/octet-stream", filename="model.pt")
+    out = PackagesFolder(pk).unpack_package(w, SHA, "application/octet-stream", filename="model.pt")
     assert os.listdir(out) == ["model.pt"] and (out / "model.pt").read_bytes() == b"weights"
     remove_tree(out)
     assert not out.exists() and not stat.S_IMODE(w.stat().st_mode) & 0o222  # the blob stays read-only
@@ -189,16 +191,16 @@ def test_corrupt_archive_is_a_clear_error(area, tmp_path: Path) -> None:
     bad = tmp_path / "bad.zip"
     bad.write_bytes(b"not a zip")
     with pytest.raises(ArtefactError, match="not a readable zip"):
-        unpack_package(bad, pk, SHA, "application/zip")
+        PackagesFolder(pk).unpack_package(bad, SHA, "application/zip")
     with pytest.raises(ArtefactError, match="tar"):
-        unpack_package(bad, pk, SHA, "application/gzip")
+        PackagesFolder(pk).unpack_package(bad, SHA, "application/gzip")
     assert not (pk / SHA).exists()
 
 
 def test_folder_entries_after_their_files_are_fine(area, tmp_path: Path) -> None:
     _, pk = area
     z = make_zip(tmp_path / "late-dir.zip", [("pkg/a.py", b"a"), ("pkg/", b""), ("pkg/sub/b.py", b"b")])
-    out = unpack_package(z, pk, SHA, "application/zip")
+    out = PackagesFolder(pk).unpack_package(z, SHA, "application/zip")
     assert (out / "pkg" / "a.py").read_bytes() == b"a" and (out / "pkg" / "sub" / "b.py").exists()
     remove_tree(out)
     t = make_tar(tmp_path / "dup-dir.tar", [(tinfo("d", tarfile.DIRTYPE), None), (tinfo("d/", tarfile.DIRTYPE), None)])

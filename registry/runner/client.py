@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import ModelRunError, ModelTimeout
 from ..records import Record
 from . import protocol
-from .formats import normalise_outputs
+from .answers import normalise_outputs
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class WorkerClient:
     def __init__(self, record: Record, package_dir: Path, device: str, python: str,
                  *, timeout_s: float | None = None, load_timeout_s: float | None = None,
                  package_key: str | None = None, env: Mapping[str, str] | None = None,
-                 medigan_chunk: int = 16) -> None:
+                 chunk: int | None = None) -> None:
         self.record = record
         self.package_dir = package_dir
         self.device = device
@@ -64,7 +64,8 @@ class WorkerClient:
         self.load_timeout_s = (load_timeout_s if load_timeout_s is not None
                                else None if timeout_s is None else max(timeout_s, LOAD_TIMEOUT_MIN_S))
         self.package_key = package_key
-        self.medigan_chunk = medigan_chunk
+        #: seeds per call, for a format that serves seeds in chunks (:meth:`PackageFormat.load_chunk`)
+        self.chunk = chunk
         self.env = dict(env) if env is not None else None
         self.proc: subprocess.Popen[bytes] | None = None
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_LINES)
@@ -98,7 +99,7 @@ class WorkerClient:
         try:
             self._request({"op": "load", "record": dict(self.record.data), "record_path": self.record.path,
                            "package_dir": str(self.package_dir), "device": self.device,
-                           "package_key": self.package_key, "medigan_chunk": self.medigan_chunk,
+                           "package_key": self.package_key, "chunk": self.chunk,
                            "torch_threads": _torch_threads()},
                           self.load_timeout_s, "loading the model")
         except ModelRunError:

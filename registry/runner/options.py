@@ -30,7 +30,7 @@ class RunnerOptions:
     memory_budget_mb: float | None = None
     env_options: EnvOptions = field(default_factory=EnvOptions)
     #: seeds per call of a medigan-1 package's generate() (its samples depend on it);
-    #: None: chosen per run (:func:`~.formats.choose_medigan_chunk`), MEDIGAN_CHUNK for a bare Runner
+    #: None: chosen per run (:meth:`~synthmed.registry.formats.PackageFormat.run_chunk`), MEDIGAN_CHUNK for a bare Runner
     medigan_chunk: int | None = None
 
     def __post_init__(self) -> None:

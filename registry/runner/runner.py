@@ -10,19 +10,19 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 
 from ..errors import EnvironmentBuildError, InputError, ModelRunError, ParamError, SynthmedError, Unverified
+from ..formats import PackageFormat
 from ..outputs import working_nbytes
 from ..packages import VerifiedPackage
 from ..records import Record
+from .answers import normalise_outputs
 from .client import WorkerClient
 from .device import resolve_device
 from .envs import build_env
-from .formats import MEDIGAN_CHUNK, load_model, normalise_outputs
 from .options import RunnerOptions
 from .params import CheckedParams, check_params
 from .reqs import unsatisfied
 
 log = logging.getLogger(__name__)
-
 
 
 def sample_nbytes(record: Record) -> int:
@@ -64,6 +64,10 @@ class Runner:
         self.record = record = package.record
         self.sha256 = package.sha256
         self.package_dir = package.folder
+        #: the package format's adapter: how the model loads, its seed chunks, what it records
+        self.format: PackageFormat = package.format
+        #: seeds per call for a format that serves seeds in chunks (medigan-1), else None
+        self.chunk = self.format.load_chunk(opts.medigan_chunk)
         if not self.package_dir.is_dir():
             raise ModelRunError(f"{package.ref}: package folder {self.package_dir} does not exist",
                                 hint="prepare it again (the SDK does so on the next use; or `synthmed verify`)",
@@ -74,10 +78,6 @@ class Runner:
         self.mode = self._choose_mode(opts.mode)
         self._model: Any = None
         self._worker: Any = None
-
-    @property
-    def medigan_chunk(self) -> int:
-        return self.options.medigan_chunk or MEDIGAN_CHUNK
 
     @property
     def timeout_s(self) -> float | None:
@@ -112,10 +112,7 @@ class Runner:
     def info(self) -> dict[str, Any]:
         info = {"mode": self.mode, "device": self.device, "batch_size": self.batch_size,
                 "missing_requirements": list(self.missing)}
-        if self.record.package_format == "medigan-1" and self.record.array_inputs:
-            info["medigan_calls"] = "one seeded generate(num_samples=1) per sample, its input in a folder of its own"
-        elif self.record.package_format == "medigan-1":
-            info["medigan_seed_chunk"] = self.medigan_chunk  # the samples of a seed depend on it
+        info.update(self.format.runner_info(self.record, self.chunk))
         return info
 
     # -- loading ---------------------------------------------------------------------
@@ -123,8 +120,7 @@ class Runner:
     def _load_inline(self) -> Any:
         if self._model is None:
             try:
-                self._model = load_model(self.record, self.package_dir, self.device, self.sha256,
-                                         self.medigan_chunk)
+                self._model = self.format.load(self.record, self.package_dir, self.device, self.sha256, self.chunk)
             except SynthmedError:
                 raise
             except Exception as exc:
@@ -147,7 +143,7 @@ class Runner:
                                        self.options.env_options, model=self.record.ref))
             self._worker = WorkerClient(self.record, self.package_dir, self.device, python,
                                         timeout_s=self.timeout_s, package_key=self.sha256,
-                                        medigan_chunk=self.medigan_chunk)
+                                        chunk=self.chunk)
             self._worker.start()
         return self._worker
 

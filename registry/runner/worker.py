@@ -24,9 +24,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, BinaryIO, Callable, Sequence
 
+from ..formats import load_model
 from ..records import Record
 from . import protocol
-from .formats import load_model, normalise_outputs
+from .answers import normalise_outputs
 
 
 def _private_channels() -> tuple[int, BinaryIO]:
@@ -117,8 +118,9 @@ def main() -> int:
                 if msg.get("torch_threads"):
                     threads = int(msg["torch_threads"])
                     when_imported("torch", lambda torch: torch.set_num_threads(threads))
+                chunk = msg.get("chunk")
                 model = load_model(record, Path(msg["package_dir"]), msg["device"], msg.get("package_key"),
-                                   int(msg.get("medigan_chunk", 16)))
+                                   None if chunk is None else int(chunk))
                 protocol.send(out, {"ok": True, "pid": os.getpid(), "python": sys.executable})
             elif op == "sample":
                 if model is None:

@@ -11,7 +11,7 @@ from .common import add_json_flag, print_json, settings_from_args
 def cmd_verify(args: argparse.Namespace) -> int:
     from synthmed.registry.errors import SiteNotFound
     from synthmed.registry.store import Store
-    from synthmed.registry.unpack import verify_packages
+    from synthmed.registry.packages_folder import PackagesFolder
 
     settings = settings_from_args(args)
     if not settings.site_file.exists() and not settings.store_dir.is_dir():
@@ -29,7 +29,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     report = store.verify_all(progress=progress if show else None)
     if show and counter["n"]:
         print(file=sys.stderr)
-    bad_packages = verify_packages(settings.packages_dir, lambda sha: store.blob_path(sha) if store.has(sha) else None)
+    bad_packages = PackagesFolder(settings.packages_dir).verify_all(
+        lambda sha: store.blob_path(sha) if store.has(sha) else None)
     if args.json:
         print_json({"store": str(store.root), **report.as_dict(), "changed_packages": bad_packages})
     else:

@@ -1,43 +1,44 @@
-"""Package formats: load a package's model and give it one interface,
-``sample(seeds, **params) -> {output name: array, batch first}``.
+"""``medigan-1``: medigan's ``generate(model_file, num_samples, output_path, save_images,
+**custom)`` in the package's ``__init__.py``.
 
-- ``synthmed-1``: the record's entry point ``module:factory`` is called as
-  ``factory(package_dir, device)``; the returned object has ``sample(seeds, **params)``.
-- ``medigan-1``: medigan's ``generate(model_file, num_samples, output_path, save_images,
-  **custom)`` in the package's ``__init__.py``. medigan models draw from the global
-  generators, so each call seeds them all (``random``, numpy, torch). Seeds are served
-  in fixed chunks of ``chunk`` consecutive seeds: the sample of seed ``s`` is item
-  ``s % chunk`` of ``generate(num_samples=chunk)`` called with the generators seeded
-  with ``s // chunk``. It therefore depends only on ``s`` (and the chunk size, which is
-  recorded in the provenance), never on the batch it was asked for in, while a long
-  run makes one call per ``chunk`` samples instead of one per sample (medigan models
-  reload their weights on every call). ``chunk=1`` gives one seeded call per sample.
-  The chunk size is chosen per run (:func:`choose_medigan_chunk`: as many seeds as the
-  run asks for, at most :data:`MEDIGAN_CHUNK_MAX`, within the memory budget) unless a
-  user sets it (site.toml ``runner.medigan_chunk``, ``--chunk-size``, ``chunk_size=``).
-  The last chunk's samples are kept, so batches smaller than a chunk cost no extra call.
-  Calls run under ``torch.inference_mode()``; a model that needs autograd tensors (it
-  fails with "Inference tensors ...") is called again without it, and from then on never with it.
+medigan models draw from the global generators, so each call seeds them all (``random``,
+numpy, torch). Seeds are served in fixed chunks of ``chunk`` consecutive seeds: the sample
+of seed ``s`` is item ``s % chunk`` of ``generate(num_samples=chunk)`` called with the
+generators seeded with ``s // chunk``. It therefore depends only on ``s`` (and the chunk
+size, which is recorded in the provenance), never on the batch it was asked for in, while a
+long run makes one call per ``chunk`` samples instead of one per sample (medigan models
+reload their weights on every call). ``chunk=1`` gives one seeded call per sample. The
+chunk size is chosen per run (:func:`choose_medigan_chunk`: as many seeds as the run asks
+for, at most :data:`MEDIGAN_CHUNK_MAX`, within the memory budget) unless a user sets it
+(site.toml ``runner.medigan_chunk``, ``--chunk-size``, ``chunk_size=``), and a run resumed
+in a folder keeps the chunk it recorded there. The last chunk's samples are kept, so
+batches smaller than a chunk cost no extra call. Calls run under ``torch.inference_mode()``;
+a model that needs autograd tensors (it fails with "Inference tensors ...") is called again
+without it, and from then on never with it. A translator (a record with array inputs) makes
+each sample with one seeded call of its own, its input in a folder of its own.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from ..errors import ModelRunError
+from ..errors import ConfigError, ModelRunError
 from ..records import Record
+from .base import LoadedModel, PackageFormat, split_entry_point, to_numpy
 from .loader import import_package_module
-from .protocol import ARRAY_KINDS
 
 log = logging.getLogger(__name__)
+
+FORMAT = "medigan-1"
 
 #: the verified package's folder in a medigan-1 package's arguments (``{package}/images``)
 PACKAGE_PLACEHOLDER = "{package}"
@@ -47,6 +48,11 @@ PACKAGE_PLACEHOLDER = "{package}"
 MEDIGAN_CHUNK = 16
 #: the largest chunk :func:`choose_medigan_chunk` picks
 MEDIGAN_CHUNK_MAX = 128
+
+WEIGHT_SUFFIXES = (".pt", ".pth", ".ckpt", ".safetensors", ".bin", ".h5", ".hdf5", ".pkl", ".onnx", ".npz", ".npy")
+
+#: the sidecar's runner entry that records the chunk size of a run
+CHUNK_KEY = "medigan_seed_chunk"
 
 
 def choose_medigan_chunk(num_samples: int, sample_bytes: int = 0, memory_budget_mb: float | None = None) -> int:
@@ -58,92 +64,11 @@ def choose_medigan_chunk(num_samples: int, sample_bytes: int = 0, memory_budget_
         chunk = max(1, min(chunk, int(memory_budget_mb * 1024 * 1024 // sample_bytes)))
     return chunk
 
-#: numpy dtype kinds a model's output may have (bool, integers, floats, complex): what the
-#: worker protocol carries, so inline and worker runs accept the same answers
-NUMERIC_KINDS = ARRAY_KINDS
 
-WEIGHT_SUFFIXES = (".pt", ".pth", ".ckpt", ".safetensors", ".bin", ".h5", ".hdf5", ".pkl", ".onnx", ".npz", ".npy")
-
-
-def to_numpy(value: Any) -> np.ndarray:
-    if isinstance(value, np.ndarray):
-        return value
-    detach = getattr(value, "detach", None)
-    if callable(detach):  # a torch tensor
-        return np.asarray(detach().cpu().numpy())
-    return np.asarray(value)
-
-
-def normalise_outputs(record: Record, seeds: Sequence[int], raw: Any) -> dict[str, np.ndarray]:
-    """Check a model's answer against the record: every output present, batch first."""
-    ref = record.ref
-    if not isinstance(raw, Mapping):
-        raise ModelRunError(f"{ref}: sample() returned {type(raw).__name__}, expected a dict of output name -> array",
-                            hint="the package's sample() must return {name: array} for the record's outputs", model=ref)
-    names = [str(o["name"]) for o in record.outputs]
-    missing = [n for n in names if n not in raw]
-    if missing:
-        raise ModelRunError(f"{ref}: the model returned no {', '.join(repr(m) for m in missing)} output "
-                            f"(it returned {', '.join(map(repr, raw)) or 'nothing'}; the record's outputs are {names})",
-                            model=ref)
-    extra = [k for k in raw if k not in names]
-    if extra:
-        log.debug("%s: ignoring outputs not in the record: %s", ref, extra)
-    out: dict[str, np.ndarray] = {}
-    for name in names:
-        try:
-            arr = to_numpy(raw[name])
-        except Exception as exc:  # noqa: BLE001 - an object numpy cannot read is the model's error
-            raise ModelRunError(f"{ref}: output {name!r} ({type(raw[name]).__name__}) is not an array: {exc}",
-                                model=ref) from None
-        if arr.dtype.hasobject or arr.dtype.kind not in NUMERIC_KINDS or arr.dtype.fields is not None:
-            raise ModelRunError(f"{ref}: output {name!r} has dtype {arr.dtype}; a model returns numeric arrays "
-                                "(bool, integer, float or complex), never objects",
-                                hint="the package's sample() must return numpy arrays (or tensors) of numbers",
-                                model=ref)
-        if arr.ndim == 0 or arr.shape[0] != len(seeds):
-            raise ModelRunError(f"{ref}: output {name!r} has shape {arr.shape}, expected {len(seeds)} samples "
-                                "along the first axis (one per seed)", model=ref)
-        out[name] = arr
-    return out
-
-
-def split_entry_point(entry_point: str) -> tuple[str, str | None]:
-    module, _, attr = entry_point.partition(":")
-    return module, (attr or None)
-
-
-# --- synthmed-1 -------------------------------------------------------------------
-
-
-class SynthmedModel:
-    def __init__(self, record: Record, package_dir: Path, device: str, package_key: str) -> None:
-        module_name, factory_name = split_entry_point(record.entry_point)
-        if not factory_name:
-            raise ModelRunError(f"{record.ref}: entry point {record.entry_point!r} names no factory "
-                                "(synthmed-1 needs 'module:factory')", model=record.ref)
-        module = import_package_module(package_dir, module_name, package_key)
-        factory = getattr(module, factory_name, None)
-        if not callable(factory):
-            raise ModelRunError(f"{record.ref}: {module_name} in {package_dir} has no callable {factory_name!r} "
-                                f"(entry point {record.entry_point!r})", model=record.ref)
-        self.impl = factory(package_dir, device)
-        if not callable(getattr(self.impl, "sample", None)):
-            raise ModelRunError(f"{record.ref}: {record.entry_point}(package_dir, device) returned "
-                                f"{type(self.impl).__name__}, which has no sample(seeds, **params) method",
-                                model=record.ref)
-
-    def sample(self, seeds: list[int], **params: Any) -> Mapping[str, Any]:
-        result: Mapping[str, Any] = self.impl.sample(list(seeds), **params)
-        return result
-
-    def close(self) -> None:
-        close = getattr(self.impl, "close", None)
-        if callable(close):
-            close()
-
-
-# --- medigan-1 --------------------------------------------------------------------
+def recorded_chunk(runner_info: Mapping[str, Any]) -> int | None:
+    """The chunk size an earlier run recorded (its sidecar's ``runner.medigan_seed_chunk``)."""
+    value = runner_info.get(CHUNK_KEY)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else None
 
 
 def seed_everything(seed: int) -> None:
@@ -408,13 +333,31 @@ def stage_input(arr: np.ndarray, folder: Path, *, mask: bool = False) -> Path:
     return folder
 
 
-def load_model(record: Record, package_dir: Path, device: str, package_key: str | None = None,
-               medigan_chunk: int = MEDIGAN_CHUNK) -> SynthmedModel | MediganModel:
-    key = package_key or record.sha256 or record.ref
-    fmt = record.package_format
-    if fmt == "synthmed-1":
-        return SynthmedModel(record, package_dir, device, key)
-    if fmt == "medigan-1":
-        return MediganModel(record, package_dir, device, key, chunk=medigan_chunk)
-    raise ModelRunError(f"{record.ref}: unknown package format {fmt!r}", hint="use synthmed-1 or medigan-1",
-                        model=record.ref)
+class Medigan1(PackageFormat):
+    """The adapter of ``medigan-1`` packages: seeds in chunks, chosen per run and recorded."""
+
+    name = FORMAT
+
+    def load(self, record: Record, package_dir: Path, device: str, package_key: str,
+             chunk: int | None = None) -> LoadedModel:
+        return MediganModel(record, package_dir, device, package_key, chunk=chunk or MEDIGAN_CHUNK)
+
+    def load_chunk(self, asked: int | None) -> int | None:
+        return asked or MEDIGAN_CHUNK
+
+    def run_chunk(self, num_samples: int, asked: int | None, sample_bytes: int,
+                  memory_budget_mb: float | None) -> int | None:
+        return asked or choose_medigan_chunk(num_samples, sample_bytes, memory_budget_mb)
+
+    def resume_chunk(self, folder: Path, recorded: Mapping[str, Any], asked: int | None) -> int | None:
+        earlier = recorded_chunk(recorded)
+        if earlier and asked and earlier != asked:
+            raise ConfigError(f"{folder} holds samples made with chunk size {earlier}; this run asks for "
+                              f"{asked}, which makes other samples from the same seeds",
+                              hint=f"use chunk size {earlier} to resume it, or write to another folder")
+        return earlier
+
+    def runner_info(self, record: Record, chunk: int | None) -> dict[str, Any]:
+        if record.array_inputs:
+            return {"medigan_calls": "one seeded generate(num_samples=1) per sample, its input in a folder of its own"}
+        return {CHUNK_KEY: self.load_chunk(chunk)}  # the samples of a seed depend on it
