@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 
 from packaging.requirements import InvalidRequirement, Requirement
 
-from . import spdx
+from . import atomic, spdx
 from .errors import ImportError_
 from .records import is_valid_id, record_relpath, validate_data
 from .runner.formats import PACKAGE_PLACEHOLDER
@@ -716,10 +716,7 @@ def import_catalogue(path: Path, into: Path, *, commit: str | None = None, dry_r
             if state == "unchanged":
                 outcome.written = "unchanged"
             elif not dry_run:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                tmp = target.with_suffix(".json.tmp")
-                tmp.write_text(_record_text(record), "utf-8")
-                tmp.replace(target)
+                atomic.write_text(target, _record_text(record), parents=True)
                 outcome.written = "created"
         if outcome.reason:
             log.warning("medigan entry %s not imported: %s", original_id, outcome.reason)

@@ -30,8 +30,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator
 
-from . import copy_pipeline
-from .copy_pipeline import DIRECT_ALIGN, DIRECT_MIN, ByteProgress, CopyPipe, fsync_dir
+from . import atomic, copy_pipeline
+from .copy_pipeline import DIRECT_ALIGN, DIRECT_MIN, ByteProgress, CopyPipe
 from .errors import ArtefactError, ArtefactNotFound, BlobCorrupt, HashMismatch, SizeMismatch, SourceError
 from .hashing import hash_file
 from .settings import Settings
@@ -342,7 +342,7 @@ class Store:
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(part, 0o444)
         os.replace(part, dest)
-        fsync_dir(dest.parent)
+        atomic.fsync_dir(dest.parent)
         self.state.put(digest, os.stat(dest))
         log.info("stored blob %s (%d bytes)", digest, dest.stat().st_size)
         return dest
@@ -359,11 +359,7 @@ class Store:
         with contextlib.suppress(OSError):
             os.chmod(dest, 0o600)
         note = {**note, "file": dest.name, "time": stamp}
-        tmp = dest.with_name(dest.name + ".json.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with open(fd, "w") as fh:
-            fh.write(json.dumps(note, indent=2) + "\n")
-        os.replace(tmp, dest.with_name(dest.name + ".json"))
+        atomic.write_json(dest.with_name(dest.name + ".json"), note, mode=0o600)
         log.warning("quarantined %s: %s", dest, note.get("reason"))
         return dest
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, Callable, Iterator
 
+from . import atomic
 from .errors import ArtefactError, UnsafeArchive
 from .hashing import hash_file, hash_path
 
@@ -589,15 +590,12 @@ def unpack_package(blob: Path, packages_dir: Path, sha256: str, media_type: str,
                 shutil.copyfile(blob, dest)
                 os.chmod(dest, 0o444)
         manifest = manifest_path(packages_dir, sha256)
-        tmp_manifest = manifest.with_name(f".{manifest.name}.{os.getpid()}.tmp")
         tree = _scan(staging)
         # a single file is a hard link to its (verified, read-only) blob where the file system allows
         problems = [p for p in tree.problems if not (media_type == OCTET and p.startswith("hard link "))]
         if problems:  # pragma: no cover - the unpackers write regular files and folders only
             raise _refuse(Path(blob), problems[0], "not a regular file or folder after unpacking")
-        tmp_manifest.write_text(json.dumps(_manifest_doc(tree, media_type), indent=1, sort_keys=True), "utf-8")
-        os.chmod(tmp_manifest, 0o444)
-        os.replace(tmp_manifest, manifest)
+        atomic.write_text(manifest, json.dumps(_manifest_doc(tree, media_type), indent=1, sort_keys=True), mode=0o444)
         for d in _walk_bottom_up(staging):
             os.chmod(d, 0o555)
         try:
@@ -608,11 +606,7 @@ def unpack_package(blob: Path, packages_dir: Path, sha256: str, media_type: str,
                 return final
             raise
         os.chmod(final, 0o555)
-        parent_fd = os.open(packages_dir, os.O_RDONLY)
-        try:
-            os.fsync(parent_fd)
-        finally:
-            os.close(parent_fd)
+        atomic.fsync_dir(packages_dir)
     except BaseException:
         remove_tree(staging)
         raise
