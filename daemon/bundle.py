@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import tempfile
 from dataclasses import replace
@@ -30,6 +29,7 @@ from typing import Any, Callable
 
 import git
 
+from synthmed.registry import atomic
 from synthmed.registry.catalog import Catalog
 from synthmed.registry.errors import BundleError, ConfigError, SyncRefused
 from synthmed.registry.hashing import hash_path
@@ -41,7 +41,6 @@ from synthmed.registry.upstream_check import (BUNDLE_URL, check_branch, check_co
                                               check_subfolder, check_url, redact_url)
 
 from .jobs import mirror_candidates
-from .state import write_json_atomic
 from .sync import SUBSTITUTION, ImmutableChanged, apply_changes, models_prefix, signers_file, sync_upstream
 from .upstreams import ACCEPTED_REF, UpstreamRepo
 
@@ -171,7 +170,7 @@ def _export_into(settings: Settings, catalog: Catalog, dest: Path,
     progress(f"export: {len(ups)} upstream(s), {len(blobs)} blob(s)")
     manifest = {"format": BUNDLE_FORMAT, "created": utcnow(), "site": settings.name,
                 "upstreams": ups, "blobs": blobs}
-    write_json_atomic(dest / "manifest.json", manifest)
+    atomic.write_json(dest / "manifest.json", manifest, sort_keys=True, mode=0o600, fsync=True, parents=True)
     return manifest
 
 
@@ -470,9 +469,7 @@ def _commit(settings: Settings, catalog: Catalog, src: Path, manifest: dict[str,
             raise BundleError(f"{u.name}: {res.reason}")
         results.append(res.as_dict())
     if new_toml is not None:
-        tmp = settings.site_file.with_suffix(".toml.tmp")
-        tmp.write_text(new_toml)
-        os.replace(tmp, settings.site_file)
+        atomic.write_text(settings.site_file, new_toml)
     with catalog.transaction():
         for b in manifest.get("blobs", []):
             catalog.set_artefact(b["sha256"], state="verified", size=b["size"], source=f"import:{src}")

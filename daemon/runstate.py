@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from synthmed.registry import atomic
 from synthmed.registry.settings import Settings
 
 FILE = "daemon.json"
@@ -28,16 +28,7 @@ def path(settings: Settings) -> Path:
 
 def write(settings: Settings, state: dict[str, Any]) -> None:
     doc = {"format": FORMAT, **state}
-    fd, tmp = tempfile.mkstemp(prefix=".daemon.", suffix=".tmp", dir=settings.home)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(doc, fh, indent=2, default=str)
-            fh.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path(settings))
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic.write_json(path(settings), doc, default=str, mode=0o644)
 
 
 def remove(settings: Settings) -> None:

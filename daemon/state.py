@@ -10,11 +10,10 @@ written right after it, and reconciled from the catalog at the start of every sy
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from synthmed.registry import atomic
 from synthmed.registry.stamps import utcnow
 from synthmed.registry.settings import Settings, Upstream
 
@@ -33,24 +32,9 @@ def read_state(settings: Settings, name: str) -> dict[str, Any] | None:
     return data if isinstance(data, dict) and data.get("format") == STATE_FORMAT else None
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to a temp file beside ``path``, fsync, and rename over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, sort_keys=True)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_state(settings: Settings, upstream: Upstream, accepted_commit: str, accepted_at: str | None) -> None:
-    write_json_atomic(state_path(settings, upstream.name), {
+    # 0600 and fsync'd: a sync and a catalog rebuild resume from it
+    atomic.write_json(state_path(settings, upstream.name), {
         "format": STATE_FORMAT,
         "upstream": upstream.name,
         "url": upstream.url,
@@ -59,4 +43,4 @@ def write_state(settings: Settings, upstream: Upstream, accepted_commit: str, ac
         "accepted_commit": accepted_commit,
         "accepted_at": accepted_at or utcnow(),
         "written_at": utcnow(),
-    })
+    }, sort_keys=True, mode=0o600, fsync=True, parents=True)

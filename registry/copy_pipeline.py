@@ -251,16 +251,3 @@ def _writeback_starter() -> Callable[[int, int, int], None] | None:
 
 
 _start_writeback = _writeback_starter()
-
-
-def fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

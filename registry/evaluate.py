@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 import numpy as np
 
 from . import metrics as M
+from . import atomic
 from .errors import EvaluationError
 from .extractors import FeatureExtractor, describe, open_extractor
 from .outputs import OutputSpec, preview, record_specs
@@ -239,13 +239,11 @@ def _generated_features(settings: "Settings", entry: "CatalogEntry", spec: Outpu
             log.warning("feature cache %s unreadable (%s); computing again", cache, exc)
     sha, images, checked = generate(settings, entry, spec, n, seed, params, progress)
     feats = extractor.features(images, (0.0, 255.0))
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp.npz")
     arrays: dict[str, np.ndarray] = {"features": feats, "params": np.array(json.dumps(checked, sort_keys=True))}
     if images.nbytes <= 64 << 20:
         arrays["images"] = images
-    np.savez(tmp, **arrays)  # type: ignore[arg-type]
-    os.replace(tmp, cache)
+    with atomic.atomic_file(cache, parents=True) as fh:
+        np.savez(fh, **arrays)  # type: ignore[arg-type]
     return sha, feats, images, checked
 
 

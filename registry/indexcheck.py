@@ -171,87 +171,99 @@ def check_index(repo_path: Path | str, base: str, head: str = "HEAD", index_dir:
     except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
         raise IndexCheckError(f"{repo_path}: not inside a git repository",
                               hint="run `synthmed index check` from a clone of the index repository") from exc
-    base_c = _resolve(repo, base)
-    head_c = _resolve(repo, head)
-    prefix = find_index_prefix(repo, head_c, index_dir)
-    models_prefix = f"{prefix}/{MODELS_DIR}/" if prefix else f"{MODELS_DIR}/"
-    result = IndexCheckResult(base=base_c.hexsha, head=head_c.hexsha)
-
-    # compare against the merge base, as a pull request would
-    merge_bases = repo.merge_base(base_c, head_c)
-    if not merge_bases:
-        raise IndexCheckError(f"{base} and {head} share no history", hint="rebase the branch onto the index's main branch")
-    mb = merge_bases[0]
-
-    base_ids = set()
-    try:
-        for t in mb.tree[models_prefix.rstrip("/")].trees:
-            base_ids.add(t.name)
-    except KeyError:
-        pass
-    if not _has_tree(head_c, models_prefix) and not _has_tree(mb, models_prefix):
-        # a mistyped --index-dir (or the wrong repository) would otherwise pass as "no record changes"
-        raise IndexCheckError(f"{repo.working_dir}: no {models_prefix} folder at {head} or at {base}",
-                              hint="pass --index-dir with the folder that holds models/ ('' = the repository root)")
-
+    diff = _IndexDiff.open(repo, base, head, index_dir)
+    result = IndexCheckResult(base=diff.base.hexsha, head=diff.head.hexsha)
     changed_other: list[tuple[str, str]] = []
-    bound: history.Bound | None = None  # computed on the first added record
-    for d in mb.diff(head_c):
+    for d in diff.merge_base.diff(diff.head):
         old_path: str = d.a_path or d.b_path or ""
         new_path: str = d.b_path or ""
         path = new_path or old_path
         ct: str = d.change_type or "M"
-        is_record = (path.startswith(models_prefix) and path.endswith(".json"))
-        if not is_record:
-            if old_path.startswith(models_prefix) and old_path.endswith(".json"):
-                is_record = True
-            else:
-                if prefix == "" or path.startswith(prefix + "/"):
-                    result.other_files.append(f"{ct} {path}")
-                    changed_other.append((ct, old_path))
-                continue
+        if diff.is_record(path) or diff.is_record(old_path):
+            diff.check_record(result, ct, path, old_path, new_path)
+        elif diff.prefix == "" or path.startswith(diff.prefix + "/"):
+            result.other_files.append(f"{ct} {path}")
+            changed_other.append((ct, old_path))
+    diff.check_artefacts(result, changed_other)
+    log.info("index check %s..%s: %d problem(s)", base, head, len(result.problems))
+    return result
+
+
+@dataclass
+class _IndexDiff:
+    """A pull request's change to an index: its head against the merge base with the base
+    branch (as a pull request is compared), and where the index lies in the repository."""
+
+    repo: git.Repo
+    base: git.Commit
+    head: git.Commit
+    merge_base: git.Commit
+    prefix: str  # the folder holding models/ ("" = the repository root)
+    models_prefix: str  # "<prefix>/models/"
+    base_ids: set[str]  # the model ids at the merge base
+    bound: history.Bound | None = None  # computed on the first added record
+
+    @classmethod
+    def open(cls, repo: git.Repo, base: str, head: str, index_dir: str | None) -> "_IndexDiff":
+        base_c = _resolve(repo, base)
+        head_c = _resolve(repo, head)
+        prefix = find_index_prefix(repo, head_c, index_dir)
+        models_prefix = f"{prefix}/{MODELS_DIR}/" if prefix else f"{MODELS_DIR}/"
+        merge_bases = repo.merge_base(base_c, head_c)
+        if not merge_bases:
+            raise IndexCheckError(f"{base} and {head} share no history", hint="rebase the branch onto the index's main branch")
+        mb = merge_bases[0]
+        base_ids = set()
+        try:
+            for t in mb.tree[models_prefix.rstrip("/")].trees:
+                base_ids.add(t.name)
+        except KeyError:
+            pass
+        if not _has_tree(head_c, models_prefix) and not _has_tree(mb, models_prefix):
+            # a mistyped --index-dir (or the wrong repository) would otherwise pass as "no record changes"
+            raise IndexCheckError(f"{repo.working_dir}: no {models_prefix} folder at {head} or at {base}",
+                                  hint="pass --index-dir with the folder that holds models/ ('' = the repository root)")
+        return cls(repo, base_c, head_c, mb, prefix, models_prefix, base_ids)
+
+    def rel(self, path: str) -> str:
+        """A repository path relative to the index folder."""
+        return path[len(self.prefix) + 1:] if self.prefix else path
+
+    def is_record(self, path: str) -> bool:
+        return path.startswith(self.models_prefix) and path.endswith(".json")
+
+    def check_record(self, result: IndexCheckResult, ct: str, path: str, old_path: str, new_path: str) -> None:
+        """One changed record file: never deleted or renamed, valid, and (added) not a
+        deleted version re-added with other immutable fields or (modified) changed only in
+        its mutable fields."""
         if ct == "D" or ct == "R":
             result.problems.append(Problem(old_path, "$", (
                 "a merged version may not be deleted or renamed; withdraw it with "
                 '"status": "yanked" and a "status_reason"') if ct == "D" else
                 f"a merged version may not be renamed (to {new_path}); add a new file instead"))
             if ct == "D":
-                continue
-        rel = path[len(prefix) + 1:] if prefix else path
+                return
+        rel = self.rel(path)
         try:
-            new_data = parse_bytes(_blob_bytes(head_c, path), path)
+            new_data = parse_bytes(_blob_bytes(self.head, path), path)
             errors, warnings = validate_data(new_data, path, rel)
         except RecordError as exc:
             result.problems.extend(exc.problems)
-            continue
+            return
         except RecursionError:  # pragma: no cover - parse_bytes bounds the depth
             result.problems.append(Problem(path, "$", "too deeply nested to validate"))
-            continue
+            return
         result.problems.extend(errors)
         result.warnings.extend(warnings)
         ref = f"{new_data.get('id')}@{new_data.get('version')}" if isinstance(new_data, dict) else path
         if ct in ("A", "R"):
             parts = PurePosixPath(rel).parts
-            (result.added_versions if len(parts) >= 2 and parts[1] in base_ids else result.added_models).append(ref)
+            (result.added_versions if len(parts) >= 2 and parts[1] in self.base_ids else result.added_models).append(ref)
             if not errors and isinstance(new_data, dict):
-                if bound is None:
-                    bound = _bound_versions(repo, mb, models_prefix, prefix)
-                mine = history.AcceptedVersion.of(new_data, head_c.hexsha, rel)
-                held = bound.get(mine.key)
-                fields = history.conflict(held, mine) if held is not None else []
-                if held is not None and fields:
-                    result.problems.append(Problem(path, "$", (
-                        f"{ref} was merged before (at {held.commit[:12]}, as {held.path}) and deleted since; "
-                        f"re-adding it with another {', '.join(fields)} is refused: a merged version is "
-                        "immutable even once deleted, and sites that accepted it refuse the new one. "
-                        "Publish a new version instead")))
-                elif held is not None:
-                    result.warnings.append(Problem(path, "$", (
-                        f"re-adds {ref}, merged at {held.commit[:12]} and deleted since, with the same package, "
-                        "inputs and outputs"), "warning"))
+                self._check_readded(result, path, rel, ref, new_data)
         elif ct in ("M", "T"):
             try:
-                old_data = parse_bytes(_blob_bytes(mb, old_path), old_path)
+                old_data = parse_bytes(_blob_bytes(self.merge_base, old_path), old_path)
             except (RecordError, KeyError):
                 old_data = None
             if isinstance(old_data, dict) and isinstance(new_data, dict):
@@ -259,16 +271,38 @@ def check_index(repo_path: Path | str, base: str, head: str = "HEAD", index_dir:
                 result.problems.extend(problems)
                 result.changed.append({"ref": ref, "fields": fields})
 
-    # artefacts inside the index that merged records point to never change
-    if changed_other:
-        referenced = _index_artefacts(mb, models_prefix)
+    def _check_readded(self, result: IndexCheckResult, path: str, rel: str, ref: str,
+                       new_data: Mapping[str, Any]) -> None:
+        """An added version that the base branch carried before keeps the immutable fields
+        it was first merged with (registry/accepted.py)."""
+        if self.bound is None:
+            self.bound = _bound_versions(self.repo, self.merge_base, self.models_prefix, self.prefix)
+        mine = history.AcceptedVersion.of(new_data, self.head.hexsha, rel)
+        held = self.bound.get(mine.key)
+        if held is None:
+            return
+        fields = history.conflict(held, mine)
+        if fields:
+            result.problems.append(Problem(path, "$", (
+                f"{ref} was merged before (at {held.commit[:12]}, as {held.path}) and deleted since; "
+                f"re-adding it with another {', '.join(fields)} is refused: a merged version is "
+                "immutable even once deleted, and sites that accepted it refuse the new one. "
+                "Publish a new version instead")))
+        else:
+            result.warnings.append(Problem(path, "$", (
+                f"re-adds {ref}, merged at {held.commit[:12]} and deleted since, with the same package, "
+                "inputs and outputs"), "warning"))
+
+    def check_artefacts(self, result: IndexCheckResult, changed_other: list[tuple[str, str]]) -> None:
+        """Artefacts inside the index that merged records point to never change."""
+        if not changed_other:
+            return
+        referenced = _index_artefacts(self.merge_base, self.models_prefix)
         for ct, p in changed_other:
-            rel = p[len(prefix) + 1:] if prefix else p
+            rel = self.rel(p)
             if ct in ("M", "D", "R", "T") and rel in referenced:
                 result.problems.append(Problem(p, "$", f"this artefact is used by merged record(s) "
                                                        f"{', '.join(sorted(referenced[rel]))} and may not change or go"))
-    log.info("index check %s..%s: %d problem(s)", base, head, len(result.problems))
-    return result
 
 
 def _index_artefacts(commit: git.Commit, models_prefix: str) -> dict[str, set[str]]:

@@ -24,6 +24,7 @@ import zlib
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from . import atomic
 from .archives import DEFAULT_LIMITS, GZIP, MEDIA_TYPES, OCTET, TAR, ZIP, Limits, blob_listing, refuse, safe_filename
 from .archives import unpack_tar, unpack_zip
 from .errors import ArtefactError
@@ -211,15 +212,12 @@ class PackagesFolder:
 
     def _write_manifest(self, blob: Path, staging: Path, sha256: str, media_type: str) -> None:
         manifest = self.manifest_path(sha256)
-        tmp_manifest = manifest.with_name(f".{manifest.name}.{os.getpid()}.tmp")
         tree = scan(staging)
         # a single file is a hard link to its (verified, read-only) blob where the file system allows
         problems = [p for p in tree.problems if not (media_type == OCTET and p.startswith("hard link "))]
         if problems:  # pragma: no cover - the unpackers write regular files and folders only
             raise refuse(blob, problems[0], "not a regular file or folder after unpacking")
-        tmp_manifest.write_text(json.dumps(manifest_doc(tree, media_type), indent=1, sort_keys=True), "utf-8")
-        os.chmod(tmp_manifest, 0o444)
-        os.replace(tmp_manifest, manifest)
+        atomic.write_text(manifest, json.dumps(manifest_doc(tree, media_type), indent=1, sort_keys=True), mode=0o444)
 
     def _rename_into_place(self, staging: Path, final: Path) -> bool:
         """Make the staged tree read-only and rename it to ``final``; False when another
@@ -234,9 +232,5 @@ class PackagesFolder:
                 return False
             raise
         os.chmod(final, 0o555)
-        parent_fd = os.open(self.root, os.O_RDONLY)
-        try:
-            os.fsync(parent_fd)
-        finally:
-            os.close(parent_fd)
+        atomic.fsync_dir(self.root)
         return True

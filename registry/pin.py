@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from . import atomic
 from .errors import ArtefactNotFound, ConfigError, ModelNotFound, RecordError
 from .records import MODELS_DIR, load_record, record_relpath, validate_data
 from .settings import Settings
@@ -95,9 +95,7 @@ def pin_record(index_dir: Path, ref: str, settings: Settings, *, force: bool = F
     errors, _warnings = validate_data(data, str(path))
     if errors:
         raise RecordError(errors)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", "utf-8")
-    os.replace(tmp, path)
+    atomic.write_json(path, data, ensure_ascii=False)
     log.info("pinned %s to sha256:%s (%d bytes, from %s)", record.ref, res.sha256, res.size, res.source)
     return {"id": model_id, "version": version, "sha256": res.sha256, "size": res.size, "source": res.source,
             "changed": art.get("sha256") != res.sha256 or art.get("size") != res.size}

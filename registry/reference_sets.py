@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
+from . import atomic
 from .errors import EvaluationError
 from .hashing import hash_path
 from .stamps import utcnow
@@ -137,11 +138,9 @@ class ReferenceSet:
                     return np.asarray(z["features"])
         feats = features_of_images(self.load_images(), extractor)
         if cache is not None:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_suffix(".tmp.npz")
-            np.savez(tmp, features=feats, identity=np.array(self.identity),
-                     mean=feats.mean(0), cov=np.cov(feats, rowvar=False))
-            os.replace(tmp, cache)
+            with atomic.atomic_file(cache, parents=True) as fh:
+                np.savez(fh, features=feats, identity=np.array(self.identity),
+                         mean=feats.mean(0), cov=np.cov(feats, rowvar=False))
         return feats
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import platform
 import sys
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from . import atomic
 from .errors import SynthmedError
 from .modeltest_checks import CheckResult
 from .outputs import OutputSpec, preview, save_grid, upscale, upscale_factor
@@ -153,13 +153,6 @@ def validate_report(doc: Any, where: str = "<report>") -> None:
                             hint="this is a bug in synthmed's report writer; please report it")
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, "utf-8")
-    os.replace(tmp, path)
-
-
 def model_report_path(folder: Path, result: ModelTestResult) -> Path:
     return folder / "models" / result.id / f"{result.version}.json"
 
@@ -250,10 +243,10 @@ def write_report(folder: Path, results: Sequence[ModelTestResult], *, site: str 
         one = build_report([r], site=site, env=env)
         if r.samples_png:
             one["results"][0]["samples_png"] = "../../" + r.samples_png
-        _atomic_write(model_report_path(folder, r), json.dumps(one, indent=2) + "\n")
-    _atomic_write(folder / "summary.md", markdown_summary(doc))
+        atomic.write_json(model_report_path(folder, r), one, parents=True)
+    atomic.write_text(folder / "summary.md", markdown_summary(doc), parents=True)
     path = folder / "report.json"
-    _atomic_write(path, json.dumps(doc, indent=2) + "\n")
+    atomic.write_json(path, doc, parents=True)
     return path
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from .atomic import atomic_path
 from .errors import ConfigError
 from .settings import SITE_FILE, Upstream, read_site_toml
 from .upstream_check import check_branch, check_name, check_subfolder, check_url, redact_url
@@ -190,14 +191,9 @@ def init_site(home: Path, specs: Sequence[UpstreamSpec], *, name: str | None = N
         raise ConfigError(f"cannot create a site at {home}: {exc.strerror or exc} ({exc.filename})",
                           hint="pick a folder you can write to") from exc
     text = render_site_toml(ups, name or home.name or "synthmed-site")
-    tmp = path.with_suffix(".toml.tmp")
-    tmp.write_text(text)
-    try:
+    with atomic_path(path, tmp=path.with_suffix(".toml.tmp")) as tmp:
+        tmp.write_text(text)
         read_site_toml(tmp)  # what we write must validate
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    tmp.replace(path)
     return path
 
 
@@ -206,7 +202,6 @@ def append_upstream(home: Path, u: Upstream, comment: str) -> None:
     path = home / SITE_FILE
     old = path.read_text() if path.exists() else render_site_toml([], home.name)
     text = old.rstrip("\n") + "\n" + upstream_toml(u, comment)
-    tmp = path.with_suffix(".toml.tmp")
-    tmp.write_text(text)
-    read_site_toml(tmp)
-    tmp.replace(path)
+    with atomic_path(path, tmp=path.with_suffix(".toml.tmp")) as tmp:
+        tmp.write_text(text)
+        read_site_toml(tmp)

@@ -30,8 +30,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator
 
-from . import copy_pipeline
-from .copy_pipeline import DIRECT_ALIGN, DIRECT_MIN, ByteProgress, CopyPipe, fsync_dir
+from . import atomic, copy_pipeline
+from .copy_pipeline import DIRECT_ALIGN, DIRECT_MIN, ByteProgress, CopyPipe
 from .errors import ArtefactError, ArtefactNotFound, BlobCorrupt, HashMismatch, SizeMismatch, SourceError
 from .hashing import hash_file
 from .settings import Settings
@@ -104,6 +104,20 @@ class _StoreLock:
                 self.path.unlink()
             os.close(self.fd)
             self.fd = None
+
+
+@dataclass
+class _Attempt:
+    """One source's try at a ``.part`` file."""
+
+    part: Path
+    #: bytes of the file that count (hashed into ``hasher``): a resumed prefix, else 0
+    have: int
+    hasher: Any
+    #: bytes in the file when the attempt ends
+    total: int
+    #: whether this attempt changed the file (a failure then removes it)
+    wrote: bool = False
 
 
 class Store:
@@ -225,6 +239,31 @@ class Store:
         A failure removes what this attempt wrote; a prefix left by an interrupted earlier
         download is kept when this attempt wrote nothing (the next source may resume it).
         """
+        began = time.monotonic()
+        att = self._fill_part(src, uri, sha256, size, progress)
+        digest = att.hasher.hexdigest()
+        if sha256 is not None and digest != sha256:
+            reason = (f"{uri}: the bytes hash to {digest}, not the pinned {sha256}"
+                      + (f" (resumed at byte {att.have})" if att.have else ""))
+            self._quarantine_file(att.part, sha256, {"source": uri, "reason": "hash mismatch",
+                                                     "expected_sha256": sha256, "actual_sha256": digest,
+                                                     "size": att.total, "resumed_from": att.have})
+            if att.have and _retry:
+                log.warning("%s; the prefix came from an earlier download, retrying from the start", reason)
+                return self._fetch_one(src, uri, sha256, size, progress, _retry=False)
+            raise HashMismatch(reason, hint="the source serves tampered or different bytes; it was quarantined "
+                                            "and the next source is tried", source=uri, expected=sha256,
+                               actual=digest)
+        path = self._promote(att.part, digest)
+        took = max(time.monotonic() - began, 1e-6)
+        log.info("fetched %s: %d bytes from %s in %.1f s (%.2f MB/s%s)", digest[:12], att.total, uri, took,
+                 (att.total - att.have) / took / 1e6, f", resumed at byte {att.have}" if att.have else "")
+        return FetchResult(digest, path, att.total, uri, resumed_from=att.have)
+
+    def _fill_part(self, src: Source, uri: str, sha256: str | None, size: int | None,
+                   progress: ByteProgress | None) -> "_Attempt":
+        """Bring the ``.part`` file to the source's whole content (hashed), resuming a
+        prefix where the source allows; the two sides of a failure as the module says."""
         if sha256 is not None:
             part = self.tmp_dir / f"{sha256}.part"
         else:
@@ -236,54 +275,16 @@ class Store:
         have = prefix
         if (size is not None and have > size) or (have and not src.supports_range and have != size):
             have = 0
-        hasher = hashlib.sha256()
-        began = time.monotonic()
+        att = _Attempt(part, have, hashlib.sha256(), have)
         fd = os.open(part, os.O_RDWR | os.O_CREAT, 0o600)  # not readable by others until verified
-        wrote = False  # did this attempt change the .part file?
         failed = False  # a handled failure (not an interruption such as kill or Ctrl-C)
-        total = have
         try:
-            if have:
-                have = self._hash_prefix(fd, have, hasher)
-            if size is not None and have == size:
+            if att.have:
+                att.have = self._hash_prefix(fd, att.have, att.hasher)
+            if size is not None and att.have == size:
                 log.info("%s: the partial download is complete; verifying it", uri)
             else:
-                stream = src.open(have, size=size)  # no size: the source reads at most sources.max_unsized_bytes
-                try:
-                    if stream.offset != have:
-                        log.info("%s: cannot resume at byte %d; starting again", uri, have)
-                        hasher = hashlib.sha256()
-                        have = 0
-                    elif have:
-                        log.info("%s: resuming at byte %d", uri, have)
-                    if size is not None and stream.total is not None and stream.total != size:
-                        raise SizeMismatch(
-                            f"{uri}: the source has {stream.total} bytes but the record declares {size}",
-                            hint="the source serves a different file; the next source is tried", source=uri)
-                    wrote = True
-                    os.ftruncate(fd, have)
-                    os.lseek(fd, have, os.SEEK_SET)
-                    direct_fd = None
-                    if (size is None or size - have >= DIRECT_MIN) and have % DIRECT_ALIGN == 0 \
-                            and self.chunk_size % DIRECT_ALIGN == 0:
-                        direct_fd = copy_pipeline.open_direct(part)
-                    try:
-                        pipe = CopyPipe(fd, hasher, self.chunk_size, progress, have, size, direct_fd)
-                        total = have + pipe.run(stream, None if size is None else size - have)
-                    finally:
-                        if direct_fd is not None:
-                            os.close(direct_fd)
-                    if size is not None:
-                        if total < size:
-                            raise SizeMismatch(f"{uri}: the source ended after {total} of {size} bytes",
-                                               hint="the download was truncated; the next source is tried",
-                                               source=uri)
-                        if stream.readinto(memoryview(bytearray(1))):
-                            raise SizeMismatch(f"{uri}: the source sends more than the declared {size} bytes",
-                                               hint="the source serves a different file; the next source is "
-                                                    "tried", source=uri)
-                finally:
-                    stream.close()
+                self._stream_into(fd, att, src, uri, size, progress)
             os.fsync(fd)
         except SourceError:
             # the source failed: opening it or reading from it (the sources' base class turns
@@ -295,34 +296,56 @@ class Store:
             # the store's own side failed (writing, truncating or fsyncing the .part file,
             # hashing its prefix: ENOSPC, EROFS, ...); no other source can help, so it stops
             failed = True
-            wrote = True
+            att.wrote = True
             raise ArtefactError(f"{self.root}: writing the download from {uri} failed: {exc}",
                                 hint="check free space and permissions of the store") from exc
         finally:
             os.close(fd)
             # an interruption (kill, Ctrl-C) keeps the file for a resume; a handled failure
             # removes what this attempt wrote
-            if failed and (wrote or not prefix):
+            if failed and (att.wrote or not prefix):
                 with contextlib.suppress(FileNotFoundError):
                     part.unlink()
-        digest = hasher.hexdigest()
-        if sha256 is not None and digest != sha256:
-            resumed = have
-            reason = (f"{uri}: the bytes hash to {digest}, not the pinned {sha256}"
-                      + (f" (resumed at byte {resumed})" if resumed else ""))
-            self._quarantine_file(part, sha256, {"source": uri, "reason": "hash mismatch", "expected_sha256": sha256,
-                                                 "actual_sha256": digest, "size": total, "resumed_from": resumed})
-            if resumed and _retry:
-                log.warning("%s; the prefix came from an earlier download, retrying from the start", reason)
-                return self._fetch_one(src, uri, sha256, size, progress, _retry=False)
-            raise HashMismatch(reason, hint="the source serves tampered or different bytes; it was quarantined "
-                                            "and the next source is tried", source=uri, expected=sha256,
-                               actual=digest)
-        path = self._promote(part, digest)
-        took = max(time.monotonic() - began, 1e-6)
-        log.info("fetched %s: %d bytes from %s in %.1f s (%.2f MB/s%s)", digest[:12], total, uri, took,
-                 (total - have) / took / 1e6, f", resumed at byte {have}" if have else "")
-        return FetchResult(digest, path, total, uri, resumed_from=have)
+        return att
+
+    def _stream_into(self, fd: int, att: "_Attempt", src: Source, uri: str, size: int | None,
+                     progress: ByteProgress | None) -> None:
+        """Open the source at ``att.have`` (from the start when it cannot resume there) and
+        copy it into ``fd`` through the copy pipeline; the size is checked both ways."""
+        stream = src.open(att.have, size=size)  # no size: the source reads at most sources.max_unsized_bytes
+        try:
+            if stream.offset != att.have:
+                log.info("%s: cannot resume at byte %d; starting again", uri, att.have)
+                att.hasher = hashlib.sha256()
+                att.have = 0
+            elif att.have:
+                log.info("%s: resuming at byte %d", uri, att.have)
+            if size is not None and stream.total is not None and stream.total != size:
+                raise SizeMismatch(f"{uri}: the source has {stream.total} bytes but the record declares {size}",
+                                   hint="the source serves a different file; the next source is tried", source=uri)
+            att.wrote = True
+            os.ftruncate(fd, att.have)
+            os.lseek(fd, att.have, os.SEEK_SET)
+            direct_fd = None
+            if (size is None or size - att.have >= DIRECT_MIN) and att.have % DIRECT_ALIGN == 0 \
+                    and self.chunk_size % DIRECT_ALIGN == 0:
+                direct_fd = copy_pipeline.open_direct(att.part)
+            try:
+                pipe = CopyPipe(fd, att.hasher, self.chunk_size, progress, att.have, size, direct_fd)
+                att.total = att.have + pipe.run(stream, None if size is None else size - att.have)
+            finally:
+                if direct_fd is not None:
+                    os.close(direct_fd)
+            if size is not None:
+                if att.total < size:
+                    raise SizeMismatch(f"{uri}: the source ended after {att.total} of {size} bytes",
+                                       hint="the download was truncated; the next source is tried", source=uri)
+                if stream.readinto(memoryview(bytearray(1))):
+                    raise SizeMismatch(f"{uri}: the source sends more than the declared {size} bytes",
+                                       hint="the source serves a different file; the next source is tried",
+                                       source=uri)
+        finally:
+            stream.close()
 
     def _hash_prefix(self, fd: int, have: int, hasher: Any) -> int:
         """Feed the first ``have`` bytes of the .part file to ``hasher``; return how many there were."""
@@ -342,7 +365,7 @@ class Store:
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(part, 0o444)
         os.replace(part, dest)
-        fsync_dir(dest.parent)
+        atomic.fsync_dir(dest.parent)
         self.state.put(digest, os.stat(dest))
         log.info("stored blob %s (%d bytes)", digest, dest.stat().st_size)
         return dest
@@ -359,11 +382,7 @@ class Store:
         with contextlib.suppress(OSError):
             os.chmod(dest, 0o600)
         note = {**note, "file": dest.name, "time": stamp}
-        tmp = dest.with_name(dest.name + ".json.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with open(fd, "w") as fh:
-            fh.write(json.dumps(note, indent=2) + "\n")
-        os.replace(tmp, dest.with_name(dest.name + ".json"))
+        atomic.write_json(dest.with_name(dest.name + ".json"), note, mode=0o600)
         log.warning("quarantined %s: %s", dest, note.get("reason"))
         return dest
 

@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from synthmed.registry import atomic
 from synthmed.registry.errors import ConfigError
 from synthmed.registry.outputs import OutputSpec, record_specs
 from synthmed.registry.records import Record
@@ -38,7 +39,6 @@ from .format_rules import select_outputs
 from .medigan_compat import medigan_file_name
 from .png_encoder import DEFAULT_LEVEL
 from .folder_files import LOCK, MANIFEST, SIDECAR, SIDECAR_FORMAT
-from .folder_files import atomic_write_text as _atomic_write_text
 from .run_manifest import write_manifest
 from .output_formats import AUTO_FORMATS, ENCODERS, EXTENSIONS, FORMATS, SYNTHETIC_NOTE, WriteContext, dicom_is_series
 
@@ -285,7 +285,7 @@ class OutputFolder:
         }
 
     def write_sidecar(self, complete: bool) -> None:
-        _atomic_write_text(self.sidecar_path, json.dumps(self.sidecar(complete), indent=2) + "\n")
+        atomic.write_json(self.sidecar_path, self.sidecar(complete), mode=0o644)  # as readable as the samples
 
     # -- samples --
     def write(self, index: int, sample: Mapping[str, np.ndarray]) -> None:
@@ -305,18 +305,8 @@ class OutputFolder:
                                {**self.options, "series_number": series}, self.run,
                                sources={k: v for k, v in sources.items()
                                         if k != spec.name and self.formats[k] == self.formats[spec.name]})
-            try:
+            with atomic.atomic_path(final, tmp=tmp):
                 encode(tmp, sample[spec.name], ctx)
-                os.replace(tmp, final)
-            except BaseException:
-                if os.path.isdir(tmp) and not os.path.islink(tmp):
-                    shutil.rmtree(tmp, ignore_errors=True)
-                else:
-                    try:
-                        os.unlink(tmp)
-                    except FileNotFoundError:
-                        pass
-                raise
 
     def write_batch(self, indices: Sequence[int], outputs: Mapping[str, np.ndarray]) -> None:
         for j, index in enumerate(indices):

@@ -20,11 +20,11 @@ import itertools
 import json
 import os
 import re
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
+from synthmed.registry import atomic
 from synthmed.registry.errors import ConfigError
 from synthmed.registry.hashing import hash_path
 
@@ -102,16 +102,9 @@ def build_manifest(folder: Path, sidecar: Mapping[str, Any], threads: int = 4) -
 def write_manifest(folder: Path, sidecar: Mapping[str, Any]) -> Path:
     """Write ``synthmed.manifest.json`` (under a temporary name, then renamed)."""
     path = folder / MANIFEST
-    fd, tmp = tempfile.mkstemp(prefix=f".{MANIFEST}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for piece in build_manifest(folder, sidecar):
-                fh.write(piece)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic.atomic_file(path, mode=0o644) as fh:
+        for piece in build_manifest(folder, sidecar):
+            fh.write(piece.encode("utf-8"))
     return path
 
 

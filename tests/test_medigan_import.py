@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from synthmed.cli import main
+from synthmed.registry import medigan_fields as mf
 from synthmed.registry import medigan_import as mi
 from synthmed.registry import records
 
@@ -97,7 +98,7 @@ def test_image_mask_models_package_paths_and_dropped_fields(catalogue: dict) -> 
     notes = rec["provenance"]["import_notes"]
     assert any(n.startswith("selection.year=") for n in notes)
     assert any("input_latent_vector_size" in n for n in notes)
-    assert mi._family("pix2pixHD") == "gan" and mi._family("CycleGAN") == "gan"
+    assert mf.family_of("pix2pixHD") == "gan" and mf.family_of("CycleGAN") == "gan"
 
 
 def test_local_and_file_package_links(tmp_path: Path, catalogue: dict) -> None:
@@ -123,10 +124,10 @@ def test_free_text_licences() -> None:
 
 
 def test_quirks() -> None:
-    assert mi._image_size(["128", "128"]) == [128, 128]
-    assert mi._image_size("256x256") == [256, 256]
-    assert mi._image_size("128") == [128, 128]
-    assert mi._image_size(None) is None
+    assert mf.image_size(["128", "128"]) == [128, 128]
+    assert mf.image_size("256x256") == [256, 256]
+    assert mf.image_size("128") == [128, 128]
+    assert mf.image_size(None) is None
     assert mi.parse_date("12th May 2021") == "2021-05-12"
     assert mi.parse_date("Sep 2021") == "2021-09"
     assert mi.parse_date("November 2022") == "2022-11"

@@ -13,6 +13,7 @@ import pytest
 from helpers.repos import init_repo
 from synthmed.cli import main
 from synthmed.registry import contribute as contribute_mod
+from synthmed.registry import contribute_package
 from synthmed.registry.contribute import contribute
 from synthmed.registry.errors import ContributeError
 from synthmed.registry.package_template import write_template
@@ -127,7 +128,7 @@ def test_missing_token_fails_before_zipping_or_testing(tmp_path: Path, monkeypat
         calls.append("test")
         raise AssertionError("tested before the token was checked")
 
-    monkeypatch.setattr(contribute_mod, "reproducible_zip", no_zip)
+    monkeypatch.setattr(contribute_package, "reproducible_zip", no_zip)
     monkeypatch.setattr(contribute_mod, "test_archive", no_test)
     with pytest.raises(ContributeError, match="no Zenodo token"):
         contribute(pkg, model_id="zen-model", version="1.0.0", metadata=pkg / "metadata.json",
@@ -172,6 +173,6 @@ def test_existing_version_is_refused_before_zipping(tmp_path: Path, monkeypatch:
     def no_zip(*a: Any, **k: Any) -> Any:
         raise AssertionError("zipped an existing version")
 
-    monkeypatch.setattr(contribute_mod, "reproducible_zip", no_zip)
+    monkeypatch.setattr(contribute_package, "reproducible_zip", no_zip)
     with pytest.raises(ContributeError, match="already exists in the index"):
         contribute(pkg, model_id="twice-model", version="1.0.0", metadata=pkg / "metadata.json", index=root)
