@@ -15,6 +15,7 @@ from synthmed.registry.catalog import Catalog, CatalogEntry
 from synthmed.registry.errors import BlobCorrupt
 from synthmed.registry.packages import prepare
 from synthmed.registry.packages_folder import PackagesFolder
+from synthmed.registry.redact import redact_text, redact_url
 from synthmed.registry.settings import MirrorPolicy, Settings
 from synthmed.registry.stamps import utcnow
 from synthmed.registry.store import Store
@@ -106,16 +107,16 @@ def mirror_job(ctx: JobContext) -> str:
             package = prepare(e, settings, purpose="mirror", progress=DownloadMeter(ctx, e.qualified_ref, sha))
             if package.source not in ("store", "packages"):
                 fetched += 1
-                log.info("mirror: %s: blob %s served by %s", e.qualified_ref, sha[:12], package.source)
+                log.info("mirror: %s: blob %s served by %s", e.qualified_ref, sha[:12], redact_url(package.source))
             with catalog.transaction():
-                catalog.set_artefact(sha, state="verified", size=e.record.size, source=package.source)
+                catalog.set_artefact(sha, state="verified", size=e.record.size, source=redact_url(package.source))
         except Exception as exc:  # one model never stops the others
             failed += 1
             state = "corrupt" if isinstance(exc, BlobCorrupt) else "missing"
-            reason = " ".join(str(getattr(exc, "message", exc)).split()) or type(exc).__name__
-            log.warning("mirror: %s failed: %s", e.qualified_ref, exc)
+            reason = redact_text(" ".join(str(getattr(exc, "message", exc)).split())) or type(exc).__name__
+            log.warning("mirror: %s failed: %s", e.qualified_ref, redact_text(str(exc)))
             with catalog.transaction():
-                catalog.set_artefact(sha, state=state, size=e.record.size, reason=str(exc))
+                catalog.set_artefact(sha, state=state, size=e.record.size, reason=redact_text(str(exc)))
                 catalog.record_run("mirror", "failed", upstream=e.upstream, subject=e.qualified_ref,
                                    reason=f"{type(exc).__name__}: {reason}", started=started)
         finally:
@@ -156,7 +157,7 @@ def scrub_job(ctx: JobContext) -> str:
             try:
                 package = prepare(e, settings, purpose="mirror")
                 with catalog.transaction():
-                    catalog.set_artefact(sha, state="verified", size=e.record.size, source=package.source)
+                    catalog.set_artefact(sha, state="verified", size=e.record.size, source=redact_url(package.source))
                 repaired += 1
             except Exception as exc:
                 with catalog.transaction():

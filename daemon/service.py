@@ -39,6 +39,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from synthmed.registry.catalog import Catalog
 from synthmed.registry.errors import ConfigError
+from synthmed.registry.redact import redact_text
 from synthmed.registry.settings import Settings, load_settings
 from synthmed.registry.stamps import utcnow
 
@@ -167,7 +168,7 @@ class Daemon:
             log.exception("job %s failed", name)
             try:
                 with Catalog.open(self.settings.catalog_path, readonly=False) as catalog, catalog.transaction():
-                    catalog.record_run(name, "failed", reason=f"{type(exc).__name__}: {exc}", started=started)
+                    catalog.record_run(name, "failed", reason=redact_text(f"{type(exc).__name__}: {exc}"), started=started)
             except Exception:  # pragma: no cover - the catalog itself is broken
                 log.exception("could not record the failure of job %s", name)
             return False

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from synthmed.registry import atomic
+from synthmed.registry.redact import redact_url
 from synthmed.registry.stamps import utcnow
 from synthmed.registry.settings import Settings, Upstream
 
@@ -37,7 +38,7 @@ def write_state(settings: Settings, upstream: Upstream, accepted_commit: str, ac
     atomic.write_json(state_path(settings, upstream.name), {
         "format": STATE_FORMAT,
         "upstream": upstream.name,
-        "url": upstream.url,
+        "url": redact_url(upstream.url),  # for people reading the file; never a token
         "branch": upstream.branch,
         "subfolder": upstream.subfolder,
         "accepted_commit": accepted_commit,

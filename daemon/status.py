@@ -6,22 +6,30 @@ from datetime import datetime, timezone
 from typing import Any
 
 from synthmed.registry.catalog import Catalog
+from synthmed.registry.redact import redact_data
 from synthmed.registry.settings import Settings
 from synthmed.registry.store import Store
 from synthmed.registry.upstream_check import BUNDLE_URL
 
 from . import runstate
 
+#: how far (hours) a last success may lie ahead of this machine's clock before it is a problem
+FUTURE_TOLERANCE_H = 0.1
+
 
 def health(st: dict[str, Any]) -> dict[str, Any]:
     """The health check (``synthmed status`` exits 3 when not ok, ``/health`` answers 503):
     unhealthy when an upstream never synced, is stale (not counted for ``bundle:`` upstreams,
-    which move only by import), or its last sync failed or was refused, or when the last
-    test of a model version failed."""
+    which move only by import), its last success lies in the future (a clock set wrong or a
+    forged state), or its last sync failed or was refused, or when the last test of a model
+    version failed."""
     problems: list[str] = []
     for u in st["upstreams"]:
         if u["head"] is None:
             problems.append(f"upstream {u['name']}: never synced successfully")
+        elif u.get("future"):
+            problems.append(f"upstream {u['name']}: last successful sync {u['last_success']} lies in the future "
+                            "(the clock is wrong or the state was forged)")
         elif u["stale"] and u["url"] != BUNDLE_URL:  # an air-gapped upstream moves only when a bundle comes
             problems.append(f"upstream {u['name']}: stale ({u['age_hours']} h since the last successful sync)")
         if u["last_status"] in ("refused", "failed"):
@@ -52,13 +60,16 @@ def site_status(settings: Settings, catalog: Catalog | None, now: datetime | Non
     for u in settings.upstreams:
         r = rows.get(u.name) or {}
         exact = _age_hours(r.get("accepted_at"), now)
-        stale = exact is None or exact > settings.stale_after_hours
+        # a last success in the future is never fresh: the clock went back or the state is forged
+        future = exact is not None and exact < -FUTURE_TOLERANCE_H
+        stale = exact is None or future or exact > settings.stale_after_hours
         age = None if exact is None else round(exact, 2)
         entry = {
             "name": u.name, "url": u.url, "branch": u.branch, "subfolder": u.subfolder, "priority": u.priority,
             "require_signed": u.require_signed,
             "head": r.get("accepted_commit"), "head_commit_time": r.get("commit_time"),
             "last_success": r.get("accepted_at"), "age_hours": age, "stale": stale,
+            "future": future,
             "last_attempt": r.get("last_attempt"), "last_status": r.get("last_status"),
             "last_reason": r.get("last_reason"),
         }
@@ -66,6 +77,10 @@ def site_status(settings: Settings, catalog: Catalog | None, now: datetime | Non
         if r.get("accepted_commit") is None:
             warnings.append(f"upstream {u.name}: never synced successfully"
                             + (f" ({r['last_reason']})" if r.get("last_reason") else ""))
+        elif future:
+            warnings.append(f"upstream {u.name}: last successful sync {r.get('accepted_at')} lies in the future "
+                            f"({-(exact or 0.0):.2f} h ahead of this machine's clock): check the clock; "
+                            "the upstream counts as stale until it syncs again")
         elif stale:
             warnings.append(f"upstream {u.name}: stale: last successful sync {age} h ago "
                             f"(more than {settings.stale_after_hours:g} h)")
@@ -86,7 +101,7 @@ def site_status(settings: Settings, catalog: Catalog | None, now: datetime | Non
                    blob_sources=[],
                    warnings=warnings + ["no catalog yet: run `synthmed sync`"])
         out["health"] = health(out)
-        return out
+        return redact_data(out)  # an older sync may have stored a URL with its token
     arts = catalog.artefacts()
     for a in arts:
         blobs[a["state"]] = blobs.get(a["state"], 0) + 1
@@ -113,7 +128,7 @@ def site_status(settings: Settings, catalog: Catalog | None, now: datetime | Non
         warnings.append(f"{len(out['problems'])} invalid record(s) skipped (see problems)")
     out["warnings"] = warnings
     out["health"] = health(out)
-    return out
+    return redact_data(out)  # an older sync may have stored a URL with its token
 
 
 def format_status(st: dict[str, Any]) -> str:

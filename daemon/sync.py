@@ -19,6 +19,7 @@ from synthmed.registry.accepted import AcceptedVersion
 from synthmed.registry.catalog import Catalog
 from synthmed.registry.errors import ConfigError, Problem, RecordError, SyncRefused
 from synthmed.registry.records import Record, load_record_bytes
+from synthmed.registry.redact import redact_text, redact_url
 from synthmed.registry.settings import Settings, Upstream
 from synthmed.registry.stamps import utcnow
 from synthmed.registry.upstream_check import BUNDLE_URL, check_url
@@ -57,7 +58,8 @@ def models_prefix(subfolder: str) -> str:
 
 
 def _config_fields(u: Upstream, order: int) -> dict[str, object]:
-    return {"url": u.url, "branch": u.branch, "subfolder": u.subfolder, "priority": u.priority, "ord": order}
+    # the catalogue never stores a token: the URL is kept redacted (the fetch uses settings' URL)
+    return {"url": redact_url(u.url), "branch": u.branch, "subfolder": u.subfolder, "priority": u.priority, "ord": order}
 
 
 class ImmutableChanged(SyncRefused):
@@ -209,6 +211,7 @@ def signers_file(settings: Settings, u: Upstream, folder: Path | None = None) ->
 
 def _refuse(catalog: Catalog, u: Upstream, order: int, started: str, reason: str,
             old: str | None, new: str | None, status: str = "refused") -> SyncResult:
+    reason = redact_text(reason)
     log.error("%s: sync %s: %s", u.name, status, reason)
     with catalog.transaction():
         catalog.put_upstream(u.name, **_config_fields(u, order), last_attempt=started, last_status=status,
@@ -248,7 +251,7 @@ def sync_upstream(settings: Settings, catalog: Catalog, u: Upstream, order: int 
         except ConfigError as exc:
             return _refuse(catalog, u, order, started, f"{exc.message} ({exc.hint})", accepted, None, status="failed")
         url = resolve_url(u.url, settings.home)
-        progress(f"{u.name}: fetching {u.branch} from {bundle or url}")
+        progress(f"{u.name}: fetching {u.branch} from {bundle or redact_url(url)}")
         try:
             new = repo.fetch_bundle(bundle) if bundle else repo.fetch(url, u.branch)
         except SyncRefused as exc:

@@ -31,6 +31,7 @@ import git
 
 from synthmed.registry.accepted import raw_diff_entries
 from synthmed.registry.errors import ConfigError, SyncRefused
+from synthmed.registry.redact import redact_text
 from synthmed.registry.upstream_check import URL_SCHEMES, check_name, check_url, redact_url
 
 log = logging.getLogger(__name__)
@@ -191,7 +192,7 @@ class UpstreamRepo:
                                 f"+refs/heads/{branch}:{FETCHED_REF}"], kill_after_timeout=timeout)
                 break
             except git.GitCommandError as exc:
-                err = (exc.stderr or str(exc)).strip().replace("\n", " ").replace(url, shown)
+                err = redact_text((exc.stderr or str(exc)).strip().replace("\n", " ").replace(url, shown))
                 err = _CREDENTIALS.sub(r"\1:***@", err)
                 if _REF_LOCKED.search(err) and waited < LOCK_RETRY_TOTAL_S:
                     # a git of a sync that was killed (kill -9 leaves its git child running) is

@@ -59,9 +59,11 @@ def fts_query(text: str) -> str:
     Punctuation never reaches FTS5 as syntax: ``mass-like`` becomes the phrase
     ``"mass-like"*`` (FTS5's tokenizer splits it inside the quotes), a stray double quote is
     doubled inside the term, and a term without a letter or digit (``*``) is dropped. Returns ``""``
-    when nothing searchable is left.
+    when nothing searchable is left. Control characters (NUL included, which SQLite would take
+    as the end of the string) are bad input and count as spaces.
     """
     terms = []
+    text = "".join(" " if ch < " " or ch == "\x7f" else ch for ch in text)
     for word in text.split():
         if not any(ch.isalnum() for ch in word):
             continue

@@ -16,9 +16,10 @@ from __future__ import annotations
 import re
 import unicodedata
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from .errors import ConfigError
+from .redact import redact_url as redact_url  # the one redaction (registry/redact.py), re-exported
 
 #: an upstream name: also a folder name under ``upstreams/`` and part of file names there
 #: (``<name>.state.json``, ``<name>.allowed_signers``), so no '.', no '/', ASCII only
@@ -41,21 +42,6 @@ _HEX_RE = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 URL_FORMS = ("https://HOST/PATH, http://HOST/PATH, ssh://[USER@]HOST/PATH, git://HOST/PATH, file:///ABS/PATH, "
              "USER@HOST:PATH, or a local folder")
-
-
-def redact_url(url: str) -> str:
-    """The URL without a password (for messages); never raises."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        host = parts.hostname or ""
-        if parts.port:
-            host = f"{host}:{parts.port}"
-        return urlunsplit((parts.scheme, f"{parts.username or ''}:***@{host}", parts.path, parts.query,
-                           parts.fragment))
-    except ValueError:
-        return re.sub(r"//[^/@]*@", "//***@", url)
 
 
 def _shown(value: str, limit: int = 80) -> str:

@@ -2,9 +2,12 @@
 
 Pages (server-rendered HTML, no JavaScript): ``/`` search with facets, ``/model/<upstream>/<id>[/<version>]``,
 ``/status``, ``/tests/<id>/`` (a test run's HTML report), its sample grid and its PNG/JSON files
-(found through the catalog's ``tests`` row, wherever the report was written), ``/health`` (JSON;
-503 when the site is unhealthy, as ``synthmed status`` exits non-zero). For downstream sites:
-``/store/...`` and ``/git/<upstream>/...`` (:mod:`synthmed.serve.downstream`).
+(found through the catalog's ``tests`` row, wherever the report was written; only the files the
+run wrote), ``/health`` (JSON; 503 when the site is unhealthy, as ``synthmed status`` exits
+non-zero). For downstream sites: ``/store/...`` and ``/git/<upstream>/...``
+(:mod:`synthmed.serve.downstream`). With a token every URL needs it (``--public-catalogue``
+opens the catalogue pages only: :mod:`synthmed.serve.public`); pages show no credentials and
+no absolute paths of the machine.
 
 Every request opens the catalog read-only (``mode=ro``) and closes it; the server never
 writes the site, so it may run as a user that can only read it.
@@ -16,11 +19,11 @@ import json
 import logging
 from pathlib import Path
 from typing import Any, Callable, Iterable
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
-from werkzeug.routing import Map, Rule
+from werkzeug.routing import Map, RequestRedirect, Rule
 from werkzeug.utils import send_file
 from werkzeug.wrappers import Request, Response
 
@@ -30,6 +33,7 @@ from synthmed.registry.errors import CatalogError, ConfigError, ModelNotFound, S
 from synthmed.registry.settings import Settings
 
 from . import downstream, views
+from .public import needs_token, public_text
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +63,16 @@ READ_METHODS = ("GET", "HEAD")
 class SiteApp:
     """The WSGI application over one site's settings (built once at start-up)."""
 
-    def __init__(self, settings: Settings, *, token: str | None = None,
+    def __init__(self, settings: Settings, *, token: str | None = None, public_catalogue: bool = False,
                  status_fn: Callable[[Settings, Catalog | None], dict[str, Any]] | None = None) -> None:
         self.settings = settings
         self.token = token
+        #: with a token: the catalogue pages (not status, health, store, git) open to anyone
+        self.public_catalogue = public_catalogue
         self.status_fn = status_fn
+        # every printed value passes public_text: no credentials, no absolute paths of the machine
         self.env = Environment(loader=PackageLoader("synthmed.serve", "templates"),
-                               autoescape=select_autoescape(["html"]))
+                               autoescape=select_autoescape(["html"]), finalize=public_text)
         self.env.globals["qs"] = lambda params: urlencode(params)
         # only web links become links: a record's javascript: or file: URL stays text
         self.env.filters["is_web"] = lambda url: isinstance(url, str) and url.startswith(("https://", "http://"))
@@ -144,15 +151,12 @@ class SiteApp:
         return self._file(request, self._report(test_id).file(rel))
 
     def on_blob(self, request: Request, ab: str, rest: str) -> Response:
-        downstream.check_token(request, self.token)
         return downstream.serve_blob(request, self.settings, ab, rest)
 
     def on_git_refs(self, request: Request, name: str) -> Response:
-        downstream.check_token(request, self.token)
         return downstream.serve_git(request, self.settings, name, "info/refs")
 
     def on_git(self, request: Request, name: str, what: str) -> Response:
-        downstream.check_token(request, self.token)
         return downstream.serve_git(request, self.settings, name, what)
 
     # -- WSGI -----------------------------------------------------------------------------
@@ -161,10 +165,14 @@ class SiteApp:
         adapter = URLS.bind_to_environ(request.environ)
         try:
             endpoint, values = adapter.match(method=None)
+            if needs_token(endpoint, has_token=self.token is not None, public_catalogue=self.public_catalogue):
+                downstream.check_token(request, self.token)
             if request.method not in READ_METHODS and endpoint != "git":
                 raise MethodNotAllowed(valid_methods=list(READ_METHODS))
             resp: Response = getattr(self, f"on_{endpoint}")(request, **values)
             return resp
+        except RequestRedirect as exc:  # e.g. '//' merged: a relative Location, never a Location-less 308
+            return _redirect(exc.new_url)
         except HTTPException as exc:
             if exc.code == 401:
                 return exc.get_response(request.environ)  # type: ignore[return-value]
@@ -190,8 +198,16 @@ class SiteApp:
         return resp(environ, start_response)
 
 
-def make_app(settings: Settings, *, token: str | None = None) -> SiteApp:
-    return SiteApp(settings, token=token)
+def _redirect(new_url: str) -> Response:
+    """A 308 to the same host: the path and query of ``new_url`` only (the Host header, which
+    a client chooses, never reaches the Location)."""
+    parts = urlsplit(new_url)
+    where = "/" + parts.path.lstrip("/") + (f"?{parts.query}" if parts.query else "")
+    return Response(f"moved to {where}\n", status=308, mimetype="text/plain", headers={"Location": where})
+
+
+def make_app(settings: Settings, *, token: str | None = None, public_catalogue: bool = False) -> SiteApp:
+    return SiteApp(settings, token=token, public_catalogue=public_catalogue)
 
 
 def read_token(path: Path | None) -> str | None:

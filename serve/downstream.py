@@ -11,7 +11,8 @@
   follows what this site accepted, never what it merely fetched. ``upload-pack`` only
   hands out objects reachable from an advertised tip.
 
-Both are behind the optional token (HTTP Basic password, any user name, or ``Bearer``).
+Both are behind the optional token (HTTP Basic password, any user name, or ``Bearer``), as are
+all other pages unless ``--public-catalogue`` (:mod:`synthmed.serve.public`).
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def check_token(request: Request, token: str | None) -> None:
 
 class _Unauthorized(Forbidden):
     code = 401
-    description = "this site's store and indexes need a token (HTTP Basic password or Bearer)"
+    description = "this site needs a token (HTTP Basic password or Bearer)"
 
     def get_headers(self, environ: object = None, scope: object = None) -> list[tuple[str, str]]:
         return [*super().get_headers(), ("WWW-Authenticate", 'Basic realm="synthmed"')]

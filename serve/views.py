@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import posixpath
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -128,20 +129,46 @@ class RunReport:
         real = _inside(self.run_dir, self.model_json.parent / png)
         return real.relative_to(self.run_dir.resolve()).as_posix() if real else None
 
+    def _doc(self) -> dict[str, Any] | None:
+        path = _inside(self.run_dir, self.run_dir / "report.json")
+        if path is None:
+            return None
+        try:
+            doc = json.loads(path.read_text("utf-8"))
+        except (OSError, ValueError):
+            return None
+        return doc if isinstance(doc, dict) else None
+
+    def written(self) -> set[str]:
+        """The files the test run wrote, relative to the run folder, as its ``report.json``
+        records them (``registry/report.py``): ``report.json``, each result's
+        ``models/<id>/<version>.json`` and sample grid. Nothing else of the folder is served
+        (``--report DIR`` may name a folder that held other files before)."""
+        doc = self._doc()
+        if doc is None:
+            return set()
+        out = {"report.json", self.model_json.relative_to(self.run_dir).as_posix()}
+        for r in doc.get("results") or []:
+            if not isinstance(r, Mapping):
+                continue
+            ref = r.get("ref")
+            if isinstance(ref, str) and ref.count("@") == 1:
+                out.add("models/{}/{}.json".format(*ref.split("@")))
+            png = r.get("samples_png")
+            if isinstance(png, str) and png.endswith(".png"):
+                out.add(posixpath.normpath(png))
+        return out
+
     def file(self, rel: str) -> Path | None:
-        """A PNG or JSON file of the run folder (after following links, still inside it)."""
-        if not rel.endswith((".png", ".json")):
+        """A PNG or JSON file the run wrote (after following links, still inside its folder)."""
+        if not rel.endswith((".png", ".json")) or posixpath.normpath(rel) not in self.written():
             return None
         return _inside(self.run_dir, self.run_dir / rel)
 
     def run(self) -> dict[str, Any] | None:
         """The run's ``report.json``, each result with ``grid`` (relative to the run folder)."""
-        path = self.file("report.json")
-        if path is None:
-            return None
-        try:
-            doc: dict[str, Any] = json.loads(path.read_text("utf-8"))
-        except (OSError, ValueError):
+        doc = self._doc()
+        if doc is None:
             return None
         for r in doc.get("results") or []:
             png = r.get("samples_png")

@@ -139,7 +139,9 @@ def test_token_guards_the_store_and_the_indexes_only(site: Settings) -> None:
         assert request(base, "GET", path, {"Authorization": f"Basic {basic}"})[0] == 200
         assert request(base, "GET", path, {"Authorization": f"Bearer {token}"})[0] == 200
         assert request(base, "GET", path, {"Authorization": "Basic !!notbase64"})[0] == 401
-        assert request(base, "GET", "/")[0] == 200  # the catalogue itself is public
+        # issue #22: with a token every page needs it (tests/test_trust_serve.py: --public-catalogue)
+        assert request(base, "GET", "/")[0] == 401
+        assert request(base, "GET", "/", {"Authorization": f"Bearer {token}"})[0] == 200
 
 
 def _git(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

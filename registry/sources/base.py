@@ -55,9 +55,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Protocol
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from ..errors import SourceError
+from ..redact import redact_url as redact  # the one redaction (registry/redact.py)
 from ..settings import Settings
 
 log = logging.getLogger(__name__)
@@ -370,18 +371,6 @@ class Source(abc.ABC):
             guarded.close()
             raise
         return guarded
-
-
-def redact(url: str) -> str:
-    """The URL without a password (safe for messages and logs)."""
-    parts = urlsplit(url)
-    if parts.password is None and parts.username is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    user = parts.username or ""
-    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
 
 
 def source_error(uri: str, what: str, hint: str | None = None) -> SourceError:

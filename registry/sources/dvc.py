@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from .base import Source, source_error
+from .base import Source, redact, source_error
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,8 @@ class DvcSource(Source):
                 if _open_streams == 0:
                     _cleanup_clones()
             what = f"{exc.__class__.__name__}: {exc}".strip()
-            raise source_error(self.uri, f"DVC could not open {self.path} in {self.url} at {self.rev or 'HEAD'}: {what}",
+            msg = redact(f"DVC could not open {self.path} in {self.url} at {self.rev or 'HEAD'}: {what}")
+            raise source_error(self.uri, msg,
                                hint="check the repository URL, path and rev, and the DVC remote "
                                     "(a site may override it in site.toml [sources.dvc])") from exc
         return DvcStream(self.uri, cm, fobj)

@@ -13,9 +13,10 @@ from synthmed.serve.app import make_app
 
 
 @contextmanager
-def serving(settings: Settings, token: str | None = None) -> Iterator[str]:
+def serving(settings: Settings, token: str | None = None, public_catalogue: bool = False) -> Iterator[str]:
     """Serve ``settings``' site; yields its base URL (no trailing slash)."""
-    server = waitress.create_server(make_app(settings, token=token), host="127.0.0.1", port=0, threads=4)
+    server = waitress.create_server(make_app(settings, token=token, public_catalogue=public_catalogue),
+                                    host="127.0.0.1", port=0, threads=4)
     port = server.getsockname()[1]  # type: ignore[union-attr]
     def run() -> None:
         try:
