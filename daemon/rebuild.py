@@ -81,7 +81,7 @@ def rebuild_catalog(settings: Settings, path: Path | None = None,
                         summary["upstreams"][u.name] = "subfolder changed since the last sync; sync it again"
                     progress(f"{u.name}: loading {accepted[:12]}")
                     n, skipped = apply_changes(cat, u, repo, None, accepted)
-                    cat.put_upstream(u.name, **fields, accepted_commit=accepted,
+                    cat.federation.put_upstream(u.name, **fields, accepted_commit=accepted,
                                      accepted_at=state.get("accepted_at") or utcnow(),
                                      commit_time=repo.commit_time(accepted), last_status="ok",
                                      last_reason=f"{len(skipped)} invalid record(s) skipped" if skipped else None)
@@ -90,9 +90,9 @@ def rebuild_catalog(settings: Settings, path: Path | None = None,
                     repo.close()
             store = Store(settings.store_dir)
             for sha in store.iter_blobs():
-                cat.set_artefact(sha, state="verified", size=store.blob_path(sha).stat().st_size, source="store")
+                cat.artefacts.set_artefact(sha, state="verified", size=store.blob_path(sha).stat().st_size, source="store")
                 summary["blobs"] += 1
-            cat.record_run("rebuild", "ok", reason=f"{sum(1 for _ in cat.list_models(all_versions=True))} versions")
+            cat.jobs.record_run("rebuild", "ok", reason=f"{sum(1 for _ in cat.models.list_models(all_versions=True))} versions")
     finally:
         cat.close()
     return summary

@@ -157,11 +157,11 @@ def prepare_stages(package: VerifiedPackage, settings: Settings) -> dict[str, Ve
             entry = None
             if package.upstream:
                 try:
-                    entry = catalog.resolve(f"{package.upstream}/{st.ref}")
+                    entry = catalog.models.resolve(f"{package.upstream}/{st.ref}")
                 except ModelNotFound:
                     entry = None
             if entry is None:
-                entry = catalog.resolve(st.ref)
+                entry = catalog.models.resolve(st.ref)
             if entry.record.sha256 != st.sha256:
                 raise Unverified(f"{package.ref}: stage {st.name!r} names {st.ref} with package sha256 {st.sha256}, "
                                  f"but {entry.qualified_ref} is pinned to {entry.record.sha256}",
