@@ -24,6 +24,7 @@ from synthmed.cli import main
 from synthmed.daemon.rebuild import rebuild_catalog
 from synthmed.daemon.status import site_status
 from synthmed.registry.catalog import Catalog
+from synthmed.registry.catalog.models import ModelStore
 from synthmed.registry.errors import RecordError
 from synthmed.registry.indexcheck import check_index
 from synthmed.registry.modeltest_site import record_results
@@ -291,14 +292,14 @@ def test_any_failure_while_applying_one_record_skips_only_it(tmp_path: Path, ind
     data.update(status="yanked", status_reason="withdrawn")
     write_record(root, data)
     commit(index)
-    real = Catalog.upsert_record
+    real = ModelStore.upsert_record
 
-    def flaky(self: Catalog, upstream: str, path: str, record: Any, commit_sha: str) -> None:
+    def flaky(self: ModelStore, upstream: str, path: str, record: Any, commit_sha: str) -> None:
         real(self, upstream, path, record, commit_sha)  # writes first, then fails: the savepoint undoes it
         if record.id == "cursed-gan":
             raise OSError("simulated failure")
 
-    monkeypatch.setattr(Catalog, "upsert_record", flaky)
+    monkeypatch.setattr(ModelStore, "upsert_record", flaky)
     [r] = sync(settings)
     assert r.status == "ok" and [p for p, _ in r.skipped] == ["models/cursed-gan/1.0.0.json"]
     assert "OSError" in r.skipped[0][1]
