@@ -83,10 +83,13 @@ def main() -> int:
         n = args.requests
         pages = {
             "search (all)": (get("/"), in_process(lambda c: c.models.search("", limit=500))),
-            "facet modality=CT": (get("/?modality=CT"), in_process(lambda c: c.models.search("", modality="CT", limit=500))),
-            "free text 'dcgan mass'": (get("/?q=dcgan+mass"), in_process(lambda c: c.models.search("dcgan mass", limit=500))),
+            "facet modality=CT": (get("/?modality=CT"),
+                                  in_process(lambda c: c.models.search("", modality="CT", limit=500))),
+            "free text 'dcgan mass'": (get("/?q=dcgan+mass"),
+                                       in_process(lambda c: c.models.search("dcgan mass", limit=500))),
             "model page": (get("/model/public/retina-patch-ddpm"),
-                           in_process(lambda c: (c.models.resolve("public/retina-patch-ddpm"), c.models.rows_for_id("retina-patch-ddpm")))),
+                           in_process(lambda c: (c.models.resolve("public/retina-patch-ddpm"),
+                                                 c.models.rows_for_id("retina-patch-ddpm")))),
             "status page": (get("/status"), in_process(lambda c: site_status(settings, c))),
         }
         out: dict[str, Any] = {"requests": n, "load_average": os.getloadavg(), "pages": {}}

@@ -118,7 +118,7 @@ def prune(settings: Settings, catalog: Catalog, victims: list[CacheEntry]) -> No
         with catalog.transaction():
             if c.needed_by:
                 catalog.artefacts.set_artefact(c.sha256, state="missing", size=c.size,
-                                     reason="pruned from the cache by `synthmed cache prune`")
+                                               reason="pruned from the cache by `synthmed cache prune`")
             else:
                 catalog.artefacts.delete_artefact(c.sha256)
         log.info("cache prune: removed %s (%d bytes)%s", c.sha256, c.size,
@@ -126,4 +126,4 @@ def prune(settings: Settings, catalog: Catalog, victims: list[CacheEntry]) -> No
     freed = sum(c.size + c.package_bytes for c in victims)
     with catalog.transaction():
         catalog.jobs.record_run("prune", "ok", reason=f"{len(victims)} blob(s) removed, {freed} bytes freed",
-                           started=started, changed=len(victims))
+                                started=started, changed=len(victims))

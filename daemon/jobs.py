@@ -117,13 +117,14 @@ def mirror_job(ctx: JobContext) -> str:
             with catalog.transaction():
                 catalog.artefacts.set_artefact(sha, state=state, size=e.record.size, reason=str(exc))
                 catalog.jobs.record_run("mirror", "failed", upstream=e.upstream, subject=e.qualified_ref,
-                                   reason=f"{type(exc).__name__}: {reason}", started=started)
+                                        reason=f"{type(exc).__name__}: {reason}", started=started)
         finally:
             ctx.report_download(None)
     summary = (f"{len(done)} artefact(s) selected, {fetched} fetched, {failed} failed, "
                f"{unverified} unverified record(s) skipped")
     with catalog.transaction():
-        catalog.jobs.record_run("mirror", "failed" if failed else "ok", reason=summary, started=started, changed=fetched)
+        catalog.jobs.record_run("mirror", "failed" if failed else "ok", reason=summary, started=started,
+                                changed=fetched)
     ctx.progress(f"mirror: {summary}")
     return summary
 
@@ -141,7 +142,7 @@ def scrub_job(ctx: JobContext) -> str:
     for bad_pkg in changed_packages:
         with catalog.transaction():
             catalog.jobs.record_run("scrub", "failed", subject=bad_pkg["sha256"],
-                               reason=f"unpacked package changed on disk ({bad_pkg['reason']}); removed", started=started)
+                                    reason=f"unpacked package changed on disk ({bad_pkg['reason']}); removed", started=started)
     repaired = 0
     for bad in report.corrupt:
         sha = bad.get("sha256")
@@ -150,8 +151,9 @@ def scrub_job(ctx: JobContext) -> str:
         with catalog.transaction():
             catalog.artefacts.set_artefact(sha, state="corrupt", reason=str(bad.get("reason")))
             catalog.jobs.record_run("scrub", "failed", subject=sha, reason=f"blob corrupt: {bad.get('reason')}",
-                               started=started)
-        users = [e for e in catalog.models.list_models(all_versions=True) if e.record.sha256 == sha and e.status != "yanked"]
+                                    started=started)
+        users = [e for e in catalog.models.list_models(all_versions=True)
+                 if e.record.sha256 == sha and e.status != "yanked"]
         for e in users[:1]:
             try:
                 package = prepare(e, settings, purpose="mirror")
@@ -161,12 +163,12 @@ def scrub_job(ctx: JobContext) -> str:
             except Exception as exc:
                 with catalog.transaction():
                     catalog.jobs.record_run("scrub", "failed", upstream=e.upstream, subject=e.qualified_ref,
-                                       reason=f"re-fetch of corrupt blob {sha[:12]} failed: {exc}", started=started)
+                                            reason=f"re-fetch of corrupt blob {sha[:12]} failed: {exc}", started=started)
     summary = (f"{report.checked} blob(s) checked, {len(report.corrupt)} corrupt, {repaired} re-fetched; "
                f"{len(changed_packages)} changed package(s) removed")
     with catalog.transaction():
         catalog.jobs.record_run("scrub", "failed" if len(report.corrupt) > repaired else "ok", reason=summary,
-                           started=started, changed=len(report.corrupt))
+                                started=started, changed=len(report.corrupt))
     ctx.progress(f"scrub: {summary}")
     return summary
 

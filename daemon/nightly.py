@@ -100,7 +100,8 @@ def nightly_test_job(ctx: JobContext, now: datetime | None = None) -> str:
     if evaluated:
         summary += "; " + evaluated
     with catalog.transaction():
-        catalog.jobs.record_run(JOB_NAME, "failed" if failed else "ok", reason=summary, started=started, changed=changed)
+        catalog.jobs.record_run(JOB_NAME, "failed" if failed else "ok", reason=summary, started=started,
+                                changed=changed)
     ctx.progress(f"test: {summary}")
     return summary
 

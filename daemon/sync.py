@@ -212,9 +212,9 @@ def _refuse(catalog: Catalog, u: Upstream, order: int, started: str, reason: str
     log.error("%s: sync %s: %s", u.name, status, reason)
     with catalog.transaction():
         catalog.federation.put_upstream(u.name, **_config_fields(u, order), last_attempt=started, last_status=status,
-                             last_reason=reason)
+                                        last_reason=reason)
         catalog.jobs.record_run("sync", status, upstream=u.name, reason=reason, started=started,
-                           old_commit=old, new_commit=new)
+                                old_commit=old, new_commit=new)
     return SyncResult(u.name, status, reason, old, new)
 
 
@@ -259,9 +259,9 @@ def sync_upstream(settings: Settings, catalog: Catalog, u: Upstream, order: int 
                 if row is not None and row.get("bound_commit") != new:  # a catalog migrated from generation 2
                     update_bound(catalog, u, repo, None, new, incremental=False, cache={})
                 catalog.federation.put_upstream(u.name, **_config_fields(u, order), last_attempt=started, last_status="ok",
-                                     last_reason=None, accepted_at=utcnow())
+                                                last_reason=None, accepted_at=utcnow())
                 catalog.jobs.record_run("sync", "ok", upstream=u.name, started=started, old_commit=new,
-                                   new_commit=new, changed=0)
+                                        new_commit=new, changed=0)
             progress(f"{u.name}: up to date at {new[:12]}")
             return SyncResult(u.name, "ok", None, new, new, 0)
 
@@ -307,13 +307,13 @@ def _apply_and_accept(catalog: Catalog, u: Upstream, order: int, repo: UpstreamR
     changed, skipped = apply_changes(catalog, u, repo, base, new, check_immutable)
     reason = f"{len(skipped)} record(s) skipped" if skipped else None
     catalog.federation.put_upstream(u.name, **_config_fields(u, order), accepted_commit=new, accepted_at=now,
-                         commit_time=repo.commit_time(new), last_attempt=started, last_status="ok",
-                         last_reason=reason)
+                                    commit_time=repo.commit_time(new), last_attempt=started, last_status="ok",
+                                    last_reason=reason)
     catalog.jobs.record_run("sync", "ok", upstream=u.name, reason=reason, started=started,
-                       old_commit=accepted, new_commit=new, changed=changed)
+                            old_commit=accepted, new_commit=new, changed=changed)
     for path, why in skipped:
         catalog.jobs.record_run("sync", "skipped", upstream=u.name, subject=path, reason=why, started=started,
-                           new_commit=new)
+                                new_commit=new)
     return changed, skipped
 
 
@@ -330,7 +330,7 @@ def sync_all(settings: Settings, catalog: Catalog, *, only: Sequence[str] | None
                 with catalog.transaction():
                     n = catalog.federation.drop_upstream(row["name"])
                     catalog.jobs.record_run("sync", "ok", upstream=row["name"], changed=n,
-                                       reason="upstream removed from site.toml; its records were dropped")
+                                            reason="upstream removed from site.toml; its records were dropped")
                 progress(f"{row['name']}: no longer in site.toml, {n} record(s) dropped")
     results = []
     for order, u in enumerate(settings.upstreams):

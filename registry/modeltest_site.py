@@ -169,7 +169,7 @@ def record_results(catalog: Catalog, results: Iterable[ModelTestResult], report_
         for r in results:
             if r.status == "skipped":
                 catalog.jobs.record_run("test", "skipped", upstream=r.upstream, subject=r.ref, reason=r.reason,
-                                   started=r.started)
+                                        started=r.started)
                 continue
             if not r.upstream or not r.sha256:  # pragma: no cover - a tested site model has both
                 log.warning("%s: a test result without an upstream or sha256 is not recorded", r.ref)
@@ -183,7 +183,7 @@ def record_results(catalog: Catalog, results: Iterable[ModelTestResult], report_
                 env_hash=r.fingerprint)
             if not r.passed:
                 catalog.jobs.record_run("test", "failed", upstream=r.upstream, subject=r.ref, reason=r.reason,
-                                   started=r.started)
+                                        started=r.started)
 
 
 def run_tests(settings: Settings, entries: Sequence[CatalogEntry], *, report_dir: Path | None,

@@ -69,8 +69,8 @@ def search(settings: Settings, cat: Catalog, q: Query) -> dict[str, Any]:
         runnable = {"runnable": True, "code_upstreams": runnable_upstreams(settings),
                     "held_blobs": set(Store(settings.store_dir).iter_blobs())}
     found = cat.models.search(q.text, modality=q.modality or None, anatomy=q.anatomy or None,
-                       architecture=q.architecture or None, license=q.license or None, limit=SEARCH_LIMIT,
-                       **runnable)
+                              architecture=q.architecture or None, license=q.license or None, limit=SEARCH_LIMIT,
+                              **runnable)
     if q.status:
         found = [e for e in found if e.status == q.status.lower()]
     tests = last_test_flags(cat, found)

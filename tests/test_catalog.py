@@ -141,10 +141,10 @@ def test_tests_table(cat: Catalog) -> None:
     sha = cat.models.resolve("mass-gan@1.0.0").record.sha256
     with cat.transaction():
         cat.tests.record_test(model_id="mass-gan", version="1.0.0", passed=True, throughput=12.0, upstream="public",
-                        sha256=sha)
+                              sha256=sha)
         cat.tests.record_test(model_id="mass-gan", version="1.0.0", passed=False, reason="NaN in output",
-                        report_path="reports/x.json", peak_memory_mb=100.0, runner_version="0.1", env_hash="e",
-                        upstream="public", sha256=sha)
+                              report_path="reports/x.json", peak_memory_mb=100.0, runner_version="0.1", env_hash="e",
+                              upstream="public", sha256=sha)
     assert [t["reason"] for t in cat.tests.failing_models()] == ["NaN in output"]
     assert len(cat.tests.last_tests("mass-gan@1.0.0")) == 2
 
@@ -193,6 +193,6 @@ def test_generation_4_catalog_gains_the_evaluations_table(tmp_path: Path) -> Non
         assert c.generation() == 5
         with c.transaction():
             c.evaluations.record_evaluation(run="r1", upstream="u", model_id="m", version="1.0.0", sha256="a" * 64,
-                                values={"fd": (1.5, "lower")}, key="k" * 64, reference="ref", extractor="x@1.0.0",
-                                params={}, provenance={"n_real": 3})
+                                            values={"fd": (1.5, "lower")}, key="k" * 64, reference="ref", extractor="x@1.0.0",
+                                            params={}, provenance={"n_real": 3})
         assert c.evaluations.evaluation_keys("fd") == []  # the model is not served by this catalog

@@ -52,7 +52,7 @@ def test_once_runs_every_job(site: Any) -> None:
         assert all(store.has(shas[i]) for i in ("lung-gan", "brain-gan"))
         assert (settings.packages_dir / shas["lung-gan"]).is_dir()
         assert {a["sha256"]: a["state"] for a in cat.artefacts.rows()} == {shas["lung-gan"]: "verified",
-                                                                      shas["brain-gan"]: "verified"}
+                                                                           shas["brain-gan"]: "verified"}
         assert cat.models.resolve("lung-gan").artefact_state == "verified"
         assert cat.models.resolve("draft-gan").artefact_state == "unverified"
         jobs = {r["job"] for r in cat.jobs.last_runs()}

@@ -116,9 +116,9 @@ def test_show_opens_with_a_summary_and_json_has_everything(home: Path, capsys: p
         sha = cat.models.resolve("toy-gan").record.sha256
         with cat.transaction():
             cat.tests.record_test(model_id="toy-gan", version="1.0.0", passed=True, upstream="public", sha256=sha,
-                            finished="2026-11-20T10:00:00Z")
+                                  finished="2026-11-20T10:00:00Z")
             cat.tests.record_test(model_id="toy-gan", version="1.0.0", passed=False, upstream="other", sha256="f" * 64,
-                            finished="2026-11-21T10:00:00Z", reason="another upstream's package")
+                                  finished="2026-11-21T10:00:00Z", reason="another upstream's package")
     rc, out, err = _cli(capsys, "--site", str(home), "show", "toy-gan")
     assert rc == 0, err
     lines = out.splitlines()

@@ -222,7 +222,7 @@ def test_test_reports_are_found_through_the_catalog_and_stay_inside_their_run(si
     with Catalog.open(site.catalog_path, readonly=False) as cat, cat.transaction():
         e = cat.models.resolve("phantom-lesion")
         good = cat.tests.record_test(model_id=e.id, version=e.version, passed=True, upstream=e.upstream,
-                               sha256=e.record.sha256, report_path=str(run / "models" / "phantom-lesion" / "1.0.0.json"))
+                                     sha256=e.record.sha256, report_path=str(run / "models" / "phantom-lesion" / "1.0.0.json"))
     status, headers, body = request(url, "GET", f"/tests/{good}/grid.png")
     assert status == 200 and headers["content-type"] == "image/png" and body.startswith(b"\x89PNG")
     status, _, body = request(url, "GET", f"/tests/{good}/")
@@ -287,9 +287,9 @@ def test_measured_metrics_are_shown_with_their_provenance(site: Settings, url: s
         e = cat.models.resolve("ihc-patch-dcgan")
         assert e.record.sha256
         cat.evaluations.record_evaluation(run="r1", upstream=e.upstream, model_id=e.id, version=e.version, sha256=e.record.sha256,
-                              values={"fd": (12.5, "lower")}, key="k" * 40, reference="ihc-heldout",
-                              extractor="randconv-224", params={"n": 64},
-                              provenance={"n_generated": 64, "n_real": 500, "seed": 0})
+                                          values={"fd": (12.5, "lower")}, key="k" * 40, reference="ihc-heldout",
+                                          extractor="randconv-224", params={"n": 64},
+                                          provenance={"n_generated": 64, "n_real": 500, "seed": 0})
     _, _, body = request(url, "GET", "/model/public/ihc-patch-dcgan")
     html = body.decode()
     assert 'id="measured"' in html and "ihc-heldout" in html and "randconv-224" in html

@@ -137,7 +137,7 @@ def test_browser_shows_a_failing_model_as_failing(site_a: Settings, url_a: str, 
         e = cat.models.resolve("public/ihc-patch-dcgan-medigan")
         # what the nightly job records when a model's test fails (tests/test_nightly.py makes one fail)
         cat.tests.record_test(model_id=e.id, version=e.version, passed=False, upstream=e.upstream, sha256=e.record.sha256,
-                        reason="determinism: two runs of seed 0 differ")
+                              reason="determinism: two runs of seed 0 differ")
     browser.get(url_a + "/")
     row = browser.find_element(By.CSS_SELECTOR, 'tr[data-ref="public/ihc-patch-dcgan-medigan@1.0.0"]')
     assert row.find_element(By.CSS_SELECTOR, "[data-test]").text == "FAILING"
