@@ -2,8 +2,8 @@
 127.0.0.1), against baselines measured in the same run on the same site:
 
 - pages (search, a facet, free text, a model page, the status page): the median and p95
-  of N requests each; baseline: the same catalog work in-process (``Catalog.search`` with
-  the same filters, ``Catalog.resolve`` and ``site_status``) without HTTP or HTML;
+  of N requests each; baseline: the same catalog work in-process (``catalog.models.search`` with
+  the same filters, ``catalog.models.resolve`` and ``site_status``) without HTTP or HTML;
 - a blob (the largest in the store) read over HTTP in full; baseline: reading the file.
 
 The site is this repository's index synced into a temporary folder.
@@ -82,11 +82,14 @@ def main() -> int:
 
         n = args.requests
         pages = {
-            "search (all)": (get("/"), in_process(lambda c: c.search("", limit=500))),
-            "facet modality=CT": (get("/?modality=CT"), in_process(lambda c: c.search("", modality="CT", limit=500))),
-            "free text 'dcgan mass'": (get("/?q=dcgan+mass"), in_process(lambda c: c.search("dcgan mass", limit=500))),
+            "search (all)": (get("/"), in_process(lambda c: c.models.search("", limit=500))),
+            "facet modality=CT": (get("/?modality=CT"),
+                                  in_process(lambda c: c.models.search("", modality="CT", limit=500))),
+            "free text 'dcgan mass'": (get("/?q=dcgan+mass"),
+                                       in_process(lambda c: c.models.search("dcgan mass", limit=500))),
             "model page": (get("/model/public/retina-patch-ddpm"),
-                           in_process(lambda c: (c.resolve("public/retina-patch-ddpm"), c.rows_for_id("retina-patch-ddpm")))),
+                           in_process(lambda c: (c.models.resolve("public/retina-patch-ddpm"),
+                                                 c.models.rows_for_id("retina-patch-ddpm")))),
             "status page": (get("/status"), in_process(lambda c: site_status(settings, c))),
         }
         out: dict[str, Any] = {"requests": n, "load_average": os.getloadavg(), "pages": {}}

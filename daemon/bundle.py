@@ -118,7 +118,7 @@ def _export_into(settings: Settings, catalog: Catalog, dest: Path,
     (dest / "upstreams").mkdir()
     (dest / "blobs").mkdir()
     with catalog.reading():  # one snapshot: accepted commits and the blobs their records select
-        rows = {r["name"]: r for r in catalog.upstream_rows()}
+        rows = {r["name"]: r for r in catalog.federation.upstream_rows()}
         wanted = list(dict.fromkeys(e.record.sha256 for e in mirror_candidates(settings, catalog) if e.record.sha256))
     ups = []
     for u in settings.upstreams:
@@ -385,7 +385,7 @@ def _verify(settings: Settings, catalog: Catalog, src: Path, manifest: dict[str,
             if new != mu["commit"]:
                 problems.append(f"{mu['bundle']}: holds {new[:12]}, the manifest says {mu['commit'][:12]}")
                 continue
-            row = catalog.upstream_row(u.name)
+            row = catalog.federation.upstream_row(u.name)
             accepted = row["accepted_commit"] if row else (live.rev(ACCEPTED_REF) if live.exists() else None)
             if accepted and accepted != new and not (repo.has_commit(accepted) and repo.is_ancestor(accepted, new)):
                 problems.append(f"{u.name}: {new[:12]} does not descend from the accepted {accepted[:12]} "
@@ -472,7 +472,7 @@ def _commit(settings: Settings, catalog: Catalog, src: Path, manifest: dict[str,
         atomic.write_text(settings.site_file, new_toml)
     with catalog.transaction():
         for b in manifest.get("blobs", []):
-            catalog.set_artefact(b["sha256"], state="verified", size=b["size"], source=f"import:{src}")
-        catalog.record_run("import", "ok", reason=f"{len(results)} upstream(s), {len(listed)} blob(s) from {src}")
+            catalog.artefacts.set_artefact(b["sha256"], state="verified", size=b["size"], source=f"import:{src}")
+        catalog.jobs.record_run("import", "ok", reason=f"{len(results)} upstream(s), {len(listed)} blob(s) from {src}")
     added = [u.name for u, _, _ in plan if u.name not in {k.name for k in settings.upstreams}]
     return {"upstreams": results, "blobs": len(listed), "added_upstreams": added}

@@ -69,7 +69,7 @@ def cache_entries(settings: Settings, catalog: Catalog, now: datetime | None = N
     now = now or datetime.now(timezone.utc)
     store = Store(settings.store_dir)
     users: dict[str, list[str]] = {}
-    for e in catalog.list_models(all_versions=True):
+    for e in catalog.models.list_models(all_versions=True):
         if e.status != "yanked" and e.record.sha256:
             users.setdefault(e.record.sha256, []).append(e.qualified_ref)
     out = []
@@ -117,13 +117,13 @@ def prune(settings: Settings, catalog: Catalog, victims: list[CacheEntry]) -> No
         PackagesFolder(settings.packages_dir).remove(c.sha256, drop_manifest=True)
         with catalog.transaction():
             if c.needed_by:
-                catalog.set_artefact(c.sha256, state="missing", size=c.size,
-                                     reason="pruned from the cache by `synthmed cache prune`")
+                catalog.artefacts.set_artefact(c.sha256, state="missing", size=c.size,
+                                               reason="pruned from the cache by `synthmed cache prune`")
             else:
-                catalog.delete_artefact(c.sha256)
+                catalog.artefacts.delete_artefact(c.sha256)
         log.info("cache prune: removed %s (%d bytes)%s", c.sha256, c.size,
                  f", needed by {', '.join(c.needed_by)}" if c.needed_by else "")
     freed = sum(c.size + c.package_bytes for c in victims)
     with catalog.transaction():
-        catalog.record_run("prune", "ok", reason=f"{len(victims)} blob(s) removed, {freed} bytes freed",
-                           started=started, changed=len(victims))
+        catalog.jobs.record_run("prune", "ok", reason=f"{len(victims)} blob(s) removed, {freed} bytes freed",
+                                started=started, changed=len(victims))

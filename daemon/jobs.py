@@ -77,7 +77,7 @@ def selected(policy: MirrorPolicy, entry: CatalogEntry) -> bool:
 
 def mirror_candidates(settings: Settings, catalog: Catalog) -> list[CatalogEntry]:
     """Every non-yanked version the policy selects (verified or not)."""
-    return [e for e in catalog.list_models(all_versions=True)
+    return [e for e in catalog.models.list_models(all_versions=True)
             if e.status != "yanked" and selected(settings.mirror, e)]
 
 
@@ -87,7 +87,7 @@ def mirror_job(ctx: JobContext) -> str:
     started = utcnow()
     settings, catalog = ctx.settings, ctx.catalog
     store = Store(settings.store_dir)
-    states = {a["sha256"]: a["state"] for a in catalog.artefacts()}
+    states = {a["sha256"]: a["state"] for a in catalog.artefacts.rows()}
     done: set[str] = set()
     fetched = failed = unverified = 0
     candidates = mirror_candidates(settings, catalog)
@@ -109,22 +109,23 @@ def mirror_job(ctx: JobContext) -> str:
                 fetched += 1
                 log.info("mirror: %s: blob %s served by %s", e.qualified_ref, sha[:12], redact_url(package.source))
             with catalog.transaction():
-                catalog.set_artefact(sha, state="verified", size=e.record.size, source=redact_url(package.source))
+                catalog.artefacts.set_artefact(sha, state="verified", size=e.record.size, source=redact_url(package.source))
         except Exception as exc:  # one model never stops the others
             failed += 1
             state = "corrupt" if isinstance(exc, BlobCorrupt) else "missing"
             reason = redact_text(" ".join(str(getattr(exc, "message", exc)).split())) or type(exc).__name__
             log.warning("mirror: %s failed: %s", e.qualified_ref, redact_text(str(exc)))
             with catalog.transaction():
-                catalog.set_artefact(sha, state=state, size=e.record.size, reason=redact_text(str(exc)))
-                catalog.record_run("mirror", "failed", upstream=e.upstream, subject=e.qualified_ref,
-                                   reason=f"{type(exc).__name__}: {reason}", started=started)
+                catalog.artefacts.set_artefact(sha, state=state, size=e.record.size, reason=redact_text(str(exc)))
+                catalog.jobs.record_run("mirror", "failed", upstream=e.upstream, subject=e.qualified_ref,
+                                        reason=f"{type(exc).__name__}: {reason}", started=started)
         finally:
             ctx.report_download(None)
     summary = (f"{len(done)} artefact(s) selected, {fetched} fetched, {failed} failed, "
                f"{unverified} unverified record(s) skipped")
     with catalog.transaction():
-        catalog.record_run("mirror", "failed" if failed else "ok", reason=summary, started=started, changed=fetched)
+        catalog.jobs.record_run("mirror", "failed" if failed else "ok", reason=summary, started=started,
+                                changed=fetched)
     ctx.progress(f"mirror: {summary}")
     return summary
 
@@ -141,33 +142,34 @@ def scrub_job(ctx: JobContext) -> str:
         lambda sha: store.blob_path(sha) if store.has(sha) else None)
     for bad_pkg in changed_packages:
         with catalog.transaction():
-            catalog.record_run("scrub", "failed", subject=bad_pkg["sha256"],
-                               reason=f"unpacked package changed on disk ({bad_pkg['reason']}); removed", started=started)
+            catalog.jobs.record_run("scrub", "failed", subject=bad_pkg["sha256"],
+                                    reason=f"unpacked package changed on disk ({bad_pkg['reason']}); removed", started=started)
     repaired = 0
     for bad in report.corrupt:
         sha = bad.get("sha256")
         if not sha:
             continue
         with catalog.transaction():
-            catalog.set_artefact(sha, state="corrupt", reason=str(bad.get("reason")))
-            catalog.record_run("scrub", "failed", subject=sha, reason=f"blob corrupt: {bad.get('reason')}",
-                               started=started)
-        users = [e for e in catalog.list_models(all_versions=True) if e.record.sha256 == sha and e.status != "yanked"]
+            catalog.artefacts.set_artefact(sha, state="corrupt", reason=str(bad.get("reason")))
+            catalog.jobs.record_run("scrub", "failed", subject=sha, reason=f"blob corrupt: {bad.get('reason')}",
+                                    started=started)
+        users = [e for e in catalog.models.list_models(all_versions=True)
+                 if e.record.sha256 == sha and e.status != "yanked"]
         for e in users[:1]:
             try:
                 package = prepare(e, settings, purpose="mirror")
                 with catalog.transaction():
-                    catalog.set_artefact(sha, state="verified", size=e.record.size, source=redact_url(package.source))
+                    catalog.artefacts.set_artefact(sha, state="verified", size=e.record.size, source=redact_url(package.source))
                 repaired += 1
             except Exception as exc:
                 with catalog.transaction():
-                    catalog.record_run("scrub", "failed", upstream=e.upstream, subject=e.qualified_ref,
-                                       reason=f"re-fetch of corrupt blob {sha[:12]} failed: {exc}", started=started)
+                    catalog.jobs.record_run("scrub", "failed", upstream=e.upstream, subject=e.qualified_ref,
+                                            reason=f"re-fetch of corrupt blob {sha[:12]} failed: {exc}", started=started)
     summary = (f"{report.checked} blob(s) checked, {len(report.corrupt)} corrupt, {repaired} re-fetched; "
                f"{len(changed_packages)} changed package(s) removed")
     with catalog.transaction():
-        catalog.record_run("scrub", "failed" if len(report.corrupt) > repaired else "ok", reason=summary,
-                           started=started, changed=len(report.corrupt))
+        catalog.jobs.record_run("scrub", "failed" if len(report.corrupt) > repaired else "ok", reason=summary,
+                                started=started, changed=len(report.corrupt))
     ctx.progress(f"scrub: {summary}")
     return summary
 
@@ -177,7 +179,7 @@ def gc_job(ctx: JobContext) -> str:
     started = utcnow()
     settings, catalog = ctx.settings, ctx.catalog
     store = Store(settings.store_dir)
-    needed = catalog.needed_blobs()
+    needed = catalog.models.needed_blobs()
     removed = 0
     for sha in list(store.iter_blobs()):
         if sha in needed:
@@ -187,10 +189,10 @@ def gc_job(ctx: JobContext) -> str:
         removed += 1
         log.info("gc: removed blob %s", sha)
     with catalog.transaction():
-        for a in catalog.artefacts():
+        for a in catalog.artefacts.rows():
             if a["sha256"] not in needed and not store.has(a["sha256"]):
-                catalog.delete_artefact(a["sha256"])
+                catalog.artefacts.delete_artefact(a["sha256"])
         summary = f"{removed} unneeded blob(s) removed, {len(needed)} needed"
-        catalog.record_run("gc", "ok", reason=summary, started=started, changed=removed)
+        catalog.jobs.record_run("gc", "ok", reason=summary, started=started, changed=removed)
     ctx.progress(f"gc: {summary}")
     return summary

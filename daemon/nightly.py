@@ -100,7 +100,8 @@ def nightly_test_job(ctx: JobContext, now: datetime | None = None) -> str:
     if evaluated:
         summary += "; " + evaluated
     with catalog.transaction():
-        catalog.record_run(JOB_NAME, "failed" if failed else "ok", reason=summary, started=started, changed=changed)
+        catalog.jobs.record_run(JOB_NAME, "failed" if failed else "ok", reason=summary, started=started,
+                                changed=changed)
     ctx.progress(f"test: {summary}")
     return summary
 
@@ -113,7 +114,7 @@ def evaluate_served(ctx: JobContext, folder: Path) -> str:
     settings, catalog = ctx.settings, ctx.catalog
     if not list_references(settings):
         return ""  # nothing to say: this site keeps no reference set
-    entries = [e for e in catalog.list_models() if e.artefact_state == "verified" and e.record.sha256
+    entries = [e for e in catalog.models.list_models() if e.artefact_state == "verified" and e.record.sha256
                and code_allowed(settings, e.upstream)]
     try:
         evals, failures = nightly_evaluations(settings, catalog, entries, folder, n=NIGHTLY_SAMPLES,

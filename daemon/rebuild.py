@@ -81,18 +81,20 @@ def rebuild_catalog(settings: Settings, path: Path | None = None,
                         summary["upstreams"][u.name] = "subfolder changed since the last sync; sync it again"
                     progress(f"{u.name}: loading {accepted[:12]}")
                     n, skipped = apply_changes(cat, u, repo, None, accepted)
-                    cat.put_upstream(u.name, **fields, accepted_commit=accepted,
-                                     accepted_at=state.get("accepted_at") or utcnow(),
-                                     commit_time=repo.commit_time(accepted), last_status="ok",
-                                     last_reason=f"{len(skipped)} invalid record(s) skipped" if skipped else None)
+                    cat.federation.put_upstream(u.name, **fields, accepted_commit=accepted,
+                                                accepted_at=state.get("accepted_at") or utcnow(),
+                                                commit_time=repo.commit_time(accepted), last_status="ok",
+                                                last_reason=f"{len(skipped)} invalid record(s) skipped" if skipped else None)
                     summary["upstreams"][u.name] = {"commit": accepted, "records": n, "skipped": len(skipped)}
                 finally:
                     repo.close()
             store = Store(settings.store_dir)
             for sha in store.iter_blobs():
-                cat.set_artefact(sha, state="verified", size=store.blob_path(sha).stat().st_size, source="store")
+                cat.artefacts.set_artefact(sha, state="verified", size=store.blob_path(sha).stat().st_size,
+                                           source="store")
                 summary["blobs"] += 1
-            cat.record_run("rebuild", "ok", reason=f"{sum(1 for _ in cat.list_models(all_versions=True))} versions")
+            versions = len(cat.models.list_models(all_versions=True))
+            cat.jobs.record_run("rebuild", "ok", reason=f"{versions} versions")
     finally:
         cat.close()
     return summary

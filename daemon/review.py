@@ -110,7 +110,7 @@ def review(repo: Path, base: str, head: str, out: Path, *, index_dir: str | None
         if result.sync_problems:
             return result  # the site refused part of the pull request: that is the finding
         result.tested = refs_to_test(check)
-        entries = [catalog.resolve(f"{UPSTREAM}/{ref}") for ref in result.tested]
+        entries = [catalog.models.resolve(f"{UPSTREAM}/{ref}") for ref in result.tested]
         result.run = run_tests(settings, entries, report_dir=out / "report", catalog=catalog, timeout_s=timeout_s,
                                progress=progress)
     return result

@@ -168,7 +168,7 @@ class Daemon:
             log.exception("job %s failed", name)
             try:
                 with Catalog.open(self.settings.catalog_path, readonly=False) as catalog, catalog.transaction():
-                    catalog.record_run(name, "failed", reason=redact_text(f"{type(exc).__name__}: {exc}"), started=started)
+                    catalog.jobs.record_run(name, "failed", reason=redact_text(f"{type(exc).__name__}: {exc}"), started=started)
             except Exception:  # pragma: no cover - the catalog itself is broken
                 log.exception("could not record the failure of job %s", name)
             return False

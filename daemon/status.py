@@ -54,7 +54,7 @@ def _age_hours(when: str | None, now: datetime) -> float | None:
 def site_status(settings: Settings, catalog: Catalog | None, now: datetime | None = None) -> dict[str, Any]:
     """Everything ``synthmed status`` shows, as plain data (also its ``--json``)."""
     now = now or datetime.now(timezone.utc)
-    rows = {r["name"]: r for r in catalog.upstream_rows()} if catalog else {}
+    rows = {r["name"]: r for r in catalog.federation.upstream_rows()} if catalog else {}
     ups = []
     warnings: list[str] = []
     for u in settings.upstreams:
@@ -102,7 +102,7 @@ def site_status(settings: Settings, catalog: Catalog | None, now: datetime | Non
                    warnings=warnings + ["no catalog yet: run `synthmed sync`"])
         out["health"] = health(out)
         return redact_data(out)  # an older sync may have stored a URL with its token
-    arts = catalog.artefacts()
+    arts = catalog.artefacts.rows()
     for a in arts:
         blobs[a["state"]] = blobs.get(a["state"], 0) + 1
     out["blobs"] = blobs
@@ -110,16 +110,16 @@ def site_status(settings: Settings, catalog: Catalog | None, now: datetime | Non
     out["blob_sources"] = sorted(({k: a[k] for k in ("sha256", "size", "source", "verified_at")}
                                   for a in arts if a["state"] == "verified"),
                                  key=lambda a: str(a["verified_at"] or ""), reverse=True)[:100]
-    out["models"] = catalog.count_models()
+    out["models"] = catalog.models.count_models()
     out["jobs"] = [{k: r[k] for k in ("job", "upstream", "started", "finished", "status", "reason", "changed")}
-                   for r in catalog.last_runs()]
-    recent = [r for r in catalog.runs(limit=200) if r["status"] in ("failed", "refused")]
+                   for r in catalog.jobs.last_runs()]
+    recent = [r for r in catalog.jobs.runs(limit=200) if r["status"] in ("failed", "refused")]
     out["failures"] = [{k: r[k] for k in ("job", "upstream", "subject", "finished", "status", "reason")}
                        for r in recent[:50]]
     out["failing_models"] = [{k: t[k] for k in ("ref", "upstream", "finished", "reason", "report_path")}
-                             for t in catalog.failing_models()]
-    out["problems"] = catalog.problems()
-    out["evaluations"] = catalog.evaluation_summary()
+                             for t in catalog.tests.failing_models()]
+    out["problems"] = catalog.models.problems()
+    out["evaluations"] = catalog.evaluations.evaluation_summary()
     scrubs = [j for j in out["jobs"] if j["job"] == "scrub"]
     out["last_verify"] = scrubs[0] if scrubs else None
     for t in out["failing_models"]:

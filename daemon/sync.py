@@ -91,10 +91,10 @@ def update_bound(catalog: Catalog, u: Upstream, repo: UpstreamRepo, base: str | 
     prefix = models_prefix(u.subfolder)
     sub = u.subfolder.strip("/")
     if incremental and base is not None:
-        bound = catalog.accepted_versions(u.name)
+        bound = catalog.federation.accepted_versions(u.name)
         rev_range = [f"{base}..{new}"]
     else:
-        catalog.clear_accepted(u.name)
+        catalog.federation.clear_accepted(u.name)
         bound = {}
         rev_range = [new]
     before = dict(bound)
@@ -103,8 +103,8 @@ def update_bound(catalog: Catalog, u: Upstream, repo: UpstreamRepo, base: str | 
         if outcome == "conflict":
             log.warning("%s: %s at %s changes the immutable fields of %s@%s (bound at %s); it is not accepted",
                         u.name, v.path, v.commit[:12], v.id, v.version, bound[v.key].commit[:12])
-    catalog.put_accepted(u.name, [v for k, v in bound.items() if before.get(k) != v])
-    catalog.put_upstream(u.name, bound_commit=new)
+    catalog.federation.put_accepted(u.name, [v for k, v in bound.items() if before.get(k) != v])
+    catalog.federation.put_upstream(u.name, bound_commit=new)
     return bound
 
 
@@ -126,12 +126,12 @@ def apply_changes(catalog: Catalog, u: Upstream, repo: UpstreamRepo, base: str |
     """
     prefix = models_prefix(u.subfolder)
     sub = u.subfolder.strip("/")
-    row = catalog.upstream_row(u.name)
+    row = catalog.federation.upstream_row(u.name)
     incremental = (check_immutable and base is not None and row is not None and row.get("bound_commit") == base)
     cache: dict[str, Record | None] = {}
     bound = update_bound(catalog, u, repo, base, new, incremental=incremental, cache=cache)
     if base is None:
-        catalog.clear_upstream_models(u.name)
+        catalog.models.clear_upstream_models(u.name)
         changes: list[Change] = repo.files(new, prefix)
     else:
         changes = repo.changes(base, new, prefix)
@@ -150,12 +150,12 @@ def apply_changes(catalog: Catalog, u: Upstream, repo: UpstreamRepo, base: str |
         except Exception as exc:  # noqa: BLE001 - one record must never hold back the others
             log.exception("%s: %s could not be applied", u.name, rel)
             reason = f"{where}: $: could not be processed ({type(exc).__name__}: {str(exc)[:200]})"
-            catalog.delete_path(u.name, rel)
+            catalog.models.delete_path(u.name, rel)
         if reason is not None:
             log.warning("%s: skipping a record: %s", u.name, reason)
-            catalog.set_problem(u.name, rel, new, reason)
+            catalog.models.set_problem(u.name, rel, new, reason)
             skipped.append((rel, reason))
-    catalog.refresh_latest(u.name, touched)
+    catalog.models.refresh_latest(u.name, touched)
     return changed, skipped
 
 
@@ -163,14 +163,14 @@ def _apply_one(catalog: Catalog, u: Upstream, repo: UpstreamRepo, c: Change, rel
                bound: dict[tuple[str, str], AcceptedVersion], cache: dict[str, Record | None],
                touched: set[str]) -> str | None:
     """Apply one changed record file; the reason it was skipped, or None."""
-    gone = catalog.delete_path(u.name, rel) if c.status == "D" else catalog.id_at_path(u.name, rel)
+    gone = catalog.models.delete_path(u.name, rel) if c.status == "D" else catalog.models.id_at_path(u.name, rel)
     if gone:
         touched.add(gone)
     if c.status == "D":
         log.warning("%s: %s was deleted upstream (versions should be yanked, not deleted)", u.name, rel)
         return None
     if len(PurePosixPath(rel).parts) != 3:
-        catalog.delete_path(u.name, rel)
+        catalog.models.delete_path(u.name, rel)
         return f"{where}: $: a record must be at models/<id>/<version>.json"
     blob = c.blob or ""
     record = cache.get(blob)
@@ -182,18 +182,18 @@ def _apply_one(catalog: Catalog, u: Upstream, repo: UpstreamRepo, c: Change, rel
                                                        f"{MAX_RECORD_BYTES})")])
             record = load_record_bytes(dict(repo.read_blobs([blob]))[blob], where, rel)
         except RecordError as exc:
-            catalog.delete_path(u.name, rel)
+            catalog.models.delete_path(u.name, rel)
             return str(exc.message)
     mine = AcceptedVersion.of(record.data, new, rel)
     held = bound.get(mine.key)
     fields = history.conflict(held, mine) if held is not None else []
     if held is None or fields:
-        catalog.delete_path(u.name, rel)
+        catalog.models.delete_path(u.name, rel)
         if held is None:  # pragma: no cover - every valid record of new's history is bound
             return f"{where}: $: not in the upstream's accepted history"
         return (f"{where}: $: {record.ref} was accepted at commit {held.commit[:12]} with another "
                 f"{', '.join(fields)} ({SUBSTITUTION}, even once deleted; publish a new version instead)")
-    catalog.upsert_record(u.name, rel, record, new)
+    catalog.models.upsert_record(u.name, rel, record, new)
     touched.add(record.id)
     return None
 
@@ -214,10 +214,10 @@ def _refuse(catalog: Catalog, u: Upstream, order: int, started: str, reason: str
     reason = redact_text(reason)
     log.error("%s: sync %s: %s", u.name, status, reason)
     with catalog.transaction():
-        catalog.put_upstream(u.name, **_config_fields(u, order), last_attempt=started, last_status=status,
-                             last_reason=reason)
-        catalog.record_run("sync", status, upstream=u.name, reason=reason, started=started,
-                           old_commit=old, new_commit=new)
+        catalog.federation.put_upstream(u.name, **_config_fields(u, order), last_attempt=started, last_status=status,
+                                        last_reason=reason)
+        catalog.jobs.record_run("sync", status, upstream=u.name, reason=reason, started=started,
+                                old_commit=old, new_commit=new)
     return SyncResult(u.name, status, reason, old, new)
 
 
@@ -227,13 +227,13 @@ def sync_upstream(settings: Settings, catalog: Catalog, u: Upstream, order: int 
     """Sync one upstream (from its URL, or from a git ``bundle`` on import)."""
     started = utcnow()
     if bundle is None and u.url == BUNDLE_URL:
-        row = catalog.upstream_row(u.name)
+        row = catalog.federation.upstream_row(u.name)
         at = row["accepted_commit"] if row else None
         progress(f"{u.name}: updated only by `synthmed import` (url = {BUNDLE_URL!r}); nothing to fetch")
         return SyncResult(u.name, "ok", f"updated only by `synthmed import` (url = {BUNDLE_URL!r})", at, at, 0)
     repo = UpstreamRepo.for_upstream(settings.upstreams_dir, u.name).ensure()
     try:
-        row = catalog.upstream_row(u.name)
+        row = catalog.federation.upstream_row(u.name)
         db_accepted: str | None = row["accepted_commit"] if row else None
         state = read_state(settings, u.name) or {}
         accepted = db_accepted or state.get("accepted_commit") or repo.rev(ACCEPTED_REF)
@@ -261,10 +261,10 @@ def sync_upstream(settings: Settings, catalog: Catalog, u: Upstream, order: int 
             with catalog.transaction():
                 if row is not None and row.get("bound_commit") != new:  # a catalog migrated from generation 2
                     update_bound(catalog, u, repo, None, new, incremental=False, cache={})
-                catalog.put_upstream(u.name, **_config_fields(u, order), last_attempt=started, last_status="ok",
-                                     last_reason=None, accepted_at=utcnow())
-                catalog.record_run("sync", "ok", upstream=u.name, started=started, old_commit=new,
-                                   new_commit=new, changed=0)
+                catalog.federation.put_upstream(u.name, **_config_fields(u, order), last_attempt=started, last_status="ok",
+                                                last_reason=None, accepted_at=utcnow())
+                catalog.jobs.record_run("sync", "ok", upstream=u.name, started=started, old_commit=new,
+                                        new_commit=new, changed=0)
             progress(f"{u.name}: up to date at {new[:12]}")
             return SyncResult(u.name, "ok", None, new, new, 0)
 
@@ -309,14 +309,14 @@ def _apply_and_accept(catalog: Catalog, u: Upstream, order: int, repo: UpstreamR
     """Inside the caller's transaction: apply the changes and record the new accepted commit."""
     changed, skipped = apply_changes(catalog, u, repo, base, new, check_immutable)
     reason = f"{len(skipped)} record(s) skipped" if skipped else None
-    catalog.put_upstream(u.name, **_config_fields(u, order), accepted_commit=new, accepted_at=now,
-                         commit_time=repo.commit_time(new), last_attempt=started, last_status="ok",
-                         last_reason=reason)
-    catalog.record_run("sync", "ok", upstream=u.name, reason=reason, started=started,
-                       old_commit=accepted, new_commit=new, changed=changed)
+    catalog.federation.put_upstream(u.name, **_config_fields(u, order), accepted_commit=new, accepted_at=now,
+                                    commit_time=repo.commit_time(new), last_attempt=started, last_status="ok",
+                                    last_reason=reason)
+    catalog.jobs.record_run("sync", "ok", upstream=u.name, reason=reason, started=started,
+                            old_commit=accepted, new_commit=new, changed=changed)
     for path, why in skipped:
-        catalog.record_run("sync", "skipped", upstream=u.name, subject=path, reason=why, started=started,
-                           new_commit=new)
+        catalog.jobs.record_run("sync", "skipped", upstream=u.name, subject=path, reason=why, started=started,
+                                new_commit=new)
     return changed, skipped
 
 
@@ -328,12 +328,12 @@ def sync_all(settings: Settings, catalog: Catalog, *, only: Sequence[str] | None
         for n in only:
             settings.upstream(n)  # raises ConfigError naming the known upstreams
     else:
-        for row in catalog.upstream_rows():
+        for row in catalog.federation.upstream_rows():
             if row["name"] not in names:
                 with catalog.transaction():
-                    n = catalog.drop_upstream(row["name"])
-                    catalog.record_run("sync", "ok", upstream=row["name"], changed=n,
-                                       reason="upstream removed from site.toml; its records were dropped")
+                    n = catalog.federation.drop_upstream(row["name"])
+                    catalog.jobs.record_run("sync", "ok", upstream=row["name"], changed=n,
+                                            reason="upstream removed from site.toml; its records were dropped")
                 progress(f"{row['name']}: no longer in site.toml, {n} record(s) dropped")
     results = []
     for order, u in enumerate(settings.upstreams):

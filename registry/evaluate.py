@@ -120,7 +120,7 @@ class Evaluation:
 
     def store(self, catalog: "Catalog") -> None:
         with catalog.transaction():
-            catalog.record_evaluation(
+            catalog.evaluations.record_evaluation(
                 run=self.run, upstream=self.upstream, model_id=self.model_id, version=self.version,
                 sha256=self.sha256, values={k: (v, BETTER[k]) for k, v in self.values.items()}, key=self.key,
                 reference=self.provenance["reference"]["name"] or self.provenance["reference"]["identity"][:12],
@@ -260,7 +260,7 @@ def evaluate_and_store(settings: "Settings", catalog: "Catalog", entry: "Catalog
 def already_measured(catalog: "Catalog", entry: "CatalogEntry", key: str, params: Mapping[str, Any]) -> bool:
     p = json.dumps(dict(params), sort_keys=True)
     return any(e["key"] == key and e["params"] == p
-               for e in catalog.evaluations_of(entry.upstream, entry.id, entry.version, entry.record.sha256))
+               for e in catalog.evaluations.evaluations_of(entry.upstream, entry.id, entry.version, entry.record.sha256))
 
 
 def write_report(evals: list[Evaluation], failures: list[dict[str, str]], folder: Path) -> Path:

@@ -154,7 +154,7 @@ def resolve_extractor(catalog: "Catalog", ref: str) -> ResolvedExtractor:
     want_up, ext_id, version = _parse_ref(ref.strip())
     if not ext_id:
         raise EvaluationError(f"empty extractor reference {ref!r}", hint="name an extractor: ID, ID@VERSION or UPSTREAM/ID")
-    rows = sorted(catalog.upstream_rows(), key=lambda r: (r["priority"], r["ord"]))
+    rows = sorted(catalog.federation.upstream_rows(), key=lambda r: (r["priority"], r["ord"]))
     seen: list[str] = []
     for row in rows:
         if want_up and row["name"] != want_up:
@@ -162,7 +162,7 @@ def resolve_extractor(catalog: "Catalog", ref: str) -> ResolvedExtractor:
         commit = row.get("accepted_commit")
         if not commit:
             continue
-        repo_path = catalog.repo_path(row["name"])
+        repo_path = catalog.federation.repo_path(row["name"])
         sub = (row.get("subfolder") or "").strip("/")
         folder = "/".join(p for p in (sub, EXTRACTORS_DIR, ext_id) if p)
         try:

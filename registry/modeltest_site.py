@@ -58,13 +58,13 @@ def select_entries(catalog: Catalog, refs: Sequence[str] | None) -> list[Catalog
     """The entries named by ``refs`` (resolved like everywhere else), or the latest
     non-yanked version of every model when ``refs`` is None."""
     if refs is None:
-        return [e for e in catalog.list_models() if e.status != "yanked"]
-    return [catalog.resolve(r) for r in refs]
+        return [e for e in catalog.models.list_models() if e.status != "yanked"]
+    return [catalog.models.resolve(r) for r in refs]
 
 
 def mirrored_entries(catalog: Catalog) -> list[CatalogEntry]:
     """Every non-yanked version whose artefact is verified in the store (what the nightly job tests)."""
-    return [e for e in catalog.list_models(all_versions=True)
+    return [e for e in catalog.models.list_models(all_versions=True)
             if e.status != "yanked" and e.artefact_state == "verified" and e.record.sha256]
 
 
@@ -110,7 +110,7 @@ def test_key(entry: CatalogEntry) -> TestKey:
 def last_test_by_key(catalog: Catalog) -> dict[TestKey, dict[str, Any]]:
     """The last test of every version the catalog holds, by :func:`test_key`."""
     return {(str(t["upstream"]), str(t["model_id"]), str(t["version"]), t["sha256"]): t
-            for t in catalog.last_tests(limit=1_000_000)}
+            for t in catalog.tests.last_tests(limit=1_000_000)}
 
 
 def test_entry(entry: CatalogEntry, settings: Settings, *, timeout_s: float | None = None,
@@ -146,7 +146,7 @@ def test_ref(ref: str, settings: Settings, *, timeout_s: float | None = None, nu
     its package prepared if needed (what ``Generators.test_model`` calls). ``report_dir``
     writes a report there; ``record_in_catalog`` also stores the result in the catalog."""
     with Catalog.open(settings.catalog_path, readonly=True) as catalog:
-        entry = catalog.resolve(ref)
+        entry = catalog.models.resolve(ref)
     if record_in_catalog:
         with Catalog.open(settings.catalog_path, readonly=False) as wcat:
             run = run_tests(settings, [entry], report_dir=report_dir, catalog=wcat, timeout_s=timeout_s,
@@ -164,13 +164,13 @@ def record_results(catalog: Catalog, results: Iterable[ModelTestResult], report_
     with catalog.transaction():
         for r in results:
             if r.status == "skipped":
-                catalog.record_run("test", "skipped", upstream=r.upstream, subject=r.ref, reason=r.reason,
-                                   started=r.started)
+                catalog.jobs.record_run("test", "skipped", upstream=r.upstream, subject=r.ref, reason=r.reason,
+                                        started=r.started)
                 continue
             if not r.upstream or not r.sha256:  # pragma: no cover - a tested site model has both
                 log.warning("%s: a test result without an upstream or sha256 is not recorded", r.ref)
                 continue
-            catalog.record_test(
+            catalog.tests.record_test(
                 model_id=r.id, version=r.version, passed=r.passed, upstream=r.upstream, sha256=r.sha256,
                 started=r.started,
                 finished=r.finished, reason=r.reason,
@@ -178,8 +178,8 @@ def record_results(catalog: Catalog, results: Iterable[ModelTestResult], report_
                 throughput=r.throughput_sps, peak_memory_mb=r.peak_memory_mb, runner_version=version,
                 env_hash=r.fingerprint)
             if not r.passed:
-                catalog.record_run("test", "failed", upstream=r.upstream, subject=r.ref, reason=r.reason,
-                                   started=r.started)
+                catalog.jobs.record_run("test", "failed", upstream=r.upstream, subject=r.ref, reason=r.reason,
+                                        started=r.started)
 
 
 def run_tests(settings: Settings, entries: Sequence[CatalogEntry], *, report_dir: Path | None,
@@ -213,7 +213,7 @@ def run_tests(settings: Settings, entries: Sequence[CatalogEntry], *, report_dir
 def failing_models(catalog: Catalog) -> dict[str, str]:
     """``upstream/id@version`` -> reason, for every held model version whose last test
     (of its own upstream's package) failed (for search listings and status)."""
-    return {str(t["qualified_ref"]): str(t["reason"] or "failed") for t in catalog.failing_models()}
+    return {str(t["qualified_ref"]): str(t["reason"] or "failed") for t in catalog.tests.failing_models()}
 
 
 def last_test_flags(catalog: Catalog, entries: Iterable[CatalogEntry]) -> dict[str, dict[str, Any]]:
@@ -226,7 +226,7 @@ def last_test_flags(catalog: Catalog, entries: Iterable[CatalogEntry]) -> dict[s
     if not with_sha:
         return out
     for e in with_sha:
-        rows = catalog.tests_of(e.upstream, e.id, e.version, e.record.sha256, limit=1)
+        rows = catalog.tests.tests_of(e.upstream, e.id, e.version, e.record.sha256, limit=1)
         if rows:
             t = rows[0]
             out[e.qualified_ref] = {"passed": bool(t["passed"]), "finished": t["finished"], "reason": t["reason"]}

@@ -212,7 +212,7 @@ def _with_stages(package: VerifiedPackage, settings: Settings) -> VerifiedPackag
         def resolve(ref: str) -> CatalogEntry:
             if not catalogs:
                 catalogs.append(stack.enter_context(Catalog.open(settings.catalog_path, readonly=True)))
-            return catalogs[0].resolve(ref)
+            return catalogs[0].models.resolve(ref)
 
         stages = package.format.prepare_stages(package, resolve, lambda entry: prepare(entry, settings))
     return replace(package, stages=stages) if stages else package

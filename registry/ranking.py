@@ -12,27 +12,24 @@ Two kinds of values never meet in one ranking:
   in different ways; the ranking says so.
 
 Models without a value under the chosen basis are listed after the ranked ones.
+
+Ranking sits above the catalog: it reads through the catalog's ``evaluations`` and
+``models`` stores, and hands the models store the order a ranked search uses
+(:func:`search`, :class:`~synthmed.registry.catalog.ScoreOrder`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
+from .catalog import Catalog, CatalogEntry, ScoreOrder
 from .errors import EvaluationError
 
 #: site-measured metric -> which direction is better
 BETTER = {"fd": "lower", "kid": "lower", "kid_std": "lower", "precision": "higher", "recall": "higher",
           "density": "higher", "coverage": "higher", "cmmd": "lower", "ms_ssim_diversity": "lower",
           "ae_psnr": "higher", "ae_ms_ssim": "higher"}
-
-
-class RankSource(Protocol):  # what ranking reads from the catalog
-    conn: Any
-
-    def evaluation_keys(self, metric: str) -> list[dict[str, Any]]: ...
-
-    def measured_values(self, metric: str, key: str) -> dict[tuple[str, str], dict[str, Any]]: ...
 
 
 @dataclass
@@ -62,14 +59,23 @@ class Ranking:
                 "other_keys": [{"key": k["key"], "models": k["models"], "reference": k["reference"],
                                 "extractor": k["extractor"]} for k in self.other_keys]}
 
+    def order(self) -> ScoreOrder:
+        """How a search ranked by this ranking orders its results: by the measured values,
+        or by each record's own values of the chosen source."""
+        return ScoreOrder(better="lower" if self.better == "lower" else "higher",
+                          values=dict(self.values) if self.basis == "measured" else None,
+                          metric=self.metric, source=self.source or "")
+
     def ordered(self) -> list[tuple[tuple[str, str], float]]:
         sign = 1 if self.better == "lower" else -1
         return sorted(self.values.items(), key=lambda kv: (sign * kv[1], kv[0]))
 
 
-def choose(catalog: RankSource, metric: str, key: str | None = None) -> Ranking:
+def choose(catalog: Catalog, metric: str, key: str | None = None) -> Ranking:
+    """Which values ranking by ``metric`` compares (see the module's docstring); ``key`` (or
+    a prefix of it) picks the comparability key of measured values."""
     metric = metric.strip().lower()
-    keys = catalog.evaluation_keys(metric)
+    keys = catalog.evaluations.evaluation_keys(metric)
     if key:
         chosen = [k for k in keys if str(k["key"]).startswith(key.strip().lower())]
         if len(chosen) != 1:
@@ -79,7 +85,7 @@ def choose(catalog: RankSource, metric: str, key: str | None = None) -> Ranking:
         keys = chosen + [k for k in keys if k is not chosen[0]]
     if keys:
         top = keys[0]
-        rows = catalog.measured_values(metric, top["key"])
+        rows = catalog.evaluations.measured_values(metric, top["key"])
         better = next(iter(rows.values()))["better"] if rows else BETTER.get(metric, "lower")
         return Ranking(metric, "measured", str(top["key"]), None, better,
                        {k: float(r["value"]) for k, r in rows.items()},
@@ -87,16 +93,14 @@ def choose(catalog: RankSource, metric: str, key: str | None = None) -> Ranking:
                        other_keys=keys[1:])
     # which source and direction most values of the metric have (every stored version counts:
     # read from the metrics_source index alone, so it stays cheap at 100,000 records)
-    rows2 = catalog.conn.execute(
-        """SELECT coalesce(source, 'reported') AS src, better, count(*) FROM metrics
-           WHERE name = ? GROUP BY src, better""", (metric,)).fetchall()
+    rows2 = catalog.models.metric_sources(metric)
     if not rows2:
         return Ranking(metric, "none", None, None, None, {}, f"no model reports or has measured {metric!r}")
     counts: dict[str, int] = {}
     for src, _, c in rows2:
-        counts[str(src)] = counts.get(str(src), 0) + int(c)
+        counts[src] = counts.get(src, 0) + c
     source = max(counts, key=lambda s: (counts[s], s == "measured", s))
-    dirs = {str(b): int(c) for src, b, c in rows2 if str(src) == source}
+    dirs = {b: c for src, b, c in rows2 if src == source}
     better = max(dirs, key=lambda b: (dirs[b], b))
     left = sum(c for s, c in counts.items() if s != source)
     note = f"{counts[source]} value(s)" + (f"; {left} value(s) of another source left out" if left else "")
@@ -107,20 +111,29 @@ def choose(catalog: RankSource, metric: str, key: str | None = None) -> Ranking:
     return Ranking(metric, "reported", None, source, better, vals, note)
 
 
-def reported_values(catalog: RankSource, ranking: Ranking) -> dict[tuple[str, str], float]:
+def reported_values(catalog: Catalog, ranking: Ranking) -> dict[tuple[str, str], float]:
     """(upstream, id) -> the best value of the ranking's source, for a ``reported`` ranking."""
-    agg = "min" if ranking.better == "lower" else "max"
-    rows = catalog.conn.execute(
-        f"""SELECT m.upstream, m.id, {agg}(r.value) FROM metrics r JOIN models m ON m.pk = r.model
-            WHERE r.name = ? AND coalesce(r.source, 'reported') = ? AND m.is_latest = 1 GROUP BY m.upstream, m.id""",
-        (ranking.metric, ranking.source)).fetchall()
-    return {(str(u), str(i)): float(v) for u, i, v in rows}
+    return catalog.models.reported_values(ranking.metric, ranking.source, ranking.better)
 
 
-def ranked_values(catalog: RankSource, metric: str, key: str | None = None) -> tuple[Ranking, dict[tuple[str, str], float]]:
+def ranked_values(catalog: Catalog, metric: str, key: str | None = None) -> tuple[Ranking, dict[tuple[str, str], float]]:
     """The ranking :func:`choose` picks and its values, ``(upstream, id) -> value``, for
     callers that rank outside SQL (``Generators.rank_models_by_performance``)."""
     ranking = choose(catalog, metric, key)
     if ranking.basis == "reported":
         return ranking, reported_values(catalog, ranking)
     return ranking, dict(ranking.values)
+
+
+def search(catalog: Catalog, query: str = "", *, rank: str | Ranking | None = None,
+           **filters: Any) -> list[CatalogEntry]:
+    """The catalog's search (:meth:`ModelStore.search
+    <synthmed.registry.catalog.models.ModelStore.search>`, same filters), ordered by
+    ``rank`` when given (a metric name, or a :class:`Ranking` from :func:`choose`): best
+    first, comparing only values of one basis (this site's measurements under one
+    comparability key, or else the records' values of one source); models without such a
+    value come last."""
+    if not rank:
+        return catalog.models.search(query, **filters)
+    ranking = rank if isinstance(rank, Ranking) else choose(catalog, rank)
+    return catalog.models.search(query, order=ranking.order(), **filters)

@@ -21,6 +21,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from synthmed.registry import ranking
 from synthmed.registry.catalog import Catalog, CatalogEntry
 from synthmed.registry.errors import ConfigError, SiteNotFound
 from synthmed.registry.packages import VerifiedPackage, prepare, runnable_upstreams
@@ -379,13 +380,13 @@ class Site:
         if runnable:
             filters.update(runnable=True, code_upstreams=runnable_upstreams(self.settings),
                            held_blobs=set(Store(self.settings.store_dir).iter_blobs()))
-        return self.catalog.search(query, **filters)
+        return ranking.search(self.catalog, query, **filters)
 
     def list_models(self) -> list[CatalogEntry]:
-        return self.catalog.list_models()
+        return self.catalog.models.list_models()
 
     def resolve(self, ref: str) -> CatalogEntry:
-        return self.catalog.resolve(ref)
+        return self.catalog.models.resolve(ref)
 
     def record(self, ref: str) -> Record:
         return self.resolve(ref).record
@@ -393,7 +394,7 @@ class Site:
     def show(self, ref: str) -> CatalogEntry:
         """The entry ``synthmed show`` shows: as :meth:`resolve`, but a yanked version is
         returned (``entry.status == "yanked"``) instead of refused. Never run it."""
-        return self.catalog.resolve(ref, allow_yanked=True)
+        return self.catalog.models.resolve(ref, allow_yanked=True)
 
     # -- packages --
     def package(self, ref: str | CatalogEntry, *, progress: ProgressArg | None = None) -> VerifiedPackage:

@@ -124,7 +124,7 @@ class SiteApp:
     def _report(self, test_id: int) -> views.RunReport:
         """A test run's report, found through the catalog's ``tests`` row only."""
         with self._catalog() as cat:
-            report = views.RunReport.of(cat.test_row(test_id))
+            report = views.RunReport.of(cat.tests.test_row(test_id))
         if report is None:
             raise NotFound(f"test run {test_id} has no report on this site")
         return report

@@ -69,9 +69,9 @@ def search(settings: Settings, cat: Catalog, q: Query) -> dict[str, Any]:
     if q.runnable:
         runnable = {"runnable": True, "code_upstreams": runnable_upstreams(settings),
                     "held_blobs": set(Store(settings.store_dir).iter_blobs())}
-    found = cat.search(q.text, modality=q.modality or None, anatomy=q.anatomy or None,
-                       architecture=q.architecture or None, license=q.license or None, limit=SEARCH_LIMIT,
-                       **runnable)
+    found = cat.models.search(q.text, modality=q.modality or None, anatomy=q.anatomy or None,
+                              architecture=q.architecture or None, license=q.license or None, limit=SEARCH_LIMIT,
+                              **runnable)
     if q.status:
         found = [e for e in found if e.status == q.status.lower()]
     tests = last_test_flags(cat, found)
@@ -179,10 +179,10 @@ class RunReport:
 def model_page(settings: Settings, cat: Catalog, upstream: str, model_id: str,
                version: str | None) -> dict[str, Any]:
     ref = f"{upstream}/{model_id}" + (f"@{version}" if version else "")
-    entry = cat.resolve(ref, allow_yanked=True)
+    entry = cat.models.resolve(ref, allow_yanked=True)
     rec = entry.record.data
-    versions = [e for e in cat.rows_for_id(entry.id) if e.upstream == entry.upstream]
-    tests = cat.tests_of(entry.upstream, entry.id, entry.version, entry.record.sha256, limit=20)
+    versions = [e for e in cat.models.rows_for_id(entry.id) if e.upstream == entry.upstream]
+    tests = cat.tests.tests_of(entry.upstream, entry.id, entry.version, entry.record.sha256, limit=20)
     grid = None
     for t in tests:
         rep = RunReport.of(t)
@@ -196,7 +196,7 @@ def model_page(settings: Settings, cat: Catalog, upstream: str, model_id: str,
     in_store = bool(sha) and store.has(sha)
     metrics = [m for m in rec.get("metrics") or [] if isinstance(m, Mapping)]
     measured = []  # values this site measured (synthmed evaluate), each with all its provenance
-    for ev in cat.evaluations_of(entry.upstream, entry.id, entry.version, entry.record.sha256):
+    for ev in cat.evaluations.evaluations_of(entry.upstream, entry.id, entry.version, entry.record.sha256):
         row = dict(ev)
         for k in ("params", "provenance"):
             try:

@@ -84,13 +84,13 @@ def test_export_import_reproduces_catalog_and_blobs(tmp_path: Path, exported_fre
         sa, sb = a.snapshot(), b.snapshot()
         assert sb["models"] == sa["models"] and sb["upstreams"] == sa["upstreams"]
         assert sb["artefacts"] == sa["artefacts"]
-        assert b.resolve("public/lung-gan").index_subfolder == "index"
+        assert b.models.resolve("public/lung-gan").index_subfolder == "index"
     assert sorted(Store(offline.store_dir).iter_blobs()) == sorted(Store(online.store_dir).iter_blobs())
     # the imported site can mirror (unpack) without any network: the blobs are in its store
     run_daemon(offline, once=True, only=["mirror"])
     with catalog(offline) as b:
-        assert b.resolve("lung-gan").artefact_state == "verified"
-        sha = b.resolve("lung-gan").record.sha256
+        assert b.models.resolve("lung-gan").artefact_state == "verified"
+        sha = b.models.resolve("lung-gan").record.sha256
     assert (offline.packages_dir / str(sha)).is_dir()
     # importing the same bundle again is a no-op
     r = run_cli(["--site", str(offline.home), "import", str(dest)])
@@ -110,7 +110,7 @@ def test_tampered_blob_is_refused_and_nothing_imported(tmp_path: Path, exported:
         with pytest.raises(BundleError, match="tampered") as exc:
             import_bundle(offline, cat, dest)
         assert victim.name in str(exc.value)
-        assert cat.list_models(all_versions=True) == []
+        assert cat.models.list_models(all_versions=True) == []
     assert list(Store(offline.store_dir).iter_blobs()) == []
     assert load_settings(offline.home, {}, environ={}).upstreams == ()
     r = run_cli(["--site", str(offline.home), "import", str(dest)])

@@ -57,7 +57,7 @@ def test_ls_and_prune_unused_old_and_by_size(site: Path, tmp_path: Path, capsys:
     assert "fetched again when used" in capsys.readouterr().out
     assert not store.has(phantom) and not (settings.packages_dir / phantom).exists()
     with Catalog.open(settings.catalog_path) as cat:
-        assert {a["sha256"]: a["state"] for a in cat.artefacts()}[phantom] == "missing"
+        assert {a["sha256"]: a["state"] for a in cat.artefacts.rows()}[phantom] == "missing"
     assert main(["--site", str(site), "search", "--runnable", "--json"]) == 0
     assert "phantom-lesion" not in {e["id"] for e in json.loads(capsys.readouterr().out)}
     # a size cap: the oldest go first until the rest fits

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from synthmed.registry import ranking
 from synthmed.registry.catalog import GENERATION, Catalog, fts_query, version_key
 from synthmed.registry.errors import CatalogError
 from synthmed.registry.records import Record
@@ -23,7 +24,7 @@ def _rec(make_record: Any, model_id: str, version: str = "1.0.0", **kw: Any) -> 
 def cat(tmp_path: Path, make_record: Any) -> Catalog:
     c = Catalog.open(tmp_path / "catalog.db", readonly=False)
     with c.transaction():
-        c.put_upstream("public", priority=10, ord=0, accepted_commit="a" * 40)
+        c.federation.put_upstream("public", priority=10, ord=0, accepted_commit="a" * 40)
         recs = [
             _rec(make_record, "mass-gan", title="Mass-like lesion generator", modality=["MMG"], anatomy=["breast"],
                  **{"metrics": [{"name": "FID", "value": 30.0, "better": "lower", "source": "reported"},
@@ -41,8 +42,8 @@ def cat(tmp_path: Path, make_record: Any) -> Catalog:
                  **{"metrics": []}),
         ]
         for r in recs:
-            c.upsert_record("public", f"models/{r.id}/{r.version}.json", r, "a" * 40)
-        c.refresh_latest("public", [r.id for r in recs])
+            c.models.upsert_record("public", f"models/{r.id}/{r.version}.json", r, "a" * 40)
+        c.models.refresh_latest("public", [r.id for r in recs])
     return c
 
 
@@ -53,16 +54,16 @@ HOSTILE = ['mass-like', '"AND', '*', '"', "'", 'AND', 'OR NOT', 'NEAR(', 'a:b', 
 
 @pytest.mark.parametrize("query", HOSTILE)
 def test_hostile_queries_never_raise(cat: Catalog, query: str) -> None:
-    found = cat.search(query)
+    found = cat.models.search(query)
     assert isinstance(found, list)
 
 
 def test_punctuated_query_finds_the_record(cat: Catalog) -> None:
-    assert [e.id for e in cat.search("mass-like")] == ["mass-gan"]
-    assert [e.id for e in cat.search('"AND')] == ["brain-vae"]
-    assert [e.id for e in cat.search("lung nod")] == ["lung-ddpm"]  # every word a prefix
-    assert cat.search("*") == []
-    assert cat.search("zzzz-nothing") == []
+    assert [e.id for e in cat.models.search("mass-like")] == ["mass-gan"]
+    assert [e.id for e in cat.models.search('"AND')] == ["brain-vae"]
+    assert [e.id for e in cat.models.search("lung nod")] == ["lung-ddpm"]  # every word a prefix
+    assert cat.models.search("*") == []
+    assert cat.models.search("zzzz-nothing") == []
 
 
 def test_fts_query_quotes_every_term() -> None:
@@ -71,23 +72,23 @@ def test_fts_query_quotes_every_term() -> None:
 
 
 def test_filters_are_case_insensitive(cat: Catalog) -> None:
-    assert [e.id for e in cat.search(modality="ct")] == ["lung-ddpm"]
-    assert [e.id for e in cat.search(anatomy="BREAST")] == ["mass-gan"]
-    assert [e.id for e in cat.search(architecture="ddpm")] == ["lung-ddpm"]
-    assert [e.id for e in cat.search(architecture="Diffusion")] == ["lung-ddpm"]
-    assert [e.id for e in cat.search(license="apache-2.0")] == ["lung-ddpm"]
-    assert cat.search("lung", modality="MMG") == []
+    assert [e.id for e in cat.models.search(modality="ct")] == ["lung-ddpm"]
+    assert [e.id for e in cat.models.search(anatomy="BREAST")] == ["mass-gan"]
+    assert [e.id for e in cat.models.search(architecture="ddpm")] == ["lung-ddpm"]
+    assert [e.id for e in cat.models.search(architecture="Diffusion")] == ["lung-ddpm"]
+    assert [e.id for e in cat.models.search(license="apache-2.0")] == ["lung-ddpm"]
+    assert cat.models.search("lung", modality="MMG") == []
 
 
 def test_rank_respects_better_direction(cat: Catalog) -> None:
-    by_fid = [(e.id, e.score) for e in cat.search(rank="fid")]
+    by_fid = [(e.id, e.score) for e in ranking.search(cat, rank="fid")]
     # one source only: three records report an FID, one also has an author-measured one (5.0),
     # which is never mixed in with the reported values
     assert by_fid == [("lung-ddpm", 10.0), ("mass-gan", 30.0), ("brain-vae", 50.0), ("no-metric", None)]
-    r = cat.ranking("fid")
+    r = ranking.choose(cat, "fid")
     assert (r.basis, r.source, r.better) == ("reported", "reported", "lower")
     assert "1 value(s) of another source left out" in r.note
-    by_precision = [e.id for e in cat.search(rank="precision")]
+    by_precision = [e.id for e in ranking.search(cat, rank="precision")]
     assert by_precision[:2] == ["lung-ddpm", "mass-gan"]  # higher is better
     assert by_precision[-1] == "no-metric"
 
@@ -95,26 +96,26 @@ def test_rank_respects_better_direction(cat: Catalog) -> None:
 def test_latest_excludes_yanked_and_follows_semver(tmp_path: Path, make_record: Any) -> None:
     c = Catalog.open(tmp_path / "c.db", readonly=False)
     with c.transaction():
-        c.put_upstream("p", accepted_commit="b" * 40)
+        c.federation.put_upstream("p", accepted_commit="b" * 40)
         for v, status in [("1.9.0", "active"), ("1.10.0", "active"), ("2.0.0-rc.1", "active"), ("1.11.0", "yanked")]:
             kw = {"status": status}
             if status == "yanked":
                 kw["status_reason"] = "broken weights"
             r = _rec(make_record, "toy", v, **kw)
-            c.upsert_record("p", f"models/toy/{v}.json", r, "b" * 40)
-        c.refresh_latest("p", ["toy"])
-    assert [e.version for e in c.search("toy")] == ["1.10.0"]
-    assert [e.version for e in c.list_models()] == ["1.10.0"]
-    assert len(c.list_models(all_versions=True)) == 4
+            c.models.upsert_record("p", f"models/toy/{v}.json", r, "b" * 40)
+        c.models.refresh_latest("p", ["toy"])
+    assert [e.version for e in c.models.search("toy")] == ["1.10.0"]
+    assert [e.version for e in c.models.list_models()] == ["1.10.0"]
+    assert len(c.models.list_models(all_versions=True)) == 4
     assert version_key("2.0.0-rc.1") < version_key("1.0.0")  # a release is preferred
     assert version_key("1.10.0") > version_key("1.9.0")
 
 
 def test_readonly_reader(cat: Catalog) -> None:
     ro = Catalog.open(cat.path)
-    assert ro.count_models()["models"] == 4
+    assert ro.models.count_models()["models"] == 4
     with pytest.raises(CatalogError, match="read-only"):
-        ro.set_artefact("a" * 64, state="verified")
+        ro.artefacts.set_artefact("a" * 64, state="verified")
     with pytest.raises(sqlite3.OperationalError):  # the file itself is opened mode=ro
         ro.conn.execute("DELETE FROM models")
     ro.close()
@@ -137,25 +138,25 @@ def test_missing_or_foreign_catalog(tmp_path: Path) -> None:
 
 
 def test_tests_table(cat: Catalog) -> None:
-    sha = cat.resolve("mass-gan@1.0.0").record.sha256
+    sha = cat.models.resolve("mass-gan@1.0.0").record.sha256
     with cat.transaction():
-        cat.record_test(model_id="mass-gan", version="1.0.0", passed=True, throughput=12.0, upstream="public",
-                        sha256=sha)
-        cat.record_test(model_id="mass-gan", version="1.0.0", passed=False, reason="NaN in output",
-                        report_path="reports/x.json", peak_memory_mb=100.0, runner_version="0.1", env_hash="e",
-                        upstream="public", sha256=sha)
-    assert [t["reason"] for t in cat.failing_models()] == ["NaN in output"]
-    assert len(cat.last_tests("mass-gan@1.0.0")) == 2
+        cat.tests.record_test(model_id="mass-gan", version="1.0.0", passed=True, throughput=12.0, upstream="public",
+                              sha256=sha)
+        cat.tests.record_test(model_id="mass-gan", version="1.0.0", passed=False, reason="NaN in output",
+                              report_path="reports/x.json", peak_memory_mb=100.0, runner_version="0.1", env_hash="e",
+                              upstream="public", sha256=sha)
+    assert [t["reason"] for t in cat.tests.failing_models()] == ["NaN in output"]
+    assert len(cat.tests.last_tests("mass-gan@1.0.0")) == 2
 
 
 def test_migrates_generation_1(tmp_path: Path, make_record: Any) -> None:
     """A generation-1 catalog (FTS over every row, via sqlite-utils triggers) is migrated on open."""
     c = Catalog.open(tmp_path / "old.db", readonly=False)
     with c.transaction():
-        c.put_upstream("p", accepted_commit="c" * 40)
+        c.federation.put_upstream("p", accepted_commit="c" * 40)
         for v in ("1.0.0", "2.0.0"):
-            c.upsert_record("p", f"models/toy/{v}.json", _rec(make_record, "toy", v), "c" * 40)
-        c.refresh_latest("p", ["toy"])
+            c.models.upsert_record("p", f"models/toy/{v}.json", _rec(make_record, "toy", v), "c" * 40)
+        c.models.refresh_latest("p", ["toy"])
         # rewind to the generation-1 layout
         for trig in [r[0] for r in c.conn.execute("SELECT name FROM sqlite_master WHERE type='trigger'")]:
             c.conn.execute(f"DROP TRIGGER {trig}")
@@ -171,8 +172,8 @@ def test_migrates_generation_1(tmp_path: Path, make_record: Any) -> None:
         Catalog.open(tmp_path / "old.db")  # a reader never migrates
     c = Catalog.open(tmp_path / "old.db", readonly=False)
     assert c.generation() == GENERATION
-    assert [e.version for e in c.search("toy")] == ["2.0.0"]
-    assert [e.version for e in c.search("toy", upstream="p")] == ["2.0.0"]
+    assert [e.version for e in c.models.search("toy")] == ["2.0.0"]
+    assert [e.version for e in c.models.search("toy", upstream="p")] == ["2.0.0"]
     assert c.conn.execute("SELECT count(*) FROM models_fts_docsize").fetchone()[0] == 1
 
 
@@ -191,7 +192,7 @@ def test_generation_4_catalog_gains_the_evaluations_table(tmp_path: Path) -> Non
     with Catalog.open(path, readonly=False) as c:
         assert c.generation() == 5
         with c.transaction():
-            c.record_evaluation(run="r1", upstream="u", model_id="m", version="1.0.0", sha256="a" * 64,
-                                values={"fd": (1.5, "lower")}, key="k" * 64, reference="ref", extractor="x@1.0.0",
-                                params={}, provenance={"n_real": 3})
-        assert c.evaluation_keys("fd") == []  # the model is not served by this catalog
+            c.evaluations.record_evaluation(run="r1", upstream="u", model_id="m", version="1.0.0", sha256="a" * 64,
+                                            values={"fd": (1.5, "lower")}, key="k" * 64, reference="ref", extractor="x@1.0.0",
+                                            params={}, provenance={"n_real": 3})
+        assert c.evaluations.evaluation_keys("fd") == []  # the model is not served by this catalog

@@ -48,16 +48,16 @@ def test_once_runs_every_job(site: Any) -> None:
     assert run_daemon(settings, once=True, only=CORE) == 0
     store = Store(settings.store_dir)
     with catalog(settings) as cat:
-        shas = {e.id: e.record.sha256 for e in cat.list_models()}
+        shas = {e.id: e.record.sha256 for e in cat.models.list_models()}
         assert all(store.has(shas[i]) for i in ("lung-gan", "brain-gan"))
         assert (settings.packages_dir / shas["lung-gan"]).is_dir()
-        assert {a["sha256"]: a["state"] for a in cat.artefacts()} == {shas["lung-gan"]: "verified",
-                                                                      shas["brain-gan"]: "verified"}
-        assert cat.resolve("lung-gan").artefact_state == "verified"
-        assert cat.resolve("draft-gan").artefact_state == "unverified"
-        jobs = {r["job"] for r in cat.last_runs()}
+        assert {a["sha256"]: a["state"] for a in cat.artefacts.rows()} == {shas["lung-gan"]: "verified",
+                                                                           shas["brain-gan"]: "verified"}
+        assert cat.models.resolve("lung-gan").artefact_state == "verified"
+        assert cat.models.resolve("draft-gan").artefact_state == "unverified"
+        jobs = {r["job"] for r in cat.jobs.last_runs()}
         assert jobs == set(CORE)
-        mirror = [r for r in cat.last_runs() if r["job"] == "mirror"][0]
+        mirror = [r for r in cat.jobs.last_runs() if r["job"] == "mirror"][0]
         assert "1 unverified record(s) skipped" in mirror["reason"]
 
 
@@ -67,8 +67,8 @@ def test_mirror_policy_select(tmp_path: Path, site: Any) -> None:
                           mirror={"policy": "select", "modalities": ["mri"]})
     run_daemon(settings, once=True, only=["sync", "mirror"])
     with catalog(settings) as cat:
-        assert {cat.resolve(r).id for r in ("brain-gan",) if cat.resolve(r).artefact_state == "verified"} == {"brain-gan"}
-        assert cat.resolve("lung-gan").artefact_state == "missing"
+        assert {cat.models.resolve(r).id for r in ("brain-gan",) if cat.models.resolve(r).artefact_state == "verified"} == {"brain-gan"}
+        assert cat.models.resolve("lung-gan").artefact_state == "missing"
 
 
 def test_failing_model_never_stops_the_others(tmp_path: Path, make_record: Any) -> None:
@@ -83,9 +83,9 @@ def test_failing_model_never_stops_the_others(tmp_path: Path, make_record: Any) 
     settings = write_site(tmp_path / "site", [{"name": "public", "url": repo.working_dir}])
     run_daemon(settings, once=True, only=["sync", "mirror"])
     with catalog(settings) as cat:
-        assert cat.resolve("good-gan").artefact_state == "verified"
-        assert cat.resolve("bad-gan").artefact_state == "missing"
-        [fail] = [r for r in cat.runs("mirror") if r["subject"]]
+        assert cat.models.resolve("good-gan").artefact_state == "verified"
+        assert cat.models.resolve("bad-gan").artefact_state == "missing"
+        [fail] = [r for r in cat.jobs.runs("mirror") if r["subject"]]
         assert fail["subject"] == "public/bad-gan@1.0.0" and "nowhere.bin" in fail["reason"]
 
 
@@ -94,8 +94,8 @@ def test_scrub_refetches_and_gc_removes(site: Any, make_record: Any) -> None:
     run_daemon(settings, once=True, only=CORE)
     store = Store(settings.store_dir)
     with catalog(settings) as cat:
-        lung = cat.resolve("lung-gan").record.sha256
-        brain = cat.resolve("brain-gan").record.sha256
+        lung = cat.models.resolve("lung-gan").record.sha256
+        brain = cat.models.resolve("brain-gan").record.sha256
     assert lung and brain
     blob = store.blob_path(lung)
     os.chmod(blob, 0o644)
@@ -103,10 +103,10 @@ def test_scrub_refetches_and_gc_removes(site: Any, make_record: Any) -> None:
     run_daemon(settings, once=True, only=["scrub"])
     assert store.verify_blob(lung)
     with catalog(settings) as cat:
-        subjects = [(r["subject"], r["reason"]) for r in cat.runs("scrub") if r["subject"]]
+        subjects = [(r["subject"], r["reason"]) for r in cat.jobs.runs("scrub") if r["subject"]]
         assert {s for s, _ in subjects} == {lung}
         assert any(reason.startswith("blob corrupt") for _, reason in subjects)
-        assert {a["sha256"]: a["state"] for a in cat.artefacts()}[lung] == "verified"
+        assert {a["sha256"]: a["state"] for a in cat.artefacts.rows()}[lung] == "verified"
     # the single-file (octet-stream) package was a hard link to the rotten blob: scrub removed
     # it too, and its repair (prepare) unpacked it again from the re-fetched blob
     assert any("unpacked package changed" in reason for _, reason in subjects)
@@ -145,7 +145,7 @@ def test_register_job_and_a_failing_job(site: Any) -> None:
     assert list(results)[:4] == CORE  # registration order
     assert calls == [settings.name]
     with catalog(settings) as cat:
-        [row] = cat.runs("broken")
+        [row] = cat.jobs.runs("broken")
         assert row["status"] == "failed" and "model exploded" in row["reason"]
 
 

@@ -239,7 +239,7 @@ def test_export_while_the_daemon_holds_the_lock(tmp_path: Path, capsys: pytest.C
     assert main(["init", str(home), "--upstream", f"public={REPO_ROOT}"]) == 0
     assert main(["--site", str(home), "sync"]) == 0
     with Catalog.open(home / "catalog.db") as cat:
-        accepted = cat.upstream_row("public")["accepted_commit"]  # type: ignore[index]
+        accepted = cat.federation.upstream_row("public")["accepted_commit"]  # type: ignore[index]
     capsys.readouterr()
     assert main(["--site", str(home), "status", "--json"]) == 0
     sources = json.loads(capsys.readouterr().out)["blob_sources"]

@@ -17,6 +17,7 @@ from synthmed.cli import main
 from synthmed.daemon.bundle import export_bundle
 from synthmed.daemon.jobs import JobContext
 from synthmed.daemon.nightly import evaluate_served
+from synthmed.registry import ranking
 from synthmed.registry.catalog import Catalog
 from synthmed.registry.settings import load_settings
 
@@ -175,4 +176,4 @@ def test_catalog_rebuild_keeps_the_measured_values(site: Path) -> None:
     rebuild_catalog(settings)
     with Catalog.open(settings.catalog_path) as cat:
         assert cat.conn.execute("SELECT count(*) FROM evaluations").fetchone()[0] == before
-        assert cat.ranking("fd").basis == "measured"
+        assert ranking.choose(cat, "fd").basis == "measured"

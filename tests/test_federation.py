@@ -10,7 +10,7 @@ import git
 import pytest
 
 from synthmed.registry.errors import ModelNotFound, RecordYanked
-from synthmed.registry.resolve import parse_model_ref
+from synthmed.registry.catalog.resolve import parse_model_ref
 
 from helpers.records import unverified, with_artefact, write_record
 from helpers.repos import commit, init_repo
@@ -41,30 +41,30 @@ def test_priority_and_qualified_refs(two_upstreams: Any, caplog: pytest.LogCaptu
     settings = _site(tmp_path, a, b, prio_a=10, prio_b=20)
     assert [r.status for r in sync(settings)] == ["ok", "ok"]
     cat = catalog(settings)
-    with caplog.at_level(logging.INFO, logger="synthmed.registry.resolve"):
-        e = cat.resolve("shared-gan")
+    with caplog.at_level(logging.INFO, logger="synthmed.registry.catalog.resolve"):
+        e = cat.models.resolve("shared-gan")
     assert (e.upstream, e.version, e.record.data["title"]) == ("hospital", "1.0.0", "Hospital's shared GAN")
     assert e.shadows == ("public",)
     assert any("shadows" in r.getMessage() and "public" in r.getMessage() for r in caplog.records)
     # qualified references name one upstream (and one version)
-    assert cat.resolve("public/shared-gan").version == "2.0.0"
-    assert cat.resolve("public/shared-gan@1.0.0").record.data["title"] == "Public shared GAN"
-    assert cat.resolve("hospital/shared-gan@1.0.0").upstream == "hospital"
+    assert cat.models.resolve("public/shared-gan").version == "2.0.0"
+    assert cat.models.resolve("public/shared-gan@1.0.0").record.data["title"] == "Public shared GAN"
+    assert cat.models.resolve("hospital/shared-gan@1.0.0").upstream == "hospital"
     # a version only the lower-priority upstream has is served from there
-    assert cat.resolve("shared-gan@2.0.0").upstream == "public"
+    assert cat.models.resolve("shared-gan@2.0.0").upstream == "public"
     # the entry says where index: sources are read from
     assert e.index_repo == settings.upstreams_dir / "hospital"
     assert e.index_commit == a.head.commit.hexsha
     assert e.index_subfolder == ""
     assert git.Repo(e.index_repo).commit(e.index_commit).hexsha == e.index_commit
     with pytest.raises(ModelNotFound, match="no upstream named 'nope'"):
-        cat.resolve("nope/shared-gan")
+        cat.models.resolve("nope/shared-gan")
     with pytest.raises(ModelNotFound, match="no version 9.9.9"):
-        cat.resolve("hospital/shared-gan@9.9.9")
+        cat.models.resolve("hospital/shared-gan@9.9.9")
     with pytest.raises(ModelNotFound, match="no model"):
-        cat.resolve("missing-model")
+        cat.models.resolve("missing-model")
     with pytest.raises(ModelNotFound, match="not a model reference"):
-        cat.resolve("Bad Ref!")
+        cat.models.resolve("Bad Ref!")
 
 
 def test_priority_order_flips(two_upstreams: Any) -> None:
@@ -72,11 +72,11 @@ def test_priority_order_flips(two_upstreams: Any) -> None:
     settings = _site(tmp_path, a, b, prio_a=50, prio_b=5)
     sync(settings)
     cat = catalog(settings)
-    e = cat.resolve("shared-gan")
+    e = cat.models.resolve("shared-gan")
     assert (e.upstream, e.version) == ("public", "2.0.0")
     assert e.shadows == ("hospital",)
     # search lists each upstream's latest version
-    assert sorted(x.qualified_ref for x in cat.search("shared")) == ["hospital/shared-gan@1.0.0",
+    assert sorted(x.qualified_ref for x in cat.models.search("shared")) == ["hospital/shared-gan@1.0.0",
                                                                       "public/shared-gan@2.0.0"]
 
 
@@ -90,13 +90,13 @@ def test_yanked_is_never_served(tmp_path: Path, make_record: Any) -> None:
     settings = write_site(tmp_path / "site", [{"name": "public", "url": repo.working_dir}])
     sync(settings)
     cat = catalog(settings)
-    assert cat.resolve("toy-gan").version == "1.0.0"
+    assert cat.models.resolve("toy-gan").version == "1.0.0"
     with pytest.raises(RecordYanked, match="wrong weights uploaded") as exc:
-        cat.resolve("toy-gan@1.1.0")
+        cat.models.resolve("toy-gan@1.1.0")
     assert exc.value.reason == "wrong weights uploaded"  # type: ignore[attr-defined]
     with pytest.raises(RecordYanked, match="withdrawn by authors"):
-        cat.resolve("gone-gan")
-    assert [e.id for e in cat.search("gan")] == ["toy-gan"]
+        cat.models.resolve("gone-gan")
+    assert [e.id for e in cat.models.search("gan")] == ["toy-gan"]
 
 
 def test_index_sources_readable_at_the_accepted_commit(tmp_path: Path, make_record: Any) -> None:
@@ -108,7 +108,7 @@ def test_index_sources_readable_at_the_accepted_commit(tmp_path: Path, make_reco
     sync(settings)
     (root / "index" / "artefacts" / "toy-gan" / "1.0.0.bin").write_bytes(b"changed later, not accepted")
     commit(repo)
-    e = catalog(settings).resolve("toy-gan")
+    e = catalog(settings).models.resolve("toy-gan")
     assert e.index_commit == first and e.index_subfolder == "index"
     blob = git.Repo(e.index_repo).commit(e.index_commit).tree / "index/artefacts/toy-gan/1.0.0.bin"
     assert blob.data_stream.read().startswith(b"weights of toy-gan")

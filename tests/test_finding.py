@@ -15,7 +15,7 @@ from helpers.packages import marker_package
 from helpers.sites import make_site_home, run_cli
 from synthmed.cli import main
 from synthmed.registry.catalog import GENERATION, Catalog
-from synthmed.registry.catalog_schema import id_terms
+from synthmed.registry.catalog.models import id_terms
 
 
 class FakeTTY(io.StringIO):
@@ -102,7 +102,7 @@ def test_generation_3_catalog_migrates_to_the_rebuilt_layout(tmp_path: Path, rec
         Catalog.open(old / "catalog.db")  # a reader never migrates
     with Catalog.open(old / "catalog.db", readonly=False) as cat:
         assert cat.generation() == GENERATION == 5
-        assert [e.id for e in cat.search("toyganunpinned")] == ["toy-gan-unpinned"]
+        assert [e.id for e in cat.models.search("toyganunpinned")] == ["toy-gan-unpinned"]
         migrated = cat.snapshot()
     with Catalog.open(fresh / "catalog.db") as cat:
         assert cat.snapshot() == migrated  # the same as a catalog made (or rebuilt) at generation 4
@@ -113,12 +113,12 @@ def test_generation_3_catalog_migrates_to_the_rebuilt_layout(tmp_path: Path, rec
 
 def test_show_opens_with_a_summary_and_json_has_everything(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with Catalog.open(home / "catalog.db", readonly=False) as cat:
-        sha = cat.resolve("toy-gan").record.sha256
+        sha = cat.models.resolve("toy-gan").record.sha256
         with cat.transaction():
-            cat.record_test(model_id="toy-gan", version="1.0.0", passed=True, upstream="public", sha256=sha,
-                            finished="2026-11-20T10:00:00Z")
-            cat.record_test(model_id="toy-gan", version="1.0.0", passed=False, upstream="other", sha256="f" * 64,
-                            finished="2026-11-21T10:00:00Z", reason="another upstream's package")
+            cat.tests.record_test(model_id="toy-gan", version="1.0.0", passed=True, upstream="public", sha256=sha,
+                                  finished="2026-11-20T10:00:00Z")
+            cat.tests.record_test(model_id="toy-gan", version="1.0.0", passed=False, upstream="other", sha256="f" * 64,
+                                  finished="2026-11-21T10:00:00Z", reason="another upstream's package")
     rc, out, err = _cli(capsys, "--site", str(home), "show", "toy-gan")
     assert rc == 0, err
     lines = out.splitlines()
@@ -250,7 +250,7 @@ def test_sdk_calls_show_progress_on_a_terminal_only(home: Path, tmp_path: Path,
 
 def _toy_only(home: Path) -> list[dict[str, Any]]:
     with Catalog.open(home / "catalog.db") as cat:
-        return [dict(cat.resolve("toy-gan").record.data)]
+        return [dict(cat.models.resolve("toy-gan").record.data)]
 
 
 def test_fetch_progress_is_threaded_through_prepare(home: Path) -> None:

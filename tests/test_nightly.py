@@ -80,8 +80,8 @@ def test_nightly_tests_mirrored_models_and_flags_the_failing_one(site: Settings,
     daemon.register_default_jobs()
     assert daemon.run_job(JOB_NAME)  # a failing model never fails the job itself
     with Catalog.open(site.catalog_path) as cat:
-        last = {t["ref"]: t for t in cat.last_tests()}
-        runs = cat.runs(job=JOB_NAME)
+        last = {t["ref"]: t for t in cat.tests.last_tests()}
+        runs = cat.jobs.runs(job=JOB_NAME)
         assert set(last) == {"good-model@1.0.0", "nan-model@1.0.0"}  # the unverified one is not mirrored
         assert last["good-model@1.0.0"]["passed"] == 1
         assert last["nan-model@1.0.0"]["passed"] == 0
@@ -93,7 +93,7 @@ def test_nightly_tests_mirrored_models_and_flags_the_failing_one(site: Settings,
         assert (report.parent.parent.parent / "summary.md").is_file()
         assert runs[0]["status"] == "failed" and "1 passed, 1 failed" in runs[0]["reason"]
         # search listings get the flag from the tests table
-        found = cat.search("model")
+        found = cat.models.search("model")
         flags = last_test_flags(cat, found)
         assert flags["public/nan-model@1.0.0"]["passed"] is False
         assert flags["public/good-model@1.0.0"]["passed"] is True
@@ -135,7 +135,7 @@ def test_nightly_retests_only_what_is_due(site: Settings) -> None:
 def test_due_for_test_reasons(site: Settings) -> None:
     env = environment()
     with Catalog.open(site.catalog_path) as cat:
-        entry = cat.resolve("good-model")
+        entry = cat.models.resolve("good-model")
     now = datetime.now(timezone.utc)
     fp = run_fingerprint(entry.record.sha256, env["fingerprint"], [])
     fresh = {"env_hash": fp, "runner_version": synthmed_version(), "finished": now.isoformat()}
@@ -162,8 +162,8 @@ def test_cli_test_all_writes_a_report_and_fails_on_a_failing_model(site: Setting
     assert (report / "summary.md").is_file()
     assert (report / "samples" / "good-model@1.0.0.png").is_file()
     with Catalog.open(site.catalog_path) as cat:
-        assert {t["ref"] for t in cat.last_tests()} == {"good-model@1.0.0", "nan-model@1.0.0"}
-        skips = [r for r in cat.runs(job="test") if r["status"] == "skipped"]
+        assert {t["ref"] for t in cat.tests.last_tests()} == {"good-model@1.0.0", "nan-model@1.0.0"}
+        skips = [r for r in cat.jobs.runs(job="test") if r["status"] == "skipped"]
         assert skips and skips[0]["subject"] == "unpinned-model@1.0.0"
 
 
@@ -174,7 +174,7 @@ def test_cli_test_one_ref_json(site: Settings, tmp_path: Path, capsys: Any) -> N
     doc = json.loads(capsys.readouterr().out)
     assert [r["ref"] for r in doc["results"]] == ["good-model@1.0.0"]
     with Catalog.open(site.catalog_path) as cat:
-        assert cat.last_tests() == []
+        assert cat.tests.last_tests() == []
 
 
 def test_cli_test_needs_refs_or_all(site: Settings, capsys: Any) -> None:

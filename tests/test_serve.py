@@ -69,7 +69,7 @@ def test_search_facets_and_pages(url: str, site: Settings) -> None:
     status, _, body = request(url, "GET", "/?q=%22AND%20NEAR(%20*&license=%3Cscript%3E")
     assert status == 200 and b"<script>" not in body and b"No model matches" in body
     with Catalog.open(site.catalog_path) as cat:
-        sha = cat.resolve("retina-patch-ddpm").record.sha256
+        sha = cat.models.resolve("retina-patch-ddpm").record.sha256
     status, _, body = request(url, "GET", "/model/public/retina-patch-ddpm")
     html = body.decode()
     assert status == 200 and sha is not None and sha in html and "Deprecated" not in html
@@ -222,9 +222,9 @@ def test_test_reports_are_found_through_the_catalog_and_stay_inside_their_run(si
     one["results"][0]["samples_png"] = "../../samples/phantom-lesion@1.0.0.png"
     (run / "models" / "phantom-lesion" / "1.0.0.json").write_text(json.dumps(one))
     with Catalog.open(site.catalog_path, readonly=False) as cat, cat.transaction():
-        e = cat.resolve("phantom-lesion")
-        good = cat.record_test(model_id=e.id, version=e.version, passed=True, upstream=e.upstream,
-                               sha256=e.record.sha256, report_path=str(run / "models" / "phantom-lesion" / "1.0.0.json"))
+        e = cat.models.resolve("phantom-lesion")
+        good = cat.tests.record_test(model_id=e.id, version=e.version, passed=True, upstream=e.upstream,
+                                     sha256=e.record.sha256, report_path=str(run / "models" / "phantom-lesion" / "1.0.0.json"))
     status, headers, body = request(url, "GET", f"/tests/{good}/grid.png")
     assert status == 200 and headers["content-type"] == "image/png" and body.startswith(b"\x89PNG")
     status, _, body = request(url, "GET", f"/tests/{good}/")
@@ -286,12 +286,12 @@ def test_a_site_without_a_catalog_says_what_to_do(tmp_path: Path) -> None:
 
 def test_measured_metrics_are_shown_with_their_provenance(site: Settings, url: str) -> None:
     with Catalog.open(site.catalog_path, readonly=False) as cat, cat.transaction():
-        e = cat.resolve("ihc-patch-dcgan")
+        e = cat.models.resolve("ihc-patch-dcgan")
         assert e.record.sha256
-        cat.record_evaluation(run="r1", upstream=e.upstream, model_id=e.id, version=e.version, sha256=e.record.sha256,
-                              values={"fd": (12.5, "lower")}, key="k" * 40, reference="ihc-heldout",
-                              extractor="randconv-224", params={"n": 64},
-                              provenance={"n_generated": 64, "n_real": 500, "seed": 0})
+        cat.evaluations.record_evaluation(run="r1", upstream=e.upstream, model_id=e.id, version=e.version, sha256=e.record.sha256,
+                                          values={"fd": (12.5, "lower")}, key="k" * 40, reference="ihc-heldout",
+                                          extractor="randconv-224", params={"n": 64},
+                                          provenance={"n_generated": 64, "n_real": 500, "seed": 0})
     _, _, body = request(url, "GET", "/model/public/ihc-patch-dcgan")
     html = body.decode()
     assert 'id="measured"' in html and "ihc-heldout" in html and "randconv-224" in html

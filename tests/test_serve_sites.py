@@ -134,10 +134,10 @@ def test_browser_shows_a_failing_model_as_failing(site_a: Settings, url_a: str, 
     from selenium.webdriver.common.by import By
 
     with Catalog.open(site_a.catalog_path, readonly=False) as cat, cat.transaction():
-        e = cat.resolve("public/ihc-patch-dcgan-medigan")
+        e = cat.models.resolve("public/ihc-patch-dcgan-medigan")
         # what the nightly job records when a model's test fails (tests/test_nightly.py makes one fail)
-        cat.record_test(model_id=e.id, version=e.version, passed=False, upstream=e.upstream, sha256=e.record.sha256,
-                        reason="determinism: two runs of seed 0 differ")
+        cat.tests.record_test(model_id=e.id, version=e.version, passed=False, upstream=e.upstream, sha256=e.record.sha256,
+                              reason="determinism: two runs of seed 0 differ")
     browser.get(url_a + "/")
     row = browser.find_element(By.CSS_SELECTOR, 'tr[data-ref="public/ihc-patch-dcgan-medigan@1.0.0"]')
     assert row.find_element(By.CSS_SELECTOR, "[data-test]").text == "FAILING"
@@ -173,7 +173,7 @@ def _substitute(settings: Settings, sha: str) -> bytes:
 
 def _sha_of(settings: Settings, model: str) -> str:
     with Catalog.open(settings.catalog_path) as cat:
-        sha = cat.resolve(f"{model}").record.sha256
+        sha = cat.models.resolve(f"{model}").record.sha256
     assert sha
     return sha
 
@@ -193,12 +193,12 @@ def test_three_site_chain_over_http_refuses_substituted_blobs(site_a: Settings, 
     finally:
         Store(site_a.store_dir).blob_path(sha_ihc).write_bytes(original)
     with Catalog.open(c.catalog_path) as cat:
-        ids = {e.id for e in cat.list_models()}
-        arts = {a["sha256"]: a for a in cat.artefacts()}
-        commit = cat.upstream_row("b")["accepted_commit"]  # type: ignore[index]
+        ids = {e.id for e in cat.models.list_models()}
+        arts = {a["sha256"]: a for a in cat.artefacts.rows()}
+        commit = cat.federation.upstream_row("b")["accepted_commit"]  # type: ignore[index]
     with Catalog.open(site_a.catalog_path) as cat:
-        assert commit == cat.upstream_row("public")["accepted_commit"]  # type: ignore[index]
-        want = {a["sha256"] for a in cat.artefacts()}
+        assert commit == cat.federation.upstream_row("public")["accepted_commit"]  # type: ignore[index]
+        want = {a["sha256"] for a in cat.artefacts.rows()}
     assert set(STARTERS) <= ids and len(ids) == N_MODELS
     # C holds every blob, each hashed by C itself, all verified
     store_c = Store(c.store_dir)

@@ -37,7 +37,7 @@ def _settings(tmp_path: Path, repo: git.Repo, **extra: Any) -> Any:
 
 def _ids(settings: Any) -> list[str]:
     with catalog(settings) as cat:
-        return sorted(e.ref for e in cat.list_models(all_versions=True))
+        return sorted(e.ref for e in cat.models.list_models(all_versions=True))
 
 
 def test_diff_based_updates(tmp_path: Path, upstream: git.Repo, make_record: Any) -> None:
@@ -53,8 +53,8 @@ def test_diff_based_updates(tmp_path: Path, upstream: git.Repo, make_record: Any
     assert (r.status, r.changed, r.new_commit) == ("ok", 3, head)
     assert _ids(settings) == ["model-0@1.0.0", "model-1@1.0.0", "model-3@1.0.0", "model-4@1.0.0", "model-9@1.0.0"]
     with catalog(settings) as cat:
-        assert cat.resolve("model-1").record.data["title"] == "Model one, renamed"
-        assert [e.id for e in cat.search("renamed")] == ["model-1"]
+        assert cat.models.resolve("model-1").record.data["title"] == "Model one, renamed"
+        assert [e.id for e in cat.models.search("renamed")] == ["model-1"]
     # a no-op sync changes nothing and says so
     [r] = sync(settings)
     assert (r.status, r.changed) == ("ok", 0)
@@ -75,9 +75,9 @@ def test_force_push_is_refused_and_old_state_serves(tmp_path: Path, upstream: gi
     assert r.status == "refused"
     assert "does not descend" in (r.reason or "") and accepted[:12] in (r.reason or "")
     with catalog(settings) as cat:
-        assert len(cat.list_models()) == 5 and not cat.search("Substituted")
+        assert len(cat.models.list_models()) == 5 and not cat.models.search("Substituted")
         st = site_status(settings, cat)
-        row = cat.upstream_row("public")
+        row = cat.federation.upstream_row("public")
         assert row is not None and row["accepted_commit"] == accepted
     [u] = st["upstreams"]
     assert u["last_status"] == "refused" and u["head"] == accepted
@@ -108,15 +108,15 @@ def test_invalid_record_is_skipped_rest_syncs(tmp_path: Path, upstream: git.Repo
     assert "not valid JSON" in skipped["models/broken/1.0.0.json"]
     assert "good-one@1.0.0" in _ids(settings) and "bad-one@1.0.0" not in _ids(settings)
     with catalog(settings) as cat:
-        assert {p["path"] for p in cat.problems()} == set(skipped)
-        assert any(x["status"] == "skipped" for x in cat.runs("sync"))
+        assert {p["path"] for p in cat.models.problems()} == set(skipped)
+        assert any(x["status"] == "skipped" for x in cat.jobs.runs("sync"))
     # fixing the record later brings it in and clears the problem
     write_record(root, unverified("bad-one"))
     commit(upstream)
     sync(settings)
     assert "bad-one@1.0.0" in _ids(settings)
     with catalog(settings) as cat:
-        assert [p["path"] for p in cat.problems()] == ["models/broken/1.0.0.json"]
+        assert [p["path"] for p in cat.models.problems()] == ["models/broken/1.0.0.json"]
 
 
 def test_require_signed(tmp_path: Path, upstream: git.Repo, make_record: Any) -> None:
@@ -166,7 +166,7 @@ def test_failing_upstream_never_stops_the_others(tmp_path: Path, upstream: git.R
     assert results["wrongbranch"].status == "failed"
     assert results["public"].status == "ok" and len(_ids(settings)) == 5
     with catalog(settings) as cat:
-        failed = {r["upstream"]: r["reason"] for r in cat.runs("sync") if r["status"] == "failed"}
+        failed = {r["upstream"]: r["reason"] for r in cat.jobs.runs("sync") if r["status"] == "failed"}
         assert set(failed) == {"broken", "wrongbranch"}
 
 
@@ -192,7 +192,7 @@ def test_lost_catalog_recovers_and_equals_rebuild(tmp_path: Path, upstream: git.
     rebuild_catalog(settings)
     assert len(_ids(settings)) == 5
     with Catalog.open(settings.catalog_path) as cat:
-        assert any(x["status"] == "refused" for x in cat.runs("sync"))  # history carried over
+        assert any(x["status"] == "refused" for x in cat.jobs.runs("sync"))  # history carried over
 
 
 def test_rebuild_equals_incremental(tmp_path: Path, upstream: git.Repo, make_record: Any) -> None:
@@ -222,7 +222,7 @@ def test_substituted_artefact_is_skipped_rest_syncs(tmp_path: Path, upstream: gi
     settings = _settings(tmp_path, upstream)
     sync(settings)
     with catalog(settings) as cat:
-        pinned = cat.resolve("pinned-gan").record.sha256
+        pinned = cat.models.resolve("pinned-gan").record.sha256
     rec = json.loads((root / "models/pinned-gan/1.0.0.json").read_text())
     rec["package"]["artefact"]["sha256"] = "ab" * 32  # the same version, another artefact
     rec["description"] = "description may change"
@@ -236,7 +236,7 @@ def test_substituted_artefact_is_skipped_rest_syncs(tmp_path: Path, upstream: gi
     assert "pinned-gan@1.0.0" in why and "package" in why and "immutable" in why
     assert "innocent-bystander@1.0.0" in _ids(settings) and "pinned-gan@1.0.0" not in _ids(settings)
     with catalog(settings) as cat:
-        assert [p["path"] for p in cat.problems()] == ["models/pinned-gan/1.0.0.json"]
+        assert [p["path"] for p in cat.models.problems()] == ["models/pinned-gan/1.0.0.json"]
     # a mutable field alone is fine once the substitution is reverted
     rec["package"]["artefact"]["sha256"] = pinned
     write_record(root, rec)
@@ -244,9 +244,9 @@ def test_substituted_artefact_is_skipped_rest_syncs(tmp_path: Path, upstream: gi
     [r] = sync(settings)
     assert r.status == "ok" and not r.skipped
     with catalog(settings) as cat:
-        entry = cat.resolve("pinned-gan")
+        entry = cat.models.resolve("pinned-gan")
         assert entry.record.sha256 == pinned and entry.record.data["description"] == "description may change"
-        assert cat.problems() == []
+        assert cat.models.problems() == []
 
 
 def test_pinning_an_unverified_version_syncs(tmp_path: Path, upstream: git.Repo, make_record: Any) -> None:
@@ -260,7 +260,7 @@ def test_pinning_an_unverified_version_syncs(tmp_path: Path, upstream: git.Repo,
     [r] = sync(settings)
     assert r.status == "ok" and not r.skipped
     with catalog(settings) as cat:
-        assert cat.resolve("model-1").record.sha256 == "ab" * 32
+        assert cat.models.resolve("model-1").record.sha256 == "ab" * 32
     # once pinned, the pin is what is bound: another sha256 is a substitution
     rec["package"]["artefact"]["sha256"] = "cd" * 32
     write_record(root, rec)

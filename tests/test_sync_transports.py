@@ -60,7 +60,7 @@ def test_http_url(tmp_path: Path, published: Any, http_root: str, make_record: A
     [r] = sync(settings)
     assert (r.status, r.changed) == ("ok", 1)
     with catalog(settings) as cat:
-        assert sorted(e.id for e in cat.list_models()) == ["second-gan", "toy-gan"]
+        assert sorted(e.id for e in cat.models.list_models()) == ["second-gan", "toy-gan"]
     # a force-push on the server is refused over HTTP too
     work.git.reset("--hard", "HEAD~1")
     commit(work, "rewritten")

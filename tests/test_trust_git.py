@@ -220,7 +220,7 @@ def test_export_and_import_with_relative_folders(tmp_path: Path, exported_once: 
     r = _cli(["--site", str(offline.home), "import", "rel-bundle"], cwd=work)
     assert r.returncode == 0, r.stderr
     with catalog(offline) as cat:
-        assert cat.resolve("public/lung-gan").version == "1.0.0"
+        assert cat.models.resolve("public/lung-gan").version == "1.0.0"
 
 
 def test_a_failed_export_leaves_no_partial_folder(tmp_path: Path, exported_once: tuple[Any, Path],

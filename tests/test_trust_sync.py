@@ -24,6 +24,7 @@ from synthmed.cli import main
 from synthmed.daemon.rebuild import rebuild_catalog
 from synthmed.daemon.status import site_status
 from synthmed.registry.catalog import Catalog
+from synthmed.registry.catalog.models import ModelStore
 from synthmed.registry.errors import RecordError
 from synthmed.registry.indexcheck import check_index
 from synthmed.registry.modeltest_site import record_results
@@ -54,12 +55,12 @@ def _site(tmp_path: Path, repo: git.Repo, name: str = "public") -> Any:
 
 def _refs(settings: Any) -> list[str]:
     with catalog(settings) as cat:
-        return sorted(e.qualified_ref for e in cat.list_models(all_versions=True))
+        return sorted(e.qualified_ref for e in cat.models.list_models(all_versions=True))
 
 
 def _problems(settings: Any) -> dict[str, str]:
     with catalog(settings) as cat:
-        return {p["path"]: p["reason"] for p in cat.problems()}
+        return {p["path"]: p["reason"] for p in cat.models.problems()}
 
 
 def _replace_x(repo: git.Repo, content: bytes) -> str:
@@ -81,7 +82,7 @@ def test_deleted_then_readded_with_another_package_is_refused(tmp_path: Path, in
     settings = _site(tmp_path, index)
     sync(settings)
     with catalog(settings) as cat:
-        original = cat.resolve("x-gan@1.0.0").record.sha256
+        original = cat.models.resolve("x-gan@1.0.0").record.sha256
     _delete_x(index)
     [r] = sync(settings)
     assert r.status == "ok" and "public/x-gan@1.0.0" not in _refs(settings)  # deleting still works
@@ -136,7 +137,7 @@ def test_readding_with_identical_immutable_fields_is_allowed(tmp_path: Path, ind
     [r] = sync(settings)
     assert r.status == "ok" and not r.skipped
     with catalog(settings) as cat:
-        assert cat.resolve("x-gan@1.0.0").record.data["description"] == "restored"
+        assert cat.models.resolve("x-gan@1.0.0").record.data["description"] == "restored"
 
 
 def test_rebuild_and_a_lost_catalog_remember_deleted_versions(tmp_path: Path, index: git.Repo) -> None:
@@ -227,7 +228,7 @@ def test_deeply_nested_record_is_skipped_alone_and_a_later_yank_applies(tmp_path
     [r] = sync(settings)
     assert r.status == "ok"
     with catalog(settings) as cat:
-        assert [e.status for e in cat.rows_for_id("bystander")] == ["yanked"]
+        assert [e.status for e in cat.models.rows_for_id("bystander")] == ["yanked"]
 
 
 def _valid_with(name: str, dotted: str, raw: str) -> str:
@@ -291,21 +292,21 @@ def test_any_failure_while_applying_one_record_skips_only_it(tmp_path: Path, ind
     data.update(status="yanked", status_reason="withdrawn")
     write_record(root, data)
     commit(index)
-    real = Catalog.upsert_record
+    real = ModelStore.upsert_record
 
-    def flaky(self: Catalog, upstream: str, path: str, record: Any, commit_sha: str) -> None:
+    def flaky(self: ModelStore, upstream: str, path: str, record: Any, commit_sha: str) -> None:
         real(self, upstream, path, record, commit_sha)  # writes first, then fails: the savepoint undoes it
         if record.id == "cursed-gan":
             raise OSError("simulated failure")
 
-    monkeypatch.setattr(Catalog, "upsert_record", flaky)
+    monkeypatch.setattr(ModelStore, "upsert_record", flaky)
     [r] = sync(settings)
     assert r.status == "ok" and [p for p, _ in r.skipped] == ["models/cursed-gan/1.0.0.json"]
     assert "OSError" in r.skipped[0][1]
     refs = _refs(settings)
     assert "public/fine-gan@1.0.0" in refs and "public/cursed-gan@1.0.0" not in refs
     with catalog(settings) as cat:
-        assert [e.status for e in cat.rows_for_id("bystander")] == ["yanked"]
+        assert [e.status for e in cat.models.rows_for_id("bystander")] == ["yanked"]
         assert not cat.conn.execute("SELECT count(*) FROM facets f LEFT JOIN models m ON m.pk = f.model "
                                     "WHERE m.pk IS NULL").fetchone()[0]
 
@@ -440,7 +441,7 @@ def _result(entry: Any, status: str, reason: str | None = None) -> ModelTestResu
 def test_test_results_do_not_leak_across_upstreams(tmp_path: Path, capsys: Any) -> None:
     settings = _two_upstreams(tmp_path)
     with Catalog.open(settings.catalog_path, readonly=False) as cat:
-        public = cat.resolve("public/x-gan@1.0.0")
+        public = cat.models.resolve("public/x-gan@1.0.0")
         record_results(cat, [_result(public, "failed", "NaN in output")], None)
     home = str(settings.home)
     assert main(["--site", home, "show", "hospital/x-gan@1.0.0", "--json"]) == 0
@@ -464,8 +465,8 @@ def test_nightly_due_logic_is_per_upstream_and_package(tmp_path: Path) -> None:
     settings = _two_upstreams(tmp_path)
     env = environment()
     with Catalog.open(settings.catalog_path, readonly=False) as cat:
-        public = cat.resolve("public/x-gan@1.0.0")
-        hospital = cat.resolve("hospital/x-gan@1.0.0")
+        public = cat.models.resolve("public/x-gan@1.0.0")
+        hospital = cat.models.resolve("hospital/x-gan@1.0.0")
         record_results(cat, [_result(public, "passed")], None)
         last = last_test_by_key(cat)
     assert test_key(public) in last and test_key(hospital) not in last
@@ -481,7 +482,7 @@ def test_migration_attributes_old_test_runs_only_where_unambiguous(tmp_path: Pat
     sync(settings)
     path = settings.catalog_path
     with Catalog.open(path) as cat:
-        shas = {e.qualified_ref: e.record.sha256 for e in cat.list_models(all_versions=True)}
+        shas = {e.qualified_ref: e.record.sha256 for e in cat.models.list_models(all_versions=True)}
     # rewind to generation 2: tests rows without sha256, some without upstream
     conn = sqlite3.connect(path)
     conn.execute("DROP TABLE tests")
@@ -499,7 +500,7 @@ def test_migration_attributes_old_test_runs_only_where_unambiguous(tmp_path: Pat
     conn.close()
     with Catalog.open(path, readonly=False) as cat:
         got = {r[0]: (r[1], r[2]) for r in cat.conn.execute("SELECT reason, upstream, sha256 FROM tests")}
-        failing = sorted(t["qualified_ref"] for t in cat.failing_models())
+        failing = sorted(t["qualified_ref"] for t in cat.tests.failing_models())
     assert got == {"unique": ("public", shas["public/only-public@1.0.0"]),
                    "named": ("hospital", shas["hospital/x-gan@1.0.0"])}
     assert failing == ["hospital/x-gan@1.0.0", "public/only-public@1.0.0"]

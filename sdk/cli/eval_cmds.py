@@ -94,7 +94,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     progress = _progress(args)
     ms = MetricSettings(kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size)
     with _catalog(settings) as cat:
-        entries = [cat.resolve(r) for r in args.refs]
+        entries = [cat.models.resolve(r) for r in args.refs]
         params = [parse_param_args(e.record, args.param) for e in entries]
         reference = open_reference(settings, args.reference)
         extractor = open_extractor(cat, settings, args.extractor)

@@ -135,7 +135,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     settings = _site(args)
     with _open_catalog(settings) as cat:
         if args.upstream is not None:
-            known = [str(r["name"]) for r in cat.upstream_rows()]
+            known = [str(r["name"]) for r in cat.federation.upstream_rows()]
             if args.upstream not in known:
                 raise ConfigError(f"--upstream {args.upstream!r}: this site has no upstream of that name",
                                   hint=f"known upstreams: {', '.join(known) or 'none'}")
@@ -148,12 +148,14 @@ def cmd_search(args: argparse.Namespace) -> int:
 
             runnable = {"runnable": True, "code_upstreams": runnable_upstreams(settings),
                         "held_blobs": set(Store(settings.store_dir).iter_blobs())}
-        ranking = cat.ranking(args.rank, args.rank_key) if args.rank else None
+        from synthmed.registry import ranking as rankings
+
+        ranking = rankings.choose(cat, args.rank, args.rank_key) if args.rank else None
         if args.rank_key and not args.rank:
             raise ConfigError("--rank-key needs --rank METRIC", hint="e.g. --rank fd --rank-key 3f2a9c")
-        found = cat.search(" ".join(args.query), modality=args.modality, anatomy=args.anatomy,
-                           architecture=args.architecture, license=args.license, rank=ranking,
-                           limit=args.limit, upstream=args.upstream, **runnable)
+        found = rankings.search(cat, " ".join(args.query), modality=args.modality, anatomy=args.anatomy,
+                                architecture=args.architecture, license=args.license, rank=ranking,
+                                limit=args.limit, upstream=args.upstream, **runnable)
         from synthmed.registry.modeltest_site import last_test_flags
 
         tests = last_test_flags(cat, found)
@@ -261,11 +263,11 @@ def _indented_table(rows: list[dict[str, str]], columns: list[str]) -> None:
 def cmd_show(args: argparse.Namespace) -> int:
     settings = _site(args)
     with _open_catalog(settings) as cat:
-        entry = cat.resolve(args.ref, allow_yanked=True)  # shown, never served: generate still refuses it
+        entry = cat.models.resolve(args.ref, allow_yanked=True)  # shown, never served: generate still refuses it
         versions = [{"version": e.version, "status": e.status, "upstream": e.upstream}
-                    for e in cat.rows_for_id(entry.id)]
-        tests = cat.tests_of(entry.upstream, entry.id, entry.version, entry.record.sha256, limit=5)
-        evals = cat.evaluations_of(entry.upstream, entry.id, entry.version, entry.record.sha256)
+                    for e in cat.models.rows_for_id(entry.id)]
+        tests = cat.tests.tests_of(entry.upstream, entry.id, entry.version, entry.record.sha256, limit=5)
+        evals = cat.evaluations.evaluations_of(entry.upstream, entry.id, entry.version, entry.record.sha256)
     data = entry.as_dict(full=True)
     data["evaluations"] = [{**e, "params": json.loads(e["params"]), "provenance": json.loads(e["provenance"])}
                            for e in evals]

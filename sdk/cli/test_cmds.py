@@ -76,8 +76,8 @@ def cmd_test(args: argparse.Namespace) -> int:
             run = run_tests(settings, entries, report_dir=report_dir, catalog=wcat, timeout_s=args.timeout,
                             num_samples=args.num_samples, progress=progress)
             with wcat.transaction():
-                wcat.record_run("test", "failed" if run.failed else "ok", started=started, changed=len(run.results),
-                                reason=f"synthmed test: {summarise(run.results)}; report {run.report_path}")
+                wcat.jobs.record_run("test", "failed" if run.failed else "ok", started=started, changed=len(run.results),
+                                     reason=f"synthmed test: {summarise(run.results)}; report {run.report_path}")
     if args.json:
         assert run.report_path is not None
         print_json(json.loads(run.report_path.read_text("utf-8")))

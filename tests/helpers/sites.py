@@ -86,11 +86,11 @@ def make_site_home(home: Path, records: list[Mapping[str, Any]], upstream: str =
         write_site(home, [{"name": upstream, "url": str(home / "no-index"), "file_roots": roots}])
     cat = Catalog.open(home / "catalog.db", readonly=False)
     try:
-        cat.put_upstream(upstream, url=str(home / "no-index"), branch="main", priority=100)
+        cat.federation.put_upstream(upstream, url=str(home / "no-index"), branch="main", priority=100)
         for data in records:
             rel = record_relpath(data["id"], data["version"])
-            cat.upsert_record(upstream, rel, to_record(data, rel), "0" * 40)
-        cat.refresh_latest(upstream, [d["id"] for d in records])
+            cat.models.upsert_record(upstream, rel, to_record(data, rel), "0" * 40)
+        cat.models.refresh_latest(upstream, [d["id"] for d in records])
     finally:
         cat.close()
     return home

@@ -21,23 +21,25 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
-from .catalog_entry import CatalogEntry
-from .errors import ModelNotFound, RecordYanked
-from .semver import is_version, version_key
+from ..errors import ModelNotFound, RecordYanked
+from ..semver import is_version, version_key
+from .entry import CatalogEntry
 
 log = logging.getLogger(__name__)
 
 
 class EntryRows(Protocol):
-    """What resolution reads from a catalog (:class:`synthmed.registry.catalog.Catalog` is one)."""
+    """What resolution reads from a catalog (its models store,
+    :class:`synthmed.registry.catalog.models.ModelStore`, is one)."""
 
-    path: Path
+    @property
+    def path(self) -> Path: ...
 
     def rows_for_id(self, model_id: str, upstream: str | None = None) -> list[CatalogEntry]: ...
 
-    def upstream_rows(self) -> list[dict[str, Any]]: ...
+    def upstream_names(self) -> list[str]: ...
 
     def model_ids(self) -> list[str]: ...
 
@@ -102,7 +104,7 @@ def resolve_ref(catalog: EntryRows, ref: str, *, allow_yanked: bool = False) -> 
     r = parse_model_ref(ref)
     rows = catalog.rows_for_id(r.id, r.upstream)
     if not rows:
-        known = [u["name"] for u in catalog.upstream_rows()]
+        known = catalog.upstream_names()
         if r.upstream and r.upstream not in known:
             raise ModelNotFound(f"{ref!r}: this site has no upstream named {r.upstream!r}",
                                 hint=f"known upstreams: {', '.join(known) or 'none (run `synthmed init`)'}", ref=ref)

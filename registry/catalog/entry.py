@@ -1,7 +1,7 @@
 """One model version as the catalog serves it (:class:`CatalogEntry`).
 
-Its own module so that reference resolution (:mod:`.resolve`) and the catalog
-(:mod:`.catalog`) both use it without importing each other.
+Its own module so that reference resolution (:mod:`.resolve`) and the models store
+(:mod:`.models`) both use it without importing each other.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .records import Record
+from ..records import Record
 
 
 @dataclass
