@@ -99,8 +99,8 @@ def test_a_downstream_token_is_used_but_never_printed_logged_or_stored(
     out = capsys.readouterr()
     b = load_settings(home)
     with Catalog.open(b.catalog_path) as cat:
-        sources = [a["source"] for a in cat.artefacts() if a["source"]]
-        ups = cat.upstream_rows()
+        sources = [a["source"] for a in cat.artefacts.rows() if a["source"]]
+        ups = cat.federation.upstream_rows()
     assert sources and any(s.startswith("mirror:http://site-b:***@") for s in sources), sources  # the token worked
     assert "fetching main from http://site-b:***@" in out.out + out.err
     assert TOKEN not in out.out and TOKEN not in out.err
@@ -119,8 +119,8 @@ def test_a_token_stored_by_an_older_sync_is_shown_redacted(site: Settings, tmp_p
     ``mirror:http://NAME:TOKEN@...`` as a blob's source; the status page and ``status --json``
     show it redacted."""
     with Catalog.open(site.catalog_path, readonly=False) as cat, cat.transaction():
-        sha = next(a["sha256"] for a in cat.artefacts())
-        cat.set_artefact(sha, state="verified", source=f"mirror:http://site-b:{TOKEN}@10.0.0.1:8070/store")
+        sha = next(a["sha256"] for a in cat.artefacts.rows())
+        cat.artefacts.set_artefact(sha, state="verified", source=f"mirror:http://site-b:{TOKEN}@10.0.0.1:8070/store")
     try:
         with serving(site) as url:
             status, _, body = request(url, "GET", "/status")
@@ -131,7 +131,7 @@ def test_a_token_stored_by_an_older_sync_is_shown_redacted(site: Settings, tmp_p
         assert TOKEN not in out and "site-b:***@" in out
     finally:
         with Catalog.open(site.catalog_path, readonly=False) as cat, cat.transaction():
-            cat.set_artefact(sha, state="verified", source="store")
+            cat.artefacts.set_artefact(sha, state="verified", source="store")
 
 
 def test_with_a_token_every_page_needs_it_unless_the_catalogue_is_made_public(site: Settings) -> None:
@@ -164,8 +164,8 @@ def test_report_files_are_only_those_the_test_run_wrote(site: Settings, tmp_path
     (run / "samples" / "old.png").write_bytes(b"\x89PNG old")
     assert main(["--site", str(site.home), "test", "phantom-lesion", "--report", str(run)]) == 0
     with Catalog.open(site.catalog_path) as cat:
-        test_id = max(t["id"] for t in cat.tests_of("public", "phantom-lesion", "1.0.0",
-                                                     cat.resolve("phantom-lesion").record.sha256, limit=5))
+        test_id = max(t["id"] for t in cat.tests.tests_of("public", "phantom-lesion", "1.0.0",
+                                                     cat.models.resolve("phantom-lesion").record.sha256, limit=5))
     doc = json.loads((run / "report.json").read_text())
     with serving(site) as url:
         assert request(url, "GET", f"/tests/{test_id}/files/report.json")[0] == 200
@@ -247,8 +247,8 @@ def test_public_pages_show_no_absolute_paths(site: Settings) -> None:
     tb = (f'Traceback (most recent call last):\n  File "{site.home}/packages/abc/model.py", line 3, in make\n'
           'RuntimeError: boom')
     with Catalog.open(site.catalog_path, readonly=False) as cat, cat.transaction():
-        e = cat.resolve("phantom-lesion")
-        cat.record_test(model_id=e.id, version=e.version, passed=False, upstream=e.upstream,
+        e = cat.models.resolve("phantom-lesion")
+        cat.tests.record_test(model_id=e.id, version=e.version, passed=False, upstream=e.upstream,
                         sha256=e.record.sha256, reason=tb)
     with serving(site) as url:
         for path in ("/model/public/phantom-lesion", "/status"):

@@ -23,7 +23,7 @@ from typing import Any, Callable, Mapping, Protocol, TypeVar
 
 import numpy as np
 
-from ..catalog_entry import CatalogEntry
+from ..catalog.entry import CatalogEntry
 from ..records import Record
 
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ..catalog_entry import CatalogEntry
+from ..catalog.entry import CatalogEntry
 from ..errors import ModelNotFound, ModelRunError, StageUnavailable, SynthmedError
 from ..records import Record
 from .base import LoadedModel, P, PackageFormat, PackageView, Resolve
