@@ -39,9 +39,9 @@ from pathlib import Path
 from typing import Callable
 
 from synthmed.registry.settings import load_settings
-from synthmed.registry.sources.base import SourceContext
-from synthmed.registry.copy_pipeline import DIRECT_ALIGN
-from synthmed.registry.store import CHUNK, Store
+from synthmed.registry.artefacts.sources.base import SourceContext
+from synthmed.registry.artefacts.copy_pipeline import DIRECT_ALIGN
+from synthmed.registry.artefacts.store import CHUNK, Store
 
 MB = 1 << 20
 

@@ -142,7 +142,7 @@ def setup(cache: Path) -> dict[str, Any]:
 
     from helpers.sites import make_site_home  # type: ignore[import-not-found]
 
-    from synthmed.registry.medigan_import import convert_entry
+    from synthmed.registry.authoring.medigan_import import convert_entry
 
     outcome = convert_entry(TEMPLATE_ID, template_entry())
     if outcome.record is None:

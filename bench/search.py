@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from synthmed.registry import ranking as rankings
+from synthmed.registry.measuring import ranking as rankings
 from synthmed.registry.catalog import Catalog
 from synthmed.registry.records import Record
 

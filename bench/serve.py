@@ -33,7 +33,7 @@ from synthmed.cli import main as cli
 from synthmed.daemon.status import site_status
 from synthmed.registry.catalog import Catalog
 from synthmed.registry.settings import load_settings
-from synthmed.registry.store import Store
+from synthmed.registry.artefacts.store import Store
 from synthmed.serve.app import make_app
 
 REPO = Path(__file__).resolve().parent.parent

@@ -34,9 +34,9 @@ from synthmed.registry.catalog import Catalog
 from synthmed.registry.errors import BundleError, ConfigError, SyncRefused
 from synthmed.registry.hashing import hash_path
 from synthmed.registry.settings import SITE_FILE, Settings, Upstream, read_site_toml, settings_from_toml
-from synthmed.registry.site_config import render_site_toml, upstream_toml
+from synthmed.registry.authoring.site_config import render_site_toml, upstream_toml
 from synthmed.registry.stamps import utcnow
-from synthmed.registry.store import Store
+from synthmed.registry.artefacts.store import Store
 from synthmed.registry.upstream_check import (BUNDLE_URL, check_branch, check_commit, check_name, check_signer,
                                               check_subfolder, check_url, redact_url)
 

@@ -5,7 +5,7 @@ needs them any more.
 A pruned blob that a record still needs is marked ``missing`` in the catalog: a run fetches
 it again on demand (unless the site is offline), and the daemon's next mirror job fetches
 it again when the mirror policy selects it. An unneeded one is forgotten, as gc does.
-A single-file package is a hard link to its blob (``registry/packages_folder.py``), so it costs no
+A single-file package is a hard link to its blob (``registry/artefacts/packages_folder.py``), so it costs no
 second copy; ``ls`` counts only the bytes a package holds beyond its blob.
 """
 
@@ -22,8 +22,8 @@ from synthmed.registry.catalog import Catalog
 from synthmed.registry.errors import ConfigError
 from synthmed.registry.settings import Settings
 from synthmed.registry.stamps import utcnow
-from synthmed.registry.store import Store
-from synthmed.registry.packages_folder import PackagesFolder
+from synthmed.registry.artefacts.store import Store
+from synthmed.registry.artefacts.packages_folder import PackagesFolder
 
 log = logging.getLogger(__name__)
 

@@ -14,11 +14,11 @@ from typing import Any, Callable
 from synthmed.registry.catalog import Catalog, CatalogEntry
 from synthmed.registry.errors import BlobCorrupt
 from synthmed.registry.packages import prepare
-from synthmed.registry.packages_folder import PackagesFolder
+from synthmed.registry.artefacts.packages_folder import PackagesFolder
 from synthmed.registry.redact import redact_text, redact_url
 from synthmed.registry.settings import MirrorPolicy, Settings
 from synthmed.registry.stamps import utcnow
-from synthmed.registry.store import Store
+from synthmed.registry.artefacts.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 At ``schedules.nightly_test_time`` (site.toml, local time, ``HH:MM``) it tests each
 mirrored, non-yanked version whose artefact, requirements, runner version or environment
 changed since its last test, or whose last test is older than a day (see
-:func:`synthmed.registry.modeltest_site.due_for_test`). Results go to the catalog's
+:func:`synthmed.registry.checks.modeltest_site.due_for_test`). Results go to the catalog's
 ``tests`` table and to ``<site>/reports/<UTC time>/``. Then it evaluates the served,
 runnable versions against the site's reference sets (``synthmed reference add``) with the
 default extractor, skipping what was measured under the same comparability key before;
@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from synthmed.registry.errors import ConfigError, SynthmedError
-from synthmed.registry.evaluate import nightly_evaluations
-from synthmed.registry.modeltest_site import (
+from synthmed.registry.measuring.evaluate import nightly_evaluations
+from synthmed.registry.checks.modeltest_site import (
     due_for_test,
     last_test_by_key,
     mirrored_entries,
@@ -31,8 +31,8 @@ from synthmed.registry.modeltest_site import (
     test_key,
 )
 from synthmed.registry.packages import code_allowed
-from synthmed.registry.reference_sets import list_references
-from synthmed.registry.report import environment
+from synthmed.registry.measuring.reference_sets import list_references
+from synthmed.registry.checks.report import environment
 from synthmed.registry.stamps import utcnow
 
 from .jobs import JobContext

@@ -13,7 +13,7 @@ from synthmed.registry.catalog import Catalog
 from synthmed.registry.errors import CatalogError
 from synthmed.registry.settings import Settings
 from synthmed.registry.stamps import utcnow
-from synthmed.registry.store import Store
+from synthmed.registry.artefacts.store import Store
 
 from .state import read_state
 from .sync import _config_fields, apply_changes

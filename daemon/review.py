@@ -1,6 +1,6 @@
 """A throwaway review site for a pull request: ``synthmed index review --base REV``.
 
-The pull-request gate (:func:`synthmed.registry.indexcheck.check_index`) judges what a
+The pull-request gate (:func:`synthmed.registry.authoring.indexcheck.check_index`) judges what a
 pull request adds and changes; this goes one step further, so a reviewer need not build a
 review site by hand: it copies the index repository (a bare clone, so the reviewed
 repository is never touched), points a new site at the pull request's head there, syncs
@@ -28,10 +28,10 @@ import git
 
 from synthmed.registry.catalog import Catalog
 from synthmed.registry.errors import ConfigError
-from synthmed.registry.indexcheck import IndexCheckResult, check_index, find_index_prefix
-from synthmed.registry.modeltest_site import TestRun, run_tests
+from synthmed.registry.authoring.indexcheck import IndexCheckResult, check_index, find_index_prefix
+from synthmed.registry.checks.modeltest_site import TestRun, run_tests
 from synthmed.registry.settings import load_settings
-from synthmed.registry.site_config import UpstreamSpec, init_site
+from synthmed.registry.authoring.site_config import UpstreamSpec, init_site
 
 from .sync import sync_all
 

@@ -8,7 +8,7 @@ from typing import Any
 from synthmed.registry.catalog import Catalog
 from synthmed.registry.redact import redact_data
 from synthmed.registry.settings import Settings
-from synthmed.registry.store import Store
+from synthmed.registry.artefacts.store import Store
 from synthmed.registry.upstream_check import BUNDLE_URL
 
 from . import runstate

@@ -362,7 +362,7 @@ def ldm() -> dict[str, Any]:
     ae_method = (f"Reconstruction of {ae['n']} {ae['data']} through the VAE (encode to the posterior mean, decode), "
                  f"images as uint8 RGB compared in 0..255 with data_range 255; MS-SSIM with a {ae['ms_ssim_win_size']}-tap "
                  f"Gaussian window (sigma {ae['ms_ssim_sigma']}) over {ae['ms_ssim_scales']} scales (32x32 images fit "
-                 "no more), Wang et al.'s first weights renormalised; computed with synthmed.registry.metrics "
+                 "no more), Wang et al.'s first weights renormalised; computed with synthmed.registry.measuring.metrics "
                  f"(recipes/{mid}/metrics.json).")
     return {
         "format": "synthmed-record/1", "id": mid, "version": version_of(mid),

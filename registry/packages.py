@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Literal, Mapping
 
 from .catalog import Catalog, CatalogEntry
-from .copy_pipeline import ByteProgress
+from .artefacts.copy_pipeline import ByteProgress
 from .errors import (
     ArtefactNotFound,
     BlobCorrupt,
@@ -47,14 +47,14 @@ from .errors import (
     NotPinned,
     SizeMismatch,
 )
-from .archives import GZIP, OCTET
+from .artefacts.archives import GZIP, OCTET
 from .formats import PackageFormat, format_for
 from .hashing import hash_path
 from .records import Record
 from .settings import Settings
-from .sources.base import SourceContext, last_path_part
-from .store import Store
-from .packages_folder import PackagesFolder
+from .artefacts.sources.base import SourceContext, last_path_part
+from .artefacts.store import Store
+from .artefacts.packages_folder import PackagesFolder
 
 log = logging.getLogger(__name__)
 

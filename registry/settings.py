@@ -222,7 +222,7 @@ class ZenodoTokenEnv:
 
     The token's precedence (explicit > settings > ``token`` > a token file: the one passed,
     ``token_file``, then ``default_token_file``) is applied by
-    :func:`synthmed.registry.contribute.zenodo_token`.
+    :func:`synthmed.registry.authoring.contribute.zenodo_token`.
     """
 
     token: str | None  # SYNTHMED_ZENODO_TOKEN

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 import numpy as np
 
 from synthmed.registry.errors import ConfigError, ModelNotFound
-from synthmed.registry.medigan_import import convert_entry
+from synthmed.registry.authoring.medigan_import import convert_entry
 from synthmed.registry.records import Record, validate_data
 
 from . import medigan_compat as mc

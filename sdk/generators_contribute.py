@@ -1,7 +1,7 @@
 """medigan's contribution and testing methods of ``Generators``: model contributors,
 their metadata, uploads to Zenodo, ``push_to_github`` (a branch of an index), model tests
 and ``contribute``. Mixed into :class:`synthmed.generators.Generators`; each maps medigan's
-arguments onto synthmed's contribution workflow (:mod:`synthmed.registry.contribute`) and
+arguments onto synthmed's contribution workflow (:mod:`synthmed.registry.authoring.contribute`) and
 says once where it differs."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-from synthmed.registry.contribute import contribute, reproducible_zip, test_package_dir, upload_zenodo
+from synthmed.registry.authoring.contribute import contribute, reproducible_zip, test_package_dir, upload_zenodo
 from synthmed.registry.errors import ConfigError, ModelRunError
-from synthmed.registry.modeltest_site import test_ref
+from synthmed.registry.checks.modeltest_site import test_ref
 
 from . import medigan_compat as mc
 

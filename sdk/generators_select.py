@@ -2,14 +2,14 @@
 look-ups, ranking by a metric and matching by values. Mixed into
 :class:`synthmed.generators.Generators`; the rules themselves are medigan_compat's pure
 functions, and which metric values a ranking compares is the registry's
-(:mod:`synthmed.registry.ranking`)."""
+(:mod:`synthmed.registry.measuring.ranking`)."""
 
 from __future__ import annotations
 
 import logging
 from typing import TYPE_CHECKING, Any
 
-from synthmed.registry.ranking import ranked_values
+from synthmed.registry.measuring.ranking import ranked_values
 
 from . import medigan_compat as mc
 from .medigan_compat import ModelMatchCandidate
@@ -73,7 +73,7 @@ class SelectionMethods:
         """``[{"model_id": ..., metric: value}]`` sorted by the value, ascending unless
         ``order="desc"`` (medigan's rule: the order says nothing about which is better)."""
         ids = None if model_ids is None else [self.match_model_id(m) for m in model_ids]
-        # which values are compared is the registry's rule (synthmed.registry.ranking): one
+        # which values are compared is the registry's rule (synthmed.registry.measuring.ranking): one
         # basis only, this site's measurements under one comparability key, else the
         # records' values of one source; the order is medigan's
         ranking, values = ranked_values(self.site.catalog, metric)

@@ -21,7 +21,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from synthmed.registry import ranking
+from synthmed.registry.measuring import ranking
 from synthmed.registry.catalog import Catalog, CatalogEntry
 from synthmed.registry.errors import ConfigError, SiteNotFound
 from synthmed.registry.packages import VerifiedPackage, prepare, runnable_upstreams
@@ -31,7 +31,7 @@ from synthmed.registry.pipeline import open_runner
 from synthmed.registry.runner import CheckedParams, EnvOptions, Runner, RunnerOptions, check_params
 from synthmed.registry.runner.runner import sample_nbytes
 from synthmed.registry.settings import Settings, load_settings
-from synthmed.registry.store import Store
+from synthmed.registry.artefacts.store import Store
 
 from .format_rules import log_left_out
 from .generate_run import write_run

@@ -1,7 +1,7 @@
 """What a site serves to downstream sites: its store by sha256 and its accepted indexes over git.
 
 - ``/store/blobs/sha256/<ab>/<rest>``: a blob of the store, as ``mirror:`` sources read it
-  (``registry/sources/mirror.py``). GET and HEAD (with ``Range``) only; a name that is not
+  (``registry/artefacts/sources/mirror.py``). GET and HEAD (with ``Range``) only; a name that is not
   a sha256, or a blob the store does not hold, is 404. A downstream site hashes every byte
   itself, so a server can withhold a blob but never substitute one.
 - ``/git/<upstream>``: the upstream's *accepted* commit over git's smart HTTP protocol
@@ -34,7 +34,7 @@ from werkzeug.utils import send_file
 from werkzeug.wrappers import Request, Response
 
 from synthmed.registry.settings import Settings
-from synthmed.registry.store import Store
+from synthmed.registry.artefacts.store import Store
 
 log = logging.getLogger(__name__)
 

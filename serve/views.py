@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from synthmed.registry.catalog import Catalog, CatalogEntry
-from synthmed.registry.modeltest_site import last_test_flags
+from synthmed.registry.checks.modeltest_site import last_test_flags
 from synthmed.registry.packages import runnable_upstreams
 from synthmed.registry.settings import Settings
-from synthmed.registry.store import Store
+from synthmed.registry.artefacts.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ class RunReport:
 
     def written(self) -> set[str]:
         """The files the test run wrote, relative to the run folder, as its ``report.json``
-        records them (``registry/report.py``): ``report.json``, each result's
+        records them (``registry/checks/report.py``): ``report.json``, each result's
         ``models/<id>/<version>.json`` and sample grid. Nothing else of the folder is served
         (``--report DIR`` may name a folder that held other files before)."""
         doc = self._doc()

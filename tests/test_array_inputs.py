@@ -15,11 +15,11 @@ import pytest
 from PIL import Image
 
 from synthmed.cli import main
-from synthmed.registry import medigan_import as mi
+from synthmed.registry.authoring import medigan_import as mi
 from synthmed.registry.accepted import AcceptedVersion, _digest, conflict
 from synthmed.registry.array_inputs import check_inputs, plan
 from synthmed.registry.errors import InputError, ParamError, SynthmedError
-from synthmed.registry.modeltest import test_model as run_model_test
+from synthmed.registry.checks.modeltest import test_model as run_model_test
 from synthmed.registry.packages import VerifiedPackage, prepare_archive
 from synthmed.registry.records import validate_data
 from synthmed.registry.runner import Runner, RunnerOptions
@@ -386,7 +386,7 @@ def test_medigan_translator_runs_with_input_and_generators(tmp_path: Path, capsy
 
 
 def test_gate_refuses_adding_array_inputs_to_a_merged_version(index_repo, make_record) -> None:
-    from synthmed.registry.indexcheck import check_index
+    from synthmed.registry.authoring.indexcheck import check_index
 
     from helpers.records import write_record
     from helpers.repos import commit

@@ -107,7 +107,7 @@ def test_init_with_a_subfolder_outside_the_repo_names_the_flag_and_leaves_nothin
 
 def test_init_warns_about_a_local_upstream_that_does_not_exist(tmp_path: Path,
                                                                caplog: pytest.LogCaptureFixture) -> None:
-    from synthmed.registry.site_config import init_site, parse_upstream_spec
+    from synthmed.registry.authoring.site_config import init_site, parse_upstream_spec
 
     init_site(tmp_path / "site", [parse_upstream_spec(f"public={tmp_path / 'nowhere'}")])
     assert any("does not exist" in r.getMessage() for r in caplog.records)

@@ -27,8 +27,8 @@ ALLOWED = {
     "VerifiedPackage": {"registry/packages.py"},
     # an extractor's weights file (read as safetensors or with weights_only=True, never
     # unpacked, never run as code) is fetched through packages.fetch_data
-    "fetch": {"registry/packages.py", "registry/pin.py", "daemon/sync.py", "daemon/upstreams.py"},
-    "add_from_sources": {"registry/pin.py"},
+    "fetch": {"registry/packages.py", "registry/authoring/pin.py", "daemon/sync.py", "daemon/upstreams.py"},
+    "add_from_sources": {"registry/authoring/pin.py"},
     "add_file": {"daemon/bundle.py"},
 }
 

@@ -16,8 +16,8 @@ from synthmed.daemon.service import run_daemon
 from synthmed.registry.catalog import Catalog
 from synthmed.registry.errors import BundleError
 from synthmed.registry.settings import load_settings
-from synthmed.registry.site_config import init_site
-from synthmed.registry.store import Store
+from synthmed.registry.authoring.site_config import init_site
+from synthmed.registry.artefacts.store import Store
 
 from helpers.records import unverified, with_artefact, write_record
 from helpers.repos import commit, init_repo

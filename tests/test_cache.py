@@ -12,7 +12,7 @@ import pytest
 from synthmed.cli import main
 from synthmed.registry.catalog import Catalog
 from synthmed.registry.settings import load_settings
-from synthmed.registry.store import Store
+from synthmed.registry.artefacts.store import Store
 
 from helpers import REPO_ROOT
 from helpers.serving import this_index
@@ -103,7 +103,7 @@ def test_a_single_file_package_is_no_second_copy(tmp_path: Path) -> None:
     """packages/<sha256>/<file> of a single-file package is a hard link to its read-only blob."""
     import hashlib
 
-    from synthmed.registry.packages_folder import PackagesFolder
+    from synthmed.registry.artefacts.packages_folder import PackagesFolder
 
     blob = tmp_path / "blob"
     blob.write_bytes(b"weights" * 1000)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from synthmed.registry import ranking
+from synthmed.registry.measuring import ranking
 from synthmed.registry.catalog import GENERATION, Catalog, fts_query, version_key
 from synthmed.registry.errors import CatalogError
 from synthmed.registry.records import Record

@@ -18,7 +18,7 @@ import pytest
 from helpers.repos import init_repo
 from helpers.sites import write_site
 from synthmed.cli import main
-from synthmed.registry.contribute import contribute, reproducible_zip, zenodo_token
+from synthmed.registry.authoring.contribute import contribute, reproducible_zip, zenodo_token
 from synthmed.registry.errors import ContributeError
 from synthmed.registry.records import load_record
 from helpers.packages import MEDIGAN_INIT, MEDIGAN_MODEL, contribution_metadata, medigan_weights, package_folder

@@ -19,7 +19,7 @@ from synthmed.daemon.jobs import JobContext
 from synthmed.daemon.lock import SiteLock
 from synthmed.daemon.service import JOB_PROVIDERS, Daemon, run_daemon
 from synthmed.registry.errors import SiteLocked
-from synthmed.registry.store import Store
+from synthmed.registry.artefacts.store import Store
 
 from helpers import REPO_ROOT
 from helpers.records import unverified, with_artefact, write_record
@@ -110,7 +110,7 @@ def test_scrub_refetches_and_gc_removes(site: Any, make_record: Any) -> None:
     # the single-file (octet-stream) package was a hard link to the rotten blob: scrub removed
     # it too, and its repair (prepare) unpacked it again from the re-fetched blob
     assert any("unpacked package changed" in reason for _, reason in subjects)
-    from synthmed.registry.packages_folder import PackagesFolder
+    from synthmed.registry.artefacts.packages_folder import PackagesFolder
 
     assert (settings.packages_dir / lung).is_dir() and PackagesFolder(settings.packages_dir).check(lung) is None
     # yank brain-gan: gc removes its blob and package

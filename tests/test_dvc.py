@@ -18,8 +18,8 @@ import pytest
 from helpers.dvc import DATA, DVC, SHA
 from helpers.sites import fast_settings
 from synthmed.registry.errors import ArtefactNotFound
-from synthmed.registry.sources.base import SourceContext
-from synthmed.registry.store import Store
+from synthmed.registry.artefacts.sources.base import SourceContext
+from synthmed.registry.artefacts.store import Store
 
 pytestmark = pytest.mark.slow  # real DVC repositories and remotes
 

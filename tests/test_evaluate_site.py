@@ -17,7 +17,7 @@ from synthmed.cli import main
 from synthmed.daemon.bundle import export_bundle
 from synthmed.daemon.jobs import JobContext
 from synthmed.daemon.nightly import evaluate_served
-from synthmed.registry import ranking
+from synthmed.registry.measuring import ranking
 from synthmed.registry.catalog import Catalog
 from synthmed.registry.settings import load_settings
 

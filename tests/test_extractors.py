@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from synthmed.registry.errors import EvaluationError, RecordError
-from synthmed.registry.evaluate import KEYED, MetricSettings, comparability_key, config_key, keyed_provenance
-from synthmed.registry.extractor_nets import FIDInceptionV3, RandConv
-from synthmed.registry.extractors import (
+from synthmed.registry.measuring.evaluate import KEYED, MetricSettings, comparability_key, config_key, keyed_provenance
+from synthmed.registry.measuring.extractor_nets import FIDInceptionV3, RandConv
+from synthmed.registry.measuring.extractors import (
     ExtractorRecord,
     FeatureExtractor,
     build_network,
@@ -27,7 +27,7 @@ from synthmed.registry.extractors import (
     preprocess,
     validate_extractors_dir,
 )
-from synthmed.registry.reference_sets import ReferenceSet
+from synthmed.registry.measuring.reference_sets import ReferenceSet
 
 from helpers import REPO_ROOT
 

@@ -167,7 +167,7 @@ def test_generate_function_dataset_dataloader_visualize(home: Path, tmp_path: Pa
 def test_model_testing_and_contributing_delegate(home: Path) -> None:
     g = Generators(home)
     try:
-        import synthmed.registry.modeltest  # noqa: F401
+        import synthmed.registry.checks.modeltest  # noqa: F401
     except ImportError:
         with pytest.raises(SynthmedError, match="model testing is not available"):
             g.test_model("toy-gan")
@@ -175,7 +175,7 @@ def test_model_testing_and_contributing_delegate(home: Path) -> None:
         result = g.test_model("toy-gan")
         assert getattr(result, "passed", None) is True, result
     try:
-        import synthmed.registry.contribute  # noqa: F401
+        import synthmed.registry.authoring.contribute  # noqa: F401
     except ImportError:
         with pytest.raises(SynthmedError, match="contributing is not available"):
             g.contribute("somewhere")

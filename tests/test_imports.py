@@ -39,7 +39,7 @@ LAZY_SYNTHMED_ALLOWED = {
     # datasets.py subclasses torch's Dataset: only the torch-facing methods load torch
     ("synthmed.generators", "synthmed.datasets"): "Generators loads torch only for datasets and grids",
     # the extractor networks are torch modules: built only when an extractor is loaded
-    ("synthmed.registry.extractors", "synthmed.registry.extractor_nets"): "extractor networks load torch only when built",
+    ("synthmed.registry.measuring.extractors", "synthmed.registry.measuring.extractor_nets"): "extractor networks load torch only when built",
 }
 
 

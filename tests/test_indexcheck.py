@@ -10,7 +10,7 @@ import pytest
 
 from synthmed.cli import main
 from synthmed.registry import errors
-from synthmed.registry.indexcheck import check_index
+from synthmed.registry.authoring.indexcheck import check_index
 
 from helpers.records import write_record
 from helpers.repos import commit, init_repo

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from synthmed.cli import main
-from synthmed.registry import medigan_fields as mf
-from synthmed.registry import medigan_import as mi
+from synthmed.registry.authoring import medigan_fields as mf
+from synthmed.registry.authoring import medigan_import as mi
 from synthmed.registry import records
 
 from helpers import FIXTURES, REPO_ROOT

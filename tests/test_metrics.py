@@ -1,4 +1,4 @@
-"""Golden tests of synthmed.registry.metrics: fixed feature arrays and images give the
+"""Golden tests of synthmed.registry.measuring.metrics: fixed feature arrays and images give the
 values of an independent computation (scipy's sqrtm, loops over the published formulas,
 scikit-image's SSIM and PSNR) within 1e-6."""
 
@@ -10,7 +10,7 @@ import scipy.linalg
 from scipy.spatial.distance import cdist
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from synthmed.registry import metrics as M
+from synthmed.registry.measuring import metrics as M
 from synthmed.registry.errors import EvaluationError
 
 

@@ -11,15 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import synthmed.registry.modeltest as mt
+import synthmed.registry.checks.modeltest as mt
 from helpers.packages import FLOAT_IMAGE, INPUTS, UINT8_IMAGE, catalog_entry, make_model, with_record
-from synthmed.registry import modeltest_checks as mc
+from synthmed.registry.checks import modeltest_checks as mc
 from synthmed.registry.errors import Unverified
-from synthmed.registry.modeltest_site import test_entry
+from synthmed.registry.checks.modeltest_site import test_entry
 from synthmed.registry.runner import RunnerOptions
 from synthmed.registry.settings import Settings
 from synthmed.registry.records import Record
-from synthmed.registry.report import load_report, validate_report, write_report
+from synthmed.registry.checks.report import load_report, validate_report, write_report
 
 
 def check(result: Any, name: str) -> mc.CheckResult:
@@ -241,7 +241,7 @@ def test_sample_grid_handles_volumes_channels_and_colour(tmp_path: Path) -> None
     import numpy as np
     from PIL import Image
     from synthmed.registry.outputs import OutputSpec, preview_plane
-    from synthmed.registry.report import write_sample_grid
+    from synthmed.registry.checks.report import write_sample_grid
 
     def _as_image(sample: np.ndarray, output: dict) -> np.ndarray:  # the plane a report grid shows
         return preview_plane(sample, OutputSpec.from_record(output))

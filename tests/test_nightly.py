@@ -21,12 +21,12 @@ from synthmed.daemon.nightly import JOB_NAME, nightly_test_job, parse_time
 from synthmed.daemon.service import Daemon
 from synthmed.registry.catalog import Catalog
 from synthmed.registry.errors import ConfigError
-from synthmed.registry.modeltest_site import (
+from synthmed.registry.checks.modeltest_site import (
     due_for_test,
     failing_models,
     last_test_flags,
 )
-from synthmed.registry.report import (
+from synthmed.registry.checks.report import (
     environment,
     load_report,
     run_fingerprint,
@@ -214,7 +214,7 @@ def test_generators_contribute_maps_onto_contribute(tmp_path: Path, monkeypatch:
 def test_models_of_an_upstream_without_code_are_skipped(site: Settings, tmp_path: Path, capsys: Any) -> None:
     from dataclasses import replace
 
-    from synthmed.registry.modeltest_site import run_tests, select_entries
+    from synthmed.registry.checks.modeltest_site import run_tests, select_entries
 
     locked = replace(site, upstreams=tuple(replace(u, allow_code=False) for u in site.upstreams))
     with Catalog.open(site.catalog_path) as cat:

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from helpers.packages import build_package
-from synthmed.registry import modeltest as mt
+from synthmed.registry.checks import modeltest as mt
 from synthmed.registry.outputs import (
     SLICE_AXIS,
     OutputSpec,
@@ -26,7 +26,7 @@ from synthmed.registry.outputs import (
     to_uint8,
     working_nbytes,
 )
-from synthmed.registry.report import write_report
+from synthmed.registry.checks.report import write_report
 from synthmed.registry.runner import RunnerOptions
 from synthmed.site import Model
 

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from helpers.repos import init_repo
 from synthmed.cli import main
-from synthmed.registry import contribute as contribute_mod
-from synthmed.registry import contribute_package
-from synthmed.registry.contribute import contribute
+from synthmed.registry.authoring import contribute as contribute_mod
+from synthmed.registry.authoring import contribute_package
+from synthmed.registry.authoring.contribute import contribute
 from synthmed.registry.errors import ContributeError
-from synthmed.registry.package_template import write_template
+from synthmed.registry.authoring.package_template import write_template
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-"""`index pin` (registry/pin.py) and prepare (registry/packages.py)."""
+"""`index pin` (registry/authoring/pin.py) and prepare (registry/packages.py)."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ from helpers.servers import FaultServer
 from helpers.sites import fast_settings, with_file_roots
 from synthmed.registry.errors import ArtefactNotFound, ConfigError, Unverified
 from synthmed.registry.packages import prepare
-from synthmed.registry.pin import pin_record
+from synthmed.registry.authoring.pin import pin_record
 from synthmed.registry.records import load_record
-from synthmed.registry.sources.base import SourceContext
-from synthmed.registry.store import Store
+from synthmed.registry.artefacts.sources.base import SourceContext
+from synthmed.registry.artefacts.store import Store
 
 
 PKG = zip_bytes({"toy/__init__.py": b"def build(d, dev):\n    return None\n", "toy/w.bin": os.urandom(2000)})
@@ -165,7 +165,7 @@ def test_pin_refuses_plain_http_to_another_host(tmp_path: Path, make_record) -> 
 
 def test_a_changed_unpacked_package_is_never_run_and_is_unpacked_again(tmp_path: Path, make_record, capsys) -> None:
     from synthmed.cli import main
-    from synthmed.registry.packages_folder import PackagesFolder
+    from synthmed.registry.artefacts.packages_folder import PackagesFolder
 
     src = tmp_path / "toy.zip"
     src.write_bytes(PKG)

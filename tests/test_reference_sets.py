@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 
 from synthmed.registry.errors import EvaluationError
-from synthmed.registry.evaluate import config_key
-from synthmed.registry.extractors import FeatureExtractor, load_extractor_file
-from synthmed.registry.reference_sets import add_reference, list_references, open_reference, reference_summaries
+from synthmed.registry.measuring.evaluate import config_key
+from synthmed.registry.measuring.extractors import FeatureExtractor, load_extractor_file
+from synthmed.registry.measuring.reference_sets import add_reference, list_references, open_reference, reference_summaries
 from synthmed.registry.settings import Settings
 
 from helpers import REPO_ROOT

@@ -22,7 +22,7 @@ import pytest
 from synthmed.cli import main
 from synthmed.registry.catalog import Catalog
 from synthmed.registry.settings import Settings, load_settings
-from synthmed.registry.store import Store
+from synthmed.registry.artefacts.store import Store
 
 from helpers import REPO_ROOT
 from helpers.serving import serving, this_index

@@ -11,7 +11,7 @@ import pytest
 from synthmed.cli import main
 from synthmed.registry.errors import ConfigError
 from synthmed.registry.settings import load_settings, read_site_toml
-from synthmed.registry.site_config import init_site, parse_upstream_spec
+from synthmed.registry.authoring.site_config import init_site, parse_upstream_spec
 
 from helpers.records import unverified, write_record
 from helpers.repos import commit, init_repo

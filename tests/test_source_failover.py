@@ -31,14 +31,14 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-import synthmed.registry.sources.file as file_mod
-import synthmed.registry.sources.index as index_mod
+import synthmed.registry.artefacts.sources.file as file_mod
+import synthmed.registry.artefacts.sources.index as index_mod
 from helpers.repos import commit as commit_all
 from helpers.sites import fast_settings
 from synthmed.registry.errors import ArtefactError, ArtefactNotFound, SourceError
 from synthmed.registry.settings import Settings
-from synthmed.registry.sources import SOURCE_CLASSES, Source, SourceContext, source_for_uri
-from synthmed.registry.store import Store
+from synthmed.registry.artefacts.sources import SOURCE_CLASSES, Source, SourceContext, source_for_uri
+from synthmed.registry.artefacts.store import Store
 from helpers.dvc import DATA as DVC_DATA
 
 CHUNK = 64 * 1024
@@ -54,7 +54,7 @@ def small_store(settings: Settings) -> Store:
 def fetch_and_check(store: Store, ctx: SourceContext, uris: list[str], good: str, bad: str,
                     caplog: pytest.LogCaptureFixture, data: bytes = DATA) -> None:
     sha = hashlib.sha256(data).hexdigest()
-    caplog.set_level(logging.WARNING, logger="synthmed.registry.store")
+    caplog.set_level(logging.WARNING, logger="synthmed.registry.artefacts.store")
     res = store.fetch(sha, len(data), uris, ctx)
     assert res.source == good and res.sha256 == sha
     assert store.verify_blob(sha) and res.path.read_bytes() == data
@@ -369,7 +369,7 @@ def test_dvc_read_failing_mid_read_falls_over(tmp_path: Path, dvc_repo, monkeypa
 
 
 def test_a_full_disk_stops_the_fetch_and_tries_no_other_source(site, tmp_path: Path, monkeypatch, caplog) -> None:
-    import synthmed.registry.store as store_mod
+    import synthmed.registry.artefacts.store as store_mod
 
     _, store, ctx = site
     a, b = tmp_path / "a.bin", tmp_path / "b.bin"
@@ -391,7 +391,7 @@ def test_a_full_disk_stops_the_fetch_and_tries_no_other_source(site, tmp_path: P
 
     monkeypatch.setattr(store_mod.os, "pwrite", pwrite)
     monkeypatch.setattr(file_mod, "open", fake_open, raising=False)
-    caplog.set_level(logging.WARNING, logger="synthmed.registry.store")
+    caplog.set_level(logging.WARNING, logger="synthmed.registry.artefacts.store")
     with pytest.raises(ArtefactError) as ei:
         store.fetch(SHA, len(DATA), [a.as_uri(), b.as_uri()], ctx)
     assert not isinstance(ei.value, (SourceError, ArtefactNotFound))

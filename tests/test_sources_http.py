@@ -15,9 +15,9 @@ import pytest
 from helpers.servers import FaultServer
 from helpers.sites import fast_settings
 from synthmed.registry.errors import ArtefactNotFound
-from synthmed.registry.sources.base import SourceContext
-from synthmed.registry.sources.http import HttpSource, redact
-from synthmed.registry.store import Store
+from synthmed.registry.artefacts.sources.base import SourceContext
+from synthmed.registry.artefacts.sources.http import HttpSource, redact
+from synthmed.registry.artefacts.store import Store
 
 DATA = os.urandom(300_000)
 SHA = hashlib.sha256(DATA).hexdigest()

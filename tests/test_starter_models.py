@@ -264,7 +264,7 @@ def test_medigan_twin_through_the_sdk_is_pixel_identical_with_chunk_size_1(tmp_p
 @pytest.mark.parametrize("model_id", MODELS)
 @pytest.mark.slow
 def test_synthmed_model_test_passes(model_id: str, tmp_path: Path) -> None:
-    from synthmed.registry.modeltest import test_model as run_model_test
+    from synthmed.registry.checks.modeltest import test_model as run_model_test
     from synthmed.registry.packages import prepare_archive
     from synthmed.registry.runner import RunnerOptions
 

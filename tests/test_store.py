@@ -16,8 +16,8 @@ from helpers.servers import FaultServer, serve_folder
 from helpers.sites import fast_settings
 from synthmed.cli import main as cli_main
 from synthmed.registry.errors import ArtefactError, ArtefactNotFound, BlobCorrupt, SourceError
-from synthmed.registry.sources import SourceContext, last_path_part, source_for_uri
-from synthmed.registry.store import Store
+from synthmed.registry.artefacts.sources import SourceContext, last_path_part, source_for_uri
+from synthmed.registry.artefacts.store import Store
 
 DATA = os.urandom(200_000)
 SHA = hashlib.sha256(DATA).hexdigest()
@@ -105,7 +105,7 @@ def test_verify_finds_corruption_that_kept_size_and_mtime(site, tmp_path: Path) 
 
 
 def test_open_verified_hashes_once(site, tmp_path: Path, monkeypatch) -> None:
-    import synthmed.registry.store as store_mod
+    import synthmed.registry.artefacts.store as store_mod
 
     settings, store, ctx = site
     sha = put(store, ctx, tmp_path)
@@ -235,7 +235,7 @@ def test_two_fetches_of_one_blob_download_it_once(tmp_path: Path) -> None:
 
 
 def test_large_download_bypasses_the_page_cache(tmp_path: Path, monkeypatch) -> None:
-    import synthmed.registry.store as store_mod
+    import synthmed.registry.artefacts.store as store_mod
 
     big = os.urandom(store_mod.DIRECT_MIN + 3 * 4096 + 123)  # an unaligned tail
     sha = hashlib.sha256(big).hexdigest()
@@ -278,7 +278,7 @@ def subprocess_pid_that_exited() -> int:
 
 
 def test_bare_mirror_uses_the_site_mirrors(tmp_path: Path) -> None:
-    from synthmed.registry.sources.base import candidate_uris
+    from synthmed.registry.artefacts.sources.base import candidate_uris
 
     s = fast_settings(tmp_path / "site")
     assert candidate_uris(["mirror:", "https://x.org/a"], s, SHA) == ["mirror:", "https://x.org/a"]
@@ -290,7 +290,7 @@ def test_bare_mirror_uses_the_site_mirrors(tmp_path: Path) -> None:
 def test_a_failing_write_stops_the_pipeline_and_leaves_no_temp_file(site, tmp_path: Path, monkeypatch) -> None:
     import errno
 
-    import synthmed.registry.store as store_mod
+    import synthmed.registry.artefacts.store as store_mod
 
     settings, _, ctx = site
     store = Store(settings.store_dir, chunk_size=64 * 1024)  # many chunks in flight

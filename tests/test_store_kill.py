@@ -15,8 +15,8 @@ import pytest
 
 from helpers.servers import FaultServer
 from helpers.sites import fast_settings
-from synthmed.registry.sources.base import SourceContext
-from synthmed.registry.store import Store
+from synthmed.registry.artefacts.sources.base import SourceContext
+from synthmed.registry.artefacts.store import Store
 
 pytestmark = pytest.mark.slow  # kill -9 fault injection
 
@@ -30,8 +30,8 @@ CHILD = textwrap.dedent(
     from dataclasses import replace
     from pathlib import Path
     from synthmed.registry.settings import load_settings
-    from synthmed.registry.sources.base import SourceContext
-    from synthmed.registry.store import Store
+    from synthmed.registry.artefacts.sources.base import SourceContext
+    from synthmed.registry.artefacts.store import Store
 
     home, url, sha, size = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     s = load_settings(home, environ={})

@@ -33,8 +33,8 @@ from helpers.zenodo import ZenodoEmulator
 from synthmed.registry.errors import ArtefactNotFound, ConfigError
 from synthmed.registry.packages import prepare
 from synthmed.registry.settings import Settings, SourceOverrides, load_settings
-from synthmed.registry.sources.base import SourceContext
-from synthmed.registry.store import Store
+from synthmed.registry.artefacts.sources.base import SourceContext
+from synthmed.registry.artefacts.store import Store
 
 DATA = os.urandom(200_000)
 SHA = hashlib.sha256(DATA).hexdigest()

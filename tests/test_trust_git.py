@@ -27,7 +27,7 @@ from synthmed.daemon.upstreams import UpstreamRepo
 from synthmed.registry.catalog import Catalog
 from synthmed.registry.errors import BundleError, ConfigError
 from synthmed.registry.settings import Upstream, load_settings
-from synthmed.registry.site_config import init_site, parse_upstream_spec
+from synthmed.registry.authoring.site_config import init_site, parse_upstream_spec
 from synthmed.registry.upstream_check import BUNDLE_URL, check_branch, check_name, check_url
 
 from helpers.records import with_artefact, write_record

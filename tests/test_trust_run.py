@@ -28,9 +28,9 @@ from synthmed.registry.errors import ModelRunError, UnsafeArchive
 from synthmed.registry.packages import prepare
 from synthmed.registry.runner import Runner
 from synthmed.registry.settings import Settings
-from synthmed.registry.store import Store
+from synthmed.registry.artefacts.store import Store
 from helpers.sites import with_file_roots
-from synthmed.registry.packages_folder import PackagesFolder
+from synthmed.registry.artefacts.packages_folder import PackagesFolder
 
 # --- finding 3: bit rot after verification ---------------------------------------------
 

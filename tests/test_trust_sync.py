@@ -26,10 +26,10 @@ from synthmed.daemon.status import site_status
 from synthmed.registry.catalog import Catalog
 from synthmed.registry.catalog.models import ModelStore
 from synthmed.registry.errors import RecordError
-from synthmed.registry.indexcheck import check_index
-from synthmed.registry.modeltest_site import record_results
+from synthmed.registry.authoring.indexcheck import check_index
+from synthmed.registry.checks.modeltest_site import record_results
 from synthmed.registry.records import load_record, load_record_text
-from synthmed.registry.report import ModelTestResult
+from synthmed.registry.checks.report import ModelTestResult
 
 from helpers.records import deep_set, make_record, unverified, with_artefact, write_record
 from helpers.repos import commit, init_repo
@@ -459,8 +459,8 @@ def test_test_results_do_not_leak_across_upstreams(tmp_path: Path, capsys: Any) 
 
 
 def test_nightly_due_logic_is_per_upstream_and_package(tmp_path: Path) -> None:
-    from synthmed.registry.modeltest_site import due_for_test, last_test_by_key, test_key
-    from synthmed.registry.report import environment
+    from synthmed.registry.checks.modeltest_site import due_for_test, last_test_by_key, test_key
+    from synthmed.registry.checks.report import environment
 
     settings = _two_upstreams(tmp_path)
     env = environment()

@@ -13,9 +13,9 @@ import pytest
 
 from helpers.packages import make_tar, make_zip, tinfo
 from synthmed.registry.errors import UnsafeArchive
-from synthmed.registry.archives import Limits
-from synthmed.registry.package_tree import remove_tree
-from synthmed.registry.packages_folder import PackagesFolder
+from synthmed.registry.artefacts.archives import Limits
+from synthmed.registry.artefacts.package_tree import remove_tree
+from synthmed.registry.artefacts.packages_folder import PackagesFolder
 
 SHA = "ab" * 32
 

@@ -12,9 +12,9 @@ import requests
 
 from helpers.sites import fast_settings
 from synthmed.registry.errors import ArtefactNotFound
-from synthmed.registry.sources.base import SourceContext
-from synthmed.registry.sources.zenodo import make_client
-from synthmed.registry.store import Store
+from synthmed.registry.artefacts.sources.base import SourceContext
+from synthmed.registry.artefacts.sources.zenodo import make_client
+from synthmed.registry.artefacts.store import Store
 from helpers.zenodo import ZenodoEmulator
 
 DATA = os.urandom(150_000)

@@ -32,7 +32,7 @@ def randconv() -> None:
     import torch
     from safetensors.torch import save_file
 
-    from synthmed.registry.extractor_nets import RandConv
+    from synthmed.registry.measuring.extractor_nets import RandConv
 
     torch.set_num_threads(1)
     net = RandConv.seeded(0)

@@ -19,7 +19,7 @@ training (both stages) costs about the CPU time that retina-patch-ddpm's trainin
 
 Writes into DIR: package/ (model.py, config.json, weights.safetensors), 1.0.0.zip,
 train.json (what was trained, CPU and wall seconds), metrics.json (autoencoder PSNR and
-MS-SSIM on held-out patches, computed with synthmed.registry.metrics), grid.png,
+MS-SSIM on held-out patches, computed with synthmed.registry.measuring.metrics), grid.png,
 recon-grid.png (held-out patches over their reconstructions).
 """
 
@@ -176,8 +176,8 @@ def train(args: argparse.Namespace, out: Path) -> None:
 
 
 def evaluate_autoencoder(args: argparse.Namespace, out: Path) -> None:
-    """PSNR and MS-SSIM of the VAE's reconstructions of held-out patches (synthmed.registry.metrics)."""
-    from synthmed.registry import metrics as sm
+    """PSNR and MS-SSIM of the VAE's reconstructions of held-out patches (synthmed.registry.measuring.metrics)."""
+    from synthmed.registry.measuring import metrics as sm
 
     m = pkg_model.build(out / "package", "cpu")
     im, disc, ves = data.prepare()

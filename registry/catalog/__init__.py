@@ -19,7 +19,7 @@ Each store's module holds its own tables; :mod:`.schema` assembles them and migr
 between generations. The generation of the layout is ``PRAGMA user_version``;
 :data:`GENERATION` is the one this code writes. The catalog is derived data:
 ``synthmed catalog rebuild`` recreates it. Which values a ranked search compares is
-decided above the catalog (:mod:`synthmed.registry.ranking`).
+decided above the catalog (:mod:`synthmed.registry.measuring.ranking`).
 """
 
 from __future__ import annotations

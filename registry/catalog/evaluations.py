@@ -1,5 +1,5 @@
 """The ``evaluations`` table: one row per metric value measured on this site by
-``synthmed evaluate`` (:mod:`synthmed.registry.evaluate`), keyed like test runs by
+``synthmed evaluate`` (:mod:`synthmed.registry.measuring.evaluate`), keyed like test runs by
 upstream, id, version and package sha256; ``key`` is the comparability key (a hash of
 everything in ``provenance`` that is not a value), ``run`` groups the metrics of one
 evaluation."""

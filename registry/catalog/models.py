@@ -73,7 +73,7 @@ DDL = (
         source TEXT, preferred INTEGER NOT NULL DEFAULT 0)""",
     "CREATE INDEX IF NOT EXISTS metrics_name ON metrics (name, preferred, model)",
     "CREATE INDEX IF NOT EXISTS metrics_model ON metrics (model)",
-    # ranking picks one source of reported values per metric (registry/ranking.py): counted from this index alone
+    # ranking picks one source of reported values per metric (registry/measuring/ranking.py): counted from this index alone
     "CREATE INDEX IF NOT EXISTS metrics_source ON metrics (name, source, better)",
     # and search --rank reads one model's value of that source with one probe of this one
     "CREATE INDEX IF NOT EXISTS metrics_rank ON metrics (model, name, source, value)",
@@ -328,7 +328,7 @@ class ModelStore:
         The query is quoted before it reaches FTS5 (see :func:`fts_query`); filters match
         case-insensitively (``architecture`` matches the family or the name). With
         ``order``, results are ordered by its values, best first, models without one last
-        (a ranked search: :func:`synthmed.registry.ranking.search` chooses the values).
+        (a ranked search: :func:`synthmed.registry.measuring.ranking.search` chooses the values).
         """
         match = fts_query(query or "")
         if query and query.strip() and not match:
@@ -349,7 +349,7 @@ class ModelStore:
         rows = {row[0]: row for row in cur.fetchall()}
         return [self._entry(rows[pk], cols, score) for pk, score in page if pk in rows]
 
-    # -- the records' own metric values (read by registry/ranking.py) ------------------------
+    # -- the records' own metric values (read by registry/measuring/ranking.py) ------------------------
 
     def metric_sources(self, metric: str) -> list[tuple[str, str, int]]:
         """``(source, better, count)`` of the values records carry for ``metric`` (every stored

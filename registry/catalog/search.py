@@ -3,7 +3,7 @@ for FTS5 (:func:`fts_query`), the filters, the runnable condition and the order,
 into one query over narrow columns that returns the page of row ids.
 
 The order by a value (:class:`ScoreOrder`) is given by the caller: which values a ranking
-compares is decided above the catalog (:mod:`synthmed.registry.ranking`).
+compares is decided above the catalog (:mod:`synthmed.registry.measuring.ranking`).
 """
 
 from __future__ import annotations

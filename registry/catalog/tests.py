@@ -1,4 +1,4 @@
-"""The ``tests`` table: model test runs (:mod:`synthmed.registry.modeltest_site`), each
+"""The ``tests`` table: model test runs (:mod:`synthmed.registry.checks.modeltest_site`), each
 keyed by upstream, id, version and package sha256: a result belongs to that package from
 that upstream, nothing else."""
 

@@ -44,7 +44,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
 
 
 def cmd_contribute(args: argparse.Namespace) -> int:
-    from synthmed.registry.contribute import contribute
+    from synthmed.registry.authoring.contribute import contribute
     from synthmed.registry.settings import load_settings
 
     settings = load_settings(getattr(args, "site", None))

@@ -79,9 +79,9 @@ def _catalog(settings: Any, readonly: bool = True) -> Any:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from synthmed.registry.evaluate import MetricSettings, evaluate, write_report
-    from synthmed.registry.extractors import open_extractor
-    from synthmed.registry.reference_sets import open_reference
+    from synthmed.registry.measuring.evaluate import MetricSettings, evaluate, write_report
+    from synthmed.registry.measuring.extractors import open_extractor
+    from synthmed.registry.measuring.reference_sets import open_reference
     from synthmed.registry.runner import parse_param_args
 
     if args.num_samples < 10:
@@ -127,9 +127,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_reference_add(args: argparse.Namespace) -> int:
-    from synthmed.registry.evaluate import config_key
-    from synthmed.registry.extractors import open_extractor
-    from synthmed.registry.reference_sets import add_reference
+    from synthmed.registry.measuring.evaluate import config_key
+    from synthmed.registry.measuring.extractors import open_extractor
+    from synthmed.registry.measuring.reference_sets import add_reference
 
     settings = settings_from_args(args)
     with _catalog(settings) as cat:
@@ -147,7 +147,7 @@ def cmd_reference_add(args: argparse.Namespace) -> int:
 
 
 def cmd_reference_list(args: argparse.Namespace) -> int:
-    from synthmed.registry.reference_sets import reference_summaries
+    from synthmed.registry.measuring.reference_sets import reference_summaries
 
     rows = reference_summaries(settings_from_args(args))
     if args.json:

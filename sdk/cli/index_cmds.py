@@ -63,7 +63,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from synthmed.registry import records
-    from synthmed.registry.extractors import EXTRACTORS_DIR, load_extractor_file, validate_extractors_dir
+    from synthmed.registry.measuring.extractors import EXTRACTORS_DIR, load_extractor_file, validate_extractors_dir
 
     path = Path(args.path)
     if path.is_file() and path.parent.parent.name == EXTRACTORS_DIR:  # one extractor record
@@ -92,7 +92,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from synthmed.registry import indexcheck
+    from synthmed.registry.authoring import indexcheck
 
     result = indexcheck.check_index(Path(args.repo), args.base, args.head, args.index_dir)
     if args.json:
@@ -128,7 +128,7 @@ def cmd_review(args: argparse.Namespace) -> int:
 
 
 def cmd_pin(args: argparse.Namespace) -> int:
-    from synthmed.registry.pin import pin_record
+    from synthmed.registry.authoring.pin import pin_record
 
     settings = settings_from_args(args)
     out = pin_record(Path(args.index), args.ref, settings)
@@ -140,7 +140,7 @@ def cmd_pin(args: argparse.Namespace) -> int:
 
 
 def cmd_import_medigan(args: argparse.Namespace) -> int:
-    from synthmed.registry import medigan_import
+    from synthmed.registry.authoring import medigan_import
 
     outcomes = medigan_import.import_catalogue(Path(args.file), Path(args.into), commit=args.commit,
                                                dry_run=args.dry_run)

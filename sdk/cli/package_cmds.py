@@ -50,7 +50,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
 
 
 def cmd_package_init(args: argparse.Namespace) -> int:
-    from synthmed.registry.package_template import write_template
+    from synthmed.registry.authoring.package_template import write_template
 
     files = write_template(args.dir, model_id=args.model_id, kind=args.kind)
     model_id = args.model_id or args.dir.resolve().name.lower()
@@ -66,7 +66,7 @@ def cmd_package_init(args: argparse.Namespace) -> int:
 
 
 def cmd_package_test(args: argparse.Namespace) -> int:
-    from synthmed.registry.contribute import test_package_dir
+    from synthmed.registry.authoring.contribute import test_package_dir
     from synthmed.registry.errors import ContributeError
 
     metadata = args.metadata or args.dir / "metadata.json"

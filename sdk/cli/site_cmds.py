@@ -31,7 +31,7 @@ def _site(args: argparse.Namespace, **overrides: Any) -> Settings:
 # -- init ------------------------------------------------------------------------------
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from synthmed.registry.site_config import init_site, parse_upstream_spec
+    from synthmed.registry.authoring.site_config import init_site, parse_upstream_spec
 
     home = Path(args.dir or args.site or default_home()).expanduser().resolve()
     specs = [parse_upstream_spec(s) for s in args.upstream or []]
@@ -144,11 +144,11 @@ def cmd_search(args: argparse.Namespace) -> int:
         runnable: dict[str, Any] = {}
         if args.runnable:
             from synthmed.registry.packages import runnable_upstreams
-            from synthmed.registry.store import Store
+            from synthmed.registry.artefacts.store import Store
 
             runnable = {"runnable": True, "code_upstreams": runnable_upstreams(settings),
                         "held_blobs": set(Store(settings.store_dir).iter_blobs())}
-        from synthmed.registry import ranking as rankings
+        from synthmed.registry.measuring import ranking as rankings
 
         ranking = rankings.choose(cat, args.rank, args.rank_key) if args.rank else None
         if args.rank_key and not args.rank:
@@ -156,7 +156,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         found = rankings.search(cat, " ".join(args.query), modality=args.modality, anatomy=args.anatomy,
                                 architecture=args.architecture, license=args.license, rank=ranking,
                                 limit=args.limit, upstream=args.upstream, **runnable)
-        from synthmed.registry.modeltest_site import last_test_flags
+        from synthmed.registry.checks.modeltest_site import last_test_flags
 
         tests = last_test_flags(cat, found)
         if args.json:

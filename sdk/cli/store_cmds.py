@@ -10,8 +10,8 @@ from .common import add_json_flag, print_json, settings_from_args
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from synthmed.registry.errors import SiteNotFound
-    from synthmed.registry.store import Store
-    from synthmed.registry.packages_folder import PackagesFolder
+    from synthmed.registry.artefacts.store import Store
+    from synthmed.registry.artefacts.packages_folder import PackagesFolder
 
     settings = settings_from_args(args)
     if not settings.site_file.exists() and not settings.store_dir.is_dir():

@@ -32,7 +32,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
 
 def cmd_test(args: argparse.Namespace) -> int:
     from synthmed.registry.catalog import Catalog
-    from synthmed.registry.modeltest_site import (
+    from synthmed.registry.checks.modeltest_site import (
         report_folder,
         run_tests,
         select_entries,
@@ -68,7 +68,7 @@ def cmd_test(args: argparse.Namespace) -> int:
         run = run_tests(settings, entries, report_dir=report_dir, timeout_s=args.timeout,
                         num_samples=args.num_samples, progress=progress)
     else:
-        from synthmed.registry.report import summarise
+        from synthmed.registry.checks.report import summarise
         from synthmed.registry.stamps import utcnow
 
         started = utcnow()

@@ -247,7 +247,7 @@ def build_side_by_side(cache: Path, ngf: int = 4) -> dict[str, Any]:
     """medigan's working folder and a synthmed site with the catalogue and the template."""
     from .sites import make_site_home
 
-    from synthmed.registry.medigan_import import convert_entry
+    from synthmed.registry.authoring.medigan_import import convert_entry
 
     zip_bytes = reproducible_zip(template_files(ngf))
     tzip = cache / f"api-template-{hashlib.sha256(zip_bytes).hexdigest()[:12]}.zip"

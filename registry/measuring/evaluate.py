@@ -1,0 +1,335 @@
+"""``synthmed evaluate``: measure a model against a reference set, the same way on every site.
+
+One evaluation generates ``n`` samples (seeds ``seed .. seed+n-1``) of one 2-D image
+output through the runner, computes their features with a pinned extractor (one feature
+pass per extractor configuration and image set, cached: the reference set's under its
+folder, the generated set's under ``<site>/cache/features/``), and computes:
+
+- ``fd``: Fréchet distance of the features (FID when the extractor is the FID Inception)
+- ``kid`` (and ``kid_std``): unbiased polynomial-kernel MMD², mean over subsets
+- ``precision``, ``recall`` (k = 3), ``density``, ``coverage`` (k = 5)
+- ``cmmd``: RBF-kernel MMD² as CMMD computes it (sigma 10, x1000, L2-normalised features)
+- ``ms_ssim_diversity``: mean MS-SSIM of random pairs of generated images (lower = more diverse)
+
+Every value carries its provenance: implementation and version, extractor (id, version,
+sha256, network, layer, input size, resize, channel and intensity rules), the reference
+set's identity (hash of its file manifest) and size, n generated, the seed range, the KID
+subsets and subset size, k, the kernel's parameters. The **comparability key** is the
+sha256 of all of that (never the values, the model or its parameters): two values can be
+compared exactly when their keys are equal; ranking (:mod:`.ranking`) compares only within one key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+import numpy as np
+
+from . import metrics as M
+from .. import atomic
+from ..errors import EvaluationError
+from .extractors import FeatureExtractor, describe, open_extractor
+from ..outputs import OutputSpec, preview, record_specs
+from ..packages import prepare
+from .ranking import BETTER
+from .reference_sets import ReferenceSet, list_references, open_reference
+from ..pipeline import open_runner
+from ..runner import RunnerOptions, check_params
+from ..stamps import synthmed_version, utcnow
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..catalog import Catalog, CatalogEntry
+    from ..settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+
+@dataclass(frozen=True)
+class MetricSettings:
+    kid_subsets: int = 100
+    kid_subset_size: int = 1000
+    kid_seed: int = 0
+    k_pr: int = 3
+    k_dc: int = 5
+    mmd_sigma: float = 10.0
+    mmd_scale: float = 1000.0
+    diversity_pairs: int = 500
+    diversity_win: int = 7
+
+    def describe(self) -> dict[str, Any]:
+        return {"kid": {"subsets": self.kid_subsets, "subset_size": self.kid_subset_size, "seed": self.kid_seed,
+                        "kernel": "polynomial (x.y/d + 1)^3", "estimator": "unbiased"},
+                "prdc": {"k_precision_recall": self.k_pr, "k_density_coverage": self.k_dc, "distance": "euclidean",
+                         "inside": "strictly less than the k-NN radius"},
+                "cmmd": {"kernel": "rbf", "sigma": self.mmd_sigma, "scale": self.mmd_scale, "features": "l2-normalised",
+                         "estimator": "biased (CMMD)"},
+                "ms_ssim_diversity": {"pairs": self.diversity_pairs, "win_size": self.diversity_win, "sigma": 1.5,
+                                      "seed": 0}}
+
+
+def config_key(extractor: FeatureExtractor) -> str:
+    """The extractor configuration a feature array depends on (weights and input rules)."""
+    return _digest(describe(extractor.record))[:32]
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+#: the provenance fields the comparability key hashes (everything but the model, its
+#: parameters and output, the image's value range, the synthmed version and the time)
+KEYED = ("implementation", "extractor", "reference", "n_real", "n_generated", "seeds", "metrics", "encoding")
+#: how a generated sample becomes the image the extractor sees (reference files are read as stored)
+ENCODING = ("8-bit picture as `generate --format png` writes it (registry/outputs.preview: the output's value "
+            "range, or the window of a CT output), then the extractor's input rules")
+
+
+def comparability_key(provenance: Mapping[str, Any]) -> str:
+    """sha256 of the provenance of a measurement without the model, its parameters and the
+    time: what must be equal for two values to be comparable."""
+    keyed = {k: v for k, v in provenance.items() if k in KEYED}
+    return _digest(keyed)
+
+
+@dataclass
+class Evaluation:
+    ref: str
+    upstream: str
+    model_id: str
+    version: str
+    sha256: str
+    output: str
+    params: dict[str, Any]
+    values: dict[str, float]
+    provenance: dict[str, Any]
+    key: str
+    run: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ref": self.ref, "upstream": self.upstream, "model": self.model_id, "version": self.version,
+                "sha256": self.sha256, "output": self.output, "params": self.params, "values": self.values,
+                "better": {k: BETTER[k] for k in self.values}, "key": self.key, "run": self.run,
+                "provenance": self.provenance}
+
+    def store(self, catalog: "Catalog") -> None:
+        with catalog.transaction():
+            catalog.evaluations.record_evaluation(
+                run=self.run, upstream=self.upstream, model_id=self.model_id, version=self.version,
+                sha256=self.sha256, values={k: (v, BETTER[k]) for k, v in self.values.items()}, key=self.key,
+                reference=self.provenance["reference"]["name"] or self.provenance["reference"]["identity"][:12],
+                extractor=f"{self.provenance['extractor']['id']}@{self.provenance['extractor']['version']}",
+                params=self.params, provenance=self.provenance, finished=self.provenance["finished"])
+
+
+def keyed_provenance(reference: ReferenceSet, extractor: FeatureExtractor, n: int, seed: int,
+                     ms: MetricSettings) -> dict[str, Any]:
+    """The part of a measurement's provenance its comparability key hashes; known before
+    anything is generated (so a scheduled run can tell what it measured already)."""
+    msd = ms.describe()
+    msd["kid"]["subset_size"] = min(ms.kid_subset_size, n, len(reference.files))  # capped at the smaller set
+    return {"implementation": M.IMPLEMENTATION, "extractor": describe(extractor.record),
+            "reference": reference.describe(), "n_real": len(reference.files), "n_generated": int(n),
+            "seeds": [int(seed), int(seed + n - 1)], "metrics": msd, "encoding": ENCODING}
+
+
+def pick_output(entry: "CatalogEntry", name: str | None) -> OutputSpec:
+    """The 2-D output to measure: ``name``, else the first 2-D image, else the first 2-D
+    output of any kind (a mask generator's masks). Models that need array inputs are
+    refused: an evaluation generates from seeds alone."""
+    arrays = [str(a.get("name")) for a in entry.record.data.get("array_inputs") or []]
+    if arrays:
+        raise EvaluationError(f"{entry.qualified_ref} needs array input(s) {', '.join(arrays)}; synthmed evaluate "
+                              "generates from seeds alone",
+                              hint="evaluate a model (or pipeline) that makes its inputs itself")
+    specs = record_specs(entry.record)
+    two_d = [s for s in specs if s.dims == 2]
+    if name:
+        for s in specs:
+            if s.name == name:
+                if s.dims != 2:
+                    raise EvaluationError(f"{entry.qualified_ref}: output {name!r} is {s.dims}-D; only 2-D outputs "
+                                          "are evaluated", hint=f"2-D outputs: {', '.join(o.name for o in two_d) or 'none'}")
+                return s
+        raise EvaluationError(f"{entry.qualified_ref} has no output {name!r}",
+                              hint=f"its outputs: {', '.join(s.name for s in specs)}")
+    if not two_d:
+        raise EvaluationError(f"{entry.qualified_ref} has no 2-D output to evaluate",
+                              hint="synthmed evaluate measures 2-D images (volumes are not evaluated)")
+    return next((s for s in two_d if s.kind == "image"), two_d[0])
+
+
+def generate(settings: "Settings", entry: "CatalogEntry", spec: OutputSpec, n: int, seed: int,
+             params: Mapping[str, Any], progress: Callable[[str], None]) -> tuple[str, np.ndarray, dict[str, Any]]:
+    """(package sha256, n samples of the output as 8-bit pictures, checked params). A sample is
+    measured as the picture `generate --format png` writes (:func:`~synthmed.registry.outputs.preview`:
+    its value range, or the window of a CT output), so it meets reference images on their terms."""
+    package = prepare(entry, settings)
+    with open_runner(package, RunnerOptions.from_settings(settings)) as runner:
+        checked = runner.check_params(dict(params))
+        chunks = []
+        done = 0
+        for _, batch in runner.iter_batches(list(range(seed, seed + n)), checked):
+            arr = np.asarray(batch[spec.name])
+            chunks.append(np.stack([preview(a, spec) for a in arr]))
+            done += len(arr)
+            progress(f"evaluate: {entry.qualified_ref}: {done}/{n} samples")
+    return package.sha256, np.concatenate(chunks), dict(checked)
+
+
+def evaluate(settings: "Settings", entry: "CatalogEntry", reference: ReferenceSet, extractor: FeatureExtractor, *,
+             n: int = 500, seed: int = 0, params: Mapping[str, Any] | None = None, output: str | None = None,
+             ms: MetricSettings | None = None, progress: Callable[[str], None] = lambda m: None) -> Evaluation:
+    """Measure one model version against one reference set with one extractor."""
+    ms = ms or MetricSettings()
+    if n < max(ms.k_dc, ms.k_pr) + 1:
+        raise EvaluationError(f"-n {n} is too small: precision/recall and density/coverage need more than "
+                              f"{max(ms.k_dc, ms.k_pr)} generated samples", hint="use -n 50 or more")
+    spec = pick_output(entry, output)
+    ckey = config_key(extractor)
+    ref_feats = reference.features(extractor, ckey)
+    progress(f"evaluate: reference {reference.label}: {len(ref_feats)} images")
+    sha, gen_feats, images, checked = _generated_features(settings, entry, spec, extractor, ckey, n, seed,
+                                                          dict(params or {}), progress)
+    values: dict[str, float] = {"fd": M.frechet_distance(ref_feats, gen_feats)}
+    k = M.kid(ref_feats, gen_feats, subsets=ms.kid_subsets, subset_size=ms.kid_subset_size, seed=ms.kid_seed)
+    values["kid"], values["kid_std"] = k["kid"], k["kid_std"]
+    values.update(M.prdc(ref_feats, gen_feats, k_pr=ms.k_pr, k_dc=ms.k_dc))
+    values["cmmd"] = M.mmd_rbf(ref_feats, gen_feats, sigma=ms.mmd_sigma, scale=ms.mmd_scale)
+    div_images = images if images is not None else None
+    if div_images is not None and min(div_images.shape[1:3]) >= ms.diversity_win:
+        values["ms_ssim_diversity"] = M.ms_ssim_diversity(div_images, data_range=255.0,
+                                                          pairs=ms.diversity_pairs, win_size=ms.diversity_win)["ms_ssim_diversity"]
+    provenance = {
+        **keyed_provenance(reference, extractor, n, seed, ms),
+        "image": {"value_range": list(spec.value_range), "window": list(spec.window) if spec.window else None},
+        "model": {"upstream": entry.upstream, "id": entry.id, "version": entry.version, "sha256": sha},
+        "params": checked, "output": spec.name, "synthmed": synthmed_version(), "finished": utcnow(),
+    }
+    return Evaluation(f"{entry.upstream}/{entry.id}@{entry.version}", entry.upstream, entry.id, entry.version, sha,
+                      spec.name, checked, {k2: float(v) for k2, v in values.items()}, provenance,
+                      comparability_key(provenance))
+
+
+def _generated_features(settings: "Settings", entry: "CatalogEntry", spec: OutputSpec, extractor: FeatureExtractor,
+                        ckey: str, n: int, seed: int, params: dict[str, Any],
+                        progress: Callable[[str], None]) -> tuple[str, np.ndarray, np.ndarray | None, dict[str, Any]]:
+    """Features of the generated set, from the cache when this exact set was measured
+    with this extractor configuration before (the images themselves are then not kept,
+    so MS-SSIM diversity is recomputed only when the samples are made again)."""
+    sha = entry.record.sha256 or ""
+    set_id = _digest({"sha256": sha, "output": spec.name, "params": params, "seeds": [seed, seed + n - 1]})
+    cache = settings.features_cache_dir / ckey / f"{set_id[:40]}.npz"
+    if cache.is_file():
+        try:
+            with np.load(cache, allow_pickle=False) as z:
+                feats = np.asarray(z["features"])
+                imgs = np.asarray(z["images"]) if "images" in z.files else None
+                checked = json.loads(str(z["params"]))
+            if len(feats) == n:
+                progress(f"evaluate: {entry.qualified_ref}: features from the cache")
+                return sha, feats, imgs, checked
+        except (OSError, ValueError, KeyError) as exc:
+            log.warning("feature cache %s unreadable (%s); computing again", cache, exc)
+    sha, images, checked = generate(settings, entry, spec, n, seed, params, progress)
+    feats = extractor.features(images, (0.0, 255.0))
+    arrays: dict[str, np.ndarray] = {"features": feats, "params": np.array(json.dumps(checked, sort_keys=True))}
+    if images.nbytes <= 64 << 20:
+        arrays["images"] = images
+    with atomic.atomic_file(cache, parents=True) as fh:
+        np.savez(fh, **arrays)  # type: ignore[arg-type]
+    return sha, feats, images, checked
+
+
+# -- a site's evaluations: the CLI and the daemon's nightly run ----------------------------------
+
+
+def evaluate_and_store(settings: "Settings", catalog: "Catalog", entry: "CatalogEntry", reference: ReferenceSet,
+                       extractor: FeatureExtractor, **kw: Any) -> Evaluation:
+    ev = evaluate(settings, entry, reference, extractor, **kw)
+    ev.store(catalog)
+    return ev
+
+
+def already_measured(catalog: "Catalog", entry: "CatalogEntry", key: str, params: Mapping[str, Any]) -> bool:
+    p = json.dumps(dict(params), sort_keys=True)
+    return any(e["key"] == key and e["params"] == p
+               for e in catalog.evaluations.evaluations_of(entry.upstream, entry.id, entry.version, entry.record.sha256))
+
+
+def write_report(evals: list[Evaluation], failures: list[dict[str, str]], folder: Path) -> Path:
+    """``evaluation.json`` (every value with its provenance) and ``evaluation.md`` (a table
+    per comparability key) in ``folder``; returns the Markdown file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "evaluation.json").write_text(json.dumps(
+        {"format": "synthmed-evaluation-report/1", "evaluations": [e.as_dict() for e in evals],
+         "failures": failures}, indent=1, sort_keys=True) + "\n")
+    lines = ["# Measured quality (synthmed evaluate)", "",
+             "Values under one comparability key were measured the same way (extractor and its rules, "
+             "reference set, sample counts, seeds, metric settings) and may be compared; values under "
+             "different keys may not.", ""]
+    cols = ["fd", "kid", "precision", "recall", "density", "coverage", "cmmd", "ms_ssim_diversity"]
+    by_key: dict[str, list[Evaluation]] = {}
+    for e in evals:
+        by_key.setdefault(e.key, []).append(e)
+    for key, group in by_key.items():
+        p = group[0].provenance
+        lines += [f"## key {key[:12]}", "",
+                  f"reference `{p['reference']['name'] or p['reference']['identity'][:12]}` ({p['n_real']} images, "
+                  f"identity {p['reference']['identity'][:12]}), extractor `{p['extractor']['id']}@"
+                  f"{p['extractor']['version']}` (sha256 {str(p['extractor']['sha256'])[:12]}, layer "
+                  f"{p['extractor']['layer']}), {p['n_generated']} generated (seeds {p['seeds'][0]}..{p['seeds'][1]}), "
+                  f"KID {p['metrics']['kid']['subsets']} subsets of {p['metrics']['kid']['subset_size']}", "",
+                  "| model | params | " + " | ".join(cols) + " |", "|" + " --- |" * (len(cols) + 2)]
+        for e in group:
+            params = ", ".join(f"{k}={v}" for k, v in sorted(e.params.items())) or "-"
+            vals = " | ".join("-" if c not in e.values else f"{e.values[c]:.4g}" for c in cols)
+            lines.append(f"| {e.ref} | {params} | {vals} |")
+        lines.append("")
+    if failures:
+        lines += ["## not measured", ""] + [f"- {f['model']} vs {f['reference']}: {f['reason']}" for f in failures] + [""]
+    if not evals and not failures:
+        lines += ["Nothing was measured (no reference set on this site, or every model was measured already).", ""]
+    md = folder / "evaluation.md"
+    md.write_text("\n".join(lines))
+    return md
+
+
+def nightly_evaluations(settings: "Settings", catalog: "Catalog", entries: list["CatalogEntry"],
+                        report_dir: Path, *, extractor_ref: str | None = None, n: int = 200,
+                        progress: Callable[[str], None] = lambda m: None) -> tuple[list[Evaluation], list[dict[str, str]]]:
+    """Evaluate each entry (with its default parameters) against each of the site's
+    reference sets, skipping what was measured already under the same key; results go to
+    the catalog and to ``report_dir/evaluation.{json,md}``. A model that fails is noted
+    and the others go on."""
+    names = list_references(settings)
+    evals: list[Evaluation] = []
+    failures: list[dict[str, str]] = []
+    if not names:
+        return evals, failures
+    extractor = open_extractor(catalog, settings, extractor_ref)
+    for name in names:
+        reference = open_reference(settings, name)
+        key = comparability_key(keyed_provenance(reference, extractor, n, 0, MetricSettings()))
+        for entry in entries:
+            try:
+                pick_output(entry, None)  # refuses a model without a 2-D image output
+                params = dict(check_params(entry.record, {}))
+                if already_measured(catalog, entry, key, params):
+                    continue
+                evals.append(evaluate_and_store(settings, catalog, entry, reference, extractor, n=n,
+                                                progress=progress))
+            except EvaluationError as exc:
+                failures.append({"model": entry.qualified_ref, "reference": name, "reason": exc.message})
+            except Exception as exc:  # one model's failure never stops the others
+                log.warning("evaluate %s against %s failed", entry.qualified_ref, name, exc_info=True)
+                failures.append({"model": entry.qualified_ref, "reference": name,
+                                 "reason": f"{type(exc).__name__}: {exc}"})
+    write_report(evals, failures, report_dir)
+    return evals, failures

@@ -1,0 +1,236 @@
+"""Site-local reference sets: folders of real images a site measures models against.
+
+``synthmed reference add NAME DIR`` hashes every image file under DIR into a manifest
+(relative path, sha256, size) stored at ``<site>/references/NAME/manifest.json``, and
+computes the features of the images with an extractor (stored next to it, one ``.npz``
+per extractor and input rule). The set's identity is the sha256 of its file manifest
+(paths and hashes), so two sites holding the same images have the same identity without
+sharing them, and a changed image is a different set. The images stay where they are;
+their features are recomputed from them for another extractor, after each file is
+checked against the manifest.
+
+Nothing under ``references/`` is ever exported: ``synthmed export`` carries index
+bundles and model blobs only (tested in tests/test_evaluate.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+
+from .. import atomic
+from ..errors import EvaluationError
+from ..hashing import hash_path
+from ..stamps import utcnow
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .extractors import FeatureExtractor
+    from ..settings import Settings
+
+log = logging.getLogger(__name__)
+
+FORMAT = "synthmed-reference/1"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}\Z")
+MAX_FILES = 200_000
+
+
+def check_name(name: str) -> str:
+    if not NAME_RE.match(name or ""):
+        raise EvaluationError(f"{name!r} is not a valid reference-set name",
+                              hint="1 to 64 characters of a-z, 0-9, '.', '_', '-', starting with a letter or digit")
+    return name
+
+
+def scan(src: Path) -> list[dict[str, Any]]:
+    """Every image file under ``src`` (regular files only; links and other suffixes are
+    skipped and counted in the log), sorted by relative path, with sha256 and size."""
+    src = Path(src)
+    if not src.is_dir():
+        raise EvaluationError(f"{src} is not a folder", hint="give a folder of PNG or JPEG images")
+    files: list[dict[str, Any]] = []
+    skipped = 0
+    for root, dirs, names in os.walk(src, followlinks=False):
+        dirs.sort()
+        for n in sorted(names):
+            p = Path(root) / n
+            if p.is_symlink() or not p.is_file() or p.suffix.lower() not in IMAGE_SUFFIXES:
+                skipped += 1
+                continue
+            digest, size = hash_path(p)
+            files.append({"path": p.relative_to(src).as_posix(), "sha256": digest, "size": size})
+            if len(files) > MAX_FILES:
+                raise EvaluationError(f"{src} holds more than {MAX_FILES} images", hint="use a smaller reference set")
+    if skipped:
+        log.info("reference %s: %d entries skipped (links, folders or not %s)", src, skipped, "/".join(IMAGE_SUFFIXES))
+    if len(files) < 2:
+        raise EvaluationError(f"{src} holds {len(files)} image file(s); at least 2 are needed",
+                              hint=f"a reference set is a folder of images ({', '.join(IMAGE_SUFFIXES)})")
+    files.sort(key=lambda f: f["path"])
+    return files
+
+
+def manifest_identity(files: list[dict[str, Any]]) -> str:
+    body = json.dumps([[f["path"], f["sha256"]] for f in files], separators=(",", ":"))
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def read_image(path: Path) -> tuple[np.ndarray, tuple[float, float]]:
+    """An image file -> (array (H, W) or (H, W, C), its value range)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                a = np.asarray(im, dtype=np.int64)
+                return a.astype(np.float64), (0.0, 65535.0)
+            return np.asarray(im if im.mode in ("L", "RGB", "RGBA") else im.convert("RGB")), (0.0, 255.0)
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise EvaluationError(f"cannot read image {path}: {exc}", hint="remove or replace the file") from None
+
+
+@dataclass(frozen=True)
+class ReferenceSet:
+    name: str | None        # None: a folder given directly, not stored on the site
+    source: Path
+    files: tuple[dict[str, Any], ...]
+    identity: str           # sha256 of the manifest (paths and file hashes)
+    folder: Path | None     # <site>/references/NAME, where features are kept
+
+    @property
+    def label(self) -> str:
+        return self.name or f"dir:{self.identity[:12]}"
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "identity": self.identity, "n": len(self.files)}
+
+    def load_images(self) -> list[tuple[np.ndarray, tuple[float, float]]]:
+        """Every image, each checked against the manifest first."""
+        out = []
+        for f in self.files:
+            p = self.source / f["path"]
+            if not p.is_file() or p.is_symlink():
+                raise EvaluationError(f"reference {self.label}: {p} is missing",
+                                      hint=f"restore it, or add the set again: synthmed reference add {self.name or 'NAME'} DIR --replace")
+            if hash_path(p)[0] != f["sha256"]:
+                raise EvaluationError(f"reference {self.label}: {p} changed since the set was added",
+                                      hint="a reference set is fixed by its files' hashes; add it again "
+                                           "(--replace) to measure against the new images")
+            out.append(read_image(p))
+        return out
+
+    def features(self, extractor: "FeatureExtractor", config_key: str) -> np.ndarray:
+        """Features of every image (cached per extractor configuration ``config_key``)."""
+        cache = self.folder / "features" / f"{config_key}.npz" if self.folder else None
+        if cache is not None and cache.is_file():
+            with np.load(cache, allow_pickle=False) as z:
+                if str(z["identity"]) == self.identity:
+                    return np.asarray(z["features"])
+        feats = features_of_images(self.load_images(), extractor)
+        if cache is not None:
+            with atomic.atomic_file(cache, parents=True) as fh:
+                np.savez(fh, features=feats, identity=np.array(self.identity),
+                         mean=feats.mean(0), cov=np.cov(feats, rowvar=False))
+        return feats
+
+
+def features_of_images(images: list[tuple[np.ndarray, tuple[float, float]]], extractor: "FeatureExtractor") -> np.ndarray:
+    """Features of images of any sizes: batched by (shape, value range), returned in order."""
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for i, (a, vr) in enumerate(images):
+        groups.setdefault((a.shape, vr), []).append(i)
+    out: np.ndarray | None = None
+    for (_, vr), idx in groups.items():
+        f = extractor.features(np.stack([images[i][0] for i in idx]), vr)
+        if out is None:
+            out = np.zeros((len(images), f.shape[1]))
+        out[idx] = f
+    assert out is not None
+    return out
+
+
+def _manifest_path(settings: "Settings", name: str) -> Path:
+    return settings.references_dir / check_name(name) / "manifest.json"
+
+
+def add_reference(settings: "Settings", name: str, src: Path, *, replace: bool = False,
+                  extractor: "FeatureExtractor | None" = None, config_key: str | None = None,
+                  progress: Callable[[str], None] = lambda m: None) -> ReferenceSet:
+    """Hash ``src`` into a stored reference set ``name``; with an extractor, compute and
+    store its features now (else on first use)."""
+    check_name(name)
+    src = Path(src).expanduser().resolve()
+    folder = settings.references_dir / name
+    if folder.exists() and not replace:
+        raise EvaluationError(f"reference set {name!r} exists already ({folder})",
+                              hint="pick another name, or pass --replace to make it again from the folder")
+    files = scan(src)
+    progress(f"reference {name}: {len(files)} images hashed")
+    tmp = settings.references_dir / f".{name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    identity = manifest_identity(files)
+    manifest = {"format": FORMAT, "name": name, "source": str(src), "created": utcnow(),
+                "identity": identity, "files": files}
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    ref = ReferenceSet(name, src, tuple(files), identity, tmp)
+    try:
+        if extractor is not None and config_key is not None:
+            ref.features(extractor, config_key)
+            progress(f"reference {name}: features computed with {extractor.record.ref}")
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # a set that failed leaves nothing (an old one stays)
+        raise
+    return ReferenceSet(name, src, tuple(files), identity, folder)
+
+
+def open_reference(settings: "Settings", name_or_dir: str) -> ReferenceSet:
+    """A stored set by name, or a folder given directly (hashed now, nothing stored)."""
+    p = settings.references_dir / name_or_dir / "manifest.json" if NAME_RE.match(name_or_dir) else None
+    if p is not None and p.is_file():
+        try:
+            m = json.loads(p.read_text())
+            stored: list[dict[str, Any]] = list(m["files"])
+            identity = str(m["identity"])
+            if manifest_identity(stored) != identity:
+                raise ValueError("identity does not match the file list")
+            return ReferenceSet(str(m["name"]), Path(m["source"]), tuple(stored), identity, p.parent)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise EvaluationError(f"reference set {name_or_dir!r}: {p} is damaged ({exc})",
+                                  hint=f"add it again: synthmed reference add {name_or_dir} DIR --replace") from None
+    d = Path(name_or_dir).expanduser()
+    if d.is_dir():
+        found = scan(d.resolve())
+        return ReferenceSet(None, d.resolve(), tuple(found), manifest_identity(found), None)
+    known = ", ".join(list_references(settings)) or "none"
+    raise EvaluationError(f"no reference set or folder {name_or_dir!r} (this site's sets: {known})",
+                          hint="add one with `synthmed reference add NAME DIR`, or pass a folder of images")
+
+
+def list_references(settings: "Settings") -> list[str]:
+    d = settings.references_dir
+    if not d.is_dir():
+        return []
+    return sorted(p.parent.name for p in d.glob("*/manifest.json"))
+
+
+def reference_summaries(settings: "Settings") -> list[dict[str, Any]]:
+    out = []
+    for name in list_references(settings):
+        r = open_reference(settings, name)
+        out.append({"name": name, "n": len(r.files), "identity": r.identity, "source": str(r.source),
+                    "features": sorted(p.stem for p in (r.folder / "features").glob("*.npz")) if r.folder else []})
+    return out
