@@ -31,6 +31,8 @@ class JobContext:
     accept_rewrite: tuple[str, ...] = ()
     #: the running download, for the daemon's ``daemon.json`` (None when it ends)
     report_download: Callable[[dict[str, Any] | None], None] = field(default=lambda d: None)
+    #: what the job could not do (the mirror job: each ref whose artefact it could not fetch or verify)
+    failed: list[str] = field(default_factory=list)
 
 
 class DownloadMeter:
@@ -112,6 +114,7 @@ def mirror_job(ctx: JobContext) -> str:
                 catalog.artefacts.set_artefact(sha, state="verified", size=e.record.size, source=redact_url(package.source))
         except Exception as exc:  # one model never stops the others
             failed += 1
+            ctx.failed.append(e.qualified_ref)
             state = "corrupt" if isinstance(exc, BlobCorrupt) else "missing"
             reason = redact_text(" ".join(str(getattr(exc, "message", exc)).split())) or type(exc).__name__
             log.warning("mirror: %s failed: %s", e.qualified_ref, redact_text(str(exc)))

@@ -12,6 +12,7 @@ from synthmed.registry.artefacts.store import Store
 from synthmed.registry.upstream_check import BUNDLE_URL
 
 from . import runstate
+from .sync import SUBSTITUTION
 
 #: how far (hours) a last success may lie ahead of this machine's clock before it is a problem
 FUTURE_TOLERANCE_H = 0.1
@@ -21,8 +22,9 @@ def health(st: dict[str, Any]) -> dict[str, Any]:
     """The health check (``synthmed status`` exits 3 when not ok, ``/health`` answers 503):
     unhealthy when an upstream never synced, is stale (not counted for ``bundle:`` upstreams,
     which move only by import), its last success lies in the future (a clock set wrong or a
-    forged state), or its last sync failed or was refused, or when the last test of a model
-    version failed."""
+    forged state), or its last sync failed or was refused, when it rewrote a merged version
+    (the rewrite is withheld: the version keeps being served as accepted), or when the last
+    test of a model version failed."""
     problems: list[str] = []
     for u in st["upstreams"]:
         if u["head"] is None:
@@ -34,6 +36,10 @@ def health(st: dict[str, Any]) -> dict[str, Any]:
             problems.append(f"upstream {u['name']}: stale ({u['age_hours']} h since the last successful sync)")
         if u["last_status"] in ("refused", "failed"):
             problems.append(f"upstream {u['name']}: last sync {u['last_status']}")
+    for p in st.get("problems") or []:
+        if SUBSTITUTION in str(p.get("reason")):
+            problems.append(f"upstream {p['upstream']}: {p['path']}: a rewrite of a merged version was refused "
+                            "(the version as accepted keeps being served)")
     for t in st.get("failing_models") or []:
         problems.append(f"model {t['upstream']}/{t['ref']}: last test failed")
     return {"ok": not problems, "problems": problems}
@@ -125,7 +131,9 @@ def site_status(settings: Settings, catalog: Catalog | None, now: datetime | Non
     for t in out["failing_models"]:
         warnings.append(f"model {t['upstream']}/{t['ref']}: last test failed: {t['reason']}")
     if out["problems"]:
-        warnings.append(f"{len(out['problems'])} invalid record(s) skipped (see problems)")
+        refused = sum(SUBSTITUTION in str(p["reason"]) for p in out["problems"])
+        warnings.append(f"{len(out['problems'])} record(s) skipped (see problems)"
+                        + (f", {refused} of them a refused rewrite of a merged version" if refused else ""))
     out["warnings"] = warnings
     out["health"] = health(out)
     return redact_data(out)  # an older sync may have stored a URL with its token

@@ -82,12 +82,18 @@ def _reader(repo: UpstreamRepo) -> Callable[[str], bytes | None]:
     return read
 
 
+#: (id, version) -> (commit, blob) of the last appearance of a version that agreed with its binding
+LastGood = dict[tuple[str, str], tuple[str, str]]
+
+
 def update_bound(catalog: Catalog, u: Upstream, repo: UpstreamRepo, base: str | None, new: str, *,
-                 incremental: bool, cache: dict[str, Record | None]) -> dict[tuple[str, str], AcceptedVersion]:
+                 incremental: bool, cache: dict[str, Record | None],
+                 good: LastGood | None = None) -> dict[tuple[str, str], AcceptedVersion]:
     """Fold the records of the upstream's first-parent history into the catalog's
     ``accepted_versions`` (registry/accepted.py): the commits ``base..new`` when
     ``incremental`` (the table is complete through ``base``), else the whole history of
-    ``new`` from scratch. Returns the bound versions."""
+    ``new`` from scratch. Returns the bound versions; ``good`` is filled with the last
+    appearance of each version (in the commits walked) that agreed with its binding."""
     prefix = models_prefix(u.subfolder)
     sub = u.subfolder.strip("/")
     if incremental and base is not None:
@@ -99,8 +105,12 @@ def update_bound(catalog: Catalog, u: Upstream, repo: UpstreamRepo, base: str | 
         rev_range = [new]
     before = dict(bound)
     hist = history.history_changes(repo.g, rev_range, prefix)
+    blobs = {(commit, path): blob for commit, path, blob in hist}
     for outcome, v in history.walk_history(hist, f"{sub}/" if sub else "", _reader(repo), bound, cache=cache):
-        if outcome == "conflict":
+        if outcome != "conflict":
+            if good is not None:
+                good[v.key] = (v.commit, blobs[(v.commit, f"{sub}/{v.path}" if sub else v.path)])
+        else:
             log.warning("%s: %s at %s changes the immutable fields of %s@%s (bound at %s); it is not accepted",
                         u.name, v.path, v.commit[:12], v.id, v.version, bound[v.key].commit[:12])
     catalog.federation.put_accepted(u.name, [v for k, v in bound.items() if before.get(k) != v])
@@ -129,7 +139,9 @@ def apply_changes(catalog: Catalog, u: Upstream, repo: UpstreamRepo, base: str |
     row = catalog.federation.upstream_row(u.name)
     incremental = (check_immutable and base is not None and row is not None and row.get("bound_commit") == base)
     cache: dict[str, Record | None] = {}
-    bound = update_bound(catalog, u, repo, base, new, incremental=incremental, cache=cache)
+    good: LastGood = {}
+    bound = update_bound(catalog, u, repo, base, new, incremental=incremental, cache=cache, good=good)
+    keep = _Keeper(catalog, u, repo, base, new, good, cache)
     if base is None:
         catalog.models.clear_upstream_models(u.name)
         changes: list[Change] = repo.files(new, prefix)
@@ -146,7 +158,7 @@ def apply_changes(catalog: Catalog, u: Upstream, repo: UpstreamRepo, base: str |
         where = f"{u.name}:{c.path}@{new[:12]}"
         try:
             with catalog.transaction():  # a savepoint: a failure undoes this record's writes only
-                reason = _apply_one(catalog, u, repo, c, rel, where, new, bound, cache, touched)
+                reason = _apply_one(catalog, u, repo, c, rel, where, new, bound, cache, touched, keep)
         except Exception as exc:  # noqa: BLE001 - one record must never hold back the others
             log.exception("%s: %s could not be applied", u.name, rel)
             reason = f"{where}: $: could not be processed ({type(exc).__name__}: {str(exc)[:200]})"
@@ -159,9 +171,46 @@ def apply_changes(catalog: Catalog, u: Upstream, repo: UpstreamRepo, base: str |
     return changed, skipped
 
 
+@dataclass
+class _Keeper:
+    """Withholding a rewrite never withdraws what was accepted: a record that would change a
+    merged version's immutable fields is refused, and the version keeps being served as it
+    was last accepted (its last appearance that agreed with its binding), unless its file
+    was deleted upstream since (a deletion withdraws it, as it would have at a sync in
+    between). Incremental and fresh syncs reach the same catalog."""
+
+    catalog: Catalog
+    u: Upstream
+    repo: UpstreamRepo
+    base: str | None
+    new: str
+    good: LastGood
+    cache: dict[str, Record | None]
+
+    def accepted(self, key: tuple[str, str], rel: str, path: str, touched: set[str]) -> str | None:
+        """Keep ``key`` served as last accepted; the commit it is served at, or None."""
+        good = self.good.get(key)
+        held = self.catalog.models.stored_commit(self.u.name, rel)
+        since = good[0] if good else (held if self.base is not None else None)
+        if since is None or self._deleted_since(since, path):
+            touched.update(filter(None, [self.catalog.models.delete_path(self.u.name, rel)]))
+            return None
+        record = self.cache.get(good[1]) if good else None
+        if good is not None and record is not None:
+            self.catalog.models.upsert_record(self.u.name, rel, record, good[0])
+            touched.add(record.id)
+            return good[0]
+        return held  # the row the site holds stays as it is
+
+    def _deleted_since(self, commit: str, path: str) -> bool:
+        out = str(self.repo.g.execute(["git", "log", "--first-parent", "--diff-filter=D", "--format=%H",
+                                       f"{commit}..{self.new}", "--", path]))
+        return bool(out.strip())
+
+
 def _apply_one(catalog: Catalog, u: Upstream, repo: UpstreamRepo, c: Change, rel: str, where: str, new: str,
                bound: dict[tuple[str, str], AcceptedVersion], cache: dict[str, Record | None],
-               touched: set[str]) -> str | None:
+               touched: set[str], keep: "_Keeper") -> str | None:
     """Apply one changed record file; the reason it was skipped, or None."""
     gone = catalog.models.delete_path(u.name, rel) if c.status == "D" else catalog.models.id_at_path(u.name, rel)
     if gone:
@@ -187,12 +236,15 @@ def _apply_one(catalog: Catalog, u: Upstream, repo: UpstreamRepo, c: Change, rel
     mine = AcceptedVersion.of(record.data, new, rel)
     held = bound.get(mine.key)
     fields = history.conflict(held, mine) if held is not None else []
-    if held is None or fields:
+    if held is None:  # pragma: no cover - every valid record of new's history is bound
         catalog.models.delete_path(u.name, rel)
-        if held is None:  # pragma: no cover - every valid record of new's history is bound
-            return f"{where}: $: not in the upstream's accepted history"
+        return f"{where}: $: not in the upstream's accepted history"
+    if fields:
+        kept = keep.accepted(mine.key, rel, c.path, touched)
+        serving = (f"; the version as accepted at commit {kept[:12]} keeps being served" if kept else
+                   "; nothing is served for it")
         return (f"{where}: $: {record.ref} was accepted at commit {held.commit[:12]} with another "
-                f"{', '.join(fields)} ({SUBSTITUTION}, even once deleted; publish a new version instead)")
+                f"{', '.join(fields)} ({SUBSTITUTION}, even once deleted; publish a new version instead){serving}")
     catalog.models.upsert_record(u.name, rel, record, new)
     touched.add(record.id)
     return None

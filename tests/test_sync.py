@@ -230,11 +230,14 @@ def test_substituted_artefact_is_skipped_rest_syncs(tmp_path: Path, upstream: gi
     write_record(root, unverified("innocent-bystander"))
     commit(upstream, "swap the artefact")
     [r] = sync(settings)
-    # the substituted record is skipped (withheld, never served with the new package); the rest syncs
+    # the substituted record is skipped (withheld, never served with the new package), the
+    # version as accepted keeps being served (issue 22, item 8); the rest syncs
     assert r.status == "ok" and [p for p, _ in r.skipped] == ["models/pinned-gan/1.0.0.json"]
     why = r.skipped[0][1]
-    assert "pinned-gan@1.0.0" in why and "package" in why and "immutable" in why
-    assert "innocent-bystander@1.0.0" in _ids(settings) and "pinned-gan@1.0.0" not in _ids(settings)
+    assert "pinned-gan@1.0.0" in why and "package" in why and "immutable" in why and "keeps being served" in why
+    assert "innocent-bystander@1.0.0" in _ids(settings) and "pinned-gan@1.0.0" in _ids(settings)
+    with catalog(settings) as cat:
+        assert cat.models.resolve("pinned-gan").record.sha256 == pinned
     with catalog(settings) as cat:
         assert [p["path"] for p in cat.models.problems()] == ["models/pinned-gan/1.0.0.json"]
     # a mutable field alone is fine once the substitution is reverted

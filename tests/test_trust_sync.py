@@ -103,14 +103,15 @@ def test_deleted_then_readded_with_another_package_is_refused(tmp_path: Path, in
 
 
 def test_delete_and_readd_between_two_syncs_is_refused(tmp_path: Path, index: git.Repo) -> None:
-    """The site never saw the deletion: the diff shows a plain change of the version."""
+    """The site never saw the deletion: the diff shows a plain change of the version. The
+    deletion withdrew it (as a sync in between would have seen), so nothing is served for it."""
     settings = _site(tmp_path, index)
     sync(settings)
     _delete_x(index)
     _replace_x(index, b"substituted weights\n" * 8)
     [r] = sync(settings)
     assert r.status == "ok" and [p for p, _ in r.skipped] == ["models/x-gan/1.0.0.json"]
-    assert "public/x-gan@1.0.0" not in _refs(settings)
+    assert "public/x-gan@1.0.0" not in _refs(settings) and "nothing is served" in r.skipped[0][1]
 
 
 def test_substitution_made_before_the_first_sync_is_refused(tmp_path: Path, index: git.Repo) -> None:

