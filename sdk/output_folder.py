@@ -8,7 +8,15 @@ Layout of an output folder::
 
 Sample ``i`` of a run is made from seed ``seed + i``. Every file is written to a
 temporary name and renamed into place, so a file that exists is complete; a run that
-is interrupted and started again skips the indices already written. The files
+is interrupted and started again skips the indices already written.
+
+One run per folder at a time: every process of a run (each shard, each device worker)
+holds a shared ``flock`` on the folder itself from :meth:`OutputFolder.open` (before its
+model loads) to :meth:`OutputFolder.close`, taken under the folder's lock
+(``.synthmed.lock``) once the sidecar says the folder is this run's. A process of another
+run (another identity: model, package, seed, parameters, format, outputs, options) finds
+that lock held and is refused, naming the folder; shards of the same run share it. The
+locks are the kernel's, so a killed process leaves none. The files
 themselves are made by the encoders of :mod:`synthmed.output_formats`; the array layout
 of each output is :mod:`synthmed.registry.outputs`'.
 """
@@ -109,6 +117,8 @@ class OutputFolder:
         self._suffix = {s.name: (None if i == 0 else s.name) for i, s in enumerate(self.specs)}
         self.run: dict[str, Any] = {}
         self.num_samples = 0
+        #: the folder's descriptor holding this process's shared run lock (open .. close)
+        self._run_fd: int | None = None
         #: when the run's first sidecar was written (from the sidecar read at open)
         self._created: str | None = None
 
@@ -175,7 +185,42 @@ class OutputFolder:
                     else:
                         stale.unlink(missing_ok=True)
         with self.locked():
-            self._open_sidecar(num_samples, start)
+            try:
+                self._open_sidecar(num_samples, start)
+            except BaseException:
+                self.release()
+                raise
+
+    def _join_run(self, existing: Mapping[str, Any] | None, diff: Sequence[str], old: Mapping[str, Any]) -> bool:
+        """Under the folder's lock: take this process's shared run lock on the folder.
+        Returns whether no other process of any run held it. Another run (``diff``: what
+        differs from the sidecar's run) holding it is refused."""
+        fd = os.open(self.folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                alone = True
+            except BlockingIOError:
+                alone = False
+            if not alone and existing is not None and diff:
+                raise ConfigError(
+                    f"{self.folder}: another run is writing into this folder right now (different "
+                    f"{', '.join(diff)}: {', '.join(f'{k}={old.get(k)!r}' for k in diff)}); two runs in one folder "
+                    "would mix their samples",
+                    hint="wait until it has finished, or write to another folder (shards of one run share a folder: "
+                         "the same model, seed, parameters and format)", folder=str(self.folder))
+            fcntl.flock(fd, fcntl.LOCK_SH)  # the other processes of this run may join
+        except BaseException:
+            os.close(fd)
+            raise
+        self._run_fd = fd
+        return alone
+
+    def release(self) -> None:
+        """Let go of this process's run lock (idempotent; :meth:`close` calls it)."""
+        fd, self._run_fd = self._run_fd, None
+        if fd is not None:
+            os.close(fd)
 
     def _open_sidecar(self, num_samples: int,
                       start: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None) -> None:
@@ -188,7 +233,8 @@ class OutputFolder:
                    "layout": existing.get("layout", "synthmed")}
             new = self._identity()
             diff = [k for k in new if old.get(k) != new[k]]
-            if diff and not self._holds_samples(existing):
+            alone = self._join_run(existing, diff, old)
+            if diff and alone and not self._holds_samples(existing):
                 # a run that failed before writing any sample (e.g. the model refused its
                 # params) leaves only its sidecar: nothing to mix with, so start afresh
                 log.info("%s: replacing the sidecar of an earlier run that wrote no samples", self.folder)
@@ -205,6 +251,7 @@ class OutputFolder:
                 (self.folder / MANIFEST).unlink(missing_ok=True)
             num_samples = max(num_samples, before)
         else:
+            self._join_run(None, (), {})
             stray = [p for p in self.folder.iterdir() if p.name != SIDECAR and not p.name.startswith(".")
                      and p.name not in {s.name for s in self.specs}]
             if self.layout == "medigan" and any(p.name.startswith("batch_") for p in stray):
@@ -321,13 +368,16 @@ class OutputFolder:
     def close(self, complete: bool | None = None) -> bool:
         """Write the sidecar, and the manifest when every sample of the run is there.
         ``complete=None`` looks (every shard's samples count); False: the run failed.
-        Returns whether the run is complete."""
+        Returns whether the run is complete. Lets go of the run lock."""
         with self.locked():
-            for key, value in ((self.read_sidecar() or {}).get("run") or {}).items():
-                self.run.setdefault(key, value)  # notes other shards recorded
-            if complete is None or complete:
-                complete = self.missing() == 0
-            self.write_sidecar(complete=complete)
-            if complete and self.layout == "synthmed":  # medigan's names: no manifest (sdk.md)
-                write_manifest(self.folder, self.sidecar(complete=True))
+            try:
+                for key, value in ((self.read_sidecar() or {}).get("run") or {}).items():
+                    self.run.setdefault(key, value)  # notes other shards recorded
+                if complete is None or complete:
+                    complete = self.missing() == 0
+                self.write_sidecar(complete=complete)
+                if complete and self.layout == "synthmed":  # medigan's names: no manifest (sdk.md)
+                    write_manifest(self.folder, self.sidecar(complete=True))
+            finally:
+                self.release()
         return complete

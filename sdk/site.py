@@ -286,6 +286,7 @@ class Model:
             out.open(request.n, owned=request.indices if request.sharded else None, start=start)
             return write_run(chosen[0].runner, out, request, checked, wopts)
         finally:
+            out.release()  # closed by write_run; released here whatever failed before it
             if chosen and self._owns(chosen[0]):
                 chosen[0].close()
 

@@ -158,3 +158,98 @@ def test_a_fresh_sync_of_this_repositorys_index_exits_0(tmp_path: Path, caplog: 
     assert main(["--site", str(home), "sync", "--no-mirror"]) == 0
     with Catalog.open(home / "catalog.db", readonly=True) as cat:
         assert cat.models.problems() == []
+
+
+# -- item 6: one run per output folder at a time -------------------------------------------
+
+
+def _paused_first_run(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
+    """Make the next run that reaches its model pause there (after its folder is open,
+    before any sample is made), as a run loading a large model would."""
+    import synthmed.site as site_mod
+
+    real = site_mod.write_run
+    reached, go = threading.Event(), threading.Event()
+    first = [True]
+
+    def paused(*args: Any, **kw: Any) -> Any:
+        if first[0]:
+            first[0] = False
+            reached.set()
+            assert go.wait(60)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(site_mod, "write_run", paused)
+    return reached, go
+
+
+def _in_thread(fn: Any) -> tuple[threading.Thread, dict[str, Any]]:
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["result"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            box["error"] = exc
+
+    t = threading.Thread(target=run)
+    t.start()
+    return t, box
+
+
+def test_a_second_run_with_another_seed_is_refused_while_the_first_loads(
+        tmp_path: Path, toy_gan: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from synthmed.registry.errors import ConfigError
+    from synthmed.registry.runner import RunnerOptions
+    from synthmed.run_manifest import verify_output
+    from synthmed.site import Model
+
+    _, pkg, _ = toy_gan
+    folder = tmp_path / "out"
+    reached, go = _paused_first_run(monkeypatch)
+    a = Model(pkg, RunnerOptions(batch_size=4, mode="inline"))
+    b = Model(pkg, RunnerOptions(batch_size=4, mode="inline"))
+    t, box = _in_thread(lambda: a.generate_to(folder, 6, format="npy", seed=0))
+    assert reached.wait(60)  # run A holds the folder and is "loading its model"
+    with pytest.raises(ConfigError) as err:
+        b.generate_to(folder, 6, format="npy", seed=1000)
+    assert str(folder) in str(err.value) and "another run" in str(err.value) and "seed" in str(err.value)
+    go.set()
+    t.join(60)
+    assert "error" not in box and box["result"].complete
+    side = json.loads((folder / "synthmed.json").read_text())
+    assert side["seeds"]["first"] == 0
+    assert verify_output(folder)["ok"]
+    # the files are the samples of seeds 0..5: the same bytes as a run alone in a new folder
+    alone = a.generate_to(tmp_path / "alone", 6, format="npy", seed=0)
+    assert alone.complete
+    for f in sorted((folder / "image").iterdir()):
+        assert f.read_bytes() == (tmp_path / "alone" / "image" / f.name).read_bytes()
+    # once A is done, a run with another seed is refused as before (the folder holds samples)
+    with pytest.raises(ConfigError, match="already holds samples of another run"):
+        b.generate_to(folder, 6, format="npy", seed=1000)
+    a.close()
+    b.close()
+
+
+def test_shards_of_one_run_still_write_into_the_folder_together(
+        tmp_path: Path, toy_gan: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from synthmed.registry.runner import RunnerOptions
+    from synthmed.run_manifest import verify_output
+    from synthmed.site import Model
+
+    _, pkg, _ = toy_gan
+    folder = tmp_path / "out"
+    reached, go = _paused_first_run(monkeypatch)
+    a = Model(pkg, RunnerOptions(batch_size=4, mode="inline"))
+    b = Model(pkg, RunnerOptions(batch_size=4, mode="inline"))
+    t, box = _in_thread(lambda: a.generate_to(folder, 10, format="npy", seed=3, shard="0/2"))
+    assert reached.wait(60)
+    second = b.generate_to(folder, 10, format="npy", seed=3, shard="1/2")  # joins while shard 0 is open
+    assert second.written == 5 and not second.complete
+    go.set()
+    t.join(60)
+    assert "error" not in box and box["result"].complete
+    assert verify_output(folder)["ok"]
+    a.close()
+    b.close()
