@@ -91,11 +91,12 @@ def nightly_test_job(ctx: JobContext, now: datetime | None = None) -> str:
         changed = 0
     else:
         run = run_tests(settings, due, report_dir=folder, catalog=catalog, progress=ctx.progress)
-        failed = len(run.failed)
+        failed = len(run.failed) + len(run.errors)
         skipped = sum(r.status == "skipped" for r in run.results)
         changed = len(run.results)
         summary = (f"{len(run.results)} model version(s) tested: {len(run.results) - failed - skipped} passed, "
-                   f"{failed} failed, {skipped} skipped; report {run.report_path}")
+                   f"{len(run.failed)} failed, {len(run.errors)} not tested (error), {skipped} skipped; "
+                   f"report {run.report_path}")
     evaluated = evaluate_served(ctx, folder)
     if evaluated:
         summary += "; " + evaluated

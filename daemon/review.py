@@ -9,8 +9,11 @@ through :func:`~synthmed.registry.packages.prepare`) and model-tests every added
 changed version in a worker, writing one report.
 
 The outcome: ``gate_ok`` (the index check passed), the refs tested, and how many
-passed, failed or were skipped (an unverified record is skipped: it is searchable, never
-run). A review fails when the gate fails or a model test fails.
+passed, failed, could not be tested (``error``) or were skipped by policy (an unverified
+record is skipped: it is searchable, never run). A review fails when the gate fails, the
+review site's sync refuses a record, a model test fails, or a version could not be tested
+(its package could not be fetched, its environment built, ...): the gate fails on what it
+could not check.
 
 Run it with the *base branch's* synthmed (CI installs the base checkout and points
 ``--repo`` at the pull request's checkout), so a pull request that changes the checker is
@@ -55,7 +58,7 @@ class ReviewResult:
     def ok(self) -> bool:
         if not self.check.ok or self.sync_problems:
             return False
-        return self.run is None or not self.run.failed
+        return self.run is None or self.run.ok
 
     def as_dict(self) -> dict[str, Any]:
         results = self.run.results if self.run else []

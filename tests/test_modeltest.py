@@ -187,7 +187,7 @@ def test_report_is_valid_json_with_summary_and_sample_grids(tmp_path: Path) -> N
     path = write_report(tmp_path / "report", results, site="test-site")
     doc = load_report(path)  # validates against the schema
     assert doc["format"] == "synthmed-test-report/1"
-    assert doc["summary"] == {"total": 2, "passed": 1, "failed": 1, "skipped": 0}
+    assert doc["summary"] == {"total": 2, "passed": 1, "failed": 1, "skipped": 0, "error": 0}
     by_ref = {r["ref"]: r for r in doc["results"]}
     assert by_ref["model-good@1.0.0"]["passed"] is True
     assert "finite:" in by_ref["model-nan@1.0.0"]["reason"]

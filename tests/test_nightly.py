@@ -156,7 +156,7 @@ def test_cli_test_all_writes_a_report_and_fails_on_a_failing_model(site: Setting
     assert rc == 1
     assert "nan-model@1.0.0" in out and "failed" in out and "unpinned-model@1.0.0" in out and "skipped" in out
     doc = load_report(report / "report.json")
-    assert doc["summary"] == {"total": 3, "passed": 1, "failed": 1, "skipped": 1}
+    assert doc["summary"] == {"total": 3, "passed": 1, "failed": 1, "skipped": 1, "error": 0}
     skipped = [r for r in doc["results"] if r["status"] == "skipped"][0]
     assert "unverified" in skipped["reason"] and "synthmed index pin unpinned-model@1.0.0" in skipped["reason"]
     assert (report / "summary.md").is_file()

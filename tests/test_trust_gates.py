@@ -253,3 +253,74 @@ def test_shards_of_one_run_still_write_into_the_folder_together(
     assert verify_output(folder)["ok"]
     a.close()
     b.close()
+
+
+# -- item 7: the gates fail on what they could not test --------------------------------------
+
+
+def test_review_fails_when_a_new_version_could_not_be_fetched(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from synthmed.daemon.review import review
+
+    repo = init_repo(tmp_path / "index")
+    root = Path(repo.working_dir)
+    write_record(root, unverified("model-base"))
+    base = commit(repo, "base")
+    repo.git.checkout("-q", "-b", "pr")
+    write_record(root, with_artefact(root, "lost-gan"))
+    (root / "artefacts" / "lost-gan" / "1.0.0.bin").unlink()  # pinned, but nothing serves its bytes
+    commit(repo, "lost-gan")
+    result = review(root, base, "HEAD", tmp_path / "rv")
+    assert result.check.ok and not result.sync_problems and result.run is not None
+    [r] = result.run.results
+    assert r.status == "error" and "could not be fetched" in str(r.reason)
+    assert not result.ok and result.as_dict()["ok"] is False
+    # the command: exit 1, "ok": false, the reason in the JSON
+    assert main(["index", "review", "--repo", str(root), "--base", base, "--out", str(tmp_path / "rv2"),
+                 "--json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["ok"] is False and doc["results"][0]["status"] == "error"
+    assert "could not be fetched" in doc["results"][0]["reason"]
+
+
+def test_review_of_an_unverified_record_is_a_labelled_policy_skip(tmp_path: Path) -> None:
+    from synthmed.daemon.review import review
+
+    repo = init_repo(tmp_path / "index")
+    root = Path(repo.working_dir)
+    write_record(root, unverified("model-base"))
+    base = commit(repo, "base")
+    write_record(root, unverified("imported"))
+    commit(repo, "an unverified import")
+    result = review(root, base, "HEAD", tmp_path / "rv")
+    assert result.run is not None
+    [r] = result.run.results
+    assert r.status == "skipped" and "unverified" in str(r.reason)
+    assert result.ok  # searchable, never run: nothing the gate should have run
+
+
+def _pipeline_site(tmp_path: Path, pipeline_file: str) -> Path:
+    from helpers.packages import make_zip
+    from helpers.records import package_record
+    from helpers.sites import make_site_home
+
+    zp = make_zip(tmp_path / "p.zip", {"pipeline.json": pipeline_file})
+    data = package_record("a-pipeline", zp, package_format="synthmed-pipeline-1", package_entry_point="pipeline.json")
+    return make_site_home(tmp_path / "site", [data, unverified("never-run")])
+
+
+@pytest.mark.parametrize("pipeline_file", ["[" * 100_000, '{"format": "synthmed-pipeline-1", "stages": 5'],
+                         ids=["nested-100000-deep", "not-json"])
+def test_synthmed_test_fails_on_a_pipeline_that_breaks_its_parser(tmp_path: Path, pipeline_file: str,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    home = _pipeline_site(tmp_path, pipeline_file)
+    capsys.readouterr()
+    rc = main(["--site", str(home), "test", "a-pipeline", "--report", str(tmp_path / "rep"), "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    [r] = doc["results"]
+    assert rc == 1 and r["status"] in ("failed", "error") and r["reason"], r
+    assert "Traceback" not in r["reason"]
+    # an unverified record is the site's policy: skipped, labelled, and the run passes
+    rc = main(["--site", str(home), "test", "never-run", "--report", str(tmp_path / "rep2"), "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert rc == 0 and doc["results"][0]["status"] == "skipped" and "unverified" in doc["results"][0]["reason"]

@@ -14,8 +14,10 @@ The steps, in order (each one a :class:`~.modeltest_checks.CheckResult`):
 7. the worker's peak resident memory (VmHWM) is read before it stops.
 
 A model that raises, crashes, hangs past ``timeout_s`` or returns bad outputs *fails*
-with the reason; one that cannot be tried here (unverified, no matching device or python,
-its environment cannot be built) is *skipped* with the reason. Nothing raises out of
+with the reason. One the site's policy does not run (unverified, ``allow_code = false``,
+yanked) is *skipped*, labelled so; one that could not be tested for any other reason (no
+matching device or python, its environment cannot be built) is an *error*, which fails a
+test run like a failure (:func:`policy_refusal` decides). Nothing raises out of
 :func:`test_model` for a model's fault.
 """
 
@@ -30,12 +32,13 @@ import numpy as np
 
 from . import modeltest_checks as mc
 from ..errors import (
-    ConfigError,
-    EnvironmentBuildError,
+    CodeNotAllowed,
     ModelRunError,
     ModelTimeout,
+    NotPinned,
     ParamError,
     RecordYanked,
+    StageUnavailable,
     SynthmedError,
     Unverified,
 )
@@ -264,14 +267,12 @@ def _test_package(package: VerifiedPackage, options: RunnerOptions, *, timeout_s
         checked = _check_params(s, params, wanted)
         if checked is not None:
             _run(s, seeds, checked, wanted, n)
-    except (Unverified, RecordYanked, EnvironmentBuildError, ConfigError) as exc:
-        result.status = "skipped"
-        result.reason = f"cannot be tested here: {_short(exc)}"
     except ModelRunError as exc:  # e.g. the package folder is missing
         s.checks.append(mc.failed("load", _short(exc)))
-    except SynthmedError as exc:
-        result.status = "skipped"
-        result.reason = f"cannot be tested here: {_short(exc)}"
+    except SynthmedError as exc:  # EnvironmentBuildError, ConfigError (no such device), a refusal
+        result.status = "skipped" if policy_refusal(exc) else "error"
+        result.reason = (f"not run by this site's policy: {_short(exc)}" if result.status == "skipped"
+                         else f"could not be tested here: {_short(exc)}")
     result.checks = s.checks
     result.runner = s.runner_info
     result.throughput_sps = s.throughput
@@ -292,14 +293,28 @@ def _test_package(package: VerifiedPackage, options: RunnerOptions, *, timeout_s
     return result
 
 
+def policy_refusal(exc: BaseException) -> bool:
+    """Whether ``exc`` is the site's policy refusing to run a package (never an inability to
+    test it): unverified (no pin), ``allow_code = false`` for its upstream, yanked; for a
+    pipeline, a stage refused for one of those reasons. Everything else that stops a test
+    is an error."""
+    if isinstance(exc, StageUnavailable):
+        return exc.__cause__ is not None and policy_refusal(exc.__cause__)
+    if isinstance(exc, (NotPinned, CodeNotAllowed, RecordYanked)):
+        return True
+    # the runner's refusal of a package prepared for mirroring only (allow_code = false)
+    return type(exc) is Unverified
+
+
 def skipped_result(record: Record, reason: str, *, upstream: str | None = None,
-                   env: Mapping[str, Any] | None = None) -> ModelTestResult:
-    """A result for a model that could not be tried at all (e.g. its artefact is missing)."""
+                   env: Mapping[str, Any] | None = None, status: str = "skipped") -> ModelTestResult:
+    """A result for a model that was not tried at all: ``skipped`` (the site's policy) or
+    ``error`` (it could not be: e.g. its artefact could not be fetched)."""
     now = utcnow()
     envinfo = dict(env or environment())
     requirements = list(record.data.get("package", {}).get("requirements") or [])
     return ModelTestResult(
-        ref=record.ref, id=record.id, version=record.version, status="skipped", reason=reason, started=now,
+        ref=record.ref, id=record.id, version=record.version, status=status, reason=reason, started=now,
         finished=now, duration_s=0.0,
         fingerprint=run_fingerprint(record.sha256, str(envinfo["fingerprint"]), requirements),
         upstream=upstream, title=record.get("title"), package_format=record.data.get("package", {}).get("format"),

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ..catalog import Catalog, CatalogEntry
-from ..errors import CodeNotAllowed, ModelRunError, NotPinned, StageUnavailable, SynthmedError
-from .modeltest import skipped_result, test_model
+from ..errors import CodeNotAllowed, ModelRunError, NotPinned, SynthmedError, Unverified
+from .modeltest import policy_refusal, skipped_result, test_model
 from ..packages import prepare
 from .report import (
     ModelTestResult,
@@ -44,6 +44,16 @@ class TestRun:
     @property
     def failed(self) -> list[ModelTestResult]:
         return [r for r in self.results if r.status == "failed"]
+
+    @property
+    def errors(self) -> list[ModelTestResult]:
+        """The versions that could not be tested (not a policy refusal): they fail a run too."""
+        return [r for r in self.results if r.status == "error"]
+
+    @property
+    def ok(self) -> bool:
+        """Nothing failed and nothing that should have been tested went untested."""
+        return not self.failed and not self.errors
 
     __test__ = False  # not a pytest class
 
@@ -116,26 +126,34 @@ def last_test_by_key(catalog: Catalog) -> dict[TestKey, dict[str, Any]]:
 def test_entry(entry: CatalogEntry, settings: Settings, *, timeout_s: float | None = None,
                env: Mapping[str, Any] | None = None, num_samples: int | None = None) -> ModelTestResult:
     """Prepare (fetch if needed, verify) and test one catalog entry; never raises for the
-    model's faults. A package the site may not run, or cannot get, is *skipped* with why."""
+    model's faults. A package the site's policy does not run is *skipped* with why; one
+    that cannot be got is an *error*; one whose pipeline file is broken *fails*."""
     record = entry.record
     try:
         package = prepare(entry, settings)  # a pipeline's stages too
+    except ModelRunError as exc:  # the pipeline file itself is broken: the package's fault
+        result = skipped_result(record, f"load: {_skip_reason(exc, entry, settings)}", upstream=entry.upstream,
+                                env=env, status="failed")
+        return result
     except SynthmedError as exc:
-        return skipped_result(record, _skip_reason(exc, entry, settings), upstream=entry.upstream, env=env)
+        return skipped_result(record, _skip_reason(exc, entry, settings), upstream=entry.upstream, env=env,
+                              status="skipped" if policy_refusal(exc) else "error")
     options = RunnerOptions.from_settings(settings, mode="worker")
     return test_model(package, options, timeout_s=timeout_s, num_samples=num_samples, env=env)
 
 
 def _skip_reason(exc: SynthmedError, entry: CatalogEntry, settings: Settings) -> str:
-    """Why a model whose package :func:`prepare` refused (or could not get) is skipped, by
-    the refusal's type. A pipeline file that cannot be read (ModelRunError: ``prepare``
-    raises it for nothing else) counts as a stage that cannot run, as does StageUnavailable."""
+    """Why :func:`prepare` refused (or could not get) a model's package, by the refusal's
+    type. A pipeline file that cannot be read is ModelRunError (``prepare`` raises it for
+    nothing else)."""
     if isinstance(exc, CodeNotAllowed):
         return f"this site does not run code from upstream {entry.upstream!r} (allow_code = false in {settings.site_file})"
     if isinstance(exc, NotPinned):
         return f"unverified: no pinned sha256, never executed (pin it with `synthmed index pin {entry.ref}`)"
     first = str(exc.message).splitlines()[0]
-    if isinstance(exc, (StageUnavailable, ModelRunError)):
+    if isinstance(exc, ModelRunError):
+        return f"the pipeline cannot be read: {first}"
+    if isinstance(exc, Unverified):  # StageUnavailable, or a stage's own refusal
         return f"a stage of the pipeline cannot run here: {first}"
     return f"its package could not be fetched: {first}"
 
@@ -158,14 +176,15 @@ def test_ref(ref: str, settings: Settings, *, timeout_s: float | None = None, nu
 
 
 def record_results(catalog: Catalog, results: Iterable[ModelTestResult], report_dir: Path | None) -> None:
-    """Store tested results in the catalog's ``tests`` table (skipped ones become a
-    ``test`` entry in ``sync_runs``, so they never show as failing models)."""
+    """Store tested results in the catalog's ``tests`` table (skipped and error ones become a
+    ``test`` entry in ``sync_runs``, so they never show as failing models; an error as a
+    failed job entry, which `status` lists)."""
     version = synthmed_version()
     with catalog.transaction():
         for r in results:
-            if r.status == "skipped":
-                catalog.jobs.record_run("test", "skipped", upstream=r.upstream, subject=r.ref, reason=r.reason,
-                                        started=r.started)
+            if r.status in ("skipped", "error"):
+                catalog.jobs.record_run("test", "skipped" if r.status == "skipped" else "failed", upstream=r.upstream,
+                                        subject=r.ref, reason=r.reason, started=r.started)
                 continue
             if not r.upstream or not r.sha256:  # pragma: no cover - a tested site model has both
                 log.warning("%s: a test result without an upstream or sha256 is not recorded", r.ref)
@@ -197,7 +216,7 @@ def run_tests(settings: Settings, entries: Sequence[CatalogEntry], *, report_dir
         except Exception as exc:  # a bug of ours must not stop the other models
             log.exception("testing %s failed unexpectedly", entry.qualified_ref)
             result = skipped_result(entry.record, f"the test itself failed: {type(exc).__name__}: {exc}",
-                                    upstream=entry.upstream, env=env)
+                                    upstream=entry.upstream, env=env, status="error")
         progress(f"test: {entry.qualified_ref}: {result.status}" + (f": {result.reason}" if result.reason else ""))
         run.results.append(result)
     if report_dir is not None:

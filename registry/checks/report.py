@@ -75,7 +75,10 @@ class ModelTestResult:
     ref: str
     id: str
     version: str
-    status: str  # passed | failed | skipped
+    #: passed | failed | skipped (site policy: unverified, allow_code off, yanked; never run)
+    #: | error (could not be tested: package not fetched, environment not built, no such
+    #: device, the test itself crashed): failed and error fail `synthmed test` and a review
+    status: str
     reason: str | None
     started: str
     finished: str
@@ -139,6 +142,7 @@ def build_report(results: Sequence[ModelTestResult], *, site: str | None = None,
             "passed": sum(r.status == "passed" for r in results),
             "failed": sum(r.status == "failed" for r in results),
             "skipped": sum(r.status == "skipped" for r in results),
+            "error": sum(r.status == "error" for r in results),
         },
         "results": [r.as_dict() for r in results],
     }
@@ -189,22 +193,23 @@ def markdown_summary(doc: Mapping[str, Any]) -> str:
         + (f" on site `{doc['site']}`" if doc.get("site") else "")
         + f"; Python {env['python']}, {env['platform']}, torch {env.get('torch') or '-'}.",
         "",
-        f"**{s['passed']} passed, {s['failed']} failed, {s['skipped']} skipped** of {s['total']}.",
+        f"**{s['passed']} passed, {s['failed']} failed, {s.get('error', 0)} not tested (error), "
+        f"{s['skipped']} skipped by site policy** of {s['total']}.",
         "",
         "| model | status | samples/s | peak MiB | reason |",
         "| --- | --- | ---: | ---: | --- |",
     ]
-    order = {"failed": 0, "passed": 1, "skipped": 2}
+    order = {"failed": 0, "error": 1, "passed": 2, "skipped": 3}
     results = sorted(doc["results"], key=lambda r: (order.get(r["status"], 3), r["ref"]))
     for r in results:
         m = r["measurements"]
-        mark = {"passed": "pass", "failed": "**FAIL**", "skipped": "skip"}[r["status"]]
+        mark = {"passed": "pass", "failed": "**FAIL**", "error": "**ERROR**", "skipped": "skip"}[r["status"]]
         reason = (r["reason"] or "").replace("|", "\\|").replace("\n", " ")
         if len(reason) > 160:
             reason = reason[:157] + "..."
         lines.append(f"| `{r['ref']}` | {mark} | {_fmt(m['throughput_sps'])} | {_fmt(m['peak_memory_mb'])} | {reason} |")
     for r in results:
-        if r["status"] == "skipped":
+        if r["status"] in ("skipped", "error"):
             continue  # the table says why; nothing ran
         lines += ["", f"## {r['ref']}" + (f": {r['title']}" if r.get("title") else ""), ""]
         lines.append(f"Status: **{r['status']}**" + (f": {r['reason']}" if r["reason"] else ""))
@@ -260,4 +265,5 @@ def load_report(path: Path) -> dict[str, Any]:
 def summarise(results: Iterable[ModelTestResult]) -> str:
     rs = list(results)
     return (f"{sum(r.passed for r in rs)} passed, {sum(r.status == 'failed' for r in rs)} failed, "
+            f"{sum(r.status == 'error' for r in rs)} not tested (error), "
             f"{sum(r.status == 'skipped' for r in rs)} skipped")
