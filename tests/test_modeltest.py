@@ -198,7 +198,7 @@ def test_report_is_valid_json_with_summary_and_sample_grids(tmp_path: Path) -> N
     one = load_report(tmp_path / "report" / "models" / "model-good" / "1.0.0.json")
     assert one["summary"]["total"] == 1
     md = (tmp_path / "report" / "summary.md").read_text()
-    assert "**1 passed, 1 failed, 0 skipped** of 2." in md
+    assert "**1 passed, 1 failed, 0 not tested (error), 0 skipped by site policy** of 2." in md
     assert "| `model-nan@1.0.0` | **FAIL** |" in md
     assert "![samples of model-good@1.0.0](samples/model-good@1.0.0.png)" in md
 
