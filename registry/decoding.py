@@ -215,26 +215,32 @@ def _dicom_itemsize(bits: int) -> int:
     return 1 if bits <= 8 else 2 if bits <= 16 else 4 if bits <= 32 else 8
 
 
-def _inflate(fh: IO[bytes], cap: int, path: Path) -> bytes:
-    """The deflated dataset after a DICOM file's meta group, inflated to at most ``cap`` bytes."""
+def _inflate(fh: IO[bytes], cap: int, path: Path) -> Any:
+    """The deflated dataset after a DICOM file's meta group, inflated to at most ``cap``
+    bytes, as a DicomBytesIO at its start."""
+    from pydicom.filebase import DicomBytesIO
+
     d = zlib.decompressobj(-zlib.MAX_WBITS)
-    out = bytearray()
+    out = DicomBytesIO()
+    size = 0
     while True:
         chunk = d.unconsumed_tail or fh.read(1 << 16)
         if not chunk:
             break
-        out += d.decompress(chunk, cap + 1 - len(out))
-        if len(out) > cap:
+        part = d.decompress(chunk, cap + 1 - size)
+        size += len(part)
+        if size > cap:
             raise DecodeError(f"{path}: its deflated dataset inflates to more than {cap} bytes "
                               f"({_mib(cap)}); refused", hint=_HINT, path=str(path))
+        out.write(part)
         if d.eof:
             break
-    return bytes(out)
+    out.seek(0)
+    return out
 
 
 def _dicom_dataset(path: Path, max_bytes: int) -> Any:
     import pydicom
-    from pydicom.filebase import DicomBytesIO
     from pydicom.filereader import _read_file_meta_info, read_dataset, read_preamble
 
     with open(path, "rb") as fh:
@@ -244,7 +250,7 @@ def _dicom_dataset(path: Path, max_bytes: int) -> Any:
             fh.seek(0)
             return pydicom.dcmread(fh, defer_size=None)
         inflated = _inflate(fh, max_bytes + HEADER_ALLOWANCE, path)
-    ds = read_dataset(cast(BinaryIO, DicomBytesIO(inflated)), is_implicit_VR=False, is_little_endian=True)
+    ds = read_dataset(cast(BinaryIO, inflated), is_implicit_VR=False, is_little_endian=True)
     meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian  # what the inflated bytes are
     ds.file_meta = meta
     return ds
