@@ -30,13 +30,15 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .errors import InputError
+from .decoding import DEFAULT_MAX_DECODED_BYTES, read_array
+from .errors import DecodeError, InputError
 from .records import Record
 
 log = logging.getLogger(__name__)
@@ -46,7 +48,8 @@ SUFFIXES = (".png", ".npy", ".nii", ".nii.gz", ".dcm")
 #: the most inputs one run takes (a folder is listed before anything is read)
 MAX_INPUTS = 100_000
 #: a file larger than this many times the bytes its input declares (and above 64 MiB)
-#: is refused before it is read
+#: is refused before it is read; so is a file whose header declares more decoded bytes
+#: than that (or than the site's ``[inputs] max_decoded_bytes``), before it is decoded
 MAX_FILE_FACTOR = 16
 
 
@@ -80,10 +83,19 @@ def describe(spec: Mapping[str, Any]) -> str:
 
 def list_files(name: str, path: Path, ref: str) -> list[Path]:
     """The input files at ``path`` (a folder, in natural name order, or one file)."""
-    if not path.exists():
+    try:
+        mode = path.stat().st_mode  # stat only: a FIFO is never opened (it would block)
+    except FileNotFoundError:
         raise InputError(f"{ref}: input {name!r}: {path} does not exist", hint="give a folder of files or one file",
-                         model=ref, input=name, file=str(path))
-    if path.is_file():
+                         model=ref, input=name, file=str(path)) from None
+    except OSError as exc:
+        raise InputError(f"{ref}: input {name!r}: {path} cannot be read ({exc.strerror or exc})",
+                         hint="give a folder of files or one file", model=ref, input=name, file=str(path)) from None
+    if not stat.S_ISDIR(mode) and not stat.S_ISREG(mode):
+        raise InputError(f"{ref}: input {name!r}: {path} is neither a folder nor a regular file (a device, FIFO or "
+                         "socket is never read)", hint="give a folder of files or one file", model=ref, input=name,
+                         file=str(path))
+    if stat.S_ISREG(mode):
         if _suffix(path) is None:
             raise InputError(f"{ref}: input {name!r}: {path} is not a PNG, NPY, NIfTI or DICOM file",
                              hint=f"files ending in {', '.join(SUFFIXES)}", model=ref, input=name, file=str(path))
@@ -105,30 +117,14 @@ def list_files(name: str, path: Path, ref: str) -> list[Path]:
     return sorted(files, key=lambda p: _natural_key(p.name))
 
 
-def read_file(path: Path) -> np.ndarray:
-    """One file as an array (rows, columns[, slices][, channels])."""
+def read_file(path: Path, max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES) -> np.ndarray:
+    """One file as an array (rows, columns[, slices][, channels]); a DecodeError, before
+    decoding, when its header declares more than ``max_decoded_bytes``
+    (:mod:`.decoding`)."""
     suffix = _suffix(path)
-    if suffix == ".png":
-        from PIL import Image
-
-        with Image.open(path) as im:
-            im.load()
-            if im.mode == "P":
-                return np.asarray(im)  # palette indices: a label map
-            if im.mode in ("I;16", "I;16B", "I;16L"):
-                return np.asarray(im).astype(np.uint16)
-            return np.asarray(im)
-    if suffix == ".npy":
-        return np.load(path, allow_pickle=False)
-    if suffix in (".nii", ".nii.gz"):
-        import nibabel as nib
-
-        return np.asanyarray(nib.load(str(path)).dataobj)  # type: ignore[attr-defined]
-    if suffix == ".dcm":
-        import pydicom
-
-        return np.asarray(pydicom.dcmread(str(path)).pixel_array)
-    raise ValueError(f"not an input file: {path}")
+    if suffix is None:
+        raise ValueError(f"not an input file: {path}")
+    return read_array(path, suffix, max_decoded_bytes)
 
 
 # -- checking ------------------------------------------------------------------------
@@ -231,12 +227,14 @@ def _declared_nbytes(spec: Mapping[str, Any]) -> int:
     return n * np.dtype(spec["dtype"]).itemsize
 
 
-def _values(record: Record, spec: Mapping[str, Any], value: Any) -> tuple[list[np.ndarray], list[str]]:
+def _values(record: Record, spec: Mapping[str, Any], value: Any,
+            max_decoded_bytes: int) -> tuple[list[np.ndarray], list[str]]:
     name = str(spec["name"])
     if isinstance(value, (str, Path)):
         files = list_files(name, Path(value), record.ref)
         arrays = []
         limit = max(64 << 20, MAX_FILE_FACTOR * _declared_nbytes(spec))
+        decoded_limit = min(limit, max_decoded_bytes)
         for f in files:
             size = f.stat().st_size
             if size > limit:
@@ -244,7 +242,10 @@ def _values(record: Record, spec: Mapping[str, Any], value: Any) -> tuple[list[n
                                  f"{describe(spec)} needs", hint="give one input per file", model=record.ref,
                                  input=name, file=str(f))
             try:
-                raw = read_file(f)
+                raw = read_file(f, decoded_limit)
+            except DecodeError as exc:
+                raise InputError(f"{record.ref}: input {name!r}: {exc.message}; one input is {describe(spec)}",
+                                 hint=exc.hint, model=record.ref, input=name, file=str(f)) from None
             except Exception as exc:  # noqa: BLE001 - an unreadable file is the caller's error
                 raise InputError(f"{record.ref}: input {name!r}: cannot read {f}: {type(exc).__name__}: {exc}",
                                  hint="give PNG, NPY, NIfTI or DICOM files", model=record.ref, input=name,
@@ -268,9 +269,14 @@ def _values(record: Record, spec: Mapping[str, Any], value: Any) -> tuple[list[n
             [f"array item {i}" for i in range(len(items))])
 
 
-def check_inputs(record: Record, given: Mapping[str, Any] | None) -> CheckedInputs:
+def check_inputs(record: Record, given: Mapping[str, Any] | None, *,
+                 max_decoded_bytes: int | None = None) -> CheckedInputs:
     """Every declared array input read and checked (folders, files, arrays), or
-    InputError; runs no model code. Already-checked inputs of the same record pass."""
+    InputError; runs no model code. Already-checked inputs of the same record pass.
+    A file is decoded only when its header declares at most the smaller of
+    ``max_decoded_bytes`` (the site's ``[inputs] max_decoded_bytes``; default
+    :data:`~.decoding.DEFAULT_MAX_DECODED_BYTES`) and 16 times its input's declared size
+    (at least 64 MiB)."""
     if isinstance(given, CheckedInputs):
         if given.record_ref != record.ref:
             raise InputError(f"{record.ref}: these inputs were checked for {given.record_ref}", model=record.ref)
@@ -290,7 +296,8 @@ def check_inputs(record: Record, given: Mapping[str, Any] | None) -> CheckedInpu
     arrays: dict[str, np.ndarray] = {}
     sources: dict[str, list[str]] = {}
     for name, spec in specs.items():
-        items, srcs = _values(record, spec, given[name])
+        items, srcs = _values(record, spec, given[name],
+                              DEFAULT_MAX_DECODED_BYTES if max_decoded_bytes is None else max_decoded_bytes)
         if not items:
             raise InputError(f"{record.ref}: input {name!r} is empty", hint="give at least one input",
                              model=record.ref, input=name)
@@ -329,7 +336,7 @@ def plan(record: Record, inputs: CheckedInputs, n: int | None, per_input: int = 
     return n
 
 
-def test_inputs(record: Record, package_dir: Path) -> CheckedInputs | None:
+def test_inputs(record: Record, package_dir: Path, *, max_decoded_bytes: int | None = None) -> CheckedInputs | None:
     """The model test's inputs shipped inside the package (each array input's ``test``
     folder), checked; None when the record has no array inputs."""
     specs = record.array_inputs
@@ -348,4 +355,4 @@ def test_inputs(record: Record, package_dir: Path) -> CheckedInputs | None:
             raise InputError(f"{record.ref}: input {spec['name']!r}: test folder {rel!r} leaves the package",
                              model=record.ref, input=str(spec["name"]))
         given[str(spec["name"])] = folder
-    return check_inputs(record, given)
+    return check_inputs(record, given, max_decoded_bytes=max_decoded_bytes)

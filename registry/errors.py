@@ -178,6 +178,12 @@ class InputError(ParamError):
     match the record's ``array_inputs``: which input, which file, and what was wrong."""
 
 
+class DecodeError(SynthmedError, ValueError):
+    """An image or array file could not be decoded within bounds: its header declares
+    more than the limit (refused before anything is allocated or decompressed), or the
+    header itself is malformed. ``path`` names the file."""
+
+
 class ModelRunError(SynthmedError, RuntimeError):
     """A model raised, crashed, hung past its timeout or returned bad outputs."""
 

@@ -126,6 +126,16 @@ class OutputSettings:
 
 
 @dataclass(frozen=True)
+class InputSettings:
+    """Files synthmed decodes as images (``[inputs]`` in site.toml): array inputs and
+    reference sets (:mod:`.decoding`)."""
+
+    #: a file whose header declares more bytes than this once decoded is refused before
+    #: it is decoded (2 GiB: a 512x512x2048 float32 volume)
+    max_decoded_bytes: int = 2 << 30
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything a site, the daemon, the CLI or the SDK needs to know."""
 
@@ -137,6 +147,7 @@ class Settings:
     schedules: Schedules = Schedules()
     runner: RunnerSettings = RunnerSettings()
     output: OutputSettings = OutputSettings()
+    inputs: InputSettings = InputSettings()
     stale_after_hours: float = 48.0
     offline: bool = False
     log_level: str = "INFO"
@@ -376,9 +387,11 @@ def settings_from_toml(home: Path, data: Mapping[str, Any]) -> Settings:
         png_compress_level=int(o.get("png_compress_level", OutputSettings.png_compress_level)),
         writers=None if o.get("writers") is None else int(o["writers"]),
     )
+    i = data.get("inputs", {})
     return Settings(
         home=home,
         output=output,
+        inputs=InputSettings(max_decoded_bytes=int(i.get("max_decoded_bytes", InputSettings.max_decoded_bytes))),
         name=str(site.get("name", "synthmed-site")),
         upstreams=tuple(sorted(ups, key=lambda u: u.priority)),
         mirror=mirror,

@@ -255,7 +255,8 @@ def visualize(spec: ModelSpec, path: Path | str, num_samples: int = 16, *, seed:
                           hint=f"its outputs are: {', '.join(specs)}")
     win = parse_window(window) if window is not None else None
     columns = _columns([specs[n] for n in names], list(specs.values()), side_by_side=side_by_side, overlay=overlay)
-    checked_inputs = check_inputs(record, inputs) if (inputs or record.array_inputs) else None
+    checked_inputs = (check_inputs(record, inputs, max_decoded_bytes=spec.options.max_decoded_bytes)
+                      if (inputs or record.array_inputs) else None)
     in_arrays: dict[str, np.ndarray] = {}
     if checked_inputs is not None:
         plan(record, checked_inputs, num_samples)

@@ -136,14 +136,15 @@ class GenerationRequest:
 
 def build_request(record: Record, folder: Path | str, n: int | None, *, seed: Any = 0,
                   params: Mapping[str, Any] | None = None, inputs: Mapping[str, Any] | CheckedInputs | None = None,
-                  per_input: int = 1, **options: Any) -> GenerationRequest:
+                  per_input: int = 1, max_decoded_bytes: int | None = None, **options: Any) -> GenerationRequest:
     """The request of a run of ``record``'s model: the array inputs read and checked (a
     model without any takes none) and ``n`` planned from them (None: every input
     ``per_input`` times), before any model code runs. ``options`` are the other fields of
-    :class:`GenerationRequest`."""
+    :class:`GenerationRequest`; ``max_decoded_bytes`` bounds each input file's decoded
+    size (the site's ``[inputs] max_decoded_bytes``)."""
     seed = seed_value(seed)
     checked_inputs = inputs if isinstance(inputs, CheckedInputs) else (
-        check_inputs(record, inputs) if record.array_inputs or inputs else None)
+        check_inputs(record, inputs, max_decoded_bytes=max_decoded_bytes) if record.array_inputs or inputs else None)
     if checked_inputs is not None:
         n = plan(record, checked_inputs, None if n is None else sample_count(n), per_input)
     return GenerationRequest(Path(folder), sample_count(n), seed, params={} if params is None else params,

@@ -129,7 +129,7 @@ class Model:
         against the record; runs no model code. None for a model without array inputs."""
         if not self.record.array_inputs and not inputs:
             return None
-        return check_inputs(self.record, inputs)
+        return check_inputs(self.record, inputs, max_decoded_bytes=self.options.max_decoded_bytes)
 
     def _split(self, params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         names = set(self.array_inputs)
@@ -263,7 +263,8 @@ class Model:
         if not isinstance(inputs, CheckedInputs):
             inputs = {**dict(inputs or {}), **given} or None
         return build_request(self.record, folder, n, seed=seed, params=checked if checked is not None else raw,
-                             inputs=inputs, per_input=per_input, format=format, batch_size=batch_size,
+                             inputs=inputs, per_input=per_input, max_decoded_bytes=self.options.max_decoded_bytes,
+                             format=format, batch_size=batch_size,
                              shard=Shard.parse(shard) if shard is not None else Shard(0, 1), **options)
 
     def run(self, request: GenerationRequest) -> GenerationResult:

@@ -273,7 +273,9 @@ def test_cli_generate_outputs_and_png_volumes(phantom: Model, tmp_path: Path, mo
     import synthmed.site
 
     monkeypatch.setattr(synthmed.site, "Site", FakeSite)
-    monkeypatch.setattr(run_cmds, "settings_from_args", lambda *a, **k: None)
+    from synthmed.registry.settings import Settings
+
+    monkeypatch.setattr(run_cmds, "settings_from_args", lambda *a, **k: Settings(home=tmp_path / "site"))
     from synthmed.cli import main
 
     assert main(["generate", "phantom-lesion", "-n", "1", "-o", str(tmp_path / "p"), "--format", "png",

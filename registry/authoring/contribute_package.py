@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -39,7 +40,9 @@ SKIP_SUFFIXES = (".pyc", ".pyo")
 
 
 def package_files(package_dir: Path) -> list[Path]:
-    """The package's files, sorted, without caches, VCS folders, links and byte code."""
+    """The package's files, sorted, without caches, VCS folders, links and byte code; a
+    link, FIFO, socket or device is refused by name (looked at, never opened: a FIFO would
+    block the zip)."""
     files: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(package_dir):
         dirnames[:] = sorted(d for d in dirnames if d not in SKIP_NAMES and not os.path.islink(os.path.join(dirpath, d)))
@@ -47,9 +50,14 @@ def package_files(package_dir: Path) -> list[Path]:
             p = Path(dirpath) / name
             if name in SKIP_NAMES or name.endswith(SKIP_SUFFIXES):
                 continue
-            if p.is_symlink():
+            mode = p.lstat().st_mode
+            if stat.S_ISLNK(mode):
                 raise ContributeError(f"{p}: the package holds a symbolic link; packages may hold only plain files",
                                       hint="replace the link by the file it points to")
+            if not stat.S_ISREG(mode):
+                kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device file"
+                raise ContributeError(f"{p}: the package holds {kind}; packages may hold only plain files",
+                                      hint="remove it from the package folder")
             files.append(p)
     return sorted(files, key=lambda p: p.relative_to(package_dir).as_posix())
 
@@ -155,6 +163,14 @@ def check_package_contents(package_dir: Path, record: Mapping[str, Any]) -> None
                                   "(with generate(model_file, num_samples, output_path, save_images, ...))",
                                   hint="point PACKAGE_DIR at the medigan model's folder")
     weights = pkg.get("weights")
+    if weights:
+        root = package_dir.resolve()
+        target = (root / str(weights)).resolve()
+        if Path(str(weights)).is_absolute() or ".." in Path(str(weights)).parts or root not in target.parents:
+            raise ContributeError(f"{package_dir}: package.weights names {weights!r}, a path outside the package "
+                                  "(the zip holds only the package folder, and a site never reads outside it)",
+                                  hint="put the weights inside the package folder and name them relative to it, "
+                                       "e.g. \"weights.safetensors\"")
     if weights and not (package_dir / str(weights)).is_file():
         raise ContributeError(f"{package_dir}: package.weights names {weights!r}, which is not in the package",
                               hint="fix package.weights in the metadata (a path relative to PACKAGE_DIR)")

@@ -20,6 +20,7 @@ The package passes ``synthmed package test`` as written.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -192,6 +193,9 @@ def write_template(folder: Path | str, *, model_id: str | None = None, kind: str
     folder = Path(folder)
     if kind not in KINDS:
         raise ContributeError(f"unknown kind {kind!r}", hint=f"use one of {', '.join(KINDS)}")
+    if folder.is_symlink() and not folder.exists():
+        raise ContributeError(f"{folder}: is a symbolic link to {os.readlink(folder)}, which does not exist",
+                              hint="pick a new folder for the package, or remove the dangling link")
     if folder.exists() and not folder.is_dir():
         raise ContributeError(f"{folder}: exists and is not a folder", hint="pick a new folder for the package")
     if folder.is_dir() and any(folder.iterdir()):
@@ -203,7 +207,11 @@ def write_template(folder: Path | str, *, model_id: str | None = None, kind: str
         raise ContributeError(f"{model_id!r} is not a valid model id",
                               hint="pass --id: 3 to 64 characters of a-z, 0-9, '.', '_', '-', starting with a letter "
                                    "or digit")
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ContributeError(f"{folder}: cannot create the folder ({exc.strerror or exc})",
+                              hint="pick a folder you can write to (a new or empty one)") from None
     output = "image" if kind == "image" else "volume"
     shape = SHAPES[kind]
     shape_doc = "rows x columns" if kind == "image" else "slices x rows x columns"

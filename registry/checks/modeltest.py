@@ -261,7 +261,8 @@ def _test_package(package: VerifiedPackage, options: RunnerOptions, *, timeout_s
     seeds = [seed + i for i in range(n)]
     s = _Session(package, options.with_(timeout_s=timeout, batch_size=n), stages)
     try:
-        s.inputs = test_inputs(record, package.folder)  # before any model code runs
+        # before any model code runs
+        s.inputs = test_inputs(record, package.folder, max_decoded_bytes=s.options.max_decoded_bytes)
         if s.inputs is not None:
             s.per_input = -(-n // s.inputs.count)
         checked = _check_params(s, params, wanted)

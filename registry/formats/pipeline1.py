@@ -35,11 +35,13 @@ from typing import Any, Callable, Mapping
 
 from ..catalog.entry import CatalogEntry
 from ..errors import ModelNotFound, ModelRunError, StageUnavailable, SynthmedError
-from ..records import Record
+from ..records import Record, json_depth_exceeds
 from .base import LoadedModel, P, PackageFormat, PackageView, Resolve
 
 FORMAT = "synthmed-pipeline-1"
 MAX_SPEC_BYTES = 1 << 20
+#: the deepest nesting of arrays and objects in a pipeline file (it needs 3)
+MAX_SPEC_DEPTH = 64
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _REF = re.compile(r"^[a-z0-9][a-z0-9._-]{2,63}@[0-9A-Za-z.+-]+$")
 _SHA = re.compile(r"^[0-9a-f]{64}$")
@@ -78,10 +80,13 @@ def load_spec(package: PackageView) -> PipelineSpec:
         raw = path.read_bytes()[:MAX_SPEC_BYTES + 1]
         if len(raw) > MAX_SPEC_BYTES:
             raise bad("larger than 1 MiB")
-        doc = json.loads(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
+        if json_depth_exceeds(text, MAX_SPEC_DEPTH):  # json.loads recurses once per level
+            raise bad(f"nests arrays and objects more than {MAX_SPEC_DEPTH} levels deep")
+        doc = json.loads(text)
     except ModelRunError:
         raise
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise bad(f"cannot be read as JSON ({exc})") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise bad(f"is not a {FORMAT} file (its format must be {FORMAT!r})")

@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import shutil
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -28,7 +29,8 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from .. import atomic
-from ..errors import EvaluationError
+from ..decoding import DEFAULT_MAX_DECODED_BYTES, pillow_image
+from ..errors import DecodeError, EvaluationError
 from ..hashing import hash_path
 from ..stamps import utcnow
 
@@ -84,17 +86,21 @@ def manifest_identity(files: list[dict[str, Any]]) -> str:
     return hashlib.sha256(body.encode()).hexdigest()
 
 
-def read_image(path: Path) -> tuple[np.ndarray, tuple[float, float]]:
-    """An image file -> (array (H, W) or (H, W, C), its value range)."""
-    from PIL import Image, UnidentifiedImageError
+def read_image(path: Path, max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES) -> tuple[np.ndarray, tuple[float, float]]:
+    """An image file -> (array (H, W) or (H, W, C), its value range); refused before it
+    is decoded when its header declares more than ``max_decoded_bytes`` or more pixels
+    than Pillow's decompression-bomb limit (:mod:`..decoding`)."""
+    from PIL import UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
-            im.load()
+        with pillow_image(path, max_decoded_bytes) as im:
             if im.mode in ("I;16", "I;16B", "I;16L", "I"):
                 a = np.asarray(im, dtype=np.int64)
                 return a.astype(np.float64), (0.0, 65535.0)
             return np.asarray(im if im.mode in ("L", "RGB", "RGBA") else im.convert("RGB")), (0.0, 255.0)
+    except DecodeError as exc:
+        raise EvaluationError(f"cannot read image {exc.message}",
+                              hint=f"remove or replace the file; {exc.hint}" if exc.hint else None) from None
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise EvaluationError(f"cannot read image {path}: {exc}", hint="remove or replace the file") from None
 
@@ -106,6 +112,8 @@ class ReferenceSet:
     files: tuple[dict[str, Any], ...]
     identity: str           # sha256 of the manifest (paths and file hashes)
     folder: Path | None     # <site>/references/NAME, where features are kept
+    #: the most bytes an image may declare once decoded (site.toml ``[inputs]``)
+    max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES
 
     @property
     def label(self) -> str:
@@ -126,22 +134,38 @@ class ReferenceSet:
                 raise EvaluationError(f"reference {self.label}: {p} changed since the set was added",
                                       hint="a reference set is fixed by its files' hashes; add it again "
                                            "(--replace) to measure against the new images")
-            out.append(read_image(p))
+            out.append(read_image(p, self.max_decoded_bytes))
         return out
 
     def features(self, extractor: "FeatureExtractor", config_key: str) -> np.ndarray:
         """Features of every image (cached per extractor configuration ``config_key``)."""
         cache = self.folder / "features" / f"{config_key}.npz" if self.folder else None
         if cache is not None and cache.is_file():
-            with np.load(cache, allow_pickle=False) as z:
-                if str(z["identity"]) == self.identity:
-                    return np.asarray(z["features"])
+            cached = _cached_features(cache, self.identity, len(self.files))
+            if cached is not None:
+                return cached
         feats = features_of_images(self.load_images(), extractor)
         if cache is not None:
             with atomic.atomic_file(cache, parents=True) as fh:
                 np.savez(fh, features=feats, identity=np.array(self.identity),
                          mean=feats.mean(0), cov=np.cov(feats, rowvar=False))
         return feats
+
+
+def _cached_features(cache: Path, identity: str, n: int) -> np.ndarray | None:
+    """The features cached in ``cache`` for the set ``identity`` of ``n`` images; None
+    (computed again, and the file replaced) when it is for another set, or damaged."""
+    try:
+        with np.load(cache, allow_pickle=False) as z:
+            if str(z["identity"]) != identity:
+                return None
+            feats = np.asarray(z["features"])
+        if feats.ndim != 2 or len(feats) != n or feats.dtype.kind != "f" or not np.isfinite(feats).all():
+            raise ValueError(f"features of shape {feats.shape}, dtype {feats.dtype}, for {n} images")
+        return feats
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        log.warning("reference features %s are damaged (%s); computing them again", cache, exc)
+        return None
 
 
 def features_of_images(images: list[tuple[np.ndarray, tuple[float, float]]], extractor: "FeatureExtractor") -> np.ndarray:
@@ -163,17 +187,28 @@ def _manifest_path(settings: "Settings", name: str) -> Path:
     return settings.references_dir / check_name(name) / "manifest.json"
 
 
+def check_new_reference(settings: "Settings", name: str, src: Path, *, replace: bool = False) -> Path:
+    """Refuse a bad set name, a set that exists (unless ``replace``) or a source that is
+    not a folder; cheap (no image read, no extractor loaded), so the CLI runs it first.
+    Returns ``src`` resolved."""
+    check_name(name)
+    folder = settings.references_dir / name
+    if (folder.exists() or folder.is_symlink()) and not replace:
+        raise EvaluationError(f"reference set {name!r} exists already ({folder})",
+                              hint="pick another name, or pass --replace to make it again from the folder")
+    src = Path(src).expanduser().resolve()
+    if not src.is_dir():
+        raise EvaluationError(f"{src} is not a folder", hint="give a folder of PNG or JPEG images")
+    return src
+
+
 def add_reference(settings: "Settings", name: str, src: Path, *, replace: bool = False,
                   extractor: "FeatureExtractor | None" = None, config_key: str | None = None,
                   progress: Callable[[str], None] = lambda m: None) -> ReferenceSet:
     """Hash ``src`` into a stored reference set ``name``; with an extractor, compute and
     store its features now (else on first use)."""
-    check_name(name)
-    src = Path(src).expanduser().resolve()
+    src = check_new_reference(settings, name, src, replace=replace)
     folder = settings.references_dir / name
-    if folder.exists() and not replace:
-        raise EvaluationError(f"reference set {name!r} exists already ({folder})",
-                              hint="pick another name, or pass --replace to make it again from the folder")
     files = scan(src)
     progress(f"reference {name}: {len(files)} images hashed")
     tmp = settings.references_dir / f".{name}.tmp"
@@ -183,7 +218,8 @@ def add_reference(settings: "Settings", name: str, src: Path, *, replace: bool =
     manifest = {"format": FORMAT, "name": name, "source": str(src), "created": utcnow(),
                 "identity": identity, "files": files}
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-    ref = ReferenceSet(name, src, tuple(files), identity, tmp)
+    limit = settings.inputs.max_decoded_bytes
+    ref = ReferenceSet(name, src, tuple(files), identity, tmp, limit)
     try:
         if extractor is not None and config_key is not None:
             ref.features(extractor, config_key)
@@ -194,7 +230,7 @@ def add_reference(settings: "Settings", name: str, src: Path, *, replace: bool =
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)  # a set that failed leaves nothing (an old one stays)
         raise
-    return ReferenceSet(name, src, tuple(files), identity, folder)
+    return ReferenceSet(name, src, tuple(files), identity, folder, limit)
 
 
 def open_reference(settings: "Settings", name_or_dir: str) -> ReferenceSet:
@@ -207,14 +243,16 @@ def open_reference(settings: "Settings", name_or_dir: str) -> ReferenceSet:
             identity = str(m["identity"])
             if manifest_identity(stored) != identity:
                 raise ValueError("identity does not match the file list")
-            return ReferenceSet(str(m["name"]), Path(m["source"]), tuple(stored), identity, p.parent)
+            return ReferenceSet(str(m["name"]), Path(m["source"]), tuple(stored), identity, p.parent,
+                                settings.inputs.max_decoded_bytes)
         except (ValueError, KeyError, TypeError) as exc:
             raise EvaluationError(f"reference set {name_or_dir!r}: {p} is damaged ({exc})",
                                   hint=f"add it again: synthmed reference add {name_or_dir} DIR --replace") from None
     d = Path(name_or_dir).expanduser()
     if d.is_dir():
         found = scan(d.resolve())
-        return ReferenceSet(None, d.resolve(), tuple(found), manifest_identity(found), None)
+        return ReferenceSet(None, d.resolve(), tuple(found), manifest_identity(found), None,
+                            settings.inputs.max_decoded_bytes)
     known = ", ".join(list_references(settings)) or "none"
     raise EvaluationError(f"no reference set or folder {name_or_dir!r} (this site's sets: {known})",
                           hint="add one with `synthmed reference add NAME DIR`, or pass a folder of images")

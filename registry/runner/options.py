@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ..decoding import DEFAULT_MAX_DECODED_BYTES
 from ..errors import ConfigError
 from ..settings import Settings
 from .envs import EnvOptions
@@ -32,6 +33,8 @@ class RunnerOptions:
     #: seeds per call of a medigan-1 package's generate() (its samples depend on it);
     #: None: chosen per run (:meth:`~synthmed.registry.formats.PackageFormat.run_chunk`), MEDIGAN_CHUNK for a bare Runner
     medigan_chunk: int | None = None
+    #: the most bytes an array-input file may declare once decoded (site.toml ``[inputs]``)
+    max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES
 
     def __post_init__(self) -> None:
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
@@ -55,7 +58,7 @@ class RunnerOptions:
         r = settings.runner
         base = cls(device=r.device, mode=r.mode, batch_size=r.batch_size, envs_dir=settings.envs_dir,
                    memory_budget_mb=r.memory_budget_mb, env_options=EnvOptions(offline=settings.offline),
-                   medigan_chunk=r.medigan_chunk)
+                   medigan_chunk=r.medigan_chunk, max_decoded_bytes=settings.inputs.max_decoded_bytes)
         return base.with_(**overrides)
 
     def with_(self, **overrides: Any) -> "RunnerOptions":

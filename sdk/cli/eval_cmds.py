@@ -129,9 +129,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_reference_add(args: argparse.Namespace) -> int:
     from synthmed.registry.measuring.evaluate import config_key
     from synthmed.registry.measuring.extractors import open_extractor
-    from synthmed.registry.measuring.reference_sets import add_reference
+    from synthmed.registry.measuring.reference_sets import add_reference, check_new_reference
 
     settings = settings_from_args(args)
+    check_new_reference(settings, args.name, args.dir, replace=args.replace)  # before the extractor loads torch
     with _catalog(settings) as cat:
         extractor = open_extractor(cat, settings, args.extractor)
     ref = add_reference(settings, args.name, args.dir, replace=args.replace, extractor=extractor,

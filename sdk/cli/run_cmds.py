@@ -181,7 +181,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     params = check_params(entry.record, raw)  # refuse bad params before fetching or running anything
     # the one request of this run: its inputs read and checked here, before any fetch
     request = build_request(entry.record, Path(args.output), args.num_samples, seed=args.seed, params=params,
-                            inputs=given or None, per_input=args.per_input, format=args.format or "auto",
+                            inputs=given or None, per_input=args.per_input,
+                            max_decoded_bytes=settings.inputs.max_decoded_bytes, format=args.format or "auto",
                             bit_depth=args.bit_depth, outputs=args.outputs, window=args.window, layout=args.layout,
                             png_compress_level=args.png_compression, writers=args.writers,
                             shard=shard or Shard(0, 1))
