@@ -35,10 +35,11 @@ from typing import IO, Any, BinaryIO, Iterator, cast
 import numpy as np
 
 from .errors import DecodeError
+from .settings import InputSettings
 
 #: the default of the site setting ``[inputs] max_decoded_bytes``: 2 GiB (a 512x512x2048
 #: float32 volume)
-DEFAULT_MAX_DECODED_BYTES = 2 << 30
+DEFAULT_MAX_DECODED_BYTES = InputSettings.max_decoded_bytes  # one owner of the default: the settings
 #: bytes a NIfTI or a deflated DICOM may hold besides its pixel data (header, extensions,
 #: other elements)
 HEADER_ALLOWANCE = 16 << 20
