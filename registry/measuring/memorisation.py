@@ -236,9 +236,10 @@ def measure(samples_px: np.ndarray, training_px: np.ndarray, samples_feat: np.nd
         v.update(_holdout_measures(samples_px, training_px, samples_feat, training_feat, holdout_px, holdout_feat,
                                    loo_f_d))
     order = np.argsort(-sim, kind="stable")
-    pairs = [{"sample": int(i), "seed": int(seeds[i]), "training_index": int(idx[i]),
-              "similarity": round(float(sim[i]), 6), "transform": TRANSFORMS[int(how[i])]} for i in order]
-    return Measures(v, [p for p in pairs if p["similarity"] >= NEAR_COPY_SIMILARITY], pairs[:CLOSEST])
+    pairs: list[dict[str, Any]] = [
+        {"sample": int(i), "seed": int(seeds[i]), "training_index": int(idx[i]),
+         "similarity": round(float(sim[i]), 6), "transform": TRANSFORMS[int(how[i])]} for i in order]
+    return Measures(v, [p for p in pairs if near[p["sample"]]], pairs[:CLOSEST])
 
 
 def _ratio(a: float, b: float) -> float:
