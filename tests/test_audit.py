@@ -281,3 +281,62 @@ def test_model_page_shows_quality_cards_and_the_audit_badge_without_site_paths(
     assert "16 generated (seeds 0..15)" in html and "<details><summary>full provenance</summary>" in html
     assert "<td>↓ lower</td>" in html and "kid_std" not in html.split('id="audit"')[0].split('id="measured"')[1]
     assert 'data-audit="public/texture"' in status_html and "audit-pass" in status_html
+
+
+def test_nightly_job_audits_the_configured_models_once(site: Path, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from synthmed.daemon.jobs import JobContext
+    from synthmed.daemon.nightly import EVALUATE_JOB, evaluate_served
+    from synthmed.registry.settings import AuditTarget, load_settings
+
+    settings = load_settings(site, environ={})
+    targets = (AuditTarget("copier", "train", "heldout", samples=16), AuditTarget("texture", "train", samples=16),
+               AuditTarget("no-such-model", "train"))
+    settings = replace(settings, evaluation=replace(settings.evaluation, audits=targets, schedule="weekly",
+                                                    samples=10, extractors=(EXTRACTOR,)))
+    with Catalog.open(settings.catalog_path, readonly=False) as cat:
+        with cat.transaction():  # as the daemon's mirror job leaves them
+            for ref in ("copier", "texture"):
+                cat.artefacts.set_artefact(cat.models.resolve(ref).record.sha256 or "", state="verified")
+        folder = tmp_path / "night1"
+        said = evaluate_served(JobContext(settings, cat), folder)
+        assert "2 audit(s) (public/copier@1.0.0 fail, public/texture@1.0.0 pass), 1 not audited" in said, said
+        report = json.loads((folder / "audit.json").read_text())
+        assert {a["verdict"] for a in report["audits"]} == {"fail", "pass"}
+        assert "no-such-model" in report["failures"][0]["model"] and "references" not in json.dumps(report)
+        md = (folder / "summary.md").read_text()
+        assert "Memorisation audits" in md and "| public/copier@1.0.0 | **fail** |" in md
+        assert cat.jobs.runs(EVALUATE_JOB, limit=1)[0]["changed"] >= 2
+        # weekly: not due again tonight; a week later, audited the same way already: skipped
+        assert evaluate_served(JobContext(settings, cat), tmp_path / "night2") == ""
+        from datetime import datetime, timedelta, timezone
+
+        later = datetime.now(timezone.utc) + timedelta(days=8)
+        said = evaluate_served(JobContext(settings, cat), tmp_path / "night3", later)
+        assert "0 audit(s) (none new)" in said, said
+        off = replace(settings, evaluation=replace(settings.evaluation, schedule="off"))
+        assert evaluate_served(JobContext(off, cat), tmp_path / "night4", later) == ""
+
+
+def test_evaluation_settings_in_site_toml(tmp_path: Path) -> None:
+    from synthmed.registry.errors import ConfigError
+    from synthmed.registry.settings import load_settings
+
+    home = tmp_path / "s"
+    home.mkdir()
+    (home / "site.toml").write_text(
+        '[evaluation]\nsamples = 300\nextractors = ["randconv-224", "public/frd-radiomics"]\nschedule = "weekly"\n\n'
+        '[[evaluation.audit]]\nmodel = "public/retina-patch-ddpm"\ntraining = "retina-train"\n'
+        'holdout = "retina-heldout"\nsamples = 100\n\n[[evaluation.audit]]\nmodel = "ihc-patch-dcgan"\n'
+        'training = "/data/ihc-train"\n')
+    ev = load_settings(home, environ={}).evaluation
+    assert (ev.samples, ev.extractors, ev.schedule) == (300, ("randconv-224", "public/frd-radiomics"), "weekly")
+    assert [(a.model, a.training, a.holdout, a.samples) for a in ev.audits] == [
+        ("public/retina-patch-ddpm", "retina-train", "retina-heldout", 100), ("ihc-patch-dcgan", "/data/ihc-train",
+                                                                              None, 200)]
+    assert load_settings(tmp_path / "none", environ={}).evaluation.schedule == "nightly"
+    (home / "site.toml").write_text('[evaluation]\nschedule = "hourly"\n[[evaluation.audit]]\nmodel = "x"\n')
+    with pytest.raises(ConfigError) as err:
+        load_settings(home, environ={})
+    assert "evaluation" in str(err.value) and "schedule" in str(err.value) and "training" in str(err.value)

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
 
-from ..errors import EvaluationError
+from ..errors import EvaluationError, SynthmedError
 from ..stamps import synthmed_version, utcnow
 from . import memorisation as MM
 from .evaluate import config_key, generate, pick_output
@@ -44,8 +44,9 @@ log = logging.getLogger(__name__)
 PIXEL_SIDE = 64
 #: fewest samples an audit draws
 MIN_SAMPLES = 10
-#: the provenance fields an audit's key hashes (what must be equal for two audits to be the same measurement)
-KEYED = ("implementation", "thresholds", "training", "holdout", "extractor", "n_generated", "seeds", "pixels")
+#: the provenance fields an audit's key hashes (what must be equal for two audits to be the same
+#: measurement; the pixel rules follow from the implementation, the model's output and the sets)
+KEYED = ("implementation", "thresholds", "training", "holdout", "extractor", "n_generated", "seeds")
 
 
 def _digest(obj: Any) -> str:
@@ -267,3 +268,81 @@ def write_matches(audit: Audit, pictures: AuditPictures, folder: Path) -> list[P
         "the sample, the sample turned as it matched, and the training image, at the comparison size.\n"
         "These pictures show site-local training images: keep them on this site, do not share them.\n")
     return out + [readme]
+
+
+# -- on a schedule: the daemon's nightly job ------------------------------------------------------
+
+
+def scheduled_audits(settings: "Settings", catalog: "Catalog", may_run: Callable[["CatalogEntry"], bool],
+                     report_dir: Path, *, progress: Callable[[str], None] = lambda m: None
+                     ) -> tuple[list[Audit], list[dict[str, str]]]:
+    """Audit each model of ``[[evaluation.audit]]`` in site.toml (its served version, default
+    parameters, seeds from 0) unless it was audited the same way already; store the results
+    and write ``audit.json``/``audit.md`` into ``report_dir``. A model that cannot be audited
+    is listed with the reason, and the others go on."""
+    from ..runner import check_params
+    from .extractors import open_extractor
+    from .reference_sets import open_reference
+
+    done: list[Audit] = []
+    failures: list[dict[str, str]] = []
+    targets = settings.evaluation.audits
+    if not targets:
+        return done, failures
+    ext_ref = settings.evaluation.extractors[0] if settings.evaluation.extractors else None
+    for t in targets:
+        try:
+            entry = catalog.models.resolve(t.model)
+            if not may_run(entry):
+                raise EvaluationError(f"{entry.qualified_ref} is not mirrored or this site does not run its code",
+                                      hint="it is audited once its package is in the store and allow_code permits it")
+            training = open_reference(settings, t.training)
+            holdout = open_reference(settings, t.holdout) if t.holdout else None
+            extractor = open_extractor(catalog, settings, ext_ref)
+            params = dict(check_params(entry.record, {}))
+            # the key is known before anything is generated: skip what was audited the same way
+            pick_output(entry, None)  # refuses a model without a 2-D output
+            probe = keyed_provenance(training, holdout, extractor, t.samples, 0, {})
+            if catalog.audits.has_audit(entry.upstream, entry.id, entry.version, entry.record.sha256 or "",
+                                        audit_key(probe), params):
+                continue
+            audit, _ = run_audit(settings, entry, training, extractor, holdout=holdout, n=t.samples, seed=0,
+                                 progress=progress)
+            audit.store(catalog)
+            done.append(audit)
+        except SynthmedError as exc:  # not found, not runnable, a set or extractor missing: said, not logged
+            failures.append({"model": t.model, "training": t.training, "reason": exc.message})
+        except Exception as exc:  # one model's failure never stops the others
+            log.warning("audit of %s failed", t.model, exc_info=True)
+            failures.append({"model": t.model, "training": t.training, "reason": f"{type(exc).__name__}: {exc}"})
+    write_audit_report(done, failures, report_dir)
+    return done, failures
+
+
+def write_audit_report(audits: list[Audit], failures: list[dict[str, str]], folder: Path) -> Path:
+    """``audit.json`` (each audit as :meth:`Audit.as_dict`: statistics and indices only) and
+    ``audit.md`` in ``folder``; returns the Markdown file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "audit.json").write_text(json.dumps({"format": "synthmed-audit-report/1",
+                                                   "audits": [a.as_dict() for a in audits], "failures": failures},
+                                                  indent=1, sort_keys=True) + "\n")
+    lines = ["# Memorisation audits (synthmed audit)", "",
+             "| model | verdict | training | held-out | samples | near-copies | pixel DCR ratio | feature DCR ratio | "
+             "authenticity |", "|" + " --- |" * 9]
+    for a in audits:
+        v, p = a.values, a.provenance
+        lines.append(f"| {a.ref} | **{a.verdict}** | {p['training_label']} | {p.get('holdout_label') or '-'} | "
+                     f"{v['n_generated']} | {v['near_copies']} | {v['pixel_dcr_ratio']:.3g} | "
+                     f"{v['feature_dcr_ratio']:.3g} | {v['authenticity']:.3g} |")
+    lines.append("")
+    for a in audits:
+        if a.reasons:
+            lines += [f"{a.ref}:"] + [f"- {r}" for r in a.reasons] + [""]
+    if failures:
+        lines += ["## not audited", ""] + [f"- {f['model']} (training {f['training']}): {f['reason']}"
+                                           for f in failures] + [""]
+    if not audits and not failures:
+        lines += ["Nothing to audit (every configured model was audited the same way already).", ""]
+    md = folder / "audit.md"
+    md.write_text("\n".join(lines))
+    return md
