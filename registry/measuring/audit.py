@@ -31,8 +31,9 @@ from ..errors import EvaluationError, SynthmedError
 from ..stamps import synthmed_version, utcnow
 from . import memorisation as MM
 from .evaluate import config_key, generate, pick_output
-from .extractors import FeatureExtractor, describe
-from .reference_sets import ReferenceSet
+from ..runner import check_params
+from .extractors import FeatureExtractor, describe, open_extractor
+from .reference_sets import ReferenceSet, open_reference
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..catalog import Catalog, CatalogEntry
@@ -280,10 +281,6 @@ def scheduled_audits(settings: "Settings", catalog: "Catalog", may_run: Callable
     parameters, seeds from 0) unless it was audited the same way already; store the results
     and write ``audit.json``/``audit.md`` into ``report_dir``. A model that cannot be audited
     is listed with the reason, and the others go on."""
-    from ..runner import check_params
-    from .extractors import open_extractor
-    from .reference_sets import open_reference
-
     done: list[Audit] = []
     failures: list[dict[str, str]] = []
     targets = settings.evaluation.audits

@@ -61,22 +61,30 @@ def kid_std_varies(provenance: Mapping[str, Any]) -> bool:
     return bool(subsets > 1 and (size < n_real or size < n_gen))
 
 
-def _reference_text(ref: Mapping[str, Any], n_real: Any) -> str:
+def _reference_text(ref: Mapping[str, Any], n_real: Any, label: str | None) -> str:
     name = ref.get("name")
-    label = f"reference {name}" if name else f"reference folder dir:{str(ref.get('identity', ''))[:12]}"
-    return f"{label} ({n_real if n_real is not None else ref.get('n', '?')} images)"
+    if name:
+        text = f"reference {name}"
+    elif ref.get("identity"):
+        text = f"reference folder dir:{str(ref['identity'])[:12]}"
+    else:
+        text = f"reference {label or '?'}"
+    return f"{text} ({n_real if n_real is not None else ref.get('n', '?')} images)"
 
 
 def _params_text(params: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(params.items())) or "default parameters"
 
 
-def provenance_line(provenance: Mapping[str, Any], params: Mapping[str, Any]) -> str:
-    """One line: extractor (and its training), reference set and size, n, seeds, parameters."""
+def provenance_line(provenance: Mapping[str, Any], params: Mapping[str, Any], *, reference: str | None = None,
+                    extractor: str | None = None) -> str:
+    """One line: extractor (and its training), reference set and size, n, seeds, parameters
+    (``reference`` and ``extractor``: the row's labels, for a provenance that lacks them)."""
     ext = provenance.get("extractor") or {}
     seeds = provenance.get("seeds") or ["?", "?"]
-    return (f"{ext.get('id', '?')}@{ext.get('version', '?')} ({training_of(ext)}), "
-            f"{_reference_text(provenance.get('reference') or {}, provenance.get('n_real'))}, "
+    name = f"{ext['id']}@{ext.get('version', '?')}" if ext.get("id") else (extractor or "?")
+    return (f"{name} ({training_of(ext)}), "
+            f"{_reference_text(provenance.get('reference') or {}, provenance.get('n_real'), reference)}, "
             f"{provenance.get('n_generated', '?')} generated (seeds {seeds[0]}..{seeds[-1]}), {_params_text(params)}")
 
 
@@ -119,7 +127,8 @@ def evaluation_cards(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
             for r in group if not (r["metric"] == "kid_std" and not kid_std_varies(prov))]
         metrics.sort(key=lambda m: _metric_order(str(m["name"])))
         cards.append({"key": key, "params": params, "when": max(str(r.get("finished", "")) for r in group),
-                      "line": provenance_line(prov, params), "metrics": metrics, "details": flatten(prov),
+                      "line": provenance_line(prov, params, reference=group[0].get("reference"),
+                                              extractor=group[0].get("extractor")), "metrics": metrics, "details": flatten(prov),
                       "site_local": dict(prov.get(SITE_LOCAL) or {}), "reference": group[0].get("reference"),
                       "extractor": group[0].get("extractor")})
     cards.sort(key=lambda c: str(c["when"]), reverse=True)
