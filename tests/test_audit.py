@@ -283,6 +283,7 @@ def test_model_page_shows_quality_cards_and_the_audit_badge_without_site_paths(
     assert 'data-audit="public/texture"' in status_html and "audit-pass" in status_html
 
 
+@pytest.mark.slow  # evaluates two models against every reference set of the site first
 def test_nightly_job_audits_the_configured_models_once(site: Path, tmp_path: Path) -> None:
     from dataclasses import replace
 
