@@ -181,7 +181,7 @@ def format_status(st: dict[str, Any]) -> str:
                          f"({e['extractor']}, key {str(e['key'])[:12]}): fd {e['fd']:.4g}, "
                          f"precision {e['precision']:.3g}, recall {e['recall']:.3g} at {str(e['finished'])[:19]}")
     if st.get("audits"):
-        lines.append("memorisation audits (synthmed audit; the newest per served model):")
+        lines.append("memorisation audits (synthmed audit; the newest per served model and training set):")
         for a in st["audits"]:
             frac = a.get("near_copy_fraction")
             lines.append(f"  {a['upstream']}/{a['model_id']}@{a['version']}: {a['verdict']} against {a['training']}"

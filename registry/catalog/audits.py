@@ -94,12 +94,12 @@ class AuditStore:
         return row is not None
 
     def audit_summary(self, limit: int = 50) -> list[dict[str, Any]]:
-        """The newest audit of each served version (for ``synthmed status``): verdict, training
-        and held-out set, n, key, time and the headline numbers; fails first."""
+        """The newest audit of each served version against each training set (for ``synthmed
+        status``): verdict, training and held-out set, n, key, time and the headline numbers; fails first."""
         rows = dict_rows(self._h.conn.execute(
             f"""SELECT a.upstream, a.model_id, a.version, a.verdict, a.training, a.holdout, a.extractor, a.n, a.key,
                        a.summary, a.finished {_SERVED}
-               WHERE a.id IN (SELECT max(id) FROM audits GROUP BY upstream, model_id, version, sha256)
+               WHERE a.id IN (SELECT max(id) FROM audits GROUP BY upstream, model_id, version, sha256, training)
                ORDER BY CASE a.verdict WHEN 'fail' THEN 0 WHEN 'review' THEN 1 ELSE 2 END, a.upstream, a.model_id
                LIMIT ?""", (limit,)))
         for r in _decoded(rows):
