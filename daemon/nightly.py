@@ -6,9 +6,12 @@ changed since its last test, or whose last test is older than a day (see
 :func:`synthmed.registry.checks.modeltest_site.due_for_test`). Results go to the catalog's
 ``tests`` table and to ``<site>/reports/<UTC time>/``. Then it evaluates the served,
 runnable versions against the site's reference sets (``synthmed reference add``) with the
-default extractor, skipping what was measured under the same comparability key before;
-the values go to the catalog's ``evaluations`` table and into the same report folder
-(``evaluation.md``, appended to ``summary.md``). The daemon
+extractors of ``[evaluation]`` in site.toml (default: the default extractor; ``samples``
+each), skipping what was measured under the same comparability key before, and audits the
+models of ``[[evaluation.audit]]`` for memorisation against their training sets; the values
+go to the catalog's ``evaluations`` and ``audits`` tables and into the same report folder
+(``evaluation.md``, ``audit.md``, appended to ``summary.md``). ``evaluation.schedule``
+(``nightly``, ``weekly``, ``off``) says when. The daemon
 (:meth:`synthmed.daemon.service.Daemon.register_default_jobs`) registers
 :func:`nightly_test_job` with :func:`nightly_trigger`; this module does not import the daemon.
 """
@@ -18,10 +21,11 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from synthmed.registry.errors import ConfigError, SynthmedError
-from synthmed.registry.measuring.evaluate import nightly_evaluations
+from synthmed.registry.measuring.audit import scheduled_audits
+from synthmed.registry.measuring.evaluate import nightly_evaluations, write_report
 from synthmed.registry.checks.modeltest_site import (
     due_for_test,
     last_test_by_key,
@@ -40,11 +44,15 @@ from .jobs import JobContext
 if TYPE_CHECKING:  # pragma: no cover
     from apscheduler.triggers.cron import CronTrigger
 
+    from synthmed.registry.catalog import CatalogEntry
+
 log = logging.getLogger(__name__)
 
 JOB_NAME = "test"
-#: samples per model and reference set in the nightly evaluation
-NIGHTLY_SAMPLES = 200
+#: the job-log name of a scheduled evaluation (how ``weekly`` knows when it last ran)
+EVALUATE_JOB = "evaluate"
+#: days between two evaluations with ``evaluation.schedule = "weekly"``
+WEEK_DAYS = 7
 
 
 def parse_time(text: str) -> tuple[int, int]:
@@ -97,7 +105,7 @@ def nightly_test_job(ctx: JobContext, now: datetime | None = None) -> str:
         summary = (f"{len(run.results)} model version(s) tested: {len(run.results) - failed - skipped} passed, "
                    f"{len(run.failed)} failed, {len(run.errors)} not tested (error), {skipped} skipped; "
                    f"report {run.report_path}")
-    evaluated = evaluate_served(ctx, folder)
+    evaluated = evaluate_served(ctx, folder, now)
     if evaluated:
         summary += "; " + evaluated
     with catalog.transaction():
@@ -107,29 +115,73 @@ def nightly_test_job(ctx: JobContext, now: datetime | None = None) -> str:
     return summary
 
 
-def evaluate_served(ctx: JobContext, folder: Path) -> str:
+def evaluation_due(ctx: JobContext, now: datetime) -> bool:
+    """Whether ``evaluation.schedule`` asks for an evaluation in this nightly run."""
+    schedule = ctx.settings.evaluation.schedule
+    if schedule == "off":
+        return False
+    if schedule == "weekly":
+        last = ctx.catalog.jobs.runs(EVALUATE_JOB, limit=1)
+        if last:
+            try:
+                when = datetime.fromisoformat(str(last[0]["finished"]).replace("Z", "+00:00"))
+            except ValueError:
+                return True
+            return (now - when).total_seconds() >= WEEK_DAYS * 86400 - 3600  # an hour's slack for a late run
+    return True
+
+
+def evaluate_served(ctx: JobContext, folder: Path, now: datetime | None = None) -> str:
     """Evaluate each served, runnable version against each reference set of the site with
-    the default extractor (what was measured already under the same comparability key is
-    skipped); write ``evaluation.md``/``.json`` into ``folder`` and add the table to its
-    ``summary.md``. A failure here never fails the test job: it is noted in the summary."""
+    each configured extractor (what was measured already under the same comparability key is
+    skipped), and audit the configured models; write ``evaluation.md``/``.json`` and
+    ``audit.md``/``.json`` into ``folder`` and add them to its ``summary.md``. A failure here
+    never fails the test job: it is noted in the summary."""
     settings, catalog = ctx.settings, ctx.catalog
-    if not list_references(settings):
-        return ""  # nothing to say: this site keeps no reference set
-    entries = [e for e in catalog.models.list_models() if e.artefact_state == "verified" and e.record.sha256
-               and code_allowed(settings, e.upstream)]
-    try:
-        evals, failures = nightly_evaluations(settings, catalog, entries, folder, n=NIGHTLY_SAMPLES,
-                                              progress=ctx.progress)
-    except SynthmedError as exc:
-        log.warning("nightly evaluation failed: %s", exc)
-        return f"evaluation failed: {exc.message}"
-    md = folder / "evaluation.md"
-    summary_md = folder / "summary.md"
-    if md.is_file():
-        text = md.read_text()
-        if summary_md.is_file():
-            with open(summary_md, "a") as f:
-                f.write("\n\n" + text.replace("# Measured quality", "## Measured quality", 1))
-        else:
-            summary_md.write_text(text)
-    return f"{len(evals)} evaluation(s), {len(failures)} not measured; report {md}"
+    ev = settings.evaluation
+    now = now or datetime.now(timezone.utc)
+    if not (list_references(settings) or ev.audits) or not evaluation_due(ctx, now):
+        return ""  # nothing to do (no reference set, no audit configured), or not on this night
+
+    def may_run(e: "CatalogEntry") -> bool:
+        return e.artefact_state == "verified" and bool(e.record.sha256) and code_allowed(settings, e.upstream)
+
+    started = utcnow()
+    entries = [e for e in catalog.models.list_models() if may_run(e)]
+    said = []
+    evals: list[Any] = []
+    failures: list[dict[str, str]] = []
+    if list_references(settings):
+        for ext in ev.extractors or (None,):
+            try:
+                got, failed = nightly_evaluations(settings, catalog, entries, folder, extractor_ref=ext,
+                                                  n=ev.samples, progress=ctx.progress)
+                evals += got
+                failures += failed
+            except SynthmedError as exc:
+                log.warning("nightly evaluation with %s failed: %s", ext or "the default extractor", exc)
+                failures.append({"model": "*", "reference": "*", "reason": f"{ext or 'default extractor'}: {exc.message}"})
+        write_report(evals, failures, folder)  # every extractor's values in one report
+        _append(folder / "evaluation.md", folder / "summary.md", "# Measured quality")
+        said.append(f"{len(evals)} evaluation(s), {len(failures)} not measured; report {folder / 'evaluation.md'}")
+    audits, not_audited = scheduled_audits(settings, catalog, may_run, folder, progress=ctx.progress)
+    if ev.audits:
+        _append(folder / "audit.md", folder / "summary.md", "# Memorisation audits")
+        verdicts = ", ".join(f"{a.ref} {a.verdict}" for a in audits) or "none new"
+        said.append(f"{len(audits)} audit(s) ({verdicts}), {len(not_audited)} not audited")
+    with catalog.transaction():
+        catalog.jobs.record_run(EVALUATE_JOB, "ok", reason="; ".join(said), started=started,
+                                changed=len(evals) + len(audits))
+    return "; ".join(said)
+
+
+def _append(md: Path, summary_md: Path, title: str) -> None:
+    """Add a report's Markdown to the run's ``summary.md`` (its title one level down)."""
+    if not md.is_file():
+        return
+    text = md.read_text()
+    if summary_md.is_file():
+        with open(summary_md, "a") as f:
+            f.write("\n\n" + text.replace(title, "#" + title, 1))
+    else:
+        summary_md.write_text(text)

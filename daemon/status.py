@@ -126,10 +126,15 @@ def site_status(settings: Settings, catalog: Catalog | None, now: datetime | Non
                              for t in catalog.tests.failing_models()]
     out["problems"] = catalog.models.problems()
     out["evaluations"] = catalog.evaluations.evaluation_summary()
+    out["audits"] = catalog.audits.audit_summary()
     scrubs = [j for j in out["jobs"] if j["job"] == "scrub"]
     out["last_verify"] = scrubs[0] if scrubs else None
     for t in out["failing_models"]:
         warnings.append(f"model {t['upstream']}/{t['ref']}: last test failed: {t['reason']}")
+    for a in out["audits"]:
+        if a["verdict"] == "fail":
+            warnings.append(f"model {a['upstream']}/{a['model_id']}@{a['version']}: memorisation audit failed against "
+                            f"{a['training']}: it gives back training images; do not share its samples")
     if out["problems"]:
         refused = sum(SUBSTITUTION in str(p["reason"]) for p in out["problems"])
         warnings.append(f"{len(out['problems'])} record(s) skipped (see problems)"
@@ -183,6 +188,14 @@ def format_status(st: dict[str, Any]) -> str:
             lines.append(f"  {e['upstream']}/{e['model_id']}@{e['version']} vs {e['reference']} "
                          f"({e['extractor']}, key {str(e['key'])[:12]}): fd {e['fd']:.4g}, "
                          f"precision {e['precision']:.3g}, recall {e['recall']:.3g} at {str(e['finished'])[:19]}")
+    if st.get("audits"):
+        lines.append("memorisation audits (synthmed audit; the newest per served model and training set):")
+        for a in st["audits"]:
+            frac = a.get("near_copy_fraction")
+            lines.append(f"  {a['upstream']}/{a['model_id']}@{a['version']}: {a['verdict']} against {a['training']}"
+                         + (f" / held-out {a['holdout']}" if a.get("holdout") else "")
+                         + f", {a['n']} samples" + (f", near-copies {100 * frac:.0f}%" if frac is not None else "")
+                         + f" at {str(a['finished'])[:19]}" + (f": {a['reasons'][0]}" if a.get("reasons") else ""))
     if st.get("failing_models"):
         lines.append("failing models:")
         lines.extend(f"  {t['upstream']}/{t['ref']}: {t['reason']}" for t in st["failing_models"])

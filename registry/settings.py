@@ -136,6 +136,26 @@ class InputSettings:
 
 
 @dataclass(frozen=True)
+class AuditTarget:
+    """One ``[[evaluation.audit]]`` entry: audit ``model`` against its training images nightly."""
+
+    model: str                   # a model reference (ID, ID@VERSION, UPSTREAM/ID[@VERSION])
+    training: str                # a reference set of the site, or a folder
+    holdout: str | None = None   # real images it was not trained on (the DCR test)
+    samples: int = 200
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """The daemon's scheduled evaluation (``[evaluation]`` in site.toml)."""
+
+    samples: int = 200                  # samples per model and reference set
+    extractors: tuple[str, ...] = ()    # extractor references; empty: the default extractor
+    schedule: str = "nightly"           # nightly (after the nightly tests) | weekly | off
+    audits: tuple[AuditTarget, ...] = ()
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything a site, the daemon, the CLI or the SDK needs to know."""
 
@@ -148,6 +168,7 @@ class Settings:
     runner: RunnerSettings = RunnerSettings()
     output: OutputSettings = OutputSettings()
     inputs: InputSettings = InputSettings()
+    evaluation: EvaluationSettings = EvaluationSettings()
     stale_after_hours: float = 48.0
     offline: bool = False
     log_level: str = "INFO"
@@ -387,10 +408,18 @@ def settings_from_toml(home: Path, data: Mapping[str, Any]) -> Settings:
         png_compress_level=int(o.get("png_compress_level", OutputSettings.png_compress_level)),
         writers=None if o.get("writers") is None else int(o["writers"]),
     )
+    ev = data.get("evaluation", {})
+    evaluation = EvaluationSettings(
+        samples=int(ev.get("samples", EvaluationSettings.samples)), extractors=_tuple(ev.get("extractors")),
+        schedule=str(ev.get("schedule", EvaluationSettings.schedule)),
+        audits=tuple(AuditTarget(model=str(a["model"]), training=str(a["training"]),
+                                 holdout=None if a.get("holdout") is None else str(a["holdout"]),
+                                 samples=int(a.get("samples", AuditTarget.samples))) for a in ev.get("audit", [])))
     i = data.get("inputs", {})
     return Settings(
         home=home,
         output=output,
+        evaluation=evaluation,
         inputs=InputSettings(max_decoded_bytes=int(i.get("max_decoded_bytes", InputSettings.max_decoded_bytes))),
         name=str(site.get("name", "synthmed-site")),
         upstreams=tuple(sorted(ups, key=lambda u: u.priority)),

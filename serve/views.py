@@ -12,6 +12,7 @@ from typing import Any, Mapping
 
 from synthmed.registry.catalog import Catalog, CatalogEntry
 from synthmed.registry.checks.modeltest_site import last_test_flags
+from synthmed.registry.measuring.cards import audit_cards, evaluation_cards
 from synthmed.registry.packages import runnable_upstreams
 from synthmed.registry.settings import Settings
 from synthmed.registry.artefacts.store import Store
@@ -195,19 +196,25 @@ def model_page(settings: Settings, cat: Catalog, upstream: str, model_id: str,
     sha = entry.record.sha256
     in_store = bool(sha) and store.has(sha)
     metrics = [m for m in rec.get("metrics") or [] if isinstance(m, Mapping)]
-    measured = []  # values this site measured (synthmed evaluate), each with all its provenance
-    for ev in cat.evaluations.evaluations_of(entry.upstream, entry.id, entry.version, entry.record.sha256):
-        row = dict(ev)
-        for k in ("params", "provenance"):
-            try:
-                row[k] = json.loads(ev[k]) if isinstance(ev.get(k), str) else ev.get(k)
-            except ValueError:
-                pass
-        measured.append(row)
+    # values this site measured (synthmed evaluate) as quality cards, and its memorisation audits;
+    # the cards' site-local part (the path of a folder measured against) is never put on a page
+    cards = [{k: v for k, v in c.items() if k != "site_local"} for c in evaluation_cards(
+        cat.evaluations.evaluations_of(entry.upstream, entry.id, entry.version, entry.record.sha256))]
+    audits = [{k: v for k, v in a.items() if k not in ("site_local", "provenance", "summary")} for a in audit_cards(
+        cat.audits.latest_of(entry.upstream, entry.id, entry.version, entry.record.sha256))]
     return {"entry": entry, "rec": rec, "versions": versions, "tests": tests, "last": tests[0] if tests else None,
-            "grid": grid, "pkg": pkg, "art": art, "in_store": in_store, "metrics": metrics, "measured": measured,
+            "grid": grid, "pkg": pkg, "art": art, "in_store": in_store, "metrics": metrics, "cards": cards,
+            "audits": audits, "audit": _worst(audits),
             "metric_keys": _metric_keys(metrics), "training": rec.get("training") or {},
             "pretty_inputs": json.dumps(entry.record.inputs, indent=2)}
+
+
+def _worst(audits: list[dict[str, Any]]) -> str | None:
+    """The verdict the page's badge shows: the worst of the newest audit of each training set."""
+    for v in ("fail", "review", "pass"):
+        if any(a["verdict"] == v for a in audits):
+            return v
+    return None
 
 
 def _metric_keys(metrics: list[Mapping[str, Any]]) -> list[str]:

@@ -190,9 +190,43 @@ def test_generation_4_catalog_gains_the_evaluations_table(tmp_path: Path) -> Non
     with pytest.raises(Exception, match="generation 4"):
         Catalog.open(path)  # a reader never migrates
     with Catalog.open(path, readonly=False) as c:
-        assert c.generation() == 5
+        assert c.generation() == GENERATION
         with c.transaction():
             c.evaluations.record_evaluation(run="r1", upstream="u", model_id="m", version="1.0.0", sha256="a" * 64,
                                             values={"fd": (1.5, "lower")}, key="k" * 64, reference="ref", extractor="x@1.0.0",
                                             params={}, provenance={"n_real": 3})
         assert c.evaluations.evaluation_keys("fd") == []  # the model is not served by this catalog
+
+
+def test_generation_5_catalog_gains_the_audits_table_and_keeps_its_evaluations(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "c.db"
+    with Catalog.open(path, readonly=False) as c, c.transaction():
+        c.evaluations.record_evaluation(run="r1", upstream="u", model_id="m", version="1.0.0", sha256="a" * 64,
+                                        values={"fd": (1.5, "lower")}, key="k" * 64, reference="ref",
+                                        extractor="x@1.0.0", params={}, provenance={"n_real": 3})
+    conn = sqlite3.connect(path)
+    conn.execute("DROP TABLE audits")
+    conn.execute("PRAGMA user_version=5")
+    conn.commit()
+    conn.close()
+    with pytest.raises(CatalogError, match="generation 5"):
+        Catalog.open(path)  # a reader never migrates
+    with Catalog.open(path, readonly=False) as c:
+        assert c.generation() == GENERATION == 6
+        assert len(c.evaluations.evaluations_of("u", "m", "1.0.0", "a" * 64)) == 1
+        with c.transaction():
+            c.audits.record_audit(run="a1", upstream="u", model_id="m", version="1.0.0", sha256="a" * 64,
+                                  verdict="fail", training="train", holdout=None, extractor="x@1.0.0", n=64, seed=0,
+                                  params={"steps": 5}, key="q" * 64, summary={"reasons": ["copies"], "values": {}},
+                                  provenance={"n_generated": 64})
+            with pytest.raises(CatalogError, match="not pass, review or fail"):
+                c.audits.record_audit(run="a2", upstream="u", model_id="m", version="1.0.0", sha256="a" * 64,
+                                      verdict="maybe", training="t", holdout=None, extractor="x", n=1, seed=0,
+                                      params={}, key="q", summary={}, provenance={})
+        (row,) = c.audits.audits_of("u", "m", "1.0.0", "a" * 64)
+        assert row["verdict"] == "fail" and row["summary"]["reasons"] == ["copies"] and row["params"] == {"steps": 5}
+        assert c.audits.has_audit("u", "m", "1.0.0", "a" * 64, "q" * 64, {"steps": 5})
+        assert not c.audits.has_audit("u", "m", "1.0.0", "a" * 64, "q" * 64, {"steps": 6})
+        assert c.audits.audit_summary() == []  # the model is not served by this catalog

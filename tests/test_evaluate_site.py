@@ -126,11 +126,12 @@ def test_unverified_inception_is_refused(site: Path, capsys: pytest.CaptureFixtu
     assert "inception-v3-fid@1.0.0 is unverified" in err and "pin" in err
 
 
-def test_nightly_evaluation_writes_the_report(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import synthmed.daemon.nightly as nightly
+def test_nightly_evaluation_writes_the_report(site: Path) -> None:
+    from dataclasses import replace
 
-    monkeypatch.setattr(nightly, "NIGHTLY_SAMPLES", 6)  # the fewest density/coverage (k=5) allow
     settings = load_settings(site)
+    # the fewest samples density/coverage (k=5) allow (site.toml's [evaluation] samples takes 10 or more)
+    settings = replace(settings, evaluation=replace(settings.evaluation, samples=6))
     folder = site / "reports" / "nightly-test"
     folder.mkdir(parents=True)
     (folder / "summary.md").write_text("# Model tests\n")

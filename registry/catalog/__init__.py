@@ -13,6 +13,7 @@ connection, so one :meth:`Catalog.transaction` covers writes to any of them:
 - ``artefacts`` (:mod:`.artefacts`): blobs and their state
 - ``tests`` (:mod:`.tests`): model test runs
 - ``evaluations`` (:mod:`.evaluations`): values measured on this site
+- ``audits`` (:mod:`.audits`): memorisation audits run on this site
 - ``jobs`` (:mod:`.jobs`): every job run and every failure, with its reason
 
 Each store's module holds its own tables; :mod:`.schema` assembles them and migrates
@@ -35,6 +36,7 @@ from ..errors import CatalogError
 from ..semver import version_key
 from . import schema
 from .artefacts import ArtefactStore
+from .audits import AuditStore
 from .base import Handle
 from .entry import CatalogEntry
 from .evaluations import EvaluationStore
@@ -93,7 +95,7 @@ def _open_writable(p: Path) -> sqlite3.Connection:
 class Catalog:
     """The site catalog. Open with :meth:`open`; writers use :meth:`transaction`; read and
     write through its stores (``federation``, ``models``, ``artefacts``, ``tests``,
-    ``evaluations``, ``jobs``)."""
+    ``evaluations``, ``audits``, ``jobs``)."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path, readonly: bool) -> None:
         self.conn = conn
@@ -106,6 +108,7 @@ class Catalog:
         self.artefacts = ArtefactStore(self._handle)
         self.tests = ModelTestStore(self._handle)
         self.evaluations = EvaluationStore(self._handle)
+        self.audits = AuditStore(self._handle)
         self.jobs = JobStore(self._handle)
 
     # -- opening --------------------------------------------------------------------

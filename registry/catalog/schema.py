@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 
-from . import artefacts, evaluations, federation, jobs, models, tests
+from . import artefacts, audits, evaluations, federation, jobs, models, tests
 from .models import FTS_COLUMNS, id_terms
 
 log = logging.getLogger(__name__)
@@ -20,11 +20,12 @@ log = logging.getLogger(__name__)
 #: immutable fields of every version ever accepted), ``tests`` keyed by upstream and sha256;
 #: 4: ``models.ident`` (the id, its parts split on - _ . and the parts joined) indexed by FTS;
 #: 5: ``evaluations`` (values measured on this site by ``synthmed evaluate``, each with its
-#: provenance and comparability key)
-GENERATION = 5
+#: provenance and comparability key); 6: ``audits`` (memorisation audits run on this site, each
+#: with its verdict, numbers and provenance)
+GENERATION = 6
 
 #: the store modules whose ``DDL`` makes up the layout, in the order it is created
-STORES = (federation, models, artefacts, tests, jobs, evaluations)
+STORES = (federation, models, artefacts, tests, jobs, evaluations, audits)
 
 
 def generation(conn: sqlite3.Connection) -> int:

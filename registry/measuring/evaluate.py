@@ -199,7 +199,9 @@ def evaluate(settings: "Settings", entry: "CatalogEntry", reference: ReferenceSe
                                                           dict(params or {}), progress)
     values: dict[str, float] = {"fd": M.frechet_distance(ref_feats, gen_feats)}
     k = M.kid(ref_feats, gen_feats, subsets=ms.kid_subsets, subset_size=ms.kid_subset_size, seed=ms.kid_seed)
-    values["kid"], values["kid_std"] = k["kid"], k["kid_std"]
+    values["kid"] = k["kid"]
+    if k["subsets"] > 1 and k["subset_size"] < max(len(ref_feats), len(gen_feats)):
+        values["kid_std"] = k["kid_std"]  # absent when every subset is the whole of both sets: it cannot vary
     values.update(M.prdc(ref_feats, gen_feats, k_pr=ms.k_pr, k_dc=ms.k_dc))
     values["cmmd"] = M.mmd_rbf(ref_feats, gen_feats, sigma=ms.mmd_sigma, scale=ms.mmd_scale)
     div_images = images if images is not None else None
@@ -212,6 +214,8 @@ def evaluate(settings: "Settings", entry: "CatalogEntry", reference: ReferenceSe
         "model": {"upstream": entry.upstream, "id": entry.id, "version": entry.version, "sha256": sha},
         "params": checked, "output": spec.name, "synthmed": synthmed_version(), "finished": utcnow(),
     }
+    if reference.name is None:  # a folder: where it is on this site (shown by `show`, never served)
+        provenance["site_local"] = {"reference": str(reference.source)}
     return Evaluation(f"{entry.upstream}/{entry.id}@{entry.version}", entry.upstream, entry.id, entry.version, sha,
                       spec.name, checked, {k2: float(v) for k2, v in values.items()}, provenance,
                       comparability_key(provenance))

@@ -13,6 +13,7 @@ from synthmed.registry.errors import CatalogError, ConfigError, SiteNotFound
 from synthmed.registry.settings import Settings, default_home
 
 from .common import add_json_flag, print_json, print_table, settings_from_args
+from .quality_text import quality_lines
 
 if TYPE_CHECKING:
     from synthmed.daemon.sync import SyncResult
@@ -298,9 +299,11 @@ def cmd_show(args: argparse.Namespace) -> int:
                     for e in cat.models.rows_for_id(entry.id)]
         tests = cat.tests.tests_of(entry.upstream, entry.id, entry.version, entry.record.sha256, limit=5)
         evals = cat.evaluations.evaluations_of(entry.upstream, entry.id, entry.version, entry.record.sha256)
+        audits = cat.audits.latest_of(entry.upstream, entry.id, entry.version, entry.record.sha256)
     data = entry.as_dict(full=True)
     data["evaluations"] = [{**e, "params": json.loads(e["params"]), "provenance": json.loads(e["provenance"])}
                            for e in evals]
+    data["audits"] = audits
     data["versions"] = versions
     data["shadows"] = list(entry.shadows)
     data["tests"] = tests
@@ -363,26 +366,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     _indented_table(output_rows(list(entry.record.outputs)), ["name", "kind", "dims", "shape", "dtype", "range",
                                                              "spacing_mm"])
     print()
-    if evals:
-        print("measured on this site (synthmed evaluate; compare values only under the same key):")
-        _indented_table(evaluation_rows(evals), ["metric", "value", "better", "reference", "extractor", "params",
-                                                 "n", "key", "when"])
-        print()
+    for line in quality_lines(evals, audits):
+        print(line)
     print(f"the full record and state: `synthmed show {entry.qualified_ref} --json`")
     return 0
-
-
-def evaluation_rows(evals: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    rows = []
-    for e in evals:
-        prov = json.loads(e["provenance"])
-        params = json.loads(e["params"])
-        rows.append({"metric": e["metric"], "value": f"{e['value']:.6g}", "better": e["better"],
-                     "reference": e["reference"], "extractor": e["extractor"],
-                     "params": ",".join(f"{k}={v}" for k, v in sorted(params.items())) or "-",
-                     "n": f"{prov.get('n_generated')}/{prov.get('n_real')}", "key": str(e["key"])[:12],
-                     "when": str(e["finished"])[:19]})
-    return rows
 
 
 # -- catalog / export / import ---------------------------------------------------------
