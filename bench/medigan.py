@@ -45,6 +45,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -183,13 +184,20 @@ def commands(variant: str, medigan_py: Path, home: Path, medigan_id: str, ref: s
     raise ValueError(variant)
 
 
-def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
+def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
+    """(seconds, peak RSS in MiB) of one whole process: its own resource usage from
+    ``wait4``, so the peak is this process's, not the largest of every child so far."""
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    dt = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd[:3])} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return dt
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        dt = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            err.seek(0)
+            tail = err.read().decode("utf-8", "replace")[-3000:]
+            raise SystemExit(f"{' '.join(cmd[:3])} failed ({proc.returncode}):\n{tail}")
+    return dt, usage.ru_maxrss / 1024  # KiB on Linux
 
 
 def count_pngs(folder: Path) -> int:
@@ -250,6 +258,7 @@ def main() -> int:
         per_count: dict[str, Any] = {}
         for n in args.counts:
             times: dict[str, list[float]] = {v: [] for v in args.variants}
+            peaks: dict[str, list[float]] = {v: [] for v in args.variants}
             for r in range(args.rounds):
                 order = list(args.variants)
                 rng.shuffle(order)
@@ -257,18 +266,23 @@ def main() -> int:
                     shutil.rmtree(scratch, ignore_errors=True)
                     out = scratch / variant
                     cmd, _ = commands(variant, medigan_py, s["home"], medigan_id, ref, n, out, args.threads)
-                    dt = timed(cmd, s["work"], env)
+                    dt, peak = timed(cmd, s["work"], env)
                     got = count_pngs(out)
                     if got != n:
                         raise SystemExit(f"{variant} wrote {got} PNGs for {n} samples in {out}")
                     times[variant].append(dt)
-                    log(f"{model} n={n} round {r + 1}: {variant} {dt:.2f}s (load {os.getloadavg()[0]:.2f})")
-            entry: dict[str, Any] = {"seconds": {v: stats(t) for v, t in times.items()}}
+                    peaks[variant].append(peak)
+                    log(f"{model} n={n} round {r + 1}: {variant} {dt:.2f}s {peak:.0f} MiB "
+                        f"(load {os.getloadavg()[0]:.2f})")
+            entry: dict[str, Any] = {"seconds": {v: stats(t) for v, t in times.items()},
+                                     "peak_rss_mib": {v: stats(p) for v, p in peaks.items()}}
             if "medigan" in times:
                 entry["speed_vs_medigan"] = {v: stats([m / x for m, x in zip(times["medigan"], t)])
                                              for v, t in times.items() if v != "medigan"}
             if model == "template":
-                entry["forward_floor_s"] = round(forward_floor(s["template_zip"], n, args.threads), 3)
+                floor = forward_floor(s["template_zip"], n, args.threads)
+                entry["forward_floor_s"] = round(floor, 3)
+                entry["time_vs_forward_floor"] = {v: stats([x / floor for x in t]) for v, t in times.items()}
             per_count[str(n)] = entry
         results["models"][model] = per_count
     results["load_average_end"] = list(os.getloadavg())
