@@ -93,18 +93,21 @@ def build_manifest(folder: Path, sidecar: Mapping[str, Any], threads: int = 4,
     first = True
     entries = _sample_entries(folder, sidecar)
 
-    def digest(entry: tuple[str, str, int | None]) -> tuple[str, int]:
+    def recorded(entry: tuple[str, str, int | None]) -> tuple[str, int] | None:
         rel, name, index = entry
-        path = os.path.join(folder, rel)
-        known = journal.known(name, index, path) if journal is not None and index is not None else None
-        return known if known is not None else _hash_file(path)
+        return journal.known(name, index, os.path.join(folder, rel)) if journal is not None and index is not None \
+            else None
 
     with ThreadPoolExecutor(max(1, threads)) as ex:
         while True:
             chunk = list(itertools.islice(entries, 256))
             if not chunk:
                 break
-            for (rel, _, _), (hexdigest, size) in zip(chunk, ex.map(digest, chunk)):
+            known = [recorded(e) for e in chunk]  # a read and a stat each: no thread needed
+            hashed = ex.map(lambda e: _hash_file(os.path.join(folder, e[0])),
+                            [e for e, k in zip(chunk, known) if k is None])
+            for (rel, _, _), k in zip(chunk, known):
+                hexdigest, size = k if k is not None else next(hashed)
                 yield ("\n" if first else ",\n") + f'  {json.dumps(rel)}: {{"sha256": "{hexdigest}", "size": {size}}}'
                 first = False
     yield "\n }\n}\n"
