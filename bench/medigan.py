@@ -22,12 +22,16 @@ interleaved in a shuffled order per round with the same thread count (``--thread
 - ``medigan``: ``Generators().generate(ID, N, output_path=DIR)`` in medigan's venv;
 - ``synthmed_python``: the same call with ``from synthmed import Generators`` (one import changed);
 - ``synthmed_cli``: ``synthmed generate REF -n N -o DIR --layout medigan``;
+- per process: wall seconds, peak RSS (MiB, from ``wait4``: that process's own) and CPU
+  seconds (user + system, steadier than wall time when other work shares the cores);
 - ``forward_floor`` (reference, once per count): the template network's forward pass
   alone on N latents (one load, batches of 128, inference mode) in this process: the
   limit nothing that runs the package can beat.
 
 Each run's PNG count is checked (N files). Ratios are medigan's time over synthmed's
-(above 1: synthmed faster), min/median/max over the rounds (paired per round).
+(above 1: synthmed faster), min/median/max over the rounds (paired per round); on the
+template, each variant's time over the forward floor (``time_vs_forward_floor``). The load
+average is printed at the start and the end.
 
     .venv/bin/python bench/medigan.py [--counts 256 2048] [--rounds 3] [--threads 2]
                                       [--models template twin] [--out results.json]
@@ -45,6 +49,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -183,13 +188,21 @@ def commands(variant: str, medigan_py: Path, home: Path, medigan_id: str, ref: s
     raise ValueError(variant)
 
 
-def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
+def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float, float]:
+    """(wall seconds, peak RSS in MiB, CPU seconds user + system) of one whole process: its
+    own resource usage from ``wait4``, so the peak is this process's, not the largest of
+    every child so far. CPU seconds move less than wall time on a loaded machine."""
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    dt = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd[:3])} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return dt
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        dt = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            err.seek(0)
+            tail = err.read().decode("utf-8", "replace")[-3000:]
+            raise SystemExit(f"{' '.join(cmd[:3])} failed ({proc.returncode}):\n{tail}")
+    return dt, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime  # ru_maxrss: KiB on Linux
 
 
 def count_pngs(folder: Path) -> int:
@@ -250,6 +263,8 @@ def main() -> int:
         per_count: dict[str, Any] = {}
         for n in args.counts:
             times: dict[str, list[float]] = {v: [] for v in args.variants}
+            peaks: dict[str, list[float]] = {v: [] for v in args.variants}
+            cpu: dict[str, list[float]] = {v: [] for v in args.variants}
             for r in range(args.rounds):
                 order = list(args.variants)
                 rng.shuffle(order)
@@ -257,18 +272,25 @@ def main() -> int:
                     shutil.rmtree(scratch, ignore_errors=True)
                     out = scratch / variant
                     cmd, _ = commands(variant, medigan_py, s["home"], medigan_id, ref, n, out, args.threads)
-                    dt = timed(cmd, s["work"], env)
+                    dt, peak, cpu_s = timed(cmd, s["work"], env)
                     got = count_pngs(out)
                     if got != n:
                         raise SystemExit(f"{variant} wrote {got} PNGs for {n} samples in {out}")
                     times[variant].append(dt)
-                    log(f"{model} n={n} round {r + 1}: {variant} {dt:.2f}s (load {os.getloadavg()[0]:.2f})")
-            entry: dict[str, Any] = {"seconds": {v: stats(t) for v, t in times.items()}}
+                    peaks[variant].append(peak)
+                    cpu[variant].append(cpu_s)
+                    log(f"{model} n={n} round {r + 1}: {variant} {dt:.2f}s {peak:.0f} MiB "
+                        f"(load {os.getloadavg()[0]:.2f})")
+            entry: dict[str, Any] = {"seconds": {v: stats(t) for v, t in times.items()},
+                                     "peak_rss_mib": {v: stats(p) for v, p in peaks.items()},
+                                     "cpu_seconds": {v: stats(c) for v, c in cpu.items()}}
             if "medigan" in times:
                 entry["speed_vs_medigan"] = {v: stats([m / x for m, x in zip(times["medigan"], t)])
                                              for v, t in times.items() if v != "medigan"}
             if model == "template":
-                entry["forward_floor_s"] = round(forward_floor(s["template_zip"], n, args.threads), 3)
+                floor = forward_floor(s["template_zip"], n, args.threads)
+                entry["forward_floor_s"] = round(floor, 3)
+                entry["time_vs_forward_floor"] = {v: stats([x / floor for x in t]) for v, t in times.items()}
             per_count[str(n)] = entry
         results["models"][model] = per_count
     results["load_average_end"] = list(os.getloadavg())

@@ -15,7 +15,10 @@ figure has its baseline measured in the same run.
    worker processes, each with cores/workers torch and writer threads), same samples.
 4. ``ray``: the same run as 2 Ray tasks on a local instance (``ray.init(num_cpus=2)``)
    against 2 local device workers (``cpu:2``); Ray's start-up is reported apart.
-5. ``memory``: a tiny model (16x16 uint8) writes 1,000 and 100,000 PNG files through the
+5. ``close``: the manifest of a finished run of ``--close-samples`` PNGs from the hashes
+   the writers recorded, against reading and hashing every file again (the same bytes
+   checked); milliseconds.
+6. ``memory``: a tiny model (16x16 uint8) writes 1,000 and 100,000 PNG files through the
    writer pool, each count in a fresh process: peak RSS (VmHWM) and peak traced Python
    memory (tracemalloc, separate run). Target: flat in the sample count.
 
@@ -160,6 +163,47 @@ def bench_end_to_end(args: argparse.Namespace, tmp: Path, record: Any, pkg: Any)
     }, samples
 
 
+def bench_close(args: argparse.Namespace, tmp: Path, record: Any, samples: np.ndarray) -> dict[str, Any]:
+    """The manifest of a finished run: from the hashes the writers recorded (what
+    ``OutputFolder.close`` does now) against reading and hashing every file again (what it
+    did before, and what it still does for a file with no valid record); same folder,
+    interleaved rounds. Page cache warm for both (the files were just written)."""
+    import json as _json
+
+    from synthmed.output_folder import OutputFolder
+    from synthmed.run_manifest import build_manifest
+    from synthmed.sample_hashes import HashJournal
+    from synthmed.writer_pool import WriterPool, available_cores
+
+    n = args.close_samples
+    folder = tmp / "close"
+    shutil.rmtree(folder, ignore_errors=True)
+    out = OutputFolder(folder, record, "png", 0, {}, {"png_compress_level": 1})
+    out.open(n)
+    with WriterPool(out.write, available_cores()) as pool:
+        for start in range(0, n, 64):
+            idx = list(range(start, min(n, start + 64)))
+            pool.submit_batch(idx, {"image": samples[[i % len(samples) for i in idx]]})
+        pool.drain()
+    out.write_sidecar(complete=True)
+    sidecar = _json.loads(out.sidecar_path.read_text())
+    journal = HashJournal(folder, ["image"])
+    journal.open()
+    secs: dict[str, list[float]] = {"from_writer_hashes": [], "reading_every_file": []}
+    texts = {}
+    for _ in range(args.rounds):
+        for k in secs:
+            t = time.perf_counter()
+            texts[k] = "".join(build_manifest(folder, sidecar, journal=journal if k == "from_writer_hashes" else None))
+            secs[k].append(time.perf_counter() - t)
+    journal.close()
+    if texts["from_writer_hashes"] != texts["reading_every_file"]:
+        raise SystemExit("the manifest from the writers' hashes differs from the one read from disk")
+    return {"samples": n, "milliseconds": {k: _stats([x * 1000 for x in v]) for k, v in secs.items()},
+            "speedup": round(_median(secs["reading_every_file"]) / _median(secs["from_writer_hashes"]), 2),
+            "same_manifest": True}
+
+
 def bench_scaling(args: argparse.Namespace, tmp: Path, pkg: Any) -> dict[str, Any]:
     from synthmed.parallel import generate_on_devices
     from synthmed.registry.runner import RunnerOptions
@@ -225,8 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scaling-samples", type=int, default=2048)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--close-samples", type=int, default=4096)
     p.add_argument("--mem-counts", type=int, nargs="+", default=[1000, 100000])
-    p.add_argument("--skip", nargs="*", default=[], choices=("encoders", "end_to_end", "scaling", "ray", "memory"))
+    p.add_argument("--skip", nargs="*", default=[], choices=("encoders", "end_to_end", "close", "scaling", "ray", "memory"))
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
     from synthmed import __version__
@@ -240,12 +285,14 @@ def main(argv: list[str] | None = None) -> int:
         samples = None
         if "end_to_end" not in args.skip:
             result["end_to_end"], samples = bench_end_to_end(args, tmp, record, pkg)
-        if "encoders" not in args.skip:
-            if samples is None:
-                from synthmed.registry.formats import load_model
+        if samples is None and not {"encoders", "close"} <= set(args.skip):
+            from synthmed.registry.formats import load_model
 
-                samples = load_model(record, pkg.folder, "cpu", "bench-enc").impl.sample(list(range(256)))["image"]
+            samples = load_model(record, pkg.folder, "cpu", "bench-enc").impl.sample(list(range(256)))["image"]
+        if "encoders" not in args.skip:
             result["encoders"] = bench_encoders(samples, args.rounds)
+        if "close" not in args.skip:
+            result["close"] = bench_close(args, tmp, record, samples)
         if "scaling" not in args.skip:
             result["scaling"] = bench_scaling(args, tmp, pkg)
         if "ray" not in args.skip:

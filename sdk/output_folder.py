@@ -48,6 +48,7 @@ from .medigan_compat import medigan_file_name
 from .png_encoder import DEFAULT_LEVEL
 from .folder_files import LOCK, MANIFEST, SIDECAR, SIDECAR_FORMAT
 from .run_manifest import write_manifest
+from .sample_hashes import HashJournal, sha256_of, sha256_of_file
 from .output_formats import AUTO_FORMATS, ENCODERS, EXTENSIONS, FORMATS, SYNTHETIC_NOTE, WriteContext, dicom_is_series
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,10 @@ class OutputFolder:
         self._run_fd: int | None = None
         #: when the run's first sidecar was written (from the sidecar read at open)
         self._created: str | None = None
+        #: the writers' hashes of the sample files, for the manifest (synthmed's layout
+        #: only: medigan's names get no manifest; a DICOM series folder is hashed at close)
+        self._journal = HashJournal(self.folder, [s.name for s in self.specs if self.exts[s.name]]) \
+            if self.layout == "synthmed" else None
 
     # -- paths --
     # (plain strings in the per-file paths: pathlib interns every path part, so a
@@ -190,6 +195,8 @@ class OutputFolder:
             except BaseException:
                 self.release()
                 raise
+        if self._journal is not None:
+            self._journal.open()
 
     def _join_run(self, existing: Mapping[str, Any] | None, diff: Sequence[str], old: Mapping[str, Any]) -> bool:
         """Under the folder's lock: take this process's shared run lock on the folder.
@@ -353,7 +360,11 @@ class OutputFolder:
                                sources={k: v for k, v in sources.items()
                                         if k != spec.name and self.formats[k] == self.formats[spec.name]})
             with atomic.atomic_path(final, tmp=tmp):
-                encode(tmp, sample[spec.name], ctx)
+                data = encode(tmp, sample[spec.name], ctx)
+                if self._journal is not None and self.exts[spec.name]:
+                    # the bytes just encoded (else the file while it is in the page cache)
+                    self._journal.record(spec.name, index, sha256_of(data) if data is not None else sha256_of_file(tmp),
+                                         tmp)
 
     def write_batch(self, indices: Sequence[int], outputs: Mapping[str, np.ndarray]) -> None:
         for j, index in enumerate(indices):
@@ -376,8 +387,12 @@ class OutputFolder:
                 if complete is None or complete:
                     complete = self.missing() == 0
                 self.write_sidecar(complete=complete)
-                if complete and self.layout == "synthmed":  # medigan's names: no manifest (sdk.md)
-                    write_manifest(self.folder, self.sidecar(complete=True))
+                if complete and self._journal is not None:  # medigan's names: no manifest (sdk.md)
+                    self._journal.open()
+                    write_manifest(self.folder, self.sidecar(complete=True), self._journal)
+                    self._journal.remove()  # every hash is in the manifest now
+                elif self._journal is not None:
+                    self._journal.close()  # kept for the run that completes the folder
             finally:
                 self.release()
         return complete

@@ -50,7 +50,7 @@ def png_window(spec: OutputSpec, options: Mapping[str, Any]) -> tuple[float, flo
     return None if options.get("bit_depth") == 16 else chosen_window(spec, options)
 
 
-def write_png(path: str, arr: np.ndarray, ctx: WriteContext) -> None:
+def write_png(path: str, arr: np.ndarray, ctx: WriteContext) -> bytes | None:
     """One 2D sample as a PNG:
 
     - a CT image (or any one-channel image with a window): 8 bits through the window
@@ -61,6 +61,8 @@ def write_png(path: str, arr: np.ndarray, ctx: WriteContext) -> None:
     - a label map (``kind: label``): a palette PNG whose pixel values are the labels
       (colours from :data:`synthmed.registry.outputs.PALETTE`); labels above 255 as 16-bit grey;
     - anything else: 8 or 16 bits by :func:`synthmed.registry.outputs.to_bits`.
+
+    Returns the file's bytes (None for a 1-bit PNG, which Pillow writes).
     """
     spec = ctx.spec
     level = ctx.options.get("png_compress_level", DEFAULT_LEVEL)
@@ -71,28 +73,28 @@ def write_png(path: str, arr: np.ndarray, ctx: WriteContext) -> None:
     bits = ctx.options.get("bit_depth")
     if spec.kind == "mask" and a.ndim == 2 and bits != 16:
         m = a if a.dtype == np.bool_ else (np.where(np.isfinite(a), a, 0) > (0.5 if a.dtype.kind == "f" else 0))
-        write_png_file(path, np.where(m, 255, 0).astype(np.uint8), level)
+        data = write_png_file(path, np.where(m, 255, 0).astype(np.uint8), level)
         ctx.run.setdefault("png", {})[spec.name] = {"mask": {"outside": 0, "inside": 255}}
-        return
+        return data
     if spec.kind == "label" and a.ndim == 2 and a.size and a.dtype.kind in "biu" and int(a.min()) >= 0 \
             and int(a.max()) <= 255:
-        write_png_file(path, a.astype(np.uint8), level, palette=palette_bytes())
+        data = write_png_file(path, a.astype(np.uint8), level, palette=palette_bytes())
         ctx.run.setdefault("png", {})[spec.name] = {"palette": "pixel value = label"}
-        return
+        return data
     if a.dtype == np.bool_ and a.ndim == 2 and bits is None:
         from PIL import Image
 
         Image.fromarray(a).save(path, format="PNG", compress_level=level)  # a 1-bit PNG
-        return
+        return None
     window = png_window(spec, ctx.options)
     if window is not None and a.ndim == 2:
         lo, hi = window_range(window)
         pixels = np.clip(np.round((np.where(np.isfinite(a), a, lo).astype(np.float64) - lo) / (hi - lo) * 255),
                          0, 255).astype(np.uint8)
-        write_png_file(path, pixels, level)
+        data = write_png_file(path, pixels, level)
         ctx.run.setdefault("window", {})[spec.name] = {"center": window[0], "width": window[1],
                                                         "from": [lo, hi], "to": [0, 255]}
-        return
+        return data
     pixels, got_bits, scaling = to_bits(a, spec, bits)
     if scaling:
         ctx.run.setdefault("scaling", {})[spec.name] = scaling
@@ -106,7 +108,7 @@ def write_png(path: str, arr: np.ndarray, ctx: WriteContext) -> None:
                               hint="use --format npy")
         if channels == 1:
             pixels = pixels[..., 0]
-    write_png_file(path, pixels.astype(np.uint8 if got_bits == 8 else np.uint16, copy=False), level)
+    return write_png_file(path, pixels.astype(np.uint8 if got_bits == 8 else np.uint16, copy=False), level)
 
 
 def write_npy(path: str, arr: np.ndarray, ctx: WriteContext) -> None:
@@ -148,6 +150,8 @@ def write_nifti(path: str, arr: np.ndarray, ctx: WriteContext) -> None:
 
 
 #: the encoder of each format (``auto`` is resolved per output by the output folder)
-ENCODERS: dict[str, Callable[[str, np.ndarray, WriteContext], None]] = {
+#: (each returns the bytes it wrote when it had them at hand, else None: the output folder
+#: hashes those bytes for the run's manifest, or the file just written)
+ENCODERS: dict[str, Callable[[str, np.ndarray, WriteContext], bytes | None]] = {
     "png": write_png, "npy": write_npy, "nifti": write_nifti, "dicom": write_dicom,
 }

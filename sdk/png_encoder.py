@@ -80,8 +80,9 @@ def encode_png(pixels: np.ndarray, level: int = DEFAULT_LEVEL, palette: "bytes |
 
 
 def write_png_file(path: str, pixels: np.ndarray, level: int = DEFAULT_LEVEL,
-                   palette: "bytes | list[int] | None" = None) -> None:
-    """:func:`encode_png` into a new file at ``path``."""
+                   palette: "bytes | list[int] | None" = None) -> bytes:
+    """:func:`encode_png` into a new file at ``path``; returns the bytes written."""
     data = encode_png(pixels, level, palette)
     with open(path, "wb") as fh:
         fh.write(data)
+    return data

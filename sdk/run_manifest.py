@@ -29,6 +29,7 @@ from synthmed.registry.errors import ConfigError
 from synthmed.registry.hashing import hash_path
 
 from .folder_files import MANIFEST, MANIFEST_FORMAT, SIDECAR, SIDECAR_FORMAT
+from .sample_hashes import HashJournal
 
 _INDEX_NAME = re.compile(r"^(\d{6,})(.*)$")
 
@@ -63,10 +64,11 @@ def identity(sidecar: Mapping[str, Any]) -> dict[str, Any]:
             "outputs": [o.get("name") for o in sidecar.get("outputs", []) if isinstance(o, dict)]}
 
 
-def _sample_paths(folder: Path, sidecar: Mapping[str, Any]) -> Iterator[str]:
-    """The relative paths of a complete run's sample files, outputs by name, indices in
-    order (a DICOM series folder: its files, sorted). Made from the sidecar, not from a
-    listing, so memory stays flat however many samples the run has."""
+def _sample_entries(folder: Path, sidecar: Mapping[str, Any]) -> Iterator[tuple[str, str, int | None]]:
+    """The sample files of a complete run as (relative path, output, index), outputs by
+    name, indices in order; index None for the files of a DICOM series folder (sorted).
+    Made from the sidecar, not from a listing, so memory stays flat however many samples
+    the run has."""
     expected = _expected(sidecar)
     n = int(sidecar.get("num_samples") or 0)
     for name in sorted(expected):
@@ -75,35 +77,48 @@ def _sample_paths(folder: Path, sidecar: Mapping[str, Any]) -> Iterator[str]:
             rel = f"{name}/{i:06d}{ext}"
             if is_dir:
                 inside = sorted(f for f in os.listdir(folder / rel) if not f.startswith("."))
-                yield from (f"{rel}/{f}" for f in inside)
+                yield from ((f"{rel}/{f}", name, None) for f in inside)
             else:
-                yield rel
+                yield rel, name, i
 
 
-def build_manifest(folder: Path, sidecar: Mapping[str, Any], threads: int = 4) -> Iterator[str]:
+def build_manifest(folder: Path, sidecar: Mapping[str, Any], threads: int = 4,
+                   journal: HashJournal | None = None) -> Iterator[str]:
     """The manifest of a complete folder as JSON text, piece by piece: its run's identity
-    and every sample file's sha256 and size (hashed on ``threads`` threads, a bounded
-    number of files at a time)."""
+    and every sample file's sha256 and size. A hash the writers recorded in ``journal``
+    (for a file unchanged since) is taken as it is; any other file is hashed on
+    ``threads`` threads, a bounded number of files at a time."""
     yield "{\n" + f' "manifest_format": {json.dumps(MANIFEST_FORMAT)},\n'
     yield f' "run": {json.dumps(identity(sidecar), sort_keys=True)},\n "files": {{'
     first = True
-    paths = _sample_paths(folder, sidecar)
+    entries = _sample_entries(folder, sidecar)
+
+    def recorded(entry: tuple[str, str, int | None]) -> tuple[str, int] | None:
+        rel, name, index = entry
+        return journal.known(name, index, os.path.join(folder, rel)) if journal is not None and index is not None \
+            else None
+
     with ThreadPoolExecutor(max(1, threads)) as ex:
         while True:
-            chunk = list(itertools.islice(paths, 256))
+            chunk = list(itertools.islice(entries, 256))
             if not chunk:
                 break
-            for rel, (digest, size) in zip(chunk, ex.map(lambda r: _hash_file(os.path.join(folder, r)), chunk)):
-                yield ("\n" if first else ",\n") + f'  {json.dumps(rel)}: {{"sha256": "{digest}", "size": {size}}}'
+            known = [recorded(e) for e in chunk]  # a read and a stat each: no thread needed
+            hashed = ex.map(lambda e: _hash_file(os.path.join(folder, e[0])),
+                            [e for e, k in zip(chunk, known) if k is None])
+            for (rel, _, _), k in zip(chunk, known):
+                hexdigest, size = k if k is not None else next(hashed)
+                yield ("\n" if first else ",\n") + f'  {json.dumps(rel)}: {{"sha256": "{hexdigest}", "size": {size}}}'
                 first = False
     yield "\n }\n}\n"
 
 
-def write_manifest(folder: Path, sidecar: Mapping[str, Any]) -> Path:
-    """Write ``synthmed.manifest.json`` (under a temporary name, then renamed)."""
+def write_manifest(folder: Path, sidecar: Mapping[str, Any], journal: HashJournal | None = None) -> Path:
+    """Write ``synthmed.manifest.json`` (under a temporary name, then renamed), taking the
+    hashes the writers recorded in ``journal`` where they still hold."""
     path = folder / MANIFEST
     with atomic.atomic_file(path, mode=0o644) as fh:
-        for piece in build_manifest(folder, sidecar):
+        for piece in build_manifest(folder, sidecar, journal=journal):
             fh.write(piece.encode("utf-8"))
     return path
 

@@ -26,7 +26,7 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -89,65 +89,101 @@ class WriterPool:
     """Runs ``write(index, sample)`` on ``workers`` threads, at most ``max_pending``
     samples at a time (``submit`` waits for room). ``workers=0`` writes in the calling
     thread, in order (the synchronous baseline). Use as a context manager, or call
-    :meth:`drain` then :meth:`close`."""
+    :meth:`drain` then :meth:`close`.
+
+    :meth:`submit_batch` hands a batch over in a few tasks of several samples each (one
+    thread pool task, one wait for room and one count per task, not per sample), and each
+    task takes its samples out of the batch in the writer thread: the generating thread's
+    Python work per batch does not grow with the batch size."""
+
+    #: tasks per writer thread a batch is split into: enough for the threads to share a
+    #: batch evenly, few enough that the per-task overhead stays small
+    TASKS_PER_WORKER = 4
 
     def __init__(self, write: WriteFn, workers: int, max_pending: int | None = None) -> None:
         self._write = write
         self.workers = max(0, int(workers))
         self.max_pending = max(1, int(max_pending if max_pending is not None else 4 * max(1, self.workers)))
-        self._slots = threading.BoundedSemaphore(self.max_pending)
-        self._lock = threading.Lock()
+        self._room = threading.Condition(threading.Lock())
+        self._pending = 0
         self._error: BaseException | None = None
         self._stopping = False
         #: samples written so far
         self.done = 0
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="synthmed-writer") if self.workers else None
 
+    @property
+    def pending(self) -> int:
+        """Samples queued or being written now."""
+        return self._pending
+
     def _raise_error(self) -> None:
         if self._error is not None:
             raise self._error
 
-    def _run(self, index: int, sample: Mapping[str, np.ndarray]) -> None:
+    def _reserve(self, count: int) -> None:
+        """Wait until ``count`` more samples fit (a task larger than the pool waits for an
+        empty pool), then count them as pending; raises the first writer error."""
+        with self._room:
+            while self._pending and self._pending + count > self.max_pending and self._error is None:
+                self._room.wait()
+            self._raise_error()
+            self._pending += count
+
+    def _run(self, indices: Sequence[int], outputs: Mapping[str, Any], first: int) -> None:
+        """Write ``indices`` (item ``first + j`` of every output is sample ``indices[j]``)."""
+        written = 0
         try:
-            if self._stopping:
-                return
-            self._write(index, sample)
-            with self._lock:
-                self.done += 1
+            for j, index in enumerate(indices, start=first):
+                if self._stopping:
+                    break
+                self._write(index, {name: arr[j] for name, arr in outputs.items()})
+                written += 1
         except BaseException as exc:  # kept for the generating thread, which raises it
-            with self._lock:
+            with self._room:
                 if self._error is None:
                     self._error = exc
                 self._stopping = True
         finally:
-            self._slots.release()
+            with self._room:
+                self.done += written
+                self._pending -= len(indices)
+                self._room.notify_all()
+
+    def _submit(self, indices: Sequence[int], outputs: Mapping[str, Any], first: int) -> None:
+        self._raise_error()
+        if self._pool is None:
+            for j, index in enumerate(indices, start=first):
+                self._write(index, {name: arr[j] for name, arr in outputs.items()})
+                self.done += 1
+            return
+        self._reserve(len(indices))
+        self._pool.submit(self._run, indices, outputs, first)
 
     def submit(self, index: int, sample: Mapping[str, np.ndarray]) -> None:
         """Queue one sample (arrays without the batch axis); waits while the pool is full.
         Raises the first error a writer met."""
-        self._raise_error()
-        if self._pool is None:
-            self._write(index, sample)
-            self.done += 1
-            return
-        self._slots.acquire()
-        if self._error is not None:
-            self._slots.release()
-            self._raise_error()
-        self._pool.submit(self._run, index, sample)
+        self._submit([index], {name: (arr,) for name, arr in sample.items()}, 0)  # item 0: the sample itself
 
-    def submit_batch(self, indices: list[int], outputs: Mapping[str, np.ndarray]) -> None:
-        """Queue the samples of one batch: ``indices[j]`` is item ``j`` of every output."""
-        for j, index in enumerate(indices):
-            self.submit(index, {name: arr[j] for name, arr in outputs.items()})
+    def submit_batch(self, indices: Sequence[int], outputs: Mapping[str, np.ndarray]) -> None:
+        """Queue the samples of one batch: ``indices[j]`` is item ``j`` of every output.
+        The batch's arrays are shared with the writers until they are written (views, not
+        copies): the caller makes a new batch rather than filling this one again."""
+        indices = list(indices)
+        if self._pool is None:
+            self._submit(indices, outputs, 0)
+            return
+        tasks = max(1, self.workers * self.TASKS_PER_WORKER)
+        size = max(1, min(self.max_pending, -(-len(indices) // tasks)))
+        for first in range(0, len(indices), size):
+            self._submit(indices[first:first + size], outputs, first)
 
     def drain(self) -> None:
         """Wait until every queued sample is written; raise the first writer error."""
         if self._pool is not None:
-            for _ in range(self.max_pending):
-                self._slots.acquire()
-            for _ in range(self.max_pending):
-                self._slots.release()
+            with self._room:
+                while self._pending:
+                    self._room.wait()
         self._raise_error()
 
     def close(self, cancel: bool = False) -> None:

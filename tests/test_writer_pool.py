@@ -80,7 +80,7 @@ def test_pool_is_bounded_and_raises_the_first_writer_error() -> None:
     for i in range(60):
         pool.submit(i, {})
         # queued or running never exceeds max_pending: count the slots in use
-        seen.append(pool.max_pending - pool._slots._value)  # type: ignore[attr-defined]
+        seen.append(pool.pending)
     pool.drain()
     pool.close()
     assert pool.done == 60 and max(seen) <= 5 and peak[0] <= 3

@@ -170,9 +170,13 @@ class MediganModel:
                     torch.set_rng_state(state[2])
         return self.generate(**kwargs)
 
+    @staticmethod
+    def _key(chunk_id: int, params: Mapping[str, Any]) -> tuple[int, str]:
+        return chunk_id, repr(sorted(params.items()))
+
     def _chunk(self, chunk_id: int, params: Mapping[str, Any], tmp: Path) -> list[Any]:
         """One seeded generate() call making ``self.chunk`` samples (the last one is kept)."""
-        key = (chunk_id, repr(sorted(params.items())))
+        key = self._key(chunk_id, params)
         if self._last is not None and self._last[0] == key:
             return self._last[1]
         self._last = None  # free the previous chunk before making the next
@@ -248,17 +252,23 @@ class MediganModel:
         # directory is restored afterwards whatever the model did (by descriptor, so even a
         # working directory that was renamed or removed meanwhile comes back). The working
         # directory is the process's: inline, other threads see the private folder meanwhile.
-        tmp = Path(tempfile.mkdtemp(prefix="synthmed-medigan-"))
-        output_path = tmp / "output"
-        output_path.mkdir()
+        # The folder is made only when a chunk needs a call (a batch inside the chunk made
+        # last costs no folder).
+        tmp: Path | None = None
         caller_cwd = os.open(".", getattr(os, "O_PATH", os.O_RDONLY) | getattr(os, "O_DIRECTORY", 0))
         try:
             for chunk_id, members in wanted.items():
-                os.chdir(tmp)
-                try:
-                    items = self._chunk(chunk_id, params, output_path)
-                finally:
-                    os.fchdir(caller_cwd)
+                if self._last is None or self._last[0] != self._key(chunk_id, params):
+                    if tmp is None:
+                        tmp = Path(tempfile.mkdtemp(prefix="synthmed-medigan-"))
+                        (tmp / "output").mkdir()
+                    os.chdir(tmp)
+                    try:
+                        items = self._chunk(chunk_id, params, tmp / "output")
+                    finally:
+                        os.fchdir(caller_cwd)
+                else:
+                    items = self._last[1]
                 for pos, offset in members:
                     for i, value in enumerate(self._split(items[offset])):
                         per_output[i][pos] = value
@@ -266,7 +276,8 @@ class MediganModel:
         finally:
             os.fchdir(caller_cwd)
             os.close(caller_cwd)
-            shutil.rmtree(tmp, ignore_errors=True)
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
         return {name: np.stack(vals) for name, vals in zip(self.names, per_output)}
 
     def _sample_translating(self, seeds: list[int], folder_args: Mapping[str, str],
