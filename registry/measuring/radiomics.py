@@ -28,6 +28,7 @@ Extraction runs over worker processes (``workers``; pyradiomics takes about 0.2 
 
 from __future__ import annotations
 
+import atexit
 import copy
 import hashlib
 import logging
@@ -180,6 +181,33 @@ def _worker(item: Any) -> tuple[list[str], np.ndarray]:
     return image_features(item)
 
 
+def _warm() -> None:
+    """A worker's start: import pyradiomics and read the configuration once, not per task."""
+    _EXTRACTORS.get(2, True)
+
+
+_POOLS: dict[int, Any] = {}
+
+
+def _pool(workers: int) -> Any:
+    """A pool of ``workers`` spawned processes, kept for the life of this process (a reference
+    set and a generated set, or many sets in a sanity run, share its start-up: each worker
+    imports pyradiomics, SimpleITK and OpenCV once). Spawned, not forked: the parent may hold
+    torch's threads."""
+    if workers not in _POOLS:
+        ctx = multiprocessing.get_context("spawn")
+        _POOLS[workers] = ctx.Pool(workers, initializer=_warm)
+        atexit.register(_close_pool, workers)
+    return _POOLS[workers]
+
+
+def _close_pool(workers: int) -> None:
+    pool = _POOLS.pop(workers, None)
+    if pool is not None:
+        pool.close()
+        pool.join()
+
+
 def features_of_items(items: list[Any], *, workers: int | None = None, where: str = "images") -> np.ndarray:
     """Features of ``(array, spacing, origin, direction)`` items, in order, over ``workers``
     processes (default: every core; 1: in this process). Every row has the same names."""
@@ -189,9 +217,7 @@ def features_of_items(items: list[Any], *, workers: int | None = None, where: st
     if workers == 1:
         results = [image_features(it) for it in items]
     else:
-        ctx = multiprocessing.get_context("spawn")  # no fork of a process that may hold torch threads
-        with ctx.Pool(workers) as pool:
-            results = pool.map(_worker, items, chunksize=max(1, len(items) // (workers * 4)))
+        results = _pool(workers).map(_worker, items, chunksize=max(1, len(items) // (workers * 4)))
     names = results[0][0]
     for i, (n, _) in enumerate(results):
         if n != names:
