@@ -77,6 +77,7 @@ def test_frd_equals_frd_score_on_rgb_pictures(tmp_path: Path) -> None:
     assert R.frd_v1(fa, fb) == pytest.approx(want, rel=1e-6)
 
 
+@pytest.mark.slow  # 3-D radiomics (LoG and wavelets of volumes): about a minute on a loaded 2-core machine
 def test_frd_equals_frd_score_on_nifti_volumes(tmp_path: Path) -> None:
     import nibabel as nib
 

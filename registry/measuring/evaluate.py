@@ -46,6 +46,7 @@ from .extractors import Extractor, describe, open_extractor
 from ..outputs import OutputSpec, preview, record_specs
 from ..packages import prepare
 from .ranking import BETTER
+from .radiomics import frd_v1, standardise
 from .reference_sets import ReferenceSet, list_references, open_reference
 from ..pipeline import open_runner
 from ..runner import RunnerOptions, check_params
@@ -245,8 +246,6 @@ def feature_values(extractor: Extractor, ref_feats: np.ndarray, gen_feats: np.nd
     """The feature metrics of one generated set against the reference, named for what they are."""
     values: dict[str, float] = {}
     if extractor.record.is_radiomics:
-        from .radiomics import frd_v1, standardise
-
         values["frd"] = frd_v1(ref_feats, gen_feats)
         ref_feats, gen_feats = (np.asarray(f, dtype=np.float64) for f in standardise(ref_feats, gen_feats))
     else:

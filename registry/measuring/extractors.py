@@ -28,6 +28,7 @@ from ..errors import EvaluationError, ModelNotFound, NotPinned, Problem, RecordE
 from ..packages import fetch_data
 from ..schemas_io import validate_against
 from ..semver import parse_version
+from .radiomics import RadiomicsExtractor
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -391,8 +392,6 @@ def open_extractor(catalog: "Catalog", settings: "Settings", ref: str | None, *,
     if ref.endswith(".json") and p.is_file():
         rec = load_extractor_file(p)
         if rec.is_radiomics:
-            from .radiomics import RadiomicsExtractor
-
             return RadiomicsExtractor.open(rec, workers=workers)
         if not rec.verified:
             raise NotPinned(f"extractor {rec.ref} ({p}) is unverified: its record pins no sha256",
@@ -405,7 +404,5 @@ def open_extractor(catalog: "Catalog", settings: "Settings", ref: str | None, *,
                               hint="or sync the index that holds it and name the extractor by id")
     resolved = resolve_extractor(catalog, ref)
     if resolved.record.is_radiomics:
-        from .radiomics import RadiomicsExtractor
-
         return RadiomicsExtractor.open(resolved.record, workers=workers)
     return FeatureExtractor.from_file(resolved.record, weights_file(resolved, settings))

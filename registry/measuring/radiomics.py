@@ -36,14 +36,26 @@ import multiprocessing
 import os
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import Any, Generic, Iterable, Mapping, Protocol, Sequence, TypeVar
 
 import numpy as np
 
 from ..errors import EvaluationError, NotPinned
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .extractors import ExtractorRecord
+
+
+class ExtractorRecord(Protocol):
+    """What this module reads of an extractor record (:class:`.extractors.ExtractorRecord`,
+    which imports this module)."""
+
+    @property
+    def ref(self) -> str: ...
+
+    @property
+    def data(self) -> Mapping[str, Any]: ...
+
+
+Rec = TypeVar("Rec", bound=ExtractorRecord)
 
 log = logging.getLogger(__name__)
 
@@ -310,17 +322,17 @@ def frd_between_folders(a: Path, b: Path, *, workers: int | None = None) -> floa
 # -- the extractor evaluate uses ----------------------------------------------------------------
 
 
-class RadiomicsExtractor:
+class RadiomicsExtractor(Generic[Rec]):
     """A radiomics extractor record made runnable: ``features(images, value_range)`` -> the
     raw per-image radiomic features (N, dims) float64 (the value range is not used:
     pyradiomics normalises each image itself, as frd-score reads files as stored)."""
 
-    def __init__(self, record: "ExtractorRecord", workers: int | None = None) -> None:
+    def __init__(self, record: Rec, workers: int | None = None) -> None:
         self.record = record
         self.workers = workers
 
     @classmethod
-    def open(cls, record: "ExtractorRecord", workers: int | None = None) -> "RadiomicsExtractor":
+    def open(cls, record: Rec, workers: int | None = None) -> "RadiomicsExtractor[Rec]":
         if record.data["network"] not in NETWORKS:
             raise EvaluationError(f"{record.ref}: unknown radiomics network {record.data['network']!r}",
                                   hint=f"known: {', '.join(NETWORKS)}")
