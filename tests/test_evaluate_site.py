@@ -76,8 +76,10 @@ def test_every_runnable_starter_is_measured_and_shown(site: Path, capsys: pytest
         out = _json(capsys, "--site", str(site), "evaluate", mid, "--reference", "blobs", "-n", N,
                     "--kid-subsets", "5", *FAST.get(mid, []))
         (ev,) = out  # type: ignore[misc]
-        assert set(ev["values"]) >= {"fd", "kid", "precision", "recall", "density", "coverage", "cmmd",
+        assert set(ev["values"]) >= {"fd", "kid", "precision", "recall", "density", "coverage", "mmd_rbf",
                                      "ms_ssim_diversity"}, mid
+        assert "cmmd" not in ev["values"], mid  # CMMD is defined on CLIP embeddings; randconv is not CLIP
+        assert ev["extractor"]["trained"] is False and "NOT TRAINED" in ev["extractor"]["says"]
         assert all(np.isfinite(v) for v in ev["values"].values())
         keys.add(ev["key"])
         prov = ev["provenance"]
@@ -116,6 +118,23 @@ def test_every_runnable_starter_is_measured_and_shown(site: Path, capsys: pytest
 
     rows = Generators(site).rank_models_by_performance(metric="fd")
     assert [r["fd"] for r in rows] == values  # medigan's order (ascending) over the same values
+
+
+def test_frd_on_a_fresh_site_reports_frd_with_the_extractor(site: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """#23's "done when": evaluate ihc-patch-dcgan --extractor frd-radiomics --json, offline."""
+    pytest.importorskip("frd_score", reason="FRD needs the optional dependencies: pip install 'synthmed[frd]'")
+    (ev,) = _json(capsys, "--site", str(site), "evaluate", "ihc-patch-dcgan", "--reference", "blobs", "-n", N,
+                  "--extractor", "frd-radiomics", "--workers", "2", "--kid-subsets", "5")  # type: ignore[misc]
+    assert {"frd", "kid", "precision", "recall", "density", "coverage", "mmd_rbf"} <= set(ev["values"])
+    assert "fd" not in ev["values"] and "cmmd" not in ev["values"]
+    assert np.isfinite(ev["values"]["frd"]) and ev["better"]["frd"] == "lower"
+    prov = ev["provenance"]["extractor"]
+    assert prov["id"] == "frd-radiomics" and prov["family"] == "radiomics" and prov["training"]["trained"] is False
+    assert prov["software"]["packages"] == {"frd-score": "1.0.1", "pyradiomics-bhklab": "3.1.4"}
+    assert ev["extractor"]["says"].startswith("radiomics features, NOT TRAINED")
+    # the reference set's features are cached with the set: a second run reads them
+    cached = list((site / "references" / "blobs" / "features").glob("*.npz"))
+    assert len(cached) >= 2  # randconv-224's and frd-radiomics'
 
 
 def test_unverified_inception_is_refused(site: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -155,10 +155,99 @@ def test_diversity_is_lower_for_a_more_varied_set() -> None:
     lambda: M.prdc(np.zeros((3, 2)), np.zeros((9, 2)), k_pr=3),
     lambda: M.kid(np.zeros((5, 2)), np.zeros((5, 2)), subsets=0),
     lambda: M.psnr(np.zeros((2, 8, 8)), np.ones((2, 8, 8)), data_range=0),
-    lambda: M.psnr(np.zeros((2, 8, 8)), np.zeros((2, 8, 8)), data_range=1),
+    lambda: M.psnr(np.zeros((2, 8, 8)), np.ones((2, 8, 8)), data_range=True),
+    lambda: M.psnr(np.zeros((2, 8, 8)), np.ones((2, 8, 8)), data_range=np.float32("nan")),
+    lambda: M.psnr(np.zeros((2, 8, 8)), np.ones((2, 8, 8)), data_range="255"),
     lambda: M.ssim(np.zeros((2, 8, 8)), np.zeros((2, 9, 8)), data_range=1),
     lambda: M.ms_ssim(np.zeros((2, 4, 4)), np.zeros((2, 4, 4)), data_range=1),
 ])
 def test_bad_inputs_are_refused_with_a_clear_error(call: object) -> None:
     with pytest.raises(EvaluationError):
         call()  # type: ignore[operator]
+
+
+# -- the metric details of #23 item 6 ---------------------------------------------------------
+
+
+def test_ms_ssim_uses_wangs_weights_unrenormalised_at_five_scales() -> None:
+    rng = np.random.default_rng(5)
+    x = rng.uniform(0, 255, (2, 112, 112))
+    y = np.clip(x + rng.normal(0, 25, x.shape), 0, 255)
+    got = M.ms_ssim(x, y, data_range=255, win_size=7)
+    assert got["scales"] == 5
+    # the product over scales with the published weights as they are (sum 1.0001)
+    from synthmed.registry.measuring.metrics.pixels import _ssim_cs, gaussian_window
+    g, a, b, vals = gaussian_window(7, 1.5), x[..., None], y[..., None], []
+    for i in range(5):
+        s, cs = _ssim_cs(a, b, 255.0, g)
+        vals.append(np.maximum(s if i == 4 else cs, 0.0))
+        if i == 4:
+            break
+        a = a.reshape(2, a.shape[1] // 2, 2, a.shape[2] // 2, 2, 1).mean((2, 4))
+        b = b.reshape(2, b.shape[1] // 2, 2, b.shape[2] // 2, 2, 1).mean((2, 4))
+    want = np.mean(np.prod([v[:, 0] ** w for v, w in zip(vals, M.pixels.MS_WEIGHTS)], axis=0))
+    assert sum(M.pixels.MS_WEIGHTS) == pytest.approx(1.0001)
+    assert got["ms_ssim"] == pytest.approx(want, rel=1e-12)
+
+
+@pytest.mark.parametrize("call", [
+    lambda x, y: M.psnr(x, y, data_range=255),
+    lambda x, y: M.ssim(x, y, data_range=255, win_size=7),
+    lambda x, y: M.ms_ssim(x, y, data_range=255, win_size=7),
+    lambda x, y: M.autoencoder_metrics(x, y, data_range=255),
+    lambda x, y: M.ms_ssim_diversity(y, data_range=255, pairs=4),
+])
+def test_a_nan_pixel_is_refused_by_every_pixel_metric(call: object) -> None:
+    x = np.full((3, 16, 16), 100.0)
+    y = x + np.arange(16.0)
+    y[2, 3, 4] = np.nan
+    with pytest.raises(EvaluationError, match="NaN or infinite pixels .*image 2"):
+        call(x, y)  # type: ignore[operator]
+
+
+def test_psnr_counts_exact_reconstructions_instead_of_refusing_the_set() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.uniform(0, 255, (3, 16, 16))
+    y = x.copy()
+    y[1] += rng.normal(0, 5, (16, 16))
+    y[2] += rng.normal(0, 9, (16, 16))
+    d = M.pixels.psnr_detail(x, y, data_range=255)
+    want = np.mean([peak_signal_noise_ratio(x[i], y[i], data_range=255) for i in (1, 2)])
+    assert d["exact"] == 1 and d["images"] == 3 and d["psnr"] == pytest.approx(want, abs=1e-9)
+    assert M.psnr(x, x, data_range=255) == float("inf")
+    assert M.autoencoder_metrics(x, y, data_range=255)["psnr_exact_images"] == 1
+
+
+@pytest.mark.parametrize("rng_value", [np.float32(255), np.float64(255), np.int64(255), np.uint8(255), np.array(255.0)])
+def test_numpy_scalars_are_a_data_range(rng_value: object) -> None:
+    x = np.zeros((2, 16, 16))
+    y = np.full((2, 16, 16), 3.0)
+    assert M.psnr(x, y, data_range=rng_value) == pytest.approx(M.psnr(x, y, data_range=255))
+    assert M.autoencoder_metrics(x, y, data_range=rng_value)["data_range"] == 255.0
+
+
+def test_frechet_refuses_statistics_that_are_not_a_covariance() -> None:
+    mu = np.zeros(3)
+    good = np.eye(3)
+    bad = np.diag([1.0, 1.0, -0.5])
+    with pytest.raises(EvaluationError, match="not positive semi-definite"):
+        M.frechet_from_stats(mu, good, mu, bad)
+    with pytest.raises(EvaluationError, match="not symmetric"):
+        M.frechet_from_stats(mu, good, mu, np.array([[1.0, 0.5, 0], [0, 1, 0], [0, 0, 1]]))
+    with pytest.raises(EvaluationError, match="NaN"):
+        M.frechet_from_stats(mu, good, np.array([0, np.nan, 0]), good)
+    # equal statistics: exactly 0, never a negative round-off
+    rng = np.random.default_rng(0)
+    f = rng.normal(size=(50, 20)) * 1e3
+    m, s = M.fid_stats(f)
+    assert M.frechet_from_stats(m, s, m, s) >= 0.0
+
+
+def test_prdc_does_not_drift_when_features_sit_far_from_the_origin(feats: tuple[np.ndarray, np.ndarray]) -> None:
+    real, fake = feats
+    near = M.prdc(real, fake)
+    offset = 1e7  # |x|^2 ~ 1e15: the expansion loses the distances' digits without centring
+    far = M.prdc(real + offset, fake + offset)
+    assert far == near
+    d = cdist(real, fake)
+    assert near["coverage"] == pytest.approx(float((d.min(1) < np.sort(cdist(real, real), 1)[:, 5]).mean()))

@@ -54,7 +54,8 @@ def randconv() -> None:
             "the same way offline (its 0.4 MB of weights live in the index) and so that the tests have a "
             "real extractor. Images are scaled to [0, 1] from their value range, grey repeated to RGB, "
             "resized to 64x64 (bilinear, antialiased) and mapped to [-1, 1]."),
-        "license": "MIT", "status": "active", "network": "synthmed-randconv-1", "layer": "stage-means",
+        "license": "MIT", "status": "active", "network": "synthmed-randconv-1", "family": "random-conv",
+        "training": {"trained": False, "data": "nothing: He-normal random weights from seed 0"}, "layer": "stage-means",
         "dims": 224,
         "input": {"size": [64, 64],
                   "resize": {"library": "torch.nn.functional.interpolate", "filter": "bilinear", "antialias": True,
@@ -82,7 +83,9 @@ def inception() -> None:
             "a site refuses to use it until a reviewed change pins weights.sha256 and weights.size. The weights "
             "were trained on ImageNet photographs: their features are a convention for comparison, not a "
             "measure of medical realism."),
-        "license": "Apache-2.0", "status": "active", "network": "inception-v3-fid", "layer": "pool3", "dims": 2048,
+        "license": "Apache-2.0", "status": "active", "network": "inception-v3-fid", "family": "inception",
+        "training": {"trained": True, "data": "ImageNet photographs (ILSVRC 2012 classification; TensorFlow's 2015-12-05 graph)"},
+        "layer": "pool3", "dims": 2048,
         "input": {"size": [299, 299],
                   "resize": {"library": "torch.nn.functional.interpolate", "filter": "bilinear", "antialias": False,
                              "align_corners": False},

@@ -32,7 +32,7 @@ from ..stamps import synthmed_version, utcnow
 from . import memorisation as MM
 from .evaluate import config_key, generate, pick_output
 from ..runner import check_params
-from .extractors import FeatureExtractor, describe, open_extractor
+from .extractors import Extractor, describe, open_extractor
 from .reference_sets import ReferenceSet, open_reference
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -157,7 +157,7 @@ class AuditPictures:
     closest: list[dict[str, Any]]
 
 
-def keyed_provenance(training: ReferenceSet, holdout: ReferenceSet | None, extractor: FeatureExtractor, n: int,
+def keyed_provenance(training: ReferenceSet, holdout: ReferenceSet | None, extractor: Extractor, n: int,
                      seed: int, rules: Mapping[str, Any]) -> dict[str, Any]:
     return {"implementation": MM.IMPLEMENTATION, "thresholds": dict(MM.THRESHOLDS),
             "training": describe_set(training), "holdout": describe_set(holdout),
@@ -179,7 +179,7 @@ def _check_sets(training: ReferenceSet, holdout: ReferenceSet | None) -> None:
                                                         "trained on; remove the shared files or pick another set")
 
 
-def run_audit(settings: "Settings", entry: "CatalogEntry", training: ReferenceSet, extractor: FeatureExtractor, *,
+def run_audit(settings: "Settings", entry: "CatalogEntry", training: ReferenceSet, extractor: Extractor, *,
               holdout: ReferenceSet | None = None, n: int = 200, seed: int = 0,
               params: Mapping[str, Any] | None = None, output: str | None = None,
               progress: Callable[[str], None] = lambda m: None) -> tuple[Audit, AuditPictures]:

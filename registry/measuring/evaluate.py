@@ -5,11 +5,19 @@ output through the runner, computes their features with a pinned extractor (one 
 pass per extractor configuration and image set, cached: the reference set's under its
 folder, the generated set's under ``<site>/cache/features/``), and computes:
 
-- ``fd``: Fréchet distance of the features (FID when the extractor is the FID Inception)
-- ``kid`` (and ``kid_std``): unbiased polynomial-kernel MMD², mean over subsets
+- ``fd``: Fréchet distance of the features (FID when the extractor is the FID Inception);
+  ``frd`` instead for a radiomics extractor (FRD v1: the log of the Fréchet distance of
+  features standardised on the reference set, :mod:`.radiomics`)
+- ``kid`` (and ``kid_std``, absent when every subset is the whole set and it cannot vary):
+  unbiased polynomial-kernel MMD², mean over subsets
 - ``precision``, ``recall`` (k = 3), ``density``, ``coverage`` (k = 5)
-- ``cmmd``: RBF-kernel MMD² as CMMD computes it (sigma 10, x1000, L2-normalised features)
+- ``mmd_rbf``: RBF-kernel MMD² as CMMD computes it (sigma 10, x1000, L2-normalised
+  features); named ``cmmd`` only when the extractor's family is ``clip`` (CMMD is defined
+  on CLIP embeddings)
 - ``ms_ssim_diversity``: mean MS-SSIM of random pairs of generated images (lower = more diverse)
+
+A radiomics extractor's KID, PRDC and RBF-MMD are computed on the standardised features
+(raw radiomic features differ in scale by orders of magnitude).
 
 Every value carries its provenance: implementation and version, extractor (id, version,
 sha256, network, layer, input size, resize, channel and intensity rules), the reference
@@ -34,10 +42,11 @@ import numpy as np
 from . import metrics as M
 from .. import atomic
 from ..errors import EvaluationError
-from .extractors import FeatureExtractor, describe, open_extractor
+from .extractors import Extractor, describe, open_extractor
 from ..outputs import OutputSpec, preview, record_specs
 from ..packages import prepare
 from .ranking import BETTER
+from .radiomics import frd_v1, standardise
 from .reference_sets import ReferenceSet, list_references, open_reference
 from ..pipeline import open_runner
 from ..runner import RunnerOptions, check_params
@@ -68,13 +77,13 @@ class MetricSettings:
                         "kernel": "polynomial (x.y/d + 1)^3", "estimator": "unbiased"},
                 "prdc": {"k_precision_recall": self.k_pr, "k_density_coverage": self.k_dc, "distance": "euclidean",
                          "inside": "strictly less than the k-NN radius"},
-                "cmmd": {"kernel": "rbf", "sigma": self.mmd_sigma, "scale": self.mmd_scale, "features": "l2-normalised",
+                "mmd_rbf": {"kernel": "rbf", "sigma": self.mmd_sigma, "scale": self.mmd_scale, "features": "l2-normalised",
                          "estimator": "biased (CMMD)"},
                 "ms_ssim_diversity": {"pairs": self.diversity_pairs, "win_size": self.diversity_win, "sigma": 1.5,
                                       "seed": 0}}
 
 
-def config_key(extractor: FeatureExtractor) -> str:
+def config_key(extractor: Extractor) -> str:
     """The extractor configuration a feature array depends on (weights and input rules)."""
     return _digest(describe(extractor.record))[:32]
 
@@ -83,6 +92,8 @@ def _digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+#: the columns of a report table, in order (a key's table shows those it has)
+REPORT_COLUMNS = ["fd", "frd", "kid", "precision", "recall", "density", "coverage", "mmd_rbf", "cmmd", "ms_ssim_diversity"]
 #: the provenance fields the comparability key hashes (everything but the model, its
 #: parameters and output, the image's value range, the synthmed version and the time)
 KEYED = ("implementation", "extractor", "reference", "n_real", "n_generated", "seeds", "metrics", "encoding")
@@ -116,6 +127,11 @@ class Evaluation:
         return {"ref": self.ref, "upstream": self.upstream, "model": self.model_id, "version": self.version,
                 "sha256": self.sha256, "output": self.output, "params": self.params, "values": self.values,
                 "better": {k: BETTER[k] for k in self.values}, "key": self.key, "run": self.run,
+                "extractor": {"ref": f"{self.provenance['extractor']['id']}@{self.provenance['extractor']['version']}",
+                              "family": self.provenance["extractor"].get("family"),
+                              "trained": (self.provenance["extractor"].get("training") or {}).get("trained"),
+                              "trained_on": (self.provenance["extractor"].get("training") or {}).get("data"),
+                              "says": extractor_words(self.provenance["extractor"])},
                 "provenance": self.provenance}
 
     def store(self, catalog: "Catalog") -> None:
@@ -128,7 +144,7 @@ class Evaluation:
                 params=self.params, provenance=self.provenance, finished=self.provenance["finished"])
 
 
-def keyed_provenance(reference: ReferenceSet, extractor: FeatureExtractor, n: int, seed: int,
+def keyed_provenance(reference: ReferenceSet, extractor: Extractor, n: int, seed: int,
                      ms: MetricSettings) -> dict[str, Any]:
     """The part of a measurement's provenance its comparability key hashes; known before
     anything is generated (so a scheduled run can tell what it measured already)."""
@@ -183,7 +199,7 @@ def generate(settings: "Settings", entry: "CatalogEntry", spec: OutputSpec, n: i
     return package.sha256, np.concatenate(chunks), dict(checked)
 
 
-def evaluate(settings: "Settings", entry: "CatalogEntry", reference: ReferenceSet, extractor: FeatureExtractor, *,
+def evaluate(settings: "Settings", entry: "CatalogEntry", reference: ReferenceSet, extractor: Extractor, *,
              n: int = 500, seed: int = 0, params: Mapping[str, Any] | None = None, output: str | None = None,
              ms: MetricSettings | None = None, progress: Callable[[str], None] = lambda m: None) -> Evaluation:
     """Measure one model version against one reference set with one extractor."""
@@ -197,13 +213,7 @@ def evaluate(settings: "Settings", entry: "CatalogEntry", reference: ReferenceSe
     progress(f"evaluate: reference {reference.label}: {len(ref_feats)} images")
     sha, gen_feats, images, checked = _generated_features(settings, entry, spec, extractor, ckey, n, seed,
                                                           dict(params or {}), progress)
-    values: dict[str, float] = {"fd": M.frechet_distance(ref_feats, gen_feats)}
-    k = M.kid(ref_feats, gen_feats, subsets=ms.kid_subsets, subset_size=ms.kid_subset_size, seed=ms.kid_seed)
-    values["kid"] = k["kid"]
-    if k["subsets"] > 1 and k["subset_size"] < max(len(ref_feats), len(gen_feats)):
-        values["kid_std"] = k["kid_std"]  # absent when every subset is the whole of both sets: it cannot vary
-    values.update(M.prdc(ref_feats, gen_feats, k_pr=ms.k_pr, k_dc=ms.k_dc))
-    values["cmmd"] = M.mmd_rbf(ref_feats, gen_feats, sigma=ms.mmd_sigma, scale=ms.mmd_scale)
+    values = feature_values(extractor, ref_feats, gen_feats, ms)
     div_images = images if images is not None else None
     if div_images is not None and min(div_images.shape[1:3]) >= ms.diversity_win:
         values["ms_ssim_diversity"] = M.ms_ssim_diversity(div_images, data_range=255.0,
@@ -221,7 +231,37 @@ def evaluate(settings: "Settings", entry: "CatalogEntry", reference: ReferenceSe
                       comparability_key(provenance))
 
 
-def _generated_features(settings: "Settings", entry: "CatalogEntry", spec: OutputSpec, extractor: FeatureExtractor,
+def extractor_words(described: Mapping[str, Any]) -> str:
+    """What a provenance's extractor is, in words: its family, and whether (and on what) it was trained."""
+    t = described.get("training") or {}
+    state = f"trained on {t.get('data')}" if t.get("trained") else f"NOT TRAINED: {t.get('data', 'unknown')}"
+    return f"{described.get('family', 'unknown')} features, {state}"
+
+
+def mmd_name(extractor: Extractor) -> str:
+    """``cmmd`` only on a CLIP extractor's embeddings (what CMMD is defined on); ``mmd_rbf`` otherwise."""
+    return "cmmd" if extractor.record.family == "clip" else "mmd_rbf"
+
+
+def feature_values(extractor: Extractor, ref_feats: np.ndarray, gen_feats: np.ndarray,
+                   ms: MetricSettings) -> dict[str, float]:
+    """The feature metrics of one generated set against the reference, named for what they are."""
+    values: dict[str, float] = {}
+    if extractor.record.is_radiomics:
+        values["frd"] = frd_v1(ref_feats, gen_feats)
+        ref_feats, gen_feats = (np.asarray(f, dtype=np.float64) for f in standardise(ref_feats, gen_feats))
+    else:
+        values["fd"] = M.frechet_distance(ref_feats, gen_feats)
+    k = M.kid(ref_feats, gen_feats, subsets=ms.kid_subsets, subset_size=ms.kid_subset_size, seed=ms.kid_seed)
+    values["kid"] = k["kid"]
+    if k["subset_size"] < max(len(ref_feats), len(gen_feats)) and ms.kid_subsets > 1:
+        values["kid_std"] = k["kid_std"]  # when every subset is the whole of both sets it cannot vary: not reported
+    values.update(M.prdc(ref_feats, gen_feats, k_pr=ms.k_pr, k_dc=ms.k_dc))
+    values[mmd_name(extractor)] = M.mmd_rbf(ref_feats, gen_feats, sigma=ms.mmd_sigma, scale=ms.mmd_scale)
+    return values
+
+
+def _generated_features(settings: "Settings", entry: "CatalogEntry", spec: OutputSpec, extractor: Extractor,
                         ckey: str, n: int, seed: int, params: dict[str, Any],
                         progress: Callable[[str], None]) -> tuple[str, np.ndarray, np.ndarray | None, dict[str, Any]]:
     """Features of the generated set, from the cache when this exact set was measured
@@ -255,7 +295,7 @@ def _generated_features(settings: "Settings", entry: "CatalogEntry", spec: Outpu
 
 
 def evaluate_and_store(settings: "Settings", catalog: "Catalog", entry: "CatalogEntry", reference: ReferenceSet,
-                       extractor: FeatureExtractor, **kw: Any) -> Evaluation:
+                       extractor: Extractor, **kw: Any) -> Evaluation:
     ev = evaluate(settings, entry, reference, extractor, **kw)
     ev.store(catalog)
     return ev
@@ -278,17 +318,17 @@ def write_report(evals: list[Evaluation], failures: list[dict[str, str]], folder
              "Values under one comparability key were measured the same way (extractor and its rules, "
              "reference set, sample counts, seeds, metric settings) and may be compared; values under "
              "different keys may not.", ""]
-    cols = ["fd", "kid", "precision", "recall", "density", "coverage", "cmmd", "ms_ssim_diversity"]
     by_key: dict[str, list[Evaluation]] = {}
     for e in evals:
         by_key.setdefault(e.key, []).append(e)
     for key, group in by_key.items():
         p = group[0].provenance
+        cols = [c for c in REPORT_COLUMNS if any(c in e.values for e in group)]
         lines += [f"## key {key[:12]}", "",
                   f"reference `{p['reference']['name'] or p['reference']['identity'][:12]}` ({p['n_real']} images, "
                   f"identity {p['reference']['identity'][:12]}), extractor `{p['extractor']['id']}@"
-                  f"{p['extractor']['version']}` (sha256 {str(p['extractor']['sha256'])[:12]}, layer "
-                  f"{p['extractor']['layer']}), {p['n_generated']} generated (seeds {p['seeds'][0]}..{p['seeds'][1]}), "
+                  f"{p['extractor']['version']}` ({extractor_words(p['extractor'])}; sha256 "
+                  f"{str(p['extractor']['sha256'])[:12]}, layer {p['extractor']['layer']}), {p['n_generated']} generated (seeds {p['seeds'][0]}..{p['seeds'][1]}), "
                   f"KID {p['metrics']['kid']['subsets']} subsets of {p['metrics']['kid']['subset_size']}", "",
                   "| model | params | " + " | ".join(cols) + " |", "|" + " --- |" * (len(cols) + 2)]
         for e in group:

@@ -20,7 +20,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Protocol
 
 import numpy as np
 
@@ -28,6 +28,7 @@ from ..errors import EvaluationError, ModelNotFound, NotPinned, Problem, RecordE
 from ..packages import fetch_data
 from ..schemas_io import validate_against
 from ..semver import parse_version
+from .radiomics import RadiomicsExtractor
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -61,9 +62,31 @@ class ExtractorRecord:
         return f"{self.id}@{self.version}"
 
     @property
+    def family(self) -> str:
+        return str(self.data["family"])
+
+    @property
+    def trained(self) -> bool:
+        return bool(self.data["training"]["trained"])
+
+    @property
+    def is_radiomics(self) -> bool:
+        return self.family == "radiomics"
+
+    @property
     def sha256(self) -> str | None:
+        """The pin: the weights file's sha256, or (radiomics) the sha256 of the pinned
+        package versions and configuration hashes."""
+        if self.is_radiomics:
+            return hashlib.sha256(json.dumps(self.data["software"], sort_keys=True).encode()).hexdigest()
         v = self.data["weights"].get("sha256")
         return str(v) if v else None
+
+    def summary(self) -> str:
+        """One line every output prints: what it is, whether it is trained, and on what."""
+        t = self.data["training"]
+        state = f"trained on {t['data']}" if t["trained"] else f"NOT TRAINED ({t['data']})"
+        return f"{self.ref} ({self.family} features, {state})"
 
     @property
     def verified(self) -> bool:
@@ -269,10 +292,16 @@ def build_network(network: str, state: Mapping[str, "torch.Tensor"], where: str)
 
 
 def describe(rec: ExtractorRecord) -> dict[str, Any]:
-    """What a measured value's provenance says about its extractor (all of it is keyed)."""
+    """What a measured value's provenance says about its extractor (all of it is keyed):
+    what it is (family), whether it is trained and on what, and how images reach it."""
     d = rec.data
-    return {"id": rec.id, "version": rec.version, "sha256": rec.sha256, "network": d["network"],
-            "layer": d["layer"], "dims": d["dims"], "input": d["input"]}
+    out = {"id": rec.id, "version": rec.version, "sha256": rec.sha256, "network": d["network"],
+           "family": rec.family, "training": dict(d["training"]), "layer": d["layer"], "dims": d["dims"]}
+    if rec.is_radiomics:
+        out["software"] = d["software"]
+    else:
+        out["input"] = d["input"]
+    return out
 
 
 def preprocess(images: np.ndarray, value_range: tuple[float, float], rule: Mapping[str, Any]) -> "torch.Tensor":
@@ -312,8 +341,16 @@ def preprocess(images: np.ndarray, value_range: tuple[float, float], rule: Mappi
     return x * (t1 - t0) + t0
 
 
+class Extractor(Protocol):
+    """What evaluate needs of a loaded extractor (a network's or radiomics)."""
+
+    record: ExtractorRecord
+
+    def features(self, images: np.ndarray, value_range: tuple[float, float]) -> np.ndarray: ...
+
+
 class FeatureExtractor:
-    """A loaded extractor: ``features(images, value_range)`` -> (N, dims) float64."""
+    """A loaded network extractor: ``features(images, value_range)`` -> (N, dims) float64."""
 
     def __init__(self, rec: ExtractorRecord, net: "torch.nn.Module", batch_size: int = 64) -> None:
         self.record = rec
@@ -344,14 +381,18 @@ class FeatureExtractor:
         return f
 
 
-def open_extractor(catalog: "Catalog", settings: "Settings", ref: str | None) -> FeatureExtractor:
+def open_extractor(catalog: "Catalog", settings: "Settings", ref: str | None, *,
+                   workers: int | None = None) -> Extractor:
     """An extractor by reference (default :data:`DEFAULT_EXTRACTOR`), or from a record file
     (``path/to/extractors/<id>/<version>.json``) whose weights are read from its ``file:`` or
-    ``index:`` source relative to the index folder holding it."""
+    ``index:`` source relative to the index folder holding it. A radiomics record needs no
+    weights: the pinned packages must be installed (``workers`` processes extract)."""
     ref = ref or DEFAULT_EXTRACTOR
     p = Path(ref)
     if ref.endswith(".json") and p.is_file():
         rec = load_extractor_file(p)
+        if rec.is_radiomics:
+            return RadiomicsExtractor.open(rec, workers=workers)
         if not rec.verified:
             raise NotPinned(f"extractor {rec.ref} ({p}) is unverified: its record pins no sha256",
                              hint="pin its weights first")
@@ -362,4 +403,6 @@ def open_extractor(catalog: "Catalog", settings: "Settings", ref: str | None) ->
         raise EvaluationError(f"{p}: a record file given directly needs an index: weights source",
                               hint="or sync the index that holds it and name the extractor by id")
     resolved = resolve_extractor(catalog, ref)
+    if resolved.record.is_radiomics:
+        return RadiomicsExtractor.open(resolved.record, workers=workers)
     return FeatureExtractor.from_file(resolved.record, weights_file(resolved, settings))

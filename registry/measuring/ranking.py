@@ -28,7 +28,7 @@ from ..errors import EvaluationError
 
 #: site-measured metric -> which direction is better
 BETTER = {"fd": "lower", "kid": "lower", "kid_std": "lower", "precision": "higher", "recall": "higher",
-          "density": "higher", "coverage": "higher", "cmmd": "lower", "ms_ssim_diversity": "lower",
+          "density": "higher", "coverage": "higher", "cmmd": "lower", "mmd_rbf": "lower", "frd": "lower", "ms_ssim_diversity": "lower",
           "ae_psnr": "higher", "ae_ms_ssim": "higher"}
 
 

@@ -35,7 +35,7 @@ from ..hashing import hash_path
 from ..stamps import utcnow
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .extractors import FeatureExtractor
+    from .extractors import Extractor
     from ..settings import Settings
 
 log = logging.getLogger(__name__)
@@ -137,7 +137,7 @@ class ReferenceSet:
             out.append(read_image(p, self.max_decoded_bytes))
         return out
 
-    def features(self, extractor: "FeatureExtractor", config_key: str) -> np.ndarray:
+    def features(self, extractor: "Extractor", config_key: str) -> np.ndarray:
         """Features of every image (cached per extractor configuration ``config_key``)."""
         cache = self.folder / "features" / f"{config_key}.npz" if self.folder else None
         if cache is not None and cache.is_file():
@@ -168,7 +168,7 @@ def _cached_features(cache: Path, identity: str, n: int) -> np.ndarray | None:
         return None
 
 
-def features_of_images(images: list[tuple[np.ndarray, tuple[float, float]]], extractor: "FeatureExtractor") -> np.ndarray:
+def features_of_images(images: list[tuple[np.ndarray, tuple[float, float]]], extractor: "Extractor") -> np.ndarray:
     """Features of images of any sizes: batched by (shape, value range), returned in order."""
     groups: dict[tuple[Any, ...], list[int]] = {}
     for i, (a, vr) in enumerate(images):
@@ -203,7 +203,7 @@ def check_new_reference(settings: "Settings", name: str, src: Path, *, replace: 
 
 
 def add_reference(settings: "Settings", name: str, src: Path, *, replace: bool = False,
-                  extractor: "FeatureExtractor | None" = None, config_key: str | None = None,
+                  extractor: "Extractor | None" = None, config_key: str | None = None,
                   progress: Callable[[str], None] = lambda m: None) -> ReferenceSet:
     """Hash ``src`` into a stored reference set ``name``; with an extractor, compute and
     store its features now (else on first use)."""

@@ -16,15 +16,18 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p = sub.add_parser(
         "evaluate", help="measure models against a reference set (FD, KID, precision/recall, density/coverage, ...)",
         description="Generate N samples of each model, compute their features with a pinned extractor and compare "
-                    "them with a reference set of real images: Fréchet distance, KID, precision and recall (k=3), "
-                    "density and coverage (k=5), RBF MMD (as CMMD), MS-SSIM diversity. Values are stored in the "
-                    "catalog with their provenance and comparability key (shown by `show`, used by `search --rank`).")
+                    "them with a reference set of real images: Fréchet distance (fd; frd with the frd-radiomics "
+                    "extractor), KID, precision and recall (k=3), density and coverage (k=5), RBF MMD (mmd_rbf; "
+                    "cmmd only on a CLIP extractor), MS-SSIM diversity. Values are stored in the catalog with their "
+                    "provenance and comparability key (shown by `show`, used by `search --rank`).")
     p.add_argument("refs", nargs="+", metavar="REF", help="model reference(s): ID, ID@VERSION, UPSTREAM/ID[@VERSION]")
     p.add_argument("--reference", required=True, metavar="NAME|DIR",
                    help="a reference set of this site (synthmed reference add) or a folder of images")
     p.add_argument("--extractor", metavar="REF|FILE",
                    help="feature extractor: ID[@VERSION] from the site's indexes, or a record file "
-                        "(default: randconv-224, small and offline)")
+                        "(default: randconv-224, small and offline; frd-radiomics for FRD)")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="processes extracting radiomic features (default: every core)")
     p.add_argument("-n", "--num-samples", type=int, default=500, metavar="N", help="samples per model (default 500)")
     p.add_argument("--seed", type=int, default=0, help="first seed (samples use seed .. seed+N-1)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="a model parameter (repeatable)")
@@ -47,6 +50,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     a.add_argument("--replace", action="store_true", help="make an existing set again from DIR")
     a.add_argument("--extractor", metavar="REF|FILE", help="compute features with this extractor now "
                                                             "(default: randconv-224)")
+    a.add_argument("--workers", type=int, metavar="N",
+                   help="processes extracting radiomic features (default: every core)")
     add_json_flag(a)
     a.set_defaults(func=cmd_reference_add)
     ls = rs.add_parser("list", help="the site's reference sets")
@@ -78,14 +83,20 @@ def _catalog(settings: Any, readonly: bool = True) -> Any:
     return Catalog.open(settings.catalog_path, readonly=readonly)
 
 
+def _check_workers(args: argparse.Namespace) -> None:
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError(f"--workers {args.workers}: give 1 or more processes", hint="or leave it out to use every core")
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from synthmed.registry.measuring.evaluate import MetricSettings, evaluate, write_report
+    from synthmed.registry.measuring.evaluate import REPORT_COLUMNS, MetricSettings, evaluate, write_report
     from synthmed.registry.measuring.extractors import open_extractor
     from synthmed.registry.measuring.reference_sets import open_reference
     from synthmed.registry.runner import parse_param_args
 
     if args.num_samples < 10:
         raise ConfigError(f"-n {args.num_samples}: at least 10 samples are needed", hint="e.g. -n 500 (the default)")
+    _check_workers(args)
     if args.kid_subsets < 1 or args.kid_subset_size < 2:
         raise ConfigError("--kid-subsets must be >= 1 and --kid-subset-size >= 2")
     if args.report is not None and args.report.exists() and not args.report.is_dir():
@@ -97,7 +108,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         entries = [cat.models.resolve(r) for r in args.refs]
         params = [parse_param_args(e.record, args.param) for e in entries]
         reference = open_reference(settings, args.reference)
-        extractor = open_extractor(cat, settings, args.extractor)
+        extractor = open_extractor(cat, settings, args.extractor, workers=args.workers)
+    progress(f"evaluate: extractor {extractor.record.summary()}")
     evals = []
     for entry, prm in zip(entries, params):
         progress(f"evaluate: {entry.qualified_ref} against {reference.label} with {extractor.record.ref}")
@@ -112,12 +124,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print_json([e.as_dict() for e in evals])
         return 0
-    cols = ["fd", "kid", "precision", "recall", "density", "coverage", "cmmd", "ms_ssim_diversity"]
+    cols = [c for c in REPORT_COLUMNS if any(c in e.values for e in evals)]
     rows = [{"model": e.ref, **{c: "-" if c not in e.values else f"{e.values[c]:.4g}" for c in cols}} for e in evals]
     print_table(rows, ["model", *cols])
     keys = sorted({e.key for e in evals})
     print(f"comparability key: {', '.join(k[:12] for k in keys)} (reference {reference.label}, "
-          f"{len(reference.files)} images; extractor {extractor.record.ref}; n {args.num_samples}, seeds "
+          f"{len(reference.files)} images; extractor {extractor.record.summary()}; n {args.num_samples}, seeds "
           f"{args.seed}..{args.seed + args.num_samples - 1})")
     if not args.no_record:
         print("stored in the catalog: `synthmed show REF` lists them, `synthmed search --rank fd` ranks by them")
@@ -131,19 +143,20 @@ def cmd_reference_add(args: argparse.Namespace) -> int:
     from synthmed.registry.measuring.extractors import open_extractor
     from synthmed.registry.measuring.reference_sets import add_reference, check_new_reference
 
+    _check_workers(args)
     settings = settings_from_args(args)
     check_new_reference(settings, args.name, args.dir, replace=args.replace)  # before the extractor loads torch
     with _catalog(settings) as cat:
-        extractor = open_extractor(cat, settings, args.extractor)
+        extractor = open_extractor(cat, settings, args.extractor, workers=args.workers)
     ref = add_reference(settings, args.name, args.dir, replace=args.replace, extractor=extractor,
                         config_key=config_key(extractor), progress=_progress(args))
     out = {"name": ref.name, "n": len(ref.files), "identity": ref.identity, "folder": str(ref.folder),
-           "extractor": extractor.record.ref}
+           "extractor": extractor.record.ref, "extractor_says": extractor.record.summary()}
     if args.json:
         print_json(out)
     else:
         print(f"reference set {ref.name}: {len(ref.files)} images, identity {ref.identity[:12]}, features with "
-              f"{extractor.record.ref}; stored in {ref.folder} (never exported)")
+              f"{extractor.record.summary()}; stored in {ref.folder} (never exported)")
     return 0
 
 

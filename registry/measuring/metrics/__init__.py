@@ -10,7 +10,7 @@ the provenance of every measured value (bump its version when a formula changes)
 from .features import fid_stats, frechet_distance, frechet_from_stats, kid, mmd_rbf, prdc
 from .pixels import autoencoder_metrics, ms_ssim, ms_ssim_diversity, psnr, ssim
 
-IMPLEMENTATION = {"name": "synthmed.registry.measuring.metrics", "version": "1"}
+IMPLEMENTATION = {"name": "synthmed.registry.measuring.metrics", "version": "2"}
 
 __all__ = ["IMPLEMENTATION", "autoencoder_metrics", "fid_stats", "frechet_distance", "frechet_from_stats", "kid",
            "mmd_rbf", "ms_ssim", "ms_ssim_diversity", "prdc", "psnr", "ssim"]

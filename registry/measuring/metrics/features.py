@@ -7,6 +7,9 @@
 - :func:`prdc`: precision and recall (Kynkäänniemi et al. 2019, k-NN balls) and density
   and coverage (Naeem et al. 2020), following the published reference implementation
   (``prdc``): a point is inside a ball when its distance is strictly less than the radius.
+  Both sets are first centred on their joint mean: distances do not change, but the
+  expansion ``|x|² + |y|² - 2 x·y`` no longer loses its digits when the features sit far
+  from the origin.
 - :func:`mmd_rbf`: the biased MMD² with a Gaussian RBF kernel, as CMMD (Jayasumana et
   al. 2024) computes it (bandwidth sigma 10, scaled by 1000), on L2-normalised features.
 """
@@ -28,7 +31,9 @@ def _rows(x: Any, what: str, min_rows: int = 2) -> np.ndarray:
         raise EvaluationError(f"{what}: {a.shape[0]} row(s); at least {min_rows} needed",
                          hint="evaluate with more samples (-n) or a larger reference set")
     if not np.isfinite(a).all():
-        raise EvaluationError(f"{what}: features contain NaN or inf", hint="check the images fed to the extractor")
+        bad = ~np.isfinite(a).all(1)
+        raise EvaluationError(f"{what}: {int(bad.sum())} row(s) contain NaN or inf (first: row {int(np.flatnonzero(bad)[0])})",
+                              hint="check the images fed to the extractor")
     return a
 
 
@@ -49,6 +54,26 @@ def _sqrtm_psd(s: np.ndarray) -> np.ndarray:
     return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
 
 
+#: how far below zero (relative to the largest eigenvalue) a covariance's eigenvalue may be
+#: and still be round-off; beyond it the matrix is not a covariance and is refused
+PSD_TOLERANCE = 1e-8
+
+
+def _check_covariance(s: np.ndarray, what: str) -> None:
+    if not np.isfinite(s).all():
+        raise EvaluationError(f"{what}: the covariance holds NaN or inf", hint="recompute the statistics from finite features")
+    scale = max(float(np.abs(s).max()), 1e-300)
+    if not np.allclose(s, s.T, rtol=0, atol=1e-9 * scale):
+        raise EvaluationError(f"{what}: the covariance is not symmetric",
+                              hint="statistics must come from fid_stats (or numpy.cov) of real feature rows")
+    w = np.linalg.eigvalsh((s + s.T) / 2)
+    if w.min() < -PSD_TOLERANCE * max(float(w.max()), 1e-300):
+        raise EvaluationError(f"{what}: the covariance is not positive semi-definite (smallest eigenvalue "
+                              f"{w.min():.3g}, largest {w.max():.3g})",
+                              hint="a covariance of feature rows has no negative eigenvalues; recompute the "
+                                   "statistics, do not edit or average them")
+
+
 def frechet_from_stats(mu1: np.ndarray, s1: np.ndarray, mu2: np.ndarray, s2: np.ndarray) -> float:
     """``|mu1 - mu2|² + tr(S1 + S2 - 2 (S1 S2)^½)``.
 
@@ -61,12 +86,17 @@ def frechet_from_stats(mu1: np.ndarray, s1: np.ndarray, mu2: np.ndarray, s2: np.
     s1, s2 = np.atleast_2d(s1).astype(np.float64), np.atleast_2d(s2).astype(np.float64)
     if mu1.shape != mu2.shape or s1.shape != s2.shape or s1.shape != (mu1.size, mu1.size):
         raise EvaluationError(f"statistics do not match: means {mu1.shape} {mu2.shape}, covariances {s1.shape} {s2.shape}")
+    if not (np.isfinite(mu1).all() and np.isfinite(mu2).all()):
+        raise EvaluationError("statistics: a mean holds NaN or inf", hint="recompute the statistics from finite features")
+    _check_covariance(s1, "first statistics")
+    _check_covariance(s2, "second statistics")
     r = _sqrtm_psd(s1)
     m = r @ s2 @ r
     eig = np.linalg.eigvalsh((m + m.T) / 2)
     tr_covmean = float(np.sqrt(np.clip(eig, 0, None)).sum())
     diff = mu1 - mu2
-    return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * tr_covmean)
+    # a distance: only round-off can take it below 0 (the inputs are checked PSD above)
+    return max(float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * tr_covmean), 0.0)
 
 
 def frechet_distance(real: Any, fake: Any) -> float:
@@ -122,6 +152,8 @@ def prdc(real: Any, fake: Any, *, k_pr: int = 3, k_dc: int = 5) -> dict[str, flo
     for name, k in (("k_pr", k_pr), ("k_dc", k_dc)):
         if not 1 <= k < min(len(a), len(b)):
             raise EvaluationError(f"{name}={k} needs more than {k} rows in each set (real {len(a)}, generated {len(b)})")
+    centre = np.concatenate([a, b]).mean(0)  # translation leaves distances alone and keeps their digits
+    a, b = a - centre, b - centre
     d_rf = _pairwise(a, b)  # real x fake
     r_real_pr, r_fake_pr = _kth_nn_radius(a, k_pr), _kth_nn_radius(b, k_pr)
     precision = float((d_rf < r_real_pr[:, None]).any(axis=0).mean())

@@ -5,9 +5,17 @@ diverse).
 Images are ``(N, H, W)`` or ``(N, H, W, C)``; SSIM is computed per channel and averaged.
 SSIM uses a Gaussian window (``win_size`` taps, ``sigma``), valid filtering (no padding),
 ``K1 = 0.01``, ``K2 = 0.03``. MS-SSIM downsamples by 2x2 averaging between scales and uses
-Wang et al.'s weights ``(0.0448, 0.2856, 0.3001, 0.2363, 0.1333)``; small images get as
-many scales as fit (each scale's side at least ``win_size``), with the first weights
-renormalised to sum to 1; the number of scales used is part of the result.
+Wang et al.'s weights ``(0.0448, 0.2856, 0.3001, 0.2363, 0.1333)`` exactly as published
+at 5 scales (they sum to 1.0001; pytorch-msssim and the reference code use them as
+they are); small images get as many scales as fit (each scale's side at least
+``win_size``), with those first weights renormalised to sum to 1; the number of scales
+used is part of the result.
+
+Every pixel metric refuses a NaN or infinite pixel (naming the set and the image), as the
+feature metrics refuse NaN features. ``data_range`` is any positive real number,
+a numpy scalar included (``np.float32(255)``). PSNR of an image reconstructed exactly
+is infinite: :func:`psnr` averages over the images that differ from their reconstruction
+and :func:`psnr_detail` says how many were exact (all exact: ``inf``).
 """
 
 from __future__ import annotations
@@ -27,6 +35,11 @@ def _images(x: Any, what: str) -> np.ndarray:
         a = a[..., None]
     if a.ndim != 4:
         raise EvaluationError(f"{what}: expected images (N, H, W) or (N, H, W, C), got shape {a.shape}")
+    bad = ~np.isfinite(a).reshape(len(a), -1).all(1)
+    if bad.any():
+        raise EvaluationError(f"{what}: {int(bad.sum())} image(s) hold NaN or infinite pixels (first: image "
+                              f"{int(np.flatnonzero(bad)[0])})",
+                              hint="pixel metrics need finite values; check the images (or their decoding)")
     return a
 
 
@@ -37,22 +50,36 @@ def _pair(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def _check_range(data_range: float) -> float:
-    if not (isinstance(data_range, (int, float)) and data_range > 0):
-        raise EvaluationError(f"data_range must be a positive number (e.g. 255 for uint8, 1 for [0, 1]), got {data_range!r}")
-    return float(data_range)
+def _check_range(data_range: Any) -> float:
+    """A positive, finite real number: Python or numpy (``np.float32(255)``, a 0-d array); not a bool."""
+    ok = isinstance(data_range, (int, float, np.integer, np.floating)) and not isinstance(data_range, (bool, np.bool_))
+    if isinstance(data_range, np.ndarray) and data_range.ndim == 0 and data_range.dtype.kind in "iuf":
+        ok, data_range = True, data_range.item()
+    value = float(data_range) if ok else float("nan")
+    if not (ok and np.isfinite(value) and value > 0):
+        raise EvaluationError(f"data_range must be a positive finite number (e.g. 255 for uint8, 1 for [0, 1]), "
+                              f"got {data_range!r} ({type(data_range).__name__})",
+                              hint="pass the width of the pixel value range as a number")
+    return value
 
 
-def psnr(a: Any, b: Any, *, data_range: float) -> float:
-    """Mean over images of ``10 log10(data_range² / MSE)`` (an identical pair counts as 100 dB... never:
-    an image with MSE 0 is refused as infinite, so compare reconstructions, not copies)."""
+def psnr_detail(a: Any, b: Any, *, data_range: Any) -> dict[str, float]:
+    """``{"psnr", "exact", "images"}``: the mean over images of ``10 log10(data_range² / MSE)``
+    taken over the images that differ from their reconstruction, and how many were
+    reconstructed exactly (MSE 0, an infinite PSNR each). ``psnr`` is ``inf`` when every
+    image is exact."""
     L = _check_range(data_range)
     x, y = _pair(a, b)
     mse = ((x - y) ** 2).reshape(len(x), -1).mean(1)
-    if (mse == 0).any():
-        raise EvaluationError("PSNR is infinite for an image identical to its reconstruction",
-                         hint="PSNR compares an image with a reconstruction that differs from it")
-    return float(np.mean(10.0 * np.log10(L * L / mse)))
+    exact = mse == 0
+    finite = mse[~exact]
+    value = float(np.mean(10.0 * np.log10(L * L / finite))) if len(finite) else float("inf")
+    return {"psnr": value, "exact": int(exact.sum()), "images": int(len(mse))}
+
+
+def psnr(a: Any, b: Any, *, data_range: Any) -> float:
+    """Mean PSNR over the images that differ from their reconstruction (:func:`psnr_detail`)."""
+    return psnr_detail(a, b, data_range=data_range)["psnr"]
 
 
 def gaussian_window(win_size: int, sigma: float) -> np.ndarray:
@@ -82,7 +109,7 @@ def _ssim_cs(x: np.ndarray, y: np.ndarray, L: float, g: np.ndarray) -> tuple[np.
     return s.mean((1, 2)), cs.mean((1, 2))
 
 
-def ssim(a: Any, b: Any, *, data_range: float, win_size: int = 11, sigma: float = 1.5) -> float:
+def ssim(a: Any, b: Any, *, data_range: Any, win_size: int = 11, sigma: float = 1.5) -> float:
     L = _check_range(data_range)
     x, y = _pair(a, b)
     if min(x.shape[1:3]) < win_size:
@@ -104,7 +131,8 @@ def _ms_ssim_per_image(x: np.ndarray, y: np.ndarray, L: float, win_size: int, si
     if scales < 1:
         raise EvaluationError(f"images of {x.shape[1]}x{x.shape[2]} are smaller than the MS-SSIM window ({win_size})")
     w = np.array(MS_WEIGHTS[:scales])
-    w = w / w.sum()
+    if scales < len(MS_WEIGHTS):  # the published weights as they are at full depth (sum 1.0001)
+        w = w / w.sum()
     g = gaussian_window(win_size, sigma)
     vals = []
     for i in range(scales):
@@ -118,7 +146,7 @@ def _ms_ssim_per_image(x: np.ndarray, y: np.ndarray, L: float, win_size: int, si
     return out.mean(1), scales
 
 
-def ms_ssim(a: Any, b: Any, *, data_range: float, win_size: int = 11, sigma: float = 1.5) -> dict[str, float]:
+def ms_ssim(a: Any, b: Any, *, data_range: Any, win_size: int = 11, sigma: float = 1.5) -> dict[str, float]:
     """Mean MS-SSIM over image pairs; returns ``{"ms_ssim", "scales"}``."""
     L = _check_range(data_range)
     x, y = _pair(a, b)
@@ -126,7 +154,7 @@ def ms_ssim(a: Any, b: Any, *, data_range: float, win_size: int = 11, sigma: flo
     return {"ms_ssim": float(v.mean()), "scales": scales}
 
 
-def ms_ssim_diversity(images: Any, *, data_range: float, pairs: int = 500, seed: int = 0,
+def ms_ssim_diversity(images: Any, *, data_range: Any, pairs: int = 500, seed: int = 0,
                       win_size: int = 7, sigma: float = 1.5) -> dict[str, float]:
     """Mean MS-SSIM of ``pairs`` random pairs of distinct images of one set
     (``numpy.random.default_rng(seed)``); lower means a more diverse set."""
@@ -141,10 +169,11 @@ def ms_ssim_diversity(images: Any, *, data_range: float, pairs: int = 500, seed:
     return {"ms_ssim_diversity": float(v.mean()), "pairs": int(pairs), "scales": scales, "win_size": win_size}
 
 
-def autoencoder_metrics(images: Any, reconstructions: Any, *, data_range: float, win_size: int = 7,
+def autoencoder_metrics(images: Any, reconstructions: Any, *, data_range: Any, win_size: int = 7,
                         sigma: float = 1.5) -> dict[str, Any]:
     """Reconstruction quality of an autoencoder: PSNR and MS-SSIM with an explicit data range."""
     m = ms_ssim(images, reconstructions, data_range=data_range, win_size=win_size, sigma=sigma)
-    return {"psnr": psnr(images, reconstructions, data_range=data_range), "ms_ssim": m["ms_ssim"],
+    p = psnr_detail(images, reconstructions, data_range=data_range)
+    return {"psnr": p["psnr"], "psnr_exact_images": p["exact"], "ms_ssim": m["ms_ssim"],
             "ms_ssim_scales": m["scales"], "ms_ssim_win_size": win_size, "ms_ssim_sigma": sigma,
-            "data_range": float(data_range)}
+            "data_range": _check_range(data_range)}
