@@ -39,6 +39,10 @@ def training_of(extractor: Mapping[str, Any]) -> str:
     """Whether an extractor is trained, and on what, as its provenance says (else as known)."""
     for k in ("training", "trained_on", "trained"):
         v = extractor.get(k)
+        if isinstance(v, Mapping) and isinstance(v.get("trained"), bool):  # the extractor record's own words
+            said = v.get("data")
+            return (f"trained on {said}" if v["trained"] else f"untrained ({said})") if said else \
+                ("trained" if v["trained"] else "untrained")
         if isinstance(v, Mapping):
             v = v.get("summary") or v.get("data") or ", ".join(f"{a}: {b}" for a, b in v.items())
         if v is True:
