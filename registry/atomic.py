@@ -105,11 +105,12 @@ def write_json(path: str | os.PathLike[str], data: Any, *, indent: int | None = 
     write_text(path, text + "\n", mode=mode, fsync=fsync, parents=parents)
 
 
-def _remove(tmp: Path) -> None:
-    if tmp.is_dir() and not tmp.is_symlink():
+def _remove(tmp: str) -> None:
+    if os.path.isdir(tmp) and not os.path.islink(tmp):
         shutil.rmtree(tmp, ignore_errors=True)
     else:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
 
 
 @contextlib.contextmanager
@@ -119,9 +120,19 @@ def atomic_path(path: str | os.PathLike[str], *, tmp: str | os.PathLike[str] | N
     without an error, removed (file or folder) when it does not."""
     target = Path(path)
     temp = Path(tmp) if tmp is not None else target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
-    try:
+    with replacing(str(target), str(temp)):
         yield temp
-        os.replace(temp, target)
+
+
+@contextlib.contextmanager
+def replacing(target: str, tmp: str) -> Iterator[None]:
+    """:func:`atomic_path` on plain strings, for the caller that writes one file per sample:
+    every ``Path`` made of a new file name interns that name for the life of the process
+    (memory that grows with the number of samples). The caller writes ``tmp``; it is renamed
+    over ``target`` when the block ends without an error, removed when it does not."""
+    try:
+        yield
+        os.replace(tmp, target)
     except BaseException:
-        _remove(temp)
+        _remove(tmp)
         raise

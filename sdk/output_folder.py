@@ -359,7 +359,7 @@ class OutputFolder:
                                {**self.options, "series_number": series}, self.run,
                                sources={k: v for k, v in sources.items()
                                         if k != spec.name and self.formats[k] == self.formats[spec.name]})
-            with atomic.atomic_path(final, tmp=tmp):
+            with atomic.replacing(final, tmp):
                 data = encode(tmp, sample[spec.name], ctx)
                 if self._journal is not None and self.exts[spec.name]:
                     # the bytes just encoded (else the file while it is in the page cache)
