@@ -44,7 +44,6 @@ def cmd_init(args: argparse.Namespace) -> int:
 # -- sync / daemon ---------------------------------------------------------------------
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    from synthmed.daemon.jobs import JobContext, mirror_job
     from synthmed.daemon.lock import SiteLock
     from synthmed.daemon.sync import sync_all
     from synthmed.registry.catalog import Catalog
@@ -62,6 +61,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
                            progress=progress)
         mirror = None
         if not args.no_mirror:
+            from synthmed.daemon.jobs import JobContext, mirror_job  # the store, packages and formats: only to mirror
+
             mirror = mirror_job(JobContext(settings, cat, progress))
     if args.json:
         print_json({"upstreams": [r.as_dict() for r in results], "mirror": mirror})
@@ -156,9 +157,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         found = rankings.search(cat, " ".join(args.query), modality=args.modality, anatomy=args.anatomy,
                                 architecture=args.architecture, license=args.license, rank=ranking,
                                 limit=args.limit, upstream=args.upstream, **runnable)
-        from synthmed.registry.checks.modeltest_site import last_test_flags
-
-        tests = last_test_flags(cat, found)
+        tests = cat.tests.last_flags(found)
         if args.json:
             items = [{**e.as_dict(), "last_test": tests.get(e.qualified_ref)} for e in found]
             if ranking is not None:
