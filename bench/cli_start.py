@@ -78,16 +78,19 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="synthmed-bench-cli-") as tmp:
         t = Path(tmp)
         write_index(t / "idx", args.records)
-        home = t / "site"
-        home.mkdir()
-        (home / "site.toml").write_text(f'[[upstreams]]\nname = "public"\nurl = "{t / "idx"}"\nsubfolder = "index"\n')
+        home, home_before = t / "site", t / "site-before"  # the other checkout keeps its own catalog generation
+        for h in (home, home_before):
+            h.mkdir()
+            (h / "site.toml").write_text(f'[[upstreams]]\nname = "public"\nurl = "{t / "idx"}"\nsubfolder = "index"\n')
         env = {k: v for k, v in os.environ.items() if not k.startswith("SYNTHMED_")}
         env["CUDA_VISIBLE_DEVICES"] = ""  # a CPU-only site
         cli = [sys.executable, "-m", "synthmed.cli", "-q", "--site", str(home)]
         run([*cli, "sync", "--no-mirror"], env)
         baselines = {"python_c_pass": [sys.executable, "-c", "pass"],
                      "synthmed_help": [sys.executable, "-m", "synthmed.cli", "--help"]}
-        before = [args.before, *cli[1:]] if args.before else None
+        before = [args.before, "-m", "synthmed.cli", "-q", "--site", str(home_before)] if args.before else None
+        if before:
+            run([*before, "sync", "--no-mirror"], env)
         times: dict[str, list[float]] = {k: [] for k in [*baselines, *COMMANDS]}
         times.update({f"before_{k}": [] for k in COMMANDS} if before else {})
         for _ in range(args.rounds):
