@@ -86,30 +86,44 @@ def _reader(repo: UpstreamRepo) -> Callable[[str], bytes | None]:
 LastGood = dict[tuple[str, str], tuple[str, str]]
 
 
+def _version_key(rel: str) -> tuple[str, str] | None:
+    """``(id, version)`` of a record at ``models/<id>/<version>.json`` (a valid record's path
+    names its id and version), or None for any other path."""
+    parts = PurePosixPath(rel).parts
+    if len(parts) != 3 or parts[0] != "models" or not parts[2].endswith(".json"):
+        return None
+    return parts[1], parts[2][: -len(".json")]
+
+
 def update_bound(catalog: Catalog, u: Upstream, repo: UpstreamRepo, base: str | None, new: str, *,
                  incremental: bool, cache: dict[str, Record | None],
-                 good: LastGood | None = None) -> dict[tuple[str, str], AcceptedVersion]:
+                 also: Collection[str] = (), good: LastGood | None = None) -> dict[tuple[str, str], AcceptedVersion]:
     """Fold the records of the upstream's first-parent history into the catalog's
     ``accepted_versions`` (registry/accepted.py): the commits ``base..new`` when
     ``incremental`` (the table is complete through ``base``), else the whole history of
-    ``new`` from scratch. Returns the bound versions; ``good`` is filled with the last
-    appearance of each version (in the commits walked) that agreed with its binding."""
+    ``new`` from scratch. Returns the bound versions: every one when not incremental, else
+    those the new commits touch and those at the paths ``also`` (the changed record files),
+    read from the catalog by key, so the cost follows the change, not the index size. ``good``
+    is filled with the last appearance of each version (in the commits walked) that agreed
+    with its binding."""
     prefix = models_prefix(u.subfolder)
     sub = u.subfolder.strip("/")
+    at = f"{sub}/" if sub else ""
     if incremental and base is not None:
-        bound = catalog.federation.accepted_versions(u.name)
         rev_range = [f"{base}..{new}"]
+        hist = history.history_changes(repo.g, rev_range, prefix)
+        keys = {k for k in (_version_key(p[len(at):]) for p in [*(h[1] for h in hist), *also]) if k}
+        bound = catalog.federation.accepted_versions(u.name, keys)
     else:
         catalog.federation.clear_accepted(u.name)
         bound = {}
-        rev_range = [new]
+        hist = history.history_changes(repo.g, [new], prefix)
     before = dict(bound)
-    hist = history.history_changes(repo.g, rev_range, prefix)
     blobs = {(commit, path): blob for commit, path, blob in hist}
-    for outcome, v in history.walk_history(hist, f"{sub}/" if sub else "", _reader(repo), bound, cache=cache):
+    for outcome, v in history.walk_history(hist, at, _reader(repo), bound, cache=cache):
         if outcome != "conflict":
             if good is not None:
-                good[v.key] = (v.commit, blobs[(v.commit, f"{sub}/{v.path}" if sub else v.path)])
+                good[v.key] = (v.commit, blobs[(v.commit, f"{at}{v.path}")])
         else:
             log.warning("%s: %s at %s changes the immutable fields of %s@%s (bound at %s); it is not accepted",
                         u.name, v.path, v.commit[:12], v.id, v.version, bound[v.key].commit[:12])
@@ -139,14 +153,13 @@ def apply_changes(catalog: Catalog, u: Upstream, repo: UpstreamRepo, base: str |
     row = catalog.federation.upstream_row(u.name)
     incremental = (check_immutable and base is not None and row is not None and row.get("bound_commit") == base)
     cache: dict[str, Record | None] = {}
+    changes: list[Change] = repo.files(new, prefix) if base is None else repo.changes(base, new, prefix)
     good: LastGood = {}
-    bound = update_bound(catalog, u, repo, base, new, incremental=incremental, cache=cache, good=good)
+    bound = update_bound(catalog, u, repo, base, new, incremental=incremental, cache=cache,
+                         also=[c.path for c in changes if c.status != "D"], good=good)
     keep = _Keeper(catalog, u, repo, base, new, good, cache)
     if base is None:
         catalog.models.clear_upstream_models(u.name)
-        changes: list[Change] = repo.files(new, prefix)
-    else:
-        changes = repo.changes(base, new, prefix)
     touched: set[str] = set()
     skipped: list[tuple[str, str]] = []
     changed = 0

@@ -21,12 +21,13 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
-
-import git
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from .errors import RecordError
 from .records import IMMUTABLE_FIELDS, Record, load_record_bytes
+
+if TYPE_CHECKING:  # the caller's git handle; the catalog imports this module, and a search needs no git
+    import git
 
 __all__ = ["AcceptedVersion", "Bound", "bind", "conflict", "history_changes", "walk_history"]
 
@@ -129,7 +130,7 @@ def bind(bound: Bound, new: AcceptedVersion) -> str:
     return "conflict"
 
 
-def history_changes(g: git.Git, rev_range: Sequence[str], prefix: str) -> list[tuple[str, str, str]]:
+def history_changes(g: "git.Git", rev_range: Sequence[str], prefix: str) -> list[tuple[str, str, str]]:
     """``(commit, path, blob)`` of every file under ``prefix`` added or modified on the
     first-parent history of ``rev_range`` (e.g. ``[new]`` or ``[f"{base}..{new}"]``),
     oldest commit first, each commit compared with its first parent."""

@@ -14,9 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterator, Mapping
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
-
 from . import spdx
 from .errors import Problem, RecordError
 from .schemas_io import json_path, validate_against
@@ -153,6 +150,10 @@ def _semantic_checks(data: Mapping[str, Any], where: str, relpath: str | None) -
     # inputs is a valid JSON Schema
     inputs = data.get("inputs")
     if isinstance(inputs, dict):
+        # imported on first validation: reading stored records (search, show) needs no jsonschema
+        from jsonschema import Draft202012Validator
+        from jsonschema.exceptions import SchemaError
+
         try:
             Draft202012Validator.check_schema(inputs)
         except SchemaError as exc:

@@ -198,6 +198,119 @@ def test_generation_4_catalog_gains_the_evaluations_table(tmp_path: Path) -> Non
         assert c.evaluations.evaluation_keys("fd") == []  # the model is not served by this catalog
 
 
+def _ranked_catalog(tmp_path: Path, make_record: Any) -> Catalog:
+    """Several versions per id, ties, two values of one metric in one record, models
+    without a value, a yanked latest and two upstreams."""
+    c = Catalog.open(tmp_path / "ranked.db", readonly=False)
+    with c.transaction():
+        c.federation.put_upstream("public", priority=10, ord=0, accepted_commit="a" * 40)
+        c.federation.put_upstream("lab", priority=20, ord=1, accepted_commit="b" * 40)
+        for i in ((k * 17) % 40 for k in range(40)):  # row ids not in id order
+            up = "lab" if i % 5 == 0 else "public"
+            for v in ("1.0.0", "1.1.0"):
+                metrics = [] if i % 7 == 0 else [
+                    {"name": "FID", "value": float((i * 13 + len(v)) % 9), "better": "lower", "source": "reported"},
+                    {"name": "FID", "value": float(i % 4) + 0.5, "better": "lower", "source": "reported"},
+                    {"name": "precision", "value": (i % 6) / 10, "better": "higher", "source": "measured"}]
+                r = _rec(make_record, f"m{i:02d}", v, title=f"Lung model {i}" if i % 3 else f"Brain model {i}",
+                         modality=["CT" if i % 2 else "MRI"], anatomy=["lung"],
+                         status="yanked" if (i == 4 and v == "1.1.0") else "active",
+                         **({"status_reason": "bad"} if (i == 4 and v == "1.1.0") else {}), metrics=metrics)
+                c.models.upsert_record(up, f"models/{r.id}/{v}.json", r, "a" * 40)
+            c.models.refresh_latest(up, [f"m{i:02d}"])
+    return c
+
+
+QUERIES = [{"query": ""}, {"query": "lung"}, {"query": "model"}, {"query": "brain"}, {"query": "", "modality": "CT"},
+           {"query": "model", "modality": "MRI"}, {"query": "", "upstream": "lab"}, {"query": "nothing-matches"},
+           {"query": "", "limit": 7}, {"query": "lung", "limit": 3}, {"query": "", "limit": 0}]
+
+
+@pytest.mark.parametrize("metric", ["fid", "precision", "absent"])
+def test_ranked_walk_gives_the_same_page_as_the_sort(tmp_path: Path, make_record: Any, metric: str,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A search ranked by the records' values over many rows walks the values in order
+    (search.walk_query); over a few it sorts the matches: both give the same page."""
+    from synthmed.registry.catalog import models as models_mod
+
+    c = _ranked_catalog(tmp_path, make_record)
+    for q in QUERIES:
+        monkeypatch.setattr(models_mod, "WALK_FROM", 10**9)  # always sort
+        sorted_page = [(e.upstream, e.id, e.version, e.score) for e in ranking.search(c, rank=metric, **q)]
+        monkeypatch.setattr(models_mod, "WALK_FROM", 0)  # always walk
+        walked = [(e.upstream, e.id, e.version, e.score) for e in ranking.search(c, rank=metric, **q)]
+        assert walked == sorted_page, q
+    monkeypatch.setattr(models_mod, "WALK_FROM", 0)
+    if metric == "fid":
+        page = [(e.id, e.score) for e in ranking.search(c, rank="fid", limit=100)]
+        scores = [s for _, s in page if s is not None]
+        assert scores == sorted(scores) and len(scores) == 34  # lower is better; ids 0, 7, .., 35 have none
+        assert [i for i, s in page[34:]] == sorted(i for i, s in page[34:]) and page[-1][1] is None
+        assert "m04" in [i for i, _ in page]  # its 1.1.0 is yanked: 1.0.0 is served (and ranked)
+
+
+def test_metric_counts_follow_every_write(tmp_path: Path, make_record: Any) -> None:
+    """The counts ranking reads are kept on every write: upsert, replace, delete, drop."""
+    c = _ranked_catalog(tmp_path, make_record)
+
+    def recount() -> list[tuple[Any, ...]]:
+        return sorted(c.conn.execute("SELECT name, coalesce(source, 'reported'), better, count(*) FROM metrics "
+                                     "GROUP BY 1, 2, 3"))
+
+    def counts() -> list[tuple[Any, ...]]:
+        return sorted(c.conn.execute("SELECT name, source, better, n FROM metric_counts WHERE n > 0"))
+
+    assert counts() == recount() and counts()
+    with c.transaction():
+        r = _rec(make_record, "m01", "1.0.0", metrics=[{"name": "kid", "value": 1.0, "better": "lower"}])
+        c.models.upsert_record("public", "models/m01/1.0.0.json", r, "c" * 40)
+        c.models.delete_path("public", "models/m02/1.1.0.json")
+    assert counts() == recount()
+    with c.transaction():
+        c.federation.drop_upstream("lab")
+        c.federation.drop_upstream("public")
+    assert counts() == recount() == []
+    assert ranking.choose(c, "fid").basis == "none"
+
+
+def test_generation_5_catalog_keeps_ranking_at_write_time(tmp_path: Path, make_record: Any) -> None:
+    """A generation-5 catalog (no metric_counts, no lowest/highest flags) is migrated on
+    open, and ranks as before."""
+    c = _ranked_catalog(tmp_path, make_record)
+    before = {m: [(e.id, e.score) for e in ranking.search(c, rank=m, limit=100)] for m in ("fid", "precision")}
+    path = c.path
+    c.close()
+    conn = sqlite3.connect(path)
+    for stmt in ("DROP TRIGGER metric_counts_ai", "DROP TRIGGER metric_counts_ad", "DROP TABLE metric_counts",
+                 "DROP INDEX metrics_lowest", "DROP INDEX metrics_highest", "ALTER TABLE metrics DROP COLUMN lowest",
+                 "ALTER TABLE metrics DROP COLUMN highest",
+                 "CREATE INDEX metrics_source ON metrics (name, source, better)", "PRAGMA user_version=5"):
+        conn.execute(stmt)
+    conn.commit()
+    conn.close()
+    with pytest.raises(CatalogError, match="generation 5"):
+        Catalog.open(path)  # a reader never migrates
+    with Catalog.open(path, readonly=False) as c2:
+        assert c2.generation() == GENERATION
+        assert c2.conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'metrics_source'").fetchone()[0] == 0
+        flags = c2.conn.execute("SELECT model, name, source, sum(lowest), sum(highest) FROM metrics "
+                                "GROUP BY 1, 2, 3").fetchall()
+        assert flags and all(lo == 1 and hi == 1 for *_, lo, hi in flags)
+        r = ranking.choose(c2, "fid")
+        assert (r.basis, r.source, r.better) == ("reported", "reported", "lower")
+    with Catalog.open(path) as c3:
+        from synthmed.registry.catalog import models as models_mod
+
+        for walk_from in (0, 10**9):
+            models_mod.WALK_FROM = walk_from
+            try:
+                after = {m: [(e.id, e.score) for e in ranking.search(c3, rank=m, limit=100)]
+                         for m in ("fid", "precision")}
+            finally:
+                models_mod.WALK_FROM = 2000
+            assert after == before
+
+
 def test_generation_5_catalog_gains_the_audits_table_and_keeps_its_evaluations(tmp_path: Path) -> None:
     import sqlite3
 
@@ -214,7 +327,7 @@ def test_generation_5_catalog_gains_the_audits_table_and_keeps_its_evaluations(t
     with pytest.raises(CatalogError, match="generation 5"):
         Catalog.open(path)  # a reader never migrates
     with Catalog.open(path, readonly=False) as c:
-        assert c.generation() == GENERATION == 6
+        assert c.generation() == GENERATION == 7
         assert len(c.evaluations.evaluations_of("u", "m", "1.0.0", "a" * 64)) == 1
         with c.transaction():
             c.audits.record_audit(run="a1", upstream="u", model_id="m", version="1.0.0", sha256="a" * 64,

@@ -270,3 +270,39 @@ def test_pinning_an_unverified_version_syncs(tmp_path: Path, upstream: git.Repo,
     commit(upstream, "re-pin model-1")
     [r] = sync(settings)
     assert [p for p, _ in r.skipped] == ["models/model-1/1.0.0.json"]
+
+
+def test_incremental_sync_reads_only_the_versions_it_touches(tmp_path: Path, upstream: git.Repo,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """An incremental sync reads from ``accepted_versions`` only the versions its new
+    commits touch (the cost follows the change, not the index size), and still refuses a
+    version deleted earlier and re-added with another package."""
+    from synthmed.registry.catalog.federation import FederationStore
+
+    root = Path(upstream.working_dir) / "index"
+    write_record(root, with_artefact(root, "pinned-gan"))
+    commit(upstream, "a pinned model")
+    settings = _settings(tmp_path, upstream)
+    sync(settings)
+    rec = json.loads((root / "models/pinned-gan/1.0.0.json").read_text())
+    (root / "models/pinned-gan/1.0.0.json").unlink()
+    commit(upstream, "delete it")
+    sync(settings)
+    asked: list[Any] = []
+    real = FederationStore.accepted_versions
+
+    def spy(self: FederationStore, upstream_name: str, keys: Any = None) -> Any:
+        asked.append(None if keys is None else sorted(keys))
+        return real(self, upstream_name, keys)
+
+    monkeypatch.setattr(FederationStore, "accepted_versions", spy)
+    rec["package"]["artefact"]["sha256"] = "cd" * 32  # re-added with another package
+    write_record(root, rec)
+    write_record(root, unverified("model-1", title="changed"))
+    commit(upstream, "re-add with another package")
+    [r] = sync(settings)
+    assert asked == [[("model-1", "1.0.0"), ("pinned-gan", "1.0.0")]]
+    assert r.status == "ok" and [p for p, _ in r.skipped] == ["models/pinned-gan/1.0.0.json"]
+    assert "immutable" in r.skipped[0][1]
+    with catalog(settings) as cat:
+        assert cat.models.resolve("model-1").record.data["title"] == "changed"

@@ -25,12 +25,11 @@ decided above the catalog (:mod:`synthmed.registry.measuring.ranking`).
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
-
-import sqlite_utils
+from typing import TYPE_CHECKING, Any, Iterator
 
 from ..errors import CatalogError
 from ..semver import version_key
@@ -46,6 +45,9 @@ from .models import FTS_COLUMNS, ModelStore
 from .schema import GENERATION
 from .search import ScoreOrder, fts_query
 from .tests import ModelTestStore
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 __all__ = ["Catalog", "CatalogEntry", "GENERATION", "FTS_COLUMNS", "ScoreOrder", "fts_query", "version_key"]
 
@@ -99,7 +101,7 @@ class Catalog:
 
     def __init__(self, conn: sqlite3.Connection, path: Path, readonly: bool) -> None:
         self.conn = conn
-        self.db = sqlite_utils.Database(conn)
+        self._db: "sqlite_utils.Database | None" = None
         self.path = Path(path).resolve()
         self.readonly = readonly
         self._handle = Handle(conn, self.path, readonly)
@@ -130,6 +132,16 @@ class Catalog:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @property
+    def db(self) -> "sqlite_utils.Database":
+        """The connection wrapped by sqlite-utils (bulk inserts of a rebuild), imported on
+        first use: a search or a sync never pays for it."""
+        if self._db is None:
+            import sqlite_utils
+
+            self._db = sqlite_utils.Database(self.conn)
+        return self._db
 
     @property
     def site_home(self) -> Path:
@@ -163,10 +175,35 @@ class Catalog:
 
     @contextmanager
     def transaction(self) -> Iterator["Catalog"]:
-        """One atomic write (nested calls become savepoints)."""
+        """One atomic write (nested calls become savepoints): committed when the block
+        ends, rolled back (to the savepoint) when it raises."""
         self._handle.writable()
-        with self.db.atomic():
+        conn = self.conn
+        if conn.in_transaction:
+            name = f"synthmed_{secrets.token_hex(8)}"
+            conn.execute(f"SAVEPOINT {name}")
+            try:
+                yield self
+            except BaseException:
+                if conn.in_transaction:  # an error may already have ended the whole transaction
+                    conn.execute(f"ROLLBACK TO SAVEPOINT {name}")
+                    conn.execute(f"RELEASE SAVEPOINT {name}")
+                raise
+            conn.execute(f"RELEASE SAVEPOINT {name}")
+            return
+        conn.execute("BEGIN")
+        try:
             yield self
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        try:
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
 
     @contextmanager
     def reading(self) -> Iterator["Catalog"]:

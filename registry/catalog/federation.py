@@ -6,7 +6,7 @@ first accepted; kept when the file is deleted: see :mod:`synthmed.registry.accep
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Collection, Iterable
 
 from ..accepted import AcceptedVersion
 from .base import Handle, dict_row, dict_rows
@@ -66,9 +66,22 @@ class FederationStore:
 
     # -- accepted versions (registry/accepted.py) ------------------------------------------
 
-    def accepted_versions(self, upstream: str) -> dict[tuple[str, str], AcceptedVersion]:
-        """The bound immutable fields of every version ``upstream`` ever carried."""
+    def accepted_versions(self, upstream: str,
+                          keys: Collection[tuple[str, str]] | None = None) -> dict[tuple[str, str], AcceptedVersion]:
+        """The bound immutable fields of every version ``upstream`` ever carried, or of the
+        ``(id, version)`` among ``keys`` (one primary-key probe each: what an incremental
+        sync reads, whatever the number of versions)."""
+        if keys is not None and len(keys) < 5000:
+            conn = self._h.conn
+            rows = []
+            for model_id, version in keys:
+                rows += dict_rows(conn.execute("SELECT * FROM accepted_versions WHERE upstream = ? AND id = ? "
+                                               "AND version = ?", (upstream, model_id, version)))
+            return {v.key: v for v in (AcceptedVersion.from_row(r) for r in rows)}
         rows = dict_rows(self._h.conn.execute("SELECT * FROM accepted_versions WHERE upstream = ?", (upstream,)))
+        if keys is not None:
+            wanted = set(keys)
+            rows = [r for r in rows if (r["id"], r["version"]) in wanted]
         found = (AcceptedVersion.from_row(r) for r in rows)
         return {v.key: v for v in found}
 

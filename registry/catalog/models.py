@@ -21,7 +21,7 @@ from ..stamps import utcnow
 from .base import Handle, dict_rows
 from .entry import CatalogEntry
 from .resolve import resolve_ref
-from .search import Filters, ScoreOrder, fts_query, page_query
+from .search import WALK_FROM, Filters, ScoreOrder, candidates_query, fts_query, page_query, unvalued_query, walk_query
 
 FTS_COLUMNS = ("ident", "title", "summary", "description", "modality", "anatomy", "generates", "tags",
                "architecture")
@@ -68,15 +68,31 @@ DDL = (
     "CREATE TABLE IF NOT EXISTS facets (model INTEGER NOT NULL, field TEXT NOT NULL, value TEXT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS facets_fv ON facets (field, value, model)",
     "CREATE INDEX IF NOT EXISTS facets_model ON facets (model)",
+    # lowest / highest: this row holds its model's lowest / highest value of the metric and
+    # source (one row each), set when the record is written, so a ranked search walks them
     """CREATE TABLE IF NOT EXISTS metrics (
         model INTEGER NOT NULL, name TEXT NOT NULL, value REAL NOT NULL, better TEXT NOT NULL,
-        source TEXT, preferred INTEGER NOT NULL DEFAULT 0)""",
+        source TEXT, preferred INTEGER NOT NULL DEFAULT 0, lowest INTEGER NOT NULL DEFAULT 0,
+        highest INTEGER NOT NULL DEFAULT 0)""",
     "CREATE INDEX IF NOT EXISTS metrics_name ON metrics (name, preferred, model)",
     "CREATE INDEX IF NOT EXISTS metrics_model ON metrics (model)",
-    # ranking picks one source of reported values per metric (registry/measuring/ranking.py): counted from this index alone
-    "CREATE INDEX IF NOT EXISTS metrics_source ON metrics (name, source, better)",
-    # and search --rank reads one model's value of that source with one probe of this one
+    # search --rank over a few matches reads one model's value of a source with one probe of this one
     "CREATE INDEX IF NOT EXISTS metrics_rank ON metrics (model, name, source, value)",
+    # and over many matches walks the values best first (search.walk_query)
+    "CREATE INDEX IF NOT EXISTS metrics_lowest ON metrics (name, source, value, model) WHERE lowest = 1",
+    "CREATE INDEX IF NOT EXISTS metrics_highest ON metrics (name, source, value DESC, model) WHERE highest = 1",
+    # how many values of each metric every source and direction has (every stored version counts):
+    # ranking picks one source of reported values per metric (registry/measuring/ranking.py) with one
+    # probe; kept by these triggers on every write
+    """CREATE TABLE IF NOT EXISTS metric_counts (
+        name TEXT NOT NULL, source TEXT NOT NULL, better TEXT NOT NULL, n INTEGER NOT NULL,
+        PRIMARY KEY (name, source, better)) WITHOUT ROWID""",
+    """CREATE TRIGGER IF NOT EXISTS metric_counts_ai AFTER INSERT ON metrics BEGIN
+        INSERT INTO metric_counts (name, source, better, n) VALUES (new.name, coalesce(new.source, 'reported'),
+          new.better, 1) ON CONFLICT (name, source, better) DO UPDATE SET n = n + 1; END""",
+    """CREATE TRIGGER IF NOT EXISTS metric_counts_ad AFTER DELETE ON metrics BEGIN
+        UPDATE metric_counts SET n = n - 1 WHERE name = old.name AND source = coalesce(old.source, 'reported')
+          AND better = old.better; END""",
     """CREATE TABLE IF NOT EXISTS record_problems (
         upstream TEXT NOT NULL, path TEXT NOT NULL, commit_sha TEXT, reason TEXT NOT NULL,
         seen_at TEXT, PRIMARY KEY (upstream, path))""",
@@ -140,7 +156,26 @@ def _metric_rows(pk: int, data: Mapping[str, Any]) -> list[list[Any]]:
             best[name] = (rank, len(rows) - 1)
     for _, idx in best.values():
         rows[idx][5] = 1
+    mark_extremes(rows)
     return rows
+
+
+def mark_extremes(rows: Sequence[list[Any]]) -> None:
+    """Set the ``lowest`` and ``highest`` flags of one model's ``metrics`` rows (``[model,
+    name, value, better, source, preferred]``, extended in place): for each name and source,
+    the first row holding the lowest value and the first holding the highest."""
+    low: dict[tuple[Any, Any, Any], int] = {}
+    high: dict[tuple[Any, Any, Any], int] = {}
+    for i, row in enumerate(rows):
+        k = (row[0], row[1], row[4])
+        if k not in low or row[2] < rows[low[k]][2]:
+            low[k] = i
+        if k not in high or row[2] > rows[high[k]][2]:
+            high[k] = i
+    lows, highs = set(low.values()), set(high.values())
+    for i, row in enumerate(rows):
+        del row[6:]
+        row.extend([1 if i in lows else 0, 1 if i in highs else 0])
 
 
 class ModelStore:
@@ -198,7 +233,8 @@ class ModelStore:
         pk = int(cur.lastrowid or 0)
         conn.executemany("INSERT INTO facets (model, field, value) VALUES (?,?,?)",
                          [(pk, f, v) for f, v in _facets(upstream, data)])
-        conn.executemany("INSERT INTO metrics (model, name, value, better, source, preferred) VALUES (?,?,?,?,?,?)",
+        conn.executemany("INSERT INTO metrics (model, name, value, better, source, preferred, lowest, highest) "
+                         "VALUES (?,?,?,?,?,?,?,?)",
                          _metric_rows(pk, data))
         conn.execute("DELETE FROM record_problems WHERE upstream = ? AND path = ?", (upstream, path))
 
@@ -341,9 +377,8 @@ class ModelStore:
             return []  # only punctuation: nothing to match
         filters = Filters({"modality": modality, "anatomy": anatomy, "architecture": architecture,
                            "license": license, "upstream": upstream}, runnable, code_upstreams, held_blobs)
-        sql, args = page_query(match, filters, order, limit)
         try:
-            page = self._h.conn.execute(sql, tuple(args)).fetchall()
+            page = self._page(match, filters, order, limit)
         except sqlite3.OperationalError as exc:  # pragma: no cover - a bug if it happens
             raise CatalogError(f"search failed for {query!r}: {exc}", hint="report this as a bug") from exc
         if not page:
@@ -355,14 +390,35 @@ class ModelStore:
         rows = {row[0]: row for row in cur.fetchall()}
         return [self._entry(rows[pk], cols, score) for pk, score in page if pk in rows]
 
+    def _page(self, match: str, filters: Filters, order: ScoreOrder | None, limit: int) -> list[tuple[Any, Any]]:
+        """``(row id, score)`` of one ordered page. A search ranked by the records' own values
+        over many rows walks the values best first (:func:`walk_query`), then lists the
+        rows without a value; any other sorts what matches (:func:`page_query`)."""
+        conn = self._h.conn
+        if order is None or order.values is not None or not self._many(match, filters):
+            sql, args = page_query(match, filters, order, limit)
+            return [tuple(r) for r in conn.execute(sql, tuple(args))]
+        sql, args = walk_query(match, filters, order, limit)
+        page = [tuple(r) for r in conn.execute(sql, tuple(args))]
+        if len(page) < limit:
+            sql, args = unvalued_query(match, filters, order, limit - len(page))
+            page += [tuple(r) for r in conn.execute(sql, tuple(args))]
+        return page
+
+    def _many(self, match: str, filters: Filters) -> bool:
+        """Whether a ranked search would sort at least :data:`WALK_FROM` rows."""
+        probe = candidates_query(match, filters)
+        if probe is None:
+            return True
+        return int(self._h.conn.execute(probe[0], tuple(probe[1])).fetchone()[0] or 0) >= WALK_FROM
+
     # -- the records' own metric values (read by registry/measuring/ranking.py) ------------------------
 
     def metric_sources(self, metric: str) -> list[tuple[str, str, int]]:
         """``(source, better, count)`` of the values records carry for ``metric`` (every stored
-        version counts; read from the ``metrics_source`` index alone)."""
-        rows = self._h.conn.execute(
-            """SELECT coalesce(source, 'reported') AS src, better, count(*) FROM metrics
-               WHERE name = ? GROUP BY src, better""", (metric,)).fetchall()
+        version counts; one probe of ``metric_counts``, which triggers keep on every write)."""
+        rows = self._h.conn.execute("SELECT source, better, n FROM metric_counts WHERE name = ? AND n > 0",
+                                    (metric,)).fetchall()
         return [(str(s), str(b), int(c)) for s, b, c in rows]
 
     def reported_values(self, metric: str, source: str | None, better: str | None) -> dict[tuple[str, str], float]:

@@ -21,8 +21,11 @@ log = logging.getLogger(__name__)
 #: 4: ``models.ident`` (the id, its parts split on - _ . and the parts joined) indexed by FTS;
 #: 5: ``evaluations`` (values measured on this site by ``synthmed evaluate``, each with its
 #: provenance and comparability key); 6: ``audits`` (memorisation audits run on this site, each
-#: with its verdict, numbers and provenance)
-GENERATION = 6
+#: with its verdict, numbers and provenance); 7: ranking kept at write time: ``metric_counts``
+#: (values per metric, source and direction, kept by triggers) and each model's
+#: ``lowest``/``highest`` value of a metric and source flagged in ``metrics`` (a ranked search
+#: walks them in order)
+GENERATION = 7
 
 #: the store modules whose ``DDL`` makes up the layout, in the order it is created
 STORES = (federation, models, artefacts, tests, jobs, evaluations, audits)
@@ -86,6 +89,35 @@ def _add_ident(conn: sqlite3.Connection) -> None:
     conn.executemany("UPDATE models SET ident = ? WHERE id = ?", [(id_terms(i), i) for i in ids])
 
 
+def _flag_extremes(conn: sqlite3.Connection) -> None:
+    """Generation 6 -> 7: the ``lowest``/``highest`` flags of every model's metric values
+    (the index counting sources is replaced by ``metric_counts``, filled after the tables)."""
+    cols = {r[1] for r in conn.execute("PRAGMA table_info(metrics)")}
+    if not cols:
+        return
+    for col in ("lowest", "highest"):
+        if col not in cols:
+            conn.execute(f"ALTER TABLE metrics ADD COLUMN {col} INTEGER NOT NULL DEFAULT 0")
+    conn.execute("DROP INDEX IF EXISTS metrics_source")
+    rows = [[m, n, v, "", s, 0, rowid] for rowid, m, n, v, s in conn.execute(
+        "SELECT rowid, model, name, value, source FROM metrics ORDER BY model, rowid")]
+    by_model: dict[int, list[list[object]]] = {}
+    for row in rows:
+        by_model.setdefault(int(row[0]), []).append(row)
+    updates: list[tuple[object, object, object]] = []
+    for group in by_model.values():
+        rowids = [r[6] for r in group]
+        models.mark_extremes(group)
+        updates.extend((r[6], r[7], rowid) for r, rowid in zip(group, rowids))
+    conn.executemany("UPDATE metrics SET lowest = ?, highest = ? WHERE rowid = ?", updates)
+
+
+def _count_metrics(conn: sqlite3.Connection) -> None:
+    conn.execute("DELETE FROM metric_counts")
+    conn.execute("""INSERT INTO metric_counts (name, source, better, n) SELECT name, coalesce(source, 'reported'),
+                    better, count(*) FROM metrics GROUP BY 1, 2, 3""")
+
+
 def upgrade(conn: sqlite3.Connection, gen: int, where: str) -> None:
     """From generation ``gen`` (0: an empty file) to :data:`GENERATION`, inside the caller's transaction."""
     old = gen in (1, 2, 3) and bool(conn.execute("PRAGMA table_info(models)").fetchall())
@@ -101,7 +133,11 @@ def upgrade(conn: sqlite3.Connection, gen: int, where: str) -> None:
         # is made again over the served rows (generation 4's columns)
         _drop_fts(conn)
         _add_ident(conn)
+    if 0 < gen < 7:
+        _flag_extremes(conn)
     create_tables(conn)
+    if 0 < gen < 7:
+        _count_metrics(conn)
     if old:
         cols = ", ".join(FTS_COLUMNS)
         conn.execute(f"INSERT INTO models_fts (rowid, {cols}) SELECT pk, {cols} FROM models WHERE is_latest = 1")

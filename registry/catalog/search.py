@@ -71,22 +71,51 @@ def _ordered(key: str, order: ScoreOrder, args: list[Any]) -> tuple[str, str, st
     return f", {sub} AS rvalue", "", f"rvalue IS NULL, {sign}rvalue"
 
 
+#: a ranked query whose text (or facet) matches at least this many rows walks the metric's
+#: values in order (:func:`walk_query`) instead of sorting every match
+WALK_FROM = 2000
+
+
+def _driver(match: str, filters: Filters, args: list[Any], key: str | None = None) -> tuple[str, str, list[str]]:
+    """The row key, the FROM clause and the WHERE terms of the served rows matching ``match``
+    and ``filters`` (their arguments appended to ``args``). With ``key``, the rows are
+    another table's (a walk over ``metrics``): they are checked against the text and the
+    facets one by one."""
+    if key is not None:
+        frm, where = "", []
+        if match:
+            where.append(f"{key} IN (SELECT rowid FROM models_fts WHERE models_fts MATCH ?)")
+            args.append(match)
+    elif match:
+        key, frm, where = "f.rowid", " FROM models_fts f", ["f.models_fts MATCH ?"]
+        args.append(match)
+    else:
+        key, frm, where = "m.pk", " FROM models m", ["m.is_latest = 1"]
+    for fname, value in filters.facets.items():
+        if value:
+            if match or frm == "":  # a lookup per row (with `IN`, FTS5 would run the MATCH once per listed id)
+                where.append(f"EXISTS (SELECT 1 FROM facets WHERE field = ? AND value = ? AND model = {key})")
+            else:  # the facet's rows drive the query
+                where.append(f"{key} IN (SELECT model FROM facets WHERE field = ? AND value = ?)")
+            args.extend([fname, value.strip().lower()])
+    if filters.runnable:
+        where.append(_runnable(key, filters, args))
+    return key, frm, where
+
+
 def page_query(match: str, filters: Filters, order: ScoreOrder | None, limit: int) -> tuple[str, list[Any]]:
     """The query for one ordered page of ``(row id, score)`` and its arguments.
 
     It touches only narrow columns (the record JSON is never carried through the sort; the
     FTS index holds only the latest non-yanked rows, so a text query needs no join to
     filter them); the caller reads the full rows of the page."""
+    head: list[Any] = []
     args: list[Any] = []
-    if match:
-        key, frm, where = "f.rowid", " FROM models_fts f", ["f.models_fts MATCH ?"]
-        args.append(match)
-    else:
-        key, frm, where = "m.pk", " FROM models m", ["m.is_latest = 1"]
+    key, frm, where = _driver(match, filters, args)
     select = f"SELECT {key}"
     terms: list[str] = []
     if order is not None:
-        col, joins, term = _ordered(key, order, args)
+        col, joins, term = _ordered(key, order, head)
         select += col
         frm += joins
         terms.append(term)
@@ -94,18 +123,56 @@ def page_query(match: str, filters: Filters, order: ScoreOrder | None, limit: in
         select += ", NULL"
     if match and order is None:  # bm25 costs a computation per match: only when it decides the order
         terms.append("f.rank")
-    for fname, value in filters.facets.items():
-        if value:
-            if match:  # a lookup per match (with `IN`, FTS5 would run the MATCH once per listed id)
-                where.append(f"EXISTS (SELECT 1 FROM facets WHERE field = ? AND value = ? AND model = {key})")
-            else:  # the facet's rows drive the query
-                where.append(f"{key} IN (SELECT model FROM facets WHERE field = ? AND value = ?)")
-            args.extend([fname, value.strip().lower()])
-    if filters.runnable:
-        where.append(_runnable(key, filters, args))
     terms.append("m.id" if not match else key)
     args.append(int(limit))
-    return f"{select}{frm} WHERE {' AND '.join(where)} ORDER BY {', '.join(terms)} LIMIT ?", args
+    return f"{select}{frm} WHERE {' AND '.join(where)} ORDER BY {', '.join(terms)} LIMIT ?", head + args
+
+
+def walk_query(match: str, filters: Filters, order: ScoreOrder, limit: int) -> tuple[str, list[Any]]:
+    """The ranked page of :func:`page_query` for the records' own values (``order.values``
+    is None), found by walking the metric's values best first through one partial index
+    (each model's lowest, or highest, value of the metric and source, flagged when the
+    record is written) and keeping the served rows that match, until ``limit`` are found:
+    a few index probes per result when the query matches many rows. Same rows, same order
+    (value, then row id for a text query or id without one); the models without a value,
+    which come after these, are :func:`unvalued_query`'s."""
+    flag, index, direction = (("lowest", "metrics_lowest", "") if order.better == "lower"
+                              else ("highest", "metrics_highest", " DESC"))
+    args: list[Any] = [order.metric, order.source]
+    frm = f" FROM metrics r INDEXED BY {index}"
+    where = ["r.name = ?", "r.source = ?", f"r.{flag} = 1"]
+    tie = "r.model"
+    if not match:
+        frm += " JOIN models m ON m.pk = r.model"
+        where.append("m.is_latest = 1")
+        tie = "m.id"
+    _, _, more = _driver(match, filters, args, key="r.model")
+    args.append(int(limit))
+    return (f"SELECT r.model, r.value{frm} WHERE {' AND '.join(where + more)} "
+            f"ORDER BY r.value{direction}, {tie} LIMIT ?", args)
+
+
+def unvalued_query(match: str, filters: Filters, order: ScoreOrder, limit: int) -> tuple[str, list[Any]]:
+    """The served rows matching ``match`` and ``filters`` without a value of the order's
+    metric and source, in :func:`page_query`'s order (after every row with a value)."""
+    args: list[Any] = []
+    key, frm, where = _driver(match, filters, args)
+    where.append(f"NOT EXISTS (SELECT 1 FROM metrics r WHERE r.model = {key} AND r.name = ? AND r.source = ?)")
+    args.extend([order.metric, order.source, int(limit)])
+    return f"SELECT {key}, NULL{frm} WHERE {' AND '.join(where)} ORDER BY {'m.id' if not match else key} LIMIT ?", args
+
+
+def candidates_query(match: str, filters: Filters) -> tuple[str, list[Any]] | None:
+    """A query counting (up to :data:`WALK_FROM`) the rows a ranked search would sort: the
+    text's matches, or the smallest facet's rows; None when nothing narrows the served rows."""
+    if match:
+        return "SELECT count(*) FROM (SELECT 1 FROM models_fts WHERE models_fts MATCH ? LIMIT ?)", [match, WALK_FROM]
+    facets = [(f, v.strip().lower()) for f, v in filters.facets.items() if v]
+    if not facets:
+        return None
+    counts = " UNION ALL ".join("SELECT count(*) AS n FROM (SELECT 1 FROM facets WHERE field = ? AND value = ? LIMIT ?)"
+                                for _ in facets)
+    return f"SELECT min(n) FROM ({counts})", [x for f, v in facets for x in (f, v, WALK_FROM)]
 
 
 def _runnable(key: str, filters: Filters, args: list[Any]) -> str:

@@ -4,10 +4,11 @@ that upstream, nothing else."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
 from ..stamps import utcnow
 from .base import Handle, dict_row, dict_rows
+from .entry import CatalogEntry
 
 DDL = (
     """CREATE TABLE IF NOT EXISTS tests (
@@ -52,6 +53,20 @@ class ModelTestStore:
         return dict_rows(self._h.conn.execute(
             """SELECT * FROM tests WHERE upstream = ? AND model_id = ? AND version = ? AND sha256 = ?
                ORDER BY id DESC LIMIT ?""", (upstream, model_id, version, sha256, limit)))
+
+    def last_flags(self, entries: Iterable[CatalogEntry]) -> dict[str, dict[str, Any]]:
+        """The last test of each entry, by ``upstream/id@version``: ``{"passed": bool,
+        "finished": ..., "reason": ...}``. Only a test of the entry's own upstream and package
+        sha256 counts; versions never tested so are absent."""
+        out: dict[str, dict[str, Any]] = {}
+        for e in entries:
+            if not e.record.sha256:
+                continue
+            rows = self.tests_of(e.upstream, e.id, e.version, e.record.sha256, limit=1)
+            if rows:
+                t = rows[0]
+                out[e.qualified_ref] = {"passed": bool(t["passed"]), "finished": t["finished"], "reason": t["reason"]}
+        return out
 
     def test_row(self, test_id: int) -> dict[str, Any] | None:
         """One test run by its id (``tests.id``), or None."""

@@ -236,20 +236,9 @@ def failing_models(catalog: Catalog) -> dict[str, str]:
 
 
 def last_test_flags(catalog: Catalog, entries: Iterable[CatalogEntry]) -> dict[str, dict[str, Any]]:
-    """The last test of each entry, by ``upstream/id@version``: ``{"passed": bool,
-    "finished": ..., "reason": ...}``. Only a test of the entry's own upstream and package
-    sha256 counts; versions never tested so are absent."""
-    wanted = list(entries)
-    out: dict[str, dict[str, Any]] = {}
-    with_sha = [e for e in wanted if e.record.sha256]
-    if not with_sha:
-        return out
-    for e in with_sha:
-        rows = catalog.tests.tests_of(e.upstream, e.id, e.version, e.record.sha256, limit=1)
-        if rows:
-            t = rows[0]
-            out[e.qualified_ref] = {"passed": bool(t["passed"]), "finished": t["finished"], "reason": t["reason"]}
-    return out
+    """The last test of each entry, by ``upstream/id@version`` (the catalog's
+    :meth:`~synthmed.registry.catalog.tests.ModelTestStore.last_flags`)."""
+    return catalog.tests.last_flags(entries)
 
 
 test_entry.__test__ = False  # type: ignore[attr-defined]

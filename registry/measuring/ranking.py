@@ -92,7 +92,7 @@ def choose(catalog: Catalog, metric: str, key: str | None = None) -> Ranking:
                        f"{len(rows)} model(s); reference {top['reference']}, extractor {top['extractor']}",
                        other_keys=keys[1:])
     # which source and direction most values of the metric have (every stored version counts:
-    # read from the metrics_source index alone, so it stays cheap at 100,000 records)
+    # counted when the records are written, so this is one probe at any catalog size)
     rows2 = catalog.models.metric_sources(metric)
     if not rows2:
         return Ranking(metric, "none", None, None, None, {}, f"no model reports or has measured {metric!r}")

@@ -69,7 +69,6 @@ def sync_exit_status(results: "Sequence[SyncResult]", mirror_failed: int) -> int
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    from synthmed.daemon.jobs import JobContext, mirror_job
     from synthmed.daemon.lock import SiteLock
     from synthmed.daemon.sync import sync_all
     from synthmed.registry.catalog import Catalog
@@ -88,6 +87,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
         mirror = None
         not_mirrored: list[str] = []
         if not args.no_mirror:
+            from synthmed.daemon.jobs import JobContext, mirror_job  # the store, packages and formats: only to mirror
+
             ctx = JobContext(settings, cat, progress)
             mirror = mirror_job(ctx)
             not_mirrored = ctx.failed
@@ -187,9 +188,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         found = rankings.search(cat, " ".join(args.query), modality=args.modality, anatomy=args.anatomy,
                                 architecture=args.architecture, license=args.license, rank=ranking,
                                 limit=args.limit, upstream=args.upstream, **runnable)
-        from synthmed.registry.checks.modeltest_site import last_test_flags
-
-        tests = last_test_flags(cat, found)
+        tests = cat.tests.last_flags(found)
         if args.json:
             items = [{**e.as_dict(), "last_test": tests.get(e.qualified_ref)} for e in found]
             if ranking is not None:
