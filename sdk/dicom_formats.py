@@ -259,7 +259,7 @@ def _write_dicom_image(path: str, arr: np.ndarray, ctx: WriteContext) -> None:
         if len(spacing) == 2:
             ds.PixelSpacing = [spacing[0], spacing[1]]
     ds.Rows, ds.Columns = rows, cols
-    ds.Laterality = ""
+    ds.Laterality = ""  # type 2C: dciodvfy wants it present; empty as the body part is unknown
     if not multi:
         # the patient directions of the rows and columns (General Image module)
         ds.PatientOrientation = list(orientation_of(_record_output(ctx))[:2])
@@ -337,6 +337,25 @@ def write_dicom_series(path: str, arr: np.ndarray, ctx: WriteContext) -> None:
         ds.save_as(os.path.join(path, f"{k + 1:04d}.dcm"), enforce_file_format=True)
 
 
+#: the slice thickness a 2D sample's SEG declares (mm): a 2D image has none, and its NIfTI
+#: twin uses the same 1 mm for its third axis (write_context.volume_affine)
+PLANE_THICKNESS_MM = 1.0
+
+
+def _plane_measures(image: Any) -> Any:
+    """The Pixel Measures of a SEG over one 2D image: its PixelSpacing with a slice
+    thickness of :data:`PLANE_THICKNESS_MM` (a SEG's Pixel Measures need both, or readers
+    such as ``highdicom.seg.segread`` refuse the file); None when the image declares no
+    spacing (the SEG then declares none either)."""
+    import highdicom as hd
+
+    spacing = getattr(image, "PixelSpacing", None)
+    if not spacing:
+        return None
+    return hd.PixelMeasuresSequence(pixel_spacing=[float(x) for x in spacing],
+                                    slice_thickness=PLANE_THICKNESS_MM)
+
+
 def write_dicom_seg(path: str, arr: np.ndarray, ctx: WriteContext, source: str) -> None:
     """A mask as a binary DICOM SEG (highdicom) referencing the DICOM image(s) of the same
     sample at ``source`` (a file, or a folder of per-slice files), in their study and
@@ -357,8 +376,10 @@ def write_dicom_seg(path: str, arr: np.ndarray, ctx: WriteContext, source: str) 
         images.sort(key=lambda d: int(d.InstanceNumber))
     else:
         images = [pydicom.dcmread(source)]
+    pixel_measures = None
     if spec.dims == 2:
         mask = mask[None]
+        pixel_measures = _plane_measures(images[0])
     note = f"{SYNTHETIC_NOTE} {record.ref} (seed {ctx.seed}, sample {ctx.index})"
     algorithm = hd.AlgorithmIdentificationSequence(
         name=f"synthmed {record.id}"[:64], version=record.version[:64],
@@ -376,7 +397,8 @@ def write_dicom_seg(path: str, arr: np.ndarray, ctx: WriteContext, source: str) 
         instance_number=ctx.index + 1, manufacturer="synthmed", manufacturer_model_name=record.id[:64],
         software_versions=f"synthmed {synthmed_version()}", device_serial_number="SYNTHMED",
         series_description=f"SYNTHETIC {record.ref} {spec.name}"[:64],
-        content_description="SYNTHETIC synthmed mask"[:64], omit_empty_frames=False)
+        content_description="SYNTHETIC synthmed mask"[:64], omit_empty_frames=False,
+        pixel_measures=pixel_measures)
     seg.ImageComments = note
     if spec.dims == 2:
         seg.PatientOrientation = list(orientation_of(_record_output(ctx))[:2])
