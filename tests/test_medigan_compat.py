@@ -152,7 +152,7 @@ def test_chunk_size_from_site_toml_cli_and_sdk(tmp_path: Path, medigan_toy) -> N
     assert load_settings(home).runner.medigan_chunk == 3
     assert main(["--site", str(home), "generate", "medigan-toy", "-n", "5", "-o", str(tmp_path / "a"),
                  "--layout", "medigan", "--no-progress"]) == 0
-    side = json.loads((tmp_path / "a" / "synthmed.json").read_text())
+    side = json.loads((tmp_path / "a.synthmed.json").read_text())
     assert side["runner"]["medigan_seed_chunk"] == 3 and side["layout"] == "medigan"
     assert sorted(p.name for p in (tmp_path / "a").glob("*.png")) == [f"batch_0_{i}.png" for i in range(5)]
     assert main(["--site", str(home), "generate", "medigan-toy", "-n", "5", "-o", str(tmp_path / "b"),
@@ -161,11 +161,11 @@ def test_chunk_size_from_site_toml_cli_and_sdk(tmp_path: Path, medigan_toy) -> N
     assert (tmp_path / "b" / "image" / "000004.png").is_file()  # synthmed's own layout by default
     g = Generators(home, progress=False, chunk_size=1)
     g.generate("medigan-toy", 2, output_path=str(tmp_path / "c"), seed=0)
-    assert json.loads((tmp_path / "c" / "synthmed.json").read_text())["runner"]["medigan_seed_chunk"] == 1
+    assert json.loads((tmp_path / "c.synthmed.json").read_text())["runner"]["medigan_seed_chunk"] == 1
     # none set: chosen for the run (all 6 seeds in one call)
     (home / "site.toml").write_text(toml)
     Generators(home, progress=False).generate("medigan-toy", 6, output_path=str(tmp_path / "d"), seed=0)
-    assert json.loads((tmp_path / "d" / "synthmed.json").read_text())["runner"]["medigan_seed_chunk"] == 6
+    assert json.loads((tmp_path / "d.synthmed.json").read_text())["runner"]["medigan_seed_chunk"] == 6
     (home / "site.toml").write_text(toml + "\n[runner]\nmedigan_chunk = 0\n")
     with pytest.raises(ConfigError):
         load_settings(home)
