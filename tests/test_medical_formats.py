@@ -311,3 +311,17 @@ def test_a_2d_dicom_seg_reads_back_with_highdicom_and_passes_dciodvfy(tmp_path: 
         if shutil.which("dciodvfy"):
             assert not _dciodvfy_errors(path), path
             assert not _dciodvfy_errors(tmp_path / "d" / "image" / f"{i:06d}.dcm")
+
+
+def test_medigan_dataset_items_keep_every_output(tmp_path: Path) -> None:
+    """get_as_torch_dataset("phantom-lesion")'s medigan items: image as "sample", its
+    mask as "mask", the volume as "other_imaging_output", and the volume's mask under its
+    own name, "volume_mask", not dropped (issue #26)."""
+    from synthmed.datasets import SyntheticDataset
+
+    m = phantom(tmp_path)
+    want = m.sample(1, seed=3, **PARAMS)
+    item = SyntheticDataset(m.for_run(1).spec(), 1, seed=3, params=PARAMS, item_format="medigan")[0]
+    assert set(item) == {"sample", "mask", "other_imaging_output", "volume_mask"}
+    assert np.array_equal(np.asarray(item["volume_mask"]), want["volume_mask"][0])
+    assert np.array_equal(np.asarray(item["other_imaging_output"]), want["volume"][0])
