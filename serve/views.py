@@ -85,8 +85,26 @@ def search(settings: Settings, cat: Catalog, q: Query) -> dict[str, Any]:
                 shown.setdefault(key, v)
                 counts[key] = counts.get(key, 0) + 1
         facets[name] = {shown[k]: n for k, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))}
-    rows = [{"entry": e, "test": tests.get(e.qualified_ref)} for e in found]
-    return {"rows": rows, "facets": facets, "count": len(found), "truncated": len(found) >= SEARCH_LIMIT}
+    rows = [{"entry": e, "test": tests.get(e.qualified_ref), "runnable": bool(e.record.sha256),
+             "grid": last_grid(cat, e)} for e in found]
+    # what this site can run first (pinned; tested and passing before untested, failing
+    # last), in the catalog's order within each group; unpinned records in a section of their own
+    order = {True: 0, None: 1, False: 2}
+    runnable = sorted((r for r in rows if r["runnable"]),
+                      key=lambda r: order[None if r["test"] is None else bool(r["test"]["passed"])])
+    unverified = [r for r in rows if not r["runnable"]]
+    return {"rows": runnable, "unverified": unverified, "facets": facets, "count": len(found),
+            "truncated": len(found) >= SEARCH_LIMIT}
+
+
+def last_grid(cat: Catalog, entry: CatalogEntry) -> int | None:
+    """The id of the newest test run (of the 5 last) of this version that drew a sample
+    grid (served at ``/tests/<id>/grid.png``), or None (an unpinned record is never tested)."""
+    for t in cat.tests.tests_of(entry.upstream, entry.id, entry.version, entry.record.sha256, limit=5):
+        rep = RunReport.of(t)
+        if rep is not None and rep.grid():
+            return int(t["id"])
+    return None
 
 
 def _inside(root: Path, path: Path) -> Path | None:
