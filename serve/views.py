@@ -90,10 +90,10 @@ def search(settings: Settings, cat: Catalog, q: Query) -> dict[str, Any]:
     # what this site can run first (pinned; tested and passing before untested, failing
     # last), in the catalog's order within each group; unpinned records in a section of their own
     order = {True: 0, None: 1, False: 2}
-    runnable = sorted((r for r in rows if r["runnable"]),
-                      key=lambda r: order[None if r["test"] is None else bool(r["test"]["passed"])])
+    pinned = sorted((r for r in rows if r["runnable"]),
+                    key=lambda r: order[None if r["test"] is None else bool(r["test"]["passed"])])
     unverified = [r for r in rows if not r["runnable"]]
-    return {"rows": runnable, "unverified": unverified, "facets": facets, "count": len(found),
+    return {"rows": pinned, "unverified": unverified, "facets": facets, "count": len(found),
             "truncated": len(found) >= SEARCH_LIMIT}
 
 
