@@ -12,6 +12,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from synthmed.registry import vocabulary
 from synthmed.registry.errors import ConfigError
 from synthmed.registry.outputs import OutputSpec, canonical, record_specs, to_bits
 from synthmed.registry.records import Record
@@ -21,23 +22,11 @@ from .write_context import SYNTHETIC_NOTE, WriteContext, chosen_window, orientat
 from .write_context import record_output as _record_output
 
 
-_DICOM_MODALITIES = {"CT", "MR", "MG", "US", "CR", "DX", "PT", "NM", "XA", "RF", "OT", "SM", "OP", "OCT", "ES", "XC", "GM"}
-
-
 def _dicom_modality(record: Record) -> str:
-    for m in record.get("modality") or []:
-        up = str(m).upper()
-        if up in _DICOM_MODALITIES:
-            return up
-        if up in {"MRI"}:
-            return "MR"
-        if up in {"MAMMOGRAPHY"}:
-            return "MG"
-        if up in {"HISTOPATHOLOGY", "PATHOLOGY", "IHC", "MICROSCOPY"}:
-            return "SM"
-        if up in {"FUNDUS", "RETINA", "OPHTHALMOLOGY"}:
-            return "OP"
-    return "OT"
+    """The DICOM Modality of a record's files: the first code its modality words mean in
+    the controlled vocabulary (:mod:`synthmed.registry.vocabulary`), else OT (other)."""
+    codes = vocabulary.modality_codes(record.get("modality") or [])
+    return codes[0] if codes else "OT"
 
 
 def dicom_uids(run: dict[str, Any], spec: OutputSpec, series_number: int) -> dict[str, Any]:

@@ -143,6 +143,8 @@ def medigan_config(record: Record) -> dict[str, Any]:
     entry, _, func = str(pkg.get("entry_point") or "").partition(":")
     sources = ((pkg.get("artefact") or {}).get("sources")) or []
     arch = d.get("architecture") or {}
+    prov: Mapping[str, Any] = d.get("provenance") or {}
+    words: Mapping[str, Any] = prov.get("original_terms") or {}
     name = func or ("generate" if pkg.get("format") == "medigan-1" else entry) or None
     return {
         "execution": {
@@ -162,8 +164,8 @@ def medigan_config(record: Record) -> dict[str, Any]:
         "selection": {
             "performance": _metric_tree(d.get("metrics") or []),
             "use_cases": list(d.get("use_cases") or []),
-            "organ": list(d.get("anatomy") or []),
-            "modality": list(d.get("modality") or []),
+            "organ": list(words.get("organ") or d.get("anatomy") or []),  # medigan's own words where imported
+            "modality": list(words.get("modality") or d.get("modality") or []),
             "vendors": list(d.get("vendors") or []),
             "centres": list(d.get("centres") or []),
             "function": list(d.get("function") or _FUNCTIONS.get(str(d.get("task")), [])),

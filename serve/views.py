@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from synthmed.registry import vocabulary
 from synthmed.registry.catalog import Catalog, CatalogEntry
 from synthmed.registry.checks.modeltest_site import last_test_flags
 from synthmed.registry.packages import runnable_upstreams
@@ -51,8 +52,10 @@ class Query:
 
 def facet_values(entry: CatalogEntry, name: str) -> list[str]:
     data = entry.record.data
-    if name in ("modality", "anatomy"):
-        return [str(v) for v in data.get(name) or []]
+    if name == "modality":
+        return vocabulary.facet_modalities(data.get(name) or [])
+    if name == "anatomy":
+        return vocabulary.facet_anatomy(data.get(name) or [])
     if name == "architecture":
         arch = data.get("architecture") or {}
         return [str(arch["family"])] if arch.get("family") else []
@@ -61,6 +64,14 @@ def facet_values(entry: CatalogEntry, name: str) -> list[str]:
     if name == "status":
         return [entry.status]
     return []
+
+
+def term_label(name: str, value: str) -> str:
+    """How a facet value is shown: a modality code with its display name (``Mammography
+    (MG)``); other values as they are."""
+    if name == "modality" and value.upper() in vocabulary.MODALITIES:
+        return f"{vocabulary.modality_display(value)} ({value.upper()})"
+    return value
 
 
 def search(settings: Settings, cat: Catalog, q: Query) -> dict[str, Any]:

@@ -6,11 +6,12 @@ an existing table bumps :data:`GENERATION` with a step in :func:`upgrade`."""
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 
 from . import artefacts, evaluations, federation, jobs, models, tests
-from .models import FTS_COLUMNS, id_terms
+from .models import FTS_COLUMNS, id_terms, refresh_terms
 
 log = logging.getLogger(__name__)
 
@@ -20,8 +21,9 @@ log = logging.getLogger(__name__)
 #: immutable fields of every version ever accepted), ``tests`` keyed by upstream and sha256;
 #: 4: ``models.ident`` (the id, its parts split on - _ . and the parts joined) indexed by FTS;
 #: 5: ``evaluations`` (values measured on this site by ``synthmed evaluate``, each with its
-#: provenance and comparability key)
-GENERATION = 5
+#: provenance and comparability key); 6: modality and anatomy facets and full-text in the
+#: controlled vocabulary (registry/vocabulary.py), derived again from each stored record
+GENERATION = 6
 
 #: the store modules whose ``DDL`` makes up the layout, in the order it is created
 STORES = (federation, models, artefacts, tests, jobs, evaluations)
@@ -106,4 +108,13 @@ def upgrade(conn: sqlite3.Connection, gen: int, where: str) -> None:
         conn.execute(f"INSERT INTO models_fts (rowid, {cols}) SELECT pk, {cols} FROM models WHERE is_latest = 1")
     if gen == 1:  # the upstream facet came with generation 2
         conn.execute("INSERT INTO facets (model, field, value) SELECT pk, 'upstream', upstream FROM models")
+    if 0 < gen < 6:
+        _vocabulary_terms(conn)
     conn.execute(f"PRAGMA user_version={GENERATION}")
+
+
+def _vocabulary_terms(conn: sqlite3.Connection) -> None:
+    """Generation 5 -> 6: each stored record's modality and anatomy facets and full-text
+    derived again in the controlled vocabulary (the records themselves are not touched)."""
+    rows = conn.execute("SELECT pk, record FROM models").fetchall()
+    refresh_terms(conn, [(int(pk), json.loads(text)) for pk, text in rows])
