@@ -101,8 +101,12 @@ def update_bound(catalog: Catalog, u: Upstream, repo: UpstreamRepo, base: str | 
     hist = history.history_changes(repo.g, rev_range, prefix)
     for outcome, v in history.walk_history(hist, f"{sub}/" if sub else "", _reader(repo), bound, cache=cache):
         if outcome == "conflict":
-            log.warning("%s: %s at %s changes the immutable fields of %s@%s (bound at %s); it is not accepted",
-                        u.name, v.path, v.commit[:12], v.id, v.version, bound[v.key].commit[:12])
+            # history only: the version stays bound to its first appearance, and its file as it
+            # is now is checked (and skipped with a warning) when the record is applied; a change
+            # an index reverted long ago is no news to an admin on every fresh sync
+            log.info("%s: history: %s at %s changed the immutable fields of %s@%s (bound at %s); that commit's "
+                     "version of the file was not accepted", u.name, v.path, v.commit[:12], v.id, v.version,
+                     bound[v.key].commit[:12])
     catalog.federation.put_accepted(u.name, [v for k, v in bound.items() if before.get(k) != v])
     catalog.federation.put_upstream(u.name, bound_commit=new)
     return bound
