@@ -316,7 +316,8 @@ def test_generators_generate_passes_outputs_and_window(phantom: Model, tmp_path:
 
     g = Generators.__new__(Generators)
     g.progress = False  # no site was opened, so no progress setting came with it
-    monkeypatch.setattr(Generators, "get_model", lambda self, model_id: Model(phantom.package, INLINE), raising=False)
+    monkeypatch.setattr(Generators, "get_model_executor", lambda self, model_id, install_dependencies=False:
+                        Model(phantom.package, INLINE), raising=False)
     g.generate("phantom-lesion", num_samples=1, output_path=tmp_path / "g", outputs="image",
                window=(40, 400), dims=2, layout="synthmed", seed=0)
     folder = tmp_path / "g"
