@@ -248,20 +248,7 @@ def _warnings(data: Mapping[str, Any], where: str) -> list[Problem]:
         out.append(Problem(where, "$.package.artefact.sha256",
                            "unverified: no pinned sha256, so the model is searchable but never executed "
                            f"(run `synthmed index pin {data.get('id')}@{data.get('version')}`)", "warning"))
-    out += vocabulary_warnings(data, where)
-    return out
-
-
-def vocabulary_warnings(data: Mapping[str, Any], where: str) -> list[Problem]:
-    """A record none of whose modality words the controlled vocabulary knows (it still
-    validates: its own words are its facet; the index gate refuses it in a new version)."""
-    mods = data.get("modality")
-    if not isinstance(mods, list) or not mods or vocabulary.modality_codes(mods):
-        return []
-    return [Problem(where, "$.modality",
-                    f"no modality the vocabulary knows ({', '.join(map(str, mods))}): name a DICOM modality code "
-                    f"({', '.join(vocabulary.MODALITIES)}) or a term that means one (e.g. 'mammography')",
-                    "warning")]
+    return out + vocabulary.record_warnings(data, where)
 
 
 def validate_data(data: Any, where: str = "<memory>", relpath: str | None = None) -> tuple[list[Problem], list[Problem]]:

@@ -12,7 +12,9 @@ names. The medigan importer writes codes and keeps medigan's words as tags.
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
+
+from .errors import Problem
 
 #: DICOM modality code -> (display name, words and phrases that mean it, lower case)
 MODALITIES: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -118,6 +120,17 @@ def facet_anatomy(terms: Iterable[Any]) -> list[str]:
     """The anatomy facet's values of a record: its terms, else its own words."""
     terms = [str(t) for t in terms]
     return anatomy_terms(terms) or terms
+
+
+def record_warnings(data: Mapping[str, Any], where: str) -> list[Problem]:
+    """A record none of whose modality words the vocabulary knows (it still validates: its
+    own words are its facet; the index gate refuses it in a new version)."""
+    mods = data.get("modality")
+    if not isinstance(mods, list) or not mods or modality_codes(mods):
+        return []
+    return [Problem(where, "$.modality",
+                    f"no modality the vocabulary knows ({', '.join(map(str, mods))}): name a DICOM modality code "
+                    f"({', '.join(MODALITIES)}) or a term that means one (e.g. 'mammography')", "warning")]
 
 
 def search_text(field: str, terms: Iterable[Any]) -> str:
