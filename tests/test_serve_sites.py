@@ -108,8 +108,12 @@ def test_browser_every_starter_with_its_grid_and_test_status(site_a: Settings, u
             _shot(browser, "serve-model.png")
     # a facet narrows the search: click the CT modality
     browser.get(url_a + "/")
-    browser.find_element(By.CSS_SELECTOR, 'details[data-facet-more="modality"] summary').click()  # the rarer values
-    browser.find_element(By.CSS_SELECTOR, 'details[data-facet-more="modality"]').find_element(By.LINK_TEXT, "CT").click()
+    # the controlled vocabulary: one entry per modality, shown by its display name and code
+    facet = browser.find_element(By.CSS_SELECTOR, 'ul[data-facet="modality"]')
+    names = [a.text for a in facet.find_elements(By.TAG_NAME, "a")]
+    assert "Mammography (MG)" in names and not [n for n in names if "mmg" in n.lower() and n != "Mammography (MG)"]
+    assert not browser.find_elements(By.CSS_SELECTOR, 'details[data-facet-more="modality"]')
+    facet.find_element(By.LINK_TEXT, "Computed tomography (CT)").click()
     refs = [r.get_attribute("data-ref") for r in browser.find_elements(By.CSS_SELECTOR, "#results tr[data-ref]")]
     assert refs == ["public/phantom-lesion@1.0.0"]
     # free text from the search box
