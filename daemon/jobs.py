@@ -36,8 +36,11 @@ class JobContext:
 
 
 class DownloadMeter:
-    """A byte-progress callback for one artefact: logs bytes and rate every ``every_s`` seconds
-    and hands the same figures to ``JobContext.report_download``."""
+    """A byte-progress callback for one artefact: while it runs, every ``every_s`` seconds,
+    shows bytes and rate (``JobContext.progress``, debug log) and hands the same figures to
+    ``JobContext.report_download`` (the status page). The one log line of a finished
+    download is the store's ("fetched ...", with its rate); a rate is shown only once it is
+    measured over bytes that arrived after the first report (never a "0.00 MB/s")."""
 
     def __init__(self, ctx: JobContext, ref: str, sha256: str, every_s: float = 5.0) -> None:
         self.ctx, self.ref, self.sha256, self.every_s = ctx, ref, sha256, every_s
@@ -49,16 +52,17 @@ class DownloadMeter:
         now = time.monotonic()
         if self.first is None:
             self.first = done  # a resumed download starts past 0
-        if now - self.last < self.every_s and (total is None or done < total):
+        if now - self.last < self.every_s or (total is not None and done >= total):
             return
         self.last = now
-        rate = (done - self.first) / max(now - self.start, 1e-6)
+        measured = done > self.first
+        rate = (done - self.first) / max(now - self.start, 1e-6) if measured else None
         info = {"ref": self.ref, "sha256": self.sha256, "bytes": done, "total": total,
-                "rate_bytes_per_s": round(rate), "since": self.started}
-        log.info("mirror: %s: %s of %s bytes (%.2f MB/s)", self.ref, done, total if total is not None else "?",
-                 rate / 1e6)
-        self.ctx.progress(f"mirror: {self.ref}: {done} of {total if total is not None else '?'} bytes "
-                          f"({rate / 1e6:.2f} MB/s)")
+                "rate_bytes_per_s": round(rate) if rate is not None else None, "since": self.started}
+        line = (f"mirror: {self.ref}: {done} of {total if total is not None else '?'} bytes"
+                + (f" ({rate / 1e6:.2f} MB/s)" if rate is not None else ""))
+        log.debug("%s", line)
+        self.ctx.progress(line)
         self.ctx.report_download(info)
 
 
@@ -97,7 +101,7 @@ def mirror_job(ctx: JobContext) -> str:
         sha = e.record.sha256
         if not sha:
             unverified += 1
-            log.info("mirror: skipping %s: unverified (no pinned sha256)", e.qualified_ref)
+            log.debug("mirror: skipping %s: unverified (no pinned sha256)", e.qualified_ref)  # counted in the summary
             continue
         if sha in done:
             continue
@@ -109,7 +113,8 @@ def mirror_job(ctx: JobContext) -> str:
             package = prepare(e, settings, purpose="mirror", progress=DownloadMeter(ctx, e.qualified_ref, sha))
             if package.source not in ("store", "packages"):
                 fetched += 1
-                log.info("mirror: %s: blob %s served by %s", e.qualified_ref, sha[:12], redact_url(package.source))
+                # the store logged the one line of this download, with its rate ("fetched ...")
+                log.debug("mirror: %s: blob %s served by %s", e.qualified_ref, sha[:12], redact_url(package.source))
             with catalog.transaction():
                 catalog.artefacts.set_artefact(sha, state="verified", size=e.record.size, source=redact_url(package.source))
         except Exception as exc:  # one model never stops the others

@@ -153,8 +153,9 @@ def format_status(st: dict[str, Any]) -> str:
         lines.append(f"daemon: PID {d['pid']}, {job}")
         dl = d.get("download")
         if dl:
-            lines.append(f"  downloading {dl['ref']}: {dl['bytes']} of {dl['total'] or '?'} bytes "
-                         f"({dl['rate_bytes_per_s'] / 1e6:.2f} MB/s)")
+            rate = dl.get("rate_bytes_per_s")
+            lines.append(f"  downloading {dl['ref']}: {dl['bytes']} of {dl['total'] or '?'} bytes"
+                         + (f" ({rate / 1e6:.2f} MB/s)" if rate is not None else ""))
         for name, when in sorted((d.get("next_runs") or {}).items(), key=lambda kv: str(kv[1])):
             lines.append(f"  next {name}: {when}")
         if d.get("reload_error"):

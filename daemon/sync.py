@@ -125,8 +125,12 @@ def update_bound(catalog: Catalog, u: Upstream, repo: UpstreamRepo, base: str | 
             if good is not None:
                 good[v.key] = (v.commit, blobs[(v.commit, f"{at}{v.path}")])
         else:
-            log.warning("%s: %s at %s changes the immutable fields of %s@%s (bound at %s); it is not accepted",
-                        u.name, v.path, v.commit[:12], v.id, v.version, bound[v.key].commit[:12])
+            # history only: the version stays bound to its first appearance, and its file as it
+            # is now is checked (and skipped with a warning) when the record is applied; a change
+            # an index reverted long ago is no news to an admin on every fresh sync
+            log.info("%s: history: %s at %s changed the immutable fields of %s@%s (bound at %s); that commit's "
+                     "version of the file was not accepted", u.name, v.path, v.commit[:12], v.id, v.version,
+                     bound[v.key].commit[:12])
     catalog.federation.put_accepted(u.name, [v for k, v in bound.items() if before.get(k) != v])
     catalog.federation.put_upstream(u.name, bound_commit=new)
     return bound

@@ -336,6 +336,34 @@ def plan(record: Record, inputs: CheckedInputs, n: int | None, per_input: int = 
     return n
 
 
+def default_inputs(record: Record, package_dir: Path, n: int) -> CheckedInputs | None:
+    """The inputs a model takes when none is given (the medigan API): each array input's
+    ``default`` folder inside the package (a medigan translator's bundled examples), read
+    and checked, and cycled to cover ``n`` samples as medigan's packages do (sample ``i``
+    takes image ``i % m`` of the ``m`` bundled). None when an input has no default."""
+    specs = record.array_inputs
+    if not specs or any(not s.get("default") for s in specs):
+        return None
+    given = {str(s["name"]): _inside(record, Path(package_dir), str(s["default"]), str(s["name"]), "default")
+             for s in specs}
+    checked = check_inputs(record, given)
+    m = checked.count
+    if n <= m:
+        return checked
+    idx = np.arange(n) % m
+    return CheckedInputs(checked.record_ref, {k: a[idx] for k, a in checked.arrays.items()},
+                         {k: [src[i] for i in idx] for k, src in checked.sources.items()})
+
+
+def _inside(record: Record, package_dir: Path, rel: str, name: str, what: str) -> Path:
+    root = package_dir.resolve()
+    folder = (root / rel).resolve()
+    if folder != root and root not in folder.parents:
+        raise InputError(f"{record.ref}: input {name!r}: {what} folder {rel!r} leaves the package",
+                         model=record.ref, input=name)
+    return folder
+
+
 def test_inputs(record: Record, package_dir: Path, *, max_decoded_bytes: int | None = None) -> CheckedInputs | None:
     """The model test's inputs shipped inside the package (each array input's ``test``
     folder), checked; None when the record has no array inputs."""
@@ -350,9 +378,5 @@ def test_inputs(record: Record, package_dir: Path, *, max_decoded_bytes: int | N
             raise InputError(f"{record.ref}: input {spec['name']!r} names no test folder inside the package",
                              hint="add array_inputs[].test: a folder in the package with one file per test input",
                              model=record.ref, input=str(spec["name"]))
-        folder = (root / str(rel)).resolve()
-        if folder != root and root not in folder.parents:
-            raise InputError(f"{record.ref}: input {spec['name']!r}: test folder {rel!r} leaves the package",
-                             model=record.ref, input=str(spec["name"]))
-        given[str(spec["name"])] = folder
+        given[str(spec["name"])] = _inside(record, root, str(rel), str(spec["name"]), "test")
     return check_inputs(record, given, max_decoded_bytes=max_decoded_bytes)

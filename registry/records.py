@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterator, Mapping
 
-from . import spdx
+from . import spdx, vocabulary
 from .errors import Problem, RecordError
 from .schemas_io import json_path, validate_against
 from .semver import parse_version
@@ -249,7 +249,7 @@ def _warnings(data: Mapping[str, Any], where: str) -> list[Problem]:
         out.append(Problem(where, "$.package.artefact.sha256",
                            "unverified: no pinned sha256, so the model is searchable but never executed "
                            f"(run `synthmed index pin {data.get('id')}@{data.get('version')}`)", "warning"))
-    return out
+    return out + vocabulary.record_warnings(data, where)
 
 
 def validate_data(data: Any, where: str = "<memory>", relpath: str | None = None) -> tuple[list[Problem], list[Problem]]:

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_in
 from synthmed.registry.errors import ConfigError
 from synthmed.registry.outputs import (OutputSpec, display_range, label_plane, parse_window, record_specs,
                                        preview_plane, save_grid, to_uint8, upscale, upscale_factor)
-from synthmed.registry.outputs import TILE_MIN
+from synthmed.registry.outputs import GRID_BACKGROUND, GRID_MIN_TILE, TILE_MIN, grid
 from synthmed.registry.outputs import overlay as overlay_masks
 from synthmed.registry.array_inputs import check_inputs, plan
 from synthmed.registry.runner import CheckedParams, Runner, check_params
@@ -228,8 +228,9 @@ def visualize(spec: ModelSpec, path: Path | str, num_samples: int = 16, *, seed:
     """Write a grid of ``num_samples`` samples to a PNG and return its path.
 
     Shown: ``outputs`` (names, or "a,b"), else ``output``, else the first output. Each
-    shown output is a column, each sample a row (one output alone fills a square-ish
-    grid). A volume shows its middle slice along the slice axis (as the test reports'
+    shown output is a column, a sample's columns side by side, as many samples a row as
+    keep the grid about square (:func:`groups_per_row`), each column named above it; one
+    output alone fills a square-ish grid. A volume shows its middle slice along the slice axis (as the test reports'
     grids). One-channel images go through their window (``window=(C, W)`` or "C,W", else
     the record's, else CT's default, see :func:`synthmed.registry.outputs.default_window`).
     Masks and label maps with the same dims and shape as a shown image are overlaid on it
@@ -285,11 +286,50 @@ def visualize(spec: ModelSpec, path: Path | str, num_samples: int = 16, *, seed:
         runner.close()
     # every tile enlarged by a whole factor to about the same size, at least TILE_MIN
     side = max([TILE_MIN] + [max(c[0].plane().shape[:2], default=1) for c in columns])
-    tiles = []
-    for i in range(num_samples):
-        for shown, masks in columns:
-            tiles.append(_tile(samples, i, shown, masks, win, side))
-    return save_grid(tiles, path, cols=len(columns) if len(columns) > 1 else None)
+    rows = [[_tile(samples, i, shown, masks, win, side) for shown, masks in columns] for i in range(num_samples)]
+    if len(columns) == 1:
+        return save_grid([r[0] for r in rows], path)
+    labels = [shown.name + "".join(f" + {m.name}" for m in masks) for shown, masks in columns]
+    return _save_labelled_grid(rows, labels, Path(path))
+
+
+def groups_per_row(n: int, k: int) -> int:
+    """How many samples (each ``k`` tiles side by side) a row of a grid holds so that the
+    grid is about square: ``n`` samples of 2 columns -> 3 a row (6 x 6 tiles for 16)."""
+    return min(range(1, n + 1), key=lambda g: (max(g * k, math.ceil(n / g)) / min(g * k, math.ceil(n / g)),
+                                               g * k * math.ceil(n / g) - n * k))
+
+
+def _save_labelled_grid(rows: list[list[np.ndarray]], labels: list[str], path: Path) -> Path:
+    """Samples of several columns (an image and its mask, an input and the output made from
+    it) as an about square grid of samples, each sample its columns side by side, with the
+    columns' names above them; written as a PNG."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    k, n = len(labels), len(rows)
+    g = groups_per_row(n, k)
+    blank = np.full_like(rows[0][0], GRID_BACKGROUND)
+    # row-major with g * k columns: sample i is group i % g of grid row i // g
+    tiles = [rows[i][j] if i < n else blank for i in range(math.ceil(n / g) * g) for j in range(k)]
+    body = grid(tiles, cols=g * k)
+    h = max(t.shape[0] for t in tiles)
+    w = max(t.shape[1] for t in tiles)
+    scale, pad = max(1, GRID_MIN_TILE // max(h, w, 1)), 2  # as registry.outputs.grid lays them out
+    size = max(11, min(18, w * scale // 8))
+    font = ImageFont.load_default(size=size)
+    head = 8 + size
+    canvas = Image.new("RGB", (body.shape[1], body.shape[0] + head), (GRID_BACKGROUND,) * 3)
+    canvas.paste(Image.fromarray(body).convert("RGB"), (0, head))
+    draw = ImageDraw.Draw(canvas)
+    for c in range(g * k):
+        x0, width = (pad + c * (w + pad)) * scale, w * scale
+        text = labels[c % k]
+        while len(text) > 1 and draw.textlength(text, font=font) > width - 4:
+            text = text[:-2] + "…"
+        draw.text((x0 + (width - draw.textlength(text, font=font)) / 2, 4), text, fill=(255, 255, 255), font=font)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(path, format="PNG")
+    return path
 
 
 def _columns(shown: list[OutputSpec], every: list[OutputSpec], *, side_by_side: bool,

@@ -12,6 +12,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from synthmed.registry import vocabulary
 from synthmed.registry.errors import ConfigError
 from synthmed.registry.outputs import OutputSpec, canonical, record_specs, to_bits
 from synthmed.registry.records import Record
@@ -21,23 +22,11 @@ from .write_context import SYNTHETIC_NOTE, WriteContext, chosen_window, orientat
 from .write_context import record_output as _record_output
 
 
-_DICOM_MODALITIES = {"CT", "MR", "MG", "US", "CR", "DX", "PT", "NM", "XA", "RF", "OT", "SM", "OP", "OCT", "ES", "XC", "GM"}
-
-
 def _dicom_modality(record: Record) -> str:
-    for m in record.get("modality") or []:
-        up = str(m).upper()
-        if up in _DICOM_MODALITIES:
-            return up
-        if up in {"MRI"}:
-            return "MR"
-        if up in {"MAMMOGRAPHY"}:
-            return "MG"
-        if up in {"HISTOPATHOLOGY", "PATHOLOGY", "IHC", "MICROSCOPY"}:
-            return "SM"
-        if up in {"FUNDUS", "RETINA", "OPHTHALMOLOGY"}:
-            return "OP"
-    return "OT"
+    """The DICOM Modality of a record's files: the first code its modality words mean in
+    the controlled vocabulary (:mod:`synthmed.registry.vocabulary`), else OT (other)."""
+    codes = vocabulary.modality_codes(record.get("modality") or [])
+    return codes[0] if codes else "OT"
 
 
 def dicom_uids(run: dict[str, Any], spec: OutputSpec, series_number: int) -> dict[str, Any]:
@@ -259,7 +248,7 @@ def _write_dicom_image(path: str, arr: np.ndarray, ctx: WriteContext) -> None:
         if len(spacing) == 2:
             ds.PixelSpacing = [spacing[0], spacing[1]]
     ds.Rows, ds.Columns = rows, cols
-    ds.Laterality = ""
+    ds.Laterality = ""  # type 2C: dciodvfy wants it present; empty as the body part is unknown
     if not multi:
         # the patient directions of the rows and columns (General Image module)
         ds.PatientOrientation = list(orientation_of(_record_output(ctx))[:2])
@@ -337,6 +326,25 @@ def write_dicom_series(path: str, arr: np.ndarray, ctx: WriteContext) -> None:
         ds.save_as(os.path.join(path, f"{k + 1:04d}.dcm"), enforce_file_format=True)
 
 
+#: the slice thickness a 2D sample's SEG declares (mm): a 2D image has none, and its NIfTI
+#: twin uses the same 1 mm for its third axis (write_context.volume_affine)
+PLANE_THICKNESS_MM = 1.0
+
+
+def _plane_measures(image: Any) -> Any:
+    """The Pixel Measures of a SEG over one 2D image: its PixelSpacing with a slice
+    thickness of :data:`PLANE_THICKNESS_MM` (a SEG's Pixel Measures need both, or readers
+    such as ``highdicom.seg.segread`` refuse the file); None when the image declares no
+    spacing (the SEG then declares none either)."""
+    import highdicom as hd
+
+    spacing = getattr(image, "PixelSpacing", None)
+    if not spacing:
+        return None
+    return hd.PixelMeasuresSequence(pixel_spacing=[float(x) for x in spacing],
+                                    slice_thickness=PLANE_THICKNESS_MM)
+
+
 def write_dicom_seg(path: str, arr: np.ndarray, ctx: WriteContext, source: str) -> None:
     """A mask as a binary DICOM SEG (highdicom) referencing the DICOM image(s) of the same
     sample at ``source`` (a file, or a folder of per-slice files), in their study and
@@ -357,8 +365,10 @@ def write_dicom_seg(path: str, arr: np.ndarray, ctx: WriteContext, source: str) 
         images.sort(key=lambda d: int(d.InstanceNumber))
     else:
         images = [pydicom.dcmread(source)]
+    pixel_measures = None
     if spec.dims == 2:
         mask = mask[None]
+        pixel_measures = _plane_measures(images[0])
     note = f"{SYNTHETIC_NOTE} {record.ref} (seed {ctx.seed}, sample {ctx.index})"
     algorithm = hd.AlgorithmIdentificationSequence(
         name=f"synthmed {record.id}"[:64], version=record.version[:64],
@@ -376,7 +386,8 @@ def write_dicom_seg(path: str, arr: np.ndarray, ctx: WriteContext, source: str) 
         instance_number=ctx.index + 1, manufacturer="synthmed", manufacturer_model_name=record.id[:64],
         software_versions=f"synthmed {synthmed_version()}", device_serial_number="SYNTHMED",
         series_description=f"SYNTHETIC {record.ref} {spec.name}"[:64],
-        content_description="SYNTHETIC synthmed mask"[:64], omit_empty_frames=False)
+        content_description="SYNTHETIC synthmed mask"[:64], omit_empty_frames=False,
+        pixel_measures=pixel_measures)
     seg.ImageComments = note
     if spec.dims == 2:
         seg.PatientOrientation = list(orientation_of(_record_output(ctx))[:2])

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 import numpy as np
 
+from synthmed.registry.array_inputs import CheckedInputs, default_inputs
 from synthmed.registry.errors import ConfigError, ModelNotFound
 from synthmed.registry.authoring.medigan_import import convert_entry
 from synthmed.registry.records import Record, validate_data
@@ -125,9 +126,16 @@ class Generators(SelectionMethods, ContributorMethods):
             return Record(self._local_config[mid], "<add_model_to_config>")
         return self.site.record(mid)
 
+    def _medigan_ids(self) -> dict[str, str]:
+        """{synthmed id: the id medigan spells} for every model of the site
+        (:func:`synthmed.medigan_compat.medigan_id`)."""
+        return {i: mc.medigan_id(e.record) for i, e in self._entries().items()}
+
     def list_models(self) -> list[str]:
-        """The model ids this site serves (latest version of each), plus any added this session."""
-        return list(self._entries()) + [i for i in self._local_config if i not in self._entries()]
+        """The model ids this site serves (latest version of each) as medigan spells them
+        (``00005_DCGAN_MMG_MASS_ROI``), plus any added this session."""
+        ids = self._medigan_ids()
+        return list(ids.values()) + [i for i in self._local_config if i not in ids]
 
     def get_config_by_id(self, model_id: Any, config_key: str | None = None) -> Any:
         """The model's record, or the part below ``config_key``: medigan's paths
@@ -269,16 +277,24 @@ class Generators(SelectionMethods, ContributorMethods):
         params = {k: v for k, v in kwargs.items() if k not in run}
         return run, params
 
-    def _array_kwargs(self, model: Model, params: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    def _array_kwargs(self, model: Model, params: dict[str, Any], n: int) -> tuple[Any, int]:
         """Take a model's array inputs out of ``params`` (medigan's translators name their
         folder by their ``medigan_arg``, e.g. ``input_path=``; any input also by its own
-        name), with ``per_input``: ``({input: value}, per_input)``."""
+        name), with ``per_input``: ``({input: value}, per_input)``. None given: the
+        package's bundled examples where the record names them (``default``), cycled over
+        the ``n`` samples as medigan's packages do (a :class:`CheckedInputs`)."""
         inputs: dict[str, Any] = {}
         for a in model.record.array_inputs:
             for key in dict.fromkeys([str(a.get("medigan_arg") or a["name"]), str(a["name"])]):
                 if key in params:
                     inputs[str(a["name"])] = params.pop(key)
         per_input = int(params.pop("per_input", 1)) if model.record.array_inputs else 1
+        if model.record.array_inputs and not inputs and per_input == 1:
+            bundled = default_inputs(model.record, model.package.folder, n)
+            if bundled is not None:
+                log.info("%s: no input given: using the package's bundled examples (%s)", model.ref,
+                         ", ".join(str(a.get("default")) for a in model.record.array_inputs))
+                return bundled, 1
         return inputs, per_input
 
     def _seed(self, seed: Any) -> int:
@@ -318,9 +334,9 @@ class Generators(SelectionMethods, ContributorMethods):
             return self.get_generate_function(model_id, num_samples, output_path, save_images=save_images,
                                                install_dependencies=install_dependencies, **kwargs)
         self._install_note(install_dependencies)
-        model = self.get_model(model_id)
+        model = self.get_model_executor(model_id)  # registered, as medigan does (len(g) counts it)
         run, params = self._split_kwargs(model, kwargs)
-        inputs, per_input = self._array_kwargs(model, params)
+        inputs, per_input = self._array_kwargs(model, params, num_samples)
         seed = self._seed(run.pop("seed", None))
         writing = {k: run.pop(k) for k in ("format", "bit_depth", "outputs", "window", "layout", "png_compress_level",
                                            "writers") if k in run}
@@ -335,9 +351,11 @@ class Generators(SelectionMethods, ContributorMethods):
             model = model.with_options(**run)
         try:
             if not save_images:
-                samples = model.sample(num_samples, seed=seed, per_input=per_input, **params, **inputs)
+                given = dict(inputs.arrays) if isinstance(inputs, CheckedInputs) else inputs
+                samples = model.sample(num_samples, seed=seed, per_input=per_input, **params, **given)
                 return to_medigan_list(samples, model.outputs)
-            folder = Path(output_path) if output_path is not None else mc.default_output_path(model.id)
+            folder = (Path(output_path) if output_path is not None
+                      else mc.default_output_path(mc.medigan_id(model.record)))
             # the run's one request: the parameters, inputs and run options of this call
             request = model.request(folder, num_samples, seed=seed, progress=bar, inputs=inputs or None,
                                     per_input=per_input, **writing, **params)
@@ -379,7 +397,7 @@ class Generators(SelectionMethods, ContributorMethods):
         from .datasets import SyntheticDataset
 
         self._install_note(install_dependencies)
-        model = self.get_model(model_id)
+        model = self.get_model_executor(model_id)
         return SyntheticDataset(self._dataset_spec(model, num_samples, chunk_size), num_samples,
                                 seed=self._seed(seed), params=kwargs, transform=transform, item_format=item_format)
 
@@ -423,7 +441,7 @@ class Generators(SelectionMethods, ContributorMethods):
         if shuffle:
             log.info("shuffle is ignored for a generated stream: every sample is fixed by its seed")
         self._install_note(install_dependencies)
-        model = self.get_model(model_id)
+        model = self.get_model_executor(model_id)
         if seed is not None:
             self._seed(seed)
         return make_dataloader(self._dataset_spec(model, num_samples, chunk_size), num_samples, seed=seed,

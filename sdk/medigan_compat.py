@@ -64,6 +64,13 @@ def _original_id(record: Record) -> str | None:
     return str(value) if value else None
 
 
+def medigan_id(record: Record) -> str:
+    """The id medigan spells for a model: its own (upper-case) id for a model imported from
+    medigan's catalogue (``00005_DCGAN_MMG_MASS_ROI``), else the synthmed id. The medigan
+    API answers with these; synthmed's own API keeps the lower-case ids."""
+    return _original_id(record) or record.id
+
+
 def match_model_id(provided: Any, ids: Sequence[str], originals: Mapping[str, str] | None = None) -> str:
     """medigan's id rule on synthmed ids: an exact id wins; an int or a string of at most
     five characters is zero-padded to five and matched against the ids' first five
@@ -136,6 +143,8 @@ def medigan_config(record: Record) -> dict[str, Any]:
     entry, _, func = str(pkg.get("entry_point") or "").partition(":")
     sources = ((pkg.get("artefact") or {}).get("sources")) or []
     arch = d.get("architecture") or {}
+    prov: Mapping[str, Any] = d.get("provenance") or {}
+    words: Mapping[str, Any] = prov.get("original_terms") or {}
     name = func or ("generate" if pkg.get("format") == "medigan-1" else entry) or None
     return {
         "execution": {
@@ -155,8 +164,8 @@ def medigan_config(record: Record) -> dict[str, Any]:
         "selection": {
             "performance": _metric_tree(d.get("metrics") or []),
             "use_cases": list(d.get("use_cases") or []),
-            "organ": list(d.get("anatomy") or []),
-            "modality": list(d.get("modality") or []),
+            "organ": list(words.get("organ") or d.get("anatomy") or []),  # medigan's own words where imported
+            "modality": list(words.get("modality") or d.get("modality") or []),
             "vendors": list(d.get("vendors") or []),
             "centres": list(d.get("centres") or []),
             "function": list(d.get("function") or _FUNCTIONS.get(str(d.get("task")), [])),
@@ -413,7 +422,9 @@ def default_output_path(model_id: str) -> Path:
 def medigan_item(outputs: Mapping[str, Any], kinds: Mapping[str, str], transform: Any = None) -> dict[str, Any]:
     """One sample as medigan's dataset item: ``{"sample": image}``, plus ``"mask"`` (the
     first mask or label output), ``"other_imaging_output"`` (a further image) when the
-    model has them; ``transform(x)``, or ``transform(x, mask)`` with a mask, as medigan."""
+    model has them; ``transform(x)``, or ``transform(x, mask)`` with a mask, as medigan.
+    Outputs beyond those three (medigan's items have no key for them) are kept under their
+    own names (``"volume_mask"``), untransformed."""
     names = list(outputs)
     sample_name = next((n for n in names if kinds.get(n) not in ("mask", "label")), names[0])
     mask_name = next((n for n in names if n != sample_name and kinds.get(n) in ("mask", "label")), None)
@@ -434,6 +445,9 @@ def medigan_item(outputs: Mapping[str, Any], kinds: Mapping[str, str], transform
         item["mask"] = mask
     if other is not None:
         item["other_imaging_output"] = other
+    for name in names:
+        if name not in (sample_name, mask_name, other_name):
+            item[name] = outputs[name]
     return item
 
 

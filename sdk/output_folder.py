@@ -6,14 +6,17 @@ Layout of an output folder::
     synthmed.json            provenance sidecar (model, version, sha256, seeds, params, ...)
     <output>/000017.<ext>    one file per sample and output, named by the sample index
 
+In medigan's layout the folder holds only the images (``batch_0_17.png``) and the sidecar
+sits beside it, ``<folder>.synthmed.json`` (:func:`synthmed.folder_files.sidecar_path`).
+
 Sample ``i`` of a run is made from seed ``seed + i``. Every file is written to a
 temporary name and renamed into place, so a file that exists is complete; a run that
 is interrupted and started again skips the indices already written.
 
 One run per folder at a time: every process of a run (each shard, each device worker)
 holds a shared ``flock`` on the folder itself from :meth:`OutputFolder.open` (before its
-model loads) to :meth:`OutputFolder.close`, taken under the folder's lock
-(``.synthmed.lock``) once the sidecar says the folder is this run's. A process of another
+model loads) to :meth:`OutputFolder.close`, taken under the sidecar's lock
+(``.synthmed.lock`` in the folder; beside it for medigan's layout) once the sidecar says the folder is this run's. A process of another
 run (another identity: model, package, seed, parameters, format, outputs, options) finds
 that lock held and is refused, naming the folder; shards of the same run share it. The
 locks are the kernel's, so a killed process leaves none. The files
@@ -46,7 +49,7 @@ from synthmed.registry.stamps import synthmed_version
 from .format_rules import select_outputs
 from .medigan_compat import medigan_file_name
 from .png_encoder import DEFAULT_LEVEL
-from .folder_files import LOCK, MANIFEST, SIDECAR, SIDECAR_FORMAT
+from .folder_files import MANIFEST, SIDECAR, SIDECAR_FORMAT, lock_path, sidecar_path
 from .run_manifest import write_manifest
 from .sample_hashes import HashJournal, sha256_of, sha256_of_file
 from .output_formats import AUTO_FORMATS, ENCODERS, EXTENSIONS, FORMATS, SYNTHETIC_NOTE, WriteContext, dicom_is_series
@@ -110,9 +113,11 @@ class OutputFolder:
         # a DICOM volume is a folder of per-slice files: DIR/<output>/000017/0001.dcm ...
         self.exts = {s.name: "" if self.formats[s.name] == "dicom" and dicom_is_series(s) else EXTENSIONS[self.formats[s.name]]
                      for s in self.specs}
-        self.sidecar_path = self.folder / SIDECAR
         if self.layout not in LAYOUTS:
             raise ConfigError(f"unknown file layout {self.layout!r}", hint=f"use one of {', '.join(LAYOUTS)}")
+        self.sidecar_path = sidecar_path(self.folder, self.layout)
+        #: where earlier versions kept a medigan-layout folder's sidecar (read, then moved out)
+        self._legacy_sidecar = self.folder / SIDECAR if self.layout == "medigan" else None
         flat = self.layout == "medigan"
         self._dirs = {s.name: os.fspath(self.folder if flat else self.folder / s.name) for s in self.specs}
         self._suffix = {s.name: (None if i == 0 else s.name) for i, s in enumerate(self.specs)}
@@ -156,9 +161,10 @@ class OutputFolder:
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        """Hold the folder's lock (``.synthmed.lock``, an ``fcntl`` lock, so a killed holder
-        leaves none): the shards and device workers of a run share the sidecar."""
-        fd = os.open(self.folder / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        """Hold the sidecar's lock (an ``fcntl`` lock on :func:`~synthmed.folder_files.lock_path`,
+        so a killed holder leaves no lock; never the folder itself, which carries the run
+        lock): the shards and device workers of a run share the sidecar."""
+        fd = os.open(lock_path(self.folder, self.layout), os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -262,7 +268,8 @@ class OutputFolder:
             stray = [p for p in self.folder.iterdir() if p.name != SIDECAR and not p.name.startswith(".")
                      and p.name not in {s.name for s in self.specs}]
             if self.layout == "medigan" and any(p.name.startswith("batch_") for p in stray):
-                raise ConfigError(f"{self.folder} already holds medigan-style files (batch_*) but no synthmed.json; "
+                raise ConfigError(f"{self.folder} already holds medigan-style files (batch_*) but no "
+                                  f"{self.sidecar_path.name} beside it; "
                                   "synthmed does not write over samples it cannot tell apart from its own",
                                   hint="write to another folder (or leave output_path out: a new folder per run)")
             if stray:
@@ -294,14 +301,17 @@ class OutputFolder:
         return False
 
     def read_sidecar(self) -> dict[str, Any] | None:
-        try:
-            data: dict[str, Any] = json.loads(self.sidecar_path.read_text("utf-8"))
-            return data
-        except FileNotFoundError:
-            return None
-        except ValueError as exc:
-            raise ConfigError(f"{self.sidecar_path} is not valid JSON ({exc})",
-                              hint="remove the folder or the file and run again") from exc
+        paths = [self.sidecar_path] + ([self._legacy_sidecar] if self._legacy_sidecar else [])
+        for path in paths:
+            try:
+                data: dict[str, Any] = json.loads(path.read_text("utf-8"))
+                return data
+            except FileNotFoundError:
+                continue
+            except ValueError as exc:
+                raise ConfigError(f"{path} is not valid JSON ({exc})",
+                                  hint="remove the folder or the file and run again") from exc
+        return None
 
     def sidecar(self, complete: bool) -> dict[str, Any]:
         rec = self.record
@@ -340,6 +350,8 @@ class OutputFolder:
 
     def write_sidecar(self, complete: bool) -> None:
         atomic.write_json(self.sidecar_path, self.sidecar(complete), mode=0o644)  # as readable as the samples
+        if self._legacy_sidecar is not None:  # a folder an earlier version wrote: its sidecar moves out
+            self._legacy_sidecar.unlink(missing_ok=True)
 
     # -- samples --
     def write(self, index: int, sample: Mapping[str, np.ndarray]) -> None:

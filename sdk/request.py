@@ -23,7 +23,7 @@ from synthmed.registry.errors import ConfigError
 from synthmed.registry.outputs import parse_window
 from synthmed.registry.records import Record
 
-from .folder_files import SIDECAR
+from .folder_files import sidecar_path
 from .shards import ALL, Shard
 
 #: called with (samples written so far, samples asked for)
@@ -187,7 +187,7 @@ class GenerationResult:
                    **extra: Any) -> "GenerationResult":
         """The result of a run made by several processes, from each worker's counts."""
         return cls(request.folder, request.n, sum(int(w["written"]) for w in workers),
-                   sum(int(w["skipped"]) for w in workers), seconds, request.folder / SIDECAR,
+                   sum(int(w["skipped"]) for w in workers), seconds, sidecar_path(request.folder, request.layout),
                    complete=any(w["complete"] for w in workers), workers=workers, **extra)
 
     def counts(self) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from werkzeug.utils import send_file
 from werkzeug.wrappers import Request, Response
 
 from synthmed.daemon.status import site_status
+from synthmed.registry import vocabulary
 from synthmed.registry.catalog import Catalog
 from synthmed.registry.errors import CatalogError, ConfigError, ModelNotFound, SynthmedError
 from synthmed.registry.settings import Settings
@@ -74,6 +75,9 @@ class SiteApp:
         self.env = Environment(loader=PackageLoader("synthmed.serve", "templates"),
                                autoescape=select_autoescape(["html"]), finalize=public_text)
         self.env.globals["qs"] = lambda params: urlencode(params)
+        self.env.globals["term_label"] = views.term_label
+        self.env.globals["modalities"] = lambda terms: [views.term_label("modality", v)
+                                                        for v in vocabulary.facet_modalities(terms or [])]
         # only web links become links: a record's javascript: or file: URL stays text
         self.env.filters["is_web"] = lambda url: isinstance(url, str) and url.startswith(("https://", "http://"))
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from synthmed.registry import vocabulary
 from synthmed.registry.catalog import Catalog, CatalogEntry
 from synthmed.registry.checks.modeltest_site import last_test_flags
 from synthmed.registry.measuring.cards import audit_cards, evaluation_cards
@@ -52,8 +53,10 @@ class Query:
 
 def facet_values(entry: CatalogEntry, name: str) -> list[str]:
     data = entry.record.data
-    if name in ("modality", "anatomy"):
-        return [str(v) for v in data.get(name) or []]
+    if name == "modality":
+        return vocabulary.facet_modalities(data.get(name) or [])
+    if name == "anatomy":
+        return vocabulary.facet_anatomy(data.get(name) or [])
     if name == "architecture":
         arch = data.get("architecture") or {}
         return [str(arch["family"])] if arch.get("family") else []
@@ -62,6 +65,14 @@ def facet_values(entry: CatalogEntry, name: str) -> list[str]:
     if name == "status":
         return [entry.status]
     return []
+
+
+def term_label(name: str, value: str) -> str:
+    """How a facet value is shown: a modality code with its display name (``Mammography
+    (MG)``); other values as they are."""
+    if name == "modality" and value.upper() in vocabulary.MODALITIES:
+        return f"{vocabulary.modality_display(value)} ({value.upper()})"
+    return value
 
 
 def search(settings: Settings, cat: Catalog, q: Query) -> dict[str, Any]:
@@ -86,8 +97,26 @@ def search(settings: Settings, cat: Catalog, q: Query) -> dict[str, Any]:
                 shown.setdefault(key, v)
                 counts[key] = counts.get(key, 0) + 1
         facets[name] = {shown[k]: n for k, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))}
-    rows = [{"entry": e, "test": tests.get(e.qualified_ref)} for e in found]
-    return {"rows": rows, "facets": facets, "count": len(found), "truncated": len(found) >= SEARCH_LIMIT}
+    rows = [{"entry": e, "test": tests.get(e.qualified_ref), "runnable": bool(e.record.sha256),
+             "grid": last_grid(cat, e)} for e in found]
+    # what this site can run first (pinned; tested and passing before untested, failing
+    # last), in the catalog's order within each group; unpinned records in a section of their own
+    order = {True: 0, None: 1, False: 2}
+    pinned = sorted((r for r in rows if r["runnable"]),
+                    key=lambda r: order[None if r["test"] is None else bool(r["test"]["passed"])])
+    unverified = [r for r in rows if not r["runnable"]]
+    return {"rows": pinned, "unverified": unverified, "facets": facets, "count": len(found),
+            "truncated": len(found) >= SEARCH_LIMIT}
+
+
+def last_grid(cat: Catalog, entry: CatalogEntry) -> int | None:
+    """The id of the newest test run (of the 5 last) of this version that drew a sample
+    grid (served at ``/tests/<id>/grid.png``), or None (an unpinned record is never tested)."""
+    for t in cat.tests.tests_of(entry.upstream, entry.id, entry.version, entry.record.sha256, limit=5):
+        rep = RunReport.of(t)
+        if rep is not None and rep.grid():
+            return int(t["id"])
+    return None
 
 
 def _inside(root: Path, path: Path) -> Path | None:

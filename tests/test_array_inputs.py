@@ -441,3 +441,51 @@ def test_pipeline_files_are_checked_for_form(tmp_path: Path, change: dict[str, A
         return
     with pytest.raises(ModelRunError, match=expect):
         load_spec(pkg)
+
+
+def test_a_medigan_translators_bundled_examples_are_its_default_input(tmp_path: Path) -> None:
+    """A translator whose medigan default is a folder of its own package
+    (``models/<id>/images``): the importer keeps it as the input's ``default`` (and the
+    model test's inputs); the medigan API uses it when no input is given, cycling through
+    the 3 bundled images for 4 samples as medigan's packages do (issue #26)."""
+    from synthmed import Generators
+
+    cat = json.loads((REPO_ROOT / "tests" / "fixtures" / "medigan" / "medigan-global-00001-00015.json").read_text())
+    imported = mi.convert_entry("00003_CYCLEGAN_MMG_DENSITY_FULL", cat["00003_CYCLEGAN_MMG_DENSITY_FULL"]).record
+    assert imported is not None and imported["array_inputs"][0]["default"] == "images"
+    assert imported["array_inputs"][0]["test"] == "images"
+
+    pkg = tmp_path / "pkg"  # medigan's zip: __init__.py, the weights and images/ at its root
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text(MEDIGAN_TRANSLATOR)
+    np.save(pkg / "translator.npy", np.array([5]))
+    for i in range(3):
+        _png(pkg / "images" / f"img{i}.png", np.full((12, 10), 30 * (i + 1), np.uint8))
+    zp = make_zip(tmp_path / "toy.zip", {p.relative_to(pkg).as_posix(): p.read_bytes()
+                                          for p in pkg.rglob("*") if p.is_file()})
+    rec = medigan_translator_record(zp)
+    rec["array_inputs"][0]["default"] = "images"
+    home = make_site_home(tmp_path / "site", [rec])
+    gens = Generators(home, progress=False)
+    try:
+        samples = gens.generate("toy-translator", num_samples=4, save_images=False, seed=4)
+        given = gens.generate("toy-translator", num_samples=3, input_path=str(pkg / "images"), save_images=False,
+                              seed=4)
+        assert len(samples) == 4
+        assert all(np.array_equal(samples[i], given[i]) for i in range(3))
+        # the fourth sample translates the first image again (its own seed: noise of 0..2)
+        assert abs(int(np.asarray(samples[3]).mean()) - int(np.asarray(samples[0]).mean())) <= 2
+        gens.generate("toy-translator", num_samples=4, output_path=tmp_path / "g", seed=4)
+        assert sorted(p.name for p in (tmp_path / "g").iterdir()) == [f"batch_0_{i}.png" for i in range(4)]
+        side = json.loads((tmp_path / "g.synthmed.json").read_text())
+        assert side["num_samples"] == 4
+    finally:
+        gens.close()
+    # without a default, a missing input is still a clear error
+    rec2 = medigan_translator_record(zp)
+    gens = Generators(make_site_home(tmp_path / "site2", [rec2]), progress=False)
+    try:
+        with pytest.raises(InputError, match="input 'image' is missing"):
+            gens.generate("toy-translator", num_samples=2, save_images=False)
+    finally:
+        gens.close()

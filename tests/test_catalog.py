@@ -327,7 +327,7 @@ def test_generation_5_catalog_gains_the_audits_table_and_keeps_its_evaluations(t
     with pytest.raises(CatalogError, match="generation 5"):
         Catalog.open(path)  # a reader never migrates
     with Catalog.open(path, readonly=False) as c:
-        assert c.generation() == GENERATION == 7
+        assert c.generation() == GENERATION == 8
         assert len(c.evaluations.evaluations_of("u", "m", "1.0.0", "a" * 64)) == 1
         with c.transaction():
             c.audits.record_audit(run="a1", upstream="u", model_id="m", version="1.0.0", sha256="a" * 64,
@@ -343,3 +343,50 @@ def test_generation_5_catalog_gains_the_audits_table_and_keeps_its_evaluations(t
         assert c.audits.has_audit("u", "m", "1.0.0", "a" * 64, "q" * 64, {"steps": 5})
         assert not c.audits.has_audit("u", "m", "1.0.0", "a" * 64, "q" * 64, {"steps": 6})
         assert c.audits.audit_summary() == []  # the model is not served by this catalog
+
+
+def test_modality_and_anatomy_in_the_controlled_vocabulary(tmp_path: Path, make_record: Any) -> None:
+    """Eleven spellings of mammography are one facet value, MG; a filter by any of them, or
+    by the code, finds the record, and so does free text in any of them; breasts/breast and
+    head/cranial are one anatomy term; a record's own words are kept (issue #26)."""
+    from synthmed.registry import vocabulary
+
+    words = ["MMG", "Mammography", "Mammogram", "full-field digital", "full-field digital MMG", "full-field MMG",
+             "full-field Mammography", "digital Mammography", "digital MMG", "x-ray mammography"]
+    assert {vocabulary.modality_code(w) for w in words} == {"MG", None}  # "full-field digital" alone says nothing
+    assert vocabulary.modality_codes(["Brain MRI", "T1c", "Flair"]) == ["MR"]
+    assert vocabulary.modality_codes(["colour fundus photograph"]) == ["OP"]
+    assert vocabulary.anatomy_terms(["breasts", "breast", "chest"]) == ["breast", "chest"]
+    assert vocabulary.anatomy_terms(["cranial", "head"]) == ["head"]
+    assert vocabulary.facet_modalities(["something new"]) == ["something new"]  # nothing disappears
+    c = Catalog.open(tmp_path / "v.db", readonly=False)
+    with c.transaction():
+        c.federation.put_upstream("p", accepted_commit="c" * 40)
+        c.models.upsert_record("p", "models/mmg/1.0.0.json",
+                               _rec(make_record, "mmg", modality=words, anatomy=["breasts", "chest"]), "c" * 40)
+        c.models.upsert_record("p", "models/head/1.0.0.json",
+                               _rec(make_record, "head", modality=["Cranial MRI"], anatomy=["cranial"]), "c" * 40)
+        c.models.refresh_latest("p", ["mmg", "head"])
+    facets = dict(c.conn.execute("SELECT field || ':' || value, count(*) FROM facets WHERE field IN "
+                                 "('modality', 'anatomy') GROUP BY field, value").fetchall())
+    assert facets == {"modality:mg": 1, "modality:mr": 1, "anatomy:breast": 1, "anatomy:chest": 1, "anatomy:head": 1}
+    for value in ("MG", "mg", "mammography", "x-ray mammography", "MMG"):
+        assert [e.id for e in c.models.search("", modality=value)] == ["mmg"], value
+    assert [e.id for e in c.models.search("", anatomy="breasts")] == ["mmg"]
+    assert [e.id for e in c.models.search("", anatomy="cranial")] == ["head"]
+    assert [e.id for e in c.models.search("magnetic resonance")] == ["head"]  # the code's display name
+    assert [e.id for e in c.models.search("Mammogram")] == ["mmg"]  # the record's own words
+    assert c.models.resolve("mmg").record.data["modality"] == words  # the record is not rewritten
+    # a catalog of generation 5 (facets in the records' own words) is migrated: derived again
+    with c.transaction():
+        c.conn.execute("DELETE FROM facets WHERE field = 'modality'")
+        c.conn.executemany("INSERT INTO facets (model, field, value) SELECT pk, 'modality', ? FROM models WHERE id = 'mmg'",
+                           [(w.lower(),) for w in words])
+        c.conn.execute("PRAGMA user_version=5")
+    c.close()
+    with Catalog.open(tmp_path / "v.db", readonly=False) as c:
+        assert c.generation() == GENERATION
+        assert [r[0] for r in c.conn.execute("SELECT value FROM facets WHERE field = 'modality' ORDER BY value")] == [
+            "mg", "mr"]
+        assert [e.id for e in c.models.search("computed tomography")] == []
+        assert [e.id for e in c.models.search("Mammography", modality="MG")] == ["mmg"]

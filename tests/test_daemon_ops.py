@@ -268,21 +268,30 @@ def test_export_while_the_daemon_holds_the_lock(tmp_path: Path, capsys: pytest.C
     assert f"{n_blobs} blob(s) imported" in capsys.readouterr().out
 
 
-def test_download_meter_logs_bytes_and_rate(caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
+def test_download_meter_reports_progress_with_a_true_rate_and_logs_nothing(caplog: pytest.LogCaptureFixture,
+                                                                            tmp_path: Path) -> None:
+    """While a download runs: bytes and a measured rate to the progress line and the status
+    (never "0.00 MB/s": no rate before one is measured); nothing at INFO, and nothing at the
+    end: the store logs the one line of a download, with its rate (issue #26)."""
     from synthmed.daemon.jobs import DownloadMeter
 
     seen: list[Any] = []
     said: list[str] = []
     ctx = JobContext(write_site(tmp_path / "site", []), None, said.append,  # type: ignore[arg-type]
                      report_download=seen.append)
-    meter = DownloadMeter(ctx, "public/m@1.0.0", "ab" * 32, every_s=3600)
-    with caplog.at_level(logging.INFO, logger="synthmed.daemon.jobs"):
-        meter(100, 1000)  # the first call only starts the clock (a resumed download starts past 0)
-        meter(500, 1000)  # within every_s: quiet
-        meter(1000, 1000)  # the end is always reported
-    assert [d["bytes"] for d in seen] == [1000] and seen[0]["total"] == 1000 and seen[0]["rate_bytes_per_s"] > 0
-    assert any("public/m@1.0.0: 1000 of 1000 bytes" in r.getMessage() for r in caplog.records)
-    assert said and "MB/s" in said[0]
+    meter = DownloadMeter(ctx, "public/m@1.0.0", "ab" * 32, every_s=0)
+    with caplog.at_level(logging.INFO, logger="synthmed.daemon"):
+        meter(100, 1000)  # the first call starts the clock (a resumed download starts past 0): no rate yet
+        meter(500, 1000)
+        meter(1000, 1000)  # the end: the store's "fetched" line says it
+    assert [d["bytes"] for d in seen] == [100, 500]
+    assert seen[0]["rate_bytes_per_s"] is None and seen[1]["rate_bytes_per_s"] > 0
+    assert said[0] == "mirror: public/m@1.0.0: 100 of 1000 bytes" and "MB/s" in said[1] and len(said) == 2
+    assert not [r for r in caplog.records if r.levelno >= logging.INFO]
+    quiet = DownloadMeter(ctx, "public/m@1.0.0", "ab" * 32, every_s=3600)
+    quiet(100, 1000)
+    quiet(500, 1000)  # within every_s: quiet
+    assert len(said) == 2
 
 
 def test_health_does_not_count_a_bundle_upstream_as_stale() -> None:

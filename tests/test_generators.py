@@ -4,6 +4,7 @@ layout runs through Generators().generate(...) with medigan's arguments."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -67,7 +68,10 @@ def test_medigan_package_through_generate_with_medigan_arguments(home: Path, tmp
     assert sorted(p.name for p in (tmp_path / "gen").glob("*.png")) == [f"batch_0_{i}.png" for i in range(4)]
     img = np.asarray(Image.open(tmp_path / "gen" / "batch_0_2.png"))
     assert np.array_equal(img, samples[2][:, :, 0])
-    side = json.loads((tmp_path / "gen" / "synthmed.json").read_text())
+    # the folder holds only the images (a medigan loop opens every file as an image); the
+    # provenance sits beside it, and no lock is left behind
+    assert sorted(os.listdir(tmp_path / "gen")) == [f"batch_0_{i}.png" for i in range(4)]
+    side = json.loads((tmp_path / "gen.synthmed.json").read_text())
     assert side["model"]["package_format"] == "medigan-1" and side["runner"]["medigan_seed_chunk"] == 4
     assert side["layout"] == "medigan" and side["seeds"]["first"] == 0
     # a set chunk size is another sample stream, recorded too; resuming with another is refused
@@ -79,9 +83,9 @@ def test_medigan_package_through_generate_with_medigan_arguments(home: Path, tmp
     generators.generate("medigan-toy", 2)
     first_seed = generators.last_seed
     generators.generate("medigan-toy", 2)
-    runs = sorted((tmp_path / "output" / "medigan-toy").iterdir())
+    runs = sorted(r for r in (tmp_path / "output" / "medigan-toy").iterdir() if r.is_dir())
     assert len(runs) == 2 and all(len(list(r.glob("batch_0_*.png"))) == 2 for r in runs)
-    seeds = {json.loads((r / "synthmed.json").read_text())["seeds"]["first"] for r in runs}
+    seeds = {json.loads((r.parent / f"{r.name}.synthmed.json").read_text())["seeds"]["first"] for r in runs}
     assert seeds == {first_seed, generators.last_seed} and len(seeds) == 2
     generators.close()
 

@@ -151,3 +151,25 @@ def test_unknown_revision_is_a_clear_error(merged) -> None:
     repo, _, _ = merged
     with pytest.raises(errors.IndexCheckError, match="cannot resolve revision 'nope'"):
         check_index(repo.working_dir, "nope")
+
+
+def test_a_new_version_names_a_modality_the_vocabulary_knows(merged) -> None:
+    """A merged record with unknown modality words keeps validating (a warning; its own words
+    are its facet); a new version must name one the controlled vocabulary knows (issue #26)."""
+    from synthmed.registry.records import validate_data
+
+    repo, base, data = merged
+    old = dict(data, modality=["holography"])
+    errors, warnings = validate_data(old, "old.json")
+    assert not errors and [w.json_path for w in warnings if w.json_path == "$.modality"] == ["$.modality"]
+    _branch(repo, "pr")
+    new = dict(data, version="1.1.0", modality=["holography"])
+    write_record(Path(repo.working_dir), new)
+    commit(repo, "1.1.0")
+    result = check_index(repo.working_dir, base)
+    assert not result.ok
+    (problem,) = result.problems
+    assert problem.json_path == "$.modality" and "DICOM modality code" in problem.message and "MG" in problem.message
+    write_record(Path(repo.working_dir), dict(new, modality=["holography", "x-ray mammography"]))
+    commit(repo, "a known one")
+    assert check_index(repo.working_dir, base).ok

@@ -271,3 +271,57 @@ def test_dicom_and_png_share_one_window_policy(tmp_path: Path) -> None:
     m.generate_to(tmp_path / "b", 1, format="dicom", seed=1, bit_depth=16, **PARAMS)
     img = pydicom.dcmread(tmp_path / "b" / "image" / "000000.dcm")
     assert (float(img.WindowCenter), float(img.WindowWidth)) == (40.0, 80.0)  # the head record's brain window
+
+
+def _dciodvfy_errors(path: Path) -> list[str]:
+    out = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
+    return [line for line in (out.stdout + out.stderr).splitlines() if line.startswith("Error")]
+
+
+@pytest.mark.parametrize("spacing", [[1.5, 1.5], None], ids=["spacing", "no-spacing"])
+def test_a_2d_dicom_seg_reads_back_with_highdicom_and_passes_dciodvfy(tmp_path: Path, spacing: Any) -> None:
+    """`generate phantom-lesion --outputs image,mask --format dicom --param dims=2`: the
+    mask's SEG has a complete Pixel Measures (spacing and a 1 mm slice thickness, as the
+    NIfTI twin's third axis) or none, so highdicom reads it back (issue #26)."""
+    import highdicom as hd
+    import pydicom
+
+    m = phantom(tmp_path)
+    if not spacing:
+        data = json.loads(RECORD.read_text())
+        for out in data["outputs"]:
+            if out["dims"] == 2:
+                out.pop("spacing_mm", None)
+        m = Model(package_for(to_record(data, str(tmp_path / "p.json")), ARTEFACT, tmp_path / "p"), RunnerOptions())
+    want = m.sample(2, seed=7, dims=2)["mask"]
+    m.generate_to(tmp_path / "d", 2, format="dicom", seed=7, outputs=["image", "mask"], dims=2)
+    for i in range(2):
+        path = tmp_path / "d" / "mask" / f"{i:06d}.dcm"
+        seg = hd.seg.segread(path)
+        measures = seg.SharedFunctionalGroupsSequence[0].get("PixelMeasuresSequence")
+        if spacing:
+            assert [float(x) for x in measures[0].PixelSpacing] == spacing
+            assert float(measures[0].SliceThickness) == 1.0
+        else:
+            assert measures is None
+        image = pydicom.dcmread(tmp_path / "d" / "image" / f"{i:06d}.dcm")
+        assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == image.SeriesInstanceUID
+        got = seg.get_pixels_by_source_instance([image.SOPInstanceUID], segment_numbers=[1])
+        assert np.array_equal(got[0, :, :, 0] != 0, np.squeeze(want[i]) != 0)
+        if shutil.which("dciodvfy"):
+            assert not _dciodvfy_errors(path), path
+            assert not _dciodvfy_errors(tmp_path / "d" / "image" / f"{i:06d}.dcm")
+
+
+def test_medigan_dataset_items_keep_every_output(tmp_path: Path) -> None:
+    """get_as_torch_dataset("phantom-lesion")'s medigan items: image as "sample", its
+    mask as "mask", the volume as "other_imaging_output", and the volume's mask under its
+    own name, "volume_mask", not dropped (issue #26)."""
+    from synthmed.datasets import SyntheticDataset
+
+    m = phantom(tmp_path)
+    want = m.sample(1, seed=3, **PARAMS)
+    item = SyntheticDataset(m.for_run(1).spec(), 1, seed=3, params=PARAMS, item_format="medigan")[0]
+    assert set(item) == {"sample", "mask", "other_imaging_output", "volume_mask"}
+    assert np.array_equal(np.asarray(item["volume_mask"]), want["volume_mask"][0])
+    assert np.array_equal(np.asarray(item["other_imaging_output"]), want["volume"][0])

@@ -152,7 +152,7 @@ def test_chunk_size_from_site_toml_cli_and_sdk(tmp_path: Path, medigan_toy) -> N
     assert load_settings(home).runner.medigan_chunk == 3
     assert main(["--site", str(home), "generate", "medigan-toy", "-n", "5", "-o", str(tmp_path / "a"),
                  "--layout", "medigan", "--no-progress"]) == 0
-    side = json.loads((tmp_path / "a" / "synthmed.json").read_text())
+    side = json.loads((tmp_path / "a.synthmed.json").read_text())
     assert side["runner"]["medigan_seed_chunk"] == 3 and side["layout"] == "medigan"
     assert sorted(p.name for p in (tmp_path / "a").glob("*.png")) == [f"batch_0_{i}.png" for i in range(5)]
     assert main(["--site", str(home), "generate", "medigan-toy", "-n", "5", "-o", str(tmp_path / "b"),
@@ -161,11 +161,11 @@ def test_chunk_size_from_site_toml_cli_and_sdk(tmp_path: Path, medigan_toy) -> N
     assert (tmp_path / "b" / "image" / "000004.png").is_file()  # synthmed's own layout by default
     g = Generators(home, progress=False, chunk_size=1)
     g.generate("medigan-toy", 2, output_path=str(tmp_path / "c"), seed=0)
-    assert json.loads((tmp_path / "c" / "synthmed.json").read_text())["runner"]["medigan_seed_chunk"] == 1
+    assert json.loads((tmp_path / "c.synthmed.json").read_text())["runner"]["medigan_seed_chunk"] == 1
     # none set: chosen for the run (all 6 seeds in one call)
     (home / "site.toml").write_text(toml)
     Generators(home, progress=False).generate("medigan-toy", 6, output_path=str(tmp_path / "d"), seed=0)
-    assert json.loads((tmp_path / "d" / "synthmed.json").read_text())["runner"]["medigan_seed_chunk"] == 6
+    assert json.loads((tmp_path / "d.synthmed.json").read_text())["runner"]["medigan_seed_chunk"] == 6
     (home / "site.toml").write_text(toml + "\n[runner]\nmedigan_chunk = 0\n")
     with pytest.raises(ConfigError):
         load_settings(home)
@@ -187,3 +187,53 @@ def test_relative_output_folder_with_writer_threads(tmp_path: Path, medigan_toy,
     g.generate("medigan-toy", 40, seed=0, batch_size=8, chunk_size=4, writers=2)
     assert len(list((tmp_path / "rel").glob("batch_*.png"))) == 70
     assert g.last_output_path is not None and len(list((tmp_path / g.last_output_path).glob("*.png"))) == 40
+
+
+def test_medigan_api_spells_medigan_ids_and_counts_executors(tmp_path: Path, medigan_toy) -> None:
+    """The medigan API answers with medigan's own ids (``00101_TOY_MEDIGAN``; the default
+    folder too) while synthmed's API keeps the lower-case id; generate registers the model's
+    executor (``len(g)``), as medigan's does; find_models_and_rank's whole-value rule is
+    said when nothing matches (issue #26)."""
+    import logging
+
+    from helpers.sites import make_site_home
+    from synthmed.site import Site
+
+    data = json.loads(json.dumps(medigan_toy[0].data))
+    data["provenance"] = {"source": "medigan 1.0.0", "original_id": "00101_TOY_MEDIGAN"}
+    data["modality"] = ["fundus photography"]
+    home = make_site_home(tmp_path / "site", [data])
+    g = Generators(home, mode="inline", progress=False)
+    assert g.list_models() == ["00101_TOY_MEDIGAN"] and "00101_TOY_MEDIGAN" in g.list_models()
+    assert [e.id for e in Site(home).list_models()] == ["medigan-toy"]  # synthmed's own API
+    assert [m.model_id for m in g.find_matching_models_by_values(["lung", "dcgan"])] == ["00101_TOY_MEDIGAN"]
+    assert g.rank_models_by_performance(metric="FID") == [{"model_id": "00101_TOY_MEDIGAN", "FID": 12.5}]
+    assert g.rank_models_by_performance(["00101_TOY_MEDIGAN"], metric="FID")[0]["FID"] == 12.5
+    assert g.get_models_by_key_value_pair("modality", "fundus photography") == [
+        {"model_id": "00101_TOY_MEDIGAN", "modality": "fundus photography"}]
+    assert g.get_selection_criteria_by_id("00101_toy_medigan", is_model_id_removed=False)["model_id"] == "00101_TOY_MEDIGAN"
+    assert g.find_model(["dcgan"]) == "medigan-toy"  # synthmed's own method: synthmed's id
+    assert len(g) == 0
+    old = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        g.generate("00101_TOY_MEDIGAN", 2, seed=0)
+    finally:
+        os.chdir(old)
+    assert len(g) == 1 and g[0].id == "medigan-toy"
+    assert g.last_output_path is not None and g.last_output_path.parent == Path("output") / "00101_TOY_MEDIGAN"
+    g.get_as_torch_dataset("00101_TOY_MEDIGAN", 2, seed=0)
+    assert len(g) == 1  # the same executor, not added twice
+    # medigan's whole-value rule: "fundus" is not "fundus photography"; said where nothing matches
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logging.getLogger("synthmed").addHandler(handler)
+    try:
+        assert g.find_models_and_rank(["fundus"], metric="FID") == []
+    finally:
+        logging.getLogger("synthmed").removeHandler(handler)
+    assert any("whole values" in r.getMessage() for r in records)
+    assert [m.model_id for m in g.find_matching_models_by_values(["fundus photography"])] == ["00101_TOY_MEDIGAN"]
+    assert [e.id for e in g.search("fundus")] == ["medigan-toy"]
+    g.close()

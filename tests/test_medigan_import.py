@@ -192,3 +192,17 @@ def test_cli_validate_reports_errors(tmp_path: Path, capsys) -> None:
     bad = REPO_ROOT / "tests" / "fixtures" / "records" / "invalid" / "sha256-short.json"
     assert main(["index", "validate", str(bad)]) == 1
     assert "$.package.artefact.sha256" in capsys.readouterr().err
+
+
+def test_import_maps_medigan_words_onto_the_vocabulary_and_keeps_them(catalogue: dict) -> None:
+    """medigan's ten spellings of mammography become the code MG, "breasts" the term
+    breast; the original words stay as tags (search finds them) and in provenance (the
+    medigan API's selection dict shows them, as medigan does) (issue #26)."""
+    rec = mi.convert_entry("00001_DCGAN_MMG_CALC_ROI", catalogue["00001_DCGAN_MMG_CALC_ROI"]).record
+    assert rec is not None
+    assert rec["modality"] == ["MG"] and rec["anatomy"] == ["breast", "chest"]
+    words = catalogue["00001_DCGAN_MMG_CALC_ROI"]["selection"]["modality"]
+    assert set(words) <= set(rec["tags"]) and "breasts" in rec["tags"]
+    assert rec["provenance"]["original_terms"]["modality"] == words
+    brain = mi.convert_entry("00007_INPAINT_BRAIN_MRI", catalogue["00007_INPAINT_BRAIN_MRI"]).record
+    assert brain is not None and brain["modality"] == ["MR"] and brain["anatomy"] == ["brain", "head"]

@@ -173,6 +173,25 @@ def test_outline_and_overlay() -> None:
     assert upscale_factor((32, 32)) == 8 and upscale_factor((64, 64)) == 4 and upscale_factor((300, 200)) == 1
 
 
+def test_a_grid_of_several_columns_is_about_square_and_labelled(phantom: Model, tmp_path: Path) -> None:
+    """16 samples of image | mask side by side: 3 samples a row (6 x 6 tiles), not a strip of
+    16 rows; each column named above it (issue #26: the dual-GAN's 518 x 4130 strip)."""
+    from PIL import Image
+
+    from synthmed.datasets import groups_per_row, visualize
+
+    assert [groups_per_row(16, 2), groups_per_row(3, 2), groups_per_row(16, 3), groups_per_row(1, 2)] == [3, 1, 2, 1]
+    path = visualize(phantom.spec(), tmp_path / "pairs.png", 16, seed=0, side_by_side=True,
+                     params={"dims": 2})
+    w, h = Image.open(path).size
+    assert w == 6 * 256 + 14 and h == 26 + 6 * 256 + 14 and 0.9 < w / h < 1.1
+    png = _png(path)
+    band = png[:26].max(axis=-1)
+    for c in range(6):  # a label above every column
+        x0 = 2 + c * 258
+        assert (band[:, x0:x0 + 256] > 200).sum() > 20, c
+
+
 def test_visualize_overlays_outlines_on_the_windowed_ct(phantom: Model, tmp_path: Path) -> None:
     from synthmed.datasets import visualize
 
@@ -184,12 +203,14 @@ def test_visualize_overlays_outlines_on_the_windowed_ct(phantom: Model, tmp_path
     assert png.shape[:2] == (256 + 4, 2 * 256 + 6)
     plain = _png(visualize(phantom.spec(), tmp_path / "p.png", 2, seed=0, overlay=False))
     assert plain.ndim == 2 and plain.std() > 40  # windowed: not flat grey
-    # side by side: image | mask columns, a row per sample
+    # side by side: image | mask columns under a row of labels (26 pixels), a sample per row
+    # while that is the squarest layout
     sbs = _png(visualize(phantom.spec(), tmp_path / "s.png", 3, seed=0, side_by_side=True))
-    assert sbs.shape[:2] == (3 * 256 + 8, 2 * 256 + 6)
+    assert sbs.shape[:2] == (26 + 3 * 256 + 8, 2 * 256 + 6)
     # outputs as columns: the 2D slice and the volume's middle slice, both 256 pixels
     cols = _png(visualize(phantom.spec(), tmp_path / "c.png", 1, seed=0, outputs="image,volume"))
-    assert cols.shape[:2] == (256 + 4, 2 * 256 + 6)
+    assert cols.shape[:2] == (26 + 256 + 4, 2 * 256 + 6)
+    assert (cols[:26].max(axis=-1) > 200).sum() > 50  # the labels, white on the grey band
     with pytest.raises(ConfigError, match="its outputs are: image, mask, volume, volume_mask"):
         visualize(phantom.spec(), tmp_path / "n.png", 1, outputs="image,nope")
 
@@ -297,7 +318,8 @@ def test_generators_generate_passes_outputs_and_window(phantom: Model, tmp_path:
 
     g = Generators.__new__(Generators)
     g.progress = False  # no site was opened, so no progress setting came with it
-    monkeypatch.setattr(Generators, "get_model", lambda self, model_id: Model(phantom.package, INLINE), raising=False)
+    monkeypatch.setattr(Generators, "get_model_executor", lambda self, model_id, install_dependencies=False:
+                        Model(phantom.package, INLINE), raising=False)
     g.generate("phantom-lesion", num_samples=1, output_path=tmp_path / "g", outputs="image",
                window=(40, 400), dims=2, layout="synthmed", seed=0)
     folder = tmp_path / "g"

@@ -229,6 +229,13 @@ def test_test_reports_are_found_through_the_catalog_and_stay_inside_their_run(si
     assert status == 200 and headers["content-type"] == "image/png" and body.startswith(b"\x89PNG")
     status, _, body = request(url, "GET", f"/tests/{good}/")
     assert status == 200 and b"phantom-lesion@1.0.0" in body and b"<b>t</b>" not in body  # escaped
+    # its title names the run, not the folder ("Model test report reports", "on site site")
+    assert f"<title>Model test run {good}".encode() in body and f"<h1>Model test run {good}</h1>".encode() in body
+    assert b"on the site <code>x</code>" in body and b"reports</h1>" not in body
+    # the front page shows the model's last grid as a thumbnail in its row
+    _, _, home = request(url, "GET", "/")
+    row = next(line for line in home.decode().split("<tr ") if 'data-ref="public/phantom-lesion@1.0.0"' in line)
+    assert f'src="/tests/{good}/grid.png"' in row
     assert f'src="/tests/{good}/files/samples/phantom-lesion@1.0.0.png"'.encode() in body
     assert request(url, "GET", f"/tests/{good}/files/samples/phantom-lesion@1.0.0.png")[0] == 200
     _, _, page = request(url, "GET", "/model/public/phantom-lesion")
@@ -241,6 +248,33 @@ def test_test_reports_are_found_through_the_catalog_and_stay_inside_their_run(si
     (run / "models" / "phantom-lesion" / "1.0.0.json").write_text(json.dumps(one))
     status, _, body = request(url, "GET", f"/tests/{good}/grid.png")
     assert status == 404 and body != b"secret"
+
+
+def test_front_page_lists_what_this_site_can_run_first_and_unverified_apart(url: str, site: Settings) -> None:
+    """The first rows are models this site can run (pinned); the unverified medigan imports
+    sit in their own collapsed section; an unverified model's page says how to pin it and
+    shows no generate snippet; a pinned one without a grid makes no promise it cannot keep
+    (issue #26)."""
+    _, _, body = request(url, "GET", "/")
+    html = body.decode()
+    main, _, rest = html.partition('<details id="unverified">')
+    assert rest, "no unverified section"
+    first = [line.split('data-ref="')[1].split('"')[0] for line in main.splitlines() if "data-ref=" in line]
+    later = [line.split('data-ref="')[1].split('"')[0] for line in rest.splitlines() if "data-ref=" in line]
+    with Catalog.open(site.catalog_path) as cat:
+        pinned = {e.qualified_ref for e in cat.models.search("", limit=500) if e.record.sha256}
+    assert first and set(first) == pinned and not set(later) & pinned
+    assert any("00001_dcgan_mmg_calc_roi" in r for r in later)
+    assert "<details id=\"unverified\" open" not in html  # collapsed
+    unverified = later[0].split("/")[1].split("@")[0]
+    _, _, page = request(url, "GET", f"/model/public/{unverified}")
+    text = page.decode()
+    assert "Not runnable here until its package is pinned" in text and "synthmed index pin" in text
+    assert "synthmed generate" not in text and "model.sample(" not in text and "No sample grid yet" not in text
+    _, _, page = request(url, "GET", "/model/public/retina-patch-dcgan")
+    text = page.decode()
+    assert "synthmed generate public/retina-patch-dcgan@" in text and "once the package is mirrored" not in text
+    assert "synthmed test public/retina-patch-dcgan@" in text  # how to draw the grid
 
 
 def test_hostile_record_text_is_escaped_and_yanked_versions_say_so(tmp_path: Path) -> None:

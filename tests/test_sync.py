@@ -306,3 +306,32 @@ def test_incremental_sync_reads_only_the_versions_it_touches(tmp_path: Path, ups
     assert "immutable" in r.skipped[0][1]
     with catalog(settings) as cat:
         assert cat.models.resolve("model-1").record.data["title"] == "changed"
+
+
+def test_a_fresh_sync_of_this_repository_logs_what_an_admin_needs(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """A fresh sync of this repository's own index: no warning about its resolved history
+    (models/retina-patch-ddpm/1.0.0.json was changed at df0ba45 and reverted), one INFO line
+    per download with its rate, and the unverified records counted once, not one line each
+    (issue #26)."""
+    import logging
+    import re
+
+    from synthmed.cli import main
+    from helpers import REPO_ROOT
+
+    home = tmp_path / "site"
+    assert main(["init", str(home), "--upstream", f"public={REPO_ROOT}", "--subfolder", "index"]) == 0
+    with caplog.at_level(logging.DEBUG, logger="synthmed"):
+        assert main(["--site", str(home), "sync"]) == 0
+    info = [r for r in caplog.records if r.levelno >= logging.INFO]
+    assert not [r.getMessage() for r in info if r.levelno >= logging.WARNING]
+    history = [r for r in caplog.records if "history:" in r.getMessage()]
+    assert history and all(r.levelno == logging.INFO for r in history)  # said, as history, not as a warning
+    fetched = [r.getMessage() for r in info if r.getMessage().startswith("fetched ")]
+    assert fetched and all(re.search(r"\(\d+\.?\d* (MB|kB|B)/s", m) and " 0.00 " not in m for m in fetched)
+    assert len(fetched) == len({m.split(":")[0] for m in fetched})  # one line per download
+    assert not [r for r in info if "MB/s" in r.getMessage() and not r.getMessage().startswith("fetched ")]
+    assert not [r for r in info if "skipping" in r.getMessage() and "unverified" in r.getMessage()]
+    out = capsys.readouterr().out  # the run's summary counts them
+    assert "mirror:" in out and "unverified record(s) skipped" in out

@@ -252,3 +252,27 @@ def test_output_folder_writes_only_the_selected_outputs(tmp_path: Path, make_rec
     assert [s.name for s in png.specs] == ["image", "mask"] and list(png.left_out) == ["volume"]
     with pytest.raises(ConfigError, match="no output 'vol'"):
         OutputFolder(tmp_path / "q", rec, "auto", 0, {}, outputs="image,vol")
+
+
+def test_a_medigan_layout_folder_holds_only_images_and_no_lock(tmp_path: Path, pkgs) -> None:
+    """medigan's layout: the finished folder holds only ``batch_*`` images (a medigan loop
+    opens every file as an image); the sidecar sits beside it as ``<folder>.synthmed.json``;
+    no lock file is left in either layout; a folder an earlier version wrote (sidecar inside)
+    resumes and its sidecar moves out (issue #26)."""
+    m = model(pkgs, "toy")
+    res = m.generate_to(tmp_path / "med", 3, seed=4, layout="medigan", label="malignant")
+    assert res.written == 3 and res.sidecar == tmp_path / "med.synthmed.json"
+    assert sorted(p.name for p in (tmp_path / "med").iterdir()) == [f"batch_0_{i}.png" for i in range(3)]
+    side = json.loads((tmp_path / "med.synthmed.json").read_text())
+    assert side["layout"] == "medigan" and side["complete"] and side["outputs"][0]["files"] == "batch_0_0.png"
+    # an earlier version's folder: the sidecar inside it is read (same run: resumed), then moved out
+    (tmp_path / "med.synthmed.json").rename(tmp_path / "med" / "synthmed.json")
+    res = m.generate_to(tmp_path / "med", 5, seed=4, layout="medigan", label="malignant")
+    assert res.written == 2 and res.skipped == 3
+    assert sorted(p.name for p in (tmp_path / "med").iterdir()) == [f"batch_0_{i}.png" for i in range(5)]
+    assert json.loads((tmp_path / "med.synthmed.json").read_text())["num_samples"] == 5
+    with pytest.raises(ConfigError, match="another run"):
+        m.generate_to(tmp_path / "med", 5, seed=5, layout="medigan", label="malignant")
+    # synthmed's layout: sidecar and manifest inside, no lock file
+    m.generate_to(tmp_path / "own", 2, seed=4, label="malignant")
+    assert sorted(p.name for p in (tmp_path / "own").iterdir()) == ["image", "synthmed.json", "synthmed.manifest.json"]

@@ -121,6 +121,15 @@ class _Attempt:
     wrote: bool = False
 
 
+def rate_text(nbytes: int, seconds: float) -> str:
+    """A transfer rate an admin can read: MB/s, kB/s or B/s, whichever shows its digits
+    (a small file is not "0.00 MB/s")."""
+    rate = nbytes / max(seconds, 1e-6)
+    if rate >= 1e6:
+        return f"{rate / 1e6:.2f} MB/s"
+    return f"{rate / 1e3:.1f} kB/s" if rate >= 1e3 else f"{rate:.0f} B/s"
+
+
 class Store:
     """A site's store; ``root`` is ``settings.store_dir``."""
 
@@ -257,8 +266,8 @@ class Store:
                                actual=digest)
         path = self._promote(att.part, digest)
         took = max(time.monotonic() - began, 1e-6)
-        log.info("fetched %s: %d bytes from %s in %.1f s (%.2f MB/s%s)", digest[:12], att.total, uri, took,
-                 (att.total - att.have) / took / 1e6, f", resumed at byte {att.have}" if att.have else "")
+        log.info("fetched %s: %d bytes from %s in %.2f s (%s%s)", digest[:12], att.total, uri, took,
+                 rate_text(att.total - att.have, took), f", resumed at byte {att.have}" if att.have else "")
         return FetchResult(digest, path, att.total, uri, resumed_from=att.have)
 
     def _fill_part(self, src: Source, uri: str, sha256: str | None, size: int | None,

@@ -253,6 +253,9 @@ class _IndexDiff:
         except RecursionError:  # pragma: no cover - parse_bytes bounds the depth
             result.problems.append(Problem(path, "$", "too deeply nested to validate"))
             return
+        if ct in ("A", "R"):  # a new version speaks the controlled vocabulary (an old one keeps its words)
+            errors += [Problem(w.path, w.json_path, w.message) for w in warnings if w.json_path == "$.modality"]
+            warnings = [w for w in warnings if w.json_path != "$.modality"]
         result.problems.extend(errors)
         result.warnings.extend(warnings)
         ref = f"{new_data.get('id')}@{new_data.get('version')}" if isinstance(new_data, dict) else path

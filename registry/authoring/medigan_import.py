@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from .. import atomic, spdx
+from .. import atomic, spdx, vocabulary
 from ..errors import ImportError_
 from .medigan_fields import (as_int, family_of, image_size, input_help, inputs_schema, local_source, map_license,
                              normalise_doi, parse_date, pip_requirements, reported_metrics, strings, task_of,
@@ -86,11 +86,10 @@ def _convert(original_id: str, entry: Any, notes: list[str], commit: str | None,
         "summary": _summary(comment or title),
         "description": _description(comment, desc.get("inputs")),
         "status": "active",
-        "modality": strings(selection.get("modality")),
-        "anatomy": strings(selection.get("organ")),
+        **_vocabulary_fields(strings(selection.get("modality")), strings(selection.get("organ")),
+                             strings(selection.get("tags")), notes),
         "generates": strings(selection.get("generates")),
         "use_cases": strings(selection.get("use_cases")),
-        "tags": strings(selection.get("tags")),
         "architecture": {"family": family_of(arch_name), "name": arch_name},
         "task": task_of(strings(selection.get("function")), arch_name),
         "inputs": inputs_schema(custom, input_help(desc.get("inputs"))),
@@ -109,6 +108,9 @@ def _convert(original_id: str, entry: Any, notes: list[str], commit: str | None,
             **({"commit": commit} if commit else {}),
         },
     }
+    original = {"modality": strings(selection.get("modality")), "organ": strings(selection.get("organ"))}
+    if record["modality"] != original["modality"] or record["anatomy"] != original["organ"]:
+        record["provenance"]["original_terms"] = original  # medigan's own words (its selection methods match them)
     if lic_text:
         record["license_text"] = lic_text
     notes.extend(dropped_notes(entry))
@@ -120,6 +122,20 @@ def _convert(original_id: str, entry: Any, notes: list[str], commit: str | None,
     if errors:
         raise ImportError_("the converted record does not validate: " + "; ".join(f"{p.json_path}: {p.message}" for p in errors))
     return record
+
+
+def _vocabulary_fields(modality: list[str], organ: list[str], tags: list[str],
+                       notes: list[str]) -> dict[str, list[str]]:
+    """medigan's free-text modality and organ words mapped onto the controlled vocabulary
+    (DICOM modality codes, anatomy terms); the original words are kept as tags (search finds
+    them). Words the vocabulary does not know stay as they are where nothing else is known."""
+    codes, terms = vocabulary.modality_codes(modality), vocabulary.anatomy_terms(organ)
+    words = [w for w in [*modality, *organ] if w not in codes and w not in terms]
+    if codes != modality or terms != organ:
+        notes.append(f"modality {modality} -> {codes or modality}, organ {organ} -> {terms or organ} "
+                     "(the controlled vocabulary); medigan's words kept as tags")
+    return {"modality": codes or modality, "anatomy": terms or organ,
+            "tags": list(dict.fromkeys([*tags, *words]))}
 
 
 def _sections(entry: Any) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:

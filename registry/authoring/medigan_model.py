@@ -7,6 +7,7 @@ of a translator, and the medigan fields a record does not keep (issue 12). Used 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Mapping
 
 from .medigan_fields import strings
@@ -133,12 +134,27 @@ def map_translator_inputs(record: dict[str, Any], notes: list[str]) -> None:
             notes.append(f"{arg}: not mapped to an array input ({name!r} is already a parameter)")
             continue
         props.pop(arg, None)
-        (package.get("generate_args") or {}).pop(arg, None)
+        default = (package.get("generate_args") or {}).pop(arg, None)
         notes[:] = [n for n in notes if not n.startswith(f"generate argument {arg}=")]  # about the dropped default
-        record.setdefault("array_inputs", []).append({
+        spec: dict[str, Any] = {
             "name": name, "kind": kind, "dims": 2, "shape": [1, 1],
             "shape_max": [TRANSLATOR_MAX_SIDE, TRANSLATOR_MAX_SIDE], "dtype": "uint8",
             "channels": int(out.get("channels", 1)), "value_range": [0, 255], "medigan_arg": arg,
-            "description": f"one image per sample, written alone into a folder passed as medigan's {arg}"})
+            "description": f"one image per sample, written alone into a folder passed as medigan's {arg}"}
+        bundled = _bundled_folder(default)
+        if bundled:  # medigan's default: the package's own example images (also the model test's inputs)
+            spec["default"] = spec["test"] = bundled
+        record.setdefault("array_inputs", []).append(spec)
         notes.append(f"{arg} (a folder of images) became the array input {name!r}; the runner stages input i in a "
-                     "folder of its own")
+                     "folder of its own" + (f"; its default, the package's {bundled!r}, is the input when none is "
+                                            "given (cycled) and the model test's" if bundled else ""))
+
+
+def _bundled_folder(default: Any) -> str | None:
+    """The folder inside the package that a ``{package}/<folder>`` default names, else None."""
+    prefix = f"{PACKAGE_PLACEHOLDER}/"
+    if not isinstance(default, str) or not default.startswith(prefix):
+        return None
+    rest = default[len(prefix):].strip("/")
+    ok = rest and ".." not in rest.split("/") and re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_./-]*", rest)
+    return rest if ok else None

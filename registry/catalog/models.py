@@ -16,6 +16,7 @@ from typing import Any, Collection, Iterable, Mapping, Sequence
 
 from ..errors import CatalogError
 from ..records import Record
+from .. import vocabulary
 from ..semver import version_key
 from ..stamps import utcnow
 from .base import Handle, dict_rows
@@ -125,16 +126,39 @@ def _arch_text(data: Mapping[str, Any]) -> str:
     return " ".join(str(arch[k]) for k in ("family", "name") if arch.get(k))
 
 
+def _list_text(field: str, data: Mapping[str, Any]) -> str:
+    """The full-text of a list field: modality and anatomy with the vocabulary's codes and
+    names beside the record's own words (:func:`synthmed.registry.vocabulary.search_text`)."""
+    if field in ("modality", "anatomy"):
+        return vocabulary.search_text(field, data.get(field) or [])
+    return _joined(data.get(field))
+
+
 def _facets(upstream: str, data: Mapping[str, Any]) -> list[tuple[str, str]]:
     facets: set[tuple[str, str]] = set()
-    for f in ("modality", "anatomy"):
-        facets.update((f, str(v).lower()) for v in data.get(f) or [])
+    facets.update(("modality", v.lower()) for v in vocabulary.facet_modalities(data.get("modality") or []))
+    facets.update(("anatomy", v.lower()) for v in vocabulary.facet_anatomy(data.get("anatomy") or []))
     arch = data.get("architecture") or {}
     facets.update(("architecture", str(arch[k]).lower()) for k in ("family", "name") if arch.get(k))
     if data.get("license"):
         facets.add(("license", str(data["license"]).lower()))
     facets.add(("upstream", upstream))
     return sorted(facets)
+
+
+def refresh_terms(conn: sqlite3.Connection, rows: Iterable[tuple[int, Mapping[str, Any]]]) -> None:
+    """Derive the modality and anatomy facets and full-text of stored rows again from their
+    records (a catalog migration: the vocabulary changed how they are indexed)."""
+    for pk, data in rows:
+        conn.execute("DELETE FROM facets WHERE model = ? AND field IN ('modality', 'anatomy')", (pk,))
+        conn.executemany("INSERT INTO facets (model, field, value) VALUES (?,?,?)",
+                         [(pk, f, v) for f, v in _facets("", data) if f in ("modality", "anatomy")])
+        # in two steps, so exactly one full-text trigger fires in each (both of an update
+        # of a served row would fire, in an order SQLite does not promise): out, then back in
+        latest = conn.execute("SELECT is_latest FROM models WHERE pk = ?", (pk,)).fetchone()[0]
+        conn.execute("UPDATE models SET is_latest = 0 WHERE pk = ?", (pk,))
+        conn.execute("UPDATE models SET modality = ?, anatomy = ?, is_latest = ? WHERE pk = ?",
+                     (_list_text("modality", data), _list_text("anatomy", data), latest, pk))
 
 
 def _metric_rows(pk: int, data: Mapping[str, Any]) -> list[list[Any]]:
@@ -227,7 +251,7 @@ class ModelStore:
             (upstream, record.id, record.version, path, commit, record.status, data.get("status_reason"),
              1 if record.verified else 0, record.sha256, record.size, data.get("license"),
              data.get("title", ""), data.get("summary", ""), data.get("description", ""),
-             *(_joined(data.get(f)) for f in LIST_FIELDS), _arch_text(data),
+             *(_list_text(f, data) for f in LIST_FIELDS), _arch_text(data),
              json.dumps(data, sort_keys=True, separators=(",", ":")), id_terms(record.id)),
         )
         pk = int(cur.lastrowid or 0)
@@ -375,6 +399,9 @@ class ModelStore:
         match = fts_query(query or "")
         if query and query.strip() and not match:
             return []  # only punctuation: nothing to match
+        # filters in the vocabulary's terms ("mammography", "MMG" and "MG" are one modality)
+        modality = (vocabulary.modality_code(modality) or modality) if modality else modality
+        anatomy = (vocabulary.anatomy_term(anatomy) or anatomy) if anatomy else anatomy
         filters = Filters({"modality": modality, "anatomy": anatomy, "architecture": architecture,
                            "license": license, "upstream": upstream}, runnable, code_upstreams, held_blobs)
         try:

@@ -6,11 +6,12 @@ an existing table bumps :data:`GENERATION` with a step in :func:`upgrade`."""
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 
 from . import artefacts, audits, evaluations, federation, jobs, models, tests
-from .models import FTS_COLUMNS, id_terms
+from .models import FTS_COLUMNS, id_terms, refresh_terms
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +25,9 @@ log = logging.getLogger(__name__)
 #: with its verdict, numbers and provenance); 7: ranking kept at write time: ``metric_counts``
 #: (values per metric, source and direction, kept by triggers) and each model's
 #: ``lowest``/``highest`` value of a metric and source flagged in ``metrics`` (a ranked search
-#: walks them in order)
-GENERATION = 7
+#: walks them in order); 8: modality and anatomy facets and full-text in the controlled
+#: vocabulary (registry/vocabulary.py), derived again from each stored record
+GENERATION = 8
 
 #: the store modules whose ``DDL`` makes up the layout, in the order it is created
 STORES = (federation, models, artefacts, tests, jobs, evaluations, audits)
@@ -143,4 +145,13 @@ def upgrade(conn: sqlite3.Connection, gen: int, where: str) -> None:
         conn.execute(f"INSERT INTO models_fts (rowid, {cols}) SELECT pk, {cols} FROM models WHERE is_latest = 1")
     if gen == 1:  # the upstream facet came with generation 2
         conn.execute("INSERT INTO facets (model, field, value) SELECT pk, 'upstream', upstream FROM models")
+    if 0 < gen < 8:
+        _vocabulary_terms(conn)
     conn.execute(f"PRAGMA user_version={GENERATION}")
+
+
+def _vocabulary_terms(conn: sqlite3.Connection) -> None:
+    """Generation 7 -> 8: each stored record's modality and anatomy facets and full-text
+    derived again in the controlled vocabulary (the records themselves are not touched)."""
+    rows = conn.execute("SELECT pk, record FROM models").fetchall()
+    refresh_terms(conn, [(int(pk), json.loads(text)) for pk, text in rows])

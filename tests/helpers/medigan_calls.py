@@ -10,8 +10,9 @@ of ``bench/medigan_template`` (a small copy, ngf 4, random weights) as
 ``models/<id>/<package>.zip``; synthmed from a site whose records its medigan importer
 made from the same entries (the template's pinned to its zip).
 
-Answers are normalised before comparing: synthmed's ids are medigan's lower-cased (a
-documented difference: synthmed accepts medigan's forms as input), arrays become their
+Answers are normalised before comparing: ids are lower-cased (the recorded answers were
+normalised so; the medigan API answers with medigan's own spelling, which
+``test_medigan_api_spells_medigan_ids_and_counts_executors`` checks without normalising), arrays become their
 shape and dtype, objects their type's role and model id, output folders their file names.
 """
 
