@@ -257,7 +257,7 @@ def test_output_folder_writes_only_the_selected_outputs(tmp_path: Path, make_rec
 def test_a_medigan_layout_folder_holds_only_images_and_no_lock(tmp_path: Path, pkgs) -> None:
     """medigan's layout: the finished folder holds only ``batch_*`` images (a medigan loop
     opens every file as an image); the sidecar sits beside it as ``<folder>.synthmed.json``;
-    no lock file is left in either layout; a folder an earlier version wrote (sidecar inside)
+    no lock file is left among the images (the sidecar's lock file sits beside the folder with the sidecar); a folder an earlier version wrote (sidecar inside)
     resumes and its sidecar moves out (issue #26)."""
     m = model(pkgs, "toy")
     res = m.generate_to(tmp_path / "med", 3, seed=4, layout="medigan", label="malignant")
@@ -273,6 +273,8 @@ def test_a_medigan_layout_folder_holds_only_images_and_no_lock(tmp_path: Path, p
     assert json.loads((tmp_path / "med.synthmed.json").read_text())["num_samples"] == 5
     with pytest.raises(ConfigError, match="another run"):
         m.generate_to(tmp_path / "med", 5, seed=5, layout="medigan", label="malignant")
-    # synthmed's layout: sidecar and manifest inside, no lock file
+    assert (tmp_path / ".med.synthmed.lock").is_file()  # the sidecar's lock sits beside it, outside the images
+    # synthmed's layout: sidecar, manifest and the sidecar's (hidden) lock file inside
     m.generate_to(tmp_path / "own", 2, seed=4, label="malignant")
-    assert sorted(p.name for p in (tmp_path / "own").iterdir()) == ["image", "synthmed.json", "synthmed.manifest.json"]
+    assert sorted(p.name for p in (tmp_path / "own").iterdir()) == [".synthmed.lock", "image", "synthmed.json",
+                                                                    "synthmed.manifest.json"]
