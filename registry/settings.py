@@ -248,31 +248,6 @@ def default_home(environ: Mapping[str, str] | None = None) -> Path:
     return Path(user_data_dir("synthmed", appauthor=False))
 
 
-@dataclass(frozen=True)
-class ZenodoTokenEnv:
-    """Where the environment says a Zenodo token is (``synthmed contribute --store zenodo``).
-
-    The token's precedence (explicit > settings > ``token`` > a token file: the one passed,
-    ``token_file``, then ``default_token_file``) is applied by
-    :func:`synthmed.registry.authoring.contribute.zenodo_token`.
-    """
-
-    token: str | None  # SYNTHMED_ZENODO_TOKEN
-    token_file: Path | None  # SYNTHMED_ZENODO_TOKEN_FILE
-    default_token_file: Path  # $XDG_CONFIG_HOME (or ~/.config)/synthmed/zenodo-token
-
-
-def zenodo_token_sources(environ: Mapping[str, str] | None = None) -> ZenodoTokenEnv:
-    """Read the Zenodo token variables from ``environ`` (default: the process environment)."""
-    env = os.environ if environ is None else environ
-    cfg = Path(env.get("XDG_CONFIG_HOME") or Path.home() / ".config")
-    return ZenodoTokenEnv(
-        token=env.get("SYNTHMED_ZENODO_TOKEN") or None,
-        token_file=Path(env["SYNTHMED_ZENODO_TOKEN_FILE"]) if env.get("SYNTHMED_ZENODO_TOKEN_FILE") else None,
-        default_token_file=cfg / "synthmed" / "zenodo-token",
-    )
-
-
 def _truthy(value: str, where: str) -> bool:
     v = value.strip().lower()
     if v in {"1", "true", "yes", "on"}:

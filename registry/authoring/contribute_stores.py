@@ -7,6 +7,7 @@ flags and credentials of each are checked before anything is zipped (:func:`chec
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -16,7 +17,33 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import ContributeError
-from ..settings import Settings, zenodo_token_sources
+from ..settings import Settings
+
+
+@dataclass(frozen=True)
+class ZenodoTokenEnv:
+    """Where the environment says a Zenodo token is (``synthmed contribute --store zenodo``).
+
+    The token's precedence (explicit > settings > ``token`` > a token file: the one passed,
+    ``token_file``, then ``default_token_file``) is applied by
+    :func:`synthmed.registry.authoring.contribute.zenodo_token`.
+    """
+
+    token: str | None  # SYNTHMED_ZENODO_TOKEN
+    token_file: Path | None  # SYNTHMED_ZENODO_TOKEN_FILE
+    default_token_file: Path  # $XDG_CONFIG_HOME (or ~/.config)/synthmed/zenodo-token
+
+
+def zenodo_token_sources(environ: Mapping[str, str] | None = None) -> ZenodoTokenEnv:
+    """Read the Zenodo token variables from ``environ`` (default: the process environment)."""
+    env = os.environ if environ is None else environ
+    cfg = Path(env.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return ZenodoTokenEnv(
+        token=env.get("SYNTHMED_ZENODO_TOKEN") or None,
+        token_file=Path(env["SYNTHMED_ZENODO_TOKEN_FILE"]) if env.get("SYNTHMED_ZENODO_TOKEN_FILE") else None,
+        default_token_file=cfg / "synthmed" / "zenodo-token",
+    )
+
 
 STORES = ("zenodo", "dvc", "index")
 #: the largest artefact kept in the index repository itself (git is no blob store)

@@ -14,6 +14,7 @@ from synthmed.registry.settings import Settings, default_home
 
 from .common import add_json_flag, print_json, print_table, settings_from_args
 from .quality_text import quality_lines
+from .show_text import indented_table, output_rows, parameter_rows
 
 if TYPE_CHECKING:
     from synthmed.daemon.sync import SyncResult
@@ -220,76 +221,6 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
-def _schema_type(spec: dict[str, Any]) -> str:
-    t = spec.get("type")
-    if isinstance(t, list):
-        return "|".join(str(x) for x in t)
-    if t:
-        return str(t) + (f" of {spec['items'].get('type')}" if t == "array" and isinstance(spec.get("items"), dict)
-                         and spec["items"].get("type") else "")
-    if "enum" in spec:
-        return "enum"
-    if "anyOf" in spec or "oneOf" in spec:
-        return "|".join(_schema_type(s) for s in spec.get("anyOf") or spec.get("oneOf") or [] if isinstance(s, dict))
-    return "any"
-
-
-def _allowed(spec: dict[str, Any]) -> str:
-    if "enum" in spec:
-        return ", ".join(json.dumps(v) for v in spec["enum"])
-    if "const" in spec:
-        return json.dumps(spec["const"])
-    lo = spec.get("minimum", spec.get("exclusiveMinimum"))
-    hi = spec.get("maximum", spec.get("exclusiveMaximum"))
-    if lo is not None or hi is not None:
-        left = "(" if "exclusiveMinimum" in spec else "["
-        right = ")" if "exclusiveMaximum" in spec else "]"
-        return f"{left}{'' if lo is None else lo}..{'' if hi is None else hi}{right}"
-    if "pattern" in spec:
-        return f"/{spec['pattern']}/"
-    return ""
-
-
-def parameter_rows(inputs: dict[str, Any]) -> list[dict[str, str]]:
-    """One row per parameter of a record's ``inputs`` schema: name, type, default, allowed, description."""
-    required = set(inputs.get("required") or [])
-    rows = []
-    for name, spec in (inputs.get("properties") or {}).items():
-        spec = spec if isinstance(spec, dict) else {}
-        default = json.dumps(spec["default"]) if "default" in spec else ("(required)" if name in required else "-")
-        desc = " ".join(str(spec.get("description", "")).split())
-        rows.append({"name": name, "type": _schema_type(spec), "default": default, "allowed": _allowed(spec) or "-",
-                     "description": desc[:60] + ("..." if len(desc) > 60 else "")})
-    return rows
-
-
-def output_rows(outputs: list[dict[str, Any]]) -> list[dict[str, str]]:
-    """One row per output: name, kind, shape (with channels), dtype, value range, spacing."""
-    rows = []
-    for o in outputs:
-        shape = "x".join(str(d) for d in o.get("shape") or []) or "?"
-        ch = o.get("channels")
-        if ch and ch > 1:
-            shape += f" ({ch} ch)"
-        vr = o.get("value_range")
-        rows.append({"name": str(o.get("name")), "kind": str(o.get("kind") or "-"), "dims": f"{o.get('dims', '?')}D",
-                     "shape": shape, "dtype": str(o.get("dtype", "?")),
-                     "range": f"{vr[0]}..{vr[1]}" if isinstance(vr, list) and len(vr) == 2 else "-",
-                     "spacing_mm": "x".join(str(x) for x in o["spacing_mm"]) if o.get("spacing_mm") else "-"})
-    return rows
-
-
-def _indented_table(rows: list[dict[str, str]], columns: list[str]) -> None:
-    import contextlib
-    import io
-
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        print_table(rows, columns)
-    for line in buf.getvalue().splitlines():
-        print("  " + line)
-
-
 def cmd_show(args: argparse.Namespace) -> int:
     settings = _site(args)
     with _open_catalog(settings) as cat:
@@ -353,16 +284,16 @@ def cmd_show(args: argparse.Namespace) -> int:
     params = parameter_rows(entry.record.inputs)
     print("parameters:" + ("" if params else " none"))
     if params:
-        _indented_table(params, ["name", "type", "default", "allowed", "description"])
+        indented_table(params, ["name", "type", "default", "allowed", "description"])
     if entry.record.array_inputs:
         from synthmed.registry.array_inputs import describe as describe_input
 
         print("array inputs (--input NAME=FOLDER, one file per sample):")
-        _indented_table([{"name": str(a["name"]), "takes": describe_input(a),
+        indented_table([{"name": str(a["name"]), "takes": describe_input(a),
                           "medigan_arg": str(a.get("medigan_arg", ""))} for a in entry.record.array_inputs],
                         ["name", "takes", "medigan_arg"])
     print("outputs:")
-    _indented_table(output_rows(list(entry.record.outputs)), ["name", "kind", "dims", "shape", "dtype", "range",
+    indented_table(output_rows(list(entry.record.outputs)), ["name", "kind", "dims", "shape", "dtype", "range",
                                                              "spacing_mm"])
     print()
     for line in quality_lines(evals, audits):
