@@ -38,6 +38,8 @@ MODALITIES: dict[str, tuple[str, tuple[str, ...]]] = {
                                 "brightfield microscopy", "microscopy")),
     "ES": ("Endoscopy", ("es", "endoscopy", "gastrointestinal endoscopy", "colonoscopy", "gastroscopy")),
     "XC": ("External-camera photography", ("xc", "dermoscopy", "dermatoscopy", "clinical photography")),
+    # DICOM's own code for a modality none of the others names (`synthmed package init` writes "other")
+    "OT": ("Other", ("ot", "other")),
 }
 
 #: anatomy term -> words that mean it (lower case); a small list, grown as records need it
