@@ -144,7 +144,8 @@ def _export_into(settings: Settings, catalog: Catalog, dest: Path,
         finally:
             repo.close()
         digest, size = hash_path(out)
-        ups.append({"name": u.name, "url": u.url, "branch": u.branch, "subfolder": u.subfolder,
+        # the URL is for people reading the manifest (an import never fetches from it): no password
+        ups.append({"name": u.name, "url": redact_url(u.url), "branch": u.branch, "subfolder": u.subfolder,
                     "priority": u.priority, "require_signed": u.require_signed,
                     "allowed_signers": list(u.allowed_signers), "commit": r["accepted_commit"],
                     "bundle": f"upstreams/{u.name}.bundle", "sha256": digest, "size": size})

@@ -111,6 +111,11 @@ def test_a_downstream_token_is_used_but_never_printed_logged_or_stored(
     with serving(b) as url_b:
         status, _, body = request(url_b, "GET", "/status")
     assert status == 200 and TOKEN.encode() not in body and b"site-b:***@" in body
+    # an export carries the upstream URL for people to read, never its password
+    assert main(["--site", str(home), "export", str(tmp_path / "bundle")]) == 0
+    manifest = json.loads((tmp_path / "bundle" / "manifest.json").read_text())
+    assert [u["url"] for u in manifest["upstreams"]] == [f"http://site-b:***@{url_a[len('http://'):]}/git/public"]
+    assert _files_holding(tmp_path / "bundle", TOKEN.encode(), skip=()) == []
 
 
 def test_a_token_stored_by_an_older_sync_is_shown_redacted(site: Settings, tmp_path: Path,
