@@ -42,7 +42,7 @@ import numpy as np
 
 from synthmed.registry import atomic
 from synthmed.registry.errors import ConfigError
-from synthmed.registry.outputs import OutputSpec, record_specs
+from synthmed.registry.outputs import record_specs
 from synthmed.registry.records import Record
 from synthmed.registry.stamps import synthmed_version
 

@@ -20,7 +20,6 @@ each sample with one seeded call of its own, its input in a folder of its own.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random

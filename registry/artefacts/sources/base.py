@@ -55,7 +55,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Protocol
-from urllib.parse import urlsplit
 
 from ...errors import SourceError
 from ...redact import redact_url as redact  # the one redaction (registry/redact.py)
