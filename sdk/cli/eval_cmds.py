@@ -132,7 +132,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
           f"{len(reference.files)} images; extractor {extractor.record.summary()}; n {args.num_samples}, seeds "
           f"{args.seed}..{args.seed + args.num_samples - 1})")
     if not args.no_record:
-        print("stored in the catalog: `synthmed show REF` lists them, `synthmed search --rank fd` ranks by them")
+        first = cols[0] if cols else "fd"  # the distance this extractor reports: fd, or frd for radiomics
+        print(f"stored in the catalog: `synthmed show REF` lists them, `synthmed search --rank {first}` ranks by them")
     if args.report is not None:
         print(f"report: {args.report / 'evaluation.md'}")
     return 0
