@@ -20,6 +20,7 @@ SCHEMA_FILES = {
     "site": "site.schema.json",
     "report": "test-report.schema.json",
     "extractor": "extractor.schema.json",
+    "dataset": "dataset.schema.json",
 }
 
 
