@@ -14,11 +14,11 @@ from typing import Sequence
 
 from synthmed.registry.errors import SynthmedError
 
-from . import (audit_cmds, cache_cmds, contribute_cmds, eval_cmds, index_cmds, package_cmds, run_cmds, serve_cmds,
+from . import (audit_cmds, cache_cmds, contribute_cmds, dataset_cmds, eval_cmds, index_cmds, package_cmds, run_cmds, serve_cmds,
                site_cmds, store_cmds, test_cmds)
 
 MODULES = (site_cmds, index_cmds, store_cmds, run_cmds, test_cmds, eval_cmds, audit_cmds, package_cmds, contribute_cmds,
-           serve_cmds, cache_cmds)
+           serve_cmds, cache_cmds, dataset_cmds)
 
 
 def setup_logging(level: str) -> None:
