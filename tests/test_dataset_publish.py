@@ -28,7 +28,8 @@ LICENCE_NOTE = "scikit-image documents ihc.png as having no known copyright rest
 META = {"title": "IHC patches, seeds 7-16", "summary": "Ten 64x64 IHC patches made by ihc-patch-dcgan",
         "card": {"intended_use": "testing synthmed's dataset tools", "limitations": "a demonstration model's output"},
         "authors": [{"name": "Test Publisher"}], "tags": ["test"]}
-COPY = ("models/ihc-patch-dcgan", "artefacts/ihc-patch-dcgan", "extractors/randconv-224", "artefacts/extractors")
+COPY = ("models/ihc-patch-dcgan", "artefacts/ihc-patch-dcgan", "extractors/randconv-224", "artefacts/extractors",
+        "models/retina-vessel-pix2pix", "artefacts/retina-vessel-pix2pix")
 
 
 @pytest.fixture(scope="module")
@@ -205,3 +206,38 @@ def test_publish_to_zenodo(world: dict[str, Path], index: git.Repo, capsys: pyte
         assert main(["index", "check", "--base", "main", "--repo", str(index.working_tree_dir)]) == 0
     finally:
         index.git.checkout("-q", "main")
+
+
+def test_a_dataset_of_a_model_with_array_inputs_carries_them(world: dict[str, Path], index: git.Repo, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """A mask-to-image model: `dataset create` copies the masks the model took into
+    inputs/mask/ (one .npy per item), the record pins them, and inputs that are not the
+    run's are refused."""
+    import numpy as np
+    from PIL import Image
+
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    for i in range(4):
+        m = np.zeros((64, 64), np.uint8)
+        m[:, 8 + 12 * i: 11 + 12 * i] = 255
+        m[20 + 5 * i, :] = 255
+        Image.fromarray(m).save(masks / f"vessel-{i}.png")
+    ds = tmp_path / "pairs"
+    assert main(["--site", str(world["site"]), "dataset", "create", "retina-vessel-pix2pix", "--input",
+                 f"mask={masks}", "--seed", "3", "-o", str(ds), "--no-progress"]) == 0
+    saved = sorted((ds / "inputs" / "mask").iterdir())
+    assert [p.name for p in saved] == [f"{i:06d}.npy" for i in range(4)]
+    assert np.array_equal(np.load(saved[1]), (np.asarray(Image.open(masks / "vessel-1.png")) > 0).astype(np.uint8))
+    rc, _, err = _publish(world, index, capsys, "--override-audit", "no training set here", folder=ds,
+                          ident="fundus-pairs", licence=False)
+    assert rc == 0, err
+    record = json.loads(index.git.show("dataset/fundus-pairs-1.0.0:datasets/fundus-pairs/1.0.0.json"))
+    assert record["generation"]["inputs"] == [{"name": "mask", "files_sha256": da.inputs_digest(ds, "mask")[0],
+                                               "count": 4}]
+    assert "__inputs__" not in record["generation"]["params"]
+    np.save(saved[2], np.zeros((64, 64), np.uint8))  # not the mask the run took
+    before = _state(index)
+    rc, _, err = _publish(world, index, capsys, "--override-audit", "x" * 5, folder=ds, ident="fundus-other",
+                          licence=False)
+    assert rc == 1 and "not the array inputs the run took" in err and _state(index) == before
