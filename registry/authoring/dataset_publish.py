@@ -32,7 +32,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -41,6 +41,9 @@ from ..array_inputs import check_inputs, read_file
 from ..artefacts import dataset_archive as da
 from ..errors import ArtefactError, ContributeError, DatasetPublishError, InputError, Problem
 from ..hashing import hash_path
+from ..measuring.audit import audit_pictures
+from ..measuring.extractors import Extractor
+from ..measuring.reference_sets import ReferenceSet
 from ..outputs import OutputSpec, preview, record_specs, to_uint8
 from ..records import Record, is_valid_id
 from ..semver import parse_version
@@ -51,10 +54,6 @@ from .contribute import _Target, default_base, instructions
 from .contribute_package import load_metadata
 from .contribute_stores import INDEX_MAX_BYTES, check_store, locate_index, store_in_index, upload_dvc, upload_zenodo
 from .indexcheck import check_index, models_at
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ..measuring.extractors import Extractor
-    from ..measuring.reference_sets import ReferenceSet
 
 log = logging.getLogger(__name__)
 
@@ -186,14 +185,12 @@ def _picture(path: Path, spec: OutputSpec) -> np.ndarray:
     return preview(a, spec)
 
 
-def _audit(run: RunFolder, model: Record, training: "ReferenceSet | None", holdout: "ReferenceSet | None",
-           extractor: "Extractor | None", override: str | None, progress: Callable[[str], None]) -> dict[str, Any]:
+def _audit(run: RunFolder, model: Record, training: ReferenceSet | None, holdout: ReferenceSet | None,
+           extractor: Extractor | None, override: str | None, progress: Callable[[str], None]) -> dict[str, Any]:
     """The record's ``audit``: run on the dataset's own files, or ``not-run``; refuses a
     failing or missing audit without ``override``."""
     if training is None:
         return _not_run(override)
-    from ..measuring.audit import audit_pictures
-
     assert extractor is not None
     pictures, seeds, output = dataset_pictures(run, model)
     progress(f"audit: {len(pictures)} items of {output} against {training.label}")
@@ -286,8 +283,8 @@ class _Checked:
 
 
 def check_publication(folder: Path, meta: Mapping[str, Any], dataset_id: str, version: str, *, index: Path,
-                      base: str | None, training: "ReferenceSet | None", holdout: "ReferenceSet | None",
-                      extractor: "Extractor | None", override_audit: str | None, override_licence: str | None,
+                      base: str | None, training: ReferenceSet | None, holdout: ReferenceSet | None,
+                      extractor: Extractor | None, override_audit: str | None, override_licence: str | None,
                       progress: Callable[[str], None]) -> _Checked:
     """Every check before anything is packed: the folder, the index's base branch (the
     version not there yet, the branch free), the model, the licence, the audit, the schema."""
@@ -324,8 +321,8 @@ def check_publication(folder: Path, meta: Mapping[str, Any], dataset_id: str, ve
 def publish_dataset(folder: Path | str, *, dataset_id: str, version: str,
                     metadata: Mapping[str, Any] | Path | str | None, index: Path | str = ".", store: str = "index",
                     base: str | None = None, settings: Settings | None = None,
-                    training: "ReferenceSet | None" = None, holdout: "ReferenceSet | None" = None,
-                    extractor: "Extractor | None" = None, override_audit: str | None = None,
+                    training: ReferenceSet | None = None, holdout: ReferenceSet | None = None,
+                    extractor: Extractor | None = None, override_audit: str | None = None,
                     override_licence: str | None = None, zenodo_host: str | None = None,
                     zenodo_token_value: str | None = None, zenodo_token_file: Path | None = None,
                     dvc_repo: Path | None = None, dvc_remote: str | None = None, dvc_path: str | None = None,
