@@ -291,6 +291,10 @@ def check_publication(folder: Path, meta: Mapping[str, Any], dataset_id: str, ve
     import git
 
     _check_names(dataset_id, version)
+    for flag, reason in (("--override-audit", override_audit), ("--override-licence", override_licence)):
+        if reason is not None and len(reason.strip()) < 3:
+            raise DatasetPublishError(f"{flag} {reason!r}: say why, in a few words",
+                                      hint="the reason is kept in the record for its reviewers and readers")
     if training is None:  # refused before the folder is hashed
         _not_run(override_audit)
     run = RunFolder.open(Path(folder))
