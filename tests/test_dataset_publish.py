@@ -241,3 +241,20 @@ def test_a_dataset_of_a_model_with_array_inputs_carries_them(world: dict[str, Pa
     rc, _, err = _publish(world, index, capsys, "--override-audit", "x" * 5, folder=ds, ident="fundus-other",
                           licence=False)
     assert rc == 1 and "not the array inputs the run took" in err and _state(index) == before
+
+
+def test_publish_to_a_dvc_remote(world: dict[str, Path], index: git.Repo, dvc_repo: tuple[Path, Path, str],
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    repo_dir, remote, _ = dvc_repo
+    before = {p for p in remote.rglob("*") if p.is_file()}
+    rc, out, err = _publish(world, index, capsys, "--override-audit", "test", "--store", "dvc",
+                            "--dvc-repo", str(repo_dir))
+    assert rc == 0, err
+    dvc = git.Repo(repo_dir)
+    rev = dvc.head.commit.hexsha
+    record = json.loads(index.git.show("dataset/ihc-s7-1.0.0:datasets/ihc-s7/1.0.0.json"))
+    assert record["artefact"]["sources"] == [f"dvc:{repo_dir}#datasets/ihc-s7/1.0.0.tar@{rev}"]
+    assert (repo_dir / "datasets" / "ihc-s7" / "1.0.0.tar.dvc").is_file()
+    pushed = {p for p in remote.rglob("*") if p.is_file()} - before
+    assert any(hashlib.sha256(p.read_bytes()).hexdigest() == record["artefact"]["sha256"] for p in pushed)
+    assert f"git -C {repo_dir.resolve()} push" in out
