@@ -39,7 +39,7 @@ import numpy as np
 from .. import dataset_records as dsr
 from ..array_inputs import check_inputs, read_file
 from ..artefacts import dataset_archive as da
-from ..errors import ArtefactError, ContributeError, DatasetPublishError, InputError, Problem
+from ..errors import ContributeError, DatasetPublishError, InputError, Problem
 from ..hashing import hash_path
 from ..measuring.audit import audit_pictures
 from ..measuring.extractors import Extractor
