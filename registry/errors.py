@@ -200,6 +200,11 @@ class ContributeError(SynthmedError, RuntimeError):
     """A contribution could not be validated, tested, uploaded or committed."""
 
 
+class DatasetPublishError(ContributeError):
+    """A synthetic dataset could not be published: its folder, its model, its licence, its
+    audit or the index refused it (nothing was committed or uploaded)."""
+
+
 # --- evaluation --------------------------------------------------------------------
 
 

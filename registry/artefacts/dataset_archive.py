@@ -127,17 +127,23 @@ def pack(folder: Path, dest: Path) -> tuple[str, int]:
     return hash_path(dest)
 
 
-def check_folder(folder: Path) -> dict[str, Any]:
-    """Hold an unpacked dataset to its manifest: every listed file present with its sha256
-    and size, no other file outside ``inputs/``. Returns the manifest; ArtefactError naming
-    the first files that differ."""
+#: what a run folder holds besides its samples (the sidecar, the run's lock file); never
+#: packed, so a run folder may hold them where an unpacked artefact may not
+RUN_BOOKKEEPING = frozenset({"synthmed.json", ".synthmed.lock"})
+
+
+def check_folder(folder: Path, ignore: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """Hold an unpacked dataset (or, with ``ignore=RUN_BOOKKEEPING``, a run folder about to be
+    packed) to its manifest: every listed file present with its sha256 and size, no other
+    file outside ``inputs/`` but the top-level names in ``ignore``. Returns the manifest;
+    ArtefactError naming the first files that differ."""
     manifest = read_manifest(folder)
     listed = set(manifest["files"])
     present: set[str] = set()
     for dirpath, _dirs, filenames in os.walk(folder):
         for f in filenames:
             rel = Path(dirpath, f).relative_to(folder).as_posix()
-            if rel != MANIFEST and not rel.startswith(f"{INPUTS_DIR}/"):
+            if rel != MANIFEST and not rel.startswith(f"{INPUTS_DIR}/") and rel not in ignore:
                 present.add(rel)
     missing = sorted(listed - present)
     extra = sorted(present - listed)

@@ -69,7 +69,7 @@ class ContributeResult:
 
 
 
-def _default_base(repo: Any) -> str:
+def default_base(repo: Any) -> str:
     for name in ("main", "master"):
         if name in [h.name for h in repo.heads]:
             return name
@@ -96,7 +96,7 @@ def contribute(package_dir: Path | str, *, model_id: str, version: str, metadata
                         zenodo_token_file=zenodo_token_file, dvc_repo=dvc_repo, zenodo_host=zenodo_host)
     loc = locate_index(Path(index))
     repo = git.Repo(loc.repo_root)
-    base = base or _default_base(repo)
+    base = base or default_base(repo)
     target = _Target.check(repo, loc, base, model_id, version)
     work = Path(tempfile.mkdtemp(prefix="synthmed-contribute-"))
     try:
@@ -171,23 +171,28 @@ class _Target:
     def check(cls, repo: Any, loc: IndexLocation, base: str, model_id: str, version: str) -> "_Target":
         """The target, or ContributeError when the base is unknown, the version is already
         in it or the branch exists (checked before anything is zipped)."""
+        return cls.at(repo, loc, base, loc.rel(record_relpath(model_id, version)), f"contribute/{model_id}-{version}",
+                      f"{model_id}@{version}")
+
+    @classmethod
+    def at(cls, repo: Any, loc: IndexLocation, base: str, relpath: str, branch: str, ref: str,
+           again: str = "contribute") -> "_Target":
+        """The target ``relpath`` on the new ``branch`` (any record: a model's, a dataset's)."""
         import git
 
         try:
             base_commit = repo.commit(base)
         except (git.BadName, ValueError):
             raise ContributeError(f"{loc.repo_root}: no branch or commit {base!r}", hint="pass --base with the index's main branch") from None
-        relpath = loc.rel(record_relpath(model_id, version))
         try:
             base_commit.tree[relpath]
-            raise ContributeError(f"{model_id}@{version} already exists in the index at {relpath} ({base})",
-                                  hint="a merged version never changes: contribute a new version")
+            raise ContributeError(f"{ref} already exists in the index at {relpath} ({base})",
+                                  hint=f"a merged version never changes: {again} a new version")
         except KeyError:
             pass
-        branch = f"contribute/{model_id}-{version}"
         if branch in [h.name for h in repo.heads]:
             raise ContributeError(f"{loc.repo_root}: branch {branch} already exists",
-                                  hint=f"delete it (`git branch -D {branch}`) to contribute again")
+                                  hint=f"delete it (`git branch -D {branch}`) to {again} again")
         return cls(repo, base_commit.hexsha, relpath, branch)
 
     def commit(self, worktree: Path, upload: Callable[[Path], tuple[str, list[str]]],
@@ -233,7 +238,10 @@ def _pr_url(remote_url: str, base: str, branch: str) -> str | None:
     return f"https://github.com/{m.group(1)}/{m.group(2)}/compare/{base}...{branch}?expand=1"
 
 
-def instructions(repo: Any, result: ContributeResult, base: str) -> str:
+def instructions(repo: Any, result: ContributeResult | Any, base: str) -> str:
+    """The next steps (push, pull request) of a record committed on a branch: ``result`` has
+    ``ref``, ``branch``, ``commit``, ``index_repo``, ``record_path``, ``source``, ``sha256``,
+    ``size`` and ``extra_steps`` (a contribution's, or a published dataset's)."""
     try:
         remote = repo.remote("origin")
         url = next(iter(remote.urls))

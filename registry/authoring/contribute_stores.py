@@ -114,21 +114,24 @@ def _redact(text: str, secret: str) -> str:
     return text.replace(secret, "***") if secret else text
 
 
-def zenodo_metadata(record: Mapping[str, Any]) -> dict[str, Any]:
+def zenodo_metadata(record: Mapping[str, Any], upload_type: str = "software") -> dict[str, Any]:
     creators = [{"name": a["name"], **({"affiliation": a["affiliation"]} if a.get("affiliation") else {})}
                 for a in record.get("authors") or []] or [{"name": "synthmed contributor"}]
     return {"metadata": {
         "title": f"{record.get('title', record['id'])} ({record['id']} {record['version']})",
-        "upload_type": "software",
+        "upload_type": upload_type,
         "description": str(record.get("description") or record.get("summary") or record["id"]),
         "creators": creators,
         "version": record["version"],
-        "keywords": ["synthmed", "generative model", *[str(x) for x in record.get("modality", [])]],
+        "keywords": ["synthmed", "generative model" if upload_type == "software" else "synthetic dataset",
+                     *[str(x) for x in record.get("modality", [])]],
     }}
 
 
-def upload_zenodo(zip_path: Path, record: Mapping[str, Any], *, host: str, token: str) -> str:
-    """Create a deposition, upload the zip to its bucket, publish; ``zenodo:<record-id>/<file>``."""
+def upload_zenodo(zip_path: Path, record: Mapping[str, Any], *, host: str, token: str,
+                  upload_type: str = "software") -> str:
+    """Create a deposition, upload the file (a model's zip, a dataset's tar) to its bucket,
+    publish; ``zenodo:<record-id>/<file>``."""
     import requests
     from zenodo_client import Zenodo
 
@@ -138,7 +141,7 @@ def upload_zenodo(zip_path: Path, record: Mapping[str, Any], *, host: str, token
     z.api_base = base + "/api"
     z.depositions_base = z.api_base + "/deposit/depositions"
     try:
-        res = z.create(zenodo_metadata(record), [str(zip_path)], publish=False)
+        res = z.create(zenodo_metadata(record, upload_type), [str(zip_path)], publish=False)
         dep = res.json()
         pub = z.publish(str(dep["id"]), sleep=False).json()
     except (requests.RequestException, ValueError, KeyError) as exc:
@@ -210,12 +213,14 @@ def upload_dvc(zip_path: Path, model_id: str, version: str, *, dvc_repo: Path, r
 
 
 def store_in_index(zip_path: Path, model_id: str, version: str, worktree: Path, loc: IndexLocation,
-                   max_bytes: int) -> tuple[str, str]:
+                   max_bytes: int, rel: str | None = None) -> tuple[str, str]:
+    """Copy the artefact into the index's worktree at ``rel`` (default
+    ``artefacts/<id>/<version>.zip``); (its ``index:`` source, its repository path)."""
     size = zip_path.stat().st_size
     if size > max_bytes:
         raise ContributeError(f"the artefact is {size} bytes; the index keeps artefacts of at most {max_bytes} bytes",
-                              hint="use --store zenodo or --store dvc for large packages")
-    rel = f"artefacts/{model_id}/{version}.zip"
+                              hint="use --store zenodo or --store dvc for large artefacts")
+    rel = rel or f"artefacts/{model_id}/{version}.zip"
     dest = worktree / loc.rel(rel)
     if dest.exists():
         raise ContributeError(f"{loc.rel(rel)} already exists in the index", hint="contribute a new version")

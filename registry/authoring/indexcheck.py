@@ -4,13 +4,18 @@ Reads the index's git history with gitpython (no checkout). Added and changed re
 are validated; a merged version's immutable fields never change; versions are never
 deleted or renamed; artefacts inside the index that a merged record points to never
 change. Status, status_reason, metrics, publications and description may change, and
-an unverified record may be pinned (sha256 and size added where there were none). A
+an unverified record may be pinned (sha256 and size added where there were none). Dataset
+records (``datasets/<id>/<version>.json``) are held to the same rules with their own
+mutable fields (:data:`..dataset_records.MUTABLE_FIELDS`), and to the dataset publishing
+policy (:mod:`.dataset_policy`: the model version in the same index, the artefact, the
+licence rule); any other file under ``datasets/`` is an error. A
 version deleted earlier in the base branch's history stays bound to the immutable fields it
 was first merged with (registry/accepted.py): re-adding it with others is refused.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -19,9 +24,11 @@ from typing import Any, Iterator, Mapping
 import git
 
 from .. import accepted as history
+from .. import dataset_records as dsr
 from ..errors import IndexCheckError, Problem
 from ..records import MAX_RECORD_BYTES, MODELS_DIR, MUTABLE_FIELDS, parse_bytes, validate_data
 from ..errors import RecordError
+from . import dataset_policy
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +42,7 @@ class IndexCheckResult:
     head: str
     added_models: list[str] = field(default_factory=list)
     added_versions: list[str] = field(default_factory=list)
+    added_datasets: list[str] = field(default_factory=list)
     changed: list[dict[str, Any]] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
@@ -51,6 +59,7 @@ class IndexCheckResult:
             "head": self.head,
             "added_models": self.added_models,
             "added_versions": self.added_versions,
+            "added_datasets": self.added_datasets,
             "changed": self.changed,
             "other_files": self.other_files,
             "errors": [p.as_dict() for p in self.problems],
@@ -63,6 +72,8 @@ class IndexCheckResult:
             lines.append(f"  + new model   {ref}")
         for ref in self.added_versions:
             lines.append(f"  + new version {ref}")
+        for ref in self.added_datasets:
+            lines.append(f"  + new dataset {ref}")
         for ch in self.changed:
             lines.append(f"  ~ changed     {ch['ref']}: {', '.join(ch['fields'])}")
         for f in self.other_files:
@@ -150,17 +161,19 @@ def _is_pin(path: str, base_record: Mapping[str, Any]) -> bool:
     return False
 
 
-def compare_records(old: Mapping[str, Any], new: Mapping[str, Any], where: str) -> tuple[list[str], list[Problem]]:
-    """(changed top-level fields, immutability problems) between two versions of a record."""
+def compare_records(old: Mapping[str, Any], new: Mapping[str, Any], where: str,
+                    mutable: frozenset[str] = MUTABLE_FIELDS, pins: bool = True) -> tuple[list[str], list[Problem]]:
+    """(changed top-level fields, immutability problems) between two versions of a record
+    (a model record by default; a dataset record with its own ``mutable`` fields, no pins)."""
     changed: list[str] = []
     problems: list[Problem] = []
     for jp in _diff_paths(old, new):
         top = jp[2:].split(".")[0].split("[")[0]
         if top not in changed:
             changed.append(top)
-        if top in MUTABLE_FIELDS or _is_pin(jp, old):
+        if top in mutable or (pins and _is_pin(jp, old)):
             continue
-        problems.append(Problem(where, jp, f"cannot change in a merged version (only {', '.join(sorted(MUTABLE_FIELDS))} "
+        problems.append(Problem(where, jp, f"cannot change in a merged version (only {', '.join(sorted(mutable))} "
                                            "may change; publish a new version instead)"))
     return changed, problems
 
@@ -181,6 +194,8 @@ def check_index(repo_path: Path | str, base: str, head: str = "HEAD", index_dir:
         ct: str = d.change_type or "M"
         if diff.is_record(path) or diff.is_record(old_path):
             diff.check_record(result, ct, path, old_path, new_path)
+        elif diff.is_dataset(path) or diff.is_dataset(old_path):
+            diff.check_dataset(result, ct, path, old_path, new_path)
         elif diff.prefix == "" or path.startswith(diff.prefix + "/"):
             result.other_files.append(f"{ct} {path}")
             changed_other.append((ct, old_path))
@@ -231,6 +246,53 @@ class _IndexDiff:
 
     def is_record(self, path: str) -> bool:
         return path.startswith(self.models_prefix) and path.endswith(".json")
+
+    def is_dataset(self, path: str) -> bool:
+        return path.startswith(self.rel_prefix(dsr.DATASETS_DIR))
+
+    def rel_prefix(self, folder: str) -> str:
+        return f"{self.prefix}/{folder}/" if self.prefix else f"{folder}/"
+
+    def check_dataset(self, result: IndexCheckResult, ct: str, path: str, old_path: str, new_path: str) -> None:
+        """One changed file under datasets/: a record at datasets/<id>/<version>.json, never
+        deleted or renamed once merged, valid, agreeing with the index (the dataset policy)
+        and, when modified, changed only in its mutable fields."""
+        if ct in ("D", "R"):
+            result.problems.append(Problem(old_path, "$", (
+                "a merged dataset version may not be deleted or renamed; withdraw it with "
+                '"status": "yanked" and a "status_reason", or publish a new version')))
+            if ct == "D":
+                return
+        rel = self.rel(path)
+        stray = dataset_policy.stray_dataset_paths([rel[len(dsr.DATASETS_DIR) + 1:]])
+        if stray:
+            result.problems.append(Problem(path, "$", "only dataset records belong under datasets/, each at "
+                                                      "datasets/<id>/<version>.json; move or remove this file"))
+            return
+        try:
+            new_data = parse_bytes(_blob_bytes(self.head, path), path)
+        except RecordError as exc:
+            result.problems.extend(exc.problems)
+            return
+        errors = dsr.validate_dataset_data(new_data, path, rel)
+        if not errors and isinstance(new_data, dict):
+            more, warnings = dataset_policy.check_dataset(new_data, path, models_at(self.head, self.models_prefix),
+                                                          files_at(self.head, self.prefix))
+            errors += more
+            result.warnings.extend(warnings)
+        result.problems.extend(errors)
+        ref = f"{new_data.get('id')}@{new_data.get('version')}" if isinstance(new_data, dict) else path
+        if ct in ("A", "R"):
+            result.added_datasets.append(ref)
+        elif ct in ("M", "T"):
+            try:
+                old_data = parse_bytes(_blob_bytes(self.merge_base, old_path), old_path)
+            except (RecordError, KeyError):
+                old_data = None
+            if isinstance(old_data, dict) and isinstance(new_data, dict):
+                fields, problems = compare_records(old_data, new_data, path, dsr.MUTABLE_FIELDS, pins=False)
+                result.problems.extend(problems)
+                result.changed.append({"ref": ref, "fields": fields})
 
     def check_record(self, result: IndexCheckResult, ct: str, path: str, old_path: str, new_path: str) -> None:
         """One changed record file: never deleted or renamed, valid, and (added) not a
@@ -301,6 +363,8 @@ class _IndexDiff:
         if not changed_other:
             return
         referenced = _index_artefacts(self.merge_base, self.models_prefix)
+        for k, refs in _index_artefacts(self.merge_base, self.rel_prefix(dsr.DATASETS_DIR)).items():
+            referenced.setdefault(k, set()).update(refs)
         for ct, p in changed_other:
             rel = self.rel(p)
             if ct in ("M", "D", "R", "T") and rel in referenced:
@@ -308,8 +372,41 @@ class _IndexDiff:
                                                        f"{', '.join(sorted(referenced[rel]))} and may not change or go"))
 
 
+def models_at(commit: git.Commit, models_prefix: str) -> dataset_policy.ModelLookup:
+    """The model records of the index at ``commit`` (what the dataset policy checks against)."""
+    def lookup(model_id: str, version: str) -> Mapping[str, Any] | None:
+        path = f"{models_prefix}{model_id}/{version}.json"
+        try:
+            data = parse_bytes(_blob_bytes(commit, path), path)
+        except (KeyError, RecordError):
+            return None
+        return data if isinstance(data, dict) else None
+    return lookup
+
+
+def files_at(commit: git.Commit, prefix: str) -> dataset_policy.IndexFileLookup:
+    """(sha256, size) of a file of the index at ``commit``, hashed from git's object."""
+    def lookup(rel: str) -> tuple[str, int] | None:
+        p = PurePosixPath(rel)
+        if p.is_absolute() or ".." in p.parts:
+            return None
+        try:
+            blob = commit.tree[f"{prefix}/{rel}" if prefix else rel]
+        except KeyError:
+            return None
+        if not isinstance(blob, git.Blob):
+            return None
+        h = hashlib.sha256()
+        stream = blob.data_stream
+        while chunk := stream.read(1 << 20):
+            h.update(chunk)
+        return h.hexdigest(), int(blob.size)
+    return lookup
+
+
 def _index_artefacts(commit: git.Commit, models_prefix: str) -> dict[str, set[str]]:
-    """``{index path: {record refs}}`` for every index: source of every record at commit."""
+    """``{index path: {record refs}}`` for every index: source of every record (a model's
+    package, or under datasets/ a dataset's artefact) at commit."""
     out: dict[str, set[str]] = {}
     try:
         tree = commit.tree[models_prefix.rstrip("/")]
@@ -320,7 +417,7 @@ def _index_artefacts(commit: git.Commit, models_prefix: str) -> dict[str, set[st
             continue
         try:
             data = parse_bytes(blob.data_stream.read(), str(blob.path))
-            srcs = data["package"]["artefact"]["sources"]
+            srcs = (data["artefact"] if "artefact" in data else data["package"]["artefact"])["sources"]
             ref = f"{data['id']}@{data['version']}"
         except (RecordError, ValueError, KeyError, TypeError):
             continue

@@ -192,21 +192,8 @@ def run_audit(settings: "Settings", entry: "CatalogEntry", training: ReferenceSe
     train_imgs = training.load_images()
     hold_imgs = holdout.load_images() if holdout is not None else None
     sha, samples, checked = generate(settings, entry, spec, n, seed, dict(params or {}), progress)
-    rows, cols = samples.shape[1], samples.shape[2]
-    grey = samples.ndim == 3 or samples.shape[3] == 1 or any(
-        a.ndim == 2 or a.shape[2] < 3 for a, _ in train_imgs + (hold_imgs or []))
-    rules = pixel_rules((rows, cols), 1 if grey else 3)
-    progress("audit: comparing pixels and features")
-    s_px = prepare_pixels([(a, (0.0, 255.0)) for a in samples], (rows, cols), rules)
-    t_px = prepare_pixels(train_imgs, (rows, cols), rules)
-    ckey = config_key(extractor)
-    s_feat = extractor.features(samples, (0.0, 255.0))
-    t_feat = training.features(extractor, ckey)
-    h_px = h_feat = None
-    if holdout is not None and hold_imgs is not None:
-        h_px = prepare_pixels(hold_imgs, (rows, cols), rules)
-        h_feat = holdout.features(extractor, ckey)
-    m = MM.measure(s_px, t_px, s_feat, t_feat, list(range(seed, seed + n)), h_px, h_feat)
+    m, rules, s_px, t_px = measure_pictures(samples, list(range(seed, seed + n)), training, train_imgs, extractor,
+                                            holdout, hold_imgs, progress)
     verdict, reasons = MM.verdict(m.values)
     site_local = {k: str(r.source) for k, r in (("training", training), ("holdout", holdout))
                   if r is not None and r.name is None}
@@ -223,6 +210,59 @@ def run_audit(settings: "Settings", entry: "CatalogEntry", training: ReferenceSe
                   _rounded(m.values), [{k: p[k] for k in ("seed", "training_index", "similarity", "transform")}
                                        for p in m.nearest], provenance, audit_key(provenance))
     return audit, AuditPictures(s_px, t_px, m.nearest or m.closest)
+
+
+def measure_pictures(samples: np.ndarray, seeds: list[int], training: ReferenceSet,
+                     train_imgs: list[tuple[np.ndarray, tuple[float, float]]], extractor: Extractor,
+                     holdout: ReferenceSet | None = None,
+                     hold_imgs: list[tuple[np.ndarray, tuple[float, float]]] | None = None,
+                     progress: Callable[[str], None] = lambda m: None
+                     ) -> tuple[MM.Measures, dict[str, Any], np.ndarray, np.ndarray]:
+    """The audit's numbers for samples given as 8-bit pictures ``(N, rows, cols[, c])`` (made
+    now by :func:`run_audit`, or read from a dataset's files by :func:`audit_pictures`), each
+    with its seed: (measures, pixel rules, samples and training at the comparison size)."""
+    rows, cols = samples.shape[1], samples.shape[2]
+    grey = samples.ndim == 3 or samples.shape[3] == 1 or any(
+        a.ndim == 2 or a.shape[2] < 3 for a, _ in train_imgs + (hold_imgs or []))
+    rules = pixel_rules((rows, cols), 1 if grey else 3)
+    progress("audit: comparing pixels and features")
+    s_px = prepare_pixels([(a, (0.0, 255.0)) for a in samples], (rows, cols), rules)
+    t_px = prepare_pixels(train_imgs, (rows, cols), rules)
+    ckey = config_key(extractor)
+    s_feat = extractor.features(samples, (0.0, 255.0))
+    t_feat = training.features(extractor, ckey)
+    h_px = h_feat = None
+    if holdout is not None and hold_imgs is not None:
+        h_px = prepare_pixels(hold_imgs, (rows, cols), rules)
+        h_feat = holdout.features(extractor, ckey)
+    return MM.measure(s_px, t_px, s_feat, t_feat, seeds, h_px, h_feat), rules, s_px, t_px
+
+
+def audit_pictures(samples: np.ndarray, seeds: list[int], training: ReferenceSet, extractor: Extractor, *,
+                   holdout: ReferenceSet | None = None,
+                   progress: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
+    """The audit of pictures that already exist (a dataset's own files, as 8-bit pictures), as
+    a dataset record keeps it: verdict, reasons, numbers, the training set's label and size,
+    the sample count, synthmed's version and the date. Statistics only, never an image."""
+    if len(samples) < MIN_SAMPLES:
+        raise EvaluationError(f"{len(samples)} items are too few for a memorisation audit",
+                              hint=f"audit a dataset of {MIN_SAMPLES} items or more")
+    _check_sets(training, holdout)
+    progress(f"audit: reading {len(training.files)} training images of {training.label}")
+    train_imgs = training.load_images()
+    hold_imgs = holdout.load_images() if holdout is not None else None
+    m, _, _, _ = measure_pictures(samples, seeds, training, train_imgs, extractor, holdout, hold_imgs, progress)
+    verdict, reasons = MM.verdict(m.values)
+    out: dict[str, Any] = {
+        "verdict": verdict, "reasons": reasons,
+        "numbers": {**_rounded(m.values), "extractor": f"{extractor.record.id}@{extractor.record.version}",
+                    "thresholds": dict(MM.THRESHOLDS)},
+        "training": {"name": set_label(training), "size": len(training.files)},
+        "n_samples": int(len(samples)), "synthmed_version": synthmed_version(), "date": utcnow(),
+    }
+    if holdout is not None:
+        out["numbers"]["holdout"] = {"name": set_label(holdout), "size": len(holdout.files)}
+    return out
 
 
 def _rounded(values: Mapping[str, Any]) -> dict[str, Any]:

@@ -19,7 +19,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
 
     p.set_defaults(func=show_help)
 
-    v = isub.add_parser("validate", help="validate a whole index folder or one record file")
+    v = isub.add_parser("validate", help="validate a whole index folder (models, extractors, datasets) or one record file")
     v.add_argument("path", nargs="?", default="index", help="index folder or record file (default: index)")
     add_json_flag(v)
     v.set_defaults(func=cmd_validate)
@@ -63,6 +63,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from synthmed.registry import records
+    from synthmed.registry.authoring.dataset_policy import validate_datasets
+    from synthmed.registry.dataset_records import DATASETS_DIR
     from synthmed.registry.measuring.extractors import EXTRACTORS_DIR, load_extractor_file, validate_extractors_dir
 
     path = Path(args.path)
@@ -74,10 +76,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 report.unverified.append(str(path))
         except records.RecordError as exc:
             report.errors.extend(exc.problems)
+    elif path.is_file() and path.parent.parent.name == DATASETS_DIR:  # one dataset record, against its index
+        report = records.ValidationReport()
+        report.checked, report.errors, report.warnings = validate_datasets(path)
     else:
         report = records.validate_path(path)
-        if path.is_dir():  # and the extractor records (synthmed-extractor/1) beside the models
+        if path.is_dir():  # and the extractor records (synthmed-extractor/1) and datasets beside the models
             report.errors.extend(validate_extractors_dir(path))
+            checked, errors, warnings = validate_datasets(path)
+            report.checked += checked
+            report.errors.extend(errors)
+            report.warnings.extend(warnings)
     if args.json:
         print_json(report.as_dict())
         return 0 if report.ok else 1
