@@ -118,8 +118,8 @@ def _geometry(path: Path) -> Any:
     if suffix in (".nii", ".nii.gz"):
         import nibabel as nib
 
-        img = nib.load(str(path))
-        return np.round(np.asarray(img.affine, dtype=float), 5).tolist()
+        img: Any = nib.load(str(path))
+        return np.round(np.asarray(img.affine, dtype=np.float64), 5).tolist()
     if suffix == ".dcm":
         import pydicom
 
