@@ -53,14 +53,15 @@ class PublishedTorchDataset(Dataset):  # type: ignore[type-arg]
 
     def _array(self, rels: list[str]) -> np.ndarray:
         arrays = [read_file(self.root / rel, self.max_bytes) for rel in rels]
-        return arrays[0] if len(arrays) == 1 else np.stack(arrays)
+        arr = arrays[0] if len(arrays) == 1 else np.stack(arrays)
+        return arr if arr.flags.writeable and arr.flags.c_contiguous else np.array(arr, order="C")
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         if i < 0:
             i += self.count
         if not 0 <= i < self.count:
             raise IndexError(f"index {i} out of range for the {self.count} items of {self.ref}")
-        item: dict[str, Any] = {name: torch.from_numpy(np.ascontiguousarray(self._array(self.files[name][i])))
+        item: dict[str, Any] = {name: torch.from_numpy(self._array(self.files[name][i]))
                                 for name in self.outputs}
         if self.transform is not None:
             item[self.outputs[0]] = self.transform(item[self.outputs[0]])

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .common import add_json_flag, print_json, print_table
+
+if TYPE_CHECKING:
+    from synthmed.registry.catalog import DatasetEntry
 
 
 def _site(args: argparse.Namespace) -> Any:
@@ -17,20 +20,24 @@ def _site(args: argparse.Namespace) -> Any:
     return Site(getattr(args, "site", None))
 
 
+def print_datasets(found: "list[DatasetEntry]", as_json: bool) -> int:
+    """The table (or JSON) of ``dataset list`` and ``search --datasets``."""
+    if as_json:
+        print_json([e.summary() for e in found])
+        return 0
+    rows = [{"ref": e.qualified_ref, "model": e.record.model_ref, "count": e.record.generation["count"],
+             "outputs": ",".join(e.record.generation["outputs"]), "license": e.record.get("license"),
+             "audit": e.record.data["audit"]["verdict"], "mirrored": "yes" if e.mirrored else "no"}
+            for e in found]
+    print_table(rows, ["ref", "model", "count", "outputs", "license", "audit", "mirrored"])
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     site = _site(args)
     filters = {k: v for k, v in (("modality", args.modality), ("anatomy", args.anatomy), ("model", args.model))
                if v}
-    found = site.datasets(" ".join(args.query), **filters)
-    if args.json:
-        print_json([d.entry.summary() for d in found])
-        return 0
-    rows = [{"ref": d.ref, "model": d.record.model_ref, "count": d.record.generation["count"],
-             "outputs": ",".join(d.record.generation["outputs"]), "license": d.record.get("license"),
-             "audit": d.record.data["audit"]["verdict"], "mirrored": "yes" if d.entry.mirrored else "no"}
-            for d in found]
-    print_table(rows, ["ref", "model", "count", "outputs", "license", "audit", "mirrored"])
-    return 0
+    return print_datasets([d.entry for d in site.datasets(" ".join(args.query), **filters)], args.json)
 
 
 def cmd_show(args: argparse.Namespace) -> int:
