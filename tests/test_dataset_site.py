@@ -135,6 +135,9 @@ def test_search_finds_datasets(world: dict[str, Any], capsys: pytest.CaptureFixt
     found = _json(capsys, "--site", site, "search", "--datasets", "colon", "--json")
     assert "public/ihc-s7@1.0.0" in [d["ref"] for d in found]
     assert _json(capsys, "--site", site, "search", "--datasets", "--modality", "CT", "--json") == []
+    for modality in ("SM", "ihc", "Histopathology"):  # the vocabulary's code, the record's words
+        found = _json(capsys, "--site", site, "search", "--datasets", "--modality", modality, "--json")
+        assert "public/ihc-s7@1.0.0" in [d["ref"] for d in found], modality
     by_model = _json(capsys, "--site", site, "dataset", "list", "--model", "ihc-patch-dcgan", "--json")
     assert "public/ihc-s7@1.0.0" in [d["ref"] for d in by_model]
 
@@ -223,3 +226,37 @@ def test_mirror_policy_for_datasets(world: dict[str, Any]) -> None:
 
         write_site(world["root"] / "badpolicy", [{"name": "p", "url": str(world["index"])}],
                    mirror={"datasets": "some"})
+
+
+def test_serve_pages_and_downstream_mirroring(world: dict[str, Any], tmp_path: Path) -> None:
+    from helpers.serving import serving
+    from test_serve import request
+
+    settings: Settings = world["settings"]
+    sha = world["record"]["artefact"]["sha256"]
+    with serving(settings) as url:
+        status, _, body = request(url, "GET", "/dataset/public/ihc-s7")
+        html = body.decode()
+        assert status == 200 and sha in html and 'id="audit-badge"' in html and "audit: pass" in html
+        assert 'href="/model/public/ihc-patch-dcgan/1.0.0"' in html and "licence MIT" in html
+        assert f'href="/store/blobs/sha256/{sha[:2]}/{sha[2:]}"' in html and "seed 7 + <i>i</i>" in html
+        assert "/dataset/public/ihc-s7/1.0.0/item/11.png" in html and "item/12.png" not in html
+        status, headers, png = request(url, "GET", "/dataset/public/ihc-s7/1.0.0/item/3.png")
+        assert status == 200 and headers["content-type"] == "image/png"
+        assert png == (world["run"] / "image" / "000003.png").read_bytes()
+        assert request(url, "GET", "/dataset/public/ihc-s7/1.0.0/item/16.png")[0] == 404
+        assert request(url, "GET", "/dataset/public/no-such-set")[0] == 404
+        _, _, body = request(url, "GET", "/?q=colon")
+        assert 'data-dataset="public/ihc-s7@1.0.0"' in body.decode()
+        # a downstream site follows this one's accepted index and mirrors the dataset from /store
+        down = tmp_path / "down"
+        assert main(["init", str(down), "--upstream", f"a={url}/git/public#main"]) == 0
+        toml = down / "site.toml"
+        toml.write_text(toml.read_text().replace("\n# mirrors = ", f'\nmirrors = ["mirror:{url}/store"]  # was: '))
+        assert main(["--site", str(down), "sync"]) in (0, 4)  # 4: records the other tests made bad were refused
+    with Catalog.open(down / "catalog.db") as cat:
+        entry = cat.datasets.resolve("ihc-s7")
+        assert entry.mirrored and entry.upstream == "a"
+        (row,) = [a for a in cat.artefacts.rows() if a["sha256"] == sha]
+        assert str(row["source"]).startswith("mirror:")
+    assert Store(load_settings(down).store_dir).has(sha)

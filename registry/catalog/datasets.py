@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from .. import vocabulary
 from ..dataset_records import DatasetRecord
 from ..errors import DatasetNotFound, RecordYanked
 from ..semver import version_key
@@ -103,6 +104,19 @@ def _text(value: Any) -> str:
     return " ".join(str(v) for v in value) if isinstance(value, (list, tuple)) else str(value or "")
 
 
+def _facet_text(field: str, terms: Any) -> str:
+    """What the modality/anatomy filter matches: `` | ``-separated, lower-cased, the
+    record's own words and the vocabulary's codes or terms they mean."""
+    terms = [str(t) for t in terms or []]
+    known = vocabulary.modality_codes(terms) if field == "modality" else vocabulary.anatomy_terms(terms)
+    return "|" + "|".join(dict.fromkeys(t.lower() for t in [*terms, *known])) + "|"
+
+
+def _facet_keys(field: str, value: str) -> list[str]:
+    known = vocabulary.modality_code(value) if field == "modality" else vocabulary.anatomy_term(value)
+    return list(dict.fromkeys(v.lower() for v in (value, known) if v))
+
+
 class DatasetStore:
     """Published datasets of every upstream (``catalog.datasets``)."""
 
@@ -133,12 +147,13 @@ class DatasetStore:
             (upstream, record.id, record.version, path, commit, record.status, data.get("status_reason"),
              record.sha256, int(record.artefact["size"]), data.get("license"), model["id"], model["version"],
              model["sha256"], data["audit"]["verdict"], int(gen["count"]),
-             _text(data.get("modality")).lower(), _text(data.get("anatomy")).lower(),
+             _facet_text("modality", data.get("modality")), _facet_text("anatomy", data.get("anatomy")),
              json.dumps(data, sort_keys=True, separators=(",", ":"))))
         conn.execute("INSERT INTO datasets_fts (rowid, ident, title, summary, description, modality, anatomy, tags, "
                      "model) VALUES (?,?,?,?,?,?,?,?,?)",
                      (cur.lastrowid, id_terms(record.id), data.get("title", ""), data.get("summary", ""),
-                      data.get("description", ""), _text(data.get("modality")), _text(data.get("anatomy")),
+                      data.get("description", ""), vocabulary.search_text("modality", data.get("modality") or []),
+                      vocabulary.search_text("anatomy", data.get("anatomy") or []),
                       _text(data.get("tags")), id_terms(str(model["id"]))))
 
     def delete_path(self, upstream: str, path: str) -> str | None:
@@ -244,8 +259,9 @@ class DatasetStore:
             args.append(match)
         for col, value in (("modality", modality), ("anatomy", anatomy)):
             if value:
-                sql += f" AND (' ' || d.{col} || ' ') LIKE ?"
-                args.append(f"% {value.lower()} %")
+                keys = _facet_keys(col, value)
+                sql += " AND (" + " OR ".join(f"d.{col} LIKE ?" for _ in keys) + ")"
+                args.extend(f"%|{k}|%" for k in keys)
         if model:
             sql += " AND d.model_id = ?"
             args.append(model.lower())
