@@ -439,10 +439,8 @@ class Generators(SelectionMethods, ContributorMethods):
         if published is not None:
             if dataset is not None or model_id is not None or kwargs:
                 raise ConfigError("get_as_torch_dataloader: published= takes no model, dataset or parameters")
-            from .published_torch import PublishedTorchDataset
-
-            return DataLoader(PublishedTorchDataset(self.site.dataset(published), transform=transform),
-                              **basic, **loader_kwargs)
+            return DataLoader(self.site.dataset(published).torch_dataset(transform=transform), **basic,
+                              **loader_kwargs)
         if dataset is not None:
             return DataLoader(dataset, **basic, **loader_kwargs)
         if model_id is None:

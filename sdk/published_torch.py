@@ -20,32 +20,32 @@ import torch
 from torch.utils.data import Dataset
 
 from synthmed.registry.array_inputs import read_file
-from synthmed.registry.artefacts.dataset_archive import read_manifest
+from synthmed.registry.artefacts.dataset_archive import item_files, read_manifest
+from synthmed.registry.dataset_records import DatasetRecord
 from synthmed.registry.errors import ConfigError
-
-from .published import PublishedDataset, item_files
 
 
 class PublishedTorchDataset(Dataset):  # type: ignore[type-arg]
-    """``dataset[i]``: item ``i`` of the published dataset, read from its verified copy."""
+    """``dataset[i]``: item ``i`` of the published dataset, read from its verified copy ``root``
+    (``PublishedDataset.torch_dataset()`` makes one, from the folder it checked)."""
 
-    def __init__(self, published: PublishedDataset, *, outputs: Any = None,
-                 transform: Callable[[Any], Any] | None = None, folder: Path | str | None = None) -> None:
-        gen = published.record.generation
+    def __init__(self, root: Path, record: DatasetRecord, ref: str, max_decoded_bytes: int, *, outputs: Any = None,
+                 transform: Callable[[Any], Any] | None = None) -> None:
+        gen = record.generation
         names = [str(o) for o in gen["outputs"]]
         wanted = names if outputs is None else [o.strip() for o in (outputs.split(",") if isinstance(outputs, str)
                                                                     else outputs)]
         unknown = [o for o in wanted if o not in names]
         if unknown or not wanted:
-            raise ConfigError(f"{published.ref} has no output(s) {', '.join(unknown) or '(none given)'}",
+            raise ConfigError(f"{ref} has no output(s) {', '.join(unknown) or '(none given)'}",
                               hint=f"its outputs: {', '.join(names)}")
-        self.ref = published.ref
-        self.root = published.folder(folder)
+        self.ref = ref
+        self.root = root
         self.count = int(gen["count"])
         self.first_seed = int(gen["first_seed"])
         self.outputs = wanted
         self.transform = transform
-        self.max_bytes = published.settings.inputs.max_decoded_bytes
+        self.max_bytes = max_decoded_bytes
         self.files = item_files(read_manifest(self.root), wanted, self.count, str(self.root))
 
     def __len__(self) -> int:

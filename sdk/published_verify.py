@@ -24,10 +24,10 @@ from typing import Any, Mapping
 import numpy as np
 
 from synthmed.registry.array_inputs import list_files, read_file
-from synthmed.registry.artefacts.dataset_archive import INPUTS_DIR, read_manifest
+from synthmed.registry.artefacts.dataset_archive import INPUTS_DIR, item_files, read_manifest
 from synthmed.registry.errors import ArtefactError, ConfigError, DecodeError
 
-from .published import PublishedDataset, item_files
+from .published import PublishedDataset
 from .site import Site
 
 IDENTICAL, WITHIN, DIFFERENT = "identical", "within tolerance", "DIFFERENT"

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from synthmed.registry.array_inputs import read_file
-from synthmed.registry.artefacts.dataset_archive import MANIFEST
+from synthmed.registry.artefacts.dataset_archive import MANIFEST, item_files
 from synthmed.registry.artefacts.store import Store
 from synthmed.registry.catalog import Catalog, CatalogEntry, DatasetEntry
 from synthmed.registry.errors import ArtefactError, DatasetNotFound, SynthmedError
@@ -63,13 +63,9 @@ def dataset_page(settings: Settings, cat: Catalog, upstream: str, dataset_id: st
             "versions": [v.version for v in cat.datasets.versions(e.upstream, e.id)]}
 
 
-def _member_for(tf: tarfile.TarFile, output: str, index: int) -> tarfile.TarInfo:
+def _member_for(tf: tarfile.TarFile, output: str, index: int, count: int) -> tarfile.TarInfo:
     manifest = json.loads(tf.extractfile(tf.getmember(MANIFEST)).read())  # type: ignore[union-attr]
-    prefix = f"{output}/{index:06d}"
-    names = sorted(n for n in manifest.get("files", {}) if n == prefix or n.startswith(prefix + ".")
-                   or n.startswith(prefix + "/"))
-    if not names:
-        raise ArtefactError(f"no file for item {index} of output {output!r}")
+    names = item_files(manifest, [output], count, "the artefact")[output][index]
     member = tf.getmember(names[len(names) // 2])  # a DICOM series: its middle slice
     if not member.isfile() or member.size > MAX_MEMBER_BYTES:
         raise ArtefactError(f"{member.name}: not a regular file of at most {MAX_MEMBER_BYTES} bytes")
@@ -98,7 +94,7 @@ def thumbnail(settings: Settings, cat: Catalog, upstream: str, dataset_id: str, 
     if not 0 <= index < int(gen["count"]):
         raise DatasetNotFound(f"{e.qualified_ref} has no item {index}")
     with Store(settings.store_dir).open_verified(e.record.sha256) as fh, tarfile.open(fileobj=fh, mode="r:") as tf:
-        member = _member_for(tf, str(gen["outputs"][0]), index)
+        member = _member_for(tf, str(gen["outputs"][0]), index, int(gen["count"]))
         data = tf.extractfile(member).read()  # type: ignore[union-attr]
     if member.name.lower().endswith(".png"):
         return data

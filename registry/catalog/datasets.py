@@ -24,6 +24,7 @@ from ..semver import version_key
 from .base import Handle, dict_rows
 from .models import id_terms
 from .resolve import close_ids, parse_model_ref
+from .search import fts_query
 
 DDL = (
     """CREATE TABLE IF NOT EXISTS datasets (
@@ -250,8 +251,6 @@ class DatasetStore:
                limit: int = 50) -> list[DatasetEntry]:
         """Served datasets matching the text (FTS over id, title, summary, description,
         modality, anatomy, tags and the model's id) and the filters (case-insensitive)."""
-        from .search import fts_query
-
         sql, args = _SELECT + " WHERE d.is_latest = 1", []
         match = fts_query(query) if query.strip() else ""
         if match:
