@@ -246,6 +246,8 @@ def test_serve_pages_and_downstream_mirroring(world: dict[str, Any], tmp_path: P
         assert png == (world["run"] / "image" / "000003.png").read_bytes()
         assert request(url, "GET", "/dataset/public/ihc-s7/1.0.0/item/16.png")[0] == 404
         assert request(url, "GET", "/dataset/public/no-such-set")[0] == 404
+        _, _, body = request(url, "GET", "/model/public/ihc-patch-dcgan")
+        assert 'href="/dataset/public/ihc-s7/1.0.0"' in body.decode()  # the model links its datasets
         _, _, body = request(url, "GET", "/?q=colon")
         assert 'data-dataset="public/ihc-s7@1.0.0"' in body.decode()
         # a downstream site follows this one's accepted index and mirrors the dataset from /store
@@ -260,3 +262,51 @@ def test_serve_pages_and_downstream_mirroring(world: dict[str, Any], tmp_path: P
         (row,) = [a for a in cat.artefacts.rows() if a["sha256"] == sha]
         assert str(row["source"]).startswith("mirror:")
     assert Store(load_settings(down).store_dir).has(sha)
+
+
+def test_compare_bytes_then_arrays_within_the_declared_tolerance(tmp_path: Path) -> None:
+    import numpy as np
+
+    from synthmed.published_verify import DIFFERENT, IDENTICAL, WITHIN, compare, pick
+
+    a = np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)
+    paths = {}
+    for name, arr in (("a", a), ("same", a.copy()), ("near", a + 1e-4), ("far", a + 0.2), ("shape", a[:4])):
+        paths[name] = tmp_path / f"{name}.npy"
+        np.save(paths[name], arr)
+    tol = {"max_abs": 1e-3, "mean_abs": 1e-3}
+    assert compare([paths["a"]], [paths["same"]], "x.npy", None, 1 << 20).outcome == IDENTICAL
+    near = compare([paths["a"]], [paths["near"]], "x.npy", tol, 1 << 20)
+    assert near.outcome == WITHIN and near.max_abs is not None and 0 < near.max_abs < 1e-3
+    assert compare([paths["a"]], [paths["near"]], "x.npy", None, 1 << 20).outcome == DIFFERENT  # no tolerance: equal only
+    far = compare([paths["a"]], [paths["far"]], "x.npy", tol, 1 << 20)
+    assert far.outcome == DIFFERENT and "max |diff| 0.2" in far.detail
+    assert "shape" in compare([paths["a"]], [paths["shape"]], "x.npy", tol, 1 << 20).detail
+    garbage = tmp_path / "bad.npy"
+    garbage.write_bytes(b"not an array")
+    assert "cannot be decoded" in compare([garbage], [paths["a"]], "x.npy", tol, 1 << 20).detail
+    assert pick(16, "all", 0) == list(range(16))
+    assert pick(16, 4, 3) == pick(16, "4", 3) and len(set(pick(16, 4, 3))) == 4 and pick(16, 4, 3) != pick(16, 4, 4)
+    with pytest.raises(ConfigError, match="--samples"):
+        pick(16, "some", 0)
+
+
+def test_nifti_items_are_compared_decoded_with_their_geometry(tmp_path: Path) -> None:
+    import nibabel as nib
+    import numpy as np
+
+    from synthmed.published_verify import DIFFERENT, IDENTICAL, compare
+
+    vol = np.arange(4 * 5 * 6, dtype=np.int16).reshape(4, 5, 6)
+    first, second, moved = tmp_path / "a.nii.gz", tmp_path / "b.nii.gz", tmp_path / "c.nii.gz"
+    nib.save(nib.Nifti1Image(vol, np.eye(4)), first)
+    img = nib.Nifti1Image(vol, np.eye(4))
+    img.header["descrip"] = b"made at another time"  # other bytes, same voxels and geometry
+    nib.save(img, second)
+    shifted = np.eye(4)
+    shifted[0, 3] = 5.0
+    nib.save(nib.Nifti1Image(vol, shifted), moved)
+    assert first.read_bytes() != second.read_bytes()
+    assert compare([first], [second], "v/000000.nii.gz", None, 1 << 20).outcome == IDENTICAL
+    assert "geometry" in compare([first], [moved], "v/000000.nii.gz", None, 1 << 20).detail
+    assert compare([first], [moved], "v/000000.nii.gz", None, 1 << 20).outcome == DIFFERENT
