@@ -54,10 +54,10 @@ def _load(repo: UpstreamRepo, blob: str, where: str, rel: str) -> DatasetRecord:
     return load_dataset_bytes(dict(repo.read_blobs([blob]))[blob], where, rel)
 
 
-def _bind_history(catalog: Catalog, u: Upstream, repo: UpstreamRepo, rev_range: list[str]) -> None:
-    """Bind every dataset version first seen in ``rev_range`` (oldest first)."""
+def _bind_history(catalog: Catalog, u: Upstream, repo: UpstreamRepo, hist: list[tuple[str, str, str]]) -> None:
+    """Bind every dataset version first seen in ``hist`` (``(commit, path, blob)``, oldest first)."""
     bound = catalog.datasets.bindings(u.name)
-    for commit, path, blob in history_changes(repo.g, rev_range, datasets_prefix(u.subfolder)):
+    for commit, path, blob in hist:
         rel = _rel(path, u.subfolder)
         parts = PurePosixPath(rel).parts
         if len(parts) != 3 or not rel.endswith(".json"):
@@ -66,7 +66,7 @@ def _bind_history(catalog: Catalog, u: Upstream, repo: UpstreamRepo, rev_range: 
             record = _load(repo, blob, f"{u.name}:{path}@{commit[:12]}", rel)
         except (RecordError, ValueError, KeyError, TypeError, RecursionError):
             continue  # an invalid file binds nothing (it is skipped where it is applied)
-        if record.data and (record.id, record.version) not in bound:
+        if (record.id, record.version) not in bound:
             row = {"digest": immutable_digest(record.data), "commit_sha": commit, "path": rel, "blob": blob}
             bound[(record.id, record.version)] = row
             catalog.datasets.bind(u.name, record.id, record.version, digest=row["digest"], commit=commit, path=rel,
@@ -129,14 +129,15 @@ def apply_datasets(catalog: Catalog, u: Upstream, repo: UpstreamRepo, base: str 
     prefix = datasets_prefix(u.subfolder)
     incremental = base is not None and catalog.datasets.synced_commit(u.name) == base
     if incremental:
-        assert base is not None
-        changes = repo.changes(base, new, prefix)
-        if changes:
-            _bind_history(catalog, u, repo, [f"{base}..{new}"])
+        # every commit of the range is walked (a version added and removed again in it is
+        # bound all the same), and the files that differ are applied (deletions too)
+        hist = history_changes(repo.g, [f"{base}..{new}"], prefix)
+        changes = repo.changes(str(base), new, prefix)
     else:
         catalog.datasets.clear_upstream(u.name)
+        hist = history_changes(repo.g, [new], prefix)
         changes = repo.files(new, prefix)
-        _bind_history(catalog, u, repo, [new])
+    _bind_history(catalog, u, repo, hist)
     bound = catalog.datasets.bindings(u.name) if changes else {}
     touched: set[str] = set()
     skipped: list[tuple[str, str]] = []

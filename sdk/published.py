@@ -131,15 +131,18 @@ class PublishedDataset:
                                 f"the record {str(self.record.model['sha256'])[:12]}...",
                                 hint="the artefact was not made by the model its record names")
 
-    def _unpack_into(self, dest: Path) -> Path:
-        """Unpack the verified blob into a staging folder beside ``dest``, check it, then
-        rename it to ``dest`` (which must not exist)."""
+    def _unpack_into(self, dest: Path, *, mark: bool = False) -> Path:
+        """Unpack the verified blob into a staging folder beside ``dest``, check it (and
+        with ``mark`` leave :data:`CHECKED_MARK` in it), then rename it to ``dest`` (which
+        must not exist)."""
         blob = self.blob()
         dest.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.staging-", dir=dest.parent))
         try:
             manifest = dataset_archive.unpack(blob, staging / "tree")
             self._check_against_record(staging / "tree", manifest)
+            if mark:
+                (staging / "tree" / CHECKED_MARK).write_text(self.sha256 + "\n")
             os.rename(staging / "tree", dest)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -168,6 +171,21 @@ class PublishedDataset:
         ``cache/datasets/<sha256>/``. Made (and checked in full) once; a later call
         checks that every file the manifest lists is there with its size."""
         dest = Path(where) if where is not None else self.settings.home.joinpath(*CACHE, self.sha256)
+        if not (dest / CHECKED_MARK).is_file():
+            if dest.exists():
+                if any(dest.iterdir()):
+                    raise ConfigError(f"{dest} is not empty and holds no checked copy of {self.ref}",
+                                      hint="give an empty or new folder")
+                dest.rmdir()
+            try:
+                self._unpack_into(dest, mark=True)
+            except PermissionError as exc:
+                raise ConfigError(f"cannot unpack {self.ref} into {dest}: {exc.strerror}",
+                                  hint="this site's folder is read-only for you: give a folder of your own "
+                                       "(torch_dataset(folder=DIR), --folder), or ask its admin") from None
+            except OSError:
+                if not (dest / CHECKED_MARK).is_file():  # another process made it meanwhile: use that one
+                    raise
         if (dest / CHECKED_MARK).is_file():
             manifest = dataset_archive.read_manifest(dest)
             for rel, want in manifest["files"].items():
@@ -177,14 +195,6 @@ class PublishedDataset:
                 except FileNotFoundError:
                     raise ArtefactError(f"{dest}: {rel} is missing or changed since the copy was checked",
                                         hint=f"remove {dest}; the next use unpacks the verified blob again") from None
-            return dest
-        if dest.exists():
-            if any(dest.iterdir()):
-                raise ConfigError(f"{dest} is not empty and holds no checked copy of {self.ref}",
-                                  hint="give an empty or new folder")
-            dest.rmdir()
-        self._unpack_into(dest)
-        (dest / CHECKED_MARK).write_text(self.sha256 + "\n")
         return dest
 
     def torch_dataset(self, *, outputs: Any = None, transform: Callable[[Any], Any] | None = None,

@@ -320,3 +320,45 @@ def test_catalog_rebuild_gives_the_same_datasets(world: dict[str, Any]) -> None:
     with Catalog.open(settings.catalog_path) as cat:
         assert cat.snapshot()["datasets"] == before
         assert cat.datasets.resolve("ihc-s7").mirrored  # the blob's state comes back from the store
+
+
+def test_deleted_and_re_added_dataset_versions(world: dict[str, Any]) -> None:
+    """A deletion withdraws a dataset; a version added and deleted between two syncs is bound
+    all the same, so re-adding it with other content is refused."""
+    import git
+
+    from helpers.sites import sync
+
+    settings: Settings = world["settings"]
+    rec = dict(world["record"], id="ihc-tmp", title="Temporary")
+    hp.write_dataset(world["index"], rec, "add ihc-tmp")
+    repo = git.Repo(world["index"])
+    repo.git.rm("datasets/ihc-tmp/1.0.0.json")
+    repo.git.commit("-m", "remove ihc-tmp")
+    sync(settings)
+    with Catalog.open(settings.catalog_path) as cat:
+        assert "ihc-tmp" not in {d.id for d in cat.datasets.list_datasets()}
+    hp.write_dataset(world["index"], dict(rec, title="Temporary, other items"), "re-add ihc-tmp, changed")
+    (res,) = sync(settings)
+    assert "a merged dataset version is immutable" in dict(res.skipped)["datasets/ihc-tmp/1.0.0.json"]
+    hp.write_dataset(world["index"], dict(world["record"], id="ihc-gone"), "add ihc-gone")
+    sync(settings)
+    repo.git.rm("datasets/ihc-gone/1.0.0.json")
+    repo.git.commit("-m", "remove ihc-gone")
+    sync(settings)
+    with Catalog.open(settings.catalog_path) as cat:
+        assert "ihc-gone" not in {d.id for d in cat.datasets.list_datasets()}
+
+
+def test_export_and_import_carry_the_dataset_blobs(world: dict[str, Any], tmp_path: Path) -> None:
+    settings: Settings = world["settings"]
+    sha = world["record"]["artefact"]["sha256"]
+    assert main(["--site", str(world["home"]), "export", str(tmp_path / "bundle")]) == 0
+    manifest = json.loads((tmp_path / "bundle" / "manifest.json").read_text())
+    assert sha in {b["sha256"] for b in manifest["blobs"]}
+    offline = tmp_path / "offline"
+    assert main(["init", str(offline)]) == 0
+    assert main(["--site", str(offline), "import", str(tmp_path / "bundle")]) == 0
+    assert Store(load_settings(offline).store_dir).has(sha)
+    with Catalog.open(offline / "catalog.db") as cat, Catalog.open(settings.catalog_path) as here:
+        assert cat.snapshot()["datasets"] == here.snapshot()["datasets"]

@@ -84,7 +84,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     site = _site(args)
     pub = site.dataset(args.ref, allow_yanked=True)
     samples: int | str = "all" if str(args.samples) == "all" else args.samples
-    report = verify_dataset(site, pub, samples=samples, pick_seed=args.pick_seed, device=args.device)
+    report = verify_dataset(site, pub, samples=samples, pick_seed=args.pick_seed, device=args.device,
+                            folder=args.folder)
     if args.json:
         print_json(report.as_dict())
     else:
@@ -140,5 +141,7 @@ def register(dsub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> Non
     p.add_argument("--samples", default="8", metavar="K|all", help="how many items to check (default 8), or all")
     p.add_argument("--pick-seed", type=int, default=0, metavar="S", help="seed of the random pick (default 0)")
     p.add_argument("--device", help="device to re-derive on (default: the site's)")
+    p.add_argument("--folder", metavar="DIR", help="the verified, unpacked copy to compare with (made there when "
+                                                  "missing; default: the site's cache/datasets/<sha256>/)")
     add_json_flag(p)
     p.set_defaults(func=cmd_verify)
