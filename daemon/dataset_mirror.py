@@ -1,8 +1,8 @@
 """The mirror job's part for published datasets (#24): which datasets the site keeps a
 verified copy of (``[mirror] datasets`` and ``dataset_ids`` in site.toml), and fetching
 their artefacts through the same store and copy pipeline as model packages
-(:meth:`Store.fetch <synthmed.registry.artefacts.store.Store.fetch>` with the upstream's
-:func:`~synthmed.registry.packages.source_context`, as ``fetch_data``: site mirrors first, then the record's
+(:func:`~synthmed.registry.packages.fetch_data_result`, the packages module's path for
+data artefacts, with the upstream's source context: site mirrors first, then the record's
 sources, streamed, hashed, quarantined or promoted). A dataset artefact is data, never
 code: it is not unpacked here (``synthmed dataset get`` and the loaders unpack a verified
 copy where they need one)."""
@@ -15,7 +15,7 @@ from typing import Callable
 
 from synthmed.registry.catalog import Catalog, CatalogEntry, DatasetEntry
 from synthmed.registry.errors import BlobCorrupt, SynthmedError
-from synthmed.registry.packages import source_context
+from synthmed.registry.packages import fetch_data_result
 from synthmed.registry.redact import redact_text, redact_url
 from synthmed.registry.settings import MirrorPolicy, Settings
 from synthmed.registry.artefacts.store import Store
@@ -66,8 +66,9 @@ def mirror_datasets(settings: Settings, catalog: Catalog, started: str, model_se
             continue
         progress(f"mirror: dataset {e.qualified_ref}")
         try:
-            ctx = source_context(settings, e.upstream, e.index_repo, e.index_commit, e.index_subfolder)
-            got = store.fetch(sha, size, list(e.record.artefact["sources"]), ctx)
+            got = fetch_data_result(sha, size, list(e.record.artefact["sources"]), settings, upstream=e.upstream,
+                                    index_repo=e.index_repo, index_commit=e.index_commit,
+                                    index_subfolder=e.index_subfolder)
             fetched += got.source != "store"
             with catalog.transaction():
                 catalog.artefacts.set_artefact(sha, state="verified", size=size, source=redact_url(got.source))
