@@ -4,7 +4,8 @@ A bundle folder holds::
 
     manifest.json               format, upstreams (config, accepted commit, bundle sha256), blobs
     upstreams/<name>.bundle     git bundle of the upstream's accepted commit
-    blobs/<sha256>              the selected, verified blobs
+    blobs/<sha256>              the selected, verified blobs (model packages and published
+                                datasets' artefacts, as the mirror policy selects them)
 
 The manifest is written last, so an interrupted export is never importable, and a failed
 export removes what it wrote. Import is all or nothing: it checks everything in a staging
@@ -40,7 +41,9 @@ from synthmed.registry.artefacts.store import Store
 from synthmed.registry.upstream_check import (BUNDLE_URL, check_branch, check_commit, check_name, check_signer,
                                               check_subfolder, check_url, redact_url)
 
-from .jobs import mirror_candidates
+from .dataset_mirror import dataset_selected
+from .dataset_sync import datasets_prefix
+from .jobs import mirror_candidates, selected
 from .sync import SUBSTITUTION, ImmutableChanged, apply_changes, models_prefix, signers_file, sync_upstream
 from .upstreams import ACCEPTED_REF, UpstreamRepo
 
@@ -120,6 +123,8 @@ def _export_into(settings: Settings, catalog: Catalog, dest: Path,
     with catalog.reading():  # one snapshot: accepted commits and the blobs their records select
         rows = {r["name"]: r for r in catalog.federation.upstream_rows()}
         wanted = list(dict.fromkeys(e.record.sha256 for e in mirror_candidates(settings, catalog) if e.record.sha256))
+        wanted += [d.record.sha256 for d in catalog.datasets.list_datasets(all_versions=True)  # published datasets
+                   if d.status != "yanked" and dataset_selected(settings.mirror, d, catalog, selected)]
     ups = []
     for u in settings.upstreams:
         r = rows.get(u.name)
@@ -405,11 +410,12 @@ def _verify(settings: Settings, catalog: Catalog, src: Path, manifest: dict[str,
                     pass
                 except ImmutableChanged as exc:
                     problems.append(f"{u.name}: {exc.message}")
-            for c in repo.files(new, models_prefix(u.subfolder)):
+            for c in repo.files(new, models_prefix(u.subfolder)) + repo.files(new, datasets_prefix(u.subfolder)):
                 if c.path.endswith(".json") and c.blob:
                     for _, data in repo.read_blobs([c.blob]):
                         try:
-                            art = json.loads(data)["package"]["artefact"]
+                            parsed = json.loads(data)
+                            art = parsed["package"]["artefact"] if "package" in parsed else parsed["artefact"]
                             if art.get("sha256"):
                                 needed.add(str(art["sha256"]))
                         except (ValueError, KeyError, TypeError, AttributeError, RecursionError):

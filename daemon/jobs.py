@@ -13,12 +13,14 @@ from typing import Any, Callable
 
 from synthmed.registry.catalog import Catalog, CatalogEntry
 from synthmed.registry.errors import BlobCorrupt
-from synthmed.registry.packages import prepare
+from synthmed.registry.packages import fetch_data, prepare
 from synthmed.registry.artefacts.packages_folder import PackagesFolder
 from synthmed.registry.redact import redact_text, redact_url
 from synthmed.registry.settings import MirrorPolicy, Settings
 from synthmed.registry.stamps import utcnow
 from synthmed.registry.artefacts.store import Store
+
+from .dataset_mirror import mirror_datasets
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +131,13 @@ def mirror_job(ctx: JobContext) -> str:
                                         reason=f"{type(exc).__name__}: {reason}", started=started)
         finally:
             ctx.report_download(None)
+    d_selected, d_fetched, d_failed = mirror_datasets(settings, catalog, started, selected, progress=ctx.progress,
+                                                      failures=ctx.failed)
+    fetched, failed = fetched + d_fetched, failed + d_failed
     summary = (f"{len(done)} artefact(s) selected, {fetched} fetched, {failed} failed, "
                f"{unverified} unverified record(s) skipped")
+    if d_selected:
+        summary += f"; {d_selected} dataset artefact(s) selected"
     with catalog.transaction():
         catalog.jobs.record_run("mirror", "failed" if failed else "ok", reason=summary, started=started,
                                 changed=fetched)
@@ -163,6 +170,8 @@ def scrub_job(ctx: JobContext) -> str:
                                     started=started)
         users = [e for e in catalog.models.list_models(all_versions=True)
                  if e.record.sha256 == sha and e.status != "yanked"]
+        if not users and _refetch_dataset(settings, catalog, sha, started):
+            repaired += 1
         for e in users[:1]:
             try:
                 package = prepare(e, settings, purpose="mirror")
@@ -182,12 +191,32 @@ def scrub_job(ctx: JobContext) -> str:
     return summary
 
 
+def _refetch_dataset(settings: Settings, catalog: Catalog, sha: str, started: str) -> bool:
+    """Fetch a corrupt dataset blob again from its record's sources; whether it worked."""
+    users = [d for d in catalog.datasets.list_datasets(all_versions=True)
+             if d.record.sha256 == sha and d.status != "yanked"]
+    for d in users[:1]:
+        try:
+            fetch_data(sha, int(d.record.artefact["size"]), list(d.record.artefact["sources"]), settings,
+                       upstream=d.upstream, index_repo=d.index_repo, index_commit=d.index_commit,
+                       index_subfolder=d.index_subfolder)
+            with catalog.transaction():
+                catalog.artefacts.set_artefact(sha, state="verified", source="dataset")
+            return True
+        except Exception as exc:
+            with catalog.transaction():
+                catalog.jobs.record_run("scrub", "failed", upstream=d.upstream, subject=d.qualified_ref,
+                                        reason=f"re-fetch of corrupt dataset blob {sha[:12]} failed: {exc}",
+                                        started=started)
+    return False
+
+
 def gc_job(ctx: JobContext) -> str:
     """Remove blobs (and their unpacked packages) that no non-yanked record needs."""
     started = utcnow()
     settings, catalog = ctx.settings, ctx.catalog
     store = Store(settings.store_dir)
-    needed = catalog.models.needed_blobs()
+    needed = catalog.models.needed_blobs() | catalog.datasets.needed_blobs()
     removed = 0
     for sha in list(store.iter_blobs()):
         if sha in needed:

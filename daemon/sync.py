@@ -24,6 +24,7 @@ from synthmed.registry.settings import Settings, Upstream
 from synthmed.registry.stamps import utcnow
 from synthmed.registry.upstream_check import BUNDLE_URL, check_url
 
+from .dataset_sync import apply_datasets
 from .state import read_state, write_state
 from .upstreams import ACCEPTED_REF, Change, UpstreamRepo, resolve_url
 
@@ -185,7 +186,8 @@ def apply_changes(catalog: Catalog, u: Upstream, repo: UpstreamRepo, base: str |
             catalog.models.set_problem(u.name, rel, new, reason)
             skipped.append((rel, reason))
     catalog.models.refresh_latest(u.name, touched)
-    return changed, skipped
+    d_changed, d_skipped = apply_datasets(catalog, u, repo, base if incremental else None, new)
+    return changed + d_changed, skipped + d_skipped
 
 
 @dataclass
@@ -330,6 +332,8 @@ def sync_upstream(settings: Settings, catalog: Catalog, u: Upstream, order: int 
             with catalog.transaction():
                 if row is not None and row.get("bound_commit") != new:  # a catalog migrated from generation 2
                     update_bound(catalog, u, repo, None, new, incremental=False, cache={})
+                if catalog.datasets.synced_commit(u.name) != new:  # a catalog migrated from generation 8
+                    apply_datasets(catalog, u, repo, None, new)
                 catalog.federation.put_upstream(u.name, **_config_fields(u, order), last_attempt=started, last_status="ok",
                                                 last_reason=None, accepted_at=utcnow())
                 catalog.jobs.record_run("sync", "ok", upstream=u.name, started=started, old_commit=new,
@@ -401,6 +405,7 @@ def sync_all(settings: Settings, catalog: Catalog, *, only: Sequence[str] | None
             if row["name"] not in names:
                 with catalog.transaction():
                     n = catalog.federation.drop_upstream(row["name"])
+                    catalog.datasets.clear_upstream(row["name"])
                     catalog.jobs.record_run("sync", "ok", upstream=row["name"], changed=n,
                                             reason="upstream removed from site.toml; its records were dropped")
                 progress(f"{row['name']}: no longer in site.toml, {n} record(s) dropped")

@@ -12,6 +12,8 @@ that sha256, the licence agrees with the model's) belong to the index check.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -78,6 +80,20 @@ class DatasetRecord:
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.data.get(key, default)
+
+
+def immutable_digest(data: Mapping[str, Any]) -> str:
+    """The digest a merged dataset version is bound to: its record's canonical JSON without
+    :data:`MUTABLE_FIELDS` (sites refuse a later appearance with another digest)."""
+    fixed = {k: v for k, v in data.items() if k not in MUTABLE_FIELDS}
+    text = json.dumps(fixed, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def immutable_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """The top-level fields outside :data:`MUTABLE_FIELDS` that differ between two records."""
+    keys = (set(old) | set(new)) - MUTABLE_FIELDS
+    return sorted(k for k in keys if old.get(k) != new.get(k))
 
 
 def dataset_relpath(dataset_id: str, version: str) -> str:

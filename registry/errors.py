@@ -93,6 +93,10 @@ class ModelNotFound(SynthmedError, LookupError):
     """No record matches a model reference."""
 
 
+class DatasetNotFound(SynthmedError, LookupError):
+    """No published dataset on this site matches a dataset reference."""
+
+
 class RecordYanked(SynthmedError, LookupError):
     """The requested version is yanked and is never served."""
 

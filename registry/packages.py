@@ -53,7 +53,7 @@ from .hashing import hash_path
 from .records import Record
 from .settings import Settings
 from .artefacts.sources.base import SourceContext, last_path_part
-from .artefacts.store import Store
+from .artefacts.store import FetchResult, Store
 from .artefacts.packages_folder import PackagesFolder
 
 log = logging.getLogger(__name__)
@@ -334,5 +334,14 @@ def fetch_data(sha256: str, size: int | None, sources: list[str], settings: Sett
     never unpacked. Offline, only local sources, loopback hosts and the site's mirrors
     serve it (the sources' rule, as for the mirror job): no ``allow_code`` applies, since
     nothing of it runs."""
+    return fetch_data_result(sha256, size, sources, settings, upstream=upstream, index_repo=index_repo,
+                             index_commit=index_commit, index_subfolder=index_subfolder).path
+
+
+def fetch_data_result(sha256: str, size: int | None, sources: list[str], settings: Settings, *,
+                      upstream: str | None, index_repo: Path | None, index_commit: str | None,
+                      index_subfolder: str) -> FetchResult:
+    """:func:`fetch_data`, saying where the bytes came from (``FetchResult.source``: "store"
+    when the blob was already there): the mirror job records it for a published dataset."""
     ctx = source_context(settings, upstream, index_repo, index_commit, index_subfolder)
-    return Path(Store(settings.store_dir).fetch(sha256, size, sources, ctx).path)
+    return Store(settings.store_dir).fetch(sha256, size, sources, ctx)

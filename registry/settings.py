@@ -67,12 +67,16 @@ def default_file_roots(upstream: Upstream) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class MirrorPolicy:
-    """Which models a site mirrors: ``all``, ``none`` or ``select`` by fields."""
+    """Which models a site mirrors: ``all``, ``none`` or ``select`` by fields; and which
+    published datasets: ``models`` (those whose model version the site mirrors), ``all``,
+    ``none`` or ``select`` (by ``dataset_ids``, fnmatch patterns, which ``models`` adds to)."""
 
     policy: str = "all"
     modalities: tuple[str, ...] = ()
     anatomies: tuple[str, ...] = ()
     ids: tuple[str, ...] = ()
+    datasets: str = "models"
+    dataset_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -345,6 +349,8 @@ def settings_from_toml(home: Path, data: Mapping[str, Any]) -> Settings:
         modalities=_tuple(m.get("modalities")),
         anatomies=_tuple(m.get("anatomies")),
         ids=_tuple(m.get("ids")),
+        datasets=m.get("datasets", "models"),
+        dataset_ids=_tuple(m.get("dataset_ids")),
     )
     s = data.get("sources", {})
     dvc = s.get("dvc", {})

@@ -409,14 +409,16 @@ class Generators(SelectionMethods, ContributorMethods):
                                 timeout: float | None = None, worker_init_fn: Any = None,
                                 prefetch_factor: int | None = None, persistent_workers: bool | None = None, *,
                                 seed: int | None = None, item_format: str = "medigan", chunk_size: int | None = None,
-                                **kwargs: Any) -> "DataLoader":  # type: ignore[type-arg]
+                                published: str | None = None, **kwargs: Any) -> "DataLoader":  # type: ignore[type-arg]
         """A DataLoader streaming samples (seeds sharded across workers); or, with
         ``dataset``, a plain DataLoader over it (medigan's meaning). A model id given as
         the first argument (a string or an int is never a dataset) is taken as ``model_id``.
         DataLoader arguments left as None are not passed (torch's defaults apply).
         Without ``seed`` every epoch draws fresh seeds (``loader.dataset.epoch_seeds``
         lists them); with one, every epoch gives the same samples. Other keywords are the
-        model's parameters (and torch's ``multiprocessing_context``, ``generator``)."""
+        model's parameters (and torch's ``multiprocessing_context``, ``generator``).
+        ``published="ID@VERSION"``: a DataLoader over that published dataset's verified files
+        instead (:class:`synthmed.published_torch.PublishedTorchDataset`, items as generated)."""
         from torch.utils.data import DataLoader
 
         from .datasets import make_dataloader
@@ -434,6 +436,11 @@ class Generators(SelectionMethods, ContributorMethods):
             dataset, model_id = None, dataset
         basic: dict[str, Any] = {k: v for k, v in (("batch_size", batch_size), ("shuffle", shuffle),
                                                    ("num_workers", num_workers)) if v is not None}
+        if published is not None:
+            if dataset is not None or model_id is not None or kwargs:
+                raise ConfigError("get_as_torch_dataloader: published= takes no model, dataset or parameters")
+            return DataLoader(self.site.dataset(published).torch_dataset(transform=transform), **basic,
+                              **loader_kwargs)
         if dataset is not None:
             return DataLoader(dataset, **basic, **loader_kwargs)
         if model_id is None:

@@ -36,6 +36,7 @@ from synthmed.registry.artefacts.store import Store
 from .format_rules import log_left_out
 from .generate_run import write_run
 from .output_folder import OutputFolder
+from .published import PublishedDataset
 from .progress import ProgressArg, ProgressBar, progress_bar
 from .request import GenerationRequest, GenerationResult, SampleProgress, build_request, sample_count, seed_value
 from .shards import Shard
@@ -420,6 +421,20 @@ class Site:
         options = self.runner_options.with_(device=device, mode=mode, batch_size=batch_size, timeout_s=timeout_s,
                                             medigan_chunk=chunk_size)
         return Model(self.package(ref), options, self.writer_options)  # a pipeline's stages come with it
+
+    # -- published datasets --
+    def datasets(self, query: str = "", **filters: Any) -> list[PublishedDataset]:
+        """The served version of each published dataset (matching ``query`` and the
+        filters modality, anatomy, model, upstream, license when given)."""
+        cat = self.catalog
+        entries = cat.datasets.search(query, **filters) if (query or filters) else cat.datasets.list_datasets()
+        return [PublishedDataset(self.settings, e) for e in entries]
+
+    def dataset(self, ref: str, *, allow_yanked: bool = False) -> PublishedDataset:
+        """A published dataset by reference (``id``, ``id@1.0.0``, ``upstream/id@1.0.0``):
+        ``.get(dir)``, ``.folder()``, ``.torch_dataset(...)``; :func:`synthmed.published_verify.verify_dataset`
+        re-derives its items."""
+        return PublishedDataset(self.settings, self.catalog.datasets.resolve(ref, allow_yanked=allow_yanked))
 
     def close(self) -> None:
         if self._catalog is not None:

@@ -1,6 +1,8 @@
 """``synthmed serve``: a read-only WSGI application over a site (werkzeug + jinja2, served by waitress).
 
-Pages (server-rendered HTML, no JavaScript): ``/`` search with facets, ``/model/<upstream>/<id>[/<version>]``,
+Pages (server-rendered HTML, no JavaScript): ``/`` search with facets (and the published datasets that
+match), ``/model/<upstream>/<id>[/<version>]``, ``/dataset/<upstream>/<id>[/<version>]`` with its item
+thumbnails (:mod:`synthmed.serve.dataset_pages`),
 ``/status``, ``/tests/<id>/`` (a test run's HTML report), its sample grid and its PNG/JSON files
 (found through the catalog's ``tests`` row, wherever the report was written; only the files the
 run wrote), ``/health`` (JSON; 503 when the site is unhealthy, as ``synthmed status`` exits
@@ -30,10 +32,10 @@ from werkzeug.wrappers import Request, Response
 from synthmed.daemon.status import site_status
 from synthmed.registry import vocabulary
 from synthmed.registry.catalog import Catalog
-from synthmed.registry.errors import CatalogError, ConfigError, ModelNotFound, SynthmedError
+from synthmed.registry.errors import ArtefactError, CatalogError, ConfigError, DatasetNotFound, ModelNotFound, SynthmedError
 from synthmed.registry.settings import Settings
 
-from . import downstream, views
+from . import dataset_pages, downstream, views
 from .public import needs_token, public_text
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,9 @@ URLS = Map([
     Rule("/", endpoint="search"),
     Rule("/model/<upstream>/<model_id>", endpoint="model"),
     Rule("/model/<upstream>/<model_id>/<version>", endpoint="model"),
+    Rule("/dataset/<upstream>/<dataset_id>", endpoint="dataset"),
+    Rule("/dataset/<upstream>/<dataset_id>/<version>", endpoint="dataset"),
+    Rule("/dataset/<upstream>/<dataset_id>/<version>/item/<int:index>.png", endpoint="dataset_item"),
     Rule("/status", endpoint="status"),
     Rule("/health", endpoint="health"),
     Rule("/tests/<int:test_id>/", endpoint="report"),
@@ -94,7 +99,8 @@ class SiteApp:
         q = views.Query.from_args(request.args)
         with self._catalog() as cat:
             data = views.search(self.settings, cat, q)
-        return self.render("search.html", q=q, facet_names=views.FACETS, **data)
+            datasets = dataset_pages.dataset_rows(cat, q.text, q.modality, q.anatomy)
+        return self.render("search.html", q=q, facet_names=views.FACETS, datasets=datasets, **data)
 
     def on_model(self, request: Request, upstream: str, model_id: str, version: str | None = None) -> Response:
         with self._catalog() as cat:
@@ -103,6 +109,22 @@ class SiteApp:
             except ModelNotFound as exc:
                 raise NotFound(exc.message) from None
         return self.render("model.html", **data)
+
+    def on_dataset(self, request: Request, upstream: str, dataset_id: str, version: str | None = None) -> Response:
+        with self._catalog() as cat:
+            try:
+                data = dataset_pages.dataset_page(self.settings, cat, upstream, dataset_id, version)
+            except DatasetNotFound as exc:
+                raise NotFound(exc.message) from None
+        return self.render("dataset.html", **data)
+
+    def on_dataset_item(self, request: Request, upstream: str, dataset_id: str, version: str, index: int) -> Response:
+        with self._catalog() as cat:
+            try:
+                png = dataset_pages.thumbnail(self.settings, cat, upstream, dataset_id, version, index)
+            except (DatasetNotFound, ArtefactError) as exc:  # not mirrored, no such item, a corrupt blob
+                raise NotFound(exc.message) from None
+        return Response(png, mimetype="image/png", headers={"Cache-Control": "max-age=3600"})
 
     def _status(self) -> dict[str, Any]:
         fn = self.status_fn or site_status

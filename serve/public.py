@@ -3,7 +3,7 @@
 - **Who may read what** (:func:`needs_token`): without a token file everything is open (the
   server binds to 127.0.0.1 by default). With one, every URL needs the token, except the
   catalogue pages when the admin passes ``--public-catalogue`` (search, model pages, test
-  reports and their files); ``/status``, ``/health``, ``/store`` and ``/git`` always need it.
+  reports and their files, dataset pages and their thumbnails); ``/status``, ``/health``, ``/store`` and ``/git`` always need it.
 - **What a page shows** (:func:`public_text`, the templates' ``finalize``): no credentials
   (:mod:`synthmed.registry.redact`) and no absolute paths of the machine (a model's
   traceback names files under the site's ``packages/``; only the file name is kept).
@@ -19,7 +19,7 @@ from markupsafe import Markup
 from synthmed.registry.redact import redact_text
 
 #: the endpoints an anonymous reader may see with ``--public-catalogue``
-CATALOGUE_ENDPOINTS = frozenset({"search", "model", "report", "grid", "report_file"})
+CATALOGUE_ENDPOINTS = frozenset({"search", "model", "report", "grid", "report_file", "dataset", "dataset_item"})
 
 # an absolute path: a '/' not preceded by a word character, '.', ':', '/', '~' or '-' (so URLs
 # and relative paths are left alone), then one or more folders; the last part is kept

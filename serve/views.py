@@ -234,6 +234,7 @@ def model_page(settings: Settings, cat: Catalog, upstream: str, model_id: str,
     return {"entry": entry, "rec": rec, "versions": versions, "tests": tests, "last": tests[0] if tests else None,
             "grid": grid, "pkg": pkg, "art": art, "in_store": in_store, "metrics": metrics, "cards": cards,
             "audits": audits, "audit": _worst(audits),
+            "datasets": cat.datasets.for_model(entry.upstream, entry.id),
             "metric_keys": _metric_keys(metrics), "training": rec.get("training") or {},
             "pretty_inputs": json.dumps(entry.record.inputs, indent=2)}
 

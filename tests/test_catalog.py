@@ -327,7 +327,7 @@ def test_generation_5_catalog_gains_the_audits_table_and_keeps_its_evaluations(t
     with pytest.raises(CatalogError, match="generation 5"):
         Catalog.open(path)  # a reader never migrates
     with Catalog.open(path, readonly=False) as c:
-        assert c.generation() == GENERATION == 8
+        assert c.generation() == GENERATION == 9
         assert len(c.evaluations.evaluations_of("u", "m", "1.0.0", "a" * 64)) == 1
         with c.transaction():
             c.audits.record_audit(run="a1", upstream="u", model_id="m", version="1.0.0", sha256="a" * 64,

@@ -38,6 +38,7 @@ LAZY_SYNTHMED_ALLOWED = {
     ("synthmed", "*"): "synthmed/__init__.py resolves Generators and Site on first use",
     # datasets.py subclasses torch's Dataset: only the torch-facing methods load torch
     ("synthmed.generators", "synthmed.datasets"): "Generators loads torch only for datasets and grids",
+    ("synthmed.published", "synthmed.published_torch"): "a published dataset loads torch only for its torch Dataset",
     # the extractor networks are torch modules: built only when an extractor is loaded
     ("synthmed.registry.measuring.extractors", "synthmed.registry.measuring.extractor_nets"): "extractor networks load torch only when built",
 }

@@ -167,3 +167,24 @@ def unpack(blob: Path, staging: Path, limits: Limits = DEFAULT_LIMITS) -> dict[s
     manifest; returns the manifest."""
     unpack_tar(blob, staging, limits)
     return check_folder(staging)
+
+
+def item_files(manifest: dict[str, Any], outputs: Any, count: int, where: str) -> dict[str, dict[int, list[str]]]:
+    """``{output: {index: [relative paths]}}`` of a run manifest in synthmed's layout
+    (``<output>/<index:06d>.<ext>``, or a DICOM series folder ``<output>/<index:06d>/...``);
+    ArtefactError when an output misses an item."""
+    found: dict[str, dict[int, list[str]]] = {str(o): {} for o in outputs}
+    for rel in manifest["files"]:
+        parts = rel.split("/")
+        digits = parts[1].split(".")[0] if len(parts) >= 2 else ""
+        if parts[0] in found and digits.isdigit():
+            found[parts[0]].setdefault(int(digits), []).append(rel)
+    for name, items in found.items():
+        missing = [i for i in range(count) if i not in items]
+        if missing:
+            raise ArtefactError(f"{where}: output {name!r} has no file for item(s) "
+                                f"{', '.join(map(str, missing[:5]))}{' ...' if len(missing) > 5 else ''}",
+                                hint="the dataset is incomplete or not in synthmed's file layout")
+        for rels in items.values():
+            rels.sort()
+    return found

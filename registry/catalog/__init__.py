@@ -14,6 +14,8 @@ connection, so one :meth:`Catalog.transaction` covers writes to any of them:
 - ``tests`` (:mod:`.tests`): model test runs
 - ``evaluations`` (:mod:`.evaluations`): values measured on this site
 - ``audits`` (:mod:`.audits`): memorisation audits run on this site
+- ``datasets`` (:mod:`.datasets`): published synthetic datasets, their search and the
+  versions each upstream bound
 - ``jobs`` (:mod:`.jobs`): every job run and every failure, with its reason
 
 Each store's module holds its own tables; :mod:`.schema` assembles them and migrates
@@ -37,6 +39,7 @@ from . import schema
 from .artefacts import ArtefactStore
 from .audits import AuditStore
 from .base import Handle
+from .datasets import DatasetEntry, DatasetStore
 from .entry import CatalogEntry
 from .evaluations import EvaluationStore
 from .federation import FederationStore
@@ -49,7 +52,7 @@ from .tests import ModelTestStore
 if TYPE_CHECKING:
     import sqlite_utils
 
-__all__ = ["Catalog", "CatalogEntry", "GENERATION", "FTS_COLUMNS", "ScoreOrder", "fts_query", "version_key"]
+__all__ = ["Catalog", "CatalogEntry", "DatasetEntry", "GENERATION", "FTS_COLUMNS", "ScoreOrder", "fts_query", "version_key"]
 
 
 def _open_readonly(p: Path) -> sqlite3.Connection:
@@ -97,7 +100,7 @@ def _open_writable(p: Path) -> sqlite3.Connection:
 class Catalog:
     """The site catalog. Open with :meth:`open`; writers use :meth:`transaction`; read and
     write through its stores (``federation``, ``models``, ``artefacts``, ``tests``,
-    ``evaluations``, ``audits``, ``jobs``)."""
+    ``evaluations``, ``audits``, ``datasets``, ``jobs``)."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path, readonly: bool) -> None:
         self.conn = conn
@@ -111,6 +114,7 @@ class Catalog:
         self.tests = ModelTestStore(self._handle)
         self.evaluations = EvaluationStore(self._handle)
         self.audits = AuditStore(self._handle)
+        self.datasets = DatasetStore(self._handle)
         self.jobs = JobStore(self._handle)
 
     # -- opening --------------------------------------------------------------------
@@ -232,5 +236,7 @@ class Catalog:
         arts = sorted(conn.execute("SELECT sha256, state FROM artefacts"))
         problems = sorted(conn.execute("SELECT upstream, path FROM record_problems"))
         accepted = sorted(conn.execute("SELECT * FROM accepted_versions"))
-        return {"models": models, "upstreams": ups, "facets": facets, "fts_rows": fts,
+        datasets = sorted(conn.execute("SELECT upstream, id, version, path, status, is_latest, sha256, record "
+                                       "FROM datasets"))
+        return {"datasets": datasets, "models": models, "upstreams": ups, "facets": facets, "fts_rows": fts,
                 "artefacts": arts, "problems": problems, "accepted": accepted}

@@ -294,6 +294,11 @@ class ModelStore:
             "INSERT OR REPLACE INTO record_problems (upstream, path, commit_sha, reason, seen_at) VALUES (?,?,?,?,?)",
             (upstream, path, commit, reason, utcnow()))
 
+    def clear_problem(self, upstream: str, path: str) -> None:
+        """Forget why the record at ``path`` was skipped (it applied now)."""
+        self._h.writable()
+        self._h.conn.execute("DELETE FROM record_problems WHERE upstream = ? AND path = ?", (upstream, path))
+
     def problems(self, upstream: str | None = None) -> list[dict[str, Any]]:
         sql = "SELECT upstream, path, commit_sha, reason, seen_at FROM record_problems"
         args: tuple[Any, ...] = ()

@@ -10,7 +10,7 @@ import json
 import logging
 import sqlite3
 
-from . import artefacts, audits, evaluations, federation, jobs, models, tests
+from . import artefacts, audits, datasets, evaluations, federation, jobs, models, tests
 from .models import FTS_COLUMNS, id_terms, refresh_terms
 
 log = logging.getLogger(__name__)
@@ -26,11 +26,13 @@ log = logging.getLogger(__name__)
 #: (values per metric, source and direction, kept by triggers) and each model's
 #: ``lowest``/``highest`` value of a metric and source flagged in ``metrics`` (a ranked search
 #: walks them in order); 8: modality and anatomy facets and full-text in the controlled
-#: vocabulary (registry/vocabulary.py), derived again from each stored record
-GENERATION = 8
+#: vocabulary (registry/vocabulary.py), derived again from each stored record; 9: published
+#: datasets (:mod:`.datasets`: ``datasets``, ``datasets_fts``, ``dataset_accepted``,
+#: ``dataset_sync``), filled by the next sync of each upstream
+GENERATION = 9
 
 #: the store modules whose ``DDL`` makes up the layout, in the order it is created
-STORES = (federation, models, artefacts, tests, jobs, evaluations, audits)
+STORES = (federation, models, artefacts, tests, jobs, evaluations, audits, datasets)
 
 
 def generation(conn: sqlite3.Connection) -> int:
@@ -46,7 +48,7 @@ def create_tables(conn: sqlite3.Connection) -> None:
 def drop_tables(conn: sqlite3.Connection) -> None:
     names = [r[0] for r in conn.execute(
         "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' "
-        "AND name NOT LIKE 'models_fts_%'")]
+        "AND name NOT LIKE 'models_fts_%' AND name NOT LIKE 'datasets_fts_%'")]
     for trig in [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='trigger'")]:
         conn.execute(f'DROP TRIGGER IF EXISTS "{trig}"')
     for name in names:

@@ -167,6 +167,12 @@ def _short(values: list[str], n: int = 3) -> str:
 def cmd_search(args: argparse.Namespace) -> int:
     settings = _site(args)
     with _open_catalog(settings) as cat:
+        if args.datasets:
+            from .dataset_site_cmds import print_datasets
+
+            return print_datasets(cat.datasets.search(" ".join(args.query), modality=args.modality,
+                                                      anatomy=args.anatomy, model=args.model, license=args.license,
+                                                      upstream=args.upstream, limit=args.limit), args.json)
         if args.upstream is not None:
             known = [str(r["name"]) for r in cat.federation.upstream_rows()]
             if args.upstream not in known:
@@ -411,6 +417,10 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--runnable", action="store_true",
                    help="only models this site can run now: pinned, not yanked, allow_code, package in the store")
+    p.add_argument("--datasets", action="store_true",
+                   help="search the published datasets instead of the models (text, --modality, --anatomy, "
+                        "--model, --license, --upstream)")
+    p.add_argument("--model", help="with --datasets: only datasets made by this model id")
     add_json_flag(p)
     p.set_defaults(func=cmd_search)
 

@@ -1,0 +1,111 @@
+"""The pages of published datasets (#24): the data of ``/dataset/<upstream>/<id>[/<version>]``
+and its thumbnails (``.../item/<index>.png``), rendered from the mirrored artefact.
+
+A thumbnail is read from the store's verified blob (``Store.open_verified``: hashed on its
+first open and whenever it changed), one tar member by name and never unpacked to disk; a
+PNG member is served as it is, any other file (``.npy``, NIfTI, DICOM) is decoded with
+the site's bound on decoded bytes and its preview plane (a volume's middle slice) is
+drawn as an 8-bit PNG. Only the members the run manifest lists as items of the record's
+outputs are served, and only while the blob is in the store (a dataset this site does not
+mirror shows no thumbnails, and says so).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from synthmed.registry.array_inputs import read_file
+from synthmed.registry.artefacts.dataset_archive import MANIFEST, item_files
+from synthmed.registry.artefacts.store import Store
+from synthmed.registry.catalog import Catalog, CatalogEntry, DatasetEntry
+from synthmed.registry.errors import ArtefactError, DatasetNotFound, SynthmedError
+from synthmed.registry.settings import Settings
+
+#: thumbnails on a dataset page
+THUMBNAILS = 12
+#: the largest tar member a thumbnail is drawn from
+MAX_MEMBER_BYTES = 64 << 20
+
+
+def _entry(cat: Catalog, upstream: str, dataset_id: str, version: str | None) -> DatasetEntry:
+    ref = f"{upstream}/{dataset_id}" + (f"@{version}" if version else "")
+    entry = cat.datasets.resolve(ref, allow_yanked=True)
+    if entry.upstream != upstream:
+        raise DatasetNotFound(f"no dataset {dataset_id!r} in upstream {upstream!r}")
+    return entry
+
+
+def dataset_page(settings: Settings, cat: Catalog, upstream: str, dataset_id: str,
+                 version: str | None) -> dict[str, Any]:
+    """What ``dataset.html`` shows: the entry, its model (linked when this site has it),
+    the thumbnails and the other versions."""
+    e = _entry(cat, upstream, dataset_id, version)
+    rec = e.record
+    gen = rec.generation
+    model: CatalogEntry | None
+    try:
+        model = cat.models.resolve(e.model_ref, allow_yanked=True)
+    except SynthmedError:  # the page still shows the dataset, without a link
+        model = None
+    held = Store(settings.store_dir).has(rec.sha256)
+    shown = min(THUMBNAILS, int(gen["count"])) if held else 0
+    # URLs are built in the template from their parts: a printed value that looks like an
+    # absolute path is cut to its last part (serve/public.py)
+    return {"entry": e, "rec": rec.data, "gen": gen, "model": model, "held": held,
+            "thumbs": [{"index": i, "seed": int(gen["first_seed"]) + i} for i in range(shown)],
+            "versions": [v.version for v in cat.datasets.versions(e.upstream, e.id)]}
+
+
+def _member_for(tf: tarfile.TarFile, output: str, index: int, count: int) -> tarfile.TarInfo:
+    manifest = json.loads(tf.extractfile(tf.getmember(MANIFEST)).read())  # type: ignore[union-attr]
+    names = item_files(manifest, [output], count, "the artefact")[output][index]
+    member = tf.getmember(names[len(names) // 2])  # a DICOM series: its middle slice
+    if not member.isfile() or member.size > MAX_MEMBER_BYTES:
+        raise ArtefactError(f"{member.name}: not a regular file of at most {MAX_MEMBER_BYTES} bytes")
+    return member
+
+
+def _preview_png(arr: np.ndarray) -> bytes:
+    from PIL import Image
+
+    a = np.asarray(arr)
+    while a.ndim > 3 or (a.ndim == 3 and a.shape[-1] not in (3, 4)):
+        a = a[a.shape[0] // 2]
+    a = a.astype(np.float64)
+    lo, hi = float(np.nanmin(a)), float(np.nanmax(a))
+    scaled = np.zeros(a.shape, np.uint8) if hi <= lo else ((a - lo) / (hi - lo) * 255).round().astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(scaled).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def thumbnail(settings: Settings, cat: Catalog, upstream: str, dataset_id: str, version: str,
+              index: int) -> bytes:
+    """PNG bytes of item ``index`` of the dataset's first output, from the verified blob."""
+    e = _entry(cat, upstream, dataset_id, version)
+    gen = e.record.generation
+    if not 0 <= index < int(gen["count"]):
+        raise DatasetNotFound(f"{e.qualified_ref} has no item {index}")
+    with Store(settings.store_dir).open_verified(e.record.sha256) as fh, tarfile.open(fileobj=fh, mode="r:") as tf:
+        member = _member_for(tf, str(gen["outputs"][0]), index, int(gen["count"]))
+        data = tf.extractfile(member).read()  # type: ignore[union-attr]
+    if member.name.lower().endswith(".png"):
+        return data
+    suffix = ".nii.gz" if member.name.lower().endswith(".nii.gz") else Path(member.name).suffix
+    with tempfile.NamedTemporaryFile(suffix=suffix) as tmp:
+        tmp.write(data)
+        tmp.flush()
+        arr = read_file(Path(tmp.name), settings.inputs.max_decoded_bytes)
+    return _preview_png(arr)
+
+
+def dataset_rows(cat: Catalog, text: str, modality: str | None, anatomy: str | None) -> list[DatasetEntry]:
+    """The datasets the catalogue page lists under the models (the same query)."""
+    return cat.datasets.search(text, modality=modality or None, anatomy=anatomy or None)
