@@ -471,10 +471,10 @@ def _commit(settings: Settings, catalog: Catalog, src: Path, manifest: dict[str,
     for order, u in enumerate(new_settings.upstreams):
         if u.name not in staged:
             continue
-        res = sync_upstream(new_settings, catalog, u, order, bundle=staged[u.name], progress=progress)
-        if res.status != "ok":  # pragma: no cover - checked in the dry run
-            raise BundleError(f"{u.name}: {res.reason}")
-        results.append(res.as_dict())
+        synced = sync_upstream(new_settings, catalog, u, order, bundle=staged[u.name], progress=progress)
+        if synced.status != "ok":  # pragma: no cover - checked in the dry run
+            raise BundleError(f"{u.name}: {synced.reason}")
+        results.append(synced.as_dict())
     if new_toml is not None:
         atomic.write_text(settings.site_file, new_toml)
     with catalog.transaction():

@@ -404,11 +404,11 @@ def sync_all(settings: Settings, catalog: Catalog, *, only: Sequence[str] | None
         for row in catalog.federation.upstream_rows():
             if row["name"] not in names:
                 with catalog.transaction():
-                    n = catalog.federation.drop_upstream(row["name"])
+                    dropped = catalog.federation.drop_upstream(row["name"])
                     catalog.datasets.clear_upstream(row["name"])
-                    catalog.jobs.record_run("sync", "ok", upstream=row["name"], changed=n,
+                    catalog.jobs.record_run("sync", "ok", upstream=row["name"], changed=dropped,
                                             reason="upstream removed from site.toml; its records were dropped")
-                progress(f"{row['name']}: no longer in site.toml, {n} record(s) dropped")
+                progress(f"{row['name']}: no longer in site.toml, {dropped} record(s) dropped")
     results = []
     for order, u in enumerate(settings.upstreams):
         if only and u.name not in only:

@@ -97,8 +97,8 @@ def search(settings: Settings, cat: Catalog, q: Query) -> dict[str, Any]:
                 shown.setdefault(key, v)
                 counts[key] = counts.get(key, 0) + 1
         facets[name] = {shown[k]: n for k, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))}
-    rows = [{"entry": e, "test": tests.get(e.qualified_ref), "runnable": bool(e.record.sha256),
-             "grid": last_grid(cat, e)} for e in found]
+    rows: list[dict[str, Any]] = [{"entry": e, "test": tests.get(e.qualified_ref),
+                                   "runnable": bool(e.record.sha256), "grid": last_grid(cat, e)} for e in found]
     # what this site can run first (pinned; tested and passing before untested, failing
     # last), in the catalog's order within each group; unpinned records in a section of their own
     order = {True: 0, None: 1, False: 2}
@@ -223,7 +223,7 @@ def model_page(settings: Settings, cat: Catalog, upstream: str, model_id: str,
     art = pkg.get("artefact") or {}
     store = Store(settings.store_dir)
     sha = entry.record.sha256
-    in_store = bool(sha) and store.has(sha)
+    in_store = store.has(sha) if sha else False
     metrics = [m for m in rec.get("metrics") or [] if isinstance(m, Mapping)]
     # values this site measured (synthmed evaluate) as quality cards, and its memorisation audits;
     # the cards' site-local part (the path of a folder measured against) is never put on a page
