@@ -1,5 +1,5 @@
 """``synthmed dataset``'s site sub-commands (see dataset_cmds): ``list``, ``show``, ``get``
-and ``verify`` over the published datasets a site's catalog holds (docs/datasets-site.md).
+and ``verify`` over the published datasets a site's catalog holds (docs/datasets.md, "On a site").
 The library is :mod:`synthmed.published` and :mod:`synthmed.published_verify`."""
 
 from __future__ import annotations
