@@ -329,7 +329,8 @@ def write_audit_report(audits: list[Audit], failures: list[dict[str, str]], fold
     for a in audits:
         v, p = a.values, a.provenance
         lines.append(f"| {a.ref} | **{a.verdict}** | {p['training_label']} | {p.get('holdout_label') or '-'} | "
-                     f"{v['n_generated']} | {v['near_copies']} | {v['pixel_dcr_ratio']:.3g} | "
+                     f"{v['n_generated']} | {v['near_copies']}{' (uninformative)' if v.get('near_copy_uninformative') else ''} | "
+                     f"{v['pixel_dcr_ratio']:.3g} | "
                      f"{v['feature_dcr_ratio']:.3g} | {v['authenticity']:.3g} |")
     lines.append("")
     for a in audits:
