@@ -266,6 +266,41 @@ def test_overlapping_crops_make_the_near_copy_count_uninformative(crop_site: Pat
     assert "training images among themselves 100% - UNINFORMATIVE" in out
 
 
+def test_second_runs_of_evaluate_and_audit_extract_nothing(crop_site: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reference features are cached (a stored set under its folder, a folder given directly
+    under cache/features/), and so are the generated set's: evaluate and audit share them."""
+    from synthmed.registry.measuring.extractors import FeatureExtractor
+
+    extracted: list[int] = []
+    real = FeatureExtractor.features
+
+    def counting(self: FeatureExtractor, images: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
+        extracted.append(len(images))
+        return real(self, images, value_range)
+
+    monkeypatch.setattr(FeatureExtractor, "features", counting)
+    folder = _folder(tmp_path / "real", [texture(4000 + i) for i in range(20)])
+
+    def run(*args: str) -> None:
+        capsys.readouterr()
+        assert main(["--site", str(crop_site), *args, "--extractor", EXTRACTOR, "--json"]) in (0, 3, 4)
+
+    run("evaluate", "texture", "--reference", str(folder), "-n", "12", "--seed", "777")
+    assert sorted(extracted) == [12, 20]  # the generated set and the folder, once each
+    run("evaluate", "texture", "--reference", str(folder), "-n", "12", "--seed", "777")
+    assert sorted(extracted) == [12, 20]  # nothing again
+    # the same samples audited against that folder (and a stored held-out set): all from the caches
+    run("audit", "texture", "--training", str(folder), "--holdout", "crops-heldout", "-n", "12", "--seed", "777")
+    run("audit", "texture", "--training", "crops", "--holdout", "crops-heldout", "-n", "12", "--seed", "777")
+    assert sorted(extracted) == [12, 20]
+    run("audit", "texture", "--training", "crops", "-n", "12", "--seed", "778")
+    assert sorted(extracted) == [12, 12, 20]  # new samples: extracted once
+    run("audit", "texture", "--training", "crops", "-n", "12", "--seed", "778")
+    assert sorted(extracted) == [12, 12, 20]
+
+
 def test_verdict_rules_on_fixed_numbers() -> None:
     base = {"n_generated": 100, "near_copies": 0, "near_copy_fraction": 0.0, "training_near_duplicate_fraction": 0.0,
             "pixel_dcr_ratio": 1.0, "feature_dcr_ratio": 1.0, "authenticity": 0.6}

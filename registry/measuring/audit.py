@@ -30,7 +30,7 @@ import numpy as np
 from ..errors import EvaluationError, SynthmedError
 from ..stamps import synthmed_version, utcnow
 from . import memorisation as MM
-from .evaluate import config_key, generate, pick_output
+from .evaluate import config_key, generate, generated_features, pick_output
 from ..runner import check_params
 from .extractors import Extractor, describe, open_extractor
 from .reference_sets import ReferenceSet, open_reference
@@ -191,7 +191,11 @@ def run_audit(settings: "Settings", entry: "CatalogEntry", training: ReferenceSe
     progress(f"audit: reading {len(training.files)} training images of {training.label}")
     train_imgs = training.load_images()
     hold_imgs = holdout.load_images() if holdout is not None else None
-    sha, samples, checked = generate(settings, entry, spec, n, seed, dict(params or {}), progress)
+    ckey = config_key(extractor)
+    # the samples' features (and the samples) from evaluate's cache when this set was made before
+    sha, s_feat, cached, checked = generated_features(settings, entry, spec, extractor, ckey, n, seed,
+                                                      dict(params or {}), progress)
+    samples = cached if cached is not None else generate(settings, entry, spec, n, seed, dict(checked), progress)[1]
     rows, cols = samples.shape[1], samples.shape[2]
     grey = samples.ndim == 3 or samples.shape[3] == 1 or any(
         a.ndim == 2 or a.shape[2] < 3 for a, _ in train_imgs + (hold_imgs or []))
@@ -199,8 +203,6 @@ def run_audit(settings: "Settings", entry: "CatalogEntry", training: ReferenceSe
     progress("audit: comparing pixels and features")
     s_px = prepare_pixels([(a, (0.0, 255.0)) for a in samples], (rows, cols), rules)
     t_px = prepare_pixels(train_imgs, (rows, cols), rules)
-    ckey = config_key(extractor)
-    s_feat = extractor.features(samples, (0.0, 255.0))
     t_feat = training.features(extractor, ckey)
     h_px = h_feat = None
     if holdout is not None and hold_imgs is not None:

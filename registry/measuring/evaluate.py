@@ -211,7 +211,7 @@ def evaluate(settings: "Settings", entry: "CatalogEntry", reference: ReferenceSe
     ckey = config_key(extractor)
     ref_feats = reference.features(extractor, ckey)
     progress(f"evaluate: reference {reference.label}: {len(ref_feats)} images")
-    sha, gen_feats, images, checked = _generated_features(settings, entry, spec, extractor, ckey, n, seed,
+    sha, gen_feats, images, checked = generated_features(settings, entry, spec, extractor, ckey, n, seed,
                                                           dict(params or {}), progress)
     values = feature_values(extractor, ref_feats, gen_feats, ms)
     div_images = images if images is not None else None
@@ -261,12 +261,13 @@ def feature_values(extractor: Extractor, ref_feats: np.ndarray, gen_feats: np.nd
     return values
 
 
-def _generated_features(settings: "Settings", entry: "CatalogEntry", spec: OutputSpec, extractor: Extractor,
+def generated_features(settings: "Settings", entry: "CatalogEntry", spec: OutputSpec, extractor: Extractor,
                         ckey: str, n: int, seed: int, params: dict[str, Any],
                         progress: Callable[[str], None]) -> tuple[str, np.ndarray, np.ndarray | None, dict[str, Any]]:
-    """Features of the generated set, from the cache when this exact set was measured
-    with this extractor configuration before (the images themselves are then not kept,
-    so MS-SSIM diversity is recomputed only when the samples are made again)."""
+    """(package sha256, features, images or None, checked params) of the generated set, from
+    the cache when this exact set was measured with this extractor configuration before
+    (evaluate and audit share it; the images come back from it when they were small enough
+    to keep, else None and a caller that needs them makes them again)."""
     sha = entry.record.sha256 or ""
     set_id = _digest({"sha256": sha, "output": spec.name, "params": params, "seeds": [seed, seed + n - 1]})
     cache = settings.features_cache_dir / ckey / f"{set_id[:40]}.npz"

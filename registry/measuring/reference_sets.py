@@ -7,7 +7,9 @@ per extractor and input rule). The set's identity is the sha256 of its file mani
 (paths and hashes), so two sites holding the same images have the same identity without
 sharing them, and a changed image is a different set. The images stay where they are;
 their features are recomputed from them for another extractor, after each file is
-checked against the manifest.
+checked against the manifest. A folder given directly (``--reference DIR``) keeps its
+features under ``<site>/cache/features/references/<identity>/``, so it is not extracted again
+while its files stay the same.
 
 Nothing under ``references/`` is ever exported: ``synthmed export`` carries index
 bundles and model blobs only (tested in tests/test_evaluate.py).
@@ -114,6 +116,8 @@ class ReferenceSet:
     folder: Path | None     # <site>/references/NAME, where features are kept
     #: the most bytes an image may declare once decoded (site.toml ``[inputs]``)
     max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES
+    #: where a folder given directly keeps its features (``<site>/cache/features/references/<identity>``)
+    cache_dir: Path | None = None
 
     @property
     def label(self) -> str:
@@ -139,7 +143,8 @@ class ReferenceSet:
 
     def features(self, extractor: "Extractor", config_key: str) -> np.ndarray:
         """Features of every image (cached per extractor configuration ``config_key``)."""
-        cache = self.folder / "features" / f"{config_key}.npz" if self.folder else None
+        features_dir = self.folder / "features" if self.folder else self.cache_dir
+        cache = features_dir / f"{config_key}.npz" if features_dir else None
         if cache is not None and cache.is_file():
             cached = _cached_features(cache, self.identity, len(self.files))
             if cached is not None:
@@ -251,8 +256,9 @@ def open_reference(settings: "Settings", name_or_dir: str) -> ReferenceSet:
     d = Path(name_or_dir).expanduser()
     if d.is_dir():
         found = scan(d.resolve())
-        return ReferenceSet(None, d.resolve(), tuple(found), manifest_identity(found), None,
-                            settings.inputs.max_decoded_bytes)
+        identity = manifest_identity(found)
+        return ReferenceSet(None, d.resolve(), tuple(found), identity, None, settings.inputs.max_decoded_bytes,
+                            settings.features_cache_dir / "references" / identity[:40])
     known = ", ".join(list_references(settings)) or "none"
     raise EvaluationError(f"no reference set or folder {name_or_dir!r} (this site's sets: {known})",
                           hint="add one with `synthmed reference add NAME DIR`, or pass a folder of images")
