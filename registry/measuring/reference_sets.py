@@ -36,11 +36,10 @@ from ..errors import DecodeError, EvaluationError
 from ..hashing import hash_path
 from ..stamps import utcnow
 
-from .radiomics import RadiomicsExtractor
+from .radiomics import Item, RadiomicsExtractor, grey, read_file
 
 if TYPE_CHECKING:  # pragma: no cover
     from .extractors import Extractor
-    from .radiomics import Item
     from ..settings import Settings
 
 log = logging.getLogger(__name__)
@@ -194,11 +193,9 @@ class ReferenceSet:
         return [read_image(self._checked(self.source / f["path"], f["sha256"]), self.max_decoded_bytes)
                 for f in self.files]
 
-    def load_items(self) -> list["Item"]:
+    def load_items(self) -> list[Item]:
         """Every image or volume with its spacing (and mask), read as frd-score reads files,
         each file checked against the manifest first."""
-        from .radiomics import Item, grey, read_file
-
         out = []
         for f in self.files:
             p = self._checked(self.source / f["path"], f["sha256"])
