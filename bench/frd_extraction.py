@@ -9,6 +9,12 @@ N 64x64 grey patches with texture (a fixed seed), extracted by
   the module's pool of K spawned processes, kept between calls as evaluate keeps it (its
   one-off start-up, the imports in each worker, is timed apart as ``pool_start_s``).
 
+Beside the wall times, a profile of where a pool's time can go: each image's CPU seconds in
+the one-process rounds (``cpu_s_per_image``), the ratio that one-image tasks over K workers
+reach at best with those costs (``balance_bound``: no scheduling or pickling cost, perfect
+cores), and the share of a core the one-process baseline got (``cpu_share``: CPU seconds over
+wall seconds; 1.0 on a quiet machine, less when other processes hold the cores).
+
 The variants alternate round by round (a shared machine is noisy at the scale of seconds,
 so each sees the same conditions); each reports min/median/max seconds and images/s over
 the rounds, the ratio of medians to the baseline, and the load average before and after.
@@ -42,6 +48,14 @@ def patches(n: int, size: int = 64, seed: int = 0) -> np.ndarray:
     return np.stack(out)
 
 
+def makespan(costs: list[float], workers: int) -> float:
+    """The end of the last task when one-image tasks go, in order, to whichever worker is free."""
+    free = [0.0] * workers
+    for c in costs:
+        free[free.index(min(free))] += c
+    return max(free)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-n", type=int, default=96, help="patches per round (default 96)")
@@ -63,6 +77,7 @@ def main() -> int:
     load_before = os.getloadavg()
     times: dict[str, list[float]] = {"one_process": [], **{f"workers_{k}": [] for k in pools}}
     baseline: np.ndarray | None = None
+    cpu: list[float] = []
     for r in range(args.rounds):
         order = ["one_process", *[f"workers_{k}" for k in pools]]
         if r % 2:
@@ -70,7 +85,15 @@ def main() -> int:
         for name in order:
             k = 1 if name == "one_process" else int(name.split("_")[1])
             t0 = time.perf_counter()
-            f = R.features_of_items(items, workers=k)
+            if k == 1:  # in this process, each image's CPU time kept (the same as features_of_items(workers=1))
+                rows = []
+                for it in items:
+                    c0 = time.process_time()
+                    rows.append(R.image_features(it))
+                    cpu.append(time.process_time() - c0)
+                f = np.stack([r[1] for r in rows if r is not None])
+            else:
+                f = R.features_of_items(items, workers=k)
             times[name].append(time.perf_counter() - t0)
             if baseline is None and name == "one_process":
                 baseline = f
@@ -84,11 +107,15 @@ def main() -> int:
         variants[name] = {"seconds": {"min": min(ts), "median": med, "max": max(ts)},
                           "images_per_s": {"min": args.n / max(ts), "median": args.n / med, "max": args.n / min(ts)},
                           "speedup_vs_one_process": base_med / med}
+    per_image = [statistics.median(cpu[i::args.n]) for i in range(args.n)]
+    profile = {"cpu_s_per_image": {"min": min(per_image), "median": statistics.median(per_image), "max": max(per_image)},
+               "cpu_share": sum(cpu) / sum(times["one_process"]),
+               "balance_bound": {f"workers_{k}": sum(per_image) / makespan(per_image, k) for k in pools}}
     result = {"benchmark": "frd_extraction", "images": args.n, "image": "64x64 grey uint8", "rounds": args.rounds,
               "cores": cores, "python": platform.python_version(), "baseline": "one_process",
               "load_average_before": list(load_before), "load_average_after": list(load_after),
               "target": "workers_2 speedup >= 1.8 on an idle 2-core machine", "pool_start_s": pool_start,
-              "variants": variants}
+              "variants": variants, "profile": profile}
     text = json.dumps(result, indent=1)
     print(text)
     if args.out:

@@ -196,6 +196,7 @@ def format_status(st: dict[str, Any]) -> str:
             lines.append(f"  {a['upstream']}/{a['model_id']}@{a['version']}: {a['verdict']} against {a['training']}"
                          + (f" / held-out {a['holdout']}" if a.get("holdout") else "")
                          + f", {a['n']} samples" + (f", near-copies {100 * frac:.0f}%" if frac is not None else "")
+                         + (" (uninformative)" if a.get("near_copy_uninformative") else "")
                          + f" at {str(a['finished'])[:19]}" + (f": {a['reasons'][0]}" if a.get("reasons") else ""))
     if st.get("failing_models"):
         lines.append("failing models:")

@@ -141,6 +141,7 @@ def test_a_model_returning_flipped_noisy_training_images_fails(site: Path, capsy
     assert (rc, a["verdict"]) == (4, "fail")
     v = a["values"]
     assert v["near_copy_fraction"] == 1.0 and v["training_near_duplicate_fraction"] == 0.0
+    assert v["near_copy_uninformative"] is False  # a set of distinct images: the count means something
     assert v["pixel_closer_to_training"] == 1.0 and v["pixel_dcr_p"] < 1e-6
     assert {n["transform"] for n in a["near_copies"]} == {"flip left-right"}
     # sample i (seed i) is training image i: the indices point into the set's manifest (sorted by path)
@@ -213,6 +214,93 @@ def test_bad_audit_input_gets_clear_errors(site: Path, tmp_path: Path, capsys: p
     assert "is a file" in err("copier", "--training", "train", "-n", "12", "--matches", str(f))
 
 
+def smooth_crops(seed: int, n: int = 64, side: int = 32) -> list[np.ndarray]:
+    """``n`` overlapping crops (one pixel apart) of one smooth field: a training set whose images
+    are near-copies of each other (as retina patches cut from a few fundus photographs are)."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(seed)
+    f = gaussian_filter(rng.normal(0, 1, (side + 32, side + n - 1 + 32)), 6)[16:-16, 16:-16]
+    field = np.clip(128 + 45 * (f - f.mean()) / f.std(), 0, 255).round().astype(np.uint8)
+    return [field[:, i:i + side] for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def crop_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A site whose training set is overlapping crops (near-duplicate rate 100%), a held-out set of
+    crops of another field, a model returning its training crops (flipped, noisy) and an honest one."""
+    tmp = tmp_path_factory.mktemp("crops")
+    train = smooth_crops(1)
+    recs = [_record(tmp, "texture", {"model.py": INDEPENDENT}),
+            _record(tmp, "crop-copier", {"model.py": COPIER, "train.npy": _npy(np.stack(train))})]
+    home = make_site_home(tmp / "site", recs)
+    _folder(tmp / "crops", train)
+    _folder(tmp / "crops-heldout", smooth_crops(2))
+    for name in ("crops", "crops-heldout"):
+        assert main(["--site", str(home), "reference", "add", name, str(tmp / name), "--extractor", EXTRACTOR]) == 0
+    return home
+
+
+def test_overlapping_crops_make_the_near_copy_count_uninformative(crop_site: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    # a model giving back its training crops still fails: on the DCR test against the held-out crops
+    rc, a = _audit(capsys, crop_site, "crop-copier", "--training", "crops", "--holdout", "crops-heldout", "-n", "32")
+    v = a["values"]
+    assert (rc, a["verdict"]) == (4, "fail"), a["reasons"]
+    assert v["training_near_duplicate_fraction"] == 1.0 and v["near_copy_uninformative"] is True
+    assert v["pixel_closer_to_training"] == 1.0 and v["pixel_dcr_p"] < 1e-6
+    assert not any("are near-copies of training images" in r for r in a["reasons"])  # not driven by the count
+    assert a["provenance"]["thresholds"]["uninformative_near_duplicate_fraction"] == MM.UNINFORMATIVE_NEAR_DUPLICATE_FRACTION
+    # an honest model: flagged too (the flag is about the training set), and not failed for it
+    rc, h = _audit(capsys, crop_site, "texture", "--training", "crops", "--holdout", "crops-heldout", "-n", "32")
+    assert h["values"]["near_copy_uninformative"] is True and h["verdict"] != "fail", h["reasons"]
+    # without a held-out set nothing can fail a copier here: review, saying why and what to do
+    rc, r = _audit(capsys, crop_site, "crop-copier", "--training", "crops", "-n", "32")
+    assert (rc, r["verdict"]) == (3, "review")
+    assert "uninformative" in r["reasons"][0] and "--holdout" in r["reasons"][0]
+    # the text output says it beside the count
+    capsys.readouterr()
+    assert main(["--site", str(crop_site), "audit", "crop-copier", "--training", "crops", "-n", "16",
+                 "--extractor", EXTRACTOR, "--no-record"]) == 3
+    out = capsys.readouterr().out
+    assert "training images among themselves 100% - UNINFORMATIVE" in out
+
+
+def test_second_runs_of_evaluate_and_audit_extract_nothing(crop_site: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reference features are cached (a stored set under its folder, a folder given directly
+    under cache/features/), and so are the generated set's: evaluate and audit share them."""
+    from synthmed.registry.measuring.extractors import FeatureExtractor
+
+    extracted: list[int] = []
+    real = FeatureExtractor.features
+
+    def counting(self: FeatureExtractor, images: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
+        extracted.append(len(images))
+        return real(self, images, value_range)
+
+    monkeypatch.setattr(FeatureExtractor, "features", counting)
+    folder = _folder(tmp_path / "real", [texture(4000 + i) for i in range(20)])
+
+    def run(*args: str) -> None:
+        capsys.readouterr()
+        assert main(["--site", str(crop_site), *args, "--extractor", EXTRACTOR, "--json"]) in (0, 3, 4)
+
+    run("evaluate", "texture", "--reference", str(folder), "-n", "12", "--seed", "777")
+    assert sorted(extracted) == [12, 20]  # the generated set and the folder, once each
+    run("evaluate", "texture", "--reference", str(folder), "-n", "12", "--seed", "777")
+    assert sorted(extracted) == [12, 20]  # nothing again
+    # the same samples audited against that folder (and a stored held-out set): all from the caches
+    run("audit", "texture", "--training", str(folder), "--holdout", "crops-heldout", "-n", "12", "--seed", "777")
+    run("audit", "texture", "--training", "crops", "--holdout", "crops-heldout", "-n", "12", "--seed", "777")
+    assert sorted(extracted) == [12, 20]
+    run("audit", "texture", "--training", "crops", "-n", "12", "--seed", "778")
+    assert sorted(extracted) == [12, 12, 20]  # new samples: extracted once
+    run("audit", "texture", "--training", "crops", "-n", "12", "--seed", "778")
+    assert sorted(extracted) == [12, 12, 20]
+
+
 def test_verdict_rules_on_fixed_numbers() -> None:
     base = {"n_generated": 100, "near_copies": 0, "near_copy_fraction": 0.0, "training_near_duplicate_fraction": 0.0,
             "pixel_dcr_ratio": 1.0, "feature_dcr_ratio": 1.0, "authenticity": 0.6}
@@ -224,6 +312,14 @@ def test_verdict_rules_on_fixed_numbers() -> None:
     assert MM.verdict({**base, "near_copies": 30, "near_copy_fraction": 0.3,
                        "training_near_duplicate_fraction": 0.4})[0] == "pass"
     assert MM.verdict({**base, "pixel_dcr_ratio": 0.3})[0] == "review"
+    # half the training set near-duplicates of itself: the count is uninformative and drives nothing
+    crops = {**base, "near_copies": 100, "near_copy_fraction": 1.0, "training_near_duplicate_fraction": 0.6}
+    said = MM.verdict(crops)
+    assert said[0] == "review" and len(said[1]) == 1 and "uninformative" in said[1][0]  # no held-out set: review
+    held = {**crops, "pixel_closer_to_training": 0.5, "pixel_dcr_p": 0.5, "feature_closer_to_training": 0.5,
+            "feature_dcr_p": 0.5, "holdout_authenticity": 0.6}
+    assert MM.verdict(held) == ("pass", [])
+    assert MM.verdict({**held, "training_near_duplicate_fraction": 0.4})[0] == "fail"  # below the threshold: it counts
     dcr = {**base, "pixel_closer_to_training": 0.8, "pixel_dcr_p": 1e-5, "feature_closer_to_training": 0.5,
            "feature_dcr_p": 0.5, "holdout_authenticity": 0.6}
     assert MM.verdict(dcr)[0] == "fail"

@@ -202,4 +202,4 @@ def test_a_change_of_resize_filter_or_antialias_changes_the_comparability_key() 
     assert config_key(_A()) != config_key(_B())  # type: ignore[arg-type]
     assert describe(a)["input"]["resize"]["antialias"] is True
     assert set(KEYED) == {"implementation", "extractor", "reference", "n_real", "n_generated", "seeds", "metrics",
-                          "encoding"}
+                          "encoding", "region"}  # region: present for FRD on volumes or mask regions only

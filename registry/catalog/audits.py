@@ -106,5 +106,6 @@ class AuditStore:
             s = r.pop("summary")
             vals = s.get("values", {}) if isinstance(s, dict) else {}
             r["near_copy_fraction"] = vals.get("near_copy_fraction")
+            r["near_copy_uninformative"] = bool(vals.get("near_copy_uninformative"))
             r["reasons"] = s.get("reasons", []) if isinstance(s, dict) else []
         return rows

@@ -30,7 +30,7 @@ import numpy as np
 from ..errors import EvaluationError, SynthmedError
 from ..stamps import synthmed_version, utcnow
 from . import memorisation as MM
-from .evaluate import config_key, generate, pick_output
+from .evaluate import config_key, generate, generated_features, pick_output
 from ..runner import check_params
 from .extractors import Extractor, describe, open_extractor
 from .reference_sets import ReferenceSet, open_reference
@@ -191,9 +191,12 @@ def run_audit(settings: "Settings", entry: "CatalogEntry", training: ReferenceSe
     progress(f"audit: reading {len(training.files)} training images of {training.label}")
     train_imgs = training.load_images()
     hold_imgs = holdout.load_images() if holdout is not None else None
-    sha, samples, checked = generate(settings, entry, spec, n, seed, dict(params or {}), progress)
+    # the samples' features (and the samples) from evaluate's cache when this set was made before
+    sha, s_feat, cached, checked = generated_features(settings, entry, spec, extractor, config_key(extractor), n, seed,
+                                                      dict(params or {}), progress)
+    samples = cached if cached is not None else generate(settings, entry, spec, n, seed, dict(checked), progress)[1]
     m, rules, s_px, t_px = measure_pictures(samples, list(range(seed, seed + n)), training, train_imgs, extractor,
-                                            holdout, hold_imgs, progress)
+                                            holdout, hold_imgs, progress, s_feat=s_feat)
     verdict, reasons = MM.verdict(m.values)
     site_local = {k: str(r.source) for k, r in (("training", training), ("holdout", holdout))
                   if r is not None and r.name is None}
@@ -216,11 +219,12 @@ def measure_pictures(samples: np.ndarray, seeds: list[int], training: ReferenceS
                      train_imgs: list[tuple[np.ndarray, tuple[float, float]]], extractor: Extractor,
                      holdout: ReferenceSet | None = None,
                      hold_imgs: list[tuple[np.ndarray, tuple[float, float]]] | None = None,
-                     progress: Callable[[str], None] = lambda m: None
+                     progress: Callable[[str], None] = lambda m: None, *, s_feat: np.ndarray | None = None
                      ) -> tuple[MM.Measures, dict[str, Any], np.ndarray, np.ndarray]:
     """The audit's numbers for samples given as 8-bit pictures ``(N, rows, cols[, c])`` (made
     now by :func:`run_audit`, or read from a dataset's files by :func:`audit_pictures`), each
-    with its seed: (measures, pixel rules, samples and training at the comparison size)."""
+    with its seed: (measures, pixel rules, samples and training at the comparison size).
+    ``s_feat``: the samples' features where they are known already (evaluate's cache)."""
     rows, cols = samples.shape[1], samples.shape[2]
     grey = samples.ndim == 3 or samples.shape[3] == 1 or any(
         a.ndim == 2 or a.shape[2] < 3 for a, _ in train_imgs + (hold_imgs or []))
@@ -229,7 +233,8 @@ def measure_pictures(samples: np.ndarray, seeds: list[int], training: ReferenceS
     s_px = prepare_pixels([(a, (0.0, 255.0)) for a in samples], (rows, cols), rules)
     t_px = prepare_pixels(train_imgs, (rows, cols), rules)
     ckey = config_key(extractor)
-    s_feat = extractor.features(samples, (0.0, 255.0))
+    if s_feat is None:
+        s_feat = extractor.features(samples, (0.0, 255.0))
     t_feat = training.features(extractor, ckey)
     h_px = h_feat = None
     if holdout is not None and hold_imgs is not None:
@@ -369,7 +374,8 @@ def write_audit_report(audits: list[Audit], failures: list[dict[str, str]], fold
     for a in audits:
         v, p = a.values, a.provenance
         lines.append(f"| {a.ref} | **{a.verdict}** | {p['training_label']} | {p.get('holdout_label') or '-'} | "
-                     f"{v['n_generated']} | {v['near_copies']} | {v['pixel_dcr_ratio']:.3g} | "
+                     f"{v['n_generated']} | {v['near_copies']}{' (uninformative)' if v.get('near_copy_uninformative') else ''} | "
+                     f"{v['pixel_dcr_ratio']:.3g} | "
                      f"{v['feature_dcr_ratio']:.3g} | {v['authenticity']:.3g} |")
     lines.append("")
     for a in audits:

@@ -155,7 +155,9 @@ def audit_cards(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 f"(seeds {r.get('seed')}..{int(r.get('seed') or 0) + int(r.get('n') or 0) - 1}), "
                 f"{_params_text(_loads(r.get('params')) or {})}; features {ext.get('id', '?')}@{ext.get('version', '?')} "
                 f"({training_of(ext)})")
-        numbers = [("near-copies", f"{v.get('near_copies', '?')} of {v.get('n_generated', '?')}"),
+        numbers = [("near-copies", f"{v.get('near_copies', '?')} of {v.get('n_generated', '?')}"
+                    + (" (uninformative: the training set's own near-duplicate rate is "
+                       f"{_fmt(v.get('training_near_duplicate_fraction'))})" if v.get("near_copy_uninformative") else "")),
                    ("max pixel similarity", _fmt(v.get("pixel_similarity_max"))),
                    ("pixel DCR / leave-one-out", _fmt(v.get("pixel_dcr_ratio"))),
                    ("feature DCR / leave-one-out", _fmt(v.get("feature_dcr_ratio"))),

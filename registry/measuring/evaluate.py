@@ -35,7 +35,7 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping, cast
 
 import numpy as np
 
@@ -43,10 +43,10 @@ from . import metrics as M
 from .. import atomic
 from ..errors import EvaluationError
 from .extractors import Extractor, describe, open_extractor
-from ..outputs import OutputSpec, preview, record_specs
+from ..outputs import OutputSpec, canonical, preview, record_specs
 from ..packages import prepare
 from .ranking import BETTER
-from .radiomics import frd_v1, standardise
+from .radiomics import Item, RadiomicsExtractor, frd_v1, grey, standardise
 from .reference_sets import ReferenceSet, list_references, open_reference
 from ..pipeline import open_runner
 from ..runner import RunnerOptions, check_params
@@ -96,10 +96,13 @@ def _digest(obj: Any) -> str:
 REPORT_COLUMNS = ["fd", "frd", "kid", "precision", "recall", "density", "coverage", "mmd_rbf", "cmmd", "ms_ssim_diversity"]
 #: the provenance fields the comparability key hashes (everything but the model, its
 #: parameters and output, the image's value range, the synthmed version and the time)
-KEYED = ("implementation", "extractor", "reference", "n_real", "n_generated", "seeds", "metrics", "encoding")
+KEYED = ("implementation", "extractor", "reference", "n_real", "n_generated", "seeds", "metrics", "encoding", "region")
 #: how a generated sample becomes the image the extractor sees (reference files are read as stored)
 ENCODING = ("8-bit picture as `generate --format png` writes it (registry/outputs.preview: the output's value "
             "range, or the window of a CT output), then the extractor's input rules")
+#: how a generated volume becomes what FRD sees (reference volumes are read as frd-score reads NIfTI files)
+VOLUME_ENCODING = ("the volume's values as `generate --format nifti` writes them (canonical (slices, rows, cols), "
+                   "float32), spacing_mm as the voxel spacing (1 when absent)")
 
 
 def comparability_key(provenance: Mapping[str, Any]) -> str:
@@ -145,20 +148,31 @@ class Evaluation:
 
 
 def keyed_provenance(reference: ReferenceSet, extractor: Extractor, n: int, seed: int,
-                     ms: MetricSettings) -> dict[str, Any]:
+                     ms: MetricSettings, spec: OutputSpec | None = None,
+                     mask: OutputSpec | None = None) -> dict[str, Any]:
     """The part of a measurement's provenance its comparability key hashes; known before
-    anything is generated (so a scheduled run can tell what it measured already)."""
+    anything is generated (so a scheduled run can tell what it measured already). A volume or
+    a mask region adds ``region`` (and a volume its encoding); a 2-D whole image adds nothing."""
     msd = ms.describe()
     msd["kid"]["subset_size"] = min(ms.kid_subset_size, n, len(reference.files))  # capped at the smaller set
-    return {"implementation": M.IMPLEMENTATION, "extractor": describe(extractor.record),
-            "reference": reference.describe(), "n_real": len(reference.files), "n_generated": int(n),
-            "seeds": [int(seed), int(seed + n - 1)], "metrics": msd, "encoding": ENCODING}
+    out: dict[str, Any] = {"implementation": M.IMPLEMENTATION, "extractor": describe(extractor.record),
+           "reference": reference.describe(), "n_real": len(reference.files), "n_generated": int(n),
+           "seeds": [int(seed), int(seed + n - 1)], "metrics": msd, "encoding": ENCODING}
+    volume = spec is not None and spec.dims == 3
+    if volume:
+        out["encoding"] = VOLUME_ENCODING
+    if volume or mask is not None:
+        out["region"] = ({"rule": "mask", "mask_output": mask.name, "reference": "each image's mask (reference add --masks)"}
+                         if mask is not None else {"rule": "whole image but its first voxel (frd-score without a mask)"})
+        out["region"]["dims"] = 3 if volume else 2
+    return out
 
 
-def pick_output(entry: "CatalogEntry", name: str | None) -> OutputSpec:
-    """The 2-D output to measure: ``name``, else the first 2-D image, else the first 2-D
-    output of any kind (a mask generator's masks). Models that need array inputs are
-    refused: an evaluation generates from seeds alone."""
+def pick_output(entry: "CatalogEntry", name: str | None, *, volumes: bool = False) -> OutputSpec:
+    """The output to measure: ``name``, else the first 2-D image, else the first 2-D output of
+    any kind (a mask generator's masks); a 3-D output only by ``name`` and when ``volumes`` (a
+    radiomics extractor measures volumes). Models that need array inputs are refused: an
+    evaluation generates from seeds alone."""
     arrays = [str(a.get("name")) for a in entry.record.data.get("array_inputs") or []]
     if arrays:
         raise EvaluationError(f"{entry.qualified_ref} needs array input(s) {', '.join(arrays)}; synthmed evaluate "
@@ -169,9 +183,12 @@ def pick_output(entry: "CatalogEntry", name: str | None) -> OutputSpec:
     if name:
         for s in specs:
             if s.name == name:
+                if s.dims == 3 and volumes:
+                    return s
                 if s.dims != 2:
-                    raise EvaluationError(f"{entry.qualified_ref}: output {name!r} is {s.dims}-D; only 2-D outputs "
-                                          "are evaluated", hint=f"2-D outputs: {', '.join(o.name for o in two_d) or 'none'}")
+                    raise EvaluationError(f"{entry.qualified_ref}: output {name!r} is {s.dims}-D; this extractor "
+                                          "measures 2-D outputs", hint="measure volumes with --extractor frd-radiomics; "
+                                          f"2-D outputs: {', '.join(o.name for o in two_d) or 'none'}")
                 return s
         raise EvaluationError(f"{entry.qualified_ref} has no output {name!r}",
                               hint=f"its outputs: {', '.join(s.name for s in specs)}")
@@ -179,6 +196,70 @@ def pick_output(entry: "CatalogEntry", name: str | None) -> OutputSpec:
         raise EvaluationError(f"{entry.qualified_ref} has no 2-D output to evaluate",
                               hint="synthmed evaluate measures 2-D images (volumes are not evaluated)")
     return next((s for s in two_d if s.kind == "image"), two_d[0])
+
+
+def mask_output(entry: "CatalogEntry", spec: OutputSpec) -> OutputSpec | None:
+    """The mask the model makes for output ``spec``: the mask output whose ``segments`` names
+    it, else the one undeclared mask output of its dimensionality and size; None when there is
+    none; refused when several could be (the record should say with ``segments``)."""
+    outs = {str(o.get("name")): o for o in entry.record.data.get("outputs") or []}
+    masks = [s for s in record_specs(entry.record) if s.is_mask and s.name != spec.name]
+    declared = [s for s in masks if outs.get(s.name, {}).get("segments") == spec.name]
+    if declared:
+        return declared[0]
+    same = [s for s in masks if not outs.get(s.name, {}).get("segments") and s.dims == spec.dims
+            and tuple(s.shape[:s.dims]) == tuple(spec.shape[:spec.dims])]
+    if len(same) > 1:
+        raise EvaluationError(f"{entry.qualified_ref}: masks {', '.join(s.name for s in same)} could each be the region "
+                              f"of output {spec.name!r}", hint="the record must say which with the mask output's "
+                                                               f"\"segments\": \"{spec.name}\"")
+    return same[0] if same else None
+
+
+def region_for(entry: "CatalogEntry", spec: OutputSpec, reference: ReferenceSet,
+               extractor: Extractor) -> OutputSpec | None:
+    """The rule of what FRD measures: the model's mask of the output exactly when the reference
+    set has masks (both sides on their regions), else both whole; a volume against volumes."""
+    if (spec.dims == 3) != reference.has_volumes:
+        raise EvaluationError(f"{entry.qualified_ref}: output {spec.name!r} is {spec.dims}-D and reference "
+                              f"{reference.label} holds {'volumes' if reference.has_volumes else '2-D images'}",
+                              hint="measure a volume output against a reference set of NIfTI volumes, a 2-D output "
+                                   "against pictures")
+    if not reference.has_masks:
+        return None
+    if not extractor.record.is_radiomics:
+        raise EvaluationError(f"reference {reference.label} has masks; only a radiomics extractor measures mask regions",
+                              hint="--extractor frd-radiomics")
+    mask = mask_output(entry, spec)
+    if mask is None:
+        raise EvaluationError(f"reference {reference.label} has masks, and {entry.qualified_ref} makes no mask for its "
+                              f"output {spec.name!r}", hint="FRD on mask regions needs masks on both sides: measure "
+                                                             "against a reference set without masks (whole images)")
+    return mask
+
+
+def generate_items(settings: "Settings", entry: "CatalogEntry", spec: OutputSpec, mask: OutputSpec | None, n: int,
+                   seed: int, params: Mapping[str, Any], progress: Callable[[str], None]
+                   ) -> tuple[str, list[Item], np.ndarray | None, dict[str, Any]]:
+    """(package sha256, n radiomics items, the 8-bit pictures of a 2-D output or None, checked
+    params): a 2-D sample as its 8-bit picture (as :func:`generate`), a volume as its values with
+    its spacing (as ``generate --format nifti`` writes it), each with the model's mask of it."""
+    package = prepare(entry, settings)
+    items: list[Item] = []
+    pictures = []
+    spacing = tuple(float(v) for v in reversed(spec.spacing_mm)) if spec.spacing_mm else (1.0,) * spec.dims
+    with open_runner(package, RunnerOptions.from_settings(settings)) as runner:
+        checked = runner.check_params(dict(params))
+        for _, batch in runner.iter_batches(list(range(seed, seed + n)), checked):
+            for i, a in enumerate(np.asarray(batch[spec.name])):
+                m = canonical(np.asarray(batch[mask.name])[i], mask) if mask is not None else None
+                if spec.dims == 3:
+                    items.append(Item(grey(canonical(a, spec), 3), spacing, None, None, m))
+                else:
+                    pictures.append(preview(a, spec))
+                    items.append(Item(grey(pictures[-1], 2), (1.0, 1.0), None, None, m))
+            progress(f"evaluate: {entry.qualified_ref}: {len(items)}/{n} samples")
+    return package.sha256, items, (np.stack(pictures) if pictures else None), dict(checked)
 
 
 def generate(settings: "Settings", entry: "CatalogEntry", spec: OutputSpec, n: int, seed: int,
@@ -207,19 +288,20 @@ def evaluate(settings: "Settings", entry: "CatalogEntry", reference: ReferenceSe
     if n < max(ms.k_dc, ms.k_pr) + 1:
         raise EvaluationError(f"-n {n} is too small: precision/recall and density/coverage need more than "
                               f"{max(ms.k_dc, ms.k_pr)} generated samples", hint="use -n 50 or more")
-    spec = pick_output(entry, output)
+    spec = pick_output(entry, output, volumes=extractor.record.is_radiomics)
+    mask = region_for(entry, spec, reference, extractor)
     ckey = config_key(extractor)
     ref_feats = reference.features(extractor, ckey)
     progress(f"evaluate: reference {reference.label}: {len(ref_feats)} images")
-    sha, gen_feats, images, checked = _generated_features(settings, entry, spec, extractor, ckey, n, seed,
-                                                          dict(params or {}), progress)
+    sha, gen_feats, images, checked = generated_features(settings, entry, spec, extractor, ckey, n, seed,
+                                                          dict(params or {}), progress, mask)
     values = feature_values(extractor, ref_feats, gen_feats, ms)
     div_images = images if images is not None else None
     if div_images is not None and min(div_images.shape[1:3]) >= ms.diversity_win:
         values["ms_ssim_diversity"] = M.ms_ssim_diversity(div_images, data_range=255.0,
                                                           pairs=ms.diversity_pairs, win_size=ms.diversity_win)["ms_ssim_diversity"]
     provenance = {
-        **keyed_provenance(reference, extractor, n, seed, ms),
+        **keyed_provenance(reference, extractor, n, seed, ms, spec, mask),
         "image": {"value_range": list(spec.value_range), "window": list(spec.window) if spec.window else None},
         "model": {"upstream": entry.upstream, "id": entry.id, "version": entry.version, "sha256": sha},
         "params": checked, "output": spec.name, "synthmed": synthmed_version(), "finished": utcnow(),
@@ -261,14 +343,18 @@ def feature_values(extractor: Extractor, ref_feats: np.ndarray, gen_feats: np.nd
     return values
 
 
-def _generated_features(settings: "Settings", entry: "CatalogEntry", spec: OutputSpec, extractor: Extractor,
-                        ckey: str, n: int, seed: int, params: dict[str, Any],
-                        progress: Callable[[str], None]) -> tuple[str, np.ndarray, np.ndarray | None, dict[str, Any]]:
-    """Features of the generated set, from the cache when this exact set was measured
-    with this extractor configuration before (the images themselves are then not kept,
-    so MS-SSIM diversity is recomputed only when the samples are made again)."""
+def generated_features(settings: "Settings", entry: "CatalogEntry", spec: OutputSpec, extractor: Extractor,
+                       ckey: str, n: int, seed: int, params: dict[str, Any], progress: Callable[[str], None],
+                       mask: OutputSpec | None = None) -> tuple[str, np.ndarray, np.ndarray | None, dict[str, Any]]:
+    """(package sha256, features, images or None, checked params) of the generated set, from
+    the cache when this exact set was measured with this extractor configuration before
+    (evaluate and audit share it; the images come back from it when they were small enough
+    to keep, else None and a caller that needs them makes them again)."""
     sha = entry.record.sha256 or ""
-    set_id = _digest({"sha256": sha, "output": spec.name, "params": params, "seeds": [seed, seed + n - 1]})
+    ident: dict[str, Any] = {"sha256": sha, "output": spec.name, "params": params, "seeds": [seed, seed + n - 1]}
+    if mask is not None or spec.dims == 3:
+        ident["region"] = {"mask": mask.name if mask is not None else None, "dims": spec.dims}
+    set_id = _digest(ident)
     cache = settings.features_cache_dir / ckey / f"{set_id[:40]}.npz"
     if cache.is_file():
         try:
@@ -281,10 +367,15 @@ def _generated_features(settings: "Settings", entry: "CatalogEntry", spec: Outpu
                 return sha, feats, imgs, checked
         except (OSError, ValueError, KeyError) as exc:
             log.warning("feature cache %s unreadable (%s); computing again", cache, exc)
-    sha, images, checked = generate(settings, entry, spec, n, seed, params, progress)
-    feats = extractor.features(images, (0.0, 255.0))
+    images: np.ndarray | None
+    if mask is not None or spec.dims == 3:  # radiomics on a region or a volume (region_for checked the extractor)
+        sha, items, images, checked = generate_items(settings, entry, spec, mask, n, seed, params, progress)
+        feats = cast(RadiomicsExtractor[Any], extractor).item_features(items)
+    else:
+        sha, images, checked = generate(settings, entry, spec, n, seed, params, progress)
+        feats = extractor.features(images, (0.0, 255.0))
     arrays: dict[str, np.ndarray] = {"features": feats, "params": np.array(json.dumps(checked, sort_keys=True))}
-    if images.nbytes <= 64 << 20:
+    if images is not None and images.nbytes <= 64 << 20:
         arrays["images"] = images
     with atomic.atomic_file(cache, parents=True) as fh:
         np.savez(fh, **arrays)  # type: ignore[arg-type]

@@ -11,7 +11,10 @@ same kind), it measures:
   below :data:`FLAT_STD` of the range) has no pattern to copy; its similarity is 0.
 - **the training set's own leave-one-out values** (each training image against the others,
   with the same transforms): how close real images of this kind come to each other, the
-  baseline for both the near-copy rate and the distances.
+  baseline for both the near-copy rate and the distances. When that own rate is high
+  (:data:`UNINFORMATIVE_NEAR_DUPLICATE_FRACTION`: overlapping patches, adjacent slices) the
+  near-copy count is **uninformative** (``near_copy_uninformative`` in the values): it drives
+  no verdict, and the audit says so.
 - **distance to closest record (DCR)**: in pixel space (``sqrt(2 (1 - r))``, the distance of
   the standardised images) and in feature space (Euclidean), the median over samples divided
   by the median leave-one-out distance of the training set (well below 1: samples sit closer
@@ -37,7 +40,8 @@ import numpy as np
 
 from ..errors import EvaluationError
 
-IMPLEMENTATION = {"name": "synthmed.registry.measuring.memorisation", "version": "1"}
+#: version 2: the near-copy rules stand aside when the training set's own near-duplicate rate makes them uninformative
+IMPLEMENTATION = {"name": "synthmed.registry.measuring.memorisation", "version": "2"}
 
 #: pixel similarity (Pearson r, best over flips and rotations) at or above which a sample is a near-copy
 NEAR_COPY_SIMILARITY = 0.95
@@ -45,6 +49,12 @@ NEAR_COPY_SIMILARITY = 0.95
 FLAT_STD = 1.0 / 512
 #: fail: at least this fraction of samples are near-copies, and this much more than the training set's own rate
 FAIL_NEAR_COPY_FRACTION = 0.05
+#: the near-copy count is **uninformative** when at least this fraction of the training images are near-copies
+#: of another training image (overlapping patches, adjacent slices, phantoms): an independent sample of the
+#: same kind is then as likely a near-copy as not, so the count cannot separate copying from the set's own
+#: redundancy. The near-copy rules then drive no verdict (the audit says so); the DCR test against a held-out
+#: set decides, and without one the verdict is at least ``review``
+UNINFORMATIVE_NEAR_DUPLICATE_FRACTION = 0.5
 #: fail: the DCR test's fraction of samples closer to training than to held-out, with p below FAIL_DCR_P
 FAIL_DCR_FRACTION = 0.75
 FAIL_DCR_P = 1e-3
@@ -56,7 +66,9 @@ REVIEW_DCR_RATIO = 0.5
 REVIEW_AUTHENTICITY_DROP = 0.2
 
 THRESHOLDS = {"near_copy_similarity": NEAR_COPY_SIMILARITY, "flat_std": FLAT_STD,
-              "fail_near_copy_fraction": FAIL_NEAR_COPY_FRACTION, "fail_dcr_fraction": FAIL_DCR_FRACTION,
+              "fail_near_copy_fraction": FAIL_NEAR_COPY_FRACTION,
+              "uninformative_near_duplicate_fraction": UNINFORMATIVE_NEAR_DUPLICATE_FRACTION,
+              "fail_dcr_fraction": FAIL_DCR_FRACTION,
               "fail_dcr_p": FAIL_DCR_P, "review_dcr_p": REVIEW_DCR_P, "review_dcr_ratio": REVIEW_DCR_RATIO,
               "review_authenticity_drop": REVIEW_AUTHENTICITY_DROP}
 
@@ -223,6 +235,7 @@ def measure(samples_px: np.ndarray, training_px: np.ndarray, samples_feat: np.nd
         "n_generated": int(len(samples_px)), "n_training": int(len(training_px)),
         "near_copies": int(near.sum()), "near_copy_fraction": float(near.mean()),
         "training_near_duplicate_fraction": float((loo_sim >= NEAR_COPY_SIMILARITY).mean()),
+        "near_copy_uninformative": near_copies_uninformative(float((loo_sim >= NEAR_COPY_SIMILARITY).mean())),
         "flat_samples": int(flat_s.sum()),
         "pixel_similarity_max": float(sim.max()), "pixel_similarity_median": float(np.median(sim)),
         "training_loo_similarity_median": float(np.median(loo_sim)),
@@ -263,12 +276,30 @@ def _holdout_measures(samples_px: np.ndarray, training_px: np.ndarray, samples_f
             "holdout_authenticity": authenticity(h_d, h_idx, loo_f_d)}
 
 
+def near_copies_uninformative(training_near_duplicate_fraction: float) -> bool:
+    """Whether the training set's own near-duplicate rate makes the near-copy count say nothing
+    about memorisation (:data:`UNINFORMATIVE_NEAR_DUPLICATE_FRACTION`)."""
+    return training_near_duplicate_fraction >= UNINFORMATIVE_NEAR_DUPLICATE_FRACTION
+
+
+def uninformative_note(v: dict[str, Any]) -> str:
+    """The words for an uninformative near-copy count (the CLI, reports and pages print it)."""
+    return (f"the near-copy count is uninformative: {v['training_near_duplicate_fraction']:.0%} of the training "
+            f"images are near-copies of another training image (>= {UNINFORMATIVE_NEAR_DUPLICATE_FRACTION:.0%}: "
+            "overlapping patches, adjacent slices), so samples of the same kind are near-copies whether copied or "
+            "not; it drives no verdict")
+
+
 def verdict(v: dict[str, Any]) -> tuple[str, list[str]]:
     """``pass`` / ``review`` / ``fail`` and the reasons, from :func:`measure`'s values."""
     fail: list[str] = []
     review: list[str] = []
     frac, base = v["near_copy_fraction"], v["training_near_duplicate_fraction"]
-    if frac >= FAIL_NEAR_COPY_FRACTION and frac - base >= FAIL_NEAR_COPY_FRACTION:
+    if near_copies_uninformative(base):
+        if "pixel_closer_to_training" not in v:
+            review.append(uninformative_note(v) + "; without a held-out set nothing else can tell a copying model "
+                          "from an honest one: audit again with --holdout (real images the model was not trained on)")
+    elif frac >= FAIL_NEAR_COPY_FRACTION and frac - base >= FAIL_NEAR_COPY_FRACTION:
         fail.append(f"{v['near_copies']} of {v['n_generated']} samples ({frac:.0%}) are near-copies of training "
                     f"images (pixel similarity >= {NEAR_COPY_SIMILARITY}; training images among themselves: {base:.0%})")
     elif v["near_copies"] and frac > base:

@@ -36,7 +36,7 @@ import multiprocessing
 import os
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Generic, Iterable, Mapping, Protocol, Sequence, TypeVar
+from typing import Any, Generic, Iterable, Mapping, NamedTuple, Protocol, Sequence, TypeVar
 
 import numpy as np
 
@@ -122,7 +122,7 @@ class _Extractors:
             from frd_score import frd
 
             frd._ensure_radiomics()
-            logging.getLogger("radiomics").setLevel(logging.ERROR)
+            single_threaded()
             base = self._made.get((image_dim, True)) or frd.get_feature_extractor(frd.FRD_VERSION_V1, image_dim=image_dim)
             self._made[(image_dim, True)] = base
             if not normalise:
@@ -133,6 +133,16 @@ class _Extractors:
 
 
 _EXTRACTORS = _Extractors()
+
+
+def single_threaded() -> None:
+    """pyradiomics' own log kept to errors (it logs per image and feature class). SimpleITK's
+    filters keep their default thread count (one per core, as in ``python -m frd_score``): one
+    thread per image would be faster on patches (0.18 s against 0.23-0.31 s per 64x64 patch on
+    the 2-core machine), but it changes the round-off of features that are zero but for it
+    (wavelet sub-band means, ~1e-16), which FRD's z-scores blow up to whole features: the FRD
+    of a set of RGB pictures then moved by 1.5e-4 relative and lost its parity with frd-score."""
+    logging.getLogger("radiomics").setLevel(logging.ERROR)
 
 
 def grey(a: np.ndarray, image_dim: int) -> np.ndarray:
@@ -147,19 +157,56 @@ def grey(a: np.ndarray, image_dim: int) -> np.ndarray:
     return a.astype(np.float32)
 
 
-def image_features(item: tuple[np.ndarray, Sequence[float], Sequence[float] | None, Sequence[float] | None]
-                   ) -> tuple[list[str], np.ndarray]:
-    """(feature names, values) of one grey image or volume ``(array, spacing, origin, direction)``,
-    as frd-score v1 computes them without a mask (see the module's rule for a flat image)."""
+class Item(NamedTuple):
+    """One image or volume to extract: grey values (2-D ``(rows, cols)`` or 3-D ``(slices, rows,
+    cols)``), its spacing in SimpleITK's order (x = cols first), origin and direction of a volume,
+    and the region of interest: a mask of the same shape (0/1, or 0/255 as frd-score rescales
+    it), or None for the whole image but its first pixel (frd-score's mask without one)."""
+
+    array: np.ndarray
+    spacing: Sequence[float]
+    origin: Sequence[float] | None = None
+    direction: Sequence[float] | None = None
+    mask: np.ndarray | None = None
+
+
+def roi_mask(mask: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray | None:
+    """The region frd-score extracts from: the whole image but its first pixel (no mask), or the
+    mask as given, a 0/255 one scaled to 0/1 (float32, as frd-score does); None when the mask
+    holds at most one voxel (frd-score skips such an image)."""
+    if mask is None:
+        whole = np.ones(shape, dtype=np.uint8)
+        whole.flat[0] = 0
+        return whole
+    m = np.asarray(mask)
+    if m.shape != shape:
+        raise EvaluationError(f"a mask of shape {m.shape} for an image of shape {shape}",
+                              hint="each mask must have its image's size")
+    if m.dtype == np.bool_:
+        m = m.astype(np.uint8)
+    if m.size and float(m.max()) == 255:
+        m = m.astype(np.float32) / np.float32(255.0)
+    if float(np.sum(m)) <= 1:
+        return None
+    return m
+
+
+def image_features(item: Item | tuple[Any, ...]) -> tuple[list[str], np.ndarray] | None:
+    """(feature names, values) of one grey image or volume (an :class:`Item`), as frd-score v1
+    computes them (see the module's rule for a flat image); None when its mask holds at most
+    one voxel (frd-score skips the image)."""
     import SimpleITK as sitk
 
-    arr, spacing, origin, direction = item
-    a = np.asarray(arr, dtype=np.float32)
+    it = Item(*item)
+    a = np.asarray(it.array, dtype=np.float32)
+    spacing, origin, direction = it.spacing, it.origin, it.direction
     image_dim = a.ndim
     flat = bool(a.size) and float(a.max()) == float(a.min())
     vol = a[np.newaxis] if image_dim == 2 else a
-    mask = np.ones(vol.shape, dtype=np.uint8)
-    mask[0, 0, 0] = 0
+    roi = roi_mask(it.mask, a.shape)
+    if roi is None:
+        return None
+    mask = roi[np.newaxis] if image_dim == 2 else roi
     img = sitk.GetImageFromArray(np.zeros_like(vol) if flat else vol)
     spc = (*[float(s) for s in spacing], 1.0) if image_dim == 2 else tuple(float(s) for s in spacing)
     img.SetSpacing(spc)
@@ -189,7 +236,7 @@ def image_features(item: tuple[np.ndarray, Sequence[float], Sequence[float] | No
     return names, np.array(values, dtype=np.float64)
 
 
-def _worker(item: Any) -> tuple[list[str], np.ndarray]:
+def _worker(item: Any) -> tuple[list[str], np.ndarray] | None:
     return image_features(item)
 
 
@@ -220,44 +267,72 @@ def _close_pool(workers: int) -> None:
         pool.join()
 
 
-def features_of_items(items: list[Any], *, workers: int | None = None, where: str = "images") -> np.ndarray:
-    """Features of ``(array, spacing, origin, direction)`` items, in order, over ``workers``
-    processes (default: every core; 1: in this process). Every row has the same names."""
+def features_of_items(items: Sequence[Item | tuple[Any, ...]], *, workers: int | None = None,
+                      where: str = "images") -> np.ndarray:
+    """Features of :class:`Item` s, in order, over ``workers`` processes (default: every core; 1:
+    in this process). Every row has the same names; an image whose mask holds at most one voxel
+    gets a row of NaN (dropped by :func:`standardise`, as frd-score drops it)."""
     if not items:
         raise EvaluationError(f"{where}: no images to extract FRD features from")
     workers = max(1, min(int(workers or os.cpu_count() or 1), len(items)))
     if workers == 1:
         results = [image_features(it) for it in items]
     else:
-        results = _pool(workers).map(_worker, items, chunksize=max(1, len(items) // (workers * 4)))
-    names = results[0][0]
-    for i, (n, _) in enumerate(results):
-        if n != names:
-            raise EvaluationError(f"{where}: image {i} gave other radiomic features than image 0 "
-                                  f"({len(n)} vs {len(names)})", hint="all images of a set must have the same dimensionality")
-    return np.stack([v for _, v in results])
+        # one image per task: an image costs ~0.2 s and pickles in microseconds, so fine tasks cost
+        # nothing and keep both workers busy to the end (chunks of n/8 left one worker idle for a
+        # whole chunk at the tail of a set)
+        results = _pool(workers).map(_worker, items, chunksize=1)
+    done = [r for r in results if r is not None]
+    if not done:
+        raise EvaluationError(f"{where}: every mask holds at most one voxel; FRD has no region to measure",
+                              hint="masks mark the region with 1 (or 255); an empty mask leaves an image out")
+    if len(done) < len(results):
+        log.info("%s: %d image(s) left out: their mask holds at most one voxel (as frd-score)",
+                 where, len(results) - len(done))
+    names = done[0][0]
+    for i, r in enumerate(results):
+        if r is not None and r[0] != names:
+            raise EvaluationError(f"{where}: image {i} gave other radiomic features than the first "
+                                  f"({len(r[0])} vs {len(names)})", hint="all images of a set must have the same dimensionality")
+    return np.stack([np.full(len(names), np.nan) if r is None else r[1] for r in results])
 
 
-def image_items(images: np.ndarray | Sequence[np.ndarray], image_dim: int = 2) -> list[Any]:
-    """Arrays (N, H, W[, C]) -> items of spacing 1 for :func:`features_of_items`."""
-    return [(grey(a, image_dim), (1.0,) * image_dim, None, None) for a in images]
+def image_items(images: np.ndarray | Sequence[np.ndarray], image_dim: int = 2,
+                masks: np.ndarray | Sequence[np.ndarray] | None = None) -> list[Item]:
+    """Arrays (N, H, W[, C]) -> items of spacing 1 for :func:`features_of_items` (with their masks)."""
+    if masks is not None and len(masks) != len(images):
+        raise EvaluationError(f"{len(images)} images and {len(masks)} masks", hint="one mask per image")
+    return [Item(grey(a, image_dim), (1.0,) * image_dim, None, None, None if masks is None else np.asarray(masks[i]))
+            for i, a in enumerate(images)]
 
 
-def read_file(path: Path) -> tuple[np.ndarray, Sequence[float], Sequence[float] | None, Sequence[float] | None]:
-    """An image or volume file read as frd-score reads it (SimpleITK, float32)."""
+def read_file(path: Path, max_decoded_bytes: int | None = None, pixel: str = "float32") -> Item:
+    """An image or volume file read as frd-score reads it (SimpleITK; an image as float32, a mask
+    (``pixel="as stored"``) in its own type), refused before it is decoded when it would take
+    more than ``max_decoded_bytes``."""
     import SimpleITK as sitk
 
     try:
-        img = sitk.ReadImage(str(path), outputPixelType=sitk.sitkFloat32)
+        if max_decoded_bytes is not None:
+            reader = sitk.ImageFileReader()
+            reader.SetFileName(str(path))
+            reader.ReadImageInformation()
+            size = int(np.prod(reader.GetSize())) * max(1, reader.GetNumberOfComponents()) * 8
+            if size > max_decoded_bytes:
+                raise EvaluationError(f"{path}: {'x'.join(map(str, reader.GetSize()))} voxels would take {size >> 20} MiB "
+                                      f"decoded, over the site's limit of {max_decoded_bytes >> 20} MiB",
+                                      hint="raise [inputs] max_decoded_bytes in site.toml, or use smaller images")
+        img = (sitk.ReadImage(str(path), outputPixelType=sitk.sitkFloat32) if pixel == "float32"
+               else sitk.ReadImage(str(path)))
     except RuntimeError as exc:
         raise EvaluationError(f"cannot read {path}: {str(exc).strip().splitlines()[-1]}",
                               hint="FRD reads PNG, JPEG, BMP, TIFF and NIfTI (.nii.gz) files") from None
     a = sitk.GetArrayFromImage(img)
     if a.ndim == 3 and a.shape[0] == 1:  # a 2-D picture SimpleITK read as one slice
-        return a[0], img.GetSpacing()[:2], None, None
+        return Item(a[0], img.GetSpacing()[:2])
     if a.ndim == 2:
-        return a, img.GetSpacing(), None, None
-    return a, img.GetSpacing(), img.GetOrigin(), img.GetDirection()
+        return Item(a, img.GetSpacing())
+    return Item(a, img.GetSpacing(), img.GetOrigin(), img.GetDirection())
 
 
 def folder_files(folder: Path) -> list[Path]:
@@ -312,10 +387,24 @@ def frd_v1(ref: np.ndarray, gen: np.ndarray) -> float:
     return float(np.log(d))
 
 
-def frd_between_folders(a: Path, b: Path, *, workers: int | None = None) -> float:
-    """FRD v1 of two folders of images (PNG, NIfTI), as ``python -m frd_score A B``."""
-    fa = features_of_items([read_file(p) for p in folder_files(a)], workers=workers, where=str(a))
-    fb = features_of_items([read_file(p) for p in folder_files(b)], workers=workers, where=str(b))
+def folder_items(folder: Path, masks: Path | None = None) -> list[Item]:
+    """The images of a folder (and their masks, paired by sorted order as frd-score pairs them)."""
+    files = folder_files(folder)
+    mask_files = folder_files(masks) if masks is not None else None
+    if mask_files is not None and len(mask_files) != len(files):
+        raise EvaluationError(f"{folder} holds {len(files)} images and {masks} {len(mask_files)} masks",
+                              hint="one mask per image, in the same sorted order")
+    items = [read_file(p) for p in files]
+    if mask_files is None:
+        return items
+    return [it._replace(mask=read_file(m, pixel="as stored").array) for it, m in zip(items, mask_files)]
+
+
+def frd_between_folders(a: Path, b: Path, *, workers: int | None = None,
+                        masks: tuple[Path, Path] | None = None) -> float:
+    """FRD v1 of two folders of images (PNG, NIfTI), as ``python -m frd_score A B [-m MA MB]``."""
+    fa = features_of_items(folder_items(a, masks[0] if masks else None), workers=workers, where=str(a))
+    fb = features_of_items(folder_items(b, masks[1] if masks else None), workers=workers, where=str(b))
     return frd_v1(fa, fb)
 
 
@@ -345,3 +434,9 @@ class RadiomicsExtractor(Generic[Rec]):
             raise EvaluationError(f"extractor {self.record.ref} gave {f.shape[1]} features, its record says "
                                   f"{self.record.data['dims']}")
         return f
+
+    def item_features(self, items: Sequence[Item]) -> np.ndarray:
+        """Features of images or volumes with their spacing and region (:class:`Item`): a row of
+        NaN for an image whose mask holds at most one voxel. The record's ``dims`` is the count
+        of a 2-D image without a mask; a mask adds its own diagnostics, a volume its 3-D features."""
+        return features_of_items(items, workers=self.workers, where=self.record.ref)

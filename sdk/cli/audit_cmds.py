@@ -107,7 +107,9 @@ def format_audit(a: dict[str, Any]) -> list[str]:
     th = p["thresholds"]["near_copy_similarity"]
     rows = [("near-copies", f"{v['near_copies']} of {v['n_generated']} ({_pct(v['near_copy_fraction'])}) at pixel "
                             f"similarity >= {th}; training images among themselves "
-                            f"{_pct(v['training_near_duplicate_fraction'])}"),
+                            f"{_pct(v['training_near_duplicate_fraction'])}"
+                            + (" - UNINFORMATIVE (the training set's own rate is too high; it drives no verdict)"
+                               if v.get("near_copy_uninformative") else "")),
             ("pixel similarity", f"max {v['pixel_similarity_max']:.3f}, median {v['pixel_similarity_median']:.3f} "
                                  f"(training leave-one-out median {v['training_loo_similarity_median']:.3f})"),
             ("pixel DCR", f"{v['pixel_dcr_ratio']:.2f}x the training set's leave-one-out distance (medians)"),

@@ -31,7 +31,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("-n", "--num-samples", type=int, default=500, metavar="N", help="samples per model (default 500)")
     p.add_argument("--seed", type=int, default=0, help="first seed (samples use seed .. seed+N-1)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="a model parameter (repeatable)")
-    p.add_argument("--output", metavar="NAME", help="the 2-D image output to evaluate (default: the first)")
+    p.add_argument("--output", metavar="NAME", help="the output to evaluate (default: the first 2-D image; a 3-D "
+                                                    "output with --extractor frd-radiomics, against NIfTI volumes)")
     p.add_argument("--kid-subsets", type=int, default=100, metavar="K", help="KID subsets (default 100)")
     p.add_argument("--kid-subset-size", type=int, default=1000, metavar="M",
                    help="KID subset size (default 1000, capped at the smaller set)")
@@ -48,6 +49,9 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     a.add_argument("name", metavar="NAME")
     a.add_argument("dir", type=Path, metavar="DIR")
     a.add_argument("--replace", action="store_true", help="make an existing set again from DIR")
+    a.add_argument("--masks", type=Path, metavar="MASKDIR",
+                   help="each image's mask at the same relative path under MASKDIR: FRD then measures the mask "
+                        "region, and a model is measured on the mask it makes of its output")
     a.add_argument("--extractor", metavar="REF|FILE", help="compute features with this extractor now "
                                                             "(default: randconv-224)")
     a.add_argument("--workers", type=int, metavar="N",
@@ -150,7 +154,7 @@ def cmd_reference_add(args: argparse.Namespace) -> int:
     with _catalog(settings) as cat:
         extractor = open_extractor(cat, settings, args.extractor, workers=args.workers)
     ref = add_reference(settings, args.name, args.dir, replace=args.replace, extractor=extractor,
-                        config_key=config_key(extractor), progress=_progress(args))
+                        config_key=config_key(extractor), progress=_progress(args), masks=args.masks)
     out = {"name": ref.name, "n": len(ref.files), "identity": ref.identity, "folder": str(ref.folder),
            "extractor": extractor.record.ref, "extractor_says": extractor.record.summary()}
     if args.json:
