@@ -7,8 +7,10 @@ Two refs matter in each mirror:
 - ``refs/synthmed/accepted``: the last accepted commit (it keeps that commit's objects
   alive even when the upstream rewrites its history)
 
-Every git call goes through gitpython's command wrapper. The site lock guarantees one
-writer, so lock files left behind by a killed git process are stale and are removed.
+Every git call goes through gitpython's command wrapper, imported by the methods that run
+git (about 40 ms to import: ``synthmed status``, which reads this module's names, never
+runs git). The site lock guarantees one writer, so lock files left behind by a killed git
+process are stale and are removed.
 
 What reaches git from outside is checked first (:mod:`synthmed.registry.upstream_check`)
 and is always placed after ``--`` or ``--end-of-options``, so no URL, ref or path is ever
@@ -25,14 +27,15 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable, Iterator
-
-import git
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 from synthmed.registry.accepted import raw_diff_entries
 from synthmed.registry.errors import ConfigError, SyncRefused
 from synthmed.registry.redact import redact_text
 from synthmed.registry.upstream_check import URL_SCHEMES, check_name, check_url, redact_url
+
+if TYPE_CHECKING:
+    import git
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +100,8 @@ class UpstreamRepo:
 
     @property
     def repo(self) -> git.Repo:
+        import git
+
         if self._repo is None:
             self._repo = git.Repo(self.path)
         return self._repo
@@ -134,6 +139,8 @@ class UpstreamRepo:
             log.warning("%s: not a usable git mirror (an interrupted first sync?); recreating it", self.path)
             self._remove_own(self.path, "not a usable git mirror")
         if not self.path.exists():
+            import git
+
             tmp = self.path.with_name(self.path.name + ".init-tmp")
             if tmp.exists() or tmp.is_symlink():
                 self._remove_own(tmp, "in the way of a new mirror")
@@ -159,12 +166,16 @@ class UpstreamRepo:
     # -- refs ----------------------------------------------------------------------------
 
     def rev(self, ref: str) -> str | None:
+        import git
+
         try:
             return str(self.g.rev_parse("--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}")).strip() or None
         except git.GitCommandError:
             return None
 
     def has_commit(self, sha: str) -> bool:
+        import git
+
         if sha in self._known:
             return True
         try:
@@ -179,6 +190,8 @@ class UpstreamRepo:
 
     def fetch(self, url: str, branch: str, timeout: float | None = 600) -> str:
         """Fetch the upstream branch into ``refs/synthmed/fetched``; return its commit."""
+        import git
+
         try:  # again here: Upstream objects can be made without settings
             check_url(url, "upstream URL")
         except ConfigError as exc:
@@ -216,6 +229,8 @@ class UpstreamRepo:
 
     def bundle_heads(self, bundle: Path) -> list[tuple[str, str]]:
         """``git bundle verify`` then its refs as ``[(sha, ref)]``; SyncRefused if it is no git bundle."""
+        import git
+
         path = str(Path(bundle).absolute())
         try:
             self.g.bundle("verify", "--quiet", "--", path)
@@ -232,6 +247,8 @@ class UpstreamRepo:
 
     def fetch_bundle(self, bundle: Path) -> str:
         """Take a git bundle's (single) ref into ``refs/synthmed/fetched``; return its commit."""
+        import git
+
         heads = self.bundle_heads(bundle)
         if len(heads) != 1 or not heads[0][1].startswith("refs/"):
             raise SyncRefused(f"{bundle}: the bundle must hold exactly one ref, it holds {len(heads)}",
@@ -247,6 +264,8 @@ class UpstreamRepo:
         return sha
 
     def is_ancestor(self, old: str, new: str) -> bool:
+        import git
+
         try:
             self.g.merge_base("--is-ancestor", "--end-of-options", old, new)
             return True
