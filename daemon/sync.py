@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Collection, Sequence
+from typing import Callable, Collection, Sequence
 
 from synthmed.registry import accepted as history, records
 from synthmed.registry.accepted import AcceptedVersion
@@ -25,7 +25,7 @@ from synthmed.registry.stamps import utcnow
 from synthmed.registry.upstream_check import BUNDLE_URL, check_url
 
 from .state import read_state, write_state
-from .upstreams import ACCEPTED_REF, FETCHED_REF, Change, UpstreamRepo, resolve_url
+from .upstreams import ACCEPTED_REF, Change, UpstreamRepo, resolve_url
 
 log = logging.getLogger(__name__)
 
@@ -290,30 +290,6 @@ def _refuse(catalog: Catalog, u: Upstream, order: int, started: str, reason: str
     return SyncResult(u.name, status, reason, old, new)
 
 
-def _record_up_to_date(catalog: Catalog, u: Upstream, order: int, started: str, at: str) -> None:
-    """Inside the caller's transaction: a sync that found nothing new (the attempt, the job run)."""
-    catalog.federation.put_upstream(u.name, **_config_fields(u, order), last_attempt=started, last_status="ok",
-                                    last_reason=None, accepted_at=utcnow())
-    catalog.jobs.record_run("sync", "ok", upstream=u.name, started=started, old_commit=at, new_commit=at, changed=0)
-
-
-def _settled(settings: Settings, u: Upstream, repo: UpstreamRepo, row: dict[str, Any] | None,
-             state: dict[str, Any]) -> str | None:
-    """The accepted commit when the site's side of ``u`` is settled on it: the catalog, the
-    state file and the mirror's ``accepted`` and ``fetched`` refs all name it, bound in the
-    same layout. Told by one ``git rev-parse``, without gitpython; None on any doubt."""
-    at = row["accepted_commit"] if row else None
-    if not at or row is None or row.get("bound_commit") != at or (row["subfolder"] or "") != u.subfolder:
-        return None
-    if state.get("accepted_commit") != at:
-        return None
-    try:
-        check_url(u.url, f"upstream {u.name!r}, url", site_home=settings.home)
-    except ConfigError:
-        return None
-    return str(at) if repo.local_heads([ACCEPTED_REF, FETCHED_REF]) == [at, at] else None
-
-
 def sync_upstream(settings: Settings, catalog: Catalog, u: Upstream, order: int = 0, *,
                   accept_rewrite: bool = False, progress: MessageProgress = _quiet,
                   bundle: Path | None = None) -> SyncResult:
@@ -329,16 +305,6 @@ def sync_upstream(settings: Settings, catalog: Catalog, u: Upstream, order: int 
         row = catalog.federation.upstream_row(u.name)
         db_accepted: str | None = row["accepted_commit"] if row else None
         state = read_state(settings, u.name) or {}
-        # nothing new: the site is settled on a commit and the upstream's branch still names it
-        # (git ls-remote; a fetch would bring nothing): answered without gitpython's import
-        settled = _settled(settings, u, repo, row, state) if bundle is None else None
-        if settled is not None:
-            progress(f"{u.name}: fetching {u.branch} from {redact_url(resolve_url(u.url, settings.home))}")
-            if repo.remote_head(resolve_url(u.url, settings.home), u.branch) == settled:
-                with catalog.transaction():
-                    _record_up_to_date(catalog, u, order, started, settled)
-                progress(f"{u.name}: up to date at {settled[:12]}")
-                return SyncResult(u.name, "ok", None, settled, settled, 0)
         accepted = db_accepted or state.get("accepted_commit") or repo.rev(ACCEPTED_REF)
         # reconcile the state file and ref with the catalog (a kill may have come in between)
         if db_accepted and repo.has_commit(db_accepted):
@@ -354,8 +320,7 @@ def sync_upstream(settings: Settings, catalog: Catalog, u: Upstream, order: int 
         except ConfigError as exc:
             return _refuse(catalog, u, order, started, f"{exc.message} ({exc.hint})", accepted, None, status="failed")
         url = resolve_url(u.url, settings.home)
-        if settled is None:  # else said above
-            progress(f"{u.name}: fetching {u.branch} from {bundle or redact_url(url)}")
+        progress(f"{u.name}: fetching {u.branch} from {bundle or redact_url(url)}")
         try:
             new = repo.fetch_bundle(bundle) if bundle else repo.fetch(url, u.branch)
         except SyncRefused as exc:
@@ -365,7 +330,10 @@ def sync_upstream(settings: Settings, catalog: Catalog, u: Upstream, order: int 
             with catalog.transaction():
                 if row is not None and row.get("bound_commit") != new:  # a catalog migrated from generation 2
                     update_bound(catalog, u, repo, None, new, incremental=False, cache={})
-                _record_up_to_date(catalog, u, order, started, new)
+                catalog.federation.put_upstream(u.name, **_config_fields(u, order), last_attempt=started, last_status="ok",
+                                                last_reason=None, accepted_at=utcnow())
+                catalog.jobs.record_run("sync", "ok", upstream=u.name, started=started, old_commit=new,
+                                        new_commit=new, changed=0)
             progress(f"{u.name}: up to date at {new[:12]}")
             return SyncResult(u.name, "ok", None, new, new, 0)
 

@@ -7,10 +7,12 @@ Two refs matter in each mirror:
 - ``refs/synthmed/accepted``: the last accepted commit (it keeps that commit's objects
   alive even when the upstream rewrites its history)
 
-Every git call goes through gitpython's command wrapper, imported by the methods that run
-git (about 40 ms to import: ``synthmed status``, which reads this module's names, never
-runs git). The site lock guarantees one writer, so lock files left behind by a killed git
-process are stale and are removed.
+Git runs two ways. What a sync with nothing new needs (resolving a ref, checking that a
+commit is there, fetching) runs the ``git`` binary directly (:meth:`UpstreamRepo._run`, with
+the environment gitpython gives it), so a no-op ``synthmed sync`` and ``synthmed status``
+never import gitpython (about 40 ms); everything else goes through gitpython's command
+wrapper, imported by the methods that use it. The site lock guarantees one writer, so lock
+files left behind by a killed git process are stale and are removed.
 
 What reaches git from outside is checked first (:mod:`synthmed.registry.upstream_check`)
 and is always placed after ``--`` or ``--end-of-options``, so no URL, ref or path is ever
@@ -79,6 +81,15 @@ _REF_LOCKED = re.compile(r"cannot lock ref|Unable to create '[^']*\.lock': File 
 #: how long a fetch waits, in all, for another git to release the ref, and its first wait
 LOCK_RETRY_TOTAL_S = 30.0
 LOCK_RETRY_FIRST_S = 0.2
+
+
+class GitFailed(Exception):
+    """A git command run by :meth:`UpstreamRepo._run` exited with an error (or timed out)."""
+
+    def __init__(self, args: list[str], status: int, stderr: str) -> None:
+        super().__init__(f"git {' '.join(args[:1])} exited {status}: {stderr.strip()}")
+        self.status = status
+        self.stderr = stderr
 
 
 @dataclass(frozen=True)
@@ -167,72 +178,44 @@ class UpstreamRepo:
 
     # -- refs ----------------------------------------------------------------------------
 
-    def rev(self, ref: str) -> str | None:
-        import git
-
-        try:
-            return str(self.g.rev_parse("--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}")).strip() or None
-        except git.GitCommandError:
-            return None
-
-    def has_commit(self, sha: str) -> bool:
-        import git
-
-        if sha in self._known:
-            return True
-        try:
-            self.g.cat_file("-e", "--end-of-options", f"{sha}^{{commit}}")
-        except git.GitCommandError:
-            return False
-        self._known.add(sha)  # objects are never removed while a sync runs
-        return True
-
-    # -- the no-op check (git itself, without gitpython) ---------------------------------
-
-    def _plain_git(self, args: list[str], timeout: float) -> str | None:
-        """stdout of a read-only git command run on the mirror, or None when it fails in any
-        way. Only :meth:`local_heads` and :meth:`remote_head` use it: the check that a sync
-        has nothing to do, which answers without importing gitpython (about 40 ms); a None
-        sends the sync down its ordinary path, whose git calls report what went wrong."""
-        env = {**os.environ, "LANGUAGE": "C", "LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0"}  # as gitpython runs git
+    def _run(self, args: list[str], timeout: float | None = None) -> str:
+        """stdout of ``git ARGS`` run on the mirror, the ``git`` binary run directly (no
+        gitpython: see the module's docstring), in the environment gitpython gives git (C
+        locale, so messages are git's English ones); :class:`GitFailed` when it exits with an
+        error or runs past ``timeout`` seconds (then it is killed)."""
+        env = {**os.environ, "LANGUAGE": "C", "LC_ALL": "C"}
         try:
             run = subprocess.run(["git", f"--git-dir={self.path}", *args], capture_output=True, env=env,
                                  stdin=subprocess.DEVNULL, timeout=timeout, check=False)
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return run.stdout.decode("utf-8", "replace") if run.returncode == 0 else None
+        except subprocess.TimeoutExpired:
+            raise GitFailed(args, -9, f"git {args[0]} killed after {timeout:g} s") from None
+        except OSError as exc:
+            raise GitFailed(args, -1, f"git could not be run: {exc}") from None
+        if run.returncode:
+            raise GitFailed(args, run.returncode, run.stderr.decode("utf-8", "replace"))
+        return run.stdout.decode("utf-8", "replace")
 
-    def local_heads(self, refs: list[str]) -> list[str] | None:
-        """The commit each ref points at (one git call), or None when any is missing. The refs
-        are synthmed's own names (``refs/...``), never text from outside: rev-parse with several
-        arguments has no ``--verify``, and it prints ``--end-of-options`` back."""
-        if not all(r.startswith("refs/") for r in refs):
-            raise ValueError(f"not a ref name: {refs}")
-        out = self._plain_git(["rev-parse", *(f"{r}^{{commit}}" for r in refs)], timeout=60)
-        shas = out.split() if out is not None else []
-        return shas if len(shas) == len(refs) else None
-
-    def remote_head(self, url: str, branch: str, timeout: float = 60) -> str | None:
-        """The commit the upstream's ``branch`` points at now (``git ls-remote``, over the
-        transports a fetch may use), or None when that cannot be told."""
+    def rev(self, ref: str) -> str | None:
         try:
-            check_url(url, "upstream URL")
-        except ConfigError:
+            return self._run(["rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}"]).strip() or None
+        except GitFailed:
             return None
-        out = self._plain_git([*_PROTOCOLS, "ls-remote", "--", url, f"refs/heads/{branch}"], timeout=timeout)
-        for line in (out or "").splitlines():
-            sha, _, ref = line.partition("\t")
-            if ref == f"refs/heads/{branch}":  # a pattern matches ref tails too: the branch itself only
-                return sha
-        return None
+
+    def has_commit(self, sha: str) -> bool:
+        if sha in self._known:
+            return True
+        try:
+            self._run(["cat-file", "-e", "--end-of-options", f"{sha}^{{commit}}"])
+        except GitFailed:
+            return False
+        self._known.add(sha)  # objects are never removed while a sync runs
+        return True
 
     def set_ref(self, ref: str, sha: str) -> None:
         self.g.update_ref("--end-of-options", ref, sha)
 
     def fetch(self, url: str, branch: str, timeout: float | None = 600) -> str:
         """Fetch the upstream branch into ``refs/synthmed/fetched``; return its commit."""
-        import git
-
         try:  # again here: Upstream objects can be made without settings
             check_url(url, "upstream URL")
         except ConfigError as exc:
@@ -242,10 +225,10 @@ class UpstreamRepo:
         waited = 0.0
         while True:
             try:
-                self.g.execute(["git", *_PROTOCOLS, "fetch", "--no-tags", "--force", "--quiet", "--", url,
-                                f"+refs/heads/{branch}:{FETCHED_REF}"], kill_after_timeout=timeout)
+                self._run([*_PROTOCOLS, "fetch", "--no-tags", "--force", "--quiet", "--", url,
+                           f"+refs/heads/{branch}:{FETCHED_REF}"], timeout=timeout)
                 break
-            except git.GitCommandError as exc:
+            except GitFailed as exc:
                 err = redact_text((exc.stderr or str(exc)).strip().replace("\n", " ").replace(url, shown))
                 err = _CREDENTIALS.sub(r"\1:***@", err)
                 if _REF_LOCKED.search(err) and waited < LOCK_RETRY_TOTAL_S:

@@ -337,54 +337,6 @@ def test_a_fresh_sync_of_this_repository_logs_what_an_admin_needs(tmp_path: Path
     assert "mirror:" in out and "unverified record(s) skipped" in out
 
 
-def test_a_noop_sync_is_told_by_git_alone_and_any_doubt_fetches(tmp_path: Path, upstream: git.Repo,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    from synthmed.daemon.upstreams import FETCHED_REF
-
-    settings = _settings(tmp_path, upstream)
-    sync(settings)
-    fetches: list[str] = []
-    real_fetch = UpstreamRepo.fetch
-
-    def counted(self: UpstreamRepo, url: str, branch: str, timeout: float | None = 600) -> str:
-        fetches.append(url)
-        return real_fetch(self, url, branch, timeout)
-
-    monkeypatch.setattr(UpstreamRepo, "fetch", counted)
-    head = upstream.head.commit.hexsha
-    with catalog(settings) as cat:
-        runs = len(cat.jobs.runs(limit=1000))
-    # nothing new: answered from rev-parse and ls-remote, recorded as a no-op sync always was
-    [r] = sync(settings)
-    assert (r.status, r.changed, r.old_commit, r.new_commit, r.reason) == ("ok", 0, head, head, None)
-    assert fetches == []
-    with catalog(settings) as cat:
-        assert len(cat.jobs.runs(limit=1000)) == runs + 1
-        row = cat.federation.upstream_row("public")
-        assert row is not None and row["last_status"] == "ok" and row["accepted_commit"] == head
-    # the mirror's fetched ref elsewhere (a refused fetch, say): fetched as before
-    mirror = UpstreamRepo.for_upstream(settings.upstreams_dir, "public")
-    mirror.set_ref(FETCHED_REF, upstream.head.commit.parents[0].hexsha)
-    mirror.close()
-    [r] = sync(settings)
-    assert (r.status, r.changed, r.new_commit) == ("ok", 0, head) and len(fetches) == 1
-    (settings.upstreams_dir / "public.state.json").unlink()  # a lost state file: reconciled as before
-    [r] = sync(settings)
-    assert (r.status, r.changed, r.new_commit) == ("ok", 0, head) and len(fetches) == 2
-    assert (read_state(settings, "public") or {}).get("accepted_commit") == head
-    # a new commit upstream: ls-remote sees it, and the sync fetches and applies it
-    write_record(Path(upstream.working_dir) / "index", unverified("model-7", title="Model seven"))
-    new = commit(upstream, "one more")
-    [r] = sync(settings)
-    assert (r.status, r.changed, r.new_commit) == ("ok", 1, new) and len(fetches) == 3
-    [r] = sync(settings)
-    assert (r.status, r.changed) == ("ok", 0) and len(fetches) == 3
-    # an upstream that cannot be reached: the sync fails as it always did, naming the fetch
-    Path(upstream.working_dir).rename(tmp_path / "gone")
-    [r] = sync(settings)
-    assert r.status == "failed" and "cannot fetch" in (r.reason or "") and len(fetches) == 4
-
-
 def test_a_noop_sync_imports_no_gitpython(tmp_path: Path, upstream: git.Repo) -> None:
     import subprocess
     import sys
