@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -46,10 +47,23 @@ COMMANDS = {
 HEAVY = ("torch", "numpy", "PIL", "jsonschema", "git", "sqlite_utils")
 
 
-def run(argv: list[str], env: dict[str, str]) -> float:
+#: CPU seconds (user + system) of each timed run's process tree, by name: steadier than wall
+#: time when other work shares the cores
+CPU: dict[str, list[float]] = {}
+
+
+def _children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def run(argv: list[str], env: dict[str, str], name: str | None = None) -> float:
+    c0 = _children_cpu()
     t0 = time.perf_counter()
     proc = subprocess.run(argv, capture_output=True, env=env, cwd=str(ROOT))
     dt = time.perf_counter() - t0
+    if name:
+        CPU.setdefault(name, []).append(_children_cpu() - c0)
     if proc.returncode not in (0, 3):  # status exits 3 on an unhealthy site (no blobs yet): still a full run
         raise SystemExit(f"{argv} failed ({proc.returncode}): {proc.stderr.decode()[-2000:]}")
     return dt
@@ -112,11 +126,11 @@ def main() -> int:
         times.update({f"before_{k}": [] for k in COMMANDS} if before else {})
         for _ in range(args.rounds):
             for name, argv in baselines.items():
-                times[name].append(run(argv, env))
+                times[name].append(run(argv, env, name))
             for name, sub in COMMANDS.items():
-                times[name].append(run([*cli, *sub], env))
+                times[name].append(run([*cli, *sub], env, name))
                 if before:
-                    times[f"before_{name}"].append(run([*before, *sub], env))
+                    times[f"before_{name}"].append(run([*before, *sub], env, f"before_{name}"))
         profile = {name: imports([*cli, *sub], env) for name, sub in COMMANDS.items()}
     floor = statistics.median(times["python_c_pass"])
     out = {
@@ -128,6 +142,7 @@ def main() -> int:
         **({"before": args.before, "before_s": {k: stats(times[f"before_{k}"]) for k in COMMANDS},
             "after_over_before_median": {k: round(statistics.median(times[k]) / statistics.median(times[f"before_{k}"]), 3)
                                          for k in COMMANDS}} if before else {}),
+        "cpu_s": {k: stats(v) for k, v in CPU.items()},
         "over_bare_interpreter_median_s": {k: round(statistics.median(times[k]) - floor, 3) for k in COMMANDS},
         "imports": profile,
         "target_s": 0.25,
