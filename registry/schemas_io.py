@@ -161,12 +161,13 @@ def _memo_key(name: str, raw: bytes) -> str:
     return h.hexdigest()
 
 
-def validate_remembered(name: str, data: Any, raw: bytes, where: str, memo: Path) -> list[Problem]:
+def validate_remembered(name: str, data: Any, raw: bytes, where: str, memo: Path, *,
+                        record: bool = True) -> list[Problem]:
     """:func:`validate_against` for ``data`` parsed from the bytes ``raw``, skipped when
     ``memo`` records that these exact bytes passed this exact schema. A passing validation
-    is recorded in ``memo`` (atomically; a site folder that cannot be written, a read-only
-    user's, just validates every time); a failing one never is, so its errors are reported
-    on every read. Everything but the schema (the checks the caller makes next) still runs."""
+    is recorded in ``memo`` when ``record`` (atomically; a folder that cannot be written just
+    validates every time); a failing one never is, so its errors are reported on every read.
+    Everything but the schema (the checks the caller makes next) still runs."""
     try:
         key = _memo_key(name, raw)
     except OSError:  # pragma: no cover - the installed schema cannot be read: validating says so
@@ -178,7 +179,7 @@ def validate_remembered(name: str, data: Any, raw: bytes, where: str, memo: Path
     except OSError:  # no memo yet (or an unreadable one): validate
         pass
     problems = validate_against(name, data, where)
-    if not problems:
+    if record and not problems:
         try:
             atomic.write_text(memo, f"{MEMO_FORMAT}\n{key}\n", parents=True)
         except OSError as exc:

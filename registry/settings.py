@@ -269,7 +269,9 @@ def _number(value: str, where: str) -> float:
 def read_site_toml(path: Path, memo: Path | None = None) -> dict[str, Any]:
     """Parse and schema-validate a site.toml; a clear error on any problem. With ``memo``
     (a site's :data:`SITE_FILE_MEMO`), bytes that already passed the schema are not validated
-    again (:func:`~.schemas_io.validate_remembered`)."""
+    again (:func:`~.schemas_io.validate_remembered`). Only the owner of the site folder records
+    a validation there: another user (root running ``synthmed status``, say) never leaves a
+    file or a ``cache/`` folder of theirs in the site."""
     try:
         with open(path, "rb") as fh:
             raw = fh.read()
@@ -291,11 +293,19 @@ def read_site_toml(path: Path, memo: Path | None = None) -> dict[str, Any]:
             hint="site.toml must be a readable file; recreate it with `synthmed init DIR --force`",
         ) from exc
     problems = (validate_against("site", data, str(path)) if memo is None
-                else validate_remembered("site", data, raw, str(path), memo))
+                else validate_remembered("site", data, raw, str(path), memo, record=_owned(path.parent)))
     if problems:
         lines = "\n".join(str(p) for p in problems)
         raise ConfigError(f"{path}: invalid site configuration:\n{lines}", hint="see docs/sites.md, 'site.toml'")
     return data
+
+
+def _owned(folder: Path) -> bool:
+    """Whether this process's user owns ``folder``."""
+    try:
+        return folder.stat().st_uid == os.geteuid()
+    except OSError:
+        return False
 
 
 def _tuple(v: Any) -> tuple[str, ...]:

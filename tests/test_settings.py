@@ -127,7 +127,7 @@ def test_site_toml_memo_keys_on_the_schema_too(tmp_path: Path, monkeypatch: pyte
         load_settings(tmp_path, environ={})
 
 
-def test_site_toml_memo_on_a_site_that_cannot_be_written(tmp_path: Path) -> None:
+def test_site_toml_memo_on_a_site_that_cannot_be_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 
     from synthmed.registry.settings import SITE_FILE_MEMO
@@ -136,11 +136,19 @@ def test_site_toml_memo_on_a_site_that_cannot_be_written(tmp_path: Path) -> None
     (tmp_path / "cache").write_text("a file where the cache folder would be")  # no memo can be written
     assert load_settings(tmp_path, environ={}).runner.device == "cpu"
     assert load_settings(tmp_path, environ={}).runner.device == "cpu"
+    (tmp_path / "cache").unlink()
+    # another user's site (root running `synthmed status`, say): read, never written into
+    monkeypatch.setattr(os, "geteuid", lambda: os.stat(tmp_path).st_uid + 1)
+    assert load_settings(tmp_path, environ={}).runner.device == "cpu"
+    assert not (tmp_path / "cache").exists()
+    monkeypatch.undo()
+    load_settings(tmp_path, environ={})
+    assert (tmp_path / SITE_FILE_MEMO).is_file()  # the owner records it, and any user may then rely on it
     if os.geteuid() != 0:  # root writes anywhere
-        (tmp_path / "cache").unlink()
-        tmp_path.chmod(0o555)
+        (tmp_path / SITE_FILE_MEMO).unlink()
+        (tmp_path / "cache").chmod(0o555)  # a folder this user cannot write: validated, not recorded
         try:
             assert load_settings(tmp_path, environ={}).runner.device == "cpu"
             assert not (tmp_path / SITE_FILE_MEMO).exists()
         finally:
-            tmp_path.chmod(0o755)
+            (tmp_path / "cache").chmod(0o755)
