@@ -22,10 +22,12 @@ is removed only when synthmed made it (it holds the marker file :data:`MARKER`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -83,11 +85,19 @@ LOCK_RETRY_TOTAL_S = 30.0
 LOCK_RETRY_FIRST_S = 0.2
 
 
+def git_command(args: list[str]) -> str:
+    """The git sub-command in ``args`` (``fetch`` in ``-c k=v fetch ...``)."""
+    for i, a in enumerate(args):
+        if not a.startswith("-") and (i == 0 or args[i - 1] != "-c"):
+            return a
+    return "?"
+
+
 class GitFailed(Exception):
     """A git command run by :meth:`UpstreamRepo._run` exited with an error (or timed out)."""
 
     def __init__(self, args: list[str], status: int, stderr: str) -> None:
-        super().__init__(f"git {' '.join(args[:1])} exited {status}: {stderr.strip()}")
+        super().__init__(f"git {git_command(args)} exited {status}: {stderr.strip()}")
         self.status = status
         self.stderr = stderr
 
@@ -184,16 +194,23 @@ class UpstreamRepo:
         locale, so messages are git's English ones); :class:`GitFailed` when it exits with an
         error or runs past ``timeout`` seconds (then it is killed)."""
         env = {**os.environ, "LANGUAGE": "C", "LC_ALL": "C"}
-        try:
-            run = subprocess.run(["git", f"--git-dir={self.path}", *args], capture_output=True, env=env,
-                                 stdin=subprocess.DEVNULL, timeout=timeout, check=False)
-        except subprocess.TimeoutExpired:
-            raise GitFailed(args, -9, f"git {args[0]} killed after {timeout:g} s") from None
+        try:  # a process group of its own, so a timeout (or an interrupt) stops git's helpers too, as gitpython does
+            proc = subprocess.Popen(["git", f"--git-dir={self.path}", *args], stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True)
         except OSError as exc:
             raise GitFailed(args, -1, f"git could not be run: {exc}") from None
-        if run.returncode:
-            raise GitFailed(args, run.returncode, run.stderr.decode("utf-8", "replace"))
-        return run.stdout.decode("utf-8", "replace")
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except BaseException as exc:  # the timeout, or KeyboardInterrupt: git and its helpers go with it
+            with contextlib.suppress(OSError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            if isinstance(exc, subprocess.TimeoutExpired):
+                raise GitFailed(args, -9, f"git {git_command(args)} killed after {timeout:g} s") from None
+            raise
+        if proc.returncode:
+            raise GitFailed(args, proc.returncode, err.decode("utf-8", "replace"))
+        return out.decode("utf-8", "replace")
 
     def rev(self, ref: str) -> str | None:
         try:

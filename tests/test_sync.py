@@ -351,3 +351,18 @@ def test_a_noop_sync_imports_no_gitpython(tmp_path: Path, upstream: git.Repo) ->
             "print(r.status, r.changed, 'git' in sys.modules, 'jsonschema' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["ok", "0", "False", "False"], out.stderr
+
+
+def test_git_run_directly_is_stopped_at_its_timeout(tmp_path: Path, upstream: git.Repo) -> None:
+    from synthmed.daemon.upstreams import GitFailed
+
+    settings = _settings(tmp_path, upstream)
+    sync(settings)
+    repo = UpstreamRepo.for_upstream(settings.upstreams_dir, "public")
+    assert repo.rev(ACCEPTED_REF) == upstream.head.commit.hexsha
+    with pytest.raises(GitFailed, match="git rev-parse killed after") as info:
+        repo._run(["-c", "core.quotePath=false", "rev-parse", ACCEPTED_REF], timeout=1e-6)
+    assert info.value.status == -9
+    with pytest.raises(GitFailed, match="git cat-file exited 128") as failed:
+        repo._run(["cat-file", "-t", "--end-of-options", "0" * 40])
+    assert failed.value.stderr
