@@ -189,13 +189,14 @@ class UpstreamRepo:
     # -- refs ----------------------------------------------------------------------------
 
     def _run(self, args: list[str], timeout: float | None = None) -> str:
-        """stdout of ``git ARGS`` run on the mirror, the ``git`` binary run directly (no
-        gitpython: see the module's docstring), in the environment gitpython gives git (C
-        locale, so messages are git's English ones); :class:`GitFailed` when it exits with an
-        error or runs past ``timeout`` seconds (then it is killed)."""
+        """stdout of ``git ARGS`` run in the mirror, the ``git`` binary run directly (no
+        gitpython: see the module's docstring) as gitpython runs it: in the mirror's folder (so
+        git finds the repository, and checks its owner, the same way) with the C locale (git's
+        English messages); :class:`GitFailed` when it exits with an error or runs past
+        ``timeout`` seconds (then it is killed, with its helpers)."""
         env = {**os.environ, "LANGUAGE": "C", "LC_ALL": "C"}
         try:  # a process group of its own, so a timeout (or an interrupt) stops git's helpers too, as gitpython does
-            proc = subprocess.Popen(["git", f"--git-dir={self.path}", *args], stdin=subprocess.DEVNULL,
+            proc = subprocess.Popen(["git", *args], cwd=self.path, stdin=subprocess.DEVNULL,  # in the mirror, as gitpython
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True)
         except OSError as exc:
             raise GitFailed(args, -1, f"git could not be run: {exc}") from None
