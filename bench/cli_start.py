@@ -9,7 +9,15 @@ machine: the bare interpreter (``python -c pass``, the floor) and ``synthmed --h
 importtime`` once and reports how many modules it imports, the largest ones (cumulative
 microseconds) and whether torch or numpy was among them.
 
-    .venv/bin/python bench/cli_start.py [--records 1000] [--rounds 7]
+The commands run as an installed synthmed runs: with compiled bytecode. ``pip install``
+compiles a package's modules, and an editable install writes them on first import; an
+environment with ``PYTHONDONTWRITEBYTECODE`` set (this machine's shells) would otherwise
+compile every synthmed module from source on every start (60-100 ms of each command). So the
+runs use a bytecode cache of their own (``PYTHONPYCACHEPREFIX`` in the bench's temporary
+folder, filled by an untimed warm-up round; nothing is written into the source trees);
+``--no-bytecode-cache`` runs with the caller's environment as it is.
+
+    .venv/bin/python bench/cli_start.py [--records 1000] [--rounds 7] [--no-bytecode-cache]
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -38,10 +47,23 @@ COMMANDS = {
 HEAVY = ("torch", "numpy", "PIL", "jsonschema", "git", "sqlite_utils")
 
 
-def run(argv: list[str], env: dict[str, str]) -> float:
+#: CPU seconds (user + system) of each timed run's process tree, by name: steadier than wall
+#: time when other work shares the cores
+CPU: dict[str, list[float]] = {}
+
+
+def _children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def run(argv: list[str], env: dict[str, str], name: str | None = None) -> float:
+    c0 = _children_cpu()
     t0 = time.perf_counter()
     proc = subprocess.run(argv, capture_output=True, env=env, cwd=str(ROOT))
     dt = time.perf_counter() - t0
+    if name:
+        CPU.setdefault(name, []).append(_children_cpu() - c0)
     if proc.returncode not in (0, 3):  # status exits 3 on an unhealthy site (no blobs yet): still a full run
         raise SystemExit(f"{argv} failed ({proc.returncode}): {proc.stderr.decode()[-2000:]}")
     return dt
@@ -73,6 +95,9 @@ def main() -> int:
     ap.add_argument("--before", metavar="PYTHON",
                     help="also run each command with this interpreter (another checkout's venv, e.g. main's), "
                          "interleaved in the same rounds: before/after on the same machine at the same load")
+    ap.add_argument("--no-bytecode-cache", action="store_true",
+                    help="run with the caller's environment as it is (with PYTHONDONTWRITEBYTECODE set, every "
+                         "start compiles synthmed's modules from source)")
     args = ap.parse_args()
     load_start = [round(x, 2) for x in os.getloadavg()]
     with tempfile.TemporaryDirectory(prefix="synthmed-bench-cli-") as tmp:
@@ -84,6 +109,9 @@ def main() -> int:
             (h / "site.toml").write_text(f'[[upstreams]]\nname = "public"\nurl = "{t / "idx"}"\nsubfolder = "index"\n')
         env = {k: v for k, v in os.environ.items() if not k.startswith("SYNTHMED_")}
         env["CUDA_VISIBLE_DEVICES"] = ""  # a CPU-only site
+        if not args.no_bytecode_cache:  # compiled once, as an installed package is (see the module's docstring)
+            env.pop("PYTHONDONTWRITEBYTECODE", None)
+            env["PYTHONPYCACHEPREFIX"] = str(t / "pycache")
         cli = [sys.executable, "-m", "synthmed.cli", "-q", "--site", str(home)]
         run([*cli, "sync", "--no-mirror"], env)
         baselines = {"python_c_pass": [sys.executable, "-c", "pass"],
@@ -91,25 +119,30 @@ def main() -> int:
         before = [args.before, "-m", "synthmed.cli", "-q", "--site", str(home_before)] if args.before else None
         if before:
             run([*before, "sync", "--no-mirror"], env)
+        for argv in [*baselines.values(), *([*cli, *sub] for sub in COMMANDS.values()),
+                     *([*before, *sub] for sub in COMMANDS.values() if before)]:
+            run(argv, env)  # the warm-up round, not timed: fills the bytecode cache and the page cache
         times: dict[str, list[float]] = {k: [] for k in [*baselines, *COMMANDS]}
         times.update({f"before_{k}": [] for k in COMMANDS} if before else {})
         for _ in range(args.rounds):
             for name, argv in baselines.items():
-                times[name].append(run(argv, env))
+                times[name].append(run(argv, env, name))
             for name, sub in COMMANDS.items():
-                times[name].append(run([*cli, *sub], env))
+                times[name].append(run([*cli, *sub], env, name))
                 if before:
-                    times[f"before_{name}"].append(run([*before, *sub], env))
+                    times[f"before_{name}"].append(run([*before, *sub], env, f"before_{name}"))
         profile = {name: imports([*cli, *sub], env) for name, sub in COMMANDS.items()}
     floor = statistics.median(times["python_c_pass"])
     out = {
         "bench": "cli_start", "records": args.records, "rounds": args.rounds, "cpus": os.cpu_count(),
+        "bytecode": "as the caller's environment says" if args.no_bytecode_cache else "cached (PYTHONPYCACHEPREFIX)",
         "loadavg_at_start": load_start, "loadavg_at_end": [round(x, 2) for x in os.getloadavg()],
         "baselines_s": {k: stats(times[k]) for k in baselines},
         "commands_s": {k: stats(times[k]) for k in COMMANDS},
         **({"before": args.before, "before_s": {k: stats(times[f"before_{k}"]) for k in COMMANDS},
             "after_over_before_median": {k: round(statistics.median(times[k]) / statistics.median(times[f"before_{k}"]), 3)
                                          for k in COMMANDS}} if before else {}),
+        "cpu_s": {k: stats(v) for k, v in CPU.items()},
         "over_bare_interpreter_median_s": {k: round(statistics.median(times[k]) - floor, 3) for k in COMMANDS},
         "imports": profile,
         "target_s": 0.25,

@@ -7,8 +7,12 @@ Two refs matter in each mirror:
 - ``refs/synthmed/accepted``: the last accepted commit (it keeps that commit's objects
   alive even when the upstream rewrites its history)
 
-Every git call goes through gitpython's command wrapper. The site lock guarantees one
-writer, so lock files left behind by a killed git process are stale and are removed.
+Git runs two ways. What a sync with nothing new needs (resolving a ref, checking that a
+commit is there, fetching) runs the ``git`` binary directly (:meth:`UpstreamRepo._run`, with
+the environment gitpython gives it), so a no-op ``synthmed sync`` and ``synthmed status``
+never import gitpython (about 40 ms); everything else goes through gitpython's command
+wrapper, imported by the methods that use it. The site lock guarantees one writer, so lock
+files left behind by a killed git process are stale and are removed.
 
 What reaches git from outside is checked first (:mod:`synthmed.registry.upstream_check`)
 and is always placed after ``--`` or ``--end-of-options``, so no URL, ref or path is ever
@@ -18,21 +22,26 @@ is removed only when synthmed made it (it holds the marker file :data:`MARKER`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import re
 import shutil
+import signal
+import subprocess
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable, Iterator
-
-import git
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 from synthmed.registry.accepted import raw_diff_entries
 from synthmed.registry.errors import ConfigError, SyncRefused
 from synthmed.registry.redact import redact_text
 from synthmed.registry.upstream_check import URL_SCHEMES, check_name, check_url, redact_url
+
+if TYPE_CHECKING:
+    import git
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +85,23 @@ LOCK_RETRY_TOTAL_S = 30.0
 LOCK_RETRY_FIRST_S = 0.2
 
 
+def git_command(args: list[str]) -> str:
+    """The git sub-command in ``args`` (``fetch`` in ``-c k=v fetch ...``)."""
+    for i, a in enumerate(args):
+        if not a.startswith("-") and (i == 0 or args[i - 1] != "-c"):
+            return a
+    return "?"
+
+
+class GitFailed(Exception):
+    """A git command run by :meth:`UpstreamRepo._run` exited with an error (or timed out)."""
+
+    def __init__(self, args: list[str], status: int, stderr: str) -> None:
+        super().__init__(f"git {git_command(args)} exited {status}: {stderr.strip()}")
+        self.status = status
+        self.stderr = stderr
+
+
 @dataclass(frozen=True)
 class Change:
     """One changed file between two commits: ``status`` A, M or D; ``blob`` the new blob sha."""
@@ -97,6 +123,8 @@ class UpstreamRepo:
 
     @property
     def repo(self) -> git.Repo:
+        import git
+
         if self._repo is None:
             self._repo = git.Repo(self.path)
         return self._repo
@@ -134,6 +162,8 @@ class UpstreamRepo:
             log.warning("%s: not a usable git mirror (an interrupted first sync?); recreating it", self.path)
             self._remove_own(self.path, "not a usable git mirror")
         if not self.path.exists():
+            import git
+
             tmp = self.path.with_name(self.path.name + ".init-tmp")
             if tmp.exists() or tmp.is_symlink():
                 self._remove_own(tmp, "in the way of a new mirror")
@@ -158,18 +188,43 @@ class UpstreamRepo:
 
     # -- refs ----------------------------------------------------------------------------
 
+    def _run(self, args: list[str], timeout: float | None = None) -> str:
+        """stdout of ``git ARGS`` run in the mirror, the ``git`` binary run directly (no
+        gitpython: see the module's docstring) as gitpython runs it: in the mirror's folder (so
+        git finds the repository, and checks its owner, the same way) with the C locale (git's
+        English messages); :class:`GitFailed` when it exits with an error or runs past
+        ``timeout`` seconds (then it is killed, with its helpers)."""
+        env = {**os.environ, "LANGUAGE": "C", "LC_ALL": "C"}
+        try:  # a process group of its own, so a timeout (or an interrupt) stops git's helpers too, as gitpython does
+            proc = subprocess.Popen(["git", *args], cwd=self.path, stdin=subprocess.DEVNULL,  # in the mirror, as gitpython
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True)
+        except OSError as exc:
+            raise GitFailed(args, -1, f"git could not be run: {exc}") from None
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except BaseException as exc:  # the timeout, or KeyboardInterrupt: git and its helpers go with it
+            with contextlib.suppress(OSError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            if isinstance(exc, subprocess.TimeoutExpired):
+                raise GitFailed(args, -9, f"git {git_command(args)} killed after {timeout:g} s") from None
+            raise
+        if proc.returncode:
+            raise GitFailed(args, proc.returncode, err.decode("utf-8", "replace"))
+        return out.decode("utf-8", "replace")
+
     def rev(self, ref: str) -> str | None:
         try:
-            return str(self.g.rev_parse("--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}")).strip() or None
-        except git.GitCommandError:
+            return self._run(["rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}"]).strip() or None
+        except GitFailed:
             return None
 
     def has_commit(self, sha: str) -> bool:
         if sha in self._known:
             return True
         try:
-            self.g.cat_file("-e", "--end-of-options", f"{sha}^{{commit}}")
-        except git.GitCommandError:
+            self._run(["cat-file", "-e", "--end-of-options", f"{sha}^{{commit}}"])
+        except GitFailed:
             return False
         self._known.add(sha)  # objects are never removed while a sync runs
         return True
@@ -188,10 +243,10 @@ class UpstreamRepo:
         waited = 0.0
         while True:
             try:
-                self.g.execute(["git", *_PROTOCOLS, "fetch", "--no-tags", "--force", "--quiet", "--", url,
-                                f"+refs/heads/{branch}:{FETCHED_REF}"], kill_after_timeout=timeout)
+                self._run([*_PROTOCOLS, "fetch", "--no-tags", "--force", "--quiet", "--", url,
+                           f"+refs/heads/{branch}:{FETCHED_REF}"], timeout=timeout)
                 break
-            except git.GitCommandError as exc:
+            except GitFailed as exc:
                 err = redact_text((exc.stderr or str(exc)).strip().replace("\n", " ").replace(url, shown))
                 err = _CREDENTIALS.sub(r"\1:***@", err)
                 if _REF_LOCKED.search(err) and waited < LOCK_RETRY_TOTAL_S:
@@ -216,6 +271,8 @@ class UpstreamRepo:
 
     def bundle_heads(self, bundle: Path) -> list[tuple[str, str]]:
         """``git bundle verify`` then its refs as ``[(sha, ref)]``; SyncRefused if it is no git bundle."""
+        import git
+
         path = str(Path(bundle).absolute())
         try:
             self.g.bundle("verify", "--quiet", "--", path)
@@ -232,6 +289,8 @@ class UpstreamRepo:
 
     def fetch_bundle(self, bundle: Path) -> str:
         """Take a git bundle's (single) ref into ``refs/synthmed/fetched``; return its commit."""
+        import git
+
         heads = self.bundle_heads(bundle)
         if len(heads) != 1 or not heads[0][1].startswith("refs/"):
             raise SyncRefused(f"{bundle}: the bundle must hold exactly one ref, it holds {len(heads)}",
@@ -247,6 +306,8 @@ class UpstreamRepo:
         return sha
 
     def is_ancestor(self, old: str, new: str) -> bool:
+        import git
+
         try:
             self.g.merge_base("--is-ancestor", "--end-of-options", old, new)
             return True

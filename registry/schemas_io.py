@@ -1,14 +1,22 @@
 """Load the JSON Schemas shipped in ``synthmed.schemas`` and turn validation errors into
-:class:`Problem` objects that name the file and the JSON path in plain words."""
+:class:`Problem` objects that name the file and the JSON path in plain words.
+
+:func:`validate_remembered` validates a file once per content: a file whose exact bytes
+already passed the same schema (a memo file holds the digest of both) is not validated
+again, so a command that reads ``site.toml`` does not import jsonschema on every start."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import re
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
+from . import atomic
 from .errors import Problem
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -24,10 +32,21 @@ SCHEMA_FILES = {
 }
 
 
+log = logging.getLogger(__name__)
+
+#: the first line of a memo file (:func:`validate_remembered`); a memo of another format is ignored
+MEMO_FORMAT = "synthmed-validated/1"
+
+
+@lru_cache(maxsize=None)
+def schema_bytes(name: str) -> bytes:
+    """The bytes of a shipped schema file, as they are on disk."""
+    return resources.files("synthmed.schemas").joinpath(SCHEMA_FILES[name]).read_bytes()
+
+
 @lru_cache(maxsize=None)
 def load_schema(name: str) -> dict[str, Any]:
-    text = resources.files("synthmed.schemas").joinpath(SCHEMA_FILES[name]).read_text("utf-8")
-    schema: dict[str, Any] = json.loads(text)
+    schema: dict[str, Any] = json.loads(schema_bytes(name).decode("utf-8"))
     return schema
 
 
@@ -129,4 +148,40 @@ def validate_against(name: str, data: Any, where: str) -> list[Problem]:
             if key not in seen:
                 seen.add(key)
                 problems.append(Problem(where, key[0], key[1]))
+    return problems
+
+
+def _memo_key(name: str, raw: bytes) -> str:
+    """sha256 over the schema's bytes and the file's bytes: a new schema (another synthmed)
+    or any change to the file gives another key."""
+    h = hashlib.sha256(MEMO_FORMAT.encode())
+    for part in (name.encode(), schema_bytes(name), raw):
+        h.update(len(part).to_bytes(8, "big"))
+        h.update(part)
+    return h.hexdigest()
+
+
+def validate_remembered(name: str, data: Any, raw: bytes, where: str, memo: Path, *,
+                        record: bool = True) -> list[Problem]:
+    """:func:`validate_against` for ``data`` parsed from the bytes ``raw``, skipped when
+    ``memo`` records that these exact bytes passed this exact schema. A passing validation
+    is recorded in ``memo`` when ``record`` (atomically; a folder that cannot be written just
+    validates every time); a failing one never is, so its errors are reported on every read.
+    Everything but the schema (the checks the caller makes next) still runs."""
+    try:
+        key = _memo_key(name, raw)
+    except OSError:  # pragma: no cover - the installed schema cannot be read: validating says so
+        return validate_against(name, data, where)
+    try:
+        with open(memo, "rb") as fh:
+            if fh.read(200).decode("ascii", "replace").split() == [MEMO_FORMAT, key]:
+                return []
+    except OSError:  # no memo yet (or an unreadable one): validate
+        pass
+    problems = validate_against(name, data, where)
+    if record and not problems:
+        try:
+            atomic.write_text(memo, f"{MEMO_FORMAT}\n{key}\n", parents=True)
+        except OSError as exc:
+            log.debug("%s: not remembered as validated in %s: %s", where, memo, exc)
     return problems

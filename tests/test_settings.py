@@ -80,3 +80,75 @@ def test_http_settings_from_site_toml(tmp_path: Path) -> None:
     _site(tmp_path, "[sources.http]\nbackoff_s = -1\n")
     with pytest.raises(ConfigError, match=r"\$\.sources\.http\.backoff_s"):
         load_settings(tmp_path, environ={})
+
+
+def test_site_toml_is_schema_validated_once_per_content(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from synthmed.registry import schemas_io
+    from synthmed.registry.settings import SITE_FILE_MEMO
+
+    calls: list[str] = []
+    real = schemas_io.validate_against
+
+    def counted(name: str, data: object, where: str) -> list[schemas_io.Problem]:
+        calls.append(where)
+        return real(name, data, where)
+
+    monkeypatch.setattr(schemas_io, "validate_against", counted)
+    _site(tmp_path, '[runner]\ndevice = "cpu"\n')
+    assert load_settings(tmp_path, environ={}).runner.device == "cpu"
+    assert len(calls) == 1 and (tmp_path / SITE_FILE_MEMO).is_file()
+    assert load_settings(tmp_path, environ={}).runner.device == "cpu"
+    assert len(calls) == 1  # the same bytes passed the same schema: not validated again
+    # any change to the bytes is validated again, and an invalid file is refused every time, never remembered
+    memo = (tmp_path / SITE_FILE_MEMO).read_bytes()
+    _site(tmp_path, '[runner]\ndevice = "cpu"\nbogus = 1\n')
+    for _ in range(2):
+        with pytest.raises(ConfigError, match="bogus"):
+            load_settings(tmp_path, environ={})
+    assert len(calls) == 3 and (tmp_path / SITE_FILE_MEMO).read_bytes() == memo
+    # a memo that does not match (another schema, a hand edit) is not trusted
+    _site(tmp_path, '[runner]\ndevice = "cpu"\n')
+    (tmp_path / SITE_FILE_MEMO).write_text("synthmed-validated/1\n" + "0" * 64 + "\n")
+    load_settings(tmp_path, environ={})
+    assert len(calls) == 4 and (tmp_path / SITE_FILE_MEMO).read_bytes() == memo
+
+
+def test_site_toml_memo_keys_on_the_schema_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from synthmed.registry import schemas_io
+
+    _site(tmp_path, '[runner]\ndevice = "cpu"\n')
+    load_settings(tmp_path, environ={})
+    # a synthmed whose schema refuses what the memo says passed: validated again, and refused
+    strict = b'{"type": "object", "properties": {"runner": {"type": "object", "additionalProperties": false}}}'
+    monkeypatch.setattr(schemas_io, "schema_bytes", lambda name: strict)
+    monkeypatch.setattr(schemas_io, "validator", lambda name: schemas_io.strict_validator_class()(
+        schemas_io.json.loads(strict)))
+    with pytest.raises(ConfigError, match="runner"):
+        load_settings(tmp_path, environ={})
+
+
+def test_site_toml_memo_on_a_site_that_cannot_be_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from synthmed.registry.settings import SITE_FILE_MEMO
+
+    _site(tmp_path, '[runner]\ndevice = "cpu"\n')
+    (tmp_path / "cache").write_text("a file where the cache folder would be")  # no memo can be written
+    assert load_settings(tmp_path, environ={}).runner.device == "cpu"
+    assert load_settings(tmp_path, environ={}).runner.device == "cpu"
+    (tmp_path / "cache").unlink()
+    # another user's site (root running `synthmed status`, say): read, never written into
+    monkeypatch.setattr(os, "geteuid", lambda: os.stat(tmp_path).st_uid + 1)
+    assert load_settings(tmp_path, environ={}).runner.device == "cpu"
+    assert not (tmp_path / "cache").exists()
+    monkeypatch.undo()
+    load_settings(tmp_path, environ={})
+    assert (tmp_path / SITE_FILE_MEMO).is_file()  # the owner records it, and any user may then rely on it
+    if os.geteuid() != 0:  # root writes anywhere
+        (tmp_path / SITE_FILE_MEMO).unlink()
+        (tmp_path / "cache").chmod(0o555)  # a folder this user cannot write: validated, not recorded
+        try:
+            assert load_settings(tmp_path, environ={}).runner.device == "cpu"
+            assert not (tmp_path / SITE_FILE_MEMO).exists()
+        finally:
+            (tmp_path / "cache").chmod(0o755)

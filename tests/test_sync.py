@@ -335,3 +335,34 @@ def test_a_fresh_sync_of_this_repository_logs_what_an_admin_needs(tmp_path: Path
     assert not [r for r in info if "skipping" in r.getMessage() and "unverified" in r.getMessage()]
     out = capsys.readouterr().out  # the run's summary counts them
     assert "mirror:" in out and "unverified record(s) skipped" in out
+
+
+def test_a_noop_sync_imports_no_gitpython(tmp_path: Path, upstream: git.Repo) -> None:
+    import subprocess
+    import sys
+
+    settings = _settings(tmp_path, upstream)
+    sync(settings)
+    code = ("import sys\nfrom synthmed.registry.settings import load_settings\n"
+            "from synthmed.registry.catalog import Catalog\nfrom synthmed.daemon.sync import sync_all\n"
+            f"s = load_settings({str(settings.home)!r}, environ={{}})\n"
+            "with Catalog.open(s.catalog_path, readonly=False) as cat:\n"
+            "    [r] = sync_all(s, cat)\n"
+            "print(r.status, r.changed, 'git' in sys.modules, 'jsonschema' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["ok", "0", "False", "False"], out.stderr
+
+
+def test_git_run_directly_is_stopped_at_its_timeout(tmp_path: Path, upstream: git.Repo) -> None:
+    from synthmed.daemon.upstreams import GitFailed
+
+    settings = _settings(tmp_path, upstream)
+    sync(settings)
+    repo = UpstreamRepo.for_upstream(settings.upstreams_dir, "public")
+    assert repo.rev(ACCEPTED_REF) == upstream.head.commit.hexsha
+    with pytest.raises(GitFailed, match="git rev-parse killed after") as info:
+        repo._run(["-c", "core.quotePath=false", "rev-parse", ACCEPTED_REF], timeout=1e-6)
+    assert info.value.status == -9
+    with pytest.raises(GitFailed, match="git cat-file exited 128") as failed:
+        repo._run(["cat-file", "-t", "--end-of-options", "0" * 40])
+    assert failed.value.stderr

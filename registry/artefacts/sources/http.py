@@ -9,17 +9,18 @@ https -> http downgrade except on loopback).
 from __future__ import annotations
 
 import base64
-import http.client
 import logging
 import re
 import socket
-import ssl
 import time
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 from ...errors import SourceError
 from .base import Source, is_loopback, redact, source_error
+
+if TYPE_CHECKING:  # http.client and ssl (about 20 ms to import) load when a request is made:
+    import http.client  # the store is imported by commands that never download (`synthmed status`)
 
 __all__ = ["HttpSource", "HttpStream", "is_loopback", "redact"]
 
@@ -121,6 +122,9 @@ class HttpSource(Source):
         raise source_error(self.uri, f"more than {MAX_REDIRECTS} redirects", hint="the server is misconfigured")
 
     def _connect(self, scheme: str, host: str, port: int | None) -> http.client.HTTPConnection:
+        import http.client
+        import ssl
+
         conn: http.client.HTTPConnection
         if scheme == "https":
             conn = http.client.HTTPSConnection(host, port, timeout=self.connect_timeout,
@@ -173,6 +177,9 @@ class HttpStream:
         self._open_at(self.pos, first=True)
 
     def _open_at(self, pos: int, first: bool = False) -> None:
+        import http.client
+        import ssl
+
         last: str = ""
         while True:
             try:
@@ -276,6 +283,8 @@ class HttpStream:
     def _read(self, buf: memoryview, some: bool) -> int:
         """Bytes into ``buf``: all of it (``some=False``) or what one receive brings;
         reconnects with Range after a drop; 0 at the end of the body."""
+        import http.client
+
         while True:
             resp = self._resp
             if resp is None:
