@@ -10,24 +10,18 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import ConfigError
-from .schemas_io import validate_against, validate_remembered
+from .site_toml import read_site_toml as read_site_toml  # re-exported: callers read site.toml here
 from .upstream_check import check_branch, check_name, check_signer, check_subfolder, check_url
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 log = logging.getLogger(__name__)
 
 SITE_FILE = "site.toml"
-#: the digest of the last site.toml bytes that passed the schema (see :func:`read_site_toml`)
+#: the digest of the last site.toml bytes that passed the schema (see :func:`.site_toml.read_site_toml`)
 SITE_FILE_MEMO = "cache/site.toml.validated"
 
 
@@ -268,48 +262,6 @@ def _number(value: str, where: str) -> float:
         return float(value)
     except ValueError:
         raise ConfigError(f"{where}: {value!r} is not a number", hint="give a plain number, e.g. 48") from None
-
-
-def read_site_toml(path: Path, memo: Path | None = None) -> dict[str, Any]:
-    """Parse and schema-validate a site.toml; a clear error on any problem. With ``memo``
-    (a site's :data:`SITE_FILE_MEMO`), bytes that already passed the schema are not validated
-    again (:func:`~.schemas_io.validate_remembered`). Only the owner of the site folder records
-    a validation there: another user (root running ``synthmed status``, say) never leaves a
-    file or a ``cache/`` folder of theirs in the site."""
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read()
-        data = tomllib.loads(raw.decode("utf-8"))
-    except FileNotFoundError:
-        return {}
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(
-            f"{path}: not valid TOML: {exc}", hint="fix the syntax, or recreate it with `synthmed init`"
-        ) from exc
-    except NotADirectoryError as exc:
-        raise ConfigError(
-            f"the site folder {path.parent} is not a folder (or lies under a file)",
-            hint="point --site / SYNTHMED_HOME at a site folder, or create one with `synthmed init DIR`",
-        ) from exc
-    except OSError as exc:
-        raise ConfigError(
-            f"{path}: cannot be read: {exc.strerror or exc}",
-            hint="site.toml must be a readable file; recreate it with `synthmed init DIR --force`",
-        ) from exc
-    problems = (validate_against("site", data, str(path)) if memo is None
-                else validate_remembered("site", data, raw, str(path), memo, record=_owned(path.parent)))
-    if problems:
-        lines = "\n".join(str(p) for p in problems)
-        raise ConfigError(f"{path}: invalid site configuration:\n{lines}", hint="see docs/sites.md, 'site.toml'")
-    return data
-
-
-def _owned(folder: Path) -> bool:
-    """Whether this process's user owns ``folder``."""
-    try:
-        return folder.stat().st_uid == os.geteuid()
-    except OSError:
-        return False
 
 
 def _tuple(v: Any) -> tuple[str, ...]:
