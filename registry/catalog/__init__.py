@@ -14,6 +14,7 @@ connection, so one :meth:`Catalog.transaction` covers writes to any of them:
 - ``tests`` (:mod:`.tests`): model test runs
 - ``evaluations`` (:mod:`.evaluations`): values measured on this site
 - ``audits`` (:mod:`.audits`): memorisation audits run on this site
+- ``sanity`` (:mod:`.sanity`): extractor sanity checks on this site's reference sets
 - ``jobs`` (:mod:`.jobs`): every job run and every failure, with its reason
 
 Each store's module holds its own tables; :mod:`.schema` assembles them and migrates
@@ -43,6 +44,7 @@ from .federation import FederationStore
 from .jobs import JobStore
 from .models import FTS_COLUMNS, ModelStore
 from .schema import GENERATION
+from .sanity import SanityStore
 from .search import ScoreOrder, fts_query
 from .tests import ModelTestStore
 
@@ -97,7 +99,7 @@ def _open_writable(p: Path) -> sqlite3.Connection:
 class Catalog:
     """The site catalog. Open with :meth:`open`; writers use :meth:`transaction`; read and
     write through its stores (``federation``, ``models``, ``artefacts``, ``tests``,
-    ``evaluations``, ``audits``, ``jobs``)."""
+    ``evaluations``, ``audits``, ``sanity``, ``jobs``)."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path, readonly: bool) -> None:
         self.conn = conn
@@ -111,6 +113,7 @@ class Catalog:
         self.tests = ModelTestStore(self._handle)
         self.evaluations = EvaluationStore(self._handle)
         self.audits = AuditStore(self._handle)
+        self.sanity = SanityStore(self._handle)
         self.jobs = JobStore(self._handle)
 
     # -- opening --------------------------------------------------------------------

@@ -10,7 +10,7 @@ import json
 import logging
 import sqlite3
 
-from . import artefacts, audits, evaluations, federation, jobs, models, tests
+from . import artefacts, audits, evaluations, federation, jobs, models, sanity, tests
 from .models import FTS_COLUMNS, id_terms, refresh_terms
 
 log = logging.getLogger(__name__)
@@ -26,11 +26,13 @@ log = logging.getLogger(__name__)
 #: (values per metric, source and direction, kept by triggers) and each model's
 #: ``lowest``/``highest`` value of a metric and source flagged in ``metrics`` (a ranked search
 #: walks them in order); 8: modality and anatomy facets and full-text in the controlled
-#: vocabulary (registry/vocabulary.py), derived again from each stored record
-GENERATION = 8
+#: vocabulary (registry/vocabulary.py), derived again from each stored record; 9: ``sanity_checks``
+#: (extractor sanity checks on this site's reference sets; a new table only, so the step is the
+#: ``CREATE TABLE IF NOT EXISTS`` every upgrade runs)
+GENERATION = 9
 
 #: the store modules whose ``DDL`` makes up the layout, in the order it is created
-STORES = (federation, models, artefacts, tests, jobs, evaluations, audits)
+STORES = (federation, models, artefacts, tests, jobs, evaluations, audits, sanity)
 
 
 def generation(conn: sqlite3.Connection) -> int:

@@ -24,7 +24,7 @@ import shutil
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
@@ -122,10 +122,11 @@ class ReferenceSet:
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "identity": self.identity, "n": len(self.files)}
 
-    def load_images(self) -> list[tuple[np.ndarray, tuple[float, float]]]:
-        """Every image, each checked against the manifest first."""
+    def load_images(self, indices: Sequence[int] | None = None) -> list[tuple[np.ndarray, tuple[float, float]]]:
+        """Every image (or those at ``indices`` of the manifest, in that order), each checked
+        against the manifest first."""
         out = []
-        for f in self.files:
+        for f in (self.files if indices is None else [self.files[int(i)] for i in indices]):
             p = self.source / f["path"]
             if not p.is_file() or p.is_symlink():
                 raise EvaluationError(f"reference {self.label}: {p} is missing",
