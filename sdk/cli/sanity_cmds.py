@@ -18,7 +18,8 @@ def _values(check: dict[str, Any], distance: str) -> str:
         return f"{distance} {v['halves']:.4g} (closest copy {v['closest']:.4g})"
     if check["check"] == "flat":
         return f"{distance} {v['flat']:.4g}"
-    return " < ".join(f"{d:.4g}" for d in v["distances"])
+    steps = ", ".join(f"{s:g}" for s in v["strengths"])
+    return f"{distance} at 0, {steps}: " + " -> ".join(f"{d:.4g}" for d in v["distances"])
 
 
 def sanity_rows(run: dict[str, Any]) -> list[dict[str, str]]:
