@@ -21,7 +21,7 @@ from .upstreams import ACCEPTED_REF, UpstreamRepo
 
 log = logging.getLogger(__name__)
 
-_KEPT = ("tests", "sync_runs", "evaluations", "audits")
+_KEPT = ("tests", "sync_runs", "evaluations", "audits", "sanity_checks")
 
 
 def _saved_history(old: Catalog) -> dict[str, list[dict[str, Any]]]:

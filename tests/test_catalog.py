@@ -327,7 +327,7 @@ def test_generation_5_catalog_gains_the_audits_table_and_keeps_its_evaluations(t
     with pytest.raises(CatalogError, match="generation 5"):
         Catalog.open(path)  # a reader never migrates
     with Catalog.open(path, readonly=False) as c:
-        assert c.generation() == GENERATION == 9
+        assert c.generation() == GENERATION == 10
         assert len(c.evaluations.evaluations_of("u", "m", "1.0.0", "a" * 64)) == 1
         with c.transaction():
             c.audits.record_audit(run="a1", upstream="u", model_id="m", version="1.0.0", sha256="a" * 64,
@@ -390,3 +390,35 @@ def test_modality_and_anatomy_in_the_controlled_vocabulary(tmp_path: Path, make_
             "mg", "mr"]
         assert [e.id for e in c.models.search("computed tomography")] == []
         assert [e.id for e in c.models.search("Mammography", modality="MG")] == ["mmg"]
+
+
+def test_generation_9_catalog_gains_the_sanity_checks_table_and_keeps_the_rest(tmp_path: Path) -> None:
+    """Generation 10 adds one table (extractor sanity checks); a generation-9 catalog is migrated
+    by creating it, and its evaluations and audits stay."""
+    import sqlite3
+
+    path = tmp_path / "c.db"
+    with Catalog.open(path, readonly=False) as c, c.transaction():
+        c.evaluations.record_evaluation(run="r1", upstream="u", model_id="m", version="1.0.0", sha256="a" * 64,
+                                        values={"fd": (1.5, "lower")}, key="k" * 64, reference="ref",
+                                        extractor="x@1.0.0", params={}, provenance={"n_real": 3})
+    conn = sqlite3.connect(path)
+    conn.execute("DROP TABLE sanity_checks")
+    conn.execute("PRAGMA user_version=9")
+    conn.commit()
+    conn.close()
+    with pytest.raises(CatalogError, match="generation 9"):
+        Catalog.open(path)  # a reader never migrates
+    with Catalog.open(path, readonly=False) as c:
+        assert c.generation() == GENERATION == 10
+        assert len(c.evaluations.evaluations_of("u", "m", "1.0.0", "a" * 64)) == 1
+        with c.transaction():
+            for run, ext, passed in (("s1", "randconv-224@1.0.0", 7), ("s2", "frd-radiomics@1.0.0", 5),
+                                     ("s3", "randconv-224@1.0.0", 4)):
+                c.sanity.record_sanity(run=run, reference="set", identity="i" * 64, extractor=ext, config="c",
+                                       distance="fd", passed=passed, total=7,
+                                       checks=[{"check": "halves", "passed": True}], provenance={"n_per_half": 50})
+        rows = c.sanity.latest_for("i" * 64)  # the newest of each extractor, the most passed first
+        assert [(r["extractor"], r["passed"]) for r in rows] == [("frd-radiomics@1.0.0", 5), ("randconv-224@1.0.0", 4)]
+        assert rows[0]["checks"] == [{"check": "halves", "passed": True}] and rows[0]["provenance"]["n_per_half"] == 50
+        assert c.sanity.latest_for("other") == []

@@ -206,7 +206,7 @@ def test_a_generation_8_catalog_gains_the_datasets_at_the_next_sync(world: dict[
     conn.close()
     assert main(["--site", str(home), "sync", "--no-mirror"]) == 0  # a no-op sync of the models
     with Catalog.open(home / "catalog.db") as cat:
-        assert cat.generation() == 9 and "ihc-s7" in {d.id for d in cat.datasets.list_datasets()}
+        assert cat.generation() == 10 and "ihc-s7" in {d.id for d in cat.datasets.list_datasets()}
 
 
 def test_mirror_policy_for_datasets(world: dict[str, Any]) -> None:

@@ -101,7 +101,7 @@ def test_generation_3_catalog_migrates_to_the_rebuilt_layout(tmp_path: Path, rec
     with pytest.raises(Exception, match="generation 3"):
         Catalog.open(old / "catalog.db")  # a reader never migrates
     with Catalog.open(old / "catalog.db", readonly=False) as cat:
-        assert cat.generation() == GENERATION == 9
+        assert cat.generation() == GENERATION == 10
         assert [e.id for e in cat.models.search("toyganunpinned")] == ["toy-gan-unpinned"]
         migrated = cat.snapshot()
     with Catalog.open(fresh / "catalog.db") as cat:

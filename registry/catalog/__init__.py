@@ -16,6 +16,7 @@ connection, so one :meth:`Catalog.transaction` covers writes to any of them:
 - ``audits`` (:mod:`.audits`): memorisation audits run on this site
 - ``datasets`` (:mod:`.datasets`): published synthetic datasets, their search and the
   versions each upstream bound
+- ``sanity`` (:mod:`.sanity`): extractor sanity checks on this site's reference sets
 - ``jobs`` (:mod:`.jobs`): every job run and every failure, with its reason
 
 Each store's module holds its own tables; :mod:`.schema` assembles them and migrates
@@ -46,6 +47,7 @@ from .federation import FederationStore
 from .jobs import JobStore
 from .models import FTS_COLUMNS, ModelStore
 from .schema import GENERATION
+from .sanity import SanityStore
 from .search import ScoreOrder, fts_query
 from .tests import ModelTestStore
 
@@ -100,7 +102,7 @@ def _open_writable(p: Path) -> sqlite3.Connection:
 class Catalog:
     """The site catalog. Open with :meth:`open`; writers use :meth:`transaction`; read and
     write through its stores (``federation``, ``models``, ``artefacts``, ``tests``,
-    ``evaluations``, ``audits``, ``datasets``, ``jobs``)."""
+    ``evaluations``, ``audits``, ``datasets``, ``sanity``, ``jobs``)."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path, readonly: bool) -> None:
         self.conn = conn
@@ -115,6 +117,7 @@ class Catalog:
         self.evaluations = EvaluationStore(self._handle)
         self.audits = AuditStore(self._handle)
         self.datasets = DatasetStore(self._handle)
+        self.sanity = SanityStore(self._handle)
         self.jobs = JobStore(self._handle)
 
     # -- opening --------------------------------------------------------------------

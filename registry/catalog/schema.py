@@ -10,7 +10,7 @@ import json
 import logging
 import sqlite3
 
-from . import artefacts, audits, datasets, evaluations, federation, jobs, models, tests
+from . import artefacts, audits, datasets, evaluations, federation, jobs, models, sanity, tests
 from .models import FTS_COLUMNS, id_terms, refresh_terms
 
 log = logging.getLogger(__name__)
@@ -28,11 +28,13 @@ log = logging.getLogger(__name__)
 #: walks them in order); 8: modality and anatomy facets and full-text in the controlled
 #: vocabulary (registry/vocabulary.py), derived again from each stored record; 9: published
 #: datasets (:mod:`.datasets`: ``datasets``, ``datasets_fts``, ``dataset_accepted``,
-#: ``dataset_sync``), filled by the next sync of each upstream
-GENERATION = 9
+#: ``dataset_sync``), filled by the next sync of each upstream; 10: ``sanity_checks``
+#: (extractor sanity checks on this site's reference sets; a new table only, so the step is the
+#: ``CREATE TABLE IF NOT EXISTS`` every upgrade runs)
+GENERATION = 10
 
 #: the store modules whose ``DDL`` makes up the layout, in the order it is created
-STORES = (federation, models, artefacts, tests, jobs, evaluations, audits, datasets)
+STORES = (federation, models, artefacts, tests, jobs, evaluations, audits, datasets, sanity)
 
 
 def generation(conn: sqlite3.Connection) -> int:

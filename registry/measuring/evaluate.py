@@ -42,12 +42,13 @@ import numpy as np
 from . import metrics as M
 from .. import atomic
 from ..errors import EvaluationError
-from .extractors import Extractor, describe, open_extractor
+from .extractors import Extractor, config_key, describe, open_extractor
 from ..outputs import OutputSpec, canonical, preview, record_specs
 from ..packages import prepare
 from .ranking import BETTER
 from .radiomics import Item, RadiomicsExtractor, frd_v1, grey, standardise
 from .reference_sets import ReferenceSet, list_references, open_reference
+from .sanity import ExtractorChoice, open_chosen
 from ..pipeline import open_runner
 from ..runner import RunnerOptions, check_params
 from ..stamps import synthmed_version, utcnow
@@ -81,11 +82,6 @@ class MetricSettings:
                          "estimator": "biased (CMMD)"},
                 "ms_ssim_diversity": {"pairs": self.diversity_pairs, "win_size": self.diversity_win, "sigma": 1.5,
                                       "seed": 0}}
-
-
-def config_key(extractor: Extractor) -> str:
-    """The extractor configuration a feature array depends on (weights and input rules)."""
-    return _digest(describe(extractor.record))[:32]
 
 
 def _digest(obj: Any) -> str:
@@ -125,6 +121,9 @@ class Evaluation:
     provenance: dict[str, Any]
     key: str
     run: str = field(default_factory=lambda: uuid.uuid4().hex)
+    #: which extractor was used and why (the best-passing of the set's sanity checks, the
+    #: default, or named); not part of the provenance: it says why, not how, it was measured
+    choice: ExtractorChoice | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"ref": self.ref, "upstream": self.upstream, "model": self.model_id, "version": self.version,
@@ -135,6 +134,7 @@ class Evaluation:
                               "trained": (self.provenance["extractor"].get("training") or {}).get("trained"),
                               "trained_on": (self.provenance["extractor"].get("training") or {}).get("data"),
                               "says": extractor_words(self.provenance["extractor"])},
+                "extractor_choice": self.choice.as_dict() if self.choice else None,
                 "provenance": self.provenance}
 
     def store(self, catalog: "Catalog") -> None:
@@ -385,13 +385,6 @@ def generated_features(settings: "Settings", entry: "CatalogEntry", spec: Output
 # -- a site's evaluations: the CLI and the daemon's nightly run ----------------------------------
 
 
-def evaluate_and_store(settings: "Settings", catalog: "Catalog", entry: "CatalogEntry", reference: ReferenceSet,
-                       extractor: Extractor, **kw: Any) -> Evaluation:
-    ev = evaluate(settings, entry, reference, extractor, **kw)
-    ev.store(catalog)
-    return ev
-
-
 def already_measured(catalog: "Catalog", entry: "CatalogEntry", key: str, params: Mapping[str, Any]) -> bool:
     p = json.dumps(dict(params), sort_keys=True)
     return any(e["key"] == key and e["params"] == p
@@ -420,7 +413,10 @@ def write_report(evals: list[Evaluation], failures: list[dict[str, str]], folder
                   f"identity {p['reference']['identity'][:12]}), extractor `{p['extractor']['id']}@"
                   f"{p['extractor']['version']}` ({extractor_words(p['extractor'])}; sha256 "
                   f"{str(p['extractor']['sha256'])[:12]}, layer {p['extractor']['layer']}), {p['n_generated']} generated (seeds {p['seeds'][0]}..{p['seeds'][1]}), "
-                  f"KID {p['metrics']['kid']['subsets']} subsets of {p['metrics']['kid']['subset_size']}", "",
+                  f"KID {p['metrics']['kid']['subsets']} subsets of {p['metrics']['kid']['subset_size']}", ""]
+        whys = sorted({e.choice.why for e in group if e.choice is not None})
+        lines += [f"extractor {why}" for why in whys] + ([""] if whys else [])
+        lines += [
                   "| model | params | " + " | ".join(cols) + " |", "|" + " --- |" * (len(cols) + 2)]
         for e in group:
             params = ", ".join(f"{k}={v}" for k, v in sorted(e.params.items())) or "-"
@@ -448,9 +444,15 @@ def nightly_evaluations(settings: "Settings", catalog: "Catalog", entries: list[
     failures: list[dict[str, str]] = []
     if not names:
         return evals, failures
-    extractor = open_extractor(catalog, settings, extractor_ref)
+    named = open_extractor(catalog, settings, extractor_ref) if extractor_ref else None
     for name in names:
         reference = open_reference(settings, name)
+        if named is not None:
+            extractor = named
+            choice = ExtractorChoice(named.record.ref, f"{named.record.ref}: named in site.toml [evaluation] extractors")
+        else:  # the best-passing extractor of the set's sanity checks, else the default (and it says so)
+            extractor, choice = open_chosen(catalog, settings, reference)
+        progress(f"evaluate: {reference.label}: extractor {choice.why}")
         key = comparability_key(keyed_provenance(reference, extractor, n, 0, MetricSettings()))
         for entry in entries:
             try:
@@ -458,8 +460,10 @@ def nightly_evaluations(settings: "Settings", catalog: "Catalog", entries: list[
                 params = dict(check_params(entry.record, {}))
                 if already_measured(catalog, entry, key, params):
                     continue
-                evals.append(evaluate_and_store(settings, catalog, entry, reference, extractor, n=n,
-                                                progress=progress))
+                ev = evaluate(settings, entry, reference, extractor, n=n, progress=progress)
+                ev.choice = choice
+                ev.store(catalog)
+                evals.append(ev)
             except EvaluationError as exc:
                 failures.append({"model": entry.qualified_ref, "reference": name, "reason": exc.message})
             except Exception as exc:  # one model's failure never stops the others

@@ -304,6 +304,13 @@ def describe(rec: ExtractorRecord) -> dict[str, Any]:
     return out
 
 
+def config_key(extractor: "Extractor") -> str:
+    """The extractor configuration a feature array depends on (weights and input rules): the
+    name of its feature caches (a reference set's, the generated sets')."""
+    body = json.dumps(describe(extractor.record), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(body.encode()).hexdigest()[:32]
+
+
 def preprocess(images: np.ndarray, value_range: tuple[float, float], rule: Mapping[str, Any]) -> "torch.Tensor":
     """Images (N, H, W) or (N, H, W, C) with values in ``value_range`` -> (N, 3, h, w) float
     tensor, following the record's ``input`` rules."""

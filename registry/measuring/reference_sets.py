@@ -26,7 +26,7 @@ import shutil
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
@@ -185,13 +185,14 @@ class ReferenceSet:
                                        "(--replace) to measure against the new images")
         return p
 
-    def load_images(self) -> list[tuple[np.ndarray, tuple[float, float]]]:
-        """Every image, each checked against the manifest first."""
+    def load_images(self, indices: Sequence[int] | None = None) -> list[tuple[np.ndarray, tuple[float, float]]]:
+        """Every image (or those at ``indices`` of the manifest, in that order), each checked
+        against the manifest first."""
         if self.has_volumes:
             raise EvaluationError(f"reference {self.label} holds NIfTI volumes; only the frd-radiomics extractor "
                                   "measures volumes", hint="--extractor frd-radiomics (audits compare 2-D images)")
         return [read_image(self._checked(self.source / f["path"], f["sha256"]), self.max_decoded_bytes)
-                for f in self.files]
+                for f in (self.files if indices is None else [self.files[int(i)] for i in indices])]
 
     def load_items(self) -> list[Item]:
         """Every image or volume with its spacing (and mask), read as frd-score reads files,

@@ -19,16 +19,26 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                     "them with a reference set of real images: Fréchet distance (fd; frd with the frd-radiomics "
                     "extractor), KID, precision and recall (k=3), density and coverage (k=5), RBF MMD (mmd_rbf; "
                     "cmmd only on a CLIP extractor), MS-SSIM diversity. Values are stored in the catalog with their "
-                    "provenance and comparability key (shown by `show`, used by `search --rank`).")
-    p.add_argument("refs", nargs="+", metavar="REF", help="model reference(s): ID, ID@VERSION, UPSTREAM/ID[@VERSION]")
-    p.add_argument("--reference", required=True, metavar="NAME|DIR",
+                    "provenance and comparability key (shown by `show`, used by `search --rank`). "
+                    "With --sanity REFERENCE instead: known-answer checks of the extractors on that reference "
+                    "set (two halves of it against degraded copies and a flat-image model), stored; evaluate "
+                    "then uses the best-passing extractor for that set by default.")
+    p.add_argument("refs", nargs="*", metavar="REF", help="model reference(s): ID, ID@VERSION, UPSTREAM/ID[@VERSION]")
+    p.add_argument("--reference", metavar="NAME|DIR",
                    help="a reference set of this site (synthmed reference add) or a folder of images")
-    p.add_argument("--extractor", metavar="REF|FILE",
-                   help="feature extractor: ID[@VERSION] from the site's indexes, or a record file "
-                        "(default: randconv-224, small and offline; frd-radiomics for FRD)")
+    p.add_argument("--sanity", metavar="NAME|DIR",
+                   help="check the extractors on this reference set instead of measuring models: its two halves "
+                        "must score better than degraded copies, distances must grow with the degradation, a "
+                        "flat-image model must rank last (-n: images per half)")
+    p.add_argument("--extractor", metavar="REF|FILE", action="append",
+                   help="feature extractor: ID[@VERSION] from the site's indexes, or a record file (default: the "
+                        "one that passed the most sanity checks on the reference set, else randconv-224; with "
+                        "--sanity, repeatable, default every extractor the site can run offline)")
     p.add_argument("--workers", type=int, metavar="N",
                    help="processes extracting radiomic features (default: every core)")
-    p.add_argument("-n", "--num-samples", type=int, default=500, metavar="N", help="samples per model (default 500)")
+    p.add_argument("-n", "--num-samples", type=int, metavar="N",
+                   help="samples per model (default 500); with --sanity, images per half (default half the set, "
+                        "at most 250)")
     p.add_argument("--seed", type=int, default=0, help="first seed (samples use seed .. seed+N-1)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="a model parameter (repeatable)")
     p.add_argument("--output", metavar="NAME", help="the output to evaluate (default: the first 2-D image; a 3-D "
@@ -96,8 +106,22 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from synthmed.registry.measuring.evaluate import REPORT_COLUMNS, MetricSettings, evaluate, write_report
     from synthmed.registry.measuring.extractors import open_extractor
     from synthmed.registry.measuring.reference_sets import open_reference
+    from synthmed.registry.measuring.sanity import ExtractorChoice, open_chosen
     from synthmed.registry.runner import parse_param_args
 
+    if args.sanity is not None:
+        from .sanity_cmds import cmd_sanity
+
+        return cmd_sanity(args)
+    if not args.refs or args.reference is None:
+        raise ConfigError("evaluate needs model reference(s) and --reference NAME|DIR",
+                          hint="e.g. synthmed evaluate ihc-patch-dcgan --reference ihc-heldout; or check the "
+                               "extractors on a reference set: synthmed evaluate --sanity ihc-heldout")
+    if args.extractor and len(args.extractor) > 1:
+        raise ConfigError(f"--extractor given {len(args.extractor)} times; evaluate measures with one extractor",
+                          hint="run evaluate once per extractor (several are taken only with --sanity)")
+    if args.num_samples is None:
+        args.num_samples = 500
     if args.num_samples < 10:
         raise ConfigError(f"-n {args.num_samples}: at least 10 samples are needed", hint="e.g. -n 500 (the default)")
     _check_workers(args)
@@ -112,13 +136,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         entries = [cat.models.resolve(r) for r in args.refs]
         params = [parse_param_args(e.record, args.param) for e in entries]
         reference = open_reference(settings, args.reference)
-        extractor = open_extractor(cat, settings, args.extractor, workers=args.workers)
+        if args.extractor:
+            extractor = open_extractor(cat, settings, args.extractor[0], workers=args.workers)
+            choice = ExtractorChoice(extractor.record.ref, f"{extractor.record.ref}: named with --extractor")
+        else:  # the best-passing extractor of the set's stored sanity checks, else the default
+            extractor, choice = open_chosen(cat, settings, reference, workers=args.workers)
     progress(f"evaluate: extractor {extractor.record.summary()}")
+    progress(f"evaluate: extractor {choice.why}")
     evals = []
     for entry, prm in zip(entries, params):
         progress(f"evaluate: {entry.qualified_ref} against {reference.label} with {extractor.record.ref}")
-        evals.append(evaluate(settings, entry, reference, extractor, n=args.num_samples, seed=args.seed,
-                              params=prm, output=args.output, ms=ms, progress=progress))
+        ev = evaluate(settings, entry, reference, extractor, n=args.num_samples, seed=args.seed,
+                      params=prm, output=args.output, ms=ms, progress=progress)
+        ev.choice = choice
+        evals.append(ev)
     if not args.no_record:
         with _catalog(settings, readonly=False) as wcat:
             for ev in evals:
@@ -135,6 +166,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"comparability key: {', '.join(k[:12] for k in keys)} (reference {reference.label}, "
           f"{len(reference.files)} images; extractor {extractor.record.summary()}; n {args.num_samples}, seeds "
           f"{args.seed}..{args.seed + args.num_samples - 1})")
+    print(f"extractor {choice.why}")
     if not args.no_record:
         first = cols[0] if cols else "fd"  # the distance this extractor reports: fd, or frd for radiomics
         print(f"stored in the catalog: `synthmed show REF` lists them, `synthmed search --rank {first}` ranks by them")
