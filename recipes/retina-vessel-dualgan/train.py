@@ -221,6 +221,7 @@ def fit_tree(args: argparse.Namespace, im: np.ndarray, ves: np.ndarray, train_c:
     """Stage I, version 2: the vessel-tree model fitted to 2000 random training masks."""
     rng = np.random.default_rng(args.seed + 3)
     _, real_m = crop_pairs(im, ves, train_c[rng.integers(0, len(train_c), 2000)], None)
+    cpu0 = time.process_time()
     fitted = tree_fit.fit(real_m, args.seed + 4, n_random=args.tree_random, n_local=args.tree_local,
                           n_eval=args.tree_samples, log=lambda msg: print(msg, flush=True))
     pkg = args.out / "tree" / "package"
@@ -231,7 +232,8 @@ def fit_tree(args: argparse.Namespace, im: np.ndarray, ves: np.ndarray, train_c:
     buildlib.write_json(pkg / "config.json", {"size": SIZE, "params": fitted["params"]})
     zip_path = args.out / "tree" / f"{args.tree_version}.zip"
     buildlib.deterministic_zip(pkg, zip_path)
-    return {**fitted, "n_real_masks": 2000, "zip_sha256": buildlib.sha256_file(zip_path),
+    return {**fitted, "cpu_seconds": round(time.process_time() - cpu0, 1), "n_real_masks": 2000,
+            "zip_sha256": buildlib.sha256_file(zip_path),
             "zip_size": zip_path.stat().st_size}
 
 
@@ -296,6 +298,7 @@ def consistency_loss(img: torch.Tensor, mask01: torch.Tensor, margin: float = 1.
 def train_photo(args: argparse.Namespace, im: np.ndarray, ves: np.ndarray, train_c: np.ndarray) -> dict:
     torch.manual_seed(args.seed + 1)
     rng = np.random.default_rng(args.seed + 1)
+    cpu0 = time.process_time()
     G, D = photo_pkg.UNet(args.ch), PatchD(args.ch)
     og = torch.optim.Adam(G.parameters(), 2e-4, betas=(0.5, 0.999))
     od = torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.999))
@@ -335,6 +338,7 @@ def train_photo(args: argparse.Namespace, im: np.ndarray, ves: np.ndarray, train
     zip_path = args.out / "photo" / f"{args.version}.zip"
     buildlib.deterministic_zip(pkg, zip_path)
     return {"steps": args.photo_steps, "batch": args.photo_batch, "l1_weight": args.l1_weight,
+            "consistency_weight": args.consistency_weight, "cpu_seconds": round(time.process_time() - cpu0, 1),
             "loss": "least-squares adversarial + l1_weight * L1", "train_seconds": round(train_s, 1),
             "params_generator": sum(p.numel() for p in G.parameters()),
             "zip_sha256": buildlib.sha256_file(zip_path), "zip_size": zip_path.stat().st_size}
@@ -402,6 +406,7 @@ def evaluate(args: argparse.Namespace, im: np.ndarray, ves: np.ndarray, train_c:
                   else mask_pkg.build(args.out / "mask" / "package", "cpu"))
     photo_model = photo_pkg.build(args.out / "photo" / "package", "cpu")
     n = args.n_synthetic
+    cpu0 = time.process_time()
     t0 = time.time()
     syn_m = mask_model.sample(list(range(n)))["mask"]
     syn_x = photo_model.translate(syn_m)
@@ -437,7 +442,8 @@ def evaluate(args: argparse.Namespace, im: np.ndarray, ves: np.ndarray, train_c:
             "heldout": f"64x64 patches on a 16-px grid wholly inside the disc, rows {SPLIT_ROW}..{HALF - 1} "
                        "of the 2x-downsampled image; training patches wholly above",
             "seg_steps": args.seg_steps, "seg_batch": 16, "seg_seeds": args.seg_seeds,
-            "generation_seconds": round(gen_s, 1), "segmentation_f1": table, "vessel_fraction": frac}
+            "generation_seconds": round(gen_s, 1), "cpu_seconds": round(time.process_time() - cpu0, 1),
+            "segmentation_f1": table, "vessel_fraction": frac}
 
 
 def main() -> None:
@@ -465,7 +471,7 @@ def main() -> None:
                     help="weight of L1 against the adversarial loss: 100 (pix2pix), 1 (the dual-GAN paper)")
     ap.add_argument("--consistency-weight", type=float, default=0.0,
                     help="stage II: weight of the mask-consistency hinge (the mask filter of the generated image "
-                         "against the input mask, in grey levels); 0 = 1.0.0's objective")
+                         "against the input mask, in grey levels); 0 = 1.0.0's objective (10 was tried for 1.1.0: no clear gain)")
     ap.add_argument("--n-synthetic", type=int, default=1000)
     ap.add_argument("--seg-steps", type=int, default=400)
     ap.add_argument("--seg-seeds", type=int, default=3)
