@@ -331,8 +331,8 @@ def tree_record() -> dict[str, Any]:
                    "fundus pipeline. Replaces the DCGAN stage I (retina-vessel-mask-dcgan), which drew blobs.",
         "description": (
             "Stage I of the dual-GAN miniature, second form. The DCGAN of retina-vessel-mask-dcgan 1.0.0 drew "
-            "blob-like masks, not vessel trees; this model draws the trees by construction and learns their "
-            "statistics from the data. Each sample is the centre 64x64 window of a 192x192 canvas on which "
+            "blob-like masks, not vessel trees; this model draws vessels by construction (smooth tapering "
+            "curves that may branch) and learns their statistics from the data. Each sample is the centre 64x64 window of a 192x192 canvas on which "
             f"Poisson({p['roots']:.2f}) vessels grow along a per-sample main direction (spread {p['spread']:.2f} "
             f"rad): smooth random walks (AR(1) turning rate, sd {p['turn_sd']:.4f}), log-normal widths "
             f"(median {math.exp(p['width_mu']):.2f} px) tapering {p['taper']:.4f} per px, branching "
@@ -342,8 +342,9 @@ def tree_record() -> dict[str, Any]:
             f"minimising the distance between 12 shape statistics of generated and {st['n_real_masks']} real "
             f"training masks (vessel fraction, widths, skeleton length, branch and end points, bending): a "
             f"method-of-moments fit, {st['cpu_seconds']:.0f} CPU seconds on one thread. Vessel fraction "
-            f"{vf['generated masks']} against {vf['real training masks']} in real training masks; the masks are "
-            "straighter and more uniform in width than real vessels (see the metric's statistics). A demonstration and test model, not for clinical "
+            f"{vf['generated masks']} against {vf['real training masks']} in real training masks; as fitted, the "
+            "masks are mostly straight crossing vessels with few branches, straighter and more uniform in width than "
+            "real vessels, and few thin vessels end inside a patch (see the metric's statistics). A demonstration and test model, not for clinical "
             "or research use.\n\n" + DATA_TEXT + "\n\n"
             "Seeds: sample i is drawn from numpy.random.default_rng(seed i) alone (numpy only, no network), so it "
             "does not depend on the batch or the device. Parameter width_scale (0.5..2) multiplies every width."),
@@ -386,8 +387,8 @@ def pipeline_record_v2() -> dict[str, Any]:
             "A miniature of Guibas et al. 2017 ('Synthetic Medical Images from Dual Generative Adversarial "
             "Networks'): stage I makes the vessel geometry, stage II the photorealistic image from it, so image and "
             f"mask come out as a pair, for training segmentation networks. Stages: {TREE_ID}@{TREE_VERSION} (a "
-            "branching vessel-tree model whose parameters were fitted to the training masks; it replaces 1.0.0's "
-            f"DCGAN, which drew blobs) and {PHOTO_ID}@{PHOTO_VERSION} (pix2pix, as in 1.0.0), named in the "
+            "vessel-tree model whose parameters were fitted to the training masks, drawing mostly straight crossing "
+            f"vessels; it replaces 1.0.0's DCGAN, which drew blobs) and {PHOTO_ID}@{PHOTO_VERSION} (pix2pix, as in 1.0.0), named in the "
             "package's pipeline.json by id@version and the sha256 of their packages; the "
             "pipeline runs only if both resolve to exactly those packages and may run on the site. Wiring: "
             "geometry.mask -> photo.mask; outputs: image (photo.image) and mask (geometry.mask). Stage seeds: "
