@@ -17,8 +17,9 @@ REPO = Path(__file__).resolve().parents[1]
 VERSION = "1.0.0"
 #: a model whose package changed after its first publication gets a new version (a merged
 #: version is immutable); retina-patch-ddpm 1.0.1 is 1.0.0's weights with the package's
-#: batch-invariance note corrected, 1.0.0 stays in the index as it was first published
-VERSIONS = {"retina-patch-ddpm": "1.0.1"}
+#: batch-invariance note corrected, 1.0.0 stays in the index as it was first published; the
+#: dual-GAN's newest versions are in recipes/dualgan_records.py (NEWEST)
+VERSIONS = {"retina-patch-ddpm": "1.0.1", "retina-vessel-dualgan": "1.1.0"}
 
 
 def version_of(model_id: str) -> str:

@@ -14,7 +14,7 @@ SITE=${SITE:-$REPO/site}
 OUT=${OUT:-$REPO/out}
 N=${N:-16}
 EVAL_N=${EVAL_N:-200}
-MODELS=${MODELS:-"ihc-patch-dcgan retina-patch-ddpm retina-patch-ldm retina-patch-dcgan phantom-lesion ihc-patch-dcgan-medigan retina-vessel-mask-dcgan retina-vessel-pix2pix retina-vessel-dualgan"}
+MODELS=${MODELS:-"ihc-patch-dcgan retina-patch-ddpm retina-patch-ldm retina-patch-dcgan phantom-lesion ihc-patch-dcgan-medigan retina-vessel-mask-dcgan retina-vessel-mask-tree retina-vessel-pix2pix retina-vessel-dualgan"}
 
 bash scripts/setup.sh
 SM=".venv/bin/synthmed"
@@ -36,9 +36,9 @@ $SM test $MODELS --report "$OUT/reports" || echo "   (a model test failed: see $
 echo "== generate: $N samples and a grid per model"
 for m in $MODELS; do
   case "$m" in
-    retina-vessel-pix2pix)  # takes a mask per sample: the masks stage I wrote above
-      $SM generate "$m" --input "mask=$OUT/retina-vessel-mask-dcgan/mask" -o "$OUT/$m" --seed 0
-      $SM visualize "$m" -n 16 --input "mask=$OUT/retina-vessel-mask-dcgan/mask" -o "$OUT/$m-grid.png" --seed 0 ;;
+    retina-vessel-pix2pix)  # takes a mask per sample: the masks stage I (the vessel tree) wrote above
+      $SM generate "$m" --input "mask=$OUT/retina-vessel-mask-tree/mask" -o "$OUT/$m" --seed 0
+      $SM visualize "$m" -n 16 --input "mask=$OUT/retina-vessel-mask-tree/mask" -o "$OUT/$m-grid.png" --seed 0 ;;
     retina-vessel-dualgan)  # the two-stage pipeline: image+mask pairs
       $SM generate "$m" -n "$N" -o "$OUT/$m" --seed 0
       $SM visualize "$m" -n 16 --outputs image,mask --side-by-side -o "$OUT/$m-grid.png" --seed 0 ;;

@@ -22,7 +22,10 @@ from helpers import REPO_ROOT
 
 pytestmark = pytest.mark.slow  # a site synced from this repo
 
-PIPE, MASK, PHOTO = "retina-vessel-dualgan", "retina-vessel-mask-dcgan", "retina-vessel-pix2pix"
+PIPE, MASK, PHOTO = "retina-vessel-dualgan", "retina-vessel-mask-tree", "retina-vessel-pix2pix"
+DCGAN = "retina-vessel-mask-dcgan"  # 1.0.0's stage I, kept as published
+#: the newest versions, which a plain `generate`/`test` picks
+VERSIONS = {PIPE: "1.1.0", MASK: "1.0.0", PHOTO: "1.0.0", DCGAN: "1.0.0"}
 
 
 @pytest.fixture(scope="module")
@@ -87,9 +90,9 @@ def test_pipeline_pairs_by_cli_and_sdk_reproducibly(site: Path, tmp_path: Path) 
 
 
 def test_model_tests_pass(site: Path, tmp_path: Path) -> None:
-    assert main(["--site", str(site), "test", MASK, PHOTO, PIPE, "--report", str(tmp_path / "r")]) == 0
-    for mid in (MASK, PHOTO, PIPE):
-        rep = json.loads((tmp_path / "r" / "models" / mid / "1.0.0.json").read_text())["results"][0]
+    assert main(["--site", str(site), "test", MASK, PHOTO, PIPE, DCGAN, "--report", str(tmp_path / "r")]) == 0
+    for mid in (MASK, PHOTO, PIPE, DCGAN):
+        rep = json.loads((tmp_path / "r" / "models" / mid / f"{VERSIONS[mid]}.json").read_text())["results"][0]
         assert rep["status"] == "passed", rep
         checks = {c["name"]: c["status"] for c in rep["checks"]}
         assert checks["determinism"] == checks["batch_invariance"] == "pass", checks
@@ -113,3 +116,17 @@ def test_pipeline_with_a_wrong_stage_pin_is_refused(site: Path, tmp_path: Path, 
             s.model(PIPE)
     finally:
         s.close()
+
+
+
+def test_pipeline_pins_the_newest_stages_by_sha256() -> None:
+    import zipfile
+
+    with zipfile.ZipFile(REPO_ROOT / "index" / "artefacts" / PIPE / "1.1.0.zip") as zf:
+        pipeline = json.loads(zf.read("pipeline.json"))
+    assert {st["name"]: st["ref"] for st in pipeline["stages"]} == {"geometry": f"{MASK}@1.0.0",
+                                                                   "photo": f"{PHOTO}@1.0.0"}
+    for st in pipeline["stages"]:
+        mid, version = st["ref"].split("@")
+        data = (REPO_ROOT / "index" / "artefacts" / mid / f"{version}.zip").read_bytes()
+        assert st["sha256"] == hashlib.sha256(data).hexdigest()

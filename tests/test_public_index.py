@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow  # a site synced from this repo
 
 
 STARTERS = {"ihc-patch-dcgan", "ihc-patch-dcgan-medigan", "retina-patch-ddpm", "phantom-lesion",
-            "retina-vessel-mask-dcgan", "retina-vessel-pix2pix", "retina-vessel-dualgan"}
+            "retina-vessel-mask-dcgan", "retina-vessel-mask-tree", "retina-vessel-pix2pix", "retina-vessel-dualgan"}
 
 
 def test_committed_index_validates_with_medigan_records_unverified() -> None:

@@ -25,8 +25,9 @@ from synthmed.registry.records import load_record
 
 REPO = Path(__file__).resolve().parent.parent
 MODELS = ["ihc-patch-dcgan", "retina-patch-ddpm", "phantom-lesion", "ihc-patch-dcgan-medigan", "retina-patch-ldm",
-          "retina-patch-dcgan"]
-SYNTHMED_MODELS = ["ihc-patch-dcgan", "retina-patch-ddpm", "phantom-lesion", "retina-patch-ldm", "retina-patch-dcgan"]
+          "retina-patch-dcgan", "retina-vessel-mask-tree"]
+SYNTHMED_MODELS = ["ihc-patch-dcgan", "retina-patch-ddpm", "phantom-lesion", "retina-patch-ldm", "retina-patch-dcgan",
+                   "retina-vessel-mask-tree"]
 # small but real: the parameters each model is sampled with here
 FAST_PARAMS: dict[str, dict[str, Any]] = {
     "ihc-patch-dcgan": {},
@@ -34,6 +35,7 @@ FAST_PARAMS: dict[str, dict[str, Any]] = {
     "phantom-lesion": {"dims": 0, "lesion_count": 2},
     "retina-patch-ldm": {"steps": 5, "label": "vessel"},
     "retina-patch-dcgan": {},
+    "retina-vessel-mask-tree": {},
 }
 ALLOWED_IMPORTS = {"torch", "numpy"} | set(sys.stdlib_module_names)
 
@@ -175,6 +177,36 @@ def test_dcgan_batch_invariance_64(built: dict[str, Any]) -> None:
     seven = np.concatenate([m.sample(list(range(i, min(i + 7, 64))))["image"] for i in range(0, 64, 7)])
     assert np.array_equal(big, seven)
     assert len({big[i].tobytes() for i in range(64)}) == 64  # not a collapsed generator
+
+
+def test_vessel_tree_masks_are_trees_and_width_scale_is_checked(built: dict[str, Any]) -> None:
+    m = built["retina-vessel-mask-tree"]
+    masks = m.sample(list(range(32)))["mask"]
+    assert set(np.unique(masks)) <= {0, 1} and 0.05 < masks.mean() < 0.35  # real training masks: 0.15
+    assert len({x.tobytes() for x in masks}) > 28  # samples differ (a few may be empty windows)
+    wide = m.sample(list(range(32)), width_scale=1.6)["mask"]
+    assert wide.mean() > masks.mean() * 1.2
+    with pytest.raises(ValueError, match="width_scale must lie in 0.5..2.0"):
+        m.sample([0], width_scale=3.0)
+
+
+def test_first_dualgan_records_are_kept_as_published() -> None:
+    """The dual-GAN's 1.0.0 records rebuild byte for byte from recipes/dualgan_records.py
+    (metrics-1.0.0.json), and the newest records from metrics.json and the newest zips."""
+    sys.path.insert(0, str(REPO / "recipes"))
+    try:
+        import dualgan_records as dr
+    finally:
+        sys.path.pop(0)
+    for mid, build in dr.FIRST.items():
+        rec = build()
+        assert rec["version"] == "1.0.0"
+        text = json.dumps(rec, indent=2, ensure_ascii=False) + "\n"
+        assert text == (REPO / "index" / "models" / mid / "1.0.0.json").read_text(encoding="utf-8"), mid
+    for mid, build in dr.BUILDERS.items():
+        rec = build()
+        text = json.dumps(rec, indent=2, ensure_ascii=False) + "\n"
+        assert text == (REPO / "index" / "models" / mid / f"{dr.NEWEST[mid]}.json").read_text(encoding="utf-8"), mid
 
 
 def test_retina_params_are_checked_and_labels_differ(built: dict[str, Any]) -> None:

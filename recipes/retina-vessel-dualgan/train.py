@@ -62,8 +62,9 @@ def _load(name: str, folder: str):  # type: ignore[no-untyped-def]
 
 mask_pkg = _load("dualgan_mask_model", "mask-package")
 photo_pkg = _load("dualgan_photo_model", "photo-package")
+sys.path.insert(0, str(HERE))
+import tree_fit  # noqa: E402  (loads tree-package/model.py)
 
-VERSION = "1.0.0"
 SIZE = 64
 HALF = 706
 SPLIT_ROW = 530
@@ -208,12 +209,32 @@ def train_mask(args: argparse.Namespace, im: np.ndarray, ves: np.ndarray, train_
     shutil.copy(HERE / "mask-package" / "model.py", pkg / "model.py")
     buildlib.write_json(pkg / "config.json", {"ch": args.ch, "nz": mask_pkg.NZ, "size": SIZE})
     save_weights(G, pkg / "weights.safetensors")
-    zip_path = args.out / "mask" / f"{VERSION}.zip"
+    zip_path = args.out / "mask" / f"{args.version}.zip"
     buildlib.deterministic_zip(pkg, zip_path)
     return {"steps": args.mask_steps, "batch": args.batch, "train_seconds": round(train_s, 1),
             "loss": args.mask_loss, "instance_noise": args.instance_noise,
             "params_generator": sum(p.numel() for p in G.parameters()),
             "zip_sha256": buildlib.sha256_file(zip_path), "zip_size": zip_path.stat().st_size}
+
+
+def fit_tree(args: argparse.Namespace, im: np.ndarray, ves: np.ndarray, train_c: np.ndarray) -> dict:
+    """Stage I, version 2: the vessel-tree model fitted to 2000 random training masks."""
+    rng = np.random.default_rng(args.seed + 3)
+    _, real_m = crop_pairs(im, ves, train_c[rng.integers(0, len(train_c), 2000)], None)
+    cpu0 = time.process_time()
+    fitted = tree_fit.fit(real_m, args.seed + 4, n_random=args.tree_random, n_local=args.tree_local,
+                          n_eval=args.tree_samples, log=lambda msg: print(msg, flush=True))
+    pkg = args.out / "tree" / "package"
+    if pkg.exists():
+        shutil.rmtree(pkg)
+    pkg.mkdir(parents=True)
+    shutil.copy(HERE / "tree-package" / "model.py", pkg / "model.py")
+    buildlib.write_json(pkg / "config.json", {"size": SIZE, "params": fitted["params"]})
+    zip_path = args.out / "tree" / f"{args.tree_version}.zip"
+    buildlib.deterministic_zip(pkg, zip_path)
+    return {**fitted, "cpu_seconds": round(time.process_time() - cpu0, 1), "n_real_masks": 2000,
+            "zip_sha256": buildlib.sha256_file(zip_path),
+            "zip_size": zip_path.stat().st_size}
 
 
 # ---------------------------------------------------------------- stage II: pix2pix
@@ -234,9 +255,50 @@ class PatchD(nn.Module):
         return self.net(torch.cat([m, x], 1))
 
 
+def _disk_offsets(radius: int) -> torch.Tensor:
+    yy, xx = np.mgrid[-radius:radius + 1, -radius:radius + 1]
+    return torch.from_numpy(np.flatnonzero(yy ** 2 + xx ** 2 <= radius ** 2))
+
+
+_GAUSS = torch.exp(-0.5 * torch.arange(-4, 5, dtype=torch.float32) ** 2)
+_GAUSS = _GAUSS / _GAUSS.sum()
+_DISK6 = _disk_offsets(6)
+
+
+def _grey_morph(g: torch.Tensor, op: str) -> torch.Tensor:
+    """Grey dilation ('max') or erosion ('min') of (B, 1, H, W) by disk(6), edges replicated."""
+    cols = F.unfold(F.pad(g, (6, 6, 6, 6), mode="replicate"), 13)[:, _DISK6]
+    out = cols.amax(1) if op == "max" else cols.amin(1)
+    return out.view_as(g)
+
+
+def vesselness(img: torch.Tensor) -> torch.Tensor:
+    """The mask filter of prepare(), differentiable, on (B, 3, H, W) images in [-1, 1]: the
+    black top-hat (disk radius 6) of the Gaussian-smoothed (sigma 1) green channel, in grey
+    levels; a pixel is vessel where it exceeds VESSEL_LEVEL."""
+    g = (img[:, 1:2] + 1.0) * 127.5
+    k = _GAUSS.to(img)
+    g = F.conv2d(F.pad(g, (4, 4, 0, 0), mode="replicate"), k.view(1, 1, 1, 9))
+    g = F.conv2d(F.pad(g, (0, 0, 4, 4), mode="replicate"), k.view(1, 1, 9, 1))
+    return _grey_morph(_grey_morph(g, "max"), "min") - g
+
+
+VESSEL_LEVEL = 6.0
+
+
+def consistency_loss(img: torch.Tensor, mask01: torch.Tensor, margin: float = 1.0) -> torch.Tensor:
+    """Hinge on the filter's response: above VESSEL_LEVEL + margin where the mask says vessel,
+    below VESSEL_LEVEL - margin elsewhere (mean over pixels, grey levels)."""
+    bt = vesselness(img)
+    on = F.relu(VESSEL_LEVEL + margin - bt) * mask01
+    off = F.relu(bt - (VESSEL_LEVEL - margin)) * (1.0 - mask01)
+    return (on + off).mean()
+
+
 def train_photo(args: argparse.Namespace, im: np.ndarray, ves: np.ndarray, train_c: np.ndarray) -> dict:
     torch.manual_seed(args.seed + 1)
     rng = np.random.default_rng(args.seed + 1)
+    cpu0 = time.process_time()
     G, D = photo_pkg.UNet(args.ch), PatchD(args.ch)
     og = torch.optim.Adam(G.parameters(), 2e-4, betas=(0.5, 0.999))
     od = torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.999))
@@ -254,6 +316,10 @@ def train_photo(args: argparse.Namespace, im: np.ndarray, ves: np.ndarray, train
         adv = F.mse_loss(pg, torch.ones_like(pg))
         l1 = F.l1_loss(fake, real)
         lg = adv + args.l1_weight * l1
+        cons = torch.zeros(())
+        if args.consistency_weight > 0:  # (off: 1.0.0's objective, unchanged)
+            cons = consistency_loss(fake, (mt + 1) / 2)
+            lg = lg + args.consistency_weight * cons
         og.zero_grad(set_to_none=True)
         lg.backward()
         og.step()
@@ -269,9 +335,10 @@ def train_photo(args: argparse.Namespace, im: np.ndarray, ves: np.ndarray, train
     shutil.copy(HERE / "photo-package" / "model.py", pkg / "model.py")
     buildlib.write_json(pkg / "config.json", {"ch": args.ch, "size": SIZE, "l1_weight": args.l1_weight})
     save_weights(G, pkg / "weights.safetensors")
-    zip_path = args.out / "photo" / f"{VERSION}.zip"
+    zip_path = args.out / "photo" / f"{args.version}.zip"
     buildlib.deterministic_zip(pkg, zip_path)
     return {"steps": args.photo_steps, "batch": args.photo_batch, "l1_weight": args.l1_weight,
+            "consistency_weight": args.consistency_weight, "cpu_seconds": round(time.process_time() - cpu0, 1),
             "loss": "least-squares adversarial + l1_weight * L1", "train_seconds": round(train_s, 1),
             "params_generator": sum(p.numel() for p in G.parameters()),
             "zip_sha256": buildlib.sha256_file(zip_path), "zip_size": zip_path.stat().st_size}
@@ -335,9 +402,11 @@ def f1(net: SegNet, imgs: np.ndarray, masks: np.ndarray) -> dict:
 
 def evaluate(args: argparse.Namespace, im: np.ndarray, ves: np.ndarray, train_c: np.ndarray,
              held_c: np.ndarray) -> dict:
-    mask_model = mask_pkg.build(args.out / "mask" / "package", "cpu")
+    mask_model = (tree_fit.tree_pkg.build(args.out / "tree" / "package") if args.geometry == "tree"
+                  else mask_pkg.build(args.out / "mask" / "package", "cpu"))
     photo_model = photo_pkg.build(args.out / "photo" / "package", "cpu")
     n = args.n_synthetic
+    cpu0 = time.process_time()
     t0 = time.time()
     syn_m = mask_model.sample(list(range(n)))["mask"]
     syn_x = photo_model.translate(syn_m)
@@ -369,17 +438,26 @@ def evaluate(args: argparse.Namespace, im: np.ndarray, ves: np.ndarray, train_c:
     pick = np.linspace(0, len(held_x) - 1, 8).round().astype(int)
     grid = np.concatenate([tile(syn_m[:8], syn_x[:8]), tile(held_m[pick], held_x[pick])])
     buildlib.save_grid(grid, args.out / "pairs-grid.png", ncol=4, scale=2)
-    return {"n_synthetic_pairs": n, "n_real_pairs": n, "n_heldout_patches": int(len(held_x)),
+    return {"geometry": args.geometry, "n_synthetic_pairs": n, "n_real_pairs": n, "n_heldout_patches": int(len(held_x)),
             "heldout": f"64x64 patches on a 16-px grid wholly inside the disc, rows {SPLIT_ROW}..{HALF - 1} "
                        "of the 2x-downsampled image; training patches wholly above",
             "seg_steps": args.seg_steps, "seg_batch": 16, "seg_seeds": args.seg_seeds,
-            "generation_seconds": round(gen_s, 1), "segmentation_f1": table, "vessel_fraction": frac}
+            "generation_seconds": round(gen_s, 1), "cpu_seconds": round(time.process_time() - cpu0, 1),
+            "segmentation_f1": table, "vessel_fraction": frac}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--stage", choices=["all", "mask", "photo", "eval"], default="all")
+    ap.add_argument("--stage", choices=["all", "tree", "mask", "photo", "eval"], default="all",
+                    help="all = tree, photo, eval (1.0.0's DCGAN stage I: --stage mask, then eval with "
+                         "--geometry dcgan)")
+    ap.add_argument("--geometry", choices=["tree", "dcgan"], default="tree",
+                    help="the stage I the evaluation uses: the fitted vessel tree (tree/package) or the DCGAN")
+    ap.add_argument("--tree-random", type=int, default=32, help="stage I tree fit: random candidates")
+    ap.add_argument("--tree-local", type=int, default=40, help="stage I tree fit: local candidates")
+    ap.add_argument("--tree-samples", type=int, default=150, help="stage I tree fit: masks per candidate")
+    ap.add_argument("--tree-version", default="1.0.0", help="the version the tree zip is named after")
     ap.add_argument("--mask-steps", type=int, default=2000)
     ap.add_argument("--photo-steps", type=int, default=2000)
     ap.add_argument("--batch", type=int, default=32)
@@ -391,9 +469,13 @@ def main() -> None:
     ap.add_argument("--ch", type=int, default=16)
     ap.add_argument("--l1-weight", type=float, default=100.0,
                     help="weight of L1 against the adversarial loss: 100 (pix2pix), 1 (the dual-GAN paper)")
+    ap.add_argument("--consistency-weight", type=float, default=0.0,
+                    help="stage II: weight of the mask-consistency hinge (the mask filter of the generated image "
+                         "against the input mask, in grey levels); 0 = 1.0.0's objective (10 was tried for 1.1.0: no clear gain)")
     ap.add_argument("--n-synthetic", type=int, default=1000)
     ap.add_argument("--seg-steps", type=int, default=400)
     ap.add_argument("--seg-seeds", type=int, default=3)
+    ap.add_argument("--version", default="1.1.0", help="the version the zips are named after")
     ap.add_argument("--seed", type=int, default=20261129)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
@@ -407,7 +489,10 @@ def main() -> None:
     metrics = json.loads(mpath.read_text()) if mpath.exists() else {}
     metrics.update({"seed": args.seed, "torch": torch.__version__, "date": datetime.date.today().isoformat(),
                     "training_positions": int(len(train_c))})
-    if args.stage in ("all", "mask"):
+    if args.stage in ("all", "tree"):
+        metrics["stage_tree"] = fit_tree(args, im, ves, train_c)
+        buildlib.write_json(mpath, metrics)
+    if args.stage == "mask":
         metrics["stage_mask"] = train_mask(args, im, ves, train_c)
         buildlib.write_json(mpath, metrics)
     if args.stage in ("all", "photo"):
