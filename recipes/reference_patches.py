@@ -6,6 +6,11 @@ add as site-local reference sets (`synthmed reference add NAME DIR`).
 - DIR/retina-heldout/: 32x32 patches from the held-out rows (>= 530 of the 2x-downsampled
   retina.jpg) of retina-patch-ddpm's recipe, half vessel, half background, no flips
 - DIR/ihc-heldout/: 64x64 crops of the held-out rows (>= 384) of ihc.png (ihc-patch-dcgan)
+- DIR/retina-vessel-train/ and DIR/retina-vessel-heldout/: 64x64 fundus patches of the
+  dual-GAN miniature's training region (rows < 530 of the 2x-downsampled retina.jpg) and of
+  its held-out region (rows >= 530), wholly inside the disc, no flips: the training set and
+  the held-out set of a memorisation audit of the dual-GAN's images (`synthmed audit`,
+  `synthmed dataset publish --training ... --holdout ...`)
 
 Seeded (numpy default_rng(20261129)): the same files every time, so the same reference
 identity on every machine with the same scikit-image data.
@@ -59,7 +64,14 @@ def main() -> None:
     ys = rng.integers(0, ihc.shape[0] - 64 + 1, args.n)
     xs = rng.integers(0, ihc.shape[1] - 64 + 1, args.n)
     write(args.out / "ihc-heldout", np.stack([ihc[y:y + 64, x:x + 64] for y, x in zip(ys, xs)]))
-    print(f"wrote {args.n} retina and {args.n} ihc patches under {args.out}")
+    dualgan = _train_module("retina_dualgan_train_ref", HERE / "retina-vessel-dualgan" / "train.py")
+    im, disc, ves = dualgan.prepare()
+    regions = {"retina-vessel-train": (0, dualgan.SPLIT_ROW), "retina-vessel-heldout": (dualgan.SPLIT_ROW, dualgan.HALF)}
+    for name, rows in regions.items():
+        cs = dualgan.corners(disc, rows)
+        pick = cs[rng.choice(len(cs), min(args.n, len(cs)), replace=False)]
+        write(args.out / name, dualgan.crop_pairs(im, ves, pick, None)[0])
+    print(f"wrote {args.n} retina, {args.n} ihc and 2 x {args.n} dual-GAN retina patches under {args.out}")
 
 
 if __name__ == "__main__":
