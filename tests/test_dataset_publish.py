@@ -258,3 +258,31 @@ def test_publish_to_a_dvc_remote(world: dict[str, Path], index: git.Repo, dvc_re
     pushed = {p for p in remote.rglob("*") if p.is_file()} - before
     assert any(hashlib.sha256(p.read_bytes()).hexdigest() == record["artefact"]["sha256"] for p in pushed)
     assert f"git -C {repo_dir.resolve()} push" in out
+
+
+def test_published_then_merged_a_fresh_site_lists_gets_and_verifies_it(world: dict[str, Path], index: git.Repo,
+                                                                      tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """The whole path of issue #24: create, publish into the index, merge the pull request,
+    then a fresh site synced from the index lists the dataset, `dataset get` gives the same
+    files (manifest verified) and `dataset verify --samples all` re-derives every item."""
+    rc, _, err = _publish(world, index, capsys, "--training", str(world["training"]))
+    assert rc == 0, err
+    index.git.merge("-q", "--no-ff", "-m", "merge the dataset pull request", "dataset/ihc-s7-1.0.0")
+    home = tmp_path / "fresh-site"
+    assert main(["init", str(home), "--upstream", f"public={index.working_tree_dir}"]) == 0
+    assert main(["--site", str(home), "sync"]) == 0
+    capsys.readouterr()
+    assert main(["--site", str(home), "dataset", "list"]) == 0
+    listed = capsys.readouterr().out
+    assert "public/ihc-s7@1.0.0" in listed and "ihc-patch-dcgan@1.0.0" in listed and "yes" in listed
+    got = tmp_path / "got"
+    assert main(["--site", str(home), "dataset", "get", "ihc-s7", "-o", str(got)]) == 0
+    files = sorted(p.relative_to(world["ds"]).as_posix() for p in (world["ds"] / "image").iterdir())
+    assert sorted(p.relative_to(got).as_posix() for p in (got / "image").iterdir()) == files
+    assert all((got / f).read_bytes() == (world["ds"] / f).read_bytes() for f in files)
+    assert (got / da.MANIFEST).read_bytes() == (world["ds"] / da.MANIFEST).read_bytes()
+    capsys.readouterr()
+    assert main(["--site", str(home), "dataset", "verify", "ihc-s7", "--samples", "all"]) == 0
+    out = capsys.readouterr().out
+    assert out.count(": identical") == int(N) and "ok: every checked item" in out

@@ -25,9 +25,13 @@ def print_datasets(found: "list[DatasetEntry]", as_json: bool) -> int:
     if as_json:
         print_json([e.summary() for e in found])
         return 0
+    def audit(e: "DatasetEntry") -> str:  # a verdict published over an override says so
+        a = e.record.data["audit"]
+        return str(a["verdict"]) + (" (overridden)" if a.get("override") else "")
+
     rows = [{"ref": e.qualified_ref, "model": e.record.model_ref, "count": e.record.generation["count"],
              "outputs": ",".join(e.record.generation["outputs"]), "license": e.record.get("license"),
-             "audit": e.record.data["audit"]["verdict"], "mirrored": "yes" if e.mirrored else "no"}
+             "audit": audit(e), "mirrored": "yes" if e.mirrored else "no"}
             for e in found]
     print_table(rows, ["ref", "model", "count", "outputs", "license", "audit", "mirrored"])
     return 0
