@@ -285,10 +285,7 @@ class _IndexDiff:
         if ct in ("A", "R"):
             result.added_datasets.append(ref)
         elif ct in ("M", "T"):
-            try:
-                old_data = parse_bytes(_blob_bytes(self.merge_base, old_path), old_path)
-            except (RecordError, KeyError):
-                old_data = None
+            old_data = self._merged(old_path)
             if isinstance(old_data, dict) and isinstance(new_data, dict):
                 fields, problems = compare_records(old_data, new_data, path, dsr.MUTABLE_FIELDS, pins=False)
                 result.problems.extend(problems)
@@ -327,14 +324,18 @@ class _IndexDiff:
             if not errors and isinstance(new_data, dict):
                 self._check_readded(result, path, rel, ref, new_data)
         elif ct in ("M", "T"):
-            try:
-                old_data = parse_bytes(_blob_bytes(self.merge_base, old_path), old_path)
-            except (RecordError, KeyError):
-                old_data = None
+            old_data = self._merged(old_path)
             if isinstance(old_data, dict) and isinstance(new_data, dict):
                 fields, problems = compare_records(old_data, new_data, path)
                 result.problems.extend(problems)
                 result.changed.append({"ref": ref, "fields": fields})
+
+    def _merged(self, old_path: str) -> Any:
+        """The parsed record at ``old_path`` on the merge base (None when it cannot be read)."""
+        try:
+            return parse_bytes(_blob_bytes(self.merge_base, old_path), old_path)
+        except (RecordError, KeyError):
+            return None
 
     def _check_readded(self, result: IndexCheckResult, path: str, rel: str, ref: str,
                        new_data: Mapping[str, Any]) -> None:

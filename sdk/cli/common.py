@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from synthmed.registry.settings import Settings, load_settings
@@ -17,6 +18,19 @@ def settings_from_args(args: argparse.Namespace, **overrides: Any) -> Settings:
 
 def add_json_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable JSON output")
+
+
+def add_store_flags(p: argparse.ArgumentParser, dvc_path_default: str) -> None:
+    """The Zenodo and DVC flags of a command that uploads an artefact (``contribute``,
+    ``dataset publish``): one spelling, one help text."""
+    p.add_argument("--zenodo-host", help="Zenodo host (default: the site's sources.zenodo_host or zenodo.org)")
+    p.add_argument("--zenodo-token-file", type=Path, metavar="FILE",
+                   help="file holding the Zenodo token (default: $SYNTHMED_ZENODO_TOKEN, "
+                        "else ~/.config/synthmed/zenodo-token)")
+    p.add_argument("--dvc-repo", type=Path, metavar="DIR", help="a DVC-enabled git repository (for --store dvc)")
+    p.add_argument("--dvc-remote", metavar="NAME", help="the DVC remote to push to (default: the repo's default)")
+    p.add_argument("--dvc-path", metavar="PATH", help=f"path of the artefact in the DVC repo (default: {dvc_path_default})")
+    p.add_argument("--dvc-url", metavar="URL", help="the DVC repo's URL as sites will clone it (default: its origin)")
 
 
 def print_json(obj: Any) -> None:

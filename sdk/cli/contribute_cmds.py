@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import add_json_flag, print_json
+from .common import add_json_flag, add_store_flags, print_json
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -28,15 +28,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--format", dest="package_format", choices=("synthmed-1", "medigan-1"),
                    help="package format (default: the metadata's, else synthmed-1)")
     p.add_argument("--entry-point", help="module:factory (default: the metadata's package.entry_point)")
-    p.add_argument("--zenodo-host", help="Zenodo host (default: the site's sources.zenodo_host or zenodo.org)")
-    p.add_argument("--zenodo-token-file", type=Path, metavar="FILE",
-                   help="file holding the Zenodo token (default: $SYNTHMED_ZENODO_TOKEN, "
-                        "else ~/.config/synthmed/zenodo-token)")
-    p.add_argument("--dvc-repo", type=Path, metavar="DIR", help="a DVC-enabled git repository (for --store dvc)")
-    p.add_argument("--dvc-remote", metavar="NAME", help="the DVC remote to push to (default: the repo's default)")
-    p.add_argument("--dvc-path", metavar="PATH", help="path of the artefact in the DVC repo "
-                                                       "(default: artefacts/ID/VERSION.zip)")
-    p.add_argument("--dvc-url", metavar="URL", help="the DVC repo's URL as sites will clone it (default: its origin)")
+    add_store_flags(p, "artefacts/ID/VERSION.zip")
     p.add_argument("--timeout", type=float, metavar="S", help="model test timeout per request (default: the record's)")
     p.add_argument("--report", type=Path, metavar="DIR", help="write the model test report here")
     add_json_flag(p)

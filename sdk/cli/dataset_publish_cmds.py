@@ -12,7 +12,7 @@ from typing import Any
 
 from synthmed.registry.errors import ConfigError
 
-from .common import add_json_flag, print_json, settings_from_args
+from .common import add_json_flag, add_store_flags, print_json, settings_from_args
 from .run_cmds import parse_input_args
 
 #: the file formats a dataset may be made in (``auto``: PNG for 2-D outputs, NIfTI for volumes)
@@ -74,14 +74,7 @@ def register(dsub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> Non
                    help="publish despite a failing audit, or without one; the reason is kept in the record")
     p.add_argument("--override-licence", metavar="REASON",
                    help="publish although a licence in the chain states no terms (NOASSERTION); kept in the record")
-    p.add_argument("--zenodo-host", help="Zenodo host (default: the site's sources.zenodo_host or zenodo.org)")
-    p.add_argument("--zenodo-token-file", type=Path, metavar="FILE",
-                   help="file holding the Zenodo token (default: $SYNTHMED_ZENODO_TOKEN, "
-                        "else ~/.config/synthmed/zenodo-token)")
-    p.add_argument("--dvc-repo", type=Path, metavar="DIR", help="a DVC-enabled git repository (for --store dvc)")
-    p.add_argument("--dvc-remote", metavar="NAME", help="the DVC remote to push to (default: the repo's default)")
-    p.add_argument("--dvc-path", metavar="PATH", help="path in the DVC repo (default: datasets/ID/VERSION.tar)")
-    p.add_argument("--dvc-url", metavar="URL", help="the DVC repo's URL as sites will clone it (default: its origin)")
+    add_store_flags(p, "datasets/ID/VERSION.tar")
     add_json_flag(p)
     p.set_defaults(func=cmd_publish)
 
