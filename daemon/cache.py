@@ -45,7 +45,7 @@ class CacheEntry:
     package_bytes: int  # what packages/<sha256>/ adds beyond the blob (hard links to it are free)
     fetched_at: str
     age_days: float
-    needed_by: list[str] = field(default_factory=list)  # non-yanked records that pin it
+    needed_by: list[str] = field(default_factory=list)  # non-yanked model and dataset records that pin it
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,6 +72,9 @@ def cache_entries(settings: Settings, catalog: Catalog, now: datetime | None = N
     for e in catalog.models.list_models(all_versions=True):
         if e.status != "yanked" and e.record.sha256:
             users.setdefault(e.record.sha256, []).append(e.qualified_ref)
+    for d in catalog.datasets.list_datasets(all_versions=True):  # a mirrored dataset is needed as a model is
+        if d.status != "yanked":
+            users.setdefault(d.record.sha256, []).append(f"dataset {d.qualified_ref}")
     out = []
     for sha in store.iter_blobs():
         st = store.blob_path(sha).stat()

@@ -44,6 +44,8 @@ def test_ls_and_prune_unused_old_and_by_size(site: Path, tmp_path: Path, capsys:
     assert len(entries) == n_blobs + 1 and entries[unused]["needed_by"] == []
     phantom = next(s for s, c in entries.items() if c["needed_by"] == ["public/phantom-lesion@1.0.0"])
     assert entries[phantom]["package_bytes"] > 0
+    # a mirrored dataset's blob is needed by its record, so --unused leaves it
+    assert any(n.startswith("dataset public/retina-vessel-pairs@") for c in entries.values() for n in c["needed_by"])
     # unused only
     assert main(["--site", str(site), "cache", "prune", "--unused", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)

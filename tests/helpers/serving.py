@@ -35,7 +35,8 @@ def serving(settings: Settings, token: str | None = None, public_catalogue: bool
 
 def this_index() -> tuple[list[str], int, int]:
     """This repository's index/: the starter ids (the pinned models), the number of model ids
-    and the number of distinct pinned, non-yanked blobs (so tests follow new starters)."""
+    and the number of distinct pinned, non-yanked blobs, the published datasets' included (so
+    tests follow new starters and datasets)."""
     import json
 
     from . import REPO_ROOT
@@ -50,4 +51,8 @@ def this_index() -> tuple[list[str], int, int]:
         if sha and d.get("status") != "yanked":
             starters.add(d["id"])
             blobs.add(sha)
+    for f in (REPO_ROOT / "index" / "datasets").glob("*/*.json"):
+        d = json.loads(f.read_text("utf-8"))
+        if d.get("status") != "yanked":
+            blobs.add(d["artefact"]["sha256"])
     return sorted(starters), len(ids), len(blobs)
