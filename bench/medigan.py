@@ -25,8 +25,10 @@ interleaved in a shuffled order per round with the same thread count (``--thread
 - per process: wall seconds, peak RSS (MiB, from ``wait4``: that process's own) and CPU
   seconds (user + system, steadier than wall time when other work shares the cores);
 - ``forward_floor`` (reference, once per count): the template network's forward pass
-  alone on N latents (one load, batches of 128, inference mode) in this process: the
-  limit nothing that runs the package can beat.
+  alone on N latents (one load, batches of 128, inference mode) in a process of its own,
+  with synthmed's allocator policy (freed memory kept for the next batch,
+  ``registry/runner/allocator.py``): the limit nothing that runs the package can beat;
+  ``forward_floor_glibc_defaults_s`` is the same with glibc's defaults (what medigan runs with).
 
 Each run's PNG count is checked (N files). Ratios are medigan's time over synthmed's
 (above 1: synthmed faster), min/median/max over the rounds (paired per round); on the
@@ -191,7 +193,9 @@ def commands(variant: str, medigan_py: Path, home: Path, medigan_id: str, ref: s
 def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float, float]:
     """(wall seconds, peak RSS in MiB, CPU seconds user + system) of one whole process: its
     own resource usage from ``wait4``, so the peak is this process's, not the largest of
-    every child so far. CPU seconds move less than wall time on a loaded machine."""
+    every child so far. Linux counts into a child's peak the pages it shared with this bench
+    at the fork, so this bench keeps its own memory small (no torch here: the forward floor
+    runs in a child too). CPU seconds move less than wall time on a loaded machine."""
     t0 = time.perf_counter()
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=err)
@@ -209,9 +213,24 @@ def count_pngs(folder: Path) -> int:
     return len(list(folder.glob("*.png")))
 
 
-def forward_floor(template_zip: Path, n: int, threads: int) -> float:
-    """The template network's forward pass alone on n latents: one load, batches of 128."""
+def forward_floor(template_zip: Path, n: int, threads: int, keep_freed_memory: bool) -> float:
+    """The template network's forward pass alone on n latents, in a process of its own (this
+    one stays small: a child's peak RSS from ``wait4`` counts the parent's pages at the fork)."""
+    out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--floor", str(template_zip), str(n),
+                          str(threads), "keep" if keep_freed_memory else "default"],
+                         capture_output=True, text=True, check=True, env=env_for(threads))
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def _forward_floor_here(template_zip: Path, n: int, threads: int, keep_freed_memory: bool) -> float:
+    """One load, batches of 128, inference mode; with ``keep_freed_memory`` under synthmed's
+    allocator policy (registry/runner/allocator.py), as synthmed runs a model."""
     import torch
+
+    if keep_freed_memory:
+        from synthmed.registry.runner import allocator
+
+        allocator.keep_freed_memory()
 
     sys.path.insert(0, str(HERE))
     from medigan_template import Generator  # type: ignore[import-not-found]  # bench/medigan_template
@@ -244,7 +263,12 @@ def main() -> int:
     ap.add_argument("--cache", type=Path, default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
                     / "synthmed-bench" / "medigan")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--floor", nargs=4, metavar=("ZIP", "N", "THREADS", "ALLOC"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.floor:  # the child of forward_floor()
+        z, n, threads, alloc = args.floor
+        print(_forward_floor_here(Path(z), int(n), int(threads), alloc == "keep"))
+        return 0
 
     medigan_py = medigan_venv(args.cache)
     s = setup(args.cache)
@@ -288,8 +312,9 @@ def main() -> int:
                 entry["speed_vs_medigan"] = {v: stats([m / x for m, x in zip(times["medigan"], t)])
                                              for v, t in times.items() if v != "medigan"}
             if model == "template":
-                floor = forward_floor(s["template_zip"], n, args.threads)
+                floor = forward_floor(s["template_zip"], n, args.threads, True)
                 entry["forward_floor_s"] = round(floor, 3)
+                entry["forward_floor_glibc_defaults_s"] = round(forward_floor(s["template_zip"], n, args.threads, False), 3)
                 entry["time_vs_forward_floor"] = {v: stats([x / floor for x in t]) for v, t in times.items()}
             per_count[str(n)] = entry
         results["models"][model] = per_count

@@ -113,6 +113,8 @@ class RunnerSettings:
     memory_budget_mb: int | None = None
     #: seeds per generate() call of a medigan-1 package; None: each run chooses
     medigan_chunk: int | None = None
+    #: keep memory freed by one batch for the next (:mod:`synthmed.registry.runner.allocator`)
+    keep_freed_memory: bool = True
 
 
 @dataclass(frozen=True)
@@ -351,6 +353,7 @@ def settings_from_toml(home: Path, data: Mapping[str, Any]) -> Settings:
         batch_size=int(r.get("batch_size", 32)),
         memory_budget_mb=r.get("memory_budget_mb"),
         medigan_chunk=r.get("medigan_chunk"),
+        keep_freed_memory=bool(r.get("keep_freed_memory", True)),
     )
     o = data.get("output", {})
     output = OutputSettings(

@@ -54,7 +54,7 @@ class WorkerClient:
     def __init__(self, record: Record, package_dir: Path, device: str, python: str,
                  *, timeout_s: float | None = None, load_timeout_s: float | None = None,
                  package_key: str | None = None, env: Mapping[str, str] | None = None,
-                 chunk: int | None = None) -> None:
+                 chunk: int | None = None, keep_freed_memory: bool = True) -> None:
         self.record = record
         self.package_dir = package_dir
         self.device = device
@@ -66,6 +66,8 @@ class WorkerClient:
         self.package_key = package_key
         #: seeds per call, for a format that serves seeds in chunks (:meth:`PackageFormat.load_chunk`)
         self.chunk = chunk
+        #: the worker keeps the memory a batch frees for the next (:mod:`.allocator`)
+        self.keep_freed_memory = keep_freed_memory
         self.env = dict(env) if env is not None else None
         self.proc: subprocess.Popen[bytes] | None = None
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_LINES)
@@ -100,7 +102,7 @@ class WorkerClient:
             self._request({"op": "load", "record": dict(self.record.data), "record_path": self.record.path,
                            "package_dir": str(self.package_dir), "device": self.device,
                            "package_key": self.package_key, "chunk": self.chunk,
-                           "torch_threads": _torch_threads()},
+                           "torch_threads": _torch_threads(), "keep_freed_memory": self.keep_freed_memory},
                           self.load_timeout_s, "loading the model")
         except ModelRunError:
             self._kill()

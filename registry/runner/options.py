@@ -35,6 +35,8 @@ class RunnerOptions:
     medigan_chunk: int | None = None
     #: the most bytes an array-input file may declare once decoded (site.toml ``[inputs]``)
     max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES
+    #: keep memory a batch frees for the next one in the process that runs the model (:mod:`.allocator`)
+    keep_freed_memory: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
@@ -58,7 +60,8 @@ class RunnerOptions:
         r = settings.runner
         base = cls(device=r.device, mode=r.mode, batch_size=r.batch_size, envs_dir=settings.envs_dir,
                    memory_budget_mb=r.memory_budget_mb, env_options=EnvOptions(offline=settings.offline),
-                   medigan_chunk=r.medigan_chunk, max_decoded_bytes=settings.inputs.max_decoded_bytes)
+                   medigan_chunk=r.medigan_chunk, max_decoded_bytes=settings.inputs.max_decoded_bytes,
+                   keep_freed_memory=r.keep_freed_memory)
         return base.with_(**overrides)
 
     def with_(self, **overrides: Any) -> "RunnerOptions":

@@ -14,6 +14,7 @@ from ..formats import PackageFormat
 from ..outputs import working_nbytes
 from ..packages import VerifiedPackage
 from ..records import Record
+from . import allocator
 from .answers import normalise_outputs
 from .client import WorkerClient
 from .device import resolve_device
@@ -119,6 +120,8 @@ class Runner:
 
     def _load_inline(self) -> Any:
         if self._model is None:
+            if self.options.keep_freed_memory:
+                allocator.keep_freed_memory()
             try:
                 self._model = self.format.load(self.record, self.package_dir, self.device, self.sha256, self.chunk)
             except SynthmedError:
@@ -143,7 +146,7 @@ class Runner:
                                        self.options.env_options, model=self.record.ref))
             self._worker = WorkerClient(self.record, self.package_dir, self.device, python,
                                         timeout_s=self.timeout_s, package_key=self.sha256,
-                                        chunk=self.chunk)
+                                        chunk=self.chunk, keep_freed_memory=self.options.keep_freed_memory)
             self._worker.start()
         return self._worker
 
@@ -258,6 +261,7 @@ class Runner:
             close = getattr(self._model, "close", None)
             if callable(close):
                 close()
+            allocator.release_freed_memory()
             self._model = None
 
     def __enter__(self) -> "Runner":

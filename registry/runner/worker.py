@@ -26,7 +26,7 @@ from typing import Any, BinaryIO, Callable, Sequence
 
 from ..formats import load_model
 from ..records import Record
-from . import protocol
+from . import allocator, protocol
 from .answers import normalise_outputs
 
 
@@ -119,6 +119,8 @@ def main() -> int:
                     threads = int(msg["torch_threads"])
                     when_imported("torch", lambda torch: torch.set_num_threads(threads))
                 chunk = msg.get("chunk")
+                if msg.get("keep_freed_memory"):
+                    allocator.keep_freed_memory()
                 model = load_model(record, Path(msg["package_dir"]), msg["device"], msg.get("package_key"),
                                    None if chunk is None else int(chunk))
                 protocol.send(out, {"ok": True, "pid": os.getpid(), "python": sys.executable})
