@@ -487,6 +487,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     p.add_argument("--memory-child", nargs=4, metavar=("N", "DIR", "TRACED", "FORMAT"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    # baselines and synthmed under the allocator policy synthmed runs models with (registry/runner/allocator.py)
+    from synthmed.registry.runner import allocator
+
+    allocator.keep_freed_memory()
     if args.memory_child:
         print(json.dumps(memory_child(int(args.memory_child[0]), args.memory_child[1], args.memory_child[2] == "1",
                                       args.memory_child[3])))

@@ -275,6 +275,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
     from synthmed import __version__
+    # baselines and synthmed under the allocator policy synthmed runs models with (registry/runner/allocator.py)
+    from synthmed.registry.runner import allocator
+
+    allocator.keep_freed_memory()
 
     result: dict[str, Any] = {"bench": "scale", "synthmed_version": __version__, "python": platform.python_version(),
                               "cpus": os.cpu_count(), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
