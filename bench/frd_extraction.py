@@ -62,7 +62,14 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--workers", type=int, nargs="+", default=None, help="pool sizes to time (default: 2 and the core count)")
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--itk-threads", type=int, default=None,
+                    help="diagnostic: ITK's threads per process, here and in the workers "
+                         "(ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS); synthmed keeps ITK's default (one per core), "
+                         "because the thread count changes the round-off of some features and with it the parity "
+                         "with python -m frd_score")
     args = ap.parse_args()
+    if args.itk_threads:  # before SimpleITK is imported here or in a spawned worker
+        os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(args.itk_threads)
     from synthmed.registry.measuring import radiomics as R
 
     cores = os.cpu_count() or 1
@@ -113,6 +120,7 @@ def main() -> int:
                "balance_bound": {f"workers_{k}": sum(per_image) / makespan(per_image, k) for k in pools}}
     result = {"benchmark": "frd_extraction", "images": args.n, "image": "64x64 grey uint8", "rounds": args.rounds,
               "cores": cores, "python": platform.python_version(), "baseline": "one_process",
+              "itk_threads": args.itk_threads or "ITK's default (one per core)",
               "load_average_before": list(load_before), "load_average_after": list(load_after),
               "target": "workers_2 speedup >= 1.8 on an idle 2-core machine", "pool_start_s": pool_start,
               "variants": variants, "profile": profile}
