@@ -108,3 +108,13 @@ def test_site_toml_turns_it_off(tmp_path: Path) -> None:
     (tmp_path / "site.toml").write_text('[runner]\nkeep_freed_memory = "no"\n', "utf-8")
     with pytest.raises(ConfigError, match="keep_freed_memory"):
         load_settings(tmp_path)
+
+
+def test_the_samples_are_the_same_bytes_either_way(toy_gan) -> None:
+    _, pkg, _ = toy_gan
+    seeds = list(range(40))
+    outs = []
+    for keep in (True, False):
+        with Runner(pkg, mode="worker", batch_size=16, keep_freed_memory=keep) as r:
+            outs.append(r.sample(seeds, label="malignant")["image"])
+    assert outs[0].tobytes() == outs[1].tobytes()
