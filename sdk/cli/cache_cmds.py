@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_json_flag, print_json, print_table, settings_from_args
+from .common import add_json_flag, print_json, print_table
 
 
 def _human(n: int) -> str:

@@ -278,7 +278,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     if tests:
         t = tests[0]
         lines.append(("last test", f"{'passed' if t['passed'] else 'FAILED'} at {t['finished']}"
-                      + (f": {t['reason']}" if t["reason"] else "") + f" (this upstream's package)"))
+                      + (f": {t['reason']}" if t["reason"] else "") + " (this upstream's package)"))
     else:
         lines.append(("last test", "none for this upstream's package"))
     lines.append(("versions", ", ".join(f"{v['upstream']}/{v['version']} ({v['status']})" for v in versions)))
