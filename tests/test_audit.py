@@ -364,7 +364,7 @@ def test_model_page_shows_quality_cards_and_the_audit_badge_without_site_paths(
     assert main(["--site", str(site), "show", "texture"]) == 0
     out = capsys.readouterr().out
     assert f"reference folder on this site: {folder}" in out  # show runs on the site: the path is there
-    assert "fd ↓" in out and "recall ↑" in out and "randconv-224@1.0.0 (untrained (nothing: He-normal random weights" in out and "PASS:" in out
+    assert "fd ↓" in out and "recall ↑" in out and "randconv-224@1.0.0 (NOT TRAINED: He-normal random weights from seed 0)" in out and "PASS:" in out
     with serving(load_settings(site, environ={})) as url:
         html = urllib.request.urlopen(f"{url}/model/public/texture").read().decode()
         status_html = urllib.request.urlopen(f"{url}/status").read().decode()
@@ -373,7 +373,7 @@ def test_model_page_shows_quality_cards_and_the_audit_badge_without_site_paths(
     assert "pass" in verdicts  # (an earlier test may have audited it against its own samples: fail)
     worst = next(v for v in ("fail", "review", "pass") if v in verdicts)
     assert f'id="audit-badge">memorisation audit: {worst}' in html
-    assert "randconv-224@1.0.0 (untrained (nothing: He-normal random weights from seed 0)), reference folder dir:" in html
+    assert "randconv-224@1.0.0 (NOT TRAINED: He-normal random weights from seed 0), reference folder dir:" in html
     assert "16 generated (seeds 0..15)" in html and "<details><summary>full provenance</summary>" in html
     assert "<td>↓ lower</td>" in html and "kid_std" not in html.split('id="audit"')[0].split('id="measured"')[1]
     assert 'data-audit="public/texture"' in status_html and "audit-pass" in status_html

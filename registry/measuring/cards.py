@@ -35,20 +35,28 @@ def _loads(v: Any) -> Any:
     return v
 
 
+def training_words(trained: bool, data: Any = None) -> str:
+    """Whether an extractor is trained, and on what, in the words every output uses (CLI, JSON,
+    reports, pages): "trained on X", or "NOT TRAINED: what it is instead" (an extractor record
+    says "nothing: ..." for the data of an untrained one)."""
+    said = str(data).strip() if data else ""
+    if trained:
+        return f"trained on {said}" if said else "trained"
+    if said.lower().startswith("nothing:"):
+        said = said.split(":", 1)[1].strip()
+    return f"NOT TRAINED: {said}" if said else "NOT TRAINED"
+
+
 def training_of(extractor: Mapping[str, Any]) -> str:
     """Whether an extractor is trained, and on what, as its provenance says (else as known)."""
     for k in ("training", "trained_on", "trained"):
         v = extractor.get(k)
         if isinstance(v, Mapping) and isinstance(v.get("trained"), bool):  # the extractor record's own words
-            said = v.get("data")
-            return (f"trained on {said}" if v["trained"] else f"untrained ({said})") if said else \
-                ("trained" if v["trained"] else "untrained")
+            return training_words(v["trained"], v.get("data"))
         if isinstance(v, Mapping):
             v = v.get("summary") or v.get("data") or ", ".join(f"{a}: {b}" for a, b in v.items())
-        if v is True:
-            return "trained"
-        if v is False:
-            return "untrained"
+        if isinstance(v, bool):
+            return training_words(v)
         if v:
             return str(v)
     return NETWORK_TRAINING.get(str(extractor.get("network")), "training not stated")

@@ -45,6 +45,7 @@ from ..errors import EvaluationError
 from .extractors import Extractor, config_key, describe, open_extractor
 from ..outputs import OutputSpec, canonical, preview, record_specs
 from ..packages import prepare
+from .cards import training_words
 from .ranking import BETTER
 from .radiomics import Item, RadiomicsExtractor, frd_v1, grey, standardise
 from .reference_sets import ReferenceSet, list_references, open_reference
@@ -316,8 +317,7 @@ def evaluate(settings: "Settings", entry: "CatalogEntry", reference: ReferenceSe
 def extractor_words(described: Mapping[str, Any]) -> str:
     """What a provenance's extractor is, in words: its family, and whether (and on what) it was trained."""
     t = described.get("training") or {}
-    state = f"trained on {t.get('data')}" if t.get("trained") else f"NOT TRAINED: {t.get('data', 'unknown')}"
-    return f"{described.get('family', 'unknown')} features, {state}"
+    return f"{described.get('family', 'unknown')} features, {training_words(bool(t.get('trained')), t.get('data'))}"
 
 
 def mmd_name(extractor: Extractor) -> str:

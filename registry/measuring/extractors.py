@@ -28,6 +28,7 @@ from ..errors import EvaluationError, ModelNotFound, NotPinned, Problem, RecordE
 from ..packages import fetch_data
 from ..schemas_io import validate_against
 from ..semver import parse_version
+from .cards import training_words
 from .radiomics import RadiomicsExtractor
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -85,8 +86,7 @@ class ExtractorRecord:
     def summary(self) -> str:
         """One line every output prints: what it is, whether it is trained, and on what."""
         t = self.data["training"]
-        state = f"trained on {t['data']}" if t["trained"] else f"NOT TRAINED ({t['data']})"
-        return f"{self.ref} ({self.family} features, {state})"
+        return f"{self.ref} ({self.family} features, {training_words(t['trained'], t['data'])})"
 
     @property
     def verified(self) -> bool:
