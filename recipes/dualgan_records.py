@@ -35,6 +35,11 @@ MASK_OUT = {"name": "mask", "kind": "mask", "dims": 2, "shape": [64, 64], "dtype
 IMAGE_OUT = {"name": "image", "kind": "image", "dims": 2, "shape": [64, 64], "dtype": "uint8", "channels": 3,
              "value_range": [0, 255], "description": "RGB colour-fundus patch, height x width x channel"}
 
+#: what the two stage-I mask models (the DCGAN and the fitted tree) say alike, in record order
+MASK_STAGE = {"status": "active", "modality": ["fundus photography", "colour fundus photograph"],
+              "anatomy": ["retina", "eye"], "generates": ["vessel mask", "segmentation mask"],
+              "use_cases": ["testing", "demonstration", "pipeline stage"]}
+
 
 def _artefact(mid: str, version: str = "1.0.0") -> dict[str, Any]:
     data = (REPO / "index" / "artefacts" / mid / f"{version}.zip").read_bytes()
@@ -109,10 +114,7 @@ def mask_record() -> dict[str, Any]:
             f"vessel trees of the real masks; their vessel fraction is {vf['generated masks']} against "
             f"{vf['real training masks']} in real training masks. Seeds: the latent of sample i is torch.randn(64) "
             "from torch.Generator().manual_seed(seed i); one network call per sample, BatchNorm statistics stored."),
-        "status": "active",
-        "modality": ["fundus photography", "colour fundus photograph"], "anatomy": ["retina", "eye"],
-        "generates": ["vessel mask", "segmentation mask"],
-        "use_cases": ["testing", "demonstration", "pipeline stage"],
+        **MASK_STAGE,
         "tags": ["starter", "GAN", "DCGAN", "dual-GAN", "64x64", "scikit-image", "cpu", "mask"],
         "architecture": {"family": "gan", "name": "DCGAN"},
         "task": "unconditional",
@@ -348,10 +350,7 @@ def tree_record() -> dict[str, Any]:
             "or research use.\n\n" + DATA_TEXT + "\n\n"
             "Seeds: sample i is drawn from numpy.random.default_rng(seed i) alone (numpy only, no network), so it "
             "does not depend on the batch or the device. Parameter width_scale (0.5..2) multiplies every width."),
-        "status": "active",
-        "modality": ["fundus photography", "colour fundus photograph"], "anatomy": ["retina", "eye"],
-        "generates": ["vessel mask", "segmentation mask"],
-        "use_cases": ["testing", "demonstration", "pipeline stage"],
+        **MASK_STAGE,
         "tags": ["starter", "procedural", "vessel tree", "dual-GAN", "64x64", "scikit-image", "cpu", "mask"],
         "architecture": {"family": "procedural", "name": "branching vessel-tree model, parameters fitted to data"},
         "task": "unconditional",
