@@ -47,6 +47,7 @@ URLS = Map([
     Rule("/dataset/<upstream>/<dataset_id>", endpoint="dataset"),
     Rule("/dataset/<upstream>/<dataset_id>/<version>", endpoint="dataset"),
     Rule("/dataset/<upstream>/<dataset_id>/<version>/item/<int:index>.png", endpoint="dataset_item"),
+    Rule("/dataset/<upstream>/<dataset_id>/<version>/item/<int:index>/<output>.png", endpoint="dataset_item"),
     Rule("/status", endpoint="status"),
     Rule("/health", endpoint="health"),
     Rule("/tests/<int:test_id>/", endpoint="report"),
@@ -118,10 +119,11 @@ class SiteApp:
                 raise NotFound(exc.message) from None
         return self.render("dataset.html", **data)
 
-    def on_dataset_item(self, request: Request, upstream: str, dataset_id: str, version: str, index: int) -> Response:
+    def on_dataset_item(self, request: Request, upstream: str, dataset_id: str, version: str, index: int,
+                        output: str | None = None) -> Response:
         with self._catalog() as cat:
             try:
-                png = dataset_pages.thumbnail(self.settings, cat, upstream, dataset_id, version, index)
+                png = dataset_pages.thumbnail(self.settings, cat, upstream, dataset_id, version, index, output)
             except (DatasetNotFound, ArtefactError) as exc:  # not mirrored, no such item, a corrupt blob
                 raise NotFound(exc.message) from None
         return Response(png, mimetype="image/png", headers={"Cache-Control": "max-age=3600"})

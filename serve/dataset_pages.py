@@ -4,8 +4,9 @@ and its thumbnails (``.../item/<index>.png``), rendered from the mirrored artefa
 A thumbnail is read from the store's verified blob (``Store.open_verified``: hashed on its
 first open and whenever it changed), one tar member by name and never unpacked to disk; a
 PNG member is served as it is, any other file (``.npy``, NIfTI, DICOM) is decoded with
-the site's bound on decoded bytes and its preview plane (a volume's middle slice) is
-drawn as an 8-bit PNG. Only the members the run manifest lists as items of the record's
+the site's bound on decoded bytes and drawn as the model's own previews draw it
+(``outputs.preview``: a volume's middle slice, CT through its window; min..max when this
+site does not have the model). Only the members the run manifest lists as items of the record's
 outputs are served, and only while the blob is in the store (a dataset this site does not
 mirror shows no thumbnails, and says so).
 """
@@ -26,6 +27,7 @@ from synthmed.registry.artefacts.dataset_archive import MANIFEST, item_files
 from synthmed.registry.artefacts.store import Store
 from synthmed.registry.catalog import Catalog, CatalogEntry, DatasetEntry
 from synthmed.registry.errors import ArtefactError, DatasetNotFound, SynthmedError
+from synthmed.registry.outputs import OutputSpec, preview, record_specs
 from synthmed.registry.settings import Settings
 
 #: thumbnails on a dataset page
@@ -86,15 +88,46 @@ def _preview_png(arr: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def _model_spec(cat: Catalog, e: DatasetEntry, output: str) -> OutputSpec | None:
+    """The model's spec of ``output`` (its window, value range and layout), when this site has the model."""
+    try:
+        model = cat.models.resolve(e.model_ref, allow_yanked=True)
+    except SynthmedError:
+        return None
+    return next((s for s in record_specs(model.record) if s.name == output), None)
+
+
+def _picture_png(arr: np.ndarray, spec: OutputSpec | None) -> bytes:
+    """A decoded item as the model's previews draw it (``outputs.preview``: a volume's middle
+    slice, CT through its window), or, without the model's spec, scaled min..max."""
+    if spec is None:
+        return _preview_png(arr)
+    from PIL import Image
+
+    try:
+        picture = preview(np.asarray(arr), spec)
+    except (ValueError, SynthmedError):  # not the shape the model declares: draw it as it is
+        return _preview_png(arr)
+    buf = io.BytesIO()
+    Image.fromarray(picture).save(buf, format="PNG")
+    return buf.getvalue()
+
+
 def thumbnail(settings: Settings, cat: Catalog, upstream: str, dataset_id: str, version: str,
-              index: int) -> bytes:
-    """PNG bytes of item ``index`` of the dataset's first output, from the verified blob."""
+              index: int, output: str | None = None) -> bytes:
+    """PNG bytes of item ``index`` of one of the dataset's outputs (default: its first), from
+    the verified blob."""
     e = _entry(cat, upstream, dataset_id, version)
     gen = e.record.generation
     if not 0 <= index < int(gen["count"]):
         raise DatasetNotFound(f"{e.qualified_ref} has no item {index}")
+    outputs = [str(o) for o in gen["outputs"]]
+    if output is None:
+        output = outputs[0]
+    elif output not in outputs:
+        raise DatasetNotFound(f"{e.qualified_ref} has no output {output!r} (it has {', '.join(outputs)})")
     with Store(settings.store_dir).open_verified(e.record.sha256) as fh, tarfile.open(fileobj=fh, mode="r:") as tf:
-        member = _member_for(tf, str(gen["outputs"][0]), index, int(gen["count"]))
+        member = _member_for(tf, output, index, int(gen["count"]))
         data = tf.extractfile(member).read()  # type: ignore[union-attr]
     if member.name.lower().endswith(".png"):
         return data
@@ -103,7 +136,7 @@ def thumbnail(settings: Settings, cat: Catalog, upstream: str, dataset_id: str, 
         tmp.write(data)
         tmp.flush()
         arr = read_file(Path(tmp.name), settings.inputs.max_decoded_bytes)
-    return _preview_png(arr)
+    return _picture_png(arr, _model_spec(cat, e, output))
 
 
 def dataset_rows(cat: Catalog, text: str, modality: str | None, anatomy: str | None) -> list[DatasetEntry]:

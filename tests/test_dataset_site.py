@@ -11,6 +11,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from synthmed.cli import main
@@ -240,11 +241,14 @@ def test_serve_pages_and_downstream_mirroring(world: dict[str, Any], tmp_path: P
         assert status == 200 and sha in html and 'id="audit-badge"' in html and "audit: pass" in html
         assert 'href="/model/public/ihc-patch-dcgan/1.0.0"' in html and "licence MIT" in html
         assert f'href="/store/blobs/sha256/{sha[:2]}/{sha[2:]}"' in html and "seed 7 + <i>i</i>" in html
-        assert "/dataset/public/ihc-s7/1.0.0/item/11.png" in html and "item/12.png" not in html
-        status, headers, png = request(url, "GET", "/dataset/public/ihc-s7/1.0.0/item/3.png")
+        assert "/dataset/public/ihc-s7/1.0.0/item/11/image.png" in html and "item/12/" not in html
+        status, headers, png = request(url, "GET", "/dataset/public/ihc-s7/1.0.0/item/3/image.png")
         assert status == 200 and headers["content-type"] == "image/png"
         assert png == (world["run"] / "image" / "000003.png").read_bytes()
+        assert request(url, "GET", "/dataset/public/ihc-s7/1.0.0/item/3.png")[2] == png  # the first output
         assert request(url, "GET", "/dataset/public/ihc-s7/1.0.0/item/16.png")[0] == 404
+        status, _, body = request(url, "GET", "/dataset/public/ihc-s7/1.0.0/item/3/mask.png")
+        assert status == 404 and b"no output" in body  # only the record's outputs are served
         assert request(url, "GET", "/dataset/public/no-such-set")[0] == 404
         _, _, body = request(url, "GET", "/model/public/ihc-patch-dcgan")
         assert 'href="/dataset/public/ihc-s7/1.0.0"' in body.decode()  # the model links its datasets
@@ -362,3 +366,25 @@ def test_export_and_import_carry_the_dataset_blobs(world: dict[str, Any], tmp_pa
     assert Store(load_settings(offline).store_dir).has(sha)
     with Catalog.open(offline / "catalog.db") as cat, Catalog.open(settings.catalog_path) as here:
         assert cat.snapshot()["datasets"] == here.snapshot()["datasets"]
+
+
+def test_a_volume_thumbnail_is_drawn_as_the_models_previews_draw_it() -> None:
+    """A decoded dataset item is drawn through the model's output spec (outputs.preview: the
+    middle slice, CT through its window), min..max only when the site lacks the model."""
+    import io as _io
+
+    from PIL import Image
+
+    from synthmed.serve.dataset_pages import _picture_png
+    from synthmed.registry.outputs import output_specs, preview
+
+    (spec,) = output_specs([{"name": "volume", "kind": "volume", "dims": 3, "shape": [8, 16, 16], "dtype": "int16",
+                             "channels": 1, "value_range": [-1024, 3071]}], ["CT"], ["head"])
+    vol = np.full((8, 16, 16), -1000, np.int16)
+    vol[:, 4:12, 4:12] = 30  # brain
+    vol[4, 6:9, 6:9] = 70  # a lesion in the middle slice
+    drawn = np.asarray(Image.open(_io.BytesIO(_picture_png(vol, spec))))
+    assert np.array_equal(drawn, preview(vol, spec))
+    assert spec.window is not None and drawn[7, 7] > drawn[5, 5] > drawn[0, 0]  # windowed: the lesion stands out
+    plain = np.asarray(Image.open(_io.BytesIO(_picture_png(vol, None))))
+    assert plain.shape == (16, 16) and plain[7, 7] == 255 and plain[0, 0] == 0
