@@ -26,6 +26,7 @@ import numpy as np
 from synthmed.registry.array_inputs import list_files, read_file
 from synthmed.registry.artefacts.dataset_archive import INPUTS_DIR, item_files, read_manifest
 from synthmed.registry.errors import ArtefactError, ConfigError, DecodeError
+from synthmed.registry.formats.medigan1 import CHUNK_KEY
 
 from .published import PublishedDataset
 from .site import Site
@@ -199,7 +200,8 @@ def verify_dataset(site: Site, published: PublishedDataset, *, samples: int | st
     report = VerifyReport(published.ref, entry.qualified_ref, str(record.model["sha256"]),
                           pick(count, samples, pick_seed), pick_seed, gen.get("tolerance"))
     max_bytes = site.settings.inputs.max_decoded_bytes
-    with site.model(entry, device=device) as model:
+    # a medigan-1 model makes seeds in chunks: re-derive with the chunk the items were made with
+    with site.model(entry, device=device, chunk_size=gen.get(CHUNK_KEY)) as model:
         if model.package.sha256 != record.model["sha256"]:
             raise ArtefactError(f"{entry.qualified_ref}: prepared package {model.package.sha256} is not the "
                                 f"dataset's {record.model['sha256']}")

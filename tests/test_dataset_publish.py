@@ -29,7 +29,8 @@ META = {"title": "IHC patches, seeds 7-16", "summary": "Ten 64x64 IHC patches ma
         "card": {"intended_use": "testing synthmed's dataset tools", "limitations": "a demonstration model's output"},
         "authors": [{"name": "Test Publisher"}], "tags": ["test"]}
 COPY = ("models/ihc-patch-dcgan", "artefacts/ihc-patch-dcgan", "extractors/randconv-224", "artefacts/extractors",
-        "models/retina-vessel-pix2pix", "artefacts/retina-vessel-pix2pix")
+        "models/retina-vessel-pix2pix", "artefacts/retina-vessel-pix2pix",
+        "models/ihc-patch-dcgan-medigan", "artefacts/ihc-patch-dcgan-medigan")
 
 
 @pytest.fixture(scope="module")
@@ -284,5 +285,29 @@ def test_published_then_merged_a_fresh_site_lists_gets_and_verifies_it(world: di
     assert (got / da.MANIFEST).read_bytes() == (world["ds"] / da.MANIFEST).read_bytes()
     capsys.readouterr()
     assert main(["--site", str(home), "dataset", "verify", "ihc-s7", "--samples", "all"]) == 0
+    out = capsys.readouterr().out
+    assert out.count(": identical") == int(N) and "ok: every checked item" in out
+
+
+def test_a_medigan_1_dataset_is_verified_with_the_chunk_it_was_made_with(world: dict[str, Path], index: git.Repo,
+                                                                        tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """A medigan-1 model serves seeds in chunks (which latent a seed gets depends on the
+    chunk): the record carries the run's chunk, and verify re-derives each item with it
+    (one item at a time with a chunk of 1 would make other pictures from the same seeds)."""
+    ds = tmp_path / "twin"
+    assert main(["--site", str(world["site"]), "dataset", "create", "ihc-patch-dcgan-medigan", "-n", N, "--seed", "7",
+                 "-o", str(ds), "--no-progress"]) == 0
+    assert json.loads((ds / "synthmed.json").read_text())["runner"]["medigan_seed_chunk"] == int(N)
+    rc, _, err = _publish(world, index, capsys, "--training", str(world["training"]), folder=ds, ident="twin-s7")
+    assert rc == 0, err
+    index.git.merge("-q", "--no-ff", "-m", "merge the dataset pull request", "dataset/twin-s7-1.0.0")
+    record = json.loads((Path(str(index.working_tree_dir)) / "datasets" / "twin-s7" / "1.0.0.json").read_text())
+    assert record["generation"]["medigan_seed_chunk"] == int(N)
+    home = tmp_path / "fresh-site"
+    assert main(["init", str(home), "--upstream", f"public={index.working_tree_dir}"]) == 0
+    assert main(["--site", str(home), "sync"]) == 0
+    capsys.readouterr()
+    assert main(["--site", str(home), "dataset", "verify", "twin-s7", "--samples", "all"]) == 0
     out = capsys.readouterr().out
     assert out.count(": identical") == int(N) and "ok: every checked item" in out

@@ -40,6 +40,7 @@ from .. import dataset_records as dsr
 from ..array_inputs import check_inputs, read_file
 from ..artefacts import dataset_archive as da
 from ..errors import ContributeError, DatasetPublishError, InputError, Problem
+from ..formats.medigan1 import CHUNK_KEY, recorded_chunk
 from ..hashing import hash_path
 from ..measuring.audit import audit_pictures
 from ..measuring.extractors import Extractor
@@ -137,9 +138,13 @@ class RunFolder:
             "layout": self.sidecar.get("layout", "synthmed"), "manifest_sha256": self.manifest_sha256}
         if self.inputs:
             gen["inputs"] = [{"name": n, "files_sha256": d, "count": c} for n, (d, c) in sorted(self.inputs.items())]
-        device = (self.sidecar.get("runner") or {}).get("device")
+        runner = self.sidecar.get("runner") or {}
+        device = runner.get("device")
         if isinstance(device, str):
             gen["device"] = device
+        chunk = recorded_chunk(runner)
+        if chunk is not None:  # a medigan-1 model: which latent a seed gets depends on it
+            gen[CHUNK_KEY] = chunk
         return gen
 
     def check_inputs(self, model: Record) -> None:
