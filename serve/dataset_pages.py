@@ -5,8 +5,9 @@ A thumbnail is read from the store's verified blob (``Store.open_verified``: has
 first open and whenever it changed), one tar member by name and never unpacked to disk; a
 PNG member is served as it is, any other file (``.npy``, NIfTI, DICOM) is decoded with
 the site's bound on decoded bytes and drawn as the model's own previews draw it
-(``outputs.preview``: a volume's middle slice, CT through its window; min..max when this
-site does not have the model). Only the members the run manifest lists as items of the record's
+(``outputs.preview``, CT through its window; min..max when this site does not have the
+model); a volume shows the slice where the item's 3-D mask is largest (its middle slice
+without one), the same slice for the volume and its mask. Only the members the run manifest lists as items of the record's
 outputs are served, and only while the blob is in the store (a dataset this site does not
 mirror shows no thumbnails, and says so).
 """
@@ -27,7 +28,7 @@ from synthmed.registry.artefacts.dataset_archive import MANIFEST, item_files
 from synthmed.registry.artefacts.store import Store
 from synthmed.registry.catalog import Catalog, CatalogEntry, DatasetEntry
 from synthmed.registry.errors import ArtefactError, DatasetNotFound, SynthmedError
-from synthmed.registry.outputs import OutputSpec, preview, record_specs
+from synthmed.registry.outputs import SLICE_AXIS, OutputSpec, preview, record_specs
 from synthmed.registry.settings import Settings
 
 #: thumbnails on a dataset page
@@ -88,29 +89,58 @@ def _preview_png(arr: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _model_spec(cat: Catalog, e: DatasetEntry, output: str) -> OutputSpec | None:
-    """The model's spec of ``output`` (its window, value range and layout), when this site has the model."""
+def _model_specs(cat: Catalog, e: DatasetEntry) -> dict[str, OutputSpec]:
+    """The model's output specs by name (window, value range, layout), when this site has the model."""
     try:
         model = cat.models.resolve(e.model_ref, allow_yanked=True)
     except SynthmedError:
-        return None
-    return next((s for s in record_specs(model.record) if s.name == output), None)
+        return {}
+    return {s.name: s for s in record_specs(model.record)}
 
 
-def _picture_png(arr: np.ndarray, spec: OutputSpec | None) -> bytes:
+def _picture_png(arr: np.ndarray, spec: OutputSpec | None, plane: int | None = None) -> bytes:
     """A decoded item as the model's previews draw it (``outputs.preview``: a volume's middle
-    slice, CT through its window), or, without the model's spec, scaled min..max."""
+    slice, or slice ``plane`` along ``SLICE_AXIS``; CT through its window), or, without the
+    model's spec, scaled min..max."""
     if spec is None:
         return _preview_png(arr)
     from PIL import Image
 
+    a = np.asarray(arr)
+    if plane is not None and spec.dims == 3 and a.ndim == 3 and 0 <= plane < a.shape[SLICE_AXIS]:
+        a = np.take(a, [plane], axis=SLICE_AXIS)  # a one-slice volume: its middle slice is that one
     try:
-        picture = preview(np.asarray(arr), spec)
+        picture = preview(a, spec)
     except (ValueError, SynthmedError):  # not the shape the model declares: draw it as it is
         return _preview_png(arr)
     buf = io.BytesIO()
     Image.fromarray(picture).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def _decode(tf: tarfile.TarFile, member: tarfile.TarInfo, max_bytes: int) -> np.ndarray:
+    """A non-PNG member decoded with the site's bound (through a temporary file: NIfTI and DICOM readers want a path)."""
+    data = tf.extractfile(member).read()  # type: ignore[union-attr]
+    suffix = ".nii.gz" if member.name.lower().endswith(".nii.gz") else Path(member.name).suffix
+    with tempfile.NamedTemporaryFile(suffix=suffix) as tmp:
+        tmp.write(data)
+        tmp.flush()
+        return np.asarray(read_file(Path(tmp.name), max_bytes))
+
+
+def _mask_plane(tf: tarfile.TarFile, specs: dict[str, OutputSpec], outputs: list[str], index: int, count: int,
+                max_bytes: int) -> int | None:
+    """For a volume item: the slice along ``SLICE_AXIS`` where the item's 3-D mask output
+    covers most voxels, so the volume and its mask show one telling plane (a lesion is small:
+    the middle slice often misses it); None without a 3-D mask output or when it is empty."""
+    name = next((o for o in outputs if o in specs and specs[o].kind == "mask" and specs[o].dims == 3), None)
+    if name is None:
+        return None
+    mask = _decode(tf, _member_for(tf, name, index, count), max_bytes)
+    if mask.ndim != 3:
+        return None
+    counts = (mask > 0).sum(axis=tuple(a for a in range(3) if a != SLICE_AXIS))
+    return int(np.argmax(counts)) if counts.max() > 0 else None
 
 
 def thumbnail(settings: Settings, cat: Catalog, upstream: str, dataset_id: str, version: str,
@@ -119,24 +149,24 @@ def thumbnail(settings: Settings, cat: Catalog, upstream: str, dataset_id: str, 
     the verified blob."""
     e = _entry(cat, upstream, dataset_id, version)
     gen = e.record.generation
-    if not 0 <= index < int(gen["count"]):
+    count = int(gen["count"])
+    if not 0 <= index < count:
         raise DatasetNotFound(f"{e.qualified_ref} has no item {index}")
     outputs = [str(o) for o in gen["outputs"]]
     if output is None:
         output = outputs[0]
     elif output not in outputs:
         raise DatasetNotFound(f"{e.qualified_ref} has no output {output!r} (it has {', '.join(outputs)})")
+    max_bytes = settings.inputs.max_decoded_bytes
     with Store(settings.store_dir).open_verified(e.record.sha256) as fh, tarfile.open(fileobj=fh, mode="r:") as tf:
-        member = _member_for(tf, output, index, int(gen["count"]))
-        data = tf.extractfile(member).read()  # type: ignore[union-attr]
-    if member.name.lower().endswith(".png"):
-        return data
-    suffix = ".nii.gz" if member.name.lower().endswith(".nii.gz") else Path(member.name).suffix
-    with tempfile.NamedTemporaryFile(suffix=suffix) as tmp:
-        tmp.write(data)
-        tmp.flush()
-        arr = read_file(Path(tmp.name), settings.inputs.max_decoded_bytes)
-    return _picture_png(arr, _model_spec(cat, e, output))
+        member = _member_for(tf, output, index, count)
+        if member.name.lower().endswith(".png"):
+            return tf.extractfile(member).read()  # type: ignore[union-attr]
+        arr = _decode(tf, member, max_bytes)
+        specs = _model_specs(cat, e)
+        spec = specs.get(output)
+        plane = _mask_plane(tf, specs, outputs, index, count, max_bytes) if spec is not None and spec.dims == 3 else None
+    return _picture_png(arr, spec, plane)
 
 
 def dataset_rows(cat: Catalog, text: str, modality: str | None, anatomy: str | None) -> list[DatasetEntry]:

@@ -386,5 +386,8 @@ def test_a_volume_thumbnail_is_drawn_as_the_models_previews_draw_it() -> None:
     drawn = np.asarray(Image.open(_io.BytesIO(_picture_png(vol, spec))))
     assert np.array_equal(drawn, preview(vol, spec))
     assert spec.window is not None and drawn[7, 7] > drawn[5, 5] > drawn[0, 0]  # windowed: the lesion stands out
+    vol[2, 10:12, 10:12] = 70  # another lesion, two slices from the end
+    at2 = np.asarray(Image.open(_io.BytesIO(_picture_png(vol, spec, plane=2))))
+    assert np.array_equal(at2, preview(vol[2:3], spec)) and at2[10, 10] == drawn[7, 7] and drawn[10, 10] < at2[10, 10]
     plain = np.asarray(Image.open(_io.BytesIO(_picture_png(vol, None))))
     assert plain.shape == (16, 16) and plain[7, 7] == 255 and plain[0, 0] == 0
