@@ -1,9 +1,10 @@
 """``synthmed dataset verify``: re-derive items of a published dataset from its pinned model
 and compare them with the published files (#24).
 
-Items are picked at random, reproducibly (``pick_seed``), or all of them. Each is made
+Items are picked at random, reproducibly (``pick_seed``), or all of them. They are made
 again through the SDK's normal generation path (``Model.generate_to``: one
-:class:`~synthmed.request.GenerationRequest` per item, seed ``first_seed + i``, the
+:class:`~synthmed.request.GenerationRequest` per run of consecutive picked items, one per
+item for a dataset with array inputs; item i from seed ``first_seed + i``, the
 record's parameters, outputs, file format and writing options, and the artefact's own
 ``inputs/`` file of that item) by the model version the record pins, mirrored on this site
 (its package sha256 must be the record's). Each file is compared byte for byte; where the
@@ -101,6 +102,20 @@ def pick(count: int, samples: int | str, pick_seed: int) -> list[int]:
         raise ConfigError(f"--samples must be at least 1, got {k}")
     k = min(k, count)
     return sorted(int(i) for i in np.random.default_rng(pick_seed).choice(count, size=k, replace=False))
+
+
+def runs(picked: list[int], merge: bool = True) -> list[tuple[int, int]]:
+    """The sorted item indices as ``[start, stop)`` runs of consecutive indices, each
+    re-derived by one generation run (item i depends on seed first_seed + i alone, so a run
+    of many makes the same files as many runs of one); single items when ``merge`` is off
+    (a dataset with array inputs: each item's input is staged alone)."""
+    out: list[tuple[int, int]] = []
+    for i in picked:
+        if merge and out and out[-1][1] == i:
+            out[-1] = (out[-1][0], i + 1)
+        else:
+            out.append((i, i + 1))
+    return out
 
 
 def _suffix(rel: str) -> str:
@@ -206,19 +221,22 @@ def verify_dataset(site: Site, published: PublishedDataset, *, samples: int | st
             raise ArtefactError(f"{entry.qualified_ref}: prepared package {model.package.sha256} is not the "
                                 f"dataset's {record.model['sha256']}")
         with tempfile.TemporaryDirectory(prefix="synthmed-verify-") as tmp:
-            for i in report.picked:
-                scratch = Path(tmp) / f"{i:06d}"
-                inputs = _item_inputs(root, list(gen.get("inputs") or []), i, per_input, scratch)
-                model.generate_to(scratch / "out", 1, format=gen["file_format"], seed=first + i,
+            record_inputs = list(gen.get("inputs") or [])
+            for start, stop in runs(report.picked, merge=not record_inputs):
+                scratch = Path(tmp) / f"{start:06d}"
+                inputs = _item_inputs(root, record_inputs, start, per_input, scratch) if record_inputs else {}
+                model.generate_to(scratch / "out", stop - start, format=gen["file_format"], seed=first + start,
                                   outputs=list(gen["outputs"]), inputs=inputs or None, writers=0, **write,
                                   **dict(gen.get("params") or {}))
-                check = ItemCheck(i, first + i)
-                for name in gen["outputs"]:
-                    mine = files[str(name)][i]
-                    made = item_files(read_manifest(scratch / "out"), [name], 1, str(scratch))[str(name)][0]
-                    check.files.append(compare([root / r for r in mine], [scratch / "out" / r for r in made],
-                                               mine[0] if len(mine) == 1 else str(Path(mine[0]).parent),
-                                               gen.get("tolerance"), max_bytes))
-                report.items.append(check)
+                remade = item_files(read_manifest(scratch / "out"), gen["outputs"], stop - start, str(scratch))
+                for i in range(start, stop):
+                    check = ItemCheck(i, first + i)
+                    for name in gen["outputs"]:
+                        mine = files[str(name)][i]
+                        made = remade[str(name)][i - start]
+                        check.files.append(compare([root / r for r in mine], [scratch / "out" / r for r in made],
+                                                   mine[0] if len(mine) == 1 else str(Path(mine[0]).parent),
+                                                   gen.get("tolerance"), max_bytes))
+                    report.items.append(check)
                 shutil.rmtree(scratch, ignore_errors=True)
     return report

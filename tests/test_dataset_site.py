@@ -391,3 +391,12 @@ def test_a_volume_thumbnail_is_drawn_as_the_models_previews_draw_it() -> None:
     assert np.array_equal(at2, preview(vol[2:3], spec)) and at2[10, 10] == drawn[7, 7] and drawn[10, 10] < at2[10, 10]
     plain = np.asarray(Image.open(_io.BytesIO(_picture_png(vol, None))))
     assert plain.shape == (16, 16) and plain[7, 7] == 255 and plain[0, 0] == 0
+
+
+def test_picked_items_are_re_derived_in_runs_of_consecutive_indices() -> None:
+    from synthmed.published_verify import runs
+
+    assert runs([0, 1, 2, 5, 7, 8]) == [(0, 3), (5, 6), (7, 9)]
+    assert runs(list(range(400))) == [(0, 400)]  # --samples all: one generation run
+    assert runs([0, 1, 2], merge=False) == [(0, 1), (1, 2), (2, 3)]  # array inputs: one item at a time
+    assert runs([]) == []
