@@ -15,7 +15,8 @@ record, a dataset record is
 
 The datasets of an upstream are read from scratch whenever the catalog has not applied
 them through the commit the models start from (a fresh sync, a rebuild, a catalog
-migrated to generation 9); otherwise only the changed files and the new commits are read.
+migrated to generation 9); otherwise only the changed files and the new commits are read,
+and the files skipped before (a dataset whose model was not there yet) are tried again.
 """
 
 from __future__ import annotations
@@ -133,6 +134,11 @@ def apply_datasets(catalog: Catalog, u: Upstream, repo: UpstreamRepo, base: str 
         # bound all the same), and the files that differ are applied (deletions too)
         hist = history_changes(repo.g, [f"{base}..{new}"], prefix)
         changes = repo.changes(str(base), new, prefix)
+        # a record skipped before (its model not there yet, say) is tried again at every new
+        # commit, not only when its own file changes
+        waiting = catalog.models.problem_paths(u.name, f"{DATASETS_DIR}/") - {_rel(c.path, u.subfolder) for c in changes}
+        if waiting:
+            changes += [c for c in repo.files(new, prefix) if _rel(c.path, u.subfolder) in waiting]
     else:
         catalog.datasets.clear_upstream(u.name)
         hist = history_changes(repo.g, [new], prefix)

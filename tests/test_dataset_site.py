@@ -400,3 +400,35 @@ def test_picked_items_are_re_derived_in_runs_of_consecutive_indices() -> None:
     assert runs(list(range(400))) == [(0, 400)]  # --samples all: one generation run
     assert runs([0, 1, 2], merge=False) == [(0, 1), (1, 2), (2, 3)]  # array inputs: one item at a time
     assert runs([]) == []
+
+
+def test_a_dataset_skipped_for_its_missing_model_is_listed_once_the_model_arrives(tmp_path: Path,
+                                                                                   capsys: pytest.CaptureFixture[str]
+                                                                                   ) -> None:
+    """A dataset record whose model version the upstream does not hold yet is skipped with that
+    reason; when a later commit adds the model (the dataset file unchanged), the next sync
+    applies it."""
+    import git
+
+    index = hp.scratch_index(tmp_path)
+    home = tmp_path / "site"
+    assert main(["init", str(home), "--upstream", f"public={index}"]) == 0
+    assert main(["--site", str(home), "sync"]) == 0
+    run = tmp_path / "run"
+    assert main(["--site", str(home), "generate", "ihc-patch-dcgan", "-n", "4", "--seed", "7", "-o", str(run),
+                 "--no-progress"]) == 0
+    later = {"id": hp.MODEL, "version": "1.0.1", "sha256": hp.model_sha256(), "package_format": "synthmed-1"}
+    hp.publish(index, run, dataset_id="late", model=later)
+    main(["--site", str(home), "sync"])  # the dataset is skipped: its model version is not there
+    assert "late" not in {d["id"] for d in _json(capsys, "--site", str(home), "dataset", "list", "--json")}
+    record = json.loads((index / "models" / hp.MODEL / "1.0.0.json").read_text())
+    record["version"] = "1.0.1"
+    (index / "models" / hp.MODEL / "1.0.1.json").write_text(json.dumps(record, indent=1) + "\n")
+    repo = git.Repo(index)
+    repo.git.add("-A")
+    repo.git.commit("-m", "ihc-patch-dcgan 1.0.1 (the dataset's model) arrives")
+    assert main(["--site", str(home), "sync"]) == 0
+    listed = {d["id"]: d for d in _json(capsys, "--site", str(home), "dataset", "list", "--json")}
+    assert "late" in listed and listed["late"]["model"] == f"{hp.MODEL}@1.0.1"
+    with Catalog.open(load_settings(home).catalog_path) as cat:
+        assert not cat.models.problem_paths("public", "datasets/")

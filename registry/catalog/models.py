@@ -294,6 +294,12 @@ class ModelStore:
             "INSERT OR REPLACE INTO record_problems (upstream, path, commit_sha, reason, seen_at) VALUES (?,?,?,?,?)",
             (upstream, path, commit, reason, utcnow()))
 
+    def problem_paths(self, upstream: str, under: str) -> set[str]:
+        """The paths under ``under`` (a folder, e.g. ``datasets/``) whose records were skipped."""
+        rows = self._h.conn.execute("SELECT path FROM record_problems WHERE upstream = ? AND substr(path, 1, ?) = ?",
+                                    (upstream, len(under), under))
+        return {str(r[0]) for r in rows}
+
     def clear_problem(self, upstream: str, path: str) -> None:
         """Forget why the record at ``path`` was skipped (it applied now)."""
         self._h.writable()
