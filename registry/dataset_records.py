@@ -21,7 +21,7 @@ from typing import Any, Iterator, Mapping
 
 from . import spdx
 from .errors import Problem, RecordError
-from .records import MAX_RECORD_BYTES, parse_bytes
+from .records import MAX_RECORD_BYTES, Versioned, parse_bytes
 from .schemas_io import validate_against
 from .semver import parse_version
 
@@ -35,24 +35,12 @@ MUTABLE_FIELDS = frozenset({"status", "status_reason", "description", "card"})
 
 
 @dataclass(frozen=True)
-class DatasetRecord:
+class DatasetRecord(Versioned):
     """A validated dataset record and where it came from."""
 
     data: Mapping[str, Any]
     path: str = "<memory>"
     warnings: tuple[Problem, ...] = field(default=(), compare=False)
-
-    @property
-    def id(self) -> str:
-        return str(self.data["id"])
-
-    @property
-    def version(self) -> str:
-        return str(self.data["version"])
-
-    @property
-    def ref(self) -> str:
-        return f"{self.id}@{self.version}"
 
     @property
     def model(self) -> Mapping[str, Any]:

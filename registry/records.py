@@ -30,13 +30,11 @@ MUTABLE_FIELDS = frozenset({"status", "status_reason", "metrics", "publications"
 IMMUTABLE_FIELDS = ("package", "inputs", "array_inputs", "outputs")
 
 
-@dataclass(frozen=True)
-class Record:
-    """A validated record and where it came from."""
+class Versioned:
+    """``id``, ``version`` and ``ref`` (``id@version``) of a versioned record held as ``data``:
+    model, dataset and extractor records alike."""
 
     data: Mapping[str, Any]
-    path: str = "<memory>"
-    warnings: tuple[Problem, ...] = field(default=(), compare=False)
 
     @property
     def id(self) -> str:
@@ -49,6 +47,15 @@ class Record:
     @property
     def ref(self) -> str:
         return f"{self.id}@{self.version}"
+
+
+@dataclass(frozen=True)
+class Record(Versioned):
+    """A validated record and where it came from."""
+
+    data: Mapping[str, Any]
+    path: str = "<memory>"
+    warnings: tuple[Problem, ...] = field(default=(), compare=False)
 
     @property
     def status(self) -> str:

@@ -21,7 +21,7 @@ from .. import vocabulary
 from ..dataset_records import DatasetRecord
 from ..errors import DatasetNotFound, RecordYanked
 from ..semver import version_key
-from .base import Handle, dict_rows
+from .base import Handle, Qualified, dict_rows, refresh_latest
 from .models import id_terms
 from .resolve import close_ids, parse_model_ref
 from .search import fts_query
@@ -53,7 +53,7 @@ _ORDER = " ORDER BY u.priority, u.ord, d.upstream, d.id"
 
 
 @dataclass
-class DatasetEntry:
+class DatasetEntry(Qualified):
     """One dataset version as the catalog serves it, with what is needed to fetch it."""
 
     upstream: str
@@ -70,14 +70,6 @@ class DatasetEntry:
     path: str = ""
     is_latest: bool = False
     shadows: tuple[str, ...] = field(default=())
-
-    @property
-    def ref(self) -> str:
-        return f"{self.id}@{self.version}"
-
-    @property
-    def qualified_ref(self) -> str:
-        return f"{self.upstream}/{self.id}@{self.version}"
 
     @property
     def model_ref(self) -> str:
@@ -181,15 +173,7 @@ class DatasetStore:
 
     def refresh_latest(self, upstream: str, ids: Iterable[str]) -> None:
         """Mark the latest non-yanked version of each id (semver order) as ``is_latest``."""
-        self._h.writable()
-        conn = self._h.conn
-        for dataset_id in set(ids):
-            rows = conn.execute("SELECT pk, version, status FROM datasets WHERE upstream = ? AND id = ?",
-                                (upstream, dataset_id)).fetchall()
-            live = [r for r in rows if r[2] != "yanked"]
-            latest = max(live, key=lambda r: version_key(r[1]))[0] if live else None
-            for pk, _, _ in rows:
-                conn.execute("UPDATE datasets SET is_latest = ? WHERE pk = ?", (1 if pk == latest else 0, pk))
+        refresh_latest(self._h, "datasets", upstream, ids)
 
     # -- bindings (what each version was first accepted as) -------------------------------
 

@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from ..records import Record
+from .base import Qualified
 
 
 @dataclass
-class CatalogEntry:
+class CatalogEntry(Qualified):
     """One model version as the catalog serves it, with what is needed to fetch it."""
 
     upstream: str
@@ -31,14 +32,6 @@ class CatalogEntry:
     path: str = ""
     score: float | None = None  # the ranking metric's value, when ranked
     shadows: tuple[str, ...] = field(default=())  # lower-priority upstreams with the same id
-
-    @property
-    def ref(self) -> str:
-        return f"{self.id}@{self.version}"
-
-    @property
-    def qualified_ref(self) -> str:
-        return f"{self.upstream}/{self.id}@{self.version}"
 
     def as_dict(self, full: bool = False) -> dict[str, Any]:
         data = self.record.data

@@ -17,9 +17,8 @@ from typing import Any, Collection, Iterable, Mapping, Sequence
 from ..errors import CatalogError
 from ..records import Record
 from .. import vocabulary
-from ..semver import version_key
 from ..stamps import utcnow
-from .base import Handle, dict_rows
+from .base import Handle, dict_rows, refresh_latest
 from .entry import CatalogEntry
 from .resolve import resolve_ref
 from .search import WALK_FROM, Filters, ScoreOrder, candidates_query, fts_query, page_query, unvalued_query, walk_query
@@ -315,16 +314,7 @@ class ModelStore:
 
     def refresh_latest(self, upstream: str, ids: Iterable[str]) -> None:
         """Mark the latest non-yanked version of each id (semver order) as ``is_latest``."""
-        self._h.writable()
-        conn = self._h.conn
-        for model_id in set(ids):
-            rows = conn.execute("SELECT pk, version, status FROM models WHERE upstream = ? AND id = ?",
-                                (upstream, model_id)).fetchall()
-            live = [r for r in rows if r[2] != "yanked"]
-            latest = max(live, key=lambda r: version_key(r[1]))[0] if live else None
-            for pk, _, _ in rows:
-                conn.execute("UPDATE models SET is_latest = ? WHERE pk = ? AND is_latest != ?",
-                             (1 if pk == latest else 0, pk, 1 if pk == latest else 0))
+        refresh_latest(self._h, "models", upstream, ids)
 
     def needed_blobs(self) -> set[str]:
         """sha256 of every blob a non-yanked record of any upstream needs."""

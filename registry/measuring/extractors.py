@@ -26,6 +26,7 @@ import numpy as np
 
 from ..errors import EvaluationError, ModelNotFound, NotPinned, Problem, RecordError
 from ..packages import fetch_data
+from ..records import Versioned
 from ..schemas_io import validate_against
 from ..semver import parse_version
 from .cards import training_words
@@ -46,21 +47,9 @@ DEFAULT_EXTRACTOR = "randconv-224"
 
 
 @dataclass(frozen=True)
-class ExtractorRecord:
+class ExtractorRecord(Versioned):
     data: Mapping[str, Any]
     where: str
-
-    @property
-    def id(self) -> str:
-        return str(self.data["id"])
-
-    @property
-    def version(self) -> str:
-        return str(self.data["version"])
-
-    @property
-    def ref(self) -> str:
-        return f"{self.id}@{self.version}"
 
     @property
     def family(self) -> str:
