@@ -17,7 +17,6 @@ values, the extraction speed of each set (images/s) and the load average before 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import sys
@@ -28,6 +27,8 @@ from typing import Any
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE / "_common"))
+import buildlib  # noqa: E402
 SETS = {
     "retina": ("retina-heldout", ["retina-patch-ddpm", "retina-patch-ldm", "retina-patch-dcgan"]),
     "ihc": ("ihc-heldout", ["ihc-patch-dcgan", "ihc-patch-dcgan-medigan"]),
@@ -35,19 +36,10 @@ SETS = {
 COLUMNS = ("fd", "frd", "precision", "recall", "density", "coverage")
 
 
-def _module(name: str, path: Path) -> Any:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def real_training_patches(which: str, n: int) -> np.ndarray:
     rng = np.random.default_rng(20261201)
     if which == "retina":
-        r = _module("retina_ddpm_train_cmp", HERE / "retina-patch-ddpm" / "train.py")
+        r = buildlib.load_module("retina_ddpm_train_cmp", HERE / "retina-patch-ddpm" / "train.py")
         im, disc, ves = r.prepare()
         train = r.patch_index(disc, ves, (0, r.SPLIT_ROW))
         nv = n // 2

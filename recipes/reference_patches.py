@@ -19,7 +19,6 @@ identity on every machine with the same scikit-image data.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -27,15 +26,8 @@ import numpy as np
 from PIL import Image
 
 HERE = Path(__file__).resolve().parent
-
-
-def _train_module(name: str, path: Path):  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+sys.path.insert(0, str(HERE / "_common"))
+import buildlib  # noqa: E402
 
 
 def write(folder: Path, patches: np.ndarray) -> None:
@@ -50,7 +42,7 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=500)
     args = ap.parse_args()
     rng = np.random.default_rng(20261129)
-    retina = _train_module("retina_ddpm_train_ref", HERE / "retina-patch-ddpm" / "train.py")
+    retina = buildlib.load_module("retina_ddpm_train_ref", HERE / "retina-patch-ddpm" / "train.py")
     im, disc, ves = retina.prepare()
     held = retina.patch_index(disc, ves, (retina.SPLIT_ROW, retina.HALF))
     nv = args.n // 2
@@ -64,7 +56,7 @@ def main() -> None:
     ys = rng.integers(0, ihc.shape[0] - 64 + 1, args.n)
     xs = rng.integers(0, ihc.shape[1] - 64 + 1, args.n)
     write(args.out / "ihc-heldout", np.stack([ihc[y:y + 64, x:x + 64] for y, x in zip(ys, xs)]))
-    dualgan = _train_module("retina_dualgan_train_ref", HERE / "retina-vessel-dualgan" / "train.py")
+    dualgan = buildlib.load_module("retina_dualgan_train_ref", HERE / "retina-vessel-dualgan" / "train.py")
     im, disc, ves = dualgan.prepare()
     regions = {"retina-vessel-train": (0, dualgan.SPLIT_ROW), "retina-vessel-heldout": (dualgan.SPLIT_ROW, dualgan.HALF)}
     for name, rows in regions.items():

@@ -5,14 +5,18 @@
 - ``patch_features`` / ``frechet``: a small, honest patch-statistics Fréchet distance on
   hand-crafted features (no Inception network, so never call it FID).
 - ``save_grid``: a PNG grid of samples for eyeballing.
+- ``load_module``: import another recipe's script or a package's module by its path.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
+import sys
 import zipfile
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
@@ -134,3 +138,14 @@ def save_grid(images: np.ndarray, path: Path, ncol: int = 4, pad: int = 2, scale
 def write_json(path: Path, data: object) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def load_module(name: str, path: Path) -> ModuleType:
+    """Import the file ``path`` (another recipe's ``train.py``, a package's ``model.py``) as
+    module ``name``, registered in ``sys.modules`` (so pickling and dataclasses see it)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod

@@ -20,12 +20,10 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime
-import importlib.util
 import shutil
 import sys
 import time
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import torch
@@ -37,17 +35,8 @@ sys.path.insert(0, str(HERE.parent / "_common"))
 import buildlib
 
 
-def _load(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-pkg_model = _load("retina_dcgan_model", HERE / "package" / "model.py")
-data = _load("retina_ddpm_train_gan", HERE.parent / "retina-patch-ddpm" / "train.py")
+pkg_model = buildlib.load_module("retina_dcgan_model", HERE / "package" / "model.py")
+data = buildlib.load_module("retina_ddpm_train_gan", HERE.parent / "retina-patch-ddpm" / "train.py")
 
 VERSION = "1.0.0"
 NZ, NGF, NDF = 100, 48, 48

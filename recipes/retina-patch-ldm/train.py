@@ -28,13 +28,11 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime
-import importlib.util
 import json
 import shutil
 import sys
 import time
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import torch
@@ -45,17 +43,8 @@ sys.path.insert(0, str(HERE.parent / "_common"))
 import buildlib
 
 
-def _load(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-pkg_model = _load("retina_ldm_model", HERE / "package" / "model.py")
-data = _load("retina_ddpm_train", HERE.parent / "retina-patch-ddpm" / "train.py")  # prepare, patch_index, crops
+pkg_model = buildlib.load_module("retina_ldm_model", HERE / "package" / "model.py")
+data = buildlib.load_module("retina_ddpm_train", HERE.parent / "retina-patch-ddpm" / "train.py")  # prepare, patch_index, crops
 
 VERSION = "1.0.0"
 SIZE, T, ZC, VAE_CH, UNET_CH = 32, 1000, 4, 32, 48
