@@ -128,15 +128,15 @@ def _decode(tf: tarfile.TarFile, member: tarfile.TarInfo, max_bytes: int) -> np.
         return np.asarray(read_file(Path(tmp.name), max_bytes))
 
 
-def _mask_plane(tf: tarfile.TarFile, specs: dict[str, OutputSpec], outputs: list[str], index: int, count: int,
-                max_bytes: int) -> int | None:
-    """For a volume item: the slice along ``SLICE_AXIS`` where the item's 3-D mask output
-    covers most voxels, so the volume and its mask show one telling plane (a lesion is small:
-    the middle slice often misses it); None without a 3-D mask output or when it is empty."""
-    name = next((o for o in outputs if o in specs and specs[o].kind == "mask" and specs[o].dims == 3), None)
-    if name is None:
-        return None
-    mask = _decode(tf, _member_for(tf, name, index, count), max_bytes)
+def _mask_output(specs: dict[str, OutputSpec], outputs: list[str]) -> str | None:
+    """The dataset's first 3-D mask output, the one whose largest slice a volume item shows."""
+    return next((o for o in outputs if o in specs and specs[o].kind == "mask" and specs[o].dims == 3), None)
+
+
+def _largest_plane(mask: np.ndarray) -> int | None:
+    """The slice along ``SLICE_AXIS`` where ``mask`` covers most voxels, so a volume and its mask
+    show one telling plane (a lesion is small: the middle slice often misses it); None when the
+    mask is empty or not a volume."""
     if mask.ndim != 3:
         return None
     counts = (mask > 0).sum(axis=tuple(a for a in range(3) if a != SLICE_AXIS))
@@ -165,7 +165,11 @@ def thumbnail(settings: Settings, cat: Catalog, upstream: str, dataset_id: str, 
         arr = _decode(tf, member, max_bytes)
         specs = _model_specs(cat, e)
         spec = specs.get(output)
-        plane = _mask_plane(tf, specs, outputs, index, count, max_bytes) if spec is not None and spec.dims == 3 else None
+        mask_name = _mask_output(specs, outputs) if spec is not None and spec.dims == 3 else None
+        plane = None
+        if mask_name is not None:  # the mask itself is not decoded twice
+            mask = arr if mask_name == output else _decode(tf, _member_for(tf, mask_name, index, count), max_bytes)
+            plane = _largest_plane(mask)
     return _picture_png(arr, spec, plane)
 
 

@@ -36,6 +36,8 @@ def test_good_record_validates(tmp_path):
     (lambda d: d["artefact"].update(sources=["index:../../etc/passwd"]), "$.artefact.sources[0]"),
     (lambda d: d.update(license="Apache 2"), "$.license"),
     (lambda d: d["model"].update(sha256="xyz"), "$.model.sha256"),
+    # verify makes a whole chunk per call: a record cannot make a verifying site generate millions at once
+    (lambda d: d["generation"].update(medigan_seed_chunk=10 ** 7), "$.generation.medigan_seed_chunk"),
     (lambda d: d["generation"].update(inputs=[{"name": "mask", "files_sha256": "c" * 64, "count": 1}] * 2),
      "$.generation.inputs"),
 ])
