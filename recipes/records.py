@@ -19,11 +19,13 @@ VERSION = "1.0.0"
 #: version is immutable); retina-patch-ddpm 1.0.1 is 1.0.0's weights with the package's
 #: batch-invariance note corrected, 1.0.0 stays in the index as it was first published; the
 #: dual-GAN's newest versions are in recipes/dualgan_records.py (NEWEST)
-VERSIONS = {"retina-patch-ddpm": "1.0.1", "retina-vessel-dualgan": "1.1.0"}
+VERSIONS = {"retina-patch-ddpm": "1.0.1"}
 
 
 def version_of(model_id: str) -> str:
-    return VERSIONS.get(model_id, VERSION)
+    import dualgan_records  # one owner of the dual-GAN's versions
+
+    return dualgan_records.NEWEST.get(model_id) or VERSIONS.get(model_id, VERSION)
 SKIMAGE_DATA = "https://github.com/scikit-image/scikit-image/blob/v0.26.0/skimage/data"
 AUTHORS = [{"name": "synthmed contributors", "affiliation": "synthmed"}]
 CHECKS = ["shapes", "dtypes", "value_range", "finite", "determinism", "batch_invariance", "params"]

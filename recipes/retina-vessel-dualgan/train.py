@@ -1,12 +1,20 @@
 """Train the dual-GAN miniature (Guibas et al. 2017, in miniature) from scikit-image's
-retina.jpg and build its two synthmed-1 packages, then evaluate it as the paper did.
+retina.jpg and build its synthmed-1 packages, then evaluate it as the paper did.
 
-    python recipes/retina-vessel-dualgan/train.py --out DIR [--stage all|mask|photo|eval]
+    python recipes/retina-vessel-dualgan/train.py --out DIR [--stage all|tree|mask|photo|eval]
 
 Seeded, CPU only (run it with nice -n 10; one torch thread). Writes into DIR:
-mask/package + mask/1.0.0.zip (stage I, retina-vessel-mask-dcgan), photo/package +
-photo/1.0.0.zip (stage II, retina-vessel-pix2pix), metrics.json, pairs-grid.png
-(generated mask/image pairs beside real ones).
+tree/package + tree/<tree-version>.zip (stage I, retina-vessel-mask-tree), photo/package +
+photo/<version>.zip (stage II, retina-vessel-pix2pix), metrics.json, pairs-grid.png
+(generated mask/image pairs beside real ones). The defaults make the newest versions
+(tree 1.1.0, pix2pix 1.1.0, evaluated with 5 segmenter seeds); the older ones were made with
+  tree 1.0.0:    --stage tree --tree-random 32 --tree-local 40 (recorded: 80 candidates of 120 masks)
+  pix2pix 1.0.0: --stage photo --photo-decoder transpose --photo-z-dim 0 --l1-weight 100
+                 --tophat-weight 0 --photo-steps 2000
+  DCGAN 1.0.0:   --stage mask --geometry dcgan
+and their numbers are in metrics-1.0.0.json / metrics-1.1.0.json. `--baseline DIR` (a folder
+with tree/package and photo/package of the previous version) evaluates that version's
+stages in the same run.
 
 Data: skimage.data.retina() (retina.jpg, 1411x1411 RGB colour fundus photograph of a
 normal left eye, Mikael Häggström, Wikimedia Commons, CC0 1.0), downsampled 2x (box
@@ -16,18 +24,25 @@ channel > 6 grey levels inside the fundus disc (eroded by 12 px), specks under 3
 removed. 64x64 patches wholly inside the disc; training patches lie wholly above row 530,
 held-out patches wholly below it (rows 530..705).
 
-Stage I: a DCGAN (generator 64 -> 4x4 -> 64x64, BatchNorm; discriminator four strided
-convolutions) on the real 64x64 masks, with flips. Stage II: pix2pix, a four-level U-Net
-generator with a 16x16 PatchGAN discriminator on (mask, image) pairs, loss = adversarial
-(least squares) + l1_weight * L1. pix2pix's own weighting is l1_weight = 100 (the default
-here); --l1-weight 1 gives the 1:1 weighting of the dual-GAN paper.
+Stage I: the vessel-tree model (tree-package/model.py) fitted to 2000 real training masks
+by tree_fit.py (a seeded random then local search minimising a distance between 12 mask
+statistics); --stage mask trains 1.0.0's DCGAN instead. Stage II: a four-level U-Net
+generator with a 16x16 PatchGAN discriminator on (mask, image) pairs. 1.1.0 is a cVAE-GAN
+(BicycleGAN's cVAE-GAN half): an appearance encoder gives the code of each real patch, the
+generator's decoder upsamples by nearest neighbour and a 3x3 convolution, and the loss is
+least squares adversarial (on the encoded and on a random code's image) + l1_weight * L1 +
+kl_weight * KL + tophat_weight * L1 between the mask filter's response (black top-hat of the
+smoothed green channel, written in torch) on the generated and on the real patch. 1.0.0 was
+plain pix2pix (loss = adversarial + 100 * L1); --l1-weight 1 gives the 1:1 weighting of the
+dual-GAN paper.
 
 Evaluation (--stage eval): the same small segmentation network (a two-level U-Net) is
 trained with the same steps, batch and seed on (a) synthetic pairs, masks from stage I
-and images from stage II, (b) real pairs from the training region, (c) real training
-masks with stage II's images, and its pixel F1 (threshold 0.5, pooled over all pixels)
-measured on held-out real patches (vesselness masks as ground truth), over 3 training
-seeds.
+and images from stage II at the pipeline's stage seeds of samples 0..999, (b) real pairs
+from the training region, (c) real training masks with stage II's images, and its pixel F1
+(threshold 0.5, pooled over all pixels) measured on held-out real patches (vesselness masks
+as ground truth), over 5 training seeds (1.0.0 and 1.1.0 were published with 3 seeds and
+synthetic seeds 0..999).
 """
 
 from __future__ import annotations
@@ -223,7 +238,7 @@ def fit_tree(args: argparse.Namespace, im: np.ndarray, ves: np.ndarray, train_c:
     _, real_m = crop_pairs(im, ves, train_c[rng.integers(0, len(train_c), 2000)], None)
     cpu0 = time.process_time()
     fitted = tree_fit.fit(real_m, args.seed + 4, n_random=args.tree_random, n_local=args.tree_local,
-                          n_eval=args.tree_samples, log=lambda msg: print(msg, flush=True))
+                          n_eval=args.tree_samples, log=lambda msg: print(msg, flush=True), space=args.tree_space)
     pkg = args.out / "tree" / "package"
     if pkg.exists():
         shutil.rmtree(pkg)
@@ -295,27 +310,61 @@ def consistency_loss(img: torch.Tensor, mask01: torch.Tensor, margin: float = 1.
     return (on + off).mean()
 
 
+class AppearanceE(nn.Module):
+    """Encoder of the cVAE-GAN (training only): RGB 64x64 -> (mu, logvar) of the latent code,
+    four strided convolutions and a global average: the patch's global appearance."""
+
+    def __init__(self, z_dim: int, c: int = 16) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(3, c, 4, 2, 1), nn.LeakyReLU(0.2, True),
+            nn.Conv2d(c, c * 2, 4, 2, 1), nn.LeakyReLU(0.2, True),
+            nn.Conv2d(c * 2, c * 4, 4, 2, 1), nn.LeakyReLU(0.2, True),
+            nn.Conv2d(c * 4, c * 4, 4, 2, 1), nn.LeakyReLU(0.2, True))
+        self.head = nn.Linear(c * 4, 2 * z_dim)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, logvar = self.head(self.net(x).mean((2, 3))).chunk(2, 1)
+        return mu, logvar
+
+
+def _lsgan(pred: torch.Tensor, target: float) -> torch.Tensor:
+    return F.mse_loss(pred, torch.full_like(pred, target))
+
+
 def train_photo(args: argparse.Namespace, im: np.ndarray, ves: np.ndarray, train_c: np.ndarray) -> dict:
     torch.manual_seed(args.seed + 1)
     rng = np.random.default_rng(args.seed + 1)
     cpu0 = time.process_time()
-    G, D = photo_pkg.UNet(args.ch), PatchD(args.ch)
-    og = torch.optim.Adam(G.parameters(), 2e-4, betas=(0.5, 0.999))
+    zd = args.photo_z_dim
+    G, D = photo_pkg.UNet(args.ch, zd, args.photo_decoder), PatchD(args.ch)
+    E = AppearanceE(zd) if zd else None
+    og = torch.optim.Adam([*G.parameters(), *(E.parameters() if E else [])], 2e-4, betas=(0.5, 0.999))
     od = torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.999))
     t0 = time.time()
+    kl = torch.zeros(())
     for step in range(1, args.photo_steps + 1):
         x, m = crop_pairs(im, ves, train_c[rng.integers(0, len(train_c), args.photo_batch)], rng)
         real, mt = img_t(x), mask_t(m) * 2 - 1
-        fake = G(mt)
-        pr, pf = D(mt, real), D(mt, fake.detach())
-        ld = 0.5 * (F.mse_loss(pr, torch.ones_like(pr)) + F.mse_loss(pf, torch.zeros_like(pf)))
+        if E is None:
+            fake, fakes = G(mt), []
+        else:  # cVAE-GAN: the encoded code reconstructs the patch; a random code must look real too
+            mu, logvar = E(real)
+            z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+            fake = G(mt, z)
+            fakes = [G(mt, torch.randn_like(mu))]
+            kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1).mean()
+        ld = 0.5 * (_lsgan(D(mt, real), 1.0) + _lsgan(D(mt, fake.detach()), 0.0))
+        for f in fakes:
+            ld = ld + 0.5 * _lsgan(D(mt, f.detach()), 0.0)
         od.zero_grad(set_to_none=True)
         ld.backward()
         od.step()
-        pg = D(mt, fake)
-        adv = F.mse_loss(pg, torch.ones_like(pg))
+        adv = _lsgan(D(mt, fake), 1.0) + sum((_lsgan(D(mt, f), 1.0) for f in fakes), torch.zeros(()))
         l1 = F.l1_loss(fake, real)
-        lg = adv + args.l1_weight * l1
+        lg = adv + args.l1_weight * l1 + args.kl_weight * kl
+        if args.tophat_weight > 0:  # the mask filter's own response, matched to the real patch's
+            lg = lg + args.tophat_weight * F.l1_loss(vesselness(fake), vesselness(real))
         cons = torch.zeros(())
         if args.consistency_weight > 0:  # (off: 1.0.0's objective, unchanged)
             cons = consistency_loss(fake, (mt + 1) / 2)
@@ -324,7 +373,7 @@ def train_photo(args: argparse.Namespace, im: np.ndarray, ves: np.ndarray, train
         lg.backward()
         og.step()
         if step % 200 == 0 or step == 1:
-            print(f"[photo] step {step} D {ld.item():.3f} adv {adv.item():.3f} L1 {l1.item():.3f} "
+            print(f"[photo] step {step} D {ld.item():.3f} adv {adv.item():.3f} L1 {l1.item():.3f} KL {kl.item():.2f} "
                   f"{time.time() - t0:.0f}s", flush=True)
     train_s = time.time() - t0
     G.eval()
@@ -333,13 +382,21 @@ def train_photo(args: argparse.Namespace, im: np.ndarray, ves: np.ndarray, train
         shutil.rmtree(pkg)
     pkg.mkdir(parents=True)
     shutil.copy(HERE / "photo-package" / "model.py", pkg / "model.py")
-    buildlib.write_json(pkg / "config.json", {"ch": args.ch, "size": SIZE, "l1_weight": args.l1_weight})
+    cfg = {"ch": args.ch, "size": SIZE, "l1_weight": args.l1_weight}
+    if zd or args.photo_decoder != "transpose":  # 1.0.0's config has neither key
+        cfg.update({"z_dim": zd, "decoder": args.photo_decoder, "kl_weight": args.kl_weight})
+    buildlib.write_json(pkg / "config.json", cfg)
     save_weights(G, pkg / "weights.safetensors")
     zip_path = args.out / "photo" / f"{args.version}.zip"
     buildlib.deterministic_zip(pkg, zip_path)
     return {"steps": args.photo_steps, "batch": args.photo_batch, "l1_weight": args.l1_weight,
+            "z_dim": zd, "decoder": args.photo_decoder, "tophat_weight": args.tophat_weight, "kl_weight": args.kl_weight if zd else None,
             "consistency_weight": args.consistency_weight, "cpu_seconds": round(time.process_time() - cpu0, 1),
-            "loss": "least-squares adversarial + l1_weight * L1", "train_seconds": round(train_s, 1),
+            "loss": ("least-squares adversarial + l1_weight * L1" if not zd else
+                     "cVAE-GAN: least-squares adversarial on the encoded code's and a random code's image + "
+                     "l1_weight * L1 of the encoded code's image + kl_weight * KL(code || N(0, 1))")
+                    + (" + tophat_weight * L1 of the mask filter's response" if args.tophat_weight else ""),
+            "train_seconds": round(train_s, 1),
             "params_generator": sum(p.numel() for p in G.parameters()),
             "zip_sha256": buildlib.sha256_file(zip_path), "zip_size": zip_path.stat().st_size}
 
@@ -400,6 +457,10 @@ def f1(net: SegNet, imgs: np.ndarray, masks: np.ndarray) -> dict:
     return {"f1": round(2 * p * r / max(p + r, 1e-12), 4), "precision": round(p, 4), "recall": round(r, 4)}
 
 
+BASELINE_SYN = "baseline: synthetic pairs of the previous version's stages"
+BASELINE_S2 = "baseline: real training masks -> the previous version's stage II"
+
+
 def evaluate(args: argparse.Namespace, im: np.ndarray, ves: np.ndarray, train_c: np.ndarray,
              held_c: np.ndarray) -> dict:
     mask_model = (tree_fit.tree_pkg.build(args.out / "tree" / "package") if args.geometry == "tree"
@@ -408,16 +469,25 @@ def evaluate(args: argparse.Namespace, im: np.ndarray, ves: np.ndarray, train_c:
     n = args.n_synthetic
     cpu0 = time.process_time()
     t0 = time.time()
-    syn_m = mask_model.sample(list(range(n)))["mask"]
-    syn_x = photo_model.translate(syn_m)
+    from synthmed.registry.pipeline import stage_seed  # the seeds the pipeline gives each stage of sample i
+
+    syn_m = mask_model.sample([stage_seed(i, "geometry") for i in range(n)])["mask"]
+    photo_seeds = [stage_seed(i, "photo") for i in range(n)]
+    syn_x = photo_model.sample(photo_seeds, mask=syn_m)["image"]
     gen_s = time.time() - t0
     rng = np.random.default_rng(args.seed + 7)
     real_x, real_m = crop_pairs(im, ves, train_c[rng.integers(0, len(train_c), n)], None)
-    s2_x = photo_model.translate(real_m)
+    s2_x = photo_model.sample(photo_seeds, mask=real_m)["image"]
     held_x, held_m = crop_pairs(im, ves, held_c, None)
     sets = {"synthetic pairs (stage I masks -> stage II images)": (syn_x, syn_m),
             "real pairs (training region)": (real_x, real_m),
             "real training masks -> stage II images": (s2_x, real_m)}
+    if args.baseline:  # the previous version's two stages, through the same protocol in the same run
+        b_mask = tree_fit.tree_pkg.build(args.baseline / "tree" / "package")
+        b_photo = photo_pkg.build(args.baseline / "photo" / "package", "cpu")
+        b_m = b_mask.sample([stage_seed(i, "geometry") for i in range(n)])["mask"]
+        sets[BASELINE_SYN] = (b_photo.sample(photo_seeds, mask=b_m)["image"], b_m)
+        sets[BASELINE_S2] = (b_photo.sample(photo_seeds, mask=real_m)["image"], real_m)
     table: dict = {}
     for name, (x, m) in sets.items():
         runs = []
@@ -438,7 +508,12 @@ def evaluate(args: argparse.Namespace, im: np.ndarray, ves: np.ndarray, train_c:
     pick = np.linspace(0, len(held_x) - 1, 8).round().astype(int)
     grid = np.concatenate([tile(syn_m[:8], syn_x[:8]), tile(held_m[pick], held_x[pick])])
     buildlib.save_grid(grid, args.out / "pairs-grid.png", ncol=4, scale=2)
-    return {"geometry": args.geometry, "n_synthetic_pairs": n, "n_real_pairs": n, "n_heldout_patches": int(len(held_x)),
+    return {"geometry": args.geometry, "baseline": None if not args.baseline else {
+                "tree config.json sha256": buildlib.sha256_file(args.baseline / "tree" / "package" / "config.json"),
+                "photo weights sha256": buildlib.sha256_file(args.baseline / "photo" / "package" / "weights.safetensors")},
+            "n_synthetic_pairs": n, "n_real_pairs": n, "n_heldout_patches": int(len(held_x)),
+            "synthetic_seeds": f"the pipeline's stage seeds of samples 0..{n - 1} (stage_seed(i, 'geometry') for "
+                               "stage I, stage_seed(i, 'photo') for stage II, as retina-vessel-dualgan makes sample i)",
             "heldout": f"64x64 patches on a 16-px grid wholly inside the disc, rows {SPLIT_ROW}..{HALF - 1} "
                        "of the 2x-downsampled image; training patches wholly above",
             "seg_steps": args.seg_steps, "seg_batch": 16, "seg_seeds": args.seg_seeds,
@@ -454,12 +529,15 @@ def main() -> None:
                          "--geometry dcgan)")
     ap.add_argument("--geometry", choices=["tree", "dcgan"], default="tree",
                     help="the stage I the evaluation uses: the fitted vessel tree (tree/package) or the DCGAN")
-    ap.add_argument("--tree-random", type=int, default=32, help="stage I tree fit: random candidates")
-    ap.add_argument("--tree-local", type=int, default=40, help="stage I tree fit: local candidates")
-    ap.add_argument("--tree-samples", type=int, default=150, help="stage I tree fit: masks per candidate")
-    ap.add_argument("--tree-version", default="1.0.0", help="the version the tree zip is named after")
+    ap.add_argument("--tree-random", type=int, default=100, help="stage I tree fit: random candidates")
+    ap.add_argument("--tree-local", type=int, default=200, help="stage I tree fit: local candidates")
+    ap.add_argument("--tree-samples", type=int, default=120, help="stage I tree fit: masks per candidate")
+    ap.add_argument("--tree-space", choices=sorted(tree_fit.SPACES), default="1",
+                    help="stage I tree fit: the parameter bounds (1: 1.0.0's; wide: roots, min_width, turn_sd and "
+                         "branch_min_width opened)")
+    ap.add_argument("--tree-version", default="1.1.0", help="the version the tree zip is named after")
     ap.add_argument("--mask-steps", type=int, default=2000)
-    ap.add_argument("--photo-steps", type=int, default=2000)
+    ap.add_argument("--photo-steps", type=int, default=3000)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--photo-batch", type=int, default=16)
     ap.add_argument("--mask-loss", choices=["bce", "hinge-sn"], default="bce",
@@ -467,14 +545,27 @@ def main() -> None:
     ap.add_argument("--instance-noise", type=float, default=0.0,
                     help="stage I: std of Gaussian noise added to D's inputs, decaying to 0 at 3/4 of training")
     ap.add_argument("--ch", type=int, default=16)
-    ap.add_argument("--l1-weight", type=float, default=100.0,
-                    help="weight of L1 against the adversarial loss: 100 (pix2pix), 1 (the dual-GAN paper)")
+    ap.add_argument("--l1-weight", type=float, default=10.0,
+                    help="weight of L1 against the adversarial loss: 10 (1.1.0, BicycleGAN's), 100 (1.0.0, pix2pix's), "
+                         "1 (the dual-GAN paper)")
     ap.add_argument("--consistency-weight", type=float, default=0.0,
                     help="stage II: weight of the mask-consistency hinge (the mask filter of the generated image "
                          "against the input mask, in grey levels); 0 = 1.0.0's objective (10 was tried for 1.1.0: no clear gain)")
+    ap.add_argument("--photo-z-dim", type=int, default=8,
+                    help="stage II: latent code size (0 = 1.0.0's pix2pix without noise; > 0 = a cVAE-GAN whose "
+                         "encoder learns the code of each real patch)")
+    ap.add_argument("--photo-decoder", choices=["transpose", "resize"], default="resize",
+                    help="stage II decoder: transposed convolutions (1.0.0) or upsample + 3x3 convolution")
+    ap.add_argument("--tophat-weight", type=float, default=1.0,
+                    help="stage II: weight of L1 between the mask filter's response (black top-hat of the smoothed "
+                         "green channel, grey levels) on the generated and on the real patch")
+    ap.add_argument("--kl-weight", type=float, default=0.01, help="stage II cVAE-GAN: weight of the code's KL term")
     ap.add_argument("--n-synthetic", type=int, default=1000)
     ap.add_argument("--seg-steps", type=int, default=400)
-    ap.add_argument("--seg-seeds", type=int, default=3)
+    ap.add_argument("--seg-seeds", type=int, default=5)
+    ap.add_argument("--baseline", type=Path, default=None,
+                    help="eval: a build folder (tree/package, photo/package) of the previous version, whose pairs and "
+                         "stage II go through the same protocol in the same run")
     ap.add_argument("--version", default="1.1.0", help="the version the zips are named after")
     ap.add_argument("--seed", type=int, default=20261129)
     ap.add_argument("--threads", type=int, default=1)

@@ -32,10 +32,15 @@ def _tree_module():  # type: ignore[no-untyped-def]
 
 tree_pkg = _tree_module()
 
-# the search space: (low, high) of each parameter drawn uniformly; the rest fixed
+# the search space: (low, high) of each parameter drawn uniformly; the rest fixed. SPACE is 1.0.0's;
+# WIDE opens the bounds the longer 1.0.0-space search ended on (roots 10, min_width 4, turn_sd 0.0005,
+# branch_min_width 2)
 SPACE = {"roots": (1.0, 10.0), "spread": (0.05, 1.2), "width_mu": (0.8, 2.2), "width_sigma": (0.05, 0.6), "taper": (0.0, 0.006),
          "min_width": (1.0, 4.0), "turn_sd": (0.0005, 0.02), "end_rate": (0.0, 0.03), "branch_rate": (0.002, 0.08),
          "branch_min_width": (2.0, 7.0), "edge_jitter": (0.0, 0.3)}
+WIDE = {**SPACE, "roots": (1.0, 20.0), "min_width": (1.0, 7.0), "turn_sd": (0.0001, 0.02),
+        "branch_min_width": (1.0, 7.0)}
+SPACES = {"1": SPACE, "wide": WIDE}
 #: a floor under each statistic's scale in the distance: shares near 0 must not dominate it
 FLOOR = {"fraction_mean": 0.05, "fraction_sd": 0.05, "near_empty": 0.1, "ends_per_100": 1.0, "branch_per_100": 1.0}
 #: weights in the distance: the bend statistic varies little (a pixel skeleton is never quite straight), so it
@@ -107,8 +112,9 @@ def generate(params: dict[str, float], n: int, first_seed: int = 10_000_000) -> 
 
 
 def fit(real_masks: np.ndarray, seed: int, n_random: int = 48, n_local: int = 48, n_eval: int = 200,
-        log: Any = print) -> dict[str, Any]:
+        log: Any = print, space: str = "1") -> dict[str, Any]:
     """-> {"params", "distance", "real_stats", "fitted_stats", "candidates", "seconds"}."""
+    SPACE = SPACES[space]  # noqa: N806 - the bounds of this fit
     t0 = time.time()
     rng = np.random.default_rng(seed)
     target = mask_stats(real_masks)
@@ -131,4 +137,5 @@ def fit(real_masks: np.ndarray, seed: int, n_random: int = 48, n_local: int = 48
     params = {**FIXED, **{k: round(v, 6) for k, v in best[1].items()}}
     return {"params": params, "distance": round(best[0], 4), "real_stats": target,
             "fitted_stats": mask_stats(generate(best[1], 1000, first_seed=0)),
-            "candidates": n_random + n_local, "candidate_samples": n_eval, "seconds": round(time.time() - t0, 1)}
+            "candidates": n_random + n_local, "candidate_samples": n_eval, "space": {k: list(v) for k, v in SPACE.items()},
+            "seconds": round(time.time() - t0, 1)}
