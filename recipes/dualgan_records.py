@@ -50,11 +50,11 @@ def _artefact(mid: str, version: str = "1.0.0") -> dict[str, Any]:
             "sources": [f"index:artefacts/{mid}/{version}.zip"]}
 
 
-def _metrics(first: bool = True, of: str | None = None) -> dict[str, Any]:
+def _metrics(of: str = "1.0.0") -> dict[str, Any]:
     """The recipe's numbers a record was published with: 1.0.0's (metrics-1.0.0.json), the
-    second round's (``of="1.1.0"``: metrics-1.1.0.json, tree 1.0.0 and pipeline 1.1.0) or the
-    newest (``first=False``: metrics.json). Each file stays as published with its records."""
-    name = f"metrics-{of}.json" if of else "metrics-1.0.0.json" if first else "metrics.json"
+    second round's ("1.1.0": metrics-1.1.0.json, tree 1.0.0 and pipeline 1.1.0) or the
+    newest ("newest": metrics.json). Each file stays as published with its records."""
+    name = "metrics.json" if of == "newest" else f"metrics-{of}.json"
     return json.loads((REPO / "recipes" / "retina-vessel-dualgan" / name).read_text())
 
 
@@ -255,8 +255,8 @@ def f1_table(m: dict[str, Any]) -> dict[str, Any]:
         return {"f1_mean": t["f1_mean"], "f1_min": t["f1_min"], "f1_max": t["f1_max"], **_run_stats(t["runs"]),
                 "f1_per_seed": [r["f1"] for r in t["runs"]]}
 
-    def published(version: str, of: str | None) -> dict[str, Any]:
-        t = _metrics(first=of is None, of=of)["evaluation"]["segmentation_f1"]
+    def published(version: str) -> dict[str, Any]:
+        t = _metrics(version)["evaluation"]["segmentation_f1"]
         return {"pipeline": f"{PIPE_ID}@{version}", "synthetic_trained": t[SYN]["f1_mean"],
                 "real_trained": t[REAL]["f1_mean"], "real_masks_through_stage_ii": t[S2]["f1_mean"]}
 
@@ -274,7 +274,7 @@ def f1_table(m: dict[str, Any]) -> dict[str, Any]:
         out["previous_version_same_run"] = {
             "pipeline": f"{PIPE_ID}@1.1.0", "synthetic_trained": row(tab[BASE_SYN]),
             "real_masks_through_stage_ii": row(tab[BASE_S2])}
-    out["previous_versions_as_published"] = [published("1.1.0", "1.1.0"), published("1.0.0", None)]
+    out["previous_versions_as_published"] = [published("1.1.0"), published("1.0.0")]
     return {**out, "paper": PAPER, "how_measured": _how(ev)}
 
 
@@ -354,7 +354,7 @@ def tree_record(version: str | None = None) -> dict[str, Any]:
     import tree_fit
 
     version = version or TREE_VERSION
-    m = _metrics(of="1.1.0") if version == "1.0.0" else _metrics(first=False)
+    m = _metrics("1.1.0" if version == "1.0.0" else "newest")
     st = m["stage_tree"]
     p = st["params"]
     fixed = tree_fit.FIXED
@@ -407,10 +407,10 @@ def tree_record(version: str | None = None) -> dict[str, Any]:
 
 def pipeline_record_v2() -> dict[str, Any]:
     rec = pipeline_record()
-    m = _metrics(of="1.1.0")
+    m = _metrics("1.1.0")
     tab = m["evaluation"]["segmentation_f1"]
     syn, real, s2 = tab[SYN], tab[REAL], tab[S2]
-    first = _metrics(first=True)["evaluation"]["segmentation_f1"]
+    first = _metrics()["evaluation"]["segmentation_f1"]
     rec.update({
         "version": "1.1.0",
         "summary": (f"A synthmed-pipeline-1 package chaining {TREE_ID} (stage I, a fitted vessel-tree model) and "
@@ -448,16 +448,17 @@ WIRING_TEXT = (
 
 def _seg_metric(name: str, t: dict[str, Any], ev: dict[str, Any], what: str) -> dict[str, Any]:
     """A record metric from one row of the evaluation's segmentation table."""
+    pr = _run_stats(t["runs"])
     return {"name": name, "value": t["f1_mean"], "better": "higher", "n_samples": int(ev["n_synthetic_pairs"]),
             "extractor": "small U-Net vessel segmenter", "normalised": False, "source": "measured",
             "method": (_how(ev) + f" {what} Mean over {len(t['runs'])} seeds (min..max {t['f1_min']}..{t['f1_max']}; "
-                       f"precision {_run_stats(t['runs'])['precision']}, recall {_run_stats(t['runs'])['recall']}).")}
+                       f"precision {pr['precision']}, recall {pr['recall']}).")}
 
 
 def photo_record_v2() -> dict[str, Any]:
     """retina-vessel-pix2pix 1.1.0: the cVAE-GAN stage II (metrics.json)."""
     rec = photo_record()
-    m = _metrics(first=False)
+    m = _metrics("newest")
     st, ev = m["stage_photo"], m["evaluation"]
     tab = ev["segmentation_f1"]
     s2, b_s2, real = tab[S2], tab[BASE_S2], tab[REAL]
@@ -509,7 +510,7 @@ def photo_record_v2() -> dict[str, Any]:
 def pipeline_record_v3() -> dict[str, Any]:
     """retina-vessel-dualgan 1.2.0: the refitted tree and the cVAE-GAN stage II (metrics.json)."""
     rec = pipeline_record_v2()
-    m = _metrics(first=False)
+    m = _metrics("newest")
     ev = m["evaluation"]
     tab = ev["segmentation_f1"]
     syn, real, s2, b_syn, b_s2 = tab[SYN], tab[REAL], tab[S2], tab[BASE_SYN], tab[BASE_S2]

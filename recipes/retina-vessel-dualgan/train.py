@@ -8,7 +8,8 @@ tree/package + tree/<tree-version>.zip (stage I, retina-vessel-mask-tree), photo
 photo/<version>.zip (stage II, retina-vessel-pix2pix), metrics.json, pairs-grid.png
 (generated mask/image pairs beside real ones). The defaults make the newest versions
 (tree 1.1.0, pix2pix 1.1.0, evaluated with 5 segmenter seeds); the older ones were made with
-  tree 1.0.0:    --stage tree --tree-random 32 --tree-local 40 (recorded: 80 candidates of 120 masks)
+  tree 1.0.0:    --stage tree with 80 candidates of 120 masks (metrics-1.1.0.json; how they were split
+                 between --tree-random and --tree-local was not recorded)
   pix2pix 1.0.0: --stage photo --photo-decoder transpose --photo-z-dim 0 --l1-weight 100
                  --tophat-weight 0 --photo-steps 2000
   DCGAN 1.0.0:   --stage mask --geometry dcgan
@@ -471,7 +472,8 @@ def evaluate(args: argparse.Namespace, im: np.ndarray, ves: np.ndarray, train_c:
     t0 = time.time()
     from synthmed.registry.pipeline import stage_seed  # the seeds the pipeline gives each stage of sample i
 
-    syn_m = mask_model.sample([stage_seed(i, "geometry") for i in range(n)])["mask"]
+    geometry_seeds = [stage_seed(i, "geometry") for i in range(n)]
+    syn_m = mask_model.sample(geometry_seeds)["mask"]
     photo_seeds = [stage_seed(i, "photo") for i in range(n)]
     syn_x = photo_model.sample(photo_seeds, mask=syn_m)["image"]
     gen_s = time.time() - t0
@@ -485,7 +487,7 @@ def evaluate(args: argparse.Namespace, im: np.ndarray, ves: np.ndarray, train_c:
     if args.baseline:  # the previous version's two stages, through the same protocol in the same run
         b_mask = tree_fit.tree_pkg.build(args.baseline / "tree" / "package")
         b_photo = photo_pkg.build(args.baseline / "photo" / "package", "cpu")
-        b_m = b_mask.sample([stage_seed(i, "geometry") for i in range(n)])["mask"]
+        b_m = b_mask.sample(geometry_seeds)["mask"]
         sets[BASELINE_SYN] = (b_photo.sample(photo_seeds, mask=b_m)["image"], b_m)
         sets[BASELINE_S2] = (b_photo.sample(photo_seeds, mask=real_m)["image"], real_m)
     table: dict = {}

@@ -114,7 +114,7 @@ def generate(params: dict[str, float], n: int, first_seed: int = 10_000_000) -> 
 def fit(real_masks: np.ndarray, seed: int, n_random: int = 48, n_local: int = 48, n_eval: int = 200,
         log: Any = print, space: str = "1") -> dict[str, Any]:
     """-> {"params", "distance", "real_stats", "fitted_stats", "candidates", "seconds"}."""
-    SPACE = SPACES[space]  # noqa: N806 - the bounds of this fit
+    bounds = SPACES[space]
     t0 = time.time()
     rng = np.random.default_rng(seed)
     target = mask_stats(real_masks)
@@ -128,14 +128,14 @@ def fit(real_masks: np.ndarray, seed: int, n_random: int = 48, n_local: int = 48
             log(f"[tree] {tag} distance {dist:.3f} {({k: round(v, 4) for k, v in p.items()})}")
 
     for _ in range(n_random):
-        consider({k: float(rng.uniform(lo, hi)) for k, (lo, hi) in SPACE.items()}, "random")
+        consider({k: float(rng.uniform(lo, hi)) for k, (lo, hi) in bounds.items()}, "random")
     for i in range(n_local):  # shrinking Gaussian steps around the best so far
         scale = 0.25 * (1.0 - i / n_local) + 0.03
         p = {k: float(np.clip(best[1][k] + rng.normal(0, scale * (hi - lo)), lo, hi))
-             for k, (lo, hi) in SPACE.items()}
+             for k, (lo, hi) in bounds.items()}
         consider(p, "local")
     params = {**FIXED, **{k: round(v, 6) for k, v in best[1].items()}}
     return {"params": params, "distance": round(best[0], 4), "real_stats": target,
             "fitted_stats": mask_stats(generate(best[1], 1000, first_seed=0)),
-            "candidates": n_random + n_local, "candidate_samples": n_eval, "space": {k: list(v) for k, v in SPACE.items()},
+            "candidates": n_random + n_local, "candidate_samples": n_eval, "space": {k: list(v) for k, v in bounds.items()},
             "seconds": round(time.time() - t0, 1)}
