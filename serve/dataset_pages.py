@@ -62,8 +62,31 @@ def dataset_page(settings: Settings, cat: Catalog, upstream: str, dataset_id: st
     # URLs are built in the template from their parts: a printed value that looks like an
     # absolute path is cut to its last part (serve/public.py)
     return {"entry": e, "rec": rec.data, "gen": gen, "model": model, "held": held,
+            "card_metrics": card_metrics(rec.data.get("card", {}).get("metrics", [])),
             "thumbs": [{"index": i, "seed": int(gen["first_seed"]) + i} for i in range(shown)],
             "versions": [v.version for v in cat.datasets.versions(e.upstream, e.id)]}
+
+
+def _decimals(v: float) -> int:
+    text = repr(v)
+    return len(text.split(".")[1]) if "." in text and "e" not in text else 0
+
+
+def card_metrics(metrics: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The card's metrics with ``value_text`` and ``reference_text``: the table's decimal
+    numbers printed to the same number of places (the most any of them has, at most 6), so
+    a stored 0.9 reads 0.9000 beside 0.9017 and no figure looks rounder than it was measured;
+    integers and numbers in exponent form print as stored."""
+    floats = [v for m in metrics for v in (m.get("value"), (m.get("reference") or {}).get("value"))
+              if isinstance(v, float)]
+    places = min(6, max((_decimals(v) for v in floats), default=0))
+
+    def text(v: Any) -> str:
+        if isinstance(v, float) and "e" not in repr(v):
+            return f"{v:.{places}f}"
+        return "" if v is None else str(v)
+    return [{**m, "value_text": text(m.get("value")),
+             "reference_text": text((m.get("reference") or {}).get("value"))} for m in metrics]
 
 
 def _member_for(tf: tarfile.TarFile, output: str, index: int, count: int) -> tarfile.TarInfo:

@@ -432,3 +432,17 @@ def test_a_dataset_skipped_for_its_missing_model_is_listed_once_the_model_arrive
     assert "late" in listed and listed["late"]["model"] == f"{hp.MODEL}@1.0.1"
     with Catalog.open(load_settings(home).catalog_path) as cat:
         assert not cat.models.problem_paths("public", "datasets/")
+
+
+def test_card_metrics_print_to_the_same_places() -> None:
+    from synthmed.serve.dataset_pages import card_metrics
+
+    rows = card_metrics([
+        {"name": "a", "value": 0.9017, "reference": {"name": "real", "value": 0.9381}},
+        {"name": "b", "value": 0.9},          # stored as 0.9: measured 0.9000
+        {"name": "n", "value": 400},          # an integer prints as stored
+        {"name": "tiny", "value": 1e-07}])    # exponent form prints as stored
+    assert [r["value_text"] for r in rows] == ["0.9017", "0.9000", "400", "1e-07"]
+    assert rows[0]["reference_text"] == "0.9381" and rows[1]["reference_text"] == ""
+    assert card_metrics([{"name": "x", "value": 1.23456789}])[0]["value_text"] == "1.234568"  # at most 6
+    assert card_metrics([]) == []

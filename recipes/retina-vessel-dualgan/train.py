@@ -302,12 +302,15 @@ def vesselness(img: torch.Tensor) -> torch.Tensor:
 VESSEL_LEVEL = 6.0
 
 
-def consistency_loss(img: torch.Tensor, mask01: torch.Tensor, margin: float = 1.0) -> torch.Tensor:
-    """Hinge on the filter's response: above VESSEL_LEVEL + margin where the mask says vessel,
-    below VESSEL_LEVEL - margin elsewhere (mean over pixels, grey levels)."""
+def consistency_loss(img: torch.Tensor, mask01: torch.Tensor, margin: float = 1.0,
+                     sides: str = "both") -> torch.Tensor:
+    """Hinge on the filter's response: above VESSEL_LEVEL + margin where the mask says vessel
+    (sides "both" only), below VESSEL_LEVEL - margin elsewhere (mean over pixels, grey levels)."""
     bt = vesselness(img)
-    on = F.relu(VESSEL_LEVEL + margin - bt) * mask01
     off = F.relu(bt - (VESSEL_LEVEL - margin)) * (1.0 - mask01)
+    if sides == "background":
+        return off.mean()
+    on = F.relu(VESSEL_LEVEL + margin - bt) * mask01
     return (on + off).mean()
 
 
@@ -368,7 +371,9 @@ def train_photo(args: argparse.Namespace, im: np.ndarray, ves: np.ndarray, train
             lg = lg + args.tophat_weight * F.l1_loss(vesselness(fake), vesselness(real))
         cons = torch.zeros(())
         if args.consistency_weight > 0:  # (off: 1.0.0's objective, unchanged)
-            cons = consistency_loss(fake, (mt + 1) / 2)
+            cons = consistency_loss(fake, (mt + 1) / 2, sides=args.consistency_sides)
+            for f in fakes:  # a random code's image must follow its mask too
+                cons = cons + consistency_loss(f, (mt + 1) / 2, sides=args.consistency_sides)
             lg = lg + args.consistency_weight * cons
         og.zero_grad(set_to_none=True)
         lg.backward()
@@ -392,7 +397,8 @@ def train_photo(args: argparse.Namespace, im: np.ndarray, ves: np.ndarray, train
     buildlib.deterministic_zip(pkg, zip_path)
     return {"steps": args.photo_steps, "batch": args.photo_batch, "l1_weight": args.l1_weight,
             "z_dim": zd, "decoder": args.photo_decoder, "tophat_weight": args.tophat_weight, "kl_weight": args.kl_weight if zd else None,
-            "consistency_weight": args.consistency_weight, "cpu_seconds": round(time.process_time() - cpu0, 1),
+            "consistency_weight": args.consistency_weight,
+            **({"consistency_sides": args.consistency_sides} if args.consistency_weight else {}), "cpu_seconds": round(time.process_time() - cpu0, 1),
             "loss": ("least-squares adversarial + l1_weight * L1" if not zd else
                      "cVAE-GAN: least-squares adversarial on the encoded code's and a random code's image + "
                      "l1_weight * L1 of the encoded code's image + kl_weight * KL(code || N(0, 1))")
@@ -550,6 +556,8 @@ def main() -> None:
     ap.add_argument("--l1-weight", type=float, default=10.0,
                     help="weight of L1 against the adversarial loss: 10 (1.1.0, BicycleGAN's), 100 (1.0.0, pix2pix's), "
                          "1 (the dual-GAN paper)")
+    ap.add_argument("--consistency-sides", choices=["both", "background"], default="both",
+                    help="stage II: where the consistency hinge acts: vessel and background pixels, or background only")
     ap.add_argument("--consistency-weight", type=float, default=0.0,
                     help="stage II: weight of the mask-consistency hinge (the mask filter of the generated image "
                          "against the input mask, in grey levels); 0 = 1.0.0's objective (10 was tried for 1.1.0: no clear gain)")
