@@ -365,8 +365,9 @@ def ldm() -> dict[str, Any]:
     ae_method = (f"Reconstruction of {ae['n']} {ae['data']} through the VAE (encode to the posterior mean, decode), "
                  f"images as uint8 RGB compared in 0..255 with data_range 255; MS-SSIM with a {ae['ms_ssim_win_size']}-tap "
                  f"Gaussian window (sigma {ae['ms_ssim_sigma']}) over {ae['ms_ssim_scales']} scales (32x32 images fit "
-                 "no more), Wang et al.'s first weights renormalised; computed with synthmed.registry.measuring.metrics "
-                 f"(recipes/{mid}/metrics.json).")
+                 "no more), Wang et al.'s first weights renormalised; computed with synthmed.registry.metrics "
+                 f"(recipes/{mid}/metrics.json).")  # the module's name when 1.0.0 was published (now
+    # synthmed.registry.measuring.metrics): a published record is immutable, so its text stays
     return {
         "format": "synthmed-record/1", "id": mid, "version": version_of(mid),
         "title": "Medfusion-style latent diffusion for 32x32 colour fundus patches (vessel / background)",

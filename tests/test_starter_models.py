@@ -212,6 +212,21 @@ def test_every_published_dualgan_record_rebuilds_byte_for_byte() -> None:
         assert text == (REPO / "index" / "models" / mid / f"{version}.json").read_text(encoding="utf-8"), (mid, version)
 
 
+def test_every_starter_record_rebuilds_byte_for_byte() -> None:
+    """`python recipes/records.py` rewrites no published record: each builder's output is
+    the file in the index at the version it writes (a text edit in a builder, such as a
+    renamed module in a method, would otherwise change a merged record)."""
+    sys.path.insert(0, str(REPO / "recipes"))
+    try:
+        import records
+    finally:
+        sys.path.pop(0)
+    for mid, build in records.BUILDERS.items():
+        version = records.version_of(mid)
+        text = json.dumps(build(), indent=2, ensure_ascii=False) + "\n"
+        assert text == (REPO / "index" / "models" / mid / f"{version}.json").read_text(encoding="utf-8"), (mid, version)
+
+
 def test_retina_params_are_checked_and_labels_differ(built: dict[str, Any]) -> None:
     m = built["retina-patch-ddpm"]
     for bad in ({"steps": 4}, {"steps": 251}, {"label": "tumour"}, {"guidance": -1}, {"colour": 1}):
