@@ -281,11 +281,12 @@ def _file_roots(home: Path, u: Mapping[str, Any]) -> tuple[str, ...] | None:
     return tuple(str(Path(r).expanduser()) for r in roots)
 
 
-def settings_from_toml(home: Path, data: Mapping[str, Any]) -> Settings:
-    site = data.get("site", {})
+def _upstreams(home: Path, entries: Any) -> tuple[Upstream, ...]:
+    """The ``[[upstreams]]`` entries, checked (names unique, URL, branch, subfolder, signers),
+    in priority order."""
     ups = []
     seen: set[str] = set()
-    for i, u in enumerate(data.get("upstreams", [])):
+    for i, u in enumerate(entries):
         where = f"{home / SITE_FILE}: [[upstreams]] #{i + 1}"
         name = check_name(u.get("name"), f"{where}, name")
         where = f"{home / SITE_FILE}: upstream {name!r}"
@@ -313,8 +314,11 @@ def settings_from_toml(home: Path, data: Mapping[str, Any]) -> Settings:
                 file_roots=_file_roots(home, u),
             )
         )
-    m = data.get("mirror", {})
-    mirror = MirrorPolicy(
+    return tuple(sorted(ups, key=lambda u: u.priority))
+
+
+def _mirror(m: Mapping[str, Any]) -> MirrorPolicy:
+    return MirrorPolicy(
         policy=m.get("policy", "all"),
         modalities=_tuple(m.get("modalities")),
         anatomies=_tuple(m.get("anatomies")),
@@ -322,10 +326,12 @@ def settings_from_toml(home: Path, data: Mapping[str, Any]) -> Settings:
         datasets=m.get("datasets", "models"),
         dataset_ids=_tuple(m.get("dataset_ids")),
     )
-    s = data.get("sources", {})
+
+
+def _sources(s: Mapping[str, Any]) -> SourceOverrides:
     dvc = s.get("dvc", {})
     http = s.get("http", {})
-    sources = SourceOverrides(
+    return SourceOverrides(
         zenodo_host=s.get("zenodo_host", SourceOverrides.zenodo_host),
         dvc_remote_url=dvc.get("remote_url"),
         dvc_remote_config=dict(dvc.get("config", {})),
@@ -339,15 +345,19 @@ def settings_from_toml(home: Path, data: Mapping[str, Any]) -> Settings:
         min_rate_window_s=float(s.get("min_rate_window_s", SourceOverrides.min_rate_window_s)),
         max_unsized_bytes=int(s.get("max_unsized_bytes", SourceOverrides.max_unsized_bytes)),
     )
-    sc = data.get("schedules", {})
-    schedules = Schedules(
+
+
+def _schedules(sc: Mapping[str, Any]) -> Schedules:
+    return Schedules(
         sync_interval_minutes=int(sc.get("sync_interval_minutes", 60)),
         nightly_test_time=str(sc.get("nightly_test_time", "02:30")),
         scrub_interval_hours=int(sc.get("scrub_interval_hours", 168)),
         gc_interval_hours=int(sc.get("gc_interval_hours", 24)),
     )
-    r = data.get("runner", {})
-    runner = RunnerSettings(
+
+
+def _runner(r: Mapping[str, Any]) -> RunnerSettings:
+    return RunnerSettings(
         device=str(r.get("device", "auto")),
         mode=str(r.get("mode", "auto")),
         batch_size=int(r.get("batch_size", 32)),
@@ -355,30 +365,37 @@ def settings_from_toml(home: Path, data: Mapping[str, Any]) -> Settings:
         medigan_chunk=r.get("medigan_chunk"),
         keep_freed_memory=bool(r.get("keep_freed_memory", True)),
     )
-    o = data.get("output", {})
-    output = OutputSettings(
-        png_compress_level=int(o.get("png_compress_level", OutputSettings.png_compress_level)),
-        writers=None if o.get("writers") is None else int(o["writers"]),
-    )
-    ev = data.get("evaluation", {})
-    evaluation = EvaluationSettings(
+
+
+def _evaluation(ev: Mapping[str, Any]) -> EvaluationSettings:
+    return EvaluationSettings(
         samples=int(ev.get("samples", EvaluationSettings.samples)), extractors=_tuple(ev.get("extractors")),
         schedule=str(ev.get("schedule", EvaluationSettings.schedule)),
         audits=tuple(AuditTarget(model=str(a["model"]), training=str(a["training"]),
                                  holdout=None if a.get("holdout") is None else str(a["holdout"]),
                                  samples=int(a.get("samples", AuditTarget.samples))) for a in ev.get("audit", [])))
+
+
+def settings_from_toml(home: Path, data: Mapping[str, Any]) -> Settings:
+    """The settings site.toml's ``data`` (already validated by its schema) gives, section by
+    section, defaults where a key is absent."""
+    site = data.get("site", {})
+    o = data.get("output", {})
     i = data.get("inputs", {})
     return Settings(
         home=home,
-        output=output,
-        evaluation=evaluation,
+        output=OutputSettings(
+            png_compress_level=int(o.get("png_compress_level", OutputSettings.png_compress_level)),
+            writers=None if o.get("writers") is None else int(o["writers"]),
+        ),
+        evaluation=_evaluation(data.get("evaluation", {})),
         inputs=InputSettings(max_decoded_bytes=int(i.get("max_decoded_bytes", InputSettings.max_decoded_bytes))),
         name=str(site.get("name", "synthmed-site")),
-        upstreams=tuple(sorted(ups, key=lambda u: u.priority)),
-        mirror=mirror,
-        sources=sources,
-        schedules=schedules,
-        runner=runner,
+        upstreams=_upstreams(home, data.get("upstreams", [])),
+        mirror=_mirror(data.get("mirror", {})),
+        sources=_sources(data.get("sources", {})),
+        schedules=_schedules(data.get("schedules", {})),
+        runner=_runner(data.get("runner", {})),
         stale_after_hours=float(site.get("stale_after_hours", 48.0)),
         offline=bool(site.get("offline", False)),
         log_level=str(site.get("log_level", "INFO")),
