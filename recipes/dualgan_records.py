@@ -1,12 +1,15 @@
 """The records of the dual-GAN miniature (recipes/retina-vessel-dualgan). Used by
 recipes/records.py and recipes/retina-vessel-dualgan/publish.py.
 
-1.0.0 (kept as first published, from metrics-1.0.0.json): stage I retina-vessel-mask-dcgan
-1.0.0, stage II retina-vessel-pix2pix 1.0.0, the pipeline retina-vessel-dualgan 1.0.0.
-Newest (from metrics.json): stage I retina-vessel-mask-tree 1.0.0 (a fitted vessel-tree
-model), stage II retina-vessel-pix2pix 1.0.0 unchanged (a retrained stage II with a
-mask-consistency term gave no clear gain: metrics.json "trials"), the pipeline
-retina-vessel-dualgan 1.1.0 chaining them."""
+Each published version rebuilds byte for byte from the metrics file it was published with
+(PUBLISHED below; tests/test_starter_models.py checks it):
+- metrics-1.0.0.json: stage I retina-vessel-mask-dcgan 1.0.0, stage II retina-vessel-pix2pix
+  1.0.0 (plain pix2pix), the pipeline retina-vessel-dualgan 1.0.0;
+- metrics-1.1.0.json: retina-vessel-mask-tree 1.0.0 (a fitted vessel-tree model) and the
+  pipeline 1.1.0 (tree 1.0.0, pix2pix 1.0.0);
+- metrics-1.2.0.json: tree 1.1.0 (refitted), pix2pix 1.1.0 (a cVAE-GAN) and the pipeline 1.2.0;
+- metrics.json (the newest): pix2pix 1.2.0 (1.1.0's network retrained with the
+  mask-consistency hinge) and the pipeline 1.3.0 (tree 1.1.0, pix2pix 1.2.0)."""
 
 from __future__ import annotations
 
@@ -24,7 +27,9 @@ CHECKS = ["shapes", "dtypes", "value_range", "finite", "determinism", "batch_inv
 MASK_ID, PHOTO_ID, PIPE_ID = "retina-vessel-mask-dcgan", "retina-vessel-pix2pix", "retina-vessel-dualgan"
 TREE_ID = "retina-vessel-mask-tree"
 #: the newest versions (publish.py writes them; 1.0.0 of the DCGAN, pix2pix and pipeline stay as published)
-TREE_VERSION, PHOTO_VERSION, PIPE_VERSION = "1.1.0", "1.1.0", "1.2.0"
+TREE_VERSION, PHOTO_VERSION, PIPE_VERSION = "1.1.0", "1.2.0", "1.3.0"
+#: the pipeline version before the newest (its stages are train.py --baseline's)
+PREVIOUS_PIPE = "1.2.0"
 SYN, REAL, S2 = ("synthetic pairs (stage I masks -> stage II images)", "real pairs (training region)",
                  "real training masks -> stage II images")
 #: the previous version's stages, evaluated in the same run (train.py --baseline)
@@ -52,8 +57,9 @@ def _artefact(mid: str, version: str = "1.0.0") -> dict[str, Any]:
 
 def _metrics(of: str = "1.0.0") -> dict[str, Any]:
     """The recipe's numbers a record was published with: 1.0.0's (metrics-1.0.0.json), the
-    second round's ("1.1.0": metrics-1.1.0.json, tree 1.0.0 and pipeline 1.1.0) or the
-    newest ("newest": metrics.json). Each file stays as published with its records."""
+    second round's ("1.1.0": metrics-1.1.0.json, tree 1.0.0 and pipeline 1.1.0), the third's
+    ("1.2.0": metrics-1.2.0.json, tree 1.1.0, pix2pix 1.1.0 and pipeline 1.2.0) or the newest
+    ("newest": metrics.json). Each file stays as published with its records."""
     name = "metrics.json" if of == "newest" else f"metrics-{of}.json"
     return json.loads((REPO / "recipes" / "retina-vessel-dualgan" / name).read_text())
 
@@ -272,9 +278,9 @@ def f1_table(m: dict[str, Any]) -> dict[str, Any]:
     }
     if BASE_SYN in tab:
         out["previous_version_same_run"] = {
-            "pipeline": f"{PIPE_ID}@1.1.0", "synthetic_trained": row(tab[BASE_SYN]),
+            "pipeline": f"{PIPE_ID}@{PREVIOUS_PIPE}", "synthetic_trained": row(tab[BASE_SYN]),
             "real_masks_through_stage_ii": row(tab[BASE_S2])}
-    out["previous_versions_as_published"] = [published("1.1.0"), published("1.0.0")]
+    out["previous_versions_as_published"] = [published("1.2.0"), published("1.1.0"), published("1.0.0")]
     return {**out, "paper": PAPER, "how_measured": _how(ev)}
 
 
@@ -346,15 +352,15 @@ TREE_COMMAND = {"1.0.0": "--stage tree",
 
 
 def tree_record(version: str | None = None) -> dict[str, Any]:
-    """The fitted vessel-tree model's record: 1.0.0 (metrics-1.1.0.json, as published) or the
-    newest (metrics.json)."""
+    """The fitted vessel-tree model's record: 1.0.0 (metrics-1.1.0.json) or 1.1.0
+    (metrics-1.2.0.json), as published."""
     import sys
 
     sys.path.insert(0, str(REPO / "recipes" / "retina-vessel-dualgan"))
     import tree_fit
 
     version = version or TREE_VERSION
-    m = _metrics("1.1.0" if version == "1.0.0" else "newest")
+    m = _metrics({"1.0.0": "1.1.0", "1.1.0": "1.2.0"}[version])
     st = m["stage_tree"]
     p = st["params"]
     fixed = tree_fit.FIXED
@@ -455,21 +461,26 @@ def _seg_metric(name: str, t: dict[str, Any], ev: dict[str, Any], what: str) -> 
                        f"precision {pr['precision']}, recall {pr['recall']}).")}
 
 
-def photo_record_v2() -> dict[str, Any]:
-    """retina-vessel-pix2pix 1.1.0: the cVAE-GAN stage II (metrics.json)."""
+def _cvae_photo_record(version: str, m: dict[str, Any], summary: str, form: str, consistency: str,
+                       previous: str, places: int | None = 4) -> dict[str, Any]:
+    """A cVAE-GAN stage II's record (1.1.0, 1.2.0) from the metrics file it was published with:
+    ``form`` names which form of stage II it is, ``consistency`` describes the consistency
+    term (or is empty), ``previous`` is the stage II the same run's baseline painted with; F1
+    figures print to ``places`` decimals (None: as stored, as 1.1.0's record has them)."""
     rec = photo_record()
-    m = _metrics("newest")
+
+    def f(v: float) -> str:
+        return str(v) if places is None else f"{v:.{places}f}"
+
     st, ev = m["stage_photo"], m["evaluation"]
     tab = ev["segmentation_f1"]
     s2, b_s2, real = tab[S2], tab[BASE_S2], tab[REAL]
     rec.update({
-        "version": PHOTO_VERSION,
+        "version": version,
         "title": "cVAE-GAN: retinal vessel mask to 64x64 colour fundus patch (stage II of the dual-GAN miniature)",
-        "summary": "pix2pix with a per-sample appearance code (a conditional VAE-GAN) that turns a 64x64 vessel mask "
-                   "into a 64x64 RGB colour-fundus patch whose vessel edges fade as real ones do; trained on "
-                   "retina.jpg and its vesselness masks. The seed chooses the patch's appearance.",
+        "summary": summary,
         "description": (
-            f"Stage II of the dual-GAN miniature, second form (1.0.0 was plain pix2pix). A four-level U-Net "
+            f"Stage II of the dual-GAN miniature, {form}. A four-level U-Net "
             f"({st['params_generator']} parameters, instance normalisation) whose decoder upsamples by nearest "
             "neighbour and a 3x3 convolution (1.0.0's transposed convolutions left a checkerboard in its images), "
             f"with a code of {st['z_dim']} numbers broadcast over the mask: the patch's global appearance "
@@ -478,10 +489,10 @@ def photo_record_v2() -> dict[str, Any]:
             f"judged the images of encoded and of random codes; loss {st['loss']}, l1_weight {st['l1_weight']:g}, "
             f"kl_weight {st['kl_weight']:g}, tophat_weight {st['tophat_weight']:g} (the mask filter's response, in "
             "grey levels, matched to the real patch's, so vessel edges fade as the real ones do where the filter "
-            f"draws the mask's boundary); {st['steps']} steps of {st['batch']} pairs "
+            f"draws the mask's boundary){consistency}; {st['steps']} steps of {st['batch']} pairs "
             f"({st['cpu_seconds'] / 60:.0f} CPU minutes on one thread). What it is worth: a small segmenter trained "
-            f"on real training masks painted by this model reaches F1 {s2['f1_mean']} on held-out real patches, "
-            f"against {b_s2['f1_mean']} painted by 1.0.0 and {real['f1_mean']} on the real patches themselves "
+            f"on real training masks painted by this model reaches F1 {f(s2['f1_mean'])} on held-out real patches, "
+            f"against {f(b_s2['f1_mean'])} painted by {previous} and {f(real['f1_mean'])} on the real patches themselves "
             "(same run, see the metric). A demonstration and test model, not for clinical or research use.\n\n"
             + DATA_TEXT + "\n\n"
             "Input: array input 'mask' (64x64, vessel where > 0; a 0/255 mask PNG reads as 0/1), one per sample. "
@@ -502,14 +513,85 @@ def photo_record_v2() -> dict[str, Any]:
                           "title": "Image-to-Image Translation with Conditional Adversarial Networks", "year": 2017},
                          {"doi": "10.48550/arXiv.1711.11586",
                           "title": "Toward Multimodal Image-to-Image Translation", "year": 2017}],
-        "package": {**rec["package"], "artefact": _artefact(PHOTO_ID, PHOTO_VERSION)},
+        "package": {**rec["package"], "artefact": _artefact(PHOTO_ID, version)},
     })
     return rec
 
 
+def photo_record_v2() -> dict[str, Any]:
+    """retina-vessel-pix2pix 1.1.0: the cVAE-GAN stage II (metrics-1.2.0.json)."""
+    return _cvae_photo_record(
+        "1.1.0", _metrics("1.2.0"),
+        "pix2pix with a per-sample appearance code (a conditional VAE-GAN) that turns a 64x64 vessel mask into a "
+        "64x64 RGB colour-fundus patch whose vessel edges fade as real ones do; trained on retina.jpg and its "
+        "vesselness masks. The seed chooses the patch's appearance.",
+        "second form (1.0.0 was plain pix2pix)", "", "1.0.0", places=None)
+
+
 def pipeline_record_v3() -> dict[str, Any]:
-    """retina-vessel-dualgan 1.2.0: the refitted tree and the cVAE-GAN stage II (metrics.json)."""
+    """retina-vessel-dualgan 1.2.0: the refitted tree and the cVAE-GAN stage II (metrics-1.2.0.json)."""
     rec = pipeline_record_v2()
+    m = _metrics("1.2.0")
+    ev = m["evaluation"]
+    tab = ev["segmentation_f1"]
+    syn, real, s2, b_syn, b_s2 = tab[SYN], tab[REAL], tab[S2], tab[BASE_SYN], tab[BASE_S2]
+    gap = real["f1_mean"] - syn["f1_mean"]
+    rec.update({
+        "version": "1.2.0",
+        "summary": (f"A synthmed-pipeline-1 package chaining {TREE_ID} 1.1.0 (stage I, a fitted vessel-tree "
+                    f"model) and {PHOTO_ID} 1.1.0 (stage II, a cVAE-GAN): each sample is a 64x64 vessel "
+                    "mask with the fundus patch made from it."),
+        "description": (
+            "A miniature of Guibas et al. 2017 ('Synthetic Medical Images from Dual Generative Adversarial "
+            "Networks'): stage I makes the vessel geometry, stage II the photorealistic image from it, so image and "
+            f"mask come out as a pair, for training segmentation networks. Stages: {TREE_ID}@1.1.0 (the "
+            "vessel-tree model refitted by a longer search: wide vessels shedding thinner branches) and "
+            f"{PHOTO_ID}@1.1.0 (pix2pix with a per-sample appearance code, vessel edges matched to the "
+            "mask filter's), named in the " + WIRING_TEXT +
+            f"\n\nEvaluation as the paper did, in miniature: a small segmenter trained on 1000 of these pairs "
+            f"reaches pixel F1 {syn['f1_mean']} on held-out real patches (mean of {len(syn['runs'])} seeds), against "
+            f"{real['f1_mean']} trained on real pairs (a gap of {gap:.3f}) and {s2['f1_mean']} trained on real masks "
+            f"with stage II's images; 1.1.0's stages in the same run: {b_syn['f1_mean']} and {b_s2['f1_mean']}; the "
+            f"paper: {PAPER['synthetic']} against {PAPER['real']}. The ground truth is the vesselness filter's, not "
+            f"manual annotation (see the metric). Pictures: docs/img/retina-vessel-dualgan-1.2.0-pairs.png. "
+            "A demonstration and test model, not for clinical or research use."),
+        "architecture": {"family": "gan", "name": "dual-stage: fitted vessel-tree masks, cVAE-GAN images"},
+        "tags": ["starter", "GAN", "dual-GAN", "pipeline", "pix2pix", "cVAE-GAN", "vessel tree", "64x64",
+                 "scikit-image", "cpu"],
+        "training": _data(m),
+        "metrics": _f1_metric(m),
+        "package": {**rec["package"], "artefact": _artefact(PIPE_ID, "1.2.0")},
+    })
+    return rec
+
+
+def photo_record_v3() -> dict[str, Any]:
+    """retina-vessel-pix2pix 1.2.0: 1.1.0's cVAE-GAN retrained with the mask-consistency
+    hinge on every generated image (metrics.json)."""
+    m = _metrics("newest")
+    st, ag = m["stage_photo"], m["evaluation"]["mask_filter_agreement"]
+    sides = ("vessel pixels above and background pixels below" if st["consistency_sides"] == "both"
+             else "background pixels below")
+    consistency = (
+        f", plus consistency_weight {st['consistency_weight']:g} x a hinge on the same filter's response of the "
+        f"encoded and of the random code's image: {sides} the mask's threshold (6 grey levels) by a margin of 1, "
+        "as the mask says. 1.1.0's codes painted vessel-like dark structures where the mask has none: on real "
+        f"training masks, {1 - ag[BASE_S2]['precision']:.0%} of the pixels over the filter's threshold lay outside "
+        f"the mask, against {1 - ag[REAL]['precision']:.0%} in the real patches and "
+        f"{1 - ag[S2]['precision']:.0%} in this model's images; trained on such images, a segmenter learns to pass "
+        "faint vessels by")
+    return _cvae_photo_record(
+        PHOTO_VERSION, m,
+        "pix2pix with a per-sample appearance code (a conditional VAE-GAN) that turns a 64x64 vessel mask into a "
+        "64x64 RGB colour-fundus patch with vessels where the mask has them and nowhere else, their edges fading "
+        "as real ones do; trained on retina.jpg and its vesselness masks. The seed chooses the patch's appearance.",
+        "third form (1.0.0 was plain pix2pix; 1.1.0 is this network trained without the consistency term)",
+        consistency, "1.1.0")
+
+
+def pipeline_record_v4() -> dict[str, Any]:
+    """retina-vessel-dualgan 1.3.0: tree 1.1.0 and the consistency-trained stage II (metrics.json)."""
+    rec = pipeline_record_v3()
     m = _metrics("newest")
     ev = m["evaluation"]
     tab = ev["segmentation_f1"]
@@ -524,19 +606,17 @@ def pipeline_record_v3() -> dict[str, Any]:
             "A miniature of Guibas et al. 2017 ('Synthetic Medical Images from Dual Generative Adversarial "
             "Networks'): stage I makes the vessel geometry, stage II the photorealistic image from it, so image and "
             f"mask come out as a pair, for training segmentation networks. Stages: {TREE_ID}@{TREE_VERSION} (the "
-            "vessel-tree model refitted by a longer search: wide vessels shedding thinner branches) and "
-            f"{PHOTO_ID}@{PHOTO_VERSION} (pix2pix with a per-sample appearance code, vessel edges matched to the "
-            "mask filter's), named in the " + WIRING_TEXT +
+            "vessel-tree model fitted by a longer search: wide vessels shedding thinner branches, as in 1.2.0) and "
+            f"{PHOTO_ID}@{PHOTO_VERSION} (pix2pix with a per-sample appearance code, trained so that the mask "
+            "filter finds vessels where the mask has them and nowhere else), named in the " + WIRING_TEXT +
             f"\n\nEvaluation as the paper did, in miniature: a small segmenter trained on 1000 of these pairs "
-            f"reaches pixel F1 {syn['f1_mean']} on held-out real patches (mean of {len(syn['runs'])} seeds), against "
-            f"{real['f1_mean']} trained on real pairs (a gap of {gap:.3f}) and {s2['f1_mean']} trained on real masks "
-            f"with stage II's images; 1.1.0's stages in the same run: {b_syn['f1_mean']} and {b_s2['f1_mean']}; the "
-            f"paper: {PAPER['synthetic']} against {PAPER['real']}. The ground truth is the vesselness filter's, not "
-            f"manual annotation (see the metric). Pictures: docs/img/retina-vessel-dualgan-{PIPE_VERSION}-pairs.png. "
-            "A demonstration and test model, not for clinical or research use."),
-        "architecture": {"family": "gan", "name": "dual-stage: fitted vessel-tree masks, cVAE-GAN images"},
-        "tags": ["starter", "GAN", "dual-GAN", "pipeline", "pix2pix", "cVAE-GAN", "vessel tree", "64x64",
-                 "scikit-image", "cpu"],
+            f"reaches pixel F1 {syn['f1_mean']:.4f} on held-out real patches (mean of {len(syn['runs'])} seeds), against "
+            f"{real['f1_mean']:.4f} trained on real pairs (a gap of {gap:.3f}) and {s2['f1_mean']:.4f} trained on real masks "
+            f"with stage II's images; {PREVIOUS_PIPE}'s stages in the same run: {b_syn['f1_mean']:.4f} and "
+            f"{b_s2['f1_mean']:.4f}; the paper: {PAPER['synthetic']} against {PAPER['real']}. The ground truth is the "
+            "vesselness filter's, not manual annotation (see the metric). Pictures: "
+            f"docs/img/retina-vessel-dualgan-{PIPE_VERSION}-pairs.png. A demonstration and test model, not for "
+            "clinical or research use."),
         "training": _data(m),
         "metrics": _f1_metric(m),
         "package": {**rec["package"], "artefact": _artefact(PIPE_ID, PIPE_VERSION)},
@@ -550,8 +630,9 @@ def pipeline_record_v3() -> dict[str, Any]:
 PUBLISHED: dict[tuple[str, str], Any] = {
     (MASK_ID, "1.0.0"): mask_record, (PHOTO_ID, "1.0.0"): photo_record, (PIPE_ID, "1.0.0"): pipeline_record,
     (TREE_ID, "1.0.0"): lambda: tree_record("1.0.0"), (PIPE_ID, "1.1.0"): pipeline_record_v2,
-    (TREE_ID, TREE_VERSION): lambda: tree_record(TREE_VERSION), (PHOTO_ID, PHOTO_VERSION): photo_record_v2,
-    (PIPE_ID, PIPE_VERSION): pipeline_record_v3,
+    (TREE_ID, "1.1.0"): lambda: tree_record("1.1.0"), (PHOTO_ID, "1.1.0"): photo_record_v2,
+    (PIPE_ID, "1.2.0"): pipeline_record_v3,
+    (PHOTO_ID, PHOTO_VERSION): photo_record_v3, (PIPE_ID, PIPE_VERSION): pipeline_record_v4,
 }
 #: the newest version of each id
 NEWEST = {MASK_ID: "1.0.0", TREE_ID: TREE_VERSION, PHOTO_ID: PHOTO_VERSION, PIPE_ID: PIPE_VERSION}

@@ -212,6 +212,23 @@ def test_every_published_dualgan_record_rebuilds_byte_for_byte() -> None:
         assert text == (REPO / "index" / "models" / mid / f"{version}.json").read_text(encoding="utf-8"), (mid, version)
 
 
+def test_dualgan_dataset_cards_rebuild_from_their_f1_tables() -> None:
+    """retina-vessel-pairs 1.1.0's title, description and card are what
+    recipes/retina-vessel-dualgan/dataset_metadata.py writes from the F1 table it was published
+    with (f1-table-1.2.0.json): the card's numbers are the recipe's."""
+    sys.path.insert(0, str(REPO / "recipes" / "retina-vessel-dualgan"))
+    try:
+        import dataset_metadata
+    finally:
+        sys.path.pop(0)
+    recipe = REPO / "recipes" / "retina-vessel-dualgan"
+    for version, table, edition in (("1.1.0", "f1-table-1.2.0.json", "second"),):
+        rec = json.loads((REPO / "index" / "datasets" / "retina-vessel-pairs" / f"{version}.json").read_text())
+        md = dataset_metadata.metadata(json.loads((recipe / table).read_text()), rec["generation"]["count"], edition)
+        for key in ("title", "summary", "description", "license", "card"):
+            assert md[key] == rec[key], (version, key)
+
+
 def test_every_starter_record_rebuilds_byte_for_byte() -> None:
     """`python recipes/records.py` rewrites no published record: each builder's output is
     the file in the index at the version it writes (a text edit in a builder, such as a

@@ -1,23 +1,24 @@
 """The metadata file of the dual-GAN's pairs dataset (`synthmed dataset publish --metadata`),
 written from the measured F1 table (f1-table.json), so the card's numbers are the recipe's.
 
-    python recipes/retina-vessel-dualgan/dataset_metadata.py N OUT.json
+    python recipes/retina-vessel-dualgan/dataset_metadata.py N OUT.json [--table F1_TABLE] [--edition WORD]
 
-N is the number of pairs the dataset holds (pipeline seeds 0..N-1). Used for
-retina-vessel-pairs 1.1.0 (1.0.0's metadata was written by hand from the 1.1.0 pipeline's
-table; its record keeps it).
+N is the number of pairs the dataset holds (pipeline seeds 0..N-1); the table is
+f1-table.json (the newest pipeline's) unless given, the edition word the title's ("third").
+Used for retina-vessel-pairs 1.1.0 (f1-table-1.2.0.json, "second") and 1.2.0 (1.0.0's
+metadata was written by hand from the 1.1.0 pipeline's table; its record keeps it).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
 
-def metadata(t: dict, n: int) -> dict:
+def metadata(t: dict, n: int, edition: str = "second") -> dict:
     syn, real, s2 = t["synthetic_trained"], t["real_trained"], t["real_masks_through_stage_ii"]
     gap = t["gap_real_minus_synthetic"]
     met = "met" if t["target_met"] else "NOT met"
@@ -54,7 +55,7 @@ def metadata(t: dict, n: int) -> dict:
         "method": ("as reported in arXiv:1709.01872 (a full-size dual-GAN and U-Net on DRIVE), for comparison only; "
                    "not measured here")})
     return {
-        "title": f"Dual-GAN miniature: {n} fundus patch and vessel mask pairs (64x64 PNG), second version",
+        "title": f"Dual-GAN miniature: {n} fundus patch and vessel mask pairs (64x64 PNG), {edition} version",
         "summary": (f"{n} pairs of a 64x64 colour fundus patch and its vessel mask from {pipe} (a refitted vessel-tree "
                     "geometry model, then a cVAE-GAN mask-to-image model), seeds 0.."
                     f"{n - 1}, for segmentation experiments."),
@@ -86,9 +87,16 @@ def metadata(t: dict, n: int) -> dict:
 
 
 def main() -> None:
-    n, out = int(sys.argv[1]), Path(sys.argv[2])
-    table = json.loads((HERE / "f1-table.json").read_text())
-    out.write_text(json.dumps(metadata(table, n), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("n", type=int, help="pairs the dataset holds (pipeline seeds 0..N-1)")
+    ap.add_argument("out", type=Path, help="the metadata file to write")
+    ap.add_argument("--table", type=Path, default=HERE / "f1-table.json", help="the pipeline's F1 table")
+    ap.add_argument("--edition", default="second", help="the title's word for this dataset version")
+    args = ap.parse_args()
+    table = json.loads(args.table.read_text())
+    args.out.write_text(json.dumps(metadata(table, args.n, args.edition), indent=2, ensure_ascii=False) + "\n",
+                        encoding="utf-8")
+    out = args.out
     print(out)
 
 

@@ -2,22 +2,23 @@
 
     python recipes/retina-vessel-dualgan/publish.py BUILD_DIR
 
-- index/artefacts/retina-vessel-mask-tree/1.0.0.zip: BUILD_DIR/tree/package, zipped
-  (stage I, the fitted vessel-tree model that replaces the DCGAN).
+The versions are recipes/dualgan_records.py's TREE_VERSION, PHOTO_VERSION and PIPE_VERSION.
+- index/artefacts/retina-vessel-mask-tree/<TREE_VERSION>.zip: BUILD_DIR/tree/package, zipped
+  (stage I, the fitted vessel-tree model; when the newest pipeline keeps a published tree,
+  BUILD_DIR/tree/package is that zip unpacked, and the byte check below confirms it).
 - index/artefacts/retina-vessel-pix2pix/<PHOTO_VERSION>.zip: BUILD_DIR/photo/package plus
   test-inputs/ (four real 64x64 vessel masks of the training region as 0/255 PNGs: the
-  model test's inputs, shipped inside the package as the record's array_inputs[0].test);
-  for 1.1.0 that is 1.0.0 unchanged (BUILD_DIR/photo/package: its zip, unpacked), which
-  the byte check below confirms.
-- index/artefacts/retina-vessel-dualgan/1.1.0.zip: pipeline.json (synthmed-pipeline-1)
+  model test's inputs, shipped inside the package as the record's array_inputs[0].test).
+- index/artefacts/retina-vessel-dualgan/<PIPE_VERSION>.zip: pipeline.json (synthmed-pipeline-1)
   naming both stages by id@version and the sha256 of their zips.
-- recipes/retina-vessel-dualgan/metrics.json and f1-table.json,
-  docs/img/retina-vessel-dualgan-1.1.0-pairs.png, and the three records
-  (recipes/dualgan_records.py).
+- recipes/retina-vessel-dualgan/metrics.json (BUILD_DIR's) and f1-table.json,
+  docs/img/retina-vessel-dualgan-<PIPE_VERSION>-pairs.png, and the three records
+  (recipes/dualgan_records.py). Before a new version, the previous metrics.json and
+  f1-table.json are kept as metrics-<previous pipeline>.json and f1-table-<...>.json, and the
+  previous records' builders read them (so a published record never changes).
 
 A published version is immutable: a zip that already exists with other bytes is refused,
-never overwritten. (1.0.0 was published by this script's first form: the DCGAN stage I,
-`train.py --stage mask`; its numbers stay in metrics-1.0.0.json.)
+never overwritten.
 """
 
 from __future__ import annotations

@@ -6,14 +6,18 @@ retina.jpg and build its synthmed-1 packages, then evaluate it as the paper did.
 Seeded, CPU only (run it with nice -n 10; one torch thread). Writes into DIR:
 tree/package + tree/<tree-version>.zip (stage I, retina-vessel-mask-tree), photo/package +
 photo/<version>.zip (stage II, retina-vessel-pix2pix), metrics.json, pairs-grid.png
-(generated mask/image pairs beside real ones). The defaults make the newest versions
-(tree 1.1.0, pix2pix 1.1.0, evaluated with 5 segmenter seeds); the older ones were made with
+(generated mask/image pairs beside real ones), the mask filter's agreement with each training
+set's masks. The defaults make the newest versions (tree 1.1.0 with --stage tree, pix2pix
+1.2.0 with --stage photo, evaluated with 5 segmenter seeds); the older ones were made with
+  pix2pix 1.1.0: --stage photo --version 1.1.0 --consistency-weight 0, with train.py as of
+                 commit abe46e5 (metrics-1.2.0.json; that filter's gradient at tied pixels
+                 differs from today's, see _grey_morph)
   tree 1.0.0:    --stage tree with 80 candidates of 120 masks (metrics-1.1.0.json; how they were split
                  between --tree-random and --tree-local was not recorded)
   pix2pix 1.0.0: --stage photo --photo-decoder transpose --photo-z-dim 0 --l1-weight 100
                  --tophat-weight 0 --photo-steps 2000
   DCGAN 1.0.0:   --stage mask --geometry dcgan
-and their numbers are in metrics-1.0.0.json / metrics-1.1.0.json. `--baseline DIR` (a folder
+and their numbers are in metrics-1.0.0.json / metrics-1.1.0.json / metrics-1.2.0.json. `--baseline DIR` (a folder
 with tree/package and photo/package of the previous version) evaluates that version's
 stages in the same run.
 
@@ -33,7 +37,10 @@ generator with a 16x16 PatchGAN discriminator on (mask, image) pairs. 1.1.0 is a
 generator's decoder upsamples by nearest neighbour and a 3x3 convolution, and the loss is
 least squares adversarial (on the encoded and on a random code's image) + l1_weight * L1 +
 kl_weight * KL + tophat_weight * L1 between the mask filter's response (black top-hat of the
-smoothed green channel, written in torch) on the generated and on the real patch. 1.0.0 was
+smoothed green channel, written in torch) on the generated and on the real patch. 1.2.0
+adds consistency_weight * a hinge on that filter's response of every generated image (the
+encoded and the random code's): above the mask threshold + 1 on the mask, below it - 1 off
+it (--consistency-sides both; "background" hinges only off the mask). 1.0.0 was
 plain pix2pix (loss = adversarial + 100 * L1); --l1-weight 1 gives the 1:1 weighting of the
 dual-GAN paper.
 
@@ -408,7 +415,9 @@ def train_photo(args: argparse.Namespace, im: np.ndarray, ves: np.ndarray, train
             "loss": ("least-squares adversarial + l1_weight * L1" if not zd else
                      "cVAE-GAN: least-squares adversarial on the encoded code's and a random code's image + "
                      "l1_weight * L1 of the encoded code's image + kl_weight * KL(code || N(0, 1))")
-                    + (" + tophat_weight * L1 of the mask filter's response" if args.tophat_weight else ""),
+                    + (" + tophat_weight * L1 of the mask filter's response" if args.tophat_weight else "")
+                    + (f" + consistency_weight * the mask-consistency hinge ({args.consistency_sides}) on every "
+                       "generated image" if args.consistency_weight else ""),
             "train_seconds": round(train_s, 1),
             "params_generator": sum(p.numel() for p in G.parameters()),
             "zip_sha256": buildlib.sha256_file(zip_path), "zip_size": zip_path.stat().st_size}
@@ -470,6 +479,18 @@ def f1(net: SegNet, imgs: np.ndarray, masks: np.ndarray) -> dict:
     return {"f1": round(2 * p * r / max(p + r, 1e-12), 4), "precision": round(p, 4), "recall": round(r, 4)}
 
 
+@torch.no_grad()
+def filter_agreement(imgs: np.ndarray, masks: np.ndarray) -> dict:
+    """How well the mask filter (vesselness() > VESSEL_LEVEL, computed on each 64x64 patch)
+    finds a pair's mask in its image: precision (the share of over-threshold pixels inside the
+    mask) and recall (the share of mask pixels over the threshold), pooled over all pixels."""
+    over = np.concatenate([(vesselness(img_t(imgs[i:i + 64])) > VESSEL_LEVEL).numpy()[:, 0]
+                           for i in range(0, len(imgs), 64)])
+    gt = masks.astype(bool)
+    tp = int((over & gt).sum())
+    return {"precision": round(tp / max(int(over.sum()), 1), 4), "recall": round(tp / max(int(gt.sum()), 1), 4)}
+
+
 BASELINE_SYN = "baseline: synthetic pairs of the previous version's stages"
 BASELINE_S2 = "baseline: real training masks -> the previous version's stage II"
 
@@ -502,6 +523,8 @@ def evaluate(args: argparse.Namespace, im: np.ndarray, ves: np.ndarray, train_c:
         b_m = b_mask.sample(geometry_seeds)["mask"]
         sets[BASELINE_SYN] = (b_photo.sample(photo_seeds, mask=b_m)["image"], b_m)
         sets[BASELINE_S2] = (b_photo.sample(photo_seeds, mask=real_m)["image"], real_m)
+    agreement = {name: filter_agreement(x, m) for name, (x, m) in sets.items()}
+    print("[eval] mask filter agreement", agreement, flush=True)
     table: dict = {}
     for name, (x, m) in sets.items():
         runs = []
@@ -532,7 +555,7 @@ def evaluate(args: argparse.Namespace, im: np.ndarray, ves: np.ndarray, train_c:
                        "of the 2x-downsampled image; training patches wholly above",
             "seg_steps": args.seg_steps, "seg_batch": 16, "seg_seeds": args.seg_seeds,
             "generation_seconds": round(gen_s, 1), "cpu_seconds": round(time.process_time() - cpu0, 1),
-            "segmentation_f1": table, "vessel_fraction": frac}
+            "segmentation_f1": table, "vessel_fraction": frac, "mask_filter_agreement": agreement}
 
 
 def main() -> None:
@@ -564,9 +587,10 @@ def main() -> None:
                          "1 (the dual-GAN paper)")
     ap.add_argument("--consistency-sides", choices=["both", "background"], default="both",
                     help="stage II: where the consistency hinge acts: vessel and background pixels, or background only")
-    ap.add_argument("--consistency-weight", type=float, default=0.0,
+    ap.add_argument("--consistency-weight", type=float, default=1.0,
                     help="stage II: weight of the mask-consistency hinge (the mask filter of the generated image "
-                         "against the input mask, in grey levels); 0 = 1.0.0's objective (10 was tried for 1.1.0: no clear gain)")
+                         "against the input mask, in grey levels) on every generated image; 0 = the objective of "
+                         "1.0.0 and 1.1.0 (10 was tried on 1.0.0's plain pix2pix: no clear gain)")
     ap.add_argument("--photo-z-dim", type=int, default=8,
                     help="stage II: latent code size (0 = 1.0.0's pix2pix without noise; > 0 = a cVAE-GAN whose "
                          "encoder learns the code of each real patch)")
@@ -582,7 +606,7 @@ def main() -> None:
     ap.add_argument("--baseline", type=Path, default=None,
                     help="eval: a build folder (tree/package, photo/package) of the previous version, whose pairs and "
                          "stage II go through the same protocol in the same run")
-    ap.add_argument("--version", default="1.1.0", help="the version the zips are named after")
+    ap.add_argument("--version", default="1.2.0", help="the version the zips are named after")
     ap.add_argument("--seed", type=int, default=20261129)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
