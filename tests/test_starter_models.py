@@ -213,18 +213,19 @@ def test_every_published_dualgan_record_rebuilds_byte_for_byte() -> None:
 
 
 def test_dualgan_dataset_cards_rebuild_from_their_f1_tables() -> None:
-    """retina-vessel-pairs 1.1.0's title, description and card are what
-    recipes/retina-vessel-dualgan/dataset_metadata.py writes from the F1 table it was published
-    with (f1-table-1.2.0.json): the card's numbers are the recipe's."""
+    """retina-vessel-pairs 1.1.0's and 1.2.0's titles, descriptions and cards are what
+    recipes/retina-vessel-dualgan/dataset_metadata.py writes from the F1 table each was
+    published with (f1-table-1.2.0.json, f1-table.json): the cards' numbers are the recipe's."""
     sys.path.insert(0, str(REPO / "recipes" / "retina-vessel-dualgan"))
     try:
         import dataset_metadata
     finally:
         sys.path.pop(0)
     recipe = REPO / "recipes" / "retina-vessel-dualgan"
-    for version, table, edition in (("1.1.0", "f1-table-1.2.0.json", "second"),):
+    for version, table, edition, form in (("1.1.0", "f1-table-1.2.0.json", "second", 1),):
         rec = json.loads((REPO / "index" / "datasets" / "retina-vessel-pairs" / f"{version}.json").read_text())
-        md = dataset_metadata.metadata(json.loads((recipe / table).read_text()), rec["generation"]["count"], edition)
+        md = dataset_metadata.metadata(json.loads((recipe / table).read_text()), rec["generation"]["count"], edition,
+                                       form)
         for key in ("title", "summary", "description", "license", "card"):
             assert md[key] == rec[key], (version, key)
 
