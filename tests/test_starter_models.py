@@ -222,7 +222,8 @@ def test_dualgan_dataset_cards_rebuild_from_their_f1_tables() -> None:
     finally:
         sys.path.pop(0)
     recipe = REPO / "recipes" / "retina-vessel-dualgan"
-    for version, table, edition, form in (("1.1.0", "f1-table-1.2.0.json", "second", 1),):
+    for version, table, edition, form in (("1.1.0", "f1-table-1.2.0.json", "second", 1),
+                                          ("1.2.0", "f1-table.json", "third", 2)):
         rec = json.loads((REPO / "index" / "datasets" / "retina-vessel-pairs" / f"{version}.json").read_text())
         md = dataset_metadata.metadata(json.loads((recipe / table).read_text()), rec["generation"]["count"], edition,
                                        form)
