@@ -528,41 +528,54 @@ def photo_record_v2() -> dict[str, Any]:
         "second form (1.0.0 was plain pix2pix)", "", "1.0.0", places=None)
 
 
-def pipeline_record_v3() -> dict[str, Any]:
-    """retina-vessel-dualgan 1.2.0: the refitted tree and the cVAE-GAN stage II (metrics-1.2.0.json)."""
+def _tree_pipeline_record(version: str, m: dict[str, Any], tree: str, photo: str, tree_text: str, photo_text: str,
+                          previous: str, places: int | None = 4) -> dict[str, Any]:
+    """A pipeline record of the refitted tree and a cVAE-GAN stage II (1.2.0, 1.3.0) from the
+    metrics file it was published with: ``tree``/``photo`` are the stage versions, the texts
+    say what each stage is, ``previous`` is the pipeline version of the same run's baseline;
+    F1 figures print to ``places`` decimals (None: as stored, as 1.2.0's record has them)."""
     rec = pipeline_record_v2()
-    m = _metrics("1.2.0")
     ev = m["evaluation"]
     tab = ev["segmentation_f1"]
     syn, real, s2, b_syn, b_s2 = tab[SYN], tab[REAL], tab[S2], tab[BASE_SYN], tab[BASE_S2]
     gap = real["f1_mean"] - syn["f1_mean"]
+
+    def f(v: float) -> str:
+        return str(v) if places is None else f"{v:.{places}f}"
     rec.update({
-        "version": "1.2.0",
-        "summary": (f"A synthmed-pipeline-1 package chaining {TREE_ID} 1.1.0 (stage I, a fitted vessel-tree "
-                    f"model) and {PHOTO_ID} 1.1.0 (stage II, a cVAE-GAN): each sample is a 64x64 vessel "
+        "version": version,
+        "summary": (f"A synthmed-pipeline-1 package chaining {TREE_ID} {tree} (stage I, a fitted vessel-tree "
+                    f"model) and {PHOTO_ID} {photo} (stage II, a cVAE-GAN): each sample is a 64x64 vessel "
                     "mask with the fundus patch made from it."),
         "description": (
             "A miniature of Guibas et al. 2017 ('Synthetic Medical Images from Dual Generative Adversarial "
             "Networks'): stage I makes the vessel geometry, stage II the photorealistic image from it, so image and "
-            f"mask come out as a pair, for training segmentation networks. Stages: {TREE_ID}@1.1.0 (the "
-            "vessel-tree model refitted by a longer search: wide vessels shedding thinner branches) and "
-            f"{PHOTO_ID}@1.1.0 (pix2pix with a per-sample appearance code, vessel edges matched to the "
-            "mask filter's), named in the " + WIRING_TEXT +
+            f"mask come out as a pair, for training segmentation networks. Stages: {TREE_ID}@{tree} ({tree_text}) "
+            f"and {PHOTO_ID}@{photo} ({photo_text}), named in the " + WIRING_TEXT +
             f"\n\nEvaluation as the paper did, in miniature: a small segmenter trained on 1000 of these pairs "
-            f"reaches pixel F1 {syn['f1_mean']} on held-out real patches (mean of {len(syn['runs'])} seeds), against "
-            f"{real['f1_mean']} trained on real pairs (a gap of {gap:.3f}) and {s2['f1_mean']} trained on real masks "
-            f"with stage II's images; 1.1.0's stages in the same run: {b_syn['f1_mean']} and {b_s2['f1_mean']}; the "
-            f"paper: {PAPER['synthetic']} against {PAPER['real']}. The ground truth is the vesselness filter's, not "
-            f"manual annotation (see the metric). Pictures: docs/img/retina-vessel-dualgan-1.2.0-pairs.png. "
-            "A demonstration and test model, not for clinical or research use."),
+            f"reaches pixel F1 {f(syn['f1_mean'])} on held-out real patches (mean of {len(syn['runs'])} seeds), "
+            f"against {f(real['f1_mean'])} trained on real pairs (a gap of {gap:.3f}) and {f(s2['f1_mean'])} trained "
+            f"on real masks with stage II's images; {previous}'s stages in the same run: {f(b_syn['f1_mean'])} and "
+            f"{f(b_s2['f1_mean'])}; the paper: {PAPER['synthetic']} against {PAPER['real']}. The ground truth is the "
+            "vesselness filter's, not manual annotation (see the metric). Pictures: "
+            f"docs/img/retina-vessel-dualgan-{version}-pairs.png. A demonstration and test model, not for clinical "
+            "or research use."),
         "architecture": {"family": "gan", "name": "dual-stage: fitted vessel-tree masks, cVAE-GAN images"},
         "tags": ["starter", "GAN", "dual-GAN", "pipeline", "pix2pix", "cVAE-GAN", "vessel tree", "64x64",
                  "scikit-image", "cpu"],
         "training": _data(m),
         "metrics": _f1_metric(m),
-        "package": {**rec["package"], "artefact": _artefact(PIPE_ID, "1.2.0")},
+        "package": {**rec["package"], "artefact": _artefact(PIPE_ID, version)},
     })
     return rec
+
+
+def pipeline_record_v3() -> dict[str, Any]:
+    """retina-vessel-dualgan 1.2.0: the refitted tree and the cVAE-GAN stage II (metrics-1.2.0.json)."""
+    return _tree_pipeline_record(
+        "1.2.0", _metrics("1.2.0"), "1.1.0", "1.1.0",
+        "the vessel-tree model refitted by a longer search: wide vessels shedding thinner branches",
+        "pix2pix with a per-sample appearance code, vessel edges matched to the mask filter's", "1.1.0", places=None)
 
 
 def photo_record_v3() -> dict[str, Any]:
@@ -591,37 +604,11 @@ def photo_record_v3() -> dict[str, Any]:
 
 def pipeline_record_v4() -> dict[str, Any]:
     """retina-vessel-dualgan 1.3.0: tree 1.1.0 and the consistency-trained stage II (metrics.json)."""
-    rec = pipeline_record_v3()
-    m = _metrics("newest")
-    ev = m["evaluation"]
-    tab = ev["segmentation_f1"]
-    syn, real, s2, b_syn, b_s2 = tab[SYN], tab[REAL], tab[S2], tab[BASE_SYN], tab[BASE_S2]
-    gap = real["f1_mean"] - syn["f1_mean"]
-    rec.update({
-        "version": PIPE_VERSION,
-        "summary": (f"A synthmed-pipeline-1 package chaining {TREE_ID} {TREE_VERSION} (stage I, a fitted vessel-tree "
-                    f"model) and {PHOTO_ID} {PHOTO_VERSION} (stage II, a cVAE-GAN): each sample is a 64x64 vessel "
-                    "mask with the fundus patch made from it."),
-        "description": (
-            "A miniature of Guibas et al. 2017 ('Synthetic Medical Images from Dual Generative Adversarial "
-            "Networks'): stage I makes the vessel geometry, stage II the photorealistic image from it, so image and "
-            f"mask come out as a pair, for training segmentation networks. Stages: {TREE_ID}@{TREE_VERSION} (the "
-            "vessel-tree model fitted by a longer search: wide vessels shedding thinner branches, as in 1.2.0) and "
-            f"{PHOTO_ID}@{PHOTO_VERSION} (pix2pix with a per-sample appearance code, trained so that the mask "
-            "filter finds vessels where the mask has them and nowhere else), named in the " + WIRING_TEXT +
-            f"\n\nEvaluation as the paper did, in miniature: a small segmenter trained on 1000 of these pairs "
-            f"reaches pixel F1 {syn['f1_mean']:.4f} on held-out real patches (mean of {len(syn['runs'])} seeds), against "
-            f"{real['f1_mean']:.4f} trained on real pairs (a gap of {gap:.3f}) and {s2['f1_mean']:.4f} trained on real masks "
-            f"with stage II's images; {PREVIOUS_PIPE}'s stages in the same run: {b_syn['f1_mean']:.4f} and "
-            f"{b_s2['f1_mean']:.4f}; the paper: {PAPER['synthetic']} against {PAPER['real']}. The ground truth is the "
-            "vesselness filter's, not manual annotation (see the metric). Pictures: "
-            f"docs/img/retina-vessel-dualgan-{PIPE_VERSION}-pairs.png. A demonstration and test model, not for "
-            "clinical or research use."),
-        "training": _data(m),
-        "metrics": _f1_metric(m),
-        "package": {**rec["package"], "artefact": _artefact(PIPE_ID, PIPE_VERSION)},
-    })
-    return rec
+    return _tree_pipeline_record(
+        PIPE_VERSION, _metrics("newest"), TREE_VERSION, PHOTO_VERSION,
+        "the vessel-tree model fitted by a longer search: wide vessels shedding thinner branches, as in 1.2.0",
+        "pix2pix with a per-sample appearance code, trained so that the mask filter finds vessels where the mask "
+        "has them and nowhere else", PREVIOUS_PIPE)
 
 
 #: every published version of each id and the builder that rebuilds its record byte for byte
