@@ -5,8 +5,8 @@
 #   samples from each starter model and write a grid PNG per model, then measure every
 #   starter with `synthmed evaluate` against site-local reference sets of held-out real
 #   patches (offline extractor randconv-224) and show the results (status, search --rank),
-#   then get a verified copy of each published dataset and re-derive items of it from its
-#   model (`synthmed dataset get`, `dataset verify`).
+#   then get a verified copy of each published dataset version and re-derive items of it from
+#   its model (`synthmed dataset get`, `dataset verify`).
 # Everything lands under ./site (the site) and ./out (samples and grids); override with
 # SITE=... OUT=... N=... (samples per model), EVAL_N=... (samples per model for evaluate).
 set -euo pipefail
@@ -65,11 +65,13 @@ $SM evaluate ihc-patch-dcgan ihc-patch-dcgan-medigan --reference ihc-heldout -n 
 $SM evaluate phantom-lesion --reference phantom-seeds -n "$EVAL_N" --report "$OUT/evaluation/phantom"
 $SM search --rank fd fundus
 
-echo "== datasets: the published synthetic datasets this site mirrors: a verified copy of each, and items re-derived from the pinned model"
+echo "== datasets: the published synthetic datasets this site mirrors: a verified copy of each version, and items re-derived from the pinned model"
 $SM dataset list
-for d in $($SM dataset list --json | .venv/bin/python -c 'import json,sys; print(" ".join(d["ref"] for d in json.load(sys.stdin)))'); do
-  rm -rf "$OUT/datasets/${d%@*}"
-  $SM dataset get "$d" -o "$OUT/datasets/${d%@*}"
+# every version in the index, not only the newest that `dataset list` shows
+for f in index/datasets/*/*.json; do
+  d="public/$(basename "$(dirname "$f")")@$(basename "$f" .json)"
+  rm -rf "$OUT/datasets/$d"
+  $SM dataset get "$d" -o "$OUT/datasets/$d"
   $SM dataset verify "$d" --samples "${VERIFY_N:-8}"
 done
 
@@ -79,6 +81,6 @@ echo "site:    $SITE   (site.toml, catalog.db, store/, packages/, reports/)"
 echo "samples: $OUT/<model>/<output>/ (PNG for images, NIfTI for volumes; synthmed.json provenance)"
 echo "grids:   $(ls "$OUT"/*-grid.png | tr '\n' ' ')"
 echo "reports: $OUT/reports/"
-echo "datasets: $OUT/datasets/<id>/ (verified copies of the published datasets; synthmed dataset show ID)"
+echo "datasets: $OUT/datasets/public/<id>@<version>/ (verified copies of every published dataset version; synthmed dataset show ID)"
 echo "evaluation: $OUT/evaluation/*/evaluation.md (synthmed show REF lists the measured values)"
 echo "browse:  $SM --site $SITE serve   (then open http://127.0.0.1:8070/)"
