@@ -446,3 +446,25 @@ def test_card_metrics_print_to_the_same_places() -> None:
     assert rows[0]["reference_text"] == "0.9381" and rows[1]["reference_text"] == ""
     assert card_metrics([{"name": "x", "value": 1.23456789}])[0]["value_text"] == "1.234568"  # at most 6
     assert card_metrics([]) == []
+
+
+def test_show_lists_every_version_newest_first(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`dataset list` serves one version of a dataset; `dataset show` names all the versions
+    this site knows, newest first, and which one it shows."""
+    index = hp.scratch_index(tmp_path)
+    home = tmp_path / "site"
+    assert main(["init", str(home), "--upstream", f"public={index}"]) == 0
+    assert main(["--site", str(home), "sync"]) == 0
+    run = tmp_path / "run"
+    assert main(["--site", str(home), "generate", "ihc-patch-dcgan", "-n", "4", "--seed", "7", "-o", str(run),
+                 "--no-progress"]) == 0
+    for version in ("1.0.0", "1.10.0", "1.2.0"):  # versions order as versions, not as text
+        hp.publish(index, run, dataset_id="two", version=version)
+    assert main(["--site", str(home), "sync"]) == 0
+    (row,) = _json(capsys, "--site", str(home), "dataset", "list", "--json")
+    assert row["ref"] == "public/two@1.10.0"
+    shown = _json(capsys, "--site", str(home), "dataset", "show", "two@1.2.0", "--json")
+    assert shown["version"] == "1.2.0" and shown["versions"] == ["1.10.0", "1.2.0", "1.0.0"]
+    capsys.readouterr()
+    assert main(["--site", str(home), "dataset", "show", "two@1.0.0"]) == 0
+    assert "versions:   1.10.0, 1.2.0, 1.0.0 (this one)" in capsys.readouterr().out

@@ -45,13 +45,18 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    d = _site(args).dataset(args.ref, allow_yanked=True).describe()
+    site = _site(args)
+    pub = site.dataset(args.ref, allow_yanked=True)
+    d = pub.describe()
+    # every version of this upstream's dataset, newest first (`dataset list` shows the served one)
+    d["versions"] = [e.version for e in site.catalog.datasets.versions(pub.entry.upstream, pub.entry.id)]
     if args.json:
         print_json(d)
         return 0
     p, card, audit = d["provenance"], d.get("card") or {}, d.get("audit_detail") or {}
     lines = [f"{d['ref']}  {d['title']}", f"  {d['summary']}",
              f"  status:     {d['status']}" + (f" ({d['status_reason']})" if d.get("status_reason") else ""),
+             "  versions:   " + ", ".join(v + (" (this one)" if v == d["version"] else "") for v in d["versions"]),
              f"  model:      {p['model']} (package sha256 {p['model_sha256']})",
              f"  items:      {p['count']} x {', '.join(d['outputs'])} as {d['file_format']}, seeds {p['seeds']}",
              f"  params:     {p['params'] or '{}'}" + (f"  options: {p['options']}" if p["options"] else ""),
@@ -121,8 +126,9 @@ def register(dsub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> Non
     add_json_flag(p)
     p.set_defaults(func=cmd_list)
 
-    p = dsub.add_parser("show", help="one dataset: record, card, provenance, audit, sha256, sources",
-                        description="One published dataset version (ID, ID@VERSION, UPSTREAM/ID[@VERSION]).")
+    p = dsub.add_parser("show", help="one dataset: record, card, provenance, audit, sha256, sources, versions",
+                        description="One published dataset version (ID, ID@VERSION, UPSTREAM/ID[@VERSION]), "
+                                    "and the versions of that dataset this site knows, newest first.")
     p.add_argument("ref", metavar="ID[@VERSION]")
     add_json_flag(p)
     p.set_defaults(func=cmd_show)
