@@ -402,6 +402,18 @@ def test_picked_items_are_re_derived_in_runs_of_consecutive_indices() -> None:
     assert runs([]) == []
 
 
+def _site_with_a_run(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A scratch index, a site synced from it, and a run of 4 samples (seed 7) to publish."""
+    index = hp.scratch_index(tmp_path)
+    home = tmp_path / "site"
+    assert main(["init", str(home), "--upstream", f"public={index}"]) == 0
+    assert main(["--site", str(home), "sync"]) == 0
+    run = tmp_path / "run"
+    assert main(["--site", str(home), "generate", "ihc-patch-dcgan", "-n", "4", "--seed", "7", "-o", str(run),
+                 "--no-progress"]) == 0
+    return index, home, run
+
+
 def test_a_dataset_skipped_for_its_missing_model_is_listed_once_the_model_arrives(tmp_path: Path,
                                                                                    capsys: pytest.CaptureFixture[str]
                                                                                    ) -> None:
@@ -410,13 +422,7 @@ def test_a_dataset_skipped_for_its_missing_model_is_listed_once_the_model_arrive
     applies it."""
     import git
 
-    index = hp.scratch_index(tmp_path)
-    home = tmp_path / "site"
-    assert main(["init", str(home), "--upstream", f"public={index}"]) == 0
-    assert main(["--site", str(home), "sync"]) == 0
-    run = tmp_path / "run"
-    assert main(["--site", str(home), "generate", "ihc-patch-dcgan", "-n", "4", "--seed", "7", "-o", str(run),
-                 "--no-progress"]) == 0
+    index, home, run = _site_with_a_run(tmp_path)
     later = {"id": hp.MODEL, "version": "1.0.1", "sha256": hp.model_sha256(), "package_format": "synthmed-1"}
     hp.publish(index, run, dataset_id="late", model=later)
     main(["--site", str(home), "sync"])  # the dataset is skipped: its model version is not there
@@ -451,13 +457,7 @@ def test_card_metrics_print_to_the_same_places() -> None:
 def test_show_lists_every_version_newest_first(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`dataset list` serves one version of a dataset; `dataset show` names all the versions
     this site knows, newest first, and which one it shows."""
-    index = hp.scratch_index(tmp_path)
-    home = tmp_path / "site"
-    assert main(["init", str(home), "--upstream", f"public={index}"]) == 0
-    assert main(["--site", str(home), "sync"]) == 0
-    run = tmp_path / "run"
-    assert main(["--site", str(home), "generate", "ihc-patch-dcgan", "-n", "4", "--seed", "7", "-o", str(run),
-                 "--no-progress"]) == 0
+    index, home, run = _site_with_a_run(tmp_path)
     for version in ("1.0.0", "1.10.0", "1.2.0"):  # versions order as versions, not as text
         hp.publish(index, run, dataset_id="two", version=version)
     assert main(["--site", str(home), "sync"]) == 0
