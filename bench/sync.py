@@ -1,8 +1,11 @@
 """Upstream sync on 10,000- and 100,000-record indexes (docs/performance.md: a no-op sync
 < 1 s; one changed record < 0.2 s at 100,000, about the cost of a no-op).
 
-Builds a real git index with N records (under ``index/``), a site following it, and
-measures, in one run:
+Builds a real git index with N records (under ``index/``, in the flat layout
+``models/<id>/<version>.json``), a site following it, and measures the rounds below; then
+moves the index to the sharded layout (``synthmed index shard``, one commit:
+registry/record_paths.py), syncs that commit and measures the same rounds again on the same
+site, so both layouts are measured in one run against the same baselines. Per layout:
 
 - ``initial_sync_s``: the first sync (every record validated and loaded)
 - ``baseline_full_rebuild_s``: ``catalog rebuild`` of the same commit, i.e. what every sync
@@ -18,11 +21,15 @@ measures, in one run:
   cumulative seconds of the sync's phases: fetch, the ancestry check, the accepted-history
   walk, applying the diff to the catalog, the transaction's commit)
 
+and once: ``initial_sync_s``, ``baseline_full_rebuild_s`` (flat), ``shard_commit_s`` (moving
+the records and committing the move), ``move_sync_s`` (the site's sync of that commit) and
+``cli_noop_sync_s`` (sharded).
+
 The no-op sync is the baseline of the same run for the one-change figure (same site, same
 moment); every figure is min/median/max over rounds, with the load average at the start
 and end of each size.
 
-    .venv/bin/python bench/sync.py [--records 10000 100000] [--rounds 5] [--keep DIR]
+    .venv/bin/python bench/sync.py [--records 10000 100000] [--rounds 5] [--keep DIR] [--no-rebuild]
 """
 
 from __future__ import annotations
@@ -43,7 +50,9 @@ import git
 
 from synthmed.daemon.rebuild import rebuild_catalog
 from synthmed.daemon.sync import sync_all
+from synthmed.registry.authoring.index_layout import shard_index
 from synthmed.registry.catalog import Catalog
+from synthmed.registry.record_paths import is_sharded, record_relpath
 from synthmed.registry.settings import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,7 +76,7 @@ def write_index(repo_dir: Path, n: int) -> git.Repo:
         d["title"] = f"Synthetic model {i}"
         d["description"] = f"Record {i} of a synthetic index used to measure sync."
         del d["package"]["artefact"]["sha256"]
-        p = repo_dir / "index" / "models" / d["id"] / "1.0.0.json"
+        p = repo_dir / "index" / record_relpath(d["id"], "1.0.0")
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(json.dumps(d, indent=2) + "\n")
     repo.git.add("-A")
@@ -87,7 +96,12 @@ def stats(xs: list[float]) -> dict[str, Any]:
             "all": [round(x, 4) for x in xs]}
 
 
-def measure(t: Path, n: int, rounds: int) -> dict[str, Any]:
+def record_path(t: Path, k: int) -> Path:
+    """Model k's record file in the bench index, in whichever layout the index has now."""
+    return t / "idx" / "index" / record_relpath(f"model-{k:05d}", "1.0.0", sharded=is_sharded(t / "idx" / "index"))
+
+
+def measure(t: Path, n: int, rounds: int, rebuild: bool = True) -> dict[str, Any]:
     load_start = [round(x, 2) for x in os.getloadavg()]
     home = t / "site"
     reused = (t / "idx" / ".git").is_dir() and (home / "catalog.db").is_file()
@@ -109,33 +123,32 @@ def measure(t: Path, n: int, rounds: int) -> dict[str, Any]:
         initial, r = timed_sync(settings)
         assert r.status == "ok" and r.changed == n, r
 
-        t0 = time.perf_counter()
-        rebuild_catalog(settings, t / "rebuilt.db")
-        rebuild_s = time.perf_counter() - t0
+        if rebuild:
+            t0 = time.perf_counter()
+            rebuild_catalog(settings, t / "rebuilt.db")
+            rebuild_s = time.perf_counter() - t0
 
     bare = t / "bare.git"  # git alone, fetching the same commits: the floor of a one-change sync
     if not bare.is_dir():
         subprocess.run(["git", "clone", "-q", "--bare", str(t / "idx"), str(bare)], check=True)
     subprocess.run(["git", "-C", str(bare), "fetch", "-q", "--", str(t / "idx"), "+refs/heads/main:refs/heads/main"],
                    check=True)
-    noop, one, bare_fetch = [], [], []
-    for k in range(rounds):  # interleaved: each one-change round next to a no-op round
-        s, r = timed_sync(settings)
-        assert r.status == "ok" and r.changed == 0, r
-        noop.append(s)
-        p = t / "idx" / "index" / "models" / f"model-{k:05d}" / "1.0.0.json"
-        d = json.loads(p.read_text())
-        d["description"] = f"changed in round {k} ({time.time_ns()})"
-        p.write_text(json.dumps(d, indent=2) + "\n")
-        repo.git.commit("-q", "-am", f"change {k}")
+    layouts: dict[str, Any] = {}
+    if not is_sharded(t / "idx" / "index"):  # a kept index moved by an earlier run has no flat rounds
+        layouts["flat"] = measure_rounds(t, repo, settings, bare, rounds, 0)
+    shard_commit_s = move_sync_s = None
+    if not is_sharded(t / "idx" / "index"):
         t0 = time.perf_counter()
-        subprocess.run(["git", "-C", str(bare), "fetch", "--no-tags", "--force", "--quiet", "--", str(t / "idx"),
-                        "+refs/heads/main:refs/heads/main"], check=True)
-        bare_fetch.append(time.perf_counter() - t0)
-        s, r = timed_sync(settings)
-        assert r.status == "ok" and r.changed == 1, r
-        one.append(s)
-    profile = profile_one_change(t, repo, settings, rounds)
+        moved = shard_index(t / "idx" / "index")
+        repo.git.add("-A")
+        repo.git.commit("-q", "-m", f"move {len(moved)} records to the sharded layout")
+        shard_commit_s = round(time.perf_counter() - t0, 2)
+        move_sync_s, r = timed_sync(settings)
+        assert r.status == "ok" and not r.skipped and r.changed == 2 * len(moved), r
+        move_sync_s = round(move_sync_s, 3)
+        subprocess.run(["git", "-C", str(bare), "fetch", "-q", "--", str(t / "idx"), "+refs/heads/main:refs/heads/main"],
+                       check=True)
+    layouts["sharded"] = measure_rounds(t, repo, settings, bare, rounds, rounds + 1)
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("SYNTHMED_")}
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # compiled once, as an installed synthmed is (bench/cli_start.py)
@@ -147,7 +160,7 @@ def measure(t: Path, n: int, rounds: int) -> dict[str, Any]:
                        check=True, capture_output=True, env=env, cwd=str(ROOT))
         cli.append(time.perf_counter() - t0)
     cli = cli[1:]  # the first run fills the bytecode cache
-    med_noop, med_one = statistics.median(noop), statistics.median(one)
+    sharded = layouts["sharded"]
     return {
         "records": n, "rounds": rounds, "loadavg_at_start": load_start,
         "loadavg_at_end": [round(x, 2) for x in os.getloadavg()],
@@ -155,15 +168,47 @@ def measure(t: Path, n: int, rounds: int) -> dict[str, Any]:
         "build_index_s": build_index_s,
         "initial_sync_s": None if initial is None else round(initial, 3),
         "baseline_full_rebuild_s": None if rebuild_s is None else round(rebuild_s, 3),
+        "shard_commit_s": shard_commit_s, "move_sync_s": move_sync_s,
+        "layouts": layouts,
+        "rebuild_over_one_change": None if rebuild_s is None else round(
+            rebuild_s / sharded["one_change_sync_s"]["median"], 1),
+        "cli_noop_sync_s": stats(cli),
+        "target_noop_s": 1.0, "target_one_change_s": 0.2,
+        "meets_target": sharded["noop_sync_s"]["median"] < 1.0 and sharded["one_change_sync_s"]["median"] < 0.2,
+    }
+
+
+def measure_rounds(t: Path, repo: git.Repo, settings: Any, bare: Path, rounds: int, first: int) -> dict[str, Any]:
+    """No-op and one-change syncs, interleaved, with git's own fetch of each change, and one
+    profiled one-change sync (models ``first`` .. ``first + rounds`` are the ones changed)."""
+    load = [round(x, 2) for x in os.getloadavg()]
+    noop, one, bare_fetch = [], [], []
+    for k in range(first, first + rounds):  # interleaved: each one-change round next to a no-op round
+        s, r = timed_sync(settings)
+        assert r.status == "ok" and r.changed == 0, r
+        noop.append(s)
+        p = record_path(t, k)
+        d = json.loads(p.read_text())
+        d["description"] = f"changed in round {k} ({time.time_ns()})"
+        p.write_text(json.dumps(d, indent=2) + "\n")
+        repo.git.commit("-q", "-am", f"change {k}")
+        t0 = time.perf_counter()
+        subprocess.run(["git", "-C", str(bare), "fetch", "--no-tags", "--force", "--quiet", "--", str(t / "idx"),
+                        "+refs/heads/main:refs/heads/main"], check=True)
+        bare_fetch.append(time.perf_counter() - t0)
+        s, r = timed_sync(settings)
+        assert r.status == "ok" and r.changed == 1, r
+        one.append(s)
+    profile = profile_one_change(t, repo, settings, first + rounds)
+    med_noop, med_one = statistics.median(noop), statistics.median(one)
+    return {
+        "loadavg_at_start": load,
         "noop_sync_s": stats(noop),
         "one_change_sync_s": stats(one),
         "bare_git_fetch_s": stats(bare_fetch),
         "one_change_over_noop": round(med_one / med_noop, 2),
         "one_change_over_bare_git_fetch": round(med_one / statistics.median(bare_fetch), 2),
         "one_change_profile": profile,
-        "rebuild_over_one_change": None if rebuild_s is None else round(rebuild_s / med_one, 1),
-        "cli_noop_sync_s": stats(cli),
-        "target_noop_s": 1.0, "target_one_change_s": 0.2,
         "meets_target": med_noop < 1.0 and med_one < 0.2,
     }
 
@@ -180,7 +225,7 @@ def profile_one_change(t: Path, repo: git.Repo, settings: Any, k: int) -> dict[s
     import cProfile
     import pstats
 
-    p = t / "idx" / "index" / "models" / f"model-{k:05d}" / "1.0.0.json"
+    p = record_path(t, k)
     d = json.loads(p.read_text())
     d["description"] = f"changed for the profile ({time.time_ns()})"
     p.write_text(json.dumps(d, indent=2) + "\n")
@@ -204,15 +249,16 @@ def main() -> int:
     ap.add_argument("--keep", metavar="DIR", type=Path,
                     help="build in DIR/<records> and keep it; a later run with the same DIR reuses the index and "
                          "its synced site (no build, first sync or rebuild figures then) and measures the rounds")
+    ap.add_argument("--no-rebuild", action="store_true", help="skip the full catalog rebuild baseline (~3 min at 100,000)")
     args = ap.parse_args()
     results = []
     for n in args.records:
         if args.keep:
             (args.keep / str(n)).mkdir(parents=True, exist_ok=True)
-            results.append(measure(args.keep / str(n), n, args.rounds))
+            results.append(measure(args.keep / str(n), n, args.rounds, not args.no_rebuild))
         else:
             with tempfile.TemporaryDirectory(prefix="synthmed-bench-sync-") as tmp:
-                results.append(measure(Path(tmp), n, args.rounds))
+                results.append(measure(Path(tmp), n, args.rounds, not args.no_rebuild))
         print(json.dumps(results[-1]), file=sys.stderr)
     print(json.dumps({"bench": "sync", "cpus": os.cpu_count(), "results": results}, indent=2))
     return 0

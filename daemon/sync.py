@@ -18,6 +18,7 @@ from synthmed.registry import accepted as history, records
 from synthmed.registry.accepted import AcceptedVersion
 from synthmed.registry.catalog import Catalog
 from synthmed.registry.errors import ConfigError, Problem, RecordError, SyncRefused
+from synthmed.registry.record_paths import layout_hint, parse_record_relpath, record_relpaths
 from synthmed.registry.records import Record, load_record_bytes
 from synthmed.registry.redact import redact_text, redact_url
 from synthmed.registry.settings import Settings, Upstream
@@ -87,13 +88,6 @@ def _reader(repo: UpstreamRepo) -> Callable[[str], bytes | None]:
 LastGood = dict[tuple[str, str], tuple[str, str]]
 
 
-def _version_key(rel: str) -> tuple[str, str] | None:
-    """``(id, version)`` of a record at ``models/<id>/<version>.json`` (a valid record's path
-    names its id and version), or None for any other path."""
-    parts = PurePosixPath(rel).parts
-    if len(parts) != 3 or parts[0] != "models" or not parts[2].endswith(".json"):
-        return None
-    return parts[1], parts[2][: -len(".json")]
 
 
 def update_bound(catalog: Catalog, u: Upstream, repo: UpstreamRepo, base: str | None, new: str, *,
@@ -113,7 +107,7 @@ def update_bound(catalog: Catalog, u: Upstream, repo: UpstreamRepo, base: str | 
     if incremental and base is not None:
         rev_range = [f"{base}..{new}"]
         hist = history.history_changes(repo.g, rev_range, prefix)
-        keys = {k for k in (_version_key(p[len(at):]) for p in [*(h[1] for h in hist), *also]) if k}
+        keys = {k for k in (parse_record_relpath(p[len(at):]) for p in [*(h[1] for h in hist), *also]) if k}
         bound = catalog.federation.accepted_versions(u.name, keys)
     else:
         catalog.federation.clear_accepted(u.name)
@@ -159,6 +153,8 @@ def apply_changes(catalog: Catalog, u: Upstream, repo: UpstreamRepo, base: str |
     incremental = (check_immutable and base is not None and row is not None and row.get("bound_commit") == base)
     cache: dict[str, Record | None] = {}
     changes: list[Change] = repo.files(new, prefix) if base is None else repo.changes(base, new, prefix)
+    at = f"{sub}/" if sub else ""
+    changes, flat_at_new = _with_twins(repo, new, at, changes)
     good: LastGood = {}
     bound = update_bound(catalog, u, repo, base, new, incremental=incremental, cache=cache,
                          also=[c.path for c in changes if c.status != "D"], good=good)
@@ -176,7 +172,8 @@ def apply_changes(catalog: Catalog, u: Upstream, repo: UpstreamRepo, base: str |
         where = f"{u.name}:{c.path}@{new[:12]}"
         try:
             with catalog.transaction():  # a savepoint: a failure undoes this record's writes only
-                reason = _apply_one(catalog, u, repo, c, rel, where, new, bound, cache, touched, keep)
+                reason = (_held_flat(catalog, u, rel, where, flat_at_new, at) if c.status != "D" else None) or \
+                    _apply_one(catalog, u, repo, c, rel, where, new, bound, cache, touched, keep)
         except Exception as exc:  # noqa: BLE001 - one record must never hold back the others
             log.exception("%s: %s could not be applied", u.name, rel)
             reason = f"{where}: $: could not be processed ({type(exc).__name__}: {str(exc)[:200]})"
@@ -188,6 +185,35 @@ def apply_changes(catalog: Catalog, u: Upstream, repo: UpstreamRepo, base: str |
     catalog.models.refresh_latest(u.name, touched)
     d_changed, d_skipped = apply_datasets(catalog, u, repo, base if incremental else None, new)
     return changed + d_changed, skipped + d_skipped
+
+
+def _with_twins(repo: UpstreamRepo, new: str, at: str, changes: list[Change]) -> tuple[list[Change], set[str]]:
+    """The changed files, plus the same version's file in the other layout where it is a file at
+    ``new`` and unchanged (registry/record_paths.py); and the flat record paths (relative to the
+    index folder) that are files at ``new`` among all of these. A version held at both paths is
+    served from the flat one, so deleting either file must look at the other."""
+    known = {c.path: c for c in changes}
+    ask: list[str] = []
+    for c in changes:
+        key = parse_record_relpath(c.path[len(at):])
+        if key is not None:
+            ask += [p for p in (at + r for r in record_relpaths(*key)) if p not in known]
+    found = repo.blobs_at(new, sorted(set(ask))) if ask else {}
+    changes = changes + [Change("M", p, b) for p, b in sorted(found.items())]
+    flat = {rel for rel in (c.path[len(at):] for c in changes if c.status != "D")
+            if (k := parse_record_relpath(rel)) is not None and rel == record_relpaths(*k)[0]}
+    return changes, flat
+
+
+def _held_flat(catalog: Catalog, u: Upstream, rel: str, where: str, flat_at_new: set[str], at: str) -> str | None:
+    """Why a sharded record is not applied: its version is also at its flat path (which is
+    served); None otherwise."""
+    key = parse_record_relpath(rel)
+    if key is None or rel == (flat := record_relpaths(*key)[0]) or flat not in flat_at_new:
+        return None
+    catalog.models.delete_path(u.name, rel)
+    return (f"{where}: $: {key[0]}@{key[1]} is also at {at}{flat}, which is served: an index holds each version "
+            "once (remove one of the two files)")
 
 
 @dataclass
@@ -237,9 +263,9 @@ def _apply_one(catalog: Catalog, u: Upstream, repo: UpstreamRepo, c: Change, rel
     if c.status == "D":
         log.warning("%s: %s was deleted upstream (versions should be yanked, not deleted)", u.name, rel)
         return None
-    if len(PurePosixPath(rel).parts) != 3:
+    if parse_record_relpath(rel) is None and len(PurePosixPath(rel).parts) != 3:
         catalog.models.delete_path(u.name, rel)
-        return f"{where}: $: a record must be at models/<id>/<version>.json"
+        return f"{where}: $: not a record path: {layout_hint()}"
     blob = c.blob or ""
     record = cache.get(blob)
     if record is None:

@@ -33,7 +33,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 from synthmed.registry.accepted import raw_diff_entries
 from synthmed.registry.errors import ConfigError, SyncRefused
@@ -367,6 +367,20 @@ class UpstreamRepo:
             if kind == "blob":
                 result.append(Change("A", path, blob))
         return result
+
+    def blobs_at(self, commit: str, paths: Sequence[str]) -> dict[str, str]:
+        """``{path: blob}`` of those of ``paths`` that are files at ``commit`` (absent ones are left out)."""
+        found: dict[str, str] = {}
+        for i in range(0, len(paths), 500):  # bounded argument lists
+            out = str(self.g.ls_tree("-z", "--full-tree", "--end-of-options", commit, "--",
+                                   *(f":(literal){p}" for p in paths[i:i + 500])))
+            for item in out.split("\0"):
+                if item:
+                    meta, path = item.split("\t", 1)
+                    _, kind, blob = meta.split(" ")
+                    if kind == "blob":
+                        found[path] = blob
+        return found
 
     def blob_size(self, sha: str) -> int:
         """A blob's size in bytes, without reading it (the persistent ``cat-file --batch-check``)."""

@@ -20,10 +20,10 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from .errors import RecordError
+from .record_paths import parse_record_relpath
 from .records import IMMUTABLE_FIELDS, Record, load_record_bytes
 
 if TYPE_CHECKING:  # the caller's git handle; the catalog imports this module, and a search needs no git
@@ -177,8 +177,7 @@ def walk_history(changes: Iterable[tuple[str, str, str]], prefix: str, read: Cal
     cache = {} if cache is None else cache
     for commit, path, blob in changes:
         rel = path[len(prefix):] if prefix and path.startswith(prefix) else path
-        parts = PurePosixPath(rel).parts
-        if not rel.endswith(".json") or len(parts) != 3 or parts[0] != "models":
+        if parse_record_relpath(rel) is None:
             continue
         if blob not in cache:
             cache[blob] = load_valid(read, blob, f"{path}@{commit[:12]}", rel)

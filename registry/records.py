@@ -1,6 +1,7 @@
 """Model records (``synthmed-record/1``): loading and validation.
 
-A record lives at ``models/<id>/<version>.json`` inside an index folder. Validation
+A record lives at ``models/<id>/<version>.json`` inside an index folder (or
+``models/<shard>/<id>@<version>.json`` in a sharded index: registry/record_paths.py). Validation
 reports every problem of a record, each naming the file, the JSON path and what is wrong.
 """
 
@@ -15,13 +16,12 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Iterator, Mapping
 
 from . import spdx, vocabulary
+from .record_paths import MODELS_DIR, duplicate_versions, expected_text, layout_hint, parse_record_relpath, record_files, record_relpath
 from .errors import Problem, RecordError
 from .schemas_io import json_path, validate_against
 from .semver import parse_version
 
 log = logging.getLogger(__name__)
-
-MODELS_DIR = "models"
 
 #: fields of a merged version that may change later (docs/design.md, "The record")
 MUTABLE_FIELDS = frozenset({"status", "status_reason", "metrics", "publications", "description"})
@@ -111,10 +111,6 @@ class Record(Versioned):
         return self.data.get(key, default)
 
 
-def record_relpath(model_id: str, version: str) -> str:
-    return f"{MODELS_DIR}/{model_id}/{version}.json"
-
-
 def _semantic_checks(data: Mapping[str, Any], where: str, relpath: str | None) -> list[Problem]:
     """Checks beyond the schema. ``data`` has passed the schema's type checks where used."""
     problems: list[Problem] = []
@@ -125,10 +121,9 @@ def _semantic_checks(data: Mapping[str, Any], where: str, relpath: str | None) -
     # path matches id and version
     if relpath is not None and isinstance(data.get("id"), str) and isinstance(data.get("version"), str):
         parts = PurePosixPath(relpath).parts
-        expected = record_relpath(data["id"], data["version"])
-        if len(parts) < 3 or "/".join(parts[-3:]) != expected:
-            bad("$.id", f"the file should be at {expected} for id {data['id']!r} and version {data['version']!r}, "
-                        f"not at {relpath}")
+        if len(parts) < 3 or parse_record_relpath("/".join(parts[-3:])) != (data["id"], data["version"]):
+            bad("$.id", f"the file should be at {expected_text(data['id'], data['version'])} for id {data['id']!r} "
+                        f"and version {data['version']!r}, not at {relpath}")
     # version is semver (schema has a pattern; this gives a second, parsed opinion)
     if isinstance(data.get("version"), str):
         try:
@@ -410,7 +405,8 @@ def _validated(data: Any, where: str, relpath: str | None) -> Record:
 
 
 def relpath_in_index(path: Path) -> str | None:
-    """``.../models/<id>/<v>.json`` -> ``models/<id>/<v>.json``; None when not in that shape."""
+    """``.../models/<id>/<v>.json`` -> ``models/<id>/<v>.json`` (a sharded path likewise: the
+    last three parts); None when the path is shorter."""
     parts = path.parts
     if len(parts) >= 3 and parts[-3] == MODELS_DIR:
         return "/".join(parts[-3:])
@@ -426,15 +422,12 @@ def load_record(path: Path | str) -> Record:
             data = f.read(MAX_RECORD_BYTES + 1)  # never more than the bound, whatever the file's size
     except FileNotFoundError:
         raise RecordError([Problem(str(p), "$", "file not found")],
-                          hint="check the path; records live at models/<id>/<version>.json") from None
+                          hint=f"check the path; {layout_hint()}") from None
     return load_record_bytes(data, str(p), relpath_in_index(p.resolve()))
 
 
 def iter_record_files(index_dir: Path) -> Iterator[Path]:
-    models = index_dir / MODELS_DIR
-    if not models.is_dir():
-        return
-    yield from sorted(models.glob("*/*.json"))
+    yield from record_files(index_dir)
 
 
 @dataclass
@@ -466,14 +459,19 @@ def validate_path(path: Path) -> ValidationReport:
         if not files:
             # a folder without records is an error even when it holds other JSON files:
             # a wrong path must not pass as "OK: 0 record(s) checked"
-            report.errors.append(Problem(str(path), "$", f"no records found under {path / MODELS_DIR}/<id>/<version>.json"
-                                         " (give the index folder that holds models/, or one record file)"))
+            report.errors.append(Problem(str(path), "$", f"no records found under {path / MODELS_DIR}/ ({layout_hint()}; "
+                                         "give the index folder that holds models/, or one record file)"))
         # files that look like records but are misplaced
         models = path / MODELS_DIR
         if models.is_dir():
             for extra in sorted(models.rglob("*")):
                 if extra.is_file() and extra not in files and extra.suffix == ".json":
-                    report.errors.append(Problem(str(extra), "$", "a record must be at models/<id>/<version>.json"))
+                    report.errors.append(Problem(str(extra), "$", f"a record must be at models/<id>/<version>.json "
+                                                                  "or, sharded, models/<shard>/<id>@<version>.json"))
+        for (model_id, version), rels in duplicate_versions(f.relative_to(path).as_posix() for f in files):
+            report.errors.append(Problem(str(path / rels[-1]), "$", (
+                f"{model_id}@{version} is also at {rels[0]}: an index holds each version once "
+                "(keep one file, in the index's layout)")))
     elif path.exists():
         files = [path]
     else:

@@ -20,7 +20,9 @@ from helpers.sites import write_site
 from synthmed.cli import main
 from synthmed.registry.authoring.contribute import contribute, reproducible_zip, zenodo_token
 from synthmed.registry.errors import ContributeError
+from synthmed.registry.record_paths import record_relpath
 from synthmed.registry.records import load_record
+from helpers.records import unverified, write_record
 from helpers.packages import MEDIGAN_INIT, MEDIGAN_MODEL, contribution_metadata, medigan_weights, package_folder
 from helpers.zenodo import ZenodoEmulator
 
@@ -162,6 +164,23 @@ def test_contribute_into_the_index_folder(tmp_path: Path, capsys: Any) -> None:
     assert main(["--site", str(home), "sync"]) == 0
     capsys.readouterr()
     assert main(["--site", str(home), "test", "small-model", "--report", str(tmp_path / "r")]) == 0
+
+
+def test_contribute_into_a_sharded_index_follows_its_layout(tmp_path: Path, capsys: Any) -> None:
+    root = tmp_path / "repo"
+    repo = init_repo(root)
+    write_record(root / "index", unverified("other-gan"), sharded=True)
+    repo.git.add("-A")
+    repo.git.commit("-q", "-m", "a sharded index")
+    result = contribute(package_folder(tmp_path), model_id="small-model", version="0.1.0",
+                        metadata=contribution_metadata(tmp_path), index=root / "index", store="index")
+    assert result.record_path == "index/" + record_relpath("small-model", "0.1.0", sharded=True)
+    index_check(repo, result.branch, capsys)
+    # the same version is refused whichever layout holds it
+    repo.git.merge("-q", "--ff-only", result.branch)
+    with pytest.raises(ContributeError, match=r"small-model@0\.1\.0 already exists in the index"):
+        contribute(package_folder(tmp_path), model_id="small-model", version="0.1.0",
+                   metadata=contribution_metadata(tmp_path), index=root / "index", store="index")
 
 
 def test_failing_model_is_not_contributed(tmp_path: Path) -> None:

@@ -71,11 +71,11 @@ def test_a_changed_conversion_is_a_new_version_never_a_rewrite(tmp_path: Path, c
     folder.mkdir(parents=True)
     old = dict(first, title="an older conversion")
     (folder / "0.0.1.json").write_text(json.dumps(old, indent=2) + "\n")
-    rec, state = mi.place_version(first, folder)
+    rec, state = mi.place_version(first, tmp_path)
     assert state == "created" and rec["version"] == "0.0.2"
     assert any(n.startswith("re-imported") for n in rec["provenance"]["import_notes"])
     (folder / "0.0.2.json").write_text(json.dumps(rec, indent=2, ensure_ascii=False) + "\n")
-    again, state = mi.place_version(first, folder)
+    again, state = mi.place_version(first, tmp_path)
     assert state == "unchanged" and again["version"] == "0.0.2"
     assert json.loads((folder / "0.0.1.json").read_text())["title"] == "an older conversion"  # untouched
 

@@ -34,7 +34,7 @@ from .contribute_stores import (INDEX_MAX_BYTES, STORES, IndexLocation, check_st
                                 upload_dvc, upload_zenodo, zenodo_token)
 from ..errors import ContributeError
 from .indexcheck import check_index
-from ..records import record_relpath
+from ..record_paths import MODELS_DIR, holds_shards, record_relpaths
 from ..checks.report import write_report
 from ..settings import Settings
 
@@ -171,25 +171,32 @@ class _Target:
     def check(cls, repo: Any, loc: IndexLocation, base: str, model_id: str, version: str) -> "_Target":
         """The target, or ContributeError when the base is unknown, the version is already
         in it or the branch exists (checked before anything is zipped)."""
-        return cls.at(repo, loc, base, loc.rel(record_relpath(model_id, version)), f"contribute/{model_id}-{version}",
-                      f"{model_id}@{version}")
+        flat, sharded = (loc.rel(r) for r in record_relpaths(model_id, version))
+        try:  # the record goes where the base keeps its records (registry/record_paths.py)
+            in_shards = holds_shards(t.name for t in repo.commit(base).tree[loc.rel(MODELS_DIR)].trees)
+        except Exception:  # noqa: BLE001 - an unknown base or no models/ yet: `at` says what is wrong
+            in_shards = False
+        return cls.at(repo, loc, base, sharded if in_shards else flat, f"contribute/{model_id}-{version}",
+                      f"{model_id}@{version}", twin=flat if in_shards else sharded)
 
     @classmethod
     def at(cls, repo: Any, loc: IndexLocation, base: str, relpath: str, branch: str, ref: str,
-           again: str = "contribute") -> "_Target":
-        """The target ``relpath`` on the new ``branch`` (any record: a model's, a dataset's)."""
+           again: str = "contribute", twin: str | None = None) -> "_Target":
+        """The target ``relpath`` on the new ``branch`` (any record: a model's, a dataset's;
+        ``twin``: where the same version would be in the other record layout)."""
         import git
 
         try:
             base_commit = repo.commit(base)
         except (git.BadName, ValueError):
             raise ContributeError(f"{loc.repo_root}: no branch or commit {base!r}", hint="pass --base with the index's main branch") from None
-        try:
-            base_commit.tree[relpath]
-            raise ContributeError(f"{ref} already exists in the index at {relpath} ({base})",
-                                  hint=f"a merged version never changes: {again} a new version")
-        except KeyError:
-            pass
+        for held in filter(None, (relpath, twin)):
+            try:
+                base_commit.tree[held]
+                raise ContributeError(f"{ref} already exists in the index at {held} ({base})",
+                                      hint=f"a merged version never changes: {again} a new version")
+            except KeyError:
+                pass
         if branch in [h.name for h in repo.heads]:
             raise ContributeError(f"{loc.repo_root}: branch {branch} already exists",
                                   hint=f"delete it (`git branch -D {branch}`) to {again} again")

@@ -24,7 +24,8 @@ from ..checks import modeltest
 from ..errors import ContributeError
 from ..hashing import hash_path
 from ..packages import prepare_archive
-from ..records import is_valid_id, load_record_text, record_relpath, validate_data
+from ..record_paths import record_relpath
+from ..records import is_valid_id, load_record_text, validate_data
 from ..checks.report import ModelTestResult, write_report
 from ..runner import RunnerOptions
 

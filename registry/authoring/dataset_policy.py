@@ -38,7 +38,8 @@ from .. import dataset_records as dsr
 from .. import spdx
 from ..errors import ParamError, Problem, RecordError
 from ..hashing import hash_path
-from ..records import Record, parse_bytes, record_relpath
+from ..record_paths import find_record
+from ..records import Record, parse_bytes
 from ..runner import check_params
 
 #: the model record of ``(id, version)`` in the index being checked, or None
@@ -211,7 +212,9 @@ def folder_models(index_dir: Path) -> ModelLookup:
     """The model records of an index folder on disk (unparseable ones count as absent:
     ``index validate`` reports them itself)."""
     def lookup(model_id: str, version: str) -> Mapping[str, Any] | None:
-        path = index_dir / record_relpath(model_id, version)
+        path = find_record(index_dir, model_id, version)
+        if path is None:
+            return None
         try:
             data = parse_bytes(path.read_bytes(), str(path))
         except (OSError, RecordError):

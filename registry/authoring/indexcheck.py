@@ -19,13 +19,14 @@ import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 import git
 
 from .. import accepted as history
 from .. import dataset_records as dsr
 from ..errors import IndexCheckError, Problem
+from ..record_paths import is_shard_name, parse_record_relpath, record_relpaths
 from ..records import MAX_RECORD_BYTES, MODELS_DIR, MUTABLE_FIELDS, parse_bytes, validate_data
 from ..errors import RecordError
 from . import dataset_policy
@@ -44,6 +45,7 @@ class IndexCheckResult:
     added_versions: list[str] = field(default_factory=list)
     added_datasets: list[str] = field(default_factory=list)
     changed: list[dict[str, Any]] = field(default_factory=list)
+    moved: list[str] = field(default_factory=list)  # versions moved between the layouts (record_paths.py)
     problems: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
     other_files: list[str] = field(default_factory=list)
@@ -61,6 +63,7 @@ class IndexCheckResult:
             "added_versions": self.added_versions,
             "added_datasets": self.added_datasets,
             "changed": self.changed,
+            "moved": self.moved,
             "other_files": self.other_files,
             "errors": [p.as_dict() for p in self.problems],
             "warnings": [p.as_dict() for p in self.warnings],
@@ -76,6 +79,8 @@ class IndexCheckResult:
             lines.append(f"  + new dataset {ref}")
         for ch in self.changed:
             lines.append(f"  ~ changed     {ch['ref']}: {', '.join(ch['fields'])}")
+        if self.moved:
+            lines.append(f"  > moved       {len(self.moved)} version(s) to the other record layout, unchanged")
         for f in self.other_files:
             lines.append(f"  . other file  {f}")
         if len(lines) == 1:
@@ -187,11 +192,15 @@ def check_index(repo_path: Path | str, base: str, head: str = "HEAD", index_dir:
     diff = _IndexDiff.open(repo, base, head, index_dir)
     result = IndexCheckResult(base=diff.base.hexsha, head=diff.head.hexsha)
     changed_other: list[tuple[str, str]] = []
-    for d in diff.merge_base.diff(diff.head):
-        old_path: str = d.a_path or d.b_path or ""
-        new_path: str = d.b_path or ""
+    entries = [(d.change_type or "M", d.a_path or d.b_path or "", d.b_path or "") for d in diff.merge_base.diff(diff.head)]
+    moves = diff.moves(entries)
+    moved_from = set(moves.values())
+    for ct, old_path, new_path in entries:
         path = new_path or old_path
-        ct: str = d.change_type or "M"
+        if ct == "D" and old_path in moved_from:  # checked with its other half, the added path
+            continue
+        if ct == "A" and path in moves:
+            ct, old_path = "R", moves[path]
         if diff.is_record(path) or diff.is_record(old_path):
             diff.check_record(result, ct, path, old_path, new_path)
         elif diff.is_dataset(path) or diff.is_dataset(old_path):
@@ -228,10 +237,13 @@ class _IndexDiff:
         if not merge_bases:
             raise IndexCheckError(f"{base} and {head} share no history", hint="rebase the branch onto the index's main branch")
         mb = merge_bases[0]
-        base_ids = set()
+        base_ids: set[str] = set()
         try:
             for t in mb.tree[models_prefix.rstrip("/")].trees:
-                base_ids.add(t.name)
+                if is_shard_name(t.name):  # a sharded index: the ids are in the file names
+                    base_ids.update(k[0] for b in t.blobs if (k := parse_record_relpath(f"{MODELS_DIR}/{t.name}/{b.name}")))
+                else:
+                    base_ids.add(t.name)
         except KeyError:
             pass
         if not _has_tree(head_c, models_prefix) and not _has_tree(mb, models_prefix):
@@ -246,6 +258,29 @@ class _IndexDiff:
 
     def is_record(self, path: str) -> bool:
         return path.startswith(self.models_prefix) and path.endswith(".json")
+
+    def moves(self, entries: Sequence[tuple[str, str, str]]) -> dict[str, str]:
+        """``{added path: deleted path}`` for each record version deleted at one path and added at
+        its other layout's path (a move git did not pair as a rename)."""
+        deleted = {k: p for ct, p, _ in entries if ct == "D" and self.is_record(p)
+                   if (k := parse_record_relpath(self.rel(p)))}
+        added = {k: p for ct, _, p in entries if ct == "A" and self.is_record(p)
+                 if (k := parse_record_relpath(self.rel(p)))}
+        return {added[k]: deleted[k] for k in added.keys() & deleted.keys()}
+
+    def _twin_in_head(self, rel: str) -> str | None:
+        """The same version's path in the other layout, when the head holds a file there too."""
+        key = parse_record_relpath(rel)
+        if key is None:
+            return None
+        for other in record_relpaths(*key):
+            if other != rel:
+                try:
+                    self.head.tree[f"{self.prefix}/{other}" if self.prefix else other]
+                    return other
+                except KeyError:
+                    return None
+        return None
 
     def is_dataset(self, path: str) -> bool:
         return path.startswith(self.rel_prefix(dsr.DATASETS_DIR))
@@ -295,6 +330,12 @@ class _IndexDiff:
         """One changed record file: never deleted or renamed, valid, and (added) not a
         deleted version re-added with other immutable fields or (modified) changed only in
         its mutable fields."""
+        rel = self.rel(path)
+        key = parse_record_relpath(rel)
+        moved = ct == "R" and key is not None and parse_record_relpath(self.rel(old_path)) == key
+        if moved:  # to the other layout (registry/record_paths.py): checked as a modification
+            result.moved.append(f"{key[0]}@{key[1]}" if key else path)
+            ct = "M"
         if ct == "D" or ct == "R":
             result.problems.append(Problem(old_path, "$", (
                 "a merged version may not be deleted or renamed; withdraw it with "
@@ -302,7 +343,6 @@ class _IndexDiff:
                 f"a merged version may not be renamed (to {new_path}); add a new file instead"))
             if ct == "D":
                 return
-        rel = self.rel(path)
         try:
             new_data = parse_bytes(_blob_bytes(self.head, path), path)
             errors, warnings = validate_data(new_data, path, rel)
@@ -315,12 +355,15 @@ class _IndexDiff:
         if ct in ("A", "R"):  # a new version speaks the controlled vocabulary (an old one keeps its words)
             errors += [Problem(w.path, w.json_path, w.message) for w in warnings if w.json_path == "$.modality"]
             warnings = [w for w in warnings if w.json_path != "$.modality"]
+        twin = self._twin_in_head(rel)
+        if twin is not None:
+            errors.append(Problem(path, "$", f"this version is also at {twin}: an index holds each version once "
+                                             "(keep the file in the index's layout and remove the other)"))
         result.problems.extend(errors)
         result.warnings.extend(warnings)
         ref = f"{new_data.get('id')}@{new_data.get('version')}" if isinstance(new_data, dict) else path
         if ct in ("A", "R"):
-            parts = PurePosixPath(rel).parts
-            (result.added_versions if len(parts) >= 2 and parts[1] in self.base_ids else result.added_models).append(ref)
+            (result.added_versions if key is not None and key[0] in self.base_ids else result.added_models).append(ref)
             if not errors and isinstance(new_data, dict):
                 self._check_readded(result, path, rel, ref, new_data)
         elif ct in ("M", "T"):
@@ -328,7 +371,8 @@ class _IndexDiff:
             if isinstance(old_data, dict) and isinstance(new_data, dict):
                 fields, problems = compare_records(old_data, new_data, path)
                 result.problems.extend(problems)
-                result.changed.append({"ref": ref, "fields": fields})
+                if fields or not moved:
+                    result.changed.append({"ref": ref, "fields": fields})
 
     def _merged(self, old_path: str) -> Any:
         """The parsed record at ``old_path`` on the merge base (None when it cannot be read)."""
@@ -375,13 +419,18 @@ class _IndexDiff:
 
 def models_at(commit: git.Commit, models_prefix: str) -> dataset_policy.ModelLookup:
     """The model records of the index at ``commit`` (what the dataset policy checks against)."""
+    index = models_prefix[: -len(MODELS_DIR) - 1]  # the folder holding models/, with its slash
     def lookup(model_id: str, version: str) -> Mapping[str, Any] | None:
-        path = f"{models_prefix}{model_id}/{version}.json"
-        try:
-            data = parse_bytes(_blob_bytes(commit, path), path)
-        except (KeyError, RecordError):
-            return None
-        return data if isinstance(data, dict) else None
+        for rel in record_relpaths(model_id, version):
+            path = f"{index}{rel}"
+            try:
+                data = parse_bytes(_blob_bytes(commit, path), path)
+            except KeyError:
+                continue
+            except RecordError:
+                return None
+            return data if isinstance(data, dict) else None
+        return None
     return lookup
 
 

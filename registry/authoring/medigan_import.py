@@ -22,7 +22,8 @@ from .medigan_fields import (as_int, family_of, image_size, input_help, inputs_s
                              normalise_doi, parse_date, pip_requirements, reported_metrics, strings, task_of,
                              zenodo_source)
 from .medigan_model import dropped_notes, map_translator_inputs, medigan_outputs, package_relative_args
-from ..records import is_valid_id, record_relpath, validate_data
+from ..record_paths import find_record, new_record_path, record_relpath, versions_of
+from ..records import is_valid_id, validate_data
 from ..semver import is_version, parse_version, version_key
 
 log = logging.getLogger(__name__)
@@ -315,17 +316,19 @@ def _record_text(record: Mapping[str, Any]) -> str:
     return json.dumps(record, indent=2, ensure_ascii=False) + "\n"
 
 
-def place_version(record: dict[str, Any], folder: Path) -> tuple[dict[str, Any], str]:
-    """Where a converted record goes among the versions already in ``folder``
-    (``models/<id>/``): ``(record, "unchanged")`` when a version there holds exactly this
+def place_version(record: dict[str, Any], index_dir: Path) -> tuple[dict[str, Any], str]:
+    """Where a converted record goes among the versions of its model already in the index
+    folder (in either record layout): ``(record, "unchanged")`` when a version there holds exactly this
     conversion, else ``(record, "created")`` under medigan's version, or, when that file
     exists with other content (a published version is immutable), under the next patch
     version above every version there."""
     medigan_version = str(record["version"])
-    existing = sorted((p.stem for p in folder.glob("*.json") if is_version(p.stem)), key=version_key)
+    model_id = str(record["id"])
+    existing = sorted((v for v in versions_of(index_dir, model_id) if is_version(v)), key=version_key)
     for v in existing:
         candidate = _with_version(record, v, medigan_version)
-        if (folder / f"{v}.json").read_text("utf-8") == _record_text(candidate):
+        held = find_record(index_dir, model_id, v)
+        if held is not None and held.read_text("utf-8") == _record_text(candidate):
             return candidate, "unchanged"
     if medigan_version not in existing:
         return record, "created"
@@ -349,10 +352,9 @@ def import_catalogue(path: Path, into: Path, *, commit: str | None = None, dry_r
         outcome = convert_entry(str(original_id), entry, commit=commit, base=base,
                                 translator_inputs=translator_inputs)
         if outcome.record is not None:
-            model_dir = into / record_relpath(outcome.record["id"], outcome.record["version"])
-            record, state = place_version(outcome.record, model_dir.parent)
+            record, state = place_version(outcome.record, into)
             outcome.record = record
-            target = into / record_relpath(record["id"], record["version"])
+            target = new_record_path(into, record["id"], record["version"])
             outcome.path = str(target)
             if state == "unchanged":
                 outcome.written = "unchanged"

@@ -15,7 +15,8 @@ from urllib.parse import urlsplit
 
 from .. import atomic
 from ..errors import ArtefactNotFound, ConfigError, ModelNotFound, RecordError
-from ..records import MODELS_DIR, load_record, record_relpath, validate_data
+from ..record_paths import MODELS_DIR, find_record, versions_of
+from ..records import load_record, validate_data
 from ..settings import Settings
 from ..artefacts.sources.base import SourceContext, is_loopback
 from ..artefacts.store import Store
@@ -41,12 +42,13 @@ def _not_in_index(index_dir: Path, model_id: str, version: str) -> ModelNotFound
     if not models.is_dir():
         return ModelNotFound(f"{index_dir} is not an index folder (no {MODELS_DIR}/ in it)",
                              hint="pass --index with the folder that holds models/ (the default is ./index)")
-    versions = sorted(p.stem for p in (models / model_id).glob("*.json")) if (models / model_id).is_dir() else []
+    versions = sorted(versions_of(index_dir, model_id))
     if versions:
         return ModelNotFound(f"{index_dir}: no version {version} of {model_id!r} ({models / model_id / version}.json)",
                              hint=f"versions in this index: {', '.join(versions)}")
     return ModelNotFound(f"{index_dir}: no model {model_id!r} ({models / model_id} does not exist)",
-                         hint=f"model ids are the folder names under {models}/")
+                         hint=f"model ids are the folder names under {models}/ (or the names before '@' in a "
+                              "sharded index)")
 
 
 def _insecure(uri: str, settings: Settings) -> bool:
@@ -65,8 +67,8 @@ def pin_record(index_dir: Path, ref: str, settings: Settings, *, force: bool = F
     The blob lands in the site's store, ready to use."""
     index_dir = Path(index_dir)
     model_id, version = split_pin_ref(ref)
-    path = index_dir / record_relpath(model_id, version)
-    if not path.is_file():
+    path = find_record(index_dir, model_id, version)
+    if path is None:
         raise _not_in_index(index_dir, model_id, version)
     record = load_record(path)
     text = path.read_text("utf-8")

@@ -1,4 +1,4 @@
-"""``synthmed index ...``: validate, check, review, pin, import-medigan."""
+"""``synthmed index ...``: validate, check, review, pin, shard, import-medigan."""
 
 from __future__ import annotations
 
@@ -51,6 +51,13 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     pin.add_argument("--index", default="index", help="index folder (default: index)")
     add_json_flag(pin)
     pin.set_defaults(func=cmd_pin)
+
+    sh = isub.add_parser("shard", help="move the index folder's records to the sharded layout "
+                                       "(models/<shard>/<id>@<version>.json), for an index of many thousand models")
+    sh.add_argument("--index", default="index", help="index folder (default: index)")
+    sh.add_argument("--dry-run", action="store_true", help="list the moves, make none")
+    add_json_flag(sh)
+    sh.set_defaults(func=cmd_shard)
 
     m = isub.add_parser("import-medigan", help="convert medigan's global.json entries into records")
     m.add_argument("file", help="medigan's config/global.json (or a part of it)")
@@ -145,6 +152,23 @@ def cmd_pin(args: argparse.Namespace) -> int:
         print_json(out)
     else:
         print(f"pinned {out['id']}@{out['version']}: sha256 {out['sha256']} size {out['size']} (from {out['source']})")
+    return 0
+
+
+def cmd_shard(args: argparse.Namespace) -> int:
+    from synthmed.registry.authoring.index_layout import shard_index
+
+    moves = shard_index(Path(args.index), dry_run=args.dry_run)
+    if args.json:
+        print_json({"dry_run": args.dry_run, "moved": [{"ref": m.ref, "from": m.old, "to": m.new} for m in moves]})
+    else:
+        for m in moves[:20]:
+            print(f"{m.old} -> {m.new}")
+        if len(moves) > 20:
+            print(f"... and {len(moves) - 20} more")
+        verb = "would move" if args.dry_run else "moved"
+        print(f"{verb} {len(moves)} record(s) to the sharded layout" +
+              ("" if args.dry_run or not moves else "; commit the moves (e.g. `git add -A index && git commit`)"))
     return 0
 
 

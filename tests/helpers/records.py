@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 from typing import Any, Mapping
 
+from synthmed.registry.record_paths import record_relpath
 from synthmed.registry.records import Record, load_record_text
 
 from . import FIXTURES
@@ -68,10 +69,11 @@ def to_record(data: Mapping[str, Any], where: str = "<test>") -> Record:
     return load_record_text(json.dumps(data), where)
 
 
-def write_record(index_dir: Path, data: Mapping[str, Any], subfolder: str = "") -> Path:
-    """Write ``data`` at ``<index_dir>[/<subfolder>]/models/<id>/<version>.json``."""
+def write_record(index_dir: Path, data: Mapping[str, Any], subfolder: str = "", *, sharded: bool = False) -> Path:
+    """Write ``data`` at ``<index_dir>[/<subfolder>]/models/<id>/<version>.json`` (``sharded``:
+    at ``models/<shard>/<id>@<version>.json``)."""
     root = index_dir / subfolder if subfolder else index_dir
-    path = root / "models" / str(data["id"]) / f"{data['version']}.json"
+    path = root / record_relpath(str(data["id"]), str(data["version"]), sharded=sharded)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2) + "\n")
     return path

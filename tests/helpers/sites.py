@@ -14,7 +14,7 @@ from urllib.parse import unquote, urlsplit
 
 from synthmed.daemon.sync import SyncResult, sync_all
 from synthmed.registry.catalog import Catalog
-from synthmed.registry.records import record_relpath
+from synthmed.registry.record_paths import record_relpath
 from synthmed.registry.settings import Settings, Upstream, load_settings
 
 from . import REPO_ROOT
