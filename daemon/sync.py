@@ -154,7 +154,7 @@ def apply_changes(catalog: Catalog, u: Upstream, repo: UpstreamRepo, base: str |
     cache: dict[str, Record | None] = {}
     changes: list[Change] = repo.files(new, prefix) if base is None else repo.changes(base, new, prefix)
     at = f"{sub}/" if sub else ""
-    changes, flat_at_new = _with_twins(repo, new, at, changes)
+    changes, flat_at_new = _with_twins(repo, new, at, changes, complete=base is None)
     good: LastGood = {}
     bound = update_bound(catalog, u, repo, base, new, incremental=incremental, cache=cache,
                          also=[c.path for c in changes if c.status != "D"], good=good)
@@ -187,14 +187,16 @@ def apply_changes(catalog: Catalog, u: Upstream, repo: UpstreamRepo, base: str |
     return changed + d_changed, skipped + d_skipped
 
 
-def _with_twins(repo: UpstreamRepo, new: str, at: str, changes: list[Change]) -> tuple[list[Change], set[str]]:
+def _with_twins(repo: UpstreamRepo, new: str, at: str, changes: list[Change],
+                complete: bool) -> tuple[list[Change], set[str]]:
     """The changed files, plus the same version's file in the other layout where it is a file at
     ``new`` and unchanged (registry/record_paths.py); and the flat record paths (relative to the
     index folder) that are files at ``new`` among all of these. A version held at both paths is
-    served from the flat one, so deleting either file must look at the other."""
+    served from the flat one, so deleting either file must look at the other. ``complete``:
+    ``changes`` lists every file at ``new`` (a fresh sync), so there is nothing to look up."""
     known = {c.path: c for c in changes}
     ask: list[str] = []
-    for c in changes:
+    for c in changes if not complete else ():
         key = parse_record_relpath(c.path[len(at):])
         if key is not None:
             ask += [p for p in (at + r for r in record_relpaths(*key)) if p not in known]
