@@ -88,8 +88,6 @@ def _reader(repo: UpstreamRepo) -> Callable[[str], bytes | None]:
 LastGood = dict[tuple[str, str], tuple[str, str]]
 
 
-
-
 def update_bound(catalog: Catalog, u: Upstream, repo: UpstreamRepo, base: str | None, new: str, *,
                  incremental: bool, cache: dict[str, Record | None],
                  also: Collection[str] = (), good: LastGood | None = None) -> dict[tuple[str, str], AcceptedVersion]:
@@ -154,7 +152,7 @@ def apply_changes(catalog: Catalog, u: Upstream, repo: UpstreamRepo, base: str |
     cache: dict[str, Record | None] = {}
     changes: list[Change] = repo.files(new, prefix) if base is None else repo.changes(base, new, prefix)
     at = f"{sub}/" if sub else ""
-    changes, flat_at_new = _with_twins(repo, new, at, changes, complete=base is None)
+    changes, present = _with_twins(repo, new, at, changes, complete=base is None)
     good: LastGood = {}
     bound = update_bound(catalog, u, repo, base, new, incremental=incremental, cache=cache,
                          also=[c.path for c in changes if c.status != "D"], good=good)
@@ -172,7 +170,9 @@ def apply_changes(catalog: Catalog, u: Upstream, repo: UpstreamRepo, base: str |
         where = f"{u.name}:{c.path}@{new[:12]}"
         try:
             with catalog.transaction():  # a savepoint: a failure undoes this record's writes only
-                reason = (_held_flat(catalog, u, rel, where, flat_at_new, at) if c.status != "D" else None) or \
+                if c.status == "D" and _twin(rel) not in present:  # (a move to the other layout is no news)
+                    log.warning("%s: %s was deleted upstream (versions should be yanked, not deleted)", u.name, rel)
+                reason = (_held_flat(catalog, u, rel, where, present, at) if c.status != "D" else None) or \
                     _apply_one(catalog, u, repo, c, rel, where, new, bound, cache, touched, keep)
         except Exception as exc:  # noqa: BLE001 - one record must never hold back the others
             log.exception("%s: %s could not be applied", u.name, rel)
@@ -190,7 +190,7 @@ def apply_changes(catalog: Catalog, u: Upstream, repo: UpstreamRepo, base: str |
 def _with_twins(repo: UpstreamRepo, new: str, at: str, changes: list[Change],
                 complete: bool) -> tuple[list[Change], set[str]]:
     """The changed files, plus the same version's file in the other layout where it is a file at
-    ``new`` and unchanged (registry/record_paths.py); and the flat record paths (relative to the
+    ``new`` and unchanged (registry/record_paths.py); and the record paths (relative to the
     index folder) that are files at ``new`` among all of these. A version held at both paths is
     served from the flat one, so deleting either file must look at the other. ``complete``:
     ``changes`` lists every file at ``new`` (a fresh sync), so there is nothing to look up."""
@@ -202,16 +202,20 @@ def _with_twins(repo: UpstreamRepo, new: str, at: str, changes: list[Change],
             ask += [p for p in (at + r for r in record_relpaths(*key)) if p not in known]
     found = repo.blobs_at(new, sorted(set(ask))) if ask else {}
     changes = changes + [Change("M", p, b) for p, b in sorted(found.items())]
-    flat = {rel for rel in (c.path[len(at):] for c in changes if c.status != "D")
-            if (k := parse_record_relpath(rel)) is not None and rel == record_relpaths(*k)[0]}
-    return changes, flat
+    return changes, {c.path[len(at):] for c in changes if c.status != "D"}
 
 
-def _held_flat(catalog: Catalog, u: Upstream, rel: str, where: str, flat_at_new: set[str], at: str) -> str | None:
+def _twin(rel: str) -> str | None:
+    """The path of the same version in the other record layout (None: not a record path)."""
+    key = parse_record_relpath(rel)
+    return None if key is None else next(p for p in record_relpaths(*key) if p != rel)
+
+
+def _held_flat(catalog: Catalog, u: Upstream, rel: str, where: str, present: set[str], at: str) -> str | None:
     """Why a sharded record is not applied: its version is also at its flat path (which is
     served); None otherwise."""
     key = parse_record_relpath(rel)
-    if key is None or rel == (flat := record_relpaths(*key)[0]) or flat not in flat_at_new:
+    if key is None or rel == (flat := record_relpaths(*key)[0]) or flat not in present:
         return None
     catalog.models.delete_path(u.name, rel)
     return (f"{where}: $: {key[0]}@{key[1]} is also at {at}{flat}, which is served: an index holds each version "
@@ -263,7 +267,6 @@ def _apply_one(catalog: Catalog, u: Upstream, repo: UpstreamRepo, c: Change, rel
     if gone:
         touched.add(gone)
     if c.status == "D":
-        log.warning("%s: %s was deleted upstream (versions should be yanked, not deleted)", u.name, rel)
         return None
     if parse_record_relpath(rel) is None and len(PurePosixPath(rel).parts) != 3:
         catalog.models.delete_path(u.name, rel)
