@@ -8,7 +8,8 @@
 #   then get a verified copy of each published dataset version and re-derive items of it from
 #   its model (`synthmed dataset get`, `dataset verify`).
 # Everything lands under ./site (the site) and ./out (samples and grids); override with
-# SITE=... OUT=... N=... (samples per model), EVAL_N=... (samples per model for evaluate).
+# SITE=... OUT=... N=... (samples per model), EVAL_N=... (samples per model for evaluate),
+# VERIFY_N=... (items re-derived per dataset version), VERIFY_MAX_ABS=... (0: byte-identical only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
@@ -72,7 +73,10 @@ for f in index/datasets/*/*.json; do
   d="public/$(basename "$(dirname "$f")")@$(basename "$f" .json)"
   rm -rf "$OUT/datasets/$d"
   $SM dataset get "$d" -o "$OUT/datasets/$d"
-  $SM dataset verify "$d" --samples "${VERIFY_N:-8}"
+  # --max-abs 1: the retina pairs were published from a machine whose torch ran AVX-512 kernels;
+  # on an AVX2-only CPU 7-15% of their stage II images re-derive one grey level off in one or two
+  # values (docs/datasets.md). Each item still prints identical / within tolerance / DIFFERENT.
+  $SM dataset verify "$d" --samples "${VERIFY_N:-8}" --max-abs "${VERIFY_MAX_ABS:-1}"
 done
 
 $SM status || echo "   (status exits 3: the site is unhealthy, see the warnings above)"

@@ -92,6 +92,29 @@ def test_a_changed_byte_makes_verify_fail_naming_the_item(world: dict[str, Any],
     assert "image/000004.png: identical" in out
 
 
+def test_a_verifier_may_accept_one_grey_level_and_the_report_says_so(world: dict[str, Any],
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    # what another CPU's kernels did to the dual-GAN's images: one value one grey level off
+    near = hp.nudge_png(world["run"], "image/000003.png")
+    hp.publish(world["index"], near, dataset_id="ihc-s7-nudged")
+    site = str(world["home"])
+    assert main(["--site", site, "sync"]) == 0
+    capsys.readouterr()
+    assert main(["--site", site, "dataset", "verify", "ihc-s7-nudged", "--samples", "all"]) == 1
+    assert "image/000003.png: DIFFERENT (max diff 1)" in capsys.readouterr().out
+    report = _json(capsys, "--site", site, "dataset", "verify", "ihc-s7-nudged", "--samples", "all", "--max-abs", "1",
+                   "--json")
+    assert report["passed"] and (report["tolerance"], report["tolerance_source"]) == ({"max_abs": 1.0}, "verifier")
+    outcomes = {f["file"]: f["outcome"] for item in report["items"] for f in item["files"]}
+    assert outcomes.pop("image/000003.png") == "within tolerance" and set(outcomes.values()) == {"identical"}
+    assert main(["--site", site, "dataset", "verify", "ihc-s7-nudged", "--samples", "all", "--max-abs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "tolerance: max |diff| 1, given with --max-abs (the record declares none" in out
+    assert main(["--site", site, "dataset", "verify", "ihc-s7-nudged", "--samples", "all", "--max-abs", "0.5"]) == 1
+    assert main(["--site", site, "dataset", "verify", "ihc-s7-nudged", "--max-abs", "nan"]) == 1
+    assert "a tolerance is a number >= 0" in capsys.readouterr().err
+
+
 def test_a_tampered_store_blob_is_refused_by_get(world: dict[str, Any], tmp_path: Path) -> None:
     from synthmed.site import Site
 

@@ -94,12 +94,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
     pub = site.dataset(args.ref, allow_yanked=True)
     samples: int | str = "all" if str(args.samples) == "all" else args.samples
     report = verify_dataset(site, pub, samples=samples, pick_seed=args.pick_seed, device=args.device,
-                            folder=args.folder)
+                            folder=args.folder, max_abs=args.max_abs)
     if args.json:
         print_json(report.as_dict())
     else:
         print(f"{report.dataset}: re-deriving {len(report.picked)} of {len(pub)} item(s) from {report.model} "
               f"(pick seed {report.pick_seed})")
+        if report.tolerance_source == "verifier":
+            declared = pub.record.generation.get("tolerance")
+            print(f"  tolerance: max |diff| {args.max_abs:g}, given with --max-abs (the record declares "
+                  f"{declared or 'none: byte-identical or equal arrays only'})")
         for item in report.items:
             for f in item.files:
                 extra = f" (max diff {f.max_abs:g})" if f.outcome != "identical" and f.max_abs is not None else ""
@@ -151,6 +155,10 @@ def register(dsub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> Non
     p.add_argument("--samples", default="8", metavar="K|all", help="how many items to check (default 8), or all")
     p.add_argument("--pick-seed", type=int, default=0, metavar="S", help="seed of the random pick (default 0)")
     p.add_argument("--device", help="device to re-derive on (default: the site's)")
+    p.add_argument("--max-abs", type=float, metavar="N",
+                   help="accept decoded values that differ by at most N from the published ones, in place of the "
+                        "record's tolerance (the report says so): for re-deriving with other CPU kernels than the "
+                        "publisher's, which may change a few pixels by one grey level")
     p.add_argument("--folder", metavar="DIR", help="the verified, unpacked copy to compare with (made there when "
                                                   "missing; default: the site's cache/datasets/<sha256>/)")
     add_json_flag(p)

@@ -80,6 +80,27 @@ def write_dataset(index: Path, data: dict[str, Any], message: str) -> None:
     repo.git.commit("-m", message)
 
 
+def nudge_png(run: Path, rel: str) -> Path:
+    """A copy of ``run`` whose PNG ``rel`` has one value one grey level off (re-encoded; the
+    manifest updated to it)."""
+    import numpy as np
+    from PIL import Image
+
+    out = run.parent / (run.name + "-nudged")
+    shutil.copytree(run, out)
+    path = out / rel
+    with Image.open(path) as im:
+        mode, pixels = im.mode, np.array(im)
+    flat = pixels.reshape(-1)
+    flat[0] = flat[0] + 1 if flat[0] < 255 else flat[0] - 1
+    Image.fromarray(pixels, mode).save(path)
+    raw = path.read_bytes()
+    manifest = json.loads((out / dataset_archive.MANIFEST).read_text())
+    manifest["files"][rel] = {"sha256": hashlib.sha256(raw).hexdigest(), "size": len(raw)}
+    (out / dataset_archive.MANIFEST).write_text(json.dumps(manifest, indent=1))
+    return out
+
+
 def tamper_png(run: Path, rel: str) -> Path:
     """A copy of ``run`` whose file ``rel`` has one byte changed inside its pixel data (the
     manifest updated to it, so the artefact is self-consistent: only re-deriving catches it)."""
