@@ -73,9 +73,10 @@ for f in index/datasets/*/*.json; do
   d="public/$(basename "$(dirname "$f")")@$(basename "$f" .json)"
   rm -rf "$OUT/datasets/$d"
   $SM dataset get "$d" -o "$OUT/datasets/$d"
-  # --max-abs 1: the retina pairs were published from a machine whose torch ran AVX-512 kernels;
-  # on an AVX2-only CPU 7-15% of their stage II images re-derive one grey level off in one or two
-  # values (docs/datasets.md). Each item still prints identical / within tolerance / DIFFERENT.
+  # --max-abs 1: the retina pairs were published where torch ran other CPU kernels (most likely
+  # AVX-512); on an AVX2-only CPU 7-15% of their stage II images re-derive one grey level off in
+  # one or two values (docs/datasets.md). Each item still prints identical / within tolerance /
+  # DIFFERENT.
   $SM dataset verify "$d" --samples "${VERIFY_N:-8}" --max-abs "${VERIFY_MAX_ABS:-1}"
 done
 
