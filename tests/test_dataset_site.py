@@ -79,13 +79,18 @@ def test_verify_all_passes(world: dict[str, Any], capsys: pytest.CaptureFixture[
     assert [item["seed"] for item in report["items"]] == list(range(7, 23))
 
 
-def test_a_changed_byte_makes_verify_fail_naming_the_item(world: dict[str, Any],
-                                                          capsys: pytest.CaptureFixture[str]) -> None:
-    bad = hp.tamper_png(world["run"], "image/000005.png")
-    hp.publish(world["index"], bad, dataset_id="ihc-s7-edited")
+def _synced(world: dict[str, Any], run: Path, dataset_id: str, capsys: pytest.CaptureFixture[str]) -> str:
+    """Publish ``run`` as ``dataset_id`` in the world's index and sync its site; the site folder."""
+    hp.publish(world["index"], run, dataset_id=dataset_id)
     site = str(world["home"])
     assert main(["--site", site, "sync"]) == 0
     capsys.readouterr()
+    return site
+
+
+def test_a_changed_byte_makes_verify_fail_naming_the_item(world: dict[str, Any],
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    site = _synced(world, hp.tamper_png(world["run"], "image/000005.png"), "ihc-s7-edited", capsys)
     assert main(["--site", site, "dataset", "verify", "ihc-s7-edited", "--samples", "all"]) == 1
     out, err = capsys.readouterr()
     assert "image/000005.png: DIFFERENT" in out and "item(s) 5 were not made by" in err
@@ -95,11 +100,7 @@ def test_a_changed_byte_makes_verify_fail_naming_the_item(world: dict[str, Any],
 def test_a_verifier_may_accept_one_grey_level_and_the_report_says_so(world: dict[str, Any],
                                                                      capsys: pytest.CaptureFixture[str]) -> None:
     # what another CPU's kernels did to the dual-GAN's images: one value one grey level off
-    near = hp.nudge_png(world["run"], "image/000003.png")
-    hp.publish(world["index"], near, dataset_id="ihc-s7-nudged")
-    site = str(world["home"])
-    assert main(["--site", site, "sync"]) == 0
-    capsys.readouterr()
+    site = _synced(world, hp.nudge_png(world["run"], "image/000003.png"), "ihc-s7-nudged", capsys)
     assert main(["--site", site, "dataset", "verify", "ihc-s7-nudged", "--samples", "all"]) == 1
     assert "image/000003.png: DIFFERENT (max diff 1)" in capsys.readouterr().out
     report = _json(capsys, "--site", site, "dataset", "verify", "ihc-s7-nudged", "--samples", "all", "--max-abs", "1",
