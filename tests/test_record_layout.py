@@ -178,6 +178,22 @@ def test_a_site_follows_an_index_moved_to_shards_and_new_versions_in_them(tmp_pa
     _fresh_equals_incremental(tmp_path, settings, "more")
 
 
+def test_a_move_that_git_does_not_pair_as_a_rename_is_still_a_move(tmp_path: Path) -> None:
+    repo = init_repo(tmp_path / "idx")
+    root = Path(repo.working_dir)
+    write_record(root, unverified("toy-gan"))
+    base = commit(repo, "flat")
+    (root / "models" / "toy-gan" / "1.0.0.json").unlink()
+    # moved, and its description (a mutable field) rewritten at length: too unlike to pair as a rename
+    write_record(root, unverified("toy-gan", description="A rewritten description. " * 200), sharded=True)
+    commit(repo, "move and describe")
+    assert sorted(d.change_type for d in repo.commit(base).diff(repo.head.commit)) == ["A", "D"]
+    result = check_index(repo.working_dir, base)
+    assert result.ok, result.summary()
+    assert (result.moved, result.changed, result.added_models) == (
+        ["toy-gan@1.0.0"], [{"ref": "toy-gan@1.0.0", "fields": ["description"]}], [])
+
+
 def test_a_version_at_both_paths_is_served_from_the_flat_one_until_it_goes(tmp_path: Path, upstream: git.Repo) -> None:
     settings = _site(tmp_path, upstream)
     sync(settings)
