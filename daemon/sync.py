@@ -18,7 +18,7 @@ from synthmed.registry import accepted as history, records
 from synthmed.registry.accepted import AcceptedVersion
 from synthmed.registry.catalog import Catalog
 from synthmed.registry.errors import ConfigError, Problem, RecordError, SyncRefused
-from synthmed.registry.record_paths import layout_hint, parse_record_relpath, record_relpaths
+from synthmed.registry.record_paths import layout_hint, parse_record_relpath, record_relpaths, twin_relpath
 from synthmed.registry.records import Record, load_record_bytes
 from synthmed.registry.redact import redact_text, redact_url
 from synthmed.registry.settings import Settings, Upstream
@@ -170,7 +170,7 @@ def apply_changes(catalog: Catalog, u: Upstream, repo: UpstreamRepo, base: str |
         where = f"{u.name}:{c.path}@{new[:12]}"
         try:
             with catalog.transaction():  # a savepoint: a failure undoes this record's writes only
-                if c.status == "D" and _twin(rel) not in present:  # (a move to the other layout is no news)
+                if c.status == "D" and twin_relpath(rel) not in present:  # (a move to the other layout is no news)
                     log.warning("%s: %s was deleted upstream (versions should be yanked, not deleted)", u.name, rel)
                 reason = (_held_flat(catalog, u, rel, where, present, at) if c.status != "D" else None) or \
                     _apply_one(catalog, u, repo, c, rel, where, new, bound, cache, touched, keep)
@@ -197,18 +197,12 @@ def _with_twins(repo: UpstreamRepo, new: str, at: str, changes: list[Change],
     known = {c.path: c for c in changes}
     ask: list[str] = []
     for c in changes if not complete else ():
-        key = parse_record_relpath(c.path[len(at):])
-        if key is not None:
-            ask += [p for p in (at + r for r in record_relpaths(*key)) if p not in known]
+        twin = twin_relpath(c.path[len(at):])
+        if twin is not None and at + twin not in known:
+            ask.append(at + twin)
     found = repo.blobs_at(new, sorted(set(ask))) if ask else {}
     changes = changes + [Change("M", p, b) for p, b in sorted(found.items())]
     return changes, {c.path[len(at):] for c in changes if c.status != "D"}
-
-
-def _twin(rel: str) -> str | None:
-    """The path of the same version in the other record layout (None: not a record path)."""
-    key = parse_record_relpath(rel)
-    return None if key is None else next(p for p in record_relpaths(*key) if p != rel)
 
 
 def _held_flat(catalog: Catalog, u: Upstream, rel: str, where: str, present: set[str], at: str) -> str | None:
@@ -268,7 +262,7 @@ def _apply_one(catalog: Catalog, u: Upstream, repo: UpstreamRepo, c: Change, rel
         touched.add(gone)
     if c.status == "D":
         return None
-    if parse_record_relpath(rel) is None and len(PurePosixPath(rel).parts) != 3:
+    if len(PurePosixPath(rel).parts) != 3:
         catalog.models.delete_path(u.name, rel)
         return f"{where}: $: not a record path: {layout_hint()}"
     blob = c.blob or ""

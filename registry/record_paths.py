@@ -52,6 +52,12 @@ def record_relpaths(model_id: str, version: str) -> tuple[str, str]:
     return record_relpath(model_id, version), record_relpath(model_id, version, sharded=True)
 
 
+def twin_relpath(rel: str) -> str | None:
+    """The path the same version has in the other layout (None: ``rel`` is not a record path)."""
+    key = parse_record_relpath(rel)
+    return None if key is None else next(p for p in record_relpaths(*key) if p != rel)
+
+
 def is_shard_name(name: str) -> bool:
     return len(name) == SHARD_DIGITS and set(name) <= _HEX
 
@@ -155,4 +161,4 @@ def _glob_escape(text: str) -> str:
 __all__ = ["MODELS_DIR", "SHARD_DIGITS", "duplicate_versions", "expected_text", "find_record", "holds_shards",
            "is_shard_name",
            "is_sharded", "layout_hint", "model_ids", "new_record_path", "parse_record_relpath", "record_files",
-           "record_relpath", "record_relpaths", "shard_of", "versions_of"]
+           "record_relpath", "record_relpaths", "shard_of", "twin_relpath", "versions_of"]

@@ -26,7 +26,7 @@ import git
 from .. import accepted as history
 from .. import dataset_records as dsr
 from ..errors import IndexCheckError, Problem
-from ..record_paths import is_shard_name, parse_record_relpath, record_relpaths
+from ..record_paths import is_shard_name, parse_record_relpath, record_relpaths, twin_relpath
 from ..records import MAX_RECORD_BYTES, MODELS_DIR, MUTABLE_FIELDS, parse_bytes, validate_data
 from ..errors import RecordError
 from . import dataset_policy
@@ -270,17 +270,14 @@ class _IndexDiff:
 
     def _twin_in_head(self, rel: str) -> str | None:
         """The same version's path in the other layout, when the head holds a file there too."""
-        key = parse_record_relpath(rel)
-        if key is None:
+        other = twin_relpath(rel)
+        if other is None:
             return None
-        for other in record_relpaths(*key):
-            if other != rel:
-                try:
-                    self.head.tree[f"{self.prefix}/{other}" if self.prefix else other]
-                    return other
-                except KeyError:
-                    return None
-        return None
+        try:
+            self.head.tree[f"{self.prefix}/{other}" if self.prefix else other]
+        except KeyError:
+            return None
+        return other
 
     def is_dataset(self, path: str) -> bool:
         return path.startswith(self.rel_prefix(dsr.DATASETS_DIR))
